@@ -1,0 +1,596 @@
+//! NGSI-LD entities and attributes, held in *expanded* form (types and attribute names are
+//! full IRIs), and the parser that turns a request body (normalized or concise) into them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::context::{iri, JsonLdContext};
+use crate::error::{ModelError, Result};
+use crate::geojson;
+use crate::time::{parse_datetime_field, serde_dt, serde_dt_opt};
+use crate::uri::is_absolute_uri;
+
+/// The kinds of attribute NGSI-LD defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AttrKind {
+    #[serde(rename = "P")]
+    Property,
+    #[serde(rename = "R")]
+    Relationship,
+    #[serde(rename = "G")]
+    GeoProperty,
+    #[serde(rename = "L")]
+    LanguageProperty,
+    #[serde(rename = "J")]
+    JsonProperty,
+    #[serde(rename = "V")]
+    VocabProperty,
+    #[serde(rename = "LP")]
+    ListProperty,
+    #[serde(rename = "LR")]
+    ListRelationship,
+}
+
+impl AttrKind {
+    /// The compact type name used on the wire.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            AttrKind::Property => "Property",
+            AttrKind::Relationship => "Relationship",
+            AttrKind::GeoProperty => "GeoProperty",
+            AttrKind::LanguageProperty => "LanguageProperty",
+            AttrKind::JsonProperty => "JsonProperty",
+            AttrKind::VocabProperty => "VocabProperty",
+            AttrKind::ListProperty => "ListProperty",
+            AttrKind::ListRelationship => "ListRelationship",
+        }
+    }
+
+    /// The member that carries the attribute's content.
+    pub fn content_key(self) -> &'static str {
+        match self {
+            AttrKind::Property | AttrKind::GeoProperty => "value",
+            AttrKind::Relationship => "object",
+            AttrKind::LanguageProperty => "languageMap",
+            AttrKind::JsonProperty => "json",
+            AttrKind::VocabProperty => "vocab",
+            AttrKind::ListProperty => "valueList",
+            AttrKind::ListRelationship => "objectList",
+        }
+    }
+
+    fn from_iri(iri_: &str) -> Option<AttrKind> {
+        Some(match iri_ {
+            iri::PROPERTY => AttrKind::Property,
+            iri::RELATIONSHIP => AttrKind::Relationship,
+            iri::GEO_PROPERTY => AttrKind::GeoProperty,
+            iri::LANGUAGE_PROPERTY => AttrKind::LanguageProperty,
+            iri::JSON_PROPERTY => AttrKind::JsonProperty,
+            iri::VOCAB_PROPERTY => AttrKind::VocabProperty,
+            iri::LIST_PROPERTY => AttrKind::ListProperty,
+            iri::LIST_RELATIONSHIP => AttrKind::ListRelationship,
+            _ => return None,
+        })
+    }
+
+    fn from_content_keys(obj: &Map<String, Value>) -> Option<AttrKind> {
+        const ORDER: [AttrKind; 7] = [
+            AttrKind::Relationship,
+            AttrKind::LanguageProperty,
+            AttrKind::JsonProperty,
+            AttrKind::VocabProperty,
+            AttrKind::ListProperty,
+            AttrKind::ListRelationship,
+            AttrKind::Property,
+        ];
+        ORDER.into_iter().find(|k| obj.contains_key(k.content_key()))
+    }
+}
+
+/// One instance of an attribute (one `datasetId`), with its sub-attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    #[serde(rename = "k")]
+    pub kind: AttrKind,
+    /// The content: `value`, `object`, `languageMap`, `json`, `vocab` (expanded IRIs),
+    /// `valueList` or `objectList`, depending on `kind`.
+    #[serde(rename = "v")]
+    pub value: Value,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub dataset_id: Option<String>,
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none", with = "serde_dt_opt")]
+    pub observed_at: Option<DateTime<Utc>>,
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub unit_code: Option<String>,
+    /// `objectType` of a Relationship (expanded IRIs).
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub object_type: Option<Value>,
+    #[serde(rename = "c", with = "serde_dt")]
+    pub created_at: DateTime<Utc>,
+    #[serde(rename = "m", with = "serde_dt")]
+    pub modified_at: DateTime<Utc>,
+    /// Sub-attributes, by expanded name, in insertion order.
+    #[serde(rename = "s", default, skip_serializing_if = "Vec::is_empty")]
+    pub sub: Vec<(String, Attribute)>,
+}
+
+impl Attribute {
+    /// A plain Property, as used by code that builds entities (demo data, derived data).
+    pub fn property(value: Value, now: DateTime<Utc>) -> Attribute {
+        Attribute {
+            kind: AttrKind::Property,
+            value,
+            dataset_id: None,
+            observed_at: None,
+            unit_code: None,
+            object_type: None,
+            created_at: now,
+            modified_at: now,
+            sub: Vec::new(),
+        }
+    }
+
+    pub fn sub_attr(&self, name: &str) -> Option<&Attribute> {
+        self.sub.iter().find(|(n, _)| n == name).map(|(_, a)| a)
+    }
+}
+
+/// One attribute name with all its instances (one per `datasetId`, at most one without).
+pub type AttrEntry = (String, Vec<Attribute>);
+
+/// An entity in expanded form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub id: String,
+    #[serde(rename = "ty")]
+    pub types: Vec<String>,
+    #[serde(rename = "sc", default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<String>>,
+    #[serde(rename = "c", with = "serde_dt")]
+    pub created_at: DateTime<Utc>,
+    #[serde(rename = "m", with = "serde_dt")]
+    pub modified_at: DateTime<Utc>,
+    #[serde(rename = "a", default)]
+    pub attrs: Vec<AttrEntry>,
+}
+
+impl Entity {
+    pub fn attr(&self, name: &str) -> Option<&Vec<Attribute>> {
+        self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    pub fn attr_mut(&mut self, name: &str) -> Option<&mut Vec<Attribute>> {
+        self.attrs.iter_mut().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The default instance of an attribute (no datasetId), or the first one.
+    pub fn default_instance(&self, name: &str) -> Option<&Attribute> {
+        let all = self.attr(name)?;
+        all.iter().find(|a| a.dataset_id.is_none()).or_else(|| all.first())
+    }
+
+    pub fn has_type(&self, ty: &str) -> bool {
+        self.types.iter().any(|t| t == ty)
+    }
+}
+
+/// Attribute members that are not sub-attributes.
+const ATTR_RESERVED: [&str; 16] = [
+    "type",
+    "value",
+    "object",
+    "languageMap",
+    "json",
+    "vocab",
+    "valueList",
+    "objectList",
+    "datasetId",
+    "observedAt",
+    "unitCode",
+    "createdAt",
+    "modifiedAt",
+    "deletedAt",
+    "objectType",
+    "instanceId",
+];
+
+/// Entity members that are not attributes.
+const ENTITY_RESERVED: [&str; 8] = ["id", "@id", "type", "@type", "@context", "createdAt", "modifiedAt", "deletedAt"];
+
+/// Validates an attribute or type name as the spec restricts them.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(ModelError::bad_data(format!("{what} name must not be empty")));
+    }
+    if name.len() > 512 {
+        return Err(ModelError::bad_data(format!("{what} name is longer than 512 characters")));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '\'' | '=' | ';' | '(' | ')'))
+    {
+        return Err(ModelError::bad_data(format!("{what} name '{name}' contains the forbidden character {c:?}")));
+    }
+    Ok(())
+}
+
+/// Parses and validates an entity id.
+pub fn parse_entity_id(v: Option<&Value>) -> Result<String> {
+    match v {
+        Some(Value::String(s)) if is_absolute_uri(s) => Ok(s.clone()),
+        Some(Value::String(s)) => Err(ModelError::bad_data(format!("entity 'id' must be an absolute URI, got '{s}'"))),
+        Some(other) => Err(ModelError::bad_data(format!("entity 'id' must be a string, got {other}"))),
+        None => Err(ModelError::bad_data("entity 'id' is missing")),
+    }
+}
+
+/// Parses entity types (a string or a non-empty array of strings) and expands them.
+pub fn parse_types(v: Option<&Value>, ctx: &JsonLdContext) -> Result<Vec<String>> {
+    let names: Vec<&str> = match v {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) if !a.is_empty() => a
+            .iter()
+            .map(|t| t.as_str().ok_or_else(|| ModelError::bad_data(format!("entity 'type' entries must be strings, got {t}"))))
+            .collect::<Result<_>>()?,
+        Some(other) => return Err(ModelError::bad_data(format!("entity 'type' must be a string or non-empty array, got {other}"))),
+        None => return Err(ModelError::bad_data("entity 'type' is missing")),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        validate_name("entity type", n)?;
+        let e = ctx.expand(n);
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `scope` (a string or array of strings like `/Madrid/Gardens`).
+pub fn parse_scope(v: &Value) -> Result<Vec<String>> {
+    let items: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .map(|s| match s.as_str() {
+            Some(s) if s.starts_with('/') && !s.contains(char::is_whitespace) => Ok(s.to_string()),
+            _ => Err(ModelError::bad_data(format!("'scope' entries must be strings starting with '/', got {s}"))),
+        })
+        .collect()
+}
+
+/// How attribute payloads are read.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseMode {
+    /// `null` (or `urn:ngsi-ld:null`) means "delete this attribute" (merge-patch).
+    pub nulls_delete: bool,
+}
+
+/// A parsed attribute payload: its instances, or `None` for "delete it" (merge-patch null).
+pub type ParsedAttr = (String, Option<Vec<Attribute>>);
+
+/// Parses a full entity (create, replace, batch).
+pub fn parse_entity(body: &Map<String, Value>, ctx: &JsonLdContext, now: DateTime<Utc>) -> Result<Entity> {
+    let id = parse_entity_id(body.get("id").or_else(|| body.get("@id")))?;
+    let types = parse_types(body.get("type").or_else(|| body.get("@type")), ctx)?;
+    let attrs = parse_attributes(body, ctx, now, ParseMode { nulls_delete: false })?;
+    let scope = body.get("scope").map(parse_scope).transpose()?;
+    let attrs = attrs.into_iter().filter_map(|(n, a)| a.map(|a| (n, a))).collect();
+    Ok(Entity { id, types, scope, created_at: now, modified_at: now, attrs })
+}
+
+/// Parses the attribute members of a body (entity members such as `id` are skipped).
+pub fn parse_attributes(
+    body: &Map<String, Value>,
+    ctx: &JsonLdContext,
+    now: DateTime<Utc>,
+    mode: ParseMode,
+) -> Result<Vec<ParsedAttr>> {
+    let mut out: Vec<ParsedAttr> = Vec::new();
+    for (name, raw) in body {
+        if ENTITY_RESERVED.contains(&name.as_str()) || name == "scope" {
+            continue;
+        }
+        validate_name("attribute", name)?;
+        let iri_ = ctx.expand(name);
+        let parsed = parse_attr_value(name, &iri_, raw, ctx, now, mode)?;
+        if out.iter().any(|(n, _)| *n == iri_) {
+            return Err(ModelError::bad_data(format!("attribute '{name}' appears twice")));
+        }
+        out.push((iri_, parsed));
+    }
+    Ok(out)
+}
+
+fn is_null_marker(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some("urn:ngsi-ld:null")
+}
+
+/// Parses one attribute's payload (an object, an array of instances, or a concise value).
+pub fn parse_attr_value(
+    name: &str,
+    iri_: &str,
+    raw: &Value,
+    ctx: &JsonLdContext,
+    now: DateTime<Utc>,
+    mode: ParseMode,
+) -> Result<Option<Vec<Attribute>>> {
+    if is_null_marker(raw) {
+        return if mode.nulls_delete {
+            Ok(None)
+        } else {
+            Err(ModelError::bad_data(format!("attribute '{name}' must not be null")))
+        };
+    }
+    let instances: Vec<Attribute> = match raw {
+        Value::Array(items) if !items.is_empty() && items.iter().all(|i| looks_like_attribute(i, ctx)) => items
+            .iter()
+            .map(|i| parse_one(name, iri_, i, ctx, now, mode, 0))
+            .collect::<Result<Vec<Option<Attribute>>>>()?
+            .into_iter()
+            .flatten()
+            .collect(),
+        _ => match parse_one(name, iri_, raw, ctx, now, mode, 0)? {
+            Some(a) => vec![a],
+            None => return Ok(None),
+        },
+    };
+    for (i, a) in instances.iter().enumerate() {
+        if instances[..i].iter().any(|b| b.dataset_id == a.dataset_id) {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}' has two instances with the same datasetId {:?}",
+                a.dataset_id
+            )));
+        }
+    }
+    Ok(Some(instances))
+}
+
+fn looks_like_attribute(v: &Value, ctx: &JsonLdContext) -> bool {
+    let Value::Object(o) = v else { return false };
+    if let Some(t) = o.get("type").and_then(Value::as_str) {
+        if AttrKind::from_iri(&ctx.expand(t)).is_some() {
+            return true;
+        }
+    }
+    AttrKind::from_content_keys(o).is_some()
+}
+
+const MAX_SUB_DEPTH: usize = 16;
+
+fn parse_one(
+    name: &str,
+    iri_: &str,
+    raw: &Value,
+    ctx: &JsonLdContext,
+    now: DateTime<Utc>,
+    mode: ParseMode,
+    depth: usize,
+) -> Result<Option<Attribute>> {
+    if depth > MAX_SUB_DEPTH {
+        return Err(ModelError::bad_data(format!("attribute '{name}' nests sub-attributes too deeply")));
+    }
+    let geo_only = matches!(iri_, iri::LOCATION | iri::OBSERVATION_SPACE | iri::OPERATION_SPACE);
+    let obj = match raw {
+        Value::Object(o) if looks_like_attribute(raw, ctx) => o,
+        // Concise forms: a bare geometry is a GeoProperty, anything else a Property.
+        other => {
+            let kind = if geojson::looks_like_geometry(other) { AttrKind::GeoProperty } else { AttrKind::Property };
+            if geo_only && kind != AttrKind::GeoProperty {
+                return Err(ModelError::bad_data(format!("attribute '{name}' must be a GeoProperty")));
+            }
+            if kind == AttrKind::GeoProperty {
+                geojson::validate_geometry(name, other)?;
+            }
+            return Ok(Some(Attribute::property(other.clone(), now)).map(|mut a| {
+                a.kind = kind;
+                a
+            }));
+        }
+    };
+    let kind = match obj.get("type") {
+        Some(Value::String(t)) => AttrKind::from_iri(&ctx.expand(t))
+            .ok_or_else(|| ModelError::bad_data(format!("attribute '{name}' has the unknown type '{t}'")))?,
+        Some(other) => return Err(ModelError::bad_data(format!("attribute '{name}' has an invalid type {other}"))),
+        None => AttrKind::from_content_keys(obj)
+            .ok_or_else(|| ModelError::bad_data(format!("attribute '{name}' has no value")))?,
+    };
+    if geo_only && kind != AttrKind::GeoProperty {
+        return Err(ModelError::bad_data(format!("attribute '{name}' must be a GeoProperty")));
+    }
+    let key = kind.content_key();
+    let content = match obj.get(key) {
+        Some(v) if is_null_marker(v) => {
+            if mode.nulls_delete {
+                return Ok(None);
+            }
+            return Err(ModelError::bad_data(format!("attribute '{name}': '{key}' must not be null")));
+        }
+        Some(v) => v,
+        None => return Err(ModelError::bad_data(format!("attribute '{name}' of type {} has no '{key}'", kind.type_name()))),
+    };
+    let value = validate_content(name, kind, content, ctx)?;
+    let dataset_id = match obj.get("datasetId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
+        Some(other) => return Err(ModelError::bad_data(format!("attribute '{name}': 'datasetId' must be a URI, got {other}"))),
+    };
+    let observed_at = match obj.get("observedAt") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_datetime_field(&format!("{name}.observedAt"), v)?),
+    };
+    let unit_code = match obj.get("unitCode") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(other) => return Err(ModelError::bad_data(format!("attribute '{name}': 'unitCode' must be a string, got {other}"))),
+    };
+    let object_type = match obj.get("objectType") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(Value::String(ctx.expand(s))),
+        Some(Value::Array(a)) => Some(Value::Array(
+            a.iter().filter_map(Value::as_str).map(|s| Value::String(ctx.expand(s))).collect(),
+        )),
+        Some(other) => return Err(ModelError::bad_data(format!("attribute '{name}': invalid 'objectType' {other}"))),
+    };
+    let mut sub = Vec::new();
+    for (sname, sraw) in obj {
+        if ATTR_RESERVED.contains(&sname.as_str()) || sname == "@context" {
+            continue;
+        }
+        validate_name("sub-attribute", sname)?;
+        let siri = ctx.expand(sname);
+        let sraw = match sraw {
+            Value::Array(a) if a.len() == 1 => &a[0],
+            other => other,
+        };
+        match parse_one(sname, &siri, sraw, ctx, now, mode, depth + 1)? {
+            Some(a) => sub.push((siri, a)),
+            None => sub.push((siri, Attribute { value: Value::Null, ..Attribute::property(Value::Null, now) })),
+        }
+    }
+    Ok(Some(Attribute {
+        kind,
+        value,
+        dataset_id,
+        observed_at,
+        unit_code,
+        object_type,
+        created_at: now,
+        modified_at: now,
+        sub,
+    }))
+}
+
+fn validate_content(name: &str, kind: AttrKind, v: &Value, ctx: &JsonLdContext) -> Result<Value> {
+    match kind {
+        AttrKind::Property | AttrKind::JsonProperty => Ok(v.clone()),
+        AttrKind::GeoProperty => {
+            geojson::validate_geometry(name, v)?;
+            Ok(v.clone())
+        }
+        AttrKind::Relationship => match v {
+            Value::String(s) if is_absolute_uri(s) => Ok(v.clone()),
+            Value::Array(a) if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_absolute_uri)) => Ok(v.clone()),
+            other => Err(ModelError::bad_data(format!("relationship '{name}': 'object' must be a URI, got {other}"))),
+        },
+        AttrKind::LanguageProperty => {
+            let Value::Object(m) = v else {
+                return Err(ModelError::bad_data(format!("'{name}': 'languageMap' must be an object")));
+            };
+            for (lang, text) in m {
+                let ok = text.is_string() || text.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+                if !ok || lang.is_empty() {
+                    return Err(ModelError::bad_data(format!("'{name}': languageMap entry '{lang}' must be a string")));
+                }
+            }
+            Ok(v.clone())
+        }
+        AttrKind::VocabProperty => match v {
+            Value::String(s) => Ok(Value::String(ctx.expand(s))),
+            Value::Array(a) if a.iter().all(Value::is_string) => {
+                Ok(Value::Array(a.iter().filter_map(Value::as_str).map(|s| Value::String(ctx.expand(s))).collect()))
+            }
+            other => Err(ModelError::bad_data(format!("'{name}': 'vocab' must be a string or strings, got {other}"))),
+        },
+        AttrKind::ListProperty => match v {
+            Value::Array(_) => Ok(v.clone()),
+            other => Err(ModelError::bad_data(format!("'{name}': 'valueList' must be an array, got {other}"))),
+        },
+        AttrKind::ListRelationship => {
+            let Value::Array(a) = v else {
+                return Err(ModelError::bad_data(format!("'{name}': 'objectList' must be an array")));
+            };
+            let mut out = Vec::with_capacity(a.len());
+            for item in a {
+                let uri = item.as_str().or_else(|| item.get("object").and_then(Value::as_str));
+                match uri {
+                    Some(u) if is_absolute_uri(u) => out.push(Value::String(u.to_string())),
+                    _ => return Err(ModelError::bad_data(format!("'{name}': objectList entries must be URIs, got {item}"))),
+                }
+            }
+            Ok(Value::Array(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::DEFAULT_VOCAB;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        crate::time::parse_datetime("2024-01-01T00:00:00Z").unwrap()
+    }
+
+    fn parse(v: Value) -> Result<Entity> {
+        parse_entity(v.as_object().unwrap(), &JsonLdContext::core(), now())
+    }
+
+    #[test]
+    fn parses_normalized_entity() {
+        let e = parse(json!({
+            "id": "urn:ngsi-ld:Vehicle:A1", "type": "Vehicle",
+            "speed": {"type": "Property", "value": 50, "unitCode": "KMH", "observedAt": "2024-01-01T10:00:00Z",
+                      "accuracy": {"type": "Property", "value": 0.9}},
+            "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:1"},
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [2.1, 41.3]}},
+            "name": {"type": "LanguageProperty", "languageMap": {"en": "car", "es": "coche"}}
+        }))
+        .unwrap();
+        assert_eq!(e.types, vec![format!("{DEFAULT_VOCAB}Vehicle")]);
+        let speed = e.default_instance(&format!("{DEFAULT_VOCAB}speed")).unwrap();
+        assert_eq!(speed.value, json!(50));
+        assert_eq!(speed.unit_code.as_deref(), Some("KMH"));
+        assert!(speed.sub_attr(&format!("{DEFAULT_VOCAB}accuracy")).is_some());
+        assert_eq!(e.default_instance(iri::LOCATION).unwrap().kind, AttrKind::GeoProperty);
+        assert_eq!(e.default_instance(&format!("{DEFAULT_VOCAB}owner")).unwrap().kind, AttrKind::Relationship);
+    }
+
+    #[test]
+    fn parses_concise_and_multi_instance() {
+        let e = parse(json!({
+            "id": "urn:ngsi-ld:X:1", "type": ["A", "B"],
+            "temp": 20.5,
+            "loc2": {"type": "Point", "coordinates": [1, 2]},
+            "rel": {"object": "urn:x:y"},
+            "multi": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "urn:ds:2"}]
+        }))
+        .unwrap();
+        assert_eq!(e.types.len(), 2);
+        assert_eq!(e.default_instance(&format!("{DEFAULT_VOCAB}loc2")).unwrap().kind, AttrKind::GeoProperty);
+        assert_eq!(e.attr(&format!("{DEFAULT_VOCAB}multi")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_input_naming_the_field() {
+        let cases = [
+            (json!({"type": "T"}), "'id' is missing"),
+            (json!({"id": "not a uri", "type": "T"}), "absolute URI"),
+            (json!({"id": "urn:a:b"}), "'type' is missing"),
+            (json!({"id": "urn:a:b", "type": "T", "r": {"type": "Relationship", "object": "x"}}), "relationship 'r'"),
+            (json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property"}}), "has no 'value'"),
+            (json!({"id": "urn:a:b", "type": "T", "p": {"type": "Foo", "value": 1}}), "unknown type 'Foo'"),
+            (json!({"id": "urn:a:b", "type": "T", "location": 5}), "must be a GeoProperty"),
+            (json!({"id": "urn:a:b", "type": "T", "g": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1]}}}), "'g'"),
+            (json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property", "value": 1, "observedAt": "x"}}), "p.observedAt"),
+            (json!({"id": "urn:a:b", "type": "T", "bad name": 1}), "forbidden character"),
+            (json!({"id": "urn:a:b", "type": "T", "p": null}), "'p' must not be null"),
+        ];
+        for (body, needle) in cases {
+            let err = parse(body.clone()).unwrap_err();
+            assert!(err.detail.contains(needle), "{body}: {}", err.detail);
+        }
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let e = parse(json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property", "value": {"x": [1, 2]}, "observedAt": "2024-01-01T10:00:00.5Z"}})).unwrap();
+        let bytes = serde_json::to_vec(&e).unwrap();
+        let back: Entity = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(e, back);
+    }
+}

@@ -1,0 +1,244 @@
+//! Output representations of entities: normalized, concise, keyValues (simplified) and
+//! GeoJSON, compacted with the request's `@context`, with optional system attributes,
+//! attribute projection (`attrs`/`pick`/`omit`) and language selection (`lang`).
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use crate::context::JsonLdContext;
+use crate::entity::{AttrKind, Attribute, Entity};
+use crate::time::format_datetime;
+
+/// The representation asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Normalized,
+    Concise,
+    KeyValues,
+}
+
+/// Which members of an entity to include.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    /// Attributes to keep (expanded names); `None` keeps all.
+    pub attrs: Option<HashSet<String>>,
+    /// Attributes to drop (expanded names).
+    pub omit: HashSet<String>,
+    pub omit_id: bool,
+    pub omit_type: bool,
+}
+
+impl Projection {
+    pub fn keeps(&self, attr: &str) -> bool {
+        self.attrs.as_ref().is_none_or(|a| a.contains(attr)) && !self.omit.contains(attr)
+    }
+}
+
+/// Rendering options.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    pub format: Format,
+    pub sys_attrs: bool,
+    pub projection: Projection,
+    pub lang: Option<String>,
+}
+
+fn compact_types(types: &[String], ctx: &JsonLdContext) -> Value {
+    if types.len() == 1 {
+        Value::String(ctx.compact(&types[0]))
+    } else {
+        Value::Array(types.iter().map(|t| Value::String(ctx.compact(t))).collect())
+    }
+}
+
+/// Renders an entity as a JSON object (without `@context`).
+pub fn render_entity(e: &Entity, ctx: &JsonLdContext, o: &RenderOptions) -> Map<String, Value> {
+    let mut out = Map::new();
+    if !o.projection.omit_id {
+        out.insert("id".into(), Value::String(e.id.clone()));
+    }
+    if !o.projection.omit_type {
+        out.insert("type".into(), compact_types(&e.types, ctx));
+    }
+    if let Some(scope) = &e.scope {
+        let v = if scope.len() == 1 { Value::String(scope[0].clone()) } else { scope.iter().cloned().map(Value::String).collect() };
+        out.insert("scope".into(), v);
+    }
+    if o.sys_attrs && o.format != Format::KeyValues {
+        out.insert("createdAt".into(), Value::String(format_datetime(&e.created_at)));
+        out.insert("modifiedAt".into(), Value::String(format_datetime(&e.modified_at)));
+    }
+    for (name, instances) in &e.attrs {
+        if !o.projection.keeps(name) {
+            continue;
+        }
+        out.insert(ctx.compact(name), render_instances(instances, ctx, o));
+    }
+    out
+}
+
+/// Renders all instances of one attribute (an object, or an array for several).
+pub fn render_instances(instances: &[Attribute], ctx: &JsonLdContext, o: &RenderOptions) -> Value {
+    if instances.len() == 1 {
+        render_attribute(&instances[0], ctx, o)
+    } else {
+        Value::Array(instances.iter().map(|a| render_attribute(a, ctx, o)).collect())
+    }
+}
+
+fn pick_language(map: &Value, lang: &str) -> Option<(String, Value)> {
+    let m = map.as_object()?;
+    if let Some(v) = m.get(lang) {
+        return Some((lang.to_string(), v.clone()));
+    }
+    if let Some(v) = m.get("@none") {
+        return Some(("@none".to_string(), v.clone()));
+    }
+    m.iter().next().map(|(k, v)| (k.clone(), v.clone()))
+}
+
+fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
+    match a.kind {
+        AttrKind::VocabProperty => match &a.value {
+            Value::String(s) => Value::String(ctx.compact(s)),
+            Value::Array(v) => Value::Array(v.iter().map(|s| Value::String(ctx.compact(s.as_str().unwrap_or_default()))).collect()),
+            other => other.clone(),
+        },
+        AttrKind::ListRelationship => match &a.value {
+            Value::Array(v) => Value::Array(v.iter().map(|o| serde_json::json!({ "object": o })).collect()),
+            other => other.clone(),
+        },
+        _ => a.value.clone(),
+    }
+}
+
+/// Renders one attribute instance.
+pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -> Value {
+    if o.format == Format::KeyValues {
+        return match (a.kind, &o.lang) {
+            (AttrKind::LanguageProperty, Some(lang)) => pick_language(&a.value, lang).map(|(_, v)| v).unwrap_or(Value::Null),
+            (AttrKind::ListRelationship, _) => a.value.clone(),
+            _ => content(a, ctx),
+        };
+    }
+    let mut m = Map::new();
+    let concise = o.format == Format::Concise;
+    let mut kind = a.kind;
+    let mut body = content(a, ctx);
+    let mut lang_used = None;
+    if let (AttrKind::LanguageProperty, Some(lang)) = (a.kind, &o.lang) {
+        if let Some((l, v)) = pick_language(&a.value, lang) {
+            kind = AttrKind::Property;
+            body = v;
+            lang_used = Some(l);
+        }
+    }
+    let simple = a.sub.is_empty()
+        && a.observed_at.is_none()
+        && a.unit_code.is_none()
+        && a.dataset_id.is_none()
+        && a.object_type.is_none()
+        && lang_used.is_none()
+        && !o.sys_attrs;
+    if concise && simple && (kind == AttrKind::GeoProperty || (kind == AttrKind::Property && !body.is_object())) {
+        return body;
+    }
+    // Concise drops the type where the content key identifies it; a GeoProperty keeps it,
+    // since `{"value": geometry}` would read back as a Property.
+    if !concise || kind == AttrKind::GeoProperty {
+        m.insert("type".into(), Value::String(kind.type_name().into()));
+    }
+    m.insert(kind.content_key().into(), body);
+    if let Some(l) = lang_used {
+        m.insert("lang".into(), Value::String(l));
+    }
+    if let Some(t) = &a.object_type {
+        let t = match t {
+            Value::String(s) => Value::String(ctx.compact(s)),
+            Value::Array(v) => Value::Array(v.iter().map(|s| Value::String(ctx.compact(s.as_str().unwrap_or_default()))).collect()),
+            other => other.clone(),
+        };
+        m.insert("objectType".into(), t);
+    }
+    if let Some(d) = &a.dataset_id {
+        m.insert("datasetId".into(), Value::String(d.clone()));
+    }
+    if let Some(t) = &a.observed_at {
+        m.insert("observedAt".into(), Value::String(format_datetime(t)));
+    }
+    if let Some(u) = &a.unit_code {
+        m.insert("unitCode".into(), Value::String(u.clone()));
+    }
+    if o.sys_attrs {
+        m.insert("createdAt".into(), Value::String(format_datetime(&a.created_at)));
+        m.insert("modifiedAt".into(), Value::String(format_datetime(&a.modified_at)));
+    }
+    for (name, sub) in &a.sub {
+        m.insert(ctx.compact(name), render_attribute(sub, ctx, o));
+    }
+    Value::Object(m)
+}
+
+/// Renders an entity as a GeoJSON Feature; `geometry_attr` is the expanded name of the
+/// GeoProperty used as the feature's geometry.
+pub fn render_feature(e: &Entity, ctx: &JsonLdContext, o: &RenderOptions, geometry_attr: &str) -> Value {
+    let mut props = render_entity(e, ctx, o);
+    props.remove("id");
+    let geometry = e.default_instance(geometry_attr).filter(|a| a.kind == AttrKind::GeoProperty).map(|a| a.value.clone()).unwrap_or(Value::Null);
+    let mut f = Map::new();
+    f.insert("id".into(), Value::String(e.id.clone()));
+    f.insert("type".into(), Value::String("Feature".into()));
+    f.insert("geometry".into(), geometry);
+    f.insert("properties".into(), Value::Object(props));
+    Value::Object(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::parse_entity;
+    use chrono::Utc;
+    use serde_json::json;
+
+    fn ent() -> Entity {
+        let body = json!({
+            "id": "urn:ngsi-ld:T:1", "type": "T",
+            "speed": {"type": "Property", "value": 5, "unitCode": "KMH"},
+            "plain": {"type": "Property", "value": 1},
+            "owner": {"type": "Relationship", "object": "urn:x:1"},
+            "name": {"type": "LanguageProperty", "languageMap": {"en": "road", "es": "calle"}},
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1, 2]}}
+        });
+        parse_entity(body.as_object().unwrap(), &JsonLdContext::core(), Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn normalized_concise_keyvalues() {
+        let ctx = JsonLdContext::core();
+        let e = ent();
+        let n = render_entity(&e, &ctx, &RenderOptions::default());
+        assert_eq!(n["speed"], json!({"type": "Property", "value": 5, "unitCode": "KMH"}));
+        assert_eq!(n["owner"], json!({"type": "Relationship", "object": "urn:x:1"}));
+        let c = render_entity(&e, &ctx, &RenderOptions { format: Format::Concise, ..Default::default() });
+        assert_eq!(c["plain"], json!(1));
+        assert_eq!(c["speed"], json!({"value": 5, "unitCode": "KMH"}));
+        assert_eq!(c["owner"], json!({"object": "urn:x:1"}));
+        assert_eq!(c["location"], json!({"type": "Point", "coordinates": [1, 2]}));
+        let k = render_entity(&e, &ctx, &RenderOptions { format: Format::KeyValues, lang: Some("es".into()), ..Default::default() });
+        assert_eq!(k["speed"], json!(5));
+        assert_eq!(k["owner"], json!("urn:x:1"));
+        assert_eq!(k["name"], json!("calle"));
+        let l = render_entity(&e, &ctx, &RenderOptions { lang: Some("en".into()), ..Default::default() });
+        assert_eq!(l["name"], json!({"type": "Property", "value": "road", "lang": "en"}));
+    }
+
+    #[test]
+    fn geojson_feature() {
+        let ctx = JsonLdContext::core();
+        let f = render_feature(&ent(), &ctx, &RenderOptions::default(), crate::context::iri::LOCATION);
+        assert_eq!(f["geometry"], json!({"type": "Point", "coordinates": [1, 2]}));
+        assert_eq!(f["properties"]["type"], json!("T"));
+    }
+}

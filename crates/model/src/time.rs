@@ -1,0 +1,90 @@
+//! Date-time parsing and formatting in the NGSI-LD dialect of ISO 8601 (UTC, `Z`).
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+
+use crate::error::{ModelError, Result};
+
+/// Parses an ISO 8601 date-time. Offsets are normalised to UTC; a date-time without
+/// offset is read as UTC, as most brokers do.
+pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(t.and_utc());
+        }
+    }
+    None
+}
+
+/// Parses a date-time for the field `field`, with an error naming the field.
+pub fn parse_datetime_field(field: &str, v: &serde_json::Value) -> Result<DateTime<Utc>> {
+    v.as_str()
+        .and_then(parse_datetime)
+        .ok_or_else(|| ModelError::bad_data(format!("'{field}' must be an ISO 8601 date-time string, got {v}")))
+}
+
+/// True when `s` is an ISO 8601 date (YYYY-MM-DD).
+pub fn is_date(s: &str) -> bool {
+    s.len() == 10 && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+}
+
+/// Formats as the spec's DateTime: UTC with `Z`, fractional seconds only when present.
+pub fn format_datetime(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Serde adapter for `DateTime<Utc>` fields written in the spec's format.
+pub mod serde_dt {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_datetime(t))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_datetime(&s).ok_or_else(|| serde::de::Error::custom(format!("bad date-time {s}")))
+    }
+}
+
+/// Serde adapter for `Option<DateTime<Utc>>`.
+pub mod serde_dt_opt {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&format_datetime(t)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => parse_datetime(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("bad date-time {s}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_common_forms() {
+        for s in ["2020-09-01T12:03:00Z", "2020-09-01T12:03:00.123Z"] {
+            let t = parse_datetime(s).unwrap();
+            assert_eq!(format_datetime(&t), s);
+        }
+        let t = parse_datetime("2020-09-01T14:03:00+02:00").unwrap();
+        assert_eq!(format_datetime(&t), "2020-09-01T12:03:00Z");
+        assert!(parse_datetime("yesterday").is_none());
+        assert!(is_date("2021-02-03"));
+        assert!(!is_date("2021-02-30"));
+    }
+}
