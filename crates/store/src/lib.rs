@@ -1,1 +1,19 @@
-//! placeholder
+//! Storage for citybrain: the traits the domain talks to ([`EntityStore`], the change
+//! feed) and the embedded engine ([`EmbeddedStore`]): an in-memory state with a
+//! write-ahead log (group commit, fsync before acknowledgement) and snapshots on local
+//! disk. A PostgreSQL/NATS implementation will plug in behind the same traits.
+
+mod engine;
+mod error;
+mod snapshot;
+mod state;
+mod traits;
+mod wal;
+
+pub use engine::{EmbeddedStore, StoreOptions, StoreStats};
+pub use error::StoreError;
+pub use traits::{Change, ChangeKind, Commit, EntityStore, Modified, Write};
+
+/// Version of the on-disk formats written by this build (WAL segments and snapshots).
+/// Bump it on any incompatible change and keep a reader for the old one.
+pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,520 @@
+//! The embedded engine: in-memory state, a write-ahead log with group commit, and
+//! snapshots, in one data directory.
+//!
+//! Write path: a writer takes its tenant's write lock, decides, appends the record to the
+//! pending log buffer (which assigns the LSN), applies the change in memory and releases
+//! the lock. The committer thread writes the pending buffer, calls `fdatasync`, then
+//! advances the durable LSN (waking every writer of the batch) and publishes the batch's
+//! changes on the feed. A write is acknowledged only once its LSN is durable; readers may
+//! see a change a few hundred microseconds before it is durable (as with most engines
+//! that group commits), never a change that is later lost *and* acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write as _;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use chrono::Utc;
+use citybrain_model::{Entity, ModelError};
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::StoreError;
+use crate::snapshot::{self, SnapshotData};
+use crate::state::TenantState;
+use crate::traits::{Change, ChangeKind, Commit, EntityStore, Modified, Write};
+use crate::wal::{self, WalOp};
+
+/// Options of the embedded engine.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub dir: PathBuf,
+    /// Take a snapshot (and drop older log segments) after this many log bytes.
+    pub snapshot_after_bytes: u64,
+}
+
+impl StoreOptions {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), snapshot_after_bytes: 256 * 1024 * 1024 }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreStats {
+    pub records: u64,
+    pub batches: u64,
+    pub bytes: u64,
+    pub fsync_micros_total: u64,
+    pub snapshots: u64,
+    pub durable_lsn: u64,
+    pub feed_subscribers: u64,
+}
+
+struct Tenant {
+    state: RwLock<TenantState>,
+    written: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    next_lsn: u64,
+    last_lsn: u64,
+    changes: Vec<Arc<Change>>,
+    shutdown: bool,
+    snapshot_requested: bool,
+}
+
+type DocKey = (String, String, String); // (collection, tenant, id)
+
+struct Inner {
+    dir: PathBuf,
+    options: StoreOptions,
+    tenants: RwLock<HashMap<Arc<str>, Arc<Tenant>>>,
+    docs: RwLock<BTreeMap<DocKey, Value>>,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    durable: watch::Sender<(u64, bool)>,
+    failed: AtomicBool,
+    feed: Mutex<Vec<mpsc::UnboundedSender<Arc<Change>>>>,
+    records: AtomicU64,
+    batches: AtomicU64,
+    bytes: AtomicU64,
+    fsync_micros: AtomicU64,
+    snapshots: AtomicU64,
+}
+
+/// The embedded store. Cloning shares it.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+    committer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// Borrowed twin of [`WalOp`] for encoding without cloning entities.
+#[derive(Serialize)]
+enum WalOpRef<'a> {
+    #[serde(rename = "pe")]
+    PutEntity { t: &'a str, e: &'a Entity },
+    #[serde(rename = "de")]
+    DeleteEntity { t: &'a str, id: &'a str },
+    #[serde(rename = "pd")]
+    PutDoc { t: &'a str, c: &'a str, id: &'a str, v: &'a Value },
+    #[serde(rename = "dd")]
+    DeleteDoc { t: &'a str, c: &'a str, id: &'a str },
+}
+
+#[derive(Serialize)]
+struct WalRecordRef<'a> {
+    lsn: u64,
+    op: WalOpRef<'a>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) a store in `options.dir`, recovering from the latest snapshot
+    /// and the log.
+    pub fn open(options: StoreOptions) -> Result<EmbeddedStore, StoreError> {
+        let dir = options.dir.clone();
+        std::fs::create_dir_all(&dir)?;
+        let mut tenants: HashMap<Arc<str>, Arc<Tenant>> = HashMap::new();
+        let mut docs: BTreeMap<DocKey, Value> = BTreeMap::new();
+        let mut snap_lsn = 0u64;
+        for (_, path) in snapshot::list(&dir)?.into_iter().rev() {
+            match snapshot::read(&path)? {
+                Some(data) => {
+                    snap_lsn = data.lsn;
+                    for (t, e) in data.entities {
+                        tenant_entry(&mut tenants, &t).state.write().put(e);
+                    }
+                    for (t, c, id, v) in data.docs {
+                        tenant_entry(&mut tenants, &t);
+                        docs.insert((c, t, id), v);
+                    }
+                    tracing::info!(snapshot = %path.display(), lsn = snap_lsn, "loaded snapshot");
+                    break;
+                }
+                None => tracing::warn!(snapshot = %path.display(), "ignoring incomplete snapshot"),
+            }
+        }
+        let segments = wal::list_segments(&dir)?;
+        let mut max_lsn = snap_lsn;
+        let mut replayed = 0u64;
+        let mut last_good: Option<(PathBuf, u64)> = None;
+        for (i, (_, path)) in segments.iter().enumerate() {
+            let (records, good_len, torn) = wal::read_segment(path)?;
+            let is_last = i + 1 == segments.len();
+            if torn && !is_last {
+                return Err(StoreError::Corrupt {
+                    file: path.display().to_string(),
+                    detail: format!("damaged log frame at byte {good_len} in a segment that is not the last"),
+                });
+            }
+            if torn {
+                tracing::warn!(segment = %path.display(), at = good_len, "cutting a torn log tail (never acknowledged)");
+            }
+            for rec in records {
+                if rec.lsn <= snap_lsn {
+                    continue;
+                }
+                max_lsn = max_lsn.max(rec.lsn);
+                replayed += 1;
+                match rec.op {
+                    WalOp::PutEntity { t, e } => tenant_entry(&mut tenants, &t).state.write().put(Arc::new(e)),
+                    WalOp::DeleteEntity { t, id } => {
+                        tenant_entry(&mut tenants, &t).state.write().delete(&id);
+                    }
+                    WalOp::PutDoc { t, c, id, v } => {
+                        tenant_entry(&mut tenants, &t);
+                        docs.insert((c, t, id), v);
+                    }
+                    WalOp::DeleteDoc { t, c, id } => {
+                        docs.remove(&(c, t, id));
+                    }
+                }
+            }
+            if is_last {
+                last_good = Some((path.clone(), good_len));
+            }
+        }
+        let file = match last_good {
+            Some((path, len)) => wal::reopen_for_append(&path, len)?,
+            None => wal::create_segment(&dir, max_lsn + 1)?,
+        };
+        tracing::info!(dir = %dir.display(), lsn = max_lsn, replayed, tenants = tenants.len(), "store opened");
+        let (durable, _) = watch::channel((max_lsn, false));
+        let inner = Arc::new(Inner {
+            dir: dir.clone(),
+            options,
+            tenants: RwLock::new(tenants),
+            docs: RwLock::new(docs),
+            pending: Mutex::new(Pending { next_lsn: max_lsn + 1, last_lsn: max_lsn, ..Default::default() }),
+            wake: Condvar::new(),
+            durable,
+            failed: AtomicBool::new(false),
+            feed: Mutex::new(Vec::new()),
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            fsync_micros: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+        });
+        let worker = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("citybrain-wal".into())
+            .spawn(move || committer(worker, file))?;
+        Ok(EmbeddedStore { inner, committer: Arc::new(Mutex::new(Some(handle))) })
+    }
+
+    /// Asks for a snapshot now (it runs on the committer thread).
+    pub fn request_snapshot(&self) {
+        self.inner.pending.lock().snapshot_requested = true;
+        self.inner.wake.notify_one();
+    }
+
+    /// Flushes, takes a final snapshot and stops the committer. Idempotent.
+    pub fn close(&self) {
+        {
+            let mut p = self.inner.pending.lock();
+            p.shutdown = true;
+        }
+        self.inner.wake.notify_one();
+        if let Some(h) = self.committer.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let i = &self.inner;
+        StoreStats {
+            records: i.records.load(Ordering::Relaxed),
+            batches: i.batches.load(Ordering::Relaxed),
+            bytes: i.bytes.load(Ordering::Relaxed),
+            fsync_micros_total: i.fsync_micros.load(Ordering::Relaxed),
+            snapshots: i.snapshots.load(Ordering::Relaxed),
+            durable_lsn: i.durable.borrow().0,
+            feed_subscribers: i.feed.lock().len() as u64,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn tenant(&self, t: &str) -> Option<Arc<Tenant>> {
+        self.inner.tenants.read().get(t).cloned()
+    }
+
+    fn tenant_or_create(&self, t: &str) -> Arc<Tenant> {
+        if let Some(x) = self.tenant(t) {
+            return x;
+        }
+        tenant_entry(&mut self.inner.tenants.write(), t).clone()
+    }
+
+    /// Appends a record to the pending buffer; returns its LSN.
+    fn append(&self, op: WalOpRef<'_>, change: Option<Change>) -> Result<u64, StoreError> {
+        if self.inner.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Failed);
+        }
+        let mut p = self.inner.pending.lock();
+        if p.shutdown {
+            return Err(StoreError::ShuttingDown);
+        }
+        let lsn = p.next_lsn;
+        let rec = WalRecordRef { lsn, op };
+        wal::encode(&rec, &mut p.buf)?;
+        p.next_lsn += 1;
+        p.last_lsn = lsn;
+        if let Some(mut c) = change {
+            c.lsn = lsn;
+            p.changes.push(Arc::new(c));
+        }
+        drop(p);
+        self.inner.wake.notify_one();
+        Ok(lsn)
+    }
+
+    fn commit(&self, lsn: u64) -> Commit {
+        Commit { lsn, durable: self.inner.durable.subscribe() }
+    }
+}
+
+fn tenant_entry<'a>(map: &'a mut HashMap<Arc<str>, Arc<Tenant>>, t: &str) -> &'a Arc<Tenant> {
+    map.entry(Arc::from(t)).or_insert_with(|| {
+        Arc::new(Tenant { state: RwLock::new(TenantState::default()), written: AtomicBool::new(true) })
+    })
+}
+
+impl EntityStore for EmbeddedStore {
+    fn tenant_exists(&self, tenant: &str) -> bool {
+        self.tenant(tenant).is_some_and(|t| t.written.load(Ordering::Acquire))
+    }
+
+    fn tenants(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .tenants
+            .read()
+            .iter()
+            .filter(|(_, t)| t.written.load(Ordering::Acquire))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entity>> {
+        self.tenant(tenant)?.state.read().entities.get(id).cloned()
+    }
+
+    fn scan(&self, tenant: &str, types: Option<&[String]>, after: Option<&str>, visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>) {
+        if let Some(t) = self.tenant(tenant) {
+            t.state.read().scan(types, after, visit);
+        }
+    }
+
+    fn count(&self, tenant: &str) -> usize {
+        self.tenant(tenant).map(|t| t.state.read().entities.len()).unwrap_or(0)
+    }
+
+    fn modify(
+        &self,
+        tenant: &str,
+        id: &str,
+        decide: &mut dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError>,
+    ) -> Result<Option<Modified>, StoreError> {
+        let existing = self.tenant(tenant);
+        let t = match existing {
+            Some(t) => t,
+            None => {
+                // Decide first so that a refused write does not create the tenant.
+                if decide(None)?.is_none() {
+                    return Ok(None);
+                }
+                let t = self.tenant_or_create(tenant);
+                t.written.store(false, Ordering::Release);
+                t
+            }
+        };
+        let mut st = t.state.write();
+        let before = st.entities.get(id).cloned();
+        let Some(w) = decide(before.as_ref())? else { return Ok(None) };
+        let now = Utc::now();
+        let tenant_arc: Arc<str> = Arc::from(tenant);
+        let (lsn, after) = match w {
+            Write::Put(mut e) => {
+                e.id = id.to_string();
+                let after = Arc::new(e);
+                let kind = if before.is_some() { ChangeKind::Updated } else { ChangeKind::Created };
+                let change = Change { lsn: 0, tenant: tenant_arc, kind, before: before.clone(), after: Some(after.clone()), at: now };
+                let lsn = self.append(WalOpRef::PutEntity { t: tenant, e: &after }, Some(change))?;
+                st.put(after.clone());
+                (lsn, Some(after))
+            }
+            Write::Delete => {
+                if before.is_none() {
+                    return Ok(None);
+                }
+                let change = Change { lsn: 0, tenant: tenant_arc, kind: ChangeKind::Deleted, before: before.clone(), after: None, at: now };
+                let lsn = self.append(WalOpRef::DeleteEntity { t: tenant, id }, Some(change))?;
+                st.delete(id);
+                (lsn, None)
+            }
+        };
+        t.written.store(true, Ordering::Release);
+        drop(st);
+        Ok(Some(Modified { commit: self.commit(lsn), before, after }))
+    }
+
+    fn put_doc(&self, tenant: &str, collection: &str, id: &str, value: Value) -> Result<Commit, StoreError> {
+        let t = self.tenant_or_create(tenant);
+        let mut docs = self.inner.docs.write();
+        let lsn = self.append(WalOpRef::PutDoc { t: tenant, c: collection, id, v: &value }, None)?;
+        docs.insert((collection.to_string(), tenant.to_string(), id.to_string()), value);
+        t.written.store(true, Ordering::Release);
+        Ok(self.commit(lsn))
+    }
+
+    fn delete_doc(&self, tenant: &str, collection: &str, id: &str) -> Result<Option<Commit>, StoreError> {
+        let mut docs = self.inner.docs.write();
+        let key = (collection.to_string(), tenant.to_string(), id.to_string());
+        if !docs.contains_key(&key) {
+            return Ok(None);
+        }
+        let lsn = self.append(WalOpRef::DeleteDoc { t: tenant, c: collection, id }, None)?;
+        docs.remove(&key);
+        Ok(Some(self.commit(lsn)))
+    }
+
+    fn get_doc(&self, tenant: &str, collection: &str, id: &str) -> Option<Value> {
+        self.inner.docs.read().get(&(collection.to_string(), tenant.to_string(), id.to_string())).cloned()
+    }
+
+    fn docs(&self, collection: &str) -> Vec<(String, String, Value)> {
+        self.inner
+            .docs
+            .read()
+            .iter()
+            .filter(|((c, _, _), _)| c == collection)
+            .map(|((_, t, id), v)| (t.clone(), id.clone(), v.clone()))
+            .collect()
+    }
+
+    fn subscribe(&self) -> mpsc::UnboundedReceiver<Arc<Change>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.feed.lock().push(tx);
+        rx
+    }
+}
+
+/// The committer thread: group commit, change publication, snapshots.
+fn committer(inner: Arc<Inner>, mut file: File) {
+    let mut bytes_since_snapshot = 0u64;
+    loop {
+        let (buf, last, changes, snapshot_now, shutdown) = {
+            let mut p = inner.pending.lock();
+            while p.buf.is_empty() && !p.shutdown && !p.snapshot_requested {
+                inner.wake.wait(&mut p);
+            }
+            let snap = std::mem::take(&mut p.snapshot_requested);
+            (std::mem::take(&mut p.buf), p.last_lsn, std::mem::take(&mut p.changes), snap, p.shutdown)
+        };
+        bytes_since_snapshot += buf.len() as u64;
+        if !flush(&inner, &mut file, &buf, last, changes) {
+            return;
+        }
+        if snapshot_now || shutdown || bytes_since_snapshot >= inner.options.snapshot_after_bytes {
+            match take_snapshot(&inner, &mut file) {
+                Ok(()) => bytes_since_snapshot = 0,
+                Err(error) => tracing::error!(%error, "snapshot failed; the log is kept"),
+            }
+        }
+        if shutdown {
+            return;
+        }
+    }
+}
+
+/// Writes and syncs one batch, then makes it visible as durable. Returns false after a
+/// failure (the store then refuses writes: acknowledging without durability is worse).
+fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc<Change>>) -> bool {
+    if !buf.is_empty() {
+        let started = Instant::now();
+        let res = file.write_all(buf).and_then(|_| file.sync_data());
+        if let Err(error) = res {
+            tracing::error!(%error, "write-ahead log write failed; refusing further writes");
+            inner.failed.store(true, Ordering::Release);
+            inner.durable.send_modify(|d| d.1 = true);
+            return false;
+        }
+        inner.fsync_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        inner.batches.fetch_add(1, Ordering::Relaxed);
+        inner.records.fetch_add(changes.len() as u64, Ordering::Relaxed);
+        inner.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    }
+    inner.durable.send_modify(|d| d.0 = d.0.max(last));
+    if !changes.is_empty() {
+        let mut feed = inner.feed.lock();
+        for c in changes {
+            feed.retain(|tx| tx.send(c.clone()).is_ok());
+        }
+    }
+    true
+}
+
+fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
+    // Hold every tenant's read lock and the docs lock, then the pending lock: no writer
+    // is between "append" and "apply", so the state is exactly the log up to `lsn`.
+    let tenants: Vec<(Arc<str>, Arc<Tenant>)> = inner.tenants.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let guards: Vec<_> = tenants.iter().map(|(k, t)| (k.clone(), t.state.read())).collect();
+    let docs_guard = inner.docs.read();
+    let mut p = inner.pending.lock();
+    let lsn = p.last_lsn;
+    let buf = std::mem::take(&mut p.buf);
+    let changes = std::mem::take(&mut p.changes);
+    drop(p);
+    let mut data = SnapshotData { lsn, entities: Vec::new(), docs: Vec::new() };
+    for (k, g) in &guards {
+        data.entities.extend(g.entities.values().map(|e| (k.to_string(), e.clone())));
+    }
+    data.docs = docs_guard.iter().map(|((c, t, id), v)| (t.clone(), c.clone(), id.clone(), v.clone())).collect();
+    drop(docs_guard);
+    drop(guards);
+    if !flush(inner, file, &buf, lsn, changes) {
+        return Err(StoreError::Failed);
+    }
+    let new_file = wal::create_segment(&inner.dir, lsn + 1)?;
+    *file = new_file;
+    snapshot::write(&inner.dir, &data)?;
+    inner.snapshots.fetch_add(1, Ordering::Relaxed);
+    for (first, path) in wal::list_segments(&inner.dir)? {
+        if first <= lsn {
+            std::fs::remove_file(path)?;
+        }
+    }
+    for (snap_lsn, path) in snapshot::list(&inner.dir)? {
+        if snap_lsn < lsn {
+            std::fs::remove_file(path)?;
+        }
+    }
+    wal::sync_dir(&inner.dir)?;
+    tracing::info!(lsn, entities = data.entities.len(), "snapshot written");
+    Ok(())
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        tracing::debug!(dir = %self.dir.display(), "store dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests;

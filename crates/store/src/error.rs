@@ -1,0 +1,20 @@
+use citybrain_model::ModelError;
+use thiserror::Error;
+
+/// Errors of the storage layer.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The domain closure refused the change (validation, conflict, not found).
+    #[error(transparent)]
+    Rejected(#[from] ModelError),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt data in {file}: {detail}")]
+    Corrupt { file: String, detail: String },
+    #[error("unsupported on-disk format version {found} in {file} (this build reads {supported})")]
+    Version { file: String, found: u32, supported: u32 },
+    #[error("the store failed to make data durable and stopped accepting writes")]
+    Failed,
+    #[error("the store is shutting down")]
+    ShuttingDown,
+}

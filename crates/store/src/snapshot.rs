@@ -1,0 +1,133 @@
+//! Snapshots: the whole state at one LSN, so that the log before it can be dropped.
+//!
+//! ```text
+//! snapshot file = "CBSNAP" version:u16le lsn:u64le frame* end
+//! frame         = len:u32le crc32:u32le payload    (payload: JSON of SnapItem)
+//! end           = frame whose payload is SnapItem::End { count }
+//! ```
+//! Written to a temporary name, synced, then renamed to `snap-{lsn:020}.bin`; a snapshot
+//! without its end frame is ignored.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use citybrain_model::Entity;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::StoreError;
+use crate::wal::sync_dir;
+
+const MAGIC: &[u8; 6] = b"CBSNAP";
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum SnapItem {
+    #[serde(rename = "e")]
+    Entity { t: String, e: Entity },
+    #[serde(rename = "d")]
+    Doc { t: String, c: String, id: String, v: Value },
+    #[serde(rename = "end")]
+    End { count: u64 },
+}
+
+/// What a snapshot holds.
+pub(crate) struct SnapshotData {
+    pub lsn: u64,
+    pub entities: Vec<(String, Arc<Entity>)>,
+    pub docs: Vec<(String, String, String, Value)>,
+}
+
+pub(crate) fn path_for(dir: &Path, lsn: u64) -> PathBuf {
+    dir.join(format!("snap-{lsn:020}.bin"))
+}
+
+pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name.strip_prefix("snap-").and_then(|n| n.strip_suffix(".bin")) {
+            if let Ok(lsn) = n.parse::<u64>() {
+                out.push((lsn, entry.path()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn frame(w: &mut impl std::io::Write, item: &SnapItem) -> Result<(), StoreError> {
+    let payload = serde_json::to_vec(item).map_err(|e| StoreError::Corrupt { file: "<snapshot>".into(), detail: e.to_string() })?;
+    let len = u32::try_from(payload.len()).map_err(|_| StoreError::Corrupt { file: "<snapshot>".into(), detail: "item too large".into() })?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
+    w.write_all(&payload)?;
+    Ok(())
+}
+
+/// Writes a snapshot durably and returns its path.
+pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreError> {
+    let tmp = dir.join(format!("snap-{:020}.tmp", data.lsn));
+    let f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    w.write_all(MAGIC)?;
+    w.write_all(&(crate::FORMAT_VERSION as u16).to_le_bytes())?;
+    w.write_all(&data.lsn.to_le_bytes())?;
+    let mut count = 0u64;
+    for (t, e) in &data.entities {
+        frame(&mut w, &SnapItem::Entity { t: t.clone(), e: Entity::clone(e) })?;
+        count += 1;
+    }
+    for (t, c, id, v) in &data.docs {
+        frame(&mut w, &SnapItem::Doc { t: t.clone(), c: c.clone(), id: id.clone(), v: v.clone() })?;
+        count += 1;
+    }
+    frame(&mut w, &SnapItem::End { count })?;
+    let f = w.into_inner().map_err(|e| StoreError::Io(e.into_error()))?;
+    f.sync_all()?;
+    let path = path_for(dir, data.lsn);
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Reads a snapshot; `Ok(None)` when it is incomplete or damaged (then an older one or
+/// the log is used).
+pub(crate) fn read(path: &Path) -> Result<Option<SnapshotData>, StoreError> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut header = [0u8; 16];
+    if r.read_exact(&mut header).is_err() || &header[..6] != MAGIC {
+        return Ok(None);
+    }
+    let version = u16::from_le_bytes([header[6], header[7]]) as u32;
+    if version != crate::FORMAT_VERSION {
+        return Err(StoreError::Version { file: path.display().to_string(), found: version, supported: crate::FORMAT_VERSION });
+    }
+    let mut lsn_bytes = [0u8; 8];
+    lsn_bytes.copy_from_slice(&header[8..16]);
+    let mut data = SnapshotData { lsn: u64::from_le_bytes(lsn_bytes), entities: Vec::new(), docs: Vec::new() };
+    let mut payload = Vec::new();
+    let mut count = 0u64;
+    loop {
+        let mut fh = [0u8; 8];
+        if r.read_exact(&mut fh).is_err() {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([fh[0], fh[1], fh[2], fh[3]]) as usize;
+        let crc = u32::from_le_bytes([fh[4], fh[5], fh[6], fh[7]]);
+        payload.resize(len, 0);
+        if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            return Ok(None);
+        }
+        match serde_json::from_slice::<SnapItem>(&payload) {
+            Ok(SnapItem::Entity { t, e }) => data.entities.push((t, Arc::new(e))),
+            Ok(SnapItem::Doc { t, c, id, v }) => data.docs.push((t, c, id, v)),
+            Ok(SnapItem::End { count: n }) if n == count => return Ok(Some(data)),
+            _ => return Ok(None),
+        }
+        count += 1;
+    }
+}

@@ -1,0 +1,123 @@
+//! The storage traits the domain depends on.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use citybrain_model::{Entity, ModelError};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::error::StoreError;
+
+/// What a read-modify-write decided.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Put(Entity),
+    Delete,
+}
+
+/// How an entity changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// One durable entity change, published on the change feed in log order.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub lsn: u64,
+    pub tenant: Arc<str>,
+    pub kind: ChangeKind,
+    pub before: Option<Arc<Entity>>,
+    pub after: Option<Arc<Entity>>,
+    pub at: DateTime<Utc>,
+}
+
+impl Change {
+    /// The entity as it is now, or as it was before deletion.
+    pub fn entity(&self) -> Option<&Arc<Entity>> {
+        self.after.as_ref().or(self.before.as_ref())
+    }
+}
+
+/// A write that was accepted and will become durable; `wait` resolves once it is.
+#[must_use = "a commit is only durable once waited for"]
+#[derive(Debug)]
+pub struct Commit {
+    pub(crate) lsn: u64,
+    pub(crate) durable: watch::Receiver<(u64, bool)>,
+}
+
+impl Commit {
+    /// A commit that wrote nothing (already durable).
+    pub fn none(durable: watch::Receiver<(u64, bool)>) -> Commit {
+        Commit { lsn: 0, durable }
+    }
+
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    /// Waits until the write is on stable storage.
+    pub async fn wait(mut self) -> Result<(), StoreError> {
+        let lsn = self.lsn;
+        let res = self.durable.wait_for(|(done, failed)| *failed || *done >= lsn).await;
+        match res {
+            Ok(v) if v.1 => Err(StoreError::Failed),
+            Ok(_) => Ok(()),
+            Err(_) => Err(StoreError::ShuttingDown),
+        }
+    }
+}
+
+/// The outcome of a read-modify-write on one entity.
+#[derive(Debug)]
+pub struct Modified {
+    pub commit: Commit,
+    pub before: Option<Arc<Entity>>,
+    pub after: Option<Arc<Entity>>,
+}
+
+/// Entity state and documents, per tenant. Tenants are created by their first write.
+pub trait EntityStore: Send + Sync + 'static {
+    /// True once the tenant has been written to.
+    fn tenant_exists(&self, tenant: &str) -> bool;
+    fn tenants(&self) -> Vec<String>;
+
+    fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entity>>;
+
+    /// Visits entities in id order, starting strictly after `after`, restricted to entities
+    /// having one of `types` (expanded IRIs) when given.
+    fn scan(
+        &self,
+        tenant: &str,
+        types: Option<&[String]>,
+        after: Option<&str>,
+        visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
+    );
+
+    /// Number of entities of a tenant.
+    fn count(&self, tenant: &str) -> usize;
+
+    /// Atomically reads the entity `id` and applies what `decide` returns. `Ok(None)` from
+    /// `decide` writes nothing. `decide` may be called more than once (the last call's
+    /// answer is applied), so it must not consume its inputs.
+    fn modify(
+        &self,
+        tenant: &str,
+        id: &str,
+        decide: &mut dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError>,
+    ) -> Result<Option<Modified>, StoreError>;
+
+    fn put_doc(&self, tenant: &str, collection: &str, id: &str, value: Value) -> Result<Commit, StoreError>;
+    fn delete_doc(&self, tenant: &str, collection: &str, id: &str) -> Result<Option<Commit>, StoreError>;
+    fn get_doc(&self, tenant: &str, collection: &str, id: &str) -> Option<Value>;
+    /// All documents of a collection, over all tenants: (tenant, id, value).
+    fn docs(&self, collection: &str) -> Vec<(String, String, Value)>;
+
+    /// The change feed: every durable entity change, in log order.
+    fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>;
+}
