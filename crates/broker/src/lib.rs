@@ -1,1 +1,96 @@
-//! placeholder
+//! The NGSI-LD context broker domain. [`Broker`] holds the store, the `@context`
+//! resolver, the clock and the subscription manager, and implements every operation of
+//! the API as a method taking a [`RequestContext`]. HTTP is an adapter on top
+//! (`citybrain-api`); nothing here knows about HTTP.
+
+pub mod batch;
+pub mod contexts;
+pub mod discovery;
+pub mod entities;
+pub mod error;
+pub mod query;
+pub mod request;
+pub mod subscriptions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citybrain_model::time::Clock;
+use citybrain_store::EntityStore;
+
+pub use batch::{BatchOutcome, UpsertMode};
+pub use contexts::{ContextResolver, ContextSettings};
+pub use error::{BrokerError, Result};
+pub use query::{EntityQuery, QueryPage, QueryParams};
+pub use request::{Principal, RequestContext};
+pub use subscriptions::{DispatchSettings, SubscriptionManager};
+
+/// Limits that protect the broker from oversized requests.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub default_limit: usize,
+    pub max_limit: usize,
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { default_limit: 20, max_limit: 1000, max_batch: 100_000 }
+    }
+}
+
+/// Everything the broker needs to be built.
+pub struct BrokerConfig {
+    pub limits: Limits,
+    pub contexts: ContextSettings,
+    pub dispatch: DispatchSettings,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            contexts: ContextSettings {
+                public_base: "http://127.0.0.1:1026".into(),
+                fetch_timeout: Duration::from_secs(5),
+                max_bytes: 1 << 20,
+            },
+            dispatch: DispatchSettings::default(),
+        }
+    }
+}
+
+/// The context broker.
+pub struct Broker {
+    pub(crate) store: Arc<dyn EntityStore>,
+    pub contexts: Arc<ContextResolver>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub subscriptions: Arc<SubscriptionManager>,
+    pub limits: Limits,
+}
+
+impl Broker {
+    /// Builds the broker and loads persisted subscriptions. Call [`Broker::start`] inside
+    /// a Tokio runtime to start notification delivery.
+    pub async fn new(store: Arc<dyn EntityStore>, clock: Arc<dyn Clock>, config: BrokerConfig) -> Arc<Broker> {
+        let contexts = Arc::new(ContextResolver::new(config.contexts, store.clone(), clock.clone()));
+        let subscriptions = SubscriptionManager::new(store.clone(), contexts.clone(), clock.clone(), config.dispatch);
+        subscriptions.load().await;
+        Arc::new(Broker { store, contexts, clock, subscriptions, limits: config.limits })
+    }
+
+    /// Starts the background tasks: change-feed matching and periodic notifications.
+    pub fn start(&self) {
+        let feed = self.store.subscribe();
+        tokio::spawn(self.subscriptions.clone().run(feed));
+        tokio::spawn(self.subscriptions.clone().run_periodic());
+    }
+
+    pub fn store(&self) -> &Arc<dyn EntityStore> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+}

@@ -88,3 +88,45 @@ mod tests {
         assert!(!is_date("2021-02-30"));
     }
 }
+
+/// The injected clock: every timestamp, window, expiry and SLA reads it, so that tests
+/// can drive time deterministically.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to (tests).
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = at;
+        }
+    }
+    pub fn advance(&self, by: chrono::Duration) {
+        if let Ok(mut g) = self.0.lock() {
+            *g += by;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.lock().map(|g| *g).unwrap_or_else(|p| *p.into_inner())
+    }
+}

@@ -1,0 +1,234 @@
+//! Batch operations (`/entityOperations/{create,upsert,update,delete,merge}`). Each entity
+//! is applied on its own (a failure does not undo the others, as the spec says); the
+//! whole batch is acknowledged after one durable flush.
+
+use citybrain_model::entity::{parse_attributes, ParseMode};
+use citybrain_model::ops;
+use citybrain_model::{Entity, ErrorKind, JsonLdContext, ModelError};
+use citybrain_store::{Commit, Write};
+use serde_json::Value;
+
+use crate::error::{BrokerError, Result};
+use crate::request::RequestContext;
+use crate::Broker;
+
+/// The outcome of a batch: ids that succeeded (with whether they were created) and errors.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub success: Vec<String>,
+    pub created: Vec<String>,
+    pub errors: Vec<(String, BrokerError)>,
+}
+
+/// How upsert treats existing entities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertMode {
+    /// Replace the whole entity (the default).
+    Replace,
+    /// Add/overwrite the given attributes, keep the others.
+    Update,
+}
+
+fn entity_id_of(v: &Value) -> String {
+    v.get("id").and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+impl Broker {
+    fn check_batch(&self, items: &[Value]) -> Result<()> {
+        if items.is_empty() {
+            return Err(BrokerError::bad_data("the batch is empty"));
+        }
+        if items.len() > self.limits.max_batch {
+            return Err(BrokerError::bad_data(format!("the batch has {} items; the maximum is {}", items.len(), self.limits.max_batch)));
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, last: Option<Commit>, outcome: BatchOutcome) -> Result<BatchOutcome> {
+        if let Some(c) = last {
+            c.wait().await?;
+        }
+        Ok(outcome)
+    }
+
+    fn parse_item(&self, ld: &JsonLdContext, item: &Value) -> Result<Entity> {
+        let obj = item.as_object().ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))?;
+        self.prepare_create(ld, obj)
+    }
+
+    /// `POST /entityOperations/create`.
+    pub async fn batch_create(&self, rc: &RequestContext, ld: &JsonLdContext, items: &[Value]) -> Result<BatchOutcome> {
+        self.check_batch(items)?;
+        let mut out = BatchOutcome::default();
+        let mut last = None;
+        for item in items {
+            let res = self.parse_item(ld, item).and_then(|e| self.create_nowait(rc, &e).map(|c| (e.id, c)));
+            match res {
+                Ok((id, c)) => {
+                    last = Some(c);
+                    out.created.push(id.clone());
+                    out.success.push(id);
+                }
+                Err(e) => out.errors.push((entity_id_of(item), e)),
+            }
+        }
+        self.finish(last, out).await
+    }
+
+    /// `POST /entityOperations/upsert`.
+    pub async fn batch_upsert(&self, rc: &RequestContext, ld: &JsonLdContext, items: &[Value], mode: UpsertMode) -> Result<BatchOutcome> {
+        self.check_batch(items)?;
+        let mut out = BatchOutcome::default();
+        let mut last = None;
+        let now = self.clock.now();
+        for item in items {
+            let new = match self.parse_item(ld, item) {
+                Ok(e) => e,
+                Err(e) => {
+                    out.errors.push((entity_id_of(item), e));
+                    continue;
+                }
+            };
+            let res = self.apply_nowait(rc, &new.id.clone(), &mut |cur| {
+                Ok(Some(Write::Put(match (cur, mode) {
+                    (None, _) => new.clone(),
+                    (Some(old), UpsertMode::Replace) => ops::replace(old, new.clone(), now),
+                    (Some(old), UpsertMode::Update) => {
+                        let mut e = Entity::clone(old);
+                        ops::append(&mut e, new.attrs.clone(), false, now);
+                        for t in &new.types {
+                            if !e.types.contains(t) {
+                                e.types.push(t.clone());
+                            }
+                        }
+                        e
+                    }
+                })))
+            });
+            match res {
+                Ok(Some(a)) => {
+                    if a.before.is_none() {
+                        out.created.push(new.id.clone());
+                    }
+                    out.success.push(new.id.clone());
+                    last = Some(a.commit);
+                }
+                Ok(None) => out.success.push(new.id.clone()),
+                Err(e) => out.errors.push((new.id.clone(), e)),
+            }
+        }
+        self.finish(last, out).await
+    }
+
+    /// `POST /entityOperations/update` (append attributes to existing entities).
+    pub async fn batch_update(&self, rc: &RequestContext, ld: &JsonLdContext, items: &[Value], no_overwrite: bool) -> Result<BatchOutcome> {
+        self.check_batch(items)?;
+        let mut out = BatchOutcome::default();
+        let mut last = None;
+        let now = self.clock.now();
+        for item in items {
+            let id = entity_id_of(item);
+            let parsed = item
+                .as_object()
+                .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))
+                .and_then(|o| {
+                    Broker::id_from_value(o.get("id").unwrap_or(&Value::Null))?;
+                    Ok(parse_attributes(o, ld, now, ParseMode { nulls_delete: false })?)
+                });
+            let attrs: Vec<_> = match parsed {
+                Ok(a) => a.into_iter().filter_map(|(n, a)| a.map(|a| (n, a))).collect(),
+                Err(e) => {
+                    out.errors.push((id, e));
+                    continue;
+                }
+            };
+            let res = self.apply_nowait(rc, &id, &mut |cur| {
+                let Some(cur) = cur else { return Err(ModelError::not_found(format!("entity '{id}' not found"))) };
+                let mut e = Entity::clone(cur);
+                let o = ops::append(&mut e, attrs.clone(), no_overwrite, now);
+                Ok(o.changed().then_some(Write::Put(e)))
+            });
+            match res {
+                Ok(a) => {
+                    if let Some(a) = a {
+                        last = Some(a.commit);
+                    }
+                    out.success.push(id);
+                }
+                Err(e) => out.errors.push((id, e)),
+            }
+        }
+        self.finish(last, out).await
+    }
+
+    /// `POST /entityOperations/merge`.
+    pub async fn batch_merge(&self, rc: &RequestContext, ld: &JsonLdContext, items: &[Value]) -> Result<BatchOutcome> {
+        self.check_batch(items)?;
+        let mut out = BatchOutcome::default();
+        let mut last = None;
+        let now = self.clock.now();
+        for item in items {
+            let id = entity_id_of(item);
+            let parsed = item
+                .as_object()
+                .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))
+                .and_then(|o| {
+                    Broker::id_from_value(o.get("id").unwrap_or(&Value::Null))?;
+                    Ok(parse_attributes(o, ld, now, ParseMode { nulls_delete: true })?)
+                });
+            let attrs = match parsed {
+                Ok(a) => a,
+                Err(e) => {
+                    out.errors.push((id, e));
+                    continue;
+                }
+            };
+            let res = self.apply_nowait(rc, &id, &mut |cur| {
+                let Some(cur) = cur else { return Err(ModelError::not_found(format!("entity '{id}' not found"))) };
+                let mut e = Entity::clone(cur);
+                ops::merge(&mut e, attrs.clone(), now);
+                Ok(Some(Write::Put(e)))
+            });
+            match res {
+                Ok(a) => {
+                    if let Some(a) = a {
+                        last = Some(a.commit);
+                    }
+                    out.success.push(id);
+                }
+                Err(e) => out.errors.push((id, e)),
+            }
+        }
+        self.finish(last, out).await
+    }
+
+    /// `POST /entityOperations/delete` (a list of ids).
+    pub async fn batch_delete(&self, rc: &RequestContext, ids: &[Value]) -> Result<BatchOutcome> {
+        self.check_batch(ids)?;
+        let mut out = BatchOutcome::default();
+        let mut last = None;
+        for v in ids {
+            let id = match Broker::id_from_value(v) {
+                Ok(id) => id,
+                Err(e) => {
+                    out.errors.push((v.as_str().unwrap_or_default().to_string(), e));
+                    continue;
+                }
+            };
+            let res = self.apply_nowait(rc, &id, &mut |cur| match cur {
+                None => Err(ModelError::new(ErrorKind::ResourceNotFound, format!("entity '{id}' not found"))),
+                Some(_) => Ok(Some(Write::Delete)),
+            });
+            match res {
+                Ok(a) => {
+                    if let Some(a) = a {
+                        last = Some(a.commit);
+                    }
+                    out.success.push(id);
+                }
+                Err(e) => out.errors.push((id, e)),
+            }
+        }
+        self.finish(last, out).await
+    }
+}

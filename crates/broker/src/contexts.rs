@@ -1,0 +1,274 @@
+//! `@context` resolution and the `/jsonldContexts` store.
+//!
+//! The core context is embedded. A client context named by URL is looked up in this
+//! order: contexts hosted here (`POST /jsonldContexts`), the cache of fetched contexts,
+//! then an HTTP fetch with a timeout and a size limit (once; the result is cached, so a
+//! broker that fetched a context keeps working offline). Built active contexts are cached
+//! by their source text, so a request with a known `Link` costs one map lookup.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use citybrain_model::context::{remote_urls, ContextBuilder, CORE_CONTEXT_URL};
+use citybrain_model::time::{format_datetime, Clock};
+use citybrain_model::{ErrorKind, JsonLdContext};
+use citybrain_store::EntityStore;
+use parking_lot::RwLock;
+use serde_json::{json, Value};
+
+use crate::error::{BrokerError, Result};
+
+const COLLECTION: &str = "jsonldContexts";
+/// Most remote documents one request may pull in (nested contexts included).
+const MAX_DOCS_PER_REQUEST: usize = 32;
+/// Most active contexts kept built.
+const MAX_BUILT: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextKind {
+    Hosted,
+    Cached,
+}
+
+impl ContextKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ContextKind::Hosted => "Hosted",
+            ContextKind::Cached => "Cached",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoredContext {
+    id: String,
+    url: String,
+    kind: ContextKind,
+    doc: Arc<Value>,
+    created: DateTime<Utc>,
+    last_used: DateTime<Utc>,
+    hits: u64,
+}
+
+/// Settings for fetching remote contexts.
+#[derive(Debug, Clone)]
+pub struct ContextSettings {
+    /// The base URL under which this server is reached (for hosted context URLs).
+    pub public_base: String,
+    pub fetch_timeout: Duration,
+    pub max_bytes: usize,
+}
+
+pub struct ContextResolver {
+    http: reqwest::Client,
+    settings: ContextSettings,
+    by_url: RwLock<HashMap<String, StoredContext>>,
+    built: RwLock<HashMap<String, Arc<JsonLdContext>>>,
+    store: Arc<dyn EntityStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ContextResolver {
+    pub fn new(settings: ContextSettings, store: Arc<dyn EntityStore>, clock: Arc<dyn Clock>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(settings.fetch_timeout)
+            .connect_timeout(settings.fetch_timeout)
+            .build()
+            .unwrap_or_default();
+        let r = Self { http, settings, by_url: RwLock::new(HashMap::new()), built: RwLock::new(HashMap::new()), store, clock };
+        r.load_persisted();
+        r
+    }
+
+    fn load_persisted(&self) {
+        let now = self.clock.now();
+        let mut map = self.by_url.write();
+        for (_, id, v) in self.store.docs(COLLECTION) {
+            let (Some(url), Some(doc)) = (v.get("url").and_then(Value::as_str), v.get("doc")) else { continue };
+            let kind = if v.get("kind").and_then(Value::as_str) == Some("Cached") { ContextKind::Cached } else { ContextKind::Hosted };
+            map.insert(
+                url.to_string(),
+                StoredContext { id, url: url.to_string(), kind, doc: Arc::new(doc.clone()), created: now, last_used: now, hits: 0 },
+            );
+        }
+    }
+
+    fn hosted_url(&self, id: &str) -> String {
+        format!("{}/ngsi-ld/v1/jsonldContexts/{}", self.settings.public_base.trim_end_matches('/'), id)
+    }
+
+    /// The active context for a request: `None` means the core context alone.
+    pub async fn resolve(&self, source: Option<&Value>) -> Result<Arc<JsonLdContext>> {
+        let Some(source) = source else { return Ok(JsonLdContext::core()) };
+        let key = source.to_string();
+        if let Some(c) = self.built.read().get(&key) {
+            return Ok(c.clone());
+        }
+        let mut pending = Vec::new();
+        remote_urls(source, &mut pending);
+        let mut fetched: HashMap<String, Arc<Value>> = HashMap::new();
+        while let Some(url) = pending.pop() {
+            if fetched.contains_key(&url) {
+                continue;
+            }
+            if fetched.len() >= MAX_DOCS_PER_REQUEST {
+                return Err(BrokerError::bad_data("@context pulls in too many remote documents"));
+            }
+            let doc = self.load(&url).await?;
+            if let Some(inner) = doc.get("@context") {
+                remote_urls(inner, &mut pending);
+            }
+            fetched.insert(url, doc);
+        }
+        let mut b = ContextBuilder::with_core();
+        b.apply(source, &|u| fetched.get(u).cloned(), 0)?;
+        let built = Arc::new(b.build(source.clone()));
+        let mut cache = self.built.write();
+        if cache.len() >= MAX_BUILT {
+            cache.clear();
+        }
+        cache.insert(key, built.clone());
+        Ok(built)
+    }
+
+    async fn load(&self, url: &str) -> Result<Arc<Value>> {
+        let now = self.clock.now();
+        if let Some(c) = self.by_url.write().get_mut(url) {
+            c.hits += 1;
+            c.last_used = now;
+            return Ok(c.doc.clone());
+        }
+        let doc = self.fetch(url).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let stored = StoredContext { id: id.clone(), url: url.to_string(), kind: ContextKind::Cached, doc: doc.clone(), created: now, last_used: now, hits: 1 };
+        self.persist(&stored).await?;
+        self.by_url.write().insert(url.to_string(), stored);
+        Ok(doc)
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Arc<Value>> {
+        let unavailable = |why: String| BrokerError::new(ErrorKind::LdContextNotAvailable, format!("@context '{url}' could not be loaded: {why}"));
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(unavailable("only http(s) URLs can be fetched".into()));
+        }
+        let resp = self
+            .http
+            .get(url)
+            .header("Accept", "application/ld+json, application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("HTTP {}", resp.status())));
+        }
+        if resp.content_length().is_some_and(|l| l as usize > self.settings.max_bytes) {
+            return Err(unavailable("document too large".into()));
+        }
+        let bytes = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        if bytes.len() > self.settings.max_bytes {
+            return Err(unavailable("document too large".into()));
+        }
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("not JSON: {e}")))?;
+        if doc.get("@context").is_none() {
+            return Err(unavailable("the document has no @context member".into()));
+        }
+        tracing::info!(url, bytes = bytes.len(), "fetched @context");
+        Ok(Arc::new(doc))
+    }
+
+    async fn persist(&self, c: &StoredContext) -> Result<()> {
+        let v = json!({"url": c.url, "kind": c.kind.as_str(), "doc": *c.doc});
+        self.store.put_doc("", COLLECTION, &c.id, v)?.wait().await?;
+        Ok(())
+    }
+
+    /// `POST /jsonldContexts`: hosts a context; returns its URL.
+    pub async fn add_hosted(&self, body: Value) -> Result<String> {
+        let Some(inner) = body.get("@context") else {
+            return Err(BrokerError::bad_data("the body must be a JSON object with an '@context' member"));
+        };
+        if !(inner.is_object() || inner.is_array() || inner.is_string()) {
+            return Err(BrokerError::bad_data("'@context' must be an object, an array or a URL"));
+        }
+        // Validate that it builds (nested URLs resolved as usual).
+        self.resolve(Some(inner)).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let url = self.hosted_url(&id);
+        let now = self.clock.now();
+        let stored = StoredContext { id, url: url.clone(), kind: ContextKind::Hosted, doc: Arc::new(json!({"@context": inner})), created: now, last_used: now, hits: 0 };
+        self.persist(&stored).await?;
+        self.by_url.write().insert(url.clone(), stored);
+        Ok(url)
+    }
+
+    /// `GET /jsonldContexts`: URLs, or details.
+    pub fn list(&self, details: bool, kind: Option<&str>) -> Result<Vec<Value>> {
+        let kind = match kind {
+            None => None,
+            Some("Hosted") => Some(ContextKind::Hosted),
+            Some("Cached") => Some(ContextKind::Cached),
+            Some("ImplicitlyCreated") => return Ok(Vec::new()),
+            Some(other) => return Err(BrokerError::bad_data(format!("unknown context kind '{other}'"))),
+        };
+        let map = self.by_url.read();
+        let mut items: Vec<&StoredContext> = map.values().filter(|c| kind.is_none_or(|k| c.kind == k)).collect();
+        items.sort_by(|a, b| a.created.cmp(&b.created).then(a.url.cmp(&b.url)));
+        let mut out: Vec<Value> = Vec::new();
+        if kind.is_none() {
+            out.push(if details {
+                json!({"URL": CORE_CONTEXT_URL, "localId": "core", "kind": "Cached"})
+            } else {
+                json!(CORE_CONTEXT_URL)
+            });
+        }
+        out.extend(items.into_iter().map(|c| {
+            if details {
+                json!({"URL": c.url, "localId": c.id, "kind": c.kind.as_str(), "createdAt": format_datetime(&c.created),
+                       "lastUsage": format_datetime(&c.last_used), "numberOfHits": c.hits})
+            } else {
+                json!(c.url)
+            }
+        }));
+        Ok(out)
+    }
+
+    /// `GET /jsonldContexts/{id}`: the document (by local id or URL).
+    pub fn get(&self, id: &str) -> Result<Value> {
+        if id == "core" || id == CORE_CONTEXT_URL {
+            return Ok(citybrain_model::context::core_context_document().clone());
+        }
+        self.find(id).map(|c| (*c.doc).clone()).ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))
+    }
+
+    fn find(&self, id: &str) -> Option<StoredContext> {
+        let map = self.by_url.read();
+        map.get(id).or_else(|| map.values().find(|c| c.id == id)).cloned()
+    }
+
+    /// `DELETE /jsonldContexts/{id}` (with `reload=true`, a cached context is fetched anew).
+    pub async fn delete(&self, id: &str, reload: bool) -> Result<()> {
+        if id == "core" || id == CORE_CONTEXT_URL {
+            return Err(BrokerError::bad_data("the core @context cannot be deleted"));
+        }
+        let c = self.find(id).ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))?;
+        if reload {
+            if c.kind == ContextKind::Hosted {
+                return Err(BrokerError::bad_data("reload applies to cached contexts only"));
+            }
+            let doc = self.fetch(&c.url).await?;
+            let mut updated = c.clone();
+            updated.doc = doc;
+            self.persist(&updated).await?;
+            self.by_url.write().insert(c.url.clone(), updated);
+        } else {
+            if let Some(commit) = self.store.delete_doc("", COLLECTION, &c.id)? {
+                commit.wait().await?;
+            }
+            self.by_url.write().remove(&c.url);
+        }
+        self.built.write().clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! Type and attribute discovery (`/types`, `/attributes`), computed from current state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+
+use crate::error::Result;
+use crate::request::RequestContext;
+use crate::Broker;
+
+/// What is known of one entity type.
+#[derive(Debug, Clone, Default)]
+pub struct TypeInfo {
+    pub iri: String,
+    pub entity_count: usize,
+    /// Attribute IRI → attribute kinds seen (wire type names).
+    pub attributes: BTreeMap<String, BTreeSet<&'static str>>,
+}
+
+/// What is known of one attribute.
+#[derive(Debug, Clone, Default)]
+pub struct AttributeInfo {
+    pub iri: String,
+    pub count: usize,
+    pub kinds: BTreeSet<&'static str>,
+    pub types: BTreeSet<String>,
+}
+
+impl Broker {
+    /// All entity types of the tenant, in IRI order.
+    pub fn entity_types(&self, rc: &RequestContext) -> Result<Vec<TypeInfo>> {
+        self.check_tenant(rc)?;
+        let mut map: BTreeMap<String, TypeInfo> = BTreeMap::new();
+        self.store.scan(&rc.tenant, None, None, &mut |e| {
+            for t in &e.types {
+                let info = map.entry(t.clone()).or_insert_with(|| TypeInfo { iri: t.clone(), ..Default::default() });
+                info.entity_count += 1;
+                for (name, instances) in &e.attrs {
+                    let kinds = info.attributes.entry(name.clone()).or_default();
+                    kinds.extend(instances.iter().map(|a| a.kind.type_name()));
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        Ok(map.into_values().collect())
+    }
+
+    /// All attributes of the tenant, in IRI order.
+    pub fn attributes(&self, rc: &RequestContext) -> Result<Vec<AttributeInfo>> {
+        self.check_tenant(rc)?;
+        let mut map: BTreeMap<String, AttributeInfo> = BTreeMap::new();
+        self.store.scan(&rc.tenant, None, None, &mut |e| {
+            for (name, instances) in &e.attrs {
+                let info = map.entry(name.clone()).or_insert_with(|| AttributeInfo { iri: name.clone(), ..Default::default() });
+                info.count += instances.len();
+                info.kinds.extend(instances.iter().map(|a| a.kind.type_name()));
+                info.types.extend(e.types.iter().cloned());
+            }
+            ControlFlow::Continue(())
+        });
+        Ok(map.into_values().collect())
+    }
+}

@@ -1,0 +1,365 @@
+//! Entity queries (`GET /entities`, `POST /entityOperations/query`): parameters, type
+//! expressions, filters and pagination.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use citybrain_model::geojson::{to_geometry, GeoQuery};
+use citybrain_model::q::Query;
+use citybrain_model::{AttrKind, Entity, ErrorKind, JsonLdContext};
+use regex::Regex;
+use serde_json::Value;
+
+use crate::error::{BrokerError, Result};
+use crate::request::RequestContext;
+use crate::Broker;
+
+/// Query parameters as received (strings); the broker validates and parses them.
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams {
+    pub id: Option<String>,
+    pub type_: Option<String>,
+    pub id_pattern: Option<String>,
+    pub attrs: Option<String>,
+    pub q: Option<String>,
+    pub georel: Option<String>,
+    pub geometry: Option<String>,
+    pub coordinates: Option<Value>,
+    pub geoproperty: Option<String>,
+    pub scope_q: Option<String>,
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+    pub count: bool,
+    /// Allow a query without any filter (`local=true`, or internal callers).
+    pub allow_unfiltered: bool,
+}
+
+/// A type expression in disjunctive normal form: any of the groups, all types in a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeExpr(pub Vec<Vec<String>>);
+
+impl TypeExpr {
+    /// Parses `A,B`, `A|B`, `A;B` and parenthesised combinations, expanding names.
+    pub fn parse(s: &str, ld: &JsonLdContext) -> Result<TypeExpr> {
+        let mut p = TypeParser { s: s.as_bytes(), text: s, pos: 0, depth: 0, ld };
+        let e = p.or()?;
+        if p.pos != s.len() {
+            return Err(BrokerError::bad_data(format!("invalid type expression '{s}' at position {}", p.pos)));
+        }
+        Ok(e)
+    }
+
+    pub fn matches(&self, e: &Entity) -> bool {
+        self.0.iter().any(|group| group.iter().all(|t| e.has_type(t)))
+    }
+
+    /// Every type named (for index scans).
+    pub fn all_types(&self) -> Vec<String> {
+        let set: BTreeSet<&String> = self.0.iter().flatten().collect();
+        set.into_iter().cloned().collect()
+    }
+}
+
+struct TypeParser<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    pos: usize,
+    depth: usize,
+    ld: &'a JsonLdContext,
+}
+
+impl TypeParser<'_> {
+    fn err(&self) -> BrokerError {
+        BrokerError::bad_data(format!("invalid type expression '{}' at position {}", self.text, self.pos))
+    }
+    fn or(&mut self) -> Result<TypeExpr> {
+        let mut groups = self.and()?.0;
+        while matches!(self.s.get(self.pos), Some(b'|') | Some(b',')) {
+            self.pos += 1;
+            groups.extend(self.and()?.0);
+        }
+        Ok(TypeExpr(groups))
+    }
+    fn and(&mut self) -> Result<TypeExpr> {
+        let mut acc = self.atom()?.0;
+        while self.s.get(self.pos) == Some(&b';') {
+            self.pos += 1;
+            let rhs = self.atom()?.0;
+            let mut next = Vec::new();
+            for a in &acc {
+                for b in &rhs {
+                    let mut g = a.clone();
+                    g.extend(b.iter().cloned());
+                    next.push(g);
+                }
+            }
+            if next.len() > 256 {
+                return Err(self.err());
+            }
+            acc = next;
+        }
+        Ok(TypeExpr(acc))
+    }
+    fn atom(&mut self) -> Result<TypeExpr> {
+        if self.s.get(self.pos) == Some(&b'(') {
+            self.depth += 1;
+            if self.depth > 16 {
+                return Err(self.err());
+            }
+            self.pos += 1;
+            let e = self.or()?;
+            if self.s.get(self.pos) != Some(&b')') {
+                return Err(self.err());
+            }
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(e);
+        }
+        let start = self.pos;
+        while let Some(c) = self.s.get(self.pos) {
+            if matches!(c, b'|' | b',' | b';' | b'(' | b')') {
+                break;
+            }
+            self.pos += 1;
+        }
+        let name = &self.text[start..self.pos];
+        citybrain_model::entity::validate_name("entity type", name).map_err(|_| self.err())?;
+        Ok(TypeExpr(vec![vec![self.ld.expand(name)]]))
+    }
+}
+
+/// A validated query.
+#[derive(Debug, Clone, Default)]
+pub struct EntityQuery {
+    pub ids: Option<Vec<String>>,
+    pub types: Option<TypeExpr>,
+    pub id_pattern: Option<Regex>,
+    pub attrs: Option<Vec<String>>,
+    pub q: Option<Query>,
+    pub geo: Option<GeoQuery>,
+    pub scope: Option<Vec<String>>,
+    pub limit: usize,
+    pub offset: usize,
+    pub count: bool,
+}
+
+/// One page of results.
+#[derive(Debug, Clone)]
+pub struct QueryPage {
+    pub entities: Vec<Arc<Entity>>,
+    pub total: Option<usize>,
+    pub has_more: bool,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// Splits a comma-separated list, rejecting empty items.
+pub fn split_list(param: &str, s: &str) -> Result<Vec<String>> {
+    let items: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
+    if items.iter().any(String::is_empty) {
+        return Err(BrokerError::bad_data(format!("'{param}' has an empty item")));
+    }
+    Ok(items)
+}
+
+fn parse_usize(param: &str, v: Option<&str>, default: usize) -> Result<usize> {
+    match v {
+        None => Ok(default),
+        Some(s) => s.parse::<usize>().map_err(|_| BrokerError::bad_data(format!("'{param}' must be a non-negative integer, got '{s}'"))),
+    }
+}
+
+/// Builds a geo-query from parameters (shared by queries and subscriptions).
+pub fn geo_query(ld: &JsonLdContext, georel: Option<&str>, geometry: Option<&str>, coordinates: Option<&Value>, geoproperty: Option<&str>) -> Result<Option<GeoQuery>> {
+    match (georel, geometry, coordinates) {
+        (None, None, None) => Ok(None),
+        (Some(r), Some(g), Some(c)) => {
+            let prop = ld.expand(geoproperty.unwrap_or("location"));
+            Ok(Some(GeoQuery::new(r, g, c.clone(), prop)?))
+        }
+        _ => Err(BrokerError::bad_data("a geo-query needs georel, geometry and coordinates together")),
+    }
+}
+
+/// Matches `scopeQ` patterns: `/a/b` exact, `/a/#` the subtree, `/a/+/c` one level.
+pub fn scope_matches(pattern: &str, scopes: &[String]) -> bool {
+    pattern.split(['|', ',']).any(|p| {
+        scopes.iter().any(|s| {
+            let pp: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+            let ss: Vec<&str> = s.trim_start_matches('/').split('/').collect();
+            let mut i = 0;
+            for part in &pp {
+                match *part {
+                    "#" => return true,
+                    "+" if i < ss.len() => i += 1,
+                    x if i < ss.len() && ss[i] == x => i += 1,
+                    _ => return false,
+                }
+            }
+            i == ss.len()
+        })
+    })
+}
+
+impl EntityQuery {
+    /// Validates parameters against the request context.
+    pub fn from_params(p: &QueryParams, ld: &JsonLdContext, default_limit: usize, max_limit: usize) -> Result<EntityQuery> {
+        let ids = p.id.as_deref().map(|s| split_list("id", s)).transpose()?;
+        if let Some(ids) = &ids {
+            for id in ids {
+                crate::entities::check_id(id)?;
+            }
+        }
+        let types = p.type_.as_deref().map(|s| TypeExpr::parse(s, ld)).transpose()?;
+        let id_pattern = p
+            .id_pattern
+            .as_deref()
+            .map(|s| Regex::new(s).map_err(|e| BrokerError::bad_data(format!("invalid 'idPattern': {e}"))))
+            .transpose()?;
+        let attrs = p.attrs.as_deref().map(|s| split_list("attrs", s)).transpose()?.map(|v| v.iter().map(|a| ld.expand(a)).collect());
+        let q = match p.q.as_deref() {
+            Some(s) => {
+                let mut q = Query::parse(s)?;
+                q.resolve(ld);
+                Some(q)
+            }
+            None => None,
+        };
+        let geo = geo_query(ld, p.georel.as_deref(), p.geometry.as_deref(), p.coordinates.as_ref(), p.geoproperty.as_deref())?;
+        let scope = p.scope_q.as_ref().map(|s| vec![s.clone()]);
+        let limit = parse_usize("limit", p.limit.as_deref(), default_limit)?;
+        let offset = parse_usize("offset", p.offset.as_deref(), 0)?;
+        if limit > max_limit {
+            return Err(BrokerError::new(ErrorKind::TooManyResults, format!("'limit' {limit} is above the maximum {max_limit}")));
+        }
+        if limit == 0 && !p.count {
+            return Err(BrokerError::bad_data("'limit' 0 is only allowed with count=true"));
+        }
+        let unfiltered = ids.is_none() && types.is_none() && id_pattern.is_none() && attrs.is_none() && q.is_none() && geo.is_none() && scope.is_none();
+        if unfiltered && !p.allow_unfiltered {
+            return Err(BrokerError::bad_data("a query needs at least one of type, id, idPattern, attrs, q, geoQ or scopeQ"));
+        }
+        Ok(EntityQuery { ids, types, id_pattern, attrs, q, geo, scope, limit, offset, count: p.count })
+    }
+
+    /// True when the entity passes every filter.
+    pub fn matches(&self, e: &Entity) -> bool {
+        if let Some(ids) = &self.ids {
+            if !ids.iter().any(|i| *i == e.id) {
+                return false;
+            }
+        }
+        if self.types.as_ref().is_some_and(|t| !t.matches(e)) {
+            return false;
+        }
+        if self.id_pattern.as_ref().is_some_and(|r| !r.is_match(&e.id)) {
+            return false;
+        }
+        if let Some(attrs) = &self.attrs {
+            if !attrs.iter().any(|a| e.attr(a).is_some()) {
+                return false;
+            }
+        }
+        if self.q.as_ref().is_some_and(|q| !q.matches(e)) {
+            return false;
+        }
+        if let Some(g) = &self.geo {
+            if !geo_matches(g, e) {
+                return false;
+            }
+        }
+        if let Some(scope) = &self.scope {
+            let Some(es) = &e.scope else { return false };
+            if !scope.iter().any(|p| scope_matches(p, es)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// True when the entity's geo-property satisfies the geo-query.
+pub fn geo_matches(g: &GeoQuery, e: &Entity) -> bool {
+    e.attr(&g.geoproperty).is_some_and(|instances| {
+        instances
+            .iter()
+            .filter(|a| a.kind == AttrKind::GeoProperty)
+            .filter_map(|a| to_geometry(&a.value).ok())
+            .any(|geom| g.matches(&geom))
+    })
+}
+
+impl Broker {
+    /// Runs a query and returns one page.
+    pub fn query_entities(&self, rc: &RequestContext, query: &EntityQuery) -> Result<QueryPage> {
+        self.check_tenant(rc)?;
+        let mut page = QueryPage { entities: Vec::new(), total: None, has_more: false, offset: query.offset, limit: query.limit };
+        let mut matched = 0usize;
+        let mut visit = |e: &Arc<Entity>| {
+            if !query.matches(e) {
+                return ControlFlow::Continue(());
+            }
+            matched += 1;
+            if matched > query.offset {
+                if page.entities.len() < query.limit {
+                    page.entities.push(e.clone());
+                } else {
+                    page.has_more = true;
+                    if !query.count {
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        };
+        match &query.ids {
+            Some(ids) => {
+                let mut sorted = ids.clone();
+                sorted.sort();
+                sorted.dedup();
+                for id in sorted {
+                    if let Some(e) = self.store.get(&rc.tenant, &id) {
+                        if visit(&e).is_break() {
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                let types = query.types.as_ref().map(TypeExpr::all_types);
+                self.store.scan(&rc.tenant, types.as_deref(), None, &mut visit);
+            }
+        }
+        if query.count {
+            page.total = Some(matched);
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_expressions() {
+        let ld = JsonLdContext::core();
+        let e = TypeExpr::parse("(A;B)|C,D", &ld).unwrap();
+        assert_eq!(e.0.len(), 3);
+        assert_eq!(e.0[0].len(), 2);
+        assert!(TypeExpr::parse("A;", &ld).is_err());
+        assert!(TypeExpr::parse("(A", &ld).is_err());
+        assert_eq!(e.all_types().len(), 4);
+    }
+
+    #[test]
+    fn scopes() {
+        let s = vec!["/Madrid/Gardens/ParqueNorte".to_string()];
+        assert!(scope_matches("/Madrid/#", &s));
+        assert!(scope_matches("/Madrid/+/ParqueNorte", &s));
+        assert!(scope_matches("/Madrid/Gardens/ParqueNorte", &s));
+        assert!(!scope_matches("/Madrid/Gardens", &s));
+        assert!(!scope_matches("/Porto/#", &s));
+    }
+}

@@ -1,0 +1,176 @@
+//! Notification delivery over HTTP: one queue and one worker per endpoint, so that a dead
+//! or slow endpoint only delays its own notifications; retries with exponential backoff.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use citybrain_model::time::Clock;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::manager::SubEntry;
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    pub timeout: Duration,
+    /// Attempts per notification (first try included).
+    pub attempts: u32,
+    pub backoff_start: Duration,
+    /// Notifications waiting per endpoint before new ones are dropped (and counted).
+    pub queue_capacity: usize,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(5), attempts: 3, backoff_start: Duration::from_millis(200), queue_capacity: 10_000 }
+    }
+}
+
+/// One notification to deliver.
+pub(crate) struct Job {
+    pub entry: Arc<SubEntry>,
+    pub body: Value,
+    pub enqueued: std::time::Instant,
+}
+
+/// Counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub retries: AtomicU64,
+    pub queued: AtomicI64,
+    /// Sum and count of enqueue-to-delivered latency, in microseconds.
+    pub latency_micros_sum: AtomicU64,
+    pub latency_count: AtomicU64,
+}
+
+pub(crate) struct Dispatcher {
+    http: reqwest::Client,
+    settings: DispatchSettings,
+    queues: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    pub stats: Arc<DispatchStats>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Dispatcher {
+    pub fn new(settings: DispatchSettings, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .pool_max_idle_per_host(8)
+            .build()
+            .unwrap_or_default();
+        Arc::new(Self { http, settings, queues: Mutex::new(HashMap::new()), stats: Arc::new(DispatchStats::default()), clock })
+    }
+
+    /// Queues a notification for its endpoint; never blocks.
+    pub fn enqueue(self: &Arc<Self>, job: Job) {
+        let uri = job.entry.sub.read().endpoint.uri.clone();
+        let mut queues = self.queues.lock();
+        let tx = queues.entry(uri.clone()).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(self.settings.queue_capacity);
+            let me = self.clone();
+            tokio::spawn(async move { me.worker(uri, rx).await });
+            tx
+        });
+        match tx.try_send(job) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                job.entry.record_failure(self.clock.now());
+                tracing::warn!(endpoint = %job.entry.sub.read().endpoint.uri, "notification queue full; notification dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    async fn worker(self: Arc<Self>, uri: String, mut rx: mpsc::Receiver<Job>) {
+        const IDLE: Duration = Duration::from_secs(300);
+        loop {
+            let job = match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(_) => {
+                    // Idle: retire this worker unless something arrived meanwhile.
+                    let mut queues = self.queues.lock();
+                    if rx.is_empty() {
+                        queues.remove(&uri);
+                        return;
+                    }
+                    continue;
+                }
+            };
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            self.deliver(job).await;
+        }
+    }
+
+    async fn deliver(&self, job: Job) {
+        let (uri, accept, headers, tenant, link) = {
+            let s = job.entry.sub.read();
+            let link = if s.endpoint.accept == "application/ld+json" {
+                None
+            } else {
+                Some(super::manager::link_header(&s.ld))
+            };
+            (s.endpoint.uri.clone(), s.endpoint.accept.clone(), s.endpoint.receiver_info.clone(), s.tenant.clone(), link)
+        };
+        let body = match serde_json::to_vec(&job.body) {
+            Ok(b) => b,
+            Err(error) => {
+                tracing::error!(%error, "notification could not be encoded");
+                return;
+            }
+        };
+        let content_type = if accept == "application/ld+json" { "application/ld+json" } else { "application/json" };
+        let mut delay = self.settings.backoff_start;
+        for attempt in 1..=self.settings.attempts {
+            let mut req = self.http.post(&uri).header("Content-Type", content_type).body(body.clone());
+            if let Some(l) = &link {
+                req = req.header("Link", l.as_str());
+            }
+            if !tenant.is_empty() {
+                req = req.header("NGSILD-Tenant", tenant.as_str());
+            }
+            for (k, v) in &headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let result = req.send().await;
+            let now = self.clock.now();
+            match result {
+                Ok(resp) if resp.status().is_success() => {
+                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    let micros = job.enqueued.elapsed().as_micros() as u64;
+                    self.stats.latency_micros_sum.fetch_add(micros, Ordering::Relaxed);
+                    self.stats.latency_count.fetch_add(1, Ordering::Relaxed);
+                    job.entry.record_success(now);
+                    return;
+                }
+                Ok(resp) => {
+                    tracing::debug!(endpoint = %uri, status = %resp.status(), attempt, "notification refused");
+                }
+                Err(error) => {
+                    tracing::debug!(endpoint = %uri, %error, attempt, "notification failed");
+                }
+            }
+            if attempt < self.settings.attempts {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+        }
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(endpoint = %uri, "notification failed after retries");
+        job.entry.record_failure(self.clock.now());
+    }
+}

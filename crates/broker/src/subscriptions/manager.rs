@@ -1,0 +1,442 @@
+//! Subscription lifecycle (CRUD, persistence) and matching of the change feed.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use citybrain_model::context::CORE_CONTEXT_URL;
+use citybrain_model::render::{render_entity, Projection, RenderOptions};
+use citybrain_model::time::{format_datetime, Clock};
+use citybrain_model::uri::is_absolute_uri;
+use citybrain_model::{Entity, ErrorKind, JsonLdContext};
+use citybrain_store::{Change, ChangeKind, EntityStore};
+use parking_lot::{Mutex, RwLock};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::dispatch::{DispatchSettings, DispatchStats, Dispatcher, Job};
+use super::model::Compiled;
+use crate::contexts::ContextResolver;
+use crate::error::{BrokerError, Result};
+use crate::request::RequestContext;
+
+const COLLECTION: &str = "subscriptions";
+
+/// Delivery status of a subscription (volatile: it restarts at zero with the process).
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    pub times_sent: u64,
+    pub times_failed: u64,
+    pub last_notification: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_failure: Option<DateTime<Utc>>,
+}
+
+/// A live subscription: its compiled form and its status.
+#[derive(Debug)]
+pub struct SubEntry {
+    pub sub: RwLock<Compiled>,
+    status: Mutex<Status>,
+    created_at: DateTime<Utc>,
+    modified_at: Mutex<DateTime<Utc>>,
+}
+
+impl SubEntry {
+    pub(crate) fn record_success(&self, now: DateTime<Utc>) {
+        let mut s = self.status.lock();
+        s.times_sent += 1;
+        s.last_success = Some(now);
+    }
+    pub(crate) fn record_failure(&self, now: DateTime<Utc>) {
+        let mut s = self.status.lock();
+        s.times_sent += 1;
+        s.times_failed += 1;
+        s.last_failure = Some(now);
+    }
+    pub fn status(&self) -> Status {
+        self.status.lock().clone()
+    }
+}
+
+/// The `Link` header value for a context.
+pub fn link_header(ld: &JsonLdContext) -> String {
+    let url = ld.link_url().unwrap_or(CORE_CONTEXT_URL);
+    format!("<{url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"")
+}
+
+pub struct SubscriptionManager {
+    store: Arc<dyn EntityStore>,
+    contexts: Arc<ContextResolver>,
+    clock: Arc<dyn Clock>,
+    dispatcher: Arc<Dispatcher>,
+    subs: RwLock<HashMap<(String, String), Arc<SubEntry>>>,
+}
+
+impl SubscriptionManager {
+    pub fn new(store: Arc<dyn EntityStore>, contexts: Arc<ContextResolver>, clock: Arc<dyn Clock>, settings: DispatchSettings) -> Arc<Self> {
+        let dispatcher = Dispatcher::new(settings, clock.clone());
+        Arc::new(Self { store, contexts, clock, dispatcher, subs: RwLock::new(HashMap::new()) })
+    }
+
+    pub fn dispatch_stats(&self) -> Arc<DispatchStats> {
+        self.dispatcher.stats.clone()
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.subs.read().len()
+    }
+
+    /// Loads persisted subscriptions (at start-up).
+    pub async fn load(&self) {
+        for (tenant, id, doc) in self.store.docs(COLLECTION) {
+            let Some(body) = doc.get("body").and_then(Value::as_object).cloned() else { continue };
+            let ctx_src = doc.get("context").cloned().filter(|v| !v.is_null());
+            let ld = match self.contexts.resolve(ctx_src.as_ref()).await {
+                Ok(ld) => ld,
+                Err(error) => {
+                    tracing::warn!(subscription = %id, error = %error.public_detail(), "subscription @context unavailable; using the core context");
+                    JsonLdContext::core()
+                }
+            };
+            let created = doc.get("createdAt").and_then(Value::as_str).and_then(citybrain_model::time::parse_datetime).unwrap_or_else(|| self.clock.now());
+            match Compiled::compile(&tenant, &id, body, ctx_src, ld, self.clock.now(), false) {
+                Ok(c) => {
+                    let entry = Arc::new(SubEntry { sub: RwLock::new(c), status: Mutex::new(Status::default()), created_at: created, modified_at: Mutex::new(created) });
+                    self.subs.write().insert((tenant, id), entry);
+                }
+                Err(error) => tracing::warn!(subscription = %id, error = %error.public_detail(), "stored subscription no longer valid; skipped"),
+            }
+        }
+        tracing::info!(count = self.subs.read().len(), "subscriptions loaded");
+    }
+
+    fn split_context(body: &mut Map<String, Value>, link: Option<Value>) -> Option<Value> {
+        body.remove("@context").or(link)
+    }
+
+    async fn persist(&self, tenant: &str, entry: &SubEntry) -> Result<()> {
+        let (id, doc) = {
+            let s = entry.sub.read();
+            (s.id.clone(), json!({"body": s.body, "context": s.context_source, "createdAt": format_datetime(&entry.created_at), "modifiedAt": format_datetime(&entry.modified_at.lock())}))
+        };
+        self.store.put_doc(tenant, COLLECTION, &id, doc)?.wait().await?;
+        Ok(())
+    }
+
+    /// `POST /subscriptions`. `link` is the context from the `Link` header, if any.
+    pub async fn create(&self, rc: &RequestContext, mut body: Map<String, Value>, link: Option<Value>) -> Result<String> {
+        let ctx_src = Self::split_context(&mut body, link);
+        let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
+        let id = match body.get("id") {
+            None => {
+                let id = format!("urn:ngsi-ld:Subscription:{}", uuid::Uuid::new_v4());
+                body.insert("id".into(), Value::String(id.clone()));
+                id
+            }
+            Some(Value::String(s)) if is_absolute_uri(s) => s.clone(),
+            Some(other) => return Err(BrokerError::bad_data(format!("subscription 'id' must be a URI, got {other}"))),
+        };
+        let now = self.clock.now();
+        let compiled = Compiled::compile(&rc.tenant, &id, body, ctx_src, ld, now, true)?;
+        let key = (rc.tenant.clone(), id.clone());
+        let entry = Arc::new(SubEntry { sub: RwLock::new(compiled), status: Mutex::new(Status::default()), created_at: now, modified_at: Mutex::new(now) });
+        {
+            let mut subs = self.subs.write();
+            if subs.contains_key(&key) {
+                return Err(BrokerError::new(ErrorKind::AlreadyExists, format!("subscription '{id}' already exists")));
+            }
+            subs.insert(key.clone(), entry.clone());
+        }
+        if let Err(e) = self.persist(&rc.tenant, &entry).await {
+            self.subs.write().remove(&key);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    fn entry(&self, rc: &RequestContext, id: &str) -> Result<Arc<SubEntry>> {
+        if !is_absolute_uri(id) {
+            return Err(BrokerError::bad_data(format!("subscription id '{id}' is not a URI")));
+        }
+        self.subs
+            .read()
+            .get(&(rc.tenant.clone(), id.to_string()))
+            .cloned()
+            .ok_or_else(|| BrokerError::not_found(format!("subscription '{id}' not found")))
+    }
+
+    /// Renders a subscription with its status.
+    pub fn render(&self, entry: &SubEntry) -> (Map<String, Value>, Arc<JsonLdContext>) {
+        let s = entry.sub.read();
+        let now = self.clock.now();
+        let mut out = s.body.clone();
+        let status = if !s.is_active {
+            "paused"
+        } else if s.expired(now) {
+            "expired"
+        } else {
+            "active"
+        };
+        out.insert("isActive".into(), Value::Bool(s.is_active));
+        out.insert("status".into(), Value::String(status.into()));
+        let st = entry.status();
+        if let Some(Value::Object(n)) = out.get_mut("notification") {
+            if st.times_sent > 0 {
+                n.insert("timesSent".into(), json!(st.times_sent));
+            }
+            if st.times_failed > 0 {
+                n.insert("timesFailed".into(), json!(st.times_failed));
+            }
+            for (k, v) in [("lastNotification", st.last_notification), ("lastSuccess", st.last_success), ("lastFailure", st.last_failure)] {
+                if let Some(t) = v {
+                    n.insert(k.into(), Value::String(format_datetime(&t)));
+                }
+            }
+            if st.last_notification.is_some() {
+                let ok = st.last_failure.is_none() || st.last_success >= st.last_failure;
+                n.insert("status".into(), Value::String(if ok { "ok" } else { "failed" }.into()));
+            }
+        }
+        (out, s.ld.clone())
+    }
+
+    /// `GET /subscriptions/{id}`.
+    pub fn get(&self, rc: &RequestContext, id: &str) -> Result<(Map<String, Value>, Arc<JsonLdContext>)> {
+        let e = self.entry(rc, id)?;
+        Ok(self.render(&e))
+    }
+
+    /// `GET /subscriptions`: the tenant's subscriptions in id order.
+    pub fn list(&self, rc: &RequestContext) -> Vec<Arc<SubEntry>> {
+        let subs = self.subs.read();
+        let mut v: Vec<(String, Arc<SubEntry>)> = subs.iter().filter(|((t, _), _)| *t == rc.tenant).map(|((_, id), e)| (id.clone(), e.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// `PATCH /subscriptions/{id}`: replaces the given members, then re-validates.
+    pub async fn update(&self, rc: &RequestContext, id: &str, mut fragment: Map<String, Value>, link: Option<Value>) -> Result<()> {
+        let entry = self.entry(rc, id)?;
+        if fragment.is_empty() {
+            return Err(BrokerError::bad_data("the subscription fragment is empty"));
+        }
+        if let Some(Value::String(fid)) = fragment.get("id") {
+            if fid != id {
+                return Err(BrokerError::bad_data("a subscription's id cannot be changed"));
+            }
+        }
+        let ctx_src = Self::split_context(&mut fragment, link);
+        let (mut body, old_ctx) = {
+            let s = entry.sub.read();
+            (s.body.clone(), s.context_source.clone())
+        };
+        for (k, v) in fragment {
+            if v.is_null() {
+                body.remove(&k);
+            } else {
+                body.insert(k, v);
+            }
+        }
+        let ctx_src = ctx_src.or(old_ctx);
+        let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
+        let compiled = Compiled::compile(&rc.tenant, id, body, ctx_src, ld, self.clock.now(), true)?;
+        *entry.sub.write() = compiled;
+        *entry.modified_at.lock() = self.clock.now();
+        self.persist(&rc.tenant, &entry).await
+    }
+
+    /// `DELETE /subscriptions/{id}`.
+    pub async fn delete(&self, rc: &RequestContext, id: &str) -> Result<()> {
+        self.entry(rc, id)?;
+        self.subs.write().remove(&(rc.tenant.clone(), id.to_string()));
+        if let Some(c) = self.store.delete_doc(&rc.tenant, COLLECTION, id)? {
+            c.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// Consumes the change feed until it closes.
+    pub async fn run(self: Arc<Self>, mut feed: mpsc::UnboundedReceiver<Arc<Change>>) {
+        while let Some(change) = feed.recv().await {
+            self.on_change(&change);
+        }
+    }
+
+    /// Sends periodic (`timeInterval`) notifications; ticks every second.
+    pub async fn run_periodic(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            self.periodic_once();
+        }
+    }
+
+    /// One pass of periodic notifications (public for deterministic tests).
+    pub fn periodic_once(&self) {
+        let now = self.clock.now();
+        let entries: Vec<Arc<SubEntry>> = self.subs.read().values().cloned().collect();
+        for entry in entries {
+            let s = entry.sub.read();
+            let Some(interval) = s.time_interval else { continue };
+            if !s.is_active || s.expired(now) {
+                continue;
+            }
+            let due = entry.status.lock().last_notification.is_none_or(|t| (now - t).num_milliseconds() as f64 >= interval * 1000.0);
+            if !due {
+                continue;
+            }
+            let mut matched: Vec<Arc<Entity>> = Vec::new();
+            self.store.scan(&s.tenant, None, None, &mut |e| {
+                if s.selects(e, true) {
+                    matched.push(e.clone());
+                }
+                if matched.len() >= 1000 {
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            });
+            entry.status.lock().last_notification = Some(now);
+            if matched.is_empty() {
+                continue;
+            }
+            let body = notification(&s, &matched, None, "timeInterval", now);
+            drop(s);
+            self.dispatcher.enqueue(Job { entry: entry.clone(), body, enqueued: std::time::Instant::now() });
+        }
+    }
+
+    fn on_change(&self, change: &Change) {
+        let now = self.clock.now();
+        let entries: Vec<Arc<SubEntry>> = self.subs.read().iter().filter(|((t, _), _)| **t == *change.tenant).map(|(_, e)| e.clone()).collect();
+        for entry in entries {
+            let s = entry.sub.read();
+            if !s.is_active || s.expired(now) || s.time_interval.is_some() {
+                continue;
+            }
+            let Some(reason) = trigger(&s, change) else { continue };
+            {
+                let mut st = entry.status.lock();
+                if let (Some(th), Some(last)) = (s.throttling, st.last_notification) {
+                    if ((now - last).num_milliseconds() as f64) < th * 1000.0 {
+                        continue;
+                    }
+                }
+                st.last_notification = Some(now);
+            }
+            let body = match (&change.after, reason) {
+                (Some(after), r) if r != "entityDeleted" => notification(&s, std::slice::from_ref(after), None, r, now),
+                _ => {
+                    let Some(before) = &change.before else { continue };
+                    notification(&s, &[], Some(before), reason, now)
+                }
+            };
+            drop(s);
+            self.dispatcher.enqueue(Job { entry: entry.clone(), body, enqueued: std::time::Instant::now() });
+        }
+    }
+}
+
+type Names<'a> = Vec<&'a str>;
+
+fn attr_diff<'a>(before: &'a Entity, after: &'a Entity) -> (Names<'a>, Names<'a>, Names<'a>) {
+    let (mut created, mut updated, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, inst) in &after.attrs {
+        match before.attr(n) {
+            None => created.push(n.as_str()),
+            Some(b) if b != inst => updated.push(n.as_str()),
+            Some(_) => {}
+        }
+    }
+    for (n, _) in &before.attrs {
+        if after.attr(n).is_none() {
+            deleted.push(n.as_str());
+        }
+    }
+    (created, updated, deleted)
+}
+
+/// Why a change notifies a subscription, if it does.
+fn trigger(s: &Compiled, change: &Change) -> Option<&'static str> {
+    let entity = change.entity()?;
+    if !s.selects(entity, false) {
+        return None;
+    }
+    let hit = |names: &[&str]| !names.is_empty() && s.watched.as_ref().is_none_or(|w| names.iter().any(|n| w.contains(*n)));
+    let t = &s.triggers;
+    let reason = match change.kind {
+        ChangeKind::Created => {
+            let all: Vec<&str> = entity.attrs.iter().map(|(n, _)| n.as_str()).collect();
+            if t.entity_created && (s.watched.is_none() || hit(&all)) {
+                "entityCreated"
+            } else if t.attribute_created && hit(&all) {
+                "attributeCreated"
+            } else {
+                return None;
+            }
+        }
+        ChangeKind::Updated => {
+            let (Some(before), Some(after)) = (&change.before, &change.after) else { return None };
+            let (created, updated, deleted) = attr_diff(before, after);
+            let all: Vec<&str> = created.iter().chain(&updated).chain(&deleted).copied().collect();
+            if t.attribute_created && hit(&created) {
+                "attributeCreated"
+            } else if t.attribute_updated && hit(&updated) {
+                "attributeUpdated"
+            } else if t.attribute_deleted && hit(&deleted) {
+                "attributeDeleted"
+            } else if t.entity_updated && hit(&all) {
+                "entityUpdated"
+            } else {
+                return None;
+            }
+        }
+        ChangeKind::Deleted => {
+            return t.entity_deleted.then_some("entityDeleted");
+        }
+    };
+    let after = change.after.as_ref()?;
+    s.selects(after, true).then_some(reason)
+}
+
+/// Builds a notification body.
+fn notification(s: &Compiled, entities: &[Arc<Entity>], deleted: Option<&Arc<Entity>>, reason: &str, now: DateTime<Utc>) -> Value {
+    let ld_json = s.endpoint.accept == "application/ld+json";
+    let ctx_value = s.context_source.clone().unwrap_or_else(|| Value::String(CORE_CONTEXT_URL.into()));
+    let opts = RenderOptions {
+        format: s.format,
+        sys_attrs: s.sys_attrs,
+        projection: Projection { attrs: s.notify_attrs.clone(), ..Default::default() },
+        lang: None,
+    };
+    let mut data: Vec<Value> = entities
+        .iter()
+        .map(|e| {
+            let mut m = render_entity(e, &s.ld, &opts);
+            if ld_json {
+                m.insert("@context".into(), ctx_value.clone());
+            }
+            Value::Object(m)
+        })
+        .collect();
+    if let Some(d) = deleted {
+        let types: Vec<String> = d.types.iter().map(|t| s.ld.compact(t)).collect();
+        let ty = if types.len() == 1 { json!(types[0]) } else { json!(types) };
+        data.push(json!({"id": d.id, "type": ty, "deletedAt": format_datetime(&now)}));
+    }
+    let mut n = json!({
+        "id": format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4()),
+        "type": "Notification",
+        "subscriptionId": s.id,
+        "notifiedAt": format_datetime(&now),
+        "data": data,
+        "triggerReason": reason,
+    });
+    if ld_json {
+        if let Some(o) = n.as_object_mut() {
+            o.insert("@context".into(), ctx_value);
+        }
+    }
+    n
+}

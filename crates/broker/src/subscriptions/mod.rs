@@ -1,0 +1,9 @@
+//! NGSI-LD subscriptions and HTTP notifications.
+
+mod dispatch;
+mod manager;
+mod model;
+
+pub use dispatch::{DispatchSettings, DispatchStats};
+pub use manager::{link_header, Status, SubEntry, SubscriptionManager};
+pub use model::{Compiled, Endpoint, Selector, Triggers};
