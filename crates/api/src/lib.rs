@@ -1,1 +1,102 @@
-//! placeholder
+//! HTTP adapters of citybrain: the NGSI-LD API under `/ngsi-ld/v1`, `/health` and
+//! Prometheus `/metrics`. Handlers decode ([`request`]), call the broker, and encode
+//! ([`response`]); errors map to ProblemDetails in one table ([`problem`]).
+
+pub mod handlers;
+pub mod metrics;
+pub mod problem;
+pub mod request;
+pub mod response;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use citybrain_broker::Broker;
+use citybrain_model::ErrorKind;
+
+use crate::handlers::{batch, contexts, discovery, entities, subscriptions};
+use crate::metrics::Metrics;
+use crate::problem::ApiError;
+use crate::routes::*;
+
+/// Limits on what a request may carry.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { max_body_bytes: 16 * 1024 * 1024, max_json_depth: 64 }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    pub limits: Arc<HttpLimits>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Builds the whole HTTP router.
+pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
+    let metrics = Metrics::new();
+    let body_limit = limits.max_body_bytes;
+    let state = AppState { broker, limits: Arc::new(limits), metrics: metrics.clone() };
+    Router::new()
+        .route(ENTITIES, get(entities::query).post(entities::create))
+        .route(ENTITY, get(entities::retrieve).put(entities::replace).patch(entities::merge).delete(entities::delete))
+        .route(ENTITY_ATTRS, post(entities::append_attrs).patch(entities::update_attrs))
+        .route(ENTITY_ATTR, axum::routing::patch(entities::patch_attr).put(entities::replace_attr).delete(entities::delete_attr))
+        .route(BATCH_CREATE, post(batch::create))
+        .route(BATCH_UPSERT, post(batch::upsert))
+        .route(BATCH_UPDATE, post(batch::update))
+        .route(BATCH_DELETE, post(batch::delete))
+        .route(BATCH_MERGE, post(batch::merge))
+        .route(BATCH_QUERY, post(batch::query))
+        .route(SUBSCRIPTIONS, get(subscriptions::list).post(subscriptions::create))
+        .route(SUBSCRIPTION, get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete))
+        .route(TYPES, get(discovery::types))
+        .route(TYPE, get(discovery::type_info))
+        .route(ATTRIBUTES, get(discovery::attributes))
+        .route(ATTRIBUTE, get(discovery::attribute_info))
+        .route(CONTEXTS, get(contexts::list).post(contexts::create))
+        .route(CONTEXT, get(contexts::retrieve).delete(contexts::delete))
+        .route(HEALTH, get(health))
+        .route(METRICS, get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn health(State(app): State<AppState>) -> Response {
+    let s = app.broker.store().stats();
+    let body = serde_json::json!({"status": "ok", "entities": s.entities, "durableLsn": s.durable_lsn});
+    let mut r = (StatusCode::OK, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn metrics_text(State(app): State<AppState>) -> Response {
+    let text = app.metrics.render(&app.broker);
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    r
+}
+
+async fn not_found() -> Response {
+    ApiError::new(ErrorKind::ResourceNotFound, "no such path in the API").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(ErrorKind::OperationNotSupported, "this method is not supported on this path").with_status(StatusCode::METHOD_NOT_ALLOWED).into_response()
+}

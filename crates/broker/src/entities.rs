@@ -48,7 +48,7 @@ impl Broker {
         &self,
         rc: &RequestContext,
         id: &str,
-        decide: &mut dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError>,
+        decide: &mut (dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError> + Send),
     ) -> Result<Option<Applied>> {
         Ok(self
             .store
@@ -61,7 +61,7 @@ impl Broker {
         &self,
         rc: &RequestContext,
         id: &str,
-        decide: &mut dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError>,
+        decide: &mut (dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError> + Send),
     ) -> Result<Option<(Option<Arc<Entity>>, Option<Arc<Entity>>)>> {
         match self.apply_nowait(rc, id, decide)? {
             None => Ok(None),

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use crate::error::StoreError;
 use crate::snapshot::{self, SnapshotData};
 use crate::state::TenantState;
-use crate::traits::{Change, ChangeKind, Commit, EntityStore, Modified, Write};
+use crate::traits::{Change, ChangeKind, Commit, EntityStore, Modified, StoreStats, Write};
 use crate::wal::{self, WalOp};
 
 /// Options of the embedded engine.
@@ -44,18 +44,6 @@ impl StoreOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into(), snapshot_after_bytes: 256 * 1024 * 1024 }
     }
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StoreStats {
-    pub records: u64,
-    pub batches: u64,
-    pub bytes: u64,
-    pub fsync_micros_total: u64,
-    pub snapshots: u64,
-    pub durable_lsn: u64,
-    pub feed_subscribers: u64,
 }
 
 struct Tenant {
@@ -231,7 +219,7 @@ impl EmbeddedStore {
         }
     }
 
-    pub fn stats(&self) -> StoreStats {
+    fn stats_inner(&self) -> StoreStats {
         let i = &self.inner;
         StoreStats {
             records: i.records.load(Ordering::Relaxed),
@@ -241,6 +229,7 @@ impl EmbeddedStore {
             snapshots: i.snapshots.load(Ordering::Relaxed),
             durable_lsn: i.durable.borrow().0,
             feed_subscribers: i.feed.lock().len() as u64,
+            entities: i.tenants.read().values().map(|t| t.state.read().entities.len() as u64).sum(),
         }
     }
 
@@ -412,6 +401,10 @@ impl EntityStore for EmbeddedStore {
         let (tx, rx) = mpsc::unbounded_channel();
         self.inner.feed.lock().push(tx);
         rx
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.stats_inner()
     }
 }
 

@@ -10,9 +10,9 @@ mod state;
 mod traits;
 mod wal;
 
-pub use engine::{EmbeddedStore, StoreOptions, StoreStats};
+pub use engine::{EmbeddedStore, StoreOptions};
 pub use error::StoreError;
-pub use traits::{Change, ChangeKind, Commit, EntityStore, Modified, Write};
+pub use traits::{Change, ChangeKind, Commit, EntityStore, Modified, StoreStats, Write};
 
 /// Version of the on-disk formats written by this build (WAL segments and snapshots).
 /// Bump it on any incompatible change and keep a reader for the old one.

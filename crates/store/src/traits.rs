@@ -120,4 +120,20 @@ pub trait EntityStore: Send + Sync + 'static {
 
     /// The change feed: every durable entity change, in log order.
     fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>;
+
+    /// Counters for `/metrics`.
+    fn stats(&self) -> StoreStats;
+}
+
+/// Storage counters for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreStats {
+    pub records: u64,
+    pub batches: u64,
+    pub bytes: u64,
+    pub fsync_micros_total: u64,
+    pub snapshots: u64,
+    pub durable_lsn: u64,
+    pub feed_subscribers: u64,
+    pub entities: u64,
 }

@@ -1,0 +1,43 @@
+//! `/jsonldContexts` handlers.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::problem::{ApiError, ApiResult};
+use crate::request::NgsiRequest;
+use crate::response;
+use crate::AppState;
+
+pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
+    let details = req.param("details") == Some("true");
+    let items = app.broker.contexts.list(details, req.param("kind"))?;
+    Ok(plain_json(StatusCode::OK, &Value::Array(items)))
+}
+
+/// The body *is* a context document (it carries `@context` whatever the media type), so
+/// it is decoded here rather than by [`NgsiRequest`].
+pub async fn create(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let doc: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    let url = app.broker.contexts.add_hosted(doc).await?;
+    Ok(response::created(&url))
+}
+
+pub async fn retrieve(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let doc = app.broker.contexts.get(&id)?;
+    let mut resp = plain_json(StatusCode::OK, &doc);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/ld+json"));
+    Ok(resp)
+}
+
+pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+    app.broker.contexts.delete(&id, req.param("reload") == Some("true")).await?;
+    Ok(response::no_content())
+}
+
+fn plain_json(status: StatusCode, v: &Value) -> Response {
+    let mut resp = (status, v.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,162 @@
+//! `/entities` handlers: decode, call the broker, encode.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use citybrain_broker::{EntityQuery, QueryPage, QueryParams};
+use citybrain_model::ops::UpdateOutcome;
+use citybrain_model::JsonLdContext;
+use serde_json::{json, Value};
+
+use crate::problem::{ApiError, ApiResult};
+use crate::request::{Accept, NgsiRequest};
+use crate::response;
+use crate::routes::ENTITIES;
+use crate::AppState;
+
+fn bool_param(req: &NgsiRequest, k: &str) -> ApiResult<bool> {
+    match req.param(k) {
+        None => Ok(false),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ApiError::bad_data(format!("'{k}' must be true or false, got '{other}'"))),
+    }
+}
+
+/// Query parameters of `GET /entities` as the broker takes them.
+pub fn query_params(req: &NgsiRequest) -> ApiResult<QueryParams> {
+    let p = |k: &str| req.param(k).map(str::to_string);
+    Ok(QueryParams {
+        id: p("id"),
+        type_: p("type"),
+        id_pattern: p("idPattern"),
+        attrs: p("attrs"),
+        q: p("q"),
+        georel: p("georel"),
+        geometry: p("geometry"),
+        coordinates: p("coordinates").map(Value::String),
+        geoproperty: p("geoproperty"),
+        scope_q: p("scopeQ"),
+        limit: p("limit"),
+        offset: p("offset"),
+        count: bool_param(req, "count")?,
+        allow_unfiltered: bool_param(req, "local")?,
+    })
+}
+
+/// Encodes one page of entities with `NGSILD-Results-Count` and `Link: rel="next"`.
+pub fn page_response(req: &NgsiRequest, ld: &JsonLdContext, page: &QueryPage, path: &str) -> ApiResult<Response> {
+    let accept = req.accept()?;
+    let opts = req.render_options(ld)?;
+    let geometry = ld.expand(req.param("geometryProperty").unwrap_or("location"));
+    let body = response::entities(page.entities.iter().map(|e| e.as_ref()), ld, accept, &opts, &geometry);
+    let mut extra = Vec::new();
+    if let Some(total) = page.total {
+        extra.push((HeaderName::from_static("ngsild-results-count"), total.to_string()));
+    }
+    let link_page = |offset: usize, rel: &str| {
+        let mut params: Vec<(String, String)> = req.params.iter().filter(|(k, _)| *k != "offset" && *k != "limit").map(|(k, v)| (k.clone(), v.clone())).collect();
+        params.sort();
+        params.push(("limit".into(), page.limit.to_string()));
+        params.push(("offset".into(), offset.to_string()));
+        let qs: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
+            .collect();
+        (axum::http::header::LINK, format!("<{path}?{}>; rel=\"{rel}\"", qs.join("&")))
+    };
+    if page.has_more {
+        extra.push(link_page(page.offset + page.limit, "next"));
+    }
+    if page.offset > 0 && page.limit > 0 {
+        extra.push(link_page(page.offset.saturating_sub(page.limit), "prev"));
+    }
+    Ok(response::json(StatusCode::OK, &body, accept, ld, &extra))
+}
+
+pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
+    req.accept()?;
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let params = query_params(&req)?;
+    let q = EntityQuery::from_params(&params, &ld, app.broker.limits.default_limit, app.broker.limits.max_limit)?;
+    let page = app.broker.query_entities(&req.rc, &q)?;
+    page_response(&req, &ld, &page, ENTITIES)
+}
+
+pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let body = req.object()?;
+    let id = app.broker.create_entity(&req.rc, &ld, &body).await?;
+    Ok(response::created(&format!("{ENTITIES}/{id}")))
+}
+
+pub async fn retrieve(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+    let accept = req.accept()?;
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let opts = req.render_options(&ld)?;
+    let e = app.broker.retrieve_entity(&req.rc, &id)?;
+    let geometry = ld.expand(req.param("geometryProperty").unwrap_or("location"));
+    let body = response::entity(&e, &ld, accept, &opts, &geometry);
+    Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
+}
+
+pub async fn replace(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    app.broker.replace_entity(&req.rc, &ld, &id, &req.object()?).await?;
+    Ok(response::no_content())
+}
+
+pub async fn merge(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    app.broker.merge_entity(&req.rc, &ld, &id, &req.object()?).await?;
+    Ok(response::no_content())
+}
+
+pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+    app.broker.delete_entity(&req.rc, &id).await?;
+    Ok(response::no_content())
+}
+
+fn outcome_response(o: &UpdateOutcome, ld: &JsonLdContext) -> Response {
+    if o.not_updated.is_empty() {
+        return response::no_content();
+    }
+    let body = json!({
+        "updated": o.updated.iter().map(|n| ld.compact(n)).collect::<Vec<_>>(),
+        "notUpdated": o.not_updated.iter().map(|(n, r)| json!({"attributeName": ld.compact(n), "reason": r})).collect::<Vec<_>>(),
+    });
+    response::json(StatusCode::MULTI_STATUS, &body, Accept::Json, ld, &[])
+}
+
+pub async fn append_attrs(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let no_overwrite = req.has_option("noOverwrite");
+    let o = app.broker.append_attrs(&req.rc, &ld, &id, &req.object()?, no_overwrite).await?;
+    Ok(outcome_response(&o, &ld))
+}
+
+pub async fn update_attrs(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let o = app.broker.update_attrs(&req.rc, &ld, &id, &req.object()?).await?;
+    Ok(outcome_response(&o, &ld))
+}
+
+pub async fn patch_attr(State(app): State<AppState>, Path((id, attr)): Path<(String, String)>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    app.broker.patch_attr(&req.rc, &ld, &id, &attr, &req.object()?).await?;
+    Ok(response::no_content())
+}
+
+pub async fn replace_attr(State(app): State<AppState>, Path((id, attr)): Path<(String, String)>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let body = req.body.clone().ok_or_else(|| ApiError::invalid("a body is required"))?;
+    app.broker.replace_attr(&req.rc, &ld, &id, &attr, &body).await?;
+    Ok(response::no_content())
+}
+
+pub async fn delete_attr(State(app): State<AppState>, Path((id, attr)): Path<(String, String)>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let all = bool_param(&req, "deleteAll")?;
+    app.broker.delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,8 @@
+//! HTTP handlers, one module per API area. Each decodes the request, calls the broker and
+//! encodes the answer; none holds business logic.
+
+pub mod batch;
+pub mod contexts;
+pub mod discovery;
+pub mod entities;
+pub mod subscriptions;

@@ -1,0 +1,350 @@
+//! Decoding of NGSI-LD requests: tenant, `Link` context, media types, query parameters
+//! and the JSON body (with size and depth limits).
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use citybrain_broker::request::validate_tenant;
+use citybrain_broker::RequestContext;
+use citybrain_model::render::{Format, Projection, RenderOptions};
+use citybrain_model::{ErrorKind, JsonLdContext};
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value};
+
+use crate::problem::{ApiError, ApiResult};
+use crate::AppState;
+
+pub const JSON_LD_CONTEXT_REL: &str = "http://www.w3.org/ns/json-ld#context";
+
+/// The representation a client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    Json,
+    JsonLd,
+    GeoJson,
+}
+
+impl Accept {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Accept::Json => "application/json",
+            Accept::JsonLd => "application/ld+json",
+            Accept::GeoJson => "application/geo+json",
+        }
+    }
+}
+
+/// Parses `Accept`, honouring order and `q` weights; `None` when nothing is acceptable.
+pub fn parse_accept(h: Option<&str>) -> Option<Accept> {
+    let Some(h) = h.filter(|h| !h.trim().is_empty()) else { return Some(Accept::Json) };
+    let mut best: Option<(f32, usize, Accept)> = None;
+    for (i, part) in h.split(',').enumerate() {
+        let mut it = part.split(';');
+        let media = it.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let mut q = 1.0f32;
+        for p in it {
+            if let Some(v) = p.trim().strip_prefix("q=") {
+                q = v.trim().parse().unwrap_or(0.0);
+            }
+        }
+        let a = match media.as_str() {
+            "application/ld+json" => Accept::JsonLd,
+            "application/json" | "application/*" | "*/*" => Accept::Json,
+            "application/geo+json" => Accept::GeoJson,
+            _ => continue,
+        };
+        if q <= 0.0 {
+            continue;
+        }
+        if best.is_none_or(|(bq, bi, _)| q > bq || (q == bq && i < bi)) {
+            best = Some((q, i, a));
+        }
+    }
+    best.map(|(_, _, a)| a)
+}
+
+/// Extracts the JSON-LD context URL from `Link` headers.
+pub fn parse_link(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let mut found = None;
+    for v in headers.get_all(header::LINK) {
+        let s = v.to_str().map_err(|_| ApiError::bad_data("Link header is not valid text"))?;
+        for link in s.split(',') {
+            let link = link.trim();
+            let Some(rest) = link.strip_prefix('<') else { continue };
+            let Some((url, params)) = rest.split_once('>') else {
+                return Err(ApiError::bad_data("malformed Link header"));
+            };
+            let is_ctx = params.split(';').any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=").is_some_and(|r| r.trim_matches('"') == JSON_LD_CONTEXT_REL)
+            });
+            if is_ctx {
+                if found.is_some() {
+                    return Err(ApiError::bad_data("more than one JSON-LD context Link header"));
+                }
+                if !citybrain_model::uri::is_absolute_uri(url) {
+                    return Err(ApiError::bad_data(format!("Link context '{url}' is not an absolute URL")));
+                }
+                found = Some(url.to_string());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Splits and percent-decodes a query string. `+` is kept as is (NGSI-LD scope patterns
+/// use it); repeated keys keep the last value.
+pub fn parse_query(raw: Option<&str>) -> ApiResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    let Some(raw) = raw else { return Ok(out) };
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode_str(k).decode_utf8().map_err(|_| ApiError::bad_data("query parameter name is not UTF-8"))?;
+        let v = percent_decode_str(v).decode_utf8().map_err(|_| ApiError::bad_data(format!("query parameter '{k}' is not UTF-8")))?;
+        out.insert(k.into_owned(), v.into_owned());
+    }
+    Ok(out)
+}
+
+/// Checks nesting depth of a JSON text without parsing it.
+fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A decoded NGSI-LD request.
+pub struct NgsiRequest {
+    pub rc: RequestContext,
+    pub params: HashMap<String, String>,
+    pub accept: Option<Accept>,
+    /// The `@context` source: the body's `@context` (JSON-LD) or the `Link` URL.
+    pub context: Option<Value>,
+    /// The body's JSON (with `@context` removed), when there is a body.
+    pub body: Option<Value>,
+    pub link: Option<String>,
+}
+
+impl FromRequest<AppState> for NgsiRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let headers = &parts.headers;
+        let tenant = match headers.get("NGSILD-Tenant") {
+            None => String::new(),
+            Some(v) => {
+                let t = v.to_str().map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
+                validate_tenant(t)?;
+                t.to_string()
+            }
+        };
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let rc = RequestContext { tenant, request_id, ..Default::default() };
+        let params = parse_query(parts.uri.query())?;
+        let accept = parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+        let link = parse_link(headers)?;
+        let has_body = matches!(parts.method, Method::POST | Method::PATCH | Method::PUT);
+        let mut context = link.clone().map(Value::String);
+        let mut parsed = None;
+        if has_body {
+            let bytes = axum::body::to_bytes(body, state.limits.max_body_bytes).await.map_err(|_| {
+                ApiError::bad_data(format!("the body is larger than {} bytes", state.limits.max_body_bytes)).with_status(StatusCode::PAYLOAD_TOO_LARGE)
+            })?;
+            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let is_ld = match media.as_str() {
+                "application/json" => false,
+                "application/ld+json" => true,
+                "application/merge-patch+json" if parts.method == Method::PATCH => false,
+                "" if bytes.is_empty() => false,
+                other => {
+                    return Err(ApiError::invalid(format!("unsupported Content-Type '{other}'; use application/json or application/ld+json"))
+                        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE))
+                }
+            };
+            if bytes.is_empty() {
+                return Err(ApiError::invalid("the request body is empty"));
+            }
+            if json_depth_exceeds(&bytes, state.limits.max_json_depth) {
+                return Err(ApiError::invalid(format!("the JSON body nests deeper than {} levels", state.limits.max_json_depth)));
+            }
+            let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+            let body_ctx = match &mut v {
+                Value::Object(m) => m.remove("@context"),
+                Value::Array(items) => {
+                    // Batch bodies: every item may carry its own @context; the first one is used.
+                    let mut first = None;
+                    for it in items.iter_mut() {
+                        if let Value::Object(m) = it {
+                            if let Some(c) = m.remove("@context") {
+                                first.get_or_insert(c);
+                            } else if is_ld {
+                                return Err(ApiError::bad_data("with application/ld+json every batch item needs an @context"));
+                            }
+                        }
+                    }
+                    first
+                }
+                _ => None,
+            };
+            match (is_ld, body_ctx) {
+                (true, Some(c)) => context = Some(c),
+                (true, None) => return Err(ApiError::bad_data("application/ld+json bodies must carry an @context")),
+                (false, Some(_)) => return Err(ApiError::bad_data("application/json bodies must not carry an @context; use a Link header")),
+                (false, None) => {}
+            }
+            parsed = Some(v);
+        }
+        Ok(NgsiRequest { rc, params, accept, context, body: parsed, link })
+    }
+}
+
+impl NgsiRequest {
+    pub fn param(&self, k: &str) -> Option<&str> {
+        self.params.get(k).map(String::as_str)
+    }
+
+    /// The body as a JSON object.
+    pub fn object(&self) -> ApiResult<Map<String, Value>> {
+        match &self.body {
+            Some(Value::Object(m)) => Ok(m.clone()),
+            Some(_) => Err(ApiError::bad_data("the body must be a JSON object")),
+            None => Err(ApiError::invalid("a body is required")),
+        }
+    }
+
+    /// The body as a JSON array.
+    pub fn array(&self) -> ApiResult<Vec<Value>> {
+        match &self.body {
+            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(_) => Err(ApiError::bad_data("the body must be a JSON array")),
+            None => Err(ApiError::invalid("a body is required")),
+        }
+    }
+
+    /// The accepted representation, or 406.
+    pub fn accept(&self) -> ApiResult<Accept> {
+        self.accept.ok_or_else(|| {
+            ApiError::new(ErrorKind::InvalidRequest, "none of the accepted media types is supported (application/json, application/ld+json, application/geo+json)")
+                .with_status(StatusCode::NOT_ACCEPTABLE)
+        })
+    }
+
+    fn options(&self) -> Vec<&str> {
+        self.param("options").map(|o| o.split(',').map(str::trim).collect()).unwrap_or_default()
+    }
+
+    /// True when `options` contains `opt`.
+    pub fn has_option(&self, opt: &str) -> bool {
+        self.options().contains(&opt)
+    }
+
+    /// Rendering options from `options`, `format`, `attrs`/`pick`/`omit`, `lang`.
+    pub fn render_options(&self, ld: &JsonLdContext) -> ApiResult<RenderOptions> {
+        let opts = self.options();
+        for o in &opts {
+            if !matches!(*o, "keyValues" | "simplified" | "sysAttrs" | "concise" | "normalized" | "noOverwrite" | "replace" | "update" | "") {
+                return Err(ApiError::bad_data(format!("unknown option '{o}'")));
+            }
+        }
+        let mut format = if opts.iter().any(|o| *o == "keyValues" || *o == "simplified") {
+            Format::KeyValues
+        } else if opts.contains(&"concise") {
+            Format::Concise
+        } else {
+            Format::Normalized
+        };
+        if let Some(f) = self.param("format") {
+            format = match f {
+                "keyValues" | "simplified" => Format::KeyValues,
+                "concise" => Format::Concise,
+                "normalized" => Format::Normalized,
+                other => return Err(ApiError::bad_data(format!("unknown format '{other}'"))),
+            };
+        }
+        let mut projection = Projection::default();
+        let list = |k: &str| -> ApiResult<Option<Vec<String>>> {
+            self.param(k).map(|s| citybrain_broker::query::split_list(k, s).map_err(ApiError::from)).transpose()
+        };
+        let mut attrs = list("attrs")?;
+        if let Some(pick) = list("pick")? {
+            projection.omit_id = !pick.iter().any(|p| p == "id");
+            projection.omit_type = !pick.iter().any(|p| p == "type");
+            attrs = Some(pick.into_iter().filter(|p| p != "id" && p != "type").collect());
+        }
+        if let Some(omit) = list("omit")? {
+            projection.omit_id = omit.iter().any(|p| p == "id");
+            projection.omit_type = omit.iter().any(|p| p == "type");
+            projection.omit = omit.iter().filter(|p| *p != "id" && *p != "type").map(|a| ld.expand(a)).collect();
+        }
+        projection.attrs = attrs.map(|a| a.iter().map(|a| ld.expand(a)).collect());
+        Ok(RenderOptions { format, sys_attrs: opts.contains(&"sysAttrs"), projection, lang: self.param("lang").map(str::to_string) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        assert_eq!(parse_accept(None), Some(Accept::Json));
+        assert_eq!(parse_accept(Some("application/ld+json")), Some(Accept::JsonLd));
+        assert_eq!(parse_accept(Some("text/html, application/json;q=0.5")), Some(Accept::Json));
+        assert_eq!(parse_accept(Some("application/json;q=0.5, application/ld+json")), Some(Accept::JsonLd));
+        assert_eq!(parse_accept(Some("*/*")), Some(Accept::Json));
+        assert_eq!(parse_accept(Some("text/html")), None);
+        assert_eq!(parse_accept(Some("application/geo+json")), Some(Accept::GeoJson));
+    }
+
+    #[test]
+    fn link_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::LINK, r#"<http://x/ctx.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json""#.parse().unwrap());
+        assert_eq!(parse_link(&h).unwrap().as_deref(), Some("http://x/ctx.jsonld"));
+        h.insert(header::LINK, r#"<http://x/other>; rel="next""#.parse().unwrap());
+        assert_eq!(parse_link(&h).unwrap(), None);
+    }
+
+    #[test]
+    fn query_strings_keep_plus_and_decode_percent() {
+        let q = parse_query(Some("scopeQ=/a/+/b&q=name%3D%3D%22x%20y%22&count=true")).unwrap();
+        assert_eq!(q["scopeQ"], "/a/+/b");
+        assert_eq!(q["q"], "name==\"x y\"");
+        assert_eq!(q["count"], "true");
+    }
+
+    #[test]
+    fn depth_check() {
+        assert!(!json_depth_exceeds(br#"{"a":[1,{"b":"[[[["}]}"#, 3));
+        assert!(json_depth_exceeds(b"[[[[1]]]]", 3));
+    }
+}

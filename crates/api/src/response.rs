@@ -1,0 +1,75 @@
+//! Encoding of responses: media type, `Link` to the context, `@context` in JSON-LD bodies.
+
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use citybrain_broker::subscriptions::link_header;
+use citybrain_model::context::CORE_CONTEXT_URL;
+use citybrain_model::render::{render_entity, render_feature, RenderOptions};
+use citybrain_model::{Entity, JsonLdContext};
+use serde_json::{json, Map, Value};
+
+use crate::request::Accept;
+
+/// The `@context` value to embed for a request context.
+pub fn context_value(ld: &JsonLdContext) -> Value {
+    if ld.is_core_only() {
+        Value::String(CORE_CONTEXT_URL.into())
+    } else {
+        ld.source().clone()
+    }
+}
+
+/// A JSON response in the accepted representation, with `Link` for plain JSON.
+pub fn json(status: StatusCode, body: &Value, accept: Accept, ld: &JsonLdContext, extra: &[(HeaderName, String)]) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(accept.content_type()));
+    if accept != Accept::JsonLd {
+        if let Ok(v) = HeaderValue::from_str(&link_header(ld)) {
+            h.insert(header::LINK, v);
+        }
+    }
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.append(k.clone(), v);
+        }
+    }
+    resp
+}
+
+/// Adds `@context` to an object when the client wants JSON-LD.
+pub fn with_context(mut m: Map<String, Value>, accept: Accept, ld: &JsonLdContext) -> Value {
+    if accept == Accept::JsonLd {
+        m.insert("@context".into(), context_value(ld));
+    }
+    Value::Object(m)
+}
+
+/// Renders one entity in the accepted representation.
+pub fn entity(e: &Entity, ld: &JsonLdContext, accept: Accept, opts: &RenderOptions, geometry: &str) -> Value {
+    match accept {
+        Accept::GeoJson => render_feature(e, ld, opts, geometry),
+        _ => with_context(render_entity(e, ld, opts), accept, ld),
+    }
+}
+
+/// Renders a list of entities (a FeatureCollection for GeoJSON).
+pub fn entities<'a>(list: impl Iterator<Item = &'a Entity>, ld: &JsonLdContext, accept: Accept, opts: &RenderOptions, geometry: &str) -> Value {
+    let items: Vec<Value> = list.map(|e| entity(e, ld, accept, opts, geometry)).collect();
+    match accept {
+        Accept::GeoJson => json!({"type": "FeatureCollection", "features": items}),
+        _ => Value::Array(items),
+    }
+}
+
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub fn created(location: &str) -> Response {
+    let mut resp = StatusCode::CREATED.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
