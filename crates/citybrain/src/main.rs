@@ -1,1 +1,150 @@
-fn main() {}
+//! The citybrain binary: parses the command line, loads the layered configuration, wires
+//! the store, broker and HTTP API together, and runs until SIGINT/SIGTERM.
+
+mod config;
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use citybrain_api::HttpLimits;
+use citybrain_broker::{Broker, BrokerConfig, ContextSettings, DispatchSettings, Limits};
+use citybrain_model::time::SystemClock;
+use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "citybrain", version, about = "citybrain: an open-source city operations platform (NGSI-LD context broker and more)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print the effective configuration (all layers applied) as TOML.
+    PrintConfig(ConfigArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// A TOML configuration file (see citybrain.example.toml).
+    #[arg(long, env = "CITYBRAIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:1026).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (default ./citybrain-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Load the demo district (a few hundred entities) on first start.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn load_config(a: &ConfigArgs) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(a.config.as_deref(), std::env::vars())?;
+    if let Some(l) = a.listen {
+        cfg.server.listen = l;
+    }
+    if let Some(d) = &a.data_dir {
+        cfg.storage.data_dir = d.clone();
+    }
+    Ok(cfg)
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::PrintConfig(a) => {
+            let cfg = load_config(&a)?;
+            print!("{}", toml::to_string_pretty(&cfg)?);
+            Ok(())
+        }
+        Command::Serve(a) => {
+            let cfg = load_config(&a.config)?;
+            init_logging(&cfg);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(serve(cfg, a.demo))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
+    let store = EmbeddedStore::open(StoreOptions { dir: cfg.storage.data_dir.clone(), snapshot_after_bytes: cfg.storage.snapshot_after_bytes })
+        .with_context(|| format!("opening the data directory {}", cfg.storage.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("binding {}", cfg.server.listen))?;
+    let addr = listener.local_addr()?;
+    let public_base = cfg.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let broker_cfg = BrokerConfig {
+        limits: Limits { default_limit: cfg.ngsi_ld.default_limit, max_limit: cfg.ngsi_ld.max_limit, max_batch: cfg.ngsi_ld.max_batch },
+        contexts: ContextSettings { public_base, fetch_timeout: Duration::from_millis(cfg.ngsi_ld.context_fetch_timeout_ms), max_bytes: cfg.ngsi_ld.context_max_bytes },
+        dispatch: DispatchSettings {
+            timeout: Duration::from_millis(cfg.notifications.timeout_ms),
+            attempts: cfg.notifications.attempts,
+            backoff_start: Duration::from_millis(cfg.notifications.backoff_start_ms),
+            queue_capacity: cfg.notifications.queue_capacity,
+        },
+    };
+    let store_dyn: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let broker = Broker::new(store_dyn, Arc::new(SystemClock), broker_cfg).await;
+    broker.start();
+    if demo {
+        let n = demo::load_once(&broker).await?;
+        if n > 0 {
+            tracing::info!(entities = n, "demo district loaded");
+        }
+    }
+    let app = citybrain_api::router(broker, HttpLimits { max_body_bytes: cfg.server.max_body_bytes, max_json_depth: cfg.server.max_json_depth });
+    tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");
+    println!("citybrain listening on http://{addr}");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tokio::task::spawn_blocking(move || store.close()).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

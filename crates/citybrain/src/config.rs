@@ -1,0 +1,207 @@
+//! One layered configuration: defaults → TOML file → `CITYBRAIN_SECTION__KEY` environment
+//! variables → command-line flags. Unknown keys are rejected at every layer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub storage: Storage,
+    pub ngsi_ld: NgsiLd,
+    pub notifications: Notifications,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address to listen on (NGSI-LD brokers conventionally use port 1026).
+    pub listen: SocketAddr,
+    /// Base URL clients reach this server under (for hosted @context URLs).
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+    pub snapshot_after_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NgsiLd {
+    pub default_limit: usize,
+    pub max_limit: usize,
+    pub max_batch: usize,
+    pub context_fetch_timeout_ms: u64,
+    pub context_max_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    pub timeout_ms: u64,
+    pub attempts: u32,
+    pub backoff_start_ms: u64,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter (`info`, `citybrain_store=debug,info`, ...); `RUST_LOG` wins.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { server: Server::default(), storage: Storage::default(), ngsi_ld: NgsiLd::default(), notifications: Notifications::default(), log: Log::default() }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 1026)), public_url: None, max_body_bytes: 16 * 1024 * 1024, max_json_depth: 64 }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./citybrain-data"), snapshot_after_bytes: 256 * 1024 * 1024 }
+    }
+}
+
+impl Default for NgsiLd {
+    fn default() -> Self {
+        Self { default_limit: 20, max_limit: 1000, max_batch: 100_000, context_fetch_timeout_ms: 5000, context_max_bytes: 1 << 20 }
+    }
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Self { timeout_ms: 5000, attempts: 3, backoff_start_ms: 200, queue_capacity: 10_000 }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+const ENV_PREFIX: &str = "CITYBRAIN_";
+
+/// Reads a scalar from an environment variable the way TOML would.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    toml::Value::String(raw.to_string())
+}
+
+impl Config {
+    /// Loads the layers below the command line. `env` is the process environment (passed
+    /// in so tests can supply their own).
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+        let mut table = toml::Table::try_from(Config::default()).context("default configuration")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+            let file_table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+            merge(&mut table, file_table);
+        }
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            if rest == "CONFIG" {
+                continue;
+            }
+            let Some((section, key)) = rest.split_once("__") else {
+                bail!("environment variable {k}: expected {ENV_PREFIX}SECTION__KEY");
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let Some(toml::Value::Table(sec)) = table.get_mut(&section) else {
+                bail!("environment variable {k}: unknown section '{section}'");
+            };
+            sec.insert(key, env_value(&v));
+        }
+        let cfg: Config = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.ngsi_ld.default_limit == 0 || self.ngsi_ld.default_limit > self.ngsi_ld.max_limit {
+            bail!("ngsi_ld.default_limit must be between 1 and ngsi_ld.max_limit");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be 'text' or 'json'");
+        }
+        if self.notifications.attempts == 0 {
+            bail!("notifications.attempts must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\n[ngsi_ld]\nmax_limit = 500\n").unwrap();
+        let env = vec![("CITYBRAIN_NGSI_LD__MAX_LIMIT".to_string(), "700".to_string()), ("OTHER".to_string(), "x".to_string())];
+        let c = Config::load(Some(&file), env).unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.ngsi_ld.max_limit, 700);
+        assert_eq!(c.ngsi_ld.default_limit, 20);
+
+        std::fs::write(&file, "[server]\nlisten_typo = 1\n").unwrap();
+        assert!(Config::load(Some(&file), vec![]).is_err());
+        assert!(Config::load(None, vec![("CITYBRAIN_NOPE__X".into(), "1".into())]).is_err());
+        assert!(Config::load(None, vec![("CITYBRAIN_SERVER__NOPE".into(), "1".into())]).is_err());
+    }
+
+    #[test]
+    fn example_config_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../citybrain.example.toml");
+        let c = Config::load(Some(&path), vec![]).expect("citybrain.example.toml must load");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let listed: toml::Table = toml::from_str(&text).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in &defaults {
+            let Some(keys) = keys.as_table() else { continue };
+            for key in keys.keys() {
+                let present = listed.get(section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(key))
+                    || text.contains(&format!("# {key} ="));
+                assert!(present, "citybrain.example.toml does not document {section}.{key}");
+            }
+        }
+        assert_eq!(c.server.listen.port(), 1026);
+    }
+}

@@ -1,0 +1,162 @@
+//! The demo district: a few hundred entities of FIWARE Smart Data Models types around
+//! Hangzhou's West Lake, generated deterministically, loaded once on first start with
+//! `serve --demo`.
+
+use std::sync::Arc;
+
+use citybrain_broker::{Broker, RequestContext, UpsertMode};
+use citybrain_model::JsonLdContext;
+use serde_json::{json, Value};
+
+/// Marker document: the demo was loaded once; deleting demo entities does not bring them back.
+const MARKER: (&str, &str) = ("citybrain", "demo-loaded");
+
+/// A small deterministic generator (SplitMix64), so the demo city is the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+    fn int(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn point(rng: &mut Rng) -> Value {
+    // Around West Lake, Hangzhou (120.10-120.20 E, 30.22-30.29 N).
+    json!({"type": "Point", "coordinates": [round(rng.range(120.10, 120.20), 6), round(rng.range(30.22, 30.29), 6)]})
+}
+
+fn prop(v: Value, observed: &str) -> Value {
+    json!({"type": "Property", "value": v, "observedAt": observed})
+}
+
+fn prop_unit(v: Value, unit: &str, observed: &str) -> Value {
+    json!({"type": "Property", "value": v, "unitCode": unit, "observedAt": observed})
+}
+
+/// Builds the demo entities (normalized NGSI-LD, core context).
+pub fn entities(observed: &str) -> Vec<Value> {
+    let mut rng = Rng(20_260_101);
+    let mut out = Vec::new();
+    let roads = ["Beishan Street", "Nanshan Road", "Hubin Road", "Shuguang Road", "Yan'an Road", "Qingchun Road", "Tianmushan Road", "Wensan Road"];
+    for i in 0..40 {
+        let road = roads[i % roads.len()];
+        let speed = round(rng.range(8.0, 62.0), 1);
+        let occupancy = round(rng.range(0.05, 0.85), 2);
+        out.push(json!({
+            "id": format!("urn:ngsi-ld:TrafficFlowObserved:hz-{i:03}"),
+            "type": "TrafficFlowObserved",
+            "name": prop(json!(format!("{road} detector {}", i / roads.len() + 1)), observed),
+            "laneId": prop(json!(rng.int(1, 3)), observed),
+            "intensity": prop_unit(json!(rng.int(40, 1400)), "E50", observed),
+            "occupancy": prop_unit(json!(occupancy), "C62", observed),
+            "averageVehicleSpeed": prop_unit(json!(speed), "KMH", observed),
+            "congested": prop(json!(speed < 20.0 && occupancy > 0.5), observed),
+            "dateObserved": prop(json!(observed), observed),
+            "location": {"type": "GeoProperty", "value": point(&mut rng)}
+        }));
+    }
+    let parkings = ["Hubin Yintai", "Wulin Square", "West Lake Culture Square", "Hangzhou Tower", "Longxiangqiao", "Qianwangci", "Zhejiang Library", "Huanglong Stadium", "Westlake Museum", "Yuewang Temple"];
+    for i in 0..30 {
+        let total = rng.int(80, 900);
+        let free = rng.int(0, total);
+        out.push(json!({
+            "id": format!("urn:ngsi-ld:OffStreetParking:hz-{i:03}"),
+            "type": "OffStreetParking",
+            "name": prop(json!(format!("{} P{}", parkings[i % parkings.len()], i / parkings.len() + 1)), observed),
+            "totalSpotNumber": prop(json!(total), observed),
+            "availableSpotNumber": prop(json!(free), observed),
+            "occupancyDetectionType": prop(json!(["singleSpaceDetection"]), observed),
+            "chargeType": prop(json!(["temporaryPrice"]), observed),
+            "status": prop(json!(if free == 0 { "full" } else { "spacesAvailable" }), observed),
+            "location": {"type": "GeoProperty", "value": point(&mut rng)}
+        }));
+    }
+    for i in 0..20 {
+        let pm25 = round(rng.range(8.0, 95.0), 1);
+        out.push(json!({
+            "id": format!("urn:ngsi-ld:AirQualityObserved:hz-{i:03}"),
+            "type": "AirQualityObserved",
+            "name": prop(json!(format!("Air station {}", i + 1)), observed),
+            "pm25": prop_unit(json!(pm25), "GQ", observed),
+            "pm10": prop_unit(json!(round(pm25 * rng.range(1.2, 1.9), 1)), "GQ", observed),
+            "no2": prop_unit(json!(round(rng.range(10.0, 80.0), 1)), "GQ", observed),
+            "o3": prop_unit(json!(round(rng.range(20.0, 160.0), 1)), "GQ", observed),
+            "temperature": prop_unit(json!(round(rng.range(4.0, 33.0), 1)), "CEL", observed),
+            "relativeHumidity": prop_unit(json!(round(rng.range(0.35, 0.95), 2)), "C62", observed),
+            "airQualityLevel": prop(json!(if pm25 < 35.0 { "good" } else if pm25 < 75.0 { "moderate" } else { "unhealthy" }), observed),
+            "dateObserved": prop(json!(observed), observed),
+            "location": {"type": "GeoProperty", "value": point(&mut rng)}
+        }));
+    }
+    for i in 0..150 {
+        let device = format!("urn:ngsi-ld:Device:hz-lamp-ctrl-{i:03}");
+        let on = rng.unit() < 0.8;
+        let battery = round(rng.range(0.2, 1.0), 2);
+        let loc = point(&mut rng);
+        out.push(json!({
+            "id": device,
+            "type": "Device",
+            "category": prop(json!(["actuator", "meter"]), observed),
+            "controlledProperty": prop(json!(["light", "energy"]), observed),
+            "batteryLevel": prop_unit(json!(battery), "C62", observed),
+            "deviceState": prop(json!(if battery < 0.3 { "lowBattery" } else { "ok" }), observed),
+            "location": {"type": "GeoProperty", "value": loc}
+        }));
+        out.push(json!({
+            "id": format!("urn:ngsi-ld:Streetlight:hz-{i:03}"),
+            "type": "Streetlight",
+            "status": prop(json!(if rng.unit() < 0.03 { "defectiveLamp" } else { "ok" }), observed),
+            "powerState": prop(json!(if on { "on" } else { "off" }), observed),
+            "illuminanceLevel": prop(json!(if on { round(rng.range(0.6, 1.0), 2) } else { 0.0 }), observed),
+            "refDevice": {"type": "Relationship", "object": device},
+            "location": {"type": "GeoProperty", "value": loc}
+        }));
+    }
+    out
+}
+
+/// Loads the demo city into the default tenant unless it was loaded before.
+pub async fn load_once(broker: &Arc<Broker>) -> anyhow::Result<usize> {
+    let store = broker.store();
+    if store.get_doc("", MARKER.0, MARKER.1).is_some() {
+        return Ok(0);
+    }
+    let observed = citybrain_model::time::format_datetime(&broker.clock().now());
+    let items = entities(&observed);
+    let rc = RequestContext::default();
+    let out = broker.batch_upsert(&rc, &JsonLdContext::core(), &items, UpsertMode::Replace).await?;
+    if let Some((id, e)) = out.errors.first() {
+        anyhow::bail!("demo entity {id} was refused: {}", e.public_detail());
+    }
+    store.put_doc("", MARKER.0, MARKER.1, json!({"entities": items.len()}))?.wait().await?;
+    Ok(items.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn demo_city_is_deterministic_and_sized() {
+        let a = super::entities("2026-01-01T00:00:00Z");
+        let b = super::entities("2026-01-01T00:00:00Z");
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 390);
+    }
+}
