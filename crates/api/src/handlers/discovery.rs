@@ -36,7 +36,8 @@ pub async fn types(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
                 .collect(),
         )
     } else {
-        let list: Vec<String> = infos.iter().map(|t| ld.compact(&t.iri)).collect();
+        let mut list: Vec<String> = infos.iter().map(|t| ld.compact(&t.iri)).collect();
+        list.sort();
         response::with_context(obj(json!({"id": format!("urn:ngsi-ld:EntityTypeList:{}", uuid::Uuid::new_v4()), "type": "EntityTypeList", "typeList": list})), accept, &ld)
     };
     Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
@@ -80,7 +81,8 @@ pub async fn attributes(State(app): State<AppState>, req: NgsiRequest) -> ApiRes
                 .collect(),
         )
     } else {
-        let list: Vec<String> = infos.iter().map(|a| ld.compact(&a.iri)).collect();
+        let mut list: Vec<String> = infos.iter().map(|a| ld.compact(&a.iri)).collect();
+        list.sort();
         response::with_context(obj(json!({"id": format!("urn:ngsi-ld:AttributeList:{}", uuid::Uuid::new_v4()), "type": "AttributeList", "attributeList": list})), accept, &ld)
     };
     Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))

@@ -1,0 +1,101 @@
+//! A broker on a temporary store behind the real router, driven with `oneshot`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use citybrain_api::{router, HttpLimits};
+use citybrain_broker::{Broker, BrokerConfig};
+use citybrain_model::time::SystemClock;
+use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct App {
+    pub router: Router,
+    _broker: Arc<Broker>,
+    _store: EmbeddedStore,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn header(&self, k: &str) -> Option<&str> {
+        self.headers.get(k).and_then(|v| v.to_str().ok())
+    }
+    /// Every value of a header, joined with ", ".
+    pub fn header_all(&self, k: &str) -> String {
+        self.headers.get_all(k).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ")
+    }
+    /// The ProblemDetails type without its prefix.
+    pub fn error_type(&self) -> &str {
+        self.body["type"].as_str().unwrap_or_default().trim_start_matches("https://uri.etsi.org/ngsi-ld/errors/")
+    }
+}
+
+pub async fn app() -> App {
+    app_with(HttpLimits::default()).await
+}
+
+pub async fn app_with(limits: HttpLimits) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let mut cfg = BrokerConfig::default();
+    cfg.dispatch.backoff_start = std::time::Duration::from_millis(20);
+    cfg.dispatch.timeout = std::time::Duration::from_millis(500);
+    let broker = Broker::new(dynstore, Arc::new(SystemClock), cfg).await;
+    broker.start();
+    App { router: router(broker.clone(), limits), _broker: broker, _store: store, _dir: dir }
+}
+
+impl App {
+    pub async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        let mut has_ct = false;
+        for (k, v) in headers {
+            has_ct |= k.eq_ignore_ascii_case("content-type");
+            b = b.header(*k, *v);
+        }
+        if body.is_some() && !has_ct {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b.body(body.map(|s| Body::from(s.to_string())).unwrap_or_else(Body::empty)).unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp { status, headers, body, text }
+    }
+    pub async fn get(&self, uri: &str) -> Resp {
+        self.call("GET", uri, &[], None).await
+    }
+    pub async fn post(&self, uri: &str, body: &Value) -> Resp {
+        self.call("POST", uri, &[], Some(&body.to_string())).await
+    }
+    pub async fn patch(&self, uri: &str, body: &Value) -> Resp {
+        self.call("PATCH", uri, &[], Some(&body.to_string())).await
+    }
+    pub async fn delete(&self, uri: &str) -> Resp {
+        self.call("DELETE", uri, &[], None).await
+    }
+}
+
+/// A normalized entity of type `T` with a numeric `speed` and a location.
+pub fn vehicle(id: &str, speed: f64, lon: f64, lat: f64) -> Value {
+    serde_json::json!({
+        "id": id, "type": "Vehicle",
+        "speed": {"type": "Property", "value": speed, "unitCode": "KMH"},
+        "brand": {"type": "Property", "value": "Mercedes"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}
+    })
+}
