@@ -33,7 +33,10 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 16 * 1024 * 1024, max_json_depth: 64 }
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_json_depth: 64,
+        }
     }
 }
 
@@ -49,20 +52,46 @@ pub struct AppState {
 pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
     let metrics = Metrics::new();
     let body_limit = limits.max_body_bytes;
-    let state = AppState { broker, limits: Arc::new(limits), metrics: metrics.clone() };
+    let state = AppState {
+        broker,
+        limits: Arc::new(limits),
+        metrics: metrics.clone(),
+    };
     Router::new()
         .route(ENTITIES, get(entities::query).post(entities::create))
-        .route(ENTITY, get(entities::retrieve).put(entities::replace).patch(entities::merge).delete(entities::delete))
-        .route(ENTITY_ATTRS, post(entities::append_attrs).patch(entities::update_attrs))
-        .route(ENTITY_ATTR, axum::routing::patch(entities::patch_attr).put(entities::replace_attr).delete(entities::delete_attr))
+        .route(
+            ENTITY,
+            get(entities::retrieve)
+                .put(entities::replace)
+                .patch(entities::merge)
+                .delete(entities::delete),
+        )
+        .route(
+            ENTITY_ATTRS,
+            post(entities::append_attrs).patch(entities::update_attrs),
+        )
+        .route(
+            ENTITY_ATTR,
+            axum::routing::patch(entities::patch_attr)
+                .put(entities::replace_attr)
+                .delete(entities::delete_attr),
+        )
         .route(BATCH_CREATE, post(batch::create))
         .route(BATCH_UPSERT, post(batch::upsert))
         .route(BATCH_UPDATE, post(batch::update))
         .route(BATCH_DELETE, post(batch::delete))
         .route(BATCH_MERGE, post(batch::merge))
         .route(BATCH_QUERY, post(batch::query))
-        .route(SUBSCRIPTIONS, get(subscriptions::list).post(subscriptions::create))
-        .route(SUBSCRIPTION, get(subscriptions::retrieve).patch(subscriptions::update).delete(subscriptions::delete))
+        .route(
+            SUBSCRIPTIONS,
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            SUBSCRIPTION,
+            get(subscriptions::retrieve)
+                .patch(subscriptions::update)
+                .delete(subscriptions::delete),
+        )
         .route(TYPES, get(discovery::types))
         .route(TYPE, get(discovery::type_info))
         .route(ATTRIBUTES, get(discovery::attributes))
@@ -73,23 +102,33 @@ pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
         .route(METRICS, get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
 async fn health(State(app): State<AppState>) -> Response {
     let s = app.broker.store().stats();
-    let body = serde_json::json!({"status": "ok", "entities": s.entities, "durableLsn": s.durable_lsn});
+    let body =
+        serde_json::json!({"status": "ok", "entities": s.entities, "durableLsn": s.durable_lsn});
     let mut r = (StatusCode::OK, body.to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 async fn metrics_text(State(app): State<AppState>) -> Response {
     let text = app.metrics.render(&app.broker);
     let mut r = (StatusCode::OK, text).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
     r
 }
 
@@ -98,5 +137,10 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    ApiError::new(ErrorKind::OperationNotSupported, "this method is not supported on this path").with_status(StatusCode::METHOD_NOT_ALLOWED).into_response()
+    ApiError::new(
+        ErrorKind::OperationNotSupported,
+        "this method is not supported on this path",
+    )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    .into_response()
 }

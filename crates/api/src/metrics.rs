@@ -31,7 +31,9 @@ pub struct LatencyLabels {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
 }
 
 /// Metrics of the HTTP layer plus gauges refreshed at each scrape.
@@ -43,7 +45,10 @@ pub struct Metrics {
 }
 
 const SCRAPED: [(&str, &str); 16] = [
-    ("store_log_records", "Records written to the write-ahead log"),
+    (
+        "store_log_records",
+        "Records written to the write-ahead log",
+    ),
     ("store_log_batches", "Group-commit batches (one fsync each)"),
     ("store_log_bytes", "Bytes written to the write-ahead log"),
     ("store_fsync_seconds", "Time spent in fsync"),
@@ -53,28 +58,58 @@ const SCRAPED: [(&str, &str); 16] = [
     ("changefeed_subscribers", "Consumers of the change feed"),
     ("subscriptions_active", "Subscriptions held"),
     ("notifications_sent", "Notifications delivered"),
-    ("notifications_failed", "Notifications that failed after retries"),
-    ("notifications_dropped", "Notifications dropped because an endpoint queue was full"),
+    (
+        "notifications_failed",
+        "Notifications that failed after retries",
+    ),
+    (
+        "notifications_dropped",
+        "Notifications dropped because an endpoint queue was full",
+    ),
     ("notifications_retries", "Notification retries"),
-    ("notifications_queued", "Notifications waiting in endpoint queues"),
-    ("notification_latency_seconds_sum", "Sum of enqueue-to-delivery latency"),
-    ("notification_latency_seconds_count", "Deliveries measured for latency"),
+    (
+        "notifications_queued",
+        "Notifications waiting in endpoint queues",
+    ),
+    (
+        "notification_latency_seconds_sum",
+        "Sum of enqueue-to-delivery latency",
+    ),
+    (
+        "notification_latency_seconds_count",
+        "Deliveries measured for latency",
+    ),
 ];
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("citybrain");
         let requests = Family::<RouteLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
-        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
         let mut gauges = Vec::new();
         for (name, help) in SCRAPED {
             let g: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
             registry.register(name, help, g.clone());
             gauges.push((name, g));
         }
-        Arc::new(Metrics { registry, requests, latency, gauges })
+        Arc::new(Metrics {
+            registry,
+            requests,
+            latency,
+            gauges,
+        })
     }
 
     fn set(&self, name: &str, v: f64) {
@@ -94,15 +129,36 @@ impl Metrics {
         self.set("store_durable_lsn", s.durable_lsn as f64);
         self.set("store_entities", s.entities as f64);
         self.set("changefeed_subscribers", s.feed_subscribers as f64);
-        self.set("subscriptions_active", broker.subscriptions.active_count() as f64);
+        self.set(
+            "subscriptions_active",
+            broker.subscriptions.active_count() as f64,
+        );
         let d = broker.subscriptions.dispatch_stats();
         self.set("notifications_sent", d.sent.load(Ordering::Relaxed) as f64);
-        self.set("notifications_failed", d.failed.load(Ordering::Relaxed) as f64);
-        self.set("notifications_dropped", d.dropped.load(Ordering::Relaxed) as f64);
-        self.set("notifications_retries", d.retries.load(Ordering::Relaxed) as f64);
-        self.set("notifications_queued", d.queued.load(Ordering::Relaxed) as f64);
-        self.set("notification_latency_seconds_sum", d.latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6);
-        self.set("notification_latency_seconds_count", d.latency_count.load(Ordering::Relaxed) as f64);
+        self.set(
+            "notifications_failed",
+            d.failed.load(Ordering::Relaxed) as f64,
+        );
+        self.set(
+            "notifications_dropped",
+            d.dropped.load(Ordering::Relaxed) as f64,
+        );
+        self.set(
+            "notifications_retries",
+            d.retries.load(Ordering::Relaxed) as f64,
+        );
+        self.set(
+            "notifications_queued",
+            d.queued.load(Ordering::Relaxed) as f64,
+        );
+        self.set(
+            "notification_latency_seconds_sum",
+            d.latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+        self.set(
+            "notification_latency_seconds_count",
+            d.latency_count.load(Ordering::Relaxed) as f64,
+        );
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -113,12 +169,26 @@ impl Metrics {
 
 /// Middleware recording each request.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
     let secs = start.elapsed().as_secs_f64();
-    metrics.requests.get_or_create(&RouteLabels { method: method.clone(), route: route.clone(), status: resp.status().as_u16() }).inc();
-    metrics.latency.get_or_create(&LatencyLabels { method, route }).observe(secs);
+    metrics
+        .requests
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&LatencyLabels { method, route })
+        .observe(secs);
     resp
 }

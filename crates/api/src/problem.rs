@@ -9,15 +9,51 @@ use serde_json::json;
 /// Status, type URI and title of an error kind.
 pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str, &'static str) {
     match kind {
-        ErrorKind::BadRequestData => (StatusCode::BAD_REQUEST, "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "Bad request data"),
-        ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest", "Invalid request"),
-        ErrorKind::AlreadyExists => (StatusCode::CONFLICT, "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists", "Already exists"),
-        ErrorKind::ResourceNotFound => (StatusCode::NOT_FOUND, "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound", "Resource not found"),
-        ErrorKind::OperationNotSupported => (StatusCode::UNPROCESSABLE_ENTITY, "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported", "Operation not supported"),
-        ErrorKind::TooManyResults => (StatusCode::FORBIDDEN, "https://uri.etsi.org/ngsi-ld/errors/TooManyResults", "Too many results"),
-        ErrorKind::LdContextNotAvailable => (StatusCode::SERVICE_UNAVAILABLE, "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable", "@context not available"),
-        ErrorKind::NonexistentTenant => (StatusCode::NOT_FOUND, "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant", "Nonexistent tenant"),
-        ErrorKind::InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "https://uri.etsi.org/ngsi-ld/errors/InternalError", "Internal error"),
+        ErrorKind::BadRequestData => (
+            StatusCode::BAD_REQUEST,
+            "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
+            "Bad request data",
+        ),
+        ErrorKind::InvalidRequest => (
+            StatusCode::BAD_REQUEST,
+            "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
+            "Invalid request",
+        ),
+        ErrorKind::AlreadyExists => (
+            StatusCode::CONFLICT,
+            "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists",
+            "Already exists",
+        ),
+        ErrorKind::ResourceNotFound => (
+            StatusCode::NOT_FOUND,
+            "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
+            "Resource not found",
+        ),
+        ErrorKind::OperationNotSupported => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported",
+            "Operation not supported",
+        ),
+        ErrorKind::TooManyResults => (
+            StatusCode::FORBIDDEN,
+            "https://uri.etsi.org/ngsi-ld/errors/TooManyResults",
+            "Too many results",
+        ),
+        ErrorKind::LdContextNotAvailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable",
+            "@context not available",
+        ),
+        ErrorKind::NonexistentTenant => (
+            StatusCode::NOT_FOUND,
+            "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant",
+            "Nonexistent tenant",
+        ),
+        ErrorKind::InternalError => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "https://uri.etsi.org/ngsi-ld/errors/InternalError",
+            "Internal error",
+        ),
     }
 }
 
@@ -32,7 +68,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Self { kind, detail: detail.into(), status: None }
+        Self {
+            kind,
+            detail: detail.into(),
+            status: None,
+        }
     }
     pub fn with_status(mut self, s: StatusCode) -> Self {
         self.status = Some(s);
@@ -83,7 +123,10 @@ impl IntoResponse for ApiError {
             tracing::debug!(kind = ?self.kind, detail = %self.detail, "request rejected");
         }
         let mut resp = (status, self.body().to_string()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 }

@@ -38,7 +38,9 @@ impl Accept {
 
 /// Parses `Accept`, honouring order and `q` weights; `None` when nothing is acceptable.
 pub fn parse_accept(h: Option<&str>) -> Option<Accept> {
-    let Some(h) = h.filter(|h| !h.trim().is_empty()) else { return Some(Accept::Json) };
+    let Some(h) = h.filter(|h| !h.trim().is_empty()) else {
+        return Some(Accept::Json);
+    };
     let mut best: Option<(f32, usize, Accept)> = None;
     for (i, part) in h.split(',').enumerate() {
         let mut it = part.split(';');
@@ -69,23 +71,32 @@ pub fn parse_accept(h: Option<&str>) -> Option<Accept> {
 pub fn parse_link(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let mut found = None;
     for v in headers.get_all(header::LINK) {
-        let s = v.to_str().map_err(|_| ApiError::bad_data("Link header is not valid text"))?;
+        let s = v
+            .to_str()
+            .map_err(|_| ApiError::bad_data("Link header is not valid text"))?;
         for link in s.split(',') {
             let link = link.trim();
-            let Some(rest) = link.strip_prefix('<') else { continue };
+            let Some(rest) = link.strip_prefix('<') else {
+                continue;
+            };
             let Some((url, params)) = rest.split_once('>') else {
                 return Err(ApiError::bad_data("malformed Link header"));
             };
             let is_ctx = params.split(';').any(|p| {
                 let p = p.trim();
-                p.strip_prefix("rel=").is_some_and(|r| r.trim_matches('"') == JSON_LD_CONTEXT_REL)
+                p.strip_prefix("rel=")
+                    .is_some_and(|r| r.trim_matches('"') == JSON_LD_CONTEXT_REL)
             });
             if is_ctx {
                 if found.is_some() {
-                    return Err(ApiError::bad_data("more than one JSON-LD context Link header"));
+                    return Err(ApiError::bad_data(
+                        "more than one JSON-LD context Link header",
+                    ));
                 }
                 if !citybrain_model::uri::is_absolute_uri(url) {
-                    return Err(ApiError::bad_data(format!("Link context '{url}' is not an absolute URL")));
+                    return Err(ApiError::bad_data(format!(
+                        "Link context '{url}' is not an absolute URL"
+                    )));
                 }
                 found = Some(url.to_string());
             }
@@ -101,8 +112,12 @@ pub fn parse_query(raw: Option<&str>) -> ApiResult<HashMap<String, String>> {
     let Some(raw) = raw else { return Ok(out) };
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode_str(k).decode_utf8().map_err(|_| ApiError::bad_data("query parameter name is not UTF-8"))?;
-        let v = percent_decode_str(v).decode_utf8().map_err(|_| ApiError::bad_data(format!("query parameter '{k}' is not UTF-8")))?;
+        let k = percent_decode_str(k)
+            .decode_utf8()
+            .map_err(|_| ApiError::bad_data("query parameter name is not UTF-8"))?;
+        let v = percent_decode_str(v)
+            .decode_utf8()
+            .map_err(|_| ApiError::bad_data(format!("query parameter '{k}' is not UTF-8")))?;
         out.insert(k.into_owned(), v.into_owned());
     }
     Ok(out)
@@ -157,7 +172,9 @@ impl FromRequest<AppState> for NgsiRequest {
         let tenant = match headers.get("NGSILD-Tenant") {
             None => String::new(),
             Some(v) => {
-                let t = v.to_str().map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
+                let t = v
+                    .to_str()
+                    .map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
                 validate_tenant(t)?;
                 t.to_string()
             }
@@ -167,7 +184,11 @@ impl FromRequest<AppState> for NgsiRequest {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let rc = RequestContext { tenant, request_id, ..Default::default() };
+        let rc = RequestContext {
+            tenant,
+            request_id,
+            ..Default::default()
+        };
         let params = parse_query(parts.uri.query())?;
         let accept = parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
         let link = parse_link(headers)?;
@@ -175,11 +196,25 @@ impl FromRequest<AppState> for NgsiRequest {
         let mut context = link.clone().map(Value::String);
         let mut parsed = None;
         if has_body {
-            let bytes = axum::body::to_bytes(body, state.limits.max_body_bytes).await.map_err(|_| {
-                ApiError::bad_data(format!("the body is larger than {} bytes", state.limits.max_body_bytes)).with_status(StatusCode::PAYLOAD_TOO_LARGE)
-            })?;
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let bytes = axum::body::to_bytes(body, state.limits.max_body_bytes)
+                .await
+                .map_err(|_| {
+                    ApiError::bad_data(format!(
+                        "the body is larger than {} bytes",
+                        state.limits.max_body_bytes
+                    ))
+                    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                })?;
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let media = ct
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
             let is_ld = match media.as_str() {
                 "application/json" => false,
                 "application/ld+json" => true,
@@ -194,9 +229,13 @@ impl FromRequest<AppState> for NgsiRequest {
                 return Err(ApiError::invalid("the request body is empty"));
             }
             if json_depth_exceeds(&bytes, state.limits.max_json_depth) {
-                return Err(ApiError::invalid(format!("the JSON body nests deeper than {} levels", state.limits.max_json_depth)));
+                return Err(ApiError::invalid(format!(
+                    "the JSON body nests deeper than {} levels",
+                    state.limits.max_json_depth
+                )));
             }
-            let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+            let mut v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
             let body_ctx = match &mut v {
                 Value::Object(m) => m.remove("@context"),
                 Value::Array(items) => {
@@ -207,7 +246,9 @@ impl FromRequest<AppState> for NgsiRequest {
                             if let Some(c) = m.remove("@context") {
                                 first.get_or_insert(c);
                             } else if is_ld {
-                                return Err(ApiError::bad_data("with application/ld+json every batch item needs an @context"));
+                                return Err(ApiError::bad_data(
+                                    "with application/ld+json every batch item needs an @context",
+                                ));
                             }
                         }
                     }
@@ -217,13 +258,28 @@ impl FromRequest<AppState> for NgsiRequest {
             };
             match (is_ld, body_ctx) {
                 (true, Some(c)) => context = Some(c),
-                (true, None) => return Err(ApiError::bad_data("application/ld+json bodies must carry an @context")),
-                (false, Some(_)) => return Err(ApiError::bad_data("application/json bodies must not carry an @context; use a Link header")),
+                (true, None) => {
+                    return Err(ApiError::bad_data(
+                        "application/ld+json bodies must carry an @context",
+                    ))
+                }
+                (false, Some(_)) => {
+                    return Err(ApiError::bad_data(
+                        "application/json bodies must not carry an @context; use a Link header",
+                    ))
+                }
                 (false, None) => {}
             }
             parsed = Some(v);
         }
-        Ok(NgsiRequest { rc, params, accept, context, body: parsed, link })
+        Ok(NgsiRequest {
+            rc,
+            params,
+            accept,
+            context,
+            body: parsed,
+            link,
+        })
     }
 }
 
@@ -259,7 +315,9 @@ impl NgsiRequest {
     }
 
     fn options(&self) -> Vec<&str> {
-        self.param("options").map(|o| o.split(',').map(str::trim).collect()).unwrap_or_default()
+        self.param("options")
+            .map(|o| o.split(',').map(str::trim).collect())
+            .unwrap_or_default()
     }
 
     /// True when `options` contains `opt`.
@@ -271,7 +329,18 @@ impl NgsiRequest {
     pub fn render_options(&self, ld: &JsonLdContext) -> ApiResult<RenderOptions> {
         let opts = self.options();
         for o in &opts {
-            if !matches!(*o, "keyValues" | "simplified" | "sysAttrs" | "concise" | "normalized" | "noOverwrite" | "replace" | "update" | "") {
+            if !matches!(
+                *o,
+                "keyValues"
+                    | "simplified"
+                    | "sysAttrs"
+                    | "concise"
+                    | "normalized"
+                    | "noOverwrite"
+                    | "replace"
+                    | "update"
+                    | ""
+            ) {
                 return Err(ApiError::bad_data(format!("unknown option '{o}'")));
             }
         }
@@ -292,21 +361,36 @@ impl NgsiRequest {
         }
         let mut projection = Projection::default();
         let list = |k: &str| -> ApiResult<Option<Vec<String>>> {
-            self.param(k).map(|s| citybrain_broker::query::split_list(k, s).map_err(ApiError::from)).transpose()
+            self.param(k)
+                .map(|s| citybrain_broker::query::split_list(k, s).map_err(ApiError::from))
+                .transpose()
         };
         let mut attrs = list("attrs")?;
         if let Some(pick) = list("pick")? {
             projection.omit_id = !pick.iter().any(|p| p == "id");
             projection.omit_type = !pick.iter().any(|p| p == "type");
-            attrs = Some(pick.into_iter().filter(|p| p != "id" && p != "type").collect());
+            attrs = Some(
+                pick.into_iter()
+                    .filter(|p| p != "id" && p != "type")
+                    .collect(),
+            );
         }
         if let Some(omit) = list("omit")? {
             projection.omit_id = omit.iter().any(|p| p == "id");
             projection.omit_type = omit.iter().any(|p| p == "type");
-            projection.omit = omit.iter().filter(|p| *p != "id" && *p != "type").map(|a| ld.expand(a)).collect();
+            projection.omit = omit
+                .iter()
+                .filter(|p| *p != "id" && *p != "type")
+                .map(|a| ld.expand(a))
+                .collect();
         }
         projection.attrs = attrs.map(|a| a.iter().map(|a| ld.expand(a)).collect());
-        Ok(RenderOptions { format, sys_attrs: opts.contains(&"sysAttrs"), projection, lang: self.param("lang").map(str::to_string) })
+        Ok(RenderOptions {
+            format,
+            sys_attrs: opts.contains(&"sysAttrs"),
+            projection,
+            lang: self.param("lang").map(str::to_string),
+        })
     }
 }
 
@@ -317,20 +401,38 @@ mod tests {
     #[test]
     fn accept_negotiation() {
         assert_eq!(parse_accept(None), Some(Accept::Json));
-        assert_eq!(parse_accept(Some("application/ld+json")), Some(Accept::JsonLd));
-        assert_eq!(parse_accept(Some("text/html, application/json;q=0.5")), Some(Accept::Json));
-        assert_eq!(parse_accept(Some("application/json;q=0.5, application/ld+json")), Some(Accept::JsonLd));
+        assert_eq!(
+            parse_accept(Some("application/ld+json")),
+            Some(Accept::JsonLd)
+        );
+        assert_eq!(
+            parse_accept(Some("text/html, application/json;q=0.5")),
+            Some(Accept::Json)
+        );
+        assert_eq!(
+            parse_accept(Some("application/json;q=0.5, application/ld+json")),
+            Some(Accept::JsonLd)
+        );
         assert_eq!(parse_accept(Some("*/*")), Some(Accept::Json));
         assert_eq!(parse_accept(Some("text/html")), None);
-        assert_eq!(parse_accept(Some("application/geo+json")), Some(Accept::GeoJson));
+        assert_eq!(
+            parse_accept(Some("application/geo+json")),
+            Some(Accept::GeoJson)
+        );
     }
 
     #[test]
     fn link_headers() {
         let mut h = HeaderMap::new();
         h.insert(header::LINK, r#"<http://x/ctx.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json""#.parse().unwrap());
-        assert_eq!(parse_link(&h).unwrap().as_deref(), Some("http://x/ctx.jsonld"));
-        h.insert(header::LINK, r#"<http://x/other>; rel="next""#.parse().unwrap());
+        assert_eq!(
+            parse_link(&h).unwrap().as_deref(),
+            Some("http://x/ctx.jsonld")
+        );
+        h.insert(
+            header::LINK,
+            r#"<http://x/other>; rel="next""#.parse().unwrap(),
+        );
         assert_eq!(parse_link(&h).unwrap(), None);
     }
 

@@ -20,10 +20,19 @@ pub fn context_value(ld: &JsonLdContext) -> Value {
 }
 
 /// A JSON response in the accepted representation, with `Link` for plain JSON.
-pub fn json(status: StatusCode, body: &Value, accept: Accept, ld: &JsonLdContext, extra: &[(HeaderName, String)]) -> Response {
+pub fn json(
+    status: StatusCode,
+    body: &Value,
+    accept: Accept,
+    ld: &JsonLdContext,
+    extra: &[(HeaderName, String)],
+) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(accept.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(accept.content_type()),
+    );
     if accept != Accept::JsonLd {
         if let Ok(v) = HeaderValue::from_str(&link_header(ld)) {
             h.insert(header::LINK, v);
@@ -46,7 +55,13 @@ pub fn with_context(mut m: Map<String, Value>, accept: Accept, ld: &JsonLdContex
 }
 
 /// Renders one entity in the accepted representation.
-pub fn entity(e: &Entity, ld: &JsonLdContext, accept: Accept, opts: &RenderOptions, geometry: &str) -> Value {
+pub fn entity(
+    e: &Entity,
+    ld: &JsonLdContext,
+    accept: Accept,
+    opts: &RenderOptions,
+    geometry: &str,
+) -> Value {
     match accept {
         Accept::GeoJson => render_feature(e, ld, opts, geometry),
         _ => with_context(render_entity(e, ld, opts), accept, ld),
@@ -54,8 +69,16 @@ pub fn entity(e: &Entity, ld: &JsonLdContext, accept: Accept, opts: &RenderOptio
 }
 
 /// Renders a list of entities (a FeatureCollection for GeoJSON).
-pub fn entities<'a>(list: impl Iterator<Item = &'a Entity>, ld: &JsonLdContext, accept: Accept, opts: &RenderOptions, geometry: &str) -> Value {
-    let items: Vec<Value> = list.map(|e| entity(e, ld, accept, opts, geometry)).collect();
+pub fn entities<'a>(
+    list: impl Iterator<Item = &'a Entity>,
+    ld: &JsonLdContext,
+    accept: Accept,
+    opts: &RenderOptions,
+    geometry: &str,
+) -> Value {
+    let items: Vec<Value> = list
+        .map(|e| entity(e, ld, accept, opts, geometry))
+        .collect();
     match accept {
         Accept::GeoJson => json!({"type": "FeatureCollection", "features": items}),
         _ => Value::Array(items),

@@ -1,8 +1,10 @@
 //! In-process tests of the HTTP API (one test binary, a module per area).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
+
 mod integration {
-    pub mod batch;
     pub mod bad_input;
+    pub mod batch;
     pub mod entities;
     pub mod harness;
     pub mod query;

@@ -30,7 +30,10 @@ pub enum UpsertMode {
 }
 
 fn entity_id_of(v: &Value) -> String {
-    v.get("id").and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl Broker {
@@ -39,7 +42,11 @@ impl Broker {
             return Err(BrokerError::bad_data("the batch is empty"));
         }
         if items.len() > self.limits.max_batch {
-            return Err(BrokerError::bad_data(format!("the batch has {} items; the maximum is {}", items.len(), self.limits.max_batch)));
+            return Err(BrokerError::bad_data(format!(
+                "the batch has {} items; the maximum is {}",
+                items.len(),
+                self.limits.max_batch
+            )));
         }
         Ok(())
     }
@@ -52,17 +59,26 @@ impl Broker {
     }
 
     fn parse_item(&self, ld: &JsonLdContext, item: &Value) -> Result<Entity> {
-        let obj = item.as_object().ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))?;
+        let obj = item
+            .as_object()
+            .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))?;
         self.prepare_create(ld, obj)
     }
 
     /// `POST /entityOperations/create`.
-    pub async fn batch_create(&self, rc: &RequestContext, ld: &JsonLdContext, items: &[Value]) -> Result<BatchOutcome> {
+    pub async fn batch_create(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        items: &[Value],
+    ) -> Result<BatchOutcome> {
         self.check_batch(items)?;
         let mut out = BatchOutcome::default();
         let mut last = None;
         for item in items {
-            let res = self.parse_item(ld, item).and_then(|e| self.create_nowait(rc, &e).map(|c| (e.id, c)));
+            let res = self
+                .parse_item(ld, item)
+                .and_then(|e| self.create_nowait(rc, &e).map(|c| (e.id, c)));
             match res {
                 Ok((id, c)) => {
                     last = Some(c);
@@ -76,7 +92,13 @@ impl Broker {
     }
 
     /// `POST /entityOperations/upsert`.
-    pub async fn batch_upsert(&self, rc: &RequestContext, ld: &JsonLdContext, items: &[Value], mode: UpsertMode) -> Result<BatchOutcome> {
+    pub async fn batch_upsert(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        items: &[Value],
+        mode: UpsertMode,
+    ) -> Result<BatchOutcome> {
         self.check_batch(items)?;
         let mut out = BatchOutcome::default();
         let mut last = None;
@@ -121,7 +143,13 @@ impl Broker {
     }
 
     /// `POST /entityOperations/update` (append attributes to existing entities).
-    pub async fn batch_update(&self, rc: &RequestContext, ld: &JsonLdContext, items: &[Value], no_overwrite: bool) -> Result<BatchOutcome> {
+    pub async fn batch_update(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        items: &[Value],
+        no_overwrite: bool,
+    ) -> Result<BatchOutcome> {
         self.check_batch(items)?;
         let mut out = BatchOutcome::default();
         let mut last = None;
@@ -133,17 +161,29 @@ impl Broker {
                 .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))
                 .and_then(|o| {
                     Broker::id_from_value(o.get("id").unwrap_or(&Value::Null))?;
-                    Ok(parse_attributes(o, ld, now, ParseMode { nulls_delete: false })?)
+                    Ok(parse_attributes(
+                        o,
+                        ld,
+                        now,
+                        ParseMode {
+                            nulls_delete: false,
+                        },
+                    )?)
                 });
             let attrs: Vec<_> = match parsed {
-                Ok(a) => a.into_iter().filter_map(|(n, a)| a.map(|a| (n, a))).collect(),
+                Ok(a) => a
+                    .into_iter()
+                    .filter_map(|(n, a)| a.map(|a| (n, a)))
+                    .collect(),
                 Err(e) => {
                     out.errors.push((id, e));
                     continue;
                 }
             };
             let res = self.apply_nowait(rc, &id, &mut |cur| {
-                let Some(cur) = cur else { return Err(ModelError::not_found(format!("entity '{id}' not found"))) };
+                let Some(cur) = cur else {
+                    return Err(ModelError::not_found(format!("entity '{id}' not found")));
+                };
                 let mut e = Entity::clone(cur);
                 let o = ops::append(&mut e, attrs.clone(), no_overwrite, now);
                 Ok(o.changed().then_some(Write::Put(e)))
@@ -162,7 +202,12 @@ impl Broker {
     }
 
     /// `POST /entityOperations/merge`.
-    pub async fn batch_merge(&self, rc: &RequestContext, ld: &JsonLdContext, items: &[Value]) -> Result<BatchOutcome> {
+    pub async fn batch_merge(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        items: &[Value],
+    ) -> Result<BatchOutcome> {
         self.check_batch(items)?;
         let mut out = BatchOutcome::default();
         let mut last = None;
@@ -174,7 +219,12 @@ impl Broker {
                 .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))
                 .and_then(|o| {
                     Broker::id_from_value(o.get("id").unwrap_or(&Value::Null))?;
-                    Ok(parse_attributes(o, ld, now, ParseMode { nulls_delete: true })?)
+                    Ok(parse_attributes(
+                        o,
+                        ld,
+                        now,
+                        ParseMode { nulls_delete: true },
+                    )?)
                 });
             let attrs = match parsed {
                 Ok(a) => a,
@@ -184,7 +234,9 @@ impl Broker {
                 }
             };
             let res = self.apply_nowait(rc, &id, &mut |cur| {
-                let Some(cur) = cur else { return Err(ModelError::not_found(format!("entity '{id}' not found"))) };
+                let Some(cur) = cur else {
+                    return Err(ModelError::not_found(format!("entity '{id}' not found")));
+                };
                 let mut e = Entity::clone(cur);
                 ops::merge(&mut e, attrs.clone(), now);
                 Ok(Some(Write::Put(e)))
@@ -211,12 +263,16 @@ impl Broker {
             let id = match Broker::id_from_value(v) {
                 Ok(id) => id,
                 Err(e) => {
-                    out.errors.push((v.as_str().unwrap_or_default().to_string(), e));
+                    out.errors
+                        .push((v.as_str().unwrap_or_default().to_string(), e));
                     continue;
                 }
             };
             let res = self.apply_nowait(rc, &id, &mut |cur| match cur {
-                None => Err(ModelError::new(ErrorKind::ResourceNotFound, format!("entity '{id}' not found"))),
+                None => Err(ModelError::new(
+                    ErrorKind::ResourceNotFound,
+                    format!("entity '{id}' not found"),
+                )),
                 Some(_) => Ok(Some(Write::Delete)),
             });
             match res {

@@ -71,13 +71,24 @@ pub struct ContextResolver {
 }
 
 impl ContextResolver {
-    pub fn new(settings: ContextSettings, store: Arc<dyn EntityStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        settings: ContextSettings,
+        store: Arc<dyn EntityStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(settings.fetch_timeout)
             .connect_timeout(settings.fetch_timeout)
             .build()
             .unwrap_or_default();
-        let r = Self { http, settings, by_url: RwLock::new(HashMap::new()), built: RwLock::new(HashMap::new()), store, clock };
+        let r = Self {
+            http,
+            settings,
+            by_url: RwLock::new(HashMap::new()),
+            built: RwLock::new(HashMap::new()),
+            store,
+            clock,
+        };
         r.load_persisted();
         r
     }
@@ -86,22 +97,43 @@ impl ContextResolver {
         let now = self.clock.now();
         let mut map = self.by_url.write();
         for (_, id, v) in self.store.docs(COLLECTION) {
-            let (Some(url), Some(doc)) = (v.get("url").and_then(Value::as_str), v.get("doc")) else { continue };
-            let kind = if v.get("kind").and_then(Value::as_str) == Some("Cached") { ContextKind::Cached } else { ContextKind::Hosted };
+            let (Some(url), Some(doc)) = (v.get("url").and_then(Value::as_str), v.get("doc"))
+            else {
+                continue;
+            };
+            let kind = if v.get("kind").and_then(Value::as_str) == Some("Cached") {
+                ContextKind::Cached
+            } else {
+                ContextKind::Hosted
+            };
             map.insert(
                 url.to_string(),
-                StoredContext { id, url: url.to_string(), kind, doc: Arc::new(doc.clone()), created: now, last_used: now, hits: 0 },
+                StoredContext {
+                    id,
+                    url: url.to_string(),
+                    kind,
+                    doc: Arc::new(doc.clone()),
+                    created: now,
+                    last_used: now,
+                    hits: 0,
+                },
             );
         }
     }
 
     fn hosted_url(&self, id: &str) -> String {
-        format!("{}/ngsi-ld/v1/jsonldContexts/{}", self.settings.public_base.trim_end_matches('/'), id)
+        format!(
+            "{}/ngsi-ld/v1/jsonldContexts/{}",
+            self.settings.public_base.trim_end_matches('/'),
+            id
+        )
     }
 
     /// The active context for a request: `None` means the core context alone.
     pub async fn resolve(&self, source: Option<&Value>) -> Result<Arc<JsonLdContext>> {
-        let Some(source) = source else { return Ok(JsonLdContext::core()) };
+        let Some(source) = source else {
+            return Ok(JsonLdContext::core());
+        };
         let key = source.to_string();
         if let Some(c) = self.built.read().get(&key) {
             return Ok(c.clone());
@@ -114,7 +146,9 @@ impl ContextResolver {
                 continue;
             }
             if fetched.len() >= MAX_DOCS_PER_REQUEST {
-                return Err(BrokerError::bad_data("@context pulls in too many remote documents"));
+                return Err(BrokerError::bad_data(
+                    "@context pulls in too many remote documents",
+                ));
             }
             let doc = self.load(&url).await?;
             if let Some(inner) = doc.get("@context") {
@@ -142,14 +176,27 @@ impl ContextResolver {
         }
         let doc = self.fetch(url).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        let stored = StoredContext { id: id.clone(), url: url.to_string(), kind: ContextKind::Cached, doc: doc.clone(), created: now, last_used: now, hits: 1 };
+        let stored = StoredContext {
+            id: id.clone(),
+            url: url.to_string(),
+            kind: ContextKind::Cached,
+            doc: doc.clone(),
+            created: now,
+            last_used: now,
+            hits: 1,
+        };
         self.persist(&stored).await?;
         self.by_url.write().insert(url.to_string(), stored);
         Ok(doc)
     }
 
     async fn fetch(&self, url: &str) -> Result<Arc<Value>> {
-        let unavailable = |why: String| BrokerError::new(ErrorKind::LdContextNotAvailable, format!("@context '{url}' could not be loaded: {why}"));
+        let unavailable = |why: String| {
+            BrokerError::new(
+                ErrorKind::LdContextNotAvailable,
+                format!("@context '{url}' could not be loaded: {why}"),
+            )
+        };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(unavailable("only http(s) URLs can be fetched".into()));
         }
@@ -163,14 +210,18 @@ impl ContextResolver {
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
         }
-        if resp.content_length().is_some_and(|l| l as usize > self.settings.max_bytes) {
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > self.settings.max_bytes)
+        {
             return Err(unavailable("document too large".into()));
         }
         let bytes = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
         if bytes.len() > self.settings.max_bytes {
             return Err(unavailable("document too large".into()));
         }
-        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("not JSON: {e}")))?;
+        let doc: Value =
+            serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("not JSON: {e}")))?;
         if doc.get("@context").is_none() {
             return Err(unavailable("the document has no @context member".into()));
         }
@@ -187,17 +238,29 @@ impl ContextResolver {
     /// `POST /jsonldContexts`: hosts a context; returns its URL.
     pub async fn add_hosted(&self, body: Value) -> Result<String> {
         let Some(inner) = body.get("@context") else {
-            return Err(BrokerError::bad_data("the body must be a JSON object with an '@context' member"));
+            return Err(BrokerError::bad_data(
+                "the body must be a JSON object with an '@context' member",
+            ));
         };
         if !(inner.is_object() || inner.is_array() || inner.is_string()) {
-            return Err(BrokerError::bad_data("'@context' must be an object, an array or a URL"));
+            return Err(BrokerError::bad_data(
+                "'@context' must be an object, an array or a URL",
+            ));
         }
         // Validate that it builds (nested URLs resolved as usual).
         self.resolve(Some(inner)).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let url = self.hosted_url(&id);
         let now = self.clock.now();
-        let stored = StoredContext { id, url: url.clone(), kind: ContextKind::Hosted, doc: Arc::new(json!({"@context": inner})), created: now, last_used: now, hits: 0 };
+        let stored = StoredContext {
+            id,
+            url: url.clone(),
+            kind: ContextKind::Hosted,
+            doc: Arc::new(json!({"@context": inner})),
+            created: now,
+            last_used: now,
+            hits: 0,
+        };
         self.persist(&stored).await?;
         self.by_url.write().insert(url.clone(), stored);
         Ok(url)
@@ -210,10 +273,17 @@ impl ContextResolver {
             Some("Hosted") => Some(ContextKind::Hosted),
             Some("Cached") => Some(ContextKind::Cached),
             Some("ImplicitlyCreated") => return Ok(Vec::new()),
-            Some(other) => return Err(BrokerError::bad_data(format!("unknown context kind '{other}'"))),
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "unknown context kind '{other}'"
+                )))
+            }
         };
         let map = self.by_url.read();
-        let mut items: Vec<&StoredContext> = map.values().filter(|c| kind.is_none_or(|k| c.kind == k)).collect();
+        let mut items: Vec<&StoredContext> = map
+            .values()
+            .filter(|c| kind.is_none_or(|k| c.kind == k))
+            .collect();
         items.sort_by(|a, b| a.created.cmp(&b.created).then(a.url.cmp(&b.url)));
         let mut out: Vec<Value> = Vec::new();
         if kind.is_none() {
@@ -239,12 +309,16 @@ impl ContextResolver {
         if id == "core" || id == CORE_CONTEXT_URL {
             return Ok(citybrain_model::context::core_context_document().clone());
         }
-        self.find(id).map(|c| (*c.doc).clone()).ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))
+        self.find(id)
+            .map(|c| (*c.doc).clone())
+            .ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))
     }
 
     fn find(&self, id: &str) -> Option<StoredContext> {
         let map = self.by_url.read();
-        map.get(id).or_else(|| map.values().find(|c| c.id == id)).cloned()
+        map.get(id)
+            .or_else(|| map.values().find(|c| c.id == id))
+            .cloned()
     }
 
     /// `DELETE /jsonldContexts/{id}` (with `reload=true`, a cached context is fetched anew).
@@ -252,10 +326,14 @@ impl ContextResolver {
         if id == "core" || id == CORE_CONTEXT_URL {
             return Err(BrokerError::bad_data("the core @context cannot be deleted"));
         }
-        let c = self.find(id).ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))?;
+        let c = self
+            .find(id)
+            .ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))?;
         if reload {
             if c.kind == ContextKind::Hosted {
-                return Err(BrokerError::bad_data("reload applies to cached contexts only"));
+                return Err(BrokerError::bad_data(
+                    "reload applies to cached contexts only",
+                ));
             }
             let doc = self.fetch(&c.url).await?;
             let mut updated = c.clone();

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use citybrain_model::entity::{parse_attr_value, parse_attributes, parse_entity, parse_entity_id, parse_types, ParseMode};
+use citybrain_model::entity::{
+    parse_attr_value, parse_attributes, parse_entity, parse_entity_id, parse_types, ParseMode,
+};
 use citybrain_model::ops::{self, UpdateOutcome};
 use citybrain_model::uri::is_absolute_uri;
 use citybrain_model::{Entity, ErrorKind, JsonLdContext, ModelError};
-use citybrain_store::{Commit, Write};
+use citybrain_store::{Commit, Decide, Write};
 use serde_json::{Map, Value};
 
 use crate::error::{BrokerError, Result};
@@ -29,7 +31,9 @@ pub(crate) fn check_id(id: &str) -> Result<()> {
     if is_absolute_uri(id) {
         Ok(())
     } else {
-        Err(BrokerError::bad_data(format!("entity id '{id}' is not an absolute URI")))
+        Err(BrokerError::bad_data(format!(
+            "entity id '{id}' is not an absolute URI"
+        )))
     }
 }
 
@@ -39,7 +43,10 @@ impl Broker {
         if rc.tenant.is_empty() || self.store.tenant_exists(&rc.tenant) {
             Ok(())
         } else {
-            Err(BrokerError::new(ErrorKind::NonexistentTenant, format!("tenant '{}' does not exist", rc.tenant)))
+            Err(BrokerError::new(
+                ErrorKind::NonexistentTenant,
+                format!("tenant '{}' does not exist", rc.tenant),
+            ))
         }
     }
 
@@ -48,12 +55,13 @@ impl Broker {
         &self,
         rc: &RequestContext,
         id: &str,
-        decide: &mut (dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError> + Send),
+        decide: &mut Decide<'_>,
     ) -> Result<Option<Applied>> {
-        Ok(self
-            .store
-            .modify(&rc.tenant, id, decide)?
-            .map(|m| Applied { commit: m.commit, before: m.before, after: m.after }))
+        Ok(self.store.modify(&rc.tenant, id, decide)?.map(|m| Applied {
+            commit: m.commit,
+            before: m.before,
+            after: m.after,
+        }))
     }
 
     /// Read-modify-write, acknowledged once durable.
@@ -61,7 +69,7 @@ impl Broker {
         &self,
         rc: &RequestContext,
         id: &str,
-        decide: &mut (dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError> + Send),
+        decide: &mut Decide<'_>,
     ) -> Result<Option<(Option<Arc<Entity>>, Option<Arc<Entity>>)>> {
         match self.apply_nowait(rc, id, decide)? {
             None => Ok(None),
@@ -72,7 +80,11 @@ impl Broker {
         }
     }
 
-    pub(crate) fn prepare_create(&self, ld: &JsonLdContext, body: &Map<String, Value>) -> Result<Entity> {
+    pub(crate) fn prepare_create(
+        &self,
+        ld: &JsonLdContext,
+        body: &Map<String, Value>,
+    ) -> Result<Entity> {
         if body.is_empty() {
             return Err(BrokerError::bad_data("the entity body is empty"));
         }
@@ -82,15 +94,25 @@ impl Broker {
     pub(crate) fn create_nowait(&self, rc: &RequestContext, e: &Entity) -> Result<Commit> {
         let applied = self.apply_nowait(rc, &e.id.clone(), &mut |cur| {
             if cur.is_some() {
-                return Err(ModelError::new(ErrorKind::AlreadyExists, format!("entity '{}' already exists", e.id)));
+                return Err(ModelError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("entity '{}' already exists", e.id),
+                ));
             }
             Ok(Some(Write::Put(e.clone())))
         })?;
-        applied.map(|a| a.commit).ok_or_else(|| BrokerError::bad_data("nothing to create"))
+        applied
+            .map(|a| a.commit)
+            .ok_or_else(|| BrokerError::bad_data("nothing to create"))
     }
 
     /// `POST /entities`. Returns the new entity's id.
-    pub async fn create_entity(&self, rc: &RequestContext, ld: &JsonLdContext, body: &Map<String, Value>) -> Result<String> {
+    pub async fn create_entity(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        body: &Map<String, Value>,
+    ) -> Result<String> {
         let e = self.prepare_create(ld, body)?;
         self.create_nowait(rc, &e)?.wait().await?;
         Ok(e.id)
@@ -100,17 +122,27 @@ impl Broker {
     pub fn retrieve_entity(&self, rc: &RequestContext, id: &str) -> Result<Arc<Entity>> {
         check_id(id)?;
         self.check_tenant(rc)?;
-        self.store.get(&rc.tenant, id).ok_or_else(|| not_found(id).into())
+        self.store
+            .get(&rc.tenant, id)
+            .ok_or_else(|| not_found(id).into())
     }
 
     /// `PUT /entities/{id}`: replaces everything but id and createdAt.
-    pub async fn replace_entity(&self, rc: &RequestContext, ld: &JsonLdContext, id: &str, body: &Map<String, Value>) -> Result<()> {
+    pub async fn replace_entity(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> Result<()> {
         check_id(id)?;
         self.check_tenant(rc)?;
         let mut body = body.clone();
         match body.get("id") {
             Some(Value::String(b)) if b != id => {
-                return Err(BrokerError::bad_data(format!("body id '{b}' differs from the id in the path '{id}'")))
+                return Err(BrokerError::bad_data(format!(
+                    "body id '{b}' differs from the id in the path '{id}'"
+                )))
             }
             _ => {
                 body.insert("id".into(), Value::String(id.to_string()));
@@ -128,23 +160,36 @@ impl Broker {
     }
 
     /// `PATCH /entities/{id}` (merge-patch).
-    pub async fn merge_entity(&self, rc: &RequestContext, ld: &JsonLdContext, id: &str, body: &Map<String, Value>) -> Result<()> {
+    pub async fn merge_entity(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> Result<()> {
         check_id(id)?;
         self.check_tenant(rc)?;
         if let Some(Value::String(b)) = body.get("id") {
             if b != id {
-                return Err(BrokerError::bad_data(format!("body id '{b}' differs from the id in the path '{id}'")));
+                return Err(BrokerError::bad_data(format!(
+                    "body id '{b}' differs from the id in the path '{id}'"
+                )));
             }
         }
         let now = self.clock.now();
         let attrs = parse_attributes(body, ld, now, ParseMode { nulls_delete: true })?;
-        let types = body.get("type").map(|t| parse_types(Some(t), ld)).transpose()?;
+        let types = body
+            .get("type")
+            .map(|t| parse_types(Some(t), ld))
+            .transpose()?;
         if attrs.is_empty() && types.is_none() {
             return Err(BrokerError::bad_data("the merge body has no attributes"));
         }
         let res = self
             .apply(rc, id, &mut |cur| {
-                let Some(cur) = cur else { return Err(not_found(id)) };
+                let Some(cur) = cur else {
+                    return Err(not_found(id));
+                };
                 let mut e = Entity::clone(cur);
                 ops::merge(&mut e, attrs.clone(), now);
                 if let Some(types) = &types {
@@ -161,16 +206,37 @@ impl Broker {
         res.map(|_| ()).ok_or_else(|| not_found(id).into())
     }
 
-    fn parse_plain_attrs(&self, ld: &JsonLdContext, body: &Map<String, Value>) -> Result<Vec<(String, Vec<citybrain_model::Attribute>)>> {
-        let parsed = parse_attributes(body, ld, self.clock.now(), ParseMode { nulls_delete: false })?;
+    fn parse_plain_attrs(
+        &self,
+        ld: &JsonLdContext,
+        body: &Map<String, Value>,
+    ) -> Result<Vec<(String, Vec<citybrain_model::Attribute>)>> {
+        let parsed = parse_attributes(
+            body,
+            ld,
+            self.clock.now(),
+            ParseMode {
+                nulls_delete: false,
+            },
+        )?;
         if parsed.is_empty() {
             return Err(BrokerError::bad_data("the body has no attributes"));
         }
-        Ok(parsed.into_iter().filter_map(|(n, a)| a.map(|a| (n, a))).collect())
+        Ok(parsed
+            .into_iter()
+            .filter_map(|(n, a)| a.map(|a| (n, a)))
+            .collect())
     }
 
     /// `POST /entities/{id}/attrs` (append; `noOverwrite` keeps existing attributes).
-    pub async fn append_attrs(&self, rc: &RequestContext, ld: &JsonLdContext, id: &str, body: &Map<String, Value>, no_overwrite: bool) -> Result<UpdateOutcome> {
+    pub async fn append_attrs(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        id: &str,
+        body: &Map<String, Value>,
+        no_overwrite: bool,
+    ) -> Result<UpdateOutcome> {
         check_id(id)?;
         self.check_tenant(rc)?;
         let attrs = self.parse_plain_attrs(ld, body)?;
@@ -178,7 +244,9 @@ impl Broker {
         let mut outcome = UpdateOutcome::default();
         let res = self
             .apply(rc, id, &mut |cur| {
-                let Some(cur) = cur else { return Err(not_found(id)) };
+                let Some(cur) = cur else {
+                    return Err(not_found(id));
+                };
                 let mut e = Entity::clone(cur);
                 outcome = ops::append(&mut e, attrs.clone(), no_overwrite, now);
                 Ok(outcome.changed().then_some(Write::Put(e)))
@@ -189,14 +257,22 @@ impl Broker {
     }
 
     /// `PATCH /entities/{id}/attrs` (update existing attributes only).
-    pub async fn update_attrs(&self, rc: &RequestContext, ld: &JsonLdContext, id: &str, body: &Map<String, Value>) -> Result<UpdateOutcome> {
+    pub async fn update_attrs(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> Result<UpdateOutcome> {
         check_id(id)?;
         self.check_tenant(rc)?;
         let attrs = self.parse_plain_attrs(ld, body)?;
         let now = self.clock.now();
         let mut outcome = UpdateOutcome::default();
         self.apply(rc, id, &mut |cur| {
-            let Some(cur) = cur else { return Err(not_found(id)) };
+            let Some(cur) = cur else {
+                return Err(not_found(id));
+            };
             let mut e = Entity::clone(cur);
             outcome = ops::update(&mut e, attrs.clone(), now);
             Ok(outcome.changed().then_some(Write::Put(e)))
@@ -206,7 +282,14 @@ impl Broker {
     }
 
     /// `PATCH /entities/{id}/attrs/{attr}` (partial attribute update).
-    pub async fn patch_attr(&self, rc: &RequestContext, ld: &JsonLdContext, id: &str, attr: &str, body: &Map<String, Value>) -> Result<()> {
+    pub async fn patch_attr(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        id: &str,
+        attr: &str,
+        body: &Map<String, Value>,
+    ) -> Result<()> {
         check_id(id)?;
         self.check_tenant(rc)?;
         if body.is_empty() {
@@ -215,7 +298,9 @@ impl Broker {
         let iri = ld.expand(attr);
         let now = self.clock.now();
         self.apply(rc, id, &mut |cur| {
-            let Some(cur) = cur else { return Err(not_found(id)) };
+            let Some(cur) = cur else {
+                return Err(not_found(id));
+            };
             let mut e = Entity::clone(cur);
             ops::patch_attribute(&mut e, attr, &iri, body, ld, now)?;
             Ok(Some(Write::Put(e)))
@@ -225,21 +310,44 @@ impl Broker {
     }
 
     /// `PUT /entities/{id}/attrs/{attr}` (replace one attribute).
-    pub async fn replace_attr(&self, rc: &RequestContext, ld: &JsonLdContext, id: &str, attr: &str, body: &Value) -> Result<()> {
+    pub async fn replace_attr(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        id: &str,
+        attr: &str,
+        body: &Value,
+    ) -> Result<()> {
         check_id(id)?;
         self.check_tenant(rc)?;
         let iri = ld.expand(attr);
         let now = self.clock.now();
-        let instances = parse_attr_value(attr, &iri, body, ld, now, ParseMode { nulls_delete: false })?.unwrap_or_default();
+        let instances = parse_attr_value(
+            attr,
+            &iri,
+            body,
+            ld,
+            now,
+            ParseMode {
+                nulls_delete: false,
+            },
+        )?
+        .unwrap_or_default();
         self.apply(rc, id, &mut |cur| {
-            let Some(cur) = cur else { return Err(not_found(id)) };
+            let Some(cur) = cur else {
+                return Err(not_found(id));
+            };
             let mut e = Entity::clone(cur);
             if e.attr(&iri).is_none() {
-                return Err(ModelError::not_found(format!("attribute '{attr}' not found in entity '{id}'")));
+                return Err(ModelError::not_found(format!(
+                    "attribute '{attr}' not found in entity '{id}'"
+                )));
             }
             let out = ops::update(&mut e, vec![(iri.clone(), instances.clone())], now);
             if !out.changed() {
-                return Err(ModelError::not_found(format!("attribute '{attr}' (with this datasetId) not found in entity '{id}'")));
+                return Err(ModelError::not_found(format!(
+                    "attribute '{attr}' (with this datasetId) not found in entity '{id}'"
+                )));
             }
             Ok(Some(Write::Put(e)))
         })
@@ -248,16 +356,28 @@ impl Broker {
     }
 
     /// `DELETE /entities/{id}/attrs/{attr}` (`datasetId` or `deleteAll`).
-    pub async fn delete_attr(&self, rc: &RequestContext, ld: &JsonLdContext, id: &str, attr: &str, dataset_id: Option<&str>, all: bool) -> Result<()> {
+    pub async fn delete_attr(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        id: &str,
+        attr: &str,
+        dataset_id: Option<&str>,
+        all: bool,
+    ) -> Result<()> {
         check_id(id)?;
         self.check_tenant(rc)?;
         let iri = ld.expand(attr);
         let now = self.clock.now();
         self.apply(rc, id, &mut |cur| {
-            let Some(cur) = cur else { return Err(not_found(id)) };
+            let Some(cur) = cur else {
+                return Err(not_found(id));
+            };
             let mut e = Entity::clone(cur);
             if !ops::delete_attribute(&mut e, &iri, dataset_id, all, now) {
-                return Err(ModelError::not_found(format!("attribute '{attr}' not found in entity '{id}'")));
+                return Err(ModelError::not_found(format!(
+                    "attribute '{attr}' not found in entity '{id}'"
+                )));
             }
             Ok(Some(Write::Put(e)))
         })

@@ -35,7 +35,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { default_limit: 20, max_limit: 1000, max_batch: 100_000 }
+        Self {
+            default_limit: 20,
+            max_limit: 1000,
+            max_batch: 100_000,
+        }
     }
 }
 
@@ -72,11 +76,30 @@ pub struct Broker {
 impl Broker {
     /// Builds the broker and loads persisted subscriptions. Call [`Broker::start`] inside
     /// a Tokio runtime to start notification delivery.
-    pub async fn new(store: Arc<dyn EntityStore>, clock: Arc<dyn Clock>, config: BrokerConfig) -> Arc<Broker> {
-        let contexts = Arc::new(ContextResolver::new(config.contexts, store.clone(), clock.clone()));
-        let subscriptions = SubscriptionManager::new(store.clone(), contexts.clone(), clock.clone(), config.dispatch);
+    pub async fn new(
+        store: Arc<dyn EntityStore>,
+        clock: Arc<dyn Clock>,
+        config: BrokerConfig,
+    ) -> Arc<Broker> {
+        let contexts = Arc::new(ContextResolver::new(
+            config.contexts,
+            store.clone(),
+            clock.clone(),
+        ));
+        let subscriptions = SubscriptionManager::new(
+            store.clone(),
+            contexts.clone(),
+            clock.clone(),
+            config.dispatch,
+        );
         subscriptions.load().await;
-        Arc::new(Broker { store, contexts, clock, subscriptions, limits: config.limits })
+        Arc::new(Broker {
+            store,
+            contexts,
+            clock,
+            subscriptions,
+            limits: config.limits,
+        })
     }
 
     /// Starts the background tasks: change-feed matching and periodic notifications.

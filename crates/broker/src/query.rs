@@ -42,16 +42,27 @@ pub struct TypeExpr(pub Vec<Vec<String>>);
 impl TypeExpr {
     /// Parses `A,B`, `A|B`, `A;B` and parenthesised combinations, expanding names.
     pub fn parse(s: &str, ld: &JsonLdContext) -> Result<TypeExpr> {
-        let mut p = TypeParser { s: s.as_bytes(), text: s, pos: 0, depth: 0, ld };
+        let mut p = TypeParser {
+            s: s.as_bytes(),
+            text: s,
+            pos: 0,
+            depth: 0,
+            ld,
+        };
         let e = p.or()?;
         if p.pos != s.len() {
-            return Err(BrokerError::bad_data(format!("invalid type expression '{s}' at position {}", p.pos)));
+            return Err(BrokerError::bad_data(format!(
+                "invalid type expression '{s}' at position {}",
+                p.pos
+            )));
         }
         Ok(e)
     }
 
     pub fn matches(&self, e: &Entity) -> bool {
-        self.0.iter().any(|group| group.iter().all(|t| e.has_type(t)))
+        self.0
+            .iter()
+            .any(|group| group.iter().all(|t| e.has_type(t)))
     }
 
     /// Every type named (for index scans).
@@ -71,7 +82,10 @@ struct TypeParser<'a> {
 
 impl TypeParser<'_> {
     fn err(&self) -> BrokerError {
-        BrokerError::bad_data(format!("invalid type expression '{}' at position {}", self.text, self.pos))
+        BrokerError::bad_data(format!(
+            "invalid type expression '{}' at position {}",
+            self.text, self.pos
+        ))
     }
     fn or(&mut self) -> Result<TypeExpr> {
         let mut groups = self.and()?.0;
@@ -158,7 +172,9 @@ pub struct QueryPage {
 pub fn split_list(param: &str, s: &str) -> Result<Vec<String>> {
     let items: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
     if items.iter().any(String::is_empty) {
-        return Err(BrokerError::bad_data(format!("'{param}' has an empty item")));
+        return Err(BrokerError::bad_data(format!(
+            "'{param}' has an empty item"
+        )));
     }
     Ok(items)
 }
@@ -166,19 +182,31 @@ pub fn split_list(param: &str, s: &str) -> Result<Vec<String>> {
 fn parse_usize(param: &str, v: Option<&str>, default: usize) -> Result<usize> {
     match v {
         None => Ok(default),
-        Some(s) => s.parse::<usize>().map_err(|_| BrokerError::bad_data(format!("'{param}' must be a non-negative integer, got '{s}'"))),
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            BrokerError::bad_data(format!(
+                "'{param}' must be a non-negative integer, got '{s}'"
+            ))
+        }),
     }
 }
 
 /// Builds a geo-query from parameters (shared by queries and subscriptions).
-pub fn geo_query(ld: &JsonLdContext, georel: Option<&str>, geometry: Option<&str>, coordinates: Option<&Value>, geoproperty: Option<&str>) -> Result<Option<GeoQuery>> {
+pub fn geo_query(
+    ld: &JsonLdContext,
+    georel: Option<&str>,
+    geometry: Option<&str>,
+    coordinates: Option<&Value>,
+    geoproperty: Option<&str>,
+) -> Result<Option<GeoQuery>> {
     match (georel, geometry, coordinates) {
         (None, None, None) => Ok(None),
         (Some(r), Some(g), Some(c)) => {
             let prop = ld.expand(geoproperty.unwrap_or("location"));
             Ok(Some(GeoQuery::new(r, g, c.clone(), prop)?))
         }
-        _ => Err(BrokerError::bad_data("a geo-query needs georel, geometry and coordinates together")),
+        _ => Err(BrokerError::bad_data(
+            "a geo-query needs georel, geometry and coordinates together",
+        )),
     }
 }
 
@@ -204,20 +232,37 @@ pub fn scope_matches(pattern: &str, scopes: &[String]) -> bool {
 
 impl EntityQuery {
     /// Validates parameters against the request context.
-    pub fn from_params(p: &QueryParams, ld: &JsonLdContext, default_limit: usize, max_limit: usize) -> Result<EntityQuery> {
+    pub fn from_params(
+        p: &QueryParams,
+        ld: &JsonLdContext,
+        default_limit: usize,
+        max_limit: usize,
+    ) -> Result<EntityQuery> {
         let ids = p.id.as_deref().map(|s| split_list("id", s)).transpose()?;
         if let Some(ids) = &ids {
             for id in ids {
                 crate::entities::check_id(id)?;
             }
         }
-        let types = p.type_.as_deref().map(|s| TypeExpr::parse(s, ld)).transpose()?;
+        let types = p
+            .type_
+            .as_deref()
+            .map(|s| TypeExpr::parse(s, ld))
+            .transpose()?;
         let id_pattern = p
             .id_pattern
             .as_deref()
-            .map(|s| Regex::new(s).map_err(|e| BrokerError::bad_data(format!("invalid 'idPattern': {e}"))))
+            .map(|s| {
+                Regex::new(s)
+                    .map_err(|e| BrokerError::bad_data(format!("invalid 'idPattern': {e}")))
+            })
             .transpose()?;
-        let attrs = p.attrs.as_deref().map(|s| split_list("attrs", s)).transpose()?.map(|v| v.iter().map(|a| ld.expand(a)).collect());
+        let attrs = p
+            .attrs
+            .as_deref()
+            .map(|s| split_list("attrs", s))
+            .transpose()?
+            .map(|v| v.iter().map(|a| ld.expand(a)).collect());
         let q = match p.q.as_deref() {
             Some(s) => {
                 let mut q = Query::parse(s)?;
@@ -226,27 +271,57 @@ impl EntityQuery {
             }
             None => None,
         };
-        let geo = geo_query(ld, p.georel.as_deref(), p.geometry.as_deref(), p.coordinates.as_ref(), p.geoproperty.as_deref())?;
+        let geo = geo_query(
+            ld,
+            p.georel.as_deref(),
+            p.geometry.as_deref(),
+            p.coordinates.as_ref(),
+            p.geoproperty.as_deref(),
+        )?;
         let scope = p.scope_q.as_ref().map(|s| vec![s.clone()]);
         let limit = parse_usize("limit", p.limit.as_deref(), default_limit)?;
         let offset = parse_usize("offset", p.offset.as_deref(), 0)?;
         if limit > max_limit {
-            return Err(BrokerError::new(ErrorKind::TooManyResults, format!("'limit' {limit} is above the maximum {max_limit}")));
+            return Err(BrokerError::new(
+                ErrorKind::TooManyResults,
+                format!("'limit' {limit} is above the maximum {max_limit}"),
+            ));
         }
         if limit == 0 && !p.count {
-            return Err(BrokerError::bad_data("'limit' 0 is only allowed with count=true"));
+            return Err(BrokerError::bad_data(
+                "'limit' 0 is only allowed with count=true",
+            ));
         }
-        let unfiltered = ids.is_none() && types.is_none() && id_pattern.is_none() && attrs.is_none() && q.is_none() && geo.is_none() && scope.is_none();
+        let unfiltered = ids.is_none()
+            && types.is_none()
+            && id_pattern.is_none()
+            && attrs.is_none()
+            && q.is_none()
+            && geo.is_none()
+            && scope.is_none();
         if unfiltered && !p.allow_unfiltered {
-            return Err(BrokerError::bad_data("a query needs at least one of type, id, idPattern, attrs, q, geoQ or scopeQ"));
+            return Err(BrokerError::bad_data(
+                "a query needs at least one of type, id, idPattern, attrs, q, geoQ or scopeQ",
+            ));
         }
-        Ok(EntityQuery { ids, types, id_pattern, attrs, q, geo, scope, limit, offset, count: p.count })
+        Ok(EntityQuery {
+            ids,
+            types,
+            id_pattern,
+            attrs,
+            q,
+            geo,
+            scope,
+            limit,
+            offset,
+            count: p.count,
+        })
     }
 
     /// True when the entity passes every filter.
     pub fn matches(&self, e: &Entity) -> bool {
         if let Some(ids) = &self.ids {
-            if !ids.iter().any(|i| *i == e.id) {
+            if !ids.contains(&e.id) {
                 return false;
             }
         }
@@ -294,7 +369,13 @@ impl Broker {
     /// Runs a query and returns one page.
     pub fn query_entities(&self, rc: &RequestContext, query: &EntityQuery) -> Result<QueryPage> {
         self.check_tenant(rc)?;
-        let mut page = QueryPage { entities: Vec::new(), total: None, has_more: false, offset: query.offset, limit: query.limit };
+        let mut page = QueryPage {
+            entities: Vec::new(),
+            total: None,
+            has_more: false,
+            offset: query.offset,
+            limit: query.limit,
+        };
         let mut matched = 0usize;
         let mut visit = |e: &Arc<Entity>| {
             if !query.matches(e) {
@@ -328,7 +409,8 @@ impl Broker {
             }
             None => {
                 let types = query.types.as_ref().map(TypeExpr::all_types);
-                self.store.scan(&rc.tenant, types.as_deref(), None, &mut visit);
+                self.store
+                    .scan(&rc.tenant, types.as_deref(), None, &mut visit);
             }
         }
         if query.count {

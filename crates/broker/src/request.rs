@@ -6,7 +6,10 @@
 pub enum Principal {
     #[default]
     Anonymous,
-    User { id: String, roles: Vec<String> },
+    User {
+        id: String,
+        roles: Vec<String>,
+    },
 }
 
 /// Per-request context passed through every domain call.
@@ -20,7 +23,10 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn tenant(tenant: impl Into<String>) -> Self {
-        Self { tenant: tenant.into(), ..Default::default() }
+        Self {
+            tenant: tenant.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -28,7 +34,8 @@ impl RequestContext {
 pub fn validate_tenant(t: &str) -> Result<(), citybrain_model::ModelError> {
     let ok = !t.is_empty()
         && t.len() <= 64
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
     if ok {
         Ok(())
     } else {

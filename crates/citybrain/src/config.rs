@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: Server,
@@ -63,39 +63,55 @@ pub struct Log {
     pub format: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self { server: Server::default(), storage: Storage::default(), ngsi_ld: NgsiLd::default(), notifications: Notifications::default(), log: Log::default() }
-    }
-}
-
 impl Default for Server {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 1026)), public_url: None, max_body_bytes: 16 * 1024 * 1024, max_json_depth: 64 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1026)),
+            public_url: None,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_json_depth: 64,
+        }
     }
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./citybrain-data"), snapshot_after_bytes: 256 * 1024 * 1024 }
+        Self {
+            data_dir: PathBuf::from("./citybrain-data"),
+            snapshot_after_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
 impl Default for NgsiLd {
     fn default() -> Self {
-        Self { default_limit: 20, max_limit: 1000, max_batch: 100_000, context_fetch_timeout_ms: 5000, context_max_bytes: 1 << 20 }
+        Self {
+            default_limit: 20,
+            max_limit: 1000,
+            max_batch: 100_000,
+            context_fetch_timeout_ms: 5000,
+            context_max_bytes: 1 << 20,
+        }
     }
 }
 
 impl Default for Notifications {
     fn default() -> Self {
-        Self { timeout_ms: 5000, attempts: 3, backoff_start_ms: 200, queue_capacity: 10_000 }
+        Self {
+            timeout_ms: 5000,
+            attempts: 3,
+            backoff_start_ms: 200,
+            queue_capacity: 10_000,
+        }
     }
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Self { level: "info".into(), format: "text".into() }
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
     }
 }
 
@@ -115,15 +131,23 @@ fn env_value(raw: &str) -> toml::Value {
 impl Config {
     /// Loads the layers below the command line. `env` is the process environment (passed
     /// in so tests can supply their own).
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
-        let mut table = toml::Table::try_from(Config::default()).context("default configuration")?;
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table =
+            toml::Table::try_from(Config::default()).context("default configuration")?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-            let file_table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let file_table: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("parsing config file {}", path.display()))?;
             merge(&mut table, file_table);
         }
         for (k, v) in env {
-            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             if rest == "CONFIG" {
                 continue;
             }
@@ -136,7 +160,9 @@ impl Config {
             };
             sec.insert(key, env_value(&v));
         }
-        let cfg: Config = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -174,8 +200,18 @@ mod tests {
     fn layers_apply_in_order_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\n[ngsi_ld]\nmax_limit = 500\n").unwrap();
-        let env = vec![("CITYBRAIN_NGSI_LD__MAX_LIMIT".to_string(), "700".to_string()), ("OTHER".to_string(), "x".to_string())];
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:9000\"\n[ngsi_ld]\nmax_limit = 500\n",
+        )
+        .unwrap();
+        let env = vec![
+            (
+                "CITYBRAIN_NGSI_LD__MAX_LIMIT".to_string(),
+                "700".to_string(),
+            ),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
         let c = Config::load(Some(&file), env).unwrap();
         assert_eq!(c.server.listen.port(), 9000);
         assert_eq!(c.ngsi_ld.max_limit, 700);
@@ -195,11 +231,19 @@ mod tests {
         let listed: toml::Table = toml::from_str(&text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         for (section, keys) in &defaults {
-            let Some(keys) = keys.as_table() else { continue };
+            let Some(keys) = keys.as_table() else {
+                continue;
+            };
             for key in keys.keys() {
-                let present = listed.get(section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(key))
+                let present = listed
+                    .get(section)
+                    .and_then(|s| s.as_table())
+                    .is_some_and(|s| s.contains_key(key))
                     || text.contains(&format!("# {key} ="));
-                assert!(present, "citybrain.example.toml does not document {section}.{key}");
+                assert!(
+                    present,
+                    "citybrain.example.toml does not document {section}.{key}"
+                );
             }
         }
         assert_eq!(c.server.listen.port(), 1026);

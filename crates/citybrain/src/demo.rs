@@ -55,7 +55,16 @@ fn prop_unit(v: Value, unit: &str, observed: &str) -> Value {
 pub fn entities(observed: &str) -> Vec<Value> {
     let mut rng = Rng(20_260_101);
     let mut out = Vec::new();
-    let roads = ["Beishan Street", "Nanshan Road", "Hubin Road", "Shuguang Road", "Yan'an Road", "Qingchun Road", "Tianmushan Road", "Wensan Road"];
+    let roads = [
+        "Beishan Street",
+        "Nanshan Road",
+        "Hubin Road",
+        "Shuguang Road",
+        "Yan'an Road",
+        "Qingchun Road",
+        "Tianmushan Road",
+        "Wensan Road",
+    ];
     for i in 0..40 {
         let road = roads[i % roads.len()];
         let speed = round(rng.range(8.0, 62.0), 1);
@@ -73,7 +82,18 @@ pub fn entities(observed: &str) -> Vec<Value> {
             "location": {"type": "GeoProperty", "value": point(&mut rng)}
         }));
     }
-    let parkings = ["Hubin Yintai", "Wulin Square", "West Lake Culture Square", "Hangzhou Tower", "Longxiangqiao", "Qianwangci", "Zhejiang Library", "Huanglong Stadium", "Westlake Museum", "Yuewang Temple"];
+    let parkings = [
+        "Hubin Yintai",
+        "Wulin Square",
+        "West Lake Culture Square",
+        "Hangzhou Tower",
+        "Longxiangqiao",
+        "Qianwangci",
+        "Zhejiang Library",
+        "Huanglong Stadium",
+        "Westlake Museum",
+        "Yuewang Temple",
+    ];
     for i in 0..30 {
         let total = rng.int(80, 900);
         let free = rng.int(0, total);
@@ -142,11 +162,16 @@ pub async fn load_once(broker: &Arc<Broker>) -> anyhow::Result<usize> {
     let observed = citybrain_model::time::format_datetime(&broker.clock().now());
     let items = entities(&observed);
     let rc = RequestContext::default();
-    let out = broker.batch_upsert(&rc, &JsonLdContext::core(), &items, UpsertMode::Replace).await?;
+    let out = broker
+        .batch_upsert(&rc, &JsonLdContext::core(), &items, UpsertMode::Replace)
+        .await?;
     if let Some((id, e)) = out.errors.first() {
         anyhow::bail!("demo entity {id} was refused: {}", e.public_detail());
     }
-    store.put_doc("", MARKER.0, MARKER.1, json!({"entities": items.len()}))?.wait().await?;
+    store
+        .put_doc("", MARKER.0, MARKER.1, json!({"entities": items.len()}))?
+        .wait()
+        .await?;
     Ok(items.len())
 }
 

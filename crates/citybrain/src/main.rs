@@ -19,7 +19,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "citybrain", version, about = "citybrain: an open-source city operations platform (NGSI-LD context broker and more)")]
+#[command(
+    name = "citybrain",
+    version,
+    about = "citybrain: an open-source city operations platform (NGSI-LD context broker and more)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,8 +71,11 @@ fn load_config(a: &ConfigArgs) -> anyhow::Result<Config> {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cfg.log.format == "json" {
         builder.json().init();
     } else {
@@ -87,7 +94,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(a) => {
             let cfg = load_config(&a.config)?;
             init_logging(&cfg);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(serve(cfg, a.demo))
         }
     }
@@ -116,14 +125,36 @@ async fn shutdown_signal() {
 }
 
 async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
-    let store = EmbeddedStore::open(StoreOptions { dir: cfg.storage.data_dir.clone(), snapshot_after_bytes: cfg.storage.snapshot_after_bytes })
-        .with_context(|| format!("opening the data directory {}", cfg.storage.data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen).await.with_context(|| format!("binding {}", cfg.server.listen))?;
+    let store = EmbeddedStore::open(StoreOptions {
+        dir: cfg.storage.data_dir.clone(),
+        snapshot_after_bytes: cfg.storage.snapshot_after_bytes,
+    })
+    .with_context(|| {
+        format!(
+            "opening the data directory {}",
+            cfg.storage.data_dir.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
-    let public_base = cfg.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let public_base = cfg
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let broker_cfg = BrokerConfig {
-        limits: Limits { default_limit: cfg.ngsi_ld.default_limit, max_limit: cfg.ngsi_ld.max_limit, max_batch: cfg.ngsi_ld.max_batch },
-        contexts: ContextSettings { public_base, fetch_timeout: Duration::from_millis(cfg.ngsi_ld.context_fetch_timeout_ms), max_bytes: cfg.ngsi_ld.context_max_bytes },
+        limits: Limits {
+            default_limit: cfg.ngsi_ld.default_limit,
+            max_limit: cfg.ngsi_ld.max_limit,
+            max_batch: cfg.ngsi_ld.max_batch,
+        },
+        contexts: ContextSettings {
+            public_base,
+            fetch_timeout: Duration::from_millis(cfg.ngsi_ld.context_fetch_timeout_ms),
+            max_bytes: cfg.ngsi_ld.context_max_bytes,
+        },
         dispatch: DispatchSettings {
             timeout: Duration::from_millis(cfg.notifications.timeout_ms),
             attempts: cfg.notifications.attempts,
@@ -140,10 +171,18 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             tracing::info!(entities = n, "demo district loaded");
         }
     }
-    let app = citybrain_api::router(broker, HttpLimits { max_body_bytes: cfg.server.max_body_bytes, max_json_depth: cfg.server.max_json_depth });
+    let app = citybrain_api::router(
+        broker,
+        HttpLimits {
+            max_body_bytes: cfg.server.max_body_bytes,
+            max_json_depth: cfg.server.max_json_depth,
+        },
+    );
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");
     println!("citybrain listening on http://{addr}");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tokio::task::spawn_blocking(move || store.close()).await?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 use crate::error::{ErrorKind, ModelError, Result};
 
 /// The URL under which the core context is known. It is never fetched.
-pub const CORE_CONTEXT_URL: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld";
+pub const CORE_CONTEXT_URL: &str =
+    "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld";
 /// The default vocabulary of the core context.
 pub const DEFAULT_VOCAB: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
 /// The NGSI-LD namespace.
@@ -192,7 +193,10 @@ impl ContextBuilder {
                     return Ok(());
                 }
                 let doc = resolve(url).ok_or_else(|| {
-                    ModelError::new(ErrorKind::LdContextNotAvailable, format!("@context '{url}' could not be loaded"))
+                    ModelError::new(
+                        ErrorKind::LdContextNotAvailable,
+                        format!("@context '{url}' could not be loaded"),
+                    )
                 })?;
                 let inner = doc.get("@context").ok_or_else(|| {
                     ModelError::new(
@@ -230,8 +234,16 @@ impl ContextBuilder {
                 continue; // protected core terms cannot be redefined
             }
             let raw = match def {
-                Value::Null => RawTerm { id: None, type_coercion: None, protected },
-                Value::String(s) => RawTerm { id: Some(s.clone()), type_coercion: None, protected },
+                Value::Null => RawTerm {
+                    id: None,
+                    type_coercion: None,
+                    protected,
+                },
+                Value::String(s) => RawTerm {
+                    id: Some(s.clone()),
+                    type_coercion: None,
+                    protected,
+                },
                 Value::Object(o) => RawTerm {
                     id: o.get("@id").and_then(Value::as_str).map(str::to_string),
                     type_coercion: o.get("@type").and_then(Value::as_str).map(str::to_string),
@@ -253,13 +265,21 @@ impl ContextBuilder {
 
     /// Resolves every term to an absolute IRI and builds the reverse map.
     pub fn build(self, source: Value) -> JsonLdContext {
-        let vocab = self.vocab.clone().unwrap_or_else(|| DEFAULT_VOCAB.to_string());
+        let vocab = self
+            .vocab
+            .clone()
+            .unwrap_or_else(|| DEFAULT_VOCAB.to_string());
         let mut terms = HashMap::with_capacity(self.raw.len());
         for key in &self.order {
-            let Some(raw) = self.raw.get(key) else { continue };
+            let Some(raw) = self.raw.get(key) else {
+                continue;
+            };
             let iri = match &raw.id {
                 Some(id) => self.resolve_iri(id, &vocab, 0),
-                None => Some(self.resolve_iri(key, &vocab, 1).unwrap_or_else(|| format!("{vocab}{key}"))),
+                None => Some(
+                    self.resolve_iri(key, &vocab, 1)
+                        .unwrap_or_else(|| format!("{vocab}{key}")),
+                ),
             };
             let Some(iri) = iri else { continue };
             if iri.starts_with('@') && !(key == "id" || key == "type") {
@@ -301,7 +321,13 @@ impl ContextBuilder {
                 prefixes.push((key.clone(), def.iri.clone()));
             }
         }
-        JsonLdContext { terms, reverse, prefixes, vocab, source }
+        JsonLdContext {
+            terms,
+            reverse,
+            prefixes,
+            vocab,
+            source,
+        }
     }
 
     fn resolve_iri(&self, value: &str, vocab: &str, depth: usize) -> Option<String> {
@@ -315,7 +341,9 @@ impl ContextBuilder {
             if !suffix.starts_with("//") {
                 if let Some(p) = self.raw.get(prefix).and_then(|r| r.id.as_deref()) {
                     if p != value {
-                        return self.resolve_iri(p, vocab, depth + 1).map(|ns| format!("{ns}{suffix}"));
+                        return self
+                            .resolve_iri(p, vocab, depth + 1)
+                            .map(|ns| format!("{ns}{suffix}"));
                     }
                 }
             }
@@ -334,11 +362,7 @@ impl ContextBuilder {
 /// order, so that the caller can fetch them before building.
 pub fn remote_urls(ctx: &Value, out: &mut Vec<String>) {
     match ctx {
-        Value::String(s) if !is_core_context_url(s) => {
-            if !out.contains(s) {
-                out.push(s.clone());
-            }
-        }
+        Value::String(s) if !is_core_context_url(s) && !out.contains(s) => out.push(s.clone()),
         Value::Array(a) => a.iter().for_each(|v| remote_urls(v, out)),
         _ => {}
     }
@@ -378,8 +402,14 @@ mod tests {
         assert_eq!(core.expand("speed"), format!("{DEFAULT_VOCAB}speed"));
         assert_eq!(core.compact(&format!("{DEFAULT_VOCAB}speed")), "speed");
         assert_eq!(core.compact(iri::LOCATION), "location");
-        assert_eq!(core.compact("https://uri.etsi.org/ngsi-ld/unknownThing"), "ngsi-ld:unknownThing");
-        assert_eq!(core.expand("ngsi-ld:foo"), "https://uri.etsi.org/ngsi-ld/foo");
+        assert_eq!(
+            core.compact("https://uri.etsi.org/ngsi-ld/unknownThing"),
+            "ngsi-ld:unknownThing"
+        );
+        assert_eq!(
+            core.expand("ngsi-ld:foo"),
+            "https://uri.etsi.org/ngsi-ld/foo"
+        );
         assert_eq!(core.expand("http://example.org/x"), "http://example.org/x");
         assert!(core.is_core_only());
     }
@@ -398,11 +428,20 @@ mod tests {
         let c = b.build(ctx);
         assert_eq!(c.expand("Vehicle"), "http://example.org/Vehicle");
         assert_eq!(c.expand("speed"), "http://example.org/speed");
-        assert_eq!(c.expand("location"), iri::LOCATION, "core terms are protected");
+        assert_eq!(
+            c.expand("location"),
+            iri::LOCATION,
+            "core terms are protected"
+        );
         assert_eq!(c.compact("http://example.org/speed"), "speed");
         assert_eq!(c.compact("http://example.org/other"), "ex:other");
         assert_eq!(c.compact("http://schema.org/brand"), "brand");
-        assert_eq!(c.term("speed").and_then(|t| t.type_coercion.clone()).as_deref(), Some("http://example.org/Number"));
+        assert_eq!(
+            c.term("speed")
+                .and_then(|t| t.type_coercion.clone())
+                .as_deref(),
+            Some("http://example.org/Number")
+        );
     }
 
     #[test]
@@ -410,14 +449,21 @@ mod tests {
         let doc = Arc::new(json!({"@context": {"Thing": "http://example.org/Thing"}}));
         let mut b = ContextBuilder::with_core();
         let src = json!(["http://ctx.example/a.jsonld", CORE_CONTEXT_URL]);
-        b.apply(&src, &|u| (u == "http://ctx.example/a.jsonld").then(|| doc.clone()), 0).unwrap();
+        b.apply(
+            &src,
+            &|u| (u == "http://ctx.example/a.jsonld").then(|| doc.clone()),
+            0,
+        )
+        .unwrap();
         let c = b.build(src.clone());
         assert_eq!(c.expand("Thing"), "http://example.org/Thing");
         let mut urls = vec![];
         remote_urls(&src, &mut urls);
         assert_eq!(urls, vec!["http://ctx.example/a.jsonld".to_string()]);
         let mut b = ContextBuilder::with_core();
-        let err = b.apply(&json!("http://nowhere/x"), &|_| None, 0).unwrap_err();
+        let err = b
+            .apply(&json!("http://nowhere/x"), &|_| None, 0)
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::LdContextNotAvailable);
     }
 }

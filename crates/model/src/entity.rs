@@ -84,7 +84,9 @@ impl AttrKind {
             AttrKind::ListRelationship,
             AttrKind::Property,
         ];
-        ORDER.into_iter().find(|k| obj.contains_key(k.content_key()))
+        ORDER
+            .into_iter()
+            .find(|k| obj.contains_key(k.content_key()))
     }
 }
 
@@ -99,7 +101,12 @@ pub struct Attribute {
     pub value: Value,
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub dataset_id: Option<String>,
-    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none", with = "serde_dt_opt")]
+    #[serde(
+        rename = "o",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_dt_opt"
+    )]
     pub observed_at: Option<DateTime<Utc>>,
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub unit_code: Option<String>,
@@ -161,13 +168,18 @@ impl Entity {
     }
 
     pub fn attr_mut(&mut self, name: &str) -> Option<&mut Vec<Attribute>> {
-        self.attrs.iter_mut().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.attrs
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// The default instance of an attribute (no datasetId), or the first one.
     pub fn default_instance(&self, name: &str) -> Option<&Attribute> {
         let all = self.attr(name)?;
-        all.iter().find(|a| a.dataset_id.is_none()).or_else(|| all.first())
+        all.iter()
+            .find(|a| a.dataset_id.is_none())
+            .or_else(|| all.first())
     }
 
     pub fn has_type(&self, ty: &str) -> bool {
@@ -196,21 +208,37 @@ const ATTR_RESERVED: [&str; 16] = [
 ];
 
 /// Entity members that are not attributes.
-const ENTITY_RESERVED: [&str; 8] = ["id", "@id", "type", "@type", "@context", "createdAt", "modifiedAt", "deletedAt"];
+const ENTITY_RESERVED: [&str; 8] = [
+    "id",
+    "@id",
+    "type",
+    "@type",
+    "@context",
+    "createdAt",
+    "modifiedAt",
+    "deletedAt",
+];
 
 /// Validates an attribute or type name as the spec restricts them.
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() {
-        return Err(ModelError::bad_data(format!("{what} name must not be empty")));
+        return Err(ModelError::bad_data(format!(
+            "{what} name must not be empty"
+        )));
     }
     if name.len() > 512 {
-        return Err(ModelError::bad_data(format!("{what} name is longer than 512 characters")));
+        return Err(ModelError::bad_data(format!(
+            "{what} name is longer than 512 characters"
+        )));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '\'' | '=' | ';' | '(' | ')'))
-    {
-        return Err(ModelError::bad_data(format!("{what} name '{name}' contains the forbidden character {c:?}")));
+    if let Some(c) = name.chars().find(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '<' | '>' | '"' | '\'' | '=' | ';' | '(' | ')')
+    }) {
+        return Err(ModelError::bad_data(format!(
+            "{what} name '{name}' contains the forbidden character {c:?}"
+        )));
     }
     Ok(())
 }
@@ -219,8 +247,12 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
 pub fn parse_entity_id(v: Option<&Value>) -> Result<String> {
     match v {
         Some(Value::String(s)) if is_absolute_uri(s) => Ok(s.clone()),
-        Some(Value::String(s)) => Err(ModelError::bad_data(format!("entity 'id' must be an absolute URI, got '{s}'"))),
-        Some(other) => Err(ModelError::bad_data(format!("entity 'id' must be a string, got {other}"))),
+        Some(Value::String(s)) => Err(ModelError::bad_data(format!(
+            "entity 'id' must be an absolute URI, got '{s}'"
+        ))),
+        Some(other) => Err(ModelError::bad_data(format!(
+            "entity 'id' must be a string, got {other}"
+        ))),
         None => Err(ModelError::bad_data("entity 'id' is missing")),
     }
 }
@@ -231,9 +263,17 @@ pub fn parse_types(v: Option<&Value>, ctx: &JsonLdContext) -> Result<Vec<String>
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(a)) if !a.is_empty() => a
             .iter()
-            .map(|t| t.as_str().ok_or_else(|| ModelError::bad_data(format!("entity 'type' entries must be strings, got {t}"))))
+            .map(|t| {
+                t.as_str().ok_or_else(|| {
+                    ModelError::bad_data(format!("entity 'type' entries must be strings, got {t}"))
+                })
+            })
             .collect::<Result<_>>()?,
-        Some(other) => return Err(ModelError::bad_data(format!("entity 'type' must be a string or non-empty array, got {other}"))),
+        Some(other) => {
+            return Err(ModelError::bad_data(format!(
+                "entity 'type' must be a string or non-empty array, got {other}"
+            )))
+        }
         None => return Err(ModelError::bad_data("entity 'type' is missing")),
     };
     let mut out = Vec::with_capacity(names.len());
@@ -257,7 +297,9 @@ pub fn parse_scope(v: &Value) -> Result<Vec<String>> {
         .into_iter()
         .map(|s| match s.as_str() {
             Some(s) if s.starts_with('/') && !s.contains(char::is_whitespace) => Ok(s.to_string()),
-            _ => Err(ModelError::bad_data(format!("'scope' entries must be strings starting with '/', got {s}"))),
+            _ => Err(ModelError::bad_data(format!(
+                "'scope' entries must be strings starting with '/', got {s}"
+            ))),
         })
         .collect()
 }
@@ -273,13 +315,34 @@ pub struct ParseMode {
 pub type ParsedAttr = (String, Option<Vec<Attribute>>);
 
 /// Parses a full entity (create, replace, batch).
-pub fn parse_entity(body: &Map<String, Value>, ctx: &JsonLdContext, now: DateTime<Utc>) -> Result<Entity> {
+pub fn parse_entity(
+    body: &Map<String, Value>,
+    ctx: &JsonLdContext,
+    now: DateTime<Utc>,
+) -> Result<Entity> {
     let id = parse_entity_id(body.get("id").or_else(|| body.get("@id")))?;
     let types = parse_types(body.get("type").or_else(|| body.get("@type")), ctx)?;
-    let attrs = parse_attributes(body, ctx, now, ParseMode { nulls_delete: false })?;
+    let attrs = parse_attributes(
+        body,
+        ctx,
+        now,
+        ParseMode {
+            nulls_delete: false,
+        },
+    )?;
     let scope = body.get("scope").map(parse_scope).transpose()?;
-    let attrs = attrs.into_iter().filter_map(|(n, a)| a.map(|a| (n, a))).collect();
-    Ok(Entity { id, types, scope, created_at: now, modified_at: now, attrs })
+    let attrs = attrs
+        .into_iter()
+        .filter_map(|(n, a)| a.map(|a| (n, a)))
+        .collect();
+    Ok(Entity {
+        id,
+        types,
+        scope,
+        created_at: now,
+        modified_at: now,
+        attrs,
+    })
 }
 
 /// Parses the attribute members of a body (entity members such as `id` are skipped).
@@ -298,7 +361,9 @@ pub fn parse_attributes(
         let iri_ = ctx.expand(name);
         let parsed = parse_attr_value(name, &iri_, raw, ctx, now, mode)?;
         if out.iter().any(|(n, _)| *n == iri_) {
-            return Err(ModelError::bad_data(format!("attribute '{name}' appears twice")));
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}' appears twice"
+            )));
         }
         out.push((iri_, parsed));
     }
@@ -322,17 +387,23 @@ pub fn parse_attr_value(
         return if mode.nulls_delete {
             Ok(None)
         } else {
-            Err(ModelError::bad_data(format!("attribute '{name}' must not be null")))
+            Err(ModelError::bad_data(format!(
+                "attribute '{name}' must not be null"
+            )))
         };
     }
     let instances: Vec<Attribute> = match raw {
-        Value::Array(items) if !items.is_empty() && items.iter().all(|i| looks_like_attribute(i, ctx)) => items
-            .iter()
-            .map(|i| parse_one(name, iri_, i, ctx, now, mode, 0))
-            .collect::<Result<Vec<Option<Attribute>>>>()?
-            .into_iter()
-            .flatten()
-            .collect(),
+        Value::Array(items)
+            if !items.is_empty() && items.iter().all(|i| looks_like_attribute(i, ctx)) =>
+        {
+            items
+                .iter()
+                .map(|i| parse_one(name, iri_, i, ctx, now, mode, 0))
+                .collect::<Result<Vec<Option<Attribute>>>>()?
+                .into_iter()
+                .flatten()
+                .collect()
+        }
         _ => match parse_one(name, iri_, raw, ctx, now, mode, 0)? {
             Some(a) => vec![a],
             None => return Ok(None),
@@ -371,16 +442,27 @@ fn parse_one(
     depth: usize,
 ) -> Result<Option<Attribute>> {
     if depth > MAX_SUB_DEPTH {
-        return Err(ModelError::bad_data(format!("attribute '{name}' nests sub-attributes too deeply")));
+        return Err(ModelError::bad_data(format!(
+            "attribute '{name}' nests sub-attributes too deeply"
+        )));
     }
-    let geo_only = matches!(iri_, iri::LOCATION | iri::OBSERVATION_SPACE | iri::OPERATION_SPACE);
+    let geo_only = matches!(
+        iri_,
+        iri::LOCATION | iri::OBSERVATION_SPACE | iri::OPERATION_SPACE
+    );
     let obj = match raw {
         Value::Object(o) if looks_like_attribute(raw, ctx) => o,
         // Concise forms: a bare geometry is a GeoProperty, anything else a Property.
         other => {
-            let kind = if geojson::looks_like_geometry(other) { AttrKind::GeoProperty } else { AttrKind::Property };
+            let kind = if geojson::looks_like_geometry(other) {
+                AttrKind::GeoProperty
+            } else {
+                AttrKind::Property
+            };
             if geo_only && kind != AttrKind::GeoProperty {
-                return Err(ModelError::bad_data(format!("attribute '{name}' must be a GeoProperty")));
+                return Err(ModelError::bad_data(format!(
+                    "attribute '{name}' must be a GeoProperty"
+                )));
             }
             if kind == AttrKind::GeoProperty {
                 geojson::validate_geometry(name, other)?;
@@ -392,14 +474,21 @@ fn parse_one(
         }
     };
     let kind = match obj.get("type") {
-        Some(Value::String(t)) => AttrKind::from_iri(&ctx.expand(t))
-            .ok_or_else(|| ModelError::bad_data(format!("attribute '{name}' has the unknown type '{t}'")))?,
-        Some(other) => return Err(ModelError::bad_data(format!("attribute '{name}' has an invalid type {other}"))),
+        Some(Value::String(t)) => AttrKind::from_iri(&ctx.expand(t)).ok_or_else(|| {
+            ModelError::bad_data(format!("attribute '{name}' has the unknown type '{t}'"))
+        })?,
+        Some(other) => {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}' has an invalid type {other}"
+            )))
+        }
         None => AttrKind::from_content_keys(obj)
             .ok_or_else(|| ModelError::bad_data(format!("attribute '{name}' has no value")))?,
     };
     if geo_only && kind != AttrKind::GeoProperty {
-        return Err(ModelError::bad_data(format!("attribute '{name}' must be a GeoProperty")));
+        return Err(ModelError::bad_data(format!(
+            "attribute '{name}' must be a GeoProperty"
+        )));
     }
     let key = kind.content_key();
     let content = match obj.get(key) {
@@ -407,16 +496,27 @@ fn parse_one(
             if mode.nulls_delete {
                 return Ok(None);
             }
-            return Err(ModelError::bad_data(format!("attribute '{name}': '{key}' must not be null")));
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}': '{key}' must not be null"
+            )));
         }
         Some(v) => v,
-        None => return Err(ModelError::bad_data(format!("attribute '{name}' of type {} has no '{key}'", kind.type_name()))),
+        None => {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}' of type {} has no '{key}'",
+                kind.type_name()
+            )))
+        }
     };
     let value = validate_content(name, kind, content, ctx)?;
     let dataset_id = match obj.get("datasetId") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
-        Some(other) => return Err(ModelError::bad_data(format!("attribute '{name}': 'datasetId' must be a URI, got {other}"))),
+        Some(other) => {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}': 'datasetId' must be a URI, got {other}"
+            )))
+        }
     };
     let observed_at = match obj.get("observedAt") {
         None | Some(Value::Null) => None,
@@ -425,15 +525,26 @@ fn parse_one(
     let unit_code = match obj.get("unitCode") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(other) => return Err(ModelError::bad_data(format!("attribute '{name}': 'unitCode' must be a string, got {other}"))),
+        Some(other) => {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}': 'unitCode' must be a string, got {other}"
+            )))
+        }
     };
     let object_type = match obj.get("objectType") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(Value::String(ctx.expand(s))),
         Some(Value::Array(a)) => Some(Value::Array(
-            a.iter().filter_map(Value::as_str).map(|s| Value::String(ctx.expand(s))).collect(),
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|s| Value::String(ctx.expand(s)))
+                .collect(),
         )),
-        Some(other) => return Err(ModelError::bad_data(format!("attribute '{name}': invalid 'objectType' {other}"))),
+        Some(other) => {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}': invalid 'objectType' {other}"
+            )))
+        }
     };
     let mut sub = Vec::new();
     for (sname, sraw) in obj {
@@ -448,7 +559,13 @@ fn parse_one(
         };
         match parse_one(sname, &siri, sraw, ctx, now, mode, depth + 1)? {
             Some(a) => sub.push((siri, a)),
-            None => sub.push((siri, Attribute { value: Value::Null, ..Attribute::property(Value::Null, now) })),
+            None => sub.push((
+                siri,
+                Attribute {
+                    value: Value::Null,
+                    ..Attribute::property(Value::Null, now)
+                },
+            )),
         }
     }
     Ok(Some(Attribute {
@@ -473,42 +590,70 @@ fn validate_content(name: &str, kind: AttrKind, v: &Value, ctx: &JsonLdContext) 
         }
         AttrKind::Relationship => match v {
             Value::String(s) if is_absolute_uri(s) => Ok(v.clone()),
-            Value::Array(a) if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_absolute_uri)) => Ok(v.clone()),
-            other => Err(ModelError::bad_data(format!("relationship '{name}': 'object' must be a URI, got {other}"))),
+            Value::Array(a)
+                if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_absolute_uri)) =>
+            {
+                Ok(v.clone())
+            }
+            other => Err(ModelError::bad_data(format!(
+                "relationship '{name}': 'object' must be a URI, got {other}"
+            ))),
         },
         AttrKind::LanguageProperty => {
             let Value::Object(m) = v else {
-                return Err(ModelError::bad_data(format!("'{name}': 'languageMap' must be an object")));
+                return Err(ModelError::bad_data(format!(
+                    "'{name}': 'languageMap' must be an object"
+                )));
             };
             for (lang, text) in m {
-                let ok = text.is_string() || text.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+                let ok = text.is_string()
+                    || text
+                        .as_array()
+                        .is_some_and(|a| a.iter().all(Value::is_string));
                 if !ok || lang.is_empty() {
-                    return Err(ModelError::bad_data(format!("'{name}': languageMap entry '{lang}' must be a string")));
+                    return Err(ModelError::bad_data(format!(
+                        "'{name}': languageMap entry '{lang}' must be a string"
+                    )));
                 }
             }
             Ok(v.clone())
         }
         AttrKind::VocabProperty => match v {
             Value::String(s) => Ok(Value::String(ctx.expand(s))),
-            Value::Array(a) if a.iter().all(Value::is_string) => {
-                Ok(Value::Array(a.iter().filter_map(Value::as_str).map(|s| Value::String(ctx.expand(s))).collect()))
-            }
-            other => Err(ModelError::bad_data(format!("'{name}': 'vocab' must be a string or strings, got {other}"))),
+            Value::Array(a) if a.iter().all(Value::is_string) => Ok(Value::Array(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| Value::String(ctx.expand(s)))
+                    .collect(),
+            )),
+            other => Err(ModelError::bad_data(format!(
+                "'{name}': 'vocab' must be a string or strings, got {other}"
+            ))),
         },
         AttrKind::ListProperty => match v {
             Value::Array(_) => Ok(v.clone()),
-            other => Err(ModelError::bad_data(format!("'{name}': 'valueList' must be an array, got {other}"))),
+            other => Err(ModelError::bad_data(format!(
+                "'{name}': 'valueList' must be an array, got {other}"
+            ))),
         },
         AttrKind::ListRelationship => {
             let Value::Array(a) = v else {
-                return Err(ModelError::bad_data(format!("'{name}': 'objectList' must be an array")));
+                return Err(ModelError::bad_data(format!(
+                    "'{name}': 'objectList' must be an array"
+                )));
             };
             let mut out = Vec::with_capacity(a.len());
             for item in a {
-                let uri = item.as_str().or_else(|| item.get("object").and_then(Value::as_str));
+                let uri = item
+                    .as_str()
+                    .or_else(|| item.get("object").and_then(Value::as_str));
                 match uri {
                     Some(u) if is_absolute_uri(u) => out.push(Value::String(u.to_string())),
-                    _ => return Err(ModelError::bad_data(format!("'{name}': objectList entries must be URIs, got {item}"))),
+                    _ => {
+                        return Err(ModelError::bad_data(format!(
+                            "'{name}': objectList entries must be URIs, got {item}"
+                        )))
+                    }
                 }
             }
             Ok(Value::Array(out))
@@ -542,12 +687,24 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(e.types, vec![format!("{DEFAULT_VOCAB}Vehicle")]);
-        let speed = e.default_instance(&format!("{DEFAULT_VOCAB}speed")).unwrap();
+        let speed = e
+            .default_instance(&format!("{DEFAULT_VOCAB}speed"))
+            .unwrap();
         assert_eq!(speed.value, json!(50));
         assert_eq!(speed.unit_code.as_deref(), Some("KMH"));
-        assert!(speed.sub_attr(&format!("{DEFAULT_VOCAB}accuracy")).is_some());
-        assert_eq!(e.default_instance(iri::LOCATION).unwrap().kind, AttrKind::GeoProperty);
-        assert_eq!(e.default_instance(&format!("{DEFAULT_VOCAB}owner")).unwrap().kind, AttrKind::Relationship);
+        assert!(speed
+            .sub_attr(&format!("{DEFAULT_VOCAB}accuracy"))
+            .is_some());
+        assert_eq!(
+            e.default_instance(iri::LOCATION).unwrap().kind,
+            AttrKind::GeoProperty
+        );
+        assert_eq!(
+            e.default_instance(&format!("{DEFAULT_VOCAB}owner"))
+                .unwrap()
+                .kind,
+            AttrKind::Relationship
+        );
     }
 
     #[test]
@@ -561,7 +718,12 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(e.types.len(), 2);
-        assert_eq!(e.default_instance(&format!("{DEFAULT_VOCAB}loc2")).unwrap().kind, AttrKind::GeoProperty);
+        assert_eq!(
+            e.default_instance(&format!("{DEFAULT_VOCAB}loc2"))
+                .unwrap()
+                .kind,
+            AttrKind::GeoProperty
+        );
         assert_eq!(e.attr(&format!("{DEFAULT_VOCAB}multi")).unwrap().len(), 2);
     }
 
@@ -571,14 +733,38 @@ mod tests {
             (json!({"type": "T"}), "'id' is missing"),
             (json!({"id": "not a uri", "type": "T"}), "absolute URI"),
             (json!({"id": "urn:a:b"}), "'type' is missing"),
-            (json!({"id": "urn:a:b", "type": "T", "r": {"type": "Relationship", "object": "x"}}), "relationship 'r'"),
-            (json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property"}}), "has no 'value'"),
-            (json!({"id": "urn:a:b", "type": "T", "p": {"type": "Foo", "value": 1}}), "unknown type 'Foo'"),
-            (json!({"id": "urn:a:b", "type": "T", "location": 5}), "must be a GeoProperty"),
-            (json!({"id": "urn:a:b", "type": "T", "g": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1]}}}), "'g'"),
-            (json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property", "value": 1, "observedAt": "x"}}), "p.observedAt"),
-            (json!({"id": "urn:a:b", "type": "T", "bad name": 1}), "forbidden character"),
-            (json!({"id": "urn:a:b", "type": "T", "p": null}), "'p' must not be null"),
+            (
+                json!({"id": "urn:a:b", "type": "T", "r": {"type": "Relationship", "object": "x"}}),
+                "relationship 'r'",
+            ),
+            (
+                json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property"}}),
+                "has no 'value'",
+            ),
+            (
+                json!({"id": "urn:a:b", "type": "T", "p": {"type": "Foo", "value": 1}}),
+                "unknown type 'Foo'",
+            ),
+            (
+                json!({"id": "urn:a:b", "type": "T", "location": 5}),
+                "must be a GeoProperty",
+            ),
+            (
+                json!({"id": "urn:a:b", "type": "T", "g": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1]}}}),
+                "'g'",
+            ),
+            (
+                json!({"id": "urn:a:b", "type": "T", "p": {"type": "Property", "value": 1, "observedAt": "x"}}),
+                "p.observedAt",
+            ),
+            (
+                json!({"id": "urn:a:b", "type": "T", "bad name": 1}),
+                "forbidden character",
+            ),
+            (
+                json!({"id": "urn:a:b", "type": "T", "p": null}),
+                "'p' must not be null",
+            ),
         ];
         for (body, needle) in cases {
             let err = parse(body.clone()).unwrap_err();

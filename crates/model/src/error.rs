@@ -29,7 +29,10 @@ pub struct ModelError {
 
 impl ModelError {
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Self { kind, detail: detail.into() }
+        Self {
+            kind,
+            detail: detail.into(),
+        }
     }
     pub fn bad_data(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequestData, detail)

@@ -2,21 +2,36 @@
 //! `coordinates`, `geoproperty`), evaluated with the `geo` crate (DE-9IM relations and
 //! haversine distances on WGS 84 coordinates).
 
-use geo::{Closest, Coord, Distance, Geometry, Haversine, HaversineClosestPoint, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon, Relate};
+use geo::{
+    Closest, Coord, Distance, Geometry, Haversine, HaversineClosestPoint, LineString,
+    MultiLineString, MultiPoint, MultiPolygon, Point, Polygon, Relate,
+};
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
 
-const GEOMETRY_TYPES: [&str; 6] = ["Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon"];
+const GEOMETRY_TYPES: [&str; 6] = [
+    "Point",
+    "LineString",
+    "Polygon",
+    "MultiPoint",
+    "MultiLineString",
+    "MultiPolygon",
+];
 
 /// True for an object that has a GeoJSON geometry `type` and `coordinates`.
 pub fn looks_like_geometry(v: &Value) -> bool {
-    v.get("type").and_then(Value::as_str).is_some_and(|t| GEOMETRY_TYPES.contains(&t)) && v.get("coordinates").is_some()
+    v.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| GEOMETRY_TYPES.contains(&t))
+        && v.get("coordinates").is_some()
 }
 
 /// Validates a GeoJSON geometry value of the attribute `name`.
 pub fn validate_geometry(name: &str, v: &Value) -> Result<()> {
-    to_geometry(v).map(|_| ()).map_err(|e| ModelError::bad_data(format!("GeoProperty '{name}': {}", e.detail)))
+    to_geometry(v)
+        .map(|_| ())
+        .map_err(|e| ModelError::bad_data(format!("GeoProperty '{name}': {}", e.detail)))
 }
 
 /// Converts a GeoJSON geometry object to a `geo` geometry.
@@ -25,7 +40,9 @@ pub fn to_geometry(v: &Value) -> Result<Geometry<f64>> {
         .get("type")
         .and_then(Value::as_str)
         .ok_or_else(|| ModelError::bad_data("geometry has no 'type'"))?;
-    let coords = v.get("coordinates").ok_or_else(|| ModelError::bad_data("geometry has no 'coordinates'"))?;
+    let coords = v
+        .get("coordinates")
+        .ok_or_else(|| ModelError::bad_data("geometry has no 'coordinates'"))?;
     parse_coordinates(ty, coords)
 }
 
@@ -35,26 +52,51 @@ pub fn parse_coordinates(ty: &str, coords: &Value) -> Result<Geometry<f64>> {
         "Point" => Geometry::Point(Point(position(coords)?)),
         "LineString" => Geometry::LineString(line(coords, 2)?),
         "Polygon" => Geometry::Polygon(polygon(coords)?),
-        "MultiPoint" => Geometry::MultiPoint(MultiPoint(list(coords)?.iter().map(|c| position(c).map(Point)).collect::<Result<_>>()?)),
-        "MultiLineString" => Geometry::MultiLineString(MultiLineString(list(coords)?.iter().map(|c| line(c, 2)).collect::<Result<_>>()?)),
-        "MultiPolygon" => Geometry::MultiPolygon(MultiPolygon(list(coords)?.iter().map(polygon).collect::<Result<_>>()?)),
-        other => return Err(ModelError::bad_data(format!("unsupported geometry type '{other}'"))),
+        "MultiPoint" => Geometry::MultiPoint(MultiPoint(
+            list(coords)?
+                .iter()
+                .map(|c| position(c).map(Point))
+                .collect::<Result<_>>()?,
+        )),
+        "MultiLineString" => Geometry::MultiLineString(MultiLineString(
+            list(coords)?
+                .iter()
+                .map(|c| line(c, 2))
+                .collect::<Result<_>>()?,
+        )),
+        "MultiPolygon" => Geometry::MultiPolygon(MultiPolygon(
+            list(coords)?.iter().map(polygon).collect::<Result<_>>()?,
+        )),
+        other => {
+            return Err(ModelError::bad_data(format!(
+                "unsupported geometry type '{other}'"
+            )))
+        }
     })
 }
 
 fn list(v: &Value) -> Result<&Vec<Value>> {
-    v.as_array().ok_or_else(|| ModelError::bad_data(format!("coordinates must be arrays, got {v}")))
+    v.as_array()
+        .ok_or_else(|| ModelError::bad_data(format!("coordinates must be arrays, got {v}")))
 }
 
 fn position(v: &Value) -> Result<Coord<f64>> {
     let a = list(v)?;
     if a.len() < 2 || a.len() > 3 {
-        return Err(ModelError::bad_data(format!("a position has 2 or 3 numbers, got {v}")));
+        return Err(ModelError::bad_data(format!(
+            "a position has 2 or 3 numbers, got {v}"
+        )));
     }
-    let num = |i: usize| a[i].as_f64().ok_or_else(|| ModelError::bad_data(format!("position entries must be numbers, got {v}")));
+    let num = |i: usize| {
+        a[i].as_f64().ok_or_else(|| {
+            ModelError::bad_data(format!("position entries must be numbers, got {v}"))
+        })
+    };
     let (x, y) = (num(0)?, num(1)?);
     if !(-180.0..=180.0).contains(&x) || !(-90.0..=90.0).contains(&y) {
-        return Err(ModelError::bad_data(format!("position {v} is outside longitude [-180,180] / latitude [-90,90]")));
+        return Err(ModelError::bad_data(format!(
+            "position {v} is outside longitude [-180,180] / latitude [-90,90]"
+        )));
     }
     Ok(Coord { x, y })
 }
@@ -62,19 +104,29 @@ fn position(v: &Value) -> Result<Coord<f64>> {
 fn line(v: &Value, min: usize) -> Result<LineString<f64>> {
     let pts = list(v)?.iter().map(position).collect::<Result<Vec<_>>>()?;
     if pts.len() < min {
-        return Err(ModelError::bad_data(format!("a line needs at least {min} positions")));
+        return Err(ModelError::bad_data(format!(
+            "a line needs at least {min} positions"
+        )));
     }
     Ok(LineString(pts))
 }
 
 fn polygon(v: &Value) -> Result<Polygon<f64>> {
     let rings = list(v)?;
-    let mut rings = rings.iter().map(|r| line(r, 4)).collect::<Result<Vec<_>>>()?.into_iter();
-    let exterior = rings.next().ok_or_else(|| ModelError::bad_data("a polygon needs an exterior ring"))?;
+    let mut rings = rings
+        .iter()
+        .map(|r| line(r, 4))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
+    let exterior = rings
+        .next()
+        .ok_or_else(|| ModelError::bad_data("a polygon needs an exterior ring"))?;
     let interiors: Vec<_> = rings.collect();
     for r in std::iter::once(&exterior).chain(interiors.iter()) {
         if r.0.first() != r.0.last() {
-            return Err(ModelError::bad_data("polygon rings must be closed (first position = last)"));
+            return Err(ModelError::bad_data(
+                "polygon rings must be closed (first position = last)",
+            ));
         }
     }
     Ok(Polygon::new(exterior, interiors))
@@ -83,7 +135,10 @@ fn polygon(v: &Value) -> Result<Polygon<f64>> {
 /// A geo-relation of NGSI-LD.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GeoRel {
-    Near { max_distance: Option<f64>, min_distance: Option<f64> },
+    Near {
+        max_distance: Option<f64>,
+        min_distance: Option<f64>,
+    },
     Within,
     Contains,
     Intersects,
@@ -101,24 +156,37 @@ impl GeoRel {
             "near" => {
                 let (mut max_distance, mut min_distance) = (None, None);
                 for p in parts {
-                    let (k, v) = p
-                        .split_once("==")
-                        .ok_or_else(|| ModelError::bad_data(format!("georel modifier '{p}' must be key==value")))?;
+                    let (k, v) = p.split_once("==").ok_or_else(|| {
+                        ModelError::bad_data(format!("georel modifier '{p}' must be key==value"))
+                    })?;
                     let d: f64 = v
                         .parse()
                         .ok()
                         .filter(|d: &f64| d.is_finite() && *d >= 0.0)
-                        .ok_or_else(|| ModelError::bad_data(format!("georel distance '{v}' must be a non-negative number")))?;
+                        .ok_or_else(|| {
+                            ModelError::bad_data(format!(
+                                "georel distance '{v}' must be a non-negative number"
+                            ))
+                        })?;
                     match k {
                         "maxDistance" => max_distance = Some(d),
                         "minDistance" => min_distance = Some(d),
-                        other => return Err(ModelError::bad_data(format!("unknown georel modifier '{other}'"))),
+                        other => {
+                            return Err(ModelError::bad_data(format!(
+                                "unknown georel modifier '{other}'"
+                            )))
+                        }
                     }
                 }
                 if max_distance.is_none() && min_distance.is_none() {
-                    return Err(ModelError::bad_data("georel 'near' needs maxDistance or minDistance"));
+                    return Err(ModelError::bad_data(
+                        "georel 'near' needs maxDistance or minDistance",
+                    ));
                 }
-                return Ok(GeoRel::Near { max_distance, min_distance });
+                return Ok(GeoRel::Near {
+                    max_distance,
+                    min_distance,
+                });
             }
             "within" => GeoRel::Within,
             "contains" => GeoRel::Contains,
@@ -129,7 +197,9 @@ impl GeoRel {
             other => return Err(ModelError::bad_data(format!("unknown georel '{other}'"))),
         };
         if parts.next().is_some() {
-            return Err(ModelError::bad_data(format!("georel '{head}' takes no modifiers")));
+            return Err(ModelError::bad_data(format!(
+                "georel '{head}' takes no modifiers"
+            )));
         }
         Ok(rel)
     }
@@ -148,29 +218,50 @@ pub struct GeoQuery {
 
 impl GeoQuery {
     /// Builds a geo-query from its parts; `coordinates` is JSON text or a JSON value.
-    pub fn new(georel: &str, geometry: &str, coordinates: Value, geoproperty: String) -> Result<GeoQuery> {
+    pub fn new(
+        georel: &str,
+        geometry: &str,
+        coordinates: Value,
+        geoproperty: String,
+    ) -> Result<GeoQuery> {
         let rel = GeoRel::parse(georel)?;
         let coordinates = match coordinates {
-            Value::String(s) => serde_json::from_str(&s)
-                .map_err(|_| ModelError::bad_data(format!("coordinates '{s}' are not a JSON array")))?,
+            Value::String(s) => serde_json::from_str(&s).map_err(|_| {
+                ModelError::bad_data(format!("coordinates '{s}' are not a JSON array"))
+            })?,
             v => v,
         };
         if !GEOMETRY_TYPES.contains(&geometry) {
-            return Err(ModelError::bad_data(format!("unknown geometry '{geometry}'")));
+            return Err(ModelError::bad_data(format!(
+                "unknown geometry '{geometry}'"
+            )));
         }
         let geom = parse_coordinates(geometry, &coordinates)?;
         if matches!(rel, GeoRel::Near { .. }) && !matches!(geom, Geometry::Point(_)) {
             return Err(ModelError::bad_data("georel 'near' needs a Point geometry"));
         }
-        Ok(GeoQuery { rel, geometry: geom, geometry_type: geometry.to_string(), coordinates, geoproperty })
+        Ok(GeoQuery {
+            rel,
+            geometry: geom,
+            geometry_type: geometry.to_string(),
+            coordinates,
+            geoproperty,
+        })
     }
 
     /// True when the entity geometry `target` satisfies the relation.
     pub fn matches(&self, target: &Geometry<f64>) -> bool {
         match &self.rel {
-            GeoRel::Near { max_distance, min_distance } => {
-                let Geometry::Point(center) = &self.geometry else { return false };
-                let Some(d) = haversine_distance(center, target) else { return false };
+            GeoRel::Near {
+                max_distance,
+                min_distance,
+            } => {
+                let Geometry::Point(center) = &self.geometry else {
+                    return false;
+                };
+                let Some(d) = haversine_distance(center, target) else {
+                    return false;
+                };
                 max_distance.is_none_or(|m| d <= m) && min_distance.is_none_or(|m| d >= m)
             }
             GeoRel::Within => target.relate(&self.geometry).is_within(),
@@ -188,7 +279,9 @@ pub fn haversine_distance(from: &Point<f64>, target: &Geometry<f64>) -> Option<f
     if let Geometry::Point(p) = target {
         return Some(Haversine.distance(*from, *p));
     }
-    if matches!(target, Geometry::Polygon(_) | Geometry::MultiPolygon(_)) && target.relate(from).is_intersects() {
+    if matches!(target, Geometry::Polygon(_) | Geometry::MultiPolygon(_))
+        && target.relate(from).is_intersects()
+    {
         return Some(0.0);
     }
     match target.haversine_closest_point(from) {
@@ -209,10 +302,24 @@ mod tests {
 
     #[test]
     fn near_within_contains() {
-        let q = GeoQuery::new("near;maxDistance==2000", "Point", json!("[-8.5,41.2]"), "l".into()).unwrap();
-        assert!(q.matches(&geom(json!({"type": "Point", "coordinates": [-8.51, 41.2]}))));
+        let q = GeoQuery::new(
+            "near;maxDistance==2000",
+            "Point",
+            json!("[-8.5,41.2]"),
+            "l".into(),
+        )
+        .unwrap();
+        assert!(q.matches(&geom(
+            json!({"type": "Point", "coordinates": [-8.51, 41.2]})
+        )));
         assert!(!q.matches(&geom(json!({"type": "Point", "coordinates": [-8.6, 41.2]}))));
-        let q = GeoQuery::new("near;minDistance==2000", "Point", json!([-8.5, 41.2]), "l".into()).unwrap();
+        let q = GeoQuery::new(
+            "near;minDistance==2000",
+            "Point",
+            json!([-8.5, 41.2]),
+            "l".into(),
+        )
+        .unwrap();
         assert!(q.matches(&geom(json!({"type": "Point", "coordinates": [-8.6, 41.2]}))));
         let square = json!([[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]);
         let q = GeoQuery::new("within", "Polygon", square.clone(), "l".into()).unwrap();
@@ -220,7 +327,13 @@ mod tests {
         assert!(!q.matches(&geom(json!({"type": "Point", "coordinates": [15, 5]}))));
         let q = GeoQuery::new("contains", "Point", json!([5, 5]), "l".into()).unwrap();
         assert!(q.matches(&geom(json!({"type": "Polygon", "coordinates": square}))));
-        let q = GeoQuery::new("intersects", "LineString", json!([[-5, 5], [5, 5]]), "l".into()).unwrap();
+        let q = GeoQuery::new(
+            "intersects",
+            "LineString",
+            json!([[-5, 5], [5, 5]]),
+            "l".into(),
+        )
+        .unwrap();
         assert!(q.matches(&geom(json!({"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]}))));
         let q = GeoQuery::new("disjoint", "Point", json!([50, 50]), "l".into()).unwrap();
         assert!(q.matches(&geom(json!({"type": "Point", "coordinates": [5, 5]}))));
@@ -233,9 +346,21 @@ mod tests {
         assert!(GeoRel::parse("near").is_err());
         assert!(GeoRel::parse("near;maxDistance==-1").is_err());
         assert!(GeoRel::parse("around").is_err());
-        assert!(GeoQuery::new("within", "Polygon", json!("[[[0,0],[1,0],[1,1]]]"), "l".into()).is_err());
+        assert!(GeoQuery::new(
+            "within",
+            "Polygon",
+            json!("[[[0,0],[1,0],[1,1]]]"),
+            "l".into()
+        )
+        .is_err());
         assert!(GeoQuery::new("within", "Point", json!("not json"), "l".into()).is_err());
-        assert!(GeoQuery::new("near;maxDistance==1", "Polygon", json!([[[0, 0], [1, 0], [1, 1], [0, 0]]]), "l".into()).is_err());
+        assert!(GeoQuery::new(
+            "near;maxDistance==1",
+            "Polygon",
+            json!([[[0, 0], [1, 0], [1, 1], [0, 0]]]),
+            "l".into()
+        )
+        .is_err());
         assert!(to_geometry(&json!({"type": "Point", "coordinates": [200, 0]})).is_err());
         assert!(to_geometry(&json!({"type": "Circle", "coordinates": [0, 0]})).is_err());
     }

@@ -36,14 +36,24 @@ fn upsert_instance(list: &mut Vec<Attribute>, new: Attribute, now: DateTime<Utc>
 
 /// Append attributes (`POST /entities/{id}/attrs`): new ones are added, existing ones
 /// (same name and datasetId) are replaced unless `no_overwrite`.
-pub fn append(e: &mut Entity, attrs: Vec<(String, Vec<Attribute>)>, no_overwrite: bool, now: DateTime<Utc>) -> UpdateOutcome {
+pub fn append(
+    e: &mut Entity,
+    attrs: Vec<(String, Vec<Attribute>)>,
+    no_overwrite: bool,
+    now: DateTime<Utc>,
+) -> UpdateOutcome {
     let mut out = UpdateOutcome::default();
     for (name, instances) in attrs {
         let mut any = false;
         for inst in instances {
-            let exists = e.attr(&name).is_some_and(|l| l.iter().any(|a| a.dataset_id == inst.dataset_id));
+            let exists = e
+                .attr(&name)
+                .is_some_and(|l| l.iter().any(|a| a.dataset_id == inst.dataset_id));
             if exists && no_overwrite {
-                out.not_updated.push((name.clone(), "attribute exists and noOverwrite was requested".into()));
+                out.not_updated.push((
+                    name.clone(),
+                    "attribute exists and noOverwrite was requested".into(),
+                ));
                 continue;
             }
             match e.attr_mut(&name) {
@@ -63,18 +73,27 @@ pub fn append(e: &mut Entity, attrs: Vec<(String, Vec<Attribute>)>, no_overwrite
 }
 
 /// Update existing attributes only (`PATCH /entities/{id}/attrs`).
-pub fn update(e: &mut Entity, attrs: Vec<(String, Vec<Attribute>)>, now: DateTime<Utc>) -> UpdateOutcome {
+pub fn update(
+    e: &mut Entity,
+    attrs: Vec<(String, Vec<Attribute>)>,
+    now: DateTime<Utc>,
+) -> UpdateOutcome {
     let mut out = UpdateOutcome::default();
     for (name, instances) in attrs {
         let mut any = false;
         for inst in instances {
-            let slot = e.attr_mut(&name).and_then(|l| l.iter_mut().find(|a| a.dataset_id == inst.dataset_id));
+            let slot = e
+                .attr_mut(&name)
+                .and_then(|l| l.iter_mut().find(|a| a.dataset_id == inst.dataset_id));
             match slot {
                 Some(slot) => {
                     *slot = replace_instance(slot, inst, now);
                     any = true;
                 }
-                None => out.not_updated.push((name.clone(), "attribute (with this datasetId) does not exist".into())),
+                None => out.not_updated.push((
+                    name.clone(),
+                    "attribute (with this datasetId) does not exist".into(),
+                )),
             }
         }
         if any {
@@ -122,16 +141,19 @@ pub fn merge(e: &mut Entity, attrs: Vec<ParsedAttr>, now: DateTime<Utc>) -> Upda
                 if delete_attribute(e, &name, None, true, now) {
                     out.updated.push(name);
                 } else {
-                    out.not_updated.push((name, "attribute does not exist".into()));
+                    out.not_updated
+                        .push((name, "attribute does not exist".into()));
                 }
             }
             Some(instances) => {
                 for inst in instances {
                     match e.attr_mut(&name) {
-                        Some(list) => match list.iter_mut().find(|a| a.dataset_id == inst.dataset_id) {
-                            Some(slot) => *slot = merge_instance(slot, inst, now),
-                            None => list.push(inst),
-                        },
+                        Some(list) => {
+                            match list.iter_mut().find(|a| a.dataset_id == inst.dataset_id) {
+                                Some(slot) => *slot = merge_instance(slot, inst, now),
+                                None => list.push(inst),
+                            }
+                        }
                         None => e.attrs.push((name.clone(), vec![inst])),
                     }
                 }
@@ -155,29 +177,57 @@ pub fn patch_attribute(
     ctx: &JsonLdContext,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let dataset_id = fragment.get("datasetId").and_then(Value::as_str).map(str::to_string);
+    let dataset_id = fragment
+        .get("datasetId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let existing = e
         .attr(iri)
         .and_then(|l| l.iter().find(|a| a.dataset_id == dataset_id))
         .cloned()
-        .ok_or_else(|| ModelError::not_found(format!("attribute '{name}' not found in entity '{}'", e.id)))?;
+        .ok_or_else(|| {
+            ModelError::not_found(format!("attribute '{name}' not found in entity '{}'", e.id))
+        })?;
     let mut frag = fragment.clone();
-    let has_content = ["value", "object", "languageMap", "json", "vocab", "valueList", "objectList"]
-        .iter()
-        .any(|k| frag.contains_key(*k));
+    let has_content = [
+        "value",
+        "object",
+        "languageMap",
+        "json",
+        "vocab",
+        "valueList",
+        "objectList",
+    ]
+    .iter()
+    .any(|k| frag.contains_key(*k));
     if !has_content {
         frag.insert(existing.kind.content_key().into(), existing.value.clone());
     }
     if !frag.contains_key("type") && !has_content {
-        frag.insert("type".into(), Value::String(existing.kind.type_name().into()));
+        frag.insert(
+            "type".into(),
+            Value::String(existing.kind.type_name().into()),
+        );
     }
-    let parsed = parse_attr_value(name, iri, &Value::Object(frag), ctx, now, ParseMode { nulls_delete: true })?;
+    let parsed = parse_attr_value(
+        name,
+        iri,
+        &Value::Object(frag),
+        ctx,
+        now,
+        ParseMode { nulls_delete: true },
+    )?;
     let Some(mut instances) = parsed else {
         delete_attribute(e, iri, dataset_id.as_deref(), false, now);
         return Ok(());
     };
-    let new = instances.pop().ok_or_else(|| ModelError::bad_data(format!("attribute '{name}' fragment is empty")))?;
-    if let Some(slot) = e.attr_mut(iri).and_then(|l| l.iter_mut().find(|a| a.dataset_id == dataset_id)) {
+    let new = instances
+        .pop()
+        .ok_or_else(|| ModelError::bad_data(format!("attribute '{name}' fragment is empty")))?;
+    if let Some(slot) = e
+        .attr_mut(iri)
+        .and_then(|l| l.iter_mut().find(|a| a.dataset_id == dataset_id))
+    {
         *slot = merge_instance(slot, new, now);
     }
     e.modified_at = now;
@@ -185,7 +235,13 @@ pub fn patch_attribute(
 }
 
 /// Deletes an attribute: the default instance, the instance with `dataset_id`, or all.
-pub fn delete_attribute(e: &mut Entity, name: &str, dataset_id: Option<&str>, all: bool, now: DateTime<Utc>) -> bool {
+pub fn delete_attribute(
+    e: &mut Entity,
+    name: &str,
+    dataset_id: Option<&str>,
+    all: bool,
+    now: DateTime<Utc>,
+) -> bool {
     let Some(pos) = e.attrs.iter().position(|(n, _)| n == name) else {
         return false;
     };
@@ -231,15 +287,31 @@ mod tests {
         let body = json!({"id": "urn:a:1", "type": "T",
             "p": {"type": "Property", "value": 1, "unitCode": "C", "s1": {"type": "Property", "value": "x"}},
             "m": [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": "urn:ds:2"}]});
-        parse_entity(body.as_object().unwrap(), &JsonLdContext::core(), t("2024-01-01T00:00:00Z")).unwrap()
+        parse_entity(
+            body.as_object().unwrap(),
+            &JsonLdContext::core(),
+            t("2024-01-01T00:00:00Z"),
+        )
+        .unwrap()
     }
 
     fn attrs(v: Value, nulls: bool) -> Vec<ParsedAttr> {
-        parse_attributes(v.as_object().unwrap(), &JsonLdContext::core(), t("2024-02-01T00:00:00Z"), ParseMode { nulls_delete: nulls }).unwrap()
+        parse_attributes(
+            v.as_object().unwrap(),
+            &JsonLdContext::core(),
+            t("2024-02-01T00:00:00Z"),
+            ParseMode {
+                nulls_delete: nulls,
+            },
+        )
+        .unwrap()
     }
 
     fn plain(v: Value) -> Vec<(String, Vec<Attribute>)> {
-        attrs(v, false).into_iter().map(|(n, a)| (n, a.unwrap())).collect()
+        attrs(v, false)
+            .into_iter()
+            .map(|(n, a)| (n, a.unwrap()))
+            .collect()
     }
 
     fn n(s: &str) -> String {
@@ -265,9 +337,21 @@ mod tests {
     #[test]
     fn update_only_touches_existing() {
         let mut e = base();
-        let out = update(&mut e, plain(json!({"p": 7, "zz": 1, "m": {"type": "Property", "value": 9, "datasetId": "urn:ds:2"}})), t("2024-02-01T00:00:00Z"));
+        let out = update(
+            &mut e,
+            plain(
+                json!({"p": 7, "zz": 1, "m": {"type": "Property", "value": 9, "datasetId": "urn:ds:2"}}),
+            ),
+            t("2024-02-01T00:00:00Z"),
+        );
         assert_eq!(out.updated, vec![n("p"), n("m")]);
-        assert_eq!(out.not_updated, vec![(n("zz"), "attribute (with this datasetId) does not exist".to_string())]);
+        assert_eq!(
+            out.not_updated,
+            vec![(
+                n("zz"),
+                "attribute (with this datasetId) does not exist".to_string()
+            )]
+        );
         assert!(e.attr(&n("zz")).is_none());
         assert_eq!(e.attr(&n("m")).unwrap()[1].value, json!(9));
     }
@@ -275,12 +359,22 @@ mod tests {
     #[test]
     fn merge_keeps_unmentioned_members_and_deletes_nulls() {
         let mut e = base();
-        let out = merge(&mut e, attrs(json!({"p": {"value": 2, "s1": null, "s2": 3}, "m": null, "new": 1}), true), t("2024-02-01T00:00:00Z"));
+        let out = merge(
+            &mut e,
+            attrs(
+                json!({"p": {"value": 2, "s1": null, "s2": 3}, "m": null, "new": 1}),
+                true,
+            ),
+            t("2024-02-01T00:00:00Z"),
+        );
         assert_eq!(out.updated.len(), 3);
         let p = e.default_instance(&n("p")).unwrap();
         assert_eq!(p.value, json!(2));
         assert_eq!(p.unit_code.as_deref(), Some("C"), "unitCode kept");
-        assert!(p.sub_attr(&n("s1")).is_none(), "null deletes a sub-attribute");
+        assert!(
+            p.sub_attr(&n("s1")).is_none(),
+            "null deletes a sub-attribute"
+        );
         assert!(p.sub_attr(&n("s2")).is_some());
         assert!(e.attr(&n("m")).is_none());
         assert!(e.attr(&n("new")).is_some());
@@ -290,9 +384,21 @@ mod tests {
     fn delete_by_dataset_id_and_all() {
         let now = t("2024-02-01T00:00:00Z");
         let mut e = base();
-        assert!(delete_attribute(&mut e, &n("m"), Some("urn:ds:2"), false, now));
+        assert!(delete_attribute(
+            &mut e,
+            &n("m"),
+            Some("urn:ds:2"),
+            false,
+            now
+        ));
         assert_eq!(e.attr(&n("m")).unwrap().len(), 1);
-        assert!(!delete_attribute(&mut e, &n("m"), Some("urn:ds:9"), false, now));
+        assert!(!delete_attribute(
+            &mut e,
+            &n("m"),
+            Some("urn:ds:9"),
+            false,
+            now
+        ));
         assert!(delete_attribute(&mut e, &n("m"), None, false, now));
         assert!(e.attr(&n("m")).is_none());
         assert!(!delete_attribute(&mut e, &n("nope"), None, true, now));
@@ -303,10 +409,29 @@ mod tests {
         let now = t("2024-02-01T00:00:00Z");
         let mut e = base();
         let frag = json!({"unitCode": "F"});
-        patch_attribute(&mut e, "p", &n("p"), frag.as_object().unwrap(), &JsonLdContext::core(), now).unwrap();
+        patch_attribute(
+            &mut e,
+            "p",
+            &n("p"),
+            frag.as_object().unwrap(),
+            &JsonLdContext::core(),
+            now,
+        )
+        .unwrap();
         let p = e.default_instance(&n("p")).unwrap();
-        assert_eq!((p.value.clone(), p.unit_code.as_deref()), (json!(1), Some("F")));
-        let err = patch_attribute(&mut e, "zz", &n("zz"), frag.as_object().unwrap(), &JsonLdContext::core(), now).unwrap_err();
+        assert_eq!(
+            (p.value.clone(), p.unit_code.as_deref()),
+            (json!(1), Some("F"))
+        );
+        let err = patch_attribute(
+            &mut e,
+            "zz",
+            &n("zz"),
+            frag.as_object().unwrap(),
+            &JsonLdContext::core(),
+            now,
+        )
+        .unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::ResourceNotFound);
     }
 }

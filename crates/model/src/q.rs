@@ -73,7 +73,11 @@ pub struct AttrPath {
 pub enum Expr {
     And(Vec<Expr>),
     Or(Vec<Expr>),
-    Term { negated: bool, path: AttrPath, cmp: Option<(Op, QValue)> },
+    Term {
+        negated: bool,
+        path: AttrPath,
+        cmp: Option<(Op, QValue)>,
+    },
 }
 
 /// A parsed `q`.
@@ -87,14 +91,24 @@ impl Query {
     /// Parses `q`, returning a 400-style error that points at the problem.
     pub fn parse(text: &str) -> Result<Query> {
         if text.len() > MAX_Q_LEN {
-            return Err(ModelError::bad_data(format!("q is longer than {MAX_Q_LEN} bytes")));
+            return Err(ModelError::bad_data(format!(
+                "q is longer than {MAX_Q_LEN} bytes"
+            )));
         }
-        let mut p = Parser { s: text.as_bytes(), text, pos: 0, depth: 0 };
+        let mut p = Parser {
+            s: text.as_bytes(),
+            text,
+            pos: 0,
+            depth: 0,
+        };
         let expr = p.or()?;
         if p.pos != p.s.len() {
             return Err(p.err("unexpected character"));
         }
-        Ok(Query { expr, text: text.to_string() })
+        Ok(Query {
+            expr,
+            text: text.to_string(),
+        })
     }
 
     /// Expands attribute names with a `@context`.
@@ -134,7 +148,13 @@ impl Query {
     }
 }
 
-const META: [&str; 5] = ["observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt"];
+const META: [&str; 5] = [
+    "observedAt",
+    "unitCode",
+    "datasetId",
+    "createdAt",
+    "modifiedAt",
+];
 
 fn meta_or_expand(s: &str, ctx: &JsonLdContext) -> String {
     if META.contains(&s) {
@@ -153,7 +173,10 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, what: &str) -> ModelError {
-        ModelError::bad_data(format!("invalid q '{}': {what} at position {}", self.text, self.pos))
+        ModelError::bad_data(format!(
+            "invalid q '{}': {what} at position {}",
+            self.text, self.pos
+        ))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -166,7 +189,11 @@ impl Parser<'_> {
             self.pos += 1;
             items.push(self.and()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::Or(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::Or(items)
+        })
     }
 
     fn and(&mut self) -> Result<Expr> {
@@ -175,7 +202,11 @@ impl Parser<'_> {
             self.pos += 1;
             items.push(self.factor()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items)
+        })
     }
 
     fn factor(&mut self) -> Result<Expr> {
@@ -204,7 +235,11 @@ impl Parser<'_> {
         let path = self.path()?;
         let op = self.op()?;
         let Some(op) = op else {
-            return Ok(Expr::Term { negated, path, cmp: None });
+            return Ok(Expr::Term {
+                negated,
+                path,
+                cmp: None,
+            });
         };
         if negated {
             return Err(self.err("'!' applies only to an attribute without comparison"));
@@ -212,7 +247,8 @@ impl Parser<'_> {
         let value = if matches!(op, Op::Match | Op::NotMatch) {
             let raw = self.raw_until_end();
             let raw = raw.trim_matches('"');
-            let re = Regex::new(raw).map_err(|e| self.err(&format!("invalid regular expression: {e}")))?;
+            let re = Regex::new(raw)
+                .map_err(|e| self.err(&format!("invalid regular expression: {e}")))?;
             QValue::Regex(re)
         } else {
             self.value()?
@@ -220,13 +256,20 @@ impl Parser<'_> {
         if matches!(value, QValue::List(_) | QValue::Range(..)) && !matches!(op, Op::Eq | Op::Ne) {
             return Err(self.err("lists and ranges need == or !="));
         }
-        Ok(Expr::Term { negated, path, cmp: Some((op, value)) })
+        Ok(Expr::Term {
+            negated,
+            path,
+            cmp: Some((op, value)),
+        })
     }
 
     fn path(&mut self) -> Result<AttrPath> {
         let start = self.pos;
         while let Some(c) = self.peek() {
-            if matches!(c, b'=' | b'!' | b'<' | b'>' | b'~' | b';' | b'|' | b'(' | b')' | b'[' | b'"' | b',') {
+            if matches!(
+                c,
+                b'=' | b'!' | b'<' | b'>' | b'~' | b';' | b'|' | b'(' | b')' | b'[' | b'"' | b','
+            ) {
                 break;
             }
             if c.is_ascii_whitespace() || c.is_ascii_control() {
@@ -268,7 +311,13 @@ impl Parser<'_> {
             }
             keys.extend(k.split('.').map(str::to_string));
         }
-        Ok(AttrPath { attr, subs: parts, keys, attr_iri: String::new(), sub_iris: Vec::new() })
+        Ok(AttrPath {
+            attr,
+            subs: parts,
+            keys,
+            attr_iri: String::new(),
+            sub_iris: Vec::new(),
+        })
     }
 
     fn op(&mut self) -> Result<Option<Op>> {
@@ -388,7 +437,9 @@ fn eval(e: &Expr, ent: &Entity) -> bool {
                 return false;
             }
             instances.iter().any(|inst| {
-                let Some(target) = target_value(inst, path) else { return false };
+                let Some(target) = target_value(inst, path) else {
+                    return false;
+                };
                 match cmp {
                     None => true,
                     Some((op, v)) => compare(&target, *op, v),
@@ -418,7 +469,9 @@ fn target_value(inst: &Attribute, path: &AttrPath) -> Option<Value> {
     let mut v = match meta {
         Some(m) => m,
         None => match attr.kind {
-            AttrKind::LanguageProperty => Value::Array(attr.value.as_object()?.values().cloned().collect()),
+            AttrKind::LanguageProperty => {
+                Value::Array(attr.value.as_object()?.values().cloned().collect())
+            }
             _ => attr.value.clone(),
         },
     };
@@ -442,11 +495,18 @@ fn compare(target: &Value, op: Op, v: &QValue) -> bool {
             hit == (op == Op::Match)
         }
         (Op::Eq, QValue::One(l)) => cmp_lit(target, l) == Some(std::cmp::Ordering::Equal),
-        (Op::Ne, QValue::One(l)) => cmp_lit(target, l).is_some_and(|o| o != std::cmp::Ordering::Equal),
-        (Op::Eq, QValue::List(ls)) => ls.iter().any(|l| cmp_lit(target, l) == Some(std::cmp::Ordering::Equal)),
-        (Op::Ne, QValue::List(ls)) => ls.iter().all(|l| cmp_lit(target, l).is_some_and(|o| o != std::cmp::Ordering::Equal)),
+        (Op::Ne, QValue::One(l)) => {
+            cmp_lit(target, l).is_some_and(|o| o != std::cmp::Ordering::Equal)
+        }
+        (Op::Eq, QValue::List(ls)) => ls
+            .iter()
+            .any(|l| cmp_lit(target, l) == Some(std::cmp::Ordering::Equal)),
+        (Op::Ne, QValue::List(ls)) => ls
+            .iter()
+            .all(|l| cmp_lit(target, l).is_some_and(|o| o != std::cmp::Ordering::Equal)),
         (Op::Eq | Op::Ne, QValue::Range(lo, hi)) => {
-            let inside = cmp_lit(target, lo).is_some_and(|o| o.is_ge()) && cmp_lit(target, hi).is_some_and(|o| o.is_le());
+            let inside = cmp_lit(target, lo).is_some_and(|o| o.is_ge())
+                && cmp_lit(target, hi).is_some_and(|o| o.is_le());
             inside == (op == Op::Eq)
         }
         (Op::Gt, QValue::One(l)) => cmp_lit(target, l).is_some_and(|o| o.is_gt()),
@@ -496,7 +556,12 @@ mod tests {
             "active": true,
             "when": "2024-03-01T00:00:00Z"
         });
-        parse_entity(body.as_object().unwrap(), &JsonLdContext::core(), Utc::now()).unwrap()
+        parse_entity(
+            body.as_object().unwrap(),
+            &JsonLdContext::core(),
+            Utc::now(),
+        )
+        .unwrap()
     }
 
     fn check(q: &str) -> bool {
@@ -508,17 +573,43 @@ mod tests {
     #[test]
     fn evaluates_the_grammar() {
         let yes = [
-            "speed", "speed==55", "speed>50", "speed>=55", "speed<56", "speed!=54", "speed==50..60",
-            "speed==1,55,3", "speed>50;name==\"Main street\"", "speed>100|name~=Main.*",
-            "(speed>100|active==true);owner==urn:ngsi-ld:Person:1", "address[city]==\"Porto\"",
-            "address[zip][code]==\"4000\"", "address[zip.code]==\"4000\"", "speed.accuracy>0.5",
-            "speed.observedAt>2023-12-31T00:00:00Z", "tags==\"b\"", "!missing", "when>2024-02-01T00:00:00Z",
-            "name!~=^Side", "tags!=\"c\"", "when==2024-01-01T00:00:00Z..2024-12-31T00:00:00Z",
+            "speed",
+            "speed==55",
+            "speed>50",
+            "speed>=55",
+            "speed<56",
+            "speed!=54",
+            "speed==50..60",
+            "speed==1,55,3",
+            "speed>50;name==\"Main street\"",
+            "speed>100|name~=Main.*",
+            "(speed>100|active==true);owner==urn:ngsi-ld:Person:1",
+            "address[city]==\"Porto\"",
+            "address[zip][code]==\"4000\"",
+            "address[zip.code]==\"4000\"",
+            "speed.accuracy>0.5",
+            "speed.observedAt>2023-12-31T00:00:00Z",
+            "tags==\"b\"",
+            "!missing",
+            "when>2024-02-01T00:00:00Z",
+            "name!~=^Side",
+            "tags!=\"c\"",
+            "when==2024-01-01T00:00:00Z..2024-12-31T00:00:00Z",
         ];
         for q in yes {
             assert!(check(q), "expected match: {q}");
         }
-        let no = ["missing", "speed>60", "speed==1,2", "speed==60..70", "name==\"Other\"", "speed>50;active==false", "!speed", "tags!=\"a\"", "address[nope]==1"];
+        let no = [
+            "missing",
+            "speed>60",
+            "speed==1,2",
+            "speed==60..70",
+            "name==\"Other\"",
+            "speed>50;active==false",
+            "!speed",
+            "tags!=\"a\"",
+            "address[nope]==1",
+        ];
         for q in no {
             assert!(!check(q), "expected no match: {q}");
         }
@@ -526,7 +617,19 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for q in ["", "speed==", "(speed>1", "speed>1)", "speed=5", "spe ed>1", "speed>1..2", "name~=(", "a[b==1", "!a==1", "a..b==1"] {
+        for q in [
+            "",
+            "speed==",
+            "(speed>1",
+            "speed>1)",
+            "speed=5",
+            "spe ed>1",
+            "speed>1..2",
+            "name~=(",
+            "a[b==1",
+            "!a==1",
+            "a..b==1",
+        ] {
             assert!(Query::parse(q).is_err(), "{q}");
         }
     }

@@ -49,7 +49,12 @@ fn compact_types(types: &[String], ctx: &JsonLdContext) -> Value {
     if types.len() == 1 {
         Value::String(ctx.compact(&types[0]))
     } else {
-        Value::Array(types.iter().map(|t| Value::String(ctx.compact(t))).collect())
+        Value::Array(
+            types
+                .iter()
+                .map(|t| Value::String(ctx.compact(t)))
+                .collect(),
+        )
     }
 }
 
@@ -63,12 +68,22 @@ pub fn render_entity(e: &Entity, ctx: &JsonLdContext, o: &RenderOptions) -> Map<
         out.insert("type".into(), compact_types(&e.types, ctx));
     }
     if let Some(scope) = &e.scope {
-        let v = if scope.len() == 1 { Value::String(scope[0].clone()) } else { scope.iter().cloned().map(Value::String).collect() };
+        let v = if scope.len() == 1 {
+            Value::String(scope[0].clone())
+        } else {
+            scope.iter().cloned().map(Value::String).collect()
+        };
         out.insert("scope".into(), v);
     }
     if o.sys_attrs && o.format != Format::KeyValues {
-        out.insert("createdAt".into(), Value::String(format_datetime(&e.created_at)));
-        out.insert("modifiedAt".into(), Value::String(format_datetime(&e.modified_at)));
+        out.insert(
+            "createdAt".into(),
+            Value::String(format_datetime(&e.created_at)),
+        );
+        out.insert(
+            "modifiedAt".into(),
+            Value::String(format_datetime(&e.modified_at)),
+        );
     }
     for (name, instances) in &e.attrs {
         if !o.projection.keeps(name) {
@@ -84,7 +99,12 @@ pub fn render_instances(instances: &[Attribute], ctx: &JsonLdContext, o: &Render
     if instances.len() == 1 {
         render_attribute(&instances[0], ctx, o)
     } else {
-        Value::Array(instances.iter().map(|a| render_attribute(a, ctx, o)).collect())
+        Value::Array(
+            instances
+                .iter()
+                .map(|a| render_attribute(a, ctx, o))
+                .collect(),
+        )
     }
 }
 
@@ -103,11 +123,19 @@ fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
     match a.kind {
         AttrKind::VocabProperty => match &a.value {
             Value::String(s) => Value::String(ctx.compact(s)),
-            Value::Array(v) => Value::Array(v.iter().map(|s| Value::String(ctx.compact(s.as_str().unwrap_or_default()))).collect()),
+            Value::Array(v) => Value::Array(
+                v.iter()
+                    .map(|s| Value::String(ctx.compact(s.as_str().unwrap_or_default())))
+                    .collect(),
+            ),
             other => other.clone(),
         },
         AttrKind::ListRelationship => match &a.value {
-            Value::Array(v) => Value::Array(v.iter().map(|o| serde_json::json!({ "object": o })).collect()),
+            Value::Array(v) => Value::Array(
+                v.iter()
+                    .map(|o| serde_json::json!({ "object": o }))
+                    .collect(),
+            ),
             other => other.clone(),
         },
         _ => a.value.clone(),
@@ -118,7 +146,9 @@ fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
 pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -> Value {
     if o.format == Format::KeyValues {
         return match (a.kind, &o.lang) {
-            (AttrKind::LanguageProperty, Some(lang)) => pick_language(&a.value, lang).map(|(_, v)| v).unwrap_or(Value::Null),
+            (AttrKind::LanguageProperty, Some(lang)) => pick_language(&a.value, lang)
+                .map(|(_, v)| v)
+                .unwrap_or(Value::Null),
             (AttrKind::ListRelationship, _) => a.value.clone(),
             _ => content(a, ctx),
         };
@@ -142,7 +172,10 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
         && a.object_type.is_none()
         && lang_used.is_none()
         && !o.sys_attrs;
-    if concise && simple && (kind == AttrKind::GeoProperty || (kind == AttrKind::Property && !body.is_object())) {
+    if concise
+        && simple
+        && (kind == AttrKind::GeoProperty || (kind == AttrKind::Property && !body.is_object()))
+    {
         return body;
     }
     // Concise drops the type where the content key identifies it; a GeoProperty keeps it,
@@ -157,7 +190,11 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
     if let Some(t) = &a.object_type {
         let t = match t {
             Value::String(s) => Value::String(ctx.compact(s)),
-            Value::Array(v) => Value::Array(v.iter().map(|s| Value::String(ctx.compact(s.as_str().unwrap_or_default()))).collect()),
+            Value::Array(v) => Value::Array(
+                v.iter()
+                    .map(|s| Value::String(ctx.compact(s.as_str().unwrap_or_default())))
+                    .collect(),
+            ),
             other => other.clone(),
         };
         m.insert("objectType".into(), t);
@@ -172,8 +209,14 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
         m.insert("unitCode".into(), Value::String(u.clone()));
     }
     if o.sys_attrs {
-        m.insert("createdAt".into(), Value::String(format_datetime(&a.created_at)));
-        m.insert("modifiedAt".into(), Value::String(format_datetime(&a.modified_at)));
+        m.insert(
+            "createdAt".into(),
+            Value::String(format_datetime(&a.created_at)),
+        );
+        m.insert(
+            "modifiedAt".into(),
+            Value::String(format_datetime(&a.modified_at)),
+        );
     }
     for (name, sub) in &a.sub {
         m.insert(ctx.compact(name), render_attribute(sub, ctx, o));
@@ -183,10 +226,19 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
 
 /// Renders an entity as a GeoJSON Feature; `geometry_attr` is the expanded name of the
 /// GeoProperty used as the feature's geometry.
-pub fn render_feature(e: &Entity, ctx: &JsonLdContext, o: &RenderOptions, geometry_attr: &str) -> Value {
+pub fn render_feature(
+    e: &Entity,
+    ctx: &JsonLdContext,
+    o: &RenderOptions,
+    geometry_attr: &str,
+) -> Value {
     let mut props = render_entity(e, ctx, o);
     props.remove("id");
-    let geometry = e.default_instance(geometry_attr).filter(|a| a.kind == AttrKind::GeoProperty).map(|a| a.value.clone()).unwrap_or(Value::Null);
+    let geometry = e
+        .default_instance(geometry_attr)
+        .filter(|a| a.kind == AttrKind::GeoProperty)
+        .map(|a| a.value.clone())
+        .unwrap_or(Value::Null);
     let mut f = Map::new();
     f.insert("id".into(), Value::String(e.id.clone()));
     f.insert("type".into(), Value::String("Feature".into()));
@@ -211,7 +263,12 @@ mod tests {
             "name": {"type": "LanguageProperty", "languageMap": {"en": "road", "es": "calle"}},
             "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1, 2]}}
         });
-        parse_entity(body.as_object().unwrap(), &JsonLdContext::core(), Utc::now()).unwrap()
+        parse_entity(
+            body.as_object().unwrap(),
+            &JsonLdContext::core(),
+            Utc::now(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -219,26 +276,68 @@ mod tests {
         let ctx = JsonLdContext::core();
         let e = ent();
         let n = render_entity(&e, &ctx, &RenderOptions::default());
-        assert_eq!(n["speed"], json!({"type": "Property", "value": 5, "unitCode": "KMH"}));
-        assert_eq!(n["owner"], json!({"type": "Relationship", "object": "urn:x:1"}));
-        let c = render_entity(&e, &ctx, &RenderOptions { format: Format::Concise, ..Default::default() });
+        assert_eq!(
+            n["speed"],
+            json!({"type": "Property", "value": 5, "unitCode": "KMH"})
+        );
+        assert_eq!(
+            n["owner"],
+            json!({"type": "Relationship", "object": "urn:x:1"})
+        );
+        let c = render_entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                format: Format::Concise,
+                ..Default::default()
+            },
+        );
         assert_eq!(c["plain"], json!(1));
         assert_eq!(c["speed"], json!({"value": 5, "unitCode": "KMH"}));
         assert_eq!(c["owner"], json!({"object": "urn:x:1"}));
-        assert_eq!(c["location"], json!({"type": "Point", "coordinates": [1, 2]}));
-        let k = render_entity(&e, &ctx, &RenderOptions { format: Format::KeyValues, lang: Some("es".into()), ..Default::default() });
+        assert_eq!(
+            c["location"],
+            json!({"type": "Point", "coordinates": [1, 2]})
+        );
+        let k = render_entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                format: Format::KeyValues,
+                lang: Some("es".into()),
+                ..Default::default()
+            },
+        );
         assert_eq!(k["speed"], json!(5));
         assert_eq!(k["owner"], json!("urn:x:1"));
         assert_eq!(k["name"], json!("calle"));
-        let l = render_entity(&e, &ctx, &RenderOptions { lang: Some("en".into()), ..Default::default() });
-        assert_eq!(l["name"], json!({"type": "Property", "value": "road", "lang": "en"}));
+        let l = render_entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                lang: Some("en".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            l["name"],
+            json!({"type": "Property", "value": "road", "lang": "en"})
+        );
     }
 
     #[test]
     fn geojson_feature() {
         let ctx = JsonLdContext::core();
-        let f = render_feature(&ent(), &ctx, &RenderOptions::default(), crate::context::iri::LOCATION);
-        assert_eq!(f["geometry"], json!({"type": "Point", "coordinates": [1, 2]}));
+        let f = render_feature(
+            &ent(),
+            &ctx,
+            &RenderOptions::default(),
+            crate::context::iri::LOCATION,
+        );
+        assert_eq!(
+            f["geometry"],
+            json!({"type": "Point", "coordinates": [1, 2]})
+        );
         assert_eq!(f["properties"]["type"], json!("T"));
     }
 }

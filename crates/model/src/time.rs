@@ -10,7 +10,11 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc());
         }
@@ -20,9 +24,11 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
 
 /// Parses a date-time for the field `field`, with an error naming the field.
 pub fn parse_datetime_field(field: &str, v: &serde_json::Value) -> Result<DateTime<Utc>> {
-    v.as_str()
-        .and_then(parse_datetime)
-        .ok_or_else(|| ModelError::bad_data(format!("'{field}' must be an ISO 8601 date-time string, got {v}")))
+    v.as_str().and_then(parse_datetime).ok_or_else(|| {
+        ModelError::bad_data(format!(
+            "'{field}' must be an ISO 8601 date-time string, got {v}"
+        ))
+    })
 }
 
 /// True when `s` is an ISO 8601 date (YYYY-MM-DD).
@@ -129,6 +135,9 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        self.0.lock().map(|g| *g).unwrap_or_else(|p| *p.into_inner())
+        self.0
+            .lock()
+            .map(|g| *g)
+            .unwrap_or_else(|p| *p.into_inner())
     }
 }

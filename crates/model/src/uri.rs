@@ -20,7 +20,9 @@ pub fn is_absolute_uri(s: &str) -> bool {
         return false;
     }
     rest.chars().all(|c| {
-        !c.is_whitespace() && !c.is_control() && !matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+        !c.is_whitespace()
+            && !c.is_control()
+            && !matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
     })
 }
 
@@ -32,12 +34,23 @@ mod tests {
     fn accepts_urns_and_urls() {
         assert!(is_absolute_uri("urn:ngsi-ld:Vehicle:A4567"));
         assert!(is_absolute_uri("http://example.org/a?b=c#d"));
-        assert!(is_absolute_uri("https://uri.etsi.org/ngsi-ld/default-context/speed"));
+        assert!(is_absolute_uri(
+            "https://uri.etsi.org/ngsi-ld/default-context/speed"
+        ));
     }
 
     #[test]
     fn rejects_relative_and_bad() {
-        for bad in ["", "A4567", ":abc", "1abc:x", "urn:", "urn:a b", "http://a/<x>", "urn:a\"b"] {
+        for bad in [
+            "",
+            "A4567",
+            ":abc",
+            "1abc:x",
+            "urn:",
+            "urn:a b",
+            "http://a/<x>",
+            "urn:a\"b",
+        ] {
             assert!(!is_absolute_uri(bad), "{bad}");
         }
     }

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use chrono::Utc;
-use citybrain_model::{Entity, ModelError};
+use citybrain_model::Entity;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use serde_json::Value;
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use crate::error::StoreError;
 use crate::snapshot::{self, SnapshotData};
 use crate::state::TenantState;
-use crate::traits::{Change, ChangeKind, Commit, EntityStore, Modified, StoreStats, Write};
+use crate::traits::{Change, ChangeKind, Commit, Decide, EntityStore, Modified, StoreStats, Write};
 use crate::wal::{self, WalOp};
 
 /// Options of the embedded engine.
@@ -42,7 +42,10 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), snapshot_after_bytes: 256 * 1024 * 1024 }
+        Self {
+            dir: dir.into(),
+            snapshot_after_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -95,7 +98,12 @@ enum WalOpRef<'a> {
     #[serde(rename = "de")]
     DeleteEntity { t: &'a str, id: &'a str },
     #[serde(rename = "pd")]
-    PutDoc { t: &'a str, c: &'a str, id: &'a str, v: &'a Value },
+    PutDoc {
+        t: &'a str,
+        c: &'a str,
+        id: &'a str,
+        v: &'a Value,
+    },
     #[serde(rename = "dd")]
     DeleteDoc { t: &'a str, c: &'a str, id: &'a str },
 }
@@ -142,7 +150,9 @@ impl EmbeddedStore {
             if torn && !is_last {
                 return Err(StoreError::Corrupt {
                     file: path.display().to_string(),
-                    detail: format!("damaged log frame at byte {good_len} in a segment that is not the last"),
+                    detail: format!(
+                        "damaged log frame at byte {good_len} in a segment that is not the last"
+                    ),
                 });
             }
             if torn {
@@ -155,7 +165,10 @@ impl EmbeddedStore {
                 max_lsn = max_lsn.max(rec.lsn);
                 replayed += 1;
                 match rec.op {
-                    WalOp::PutEntity { t, e } => tenant_entry(&mut tenants, &t).state.write().put(Arc::new(e)),
+                    WalOp::PutEntity { t, e } => tenant_entry(&mut tenants, &t)
+                        .state
+                        .write()
+                        .put(Arc::new(e)),
                     WalOp::DeleteEntity { t, id } => {
                         tenant_entry(&mut tenants, &t).state.write().delete(&id);
                     }
@@ -183,7 +196,11 @@ impl EmbeddedStore {
             options,
             tenants: RwLock::new(tenants),
             docs: RwLock::new(docs),
-            pending: Mutex::new(Pending { next_lsn: max_lsn + 1, last_lsn: max_lsn, ..Default::default() }),
+            pending: Mutex::new(Pending {
+                next_lsn: max_lsn + 1,
+                last_lsn: max_lsn,
+                ..Default::default()
+            }),
             wake: Condvar::new(),
             durable,
             failed: AtomicBool::new(false),
@@ -198,7 +215,10 @@ impl EmbeddedStore {
         let handle = std::thread::Builder::new()
             .name("citybrain-wal".into())
             .spawn(move || committer(worker, file))?;
-        Ok(EmbeddedStore { inner, committer: Arc::new(Mutex::new(Some(handle))) })
+        Ok(EmbeddedStore {
+            inner,
+            committer: Arc::new(Mutex::new(Some(handle))),
+        })
     }
 
     /// Asks for a snapshot now (it runs on the committer thread).
@@ -229,7 +249,12 @@ impl EmbeddedStore {
             snapshots: i.snapshots.load(Ordering::Relaxed),
             durable_lsn: i.durable.borrow().0,
             feed_subscribers: i.feed.lock().len() as u64,
-            entities: i.tenants.read().values().map(|t| t.state.read().entities.len() as u64).sum(),
+            entities: i
+                .tenants
+                .read()
+                .values()
+                .map(|t| t.state.read().entities.len() as u64)
+                .sum(),
         }
     }
 
@@ -272,19 +297,26 @@ impl EmbeddedStore {
     }
 
     fn commit(&self, lsn: u64) -> Commit {
-        Commit { lsn, durable: self.inner.durable.subscribe() }
+        Commit {
+            lsn,
+            durable: self.inner.durable.subscribe(),
+        }
     }
 }
 
 fn tenant_entry<'a>(map: &'a mut HashMap<Arc<str>, Arc<Tenant>>, t: &str) -> &'a Arc<Tenant> {
     map.entry(Arc::from(t)).or_insert_with(|| {
-        Arc::new(Tenant { state: RwLock::new(TenantState::default()), written: AtomicBool::new(true) })
+        Arc::new(Tenant {
+            state: RwLock::new(TenantState::default()),
+            written: AtomicBool::new(true),
+        })
     })
 }
 
 impl EntityStore for EmbeddedStore {
     fn tenant_exists(&self, tenant: &str) -> bool {
-        self.tenant(tenant).is_some_and(|t| t.written.load(Ordering::Acquire))
+        self.tenant(tenant)
+            .is_some_and(|t| t.written.load(Ordering::Acquire))
     }
 
     fn tenants(&self) -> Vec<String> {
@@ -304,21 +336,29 @@ impl EntityStore for EmbeddedStore {
         self.tenant(tenant)?.state.read().entities.get(id).cloned()
     }
 
-    fn scan(&self, tenant: &str, types: Option<&[String]>, after: Option<&str>, visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>) {
+    fn scan(
+        &self,
+        tenant: &str,
+        types: Option<&[String]>,
+        after: Option<&str>,
+        visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
+    ) {
         if let Some(t) = self.tenant(tenant) {
             t.state.read().scan(types, after, visit);
         }
     }
 
     fn count(&self, tenant: &str) -> usize {
-        self.tenant(tenant).map(|t| t.state.read().entities.len()).unwrap_or(0)
+        self.tenant(tenant)
+            .map(|t| t.state.read().entities.len())
+            .unwrap_or(0)
     }
 
     fn modify(
         &self,
         tenant: &str,
         id: &str,
-        decide: &mut dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError>,
+        decide: &mut Decide<'_>,
     ) -> Result<Option<Modified>, StoreError> {
         let existing = self.tenant(tenant);
         let t = match existing {
@@ -335,16 +375,35 @@ impl EntityStore for EmbeddedStore {
         };
         let mut st = t.state.write();
         let before = st.entities.get(id).cloned();
-        let Some(w) = decide(before.as_ref())? else { return Ok(None) };
+        let Some(w) = decide(before.as_ref())? else {
+            return Ok(None);
+        };
         let now = Utc::now();
         let tenant_arc: Arc<str> = Arc::from(tenant);
         let (lsn, after) = match w {
             Write::Put(mut e) => {
                 e.id = id.to_string();
                 let after = Arc::new(e);
-                let kind = if before.is_some() { ChangeKind::Updated } else { ChangeKind::Created };
-                let change = Change { lsn: 0, tenant: tenant_arc, kind, before: before.clone(), after: Some(after.clone()), at: now };
-                let lsn = self.append(WalOpRef::PutEntity { t: tenant, e: &after }, Some(change))?;
+                let kind = if before.is_some() {
+                    ChangeKind::Updated
+                } else {
+                    ChangeKind::Created
+                };
+                let change = Change {
+                    lsn: 0,
+                    tenant: tenant_arc,
+                    kind,
+                    before: before.clone(),
+                    after: Some(after.clone()),
+                    at: now,
+                };
+                let lsn = self.append(
+                    WalOpRef::PutEntity {
+                        t: tenant,
+                        e: &after,
+                    },
+                    Some(change),
+                )?;
                 st.put(after.clone());
                 (lsn, Some(after))
             }
@@ -352,7 +411,14 @@ impl EntityStore for EmbeddedStore {
                 if before.is_none() {
                     return Ok(None);
                 }
-                let change = Change { lsn: 0, tenant: tenant_arc, kind: ChangeKind::Deleted, before: before.clone(), after: None, at: now };
+                let change = Change {
+                    lsn: 0,
+                    tenant: tenant_arc,
+                    kind: ChangeKind::Deleted,
+                    before: before.clone(),
+                    after: None,
+                    at: now,
+                };
                 let lsn = self.append(WalOpRef::DeleteEntity { t: tenant, id }, Some(change))?;
                 st.delete(id);
                 (lsn, None)
@@ -360,31 +426,68 @@ impl EntityStore for EmbeddedStore {
         };
         t.written.store(true, Ordering::Release);
         drop(st);
-        Ok(Some(Modified { commit: self.commit(lsn), before, after }))
+        Ok(Some(Modified {
+            commit: self.commit(lsn),
+            before,
+            after,
+        }))
     }
 
-    fn put_doc(&self, tenant: &str, collection: &str, id: &str, value: Value) -> Result<Commit, StoreError> {
+    fn put_doc(
+        &self,
+        tenant: &str,
+        collection: &str,
+        id: &str,
+        value: Value,
+    ) -> Result<Commit, StoreError> {
         let t = self.tenant_or_create(tenant);
         let mut docs = self.inner.docs.write();
-        let lsn = self.append(WalOpRef::PutDoc { t: tenant, c: collection, id, v: &value }, None)?;
-        docs.insert((collection.to_string(), tenant.to_string(), id.to_string()), value);
+        let lsn = self.append(
+            WalOpRef::PutDoc {
+                t: tenant,
+                c: collection,
+                id,
+                v: &value,
+            },
+            None,
+        )?;
+        docs.insert(
+            (collection.to_string(), tenant.to_string(), id.to_string()),
+            value,
+        );
         t.written.store(true, Ordering::Release);
         Ok(self.commit(lsn))
     }
 
-    fn delete_doc(&self, tenant: &str, collection: &str, id: &str) -> Result<Option<Commit>, StoreError> {
+    fn delete_doc(
+        &self,
+        tenant: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Commit>, StoreError> {
         let mut docs = self.inner.docs.write();
         let key = (collection.to_string(), tenant.to_string(), id.to_string());
         if !docs.contains_key(&key) {
             return Ok(None);
         }
-        let lsn = self.append(WalOpRef::DeleteDoc { t: tenant, c: collection, id }, None)?;
+        let lsn = self.append(
+            WalOpRef::DeleteDoc {
+                t: tenant,
+                c: collection,
+                id,
+            },
+            None,
+        )?;
         docs.remove(&key);
         Ok(Some(self.commit(lsn)))
     }
 
     fn get_doc(&self, tenant: &str, collection: &str, id: &str) -> Option<Value> {
-        self.inner.docs.read().get(&(collection.to_string(), tenant.to_string(), id.to_string())).cloned()
+        self.inner
+            .docs
+            .read()
+            .get(&(collection.to_string(), tenant.to_string(), id.to_string()))
+            .cloned()
     }
 
     fn docs(&self, collection: &str) -> Vec<(String, String, Value)> {
@@ -418,7 +521,13 @@ fn committer(inner: Arc<Inner>, mut file: File) {
                 inner.wake.wait(&mut p);
             }
             let snap = std::mem::take(&mut p.snapshot_requested);
-            (std::mem::take(&mut p.buf), p.last_lsn, std::mem::take(&mut p.changes), snap, p.shutdown)
+            (
+                std::mem::take(&mut p.buf),
+                p.last_lsn,
+                std::mem::take(&mut p.changes),
+                snap,
+                p.shutdown,
+            )
         };
         bytes_since_snapshot += buf.len() as u64;
         if !flush(&inner, &mut file, &buf, last, changes) {
@@ -448,9 +557,13 @@ fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc
             inner.durable.send_modify(|d| d.1 = true);
             return false;
         }
-        inner.fsync_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        inner
+            .fsync_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         inner.batches.fetch_add(1, Ordering::Relaxed);
-        inner.records.fetch_add(changes.len() as u64, Ordering::Relaxed);
+        inner
+            .records
+            .fetch_add(changes.len() as u64, Ordering::Relaxed);
         inner.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
     }
     inner.durable.send_modify(|d| d.0 = d.0.max(last));
@@ -466,19 +579,35 @@ fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc
 fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
     // Hold every tenant's read lock and the docs lock, then the pending lock: no writer
     // is between "append" and "apply", so the state is exactly the log up to `lsn`.
-    let tenants: Vec<(Arc<str>, Arc<Tenant>)> = inner.tenants.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let guards: Vec<_> = tenants.iter().map(|(k, t)| (k.clone(), t.state.read())).collect();
+    let tenants: Vec<(Arc<str>, Arc<Tenant>)> = inner
+        .tenants
+        .read()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let guards: Vec<_> = tenants
+        .iter()
+        .map(|(k, t)| (k.clone(), t.state.read()))
+        .collect();
     let docs_guard = inner.docs.read();
     let mut p = inner.pending.lock();
     let lsn = p.last_lsn;
     let buf = std::mem::take(&mut p.buf);
     let changes = std::mem::take(&mut p.changes);
     drop(p);
-    let mut data = SnapshotData { lsn, entities: Vec::new(), docs: Vec::new() };
+    let mut data = SnapshotData {
+        lsn,
+        entities: Vec::new(),
+        docs: Vec::new(),
+    };
     for (k, g) in &guards {
-        data.entities.extend(g.entities.values().map(|e| (k.to_string(), e.clone())));
+        data.entities
+            .extend(g.entities.values().map(|e| (k.to_string(), e.clone())));
     }
-    data.docs = docs_guard.iter().map(|((c, t, id), v)| (t.clone(), c.clone(), id.clone(), v.clone())).collect();
+    data.docs = docs_guard
+        .iter()
+        .map(|((c, t, id), v)| (t.clone(), c.clone(), id.clone(), v.clone()))
+        .collect();
     drop(docs_guard);
     drop(guards);
     if !flush(inner, file, &buf, lsn, changes) {

@@ -12,7 +12,11 @@ pub enum StoreError {
     #[error("corrupt data in {file}: {detail}")]
     Corrupt { file: String, detail: String },
     #[error("unsupported on-disk format version {found} in {file} (this build reads {supported})")]
-    Version { file: String, found: u32, supported: u32 },
+    Version {
+        file: String,
+        found: u32,
+        supported: u32,
+    },
     #[error("the store failed to make data durable and stopped accepting writes")]
     Failed,
     #[error("the store is shutting down")]

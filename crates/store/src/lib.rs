@@ -12,7 +12,7 @@ mod wal;
 
 pub use engine::{EmbeddedStore, StoreOptions};
 pub use error::StoreError;
-pub use traits::{Change, ChangeKind, Commit, EntityStore, Modified, StoreStats, Write};
+pub use traits::{Change, ChangeKind, Commit, Decide, EntityStore, Modified, StoreStats, Write};
 
 /// Version of the on-disk formats written by this build (WAL segments and snapshots).
 /// Bump it on any incompatible change and keep a reader for the old one.

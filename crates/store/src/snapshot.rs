@@ -27,7 +27,12 @@ pub(crate) enum SnapItem {
     #[serde(rename = "e")]
     Entity { t: String, e: Entity },
     #[serde(rename = "d")]
-    Doc { t: String, c: String, id: String, v: Value },
+    Doc {
+        t: String,
+        c: String,
+        id: String,
+        v: Value,
+    },
     #[serde(rename = "end")]
     End { count: u64 },
 }
@@ -49,7 +54,10 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(n) = name.strip_prefix("snap-").and_then(|n| n.strip_suffix(".bin")) {
+        if let Some(n) = name
+            .strip_prefix("snap-")
+            .and_then(|n| n.strip_suffix(".bin"))
+        {
             if let Ok(lsn) = n.parse::<u64>() {
                 out.push((lsn, entry.path()));
             }
@@ -60,8 +68,14 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
 }
 
 fn frame(w: &mut impl std::io::Write, item: &SnapItem) -> Result<(), StoreError> {
-    let payload = serde_json::to_vec(item).map_err(|e| StoreError::Corrupt { file: "<snapshot>".into(), detail: e.to_string() })?;
-    let len = u32::try_from(payload.len()).map_err(|_| StoreError::Corrupt { file: "<snapshot>".into(), detail: "item too large".into() })?;
+    let payload = serde_json::to_vec(item).map_err(|e| StoreError::Corrupt {
+        file: "<snapshot>".into(),
+        detail: e.to_string(),
+    })?;
+    let len = u32::try_from(payload.len()).map_err(|_| StoreError::Corrupt {
+        file: "<snapshot>".into(),
+        detail: "item too large".into(),
+    })?;
     w.write_all(&len.to_le_bytes())?;
     w.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
     w.write_all(&payload)?;
@@ -71,18 +85,36 @@ fn frame(w: &mut impl std::io::Write, item: &SnapItem) -> Result<(), StoreError>
 /// Writes a snapshot durably and returns its path.
 pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreError> {
     let tmp = dir.join(format!("snap-{:020}.tmp", data.lsn));
-    let f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&tmp)?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     w.write_all(MAGIC)?;
     w.write_all(&(crate::FORMAT_VERSION as u16).to_le_bytes())?;
     w.write_all(&data.lsn.to_le_bytes())?;
     let mut count = 0u64;
     for (t, e) in &data.entities {
-        frame(&mut w, &SnapItem::Entity { t: t.clone(), e: Entity::clone(e) })?;
+        frame(
+            &mut w,
+            &SnapItem::Entity {
+                t: t.clone(),
+                e: Entity::clone(e),
+            },
+        )?;
         count += 1;
     }
     for (t, c, id, v) in &data.docs {
-        frame(&mut w, &SnapItem::Doc { t: t.clone(), c: c.clone(), id: id.clone(), v: v.clone() })?;
+        frame(
+            &mut w,
+            &SnapItem::Doc {
+                t: t.clone(),
+                c: c.clone(),
+                id: id.clone(),
+                v: v.clone(),
+            },
+        )?;
         count += 1;
     }
     frame(&mut w, &SnapItem::End { count })?;
@@ -104,11 +136,19 @@ pub(crate) fn read(path: &Path) -> Result<Option<SnapshotData>, StoreError> {
     }
     let version = u16::from_le_bytes([header[6], header[7]]) as u32;
     if version != crate::FORMAT_VERSION {
-        return Err(StoreError::Version { file: path.display().to_string(), found: version, supported: crate::FORMAT_VERSION });
+        return Err(StoreError::Version {
+            file: path.display().to_string(),
+            found: version,
+            supported: crate::FORMAT_VERSION,
+        });
     }
     let mut lsn_bytes = [0u8; 8];
     lsn_bytes.copy_from_slice(&header[8..16]);
-    let mut data = SnapshotData { lsn: u64::from_le_bytes(lsn_bytes), entities: Vec::new(), docs: Vec::new() };
+    let mut data = SnapshotData {
+        lsn: u64::from_le_bytes(lsn_bytes),
+        entities: Vec::new(),
+        docs: Vec::new(),
+    };
     let mut payload = Vec::new();
     let mut count = 0u64;
     loop {

@@ -28,7 +28,8 @@ impl TenantState {
                     set.insert(id.clone());
                 }
                 None => {
-                    self.by_type.insert(Arc::from(t.as_str()), BTreeSet::from([id.clone()]));
+                    self.by_type
+                        .insert(Arc::from(t.as_str()), BTreeSet::from([id.clone()]));
                 }
             }
         }
@@ -51,7 +52,12 @@ impl TenantState {
         Some(old)
     }
 
-    pub fn scan(&self, types: Option<&[String]>, after: Option<&str>, visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>) {
+    pub fn scan(
+        &self,
+        types: Option<&[String]>,
+        after: Option<&str>,
+        visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
+    ) {
         let lower = match after {
             Some(a) => Bound::Excluded(a),
             None => Bound::Unbounded,
@@ -65,7 +71,9 @@ impl TenantState {
                 }
             }
             Some([one]) => {
-                let Some(set) = self.by_type.get(one.as_str()) else { return };
+                let Some(set) = self.by_type.get(one.as_str()) else {
+                    return;
+                };
                 for id in set.range::<str, _>((lower, Bound::Unbounded)) {
                     if let Some(e) = self.entities.get(id) {
                         if visit(e).is_break() {

@@ -10,6 +10,10 @@ use tokio::sync::watch;
 
 use crate::error::StoreError;
 
+/// The decision of a read-modify-write: given the current entity (if any), what to write.
+pub type Decide<'a> =
+    dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError> + Send + 'a;
+
 /// What a read-modify-write decided.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -64,7 +68,10 @@ impl Commit {
     /// Waits until the write is on stable storage.
     pub async fn wait(mut self) -> Result<(), StoreError> {
         let lsn = self.lsn;
-        let res = self.durable.wait_for(|(done, failed)| *failed || *done >= lsn).await;
+        let res = self
+            .durable
+            .wait_for(|(done, failed)| *failed || *done >= lsn)
+            .await;
         match res {
             Ok(v) if v.1 => Err(StoreError::Failed),
             Ok(_) => Ok(()),
@@ -109,11 +116,22 @@ pub trait EntityStore: Send + Sync + 'static {
         &self,
         tenant: &str,
         id: &str,
-        decide: &mut dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError>,
+        decide: &mut Decide<'_>,
     ) -> Result<Option<Modified>, StoreError>;
 
-    fn put_doc(&self, tenant: &str, collection: &str, id: &str, value: Value) -> Result<Commit, StoreError>;
-    fn delete_doc(&self, tenant: &str, collection: &str, id: &str) -> Result<Option<Commit>, StoreError>;
+    fn put_doc(
+        &self,
+        tenant: &str,
+        collection: &str,
+        id: &str,
+        value: Value,
+    ) -> Result<Commit, StoreError>;
+    fn delete_doc(
+        &self,
+        tenant: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Commit>, StoreError>;
     fn get_doc(&self, tenant: &str, collection: &str, id: &str) -> Option<Value>;
     /// All documents of a collection, over all tenants: (tenant, id, value).
     fn docs(&self, collection: &str) -> Vec<(String, String, Value)>;

@@ -34,7 +34,12 @@ pub(crate) enum WalOp {
     #[serde(rename = "de")]
     DeleteEntity { t: String, id: String },
     #[serde(rename = "pd")]
-    PutDoc { t: String, c: String, id: String, v: Value },
+    PutDoc {
+        t: String,
+        c: String,
+        id: String,
+        v: Value,
+    },
     #[serde(rename = "dd")]
     DeleteDoc { t: String, c: String, id: String },
 }
@@ -51,12 +56,17 @@ pub(crate) fn encode<T: Serialize>(rec: &T, buf: &mut Vec<u8>) -> Result<(), Sto
     buf.extend_from_slice(&[0u8; 8]);
     if let Err(e) = serde_json::to_writer(&mut *buf, rec) {
         buf.truncate(start);
-        return Err(StoreError::Corrupt { file: "<encode>".into(), detail: e.to_string() });
+        return Err(StoreError::Corrupt {
+            file: "<encode>".into(),
+            detail: e.to_string(),
+        });
     }
     let payload = &buf[start + 8..];
     let Ok(len) = u32::try_from(payload.len()) else {
         buf.truncate(start);
-        return Err(StoreError::Rejected(citybrain_model::ModelError::bad_data("record is too large to store")));
+        return Err(StoreError::Rejected(citybrain_model::ModelError::bad_data(
+            "record is too large to store",
+        )));
     };
     let crc = crc32fast::hash(payload);
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -75,7 +85,10 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreErro
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(n) = name.strip_prefix("wal-").and_then(|n| n.strip_suffix(".log")) {
+        if let Some(n) = name
+            .strip_prefix("wal-")
+            .and_then(|n| n.strip_suffix(".log"))
+        {
             if let Ok(lsn) = n.parse::<u64>() {
                 out.push((lsn, entry.path()));
             }
@@ -88,7 +101,11 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreErro
 /// Creates a new segment file with its header, synced.
 pub(crate) fn create_segment(dir: &Path, first_lsn: u64) -> Result<File, StoreError> {
     let path = segment_path(dir, first_lsn);
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
     let mut header = [0u8; 8];
     header[..6].copy_from_slice(MAGIC);
     header[6..8].copy_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
@@ -115,11 +132,18 @@ pub(crate) fn read_segment(path: &Path) -> Result<(Vec<WalRecord>, u64, bool), S
         return Ok((Vec::new(), 0, true));
     }
     if &header[..6] != MAGIC {
-        return Err(StoreError::Corrupt { file: file_name, detail: "bad segment header".into() });
+        return Err(StoreError::Corrupt {
+            file: file_name,
+            detail: "bad segment header".into(),
+        });
     }
     let version = u16::from_le_bytes([header[6], header[7]]) as u32;
     if version != crate::FORMAT_VERSION {
-        return Err(StoreError::Version { file: file_name, found: version, supported: crate::FORMAT_VERSION });
+        return Err(StoreError::Version {
+            file: file_name,
+            found: version,
+            supported: crate::FORMAT_VERSION,
+        });
     }
     let mut records = Vec::new();
     let mut offset = HEADER_LEN;
@@ -139,7 +163,9 @@ pub(crate) fn read_segment(path: &Path) -> Result<(Vec<WalRecord>, u64, bool), S
         if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
             break;
         }
-        let Ok(rec) = serde_json::from_slice::<WalRecord>(&payload) else { break };
+        let Ok(rec) = serde_json::from_slice::<WalRecord>(&payload) else {
+            break;
+        };
         records.push(rec);
         offset += 8 + len as u64;
     }
@@ -165,7 +191,13 @@ mod tests {
         let mut f = create_segment(dir.path(), 1).unwrap();
         let mut buf = Vec::new();
         for lsn in 1..=3 {
-            let rec = WalRecord { lsn, op: WalOp::DeleteEntity { t: String::new(), id: format!("urn:x:{lsn}") } };
+            let rec = WalRecord {
+                lsn,
+                op: WalOp::DeleteEntity {
+                    t: String::new(),
+                    id: format!("urn:x:{lsn}"),
+                },
+            };
             encode(&rec, &mut buf).unwrap();
         }
         f.write_all(&buf).unwrap();

@@ -20,7 +20,13 @@ fn partial(o: &BatchOutcome, ld: &JsonLdContext) -> Response {
         .iter()
         .map(|(id, e)| json!({"entityId": id, "error": ApiError::from_ref(e).body()}))
         .collect();
-    response::json(StatusCode::MULTI_STATUS, &json!({"success": o.success, "errors": errors}), Accept::Json, ld, &[])
+    response::json(
+        StatusCode::MULTI_STATUS,
+        &json!({"success": o.success, "errors": errors}),
+        Accept::Json,
+        ld,
+        &[],
+    )
 }
 
 /// 204 when all succeeded, 207 otherwise.
@@ -36,7 +42,13 @@ pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let o = app.broker.batch_create(&req.rc, &ld, &req.array()?).await?;
     if o.errors.is_empty() {
-        Ok(response::json(StatusCode::CREATED, &json!(o.success), Accept::Json, &ld, &[]))
+        Ok(response::json(
+            StatusCode::CREATED,
+            &json!(o.success),
+            Accept::Json,
+            &ld,
+            &[],
+        ))
     } else {
         Ok(partial(&o, &ld))
     }
@@ -44,21 +56,37 @@ pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
 
 pub async fn upsert(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let mode = if req.has_option("update") { UpsertMode::Update } else { UpsertMode::Replace };
-    let o = app.broker.batch_upsert(&req.rc, &ld, &req.array()?, mode).await?;
+    let mode = if req.has_option("update") {
+        UpsertMode::Update
+    } else {
+        UpsertMode::Replace
+    };
+    let o = app
+        .broker
+        .batch_upsert(&req.rc, &ld, &req.array()?, mode)
+        .await?;
     if !o.errors.is_empty() {
         return Ok(partial(&o, &ld));
     }
     if o.created.is_empty() {
         Ok(response::no_content())
     } else {
-        Ok(response::json(StatusCode::CREATED, &json!(o.created), Accept::Json, &ld, &[]))
+        Ok(response::json(
+            StatusCode::CREATED,
+            &json!(o.created),
+            Accept::Json,
+            &ld,
+            &[],
+        ))
     }
 }
 
 pub async fn update(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let o = app.broker.batch_update(&req.rc, &ld, &req.array()?, req.has_option("noOverwrite")).await?;
+    let o = app
+        .broker
+        .batch_update(&req.rc, &ld, &req.array()?, req.has_option("noOverwrite"))
+        .await?;
     Ok(all_or_partial(&o, &ld))
 }
 
@@ -80,11 +108,20 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let body = req.object()?;
     if body.get("type").and_then(Value::as_str) != Some("Query") {
-        return Err(ApiError::bad_data("the body must be a Query object (\"type\": \"Query\")"));
+        return Err(ApiError::bad_data(
+            "the body must be a Query object (\"type\": \"Query\")",
+        ));
     }
-    let mut p = QueryParams { count: req.param("count") == Some("true"), limit: req.param("limit").map(str::to_string), offset: req.param("offset").map(str::to_string), ..Default::default() };
+    let mut p = QueryParams {
+        count: req.param("count") == Some("true"),
+        limit: req.param("limit").map(str::to_string),
+        offset: req.param("offset").map(str::to_string),
+        ..Default::default()
+    };
     if let Some(ents) = body.get("entities") {
-        let arr = ents.as_array().ok_or_else(|| ApiError::bad_data("'entities' must be an array"))?;
+        let arr = ents
+            .as_array()
+            .ok_or_else(|| ApiError::bad_data("'entities' must be an array"))?;
         let mut types = Vec::new();
         let mut ids = Vec::new();
         for e in arr {
@@ -108,21 +145,42 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
     let list = |k: &str| -> ApiResult<Option<String>> {
         match body.get(k) {
             None => Ok(None),
-            Some(Value::Array(a)) => Ok(Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))),
+            Some(Value::Array(a)) => Ok(Some(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(ApiError::bad_data(format!("'{k}' must be an array of strings, got {other}"))),
+            Some(other) => Err(ApiError::bad_data(format!(
+                "'{k}' must be an array of strings, got {other}"
+            ))),
         }
     };
     p.attrs = list("attrs")?;
     p.q = body.get("q").and_then(Value::as_str).map(str::to_string);
-    p.scope_q = body.get("scopeQ").and_then(Value::as_str).map(str::to_string);
+    p.scope_q = body
+        .get("scopeQ")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if let Some(g) = body.get("geoQ") {
         p.georel = g.get("georel").and_then(Value::as_str).map(str::to_string);
-        p.geometry = g.get("geometry").and_then(Value::as_str).map(str::to_string);
+        p.geometry = g
+            .get("geometry")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         p.coordinates = g.get("coordinates").cloned();
-        p.geoproperty = g.get("geoproperty").and_then(Value::as_str).map(str::to_string);
+        p.geoproperty = g
+            .get("geoproperty")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
-    let q = EntityQuery::from_params(&p, &ld, app.broker.limits.default_limit, app.broker.limits.max_limit)?;
+    let q = EntityQuery::from_params(
+        &p,
+        &ld,
+        app.broker.limits.default_limit,
+        app.broker.limits.max_limit,
+    )?;
     let page = app.broker.query_entities(&req.rc, &q)?;
     page_response(&req, &ld, &page, ENTITIES)
 }

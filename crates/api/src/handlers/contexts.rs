@@ -19,7 +19,8 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
 /// The body *is* a context document (it carries `@context` whatever the media type), so
 /// it is decoded here rather than by [`NgsiRequest`].
 pub async fn create(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
-    let doc: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    let doc: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
     let url = app.broker.contexts.add_hosted(doc).await?;
     Ok(response::created(&url))
 }
@@ -27,17 +28,30 @@ pub async fn create(State(app): State<AppState>, body: axum::body::Bytes) -> Api
 pub async fn retrieve(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let doc = app.broker.contexts.get(&id)?;
     let mut resp = plain_json(StatusCode::OK, &doc);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/ld+json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/ld+json"),
+    );
     Ok(resp)
 }
 
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
-    app.broker.contexts.delete(&id, req.param("reload") == Some("true")).await?;
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
+    app.broker
+        .contexts
+        .delete(&id, req.param("reload") == Some("true"))
+        .await?;
     Ok(response::no_content())
 }
 
 fn plain_json(status: StatusCode, v: &Value) -> Response {
     let mut resp = (status, v.to_string()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }

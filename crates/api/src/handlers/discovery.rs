@@ -38,12 +38,22 @@ pub async fn types(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
     } else {
         let mut list: Vec<String> = infos.iter().map(|t| ld.compact(&t.iri)).collect();
         list.sort();
-        response::with_context(obj(json!({"id": format!("urn:ngsi-ld:EntityTypeList:{}", uuid::Uuid::new_v4()), "type": "EntityTypeList", "typeList": list})), accept, &ld)
+        response::with_context(
+            obj(
+                json!({"id": format!("urn:ngsi-ld:EntityTypeList:{}", uuid::Uuid::new_v4()), "type": "EntityTypeList", "typeList": list}),
+            ),
+            accept,
+            &ld,
+        )
     };
     Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
 }
 
-pub async fn type_info(State(app): State<AppState>, Path(name): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn type_info(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let accept = req.accept()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let iri = ld.expand(&name);
@@ -52,14 +62,21 @@ pub async fn type_info(State(app): State<AppState>, Path(name): Path<String>, re
         .entity_types(&req.rc)?
         .into_iter()
         .find(|t| t.iri == iri)
-        .ok_or_else(|| ApiError::new(citybrain_model::ErrorKind::ResourceNotFound, format!("entity type '{name}' not found")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                citybrain_model::ErrorKind::ResourceNotFound,
+                format!("entity type '{name}' not found"),
+            )
+        })?;
     let attrs: Vec<Value> = info
         .attributes
         .iter()
         .map(|(a, kinds)| json!({"id": a, "type": "Attribute", "attributeName": ld.compact(a), "attributeTypes": kinds.iter().collect::<Vec<_>>()}))
         .collect();
     let body = response::with_context(
-        obj(json!({"id": info.iri, "type": "EntityTypeInfo", "typeName": ld.compact(&info.iri), "entityCount": info.entity_count, "attributeDetails": attrs})),
+        obj(
+            json!({"id": info.iri, "type": "EntityTypeInfo", "typeName": ld.compact(&info.iri), "entityCount": info.entity_count, "attributeDetails": attrs}),
+        ),
         accept,
         &ld,
     );
@@ -83,12 +100,22 @@ pub async fn attributes(State(app): State<AppState>, req: NgsiRequest) -> ApiRes
     } else {
         let mut list: Vec<String> = infos.iter().map(|a| ld.compact(&a.iri)).collect();
         list.sort();
-        response::with_context(obj(json!({"id": format!("urn:ngsi-ld:AttributeList:{}", uuid::Uuid::new_v4()), "type": "AttributeList", "attributeList": list})), accept, &ld)
+        response::with_context(
+            obj(
+                json!({"id": format!("urn:ngsi-ld:AttributeList:{}", uuid::Uuid::new_v4()), "type": "AttributeList", "attributeList": list}),
+            ),
+            accept,
+            &ld,
+        )
     };
     Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
 }
 
-pub async fn attribute_info(State(app): State<AppState>, Path(name): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn attribute_info(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let accept = req.accept()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let iri = ld.expand(&name);
@@ -97,10 +124,17 @@ pub async fn attribute_info(State(app): State<AppState>, Path(name): Path<String
         .attributes(&req.rc)?
         .into_iter()
         .find(|a| a.iri == iri)
-        .ok_or_else(|| ApiError::new(citybrain_model::ErrorKind::ResourceNotFound, format!("attribute '{name}' not found")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                citybrain_model::ErrorKind::ResourceNotFound,
+                format!("attribute '{name}' not found"),
+            )
+        })?;
     let types: Vec<String> = a.types.iter().map(|t| ld.compact(t)).collect();
     let body = response::with_context(
-        obj(json!({"id": a.iri, "type": "Attribute", "attributeName": ld.compact(&a.iri), "attributeCount": a.count, "attributeTypes": a.kinds.iter().collect::<Vec<_>>(), "typeNames": types})),
+        obj(
+            json!({"id": a.iri, "type": "Attribute", "attributeName": ld.compact(&a.iri), "attributeCount": a.count, "attributeTypes": a.kinds.iter().collect::<Vec<_>>(), "typeNames": types}),
+        ),
         accept,
         &ld,
     );

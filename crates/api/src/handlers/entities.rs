@@ -19,7 +19,9 @@ fn bool_param(req: &NgsiRequest, k: &str) -> ApiResult<bool> {
         None => Ok(false),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(other) => Err(ApiError::bad_data(format!("'{k}' must be true or false, got '{other}'"))),
+        Some(other) => Err(ApiError::bad_data(format!(
+            "'{k}' must be true or false, got '{other}'"
+        ))),
     }
 }
 
@@ -45,25 +47,52 @@ pub fn query_params(req: &NgsiRequest) -> ApiResult<QueryParams> {
 }
 
 /// Encodes one page of entities with `NGSILD-Results-Count` and `Link: rel="next"`.
-pub fn page_response(req: &NgsiRequest, ld: &JsonLdContext, page: &QueryPage, path: &str) -> ApiResult<Response> {
+pub fn page_response(
+    req: &NgsiRequest,
+    ld: &JsonLdContext,
+    page: &QueryPage,
+    path: &str,
+) -> ApiResult<Response> {
     let accept = req.accept()?;
     let opts = req.render_options(ld)?;
     let geometry = ld.expand(req.param("geometryProperty").unwrap_or("location"));
-    let body = response::entities(page.entities.iter().map(|e| e.as_ref()), ld, accept, &opts, &geometry);
+    let body = response::entities(
+        page.entities.iter().map(|e| e.as_ref()),
+        ld,
+        accept,
+        &opts,
+        &geometry,
+    );
     let mut extra = Vec::new();
     if let Some(total) = page.total {
-        extra.push((HeaderName::from_static("ngsild-results-count"), total.to_string()));
+        extra.push((
+            HeaderName::from_static("ngsild-results-count"),
+            total.to_string(),
+        ));
     }
     let link_page = |offset: usize, rel: &str| {
-        let mut params: Vec<(String, String)> = req.params.iter().filter(|(k, _)| *k != "offset" && *k != "limit").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut params: Vec<(String, String)> = req
+            .params
+            .iter()
+            .filter(|(k, _)| *k != "offset" && *k != "limit")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         params.sort();
         params.push(("limit".into(), page.limit.to_string()));
         params.push(("offset".into(), offset.to_string()));
         let qs: Vec<String> = params
             .iter()
-            .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
             .collect();
-        (axum::http::header::LINK, format!("<{path}?{}>; rel=\"{rel}\"", qs.join("&")))
+        (
+            axum::http::header::LINK,
+            format!("<{path}?{}>; rel=\"{rel}\"", qs.join("&")),
+        )
     };
     if page.has_more {
         extra.push(link_page(page.offset + page.limit, "next"));
@@ -78,7 +107,12 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
     req.accept()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let params = query_params(&req)?;
-    let q = EntityQuery::from_params(&params, &ld, app.broker.limits.default_limit, app.broker.limits.max_limit)?;
+    let q = EntityQuery::from_params(
+        &params,
+        &ld,
+        app.broker.limits.default_limit,
+        app.broker.limits.max_limit,
+    )?;
     let page = app.broker.query_entities(&req.rc, &q)?;
     page_response(&req, &ld, &page, ENTITIES)
 }
@@ -90,7 +124,11 @@ pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
     Ok(response::created(&format!("{ENTITIES}/{id}")))
 }
 
-pub async fn retrieve(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn retrieve(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let accept = req.accept()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let opts = req.render_options(&ld)?;
@@ -100,19 +138,35 @@ pub async fn retrieve(State(app): State<AppState>, Path(id): Path<String>, req: 
     Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
 }
 
-pub async fn replace(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn replace(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    app.broker.replace_entity(&req.rc, &ld, &id, &req.object()?).await?;
+    app.broker
+        .replace_entity(&req.rc, &ld, &id, &req.object()?)
+        .await?;
     Ok(response::no_content())
 }
 
-pub async fn merge(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn merge(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    app.broker.merge_entity(&req.rc, &ld, &id, &req.object()?).await?;
+    app.broker
+        .merge_entity(&req.rc, &ld, &id, &req.object()?)
+        .await?;
     Ok(response::no_content())
 }
 
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     app.broker.delete_entity(&req.rc, &id).await?;
     Ok(response::no_content())
 }
@@ -128,35 +182,70 @@ fn outcome_response(o: &UpdateOutcome, ld: &JsonLdContext) -> Response {
     response::json(StatusCode::MULTI_STATUS, &body, Accept::Json, ld, &[])
 }
 
-pub async fn append_attrs(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn append_attrs(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let no_overwrite = req.has_option("noOverwrite");
-    let o = app.broker.append_attrs(&req.rc, &ld, &id, &req.object()?, no_overwrite).await?;
+    let o = app
+        .broker
+        .append_attrs(&req.rc, &ld, &id, &req.object()?, no_overwrite)
+        .await?;
     Ok(outcome_response(&o, &ld))
 }
 
-pub async fn update_attrs(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn update_attrs(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let o = app.broker.update_attrs(&req.rc, &ld, &id, &req.object()?).await?;
+    let o = app
+        .broker
+        .update_attrs(&req.rc, &ld, &id, &req.object()?)
+        .await?;
     Ok(outcome_response(&o, &ld))
 }
 
-pub async fn patch_attr(State(app): State<AppState>, Path((id, attr)): Path<(String, String)>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn patch_attr(
+    State(app): State<AppState>,
+    Path((id, attr)): Path<(String, String)>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    app.broker.patch_attr(&req.rc, &ld, &id, &attr, &req.object()?).await?;
+    app.broker
+        .patch_attr(&req.rc, &ld, &id, &attr, &req.object()?)
+        .await?;
     Ok(response::no_content())
 }
 
-pub async fn replace_attr(State(app): State<AppState>, Path((id, attr)): Path<(String, String)>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn replace_attr(
+    State(app): State<AppState>,
+    Path((id, attr)): Path<(String, String)>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let body = req.body.clone().ok_or_else(|| ApiError::invalid("a body is required"))?;
-    app.broker.replace_attr(&req.rc, &ld, &id, &attr, &body).await?;
+    let body = req
+        .body
+        .clone()
+        .ok_or_else(|| ApiError::invalid("a body is required"))?;
+    app.broker
+        .replace_attr(&req.rc, &ld, &id, &attr, &body)
+        .await?;
     Ok(response::no_content())
 }
 
-pub async fn delete_attr(State(app): State<AppState>, Path((id, attr)): Path<(String, String)>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn delete_attr(
+    State(app): State<AppState>,
+    Path((id, attr)): Path<(String, String)>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let all = bool_param(&req, "deleteAll")?;
-    app.broker.delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all).await?;
+    app.broker
+        .delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -22,12 +22,25 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
     let accept = req.accept()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let parse = |k: &str, d: usize| -> ApiResult<usize> {
-        req.param(k).map(|v| v.parse::<usize>().map_err(|_| ApiError::bad_data(format!("'{k}' must be a non-negative integer")))).transpose().map(|v| v.unwrap_or(d))
+        req.param(k)
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| {
+                    ApiError::bad_data(format!("'{k}' must be a non-negative integer"))
+                })
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(d))
     };
     let limit = parse("limit", app.broker.limits.default_limit)?;
     let offset = parse("offset", 0)?;
     if limit > app.broker.limits.max_limit {
-        return Err(ApiError::new(citybrain_model::ErrorKind::TooManyResults, format!("'limit' is above the maximum {}", app.broker.limits.max_limit)));
+        return Err(ApiError::new(
+            citybrain_model::ErrorKind::TooManyResults,
+            format!(
+                "'limit' is above the maximum {}",
+                app.broker.limits.max_limit
+            ),
+        ));
     }
     let all = app.broker.subscriptions.list(&req.rc);
     let items: Vec<Value> = all
@@ -41,24 +54,54 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
         .collect();
     let mut extra = Vec::new();
     if req.param("count") == Some("true") {
-        extra.push((HeaderName::from_static("ngsild-results-count"), all.len().to_string()));
+        extra.push((
+            HeaderName::from_static("ngsild-results-count"),
+            all.len().to_string(),
+        ));
     }
-    Ok(response::json(StatusCode::OK, &Value::Array(items), accept, &ld, &extra))
+    Ok(response::json(
+        StatusCode::OK,
+        &Value::Array(items),
+        accept,
+        &ld,
+        &extra,
+    ))
 }
 
-pub async fn retrieve(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn retrieve(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let accept = req.accept()?;
     let (m, ld) = app.broker.subscriptions.get(&req.rc, &id)?;
-    Ok(response::json(StatusCode::OK, &response::with_context(m, accept, &ld), accept, &ld, &[]))
+    Ok(response::json(
+        StatusCode::OK,
+        &response::with_context(m, accept, &ld),
+        accept,
+        &ld,
+        &[],
+    ))
 }
 
-pub async fn update(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn update(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     let body = req.object()?;
-    app.broker.subscriptions.update(&req.rc, &id, body, req.context.clone()).await?;
+    app.broker
+        .subscriptions
+        .update(&req.rc, &id, body, req.context.clone())
+        .await?;
     Ok(response::no_content())
 }
 
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, req: NgsiRequest) -> ApiResult<Response> {
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
     app.broker.subscriptions.delete(&req.rc, &id).await?;
     Ok(response::no_content())
 }

@@ -2,10 +2,20 @@ use serde_json::{json, Value};
 
 use super::harness::{app, app_with, vehicle};
 
+/// (method, uri, headers, body, expected status, expected error type)
+type Case = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Option<String>,
+    u16,
+    &'static str,
+);
+
 #[tokio::test]
 async fn malformed_requests_get_problem_details_not_5xx() {
     let app = app().await;
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Option<String>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("POST", "/ngsi-ld/v1/entities", vec![], Some("{not json".into()), 400, "InvalidRequest"),
         ("POST", "/ngsi-ld/v1/entities", vec![], Some("[1,2]".into()), 400, "BadRequestData"),
         ("POST", "/ngsi-ld/v1/entities", vec![], Some(r#"{"id":"urn:a:1","type":"T","@context":{}}"#.into()), 400, "BadRequestData"),
@@ -33,9 +43,18 @@ async fn malformed_requests_get_problem_details_not_5xx() {
     ];
     for (method, uri, headers, body, status, ty) in cases {
         let r = app.call(method, uri, &headers, body.as_deref()).await;
-        assert_eq!(r.status.as_u16(), status, "{method} {uri} {body:?}: {}", r.text);
+        assert_eq!(
+            r.status.as_u16(),
+            status,
+            "{method} {uri} {body:?}: {}",
+            r.text
+        );
         assert_eq!(r.error_type(), ty, "{method} {uri}: {}", r.text);
-        assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "detail present: {}", r.text);
+        assert!(
+            r.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "detail present: {}",
+            r.text
+        );
     }
     // Nothing above changed state.
     let r = app.get("/ngsi-ld/v1/entities?type=T&count=true").await;
@@ -47,20 +66,46 @@ async fn malformed_requests_get_problem_details_not_5xx() {
 async fn error_details_name_the_field() {
     let app = app().await;
     let r = app.post("/ngsi-ld/v1/entities", &json!({"id": "urn:a:1", "type": "T", "speed": {"type": "Property", "value": 1, "observedAt": "soon"}})).await;
-    assert!(r.body["detail"].as_str().unwrap().contains("speed.observedAt"), "{}", r.text);
-    let r = app.post("/ngsi-ld/v1/entities", &json!({"id": "urn:a:1", "type": "T", "owner": {"type": "Relationship", "object": 5}})).await;
-    assert!(r.body["detail"].as_str().unwrap().contains("owner"), "{}", r.text);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("speed.observedAt"),
+        "{}",
+        r.text
+    );
+    let r = app
+        .post(
+            "/ngsi-ld/v1/entities",
+            &json!({"id": "urn:a:1", "type": "T", "owner": {"type": "Relationship", "object": 5}}),
+        )
+        .await;
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("owner"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
 async fn size_and_depth_limits() {
-    let app = app_with(citybrain_api::HttpLimits { max_body_bytes: 10_000, max_json_depth: 20 }).await;
+    let app = app_with(citybrain_api::HttpLimits {
+        max_body_bytes: 10_000,
+        max_json_depth: 20,
+    })
+    .await;
     let mut big = vehicle("urn:ngsi-ld:Vehicle:big", 1.0, 0.0, 0.0);
     big["blob"] = Value::String("x".repeat(20_000));
     let r = app.post("/ngsi-ld/v1/entities", &big).await;
     assert_eq!(r.status.as_u16(), 413, "{}", r.text);
-    let deep = format!("{{\"id\":\"urn:a:1\",\"type\":\"T\",\"p\":{}1{}}}", "[".repeat(50), "]".repeat(50));
-    let r = app.call("POST", "/ngsi-ld/v1/entities", &[], Some(&deep)).await;
+    let deep = format!(
+        "{{\"id\":\"urn:a:1\",\"type\":\"T\",\"p\":{}1{}}}",
+        "[".repeat(50),
+        "]".repeat(50)
+    );
+    let r = app
+        .call("POST", "/ngsi-ld/v1/entities", &[], Some(&deep))
+        .await;
     assert_eq!(r.status.as_u16(), 400);
     assert!(r.text.contains("deeper"), "{}", r.text);
 }

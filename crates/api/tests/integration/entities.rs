@@ -5,46 +5,100 @@ use super::harness::{app, vehicle};
 #[tokio::test]
 async fn create_retrieve_conflict_delete() {
     let app = app().await;
-    let r = app.post("/ngsi-ld/v1/entities", &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 2.0, 41.0)).await;
+    let r = app
+        .post(
+            "/ngsi-ld/v1/entities",
+            &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 2.0, 41.0),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.header("location"), Some("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1"));
-    let r = app.post("/ngsi-ld/v1/entities", &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 2.0, 41.0)).await;
+    assert_eq!(
+        r.header("location"),
+        Some("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1")
+    );
+    let r = app
+        .post(
+            "/ngsi-ld/v1/entities",
+            &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 2.0, 41.0),
+        )
+        .await;
     assert_eq!((r.status.as_u16(), r.error_type()), (409, "AlreadyExists"));
 
     let r = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body["speed"], json!({"type": "Property", "value": 50.0, "unitCode": "KMH"}));
-    assert!(r.header("link").unwrap().contains("ngsi-ld-core-context-v1.8.jsonld"));
+    assert_eq!(
+        r.body["speed"],
+        json!({"type": "Property", "value": 50.0, "unitCode": "KMH"})
+    );
+    assert!(r
+        .header("link")
+        .unwrap()
+        .contains("ngsi-ld-core-context-v1.8.jsonld"));
     assert_eq!(r.header("content-type"), Some("application/json"));
 
-    let r = app.call("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?options=keyValues,sysAttrs", &[("accept", "application/ld+json")], None).await;
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?options=keyValues,sysAttrs",
+            &[("accept", "application/ld+json")],
+            None,
+        )
+        .await;
     assert_eq!(r.body["speed"], json!(50.0));
     assert!(r.body["@context"].is_string());
-    let r = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?options=sysAttrs").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?options=sysAttrs")
+        .await;
     assert!(r.body["createdAt"].is_string() && r.body["speed"]["modifiedAt"].is_string());
 
-    let r = app.call("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1", &[("accept", "application/geo+json")], None).await;
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1",
+            &[("accept", "application/geo+json")],
+            None,
+        )
+        .await;
     assert_eq!(r.body["type"], "Feature");
     assert_eq!(r.body["geometry"]["type"], "Point");
 
-    assert_eq!(app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1").await.status, 204);
+    assert_eq!(
+        app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1")
+            .await
+            .status,
+        204
+    );
     let r = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1").await;
-    assert_eq!((r.status.as_u16(), r.error_type()), (404, "ResourceNotFound"));
-    assert_eq!(app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1").await.status, 404);
+    assert_eq!(
+        (r.status.as_u16(), r.error_type()),
+        (404, "ResourceNotFound")
+    );
+    assert_eq!(
+        app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1")
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
 async fn attribute_operations() {
     let app = app().await;
     let id = "urn:ngsi-ld:Vehicle:2";
-    app.post("/ngsi-ld/v1/entities", &vehicle(id, 10.0, 2.0, 41.0)).await;
+    app.post("/ngsi-ld/v1/entities", &vehicle(id, 10.0, 2.0, 41.0))
+        .await;
     let base = format!("/ngsi-ld/v1/entities/{id}");
 
     // Append with noOverwrite: new attribute added, existing one reported.
     let r = app.post(&format!("{base}/attrs?options=noOverwrite"), &json!({"speed": {"type": "Property", "value": 99}, "color": {"type": "Property", "value": "red"}})).await;
     assert_eq!(r.status, 207, "{}", r.text);
     assert_eq!(r.body["notUpdated"][0]["attributeName"], "speed");
-    let r = app.post(&format!("{base}/attrs"), &json!({"speed": {"type": "Property", "value": 20}})).await;
+    let r = app
+        .post(
+            &format!("{base}/attrs"),
+            &json!({"speed": {"type": "Property", "value": 20}}),
+        )
+        .await;
     assert_eq!(r.status, 204);
 
     // Update existing only.
@@ -53,7 +107,9 @@ async fn attribute_operations() {
     assert_eq!(r.body["updated"], json!(["speed"]));
 
     // Partial attribute update keeps unitCode.
-    let r = app.patch(&format!("{base}/attrs/speed"), &json!({"value": 31})).await;
+    let r = app
+        .patch(&format!("{base}/attrs/speed"), &json!({"value": 31}))
+        .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let e = app.get(&base).await.body;
     assert_eq!(e["speed"]["value"], 31);
@@ -67,9 +123,18 @@ async fn attribute_operations() {
     assert_eq!(e["owner"]["object"], "urn:ngsi-ld:Person:9");
 
     // Replace attribute and entity.
-    let r = app.call("PUT", &format!("{base}/attrs/brand"), &[], Some(r#"{"type":"Property","value":"Volvo"}"#)).await;
+    let r = app
+        .call(
+            "PUT",
+            &format!("{base}/attrs/brand"),
+            &[],
+            Some(r#"{"type":"Property","value":"Volvo"}"#),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let r = app.call("PUT", &base, &[], Some(r#"{"type":"Vehicle","speed":5}"#)).await;
+    let r = app
+        .call("PUT", &base, &[], Some(r#"{"type":"Vehicle","speed":5}"#))
+        .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let e = app.get(&base).await.body;
     assert!(e.get("brand").is_none());
@@ -87,11 +152,21 @@ async fn multi_instance_attributes_with_dataset_ids() {
     let body = json!({"id": "urn:ngsi-ld:Sensor:1", "type": "Sensor",
         "temp": [{"type": "Property", "value": 20}, {"type": "Property", "value": 21, "datasetId": "urn:ngsi-ld:Dataset:b"}]});
     assert_eq!(app.post("/ngsi-ld/v1/entities", &body).await.status, 201);
-    let e = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Sensor:1").await.body;
+    let e = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Sensor:1")
+        .await
+        .body;
     assert_eq!(e["temp"].as_array().unwrap().len(), 2);
-    let r = app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Sensor:1/attrs/temp?datasetId=urn:ngsi-ld:Dataset:b").await;
+    let r = app
+        .delete(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Sensor:1/attrs/temp?datasetId=urn:ngsi-ld:Dataset:b",
+        )
+        .await;
     assert_eq!(r.status, 204);
-    let e = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Sensor:1").await.body;
+    let e = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Sensor:1")
+        .await
+        .body;
     assert_eq!(e["temp"]["value"], 20);
 }
 
@@ -102,59 +177,142 @@ async fn user_contexts_expand_and_compact() {
     let r = app.post("/ngsi-ld/v1/jsonldContexts", &json!({"@context": {"ex": "http://example.org/", "Car": "ex:Car", "speed": "ex:speed"}})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let url = r.header("location").unwrap().to_string();
-    let link = format!("<{url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"");
+    let link = format!(
+        "<{url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
+    );
     let body = json!({"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 3});
-    let r = app.call("POST", "/ngsi-ld/v1/entities", &[("link", &link)], Some(&body.to_string())).await;
+    let r = app
+        .call(
+            "POST",
+            "/ngsi-ld/v1/entities",
+            &[("link", &link)],
+            Some(&body.to_string()),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     // Without the context, terms come back as full IRIs.
     let e = app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Car:1").await.body;
     assert_eq!(e["type"], "http://example.org/Car");
     assert!(e.get("http://example.org/speed").is_some());
     // With it, compacted.
-    let e = app.call("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Car:1", &[("link", &link)], None).await.body;
+    let e = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Car:1",
+            &[("link", &link)],
+            None,
+        )
+        .await
+        .body;
     assert_eq!(e["type"], "Car");
     assert!(e.get("speed").is_some());
     // JSON-LD body with an inline context.
     let body = json!({"id": "urn:ngsi-ld:Car:2", "type": "Car", "@context": [{"Car": "http://example.org/Car"}, "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]});
-    let r = app.call("POST", "/ngsi-ld/v1/entities", &[("content-type", "application/ld+json")], Some(&body.to_string())).await;
+    let r = app
+        .call(
+            "POST",
+            "/ngsi-ld/v1/entities",
+            &[("content-type", "application/ld+json")],
+            Some(&body.to_string()),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let r = app.get("/ngsi-ld/v1/entities?type=http://example.org/Car&count=true").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=http://example.org/Car&count=true")
+        .await;
     assert_eq!(r.header("ngsild-results-count"), Some("2"));
     let list = app.get("/ngsi-ld/v1/jsonldContexts").await.body;
     assert!(list.as_array().unwrap().iter().any(|u| u == &json!(url)));
     // An unreachable remote context is 503 LdContextNotAvailable.
     let bad = "<http://127.0.0.1:9/none.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"";
-    let r = app.call("GET", "/ngsi-ld/v1/entities?type=Car", &[("link", bad)], None).await;
-    assert_eq!((r.status.as_u16(), r.error_type()), (503, "LdContextNotAvailable"));
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities?type=Car",
+            &[("link", bad)],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type()),
+        (503, "LdContextNotAvailable")
+    );
 }
 
 #[tokio::test]
 async fn tenants_are_created_on_first_write_and_isolated() {
     let app = app().await;
-    let r = app.call("GET", "/ngsi-ld/v1/entities?type=Vehicle", &[("NGSILD-Tenant", "district9")], None).await;
-    assert_eq!((r.status.as_u16(), r.error_type()), (404, "NonexistentTenant"));
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle",
+            &[("NGSILD-Tenant", "district9")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type()),
+        (404, "NonexistentTenant")
+    );
     let body = vehicle("urn:ngsi-ld:Vehicle:t", 1.0, 0.0, 0.0).to_string();
-    let r = app.call("POST", "/ngsi-ld/v1/entities", &[("NGSILD-Tenant", "district9")], Some(&body)).await;
+    let r = app
+        .call(
+            "POST",
+            "/ngsi-ld/v1/entities",
+            &[("NGSILD-Tenant", "district9")],
+            Some(&body),
+        )
+        .await;
     assert_eq!(r.status, 201);
-    let r = app.call("GET", "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:t", &[("NGSILD-Tenant", "district9")], None).await;
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:t",
+            &[("NGSILD-Tenant", "district9")],
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
-    assert_eq!(app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:t").await.status, 404);
-    let r = app.call("GET", "/ngsi-ld/v1/entities?type=Vehicle", &[("NGSILD-Tenant", "bad tenant!")], None).await;
+    assert_eq!(
+        app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:t")
+            .await
+            .status,
+        404
+    );
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle",
+            &[("NGSILD-Tenant", "bad tenant!")],
+            None,
+        )
+        .await;
     assert_eq!(r.status, 400);
 }
 
 #[tokio::test]
 async fn discovery_of_types_and_attributes() {
     let app = app().await;
-    app.post("/ngsi-ld/v1/entities", &vehicle("urn:ngsi-ld:Vehicle:d1", 1.0, 0.0, 0.0)).await;
-    app.post("/ngsi-ld/v1/entities", &json!({"id": "urn:ngsi-ld:Park:1", "type": "Park", "area": 5})).await;
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:d1", 1.0, 0.0, 0.0),
+    )
+    .await;
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &json!({"id": "urn:ngsi-ld:Park:1", "type": "Park", "area": 5}),
+    )
+    .await;
     let r = app.get("/ngsi-ld/v1/types").await;
     assert_eq!(r.body["typeList"], json!(["Park", "Vehicle"]));
     let r = app.get("/ngsi-ld/v1/types/Vehicle").await;
     assert_eq!(r.body["entityCount"], 1);
     assert_eq!(r.body["attributeDetails"].as_array().unwrap().len(), 3);
     let r = app.get("/ngsi-ld/v1/attributes").await;
-    assert_eq!(r.body["attributeList"], json!(["area", "brand", "location", "speed"]));
+    assert_eq!(
+        r.body["attributeList"],
+        json!(["area", "brand", "location", "speed"])
+    );
     let r = app.get("/ngsi-ld/v1/attributes/speed").await;
     assert_eq!(r.body["typeNames"], json!(["Vehicle"]));
     assert_eq!(app.get("/ngsi-ld/v1/types/Nope").await.status, 404);

@@ -32,11 +32,19 @@ impl Resp {
     }
     /// Every value of a header, joined with ", ".
     pub fn header_all(&self, k: &str) -> String {
-        self.headers.get_all(k).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ")
+        self.headers
+            .get_all(k)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
     /// The ProblemDetails type without its prefix.
     pub fn error_type(&self) -> &str {
-        self.body["type"].as_str().unwrap_or_default().trim_start_matches("https://uri.etsi.org/ngsi-ld/errors/")
+        self.body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("https://uri.etsi.org/ngsi-ld/errors/")
     }
 }
 
@@ -53,11 +61,22 @@ pub async fn app_with(limits: HttpLimits) -> App {
     cfg.dispatch.timeout = std::time::Duration::from_millis(500);
     let broker = Broker::new(dynstore, Arc::new(SystemClock), cfg).await;
     broker.start();
-    App { router: router(broker.clone(), limits), _broker: broker, _store: store, _dir: dir }
+    App {
+        router: router(broker.clone(), limits),
+        _broker: broker,
+        _store: store,
+        _dir: dir,
+    }
 }
 
 impl App {
-    pub async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(uri);
         let mut has_ct = false;
         for (k, v) in headers {
@@ -67,14 +86,26 @@ impl App {
         if body.is_some() && !has_ct {
             b = b.header("content-type", "application/json");
         }
-        let req = b.body(body.map(|s| Body::from(s.to_string())).unwrap_or_else(Body::empty)).unwrap();
+        let req = b
+            .body(
+                body.map(|s| Body::from(s.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
         let text = String::from_utf8_lossy(&bytes).to_string();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, headers, body, text }
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
     pub async fn get(&self, uri: &str) -> Resp {
         self.call("GET", uri, &[], None).await

@@ -6,30 +6,50 @@ async fn seeded() -> super::harness::App {
     let app = app().await;
     let mut items = Vec::new();
     for i in 0..25 {
-        items.push(vehicle(&format!("urn:ngsi-ld:Vehicle:{i:02}"), i as f64 * 4.0, 2.0 + i as f64 * 0.001, 41.0));
+        items.push(vehicle(
+            &format!("urn:ngsi-ld:Vehicle:{i:02}"),
+            i as f64 * 4.0,
+            2.0 + i as f64 * 0.001,
+            41.0,
+        ));
     }
     items.push(json!({"id": "urn:ngsi-ld:Bike:1", "type": "Bike", "speed": 12}));
-    let r = app.post("/ngsi-ld/v1/entityOperations/create", &json!(items)).await;
+    let r = app
+        .post("/ngsi-ld/v1/entityOperations/create", &json!(items))
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     app
 }
 
 fn ids(v: &serde_json::Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
 async fn pagination_is_stable_with_next_links_and_counts() {
     let app = seeded().await;
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&limit=10&count=true").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&limit=10&count=true")
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("ngsild-results-count"), Some("25"));
     assert_eq!(ids(&r.body).len(), 10);
     let link = r.header_all("link");
-    assert!(link.contains("rel=\"next\"") && link.contains("offset=10"), "{link}");
+    assert!(
+        link.contains("rel=\"next\"") && link.contains("offset=10"),
+        "{link}"
+    );
     let mut seen = ids(&r.body);
     for offset in [10, 20] {
-        let r = app.get(&format!("/ngsi-ld/v1/entities?type=Vehicle&limit=10&offset={offset}")).await;
+        let r = app
+            .get(&format!(
+                "/ngsi-ld/v1/entities?type=Vehicle&limit=10&offset={offset}"
+            ))
+            .await;
         seen.extend(ids(&r.body));
     }
     let mut sorted = seen.clone();
@@ -37,31 +57,67 @@ async fn pagination_is_stable_with_next_links_and_counts() {
     sorted.dedup();
     assert_eq!(sorted.len(), 25, "no entity skipped or repeated");
     assert_eq!(seen, sorted, "id order");
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&limit=10&offset=20").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&limit=10&offset=20")
+        .await;
     assert!(!r.header_all("link").contains("next"));
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&limit=0&count=true").await;
-    assert_eq!((r.status.as_u16(), r.header("ngsild-results-count")), (200, Some("25")));
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&limit=5000").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&limit=0&count=true")
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("ngsild-results-count")),
+        (200, Some("25"))
+    );
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&limit=5000")
+        .await;
     assert_eq!((r.status.as_u16(), r.error_type()), (403, "TooManyResults"));
 }
 
 #[tokio::test]
 async fn q_type_id_and_geo_filters() {
     let app = seeded().await;
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&q=speed%3E=80;speed%3C90&limit=100").await;
-    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:20", "urn:ngsi-ld:Vehicle:21", "urn:ngsi-ld:Vehicle:22"]);
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle,Bike&q=speed==12&limit=100").await;
-    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Bike:1", "urn:ngsi-ld:Vehicle:03"]);
-    let r = app.get("/ngsi-ld/v1/entities?q=speed==0..8%7Cbrand==%22Nope%22&limit=100").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&q=speed%3E=80;speed%3C90&limit=100")
+        .await;
+    assert_eq!(
+        ids(&r.body),
+        [
+            "urn:ngsi-ld:Vehicle:20",
+            "urn:ngsi-ld:Vehicle:21",
+            "urn:ngsi-ld:Vehicle:22"
+        ]
+    );
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle,Bike&q=speed==12&limit=100")
+        .await;
+    assert_eq!(
+        ids(&r.body),
+        ["urn:ngsi-ld:Bike:1", "urn:ngsi-ld:Vehicle:03"]
+    );
+    let r = app
+        .get("/ngsi-ld/v1/entities?q=speed==0..8%7Cbrand==%22Nope%22&limit=100")
+        .await;
     assert_eq!(ids(&r.body).len(), 3);
-    let r = app.get("/ngsi-ld/v1/entities?idPattern=Vehicle:0[12]&limit=100").await;
-    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:01", "urn:ngsi-ld:Vehicle:02"]);
-    let r = app.get("/ngsi-ld/v1/entities?id=urn:ngsi-ld:Vehicle:05,urn:ngsi-ld:Bike:1").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?idPattern=Vehicle:0[12]&limit=100")
+        .await;
+    assert_eq!(
+        ids(&r.body),
+        ["urn:ngsi-ld:Vehicle:01", "urn:ngsi-ld:Vehicle:02"]
+    );
+    let r = app
+        .get("/ngsi-ld/v1/entities?id=urn:ngsi-ld:Vehicle:05,urn:ngsi-ld:Bike:1")
+        .await;
     assert_eq!(ids(&r.body).len(), 2);
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&attrs=speed&limit=1").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&attrs=speed&limit=1")
+        .await;
     let e = &r.body[0];
     assert!(e.get("speed").is_some() && e.get("brand").is_none());
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&pick=id,speed&limit=1").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&pick=id,speed&limit=1")
+        .await;
     assert!(r.body[0].get("type").is_none() && r.body[0].get("speed").is_some());
     // ~85 m per 0.001 degree of longitude at 41N: 300 m catches 4 vehicles.
     let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&georel=near;maxDistance==300&geometry=Point&coordinates=%5B2.0,41.0%5D&limit=100").await;
@@ -69,10 +125,19 @@ async fn q_type_id_and_geo_filters() {
     let poly = "%5B%5B%5B2.0045,40.9%5D,%5B2.1,40.9%5D,%5B2.1,41.1%5D,%5B2.0045,41.1%5D,%5B2.0045,40.9%5D%5D%5D";
     let r = app.get(&format!("/ngsi-ld/v1/entities?type=Vehicle&georel=within&geometry=Polygon&coordinates={poly}&limit=100")).await;
     assert_eq!(ids(&r.body).len(), 20, "{}", r.text);
-    let r = app.call("GET", "/ngsi-ld/v1/entities?type=Vehicle&limit=2", &[("accept", "application/geo+json")], None).await;
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle&limit=2",
+            &[("accept", "application/geo+json")],
+            None,
+        )
+        .await;
     assert_eq!(r.body["type"], "FeatureCollection");
     assert_eq!(r.body["features"].as_array().unwrap().len(), 2);
-    let r = app.get("/ngsi-ld/v1/entities?type=Vehicle&options=keyValues&limit=1").await;
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&options=keyValues&limit=1")
+        .await;
     assert_eq!(r.body[0]["brand"], "Mercedes");
 }
 
@@ -80,7 +145,9 @@ async fn q_type_id_and_geo_filters() {
 async fn post_query_accepts_a_query_object() {
     let app = seeded().await;
     let q = json!({"type": "Query", "entities": [{"type": "Vehicle"}], "q": "speed>90", "attrs": ["speed"]});
-    let r = app.post("/ngsi-ld/v1/entityOperations/query?count=true", &q).await;
+    let r = app
+        .post("/ngsi-ld/v1/entityOperations/query?count=true", &q)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.header("ngsild-results-count"), Some("2"));
 }

@@ -15,11 +15,18 @@ async fn receiver(delay: Duration) -> (String, mpsc::UnboundedReceiver<(HeaderMa
     let app = Router::new()
         .route(
             "/notify",
-            post(|State((tx, delay)): State<(mpsc::UnboundedSender<(HeaderMap, Value)>, Duration)>, headers: HeaderMap, Json(v): Json<Value>| async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send((headers, v));
-                "ok"
-            }),
+            post(
+                |State((tx, delay)): State<(
+                    mpsc::UnboundedSender<(HeaderMap, Value)>,
+                    Duration,
+                )>,
+                 headers: HeaderMap,
+                 Json(v): Json<Value>| async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send((headers, v));
+                    "ok"
+                },
+            ),
         )
         .with_state((tx, delay));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -28,7 +35,10 @@ async fn receiver(delay: Duration) -> (String, mpsc::UnboundedReceiver<(HeaderMa
     (format!("http://{addr}/notify"), rx)
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<(HeaderMap, Value)>, within: Duration) -> Option<(HeaderMap, Value)> {
+async fn next(
+    rx: &mut mpsc::UnboundedReceiver<(HeaderMap, Value)>,
+    within: Duration,
+) -> Option<(HeaderMap, Value)> {
     tokio::time::timeout(within, rx.recv()).await.ok().flatten()
 }
 
@@ -42,24 +52,52 @@ fn subscription(uri: &str) -> Value {
 async fn notifications_follow_watched_attributes_and_q() {
     let app = app().await;
     let (uri, mut rx) = receiver(Duration::ZERO).await;
-    let r = app.post("/ngsi-ld/v1/subscriptions", &subscription(&uri)).await;
+    let r = app
+        .post("/ngsi-ld/v1/subscriptions", &subscription(&uri))
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let sub_url = r.header("location").unwrap().to_string();
 
-    app.post("/ngsi-ld/v1/entities", &vehicle("urn:ngsi-ld:Vehicle:n1", 60.0, 0.0, 0.0)).await;
-    let (headers, n) = next(&mut rx, Duration::from_secs(5)).await.expect("notification on creation");
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:n1", 60.0, 0.0, 0.0),
+    )
+    .await;
+    let (headers, n) = next(&mut rx, Duration::from_secs(5))
+        .await
+        .expect("notification on creation");
     assert_eq!(n["type"], "Notification");
-    assert_eq!(n["data"][0], json!({"id": "urn:ngsi-ld:Vehicle:n1", "type": "Vehicle", "speed": 60.0}));
+    assert_eq!(
+        n["data"][0],
+        json!({"id": "urn:ngsi-ld:Vehicle:n1", "type": "Vehicle", "speed": 60.0})
+    );
     assert_eq!(headers.get("x-token").unwrap(), "abc");
     assert!(headers.get("link").is_some());
 
     // Not watched: no notification. Watched but q false: none. Watched and q true: one.
-    app.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:n1/attrs", &json!({"brand": "Audi"})).await;
-    app.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:n1/attrs", &json!({"speed": 10})).await;
-    app.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:n1/attrs", &json!({"speed": 70})).await;
-    let (_, n) = next(&mut rx, Duration::from_secs(5)).await.expect("notification on update");
+    app.patch(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:n1/attrs",
+        &json!({"brand": "Audi"}),
+    )
+    .await;
+    app.patch(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:n1/attrs",
+        &json!({"speed": 10}),
+    )
+    .await;
+    app.patch(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:n1/attrs",
+        &json!({"speed": 70}),
+    )
+    .await;
+    let (_, n) = next(&mut rx, Duration::from_secs(5))
+        .await
+        .expect("notification on update");
     assert_eq!(n["data"][0]["speed"], 70);
-    assert!(next(&mut rx, Duration::from_millis(300)).await.is_none(), "exactly one");
+    assert!(
+        next(&mut rx, Duration::from_millis(300)).await.is_none(),
+        "exactly one"
+    );
 
     let s = app.get(&sub_url).await.body;
     assert_eq!(s["status"], "active");
@@ -67,11 +105,28 @@ async fn notifications_follow_watched_attributes_and_q() {
     assert!(s["notification"]["lastSuccess"].is_string());
 
     // Paused subscriptions are silent; listing and deleting work.
-    assert_eq!(app.patch(&sub_url, &json!({"isActive": false})).await.status, 204);
-    app.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:n1/attrs", &json!({"speed": 80})).await;
+    assert_eq!(
+        app.patch(&sub_url, &json!({"isActive": false}))
+            .await
+            .status,
+        204
+    );
+    app.patch(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:n1/attrs",
+        &json!({"speed": 80}),
+    )
+    .await;
     assert!(next(&mut rx, Duration::from_millis(300)).await.is_none());
     assert_eq!(app.get(&sub_url).await.body["status"], "paused");
-    assert_eq!(app.get("/ngsi-ld/v1/subscriptions").await.body.as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get("/ngsi-ld/v1/subscriptions")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(app.delete(&sub_url).await.status, 204);
     assert_eq!(app.get(&sub_url).await.status, 404);
 }
@@ -82,22 +137,42 @@ async fn a_dead_or_slow_endpoint_does_not_delay_others() {
     let (good, mut good_rx) = receiver(Duration::ZERO).await;
     let (slow, _slow_rx) = receiver(Duration::from_secs(3)).await;
     for uri in ["http://127.0.0.1:9/dead", slow.as_str(), good.as_str()] {
-        let r = app.post("/ngsi-ld/v1/subscriptions", &subscription(uri)).await;
+        let r = app
+            .post("/ngsi-ld/v1/subscriptions", &subscription(uri))
+            .await;
         assert_eq!(r.status, 201);
     }
     let started = std::time::Instant::now();
     for i in 0..5 {
-        app.post("/ngsi-ld/v1/entities", &vehicle(&format!("urn:ngsi-ld:Vehicle:s{i}"), 90.0, 0.0, 0.0)).await;
+        app.post(
+            "/ngsi-ld/v1/entities",
+            &vehicle(&format!("urn:ngsi-ld:Vehicle:s{i}"), 90.0, 0.0, 0.0),
+        )
+        .await;
     }
     for _ in 0..5 {
-        next(&mut good_rx, Duration::from_secs(2)).await.expect("the good endpoint is served");
+        next(&mut good_rx, Duration::from_secs(2))
+            .await
+            .expect("the good endpoint is served");
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     // The dead endpoint's failures show in its status.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let list = app.get("/ngsi-ld/v1/subscriptions").await.body;
-    let dead = list.as_array().unwrap().iter().find(|s| s["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/dead").unwrap();
-    assert!(dead["notification"]["timesFailed"].as_u64().unwrap_or(0) >= 1, "{dead}");
+    let dead = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/dead")
+        .unwrap();
+    assert!(
+        dead["notification"]["timesFailed"].as_u64().unwrap_or(0) >= 1,
+        "{dead}"
+    );
     assert_eq!(dead["notification"]["status"], "failed");
 }
 
@@ -129,13 +204,28 @@ async fn entity_deletion_and_created_triggers() {
     let (uri, mut rx) = receiver(Duration::ZERO).await;
     let sub = json!({"type": "Subscription", "entities": [{"type": "Vehicle"}], "notificationTrigger": ["entityCreated", "entityDeleted"],
                      "notification": {"endpoint": {"uri": uri}}});
-    assert_eq!(app.post("/ngsi-ld/v1/subscriptions", &sub).await.status, 201);
-    app.post("/ngsi-ld/v1/entities", &vehicle("urn:ngsi-ld:Vehicle:d", 1.0, 0.0, 0.0)).await;
+    assert_eq!(
+        app.post("/ngsi-ld/v1/subscriptions", &sub).await.status,
+        201
+    );
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:d", 1.0, 0.0, 0.0),
+    )
+    .await;
     let (_, n) = next(&mut rx, Duration::from_secs(5)).await.unwrap();
     assert_eq!(n["triggerReason"], "entityCreated");
-    app.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:d/attrs", &json!({"speed": 3})).await;
-    app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:d").await;
+    app.patch(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:d/attrs",
+        &json!({"speed": 3}),
+    )
+    .await;
+    app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:d")
+        .await;
     let (_, n) = next(&mut rx, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(n["triggerReason"], "entityDeleted", "updates do not trigger: {n}");
+    assert_eq!(
+        n["triggerReason"], "entityDeleted",
+        "updates do not trigger: {n}"
+    );
     assert!(n["data"][0]["deletedAt"].is_string());
 }

@@ -26,7 +26,12 @@ pub struct DispatchSettings {
 
 impl Default for DispatchSettings {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(5), attempts: 3, backoff_start: Duration::from_millis(200), queue_capacity: 10_000 }
+        Self {
+            timeout: Duration::from_secs(5),
+            attempts: 3,
+            backoff_start: Duration::from_millis(200),
+            queue_capacity: 10_000,
+        }
     }
 }
 
@@ -66,7 +71,13 @@ impl Dispatcher {
             .pool_max_idle_per_host(8)
             .build()
             .unwrap_or_default();
-        Arc::new(Self { http, settings, queues: Mutex::new(HashMap::new()), stats: Arc::new(DispatchStats::default()), clock })
+        Arc::new(Self {
+            http,
+            settings,
+            queues: Mutex::new(HashMap::new()),
+            stats: Arc::new(DispatchStats::default()),
+            clock,
+        })
     }
 
     /// Queues a notification for its endpoint; never blocks.
@@ -123,7 +134,13 @@ impl Dispatcher {
             } else {
                 Some(super::manager::link_header(&s.ld))
             };
-            (s.endpoint.uri.clone(), s.endpoint.accept.clone(), s.endpoint.receiver_info.clone(), s.tenant.clone(), link)
+            (
+                s.endpoint.uri.clone(),
+                s.endpoint.accept.clone(),
+                s.endpoint.receiver_info.clone(),
+                s.tenant.clone(),
+                link,
+            )
         };
         let body = match serde_json::to_vec(&job.body) {
             Ok(b) => b,
@@ -132,10 +149,18 @@ impl Dispatcher {
                 return;
             }
         };
-        let content_type = if accept == "application/ld+json" { "application/ld+json" } else { "application/json" };
+        let content_type = if accept == "application/ld+json" {
+            "application/ld+json"
+        } else {
+            "application/json"
+        };
         let mut delay = self.settings.backoff_start;
         for attempt in 1..=self.settings.attempts {
-            let mut req = self.http.post(&uri).header("Content-Type", content_type).body(body.clone());
+            let mut req = self
+                .http
+                .post(&uri)
+                .header("Content-Type", content_type)
+                .body(body.clone());
             if let Some(l) = &link {
                 req = req.header("Link", l.as_str());
             }
@@ -151,7 +176,9 @@ impl Dispatcher {
                 Ok(resp) if resp.status().is_success() => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
                     let micros = job.enqueued.elapsed().as_micros() as u64;
-                    self.stats.latency_micros_sum.fetch_add(micros, Ordering::Relaxed);
+                    self.stats
+                        .latency_micros_sum
+                        .fetch_add(micros, Ordering::Relaxed);
                     self.stats.latency_count.fetch_add(1, Ordering::Relaxed);
                     job.entry.record_success(now);
                     return;

@@ -74,9 +74,20 @@ pub struct SubscriptionManager {
 }
 
 impl SubscriptionManager {
-    pub fn new(store: Arc<dyn EntityStore>, contexts: Arc<ContextResolver>, clock: Arc<dyn Clock>, settings: DispatchSettings) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn EntityStore>,
+        contexts: Arc<ContextResolver>,
+        clock: Arc<dyn Clock>,
+        settings: DispatchSettings,
+    ) -> Arc<Self> {
         let dispatcher = Dispatcher::new(settings, clock.clone());
-        Arc::new(Self { store, contexts, clock, dispatcher, subs: RwLock::new(HashMap::new()) })
+        Arc::new(Self {
+            store,
+            contexts,
+            clock,
+            dispatcher,
+            subs: RwLock::new(HashMap::new()),
+        })
     }
 
     pub fn dispatch_stats(&self) -> Arc<DispatchStats> {
@@ -90,7 +101,9 @@ impl SubscriptionManager {
     /// Loads persisted subscriptions (at start-up).
     pub async fn load(&self) {
         for (tenant, id, doc) in self.store.docs(COLLECTION) {
-            let Some(body) = doc.get("body").and_then(Value::as_object).cloned() else { continue };
+            let Some(body) = doc.get("body").and_then(Value::as_object).cloned() else {
+                continue;
+            };
             let ctx_src = doc.get("context").cloned().filter(|v| !v.is_null());
             let ld = match self.contexts.resolve(ctx_src.as_ref()).await {
                 Ok(ld) => ld,
@@ -99,13 +112,24 @@ impl SubscriptionManager {
                     JsonLdContext::core()
                 }
             };
-            let created = doc.get("createdAt").and_then(Value::as_str).and_then(citybrain_model::time::parse_datetime).unwrap_or_else(|| self.clock.now());
+            let created = doc
+                .get("createdAt")
+                .and_then(Value::as_str)
+                .and_then(citybrain_model::time::parse_datetime)
+                .unwrap_or_else(|| self.clock.now());
             match Compiled::compile(&tenant, &id, body, ctx_src, ld, self.clock.now(), false) {
                 Ok(c) => {
-                    let entry = Arc::new(SubEntry { sub: RwLock::new(c), status: Mutex::new(Status::default()), created_at: created, modified_at: Mutex::new(created) });
+                    let entry = Arc::new(SubEntry {
+                        sub: RwLock::new(c),
+                        status: Mutex::new(Status::default()),
+                        created_at: created,
+                        modified_at: Mutex::new(created),
+                    });
                     self.subs.write().insert((tenant, id), entry);
                 }
-                Err(error) => tracing::warn!(subscription = %id, error = %error.public_detail(), "stored subscription no longer valid; skipped"),
+                Err(error) => {
+                    tracing::warn!(subscription = %id, error = %error.public_detail(), "stored subscription no longer valid; skipped")
+                }
             }
         }
         tracing::info!(count = self.subs.read().len(), "subscriptions loaded");
@@ -118,14 +142,25 @@ impl SubscriptionManager {
     async fn persist(&self, tenant: &str, entry: &SubEntry) -> Result<()> {
         let (id, doc) = {
             let s = entry.sub.read();
-            (s.id.clone(), json!({"body": s.body, "context": s.context_source, "createdAt": format_datetime(&entry.created_at), "modifiedAt": format_datetime(&entry.modified_at.lock())}))
+            (
+                s.id.clone(),
+                json!({"body": s.body, "context": s.context_source, "createdAt": format_datetime(&entry.created_at), "modifiedAt": format_datetime(&entry.modified_at.lock())}),
+            )
         };
-        self.store.put_doc(tenant, COLLECTION, &id, doc)?.wait().await?;
+        self.store
+            .put_doc(tenant, COLLECTION, &id, doc)?
+            .wait()
+            .await?;
         Ok(())
     }
 
     /// `POST /subscriptions`. `link` is the context from the `Link` header, if any.
-    pub async fn create(&self, rc: &RequestContext, mut body: Map<String, Value>, link: Option<Value>) -> Result<String> {
+    pub async fn create(
+        &self,
+        rc: &RequestContext,
+        mut body: Map<String, Value>,
+        link: Option<Value>,
+    ) -> Result<String> {
         let ctx_src = Self::split_context(&mut body, link);
         let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
         let id = match body.get("id") {
@@ -135,16 +170,28 @@ impl SubscriptionManager {
                 id
             }
             Some(Value::String(s)) if is_absolute_uri(s) => s.clone(),
-            Some(other) => return Err(BrokerError::bad_data(format!("subscription 'id' must be a URI, got {other}"))),
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "subscription 'id' must be a URI, got {other}"
+                )))
+            }
         };
         let now = self.clock.now();
         let compiled = Compiled::compile(&rc.tenant, &id, body, ctx_src, ld, now, true)?;
         let key = (rc.tenant.clone(), id.clone());
-        let entry = Arc::new(SubEntry { sub: RwLock::new(compiled), status: Mutex::new(Status::default()), created_at: now, modified_at: Mutex::new(now) });
+        let entry = Arc::new(SubEntry {
+            sub: RwLock::new(compiled),
+            status: Mutex::new(Status::default()),
+            created_at: now,
+            modified_at: Mutex::new(now),
+        });
         {
             let mut subs = self.subs.write();
             if subs.contains_key(&key) {
-                return Err(BrokerError::new(ErrorKind::AlreadyExists, format!("subscription '{id}' already exists")));
+                return Err(BrokerError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("subscription '{id}' already exists"),
+                ));
             }
             subs.insert(key.clone(), entry.clone());
         }
@@ -157,7 +204,9 @@ impl SubscriptionManager {
 
     fn entry(&self, rc: &RequestContext, id: &str) -> Result<Arc<SubEntry>> {
         if !is_absolute_uri(id) {
-            return Err(BrokerError::bad_data(format!("subscription id '{id}' is not a URI")));
+            return Err(BrokerError::bad_data(format!(
+                "subscription id '{id}' is not a URI"
+            )));
         }
         self.subs
             .read()
@@ -188,21 +237,32 @@ impl SubscriptionManager {
             if st.times_failed > 0 {
                 n.insert("timesFailed".into(), json!(st.times_failed));
             }
-            for (k, v) in [("lastNotification", st.last_notification), ("lastSuccess", st.last_success), ("lastFailure", st.last_failure)] {
+            for (k, v) in [
+                ("lastNotification", st.last_notification),
+                ("lastSuccess", st.last_success),
+                ("lastFailure", st.last_failure),
+            ] {
                 if let Some(t) = v {
                     n.insert(k.into(), Value::String(format_datetime(&t)));
                 }
             }
             if st.last_notification.is_some() {
                 let ok = st.last_failure.is_none() || st.last_success >= st.last_failure;
-                n.insert("status".into(), Value::String(if ok { "ok" } else { "failed" }.into()));
+                n.insert(
+                    "status".into(),
+                    Value::String(if ok { "ok" } else { "failed" }.into()),
+                );
             }
         }
         (out, s.ld.clone())
     }
 
     /// `GET /subscriptions/{id}`.
-    pub fn get(&self, rc: &RequestContext, id: &str) -> Result<(Map<String, Value>, Arc<JsonLdContext>)> {
+    pub fn get(
+        &self,
+        rc: &RequestContext,
+        id: &str,
+    ) -> Result<(Map<String, Value>, Arc<JsonLdContext>)> {
         let e = self.entry(rc, id)?;
         Ok(self.render(&e))
     }
@@ -210,20 +270,32 @@ impl SubscriptionManager {
     /// `GET /subscriptions`: the tenant's subscriptions in id order.
     pub fn list(&self, rc: &RequestContext) -> Vec<Arc<SubEntry>> {
         let subs = self.subs.read();
-        let mut v: Vec<(String, Arc<SubEntry>)> = subs.iter().filter(|((t, _), _)| *t == rc.tenant).map(|((_, id), e)| (id.clone(), e.clone())).collect();
+        let mut v: Vec<(String, Arc<SubEntry>)> = subs
+            .iter()
+            .filter(|((t, _), _)| *t == rc.tenant)
+            .map(|((_, id), e)| (id.clone(), e.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v.into_iter().map(|(_, e)| e).collect()
     }
 
     /// `PATCH /subscriptions/{id}`: replaces the given members, then re-validates.
-    pub async fn update(&self, rc: &RequestContext, id: &str, mut fragment: Map<String, Value>, link: Option<Value>) -> Result<()> {
+    pub async fn update(
+        &self,
+        rc: &RequestContext,
+        id: &str,
+        mut fragment: Map<String, Value>,
+        link: Option<Value>,
+    ) -> Result<()> {
         let entry = self.entry(rc, id)?;
         if fragment.is_empty() {
             return Err(BrokerError::bad_data("the subscription fragment is empty"));
         }
         if let Some(Value::String(fid)) = fragment.get("id") {
             if fid != id {
-                return Err(BrokerError::bad_data("a subscription's id cannot be changed"));
+                return Err(BrokerError::bad_data(
+                    "a subscription's id cannot be changed",
+                ));
             }
         }
         let ctx_src = Self::split_context(&mut fragment, link);
@@ -240,7 +312,8 @@ impl SubscriptionManager {
         }
         let ctx_src = ctx_src.or(old_ctx);
         let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
-        let compiled = Compiled::compile(&rc.tenant, id, body, ctx_src, ld, self.clock.now(), true)?;
+        let compiled =
+            Compiled::compile(&rc.tenant, id, body, ctx_src, ld, self.clock.now(), true)?;
         *entry.sub.write() = compiled;
         *entry.modified_at.lock() = self.clock.now();
         self.persist(&rc.tenant, &entry).await
@@ -249,7 +322,9 @@ impl SubscriptionManager {
     /// `DELETE /subscriptions/{id}`.
     pub async fn delete(&self, rc: &RequestContext, id: &str) -> Result<()> {
         self.entry(rc, id)?;
-        self.subs.write().remove(&(rc.tenant.clone(), id.to_string()));
+        self.subs
+            .write()
+            .remove(&(rc.tenant.clone(), id.to_string()));
         if let Some(c) = self.store.delete_doc(&rc.tenant, COLLECTION, id)? {
             c.wait().await?;
         }
@@ -279,11 +354,17 @@ impl SubscriptionManager {
         let entries: Vec<Arc<SubEntry>> = self.subs.read().values().cloned().collect();
         for entry in entries {
             let s = entry.sub.read();
-            let Some(interval) = s.time_interval else { continue };
+            let Some(interval) = s.time_interval else {
+                continue;
+            };
             if !s.is_active || s.expired(now) {
                 continue;
             }
-            let due = entry.status.lock().last_notification.is_none_or(|t| (now - t).num_milliseconds() as f64 >= interval * 1000.0);
+            let due = entry
+                .status
+                .lock()
+                .last_notification
+                .is_none_or(|t| (now - t).num_milliseconds() as f64 >= interval * 1000.0);
             if !due {
                 continue;
             }
@@ -303,19 +384,31 @@ impl SubscriptionManager {
             }
             let body = notification(&s, &matched, None, "timeInterval", now);
             drop(s);
-            self.dispatcher.enqueue(Job { entry: entry.clone(), body, enqueued: std::time::Instant::now() });
+            self.dispatcher.enqueue(Job {
+                entry: entry.clone(),
+                body,
+                enqueued: std::time::Instant::now(),
+            });
         }
     }
 
     fn on_change(&self, change: &Change) {
         let now = self.clock.now();
-        let entries: Vec<Arc<SubEntry>> = self.subs.read().iter().filter(|((t, _), _)| **t == *change.tenant).map(|(_, e)| e.clone()).collect();
+        let entries: Vec<Arc<SubEntry>> = self
+            .subs
+            .read()
+            .iter()
+            .filter(|((t, _), _)| **t == *change.tenant)
+            .map(|(_, e)| e.clone())
+            .collect();
         for entry in entries {
             let s = entry.sub.read();
             if !s.is_active || s.expired(now) || s.time_interval.is_some() {
                 continue;
             }
-            let Some(reason) = trigger(&s, change) else { continue };
+            let Some(reason) = trigger(&s, change) else {
+                continue;
+            };
             {
                 let mut st = entry.status.lock();
                 if let (Some(th), Some(last)) = (s.throttling, st.last_notification) {
@@ -326,14 +419,22 @@ impl SubscriptionManager {
                 st.last_notification = Some(now);
             }
             let body = match (&change.after, reason) {
-                (Some(after), r) if r != "entityDeleted" => notification(&s, std::slice::from_ref(after), None, r, now),
+                (Some(after), r) if r != "entityDeleted" => {
+                    notification(&s, std::slice::from_ref(after), None, r, now)
+                }
                 _ => {
-                    let Some(before) = &change.before else { continue };
+                    let Some(before) = &change.before else {
+                        continue;
+                    };
                     notification(&s, &[], Some(before), reason, now)
                 }
             };
             drop(s);
-            self.dispatcher.enqueue(Job { entry: entry.clone(), body, enqueued: std::time::Instant::now() });
+            self.dispatcher.enqueue(Job {
+                entry: entry.clone(),
+                body,
+                enqueued: std::time::Instant::now(),
+            });
         }
     }
 }
@@ -363,7 +464,12 @@ fn trigger(s: &Compiled, change: &Change) -> Option<&'static str> {
     if !s.selects(entity, false) {
         return None;
     }
-    let hit = |names: &[&str]| !names.is_empty() && s.watched.as_ref().is_none_or(|w| names.iter().any(|n| w.contains(*n)));
+    let hit = |names: &[&str]| {
+        !names.is_empty()
+            && s.watched
+                .as_ref()
+                .is_none_or(|w| names.iter().any(|n| w.contains(*n)))
+    };
     let t = &s.triggers;
     let reason = match change.kind {
         ChangeKind::Created => {
@@ -377,9 +483,16 @@ fn trigger(s: &Compiled, change: &Change) -> Option<&'static str> {
             }
         }
         ChangeKind::Updated => {
-            let (Some(before), Some(after)) = (&change.before, &change.after) else { return None };
+            let (Some(before), Some(after)) = (&change.before, &change.after) else {
+                return None;
+            };
             let (created, updated, deleted) = attr_diff(before, after);
-            let all: Vec<&str> = created.iter().chain(&updated).chain(&deleted).copied().collect();
+            let all: Vec<&str> = created
+                .iter()
+                .chain(&updated)
+                .chain(&deleted)
+                .copied()
+                .collect();
             if t.attribute_created && hit(&created) {
                 "attributeCreated"
             } else if t.attribute_updated && hit(&updated) {
@@ -401,13 +514,25 @@ fn trigger(s: &Compiled, change: &Change) -> Option<&'static str> {
 }
 
 /// Builds a notification body.
-fn notification(s: &Compiled, entities: &[Arc<Entity>], deleted: Option<&Arc<Entity>>, reason: &str, now: DateTime<Utc>) -> Value {
+fn notification(
+    s: &Compiled,
+    entities: &[Arc<Entity>],
+    deleted: Option<&Arc<Entity>>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Value {
     let ld_json = s.endpoint.accept == "application/ld+json";
-    let ctx_value = s.context_source.clone().unwrap_or_else(|| Value::String(CORE_CONTEXT_URL.into()));
+    let ctx_value = s
+        .context_source
+        .clone()
+        .unwrap_or_else(|| Value::String(CORE_CONTEXT_URL.into()));
     let opts = RenderOptions {
         format: s.format,
         sys_attrs: s.sys_attrs,
-        projection: Projection { attrs: s.notify_attrs.clone(), ..Default::default() },
+        projection: Projection {
+            attrs: s.notify_attrs.clone(),
+            ..Default::default()
+        },
         lang: None,
     };
     let mut data: Vec<Value> = entities
@@ -422,7 +547,11 @@ fn notification(s: &Compiled, entities: &[Arc<Entity>], deleted: Option<&Arc<Ent
         .collect();
     if let Some(d) = deleted {
         let types: Vec<String> = d.types.iter().map(|t| s.ld.compact(t)).collect();
-        let ty = if types.len() == 1 { json!(types[0]) } else { json!(types) };
+        let ty = if types.len() == 1 {
+            json!(types[0])
+        } else {
+            json!(types)
+        };
         data.push(json!({"id": d.id, "type": ty, "deletedAt": format_datetime(&now)}));
     }
     let mut n = json!({

@@ -30,9 +30,15 @@ pub struct Triggers {
 impl Triggers {
     fn parse(v: Option<&Value>) -> Result<Triggers> {
         let Some(v) = v else {
-            return Ok(Triggers { attribute_created: true, attribute_updated: true, ..Default::default() });
+            return Ok(Triggers {
+                attribute_created: true,
+                attribute_updated: true,
+                ..Default::default()
+            });
         };
-        let items = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| BrokerError::bad_data("'notificationTrigger' must be a non-empty array"))?;
+        let items = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+            BrokerError::bad_data("'notificationTrigger' must be a non-empty array")
+        })?;
         let mut t = Triggers::default();
         for i in items {
             match i.as_str() {
@@ -42,7 +48,11 @@ impl Triggers {
                 Some("attributeCreated") => t.attribute_created = true,
                 Some("attributeUpdated") => t.attribute_updated = true,
                 Some("attributeDeleted") => t.attribute_deleted = true,
-                _ => return Err(BrokerError::bad_data(format!("unknown notificationTrigger {i}"))),
+                _ => {
+                    return Err(BrokerError::bad_data(format!(
+                        "unknown notificationTrigger {i}"
+                    )))
+                }
             }
         }
         Ok(t)
@@ -59,7 +69,9 @@ pub struct Selector {
 
 impl Selector {
     pub fn matches(&self, e: &Entity) -> bool {
-        self.types.matches(e) && self.id.as_ref().is_none_or(|i| *i == e.id) && self.id_pattern.as_ref().is_none_or(|r| r.is_match(&e.id))
+        self.types.matches(e)
+            && self.id.as_ref().is_none_or(|i| *i == e.id)
+            && self.id_pattern.as_ref().is_none_or(|r| r.is_match(&e.id))
     }
 }
 
@@ -100,56 +112,109 @@ fn positive(name: &str, v: Option<&Value>) -> Result<Option<f64>> {
         None => Ok(None),
         Some(v) => match v.as_f64() {
             Some(n) if n > 0.0 && n.is_finite() => Ok(Some(n)),
-            _ => Err(BrokerError::bad_data(format!("'{name}' must be a positive number, got {v}"))),
+            _ => Err(BrokerError::bad_data(format!(
+                "'{name}' must be a positive number, got {v}"
+            ))),
         },
     }
 }
 
 fn string_list(name: &str, v: &Value) -> Result<Vec<String>> {
-    let a = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| BrokerError::bad_data(format!("'{name}' must be a non-empty array of strings")))?;
+    let a = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+        BrokerError::bad_data(format!("'{name}' must be a non-empty array of strings"))
+    })?;
     a.iter()
-        .map(|s| s.as_str().map(str::to_string).ok_or_else(|| BrokerError::bad_data(format!("'{name}' must contain strings only"))))
+        .map(|s| {
+            s.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| BrokerError::bad_data(format!("'{name}' must contain strings only")))
+        })
         .collect()
 }
 
 impl Compiled {
     /// Validates and compiles a subscription body (already stripped of `@context`).
-    pub fn compile(tenant: &str, id: &str, body: Map<String, Value>, context_source: Option<Value>, ld: Arc<JsonLdContext>, now: DateTime<Utc>, creating: bool) -> Result<Compiled> {
+    pub fn compile(
+        tenant: &str,
+        id: &str,
+        body: Map<String, Value>,
+        context_source: Option<Value>,
+        ld: Arc<JsonLdContext>,
+        now: DateTime<Utc>,
+        creating: bool,
+    ) -> Result<Compiled> {
         match body.get("type") {
             Some(Value::String(t)) if t == "Subscription" => {}
-            Some(other) => return Err(BrokerError::bad_data(format!("subscription 'type' must be \"Subscription\", got {other}"))),
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "subscription 'type' must be \"Subscription\", got {other}"
+                )))
+            }
             None => return Err(BrokerError::bad_data("subscription 'type' is missing")),
         }
         let mut selectors = Vec::new();
         if let Some(ents) = body.get("entities") {
-            let arr = ents.as_array().filter(|a| !a.is_empty()).ok_or_else(|| BrokerError::bad_data("'entities' must be a non-empty array"))?;
+            let arr = ents
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| BrokerError::bad_data("'entities' must be a non-empty array"))?;
             for e in arr {
-                let o = e.as_object().ok_or_else(|| BrokerError::bad_data("'entities' items must be objects"))?;
-                let ty = o.get("type").and_then(Value::as_str).ok_or_else(|| BrokerError::bad_data("each 'entities' item needs a 'type'"))?;
+                let o = e
+                    .as_object()
+                    .ok_or_else(|| BrokerError::bad_data("'entities' items must be objects"))?;
+                let ty = o
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| BrokerError::bad_data("each 'entities' item needs a 'type'"))?;
                 let id = match o.get("id") {
                     None => None,
                     Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
-                    Some(other) => return Err(BrokerError::bad_data(format!("'entities[].id' must be a URI, got {other}"))),
+                    Some(other) => {
+                        return Err(BrokerError::bad_data(format!(
+                            "'entities[].id' must be a URI, got {other}"
+                        )))
+                    }
                 };
-                let id_pattern = match o.get("idPattern") {
-                    None => None,
-                    Some(Value::String(p)) => Some(Regex::new(p).map_err(|e| BrokerError::bad_data(format!("invalid 'idPattern': {e}")))?),
-                    Some(other) => return Err(BrokerError::bad_data(format!("'idPattern' must be a string, got {other}"))),
-                };
-                selectors.push(Selector { id, id_pattern, types: TypeExpr::parse(ty, &ld)? });
+                let id_pattern =
+                    match o.get("idPattern") {
+                        None => None,
+                        Some(Value::String(p)) => Some(Regex::new(p).map_err(|e| {
+                            BrokerError::bad_data(format!("invalid 'idPattern': {e}"))
+                        })?),
+                        Some(other) => {
+                            return Err(BrokerError::bad_data(format!(
+                                "'idPattern' must be a string, got {other}"
+                            )))
+                        }
+                    };
+                selectors.push(Selector {
+                    id,
+                    id_pattern,
+                    types: TypeExpr::parse(ty, &ld)?,
+                });
             }
         }
-        let watched = body.get("watchedAttributes").map(|v| string_list("watchedAttributes", v)).transpose()?.map(|v| v.iter().map(|a| ld.expand(a)).collect::<HashSet<_>>());
+        let watched = body
+            .get("watchedAttributes")
+            .map(|v| string_list("watchedAttributes", v))
+            .transpose()?
+            .map(|v| v.iter().map(|a| ld.expand(a)).collect::<HashSet<_>>());
         if selectors.is_empty() && watched.is_none() {
-            return Err(BrokerError::bad_data("a subscription needs 'entities' or 'watchedAttributes'"));
+            return Err(BrokerError::bad_data(
+                "a subscription needs 'entities' or 'watchedAttributes'",
+            ));
         }
         let time_interval = positive("timeInterval", body.get("timeInterval"))?;
         let throttling = positive("throttling", body.get("throttling"))?;
         if time_interval.is_some() && watched.is_some() {
-            return Err(BrokerError::bad_data("'timeInterval' and 'watchedAttributes' cannot be used together"));
+            return Err(BrokerError::bad_data(
+                "'timeInterval' and 'watchedAttributes' cannot be used together",
+            ));
         }
         if time_interval.is_some() && throttling.is_some() {
-            return Err(BrokerError::bad_data("'timeInterval' and 'throttling' cannot be used together"));
+            return Err(BrokerError::bad_data(
+                "'timeInterval' and 'throttling' cannot be used together",
+            ));
         }
         let triggers = Triggers::parse(body.get("notificationTrigger"))?;
         let q = match body.get("q") {
@@ -159,56 +224,118 @@ impl Compiled {
                 q.resolve(&ld);
                 Some(q)
             }
-            Some(other) => return Err(BrokerError::bad_data(format!("'q' must be a string, got {other}"))),
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "'q' must be a string, got {other}"
+                )))
+            }
         };
         let geo = match body.get("geoQ") {
             None => None,
             Some(Value::Object(g)) => geo_query(
                 &ld,
-                Some(g.get("georel").and_then(Value::as_str).ok_or_else(|| BrokerError::bad_data("'geoQ.georel' is missing"))?),
-                Some(g.get("geometry").and_then(Value::as_str).ok_or_else(|| BrokerError::bad_data("'geoQ.geometry' is missing"))?),
-                Some(g.get("coordinates").ok_or_else(|| BrokerError::bad_data("'geoQ.coordinates' is missing"))?),
+                Some(
+                    g.get("georel")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| BrokerError::bad_data("'geoQ.georel' is missing"))?,
+                ),
+                Some(
+                    g.get("geometry")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| BrokerError::bad_data("'geoQ.geometry' is missing"))?,
+                ),
+                Some(
+                    g.get("coordinates")
+                        .ok_or_else(|| BrokerError::bad_data("'geoQ.coordinates' is missing"))?,
+                ),
                 g.get("geoproperty").and_then(Value::as_str),
             )?,
-            Some(other) => return Err(BrokerError::bad_data(format!("'geoQ' must be an object, got {other}"))),
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "'geoQ' must be an object, got {other}"
+                )))
+            }
         };
-        let expires_at = body.get("expiresAt").map(|v| parse_datetime_field("expiresAt", v)).transpose()?;
+        let expires_at = body
+            .get("expiresAt")
+            .map(|v| parse_datetime_field("expiresAt", v))
+            .transpose()?;
         if creating && expires_at.is_some_and(|t| t <= now) {
             return Err(BrokerError::bad_data("'expiresAt' is in the past"));
         }
         let is_active = match body.get("isActive") {
             None => true,
             Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(BrokerError::bad_data(format!("'isActive' must be a boolean, got {other}"))),
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "'isActive' must be a boolean, got {other}"
+                )))
+            }
         };
-        let n = body.get("notification").and_then(Value::as_object).ok_or_else(|| BrokerError::bad_data("'notification' is missing or not an object"))?;
-        let notify_attrs = n.get("attributes").map(|v| string_list("notification.attributes", v)).transpose()?.map(|v| v.iter().map(|a| ld.expand(a)).collect());
+        let n = body
+            .get("notification")
+            .and_then(Value::as_object)
+            .ok_or_else(|| BrokerError::bad_data("'notification' is missing or not an object"))?;
+        let notify_attrs = n
+            .get("attributes")
+            .map(|v| string_list("notification.attributes", v))
+            .transpose()?
+            .map(|v| v.iter().map(|a| ld.expand(a)).collect());
         let format = match n.get("format").and_then(Value::as_str) {
             None | Some("normalized") => Format::Normalized,
             Some("keyValues") | Some("simplified") => Format::KeyValues,
             Some("concise") => Format::Concise,
-            Some(other) => return Err(BrokerError::bad_data(format!("unknown notification format '{other}'"))),
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "unknown notification format '{other}'"
+                )))
+            }
         };
         let sys_attrs = n.get("sysAttrs").and_then(Value::as_bool).unwrap_or(false);
-        let ep = n.get("endpoint").and_then(Value::as_object).ok_or_else(|| BrokerError::bad_data("'notification.endpoint' is missing"))?;
-        let uri = ep.get("uri").and_then(Value::as_str).ok_or_else(|| BrokerError::bad_data("'notification.endpoint.uri' is missing"))?.to_string();
+        let ep = n
+            .get("endpoint")
+            .and_then(Value::as_object)
+            .ok_or_else(|| BrokerError::bad_data("'notification.endpoint' is missing"))?;
+        let uri = ep
+            .get("uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BrokerError::bad_data("'notification.endpoint.uri' is missing"))?
+            .to_string();
         let uri = uri.as_str();
         if !is_absolute_uri(uri) {
-            return Err(BrokerError::bad_data(format!("'notification.endpoint.uri' '{uri}' is not a URI")));
+            return Err(BrokerError::bad_data(format!(
+                "'notification.endpoint.uri' '{uri}' is not a URI"
+            )));
         }
         if !(uri.starts_with("http://") || uri.starts_with("https://")) {
-            return Err(BrokerError::bad_data(format!("endpoint '{uri}': only http and https endpoints are supported")));
+            return Err(BrokerError::bad_data(format!(
+                "endpoint '{uri}': only http and https endpoints are supported"
+            )));
         }
         let accept = match ep.get("accept").and_then(Value::as_str) {
             None => "application/json".to_string(),
-            Some(a @ ("application/json" | "application/ld+json" | "application/geo+json")) => a.to_string(),
-            Some(other) => return Err(BrokerError::bad_data(format!("unsupported 'endpoint.accept' '{other}'"))),
+            Some(a @ ("application/json" | "application/ld+json" | "application/geo+json")) => {
+                a.to_string()
+            }
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "unsupported 'endpoint.accept' '{other}'"
+                )))
+            }
         };
         let mut receiver_info = Vec::new();
         if let Some(ri) = ep.get("receiverInfo") {
-            for kv in ri.as_array().ok_or_else(|| BrokerError::bad_data("'receiverInfo' must be an array"))? {
-                let (Some(k), Some(v)) = (kv.get("key").and_then(Value::as_str), kv.get("value").and_then(Value::as_str)) else {
-                    return Err(BrokerError::bad_data("'receiverInfo' entries need string 'key' and 'value'"));
+            for kv in ri
+                .as_array()
+                .ok_or_else(|| BrokerError::bad_data("'receiverInfo' must be an array"))?
+            {
+                let (Some(k), Some(v)) = (
+                    kv.get("key").and_then(Value::as_str),
+                    kv.get("value").and_then(Value::as_str),
+                ) else {
+                    return Err(BrokerError::bad_data(
+                        "'receiverInfo' entries need string 'key' and 'value'",
+                    ));
                 };
                 receiver_info.push((k.to_string(), v.to_string()));
             }
@@ -231,7 +358,11 @@ impl Compiled {
             notify_attrs,
             format,
             sys_attrs,
-            endpoint: Endpoint { uri: uri.to_string(), accept, receiver_info },
+            endpoint: Endpoint {
+                uri: uri.to_string(),
+                accept,
+                receiver_info,
+            },
         })
     }
 

@@ -1,11 +1,16 @@
 use super::*;
 use citybrain_model::entity::parse_entity;
-use citybrain_model::JsonLdContext;
+use citybrain_model::{JsonLdContext, ModelError};
 use serde_json::json;
 
 fn entity(id: &str, ty: &str, v: i64) -> Entity {
     let body = json!({"id": id, "type": ty, "p": v});
-    parse_entity(body.as_object().unwrap(), &JsonLdContext::core(), Utc::now()).unwrap()
+    parse_entity(
+        body.as_object().unwrap(),
+        &JsonLdContext::core(),
+        Utc::now(),
+    )
+    .unwrap()
 }
 
 fn put(store: &EmbeddedStore, tenant: &str, e: Entity) -> Commit {
@@ -18,7 +23,10 @@ fn put(store: &EmbeddedStore, tenant: &str, e: Entity) -> Commit {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -28,12 +36,19 @@ fn writes_survive_reopen_via_log_and_snapshot() {
     {
         let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
         for i in 0..50 {
-            rt.block_on(put(&s, "", entity(&format!("urn:x:{i:03}"), "T", i)).wait()).unwrap();
+            rt.block_on(put(&s, "", entity(&format!("urn:x:{i:03}"), "T", i)).wait())
+                .unwrap();
         }
-        rt.block_on(put(&s, "t2", entity("urn:y:1", "U", 1)).wait()).unwrap();
-        let c = s.put_doc("", "subscriptions", "urn:s:1", json!({"a": 1})).unwrap();
+        rt.block_on(put(&s, "t2", entity("urn:y:1", "U", 1)).wait())
+            .unwrap();
+        let c = s
+            .put_doc("", "subscriptions", "urn:s:1", json!({"a": 1}))
+            .unwrap();
         rt.block_on(c.wait()).unwrap();
-        let m = s.modify("", "urn:x:000", &mut |_| Ok(Some(Write::Delete))).unwrap().unwrap();
+        let m = s
+            .modify("", "urn:x:000", &mut |_| Ok(Some(Write::Delete)))
+            .unwrap()
+            .unwrap();
         rt.block_on(m.commit.wait()).unwrap();
         // Simulate a crash: no close(), no final snapshot. The committer is detached.
         std::mem::forget(s);
@@ -44,9 +59,13 @@ fn writes_survive_reopen_via_log_and_snapshot() {
     assert!(s.get("", "urn:x:001").is_some());
     assert!(s.tenant_exists("t2"));
     assert!(!s.tenant_exists("t3"));
-    assert_eq!(s.get_doc("", "subscriptions", "urn:s:1"), Some(json!({"a": 1})));
+    assert_eq!(
+        s.get_doc("", "subscriptions", "urn:s:1"),
+        Some(json!({"a": 1}))
+    );
     // A clean close snapshots; reopening then replays nothing and sees the same state.
-    rt.block_on(put(&s, "", entity("urn:x:999", "T", 9)).wait()).unwrap();
+    rt.block_on(put(&s, "", entity("urn:x:999", "T", 9)).wait())
+        .unwrap();
     s.close();
     assert_eq!(snapshot::list(dir.path()).unwrap().len(), 1);
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
@@ -81,7 +100,8 @@ fn refused_writes_do_not_create_tenants_and_scan_is_ordered() {
     });
     assert_eq!(seen, ["urn:b", "urn:c"]);
     // Retyping an entity moves it in the type index.
-    rt.block_on(put(&s, "", entity("urn:b", "B", 2)).wait()).unwrap();
+    rt.block_on(put(&s, "", entity("urn:b", "B", 2)).wait())
+        .unwrap();
     let mut seen = vec![];
     s.scan("", Some(&[a]), None, &mut |e| {
         seen.push(e.id.clone());
@@ -98,7 +118,8 @@ fn change_feed_delivers_in_log_order_after_durability() {
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     let mut rx = s.subscribe();
     for i in 0..10 {
-        rt.block_on(put(&s, "", entity(&format!("urn:x:{i}"), "T", i)).wait()).unwrap();
+        rt.block_on(put(&s, "", entity(&format!("urn:x:{i}"), "T", i)).wait())
+            .unwrap();
     }
     let mut last = 0;
     for _ in 0..10 {
@@ -116,13 +137,21 @@ fn torn_log_tail_is_cut_and_snapshots_trim_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     {
-        let s = EmbeddedStore::open(StoreOptions { snapshot_after_bytes: 2_000, ..StoreOptions::new(dir.path()) }).unwrap();
+        let s = EmbeddedStore::open(StoreOptions {
+            snapshot_after_bytes: 2_000,
+            ..StoreOptions::new(dir.path())
+        })
+        .unwrap();
         for i in 0..40 {
-            rt.block_on(put(&s, "", entity(&format!("urn:x:{i:03}"), "T", i)).wait()).unwrap();
+            rt.block_on(put(&s, "", entity(&format!("urn:x:{i:03}"), "T", i)).wait())
+                .unwrap();
         }
         std::mem::forget(s);
     }
-    assert!(!snapshot::list(dir.path()).unwrap().is_empty(), "size-triggered snapshot");
+    assert!(
+        !snapshot::list(dir.path()).unwrap().is_empty(),
+        "size-triggered snapshot"
+    );
     let segs = wal::list_segments(dir.path()).unwrap();
     let last = &segs.last().unwrap().1;
     let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
@@ -130,7 +159,8 @@ fn torn_log_tail_is_cut_and_snapshots_trim_the_log() {
     drop(f);
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     assert_eq!(s.count(""), 40);
-    rt.block_on(put(&s, "", entity("urn:x:new", "T", 1)).wait()).unwrap();
+    rt.block_on(put(&s, "", entity("urn:x:new", "T", 1)).wait())
+        .unwrap();
     std::mem::forget(s);
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     assert_eq!(s.count(""), 41, "appends after a cut tail are readable");

@@ -1,0 +1,215 @@
+//! Black-box tests: the real binary, started as a process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start citybrain");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("citybrain listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Server { child, base }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn entity(i: usize, v: u64) -> Value {
+    json!({"id": format!("urn:ngsi-ld:Counter:{i}"), "type": "Counter", "v": {"type": "Property", "value": v}})
+}
+
+/// Every acknowledged write survives SIGKILL: writers create entities and bump counters
+/// as fast as they can; the process is killed mid-stream; after a restart every acked
+/// creation exists and every counter is at least its last acked value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    // acked[i] = highest acknowledged counter value of entity i (None: creation not acked).
+    let acked: Arc<Mutex<Vec<Option<u64>>>> = Arc::new(Mutex::new(vec![None; 4000]));
+    let mut tasks = Vec::new();
+    for w in 0..8usize {
+        let (http, base, acked) = (http.clone(), server.base.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < 4000 {
+                let r = http
+                    .post(format!("{base}/ngsi-ld/v1/entities"))
+                    .json(&entity(i, 0))
+                    .send()
+                    .await;
+                let Ok(r) = r else { return };
+                if r.status() == 201 {
+                    acked.lock().unwrap()[i] = Some(0);
+                }
+                for v in 1..=3u64 {
+                    let r = http
+                        .patch(format!(
+                            "{base}/ngsi-ld/v1/entities/urn:ngsi-ld:Counter:{i}/attrs"
+                        ))
+                        .json(&json!({"v": {"type": "Property", "value": v}}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 204 => acked.lock().unwrap()[i] = Some(v),
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+                i += 8;
+            }
+        }));
+    }
+    // Let the writers get going, then kill the server without warning.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = acked.lock().unwrap().iter().filter(|a| a.is_some()).count();
+        if n >= 300 || Instant::now() > deadline {
+            break;
+        }
+    }
+    server.child.kill().unwrap(); // SIGKILL on Unix
+    server.child.wait().unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let snapshot: Vec<Option<u64>> = acked.lock().unwrap().clone();
+    let acked_count = snapshot.iter().filter(|a| a.is_some()).count();
+    assert!(
+        acked_count >= 100,
+        "the load ran ({acked_count} acknowledged creations)"
+    );
+
+    let server = start(dir.path(), &[]);
+    let mut checked = 0;
+    for (i, a) in snapshot.iter().enumerate() {
+        let Some(min) = a else { continue };
+        let r = http
+            .get(format!(
+                "{}/ngsi-ld/v1/entities/urn:ngsi-ld:Counter:{i}",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "acknowledged entity {i} lost");
+        let e: Value = r.json().await.unwrap();
+        let v = e["v"]["value"].as_u64().unwrap();
+        assert!(
+            v >= *min,
+            "entity {i}: value {v} is older than the acknowledged {min}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, acked_count);
+    eprintln!("durability: {acked_count} acknowledged entities all present after SIGKILL");
+}
+
+/// SIGTERM stops the server cleanly (exit 0, a final snapshot), and `--demo` loads the
+/// demo district exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_and_demo_city() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &["--demo"]);
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!(
+            "{}/ngsi-ld/v1/entities?type=Streetlight&count=true&limit=1",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["ngsild-results-count"], "150");
+    let r = http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("citybrain_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("citybrain_store_entities 390"),
+        "{metrics}"
+    );
+    // Delete one demo entity; a restart with --demo must not bring it back.
+    let r = http
+        .delete(format!(
+            "{}/ngsi-ld/v1/entities/urn:ngsi-ld:Streetlight:hz-000",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "clean exit, got {exit:?}");
+    let snaps = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("snap-")
+        })
+        .count();
+    assert_eq!(snaps, 1, "a final snapshot is written on shutdown");
+    let server = start(dir.path(), &["--demo"]);
+    let r = http
+        .get(format!(
+            "{}/ngsi-ld/v1/entities?type=Streetlight&count=true&limit=1",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["ngsild-results-count"], "149");
+}
