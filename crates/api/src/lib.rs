@@ -48,6 +48,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// The HTTP service: the router behind trailing-slash normalisation (`/entities/` is
+/// `/entities`, as clients such as the ETSI test suite send it).
+pub type App = tower_http::normalize_path::NormalizePath<Router>;
+
+/// Builds the HTTP service.
+pub fn app(broker: Arc<Broker>, limits: HttpLimits) -> App {
+    use tower::Layer;
+    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router(broker, limits))
+}
+
 /// Builds the whole HTTP router.
 pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
     let metrics = Metrics::new();

@@ -1,1 +1,368 @@
-fn main() {}
+//! citybrain-bench: load scenarios against a running citybrain. Prints progress on stderr
+//! and one JSON object with every scenario's figures as the last line of stdout.
+//!
+//! ```text
+//! citybrain-bench --url http://127.0.0.1:1026 [--scenarios patch,get,query,batch,notify]
+//!                 [--entities 10000] [--duration 10] [--connections 64] [--server-pid PID]
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+#[derive(Parser, Clone)]
+#[command(name = "citybrain-bench", about = "Load scenarios against a running citybrain")]
+struct Args {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:1026")]
+    url: String,
+    /// Comma-separated scenarios: patch, get, query, batch, notify, memory.
+    #[arg(long, default_value = "patch,get,query,batch,notify")]
+    scenarios: String,
+    /// Entities created for the patch/get/query scenarios.
+    #[arg(long, default_value_t = 10_000)]
+    entities: usize,
+    /// Seconds per timed scenario.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Attributes per entity in the batch scenario.
+    #[arg(long, default_value_t = 10)]
+    batch_attrs: usize,
+    /// Entities per batch request.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Entities for the memory scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_entities: usize,
+    /// PID of the server, to read its resident memory (memory scenario).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Tenant used for the run (a fresh one keeps runs apart).
+    #[arg(long, default_value = "bench")]
+    tenant: String,
+}
+
+struct Ctx {
+    args: Args,
+    http: reqwest::Client,
+}
+
+fn entity(i: usize, attrs: usize) -> Value {
+    let mut e = json!({
+        "id": format!("urn:ngsi-ld:TrafficFlowObserved:b{i:07}"),
+        "type": "TrafficFlowObserved",
+        "intensity": {"type": "Property", "value": (i % 1500) as i64, "unitCode": "E50"},
+        "averageVehicleSpeed": {"type": "Property", "value": (i % 90) as f64, "unitCode": "KMH"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.1 + (i % 1000) as f64 * 1e-4, 30.2 + (i / 1000 % 1000) as f64 * 1e-4]}}
+    });
+    for a in 0..attrs.saturating_sub(3) {
+        e[format!("extra{a}")] = json!({"type": "Property", "value": (i + a) as f64 * 0.5});
+    }
+    e
+}
+
+fn summary(h: &Histogram<u64>, ops: u64, secs: f64) -> Value {
+    json!({
+        "ops": ops,
+        "seconds": (secs * 1000.0).round() / 1000.0,
+        "ops_per_sec": (ops as f64 / secs).round(),
+        "p50_ms": h.value_at_quantile(0.50) as f64 / 1000.0,
+        "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
+        "max_ms": h.max() as f64 / 1000.0,
+    })
+}
+
+impl Ctx {
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.args.url, path)).header("NGSILD-Tenant", &self.args.tenant)
+    }
+
+    async fn seed(&self, n: usize, attrs: usize) -> anyhow::Result<()> {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            let body: Vec<Value> = chunk.iter().map(|i| entity(*i, attrs)).collect();
+            let r = self.req(reqwest::Method::POST, "/ngsi-ld/v1/entityOperations/upsert").json(&body).send().await?;
+            if !r.status().is_success() {
+                bail!("seeding failed: {} {}", r.status(), r.text().await.unwrap_or_default());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `op(i)` from `connections` workers for `duration`; returns figures.
+    async fn timed<F, Fut>(&self, name: &str, op: F) -> anyhow::Result<Value>
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    {
+        let op = Arc::new(op);
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..self.args.connections {
+            let (op, stop, counter, errors, hist) = (op.clone(), stop.clone(), counter.clone(), errors.clone(), hist.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = counter.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    if op(i).await.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Some(h) = local.as_mut() {
+                        let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                    }
+                }
+                if let Some(h) = local {
+                    let _ = hist.lock().await.add(&h);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(self.args.duration)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let h = hist.lock().await;
+        let ops = h.len();
+        let mut s = summary(&h, ops, secs);
+        s["errors"] = json!(errors.load(Ordering::Relaxed));
+        eprintln!("{name}: {s}");
+        Ok(s)
+    }
+
+    async fn patch(self: &Arc<Self>) -> anyhow::Result<Value> {
+        let me = self.clone();
+        let n = self.args.entities as u64;
+        self.timed("patch", move |i| {
+            let me = me.clone();
+            async move {
+                let id = format!("urn:ngsi-ld:TrafficFlowObserved:b{:07}", i % n);
+                let body = json!({"intensity": {"type": "Property", "value": i % 1500, "unitCode": "E50"}});
+                let r = me.req(reqwest::Method::PATCH, &format!("/ngsi-ld/v1/entities/{id}/attrs")).json(&body).send().await?;
+                if r.status() != 204 {
+                    bail!("status {}", r.status());
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn get(self: &Arc<Self>) -> anyhow::Result<Value> {
+        let me = self.clone();
+        let n = self.args.entities as u64;
+        self.timed("get", move |i| {
+            let me = me.clone();
+            async move {
+                let id = format!("urn:ngsi-ld:TrafficFlowObserved:b{:07}", (i * 7919) % n);
+                let r = me.req(reqwest::Method::GET, &format!("/ngsi-ld/v1/entities/{id}")).send().await?;
+                if r.status() != 200 {
+                    bail!("status {}", r.status());
+                }
+                r.bytes().await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn query(self: &Arc<Self>) -> anyhow::Result<Value> {
+        let me = self.clone();
+        self.timed("query", move |i| {
+            let me = me.clone();
+            async move {
+                // type + q, a selective range on an indexed type: about 10 hits per query.
+                let lo = (i % 1400) as i64;
+                let q = format!("intensity%3E%3D{lo};intensity%3C{}", lo + 2);
+                let r = me.req(reqwest::Method::GET, &format!("/ngsi-ld/v1/entities?type=TrafficFlowObserved&q={q}&limit=20")).send().await?;
+                if r.status() != 200 {
+                    bail!("status {}", r.status());
+                }
+                r.bytes().await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn batch(self: &Arc<Self>) -> anyhow::Result<Value> {
+        let me = self.clone();
+        let (size, attrs) = (self.args.batch_size, self.args.batch_attrs);
+        // Pre-encode bodies so the load generator measures the server, not serde.
+        let bodies: Arc<Vec<String>> = Arc::new(
+            (0..16)
+                .map(|k| serde_json::to_string(&(0..size).map(|j| entity(k * size + j, attrs)).collect::<Vec<_>>()).unwrap_or_default())
+                .collect(),
+        );
+        let conns = self.args.connections.min(8);
+        let inner = Arc::new(Ctx { args: Args { connections: conns, ..self.args.clone() }, http: self.http.clone() });
+        let mut s = inner
+            .timed("batch", move |i| {
+                let (me, bodies) = (me.clone(), bodies.clone());
+                async move {
+                    let body = bodies[(i % bodies.len() as u64) as usize].clone();
+                    let r = me
+                        .req(reqwest::Method::POST, "/ngsi-ld/v1/entityOperations/upsert")
+                        .header("Content-Type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    if !r.status().is_success() {
+                        bail!("status {}", r.status());
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        let reqs = s["ops"].as_f64().unwrap_or(0.0);
+        let secs = s["seconds"].as_f64().unwrap_or(1.0);
+        s["entities_per_request"] = json!(size);
+        s["attributes_per_entity"] = json!(attrs);
+        s["attribute_updates_per_sec"] = json!((reqs * (size * attrs) as f64 / secs).round());
+        Ok(s)
+    }
+
+    async fn notify(self: &Arc<Self>) -> anyhow::Result<Value> {
+        // A local receiver; latency = notification arrival - PATCH send.
+        let sent: Arc<std::sync::Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
+        let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+        let (s2, h2) = (sent.clone(), hist.clone());
+        let app = axum::Router::new().route(
+            "/n",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let (sent, hist) = (s2.clone(), h2.clone());
+                async move {
+                    let now = Instant::now();
+                    if let Some(items) = v["data"].as_array() {
+                        for e in items {
+                            if let Some(seq) = e["seq"].as_u64() {
+                                if let Some(t) = sent.lock().ok().and_then(|mut m| m.remove(&seq)) {
+                                    if let Ok(mut h) = hist.lock() {
+                                        let _ = h.record(now.duration_since(t).as_micros().max(1) as u64);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let sub = json!({"type": "Subscription", "entities": [{"type": "NotifyProbe"}], "watchedAttributes": ["seq"],
+                         "notification": {"format": "keyValues", "attributes": ["seq"], "endpoint": {"uri": format!("http://{addr}/n")}}});
+        let r = self.req(reqwest::Method::POST, "/ngsi-ld/v1/subscriptions").json(&sub).send().await?;
+        if r.status() != 201 {
+            bail!("subscription: {}", r.status());
+        }
+        let sub_url = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let probes = 50usize;
+        let body: Vec<Value> = (0..probes).map(|i| json!({"id": format!("urn:ngsi-ld:NotifyProbe:{i}"), "type": "NotifyProbe", "seq": 0})).collect();
+        self.req(reqwest::Method::POST, "/ngsi-ld/v1/entityOperations/upsert").json(&body).send().await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let start = Instant::now();
+        let mut seq = 1_000_000u64;
+        let mut count = 0u64;
+        // A steady 1,000 updates/s for the duration, each watched by the subscription.
+        while start.elapsed() < Duration::from_secs(self.args.duration) {
+            let tick = Instant::now();
+            let mut handles = Vec::new();
+            for k in 0..10 {
+                seq += 1;
+                if let Ok(mut m) = sent.lock() {
+                    m.insert(seq, Instant::now());
+                }
+                let (me, s) = (self.clone(), seq);
+                handles.push(tokio::spawn(async move {
+                    let id = format!("urn:ngsi-ld:NotifyProbe:{}", k % probes);
+                    me.req(reqwest::Method::PATCH, &format!("/ngsi-ld/v1/entities/{id}/attrs")).json(&json!({"seq": s})).send().await
+                }));
+            }
+            for h in handles {
+                let _ = h.await;
+                count += 1;
+            }
+            if let Some(rest) = Duration::from_millis(10).checked_sub(tick.elapsed()) {
+                tokio::time::sleep(rest).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let h = hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        let secs = start.elapsed().as_secs_f64();
+        let mut s = summary(&h, h.len(), secs);
+        s["updates_sent"] = json!(count);
+        s["notifications_received"] = json!(h.len());
+        let _ = self.req(reqwest::Method::DELETE, &sub_url).send().await;
+        eprintln!("notify: {s}");
+        Ok(s)
+    }
+
+    async fn memory(self: &Arc<Self>) -> anyhow::Result<Value> {
+        let pid = self.args.server_pid.context("the memory scenario needs --server-pid")?;
+        let rss = || -> anyhow::Result<u64> {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+            let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).context("VmRSS")?;
+            Ok(kb * 1024)
+        };
+        let before = rss()?;
+        let n = self.args.memory_entities;
+        let start = Instant::now();
+        let tenant = format!("{}-mem", self.args.tenant);
+        let me = Arc::new(Ctx { args: Args { tenant, ..self.args.clone() }, http: self.http.clone() });
+        me.seed(n, 3).await?;
+        let load_secs = start.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = rss()?;
+        let per = (after.saturating_sub(before)) as f64 / n as f64;
+        let s = json!({"entities": n, "rss_before_bytes": before, "rss_after_bytes": after, "bytes_per_entity": per.round(), "load_seconds": load_secs,
+                       "entity_shape": "TrafficFlowObserved with 2 Properties (value, unitCode) and a Point location"});
+        eprintln!("memory: {s}");
+        Ok(s)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.connections * 2).tcp_nodelay(true).build()?;
+    let ctx = Arc::new(Ctx { args: args.clone(), http });
+    let scenarios: Vec<&str> = args.scenarios.split(',').map(str::trim).collect();
+    let mut out = serde_json::Map::new();
+    out.insert("url".into(), json!(args.url));
+    out.insert("connections".into(), json!(args.connections));
+    out.insert("duration_s".into(), json!(args.duration));
+    if scenarios.iter().any(|s| matches!(*s, "patch" | "get" | "query")) {
+        eprintln!("seeding {} entities", args.entities);
+        ctx.seed(args.entities, 3).await?;
+    }
+    for s in scenarios {
+        let v = match s {
+            "patch" => ctx.patch().await?,
+            "get" => ctx.get().await?,
+            "query" => ctx.query().await?,
+            "batch" => ctx.batch().await?,
+            "notify" => ctx.notify().await?,
+            "memory" => ctx.memory().await?,
+            other => bail!("unknown scenario '{other}'"),
+        };
+        out.insert(s.into(), v);
+    }
+    println!("{}", Value::Object(out));
+    Ok(())
+}

@@ -171,7 +171,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             tracing::info!(entities = n, "demo district loaded");
         }
     }
-    let app = citybrain_api::router(
+    let app = citybrain_api::app(
         broker,
         HttpLimits {
             max_body_bytes: cfg.server.max_body_bytes,
@@ -180,7 +180,8 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     );
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");
     println!("citybrain listening on http://{addr}");
-    axum::serve(listener, app)
+    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tokio::task::spawn_blocking(move || store.close()).await?;

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::Router;
-use citybrain_api::{router, HttpLimits};
+use citybrain_api::{app as build_app, HttpLimits};
 use citybrain_broker::{Broker, BrokerConfig};
 use citybrain_model::time::SystemClock;
 use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
@@ -13,7 +12,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 pub struct App {
-    pub router: Router,
+    pub router: citybrain_api::App,
     _broker: Arc<Broker>,
     _store: EmbeddedStore,
     _dir: tempfile::TempDir,
