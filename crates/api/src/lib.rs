@@ -55,7 +55,8 @@ pub type App = tower_http::normalize_path::NormalizePath<Router>;
 /// Builds the HTTP service.
 pub fn app(broker: Arc<Broker>, limits: HttpLimits) -> App {
     use tower::Layer;
-    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router(broker, limits))
+    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash()
+        .layer(router(broker, limits))
 }
 
 /// Builds the whole HTTP router.
@@ -68,7 +69,13 @@ pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
         metrics: metrics.clone(),
     };
     Router::new()
-        .route(ENTITIES, get(entities::query).post(entities::create))
+        .route(
+            ENTITIES,
+            get(entities::query)
+                .post(entities::create)
+                .patch(missing_id)
+                .put(missing_id),
+        )
         .route(
             ENTITY,
             get(entities::retrieve)
@@ -140,6 +147,11 @@ async fn metrics_text(State(app): State<AppState>) -> Response {
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
+}
+
+/// `PATCH`/`PUT /entities/` without an id: a malformed request, not a method error.
+async fn missing_id() -> Response {
+    ApiError::bad_data("the entity id is missing from the path").into_response()
 }
 
 async fn not_found() -> Response {

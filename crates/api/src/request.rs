@@ -256,6 +256,11 @@ impl FromRequest<AppState> for NgsiRequest {
                 }
                 _ => None,
             };
+            if is_ld && link.is_some() {
+                return Err(ApiError::bad_data(
+                    "a JSON-LD body carries its own @context; a context Link header is not allowed with it",
+                ));
+            }
             match (is_ld, body_ctx) {
                 (true, Some(c)) => context = Some(c),
                 (true, None) => {
@@ -292,7 +297,7 @@ impl NgsiRequest {
     pub fn object(&self) -> ApiResult<Map<String, Value>> {
         match &self.body {
             Some(Value::Object(m)) => Ok(m.clone()),
-            Some(_) => Err(ApiError::bad_data("the body must be a JSON object")),
+            Some(_) => Err(ApiError::invalid("the body must be a JSON object")),
             None => Err(ApiError::invalid("a body is required")),
         }
     }

@@ -18,7 +18,10 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 #[derive(Parser, Clone)]
-#[command(name = "citybrain-bench", about = "Load scenarios against a running citybrain")]
+#[command(
+    name = "citybrain-bench",
+    about = "Load scenarios against a running citybrain"
+)]
 struct Args {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:1026")]
@@ -84,15 +87,25 @@ fn summary(h: &Histogram<u64>, ops: u64, secs: f64) -> Value {
 
 impl Ctx {
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{}", self.args.url, path)).header("NGSILD-Tenant", &self.args.tenant)
+        self.http
+            .request(method, format!("{}{}", self.args.url, path))
+            .header("NGSILD-Tenant", &self.args.tenant)
     }
 
     async fn seed(&self, n: usize, attrs: usize) -> anyhow::Result<()> {
         for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
             let body: Vec<Value> = chunk.iter().map(|i| entity(*i, attrs)).collect();
-            let r = self.req(reqwest::Method::POST, "/ngsi-ld/v1/entityOperations/upsert").json(&body).send().await?;
+            let r = self
+                .req(reqwest::Method::POST, "/ngsi-ld/v1/entityOperations/upsert")
+                .json(&body)
+                .send()
+                .await?;
             if !r.status().is_success() {
-                bail!("seeding failed: {} {}", r.status(), r.text().await.unwrap_or_default());
+                bail!(
+                    "seeding failed: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
             }
         }
         Ok(())
@@ -108,11 +121,19 @@ impl Ctx {
         let stop = Arc::new(AtomicBool::new(false));
         let counter = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
-        let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+        let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+            1, 60_000_000, 3,
+        )?));
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..self.args.connections {
-            let (op, stop, counter, errors, hist) = (op.clone(), stop.clone(), counter.clone(), errors.clone(), hist.clone());
+            let (op, stop, counter, errors, hist) = (
+                op.clone(),
+                stop.clone(),
+                counter.clone(),
+                errors.clone(),
+                hist.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
                 while !stop.load(Ordering::Relaxed) {
@@ -169,7 +190,10 @@ impl Ctx {
             let me = me.clone();
             async move {
                 let id = format!("urn:ngsi-ld:TrafficFlowObserved:b{:07}", (i * 7919) % n);
-                let r = me.req(reqwest::Method::GET, &format!("/ngsi-ld/v1/entities/{id}")).send().await?;
+                let r = me
+                    .req(reqwest::Method::GET, &format!("/ngsi-ld/v1/entities/{id}"))
+                    .send()
+                    .await?;
                 if r.status() != 200 {
                     bail!("status {}", r.status());
                 }
@@ -188,7 +212,13 @@ impl Ctx {
                 // type + q, a selective range on an indexed type: about 10 hits per query.
                 let lo = (i % 1400) as i64;
                 let q = format!("intensity%3E%3D{lo};intensity%3C{}", lo + 2);
-                let r = me.req(reqwest::Method::GET, &format!("/ngsi-ld/v1/entities?type=TrafficFlowObserved&q={q}&limit=20")).send().await?;
+                let r = me
+                    .req(
+                        reqwest::Method::GET,
+                        &format!("/ngsi-ld/v1/entities?type=TrafficFlowObserved&q={q}&limit=20"),
+                    )
+                    .send()
+                    .await?;
                 if r.status() != 200 {
                     bail!("status {}", r.status());
                 }
@@ -205,11 +235,24 @@ impl Ctx {
         // Pre-encode bodies so the load generator measures the server, not serde.
         let bodies: Arc<Vec<String>> = Arc::new(
             (0..16)
-                .map(|k| serde_json::to_string(&(0..size).map(|j| entity(k * size + j, attrs)).collect::<Vec<_>>()).unwrap_or_default())
+                .map(|k| {
+                    serde_json::to_string(
+                        &(0..size)
+                            .map(|j| entity(k * size + j, attrs))
+                            .collect::<Vec<_>>(),
+                    )
+                    .unwrap_or_default()
+                })
                 .collect(),
         );
         let conns = self.args.connections.min(8);
-        let inner = Arc::new(Ctx { args: Args { connections: conns, ..self.args.clone() }, http: self.http.clone() });
+        let inner = Arc::new(Ctx {
+            args: Args {
+                connections: conns,
+                ..self.args.clone()
+            },
+            http: self.http.clone(),
+        });
         let mut s = inner
             .timed("batch", move |i| {
                 let (me, bodies) = (me.clone(), bodies.clone());
@@ -239,7 +282,9 @@ impl Ctx {
     async fn notify(self: &Arc<Self>) -> anyhow::Result<Value> {
         // A local receiver; latency = notification arrival - PATCH send.
         let sent: Arc<std::sync::Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
-        let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+        let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(
+            1, 60_000_000, 3,
+        )?));
         let (s2, h2) = (sent.clone(), hist.clone());
         let app = axum::Router::new().route(
             "/n",
@@ -252,7 +297,10 @@ impl Ctx {
                             if let Some(seq) = e["seq"].as_u64() {
                                 if let Some(t) = sent.lock().ok().and_then(|mut m| m.remove(&seq)) {
                                     if let Ok(mut h) = hist.lock() {
-                                        let _ = h.record(now.duration_since(t).as_micros().max(1) as u64);
+                                        let _ =
+                                            h.record(
+                                                now.duration_since(t).as_micros().max(1) as u64
+                                            );
                                     }
                                 }
                             }
@@ -267,14 +315,26 @@ impl Ctx {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let sub = json!({"type": "Subscription", "entities": [{"type": "NotifyProbe"}], "watchedAttributes": ["seq"],
                          "notification": {"format": "keyValues", "attributes": ["seq"], "endpoint": {"uri": format!("http://{addr}/n")}}});
-        let r = self.req(reqwest::Method::POST, "/ngsi-ld/v1/subscriptions").json(&sub).send().await?;
+        let r = self
+            .req(reqwest::Method::POST, "/ngsi-ld/v1/subscriptions")
+            .json(&sub)
+            .send()
+            .await?;
         if r.status() != 201 {
             bail!("subscription: {}", r.status());
         }
-        let sub_url = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let sub_url = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let probes = 50usize;
         let body: Vec<Value> = (0..probes).map(|i| json!({"id": format!("urn:ngsi-ld:NotifyProbe:{i}"), "type": "NotifyProbe", "seq": 0})).collect();
-        self.req(reqwest::Method::POST, "/ngsi-ld/v1/entityOperations/upsert").json(&body).send().await?;
+        self.req(reqwest::Method::POST, "/ngsi-ld/v1/entityOperations/upsert")
+            .json(&body)
+            .send()
+            .await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let start = Instant::now();
         let mut seq = 1_000_000u64;
@@ -291,7 +351,13 @@ impl Ctx {
                 let (me, s) = (self.clone(), seq);
                 handles.push(tokio::spawn(async move {
                     let id = format!("urn:ngsi-ld:NotifyProbe:{}", k % probes);
-                    me.req(reqwest::Method::PATCH, &format!("/ngsi-ld/v1/entities/{id}/attrs")).json(&json!({"seq": s})).send().await
+                    me.req(
+                        reqwest::Method::PATCH,
+                        &format!("/ngsi-ld/v1/entities/{id}/attrs"),
+                    )
+                    .json(&json!({"seq": s}))
+                    .send()
+                    .await
                 }));
             }
             for h in handles {
@@ -303,7 +369,10 @@ impl Ctx {
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let h = hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        let h = hist
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clone();
         let secs = start.elapsed().as_secs_f64();
         let mut s = summary(&h, h.len(), secs);
         s["updates_sent"] = json!(count);
@@ -314,17 +383,31 @@ impl Ctx {
     }
 
     async fn memory(self: &Arc<Self>) -> anyhow::Result<Value> {
-        let pid = self.args.server_pid.context("the memory scenario needs --server-pid")?;
+        let pid = self
+            .args
+            .server_pid
+            .context("the memory scenario needs --server-pid")?;
         let rss = || -> anyhow::Result<u64> {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-            let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).context("VmRSS")?;
+            let kb = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .context("VmRSS")?;
             Ok(kb * 1024)
         };
         let before = rss()?;
         let n = self.args.memory_entities;
         let start = Instant::now();
         let tenant = format!("{}-mem", self.args.tenant);
-        let me = Arc::new(Ctx { args: Args { tenant, ..self.args.clone() }, http: self.http.clone() });
+        let me = Arc::new(Ctx {
+            args: Args {
+                tenant,
+                ..self.args.clone()
+            },
+            http: self.http.clone(),
+        });
         me.seed(n, 3).await?;
         let load_secs = start.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -340,14 +423,23 @@ impl Ctx {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.connections * 2).tcp_nodelay(true).build()?;
-    let ctx = Arc::new(Ctx { args: args.clone(), http });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections * 2)
+        .tcp_nodelay(true)
+        .build()?;
+    let ctx = Arc::new(Ctx {
+        args: args.clone(),
+        http,
+    });
     let scenarios: Vec<&str> = args.scenarios.split(',').map(str::trim).collect();
     let mut out = serde_json::Map::new();
     out.insert("url".into(), json!(args.url));
     out.insert("connections".into(), json!(args.connections));
     out.insert("duration_s".into(), json!(args.duration));
-    if scenarios.iter().any(|s| matches!(*s, "patch" | "get" | "query")) {
+    if scenarios
+        .iter()
+        .any(|s| matches!(*s, "patch" | "get" | "query"))
+    {
         eprintln!("seeding {} entities", args.entities);
         ctx.seed(args.entities, 3).await?;
     }

@@ -280,6 +280,11 @@ pub fn parse_types(v: Option<&Value>, ctx: &JsonLdContext) -> Result<Vec<String>
     for n in names {
         validate_name("entity type", n)?;
         let e = ctx.expand(n);
+        if e.starts_with('@') {
+            return Err(ModelError::bad_data(format!(
+                "entity type '{n}' maps to the JSON-LD keyword {e}"
+            )));
+        }
         if !out.contains(&e) {
             out.push(e);
         }
@@ -372,6 +377,15 @@ pub fn parse_attributes(
 
 fn is_null_marker(v: &Value) -> bool {
     v.is_null() || v.as_str() == Some("urn:ngsi-ld:null")
+}
+
+/// The NGSI-LD null for an attribute's content (a LanguageProperty's is
+/// `{"@none": "urn:ngsi-ld:null"}`).
+fn is_null_content(kind: AttrKind, v: &Value) -> bool {
+    is_null_marker(v)
+        || (kind == AttrKind::LanguageProperty
+            && v.as_object()
+                .is_some_and(|m| m.len() == 1 && m.get("@none").is_some_and(is_null_marker)))
 }
 
 /// Parses one attribute's payload (an object, an array of instances, or a concise value).
@@ -490,11 +504,24 @@ fn parse_one(
             "attribute '{name}' must be a GeoProperty"
         )));
     }
+    let dataset_id = match obj.get("datasetId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
+        Some(other) => {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}': 'datasetId' must be a URI, got {other}"
+            )))
+        }
+    };
     let key = kind.content_key();
     let content = match obj.get(key) {
-        Some(v) if is_null_marker(v) => {
+        Some(v) if is_null_content(kind, v) => {
             if mode.nulls_delete {
-                return Ok(None);
+                // A tombstone: merge deletes the instance with this datasetId.
+                let mut t = Attribute::property(Value::Null, now);
+                t.kind = kind;
+                t.dataset_id = dataset_id;
+                return Ok(Some(t));
             }
             return Err(ModelError::bad_data(format!(
                 "attribute '{name}': '{key}' must not be null"
@@ -509,15 +536,6 @@ fn parse_one(
         }
     };
     let value = validate_content(name, kind, content, ctx)?;
-    let dataset_id = match obj.get("datasetId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
-        Some(other) => {
-            return Err(ModelError::bad_data(format!(
-                "attribute '{name}': 'datasetId' must be a URI, got {other}"
-            )))
-        }
-    };
     let observed_at = match obj.get("observedAt") {
         None | Some(Value::Null) => None,
         Some(v) => Some(parse_datetime_field(&format!("{name}.observedAt"), v)?),
@@ -559,13 +577,8 @@ fn parse_one(
         };
         match parse_one(sname, &siri, sraw, ctx, now, mode, depth + 1)? {
             Some(a) => sub.push((siri, a)),
-            None => sub.push((
-                siri,
-                Attribute {
-                    value: Value::Null,
-                    ..Attribute::property(Value::Null, now)
-                },
-            )),
+            // A deleted sub-attribute is kept as a tombstone (null value) for merge.
+            None => sub.push((siri, Attribute::property(Value::Null, now))),
         }
     }
     Ok(Some(Attribute {

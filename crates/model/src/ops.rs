@@ -147,6 +147,11 @@ pub fn merge(e: &mut Entity, attrs: Vec<ParsedAttr>, now: DateTime<Utc>) -> Upda
             }
             Some(instances) => {
                 for inst in instances {
+                    if inst.value.is_null() {
+                        let ds = inst.dataset_id.clone();
+                        delete_attribute(e, &name, ds.as_deref(), false, now);
+                        continue;
+                    }
                     match e.attr_mut(&name) {
                         Some(list) => {
                             match list.iter_mut().find(|a| a.dataset_id == inst.dataset_id) {
@@ -224,6 +229,10 @@ pub fn patch_attribute(
     let new = instances
         .pop()
         .ok_or_else(|| ModelError::bad_data(format!("attribute '{name}' fragment is empty")))?;
+    if new.value.is_null() {
+        delete_attribute(e, iri, dataset_id.as_deref(), false, now);
+        return Ok(());
+    }
     if let Some(slot) = e
         .attr_mut(iri)
         .and_then(|l| l.iter_mut().find(|a| a.dataset_id == dataset_id))

@@ -17,7 +17,7 @@ async fn malformed_requests_get_problem_details_not_5xx() {
     let app = app().await;
     let cases: Vec<Case> = vec![
         ("POST", "/ngsi-ld/v1/entities", vec![], Some("{not json".into()), 400, "InvalidRequest"),
-        ("POST", "/ngsi-ld/v1/entities", vec![], Some("[1,2]".into()), 400, "BadRequestData"),
+        ("POST", "/ngsi-ld/v1/entities", vec![], Some("[1,2]".into()), 400, "InvalidRequest"),
         ("POST", "/ngsi-ld/v1/entities", vec![], Some(r#"{"id":"urn:a:1","type":"T","@context":{}}"#.into()), 400, "BadRequestData"),
         ("POST", "/ngsi-ld/v1/entities", vec![("content-type", "application/ld+json")], Some(r#"{"id":"urn:a:1","type":"T"}"#.into()), 400, "BadRequestData"),
         ("POST", "/ngsi-ld/v1/entities", vec![("content-type", "text/plain")], Some("hello".into()), 415, "InvalidRequest"),

@@ -61,7 +61,7 @@ pub async fn app_with(limits: HttpLimits) -> App {
     let broker = Broker::new(dynstore, Arc::new(SystemClock), cfg).await;
     broker.start();
     App {
-        router: router(broker.clone(), limits),
+        router: build_app(broker.clone(), limits),
         _broker: broker,
         _store: store,
         _dir: dir,
