@@ -105,17 +105,18 @@ pub fn parse_link(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(found)
 }
 
-/// Splits and percent-decodes a query string. `+` is kept as is (NGSI-LD scope patterns
-/// use it); repeated keys keep the last value.
+/// Splits and decodes a query string (`+` is a space, as in every form-encoded query;
+/// clients send a literal `+` as `%2B`); repeated keys keep the last value.
 pub fn parse_query(raw: Option<&str>) -> ApiResult<HashMap<String, String>> {
     let mut out = HashMap::new();
     let Some(raw) = raw else { return Ok(out) };
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode_str(k)
+        let (k, v) = (k.replace('+', " "), v.replace('+', " "));
+        let k = percent_decode_str(&k)
             .decode_utf8()
             .map_err(|_| ApiError::bad_data("query parameter name is not UTF-8"))?;
-        let v = percent_decode_str(v)
+        let v = percent_decode_str(&v)
             .decode_utf8()
             .map_err(|_| ApiError::bad_data(format!("query parameter '{k}' is not UTF-8")))?;
         out.insert(k.into_owned(), v.into_owned());
@@ -158,9 +159,11 @@ pub struct NgsiRequest {
     pub accept: Option<Accept>,
     /// The `@context` source: the body's `@context` (JSON-LD) or the `Link` URL.
     pub context: Option<Value>,
-    /// The body's JSON (with `@context` removed), when there is a body.
+    /// The body's JSON (an object's `@context` removed), when there is a body.
     pub body: Option<Value>,
     pub link: Option<String>,
+    /// The body was sent as `application/ld+json`.
+    pub is_ld: bool,
 }
 
 impl FromRequest<AppState> for NgsiRequest {
@@ -195,6 +198,7 @@ impl FromRequest<AppState> for NgsiRequest {
         let has_body = matches!(parts.method, Method::POST | Method::PATCH | Method::PUT);
         let mut context = link.clone().map(Value::String);
         let mut parsed = None;
+        let mut is_ld_body = false;
         if has_body {
             let bytes = axum::body::to_bytes(body, state.limits.max_body_bytes)
                 .await
@@ -236,45 +240,30 @@ impl FromRequest<AppState> for NgsiRequest {
             }
             let mut v: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
-            let body_ctx = match &mut v {
-                Value::Object(m) => m.remove("@context"),
-                Value::Array(items) => {
-                    // Batch bodies: every item may carry its own @context; the first one is used.
-                    let mut first = None;
-                    for it in items.iter_mut() {
-                        if let Value::Object(m) = it {
-                            if let Some(c) = m.remove("@context") {
-                                first.get_or_insert(c);
-                            } else if is_ld {
-                                return Err(ApiError::bad_data(
-                                    "with application/ld+json every batch item needs an @context",
-                                ));
-                            }
-                        }
-                    }
-                    first
-                }
-                _ => None,
-            };
             if is_ld && link.is_some() {
                 return Err(ApiError::bad_data(
                     "a JSON-LD body carries its own @context; a context Link header is not allowed with it",
                 ));
             }
-            match (is_ld, body_ctx) {
-                (true, Some(c)) => context = Some(c),
-                (true, None) => {
-                    return Err(ApiError::bad_data(
-                        "application/ld+json bodies must carry an @context",
-                    ))
+            // Arrays (batches) keep each item's @context: the batch handlers apply the
+            // media-type rules per item, so one bad item fails alone (207).
+            if let Value::Object(m) = &mut v {
+                match (is_ld, m.remove("@context")) {
+                    (true, Some(c)) => context = Some(c),
+                    (true, None) => {
+                        return Err(ApiError::bad_data(
+                            "application/ld+json bodies must carry an @context",
+                        ))
+                    }
+                    (false, Some(_)) => {
+                        return Err(ApiError::bad_data(
+                            "application/json bodies must not carry an @context; use a Link header",
+                        ))
+                    }
+                    (false, None) => {}
                 }
-                (false, Some(_)) => {
-                    return Err(ApiError::bad_data(
-                        "application/json bodies must not carry an @context; use a Link header",
-                    ))
-                }
-                (false, None) => {}
             }
+            is_ld_body = is_ld;
             parsed = Some(v);
         }
         Ok(NgsiRequest {
@@ -284,6 +273,7 @@ impl FromRequest<AppState> for NgsiRequest {
             context,
             body: parsed,
             link,
+            is_ld: is_ld_body,
         })
     }
 }
@@ -371,7 +361,34 @@ impl NgsiRequest {
                 .transpose()
         };
         let mut attrs = list("attrs")?;
-        if let Some(pick) = list("pick")? {
+        let (pick, omit) = (list("pick")?, list("omit")?);
+        for item in pick.iter().chain(omit.iter()).flatten() {
+            let ok = item
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+                && item.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | '.' | '#')
+                });
+            if !ok {
+                return Err(ApiError::bad_data(format!(
+                    "pick/omit member '{item}' is not an attribute name (nested projections are not supported)"
+                )));
+            }
+        }
+        if (pick.is_some() || omit.is_some()) && attrs.is_some() {
+            return Err(ApiError::bad_data(
+                "'attrs' cannot be combined with 'pick' or 'omit'",
+            ));
+        }
+        if let (Some(p), Some(o)) = (&pick, &omit) {
+            if let Some(both) = p.iter().find(|m| o.contains(m)) {
+                return Err(ApiError::bad_data(format!(
+                    "'{both}' is both picked and omitted"
+                )));
+            }
+        }
+        if let Some(pick) = pick {
             projection.omit_id = !pick.iter().any(|p| p == "id");
             projection.omit_type = !pick.iter().any(|p| p == "type");
             attrs = Some(
@@ -380,7 +397,7 @@ impl NgsiRequest {
                     .collect(),
             );
         }
-        if let Some(omit) = list("omit")? {
+        if let Some(omit) = omit {
             projection.omit_id = omit.iter().any(|p| p == "id");
             projection.omit_type = omit.iter().any(|p| p == "type");
             projection.omit = omit
@@ -442,8 +459,8 @@ mod tests {
     }
 
     #[test]
-    fn query_strings_keep_plus_and_decode_percent() {
-        let q = parse_query(Some("scopeQ=/a/+/b&q=name%3D%3D%22x%20y%22&count=true")).unwrap();
+    fn query_strings_decode_plus_and_percent() {
+        let q = parse_query(Some("scopeQ=/a/%2B/b&q=name%3D%3D%22x+y%22&count=true")).unwrap();
         assert_eq!(q["scopeQ"], "/a/+/b");
         assert_eq!(q["q"], "name==\"x y\"");
         assert_eq!(q["count"], "true");

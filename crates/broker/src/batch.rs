@@ -2,7 +2,9 @@
 //! is applied on its own (a failure does not undo the others, as the spec says); the
 //! whole batch is acknowledged after one durable flush.
 
-use citybrain_model::entity::{parse_attributes, ParseMode};
+use std::sync::Arc;
+
+use citybrain_model::entity::{parse_attributes, parse_types, ParseMode};
 use citybrain_model::ops;
 use citybrain_model::{Entity, ErrorKind, JsonLdContext, ModelError};
 use citybrain_store::{Commit, Write};
@@ -18,6 +20,22 @@ pub struct BatchOutcome {
     pub success: Vec<String>,
     pub created: Vec<String>,
     pub errors: Vec<(String, BrokerError)>,
+}
+
+/// One batch item with the `@context` that applies to it (each item may carry its own),
+/// or the reason its context is unusable.
+pub struct BatchItem {
+    pub body: Value,
+    pub ld: Result<Arc<JsonLdContext>, ModelError>,
+}
+
+impl BatchItem {
+    fn split(&self) -> Result<(&Value, &JsonLdContext), (String, BrokerError)> {
+        match &self.ld {
+            Ok(ld) => Ok((&self.body, ld)),
+            Err(e) => Err((entity_id_of(&self.body), BrokerError::Model(e.clone()))),
+        }
+    }
 }
 
 /// How upsert treats existing entities.
@@ -37,7 +55,7 @@ fn entity_id_of(v: &Value) -> String {
 }
 
 impl Broker {
-    fn check_batch(&self, items: &[Value]) -> Result<()> {
+    fn check_batch<T>(&self, items: &[T]) -> Result<()> {
         if items.is_empty() {
             return Err(BrokerError::bad_data("the batch is empty"));
         }
@@ -69,13 +87,19 @@ impl Broker {
     pub async fn batch_create(
         &self,
         rc: &RequestContext,
-        ld: &JsonLdContext,
-        items: &[Value],
+        items: &[BatchItem],
     ) -> Result<BatchOutcome> {
         self.check_batch(items)?;
         let mut out = BatchOutcome::default();
         let mut last = None;
-        for item in items {
+        for bi in items {
+            let (item, ld) = match bi.split() {
+                Ok(x) => x,
+                Err(failed) => {
+                    out.errors.push(failed);
+                    continue;
+                }
+            };
             let res = self
                 .parse_item(ld, item)
                 .and_then(|e| self.create_nowait(rc, &e).map(|c| (e.id, c)));
@@ -95,15 +119,21 @@ impl Broker {
     pub async fn batch_upsert(
         &self,
         rc: &RequestContext,
-        ld: &JsonLdContext,
-        items: &[Value],
+        items: &[BatchItem],
         mode: UpsertMode,
     ) -> Result<BatchOutcome> {
         self.check_batch(items)?;
         let mut out = BatchOutcome::default();
         let mut last = None;
         let now = self.clock.now();
-        for item in items {
+        for bi in items {
+            let (item, ld) = match bi.split() {
+                Ok(x) => x,
+                Err(failed) => {
+                    out.errors.push(failed);
+                    continue;
+                }
+            };
             let new = match self.parse_item(ld, item) {
                 Ok(e) => e,
                 Err(e) => {
@@ -146,15 +176,21 @@ impl Broker {
     pub async fn batch_update(
         &self,
         rc: &RequestContext,
-        ld: &JsonLdContext,
-        items: &[Value],
+        items: &[BatchItem],
         no_overwrite: bool,
     ) -> Result<BatchOutcome> {
         self.check_batch(items)?;
         let mut out = BatchOutcome::default();
         let mut last = None;
         let now = self.clock.now();
-        for item in items {
+        for bi in items {
+            let (item, ld) = match bi.split() {
+                Ok(x) => x,
+                Err(failed) => {
+                    out.errors.push(failed);
+                    continue;
+                }
+            };
             let id = entity_id_of(item);
             let parsed = item
                 .as_object()
@@ -180,13 +216,31 @@ impl Broker {
                     continue;
                 }
             };
+            let types = match item
+                .get("type")
+                .map(|t| parse_types(Some(t), ld))
+                .transpose()
+            {
+                Ok(t) => t.unwrap_or_default(),
+                Err(e) => {
+                    out.errors.push((id, e.into()));
+                    continue;
+                }
+            };
             let res = self.apply_nowait(rc, &id, &mut |cur| {
                 let Some(cur) = cur else {
                     return Err(ModelError::not_found(format!("entity '{id}' not found")));
                 };
                 let mut e = Entity::clone(cur);
                 let o = ops::append(&mut e, attrs.clone(), no_overwrite, now);
-                Ok(o.changed().then_some(Write::Put(e)))
+                let mut changed = o.changed();
+                for t in &types {
+                    if !e.types.contains(t) {
+                        e.types.push(t.clone());
+                        changed = true;
+                    }
+                }
+                Ok(changed.then_some(Write::Put(e)))
             });
             match res {
                 Ok(a) => {
@@ -205,14 +259,20 @@ impl Broker {
     pub async fn batch_merge(
         &self,
         rc: &RequestContext,
-        ld: &JsonLdContext,
-        items: &[Value],
+        items: &[BatchItem],
     ) -> Result<BatchOutcome> {
         self.check_batch(items)?;
         let mut out = BatchOutcome::default();
         let mut last = None;
         let now = self.clock.now();
-        for item in items {
+        for bi in items {
+            let (item, ld) = match bi.split() {
+                Ok(x) => x,
+                Err(failed) => {
+                    out.errors.push(failed);
+                    continue;
+                }
+            };
             let id = entity_id_of(item);
             let parsed = item
                 .as_object()

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use citybrain_model::entity::{
-    parse_attr_value, parse_attributes, parse_entity, parse_entity_id, parse_types, ParseMode,
+    parse_attr_value, parse_attributes, parse_entity, parse_entity_id, parse_scope, parse_types,
+    validate_name, ParseMode,
 };
 use citybrain_model::ops::{self, UpdateOutcome};
 use citybrain_model::uri::is_absolute_uri;
@@ -16,6 +17,13 @@ use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
 use crate::Broker;
 
+/// A parsed attributes body.
+struct Fragment {
+    attrs: Vec<(String, Vec<citybrain_model::Attribute>)>,
+    types: Option<Vec<String>>,
+    scope: Option<Vec<String>>,
+}
+
 /// What a write did: the entity before and after.
 pub(crate) struct Applied {
     pub commit: Commit,
@@ -25,6 +33,20 @@ pub(crate) struct Applied {
 
 fn not_found(id: &str) -> ModelError {
     ModelError::not_found(format!("entity '{id}' not found"))
+}
+
+/// An attribute name in a path: a valid name, and not a member that is not an attribute.
+fn check_attr_name(attr: &str) -> Result<()> {
+    validate_name("attribute", attr)?;
+    if matches!(
+        attr,
+        "id" | "type" | "scope" | "@id" | "@type" | "@context" | "createdAt" | "modifiedAt"
+    ) {
+        return Err(BrokerError::bad_data(format!(
+            "'{attr}' is not an attribute"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_id(id: &str) -> Result<()> {
@@ -206,26 +228,82 @@ impl Broker {
         res.map(|_| ()).ok_or_else(|| not_found(id).into())
     }
 
-    fn parse_plain_attrs(
-        &self,
-        ld: &JsonLdContext,
-        body: &Map<String, Value>,
-    ) -> Result<Vec<(String, Vec<citybrain_model::Attribute>)>> {
-        let parsed = parse_attributes(
-            body,
-            ld,
-            self.clock.now(),
-            ParseMode {
-                nulls_delete: false,
-            },
-        )?;
-        if parsed.is_empty() {
+    /// Reads an attributes body: attributes (null content = delete), and the optional
+    /// `type` (types to add) and `scope` members.
+    fn parse_fragment(&self, ld: &JsonLdContext, body: &Map<String, Value>) -> Result<Fragment> {
+        let now = self.clock.now();
+        let parsed = parse_attributes(body, ld, now, ParseMode { nulls_delete: true })?;
+        let attrs: Vec<_> = parsed
+            .into_iter()
+            .map(|(n, a)| {
+                // A whole-attribute null deletes the default instance.
+                let a = a.unwrap_or_else(|| {
+                    vec![citybrain_model::Attribute::property(Value::Null, now)]
+                });
+                (n, a)
+            })
+            .collect();
+        let types = body
+            .get("type")
+            .map(|t| parse_types(Some(t), ld))
+            .transpose()?;
+        let scope = body.get("scope").map(parse_scope).transpose()?;
+        if attrs.is_empty() && types.is_none() && scope.is_none() {
             return Err(BrokerError::bad_data("the body has no attributes"));
         }
-        Ok(parsed
-            .into_iter()
-            .filter_map(|(n, a)| a.map(|a| (n, a)))
-            .collect())
+        Ok(Fragment {
+            attrs,
+            types,
+            scope,
+        })
+    }
+
+    async fn apply_fragment(
+        &self,
+        rc: &RequestContext,
+        id: &str,
+        f: Fragment,
+        no_overwrite: bool,
+        append: bool,
+    ) -> Result<UpdateOutcome> {
+        let now = self.clock.now();
+        let mut outcome = UpdateOutcome::default();
+        self.apply(rc, id, &mut |cur| {
+            let Some(cur) = cur else {
+                return Err(not_found(id));
+            };
+            let mut e = Entity::clone(cur);
+            outcome = if append {
+                ops::append(&mut e, f.attrs.clone(), no_overwrite, now)
+            } else {
+                ops::update(&mut e, f.attrs.clone(), now)
+            };
+            let mut changed = outcome.changed();
+            for t in f.types.iter().flatten() {
+                if !e.types.contains(t) {
+                    e.types.push(t.clone());
+                    changed = true;
+                }
+            }
+            if let Some(scope) = &f.scope {
+                let merged = match (&e.scope, no_overwrite) {
+                    (Some(old), true) => {
+                        let mut m = old.clone();
+                        m.extend(scope.iter().filter(|s| !old.contains(s)).cloned());
+                        m
+                    }
+                    _ => scope.clone(),
+                };
+                e.scope = Some(merged);
+                changed = true;
+            }
+            if changed {
+                e.modified_at = now;
+            }
+            Ok(changed.then_some(Write::Put(e)))
+        })
+        .await?;
+        Ok(outcome)
     }
 
     /// `POST /entities/{id}/attrs` (append; `noOverwrite` keeps existing attributes).
@@ -239,24 +317,11 @@ impl Broker {
     ) -> Result<UpdateOutcome> {
         check_id(id)?;
         self.check_tenant(rc)?;
-        let attrs = self.parse_plain_attrs(ld, body)?;
-        let now = self.clock.now();
-        let mut outcome = UpdateOutcome::default();
-        let res = self
-            .apply(rc, id, &mut |cur| {
-                let Some(cur) = cur else {
-                    return Err(not_found(id));
-                };
-                let mut e = Entity::clone(cur);
-                outcome = ops::append(&mut e, attrs.clone(), no_overwrite, now);
-                Ok(outcome.changed().then_some(Write::Put(e)))
-            })
-            .await?;
-        let _ = res;
-        Ok(outcome)
+        let f = self.parse_fragment(ld, body)?;
+        self.apply_fragment(rc, id, f, no_overwrite, true).await
     }
 
-    /// `PATCH /entities/{id}/attrs` (update existing attributes only).
+    /// `PATCH /entities/{id}/attrs` (update existing attributes; `type` adds types).
     pub async fn update_attrs(
         &self,
         rc: &RequestContext,
@@ -266,19 +331,8 @@ impl Broker {
     ) -> Result<UpdateOutcome> {
         check_id(id)?;
         self.check_tenant(rc)?;
-        let attrs = self.parse_plain_attrs(ld, body)?;
-        let now = self.clock.now();
-        let mut outcome = UpdateOutcome::default();
-        self.apply(rc, id, &mut |cur| {
-            let Some(cur) = cur else {
-                return Err(not_found(id));
-            };
-            let mut e = Entity::clone(cur);
-            outcome = ops::update(&mut e, attrs.clone(), now);
-            Ok(outcome.changed().then_some(Write::Put(e)))
-        })
-        .await?;
-        Ok(outcome)
+        let f = self.parse_fragment(ld, body)?;
+        self.apply_fragment(rc, id, f, false, false).await
     }
 
     /// `PATCH /entities/{id}/attrs/{attr}` (partial attribute update).
@@ -292,6 +346,7 @@ impl Broker {
     ) -> Result<()> {
         check_id(id)?;
         self.check_tenant(rc)?;
+        check_attr_name(attr)?;
         if body.is_empty() {
             return Err(BrokerError::bad_data("the attribute fragment is empty"));
         }
@@ -320,6 +375,7 @@ impl Broker {
     ) -> Result<()> {
         check_id(id)?;
         self.check_tenant(rc)?;
+        check_attr_name(attr)?;
         let iri = ld.expand(attr);
         let now = self.clock.now();
         let instances = parse_attr_value(
@@ -343,8 +399,12 @@ impl Broker {
                     "attribute '{attr}' not found in entity '{id}'"
                 )));
             }
+            let all_exist = instances.iter().all(|i| {
+                e.attr(&iri)
+                    .is_some_and(|l| l.iter().any(|a| a.dataset_id == i.dataset_id))
+            });
             let out = ops::update(&mut e, vec![(iri.clone(), instances.clone())], now);
-            if !out.changed() {
+            if !all_exist || !out.changed() {
                 return Err(ModelError::not_found(format!(
                     "attribute '{attr}' (with this datasetId) not found in entity '{id}'"
                 )));
@@ -374,6 +434,13 @@ impl Broker {
                 return Err(not_found(id));
             };
             let mut e = Entity::clone(cur);
+            if attr == "scope" {
+                if e.scope.take().is_none() {
+                    return Err(ModelError::not_found(format!("entity '{id}' has no scope")));
+                }
+                e.modified_at = now;
+                return Ok(Some(Write::Put(e)));
+            }
             if !ops::delete_attribute(&mut e, &iri, dataset_id, all, now) {
                 return Err(ModelError::not_found(format!(
                     "attribute '{attr}' not found in entity '{id}'"

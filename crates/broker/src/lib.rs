@@ -18,7 +18,7 @@ use std::time::Duration;
 use citybrain_model::time::Clock;
 use citybrain_store::EntityStore;
 
-pub use batch::{BatchOutcome, UpsertMode};
+pub use batch::{BatchItem, BatchOutcome, UpsertMode};
 pub use contexts::{ContextResolver, ContextSettings};
 pub use error::{BrokerError, Result};
 pub use query::{EntityQuery, QueryPage, QueryParams};

@@ -257,12 +257,25 @@ impl EntityQuery {
                     .map_err(|e| BrokerError::bad_data(format!("invalid 'idPattern': {e}")))
             })
             .transpose()?;
-        let attrs = p
-            .attrs
-            .as_deref()
-            .map(|s| split_list("attrs", s))
-            .transpose()?
-            .map(|v| v.iter().map(|a| ld.expand(a)).collect());
+        let attrs = match p.attrs.as_deref() {
+            None => None,
+            Some(s) => {
+                let mut out = Vec::new();
+                for a in split_list("attrs", s)? {
+                    citybrain_model::entity::validate_name("attribute", &a)?;
+                    let iri = ld.expand(&a);
+                    if iri.starts_with('@')
+                        || matches!(a.as_str(), "scope" | "createdAt" | "modifiedAt")
+                    {
+                        return Err(BrokerError::bad_data(format!(
+                            "'{a}' in 'attrs' is not an attribute"
+                        )));
+                    }
+                    out.push(iri);
+                }
+                Some(out)
+            }
+        };
         let q = match p.q.as_deref() {
             Some(s) => {
                 let mut q = Query::parse(s)?;
@@ -292,16 +305,13 @@ impl EntityQuery {
                 "'limit' 0 is only allowed with count=true",
             ));
         }
-        let unfiltered = ids.is_none()
-            && types.is_none()
-            && id_pattern.is_none()
-            && attrs.is_none()
-            && q.is_none()
-            && geo.is_none()
-            && scope.is_none();
+        // NGSI-LD 1.8: a query needs one of type, attrs, q, geoQ (or scopeQ); ids and an
+        // idPattern alone are not enough.
+        let unfiltered =
+            types.is_none() && attrs.is_none() && q.is_none() && geo.is_none() && scope.is_none();
         if unfiltered && !p.allow_unfiltered {
             return Err(BrokerError::bad_data(
-                "a query needs at least one of type, id, idPattern, attrs, q, geoQ or scopeQ",
+                "a query needs at least one of type, attrs, q, geoQ or scopeQ",
             ));
         }
         Ok(EntityQuery {

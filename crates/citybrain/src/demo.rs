@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use citybrain_broker::{Broker, RequestContext, UpsertMode};
+use citybrain_broker::{BatchItem, Broker, RequestContext, UpsertMode};
 use citybrain_model::JsonLdContext;
 use serde_json::{json, Value};
 
@@ -162,8 +162,15 @@ pub async fn load_once(broker: &Arc<Broker>) -> anyhow::Result<usize> {
     let observed = citybrain_model::time::format_datetime(&broker.clock().now());
     let items = entities(&observed);
     let rc = RequestContext::default();
+    let batch: Vec<BatchItem> = items
+        .iter()
+        .map(|body| BatchItem {
+            body: body.clone(),
+            ld: Ok(JsonLdContext::core()),
+        })
+        .collect();
     let out = broker
-        .batch_upsert(&rc, &JsonLdContext::core(), &items, UpsertMode::Replace)
+        .batch_upsert(&rc, &batch, UpsertMode::Replace)
         .await?;
     if let Some((id, e)) = out.errors.first() {
         anyhow::bail!("demo entity {id} was refused: {}", e.public_detail());

@@ -35,25 +35,68 @@ fn upsert_instance(list: &mut Vec<Attribute>, new: Attribute, now: DateTime<Utc>
 }
 
 /// Append attributes (`POST /entities/{id}/attrs`): new ones are added, existing ones
-/// (same name and datasetId) are replaced unless `no_overwrite`.
+/// (same name and datasetId) are replaced unless `no_overwrite`. A tombstone (null
+/// content) deletes the instance.
 pub fn append(
     e: &mut Entity,
     attrs: Vec<(String, Vec<Attribute>)>,
     no_overwrite: bool,
     now: DateTime<Utc>,
 ) -> UpdateOutcome {
+    apply_instances(e, attrs, now, |_, exists_instance| {
+        if exists_instance && no_overwrite {
+            Err("attribute exists and noOverwrite was requested")
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// Update attributes (`PATCH /entities/{id}/attrs`): only attributes that exist are
+/// touched (an instance with a new datasetId is added to an existing attribute); a
+/// tombstone (null content) deletes the instance.
+pub fn update(
+    e: &mut Entity,
+    attrs: Vec<(String, Vec<Attribute>)>,
+    now: DateTime<Utc>,
+) -> UpdateOutcome {
+    apply_instances(e, attrs, now, |exists_attr, _| {
+        if exists_attr {
+            Ok(())
+        } else {
+            Err("attribute does not exist")
+        }
+    })
+}
+
+/// Applies instances one by one; `allow(attribute exists, instance exists)` decides.
+fn apply_instances(
+    e: &mut Entity,
+    attrs: Vec<(String, Vec<Attribute>)>,
+    now: DateTime<Utc>,
+    allow: impl Fn(bool, bool) -> Result<(), &'static str>,
+) -> UpdateOutcome {
     let mut out = UpdateOutcome::default();
     for (name, instances) in attrs {
         let mut any = false;
         for inst in instances {
-            let exists = e
+            let exists_attr = e.attr(&name).is_some();
+            let exists_instance = e
                 .attr(&name)
                 .is_some_and(|l| l.iter().any(|a| a.dataset_id == inst.dataset_id));
-            if exists && no_overwrite {
-                out.not_updated.push((
-                    name.clone(),
-                    "attribute exists and noOverwrite was requested".into(),
-                ));
+            if let Err(reason) = allow(exists_attr, exists_instance) {
+                out.not_updated.push((name.clone(), reason.into()));
+                continue;
+            }
+            if inst.value.is_null() {
+                if delete_attribute(e, &name, inst.dataset_id.as_deref(), false, now) {
+                    any = true;
+                } else {
+                    out.not_updated.push((
+                        name.clone(),
+                        "attribute (with this datasetId) does not exist".into(),
+                    ));
+                }
                 continue;
             }
             match e.attr_mut(&name) {
@@ -61,40 +104,6 @@ pub fn append(
                 None => e.attrs.push((name.clone(), vec![inst])),
             }
             any = true;
-        }
-        if any {
-            out.updated.push(name);
-        }
-    }
-    if out.changed() {
-        e.modified_at = now;
-    }
-    out
-}
-
-/// Update existing attributes only (`PATCH /entities/{id}/attrs`).
-pub fn update(
-    e: &mut Entity,
-    attrs: Vec<(String, Vec<Attribute>)>,
-    now: DateTime<Utc>,
-) -> UpdateOutcome {
-    let mut out = UpdateOutcome::default();
-    for (name, instances) in attrs {
-        let mut any = false;
-        for inst in instances {
-            let slot = e
-                .attr_mut(&name)
-                .and_then(|l| l.iter_mut().find(|a| a.dataset_id == inst.dataset_id));
-            match slot {
-                Some(slot) => {
-                    *slot = replace_instance(slot, inst, now);
-                    any = true;
-                }
-                None => out.not_updated.push((
-                    name.clone(),
-                    "attribute (with this datasetId) does not exist".into(),
-                )),
-            }
         }
         if any {
             out.updated.push(name);
@@ -193,6 +202,14 @@ pub fn patch_attribute(
         .ok_or_else(|| {
             ModelError::not_found(format!("attribute '{name}' not found in entity '{}'", e.id))
         })?;
+    if let Some(Value::String(t)) = fragment.get("type") {
+        if ctx.expand(t) != ctx.expand(existing.kind.type_name()) {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}' is a {}; a partial update cannot change it to {t}",
+                existing.kind.type_name()
+            )));
+        }
+    }
     let mut frag = fragment.clone();
     let has_content = [
         "value",
@@ -356,10 +373,7 @@ mod tests {
         assert_eq!(out.updated, vec![n("p"), n("m")]);
         assert_eq!(
             out.not_updated,
-            vec![(
-                n("zz"),
-                "attribute (with this datasetId) does not exist".to_string()
-            )]
+            vec![(n("zz"), "attribute does not exist".to_string())]
         );
         assert!(e.attr(&n("zz")).is_none());
         assert_eq!(e.attr(&n("m")).unwrap()[1].value, json!(9));

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use citybrain_broker::{BatchOutcome, EntityQuery, QueryParams, UpsertMode};
+use citybrain_broker::{BatchItem, BatchOutcome, EntityQuery, QueryParams, UpsertMode};
 use citybrain_model::JsonLdContext;
 use serde_json::{json, Value};
 
@@ -13,6 +13,36 @@ use crate::request::{Accept, NgsiRequest};
 use crate::response;
 use crate::routes::ENTITIES;
 use crate::AppState;
+
+/// Splits a batch body into items, each with its own `@context` (JSON-LD bodies carry one
+/// per item; JSON bodies use the `Link` header). Items that break the media-type rules
+/// fail alone.
+async fn batch_items(app: &AppState, req: &NgsiRequest) -> ApiResult<Vec<BatchItem>> {
+    let items = req.array()?;
+    let link = req.context.clone();
+    let mut out = Vec::with_capacity(items.len());
+    for mut body in items {
+        let own = body.as_object_mut().and_then(|m| m.remove("@context"));
+        let source = match (req.is_ld, own) {
+            (true, Some(c)) => Ok(Some(c)),
+            (true, None) => Err("with application/ld+json every entity needs an @context"),
+            (false, Some(_)) => Err("with application/json an entity must not carry an @context"),
+            (false, None) => Ok(link.clone()),
+        };
+        let ld = match source {
+            Ok(src) => match app.broker.contexts.resolve(src.as_ref()).await {
+                Ok(ld) => Ok(ld),
+                Err(e) => Err(citybrain_model::ModelError::new(
+                    e.kind(),
+                    e.public_detail(),
+                )),
+            },
+            Err(why) => Err(citybrain_model::ModelError::bad_data(why)),
+        };
+        out.push(BatchItem { body, ld });
+    }
+    Ok(out)
+}
 
 fn partial(o: &BatchOutcome, ld: &JsonLdContext) -> Response {
     let errors: Vec<Value> = o
@@ -40,7 +70,10 @@ fn all_or_partial(o: &BatchOutcome, ld: &JsonLdContext) -> Response {
 
 pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let o = app.broker.batch_create(&req.rc, &ld, &req.array()?).await?;
+    let o = app
+        .broker
+        .batch_create(&req.rc, &batch_items(&app, &req).await?)
+        .await?;
     if o.errors.is_empty() {
         Ok(response::json(
             StatusCode::CREATED,
@@ -63,7 +96,7 @@ pub async fn upsert(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
     };
     let o = app
         .broker
-        .batch_upsert(&req.rc, &ld, &req.array()?, mode)
+        .batch_upsert(&req.rc, &batch_items(&app, &req).await?, mode)
         .await?;
     if !o.errors.is_empty() {
         return Ok(partial(&o, &ld));
@@ -85,14 +118,21 @@ pub async fn update(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let o = app
         .broker
-        .batch_update(&req.rc, &ld, &req.array()?, req.has_option("noOverwrite"))
+        .batch_update(
+            &req.rc,
+            &batch_items(&app, &req).await?,
+            req.has_option("noOverwrite"),
+        )
         .await?;
     Ok(all_or_partial(&o, &ld))
 }
 
 pub async fn merge(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let o = app.broker.batch_merge(&req.rc, &ld, &req.array()?).await?;
+    let o = app
+        .broker
+        .batch_merge(&req.rc, &batch_items(&app, &req).await?)
+        .await?;
     Ok(all_or_partial(&o, &ld))
 }
 

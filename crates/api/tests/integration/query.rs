@@ -23,7 +23,7 @@ async fn seeded() -> super::harness::App {
 
 fn ids(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect()
@@ -100,14 +100,14 @@ async fn q_type_id_and_geo_filters() {
         .await;
     assert_eq!(ids(&r.body).len(), 3);
     let r = app
-        .get("/ngsi-ld/v1/entities?idPattern=Vehicle:0[12]&limit=100")
+        .get("/ngsi-ld/v1/entities?type=Vehicle&idPattern=Vehicle:0[12]&limit=100")
         .await;
     assert_eq!(
         ids(&r.body),
         ["urn:ngsi-ld:Vehicle:01", "urn:ngsi-ld:Vehicle:02"]
     );
     let r = app
-        .get("/ngsi-ld/v1/entities?id=urn:ngsi-ld:Vehicle:05,urn:ngsi-ld:Bike:1")
+        .get("/ngsi-ld/v1/entities?type=Vehicle,Bike&id=urn:ngsi-ld:Vehicle:05,urn:ngsi-ld:Bike:1")
         .await;
     assert_eq!(ids(&r.body).len(), 2);
     let r = app
