@@ -412,6 +412,7 @@ impl NgsiRequest {
             sys_attrs: opts.contains(&"sysAttrs"),
             projection,
             lang: self.param("lang").map(str::to_string),
+            dataset_ids: list("datasetId")?.map(|d| citybrain_model::render::parse_dataset_ids(&d)),
         })
     }
 }

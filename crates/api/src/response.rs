@@ -96,3 +96,44 @@ pub fn created(location: &str) -> Response {
     }
     resp
 }
+
+/// `Link` headers with `rel="next"` / `rel="prev"` for a page of results; every other
+/// query parameter is kept.
+pub fn page_links(
+    params: &std::collections::HashMap<String, String>,
+    path: &str,
+    offset: usize,
+    limit: usize,
+    has_more: bool,
+) -> Vec<(HeaderName, String)> {
+    let link = |offset: usize, rel: &str| {
+        let mut kept: Vec<(&String, &String)> = params
+            .iter()
+            .filter(|(k, _)| *k != "offset" && *k != "limit")
+            .collect();
+        kept.sort();
+        let mut qs: Vec<String> = kept
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
+            .collect();
+        qs.push(format!("limit={limit}"));
+        qs.push(format!("offset={offset}"));
+        (
+            header::LINK,
+            format!("<{path}?{}>; rel=\"{rel}\"", qs.join("&")),
+        )
+    };
+    let mut out = Vec::new();
+    if has_more {
+        out.push(link(offset + limit, "next"));
+    }
+    if offset > 0 && limit > 0 {
+        out.push(link(offset.saturating_sub(limit), "prev"));
+    }
+    out
+}

@@ -43,6 +43,24 @@ pub struct RenderOptions {
     pub sys_attrs: bool,
     pub projection: Projection,
     pub lang: Option<String>,
+    /// Keep only these attribute instances (`datasetId`; `None` is the default instance).
+    pub dataset_ids: Option<Vec<Option<String>>>,
+}
+
+impl RenderOptions {
+    fn keeps_instance(&self, a: &Attribute) -> bool {
+        self.dataset_ids
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&a.dataset_id))
+    }
+}
+
+/// Parses a `datasetId` list where `@none` names the default instance.
+pub fn parse_dataset_ids(items: &[String]) -> Vec<Option<String>> {
+    items
+        .iter()
+        .map(|d| if d == "@none" { None } else { Some(d.clone()) })
+        .collect()
 }
 
 fn compact_types(types: &[String], ctx: &JsonLdContext) -> Value {
@@ -87,6 +105,17 @@ pub fn render_entity(e: &Entity, ctx: &JsonLdContext, o: &RenderOptions) -> Map<
     }
     for (name, instances) in &e.attrs {
         if !o.projection.keeps(name) {
+            continue;
+        }
+        if o.dataset_ids.is_some() {
+            let kept: Vec<Attribute> = instances
+                .iter()
+                .filter(|a| o.keeps_instance(a))
+                .cloned()
+                .collect();
+            if !kept.is_empty() {
+                out.insert(ctx.compact(name), render_instances(&kept, ctx, o));
+            }
             continue;
         }
         out.insert(ctx.compact(name), render_instances(instances, ctx, o));

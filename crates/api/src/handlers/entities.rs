@@ -70,36 +70,13 @@ pub fn page_response(
             total.to_string(),
         ));
     }
-    let link_page = |offset: usize, rel: &str| {
-        let mut params: Vec<(String, String)> = req
-            .params
-            .iter()
-            .filter(|(k, _)| *k != "offset" && *k != "limit")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        params.sort();
-        params.push(("limit".into(), page.limit.to_string()));
-        params.push(("offset".into(), offset.to_string()));
-        let qs: Vec<String> = params
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
-                )
-            })
-            .collect();
-        (
-            axum::http::header::LINK,
-            format!("<{path}?{}>; rel=\"{rel}\"", qs.join("&")),
-        )
-    };
-    if page.has_more {
-        extra.push(link_page(page.offset + page.limit, "next"));
-    }
-    if page.offset > 0 && page.limit > 0 {
-        extra.push(link_page(page.offset.saturating_sub(page.limit), "prev"));
-    }
+    extra.extend(response::page_links(
+        &req.params,
+        path,
+        page.offset,
+        page.limit,
+        page.has_more,
+    ));
     Ok(response::json(StatusCode::OK, &body, accept, ld, &extra))
 }
 

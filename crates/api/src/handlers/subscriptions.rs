@@ -48,7 +48,10 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
         .skip(offset)
         .take(limit)
         .map(|e| {
-            let (m, sub_ld) = app.broker.subscriptions.render(e);
+            let (m, sub_ld) = app
+                .broker
+                .subscriptions
+                .render(e, req.has_option("sysAttrs"));
             response::with_context(m, accept, &sub_ld)
         })
         .collect();
@@ -59,6 +62,14 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
             all.len().to_string(),
         ));
     }
+    let has_more = offset.saturating_add(limit) < all.len();
+    extra.extend(response::page_links(
+        &req.params,
+        SUBSCRIPTIONS,
+        offset,
+        limit,
+        has_more,
+    ));
     Ok(response::json(
         StatusCode::OK,
         &Value::Array(items),
@@ -74,7 +85,10 @@ pub async fn retrieve(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let accept = req.accept()?;
-    let (m, ld) = app.broker.subscriptions.get(&req.rc, &id)?;
+    let (m, ld) = app
+        .broker
+        .subscriptions
+        .get(&req.rc, &id, req.has_option("sysAttrs"))?;
     Ok(response::json(
         StatusCode::OK,
         &response::with_context(m, accept, &ld),

@@ -69,6 +69,8 @@ impl Dispatcher {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .pool_max_idle_per_host(8)
+            // Receivers (and the ETSI suite's) read header names case-sensitively.
+            .http1_title_case_headers()
             .build()
             .unwrap_or_default();
         Arc::new(Self {
@@ -132,7 +134,7 @@ impl Dispatcher {
             let link = if s.endpoint.accept == "application/ld+json" {
                 None
             } else {
-                Some(super::manager::link_header(&s.ld))
+                Some(super::manager::link_header(&s.notify_ld))
             };
             (
                 s.endpoint.uri.clone(),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use citybrain_model::context::CORE_CONTEXT_URL;
-use citybrain_model::render::{render_entity, Projection, RenderOptions};
+use citybrain_model::render::{render_entity, RenderOptions};
 use citybrain_model::time::{format_datetime, Clock};
 use citybrain_model::uri::is_absolute_uri;
-use citybrain_model::{Entity, ErrorKind, JsonLdContext};
+use citybrain_model::{AttrKind, Attribute, Entity, ErrorKind, JsonLdContext};
 use citybrain_store::{Change, ChangeKind, EntityStore};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Map, Value};
@@ -119,6 +119,13 @@ impl SubscriptionManager {
                 .unwrap_or_else(|| self.clock.now());
             match Compiled::compile(&tenant, &id, body, ctx_src, ld, self.clock.now(), false) {
                 Ok(c) => {
+                    let c = match self.with_notify_context(c.clone()).await {
+                        Ok(c) => c,
+                        Err(error) => {
+                            tracing::warn!(subscription = %id, error = %error.public_detail(), "jsonldContext unavailable; notifications use the subscription's context");
+                            c
+                        }
+                    };
                     let entry = Arc::new(SubEntry {
                         sub: RwLock::new(c),
                         status: Mutex::new(Status::default()),
@@ -178,6 +185,7 @@ impl SubscriptionManager {
         };
         let now = self.clock.now();
         let compiled = Compiled::compile(&rc.tenant, &id, body, ctx_src, ld, now, true)?;
+        let compiled = self.with_notify_context(compiled).await?;
         let key = (rc.tenant.clone(), id.clone());
         let entry = Arc::new(SubEntry {
             sub: RwLock::new(compiled),
@@ -215,11 +223,37 @@ impl SubscriptionManager {
             .ok_or_else(|| BrokerError::not_found(format!("subscription '{id}' not found")))
     }
 
-    /// Renders a subscription with its status.
-    pub fn render(&self, entry: &SubEntry) -> (Map<String, Value>, Arc<JsonLdContext>) {
+    /// Resolves `jsonldContext` (503 when it cannot be loaded).
+    async fn with_notify_context(&self, mut c: Compiled) -> Result<Compiled> {
+        if let Some(url) = c.body.get("jsonldContext").and_then(Value::as_str) {
+            c.notify_ld = self
+                .contexts
+                .resolve(Some(&Value::String(url.to_string())))
+                .await?;
+        }
+        Ok(c)
+    }
+
+    /// Renders a subscription with its status (and `createdAt`/`modifiedAt` with
+    /// `sys_attrs`).
+    pub fn render(
+        &self,
+        entry: &SubEntry,
+        sys_attrs: bool,
+    ) -> (Map<String, Value>, Arc<JsonLdContext>) {
         let s = entry.sub.read();
         let now = self.clock.now();
         let mut out = s.body.clone();
+        if sys_attrs {
+            out.insert(
+                "createdAt".into(),
+                Value::String(format_datetime(&entry.created_at)),
+            );
+            out.insert(
+                "modifiedAt".into(),
+                Value::String(format_datetime(&entry.modified_at.lock())),
+            );
+        }
         let status = if !s.is_active {
             "paused"
         } else if s.expired(now) {
@@ -227,7 +261,6 @@ impl SubscriptionManager {
         } else {
             "active"
         };
-        out.insert("isActive".into(), Value::Bool(s.is_active));
         out.insert("status".into(), Value::String(status.into()));
         let st = entry.status();
         if let Some(Value::Object(n)) = out.get_mut("notification") {
@@ -262,9 +295,10 @@ impl SubscriptionManager {
         &self,
         rc: &RequestContext,
         id: &str,
+        sys_attrs: bool,
     ) -> Result<(Map<String, Value>, Arc<JsonLdContext>)> {
         let e = self.entry(rc, id)?;
-        Ok(self.render(&e))
+        Ok(self.render(&e, sys_attrs))
     }
 
     /// `GET /subscriptions`: the tenant's subscriptions in id order.
@@ -314,6 +348,7 @@ impl SubscriptionManager {
         let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
         let compiled =
             Compiled::compile(&rc.tenant, id, body, ctx_src, ld, self.clock.now(), true)?;
+        let compiled = self.with_notify_context(compiled).await?;
         *entry.sub.write() = compiled;
         *entry.modified_at.lock() = self.clock.now();
         self.persist(&rc.tenant, &entry).await
@@ -420,14 +455,9 @@ impl SubscriptionManager {
             }
             let body = match (&change.after, reason) {
                 (Some(after), r) if r != "entityDeleted" => {
-                    notification(&s, std::slice::from_ref(after), None, r, now)
+                    notification(&s, std::slice::from_ref(after), Some(change), r, now)
                 }
-                _ => {
-                    let Some(before) = &change.before else {
-                        continue;
-                    };
-                    notification(&s, &[], Some(before), reason, now)
-                }
+                _ => notification(&s, &[], Some(change), reason, now),
             };
             drop(s);
             self.dispatcher.enqueue(Job {
@@ -513,46 +543,133 @@ fn trigger(s: &Compiled, change: &Change) -> Option<&'static str> {
     s.selects(after, true).then_some(reason)
 }
 
-/// Builds a notification body.
+/// The member that carries an attribute's previous content (`showChanges`).
+fn previous_key(kind: AttrKind) -> &'static str {
+    match kind {
+        AttrKind::Property | AttrKind::GeoProperty => "previousValue",
+        AttrKind::Relationship => "previousObject",
+        AttrKind::LanguageProperty => "previousLanguageMap",
+        AttrKind::JsonProperty => "previousJson",
+        AttrKind::VocabProperty => "previousVocab",
+        AttrKind::ListProperty => "previousValueList",
+        AttrKind::ListRelationship => "previousObjectList",
+    }
+}
+
+/// A deleted attribute as notified: its null content, and (showChanges) what it was.
+fn tombstone(old: &Attribute, ld: &JsonLdContext, show_changes: bool) -> Value {
+    let null = if old.kind == AttrKind::LanguageProperty {
+        json!({"@none": "urn:ngsi-ld:null"})
+    } else {
+        json!("urn:ngsi-ld:null")
+    };
+    let mut m = Map::new();
+    m.insert("type".into(), json!(old.kind.type_name()));
+    m.insert(old.kind.content_key().into(), null);
+    if show_changes {
+        m.insert(previous_key(old.kind).into(), previous_content(old, ld));
+    }
+    if let Some(d) = &old.dataset_id {
+        m.insert("datasetId".into(), json!(d));
+    }
+    Value::Object(m)
+}
+
+fn previous_content(old: &Attribute, ld: &JsonLdContext) -> Value {
+    let opts = RenderOptions::default();
+    let rendered = citybrain_model::render::render_attribute(old, ld, &opts);
+    rendered
+        .get(old.kind.content_key())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Builds a notification body. `change` gives what the entity was before, for
+/// `showChanges` and for deletions.
 fn notification(
     s: &Compiled,
     entities: &[Arc<Entity>],
-    deleted: Option<&Arc<Entity>>,
+    change: Option<&Change>,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Value {
     let ld_json = s.endpoint.accept == "application/ld+json";
-    let ctx_value = s
-        .context_source
-        .clone()
-        .unwrap_or_else(|| Value::String(CORE_CONTEXT_URL.into()));
+    let ld = &s.notify_ld;
+    let ctx_value = s.notify_context_value();
     let opts = RenderOptions {
         format: s.format,
         sys_attrs: s.sys_attrs,
-        projection: Projection {
-            attrs: s.notify_attrs.clone(),
-            ..Default::default()
-        },
+        projection: s.projection.clone(),
         lang: None,
+        dataset_ids: s.dataset_ids.clone(),
     };
-    let mut data: Vec<Value> = entities
-        .iter()
-        .map(|e| {
-            let mut m = render_entity(e, &s.ld, &opts);
+    let keyvalues = s.format == citybrain_model::render::Format::KeyValues;
+    let mut data: Vec<Value> = Vec::new();
+    for e in entities {
+        let mut m = render_entity(e, ld, &opts);
+        if let (Some(before), false) = (change.and_then(|c| c.before.as_ref()), keyvalues) {
+            for (name, old) in &before.attrs {
+                if !s.projection.keeps(name) {
+                    continue;
+                }
+                let Some(old) = old
+                    .iter()
+                    .find(|a| a.dataset_id.is_none())
+                    .or_else(|| old.first())
+                else {
+                    continue;
+                };
+                let key = ld.compact(name);
+                match e.attr(name) {
+                    None if reason == "attributeDeleted" || s.show_changes => {
+                        m.insert(key, tombstone(old, ld, s.show_changes));
+                    }
+                    Some(new) if s.show_changes && !new.contains(old) => {
+                        if let Some(Value::Object(attr)) = m.get_mut(&key) {
+                            attr.insert(previous_key(old.kind).into(), previous_content(old, ld));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if ld_json {
+            m.insert("@context".into(), ctx_value.clone());
+        }
+        data.push(Value::Object(m));
+    }
+    if reason == "entityDeleted" {
+        if let Some(d) = change.and_then(|c| c.before.as_ref()) {
+            let mut m = Map::new();
+            m.insert("id".into(), json!(d.id));
+            let types: Vec<String> = d.types.iter().map(|t| ld.compact(t)).collect();
+            m.insert(
+                "type".into(),
+                if types.len() == 1 {
+                    json!(types[0])
+                } else {
+                    json!(types)
+                },
+            );
+            if s.show_changes && !keyvalues {
+                for (name, old) in &d.attrs {
+                    if let Some(old) = old.first() {
+                        if s.projection.keeps(name) {
+                            m.insert(ld.compact(name), tombstone(old, ld, true));
+                        }
+                    }
+                }
+            }
+            if s.sys_attrs {
+                m.insert("createdAt".into(), json!(format_datetime(&d.created_at)));
+                m.insert("modifiedAt".into(), json!(format_datetime(&d.modified_at)));
+            }
+            m.insert("deletedAt".into(), json!(format_datetime(&now)));
             if ld_json {
                 m.insert("@context".into(), ctx_value.clone());
             }
-            Value::Object(m)
-        })
-        .collect();
-    if let Some(d) = deleted {
-        let types: Vec<String> = d.types.iter().map(|t| s.ld.compact(t)).collect();
-        let ty = if types.len() == 1 {
-            json!(types[0])
-        } else {
-            json!(types)
-        };
-        data.push(json!({"id": d.id, "type": ty, "deletedAt": format_datetime(&now)}));
+            data.push(Value::Object(m));
+        }
     }
     let mut n = json!({
         "id": format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use citybrain_model::geojson::GeoQuery;
 use citybrain_model::q::Query;
-use citybrain_model::render::Format;
+use citybrain_model::render::{Format, Projection};
 use citybrain_model::time::parse_datetime_field;
 use citybrain_model::uri::is_absolute_uri;
 use citybrain_model::{Entity, JsonLdContext};
@@ -101,7 +101,13 @@ pub struct Compiled {
     pub throttling: Option<f64>,
     pub expires_at: Option<DateTime<Utc>>,
     pub is_active: bool,
-    pub notify_attrs: Option<HashSet<String>>,
+    /// Which members notifications carry (`attributes`, `pick`, `omit`).
+    pub projection: Projection,
+    /// Only these attribute instances are notified (`datasetId`).
+    pub dataset_ids: Option<Vec<Option<String>>>,
+    pub show_changes: bool,
+    /// The context notifications are compacted with (`jsonldContext`, or the subscription's).
+    pub notify_ld: Arc<JsonLdContext>,
     pub format: Format,
     pub sys_attrs: bool,
     pub endpoint: Endpoint,
@@ -276,11 +282,69 @@ impl Compiled {
             .get("notification")
             .and_then(Value::as_object)
             .ok_or_else(|| BrokerError::bad_data("'notification' is missing or not an object"))?;
-        let notify_attrs = n
+        let notify_attrs: Option<Vec<String>> = n
             .get("attributes")
             .map(|v| string_list("notification.attributes", v))
+            .transpose()?;
+        let pick = n
+            .get("pick")
+            .map(|v| string_list("notification.pick", v))
+            .transpose()?;
+        let omit = n
+            .get("omit")
+            .map(|v| string_list("notification.omit", v))
+            .transpose()?;
+        if notify_attrs.is_some() && (pick.is_some() || omit.is_some()) {
+            return Err(BrokerError::bad_data(
+                "'notification.attributes' cannot be combined with 'pick' or 'omit'",
+            ));
+        }
+        if let (Some(p), Some(o)) = (&pick, &omit) {
+            if let Some(both) = p.iter().find(|m| o.contains(m)) {
+                return Err(BrokerError::bad_data(format!(
+                    "'{both}' is both picked and omitted"
+                )));
+            }
+        }
+        let mut projection = Projection::default();
+        if let Some(p) = &pick {
+            projection.omit_id = !p.iter().any(|m| m == "id");
+            projection.omit_type = !p.iter().any(|m| m == "type");
+            projection.attrs = Some(
+                p.iter()
+                    .filter(|m| *m != "id" && *m != "type")
+                    .map(|a| ld.expand(a))
+                    .collect(),
+            );
+        }
+        if let Some(o) = &omit {
+            projection.omit_id = o.iter().any(|m| m == "id");
+            projection.omit_type = o.iter().any(|m| m == "type");
+            projection.omit = o
+                .iter()
+                .filter(|m| *m != "id" && *m != "type")
+                .map(|a| ld.expand(a))
+                .collect();
+        }
+        if let Some(a) = &notify_attrs {
+            projection.attrs = Some(a.iter().map(|a| ld.expand(a)).collect());
+        }
+        let dataset_ids = body
+            .get("datasetId")
+            .map(|v| string_list("datasetId", v))
             .transpose()?
-            .map(|v| v.iter().map(|a| ld.expand(a)).collect());
+            .map(|v| citybrain_model::render::parse_dataset_ids(&v));
+        let show_changes = n
+            .get("showChanges")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if let Some(j) = body.get("jsonldContext") {
+            if !j.as_str().is_some_and(is_absolute_uri) {
+                return Err(BrokerError::bad_data(format!(
+                    "'jsonldContext' must be a URI, got {j}"
+                )));
+            }
+        }
         let format = match n.get("format").and_then(Value::as_str) {
             None | Some("normalized") => Format::Normalized,
             Some("keyValues") | Some("simplified") => Format::KeyValues,
@@ -340,7 +404,9 @@ impl Compiled {
                 receiver_info.push((k.to_string(), v.to_string()));
             }
         }
+        let notify_ld = ld.clone();
         Ok(Compiled {
+            notify_ld,
             tenant: tenant.to_string(),
             id: id.to_string(),
             body,
@@ -355,7 +421,9 @@ impl Compiled {
             throttling,
             expires_at,
             is_active,
-            notify_attrs,
+            projection,
+            dataset_ids,
+            show_changes,
             format,
             sys_attrs,
             endpoint: Endpoint {
@@ -380,6 +448,16 @@ impl Compiled {
             }
         }
         true
+    }
+
+    /// The `@context` value notifications carry (`jsonldContext` or the subscription's).
+    pub fn notify_context_value(&self) -> Value {
+        match self.body.get("jsonldContext") {
+            Some(j) => j.clone(),
+            None => self.context_source.clone().unwrap_or_else(|| {
+                Value::String(citybrain_model::context::CORE_CONTEXT_URL.into())
+            }),
+        }
     }
 
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
