@@ -193,6 +193,15 @@ impl FromRequest<AppState> for NgsiRequest {
             ..Default::default()
         };
         let params = parse_query(parts.uri.query())?;
+        if let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() {
+            if let Some(allowed) = crate::routes::allowed_params(&parts.method, route.as_str()) {
+                if let Some(bad) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+                    return Err(ApiError::invalid(format!(
+                        "unknown query parameter '{bad}'"
+                    )));
+                }
+            }
+        }
         let accept = parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
         let link = parse_link(headers)?;
         let has_body = matches!(parts.method, Method::POST | Method::PATCH | Method::PUT);

@@ -21,3 +21,85 @@ pub const CONTEXTS: &str = "/ngsi-ld/v1/jsonldContexts";
 pub const CONTEXT: &str = "/ngsi-ld/v1/jsonldContexts/{contextId}";
 pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";
+
+/// Query parameters each operation accepts; anything else is a 400 InvalidRequest, as
+/// NGSI-LD requires. `None`: the route takes whatever it likes (health, metrics).
+pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'static [&'static str]> {
+    use axum::http::Method;
+    const QUERY: &[&str] = &[
+        "id",
+        "type",
+        "idPattern",
+        "attrs",
+        "pick",
+        "omit",
+        "q",
+        "csf",
+        "georel",
+        "geometry",
+        "coordinates",
+        "geoproperty",
+        "geometryProperty",
+        "lang",
+        "scopeQ",
+        "limit",
+        "offset",
+        "count",
+        "options",
+        "format",
+        "local",
+        "datasetId",
+        "join",
+        "joinLevel",
+        "containedBy",
+        "entityMap",
+        "expandValues",
+    ];
+    const RETRIEVE: &[&str] = &[
+        "type",
+        "attrs",
+        "pick",
+        "omit",
+        "geometryProperty",
+        "lang",
+        "options",
+        "format",
+        "local",
+        "datasetId",
+        "join",
+        "joinLevel",
+        "containedBy",
+        "entityMap",
+        "expandValues",
+    ];
+    const WRITE: &[&str] = &["options", "local", "format", "lang", "type"];
+    const ATTR: &[&str] = &["datasetId", "deleteAll", "lang", "options", "local"];
+    const BATCH_QUERY_PARAMS: &[&str] = &[
+        "limit",
+        "offset",
+        "count",
+        "options",
+        "format",
+        "lang",
+        "local",
+        "geometryProperty",
+    ];
+    const SUB_LIST: &[&str] = &["limit", "offset", "count", "options", "format", "local"];
+    const SUB_ONE: &[&str] = &["options", "format", "local"];
+    const DISCOVERY: &[&str] = &["details", "options", "local", "format"];
+    const CONTEXT_PARAMS: &[&str] = &["details", "kind", "reload"];
+    Some(match (method, route) {
+        (&Method::GET, ENTITIES) => QUERY,
+        (_, ENTITIES) => WRITE,
+        (&Method::GET, ENTITY) => RETRIEVE,
+        (_, ENTITY) | (_, ENTITY_ATTRS) => WRITE,
+        (_, ENTITY_ATTR) => ATTR,
+        (_, BATCH_QUERY) => BATCH_QUERY_PARAMS,
+        (_, BATCH_CREATE | BATCH_UPSERT | BATCH_UPDATE | BATCH_DELETE | BATCH_MERGE) => WRITE,
+        (&Method::GET, SUBSCRIPTIONS) => SUB_LIST,
+        (_, SUBSCRIPTIONS) | (_, SUBSCRIPTION) => SUB_ONE,
+        (_, TYPES | TYPE | ATTRIBUTES | ATTRIBUTE) => DISCOVERY,
+        (_, CONTEXTS | CONTEXT) => CONTEXT_PARAMS,
+        _ => return None,
+    })
+}

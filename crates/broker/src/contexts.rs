@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use citybrain_model::context::{remote_urls, ContextBuilder, CORE_CONTEXT_URL};
+use citybrain_model::context::{
+    is_core_context_url, remote_urls, ContextBuilder, CORE_CONTEXT_URL,
+};
 use citybrain_model::time::{format_datetime, Clock};
 use citybrain_model::{ErrorKind, JsonLdContext};
 use citybrain_store::EntityStore;
@@ -235,10 +237,10 @@ impl ContextResolver {
         Ok(())
     }
 
-    /// `POST /jsonldContexts`: hosts a context; returns its URL.
+    /// `POST /jsonldContexts`: hosts a context; returns its local id.
     pub async fn add_hosted(&self, body: Value) -> Result<String> {
         let Some(inner) = body.get("@context") else {
-            return Err(BrokerError::bad_data(
+            return Err(BrokerError::invalid(
                 "the body must be a JSON object with an '@context' member",
             ));
         };
@@ -247,8 +249,13 @@ impl ContextResolver {
                 "'@context' must be an object, an array or a URL",
             ));
         }
-        // Validate that it builds (nested URLs resolved as usual).
-        self.resolve(Some(inner)).await?;
+        // Check its structure; URLs inside are fetched when the context is first used, so
+        // hosting works without access to them.
+        ContextBuilder::with_core().apply(
+            inner,
+            &|_| Some(Arc::new(json!({"@context": {}}))),
+            0,
+        )?;
         let id = uuid::Uuid::new_v4().to_string();
         let url = self.hosted_url(&id);
         let now = self.clock.now();
@@ -261,9 +268,10 @@ impl ContextResolver {
             last_used: now,
             hits: 0,
         };
+        let id = stored.id.clone();
         self.persist(&stored).await?;
-        self.by_url.write().insert(url.clone(), stored);
-        Ok(url)
+        self.by_url.write().insert(url, stored);
+        Ok(id)
     }
 
     /// `GET /jsonldContexts`: URLs, or details.
@@ -304,9 +312,23 @@ impl ContextResolver {
         Ok(out)
     }
 
+    /// `GET /jsonldContexts/{id}?details=true`: what is known of a context.
+    pub fn details(&self, id: &str) -> Result<Value> {
+        if id == "core" || is_core_context_url(id) {
+            return Ok(json!({"URL": CORE_CONTEXT_URL, "localId": "core", "kind": "Cached"}));
+        }
+        let c = self
+            .find(id)
+            .ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))?;
+        Ok(
+            json!({"URL": c.url, "localId": c.id, "kind": c.kind.as_str(), "createdAt": format_datetime(&c.created),
+                  "lastUsage": format_datetime(&c.last_used), "numberOfHits": c.hits}),
+        )
+    }
+
     /// `GET /jsonldContexts/{id}`: the document (by local id or URL).
     pub fn get(&self, id: &str) -> Result<Value> {
-        if id == "core" || id == CORE_CONTEXT_URL {
+        if id == "core" || is_core_context_url(id) {
             return Ok(citybrain_model::context::core_context_document().clone());
         }
         self.find(id)
@@ -323,12 +345,19 @@ impl ContextResolver {
 
     /// `DELETE /jsonldContexts/{id}` (with `reload=true`, a cached context is fetched anew).
     pub async fn delete(&self, id: &str, reload: bool) -> Result<()> {
-        if id == "core" || id == CORE_CONTEXT_URL {
+        if id == "core" || is_core_context_url(id) {
             return Err(BrokerError::bad_data("the core @context cannot be deleted"));
         }
-        let c = self
-            .find(id)
-            .ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))?;
+        let c = match self.find(id) {
+            Some(c) => c,
+            // Reloading something unknown is a malformed request, not a missing resource.
+            None if reload => {
+                return Err(BrokerError::bad_data(format!(
+                    "@context '{id}' is not a cached context"
+                )))
+            }
+            None => return Err(BrokerError::not_found(format!("@context '{id}' not found"))),
+        };
         if reload {
             if c.kind == ContextKind::Hosted {
                 return Err(BrokerError::bad_data(

@@ -29,8 +29,20 @@ pub const MAX_CONTEXT_DEPTH: usize = 8;
 
 /// True for every URL that names some version of the core context.
 pub fn is_core_context_url(url: &str) -> bool {
-    url.starts_with("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context")
-        || url.starts_with("http://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context")
+    let Some(rest) = url
+        .strip_prefix("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context")
+        .or_else(|| url.strip_prefix("http://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context"))
+    else {
+        return false;
+    };
+    // `.jsonld` or `-v1.N.jsonld` (N = digits and dots): the published versions only.
+    match rest.strip_suffix(".jsonld") {
+        Some("") => true,
+        Some(v) => v
+            .strip_prefix("-v1.")
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.')),
+        None => false,
+    }
 }
 
 /// The core context document, parsed once.
@@ -412,6 +424,15 @@ mod tests {
         );
         assert_eq!(core.expand("http://example.org/x"), "http://example.org/x");
         assert!(core.is_core_only());
+        assert!(is_core_context_url(
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld"
+        ));
+        assert!(is_core_context_url(
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+        ));
+        assert!(!is_core_context_url(
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-non-existing.jsonld"
+        ));
     }
 
     #[test]

@@ -8,10 +8,21 @@ use serde_json::Value;
 use crate::problem::{ApiError, ApiResult};
 use crate::request::NgsiRequest;
 use crate::response;
+use crate::routes::CONTEXTS;
 use crate::AppState;
 
+fn bool_param(req: &NgsiRequest, k: &str) -> ApiResult<bool> {
+    match req.param(k) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_data(format!(
+            "'{k}' must be true or false, got '{other}'"
+        ))),
+    }
+}
+
 pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
-    let details = req.param("details") == Some("true");
+    let details = bool_param(&req, "details")?;
     let items = app.broker.contexts.list(details, req.param("kind"))?;
     Ok(plain_json(StatusCode::OK, &Value::Array(items)))
 }
@@ -21,18 +32,21 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
 pub async fn create(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
     let doc: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
-    let url = app.broker.contexts.add_hosted(doc).await?;
-    Ok(response::created(&url))
+    let id = app.broker.contexts.add_hosted(doc).await?;
+    Ok(response::created(&format!("{CONTEXTS}/{id}")))
 }
 
-pub async fn retrieve(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let doc = app.broker.contexts.get(&id)?;
-    let mut resp = plain_json(StatusCode::OK, &doc);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/ld+json"),
-    );
-    Ok(resp)
+pub async fn retrieve(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    req: NgsiRequest,
+) -> ApiResult<Response> {
+    let doc = if bool_param(&req, "details")? {
+        app.broker.contexts.details(&id)?
+    } else {
+        app.broker.contexts.get(&id)?
+    };
+    Ok(plain_json(StatusCode::OK, &doc))
 }
 
 pub async fn delete(
@@ -42,7 +56,7 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     app.broker
         .contexts
-        .delete(&id, req.param("reload") == Some("true"))
+        .delete(&id, bool_param(&req, "reload")?)
         .await?;
     Ok(response::no_content())
 }

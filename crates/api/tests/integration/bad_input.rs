@@ -39,6 +39,7 @@ async fn malformed_requests_get_problem_details_not_5xx() {
         ("POST", "/ngsi-ld/v1/entityOperations/create", vec![], Some("[]".into()), 400, "BadRequestData"),
         ("POST", "/ngsi-ld/v1/subscriptions", vec![], Some(r#"{"type":"Subscription"}"#.into()), 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/nothing-here", vec![], None, 404, "ResourceNotFound"),
+        ("GET", "/ngsi-ld/v1/entities?type=T&bogus=1", vec![], None, 400, "InvalidRequest"),
         ("DELETE", "/ngsi-ld/v1/entities", vec![], None, 405, "OperationNotSupported"),
     ];
     for (method, uri, headers, body, status, ty) in cases {

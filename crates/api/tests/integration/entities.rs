@@ -176,7 +176,7 @@ async fn user_contexts_expand_and_compact() {
     // Host a context here, then use it by URL in the Link header.
     let r = app.post("/ngsi-ld/v1/jsonldContexts", &json!({"@context": {"ex": "http://example.org/", "Car": "ex:Car", "speed": "ex:speed"}})).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let url = r.header("location").unwrap().to_string();
+    let url = format!("http://127.0.0.1:1026{}", r.header("location").unwrap());
     let link = format!(
         "<{url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
     );
