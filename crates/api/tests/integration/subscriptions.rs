@@ -229,3 +229,37 @@ async fn entity_deletion_and_created_triggers() {
     );
     assert!(n["data"][0]["deletedAt"].is_string());
 }
+
+#[tokio::test]
+async fn show_changes_and_deleted_attributes() {
+    let app = app().await;
+    let (uri, mut rx) = receiver(Duration::ZERO).await;
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Vehicle"}],
+                     "notificationTrigger": ["attributeUpdated", "attributeDeleted"],
+                     "notification": {"showChanges": true, "endpoint": {"uri": uri}}});
+    assert_eq!(
+        app.post("/ngsi-ld/v1/subscriptions", &sub).await.status,
+        201
+    );
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:c", 10.0, 0.0, 0.0),
+    )
+    .await;
+    app.patch(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:c/attrs",
+        &json!({"speed": {"type": "Property", "value": 20}}),
+    )
+    .await;
+    let (_, n) = next(&mut rx, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(n["data"][0]["speed"]["value"], 20);
+    assert_eq!(n["data"][0]["speed"]["previousValue"], 10.0);
+    app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:c/attrs/brand")
+        .await;
+    let (_, n) = next(&mut rx, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(n["triggerReason"], "attributeDeleted");
+    assert_eq!(
+        n["data"][0]["brand"],
+        json!({"type": "Property", "value": "urn:ngsi-ld:null", "previousValue": "Mercedes"})
+    );
+}
