@@ -329,6 +329,34 @@ impl NgsiRequest {
         self.options().contains(&opt)
     }
 
+    /// `join` and `joinLevel`.
+    pub fn join(&self) -> ApiResult<(crate::response::Join, usize)> {
+        use crate::response::Join;
+        let join = match self.param("join") {
+            None | Some("@none") => Join::None,
+            Some("inline") => Join::Inline,
+            Some("flat") => Join::Flat,
+            Some(other) => {
+                return Err(ApiError::bad_data(format!(
+                    "unknown join '{other}' (inline, flat, @none)"
+                )))
+            }
+        };
+        let level = match self.param("joinLevel") {
+            None => 1,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=16).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad_data(format!(
+                        "'joinLevel' must be an integer from 1 to 16, got '{l}'"
+                    ))
+                })?,
+        };
+        Ok((join, level))
+    }
+
     /// Rendering options from `options`, `format`, `attrs`/`pick`/`omit`, `lang`.
     pub fn render_options(&self, ld: &JsonLdContext) -> ApiResult<RenderOptions> {
         let opts = self.options();
@@ -345,7 +373,7 @@ impl NgsiRequest {
                     | "update"
                     | ""
             ) {
-                return Err(ApiError::bad_data(format!("unknown option '{o}'")));
+                return Err(ApiError::invalid(format!("unknown option '{o}'")));
             }
         }
         let mut format = if opts.iter().any(|o| *o == "keyValues" || *o == "simplified") {
@@ -360,7 +388,7 @@ impl NgsiRequest {
                 "keyValues" | "simplified" => Format::KeyValues,
                 "concise" => Format::Concise,
                 "normalized" => Format::Normalized,
-                other => return Err(ApiError::bad_data(format!("unknown format '{other}'"))),
+                other => return Err(ApiError::invalid(format!("unknown format '{other}'"))),
             };
         }
         let mut projection = Projection::default();

@@ -63,7 +63,13 @@ pub fn entity(
     geometry: &str,
 ) -> Value {
     match accept {
-        Accept::GeoJson => render_feature(e, ld, opts, geometry),
+        Accept::GeoJson => {
+            let mut f = render_feature(e, ld, opts, geometry);
+            if let Value::Object(m) = &mut f {
+                m.insert("@context".into(), context_value(ld));
+            }
+            f
+        }
         _ => with_context(render_entity(e, ld, opts), accept, ld),
     }
 }
@@ -77,10 +83,15 @@ pub fn entities<'a>(
     geometry: &str,
 ) -> Value {
     let items: Vec<Value> = list
-        .map(|e| entity(e, ld, accept, opts, geometry))
+        .map(|e| match accept {
+            Accept::GeoJson => render_feature(e, ld, opts, geometry),
+            _ => entity(e, ld, accept, opts, geometry),
+        })
         .collect();
     match accept {
-        Accept::GeoJson => json!({"type": "FeatureCollection", "features": items}),
+        Accept::GeoJson => {
+            json!({"type": "FeatureCollection", "features": items, "@context": context_value(ld)})
+        }
         _ => Value::Array(items),
     }
 }
@@ -136,4 +147,118 @@ pub fn page_links(
         out.push(link(offset.saturating_sub(limit), "prev"));
     }
     out
+}
+
+/// How linked entities are returned (`join`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    None,
+    /// Each Relationship carries its target under `entity` (keyValues: replaces the id).
+    Inline,
+    /// Targets are appended to the result list.
+    Flat,
+}
+
+/// Renders entities following their Relationships `level` deep. `lookup` fetches a
+/// target entity (same tenant).
+pub fn render_joined(
+    roots: &[&Entity],
+    lookup: &dyn Fn(&str) -> Option<std::sync::Arc<Entity>>,
+    ld: &JsonLdContext,
+    accept: Accept,
+    opts: &RenderOptions,
+    join: Join,
+    level: usize,
+) -> Vec<Value> {
+    match join {
+        Join::None => roots
+            .iter()
+            .map(|e| with_context(render_entity(e, ld, opts), accept, ld))
+            .collect(),
+        Join::Inline => roots
+            .iter()
+            .map(|e| with_context(inline(e, lookup, ld, opts, level), accept, ld))
+            .collect(),
+        Join::Flat => {
+            let mut seen: std::collections::HashSet<String> =
+                roots.iter().map(|e| e.id.clone()).collect();
+            let mut out: Vec<Value> = roots
+                .iter()
+                .map(|e| with_context(render_entity(e, ld, opts), accept, ld))
+                .collect();
+            let mut frontier: Vec<String> = roots
+                .iter()
+                .flat_map(|e| relationship_targets(e, opts))
+                .collect();
+            for _ in 0..level {
+                let mut next = Vec::new();
+                for id in frontier {
+                    if seen.insert(id.clone()) {
+                        if let Some(t) = lookup(&id) {
+                            out.push(with_context(render_entity(&t, ld, opts), accept, ld));
+                            next.extend(relationship_targets(&t, opts));
+                        }
+                    }
+                }
+                frontier = next;
+            }
+            out
+        }
+    }
+}
+
+/// The ids a (projected) entity's Relationships point to.
+fn relationship_targets(e: &Entity, opts: &RenderOptions) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, instances) in &e.attrs {
+        if !opts.projection.keeps(name) {
+            continue;
+        }
+        for a in instances {
+            if a.kind == citybrain_model::AttrKind::Relationship {
+                match &a.value {
+                    Value::String(s) => out.push(s.clone()),
+                    Value::Array(v) => {
+                        out.extend(v.iter().filter_map(Value::as_str).map(str::to_string))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+fn inline(
+    e: &Entity,
+    lookup: &dyn Fn(&str) -> Option<std::sync::Arc<Entity>>,
+    ld: &JsonLdContext,
+    opts: &RenderOptions,
+    level: usize,
+) -> Map<String, Value> {
+    let mut m = render_entity(e, ld, opts);
+    if level == 0 {
+        return m;
+    }
+    for (name, instances) in &e.attrs {
+        if !opts.projection.keeps(name) {
+            continue;
+        }
+        let Some(a) = instances.first() else { continue };
+        let (citybrain_model::AttrKind::Relationship, Value::String(target)) = (a.kind, &a.value)
+        else {
+            continue;
+        };
+        let Some(t) = lookup(target) else { continue };
+        let rendered = Value::Object(inline(&t, lookup, ld, opts, level - 1));
+        let key = ld.compact(name);
+        match m.get_mut(&key) {
+            Some(Value::Object(attr)) => {
+                attr.insert("entity".into(), rendered);
+            }
+            Some(slot) => *slot = rendered,
+            None => {}
+        }
+    }
+    m
 }

@@ -227,6 +227,13 @@ impl Broker {
                     continue;
                 }
             };
+            if attrs.is_empty() && types.is_empty() {
+                out.errors.push((
+                    id,
+                    BrokerError::bad_data("the entity has no attributes to update"),
+                ));
+                continue;
+            }
             let res = self.apply_nowait(rc, &id, &mut |cur| {
                 let Some(cur) = cur else {
                     return Err(ModelError::not_found(format!("entity '{id}' not found")));

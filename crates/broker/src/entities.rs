@@ -285,7 +285,11 @@ impl Broker {
                     changed = true;
                 }
             }
-            if let Some(scope) = &f.scope {
+            if f.scope.is_some() && !append && e.scope.is_none() {
+                outcome
+                    .not_updated
+                    .push(("scope".into(), "the entity has no scope to update".into()));
+            } else if let Some(scope) = &f.scope {
                 let merged = match (&e.scope, no_overwrite) {
                     (Some(old), true) => {
                         let mut m = old.clone();

@@ -210,23 +210,28 @@ pub fn geo_query(
     }
 }
 
-/// Matches `scopeQ` patterns: `/a/b` exact, `/a/#` the subtree, `/a/+/c` one level.
+/// Matches `scopeQ`: `/a/b` exact, `/a/#` the subtree, `/a/+/c` one level; `,` or `|`
+/// for any of several, `;` for all of several.
 pub fn scope_matches(pattern: &str, scopes: &[String]) -> bool {
-    pattern.split(['|', ',']).any(|p| {
-        scopes.iter().any(|s| {
-            let pp: Vec<&str> = p.trim_start_matches('/').split('/').collect();
-            let ss: Vec<&str> = s.trim_start_matches('/').split('/').collect();
-            let mut i = 0;
-            for part in &pp {
-                match *part {
-                    "#" => return true,
-                    "+" if i < ss.len() => i += 1,
-                    x if i < ss.len() && ss[i] == x => i += 1,
-                    _ => return false,
-                }
+    pattern
+        .split(['|', ','])
+        .any(|alt| alt.split(';').all(|p| scope_term_matches(p, scopes)))
+}
+
+fn scope_term_matches(p: &str, scopes: &[String]) -> bool {
+    let pp: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+    scopes.iter().any(|s| {
+        let ss: Vec<&str> = s.trim_start_matches('/').split('/').collect();
+        let mut i = 0;
+        for part in &pp {
+            match *part {
+                "#" => return true,
+                "+" if i < ss.len() => i += 1,
+                x if i < ss.len() && ss[i] == x => i += 1,
+                _ => return false,
             }
-            i == ss.len()
-        })
+        }
+        i == ss.len()
     })
 }
 
@@ -253,6 +258,11 @@ impl EntityQuery {
             .id_pattern
             .as_deref()
             .map(|s| {
+                if s.contains("**") {
+                    return Err(BrokerError::bad_data(format!(
+                        "invalid 'idPattern' '{s}': a quantifier cannot follow '*'"
+                    )));
+                }
                 Regex::new(s)
                     .map_err(|e| BrokerError::bad_data(format!("invalid 'idPattern': {e}")))
             })
@@ -453,5 +463,9 @@ mod tests {
         assert!(scope_matches("/Madrid/Gardens/ParqueNorte", &s));
         assert!(!scope_matches("/Madrid/Gardens", &s));
         assert!(!scope_matches("/Porto/#", &s));
+        let two = vec!["/a/b".to_string(), "/c".to_string()];
+        assert!(scope_matches("/a/b;/c", &two));
+        assert!(!scope_matches("/a/b;/d", &two));
+        assert!(scope_matches("/a/b;/d|/c", &two));
     }
 }

@@ -382,7 +382,7 @@ fn is_null_marker(v: &Value) -> bool {
 /// The NGSI-LD null for an attribute's content (a LanguageProperty's is
 /// `{"@none": "urn:ngsi-ld:null"}`).
 fn is_null_content(kind: AttrKind, v: &Value) -> bool {
-    is_null_marker(v)
+    v.as_str() == Some("urn:ngsi-ld:null")
         || (kind == AttrKind::LanguageProperty
             && v.as_object()
                 .is_some_and(|m| m.len() == 1 && m.get("@none").is_some_and(is_null_marker)))
@@ -526,6 +526,11 @@ fn parse_one(
             return Err(ModelError::bad_data(format!(
                 "attribute '{name}': '{key}' must not be null"
             )));
+        }
+        Some(Value::Null) => {
+            return Err(ModelError::bad_data(format!(
+                "attribute '{name}': '{key}' must not be JSON null (\"urn:ngsi-ld:null\" deletes)"
+            )))
         }
         Some(v) => v,
         None => {

@@ -222,5 +222,5 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
         app.broker.limits.max_limit,
     )?;
     let page = app.broker.query_entities(&req.rc, &q)?;
-    page_response(&req, &ld, &page, ENTITIES)
+    page_response(&app, &req, &ld, &page, ENTITIES)
 }

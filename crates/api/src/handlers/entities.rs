@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::problem::{ApiError, ApiResult};
 use crate::request::{Accept, NgsiRequest};
-use crate::response;
+use crate::response::{self, Join};
 use crate::routes::ENTITIES;
 use crate::AppState;
 
@@ -48,6 +48,7 @@ pub fn query_params(req: &NgsiRequest) -> ApiResult<QueryParams> {
 
 /// Encodes one page of entities with `NGSILD-Results-Count` and `Link: rel="next"`.
 pub fn page_response(
+    app: &AppState,
     req: &NgsiRequest,
     ld: &JsonLdContext,
     page: &QueryPage,
@@ -56,13 +57,23 @@ pub fn page_response(
     let accept = req.accept()?;
     let opts = req.render_options(ld)?;
     let geometry = ld.expand(req.param("geometryProperty").unwrap_or("location"));
-    let body = response::entities(
-        page.entities.iter().map(|e| e.as_ref()),
-        ld,
-        accept,
-        &opts,
-        &geometry,
-    );
+    let (join, level) = req.join()?;
+    let body = if join == Join::None || accept == Accept::GeoJson {
+        response::entities(
+            page.entities.iter().map(|e| e.as_ref()),
+            ld,
+            accept,
+            &opts,
+            &geometry,
+        )
+    } else {
+        let roots: Vec<&citybrain_model::Entity> =
+            page.entities.iter().map(|e| e.as_ref()).collect();
+        let lookup = |target: &str| app.broker.retrieve_entity(&req.rc, target).ok();
+        Value::Array(response::render_joined(
+            &roots, &lookup, ld, accept, &opts, join, level,
+        ))
+    };
     let mut extra = Vec::new();
     if let Some(total) = page.total {
         extra.push((
@@ -91,7 +102,7 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
         app.broker.limits.max_limit,
     )?;
     let page = app.broker.query_entities(&req.rc, &q)?;
-    page_response(&req, &ld, &page, ENTITIES)
+    page_response(&app, &req, &ld, &page, ENTITIES)
 }
 
 pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
@@ -109,9 +120,27 @@ pub async fn retrieve(
     let accept = req.accept()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let opts = req.render_options(&ld)?;
+    let (join, level) = req.join()?;
     let e = app.broker.retrieve_entity(&req.rc, &id)?;
+    let projected = opts.projection.attrs.is_some() || !opts.projection.omit.is_empty();
+    if projected && !e.attrs.iter().any(|(n, _)| opts.projection.keeps(n)) {
+        return Err(ApiError::new(
+            citybrain_model::ErrorKind::ResourceNotFound,
+            format!("entity '{id}' has none of the requested attributes"),
+        ));
+    }
     let geometry = ld.expand(req.param("geometryProperty").unwrap_or("location"));
-    let body = response::entity(&e, &ld, accept, &opts, &geometry);
+    let body = if join == Join::None || accept == Accept::GeoJson {
+        response::entity(&e, &ld, accept, &opts, &geometry)
+    } else {
+        let lookup = |target: &str| app.broker.retrieve_entity(&req.rc, target).ok();
+        let mut list = response::render_joined(&[&e], &lookup, &ld, accept, &opts, join, level);
+        if join == Join::Flat || list.is_empty() {
+            Value::Array(list)
+        } else {
+            list.swap_remove(0)
+        }
+    };
     Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
 }
 

@@ -32,7 +32,7 @@ async fn malformed_requests_get_problem_details_not_5xx() {
         ("GET", "/ngsi-ld/v1/entities", vec![], None, 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/entities?type=T&limit=-1", vec![], None, 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/entities?type=T&idPattern=(", vec![], None, 400, "BadRequestData"),
-        ("GET", "/ngsi-ld/v1/entities?type=T&options=bogus", vec![], None, 400, "BadRequestData"),
+        ("GET", "/ngsi-ld/v1/entities?type=T&options=bogus", vec![], None, 400, "InvalidRequest"),
         ("GET", "/ngsi-ld/v1/entities/not-a-uri", vec![], None, 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/entities/urn:a:1", vec![("accept", "text/html")], None, 406, "InvalidRequest"),
         ("POST", "/ngsi-ld/v1/entityOperations/create", vec![], Some("{}".into()), 400, "BadRequestData"),

@@ -319,3 +319,52 @@ async fn discovery_of_types_and_attributes() {
     let r = app.get("/ngsi-ld/v1/types?details=true").await;
     assert_eq!(r.body.as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn linked_entities_inline_and_flat() {
+    let app = app().await;
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &json!({"id": "urn:ngsi-ld:City:P", "type": "City", "name": "Paris"}),
+    )
+    .await;
+    let b = json!({"id": "urn:ngsi-ld:Building:1", "type": "Building", "name": "Tower",
+                   "locatedAt": {"type": "Relationship", "object": "urn:ngsi-ld:City:P"}});
+    app.post("/ngsi-ld/v1/entities", &b).await;
+    let r = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?join=inline")
+        .await;
+    assert_eq!(
+        r.body["locatedAt"]["entity"]["name"]["value"], "Paris",
+        "{}",
+        r.text
+    );
+    let r = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?join=inline&options=keyValues")
+        .await;
+    assert_eq!(
+        r.body["locatedAt"],
+        json!({"id": "urn:ngsi-ld:City:P", "type": "City", "name": "Paris"})
+    );
+    let r = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?join=flat")
+        .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Building&join=flat")
+        .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?join=sideways")
+            .await
+            .status,
+        400
+    );
+    // A projection that leaves nothing is 404.
+    assert_eq!(
+        app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?attrs=nothing")
+            .await
+            .status,
+        404
+    );
+}
