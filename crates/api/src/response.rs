@@ -136,7 +136,10 @@ pub fn page_links(
         qs.push(format!("offset={offset}"));
         (
             header::LINK,
-            format!("<{path}?{}>; rel=\"{rel}\"", qs.join("&")),
+            format!(
+                "<{path}?{}>; rel=\"{rel}\"; type=\"application/ld+json\"",
+                qs.join("&")
+            ),
         )
     };
     let mut out = Vec::new();

@@ -50,8 +50,37 @@ struct StoredContext {
     kind: ContextKind,
     doc: Arc<Value>,
     created: DateTime<Utc>,
-    last_used: DateTime<Utc>,
-    hits: u64,
+    /// Usage, shared by clones: milliseconds since the epoch, and a hit counter.
+    usage: Arc<Usage>,
+}
+
+#[derive(Debug)]
+struct Usage {
+    last_used_ms: std::sync::atomic::AtomicI64,
+    hits: std::sync::atomic::AtomicU64,
+}
+
+impl Usage {
+    fn new(now: DateTime<Utc>, hits: u64) -> Self {
+        Self {
+            last_used_ms: now.timestamp_millis().into(),
+            hits: hits.into(),
+        }
+    }
+    fn touch(&self, now: DateTime<Utc>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.hits.fetch_add(1, Relaxed);
+        self.last_used_ms.store(now.timestamp_millis(), Relaxed);
+    }
+    fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn last_used(&self) -> String {
+        let ms = self.last_used_ms.load(std::sync::atomic::Ordering::Relaxed);
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .map(|t| format_datetime(&t))
+            .unwrap_or_default()
+    }
 }
 
 /// Settings for fetching remote contexts.
@@ -116,8 +145,7 @@ impl ContextResolver {
                     kind,
                     doc: Arc::new(doc.clone()),
                     created: now,
-                    last_used: now,
-                    hits: 0,
+                    usage: Arc::new(Usage::new(now, 0)),
                 },
             );
         }
@@ -136,6 +164,7 @@ impl ContextResolver {
         let Some(source) = source else {
             return Ok(JsonLdContext::core());
         };
+        self.touch(source);
         let key = source.to_string();
         if let Some(c) = self.built.read().get(&key) {
             return Ok(c.clone());
@@ -169,11 +198,25 @@ impl ContextResolver {
         Ok(built)
     }
 
+    /// Counts a use of every context URL a request names (for `numberOfHits`).
+    fn touch(&self, source: &Value) {
+        let mut urls = Vec::new();
+        remote_urls(source, &mut urls);
+        if urls.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let map = self.by_url.read();
+        for u in urls {
+            if let Some(c) = map.get(&u) {
+                c.usage.touch(now);
+            }
+        }
+    }
+
     async fn load(&self, url: &str) -> Result<Arc<Value>> {
         let now = self.clock.now();
-        if let Some(c) = self.by_url.write().get_mut(url) {
-            c.hits += 1;
-            c.last_used = now;
+        if let Some(c) = self.by_url.read().get(url) {
             return Ok(c.doc.clone());
         }
         let doc = self.fetch(url).await?;
@@ -184,8 +227,7 @@ impl ContextResolver {
             kind: ContextKind::Cached,
             doc: doc.clone(),
             created: now,
-            last_used: now,
-            hits: 1,
+            usage: Arc::new(Usage::new(now, 1)),
         };
         self.persist(&stored).await?;
         self.by_url.write().insert(url.to_string(), stored);
@@ -265,8 +307,7 @@ impl ContextResolver {
             kind: ContextKind::Hosted,
             doc: Arc::new(json!({"@context": inner})),
             created: now,
-            last_used: now,
-            hits: 0,
+            usage: Arc::new(Usage::new(now, 0)),
         };
         let id = stored.id.clone();
         self.persist(&stored).await?;
@@ -304,7 +345,7 @@ impl ContextResolver {
         out.extend(items.into_iter().map(|c| {
             if details {
                 json!({"URL": c.url, "localId": c.id, "kind": c.kind.as_str(), "createdAt": format_datetime(&c.created),
-                       "lastUsage": format_datetime(&c.last_used), "numberOfHits": c.hits})
+                       "lastUsage": c.usage.last_used(), "numberOfHits": c.usage.hits()})
             } else {
                 json!(c.url)
             }
@@ -322,7 +363,7 @@ impl ContextResolver {
             .ok_or_else(|| BrokerError::not_found(format!("@context '{id}' not found")))?;
         Ok(
             json!({"URL": c.url, "localId": c.id, "kind": c.kind.as_str(), "createdAt": format_datetime(&c.created),
-                  "lastUsage": format_datetime(&c.last_used), "numberOfHits": c.hits}),
+                  "lastUsage": c.usage.last_used(), "numberOfHits": c.usage.hits()}),
         )
     }
 

@@ -273,11 +273,9 @@ impl Broker {
                 return Err(not_found(id));
             };
             let mut e = Entity::clone(cur);
-            outcome = if append {
-                ops::append(&mut e, f.attrs.clone(), no_overwrite, now)
-            } else {
-                ops::update(&mut e, f.attrs.clone(), now)
-            };
+            // NGSI-LD 1.8 (and its test suite, 011_01_03): an update also appends attributes
+            // the entity does not have yet; append and update differ in noOverwrite and scope.
+            outcome = ops::append(&mut e, f.attrs.clone(), no_overwrite, now);
             let mut changed = outcome.changed();
             for t in f.types.iter().flatten() {
                 if !e.types.contains(t) {
@@ -325,7 +323,8 @@ impl Broker {
         self.apply_fragment(rc, id, f, no_overwrite, true).await
     }
 
-    /// `PATCH /entities/{id}/attrs` (update existing attributes; `type` adds types).
+    /// `PATCH /entities/{id}/attrs` (update attributes, appending new ones; `type` adds
+    /// types; `scope` is updated only where the entity has one).
     pub async fn update_attrs(
         &self,
         rc: &RequestContext,

@@ -558,11 +558,7 @@ fn previous_key(kind: AttrKind) -> &'static str {
 
 /// A deleted attribute as notified: its null content, and (showChanges) what it was.
 fn tombstone(old: &Attribute, ld: &JsonLdContext, show_changes: bool) -> Value {
-    let null = if old.kind == AttrKind::LanguageProperty {
-        json!({"@none": "urn:ngsi-ld:null"})
-    } else {
-        json!("urn:ngsi-ld:null")
-    };
+    let null = json!("urn:ngsi-ld:null");
     let mut m = Map::new();
     m.insert("type".into(), json!(old.kind.type_name()));
     m.insert(old.kind.content_key().into(), null);
