@@ -391,59 +391,27 @@ impl NgsiRequest {
                 other => return Err(ApiError::invalid(format!("unknown format '{other}'"))),
             };
         }
-        let mut projection = Projection::default();
         let list = |k: &str| -> ApiResult<Option<Vec<String>>> {
             self.param(k)
                 .map(|s| citybrain_broker::query::split_list(k, s).map_err(ApiError::from))
                 .transpose()
         };
-        let mut attrs = list("attrs")?;
-        let (pick, omit) = (list("pick")?, list("omit")?);
-        for item in pick.iter().chain(omit.iter()).flatten() {
-            let ok = item
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric())
-                && item.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | '.' | '#')
-                });
-            if !ok {
-                return Err(ApiError::bad_data(format!(
-                    "pick/omit member '{item}' is not an attribute name (nested projections are not supported)"
-                )));
-            }
-        }
+        let attrs = list("attrs")?;
+        let members = |k: &str| -> ApiResult<Option<Vec<citybrain_model::render::Member>>> {
+            self.param(k)
+                .map(|s| citybrain_model::render::parse_members(k, s).map_err(ApiError::from))
+                .transpose()
+        };
+        let (pick, omit) = (members("pick")?, members("omit")?);
         if (pick.is_some() || omit.is_some()) && attrs.is_some() {
             return Err(ApiError::bad_data(
                 "'attrs' cannot be combined with 'pick' or 'omit'",
             ));
         }
-        if let (Some(p), Some(o)) = (&pick, &omit) {
-            if let Some(both) = p.iter().find(|m| o.contains(m)) {
-                return Err(ApiError::bad_data(format!(
-                    "'{both}' is both picked and omitted"
-                )));
-            }
+        let mut projection = Projection::from_pick_omit(pick.as_deref(), omit.as_deref(), ld)?;
+        if let Some(attrs) = attrs {
+            projection.attrs = Some(attrs.iter().map(|a| ld.expand(a)).collect());
         }
-        if let Some(pick) = pick {
-            projection.omit_id = !pick.iter().any(|p| p == "id");
-            projection.omit_type = !pick.iter().any(|p| p == "type");
-            attrs = Some(
-                pick.into_iter()
-                    .filter(|p| p != "id" && p != "type")
-                    .collect(),
-            );
-        }
-        if let Some(omit) = omit {
-            projection.omit_id = omit.iter().any(|p| p == "id");
-            projection.omit_type = omit.iter().any(|p| p == "type");
-            projection.omit = omit
-                .iter()
-                .filter(|p| *p != "id" && *p != "type")
-                .map(|a| ld.expand(a))
-                .collect();
-        }
-        projection.attrs = attrs.map(|a| a.iter().map(|a| ld.expand(a)).collect());
         Ok(RenderOptions {
             format,
             sys_attrs: opts.contains(&"sysAttrs"),

@@ -198,8 +198,9 @@ pub fn render_joined(
                 for id in frontier {
                     if seen.insert(id.clone()) {
                         if let Some(t) = lookup(&id) {
-                            out.push(with_context(render_entity(&t, ld, opts), accept, ld));
-                            next.extend(relationship_targets(&t, opts));
+                            let linked = linked_options(opts, None);
+                            out.push(with_context(render_entity(&t, ld, &linked), accept, ld));
+                            next.extend(relationship_targets(&t, &linked));
                         }
                     }
                 }
@@ -207,6 +208,25 @@ pub fn render_joined(
             }
             out
         }
+    }
+}
+
+/// Options for an entity reached through the Relationship `via`: the root's format, and
+/// the nested projection given for that Relationship (if any).
+fn linked_options(opts: &RenderOptions, via: Option<&str>) -> RenderOptions {
+    let projection = match via {
+        Some(attr) => opts.projection.for_linked(attr),
+        None => opts
+            .projection
+            .linked
+            .first()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default(),
+    };
+    RenderOptions {
+        projection,
+        dataset_ids: None,
+        ..opts.clone()
     }
 }
 
@@ -253,7 +273,8 @@ fn inline(
             continue;
         };
         let Some(t) = lookup(target) else { continue };
-        let rendered = Value::Object(inline(&t, lookup, ld, opts, level - 1));
+        let linked = linked_options(opts, Some(name));
+        let rendered = Value::Object(inline(&t, lookup, ld, &linked, level - 1));
         let key = ld.compact(name);
         match m.get_mut(&key) {
             Some(Value::Object(attr)) => {

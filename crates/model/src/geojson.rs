@@ -267,7 +267,11 @@ impl GeoQuery {
             GeoRel::Within => target.relate(&self.geometry).is_within(),
             GeoRel::Contains => target.relate(&self.geometry).is_contains(),
             GeoRel::Intersects => target.relate(&self.geometry).is_intersects(),
-            GeoRel::Equals => target.relate(&self.geometry).is_equal_topo(),
+            // Identical coordinates are equal even when the polygon is not valid (for
+            // instance self-intersecting), where DE-9IM gives no answer.
+            GeoRel::Equals => {
+                target == &self.geometry || target.relate(&self.geometry).is_equal_topo()
+            }
             GeoRel::Disjoint => target.relate(&self.geometry).is_disjoint(),
             GeoRel::Overlaps => target.relate(&self.geometry).is_overlaps(),
         }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::context::JsonLdContext;
 use crate::entity::{AttrKind, Attribute, Entity};
+use crate::error::{ModelError, Result};
 use crate::time::format_datetime;
 
 /// The representation asked for.
@@ -28,12 +29,153 @@ pub struct Projection {
     pub omit: HashSet<String>,
     pub omit_id: bool,
     pub omit_type: bool,
+    /// Projections of linked entities, by the Relationship (expanded name) that links them.
+    pub linked: Vec<(String, Projection)>,
 }
 
 impl Projection {
     pub fn keeps(&self, attr: &str) -> bool {
         self.attrs.as_ref().is_none_or(|a| a.contains(attr)) && !self.omit.contains(attr)
     }
+
+    /// True when a projection was asked for (attrs, pick or omit).
+    pub fn is_active(&self) -> bool {
+        self.attrs.is_some() || !self.omit.is_empty() || self.omit_id || self.omit_type
+    }
+
+    /// The projection for entities linked through `attr` (none: everything).
+    pub fn for_linked(&self, attr: &str) -> Projection {
+        self.linked
+            .iter()
+            .find(|(a, _)| a == attr)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// Builds a projection from `pick` and/or `omit` members.
+    pub fn from_pick_omit(
+        pick: Option<&[Member]>,
+        omit: Option<&[Member]>,
+        ctx: &JsonLdContext,
+    ) -> Result<Projection> {
+        if let (Some(p), Some(o)) = (pick, omit) {
+            if let Some(both) = p.iter().find(|m| {
+                o.iter()
+                    .any(|n| n.name == m.name && n.nested.is_empty() && m.nested.is_empty())
+            }) {
+                return Err(ModelError::bad_data(format!(
+                    "'{}' is both picked and omitted",
+                    both.name
+                )));
+            }
+        }
+        let mut pr = Projection::default();
+        if let Some(pick) = pick {
+            pr.omit_id = !pick.iter().any(|m| m.name == "id");
+            pr.omit_type = !pick.iter().any(|m| m.name == "type");
+            pr.attrs = Some(
+                pick.iter()
+                    .filter(|m| m.name != "id" && m.name != "type")
+                    .map(|m| ctx.expand(&m.name))
+                    .collect(),
+            );
+            for m in pick.iter().filter(|m| !m.nested.is_empty()) {
+                pr.linked.push((
+                    ctx.expand(&m.name),
+                    Projection::from_pick_omit(Some(&m.nested), None, ctx)?,
+                ));
+            }
+        }
+        if let Some(omit) = omit {
+            let flat: Vec<&Member> = omit.iter().filter(|m| m.nested.is_empty()).collect();
+            pr.omit_id = flat.iter().any(|m| m.name == "id");
+            pr.omit_type = flat.iter().any(|m| m.name == "type");
+            pr.omit = flat
+                .iter()
+                .filter(|m| m.name != "id" && m.name != "type")
+                .map(|m| ctx.expand(&m.name))
+                .collect();
+            for m in omit.iter().filter(|m| !m.nested.is_empty()) {
+                pr.linked.push((
+                    ctx.expand(&m.name),
+                    Projection::from_pick_omit(None, Some(&m.nested), ctx)?,
+                ));
+            }
+        }
+        Ok(pr)
+    }
+}
+
+/// One member of a `pick`/`omit` expression: a name and, for a Relationship, the members
+/// of the entity it links to (`locatedAt{id,name}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub nested: Vec<Member>,
+}
+
+/// Parses `name,rel{name,rel2{...}}` (NGSI-LD 1.8 projection syntax).
+pub fn parse_members(param: &str, s: &str) -> Result<Vec<Member>> {
+    fn list(param: &str, b: &[u8], s: &str, pos: &mut usize, depth: usize) -> Result<Vec<Member>> {
+        if depth > 8 {
+            return Err(ModelError::bad_data(format!("'{param}' nests too deeply")));
+        }
+        let mut out = Vec::new();
+        loop {
+            let start = *pos;
+            while *pos < b.len()
+                && (b[*pos].is_ascii_alphanumeric()
+                    || matches!(b[*pos], b'_' | b'-' | b':' | b'/' | b'.' | b'#'))
+            {
+                *pos += 1;
+            }
+            let name = &s[start..*pos];
+            if name.is_empty() || !name.as_bytes()[0].is_ascii_alphanumeric() {
+                return Err(ModelError::bad_data(format!(
+                    "invalid '{param}' expression '{s}' at position {start}"
+                )));
+            }
+            let mut nested = Vec::new();
+            if b.get(*pos) == Some(&b'{') {
+                *pos += 1;
+                nested = list(param, b, s, pos, depth + 1)?;
+                if b.get(*pos) != Some(&b'}') {
+                    return Err(ModelError::bad_data(format!(
+                        "invalid '{param}' expression '{s}': missing '}}'"
+                    )));
+                }
+                *pos += 1;
+            }
+            out.push(Member {
+                name: name.to_string(),
+                nested,
+            });
+            match b.get(*pos) {
+                Some(b',') => *pos += 1,
+                _ => return Ok(out),
+            }
+        }
+    }
+    let b = s.as_bytes();
+    let mut pos = 0;
+    let members = list(param, b, s, &mut pos, 0)?;
+    if pos != b.len() {
+        return Err(ModelError::bad_data(format!(
+            "invalid '{param}' expression '{s}' at position {pos}"
+        )));
+    }
+    Ok(members)
+}
+
+/// Plain member names (no nesting) as members.
+pub fn members_of(names: &[String]) -> Vec<Member> {
+    names
+        .iter()
+        .map(|n| Member {
+            name: n.clone(),
+            nested: Vec::new(),
+        })
+        .collect()
 }
 
 /// Rendering options.
@@ -352,6 +494,22 @@ mod tests {
             l["name"],
             json!({"type": "Property", "value": "road", "lang": "en"})
         );
+    }
+
+    #[test]
+    fn projection_members() {
+        let m = parse_members("pick", "id,locatedAt{id,name},b").unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[1].nested.len(), 2);
+        for bad in ["", "a{", "a{b", "a}}", "a,,b", "{a}", "$a", "a{b}}"] {
+            assert!(parse_members("pick", bad).is_err(), "{bad}");
+        }
+        let ctx = JsonLdContext::core();
+        let p = Projection::from_pick_omit(Some(&m), None, &ctx).unwrap();
+        assert!(!p.omit_id && p.omit_type);
+        assert_eq!(p.linked.len(), 1);
+        let o = parse_members("omit", "a").unwrap();
+        assert!(Projection::from_pick_omit(Some(&o), Some(&o), &ctx).is_err());
     }
 
     #[test]

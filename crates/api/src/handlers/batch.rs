@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::handlers::entities::page_response;
 use crate::problem::{ApiError, ApiResult};
 use crate::request::{Accept, NgsiRequest};
-use crate::response;
+use crate::response::{self, Join};
 use crate::routes::ENTITIES;
 use crate::AppState;
 
@@ -222,5 +222,16 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
         app.broker.limits.max_limit,
     )?;
     let page = app.broker.query_entities(&req.rc, &q)?;
-    page_response(&app, &req, &ld, &page, ENTITIES)
+    // join / joinLevel may come in the Query body (019_24) or as parameters.
+    let mut join = req.join()?;
+    match body.get("join").and_then(Value::as_str) {
+        Some("inline") => join.0 = Join::Inline,
+        Some("flat") => join.0 = Join::Flat,
+        Some("@none") | None => {}
+        Some(other) => return Err(ApiError::bad_data(format!("unknown join '{other}'"))),
+    }
+    if let Some(l) = body.get("joinLevel").and_then(Value::as_u64) {
+        join.1 = usize::try_from(l).unwrap_or(1).clamp(1, 16);
+    }
+    page_response(&app, &req, &ld, &page, ENTITIES, join)
 }

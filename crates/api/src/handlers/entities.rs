@@ -25,6 +25,21 @@ fn bool_param(req: &NgsiRequest, k: &str) -> ApiResult<bool> {
     }
 }
 
+/// True when a projection leaves nothing to show: no member at all, or (with `attrs`)
+/// none of the requested attributes. Such an entity is "not found" (NGSI-LD 1.8, 4.21).
+fn projection_empties(
+    e: &citybrain_model::Entity,
+    opts: &citybrain_model::render::RenderOptions,
+    attrs_given: bool,
+) -> bool {
+    let p = &opts.projection;
+    if !p.is_active() {
+        return false;
+    }
+    let any_attr = e.attrs.iter().any(|(n, _)| p.keeps(n));
+    !any_attr && (attrs_given || (p.omit_id && p.omit_type))
+}
+
 /// Query parameters of `GET /entities` as the broker takes them.
 pub fn query_params(req: &NgsiRequest) -> ApiResult<QueryParams> {
     let p = |k: &str| req.param(k).map(str::to_string);
@@ -53,22 +68,22 @@ pub fn page_response(
     ld: &JsonLdContext,
     page: &QueryPage,
     path: &str,
+    join: (Join, usize),
 ) -> ApiResult<Response> {
     let accept = req.accept()?;
     let opts = req.render_options(ld)?;
     let geometry = ld.expand(req.param("geometryProperty").unwrap_or("location"));
-    let (join, level) = req.join()?;
+    let (join, level) = join;
+    let kept: Vec<&citybrain_model::Entity> = page
+        .entities
+        .iter()
+        .map(|e| e.as_ref())
+        .filter(|e| !projection_empties(e, &opts, false))
+        .collect();
     let body = if join == Join::None || accept == Accept::GeoJson {
-        response::entities(
-            page.entities.iter().map(|e| e.as_ref()),
-            ld,
-            accept,
-            &opts,
-            &geometry,
-        )
+        response::entities(kept.iter().copied(), ld, accept, &opts, &geometry)
     } else {
-        let roots: Vec<&citybrain_model::Entity> =
-            page.entities.iter().map(|e| e.as_ref()).collect();
+        let roots = kept;
         let lookup = |target: &str| app.broker.retrieve_entity(&req.rc, target).ok();
         Value::Array(response::render_joined(
             &roots, &lookup, ld, accept, &opts, join, level,
@@ -102,7 +117,7 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
         app.broker.limits.max_limit,
     )?;
     let page = app.broker.query_entities(&req.rc, &q)?;
-    page_response(&app, &req, &ld, &page, ENTITIES)
+    page_response(&app, &req, &ld, &page, ENTITIES, req.join()?)
 }
 
 pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
@@ -122,8 +137,7 @@ pub async fn retrieve(
     let opts = req.render_options(&ld)?;
     let (join, level) = req.join()?;
     let e = app.broker.retrieve_entity(&req.rc, &id)?;
-    let projected = opts.projection.attrs.is_some() || !opts.projection.omit.is_empty();
-    if projected && !e.attrs.iter().any(|(n, _)| opts.projection.keeps(n)) {
+    if projection_empties(&e, &opts, req.param("attrs").is_some()) {
         return Err(ApiError::new(
             citybrain_model::ErrorKind::ResourceNotFound,
             format!("entity '{id}' has none of the requested attributes"),
@@ -135,10 +149,11 @@ pub async fn retrieve(
     } else {
         let lookup = |target: &str| app.broker.retrieve_entity(&req.rc, target).ok();
         let mut list = response::render_joined(&[&e], &lookup, &ld, accept, &opts, join, level);
-        if join == Join::Flat || list.is_empty() {
+        // Flat with nothing linked is just the entity.
+        if list.len() > 1 {
             Value::Array(list)
         } else {
-            list.swap_remove(0)
+            list.pop().unwrap_or(Value::Null)
         }
     };
     Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))

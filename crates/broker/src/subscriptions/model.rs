@@ -299,33 +299,18 @@ impl Compiled {
                 "'notification.attributes' cannot be combined with 'pick' or 'omit'",
             ));
         }
-        if let (Some(p), Some(o)) = (&pick, &omit) {
-            if let Some(both) = p.iter().find(|m| o.contains(m)) {
-                return Err(BrokerError::bad_data(format!(
-                    "'{both}' is both picked and omitted"
-                )));
-            }
-        }
-        let mut projection = Projection::default();
-        if let Some(p) = &pick {
-            projection.omit_id = !p.iter().any(|m| m == "id");
-            projection.omit_type = !p.iter().any(|m| m == "type");
-            projection.attrs = Some(
-                p.iter()
-                    .filter(|m| *m != "id" && *m != "type")
-                    .map(|a| ld.expand(a))
-                    .collect(),
-            );
-        }
-        if let Some(o) = &omit {
-            projection.omit_id = o.iter().any(|m| m == "id");
-            projection.omit_type = o.iter().any(|m| m == "type");
-            projection.omit = o
-                .iter()
-                .filter(|m| *m != "id" && *m != "type")
-                .map(|a| ld.expand(a))
-                .collect();
-        }
+        let parse = |k: &str,
+                     v: &Option<Vec<String>>|
+         -> Result<Option<Vec<citybrain_model::render::Member>>> {
+            v.as_ref()
+                .map(|v| {
+                    citybrain_model::render::parse_members(k, &v.join(","))
+                        .map_err(BrokerError::from)
+                })
+                .transpose()
+        };
+        let (pick, omit) = (parse("pick", &pick)?, parse("omit", &omit)?);
+        let mut projection = Projection::from_pick_omit(pick.as_deref(), omit.as_deref(), &ld)?;
         if let Some(a) = &notify_attrs {
             projection.attrs = Some(a.iter().map(|a| ld.expand(a)).collect());
         }
