@@ -137,7 +137,7 @@ pub fn page_links(
         (
             header::LINK,
             format!(
-                "<{path}?{}>; rel=\"{rel}\"; type=\"application/ld+json\"",
+                "<{path}?{}>;rel=\"{rel}\";type=\"application/ld+json\"",
                 qs.join("&")
             ),
         )
@@ -152,18 +152,10 @@ pub fn page_links(
     out
 }
 
-/// How linked entities are returned (`join`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Join {
-    None,
-    /// Each Relationship carries its target under `entity` (keyValues: replaces the id).
-    Inline,
-    /// Targets are appended to the result list.
-    Flat,
-}
+pub use citybrain_model::render::Join;
 
-/// Renders entities following their Relationships `level` deep. `lookup` fetches a
-/// target entity (same tenant).
+/// Renders entities with their linked entities (`join`), adding `@context` for JSON-LD.
+#[allow(clippy::too_many_arguments)]
 pub fn render_joined(
     roots: &[&Entity],
     lookup: &dyn Fn(&str) -> Option<std::sync::Arc<Entity>>,
@@ -173,116 +165,8 @@ pub fn render_joined(
     join: Join,
     level: usize,
 ) -> Vec<Value> {
-    match join {
-        Join::None => roots
-            .iter()
-            .map(|e| with_context(render_entity(e, ld, opts), accept, ld))
-            .collect(),
-        Join::Inline => roots
-            .iter()
-            .map(|e| with_context(inline(e, lookup, ld, opts, level), accept, ld))
-            .collect(),
-        Join::Flat => {
-            let mut seen: std::collections::HashSet<String> =
-                roots.iter().map(|e| e.id.clone()).collect();
-            let mut out: Vec<Value> = roots
-                .iter()
-                .map(|e| with_context(render_entity(e, ld, opts), accept, ld))
-                .collect();
-            let mut frontier: Vec<String> = roots
-                .iter()
-                .flat_map(|e| relationship_targets(e, opts))
-                .collect();
-            for _ in 0..level {
-                let mut next = Vec::new();
-                for id in frontier {
-                    if seen.insert(id.clone()) {
-                        if let Some(t) = lookup(&id) {
-                            let linked = linked_options(opts, None);
-                            out.push(with_context(render_entity(&t, ld, &linked), accept, ld));
-                            next.extend(relationship_targets(&t, &linked));
-                        }
-                    }
-                }
-                frontier = next;
-            }
-            out
-        }
-    }
-}
-
-/// Options for an entity reached through the Relationship `via`: the root's format, and
-/// the nested projection given for that Relationship (if any).
-fn linked_options(opts: &RenderOptions, via: Option<&str>) -> RenderOptions {
-    let projection = match via {
-        Some(attr) => opts.projection.for_linked(attr),
-        None => opts
-            .projection
-            .linked
-            .first()
-            .map(|(_, p)| p.clone())
-            .unwrap_or_default(),
-    };
-    RenderOptions {
-        projection,
-        dataset_ids: None,
-        ..opts.clone()
-    }
-}
-
-/// The ids a (projected) entity's Relationships point to.
-fn relationship_targets(e: &Entity, opts: &RenderOptions) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, instances) in &e.attrs {
-        if !opts.projection.keeps(name) {
-            continue;
-        }
-        for a in instances {
-            if a.kind == citybrain_model::AttrKind::Relationship {
-                match &a.value {
-                    Value::String(s) => out.push(s.clone()),
-                    Value::Array(v) => {
-                        out.extend(v.iter().filter_map(Value::as_str).map(str::to_string))
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    out
-}
-
-fn inline(
-    e: &Entity,
-    lookup: &dyn Fn(&str) -> Option<std::sync::Arc<Entity>>,
-    ld: &JsonLdContext,
-    opts: &RenderOptions,
-    level: usize,
-) -> Map<String, Value> {
-    let mut m = render_entity(e, ld, opts);
-    if level == 0 {
-        return m;
-    }
-    for (name, instances) in &e.attrs {
-        if !opts.projection.keeps(name) {
-            continue;
-        }
-        let Some(a) = instances.first() else { continue };
-        let (citybrain_model::AttrKind::Relationship, Value::String(target)) = (a.kind, &a.value)
-        else {
-            continue;
-        };
-        let Some(t) = lookup(target) else { continue };
-        let linked = linked_options(opts, Some(name));
-        let rendered = Value::Object(inline(&t, lookup, ld, &linked, level - 1));
-        let key = ld.compact(name);
-        match m.get_mut(&key) {
-            Some(Value::Object(attr)) => {
-                attr.insert("entity".into(), rendered);
-            }
-            Some(slot) => *slot = rendered,
-            None => {}
-        }
-    }
-    m
+    citybrain_model::render::render_joined(roots, lookup, ld, opts, join, level)
+        .into_iter()
+        .map(|m| with_context(m, accept, ld))
+        .collect()
 }

@@ -418,6 +418,135 @@ pub fn render_feature(
     Value::Object(f)
 }
 
+/// How linked entities are returned (`join`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Join {
+    #[default]
+    None,
+    /// Each Relationship carries its target under `entity` (keyValues: replaces the id).
+    Inline,
+    /// Targets are appended to the result list.
+    Flat,
+}
+
+/// Renders entities following their Relationships `level` deep. `lookup` fetches a
+/// target entity (same tenant).
+pub fn render_joined(
+    roots: &[&Entity],
+    lookup: &dyn Fn(&str) -> Option<std::sync::Arc<Entity>>,
+    ld: &JsonLdContext,
+    opts: &RenderOptions,
+    join: Join,
+    level: usize,
+) -> Vec<Map<String, Value>> {
+    match join {
+        Join::None => roots.iter().map(|e| render_entity(e, ld, opts)).collect(),
+        Join::Inline => roots
+            .iter()
+            .map(|e| inline(e, lookup, ld, opts, level))
+            .collect(),
+        Join::Flat => {
+            let mut seen: std::collections::HashSet<String> =
+                roots.iter().map(|e| e.id.clone()).collect();
+            let mut out: Vec<Map<String, Value>> =
+                roots.iter().map(|e| render_entity(e, ld, opts)).collect();
+            let mut frontier: Vec<String> = roots
+                .iter()
+                .flat_map(|e| relationship_targets(e, opts))
+                .collect();
+            for _ in 0..level {
+                let mut next = Vec::new();
+                for id in frontier {
+                    if seen.insert(id.clone()) {
+                        if let Some(t) = lookup(&id) {
+                            let linked = linked_options(opts, None);
+                            out.push(render_entity(&t, ld, &linked));
+                            next.extend(relationship_targets(&t, &linked));
+                        }
+                    }
+                }
+                frontier = next;
+            }
+            out
+        }
+    }
+}
+
+/// Options for an entity reached through the Relationship `via`: the root's format, and
+/// the nested projection given for that Relationship (if any).
+fn linked_options(opts: &RenderOptions, via: Option<&str>) -> RenderOptions {
+    let projection = match via {
+        Some(attr) => opts.projection.for_linked(attr),
+        None => opts
+            .projection
+            .linked
+            .first()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default(),
+    };
+    RenderOptions {
+        projection,
+        dataset_ids: None,
+        ..opts.clone()
+    }
+}
+
+/// The ids a (projected) entity's Relationships point to.
+fn relationship_targets(e: &Entity, opts: &RenderOptions) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, instances) in &e.attrs {
+        if !opts.projection.keeps(name) {
+            continue;
+        }
+        for a in instances {
+            if a.kind == AttrKind::Relationship {
+                match &a.value {
+                    Value::String(s) => out.push(s.clone()),
+                    Value::Array(v) => {
+                        out.extend(v.iter().filter_map(Value::as_str).map(str::to_string))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+fn inline(
+    e: &Entity,
+    lookup: &dyn Fn(&str) -> Option<std::sync::Arc<Entity>>,
+    ld: &JsonLdContext,
+    opts: &RenderOptions,
+    level: usize,
+) -> Map<String, Value> {
+    let mut m = render_entity(e, ld, opts);
+    if level == 0 {
+        return m;
+    }
+    for (name, instances) in &e.attrs {
+        if !opts.projection.keeps(name) {
+            continue;
+        }
+        let Some(a) = instances.first() else { continue };
+        let (AttrKind::Relationship, Value::String(target)) = (a.kind, &a.value) else {
+            continue;
+        };
+        let Some(t) = lookup(target) else { continue };
+        let linked = linked_options(opts, Some(name));
+        let rendered = Value::Object(inline(&t, lookup, ld, &linked, level - 1));
+        let key = ld.compact(name);
+        match m.get_mut(&key) {
+            Some(Value::Object(attr)) => {
+                attr.insert("entity".into(), rendered);
+            }
+            Some(slot) => *slot = rendered,
+            None => {}
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use citybrain_model::context::CORE_CONTEXT_URL;
-use citybrain_model::render::{render_entity, RenderOptions};
+use citybrain_model::render::{render_joined, Format, RenderOptions};
 use citybrain_model::time::{format_datetime, Clock};
 use citybrain_model::uri::is_absolute_uri;
 use citybrain_model::{AttrKind, Attribute, Entity, ErrorKind, JsonLdContext};
@@ -417,7 +417,8 @@ impl SubscriptionManager {
             if matched.is_empty() {
                 continue;
             }
-            let body = notification(&s, &matched, None, "timeInterval", now);
+            let lookup = |id: &str| self.store.get(&s.tenant, id);
+            let body = notification(&s, &matched, None, "timeInterval", now, &lookup);
             drop(s);
             self.dispatcher.enqueue(Job {
                 entry: entry.clone(),
@@ -453,11 +454,17 @@ impl SubscriptionManager {
                 }
                 st.last_notification = Some(now);
             }
+            let lookup = |id: &str| self.store.get(&s.tenant, id);
             let body = match (&change.after, reason) {
-                (Some(after), r) if r != "entityDeleted" => {
-                    notification(&s, std::slice::from_ref(after), Some(change), r, now)
-                }
-                _ => notification(&s, &[], Some(change), reason, now),
+                (Some(after), r) if r != "entityDeleted" => notification(
+                    &s,
+                    std::slice::from_ref(after),
+                    Some(change),
+                    r,
+                    now,
+                    &lookup,
+                ),
+                _ => notification(&s, &[], Some(change), reason, now, &lookup),
             };
             drop(s);
             self.dispatcher.enqueue(Job {
@@ -471,17 +478,27 @@ impl SubscriptionManager {
 
 type Names<'a> = Vec<&'a str>;
 
+/// Attribute names created, updated and deleted between two versions of an entity. An
+/// attribute that lost one instance (one datasetId) counts as deleted *and* stays.
 fn attr_diff<'a>(before: &'a Entity, after: &'a Entity) -> (Names<'a>, Names<'a>, Names<'a>) {
     let (mut created, mut updated, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     for (n, inst) in &after.attrs {
         match before.attr(n) {
             None => created.push(n.as_str()),
-            Some(b) if b != inst => updated.push(n.as_str()),
-            Some(_) => {}
+            Some(b) => {
+                let changed_or_added = inst.iter().any(|a| !b.contains(a));
+                if changed_or_added {
+                    updated.push(n.as_str());
+                }
+            }
         }
     }
-    for (n, _) in &before.attrs {
-        if after.attr(n).is_none() {
+    for (n, old) in &before.attrs {
+        let remaining = after.attr(n);
+        let lost = old
+            .iter()
+            .any(|o| remaining.is_none_or(|r| !r.iter().any(|a| a.dataset_id == o.dataset_id)));
+        if lost {
             deleted.push(n.as_str());
         }
     }
@@ -536,7 +553,15 @@ fn trigger(s: &Compiled, change: &Change) -> Option<&'static str> {
             }
         }
         ChangeKind::Deleted => {
-            return t.entity_deleted.then_some("entityDeleted");
+            // Deleting an entity deletes its attributes too.
+            let all: Vec<&str> = entity.attrs.iter().map(|(n, _)| n.as_str()).collect();
+            return if t.entity_deleted {
+                Some("entityDeleted")
+            } else if t.attribute_deleted && hit(&all) {
+                Some("attributeDeleted")
+            } else {
+                None
+            };
         }
     };
     let after = change.after.as_ref()?;
@@ -556,17 +581,40 @@ fn previous_key(kind: AttrKind) -> &'static str {
     }
 }
 
-/// A deleted attribute as notified: its null content, and (showChanges) what it was.
-fn tombstone(old: &Attribute, ld: &JsonLdContext, show_changes: bool) -> Value {
-    let null = json!("urn:ngsi-ld:null");
+/// How a deleted attribute instance is notified.
+#[derive(Clone, Copy)]
+struct TombstoneStyle {
+    show_changes: bool,
+    sys_attrs: bool,
+    /// A LanguageProperty's null is `{"@none": null}` for an attribute deletion and a
+    /// plain null when the whole entity went (as the ETSI suite expects).
+    language_map_object: bool,
+}
+
+/// A deleted attribute instance as notified: its null content and, with showChanges,
+/// what it was.
+fn tombstone(
+    old: &Attribute,
+    ld: &JsonLdContext,
+    style: TombstoneStyle,
+    now: DateTime<Utc>,
+) -> Value {
+    let null = if old.kind == AttrKind::LanguageProperty && style.language_map_object {
+        json!({"@none": "urn:ngsi-ld:null"})
+    } else {
+        json!("urn:ngsi-ld:null")
+    };
     let mut m = Map::new();
     m.insert("type".into(), json!(old.kind.type_name()));
-    m.insert(old.kind.content_key().into(), null);
-    if show_changes {
-        m.insert(previous_key(old.kind).into(), previous_content(old, ld));
-    }
     if let Some(d) = &old.dataset_id {
         m.insert("datasetId".into(), json!(d));
+    }
+    m.insert(old.kind.content_key().into(), null);
+    if style.show_changes {
+        m.insert(previous_key(old.kind).into(), previous_content(old, ld));
+    }
+    if style.sys_attrs {
+        m.insert("deletedAt".into(), json!(format_datetime(&now)));
     }
     Value::Object(m)
 }
@@ -580,14 +628,73 @@ fn previous_content(old: &Attribute, ld: &JsonLdContext) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Adds tombstones for deleted instances and previous values (showChanges) to a rendered
+/// entity, comparing with what it was before.
+fn add_changes(
+    m: &mut Map<String, Value>,
+    e: &Entity,
+    before: &Entity,
+    s: &Compiled,
+    reason: &str,
+    now: DateTime<Utc>,
+) {
+    let ld = &s.notify_ld;
+    let style = TombstoneStyle {
+        show_changes: s.show_changes,
+        sys_attrs: s.sys_attrs,
+        language_map_object: true,
+    };
+    for (name, old) in &before.attrs {
+        if !s.projection.keeps(name) {
+            continue;
+        }
+        let key = ld.compact(name);
+        let current = e.attr(name);
+        let removed: Vec<&Attribute> = old
+            .iter()
+            .filter(|o| current.is_none_or(|c| !c.iter().any(|a| a.dataset_id == o.dataset_id)))
+            .collect();
+        if !removed.is_empty() && (reason == "attributeDeleted" || s.show_changes) {
+            let stones: Vec<Value> = removed
+                .iter()
+                .map(|o| tombstone(o, ld, style, now))
+                .collect();
+            let merged = match m.remove(&key) {
+                None => stones,
+                Some(Value::Array(mut v)) => {
+                    v.extend(stones);
+                    v
+                }
+                Some(one) => std::iter::once(one).chain(stones).collect(),
+            };
+            let v = if merged.len() == 1 {
+                merged.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                Value::Array(merged)
+            };
+            m.insert(key.clone(), v);
+        }
+        if s.show_changes {
+            if let (Some(cur), Some(Value::Object(attr))) = (current, m.get_mut(&key)) {
+                if let (Some(o), Some(n)) = (old.first(), cur.first()) {
+                    if o != n {
+                        attr.insert(previous_key(o.kind).into(), previous_content(o, ld));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Builds a notification body. `change` gives what the entity was before, for
-/// `showChanges` and for deletions.
+/// `showChanges` and for deletions; `lookup` finds linked entities (`join`).
 fn notification(
     s: &Compiled,
     entities: &[Arc<Entity>],
     change: Option<&Change>,
     reason: &str,
     now: DateTime<Utc>,
+    lookup: &dyn Fn(&str) -> Option<Arc<Entity>>,
 ) -> Value {
     let ld_json = s.endpoint.accept == "application/ld+json";
     let ld = &s.notify_ld;
@@ -599,74 +706,59 @@ fn notification(
         lang: None,
         dataset_ids: s.dataset_ids.clone(),
     };
-    let keyvalues = s.format == citybrain_model::render::Format::KeyValues;
-    let mut data: Vec<Value> = Vec::new();
-    for e in entities {
-        let mut m = render_entity(e, ld, &opts);
-        if let (Some(before), false) = (change.and_then(|c| c.before.as_ref()), keyvalues) {
-            for (name, old) in &before.attrs {
-                if !s.projection.keeps(name) {
-                    continue;
-                }
-                let Some(old) = old
-                    .iter()
-                    .find(|a| a.dataset_id.is_none())
-                    .or_else(|| old.first())
-                else {
-                    continue;
-                };
-                let key = ld.compact(name);
-                match e.attr(name) {
-                    None if reason == "attributeDeleted" || s.show_changes => {
-                        m.insert(key, tombstone(old, ld, s.show_changes));
-                    }
-                    Some(new) if s.show_changes && !new.contains(old) => {
-                        if let Some(Value::Object(attr)) = m.get_mut(&key) {
-                            attr.insert(previous_key(old.kind).into(), previous_content(old, ld));
-                        }
-                    }
-                    _ => {}
-                }
-            }
+    let keyvalues = s.format == Format::KeyValues;
+    let roots: Vec<&Entity> = entities.iter().map(|e| e.as_ref()).collect();
+    let mut data: Vec<Map<String, Value>> =
+        render_joined(&roots, lookup, ld, &opts, s.join, s.join_level);
+    if let (Some(before), false) = (change.and_then(|c| c.before.as_ref()), keyvalues) {
+        if let (Some(first), Some(e)) = (data.first_mut(), entities.first()) {
+            add_changes(first, e, before, s, reason, now);
         }
-        if ld_json {
-            m.insert("@context".into(), ctx_value.clone());
-        }
-        data.push(Value::Object(m));
     }
-    if reason == "entityDeleted" {
-        if let Some(d) = change.and_then(|c| c.before.as_ref()) {
-            let mut m = Map::new();
-            m.insert("id".into(), json!(d.id));
-            let types: Vec<String> = d.types.iter().map(|t| ld.compact(t)).collect();
-            m.insert(
-                "type".into(),
-                if types.len() == 1 {
-                    json!(types[0])
-                } else {
-                    json!(types)
-                },
-            );
-            if s.show_changes && !keyvalues {
-                for (name, old) in &d.attrs {
-                    if let Some(old) = old.first() {
-                        if s.projection.keeps(name) {
-                            m.insert(ld.compact(name), tombstone(old, ld, true));
-                        }
-                    }
+    if let Some(d) = change
+        .filter(|c| c.kind == ChangeKind::Deleted)
+        .and_then(|c| c.before.as_ref())
+    {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(d.id));
+        let types: Vec<String> = d.types.iter().map(|t| ld.compact(t)).collect();
+        m.insert(
+            "type".into(),
+            if types.len() == 1 {
+                json!(types[0])
+            } else {
+                json!(types)
+            },
+        );
+        if !keyvalues && (s.show_changes || reason == "attributeDeleted") {
+            let style = TombstoneStyle {
+                show_changes: s.show_changes,
+                sys_attrs: s.sys_attrs,
+                language_map_object: false,
+            };
+            for (name, old) in &d.attrs {
+                let watched = s.watched.as_ref().is_none_or(|w| w.contains(name));
+                if let (Some(old), true, true) = (old.first(), s.projection.keeps(name), watched) {
+                    m.insert(ld.compact(name), tombstone(old, ld, style, now));
                 }
             }
-            if s.sys_attrs {
-                m.insert("createdAt".into(), json!(format_datetime(&d.created_at)));
-                m.insert("modifiedAt".into(), json!(format_datetime(&d.modified_at)));
-            }
-            m.insert("deletedAt".into(), json!(format_datetime(&now)));
+        }
+        if s.sys_attrs {
+            m.insert("createdAt".into(), json!(format_datetime(&d.created_at)));
+            m.insert("modifiedAt".into(), json!(format_datetime(&d.modified_at)));
+        }
+        m.insert("deletedAt".into(), json!(format_datetime(&now)));
+        data.push(m);
+    }
+    let data: Vec<Value> = data
+        .into_iter()
+        .map(|mut m| {
             if ld_json {
                 m.insert("@context".into(), ctx_value.clone());
             }
-            data.push(Value::Object(m));
-        }
-    }
+            Value::Object(m)
+        })
+        .collect();
     let mut n = json!({
         "id": format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4()),
         "type": "Notification",

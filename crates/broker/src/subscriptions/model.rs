@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use citybrain_model::geojson::GeoQuery;
 use citybrain_model::q::Query;
-use citybrain_model::render::{Format, Projection};
+use citybrain_model::render::{Format, Join, Projection};
 use citybrain_model::time::parse_datetime_field;
 use citybrain_model::uri::is_absolute_uri;
 use citybrain_model::{Entity, JsonLdContext};
@@ -106,11 +106,36 @@ pub struct Compiled {
     /// Only these attribute instances are notified (`datasetId`).
     pub dataset_ids: Option<Vec<Option<String>>>,
     pub show_changes: bool,
+    /// Linked entities in notifications (`notification.join`, `joinLevel`).
+    pub join: Join,
+    pub join_level: usize,
     /// The context notifications are compacted with (`jsonldContext`, or the subscription's).
     pub notify_ld: Arc<JsonLdContext>,
     pub format: Format,
     pub sys_attrs: bool,
     pub endpoint: Endpoint,
+}
+
+/// Decodes `%XX` escapes; text that is not valid escaped UTF-8 is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 fn positive(name: &str, v: Option<&Value>) -> Result<Option<f64>> {
@@ -226,7 +251,8 @@ impl Compiled {
         let q = match body.get("q") {
             None => None,
             Some(Value::String(s)) => {
-                let mut q = Query::parse(s)?;
+                // Clients percent-encode q as they would in a URL; accept both forms.
+                let mut q = Query::parse(&percent_decode(s))?;
                 q.resolve(&ld);
                 Some(q)
             }
@@ -323,6 +349,28 @@ impl Compiled {
             .get("showChanges")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        let join = match n.get("join").and_then(Value::as_str) {
+            None | Some("@none") => Join::None,
+            Some("inline") => Join::Inline,
+            Some("flat") => Join::Flat,
+            Some(other) => {
+                return Err(BrokerError::bad_data(format!(
+                    "unknown notification join '{other}'"
+                )))
+            }
+        };
+        let join_level = match n.get("joinLevel") {
+            None => 1,
+            Some(v) => v
+                .as_u64()
+                .filter(|l| (1..=16).contains(l))
+                .map(|l| l as usize)
+                .ok_or_else(|| {
+                    BrokerError::bad_data(format!(
+                        "'joinLevel' must be an integer from 1 to 16, got {v}"
+                    ))
+                })?,
+        };
         if let Some(j) = body.get("jsonldContext") {
             if !j.as_str().is_some_and(is_absolute_uri) {
                 return Err(BrokerError::bad_data(format!(
@@ -409,6 +457,8 @@ impl Compiled {
             projection,
             dataset_ids,
             show_changes,
+            join,
+            join_level,
             format,
             sys_attrs,
             endpoint: Endpoint {
