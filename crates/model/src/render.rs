@@ -235,7 +235,7 @@ pub fn render_entity(e: &Entity, ctx: &JsonLdContext, o: &RenderOptions) -> Map<
         };
         out.insert("scope".into(), v);
     }
-    if o.sys_attrs && o.format != Format::KeyValues {
+    if o.sys_attrs {
         out.insert(
             "createdAt".into(),
             Value::String(format_datetime(&e.created_at)),
@@ -269,6 +269,14 @@ pub fn render_entity(e: &Entity, ctx: &JsonLdContext, o: &RenderOptions) -> Map<
 pub fn render_instances(instances: &[Attribute], ctx: &JsonLdContext, o: &RenderOptions) -> Value {
     if instances.len() == 1 {
         render_attribute(&instances[0], ctx, o)
+    } else if o.format == Format::KeyValues {
+        // Simplified multi-instance form: {"dataset": {datasetId | "@none": value}}.
+        let mut d = Map::new();
+        for a in instances {
+            let key = a.dataset_id.clone().unwrap_or_else(|| "@none".into());
+            d.insert(key, render_attribute(a, ctx, o));
+        }
+        serde_json::json!({ "dataset": d })
     } else {
         Value::Array(
             instances

@@ -156,6 +156,7 @@ impl Dispatcher {
         } else {
             "application/json"
         };
+        job.entry.record_attempt();
         let mut delay = self.settings.backoff_start;
         for attempt in 1..=self.settings.attempts {
             let mut req = self

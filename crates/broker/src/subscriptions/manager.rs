@@ -40,17 +40,20 @@ pub struct SubEntry {
     status: Mutex<Status>,
     created_at: DateTime<Utc>,
     modified_at: Mutex<DateTime<Utc>>,
+    /// Creation order within this process (loaded subscriptions keep their createdAt order).
+    seq: u64,
 }
 
 impl SubEntry {
+    /// Counted when a notification goes out (before its outcome is known).
+    pub(crate) fn record_attempt(&self) {
+        self.status.lock().times_sent += 1;
+    }
     pub(crate) fn record_success(&self, now: DateTime<Utc>) {
-        let mut s = self.status.lock();
-        s.times_sent += 1;
-        s.last_success = Some(now);
+        self.status.lock().last_success = Some(now);
     }
     pub(crate) fn record_failure(&self, now: DateTime<Utc>) {
         let mut s = self.status.lock();
-        s.times_sent += 1;
         s.times_failed += 1;
         s.last_failure = Some(now);
     }
@@ -71,6 +74,7 @@ pub struct SubscriptionManager {
     clock: Arc<dyn Clock>,
     dispatcher: Arc<Dispatcher>,
     subs: RwLock<HashMap<(String, String), Arc<SubEntry>>>,
+    next_seq: std::sync::atomic::AtomicU64,
 }
 
 impl SubscriptionManager {
@@ -81,12 +85,15 @@ impl SubscriptionManager {
         settings: DispatchSettings,
     ) -> Arc<Self> {
         let dispatcher = Dispatcher::new(settings, clock.clone());
+        let first_seq = clock.now().timestamp_micros().max(0) as u64;
         Arc::new(Self {
             store,
             contexts,
             clock,
             dispatcher,
             subs: RwLock::new(HashMap::new()),
+            // New subscriptions sort after loaded ones (whose seq is their createdAt in µs).
+            next_seq: std::sync::atomic::AtomicU64::new(first_seq),
         })
     }
 
@@ -131,6 +138,7 @@ impl SubscriptionManager {
                         status: Mutex::new(Status::default()),
                         created_at: created,
                         modified_at: Mutex::new(created),
+                        seq: created.timestamp_micros().max(0) as u64,
                     });
                     self.subs.write().insert((tenant, id), entry);
                 }
@@ -192,6 +200,9 @@ impl SubscriptionManager {
             status: Mutex::new(Status::default()),
             created_at: now,
             modified_at: Mutex::new(now),
+            seq: self
+                .next_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         });
         {
             let mut subs = self.subs.write();
@@ -244,6 +255,12 @@ impl SubscriptionManager {
         let s = entry.sub.read();
         let now = self.clock.now();
         let mut out = s.body.clone();
+        if !out.contains_key("notificationTrigger") {
+            out.insert(
+                "notificationTrigger".into(),
+                json!(["attributeCreated", "attributeUpdated"]),
+            );
+        }
         if sys_attrs {
             out.insert(
                 "createdAt".into(),
@@ -309,7 +326,8 @@ impl SubscriptionManager {
             .filter(|((t, _), _)| *t == rc.tenant)
             .map(|((_, id), e)| (id.clone(), e.clone()))
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        // Creation order (as clients list what they created), then id.
+        v.sort_by(|a, b| (a.1.seq, &a.0).cmp(&(b.1.seq, &b.0)));
         v.into_iter().map(|(_, e)| e).collect()
     }
 
@@ -589,6 +607,8 @@ struct TombstoneStyle {
     /// A LanguageProperty's null is `{"@none": null}` for an attribute deletion and a
     /// plain null when the whole entity went (as the ETSI suite expects).
     language_map_object: bool,
+    /// keyValues: the attribute is just "urn:ngsi-ld:null".
+    key_values: bool,
 }
 
 /// A deleted attribute instance as notified: its null content and, with showChanges,
@@ -614,7 +634,15 @@ fn tombstone(
         m.insert(previous_key(old.kind).into(), previous_content(old, ld));
     }
     if style.sys_attrs {
+        m.insert("createdAt".into(), json!(format_datetime(&old.created_at)));
+        m.insert(
+            "modifiedAt".into(),
+            json!(format_datetime(&old.modified_at)),
+        );
         m.insert("deletedAt".into(), json!(format_datetime(&now)));
+    }
+    if style.key_values {
+        return json!("urn:ngsi-ld:null");
     }
     Value::Object(m)
 }
@@ -643,6 +671,7 @@ fn add_changes(
         show_changes: s.show_changes,
         sys_attrs: s.sys_attrs,
         language_map_object: true,
+        key_values: s.format == Format::KeyValues,
     };
     for (name, old) in &before.attrs {
         if !s.projection.keeps(name) {
@@ -710,7 +739,7 @@ fn notification(
     let roots: Vec<&Entity> = entities.iter().map(|e| e.as_ref()).collect();
     let mut data: Vec<Map<String, Value>> =
         render_joined(&roots, lookup, ld, &opts, s.join, s.join_level);
-    if let (Some(before), false) = (change.and_then(|c| c.before.as_ref()), keyvalues) {
+    if let Some(before) = change.and_then(|c| c.before.as_ref()) {
         if let (Some(first), Some(e)) = (data.first_mut(), entities.first()) {
             add_changes(first, e, before, s, reason, now);
         }
@@ -730,11 +759,12 @@ fn notification(
                 json!(types)
             },
         );
-        if !keyvalues && (s.show_changes || reason == "attributeDeleted") {
+        if s.show_changes || reason == "attributeDeleted" {
             let style = TombstoneStyle {
                 show_changes: s.show_changes,
                 sys_attrs: s.sys_attrs,
                 language_map_object: false,
+                key_values: keyvalues,
             };
             for (name, old) in &d.attrs {
                 let watched = s.watched.as_ref().is_none_or(|w| w.contains(name));
