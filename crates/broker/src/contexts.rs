@@ -198,6 +198,16 @@ impl ContextResolver {
         Ok(built)
     }
 
+    /// A context URL as stored: a path on this server (`/ngsi-ld/v1/jsonldContexts/..`,
+    /// as our `Location` headers give) becomes absolute.
+    fn canonical(&self, url: &str) -> String {
+        if url.starts_with('/') {
+            format!("{}{}", self.settings.public_base.trim_end_matches('/'), url)
+        } else {
+            url.to_string()
+        }
+    }
+
     /// Counts a use of every context URL a request names (for `numberOfHits`).
     fn touch(&self, source: &Value) {
         let mut urls = Vec::new();
@@ -208,7 +218,7 @@ impl ContextResolver {
         let now = self.clock.now();
         let map = self.by_url.read();
         for u in urls {
-            if let Some(c) = map.get(&u) {
+            if let Some(c) = map.get(&self.canonical(&u)) {
                 c.usage.touch(now);
             }
         }
@@ -216,8 +226,15 @@ impl ContextResolver {
 
     async fn load(&self, url: &str) -> Result<Arc<Value>> {
         let now = self.clock.now();
-        if let Some(c) = self.by_url.read().get(url) {
+        let canonical = self.canonical(url);
+        if let Some(c) = self.by_url.read().get(&canonical) {
             return Ok(c.doc.clone());
+        }
+        if url.starts_with('/') {
+            return Err(BrokerError::new(
+                ErrorKind::LdContextNotAvailable,
+                format!("@context '{url}' is not hosted here"),
+            ));
         }
         let doc = self.fetch(url).await?;
         let id = uuid::Uuid::new_v4().to_string();
