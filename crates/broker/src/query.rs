@@ -428,9 +428,18 @@ impl Broker {
                 }
             }
             None => {
-                let types = query.types.as_ref().map(TypeExpr::all_types);
-                self.store
-                    .scan(&rc.tenant, types.as_deref(), None, &mut visit);
+                // A value-index range from q narrows the candidates; every candidate still
+                // passes the full filter, so the answer is the same as a scan's.
+                let hint = query.q.as_ref().and_then(|q| q.index_hint());
+                let indexed = hint.is_some_and(|h| {
+                    self.store
+                        .scan_values(&rc.tenant, &h.attr_iri, &h.ranges, &mut visit)
+                });
+                if !indexed {
+                    let types = query.types.as_ref().map(TypeExpr::all_types);
+                    self.store
+                        .scan(&rc.tenant, types.as_deref(), None, &mut visit);
+                }
             }
         }
         if query.count {

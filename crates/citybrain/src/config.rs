@@ -33,6 +33,8 @@ pub struct Server {
 pub struct Storage {
     pub data_dir: PathBuf,
     pub snapshot_after_bytes: u64,
+    /// Keep a sorted index of scalar attribute values, so `q` comparisons avoid scans.
+    pub value_index: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +81,7 @@ impl Default for Storage {
         Self {
             data_dir: PathBuf::from("./citybrain-data"),
             snapshot_after_bytes: 256 * 1024 * 1024,
+            value_index: true,
         }
     }
 }

@@ -128,6 +128,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(StoreOptions {
         dir: cfg.storage.data_dir.clone(),
         snapshot_after_bytes: cfg.storage.snapshot_after_bytes,
+        value_index: cfg.storage.value_index,
     })
     .with_context(|| {
         format!(

@@ -146,6 +146,134 @@ impl Query {
     pub fn matches(&self, e: &Entity) -> bool {
         eval(&self.expr, e)
     }
+
+    /// A range of one attribute's values that every match must fall in, when the query
+    /// has such a conjunct (`a>5`, `a==1..9`, `a=="x"`, `a==1,2`): the store can then
+    /// answer from its value index instead of scanning. The full query is still
+    /// evaluated on every candidate.
+    pub fn index_hint(&self) -> Option<IndexHint> {
+        let terms: Vec<&Expr> = match &self.expr {
+            Expr::And(v) => v.iter().collect(),
+            other => vec![other],
+        };
+        terms.into_iter().find_map(hint_of)
+    }
+}
+
+/// A key of the value index: comparable scalars in one total order.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+pub enum IndexKey {
+    Bool(bool),
+    Num(f64),
+    Str(Box<str>),
+}
+
+impl Eq for IndexKey {}
+
+impl Ord for IndexKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (self, other) {
+            (IndexKey::Bool(a), IndexKey::Bool(b)) => a.cmp(b),
+            (IndexKey::Num(a), IndexKey::Num(b)) => a.total_cmp(b),
+            (IndexKey::Str(a), IndexKey::Str(b)) => a.cmp(b),
+            (IndexKey::Bool(_), _) => Ordering::Less,
+            (IndexKey::Num(_), IndexKey::Bool(_)) => Ordering::Greater,
+            (IndexKey::Num(_), IndexKey::Str(_)) => Ordering::Less,
+            (IndexKey::Str(_), _) => Ordering::Greater,
+        }
+    }
+}
+
+impl IndexKey {
+    /// The index keys of a value: itself when scalar, its scalar elements when an array.
+    pub fn of(v: &Value) -> Vec<IndexKey> {
+        match v {
+            Value::Bool(b) => vec![IndexKey::Bool(*b)],
+            Value::Number(n) => n.as_f64().map(IndexKey::Num).into_iter().collect(),
+            Value::String(s) => vec![IndexKey::Str(s.as_str().into())],
+            Value::Array(a) => a
+                .iter()
+                .filter(|x| !x.is_array())
+                .flat_map(IndexKey::of)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn of_lit(l: &Lit) -> IndexKey {
+        match l {
+            Lit::Num(n) => IndexKey::Num(*n),
+            Lit::Bool(b) => IndexKey::Bool(*b),
+            Lit::Str(s) => IndexKey::Str(s.as_str().into()),
+        }
+    }
+}
+
+/// What [`Query::index_hint`] found: attribute IRI and key ranges (any of them).
+#[derive(Debug, Clone)]
+pub struct IndexHint {
+    pub attr_iri: String,
+    pub ranges: Vec<(std::ops::Bound<IndexKey>, std::ops::Bound<IndexKey>)>,
+}
+
+fn hint_of(e: &Expr) -> Option<IndexHint> {
+    use std::ops::Bound::{Excluded, Included};
+    let Expr::Term {
+        negated: false,
+        path,
+        cmp: Some((op, v)),
+    } = e
+    else {
+        return None;
+    };
+    if !path.subs.is_empty() || !path.keys.is_empty() {
+        return None;
+    }
+    // Strings that look like date-times compare as times, not text: no index for ranges.
+    let rangeable = |l: &Lit| match l {
+        Lit::Num(_) => true,
+        Lit::Str(s) => as_time(s).is_none(),
+        Lit::Bool(_) => false,
+    };
+    let k = IndexKey::of_lit;
+    let ranges = match (op, v) {
+        (Op::Eq, QValue::One(l)) => vec![(Included(k(l)), Included(k(l)))],
+        (Op::Eq, QValue::List(ls)) => ls
+            .iter()
+            .map(|l| (Included(k(l)), Included(k(l))))
+            .collect(),
+        (Op::Eq, QValue::Range(lo, hi)) if rangeable(lo) && rangeable(hi) => {
+            vec![(Included(k(lo)), Included(k(hi)))]
+        }
+        (Op::Gt, QValue::One(l)) if rangeable(l) => vec![(Excluded(k(l)), type_end(l))],
+        (Op::Ge, QValue::One(l)) if rangeable(l) => vec![(Included(k(l)), type_end(l))],
+        (Op::Lt, QValue::One(l)) if rangeable(l) => vec![(type_start(l), Excluded(k(l)))],
+        (Op::Le, QValue::One(l)) if rangeable(l) => vec![(type_start(l), Included(k(l)))],
+        _ => return None,
+    };
+    Some(IndexHint {
+        attr_iri: path.attr_iri.clone(),
+        ranges,
+    })
+}
+
+/// The smallest key of a literal's type (ranges stay within one type).
+fn type_start(l: &Lit) -> std::ops::Bound<IndexKey> {
+    match l {
+        Lit::Num(_) => std::ops::Bound::Included(IndexKey::Num(f64::NEG_INFINITY)),
+        Lit::Str(_) => std::ops::Bound::Included(IndexKey::Str("".into())),
+        Lit::Bool(_) => std::ops::Bound::Included(IndexKey::Bool(false)),
+    }
+}
+
+/// Just past the largest key of a literal's type.
+fn type_end(l: &Lit) -> std::ops::Bound<IndexKey> {
+    match l {
+        Lit::Num(_) => std::ops::Bound::Included(IndexKey::Num(f64::INFINITY)),
+        Lit::Str(_) => std::ops::Bound::Unbounded,
+        Lit::Bool(_) => std::ops::Bound::Included(IndexKey::Bool(true)),
+    }
 }
 
 const META: [&str; 5] = [
@@ -533,7 +661,6 @@ fn cmp_lit(target: &Value, l: &Lit) -> Option<std::cmp::Ordering> {
             (Some(a), Some(b)) => Some(a.cmp(&b)),
             _ => Some(s.as_str().cmp(x.as_str())),
         },
-        (Value::String(s), Lit::Num(x)) => s.parse::<f64>().ok()?.partial_cmp(x),
         _ => None,
     }
 }

@@ -38,6 +38,8 @@ pub struct StoreOptions {
     pub dir: PathBuf,
     /// Take a snapshot (and drop older log segments) after this many log bytes.
     pub snapshot_after_bytes: u64,
+    /// Keep a sorted index of scalar attribute values (fast `q` range queries).
+    pub value_index: bool,
 }
 
 impl StoreOptions {
@@ -45,6 +47,7 @@ impl StoreOptions {
         Self {
             dir: dir.into(),
             snapshot_after_bytes: 256 * 1024 * 1024,
+            value_index: true,
         }
     }
 }
@@ -128,10 +131,13 @@ impl EmbeddedStore {
                 Some(data) => {
                     snap_lsn = data.lsn;
                     for (t, e) in data.entities {
-                        tenant_entry(&mut tenants, &t).state.write().put(e);
+                        tenant_entry(&mut tenants, &t, options.value_index)
+                            .state
+                            .write()
+                            .put(e);
                     }
                     for (t, c, id, v) in data.docs {
-                        tenant_entry(&mut tenants, &t);
+                        tenant_entry(&mut tenants, &t, options.value_index);
                         docs.insert((c, t, id), v);
                     }
                     tracing::info!(snapshot = %path.display(), lsn = snap_lsn, "loaded snapshot");
@@ -165,15 +171,20 @@ impl EmbeddedStore {
                 max_lsn = max_lsn.max(rec.lsn);
                 replayed += 1;
                 match rec.op {
-                    WalOp::PutEntity { t, e } => tenant_entry(&mut tenants, &t)
-                        .state
-                        .write()
-                        .put(Arc::new(e)),
+                    WalOp::PutEntity { t, e } => {
+                        tenant_entry(&mut tenants, &t, options.value_index)
+                            .state
+                            .write()
+                            .put(Arc::new(e))
+                    }
                     WalOp::DeleteEntity { t, id } => {
-                        tenant_entry(&mut tenants, &t).state.write().delete(&id);
+                        tenant_entry(&mut tenants, &t, options.value_index)
+                            .state
+                            .write()
+                            .delete(&id);
                     }
                     WalOp::PutDoc { t, c, id, v } => {
-                        tenant_entry(&mut tenants, &t);
+                        tenant_entry(&mut tenants, &t, options.value_index);
                         docs.insert((c, t, id), v);
                     }
                     WalOp::DeleteDoc { t, c, id } => {
@@ -270,7 +281,12 @@ impl EmbeddedStore {
         if let Some(x) = self.tenant(t) {
             return x;
         }
-        tenant_entry(&mut self.inner.tenants.write(), t).clone()
+        tenant_entry(
+            &mut self.inner.tenants.write(),
+            t,
+            self.inner.options.value_index,
+        )
+        .clone()
     }
 
     /// Appends a record to the pending buffer; returns its LSN.
@@ -304,10 +320,14 @@ impl EmbeddedStore {
     }
 }
 
-fn tenant_entry<'a>(map: &'a mut HashMap<Arc<str>, Arc<Tenant>>, t: &str) -> &'a Arc<Tenant> {
+fn tenant_entry<'a>(
+    map: &'a mut HashMap<Arc<str>, Arc<Tenant>>,
+    t: &str,
+    value_index: bool,
+) -> &'a Arc<Tenant> {
     map.entry(Arc::from(t)).or_insert_with(|| {
         Arc::new(Tenant {
-            state: RwLock::new(TenantState::default()),
+            state: RwLock::new(TenantState::new(value_index)),
             written: AtomicBool::new(true),
         })
     })
@@ -346,6 +366,33 @@ impl EntityStore for EmbeddedStore {
         if let Some(t) = self.tenant(tenant) {
             t.state.read().scan(types, after, visit);
         }
+    }
+
+    fn scan_values(
+        &self,
+        tenant: &str,
+        attr: &str,
+        ranges: &[(
+            std::ops::Bound<citybrain_model::q::IndexKey>,
+            std::ops::Bound<citybrain_model::q::IndexKey>,
+        )],
+        visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
+    ) -> bool {
+        let Some(t) = self.tenant(tenant) else {
+            return true;
+        };
+        let st = t.state.read();
+        let Some(ids) = st.ids_in_ranges(attr, ranges) else {
+            return false;
+        };
+        for id in ids {
+            if let Some(e) = st.entities.get(&id) {
+                if visit(e).is_break() {
+                    break;
+                }
+            }
+        }
+        true
     }
 
     fn count(&self, tenant: &str) -> usize {

@@ -4,17 +4,123 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
-use citybrain_model::Entity;
+use citybrain_model::q::IndexKey;
+use citybrain_model::{AttrKind, Entity};
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TenantState {
     pub entities: BTreeMap<Arc<str>, Arc<Entity>>,
     pub by_type: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    /// Value index: attribute IRI → (scalar value of the default instance, entity id).
+    /// `None` when disabled.
+    pub values: Option<HashMap<Arc<str>, BTreeSet<(IndexKey, Arc<str>)>>>,
+}
+
+/// The (attribute, key) pairs an entity contributes to the value index: every instance
+/// of each Property or Relationship whose value is scalar (or an array of scalars), so
+/// that index candidates are a superset of what `q` matches.
+fn index_entries(e: &Entity) -> Vec<(&str, IndexKey)> {
+    let mut out = Vec::new();
+    for (name, instances) in &e.attrs {
+        for a in instances {
+            if matches!(a.kind, AttrKind::Property | AttrKind::Relationship) {
+                out.extend(
+                    IndexKey::of(&a.value)
+                        .into_iter()
+                        .map(|k| (name.as_str(), k)),
+                );
+            }
+        }
+    }
+    out
 }
 
 impl TenantState {
+    pub fn new(value_index: bool) -> Self {
+        Self {
+            values: value_index.then(HashMap::new),
+            ..Default::default()
+        }
+    }
+
+    fn unindex_values(&mut self, old: &Entity, id: &Arc<str>) {
+        let Some(values) = self.values.as_mut() else {
+            return;
+        };
+        for (attr, key) in index_entries(old) {
+            if let Some(set) = values.get_mut(attr) {
+                set.remove(&(key, id.clone()));
+                if set.is_empty() {
+                    values.remove(attr);
+                }
+            }
+        }
+    }
+
+    fn index_values(&mut self, e: &Entity, id: &Arc<str>) {
+        let Some(values) = self.values.as_mut() else {
+            return;
+        };
+        for (attr, key) in index_entries(e) {
+            match values.get_mut(attr) {
+                Some(set) => {
+                    set.insert((key, id.clone()));
+                }
+                None => {
+                    values.insert(Arc::from(attr), BTreeSet::from([(key, id.clone())]));
+                }
+            }
+        }
+    }
+
+    /// Ids whose `attr` falls in any of `ranges`, in id order; `None` without an index.
+    pub fn ids_in_ranges(
+        &self,
+        attr: &str,
+        ranges: &[(Bound<IndexKey>, Bound<IndexKey>)],
+    ) -> Option<Vec<Arc<str>>> {
+        let values = self.values.as_ref()?;
+        let Some(set) = values.get(attr) else {
+            return Some(Vec::new());
+        };
+        let mut ids: Vec<Arc<str>> = Vec::new();
+        for (lo, hi) in ranges {
+            let lo = match lo {
+                Bound::Included(k) => Bound::Included((k.clone(), Arc::from(""))),
+                Bound::Excluded(k) => {
+                    Bound::Excluded((k.clone(), Arc::from("\u{10FFFF}\u{10FFFF}")))
+                }
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let hi = match hi {
+                Bound::Included(k) => {
+                    Bound::Included((k.clone(), Arc::from("\u{10FFFF}\u{10FFFF}")))
+                }
+                Bound::Excluded(k) => Bound::Excluded((k.clone(), Arc::from(""))),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            if let (
+                Bound::Included(a) | Bound::Excluded(a),
+                Bound::Included(b) | Bound::Excluded(b),
+            ) = (&lo, &hi)
+            {
+                if a > b {
+                    continue;
+                }
+            }
+            ids.extend(set.range((lo, hi)).map(|(_, id)| id.clone()));
+        }
+        ids.sort();
+        ids.dedup();
+        Some(ids)
+    }
+
     pub fn put(&mut self, e: Arc<Entity>) {
         let id: Arc<str> = Arc::from(e.id.as_str());
+        if let Some(old) = self.entities.get(&id).cloned() {
+            self.unindex_values(&old, &id);
+        }
+        self.index_values(&e, &id);
         if let Some(old) = self.entities.insert(id.clone(), e.clone()) {
             for t in &old.types {
                 if !e.types.contains(t) {
@@ -46,6 +152,8 @@ impl TenantState {
 
     pub fn delete(&mut self, id: &str) -> Option<Arc<Entity>> {
         let old = self.entities.remove(id)?;
+        let key: Arc<str> = Arc::from(id);
+        self.unindex_values(&old, &key);
         for t in &old.types {
             self.unindex(t, id);
         }

@@ -4,6 +4,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use citybrain_model::q::IndexKey;
 use citybrain_model::{Entity, ModelError};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -105,6 +106,17 @@ pub trait EntityStore: Send + Sync + 'static {
         after: Option<&str>,
         visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
     );
+
+    /// Visits, in id order, the entities whose `attr` (default instance, scalar) lies in
+    /// any of `ranges`. Returns false when the store keeps no value index; the caller then
+    /// scans.
+    fn scan_values(
+        &self,
+        tenant: &str,
+        attr: &str,
+        ranges: &[(std::ops::Bound<IndexKey>, std::ops::Bound<IndexKey>)],
+        visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
+    ) -> bool;
 
     /// Number of entities of a tenant.
     fn count(&self, tenant: &str) -> usize;

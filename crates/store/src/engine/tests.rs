@@ -166,3 +166,52 @@ fn torn_log_tail_is_cut_and_snapshots_trim_the_log() {
     assert_eq!(s.count(""), 41, "appends after a cut tail are readable");
     s.close();
 }
+
+#[test]
+fn value_index_answers_ranges_like_a_scan() {
+    use citybrain_model::q::Query;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    for i in 0..200 {
+        rt.block_on(put(&s, "", entity(&format!("urn:x:{i:03}"), "T", i % 37)).wait())
+            .unwrap();
+    }
+    // Updates move entities in the index; deletes remove them.
+    rt.block_on(put(&s, "", entity("urn:x:005", "T", 1000)).wait())
+        .unwrap();
+    let m = s
+        .modify("", "urn:x:006", &mut |_| Ok(Some(Write::Delete)))
+        .unwrap()
+        .unwrap();
+    rt.block_on(m.commit.wait()).unwrap();
+    for q in [
+        "p>30",
+        "p>=30;p<33",
+        "p==1,2,3",
+        "p==10..12",
+        "p<2",
+        "p==1000",
+        "p>5000",
+    ] {
+        let mut q = Query::parse(q).unwrap();
+        q.resolve(&JsonLdContext::core());
+        let hint = q.index_hint().expect("indexable");
+        let mut via_index = vec![];
+        assert!(s.scan_values("", &hint.attr_iri, &hint.ranges, &mut |e| {
+            if q.matches(e) {
+                via_index.push(e.id.clone());
+            }
+            ControlFlow::Continue(())
+        }));
+        let mut via_scan = vec![];
+        s.scan("", None, None, &mut |e| {
+            if q.matches(e) {
+                via_scan.push(e.id.clone());
+            }
+            ControlFlow::Continue(())
+        });
+        assert_eq!(via_index, via_scan, "{}", q.text);
+    }
+    s.close();
+}
