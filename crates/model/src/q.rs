@@ -156,19 +156,47 @@ impl Query {
             Expr::And(v) => v.iter().collect(),
             other => vec![other],
         };
-        terms.into_iter().find_map(hint_of)
+        let hints: Vec<IndexHint> = terms.into_iter().filter_map(hint_of).collect();
+        let first = hints.first()?.attr_iri.clone();
+        // Conjuncts on the same attribute narrow each other: a>=5;a<7 is one range.
+        hints
+            .into_iter()
+            .filter(|h| h.attr_iri == first)
+            .reduce(|acc, h| {
+                let ranges = acc
+                    .ranges
+                    .iter()
+                    .flat_map(|a| h.ranges.iter().map(move |b| intersect(a, b)))
+                    .collect();
+                IndexHint {
+                    attr_iri: acc.attr_iri,
+                    ranges,
+                }
+            })
     }
 }
 
 /// A key of the value index: comparable scalars in one total order.
-#[derive(Debug, Clone, PartialEq, PartialOrd)]
+#[derive(Debug, Clone)]
 pub enum IndexKey {
     Bool(bool),
     Num(f64),
     Str(Box<str>),
 }
 
+impl PartialEq for IndexKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
 impl Eq for IndexKey {}
+
+impl PartialOrd for IndexKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Ord for IndexKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
@@ -214,7 +242,7 @@ impl IndexKey {
 #[derive(Debug, Clone)]
 pub struct IndexHint {
     pub attr_iri: String,
-    pub ranges: Vec<(std::ops::Bound<IndexKey>, std::ops::Bound<IndexKey>)>,
+    pub ranges: Vec<KeyRange>,
 }
 
 fn hint_of(e: &Expr) -> Option<IndexHint> {
@@ -256,6 +284,39 @@ fn hint_of(e: &Expr) -> Option<IndexHint> {
         attr_iri: path.attr_iri.clone(),
         ranges,
     })
+}
+
+/// A range of index keys.
+pub type KeyRange = (std::ops::Bound<IndexKey>, std::ops::Bound<IndexKey>);
+
+/// The intersection of two key ranges (possibly empty: lower above upper).
+fn intersect(a: &KeyRange, b: &KeyRange) -> KeyRange {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let lower = match (&a.0, &b.0) {
+        (Unbounded, x) | (x, Unbounded) => x.clone(),
+        (Included(x), Included(y)) => Included(x.max(y).clone()),
+        (Excluded(x), Excluded(y)) => Excluded(x.max(y).clone()),
+        (Included(i), Excluded(e)) | (Excluded(e), Included(i)) => {
+            if i > e {
+                Included(i.clone())
+            } else {
+                Excluded(e.clone())
+            }
+        }
+    };
+    let upper = match (&a.1, &b.1) {
+        (Unbounded, x) | (x, Unbounded) => x.clone(),
+        (Included(x), Included(y)) => Included(x.min(y).clone()),
+        (Excluded(x), Excluded(y)) => Excluded(x.min(y).clone()),
+        (Included(i), Excluded(e)) | (Excluded(e), Included(i)) => {
+            if i < e {
+                Included(i.clone())
+            } else {
+                Excluded(e.clone())
+            }
+        }
+    };
+    (lower, upper)
 }
 
 /// The smallest key of a literal's type (ranges stay within one type).

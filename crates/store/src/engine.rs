@@ -372,10 +372,7 @@ impl EntityStore for EmbeddedStore {
         &self,
         tenant: &str,
         attr: &str,
-        ranges: &[(
-            std::ops::Bound<citybrain_model::q::IndexKey>,
-            std::ops::Bound<citybrain_model::q::IndexKey>,
-        )],
+        ranges: &[citybrain_model::q::KeyRange],
         visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
     ) -> bool {
         let Some(t) = self.tenant(tenant) else {

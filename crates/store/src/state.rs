@@ -7,13 +7,16 @@ use std::sync::Arc;
 use citybrain_model::q::IndexKey;
 use citybrain_model::{AttrKind, Entity};
 
+/// One attribute's index: (value, entity id), sorted.
+pub(crate) type ValueIndex = BTreeSet<(IndexKey, Arc<str>)>;
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TenantState {
     pub entities: BTreeMap<Arc<str>, Arc<Entity>>,
     pub by_type: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
     /// Value index: attribute IRI → (scalar value of the default instance, entity id).
     /// `None` when disabled.
-    pub values: Option<HashMap<Arc<str>, BTreeSet<(IndexKey, Arc<str>)>>>,
+    pub values: Option<HashMap<Arc<str>, ValueIndex>>,
 }
 
 /// The (attribute, key) pairs an entity contributes to the value index: every instance
@@ -77,7 +80,7 @@ impl TenantState {
     pub fn ids_in_ranges(
         &self,
         attr: &str,
-        ranges: &[(Bound<IndexKey>, Bound<IndexKey>)],
+        ranges: &[citybrain_model::q::KeyRange],
     ) -> Option<Vec<Arc<str>>> {
         let values = self.values.as_ref()?;
         let Some(set) = values.get(attr) else {

@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use citybrain_model::q::IndexKey;
+use citybrain_model::q::KeyRange;
 use citybrain_model::{Entity, ModelError};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -114,7 +114,7 @@ pub trait EntityStore: Send + Sync + 'static {
         &self,
         tenant: &str,
         attr: &str,
-        ranges: &[(std::ops::Bound<IndexKey>, std::ops::Bound<IndexKey>)],
+        ranges: &[KeyRange],
         visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
     ) -> bool;
 
