@@ -18,6 +18,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 
+/// mimalloc: size-class pages without per-allocation headers. The state is millions of
+/// small allocations; measured against glibc malloc in docs/benchmarks.md (memory).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "citybrain",

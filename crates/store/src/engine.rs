@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::StoreError;
-use crate::snapshot::{self, SnapshotData};
+use crate::snapshot::{self, SnapItem, SnapshotData};
 use crate::state::TenantState;
 use crate::traits::{Change, ChangeKind, Commit, Decide, EntityStore, Modified, StoreStats, Write};
 use crate::wal::{self, WalOp};
@@ -127,19 +127,22 @@ impl EmbeddedStore {
         let mut docs: BTreeMap<DocKey, Value> = BTreeMap::new();
         let mut snap_lsn = 0u64;
         for (_, path) in snapshot::list(&dir)?.into_iter().rev() {
-            match snapshot::read(&path)? {
-                Some(data) => {
-                    snap_lsn = data.lsn;
-                    for (t, e) in data.entities {
-                        tenant_entry(&mut tenants, &t, options.value_index)
-                            .state
-                            .write()
-                            .put(e);
-                    }
-                    for (t, c, id, v) in data.docs {
-                        tenant_entry(&mut tenants, &t, options.value_index);
-                        docs.insert((c, t, id), v);
-                    }
+            let mut t_map: HashMap<Arc<str>, Arc<Tenant>> = HashMap::new();
+            let mut d_map: BTreeMap<DocKey, Value> = BTreeMap::new();
+            let vi = options.value_index;
+            let read = snapshot::read(&path, &mut |item| match item {
+                SnapItem::Entity { t, e } => tenant_entry(&mut t_map, &t, vi).state.write().put(Arc::new(e)),
+                SnapItem::Doc { t, c, id, v } => {
+                    tenant_entry(&mut t_map, &t, vi);
+                    d_map.insert((c, t, id), v);
+                }
+                SnapItem::End { .. } => {}
+            })?;
+            match read {
+                Some(lsn) => {
+                    snap_lsn = lsn;
+                    tenants = t_map;
+                    docs = d_map;
                     tracing::info!(snapshot = %path.display(), lsn = snap_lsn, "loaded snapshot");
                     break;
                 }
@@ -646,7 +649,7 @@ fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
     };
     for (k, g) in &guards {
         data.entities
-            .extend(g.entities.values().map(|e| (k.to_string(), e.clone())));
+            .extend(g.entities.values().map(|e| (k.clone(), e.clone())));
     }
     data.docs = docs_guard
         .iter()

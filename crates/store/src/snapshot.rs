@@ -40,7 +40,7 @@ pub(crate) enum SnapItem {
 /// What a snapshot holds.
 pub(crate) struct SnapshotData {
     pub lsn: u64,
-    pub entities: Vec<(String, Arc<Entity>)>,
+    pub entities: Vec<(Arc<str>, Arc<Entity>)>,
     pub docs: Vec<(String, String, String, Value)>,
 }
 
@@ -67,7 +67,18 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(out)
 }
 
-fn frame(w: &mut impl std::io::Write, item: &SnapItem) -> Result<(), StoreError> {
+/// Borrowed twin of [`SnapItem`] for writing without copying entities.
+#[derive(Serialize)]
+enum SnapItemRef<'a> {
+    #[serde(rename = "e")]
+    Entity { t: &'a str, e: &'a Entity },
+    #[serde(rename = "d")]
+    Doc { t: &'a str, c: &'a str, id: &'a str, v: &'a Value },
+    #[serde(rename = "end")]
+    End { count: u64 },
+}
+
+fn frame(w: &mut impl std::io::Write, item: &SnapItemRef<'_>) -> Result<(), StoreError> {
     let payload = serde_json::to_vec(item).map_err(|e| StoreError::Corrupt {
         file: "<snapshot>".into(),
         detail: e.to_string(),
@@ -96,28 +107,14 @@ pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreErr
     w.write_all(&data.lsn.to_le_bytes())?;
     let mut count = 0u64;
     for (t, e) in &data.entities {
-        frame(
-            &mut w,
-            &SnapItem::Entity {
-                t: t.clone(),
-                e: Entity::clone(e),
-            },
-        )?;
+        frame(&mut w, &SnapItemRef::Entity { t, e })?;
         count += 1;
     }
     for (t, c, id, v) in &data.docs {
-        frame(
-            &mut w,
-            &SnapItem::Doc {
-                t: t.clone(),
-                c: c.clone(),
-                id: id.clone(),
-                v: v.clone(),
-            },
-        )?;
+        frame(&mut w, &SnapItemRef::Doc { t, c, id, v })?;
         count += 1;
     }
-    frame(&mut w, &SnapItem::End { count })?;
+    frame(&mut w, &SnapItemRef::End { count })?;
     let f = w.into_inner().map_err(|e| StoreError::Io(e.into_error()))?;
     f.sync_all()?;
     let path = path_for(dir, data.lsn);
@@ -126,9 +123,10 @@ pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreErr
     Ok(path)
 }
 
-/// Reads a snapshot; `Ok(None)` when it is incomplete or damaged (then an older one or
-/// the log is used).
-pub(crate) fn read(path: &Path) -> Result<Option<SnapshotData>, StoreError> {
+/// Reads a snapshot, handing each item to `apply` as it is decoded (no second copy of the
+/// state in memory). Returns its LSN, or `Ok(None)` when it is incomplete or damaged; the
+/// caller then discards what it applied and falls back to an older snapshot or the log.
+pub(crate) fn read(path: &Path, apply: &mut dyn FnMut(SnapItem)) -> Result<Option<u64>, StoreError> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut header = [0u8; 16];
     if r.read_exact(&mut header).is_err() || &header[..6] != MAGIC {
@@ -144,11 +142,7 @@ pub(crate) fn read(path: &Path) -> Result<Option<SnapshotData>, StoreError> {
     }
     let mut lsn_bytes = [0u8; 8];
     lsn_bytes.copy_from_slice(&header[8..16]);
-    let mut data = SnapshotData {
-        lsn: u64::from_le_bytes(lsn_bytes),
-        entities: Vec::new(),
-        docs: Vec::new(),
-    };
+    let lsn = u64::from_le_bytes(lsn_bytes);
     let mut payload = Vec::new();
     let mut count = 0u64;
     loop {
@@ -163,10 +157,9 @@ pub(crate) fn read(path: &Path) -> Result<Option<SnapshotData>, StoreError> {
             return Ok(None);
         }
         match serde_json::from_slice::<SnapItem>(&payload) {
-            Ok(SnapItem::Entity { t, e }) => data.entities.push((t, Arc::new(e))),
-            Ok(SnapItem::Doc { t, c, id, v }) => data.docs.push((t, c, id, v)),
-            Ok(SnapItem::End { count: n }) if n == count => return Ok(Some(data)),
-            _ => return Ok(None),
+            Ok(SnapItem::End { count: n }) if n == count => return Ok(Some(lsn)),
+            Ok(SnapItem::End { .. }) | Err(_) => return Ok(None),
+            Ok(item) => apply(item),
         }
         count += 1;
     }
