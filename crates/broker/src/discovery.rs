@@ -32,13 +32,13 @@ impl Broker {
         let mut map: BTreeMap<String, TypeInfo> = BTreeMap::new();
         self.store.scan(&rc.tenant, None, None, &mut |e| {
             for t in &e.types {
-                let info = map.entry(t.clone()).or_insert_with(|| TypeInfo {
-                    iri: t.clone(),
+                let info = map.entry(t.to_string()).or_insert_with(|| TypeInfo {
+                    iri: t.to_string(),
                     ..Default::default()
                 });
                 info.entity_count += 1;
                 for (name, instances) in &e.attrs {
-                    let kinds = info.attributes.entry(name.clone()).or_default();
+                    let kinds = info.attributes.entry(name.to_string()).or_default();
                     kinds.extend(instances.iter().map(|a| a.kind.type_name()));
                 }
             }
@@ -53,14 +53,16 @@ impl Broker {
         let mut map: BTreeMap<String, AttributeInfo> = BTreeMap::new();
         self.store.scan(&rc.tenant, None, None, &mut |e| {
             for (name, instances) in &e.attrs {
-                let info = map.entry(name.clone()).or_insert_with(|| AttributeInfo {
-                    iri: name.clone(),
-                    ..Default::default()
-                });
+                let info = map
+                    .entry(name.to_string())
+                    .or_insert_with(|| AttributeInfo {
+                        iri: name.to_string(),
+                        ..Default::default()
+                    });
                 info.count += instances.len();
                 info.kinds
                     .extend(instances.iter().map(|a| a.kind.type_name()));
-                info.types.extend(e.types.iter().cloned());
+                info.types.extend(e.types.iter().map(|t| t.to_string()));
             }
             ControlFlow::Continue(())
         });

@@ -19,8 +19,8 @@ use crate::Broker;
 
 /// A parsed attributes body.
 struct Fragment {
-    attrs: Vec<(String, Vec<citybrain_model::Attribute>)>,
-    types: Option<Vec<String>>,
+    attrs: Vec<(std::sync::Arc<str>, Vec<citybrain_model::Attribute>)>,
+    types: Option<Vec<std::sync::Arc<str>>>,
     scope: Option<Vec<String>>,
 }
 
@@ -406,7 +406,11 @@ impl Broker {
                 e.attr(&iri)
                     .is_some_and(|l| l.iter().any(|a| a.dataset_id == i.dataset_id))
             });
-            let out = ops::update(&mut e, vec![(iri.clone(), instances.clone())], now);
+            let out = ops::update(
+                &mut e,
+                vec![(citybrain_model::intern::intern(&iri), instances.clone())],
+                now,
+            );
             if !all_exist || !out.changed() {
                 return Err(ModelError::not_found(format!(
                     "attribute '{attr}' (with this datasetId) not found in entity '{id}'"

@@ -1,6 +1,8 @@
 //! NGSI-LD entities and attributes, held in *expanded* form (types and attribute names are
 //! full IRIs), and the parser that turns a request body (normalized or concise) into them.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -112,14 +114,19 @@ pub struct Attribute {
     pub unit_code: Option<String>,
     /// `objectType` of a Relationship (expanded IRIs).
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
-    pub object_type: Option<Value>,
+    pub object_type: Option<Box<Value>>,
     #[serde(rename = "c", with = "serde_dt")]
     pub created_at: DateTime<Utc>,
     #[serde(rename = "m", with = "serde_dt")]
     pub modified_at: DateTime<Utc>,
     /// Sub-attributes, by expanded name, in insertion order.
-    #[serde(rename = "s", default, skip_serializing_if = "Vec::is_empty")]
-    pub sub: Vec<(String, Attribute)>,
+    #[serde(
+        rename = "s",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::intern::de_pairs"
+    )]
+    pub sub: Vec<(Arc<str>, Attribute)>,
 }
 
 impl Attribute {
@@ -139,38 +146,41 @@ impl Attribute {
     }
 
     pub fn sub_attr(&self, name: &str) -> Option<&Attribute> {
-        self.sub.iter().find(|(n, _)| n == name).map(|(_, a)| a)
+        self.sub.iter().find(|(n, _)| &**n == name).map(|(_, a)| a)
     }
 }
 
 /// One attribute name with all its instances (one per `datasetId`, at most one without).
-pub type AttrEntry = (String, Vec<Attribute>);
+pub type AttrEntry = (Arc<str>, Vec<Attribute>);
 
 /// An entity in expanded form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
     pub id: String,
-    #[serde(rename = "ty")]
-    pub types: Vec<String>,
+    #[serde(rename = "ty", deserialize_with = "crate::intern::de_vec")]
+    pub types: Vec<Arc<str>>,
     #[serde(rename = "sc", default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<String>>,
     #[serde(rename = "c", with = "serde_dt")]
     pub created_at: DateTime<Utc>,
     #[serde(rename = "m", with = "serde_dt")]
     pub modified_at: DateTime<Utc>,
-    #[serde(rename = "a", default)]
+    #[serde(rename = "a", default, deserialize_with = "crate::intern::de_pairs")]
     pub attrs: Vec<AttrEntry>,
 }
 
 impl Entity {
     pub fn attr(&self, name: &str) -> Option<&Vec<Attribute>> {
-        self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.attrs
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v)
     }
 
     pub fn attr_mut(&mut self, name: &str) -> Option<&mut Vec<Attribute>> {
         self.attrs
             .iter_mut()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| &**n == name)
             .map(|(_, v)| v)
     }
 
@@ -183,7 +193,7 @@ impl Entity {
     }
 
     pub fn has_type(&self, ty: &str) -> bool {
-        self.types.iter().any(|t| t == ty)
+        self.types.iter().any(|t| &**t == ty)
     }
 }
 
@@ -258,7 +268,7 @@ pub fn parse_entity_id(v: Option<&Value>) -> Result<String> {
 }
 
 /// Parses entity types (a string or a non-empty array of strings) and expands them.
-pub fn parse_types(v: Option<&Value>, ctx: &JsonLdContext) -> Result<Vec<String>> {
+pub fn parse_types(v: Option<&Value>, ctx: &JsonLdContext) -> Result<Vec<Arc<str>>> {
     let names: Vec<&str> = match v {
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(a)) if !a.is_empty() => a
@@ -285,6 +295,7 @@ pub fn parse_types(v: Option<&Value>, ctx: &JsonLdContext) -> Result<Vec<String>
                 "entity type '{n}' maps to the JSON-LD keyword {e}"
             )));
         }
+        let e = crate::intern::intern(&e);
         if !out.contains(&e) {
             out.push(e);
         }
@@ -317,7 +328,7 @@ pub struct ParseMode {
 }
 
 /// A parsed attribute payload: its instances, or `None` for "delete it" (merge-patch null).
-pub type ParsedAttr = (String, Option<Vec<Attribute>>);
+pub type ParsedAttr = (Arc<str>, Option<Vec<Attribute>>);
 
 /// Parses a full entity (create, replace, batch).
 pub fn parse_entity(
@@ -363,7 +374,7 @@ pub fn parse_attributes(
             continue;
         }
         validate_name("attribute", name)?;
-        let iri_ = ctx.expand(name);
+        let iri_ = crate::intern::intern(&ctx.expand(name));
         let parsed = parse_attr_value(name, &iri_, raw, ctx, now, mode)?;
         if out.iter().any(|(n, _)| *n == iri_) {
             return Err(ModelError::bad_data(format!(
@@ -556,13 +567,13 @@ fn parse_one(
     };
     let object_type = match obj.get("objectType") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(Value::String(ctx.expand(s))),
-        Some(Value::Array(a)) => Some(Value::Array(
+        Some(Value::String(s)) => Some(Box::new(Value::String(ctx.expand(s)))),
+        Some(Value::Array(a)) => Some(Box::new(Value::Array(
             a.iter()
                 .filter_map(Value::as_str)
                 .map(|s| Value::String(ctx.expand(s)))
                 .collect(),
-        )),
+        ))),
         Some(other) => {
             return Err(ModelError::bad_data(format!(
                 "attribute '{name}': invalid 'objectType' {other}"
@@ -575,7 +586,7 @@ fn parse_one(
             continue;
         }
         validate_name("sub-attribute", sname)?;
-        let siri = ctx.expand(sname);
+        let siri = crate::intern::intern(&ctx.expand(sname));
         let sraw = match sraw {
             Value::Array(a) if a.len() == 1 => &a[0],
             other => other,
@@ -704,7 +715,7 @@ mod tests {
             "name": {"type": "LanguageProperty", "languageMap": {"en": "car", "es": "coche"}}
         }))
         .unwrap();
-        assert_eq!(e.types, vec![format!("{DEFAULT_VOCAB}Vehicle")]);
+        assert_eq!(&*e.types[0], format!("{DEFAULT_VOCAB}Vehicle"));
         let speed = e
             .default_instance(&format!("{DEFAULT_VOCAB}speed"))
             .unwrap();

@@ -9,6 +9,7 @@ pub mod context;
 pub mod entity;
 pub mod error;
 pub mod geojson;
+pub mod intern;
 pub mod ops;
 pub mod q;
 pub mod render;

@@ -1,6 +1,8 @@
 //! Pure entity operations with NGSI-LD semantics. The broker runs them inside the store's
 //! read-modify-write, so they never see a concurrent change.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -39,7 +41,7 @@ fn upsert_instance(list: &mut Vec<Attribute>, new: Attribute, now: DateTime<Utc>
 /// content) deletes the instance.
 pub fn append(
     e: &mut Entity,
-    attrs: Vec<(String, Vec<Attribute>)>,
+    attrs: Vec<(Arc<str>, Vec<Attribute>)>,
     no_overwrite: bool,
     now: DateTime<Utc>,
 ) -> UpdateOutcome {
@@ -57,7 +59,7 @@ pub fn append(
 /// tombstone (null content) deletes the instance.
 pub fn update(
     e: &mut Entity,
-    attrs: Vec<(String, Vec<Attribute>)>,
+    attrs: Vec<(Arc<str>, Vec<Attribute>)>,
     now: DateTime<Utc>,
 ) -> UpdateOutcome {
     apply_instances(e, attrs, now, |exists_attr, _| {
@@ -72,7 +74,7 @@ pub fn update(
 /// Applies instances one by one; `allow(attribute exists, instance exists)` decides.
 fn apply_instances(
     e: &mut Entity,
-    attrs: Vec<(String, Vec<Attribute>)>,
+    attrs: Vec<(Arc<str>, Vec<Attribute>)>,
     now: DateTime<Utc>,
     allow: impl Fn(bool, bool) -> Result<(), &'static str>,
 ) -> UpdateOutcome {
@@ -85,7 +87,7 @@ fn apply_instances(
                 .attr(&name)
                 .is_some_and(|l| l.iter().any(|a| a.dataset_id == inst.dataset_id));
             if let Err(reason) = allow(exists_attr, exists_instance) {
-                out.not_updated.push((name.clone(), reason.into()));
+                out.not_updated.push((name.to_string(), reason.into()));
                 continue;
             }
             if inst.value.is_null() {
@@ -93,7 +95,7 @@ fn apply_instances(
                     any = true;
                 } else {
                     out.not_updated.push((
-                        name.clone(),
+                        name.to_string(),
                         "attribute (with this datasetId) does not exist".into(),
                     ));
                 }
@@ -106,7 +108,7 @@ fn apply_instances(
             any = true;
         }
         if any {
-            out.updated.push(name);
+            out.updated.push(name.to_string());
         }
     }
     if out.changed() {
@@ -148,10 +150,10 @@ pub fn merge(e: &mut Entity, attrs: Vec<ParsedAttr>, now: DateTime<Utc>) -> Upda
         match patch {
             None => {
                 if delete_attribute(e, &name, None, true, now) {
-                    out.updated.push(name);
+                    out.updated.push(name.to_string());
                 } else {
                     out.not_updated
-                        .push((name, "attribute does not exist".into()));
+                        .push((name.to_string(), "attribute does not exist".into()));
                 }
             }
             Some(instances) => {
@@ -171,7 +173,7 @@ pub fn merge(e: &mut Entity, attrs: Vec<ParsedAttr>, now: DateTime<Utc>) -> Upda
                         None => e.attrs.push((name.clone(), vec![inst])),
                     }
                 }
-                out.updated.push(name);
+                out.updated.push(name.to_string());
             }
         }
     }
@@ -268,7 +270,7 @@ pub fn delete_attribute(
     all: bool,
     now: DateTime<Utc>,
 ) -> bool {
-    let Some(pos) = e.attrs.iter().position(|(n, _)| n == name) else {
+    let Some(pos) = e.attrs.iter().position(|(n, _)| &**n == name) else {
         return false;
     };
     let removed = if all {
@@ -333,7 +335,7 @@ mod tests {
         .unwrap()
     }
 
-    fn plain(v: Value) -> Vec<(String, Vec<Attribute>)> {
+    fn plain(v: Value) -> Vec<(Arc<str>, Vec<Attribute>)> {
         attrs(v, false)
             .into_iter()
             .map(|(n, a)| (n, a.unwrap()))

@@ -205,7 +205,7 @@ pub fn parse_dataset_ids(items: &[String]) -> Vec<Option<String>> {
         .collect()
 }
 
-fn compact_types(types: &[String], ctx: &JsonLdContext) -> Value {
+fn compact_types(types: &[std::sync::Arc<str>], ctx: &JsonLdContext) -> Value {
     if types.len() == 1 {
         Value::String(ctx.compact(&types[0]))
     } else {
@@ -367,7 +367,7 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
         m.insert("lang".into(), Value::String(l));
     }
     if let Some(t) = &a.object_type {
-        let t = match t {
+        let t = match &**t {
             Value::String(s) => Value::String(ctx.compact(s)),
             Value::Array(v) => Value::Array(
                 v.iter()

@@ -131,7 +131,10 @@ impl EmbeddedStore {
             let mut d_map: BTreeMap<DocKey, Value> = BTreeMap::new();
             let vi = options.value_index;
             let read = snapshot::read(&path, &mut |item| match item {
-                SnapItem::Entity { t, e } => tenant_entry(&mut t_map, &t, vi).state.write().put(Arc::new(e)),
+                SnapItem::Entity { t, e } => tenant_entry(&mut t_map, &t, vi)
+                    .state
+                    .write()
+                    .put(Arc::new(e)),
                 SnapItem::Doc { t, c, id, v } => {
                     tenant_entry(&mut t_map, &t, vi);
                     d_map.insert((c, t, id), v);

@@ -73,7 +73,12 @@ enum SnapItemRef<'a> {
     #[serde(rename = "e")]
     Entity { t: &'a str, e: &'a Entity },
     #[serde(rename = "d")]
-    Doc { t: &'a str, c: &'a str, id: &'a str, v: &'a Value },
+    Doc {
+        t: &'a str,
+        c: &'a str,
+        id: &'a str,
+        v: &'a Value,
+    },
     #[serde(rename = "end")]
     End { count: u64 },
 }
@@ -126,7 +131,10 @@ pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreErr
 /// Reads a snapshot, handing each item to `apply` as it is decoded (no second copy of the
 /// state in memory). Returns its LSN, or `Ok(None)` when it is incomplete or damaged; the
 /// caller then discards what it applied and falls back to an older snapshot or the log.
-pub(crate) fn read(path: &Path, apply: &mut dyn FnMut(SnapItem)) -> Result<Option<u64>, StoreError> {
+pub(crate) fn read(
+    path: &Path,
+    apply: &mut dyn FnMut(SnapItem),
+) -> Result<Option<u64>, StoreError> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut header = [0u8; 16];
     if r.read_exact(&mut header).is_err() || &header[..6] != MAGIC {

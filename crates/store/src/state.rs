@@ -22,16 +22,12 @@ pub(crate) struct TenantState {
 /// The (attribute, key) pairs an entity contributes to the value index: every instance
 /// of each Property or Relationship whose value is scalar (or an array of scalars), so
 /// that index candidates are a superset of what `q` matches.
-fn index_entries(e: &Entity) -> Vec<(&str, IndexKey)> {
+fn index_entries(e: &Entity) -> Vec<(&Arc<str>, IndexKey)> {
     let mut out = Vec::new();
     for (name, instances) in &e.attrs {
         for a in instances {
             if matches!(a.kind, AttrKind::Property | AttrKind::Relationship) {
-                out.extend(
-                    IndexKey::of(&a.value)
-                        .into_iter()
-                        .map(|k| (name.as_str(), k)),
-                );
+                out.extend(IndexKey::of(&a.value).into_iter().map(|k| (name, k)));
             }
         }
     }
@@ -70,7 +66,7 @@ impl TenantState {
                     set.insert((key, id.clone()));
                 }
                 None => {
-                    values.insert(Arc::from(attr), BTreeSet::from([(key, id.clone())]));
+                    values.insert(attr.clone(), BTreeSet::from([(key, id.clone())]));
                 }
             }
         }
@@ -132,13 +128,12 @@ impl TenantState {
             }
         }
         for t in &e.types {
-            match self.by_type.get_mut(t.as_str()) {
+            match self.by_type.get_mut(&**t) {
                 Some(set) => {
                     set.insert(id.clone());
                 }
                 None => {
-                    self.by_type
-                        .insert(Arc::from(t.as_str()), BTreeSet::from([id.clone()]));
+                    self.by_type.insert(t.clone(), BTreeSet::from([id.clone()]));
                 }
             }
         }

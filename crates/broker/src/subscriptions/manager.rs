@@ -502,11 +502,11 @@ fn attr_diff<'a>(before: &'a Entity, after: &'a Entity) -> (Names<'a>, Names<'a>
     let (mut created, mut updated, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     for (n, inst) in &after.attrs {
         match before.attr(n) {
-            None => created.push(n.as_str()),
+            None => created.push(&**n),
             Some(b) => {
                 let changed_or_added = inst.iter().any(|a| !b.contains(a));
                 if changed_or_added {
-                    updated.push(n.as_str());
+                    updated.push(&**n);
                 }
             }
         }
@@ -517,7 +517,7 @@ fn attr_diff<'a>(before: &'a Entity, after: &'a Entity) -> (Names<'a>, Names<'a>
             .iter()
             .any(|o| remaining.is_none_or(|r| !r.iter().any(|a| a.dataset_id == o.dataset_id)));
         if lost {
-            deleted.push(n.as_str());
+            deleted.push(&**n);
         }
     }
     (created, updated, deleted)
@@ -538,7 +538,7 @@ fn trigger(s: &Compiled, change: &Change) -> Option<&'static str> {
     let t = &s.triggers;
     let reason = match change.kind {
         ChangeKind::Created => {
-            let all: Vec<&str> = entity.attrs.iter().map(|(n, _)| n.as_str()).collect();
+            let all: Vec<&str> = entity.attrs.iter().map(|(n, _)| &**n).collect();
             if t.entity_created && (s.watched.is_none() || hit(&all)) {
                 "entityCreated"
             } else if t.attribute_created && hit(&all) {
@@ -572,7 +572,7 @@ fn trigger(s: &Compiled, change: &Change) -> Option<&'static str> {
         }
         ChangeKind::Deleted => {
             // Deleting an entity deletes its attributes too.
-            let all: Vec<&str> = entity.attrs.iter().map(|(n, _)| n.as_str()).collect();
+            let all: Vec<&str> = entity.attrs.iter().map(|(n, _)| &**n).collect();
             return if t.entity_deleted {
                 Some("entityDeleted")
             } else if t.attribute_deleted && hit(&all) {
@@ -767,7 +767,7 @@ fn notification(
                 key_values: keyvalues,
             };
             for (name, old) in &d.attrs {
-                let watched = s.watched.as_ref().is_none_or(|w| w.contains(name));
+                let watched = s.watched.as_ref().is_none_or(|w| w.contains(&**name));
                 if let (Some(old), true, true) = (old.first(), s.projection.keeps(name), watched) {
                     m.insert(ld.compact(name), tombstone(old, ld, style, now));
                 }
