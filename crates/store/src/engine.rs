@@ -157,7 +157,30 @@ impl EmbeddedStore {
         let mut replayed = 0u64;
         let mut last_good: Option<(PathBuf, u64)> = None;
         for (i, (_, path)) in segments.iter().enumerate() {
-            let (records, good_len, torn) = wal::read_segment(path)?;
+            let vi = options.value_index;
+            let (good_len, torn) = wal::read_segment(path, &mut |rec| {
+                if rec.lsn <= snap_lsn {
+                    return;
+                }
+                max_lsn = max_lsn.max(rec.lsn);
+                replayed += 1;
+                match rec.op {
+                    WalOp::PutEntity { t, e } => tenant_entry(&mut tenants, &t, vi)
+                        .state
+                        .write()
+                        .put(Arc::new(e)),
+                    WalOp::DeleteEntity { t, id } => {
+                        tenant_entry(&mut tenants, &t, vi).state.write().delete(&id);
+                    }
+                    WalOp::PutDoc { t, c, id, v } => {
+                        tenant_entry(&mut tenants, &t, vi);
+                        docs.insert((c, t, id), v);
+                    }
+                    WalOp::DeleteDoc { t, c, id } => {
+                        docs.remove(&(c, t, id));
+                    }
+                }
+            })?;
             let is_last = i + 1 == segments.len();
             if torn && !is_last {
                 return Err(StoreError::Corrupt {
@@ -169,34 +192,6 @@ impl EmbeddedStore {
             }
             if torn {
                 tracing::warn!(segment = %path.display(), at = good_len, "cutting a torn log tail (never acknowledged)");
-            }
-            for rec in records {
-                if rec.lsn <= snap_lsn {
-                    continue;
-                }
-                max_lsn = max_lsn.max(rec.lsn);
-                replayed += 1;
-                match rec.op {
-                    WalOp::PutEntity { t, e } => {
-                        tenant_entry(&mut tenants, &t, options.value_index)
-                            .state
-                            .write()
-                            .put(Arc::new(e))
-                    }
-                    WalOp::DeleteEntity { t, id } => {
-                        tenant_entry(&mut tenants, &t, options.value_index)
-                            .state
-                            .write()
-                            .delete(&id);
-                    }
-                    WalOp::PutDoc { t, c, id, v } => {
-                        tenant_entry(&mut tenants, &t, options.value_index);
-                        docs.insert((c, t, id), v);
-                    }
-                    WalOp::DeleteDoc { t, c, id } => {
-                        docs.remove(&(c, t, id));
-                    }
-                }
             }
             if is_last {
                 last_good = Some((path.clone(), good_len));

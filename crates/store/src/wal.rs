@@ -120,16 +120,19 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads every record of a segment. Returns the records and the byte offset of the end of
-/// the last good frame; `torn` tells whether bytes after it were cut off.
-pub(crate) fn read_segment(path: &Path) -> Result<(Vec<WalRecord>, u64, bool), StoreError> {
+/// Reads every record of a segment, handing each to `apply` in order. Returns the byte
+/// offset of the end of the last good frame, and whether bytes after it were cut off.
+pub(crate) fn read_segment(
+    path: &Path,
+    apply: &mut dyn FnMut(WalRecord),
+) -> Result<(u64, bool), StoreError> {
     let file_name = path.display().to_string();
     let f = File::open(path)?;
     let file_len = f.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut header = [0u8; 8];
     if r.read_exact(&mut header).is_err() {
-        return Ok((Vec::new(), 0, true));
+        return Ok((0, true));
     }
     if &header[..6] != MAGIC {
         return Err(StoreError::Corrupt {
@@ -145,7 +148,6 @@ pub(crate) fn read_segment(path: &Path) -> Result<(Vec<WalRecord>, u64, bool), S
             supported: crate::FORMAT_VERSION,
         });
     }
-    let mut records = Vec::new();
     let mut offset = HEADER_LEN;
     let mut payload = Vec::new();
     loop {
@@ -166,10 +168,10 @@ pub(crate) fn read_segment(path: &Path) -> Result<(Vec<WalRecord>, u64, bool), S
         let Ok(rec) = serde_json::from_slice::<WalRecord>(&payload) else {
             break;
         };
-        records.push(rec);
+        apply(rec);
         offset += 8 + len as u64;
     }
-    Ok((records, offset, offset < file_len))
+    Ok((offset, offset < file_len))
 }
 
 /// Opens the last segment for appending after cutting a torn tail at `good_len`.
@@ -204,7 +206,8 @@ mod tests {
         f.write_all(&[7, 0, 0, 0, 1, 2]).unwrap(); // a torn frame
         drop(f);
         let path = segment_path(dir.path(), 1);
-        let (recs, good, torn) = read_segment(&path).unwrap();
+        let mut recs = Vec::new();
+        let (good, torn) = read_segment(&path, &mut |r| recs.push(r)).unwrap();
         assert_eq!(recs.len(), 3);
         assert!(torn);
         assert_eq!(good, HEADER_LEN + buf.len() as u64);
@@ -213,7 +216,8 @@ mod tests {
         let second = HEADER_LEN as usize + (buf.len() / 3) + 12;
         bytes[second] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        let (recs, _, torn) = read_segment(&path).unwrap();
+        let mut recs = Vec::new();
+        let (_, torn) = read_segment(&path, &mut |r| recs.push(r)).unwrap();
         assert_eq!(recs.len(), 1);
         assert!(torn);
     }
