@@ -145,6 +145,12 @@ impl Attribute {
         }
     }
 
+    fn compact(&mut self) {
+        compact_value(&mut self.value);
+        self.sub.shrink_to_fit();
+        self.sub.iter_mut().for_each(|(_, a)| a.compact());
+    }
+
     pub fn sub_attr(&self, name: &str) -> Option<&Attribute> {
         self.sub.iter().find(|(n, _)| &**n == name).map(|(_, a)| a)
     }
@@ -192,8 +198,40 @@ impl Entity {
             .or_else(|| all.first())
     }
 
+    /// Drops spare capacity left by deserialisation (serde grows vectors and maps by
+    /// doubling): an entity decoded from disk then costs what a parsed one does.
+    pub fn compact(&mut self) {
+        self.types.shrink_to_fit();
+        self.attrs.shrink_to_fit();
+        for (_, instances) in &mut self.attrs {
+            instances.shrink_to_fit();
+            instances.iter_mut().for_each(Attribute::compact);
+        }
+    }
+
     pub fn has_type(&self, ty: &str) -> bool {
         self.types.iter().any(|t| &**t == ty)
+    }
+}
+
+/// Rebuilds arrays and objects at their exact size.
+fn compact_value(v: &mut Value) {
+    match v {
+        Value::Array(a) => {
+            a.shrink_to_fit();
+            a.iter_mut().for_each(compact_value);
+        }
+        Value::Object(m) => {
+            let taken = std::mem::take(m);
+            *m = taken
+                .into_iter()
+                .map(|(k, mut v)| {
+                    compact_value(&mut v);
+                    (k, v)
+                })
+                .collect();
+        }
+        _ => {}
     }
 }
 

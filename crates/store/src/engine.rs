@@ -131,10 +131,13 @@ impl EmbeddedStore {
             let mut d_map: BTreeMap<DocKey, Value> = BTreeMap::new();
             let vi = options.value_index;
             let read = snapshot::read(&path, &mut |item| match item {
-                SnapItem::Entity { t, e } => tenant_entry(&mut t_map, &t, vi)
-                    .state
-                    .write()
-                    .put(Arc::new(e)),
+                SnapItem::Entity { t, mut e } => {
+                    e.compact();
+                    tenant_entry(&mut t_map, &t, vi)
+                        .state
+                        .write()
+                        .put(Arc::new(e))
+                }
                 SnapItem::Doc { t, c, id, v } => {
                     tenant_entry(&mut t_map, &t, vi);
                     d_map.insert((c, t, id), v);
@@ -165,10 +168,13 @@ impl EmbeddedStore {
                 max_lsn = max_lsn.max(rec.lsn);
                 replayed += 1;
                 match rec.op {
-                    WalOp::PutEntity { t, e } => tenant_entry(&mut tenants, &t, vi)
-                        .state
-                        .write()
-                        .put(Arc::new(e)),
+                    WalOp::PutEntity { t, mut e } => {
+                        e.compact();
+                        tenant_entry(&mut tenants, &t, vi)
+                            .state
+                            .write()
+                            .put(Arc::new(e))
+                    }
                     WalOp::DeleteEntity { t, id } => {
                         tenant_entry(&mut tenants, &t, vi).state.write().delete(&id);
                     }
