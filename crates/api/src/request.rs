@@ -332,29 +332,10 @@ impl NgsiRequest {
     /// `join` and `joinLevel`.
     pub fn join(&self) -> ApiResult<(crate::response::Join, usize)> {
         use crate::response::Join;
-        let join = match self.param("join") {
-            None | Some("@none") => Join::None,
-            Some("inline") => Join::Inline,
-            Some("flat") => Join::Flat,
-            Some(other) => {
-                return Err(ApiError::bad_data(format!(
-                    "unknown join '{other}' (inline, flat, @none)"
-                )))
-            }
-        };
-        let level = match self.param("joinLevel") {
-            None => 1,
-            Some(l) => l
-                .parse::<usize>()
-                .ok()
-                .filter(|l| (1..=16).contains(l))
-                .ok_or_else(|| {
-                    ApiError::bad_data(format!(
-                        "'joinLevel' must be an integer from 1 to 16, got '{l}'"
-                    ))
-                })?,
-        };
-        Ok((join, level))
+        Ok((
+            Join::parse(self.param("join"))?,
+            Join::parse_level(self.param("joinLevel"))?,
+        ))
     }
 
     /// Rendering options from `options`, `format`, `attrs`/`pick`/`omit`, `lang`.

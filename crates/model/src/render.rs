@@ -437,6 +437,36 @@ pub enum Join {
     Flat,
 }
 
+impl Join {
+    /// Parses `join` (`inline`, `flat`, `@none`).
+    pub fn parse(v: Option<&str>) -> Result<Join> {
+        match v {
+            None | Some("@none") => Ok(Join::None),
+            Some("inline") => Ok(Join::Inline),
+            Some("flat") => Ok(Join::Flat),
+            Some(other) => Err(ModelError::bad_data(format!(
+                "unknown join '{other}' (inline, flat, @none)"
+            ))),
+        }
+    }
+
+    /// Parses `joinLevel` (1 to 16; default 1).
+    pub fn parse_level(v: Option<&str>) -> Result<usize> {
+        match v {
+            None => Ok(1),
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=16).contains(l))
+                .ok_or_else(|| {
+                    ModelError::bad_data(format!(
+                        "'joinLevel' must be an integer from 1 to 16, got '{l}'"
+                    ))
+                }),
+        }
+    }
+}
+
 /// Renders entities following their Relationships `level` deep. `lookup` fetches a
 /// target entity (same tenant).
 pub fn render_joined(

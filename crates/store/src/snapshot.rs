@@ -49,22 +49,7 @@ pub(crate) fn path_for(dir: &Path, lsn: u64) -> PathBuf {
 }
 
 pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if let Some(n) = name
-            .strip_prefix("snap-")
-            .and_then(|n| n.strip_suffix(".bin"))
-        {
-            if let Ok(lsn) = n.parse::<u64>() {
-                out.push((lsn, entry.path()));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::wal::list_numbered(dir, "snap-", ".bin")
 }
 
 /// Borrowed twin of [`SnapItem`] for writing without copying entities.

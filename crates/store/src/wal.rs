@@ -80,17 +80,26 @@ pub(crate) fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
 
 /// Lists segment files, sorted by first LSN.
 pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    list_numbered(dir, "wal-", ".log")
+}
+
+/// Files named `{prefix}{number}{suffix}` in `dir`, sorted by number.
+pub(crate) fn list_numbered(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if let Some(n) = name
-            .strip_prefix("wal-")
-            .and_then(|n| n.strip_suffix(".log"))
+            .strip_prefix(prefix)
+            .and_then(|n| n.strip_suffix(suffix))
         {
-            if let Ok(lsn) = n.parse::<u64>() {
-                out.push((lsn, entry.path()));
+            if let Ok(number) = n.parse::<u64>() {
+                out.push((number, entry.path()));
             }
         }
     }

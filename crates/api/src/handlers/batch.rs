@@ -224,14 +224,11 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
     let page = app.broker.query_entities(&req.rc, &q)?;
     // join / joinLevel may come in the Query body (019_24) or as parameters.
     let mut join = req.join()?;
-    match body.get("join").and_then(Value::as_str) {
-        Some("inline") => join.0 = Join::Inline,
-        Some("flat") => join.0 = Join::Flat,
-        Some("@none") | None => {}
-        Some(other) => return Err(ApiError::bad_data(format!("unknown join '{other}'"))),
+    if let Some(j) = body.get("join") {
+        join.0 = Join::parse(j.as_str())?;
     }
-    if let Some(l) = body.get("joinLevel").and_then(Value::as_u64) {
-        join.1 = usize::try_from(l).unwrap_or(1).clamp(1, 16);
+    if let Some(l) = body.get("joinLevel") {
+        join.1 = Join::parse_level(Some(&l.to_string()))?;
     }
     page_response(&app, &req, &ld, &page, ENTITIES, join)
 }

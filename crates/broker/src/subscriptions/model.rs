@@ -349,28 +349,9 @@ impl Compiled {
             .get("showChanges")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let join = match n.get("join").and_then(Value::as_str) {
-            None | Some("@none") => Join::None,
-            Some("inline") => Join::Inline,
-            Some("flat") => Join::Flat,
-            Some(other) => {
-                return Err(BrokerError::bad_data(format!(
-                    "unknown notification join '{other}'"
-                )))
-            }
-        };
-        let join_level = match n.get("joinLevel") {
-            None => 1,
-            Some(v) => v
-                .as_u64()
-                .filter(|l| (1..=16).contains(l))
-                .map(|l| l as usize)
-                .ok_or_else(|| {
-                    BrokerError::bad_data(format!(
-                        "'joinLevel' must be an integer from 1 to 16, got {v}"
-                    ))
-                })?,
-        };
+        let join = Join::parse(n.get("join").and_then(Value::as_str))?;
+        let level_text = n.get("joinLevel").map(|v| v.to_string());
+        let join_level = Join::parse_level(level_text.as_deref())?;
         if let Some(j) = body.get("jsonldContext") {
             if !j.as_str().is_some_and(is_absolute_uri) {
                 return Err(BrokerError::bad_data(format!(
