@@ -241,12 +241,19 @@ impl Broker {
                 let mut e = Entity::clone(cur);
                 let o = ops::append(&mut e, attrs.clone(), no_overwrite, now);
                 let mut changed = o.changed();
+                let mut types_added = false;
                 for t in &types {
                     if !e.types.contains(t) {
                         e.types.push(t.clone());
-                        changed = true;
+                        types_added = true;
                     }
                 }
+                if attrs.is_empty() && !types_added {
+                    return Err(ModelError::bad_data(format!(
+                        "entity '{id}': nothing to update (no attributes, no new type)"
+                    )));
+                }
+                changed |= types_added;
                 Ok(changed.then_some(Write::Put(e)))
             });
             match res {
