@@ -318,6 +318,19 @@ impl NgsiRequest {
         })
     }
 
+    /// The accepted representation where GeoJSON does not apply (everything but entity
+    /// retrieval and queries), or 406.
+    pub fn accept_json(&self) -> ApiResult<Accept> {
+        match self.accept()? {
+            Accept::GeoJson => Err(ApiError::new(
+                ErrorKind::InvalidRequest,
+                "GeoJSON is only offered for entities",
+            )
+            .with_status(StatusCode::NOT_ACCEPTABLE)),
+            a => Ok(a),
+        }
+    }
+
     fn options(&self) -> Vec<&str> {
         self.param("options")
             .map(|o| o.split(',').map(str::trim).collect())

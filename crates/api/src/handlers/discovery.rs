@@ -22,7 +22,7 @@ fn obj(v: Value) -> Map<String, Value> {
 }
 
 pub async fn types(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
-    let accept = req.accept()?;
+    let accept = req.accept_json()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let infos = app.broker.entity_types(&req.rc)?;
     let body = if details(&req) {
@@ -54,7 +54,7 @@ pub async fn type_info(
     Path(name): Path<String>,
     req: NgsiRequest,
 ) -> ApiResult<Response> {
-    let accept = req.accept()?;
+    let accept = req.accept_json()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let iri = ld.expand(&name);
     let info = app
@@ -84,7 +84,7 @@ pub async fn type_info(
 }
 
 pub async fn attributes(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
-    let accept = req.accept()?;
+    let accept = req.accept_json()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let infos = app.broker.attributes(&req.rc)?;
     let body = if details(&req) {
@@ -116,7 +116,7 @@ pub async fn attribute_info(
     Path(name): Path<String>,
     req: NgsiRequest,
 ) -> ApiResult<Response> {
-    let accept = req.accept()?;
+    let accept = req.accept_json()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let iri = ld.expand(&name);
     let a = app

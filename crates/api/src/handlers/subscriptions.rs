@@ -19,7 +19,7 @@ pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
 }
 
 pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
-    let accept = req.accept()?;
+    let accept = req.accept_json()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let parse = |k: &str, d: usize| -> ApiResult<usize> {
         req.param(k)
@@ -84,7 +84,7 @@ pub async fn retrieve(
     Path(id): Path<String>,
     req: NgsiRequest,
 ) -> ApiResult<Response> {
-    let accept = req.accept()?;
+    let accept = req.accept_json()?;
     let (m, ld) = app
         .broker
         .subscriptions
