@@ -3,6 +3,7 @@
 mod dispatch;
 mod manager;
 mod model;
+mod notify;
 
 pub use dispatch::{DispatchSettings, DispatchStats};
 pub use manager::{link_header, Status, SubEntry, SubscriptionManager};
