@@ -29,6 +29,9 @@ use crate::routes::*;
 pub struct HttpLimits {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
+    /// Requests handled at once; beyond it new requests get 503 at once (load shedding)
+    /// instead of queueing without bound.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpLimits {
@@ -36,6 +39,7 @@ impl Default for HttpLimits {
         Self {
             max_body_bytes: 16 * 1024 * 1024,
             max_json_depth: 64,
+            max_concurrent_requests: 4096,
         }
     }
 }
@@ -63,6 +67,7 @@ pub fn app(broker: Arc<Broker>, limits: HttpLimits) -> App {
 pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
     let metrics = Metrics::new();
     let body_limit = limits.max_body_bytes;
+    let concurrency = limits.max_concurrent_requests.max(1);
     let state = AppState {
         broker,
         limits: Arc::new(limits),
@@ -124,7 +129,24 @@ pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+                .load_shed()
+                // Global: Router::layer wraps every route, and they must share one limit.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency)),
+        )
         .with_state(state)
+}
+
+/// Answer when the concurrency limit sheds a request.
+async fn overloaded(_: tower::BoxError) -> Response {
+    ApiError::new(
+        ErrorKind::InternalError,
+        "the server is at its concurrent request limit; retry shortly",
+    )
+    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+    .into_response()
 }
 
 async fn health(State(app): State<AppState>) -> Response {

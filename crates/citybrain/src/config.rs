@@ -26,6 +26,8 @@ pub struct Server {
     pub public_url: Option<String>,
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
+    /// Requests served at once; more get 503 immediately (load shedding).
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +74,7 @@ impl Default for Server {
             public_url: None,
             max_body_bytes: 16 * 1024 * 1024,
             max_json_depth: 64,
+            max_concurrent_requests: 4096,
         }
     }
 }

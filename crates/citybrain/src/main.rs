@@ -182,6 +182,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         HttpLimits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_json_depth: cfg.server.max_json_depth,
+            max_concurrent_requests: cfg.server.max_concurrent_requests,
         },
     );
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");

@@ -93,6 +93,7 @@ async fn size_and_depth_limits() {
     let app = app_with(citybrain_api::HttpLimits {
         max_body_bytes: 10_000,
         max_json_depth: 20,
+        ..Default::default()
     })
     .await;
     let mut big = vehicle("urn:ngsi-ld:Vehicle:big", 1.0, 0.0, 0.0);
@@ -109,4 +110,34 @@ async fn size_and_depth_limits() {
         .await;
     assert_eq!(r.status.as_u16(), 400);
     assert!(r.text.contains("deeper"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limit_are_shed_with_503() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let app = app_with(citybrain_api::HttpLimits {
+        max_concurrent_requests: 1,
+        ..Default::default()
+    })
+    .await;
+    // The first request holds the only slot: its body never finishes arriving.
+    let stuck = Request::builder()
+        .method("POST")
+        .uri("/ngsi-ld/v1/entities")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(futures::stream::pending::<
+            Result<Vec<u8>, std::io::Error>,
+        >()))
+        .unwrap();
+    let first = tokio::spawn(app.router.clone().oneshot(stuck));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let r = app.get("/ngsi-ld/v1/types").await;
+    assert_eq!(r.status.as_u16(), 503, "{}", r.text);
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("concurrent request limit"));
+    first.abort();
 }
