@@ -192,13 +192,15 @@ pub async fn delete(
     Ok(response::no_content())
 }
 
+/// 204, or 207 with an UpdateResult. Attribute names are given as full IRIs: the result
+/// carries no `@context`, so only IRIs are unambiguous (and the ETSI suite expects them).
 fn outcome_response(o: &UpdateOutcome, ld: &JsonLdContext) -> Response {
     if o.not_updated.is_empty() {
         return response::no_content();
     }
     let body = json!({
-        "updated": o.updated.iter().map(|n| ld.compact(n)).collect::<Vec<_>>(),
-        "notUpdated": o.not_updated.iter().map(|(n, r)| json!({"attributeName": ld.compact(n), "reason": r})).collect::<Vec<_>>(),
+        "updated": o.updated,
+        "notUpdated": o.not_updated.iter().map(|(n, r)| json!({"attributeName": n, "reason": r})).collect::<Vec<_>>(),
     });
     response::json(StatusCode::MULTI_STATUS, &body, Accept::Json, ld, &[])
 }

@@ -92,7 +92,10 @@ async fn attribute_operations() {
     // Append with noOverwrite: new attribute added, existing one reported.
     let r = app.post(&format!("{base}/attrs?options=noOverwrite"), &json!({"speed": {"type": "Property", "value": 99}, "color": {"type": "Property", "value": "red"}})).await;
     assert_eq!(r.status, 207, "{}", r.text);
-    assert_eq!(r.body["notUpdated"][0]["attributeName"], "speed");
+    assert_eq!(
+        r.body["notUpdated"][0]["attributeName"],
+        "https://uri.etsi.org/ngsi-ld/default-context/speed"
+    );
     let r = app
         .post(
             &format!("{base}/attrs"),
