@@ -234,12 +234,14 @@ impl Broker {
                 ));
                 continue;
             }
+            let mut outcome = ops::UpdateOutcome::default();
             let res = self.apply_nowait(rc, &id, &mut |cur| {
                 let Some(cur) = cur else {
                     return Err(ModelError::not_found(format!("entity '{id}' not found")));
                 };
                 let mut e = Entity::clone(cur);
                 let o = ops::append(&mut e, attrs.clone(), no_overwrite, now);
+                outcome = o.clone();
                 let mut changed = o.changed();
                 let mut types_added = false;
                 for t in &types {
@@ -261,7 +263,20 @@ impl Broker {
                     if let Some(a) = a {
                         last = Some(a.commit);
                     }
-                    out.success.push(id);
+                    // Attributes kept by noOverwrite make the entity a partial failure
+                    // (207), though what could be appended was.
+                    if outcome.not_updated.is_empty() {
+                        out.success.push(id);
+                    } else {
+                        let names: Vec<&str> = outcome
+                            .not_updated
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect();
+                        let detail =
+                            format!("attributes not updated (noOverwrite): {}", names.join(", "));
+                        out.errors.push((id, BrokerError::bad_data(detail)));
+                    }
                 }
                 Err(e) => out.errors.push((id, e)),
             }

@@ -63,6 +63,23 @@ async fn batch_create_upsert_update_delete_merge() {
     assert_eq!(r.status, 207);
     assert_eq!(r.body["success"], json!(["urn:ngsi-ld:Vehicle:b2"]));
 
+    // noOverwrite: an entity whose attributes were kept is a partial failure; new ones still land.
+    let r = app
+        .post(
+            "/ngsi-ld/v1/entityOperations/update?options=noOverwrite",
+            &json!([{"id": "urn:ngsi-ld:Vehicle:b2", "speed": 99, "fresh": 1}]),
+        )
+        .await;
+    assert_eq!(r.status, 207, "{}", r.text);
+    let e = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:b2")
+        .await
+        .body;
+    assert_eq!(
+        (e["speed"]["value"].clone(), e["fresh"]["value"].clone()),
+        (json!(22), json!(1))
+    );
+
     // Merge.
     let r = app
         .post(
