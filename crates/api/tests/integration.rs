@@ -6,6 +6,7 @@ mod integration {
     pub mod bad_input;
     pub mod batch;
     pub mod entities;
+    pub mod golden;
     pub mod harness;
     pub mod query;
     pub mod subscriptions;

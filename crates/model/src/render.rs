@@ -278,10 +278,27 @@ pub fn render_instances(instances: &[Attribute], ctx: &JsonLdContext, o: &Render
         }
         serde_json::json!({ "dataset": d })
     } else {
+        // Several instances: each must read back as an attribute, so a concise bare value
+        // (a number, a geometry) is written as an object here.
         Value::Array(
             instances
                 .iter()
-                .map(|a| render_attribute(a, ctx, o))
+                .map(|a| {
+                    let v = render_attribute(a, ctx, o);
+                    let is_attribute = v
+                        .as_object()
+                        .is_some_and(|m| m.contains_key(a.kind.content_key()));
+                    if o.format == Format::Concise && !is_attribute {
+                        let mut m = Map::new();
+                        if a.kind == AttrKind::GeoProperty {
+                            m.insert("type".into(), Value::String(a.kind.type_name().into()));
+                        }
+                        m.insert(a.kind.content_key().into(), v);
+                        Value::Object(m)
+                    } else {
+                        v
+                    }
+                })
                 .collect(),
         )
     }
@@ -677,6 +694,26 @@ mod tests {
         assert_eq!(p.linked.len(), 1);
         let o = parse_members("omit", "a").unwrap();
         assert!(Projection::from_pick_omit(Some(&o), Some(&o), &ctx).is_err());
+    }
+
+    #[test]
+    fn concise_reads_back_as_the_same_entity() {
+        let ctx = JsonLdContext::core();
+        let body = json!({
+            "id": "urn:ngsi-ld:T:1", "type": "T",
+            "a": {"type": "Property", "value": 1, "unitCode": "C", "s": {"type": "Property", "value": 2}},
+            "m": [{"type": "Property", "value": 1, "datasetId": "urn:ds:1"}, {"type": "Property", "value": 2}],
+            "g": [{"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1, 2]}},
+                  {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [3, 4]}, "datasetId": "urn:ds:2"}],
+            "r": {"type": "Relationship", "object": "urn:x:1"},
+            "l": {"type": "LanguageProperty", "languageMap": {"en": "x"}}
+        });
+        let now = Utc::now();
+        let e = parse_entity(body.as_object().unwrap(), &ctx, now).unwrap();
+        let concise = render_entity(&e, &ctx, &RenderOptions { format: Format::Concise, ..Default::default() });
+        let back = parse_entity(&concise, &ctx, now).unwrap();
+        let normalized = |e: &Entity| render_entity(e, &ctx, &RenderOptions::default());
+        assert_eq!(normalized(&back), normalized(&e));
     }
 
     #[test]
