@@ -380,7 +380,7 @@ pub fn geo_matches(g: &GeoQuery, e: &Entity) -> bool {
         instances
             .iter()
             .filter(|a| a.kind == AttrKind::GeoProperty)
-            .filter_map(|a| to_geometry(&a.value).ok())
+            .filter_map(|a| to_geometry(&a.value.to_value()).ok())
             .any(|geom| g.matches(&geom))
     })
 }

@@ -12,6 +12,7 @@ use crate::error::{ModelError, Result};
 use crate::geojson;
 use crate::time::{parse_datetime_field, serde_dt, serde_dt_opt};
 use crate::uri::is_absolute_uri;
+use crate::value::AttrValue;
 
 /// The kinds of attribute NGSI-LD defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,7 +101,7 @@ pub struct Attribute {
     /// The content: `value`, `object`, `languageMap`, `json`, `vocab` (expanded IRIs),
     /// `valueList` or `objectList`, depending on `kind`.
     #[serde(rename = "v")]
-    pub value: Value,
+    pub value: AttrValue,
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub dataset_id: Option<String>,
     #[serde(
@@ -134,7 +135,7 @@ impl Attribute {
     pub fn property(value: Value, now: DateTime<Utc>) -> Attribute {
         Attribute {
             kind: AttrKind::Property,
-            value,
+            value: AttrValue::from_value(value),
             dataset_id: None,
             observed_at: None,
             unit_code: None,
@@ -146,7 +147,6 @@ impl Attribute {
     }
 
     fn compact(&mut self) {
-        compact_value(&mut self.value);
         self.sub.shrink_to_fit();
         self.sub.iter_mut().for_each(|(_, a)| a.compact());
     }
@@ -211,27 +211,6 @@ impl Entity {
 
     pub fn has_type(&self, ty: &str) -> bool {
         self.types.iter().any(|t| &**t == ty)
-    }
-}
-
-/// Rebuilds arrays and objects at their exact size.
-fn compact_value(v: &mut Value) {
-    match v {
-        Value::Array(a) => {
-            a.shrink_to_fit();
-            a.iter_mut().for_each(compact_value);
-        }
-        Value::Object(m) => {
-            let taken = std::mem::take(m);
-            *m = taken
-                .into_iter()
-                .map(|(k, mut v)| {
-                    compact_value(&mut v);
-                    (k, v)
-                })
-                .collect();
-        }
-        _ => {}
     }
 }
 
@@ -637,7 +616,7 @@ fn parse_one(
     }
     Ok(Some(Attribute {
         kind,
-        value,
+        value: AttrValue::from_value(value),
         dataset_id,
         observed_at,
         unit_code,
@@ -757,7 +736,7 @@ mod tests {
         let speed = e
             .default_instance(&format!("{DEFAULT_VOCAB}speed"))
             .unwrap();
-        assert_eq!(speed.value, json!(50));
+        assert_eq!(speed.value.to_value(), json!(50));
         assert_eq!(speed.unit_code.as_deref(), Some("KMH"));
         assert!(speed
             .sub_attr(&format!("{DEFAULT_VOCAB}accuracy"))

@@ -15,7 +15,9 @@ pub mod q;
 pub mod render;
 pub mod time;
 pub mod uri;
+pub mod value;
 
 pub use context::JsonLdContext;
 pub use entity::{AttrKind, Attribute, Entity};
 pub use error::{ErrorKind, ModelError, Result};
+pub use value::AttrValue;

@@ -225,7 +225,10 @@ pub fn patch_attribute(
     .iter()
     .any(|k| frag.contains_key(*k));
     if !has_content {
-        frag.insert(existing.kind.content_key().into(), existing.value.clone());
+        frag.insert(
+            existing.kind.content_key().into(),
+            existing.value.to_value(),
+        );
     }
     if !frag.contains_key("type") && !has_content {
         frag.insert(
@@ -353,11 +356,14 @@ mod tests {
         let out = append(&mut e, plain(json!({"p": 5, "qq": 6})), true, now);
         assert_eq!(out.updated, vec![n("qq")]);
         assert_eq!(out.not_updated.len(), 1);
-        assert_eq!(e.default_instance(&n("p")).unwrap().value, json!(1));
+        assert_eq!(
+            e.default_instance(&n("p")).unwrap().value.to_value(),
+            json!(1)
+        );
         let out = append(&mut e, plain(json!({"p": 5})), false, now);
         assert_eq!(out.updated, vec![n("p")]);
         let p = e.default_instance(&n("p")).unwrap();
-        assert_eq!(p.value, json!(5));
+        assert_eq!(p.value.to_value(), json!(5));
         assert_eq!(p.created_at, t("2024-01-01T00:00:00Z"));
         assert_eq!(e.modified_at, now);
     }
@@ -378,7 +384,7 @@ mod tests {
             vec![(n("zz"), "attribute does not exist".to_string())]
         );
         assert!(e.attr(&n("zz")).is_none());
-        assert_eq!(e.attr(&n("m")).unwrap()[1].value, json!(9));
+        assert_eq!(e.attr(&n("m")).unwrap()[1].value.to_value(), json!(9));
     }
 
     #[test]
@@ -394,7 +400,7 @@ mod tests {
         );
         assert_eq!(out.updated.len(), 3);
         let p = e.default_instance(&n("p")).unwrap();
-        assert_eq!(p.value, json!(2));
+        assert_eq!(p.value.to_value(), json!(2));
         assert_eq!(p.unit_code.as_deref(), Some("C"), "unitCode kept");
         assert!(
             p.sub_attr(&n("s1")).is_none(),
@@ -445,7 +451,7 @@ mod tests {
         .unwrap();
         let p = e.default_instance(&n("p")).unwrap();
         assert_eq!(
-            (p.value.clone(), p.unit_code.as_deref()),
+            (p.value.to_value(), p.unit_code.as_deref()),
             (json!(1), Some("F"))
         );
         let err = patch_attribute(

@@ -229,6 +229,19 @@ impl IndexKey {
         }
     }
 
+    /// The index keys of an attribute value (arrays are parsed; objects give none).
+    pub fn of_attr(v: &crate::value::AttrValue) -> Vec<IndexKey> {
+        use crate::value::AttrValue;
+        match v {
+            AttrValue::Bool(b) => vec![IndexKey::Bool(*b)],
+            AttrValue::Int(i) => vec![IndexKey::Num(*i as f64)],
+            AttrValue::Float(f) => vec![IndexKey::Num(*f)],
+            AttrValue::Str(s) => vec![IndexKey::Str(s.clone())],
+            AttrValue::Json(t) if t.starts_with('[') => IndexKey::of(&v.to_value()),
+            _ => Vec::new(),
+        }
+    }
+
     fn of_lit(l: &Lit) -> IndexKey {
         match l {
             Lit::Num(n) => IndexKey::Num(*n),
@@ -658,10 +671,15 @@ fn target_value(inst: &Attribute, path: &AttrPath) -> Option<Value> {
     let mut v = match meta {
         Some(m) => m,
         None => match attr.kind {
-            AttrKind::LanguageProperty => {
-                Value::Array(attr.value.as_object()?.values().cloned().collect())
-            }
-            _ => attr.value.clone(),
+            AttrKind::LanguageProperty => Value::Array(
+                attr.value
+                    .to_value()
+                    .as_object()?
+                    .values()
+                    .cloned()
+                    .collect(),
+            ),
+            _ => attr.value.to_value(),
         },
     };
     for k in &path.keys {

@@ -317,24 +317,24 @@ fn pick_language(map: &Value, lang: &str) -> Option<(String, Value)> {
 
 fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
     match a.kind {
-        AttrKind::VocabProperty => match &a.value {
-            Value::String(s) => Value::String(ctx.compact(s)),
+        AttrKind::VocabProperty => match a.value.to_value() {
+            Value::String(s) => Value::String(ctx.compact(&s)),
             Value::Array(v) => Value::Array(
                 v.iter()
                     .map(|s| Value::String(ctx.compact(s.as_str().unwrap_or_default())))
                     .collect(),
             ),
-            other => other.clone(),
+            other => other,
         },
-        AttrKind::ListRelationship => match &a.value {
+        AttrKind::ListRelationship => match a.value.to_value() {
             Value::Array(v) => Value::Array(
                 v.iter()
                     .map(|o| serde_json::json!({ "object": o }))
                     .collect(),
             ),
-            other => other.clone(),
+            other => other,
         },
-        _ => a.value.clone(),
+        _ => a.value.to_value(),
     }
 }
 
@@ -342,10 +342,10 @@ fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
 pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -> Value {
     if o.format == Format::KeyValues {
         return match (a.kind, &o.lang) {
-            (AttrKind::LanguageProperty, Some(lang)) => pick_language(&a.value, lang)
+            (AttrKind::LanguageProperty, Some(lang)) => pick_language(&a.value.to_value(), lang)
                 .map(|(_, v)| v)
                 .unwrap_or(Value::Null),
-            (AttrKind::ListRelationship, _) => a.value.clone(),
+            (AttrKind::ListRelationship, _) => a.value.to_value(),
             _ => content(a, ctx),
         };
     }
@@ -355,7 +355,7 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
     let mut body = content(a, ctx);
     let mut lang_used = None;
     if let (AttrKind::LanguageProperty, Some(lang)) = (a.kind, &o.lang) {
-        if let Some((l, v)) = pick_language(&a.value, lang) {
+        if let Some((l, v)) = pick_language(&a.value.to_value(), lang) {
             kind = AttrKind::Property;
             body = v;
             lang_used = Some(l);
@@ -433,7 +433,7 @@ pub fn render_feature(
     let geometry = e
         .default_instance(geometry_attr)
         .filter(|a| a.kind == AttrKind::GeoProperty)
-        .map(|a| a.value.clone())
+        .map(|a| a.value.to_value())
         .unwrap_or(Value::Null);
     let mut f = Map::new();
     f.insert("id".into(), Value::String(e.id.clone()));
@@ -555,8 +555,8 @@ fn relationship_targets(e: &Entity, opts: &RenderOptions) -> Vec<String> {
         }
         for a in instances {
             if a.kind == AttrKind::Relationship {
-                match &a.value {
-                    Value::String(s) => out.push(s.clone()),
+                match a.value.to_value() {
+                    Value::String(s) => out.push(s),
                     Value::Array(v) => {
                         out.extend(v.iter().filter_map(Value::as_str).map(str::to_string))
                     }
@@ -584,7 +584,7 @@ fn inline(
             continue;
         }
         let Some(a) = instances.first() else { continue };
-        let (AttrKind::Relationship, Value::String(target)) = (a.kind, &a.value) else {
+        let (AttrKind::Relationship, Some(target)) = (a.kind, a.value.as_str()) else {
             continue;
         };
         let Some(t) = lookup(target) else { continue };
@@ -710,7 +710,14 @@ mod tests {
         });
         let now = Utc::now();
         let e = parse_entity(body.as_object().unwrap(), &ctx, now).unwrap();
-        let concise = render_entity(&e, &ctx, &RenderOptions { format: Format::Concise, ..Default::default() });
+        let concise = render_entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                format: Format::Concise,
+                ..Default::default()
+            },
+        );
         let back = parse_entity(&concise, &ctx, now).unwrap();
         let normalized = |e: &Entity| render_entity(e, &ctx, &RenderOptions::default());
         assert_eq!(normalized(&back), normalized(&e));

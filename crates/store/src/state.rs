@@ -27,7 +27,7 @@ fn index_entries(e: &Entity) -> Vec<(&Arc<str>, IndexKey)> {
     for (name, instances) in &e.attrs {
         for a in instances {
             if matches!(a.kind, AttrKind::Property | AttrKind::Relationship) {
-                out.extend(IndexKey::of(&a.value).into_iter().map(|k| (name, k)));
+                out.extend(IndexKey::of_attr(&a.value).into_iter().map(|k| (name, k)));
             }
         }
     }

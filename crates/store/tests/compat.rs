@@ -29,7 +29,7 @@ fn format_v1_data_still_opens() {
     let v = a
         .default_instance(&format!("{DEFAULT_VOCAB}temperature"))
         .unwrap();
-    assert_eq!(v.value, serde_json::json!(21.5));
+    assert_eq!(v.value.to_value(), serde_json::json!(21.5));
     assert!(s.get("", "urn:ngsi-ld:Sensor:b").is_none());
     assert!(s.get("", "urn:ngsi-ld:Sensor:d").is_some());
     assert!(s.tenant_exists("district9"));
