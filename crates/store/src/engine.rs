@@ -271,7 +271,7 @@ impl EmbeddedStore {
                 .tenants
                 .read()
                 .values()
-                .map(|t| t.state.read().entities.len() as u64)
+                .map(|t| t.state.read().len() as u64)
                 .sum(),
         }
     }
@@ -360,7 +360,7 @@ impl EntityStore for EmbeddedStore {
     }
 
     fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entity>> {
-        self.tenant(tenant)?.state.read().entities.get(id).cloned()
+        self.tenant(tenant)?.state.read().get(id).cloned()
     }
 
     fn scan(
@@ -386,14 +386,12 @@ impl EntityStore for EmbeddedStore {
             return true;
         };
         let st = t.state.read();
-        let Some(ids) = st.ids_in_ranges(attr, ranges) else {
+        let Some(found) = st.in_ranges(attr, ranges) else {
             return false;
         };
-        for id in ids {
-            if let Some(e) = st.entities.get(&id) {
-                if visit(e).is_break() {
-                    break;
-                }
+        for e in &found {
+            if visit(e).is_break() {
+                break;
             }
         }
         true
@@ -401,7 +399,7 @@ impl EntityStore for EmbeddedStore {
 
     fn count(&self, tenant: &str) -> usize {
         self.tenant(tenant)
-            .map(|t| t.state.read().entities.len())
+            .map(|t| t.state.read().len())
             .unwrap_or(0)
     }
 
@@ -425,7 +423,7 @@ impl EntityStore for EmbeddedStore {
             }
         };
         let mut st = t.state.write();
-        let before = st.entities.get(id).cloned();
+        let before = st.get(id).cloned();
         let Some(w) = decide(before.as_ref())? else {
             return Ok(None);
         };
@@ -653,7 +651,7 @@ fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
     };
     for (k, g) in &guards {
         data.entities
-            .extend(g.entities.values().map(|e| (k.clone(), e.clone())));
+            .extend(g.iter().map(|e| (k.clone(), e.clone())));
     }
     data.docs = docs_guard
         .iter()

@@ -1,22 +1,82 @@
-//! In-memory state of one tenant: entities in id order and an index by type.
+//! In-memory state of one tenant: entities in id order, an index by type and an index of
+//! attribute values.
+//!
+//! Every structure holds the entity itself (`Arc<Entity>`, ordered by id) rather than a
+//! copy of its id: one allocation per entity serves the map and all the indexes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::{Bound, ControlFlow};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use citybrain_model::q::IndexKey;
+use chrono::{DateTime, Utc};
+use citybrain_model::q::{IndexKey, KeyRange};
 use citybrain_model::{AttrKind, Entity};
 
-/// One attribute's index: (value, entity id), sorted.
-pub(crate) type ValueIndex = BTreeSet<(IndexKey, Arc<str>)>;
+/// An entity ordered (and looked up) by its id.
+#[derive(Debug, Clone)]
+pub(crate) struct ById(pub Arc<Entity>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.id.cmp(&other.0.id)
+    }
+}
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+/// Entities with ids below and above every real id, as range bounds.
+fn sentinel(low: bool) -> ById {
+    static LOW: OnceLock<ById> = OnceLock::new();
+    static HIGH: OnceLock<ById> = OnceLock::new();
+    let make = |id: &str| {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        ById(Arc::new(Entity {
+            id: id.to_string(),
+            types: Vec::new(),
+            scope: None,
+            created_at: t,
+            modified_at: t,
+            attrs: Vec::new(),
+        }))
+    };
+    if low {
+        LOW.get_or_init(|| make("")).clone()
+    } else {
+        HIGH.get_or_init(|| make("\u{10FFFF}\u{10FFFF}\u{10FFFF}"))
+            .clone()
+    }
+}
+
+/// One attribute's index: (value, entity), sorted.
+pub(crate) type ValueIndex = BTreeSet<(IndexKey, ById)>;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TenantState {
-    pub entities: BTreeMap<Arc<str>, Arc<Entity>>,
-    pub by_type: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
-    /// Value index: attribute IRI → (scalar value of the default instance, entity id).
-    /// `None` when disabled.
-    pub values: Option<HashMap<Arc<str>, ValueIndex>>,
+    entities: BTreeSet<ById>,
+    by_type: HashMap<Arc<str>, BTreeSet<ById>>,
+    /// Value index: attribute IRI → (scalar value of an instance, entity). `None` when
+    /// disabled.
+    values: Option<HashMap<Arc<str>, ValueIndex>>,
 }
 
 /// The (attribute, key) pairs an entity contributes to the value index: every instance
@@ -42,13 +102,33 @@ impl TenantState {
         }
     }
 
-    fn unindex_values(&mut self, old: &Entity, id: &Arc<str>) {
+    pub fn get(&self, id: &str) -> Option<&Arc<Entity>> {
+        self.entities.get(id).map(|b| &b.0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Entity>> {
+        self.entities.iter().map(|b| &b.0)
+    }
+
+    fn unindex(&mut self, old: &ById) {
+        for t in &old.0.types {
+            if let Some(set) = self.by_type.get_mut(&**t) {
+                set.remove(old);
+                if set.is_empty() {
+                    self.by_type.remove(&**t);
+                }
+            }
+        }
         let Some(values) = self.values.as_mut() else {
             return;
         };
-        for (attr, key) in index_entries(old) {
+        for (attr, key) in index_entries(&old.0) {
             if let Some(set) = values.get_mut(attr) {
-                set.remove(&(key, id.clone()));
+                set.remove(&(key, old.clone()));
                 if set.is_empty() {
                     values.remove(attr);
                 }
@@ -56,46 +136,52 @@ impl TenantState {
         }
     }
 
-    fn index_values(&mut self, e: &Entity, id: &Arc<str>) {
+    fn index(&mut self, e: &ById) {
+        for t in &e.0.types {
+            self.by_type.entry(t.clone()).or_default().insert(e.clone());
+        }
         let Some(values) = self.values.as_mut() else {
             return;
         };
-        for (attr, key) in index_entries(e) {
-            match values.get_mut(attr) {
-                Some(set) => {
-                    set.insert((key, id.clone()));
-                }
-                None => {
-                    values.insert(attr.clone(), BTreeSet::from([(key, id.clone())]));
-                }
-            }
+        for (attr, key) in index_entries(&e.0) {
+            values
+                .entry(attr.clone())
+                .or_default()
+                .insert((key, e.clone()));
         }
     }
 
-    /// Ids whose `attr` falls in any of `ranges`, in id order; `None` without an index.
-    pub fn ids_in_ranges(
-        &self,
-        attr: &str,
-        ranges: &[citybrain_model::q::KeyRange],
-    ) -> Option<Vec<Arc<str>>> {
+    pub fn put(&mut self, e: Arc<Entity>) {
+        let e = ById(e);
+        if let Some(old) = self.entities.take(&*e.0.id) {
+            self.unindex(&old);
+        }
+        self.index(&e);
+        self.entities.insert(e);
+    }
+
+    pub fn delete(&mut self, id: &str) -> Option<Arc<Entity>> {
+        let old = self.entities.take(id)?;
+        self.unindex(&old);
+        Some(old.0)
+    }
+
+    /// Entities whose `attr` falls in any of `ranges`, in id order; `None` without an index.
+    pub fn in_ranges(&self, attr: &str, ranges: &[KeyRange]) -> Option<Vec<Arc<Entity>>> {
         let values = self.values.as_ref()?;
         let Some(set) = values.get(attr) else {
             return Some(Vec::new());
         };
-        let mut ids: Vec<Arc<str>> = Vec::new();
+        let mut out: Vec<ById> = Vec::new();
         for (lo, hi) in ranges {
             let lo = match lo {
-                Bound::Included(k) => Bound::Included((k.clone(), Arc::from(""))),
-                Bound::Excluded(k) => {
-                    Bound::Excluded((k.clone(), Arc::from("\u{10FFFF}\u{10FFFF}")))
-                }
+                Bound::Included(k) => Bound::Included((k.clone(), sentinel(true))),
+                Bound::Excluded(k) => Bound::Excluded((k.clone(), sentinel(false))),
                 Bound::Unbounded => Bound::Unbounded,
             };
             let hi = match hi {
-                Bound::Included(k) => {
-                    Bound::Included((k.clone(), Arc::from("\u{10FFFF}\u{10FFFF}")))
-                }
-                Bound::Excluded(k) => Bound::Excluded((k.clone(), Arc::from(""))),
+                Bound::Included(k) => Bound::Included((k.clone(), sentinel(false))),
+                Bound::Excluded(k) => Bound::Excluded((k.clone(), sentinel(true))),
                 Bound::Unbounded => Bound::Unbounded,
             };
             if let (
@@ -107,55 +193,11 @@ impl TenantState {
                     continue;
                 }
             }
-            ids.extend(set.range((lo, hi)).map(|(_, id)| id.clone()));
+            out.extend(set.range((lo, hi)).map(|(_, e)| e.clone()));
         }
-        ids.sort();
-        ids.dedup();
-        Some(ids)
-    }
-
-    pub fn put(&mut self, e: Arc<Entity>) {
-        let id: Arc<str> = Arc::from(e.id.as_str());
-        if let Some(old) = self.entities.get(&id).cloned() {
-            self.unindex_values(&old, &id);
-        }
-        self.index_values(&e, &id);
-        if let Some(old) = self.entities.insert(id.clone(), e.clone()) {
-            for t in &old.types {
-                if !e.types.contains(t) {
-                    self.unindex(t, &id);
-                }
-            }
-        }
-        for t in &e.types {
-            match self.by_type.get_mut(&**t) {
-                Some(set) => {
-                    set.insert(id.clone());
-                }
-                None => {
-                    self.by_type.insert(t.clone(), BTreeSet::from([id.clone()]));
-                }
-            }
-        }
-    }
-
-    fn unindex(&mut self, ty: &str, id: &str) {
-        if let Some(set) = self.by_type.get_mut(ty) {
-            set.remove(id);
-            if set.is_empty() {
-                self.by_type.remove(ty);
-            }
-        }
-    }
-
-    pub fn delete(&mut self, id: &str) -> Option<Arc<Entity>> {
-        let old = self.entities.remove(id)?;
-        let key: Arc<str> = Arc::from(id);
-        self.unindex_values(&old, &key);
-        for t in &old.types {
-            self.unindex(t, id);
-        }
-        Some(old)
+        out.sort();
+        out.dedup();
+        Some(out.into_iter().map(|b| b.0).collect())
     }
 
     pub fn scan(
@@ -168,10 +210,11 @@ impl TenantState {
             Some(a) => Bound::Excluded(a),
             None => Bound::Unbounded,
         };
+        let range = (lower, Bound::Unbounded);
         match types {
             None => {
-                for (_, e) in self.entities.range::<str, _>((lower, Bound::Unbounded)) {
-                    if visit(e).is_break() {
+                for e in self.entities.range::<str, _>(range) {
+                    if visit(&e.0).is_break() {
                         return;
                     }
                 }
@@ -180,27 +223,23 @@ impl TenantState {
                 let Some(set) = self.by_type.get(one.as_str()) else {
                     return;
                 };
-                for id in set.range::<str, _>((lower, Bound::Unbounded)) {
-                    if let Some(e) = self.entities.get(id) {
-                        if visit(e).is_break() {
-                            return;
-                        }
+                for e in set.range::<str, _>(range) {
+                    if visit(&e.0).is_break() {
+                        return;
                     }
                 }
             }
             Some(many) => {
-                // Merge the per-type id sets in id order without duplicates.
-                let mut ids: BTreeSet<&Arc<str>> = BTreeSet::new();
+                // Merge the per-type sets in id order without duplicates.
+                let mut all: BTreeSet<&ById> = BTreeSet::new();
                 for t in many {
                     if let Some(set) = self.by_type.get(t.as_str()) {
-                        ids.extend(set.range::<str, _>((lower, Bound::Unbounded)));
+                        all.extend(set.range::<str, _>(range));
                     }
                 }
-                for id in ids {
-                    if let Some(e) = self.entities.get(id) {
-                        if visit(e).is_break() {
-                            return;
-                        }
+                for e in all {
+                    if visit(&e.0).is_break() {
+                        return;
                     }
                 }
             }
