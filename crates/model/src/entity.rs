@@ -111,8 +111,14 @@ pub struct Attribute {
         with = "serde_dt_opt"
     )]
     pub observed_at: Option<DateTime<Utc>>,
-    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
-    pub unit_code: Option<String>,
+    /// UN/CEFACT unit code (interned: a handful of codes repeat across millions of values).
+    #[serde(
+        rename = "u",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::intern::de_opt"
+    )]
+    pub unit_code: Option<Arc<str>>,
     /// `objectType` of a Relationship (expanded IRIs).
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub object_type: Option<Box<Value>>,
@@ -575,7 +581,7 @@ fn parse_one(
     };
     let unit_code = match obj.get("unitCode") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => Some(crate::intern::intern(s)),
         Some(other) => {
             return Err(ModelError::bad_data(format!(
                 "attribute '{name}': 'unitCode' must be a string, got {other}"

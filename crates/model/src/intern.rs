@@ -28,6 +28,11 @@ pub fn de_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<str>>, D::Error
     Ok(v.iter().map(|s| intern(s)).collect())
 }
 
+/// Serde: an optional interned string.
+pub fn de_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(|s| intern(&s)))
+}
+
 /// Serde: a list of (interned name, value) pairs.
 pub fn de_pairs<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,

@@ -660,7 +660,7 @@ fn target_value(inst: &Attribute, path: &AttrPath) -> Option<Value> {
                 "observedAt" => Value::String(format_datetime(attr.observed_at.as_ref()?)),
                 "createdAt" => Value::String(format_datetime(&attr.created_at)),
                 "modifiedAt" => Value::String(format_datetime(&attr.modified_at)),
-                "unitCode" => Value::String(attr.unit_code.clone()?),
+                "unitCode" => Value::String(attr.unit_code.as_deref()?.to_string()),
                 "datasetId" => Value::String(attr.dataset_id.clone()?),
                 _ => return None,
             });

@@ -402,7 +402,7 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
         m.insert("observedAt".into(), Value::String(format_datetime(t)));
     }
     if let Some(u) = &a.unit_code {
-        m.insert("unitCode".into(), Value::String(u.clone()));
+        m.insert("unitCode".into(), Value::String(u.to_string()));
     }
     if o.sys_attrs {
         m.insert(
