@@ -404,7 +404,7 @@ impl Broker {
             }
             let all_exist = instances.iter().all(|i| {
                 e.attr(&iri)
-                    .is_some_and(|l| l.iter().any(|a| a.dataset_id == i.dataset_id))
+                    .is_some_and(|l| l.iter().any(|a| a.dataset_id() == i.dataset_id()))
             });
             let out = ops::update(
                 &mut e,

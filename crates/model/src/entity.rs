@@ -93,47 +93,131 @@ impl AttrKind {
     }
 }
 
+/// The rarer parts of an attribute, boxed so that a plain value costs no room for them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AttrExtras {
+    pub dataset_id: Option<Box<str>>,
+    /// `objectType` of a Relationship (expanded IRIs).
+    pub object_type: Option<Value>,
+    /// Sub-attributes, by expanded name, in insertion order.
+    pub sub: Vec<(Arc<str>, Attribute)>,
+}
+
+impl AttrExtras {
+    fn is_empty(&self) -> bool {
+        self.dataset_id.is_none() && self.object_type.is_none() && self.sub.is_empty()
+    }
+}
+
 /// One instance of an attribute (one `datasetId`), with its sub-attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Memory layout matters here: a city holds millions. The value is an [`AttrValue`]
+/// (24 bytes), names and unit codes are interned, and the rare parts (datasetId,
+/// objectType, sub-attributes) sit behind one optional box.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attribute {
-    #[serde(rename = "k")]
     pub kind: AttrKind,
     /// The content: `value`, `object`, `languageMap`, `json`, `vocab` (expanded IRIs),
     /// `valueList` or `objectList`, depending on `kind`.
-    #[serde(rename = "v")]
     pub value: AttrValue,
+    pub observed_at: Option<DateTime<Utc>>,
+    /// UN/CEFACT unit code (interned: a handful of codes repeat across millions of values).
+    pub unit_code: Option<Arc<str>>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    extras: Option<Box<AttrExtras>>,
+}
+
+/// The stored form of an attribute (field names kept short; format version 1).
+#[derive(Serialize, Deserialize)]
+struct AttributeWire {
+    #[serde(rename = "k")]
+    kind: AttrKind,
+    #[serde(rename = "v")]
+    value: AttrValue,
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
-    pub dataset_id: Option<String>,
+    dataset_id: Option<String>,
     #[serde(
         rename = "o",
         default,
         skip_serializing_if = "Option::is_none",
         with = "serde_dt_opt"
     )]
-    pub observed_at: Option<DateTime<Utc>>,
-    /// UN/CEFACT unit code (interned: a handful of codes repeat across millions of values).
+    observed_at: Option<DateTime<Utc>>,
     #[serde(
         rename = "u",
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::intern::de_opt"
     )]
-    pub unit_code: Option<Arc<str>>,
-    /// `objectType` of a Relationship (expanded IRIs).
+    unit_code: Option<Arc<str>>,
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
-    pub object_type: Option<Box<Value>>,
+    object_type: Option<Value>,
     #[serde(rename = "c", with = "serde_dt")]
-    pub created_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
     #[serde(rename = "m", with = "serde_dt")]
-    pub modified_at: DateTime<Utc>,
-    /// Sub-attributes, by expanded name, in insertion order.
+    modified_at: DateTime<Utc>,
     #[serde(
         rename = "s",
         default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "crate::intern::de_pairs"
     )]
-    pub sub: Vec<(Arc<str>, Attribute)>,
+    sub: Vec<(Arc<str>, Attribute)>,
+}
+
+impl Serialize for Attribute {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Attribute", 9)?;
+        st.serialize_field("k", &self.kind)?;
+        st.serialize_field("v", &self.value)?;
+        match self.dataset_id() {
+            Some(d) => st.serialize_field("d", d)?,
+            None => st.skip_field("d")?,
+        }
+        match &self.observed_at {
+            Some(t) => st.serialize_field("o", &crate::time::format_datetime(t))?,
+            None => st.skip_field("o")?,
+        }
+        match &self.unit_code {
+            Some(u) => st.serialize_field("u", &**u)?,
+            None => st.skip_field("u")?,
+        }
+        match self.object_type() {
+            Some(t) => st.serialize_field("t", t)?,
+            None => st.skip_field("t")?,
+        }
+        st.serialize_field("c", &crate::time::format_datetime(&self.created_at))?;
+        st.serialize_field("m", &crate::time::format_datetime(&self.modified_at))?;
+        if self.sub().is_empty() {
+            st.skip_field("s")?;
+        } else {
+            st.serialize_field("s", self.sub())?;
+        }
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Attribute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = AttributeWire::deserialize(d)?;
+        let mut a = Attribute {
+            kind: w.kind,
+            value: w.value,
+            observed_at: w.observed_at,
+            unit_code: w.unit_code,
+            created_at: w.created_at,
+            modified_at: w.modified_at,
+            extras: None,
+        };
+        a.set_dataset_id(w.dataset_id.map(Into::into));
+        a.set_object_type(w.object_type);
+        if !w.sub.is_empty() {
+            *a.sub_mut() = w.sub;
+        }
+        Ok(a)
+    }
 }
 
 impl Attribute {
@@ -142,23 +226,76 @@ impl Attribute {
         Attribute {
             kind: AttrKind::Property,
             value: AttrValue::from_value(value),
-            dataset_id: None,
             observed_at: None,
             unit_code: None,
-            object_type: None,
             created_at: now,
             modified_at: now,
-            sub: Vec::new(),
+            extras: None,
         }
     }
 
+    pub fn dataset_id(&self) -> Option<&str> {
+        self.extras.as_ref().and_then(|x| x.dataset_id.as_deref())
+    }
+
+    pub fn object_type(&self) -> Option<&Value> {
+        self.extras.as_ref().and_then(|x| x.object_type.as_ref())
+    }
+
+    pub fn sub(&self) -> &[(Arc<str>, Attribute)] {
+        self.extras
+            .as_ref()
+            .map(|x| x.sub.as_slice())
+            .unwrap_or(&[])
+    }
+
+    fn extras_mut(&mut self) -> &mut AttrExtras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// Drops the box when nothing is left in it.
+    fn tidy(&mut self) {
+        if self.extras.as_ref().is_some_and(|x| x.is_empty()) {
+            self.extras = None;
+        }
+    }
+
+    pub fn set_dataset_id(&mut self, d: Option<Box<str>>) {
+        if d.is_some() || self.extras.is_some() {
+            self.extras_mut().dataset_id = d;
+            self.tidy();
+        }
+    }
+
+    pub fn set_object_type(&mut self, t: Option<Value>) {
+        if t.is_some() || self.extras.is_some() {
+            self.extras_mut().object_type = t;
+            self.tidy();
+        }
+    }
+
+    /// The sub-attributes, for changing them (the box is made on demand; call
+    /// [`Attribute::tidy_extras`] after removing the last one to free it).
+    pub fn sub_mut(&mut self) -> &mut Vec<(Arc<str>, Attribute)> {
+        &mut self.extras_mut().sub
+    }
+
+    pub fn tidy_extras(&mut self) {
+        self.tidy();
+    }
+
     fn compact(&mut self) {
-        self.sub.shrink_to_fit();
-        self.sub.iter_mut().for_each(|(_, a)| a.compact());
+        if let Some(x) = self.extras.as_mut() {
+            x.sub.shrink_to_fit();
+            x.sub.iter_mut().for_each(|(_, a)| a.compact());
+        }
     }
 
     pub fn sub_attr(&self, name: &str) -> Option<&Attribute> {
-        self.sub.iter().find(|(n, _)| &**n == name).map(|(_, a)| a)
+        self.sub()
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, a)| a)
     }
 }
 
@@ -200,7 +337,7 @@ impl Entity {
     pub fn default_instance(&self, name: &str) -> Option<&Attribute> {
         let all = self.attr(name)?;
         all.iter()
-            .find(|a| a.dataset_id.is_none())
+            .find(|a| a.dataset_id().is_none())
             .or_else(|| all.first())
     }
 
@@ -458,10 +595,13 @@ pub fn parse_attr_value(
         },
     };
     for (i, a) in instances.iter().enumerate() {
-        if instances[..i].iter().any(|b| b.dataset_id == a.dataset_id) {
+        if instances[..i]
+            .iter()
+            .any(|b| b.dataset_id() == a.dataset_id())
+        {
             return Err(ModelError::bad_data(format!(
                 "attribute '{name}' has two instances with the same datasetId {:?}",
-                a.dataset_id
+                a.dataset_id()
             )));
         }
     }
@@ -554,7 +694,7 @@ fn parse_one(
                 // A tombstone: merge deletes the instance with this datasetId.
                 let mut t = Attribute::property(Value::Null, now);
                 t.kind = kind;
-                t.dataset_id = dataset_id;
+                t.set_dataset_id(dataset_id.map(Into::into));
                 return Ok(Some(t));
             }
             return Err(ModelError::bad_data(format!(
@@ -590,13 +730,13 @@ fn parse_one(
     };
     let object_type = match obj.get("objectType") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(Box::new(Value::String(ctx.expand(s)))),
-        Some(Value::Array(a)) => Some(Box::new(Value::Array(
+        Some(Value::String(s)) => Some(Value::String(ctx.expand(s))),
+        Some(Value::Array(a)) => Some(Value::Array(
             a.iter()
                 .filter_map(Value::as_str)
                 .map(|s| Value::String(ctx.expand(s)))
                 .collect(),
-        ))),
+        )),
         Some(other) => {
             return Err(ModelError::bad_data(format!(
                 "attribute '{name}': invalid 'objectType' {other}"
@@ -620,17 +760,22 @@ fn parse_one(
             None => sub.push((siri, Attribute::property(Value::Null, now))),
         }
     }
-    Ok(Some(Attribute {
+    let mut a = Attribute {
         kind,
         value: AttrValue::from_value(value),
-        dataset_id,
         observed_at,
         unit_code,
-        object_type,
         created_at: now,
         modified_at: now,
-        sub,
-    }))
+        extras: None,
+    };
+    a.set_dataset_id(dataset_id.map(Into::into));
+    a.set_object_type(object_type);
+    if !sub.is_empty() {
+        sub.shrink_to_fit();
+        *a.sub_mut() = sub;
+    }
+    Ok(Some(a))
 }
 
 fn validate_content(name: &str, kind: AttrKind, v: &Value, ctx: &JsonLdContext) -> Result<Value> {

@@ -30,7 +30,7 @@ fn replace_instance(old: &Attribute, mut new: Attribute, now: DateTime<Utc>) -> 
 }
 
 fn upsert_instance(list: &mut Vec<Attribute>, new: Attribute, now: DateTime<Utc>) {
-    match list.iter_mut().find(|a| a.dataset_id == new.dataset_id) {
+    match list.iter_mut().find(|a| a.dataset_id() == new.dataset_id()) {
         Some(slot) => *slot = replace_instance(slot, new, now),
         None => list.push(new),
     }
@@ -85,13 +85,13 @@ fn apply_instances(
             let exists_attr = e.attr(&name).is_some();
             let exists_instance = e
                 .attr(&name)
-                .is_some_and(|l| l.iter().any(|a| a.dataset_id == inst.dataset_id));
+                .is_some_and(|l| l.iter().any(|a| a.dataset_id() == inst.dataset_id()));
             if let Err(reason) = allow(exists_attr, exists_instance) {
                 out.not_updated.push((name.to_string(), reason.into()));
                 continue;
             }
             if inst.value.is_null() {
-                if delete_attribute(e, &name, inst.dataset_id.as_deref(), false, now) {
+                if delete_attribute(e, &name, inst.dataset_id(), false, now) {
                     any = true;
                 } else {
                     out.not_updated.push((
@@ -120,24 +120,25 @@ fn apply_instances(
 fn merge_instance(old: &Attribute, new: Attribute, now: DateTime<Utc>) -> Attribute {
     let mut m = old.clone();
     m.kind = new.kind;
-    m.value = new.value;
+    m.value = new.value.clone();
     m.observed_at = new.observed_at.or(old.observed_at);
-    m.unit_code = new.unit_code.or_else(|| old.unit_code.clone());
-    m.object_type = new.object_type.or_else(|| old.object_type.clone());
-    for (sname, sub) in new.sub {
-        let pos = m.sub.iter().position(|(n, _)| *n == sname);
+    m.unit_code = new.unit_code.clone().or_else(|| old.unit_code.clone());
+    m.set_object_type(new.object_type().or(old.object_type()).cloned());
+    for (sname, sub) in new.sub().iter().cloned() {
+        let pos = m.sub().iter().position(|(n, _)| *n == sname);
         match (pos, sub.value.is_null()) {
             (Some(i), true) => {
-                m.sub.remove(i);
+                m.sub_mut().remove(i);
             }
             (Some(i), false) => {
-                let old_sub = m.sub[i].1.clone();
-                m.sub[i].1 = merge_instance(&old_sub, sub, now);
+                let old_sub = m.sub()[i].1.clone();
+                m.sub_mut()[i].1 = merge_instance(&old_sub, sub, now);
             }
             (None, true) => {}
-            (None, false) => m.sub.push((sname, sub)),
+            (None, false) => m.sub_mut().push((sname, sub)),
         }
     }
+    m.tidy_extras();
     m.modified_at = now;
     m
 }
@@ -159,13 +160,16 @@ pub fn merge(e: &mut Entity, attrs: Vec<ParsedAttr>, now: DateTime<Utc>) -> Upda
             Some(instances) => {
                 for inst in instances {
                     if inst.value.is_null() {
-                        let ds = inst.dataset_id.clone();
+                        let ds = inst.dataset_id().map(str::to_string);
                         delete_attribute(e, &name, ds.as_deref(), false, now);
                         continue;
                     }
                     match e.attr_mut(&name) {
                         Some(list) => {
-                            match list.iter_mut().find(|a| a.dataset_id == inst.dataset_id) {
+                            match list
+                                .iter_mut()
+                                .find(|a| a.dataset_id() == inst.dataset_id())
+                            {
                                 Some(slot) => *slot = merge_instance(slot, inst, now),
                                 None => list.push(inst),
                             }
@@ -199,7 +203,7 @@ pub fn patch_attribute(
         .map(str::to_string);
     let existing = e
         .attr(iri)
-        .and_then(|l| l.iter().find(|a| a.dataset_id == dataset_id))
+        .and_then(|l| l.iter().find(|a| a.dataset_id() == dataset_id.as_deref()))
         .cloned()
         .ok_or_else(|| {
             ModelError::not_found(format!("attribute '{name}' not found in entity '{}'", e.id))
@@ -255,10 +259,10 @@ pub fn patch_attribute(
         delete_attribute(e, iri, dataset_id.as_deref(), false, now);
         return Ok(());
     }
-    if let Some(slot) = e
-        .attr_mut(iri)
-        .and_then(|l| l.iter_mut().find(|a| a.dataset_id == dataset_id))
-    {
+    if let Some(slot) = e.attr_mut(iri).and_then(|l| {
+        l.iter_mut()
+            .find(|a| a.dataset_id() == dataset_id.as_deref())
+    }) {
         *slot = merge_instance(slot, new, now);
     }
     e.modified_at = now;
@@ -282,7 +286,7 @@ pub fn delete_attribute(
     } else {
         let list = &mut e.attrs[pos].1;
         let before = list.len();
-        list.retain(|a| a.dataset_id.as_deref() != dataset_id);
+        list.retain(|a| a.dataset_id() != dataset_id);
         let removed = list.len() != before;
         if list.is_empty() {
             e.attrs.remove(pos);

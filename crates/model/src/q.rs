@@ -661,7 +661,7 @@ fn target_value(inst: &Attribute, path: &AttrPath) -> Option<Value> {
                 "createdAt" => Value::String(format_datetime(&attr.created_at)),
                 "modifiedAt" => Value::String(format_datetime(&attr.modified_at)),
                 "unitCode" => Value::String(attr.unit_code.as_deref()?.to_string()),
-                "datasetId" => Value::String(attr.dataset_id.clone()?),
+                "datasetId" => Value::String(attr.dataset_id().map(str::to_string)?),
                 _ => return None,
             });
             break;

@@ -193,7 +193,7 @@ impl RenderOptions {
     fn keeps_instance(&self, a: &Attribute) -> bool {
         self.dataset_ids
             .as_ref()
-            .is_none_or(|ids| ids.contains(&a.dataset_id))
+            .is_none_or(|ids| ids.iter().any(|d| d.as_deref() == a.dataset_id()))
     }
 }
 
@@ -273,7 +273,10 @@ pub fn render_instances(instances: &[Attribute], ctx: &JsonLdContext, o: &Render
         // Simplified multi-instance form: {"dataset": {datasetId | "@none": value}}.
         let mut d = Map::new();
         for a in instances {
-            let key = a.dataset_id.clone().unwrap_or_else(|| "@none".into());
+            let key = a
+                .dataset_id()
+                .map(str::to_string)
+                .unwrap_or_else(|| "@none".into());
             d.insert(key, render_attribute(a, ctx, o));
         }
         serde_json::json!({ "dataset": d })
@@ -361,11 +364,11 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
             lang_used = Some(l);
         }
     }
-    let simple = a.sub.is_empty()
+    let simple = a.sub().is_empty()
         && a.observed_at.is_none()
         && a.unit_code.is_none()
-        && a.dataset_id.is_none()
-        && a.object_type.is_none()
+        && a.dataset_id().is_none()
+        && a.object_type().is_none()
         && lang_used.is_none()
         && !o.sys_attrs;
     if concise
@@ -383,8 +386,8 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
     if let Some(l) = lang_used {
         m.insert("lang".into(), Value::String(l));
     }
-    if let Some(t) = &a.object_type {
-        let t = match &**t {
+    if let Some(t) = a.object_type() {
+        let t = match t {
             Value::String(s) => Value::String(ctx.compact(s)),
             Value::Array(v) => Value::Array(
                 v.iter()
@@ -395,8 +398,8 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
         };
         m.insert("objectType".into(), t);
     }
-    if let Some(d) = &a.dataset_id {
-        m.insert("datasetId".into(), Value::String(d.clone()));
+    if let Some(d) = &a.dataset_id() {
+        m.insert("datasetId".into(), Value::String(d.to_string()));
     }
     if let Some(t) = &a.observed_at {
         m.insert("observedAt".into(), Value::String(format_datetime(t)));
@@ -414,7 +417,7 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
             Value::String(format_datetime(&a.modified_at)),
         );
     }
-    for (name, sub) in &a.sub {
+    for (name, sub) in a.sub() {
         m.insert(ctx.compact(name), render_attribute(sub, ctx, o));
     }
     Value::Object(m)

@@ -33,7 +33,7 @@ fn attr_diff<'a>(before: &'a Entity, after: &'a Entity) -> (Names<'a>, Names<'a>
         let remaining = after.attr(n);
         let lost = old
             .iter()
-            .any(|o| remaining.is_none_or(|r| !r.iter().any(|a| a.dataset_id == o.dataset_id)));
+            .any(|o| remaining.is_none_or(|r| !r.iter().any(|a| a.dataset_id() == o.dataset_id())));
         if lost {
             deleted.push(&**n);
         }
@@ -144,7 +144,7 @@ fn tombstone(
     };
     let mut m = Map::new();
     m.insert("type".into(), json!(old.kind.type_name()));
-    if let Some(d) = &old.dataset_id {
+    if let Some(d) = &old.dataset_id() {
         m.insert("datasetId".into(), json!(d));
     }
     m.insert(old.kind.content_key().into(), null);
@@ -199,7 +199,7 @@ fn add_changes(
         let current = e.attr(name);
         let removed: Vec<&Attribute> = old
             .iter()
-            .filter(|o| current.is_none_or(|c| !c.iter().any(|a| a.dataset_id == o.dataset_id)))
+            .filter(|o| current.is_none_or(|c| !c.iter().any(|a| a.dataset_id() == o.dataset_id())))
             .collect();
         if !removed.is_empty() && (reason == "attributeDeleted" || s.show_changes) {
             let stones: Vec<Value> = removed
