@@ -404,7 +404,13 @@ impl ContextResolver {
     /// `DELETE /jsonldContexts/{id}` (with `reload=true`, a cached context is fetched anew).
     pub async fn delete(&self, id: &str, reload: bool) -> Result<()> {
         if id == "core" || is_core_context_url(id) {
-            return Err(BrokerError::bad_data("the core @context cannot be deleted"));
+            // The core context is embedded: it cannot be deleted, and "reloading" it is
+            // always current (nothing to fetch).
+            return if reload {
+                Ok(())
+            } else {
+                Err(BrokerError::bad_data("the core @context cannot be deleted"))
+            };
         }
         let c = match self.find(id) {
             Some(c) => c,

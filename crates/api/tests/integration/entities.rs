@@ -373,3 +373,31 @@ async fn linked_entities_inline_and_flat() {
         404
     );
 }
+
+#[tokio::test]
+async fn core_context_cannot_be_deleted_but_reloads() {
+    let app = app().await;
+    let core = "https%3A%2F%2Furi.etsi.org%2Fngsi-ld%2Fv1%2Fngsi-ld-core-context-v1.8.jsonld";
+    assert_eq!(
+        app.delete(&format!("/ngsi-ld/v1/jsonldContexts/{core}"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.delete(&format!("/ngsi-ld/v1/jsonldContexts/{core}?reload=false"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.delete(&format!("/ngsi-ld/v1/jsonldContexts/{core}?reload=true"))
+            .await
+            .status,
+        204
+    );
+    let r = app
+        .get(&format!("/ngsi-ld/v1/jsonldContexts/{core}?details=true"))
+        .await;
+    assert_eq!(r.body["localId"], "core");
+}
