@@ -30,8 +30,13 @@ const MAX_BUILT: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextKind {
+    /// Added by a client (`POST /jsonldContexts`).
     Hosted,
+    /// Fetched from its URL and kept.
     Cached,
+    /// Made by the broker from an inline or composite `@context` of a subscription, so
+    /// that notifications can name it by one URL (`jsonldContext`).
+    ImplicitlyCreated,
 }
 
 impl ContextKind {
@@ -39,6 +44,16 @@ impl ContextKind {
         match self {
             ContextKind::Hosted => "Hosted",
             ContextKind::Cached => "Cached",
+            ContextKind::ImplicitlyCreated => "ImplicitlyCreated",
+        }
+    }
+
+    fn parse(s: Option<&str>) -> Option<ContextKind> {
+        match s {
+            Some("Hosted") => Some(ContextKind::Hosted),
+            Some("Cached") => Some(ContextKind::Cached),
+            Some("ImplicitlyCreated") => Some(ContextKind::ImplicitlyCreated),
+            _ => None,
         }
     }
 }
@@ -132,11 +147,8 @@ impl ContextResolver {
             else {
                 continue;
             };
-            let kind = if v.get("kind").and_then(Value::as_str) == Some("Cached") {
-                ContextKind::Cached
-            } else {
-                ContextKind::Hosted
-            };
+            let kind = ContextKind::parse(v.get("kind").and_then(Value::as_str))
+                .unwrap_or(ContextKind::Hosted);
             map.insert(
                 url.to_string(),
                 StoredContext {
@@ -315,30 +327,52 @@ impl ContextResolver {
             &|_| Some(Arc::new(json!({"@context": {}}))),
             0,
         )?;
+        let (id, _) = self.store_local(inner, ContextKind::Hosted).await?;
+        Ok(id)
+    }
+
+    /// Keeps a context served here under a new URL; returns (local id, URL).
+    async fn store_local(&self, inner: &Value, kind: ContextKind) -> Result<(String, String)> {
         let id = uuid::Uuid::new_v4().to_string();
         let url = self.hosted_url(&id);
         let now = self.clock.now();
         let stored = StoredContext {
-            id,
+            id: id.clone(),
             url: url.clone(),
-            kind: ContextKind::Hosted,
+            kind,
             doc: Arc::new(json!({"@context": inner})),
             created: now,
             usage: Arc::new(Usage::new(now, 0)),
         };
-        let id = stored.id.clone();
         self.persist(&stored).await?;
-        self.by_url.write().insert(url, stored);
-        Ok(id)
+        self.by_url.write().insert(url.clone(), stored);
+        Ok((id, url))
+    }
+
+    /// The URL of an ImplicitlyCreated context for an inline or composite `@context`
+    /// (the same source gives the same context).
+    pub async fn implicit_url(&self, source: &Value) -> Result<String> {
+        let doc = json!({"@context": source});
+        let existing = self
+            .by_url
+            .read()
+            .values()
+            .find(|c| c.kind == ContextKind::ImplicitlyCreated && *c.doc == doc)
+            .map(|c| c.url.clone());
+        match existing {
+            Some(url) => Ok(url),
+            None => Ok(self
+                .store_local(source, ContextKind::ImplicitlyCreated)
+                .await?
+                .1),
+        }
     }
 
     /// `GET /jsonldContexts`: URLs, or details.
     pub fn list(&self, details: bool, kind: Option<&str>) -> Result<Vec<Value>> {
         let kind = match kind {
             None => None,
-            Some("Hosted") => Some(ContextKind::Hosted),
-            Some("Cached") => Some(ContextKind::Cached),
-            Some("ImplicitlyCreated") => return Ok(Vec::new()),
+            Some(k @ ("Hosted" | "Cached" | "ImplicitlyCreated")) => ContextKind::parse(Some(k)),
             Some(other) => {
                 return Err(BrokerError::bad_data(format!(
                     "unknown context kind '{other}'"
@@ -423,7 +457,7 @@ impl ContextResolver {
             None => return Err(BrokerError::not_found(format!("@context '{id}' not found"))),
         };
         if reload {
-            if c.kind == ContextKind::Hosted {
+            if c.kind != ContextKind::Cached {
                 return Err(BrokerError::bad_data(
                     "reload applies to cached contexts only",
                 ));

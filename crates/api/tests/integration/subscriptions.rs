@@ -263,3 +263,44 @@ async fn show_changes_and_deleted_attributes() {
         json!({"type": "Property", "value": "urn:ngsi-ld:null", "previousValue": "Mercedes"})
     );
 }
+
+#[tokio::test]
+async fn inline_contexts_become_implicitly_created_contexts() {
+    let app = app().await;
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Car"}],
+                     "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}},
+                     "@context": [{"Car": "http://example.org/Car"}, "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]});
+    let r = app
+        .call(
+            "POST",
+            "/ngsi-ld/v1/subscriptions",
+            &[("content-type", "application/ld+json")],
+            Some(&sub.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let s = app.get(r.header("location").unwrap()).await.body;
+    let url = s["jsonldContext"]
+        .as_str()
+        .expect("jsonldContext set")
+        .to_string();
+    let list = app
+        .get("/ngsi-ld/v1/jsonldContexts?kind=ImplicitlyCreated&details=true")
+        .await
+        .body;
+    assert_eq!(list[0]["URL"], url);
+    assert_eq!(list[0]["kind"], "ImplicitlyCreated");
+    let id = list[0]["localId"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/ngsi-ld/v1/jsonldContexts/{id}?reload=true"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.delete(&format!("/ngsi-ld/v1/jsonldContexts/{id}"))
+            .await
+            .status,
+        204
+    );
+}

@@ -192,6 +192,7 @@ impl SubscriptionManager {
             }
         };
         let now = self.clock.now();
+        self.implicit_context(&mut body, ctx_src.as_ref()).await?;
         let compiled = Compiled::compile(&rc.tenant, &id, body, ctx_src, ld, now, true)?;
         let compiled = self.with_notify_context(compiled).await?;
         let key = (rc.tenant.clone(), id.clone());
@@ -232,6 +233,22 @@ impl SubscriptionManager {
             .get(&(rc.tenant.clone(), id.to_string()))
             .cloned()
             .ok_or_else(|| BrokerError::not_found(format!("subscription '{id}' not found")))
+    }
+
+    /// A subscription whose `@context` is not one URL gets an ImplicitlyCreated context,
+    /// named in `jsonldContext`, so that notifications can point at it (NGSI-LD 1.8).
+    async fn implicit_context(
+        &self,
+        body: &mut Map<String, Value>,
+        ctx_src: Option<&Value>,
+    ) -> Result<()> {
+        let Some(src) = ctx_src else { return Ok(()) };
+        if src.is_string() || body.contains_key("jsonldContext") {
+            return Ok(());
+        }
+        let url = self.contexts.implicit_url(src).await?;
+        body.insert("jsonldContext".into(), Value::String(url));
+        Ok(())
     }
 
     /// Resolves `jsonldContext` (503 when it cannot be loaded).
