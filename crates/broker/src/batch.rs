@@ -47,6 +47,20 @@ pub enum UpsertMode {
     Update,
 }
 
+/// The attributes of a batch item that names an existing entity (update, merge).
+fn parse_item_attrs(
+    item: &Value,
+    ld: &JsonLdContext,
+    now: chrono::DateTime<chrono::Utc>,
+    nulls_delete: bool,
+) -> Result<Vec<citybrain_model::entity::ParsedAttr>> {
+    let o = item
+        .as_object()
+        .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))?;
+    Broker::id_from_value(o.get("id").unwrap_or(&Value::Null))?;
+    Ok(parse_attributes(o, ld, now, ParseMode { nulls_delete })?)
+}
+
 fn entity_id_of(v: &Value) -> String {
     v.get("id")
         .and_then(Value::as_str)
@@ -192,21 +206,7 @@ impl Broker {
                 }
             };
             let id = entity_id_of(item);
-            let parsed = item
-                .as_object()
-                .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))
-                .and_then(|o| {
-                    Broker::id_from_value(o.get("id").unwrap_or(&Value::Null))?;
-                    Ok(parse_attributes(
-                        o,
-                        ld,
-                        now,
-                        ParseMode {
-                            nulls_delete: false,
-                        },
-                    )?)
-                });
-            let attrs: Vec<_> = match parsed {
+            let attrs: Vec<_> = match parse_item_attrs(item, ld, now, false) {
                 Ok(a) => a
                     .into_iter()
                     .filter_map(|(n, a)| a.map(|a| (n, a)))
@@ -303,19 +303,7 @@ impl Broker {
                 }
             };
             let id = entity_id_of(item);
-            let parsed = item
-                .as_object()
-                .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))
-                .and_then(|o| {
-                    Broker::id_from_value(o.get("id").unwrap_or(&Value::Null))?;
-                    Ok(parse_attributes(
-                        o,
-                        ld,
-                        now,
-                        ParseMode { nulls_delete: true },
-                    )?)
-                });
-            let attrs = match parsed {
+            let attrs = match parse_item_attrs(item, ld, now, true) {
                 Ok(a) => a,
                 Err(e) => {
                     out.errors.push((id, e));
