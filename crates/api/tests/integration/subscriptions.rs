@@ -304,3 +304,28 @@ async fn inline_contexts_become_implicitly_created_contexts() {
         204
     );
 }
+
+#[tokio::test]
+async fn key_values_notifications_use_the_dataset_form_for_deleted_instances() {
+    let app = app().await;
+    let (uri, mut rx) = receiver(Duration::ZERO).await;
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Building"}], "watchedAttributes": ["name"],
+                     "notificationTrigger": ["attributeDeleted"],
+                     "notification": {"format": "keyValues", "endpoint": {"uri": uri}}});
+    assert_eq!(
+        app.post("/ngsi-ld/v1/subscriptions", &sub).await.status,
+        201
+    );
+    let b = json!({"id": "urn:ngsi-ld:Building:kv", "type": "Building",
+                   "name": [{"type": "Property", "value": "Eiffel Tower"},
+                            {"type": "Property", "value": "Eiffelturm", "datasetId": "urn:ngsi-ld:Dataset:de"},
+                            {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"}]});
+    app.post("/ngsi-ld/v1/entities", &b).await;
+    let r = app.delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:kv/attrs/name?datasetId=urn:ngsi-ld:Dataset:fr").await;
+    assert_eq!(r.status, 204);
+    let (_, n) = next(&mut rx, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        n["data"][0]["name"],
+        json!({"dataset": {"@none": "Eiffel Tower", "urn:ngsi-ld:Dataset:de": "Eiffelturm", "urn:ngsi-ld:Dataset:fr": "urn:ngsi-ld:null"}})
+    );
+}

@@ -201,7 +201,33 @@ fn add_changes(
             .iter()
             .filter(|o| current.is_none_or(|c| !c.iter().any(|a| a.dataset_id() == o.dataset_id())))
             .collect();
-        if !removed.is_empty() && (reason == "attributeDeleted" || s.show_changes) {
+        if !removed.is_empty()
+            && (reason == "attributeDeleted" || s.show_changes)
+            && style.key_values
+        {
+            // keyValues: instances go in the simplified `dataset` form, deleted ones as null.
+            let opts = RenderOptions {
+                format: Format::KeyValues,
+                ..RenderOptions::default()
+            };
+            let mut d = Map::new();
+            for a in current.into_iter().flatten() {
+                let k = a.dataset_id().unwrap_or("@none").to_string();
+                d.insert(k, citybrain_model::render::render_attribute(a, ld, &opts));
+            }
+            for o in &removed {
+                d.insert(
+                    o.dataset_id().unwrap_or("@none").to_string(),
+                    json!("urn:ngsi-ld:null"),
+                );
+            }
+            let v = if d.len() == 1 {
+                d.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null)
+            } else {
+                json!({ "dataset": d })
+            };
+            m.insert(key.clone(), v);
+        } else if !removed.is_empty() && (reason == "attributeDeleted" || s.show_changes) {
             let stones: Vec<Value> = removed
                 .iter()
                 .map(|o| tombstone(o, ld, style, now))
