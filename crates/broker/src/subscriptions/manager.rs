@@ -243,7 +243,11 @@ impl SubscriptionManager {
         ctx_src: Option<&Value>,
     ) -> Result<()> {
         let Some(src) = ctx_src else { return Ok(()) };
-        if src.is_string() || body.contains_key("jsonldContext") {
+        let one_url = src.is_string()
+            || src
+                .as_array()
+                .is_some_and(|a| a.len() == 1 && a[0].is_string());
+        if one_url || body.contains_key("jsonldContext") {
             return Ok(());
         }
         let url = self.contexts.implicit_url(src).await?;
