@@ -10,6 +10,7 @@ use citybrain_model::{Entity, ErrorKind, JsonLdContext, ModelError};
 use citybrain_store::{Commit, Write};
 use serde_json::Value;
 
+use crate::entities::Applied;
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
 use crate::Broker;
@@ -20,6 +21,21 @@ pub struct BatchOutcome {
     pub success: Vec<String>,
     pub created: Vec<String>,
     pub errors: Vec<(String, BrokerError)>,
+}
+
+impl BatchOutcome {
+    /// Records one entity's result; a write keeps its commit as the batch's latest.
+    fn record(&mut self, id: String, res: Result<Option<Applied>>, last: &mut Option<Commit>) {
+        match res {
+            Ok(applied) => {
+                if let Some(a) = applied {
+                    *last = Some(a.commit);
+                }
+                self.success.push(id);
+            }
+            Err(e) => self.errors.push((id, e)),
+        }
+    }
 }
 
 /// One batch item with the `@context` that applies to it (each item may carry its own),
@@ -318,15 +334,7 @@ impl Broker {
                 ops::merge(&mut e, attrs.clone(), now);
                 Ok(Some(Write::Put(e)))
             });
-            match res {
-                Ok(a) => {
-                    if let Some(a) = a {
-                        last = Some(a.commit);
-                    }
-                    out.success.push(id);
-                }
-                Err(e) => out.errors.push((id, e)),
-            }
+            out.record(id, res, &mut last);
         }
         self.finish(last, out).await
     }
@@ -352,15 +360,7 @@ impl Broker {
                 )),
                 Some(_) => Ok(Some(Write::Delete)),
             });
-            match res {
-                Ok(a) => {
-                    if let Some(a) = a {
-                        last = Some(a.commit);
-                    }
-                    out.success.push(id);
-                }
-                Err(e) => out.errors.push((id, e)),
-            }
+            out.record(id, res, &mut last);
         }
         self.finish(last, out).await
     }
