@@ -508,18 +508,24 @@ pub fn render_joined(
                 roots.iter().map(|e| e.id.clone()).collect();
             let mut out: Vec<Map<String, Value>> =
                 roots.iter().map(|e| render_entity(e, ld, opts)).collect();
-            let mut frontier: Vec<String> = roots
+            // Each linked entity is shown with the nested projection of the Relationship
+            // that reached it.
+            let mut frontier: Vec<(String, RenderOptions)> = roots
                 .iter()
                 .flat_map(|e| relationship_targets(e, opts))
+                .map(|(attr, id)| (id, linked_options(opts, attr)))
                 .collect();
             for _ in 0..level {
                 let mut next = Vec::new();
-                for id in frontier {
+                for (id, linked) in frontier {
                     if seen.insert(id.clone()) {
                         if let Some(t) = lookup(&id) {
-                            let linked = linked_options(opts, None);
                             out.push(render_entity(&t, ld, &linked));
-                            next.extend(relationship_targets(&t, &linked));
+                            next.extend(
+                                relationship_targets(&t, &linked)
+                                    .into_iter()
+                                    .map(|(attr, id)| (id, linked_options(&linked, attr))),
+                            );
                         }
                     }
                 }
@@ -532,25 +538,16 @@ pub fn render_joined(
 
 /// Options for an entity reached through the Relationship `via`: the root's format, and
 /// the nested projection given for that Relationship (if any).
-fn linked_options(opts: &RenderOptions, via: Option<&str>) -> RenderOptions {
-    let projection = match via {
-        Some(attr) => opts.projection.for_linked(attr),
-        None => opts
-            .projection
-            .linked
-            .first()
-            .map(|(_, p)| p.clone())
-            .unwrap_or_default(),
-    };
+fn linked_options(opts: &RenderOptions, via: &str) -> RenderOptions {
     RenderOptions {
-        projection,
+        projection: opts.projection.for_linked(via),
         dataset_ids: None,
         ..opts.clone()
     }
 }
 
-/// The ids a (projected) entity's Relationships point to.
-fn relationship_targets(e: &Entity, opts: &RenderOptions) -> Vec<String> {
+/// (Relationship name, target id) for each Relationship a (projected) entity keeps.
+fn relationship_targets<'e>(e: &'e Entity, opts: &RenderOptions) -> Vec<(&'e str, String)> {
     let mut out = Vec::new();
     for (name, instances) in &e.attrs {
         if !opts.projection.keeps(name) {
@@ -559,10 +556,12 @@ fn relationship_targets(e: &Entity, opts: &RenderOptions) -> Vec<String> {
         for a in instances {
             if a.kind == AttrKind::Relationship {
                 match a.value.to_value() {
-                    Value::String(s) => out.push(s),
-                    Value::Array(v) => {
-                        out.extend(v.iter().filter_map(Value::as_str).map(str::to_string))
-                    }
+                    Value::String(s) => out.push((&**name, s)),
+                    Value::Array(v) => out.extend(
+                        v.iter()
+                            .filter_map(Value::as_str)
+                            .map(|s| (&**name, s.to_string())),
+                    ),
                     _ => {}
                 }
             }
@@ -591,7 +590,7 @@ fn inline(
             continue;
         };
         let Some(t) = lookup(target) else { continue };
-        let linked = linked_options(opts, Some(name));
+        let linked = linked_options(opts, name);
         let rendered = Value::Object(inline(&t, lookup, ld, &linked, level - 1));
         let key = ld.compact(name);
         match m.get_mut(&key) {

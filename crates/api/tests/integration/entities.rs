@@ -359,6 +359,16 @@ async fn linked_entities_inline_and_flat() {
         .get("/ngsi-ld/v1/entities?type=Building&join=flat")
         .await;
     assert_eq!(r.body.as_array().unwrap().len(), 2);
+    // A nested projection applies to the entities reached through that Relationship.
+    let r = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?join=flat&pick=id,locatedAt%7Bid,name%7D")
+        .await;
+    assert_eq!(
+        r.body[1],
+        json!({"id": "urn:ngsi-ld:City:P", "name": {"type": "Property", "value": "Paris"}}),
+        "{}",
+        r.text
+    );
     assert_eq!(
         app.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:1?join=sideways")
             .await
