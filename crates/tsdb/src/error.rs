@@ -1,0 +1,20 @@
+use thiserror::Error;
+
+/// Errors of the time-series engine.
+#[derive(Debug, Error)]
+pub enum TsdbError {
+    #[error("history I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt history data in {file}: {detail}")]
+    Corrupt { file: String, detail: String },
+    #[error("unsupported history format version {found} in {file} (this build reads {supported})")]
+    Version {
+        file: String,
+        found: u16,
+        supported: u16,
+    },
+    #[error("a history block exceeds 4 GiB")]
+    TooLarge,
+    #[error("bad history log record: {0}")]
+    BadRecord(&'static str),
+}
