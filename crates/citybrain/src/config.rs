@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub server: Server,
     pub storage: Storage,
+    pub history: History,
     pub ngsi_ld: NgsiLd,
     pub notifications: Notifications,
     pub log: Log,
@@ -37,6 +38,61 @@ pub struct Storage {
     pub snapshot_after_bytes: u64,
     /// Keep a sorted index of scalar attribute values, so `q` comparisons avoid scans.
     pub value_index: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct History {
+    /// Write the in-memory history heads to a segment file once they hold this many points.
+    pub checkpoint_points: u64,
+    /// Most attribute instances one temporal response returns per attribute; more are
+    /// paged with 206 Partial Content and Content-Range.
+    pub max_instances: usize,
+    /// Retention and downsampling per entity type.
+    pub retention: Vec<RetentionRule>,
+}
+
+/// One retention rule: keep raw points for `raw`, then (optionally) one mean per
+/// `rollup_every` until `rollup_keep`. Durations are ISO 8601 (`P30D`, `PT5M`, `P2Y`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Entity type (a term of the core context, a full IRI, or `*`).
+    pub entity_type: String,
+    pub raw: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_every: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_keep: Option<String>,
+}
+
+impl RetentionRule {
+    /// The engine's form of the rule (durations checked by `Config::validate`).
+    pub fn to_policy(&self) -> anyhow::Result<citybrain_store::tsdb::Retention> {
+        use citybrain_model::duration::IsoDuration;
+        let dur = |field: &str, s: &str| -> anyhow::Result<i64> {
+            Ok(IsoDuration::parse(field, s)?.approx_millis())
+        };
+        let entity_type = if self.entity_type == "*" {
+            "*".to_string()
+        } else {
+            citybrain_model::JsonLdContext::core().expand(&self.entity_type)
+        };
+        Ok(citybrain_store::tsdb::Retention {
+            entity_type,
+            raw_ms: dur("history.retention.raw", &self.raw)?,
+            rollup_period_ms: self
+                .rollup_every
+                .as_deref()
+                .map(|s| dur("history.retention.rollup_every", s))
+                .transpose()?,
+            rollup_keep_ms: self
+                .rollup_keep
+                .as_deref()
+                .map(|s| dur("history.retention.rollup_keep", s))
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +141,16 @@ impl Default for Storage {
             data_dir: PathBuf::from("./citybrain-data"),
             snapshot_after_bytes: 256 * 1024 * 1024,
             value_index: true,
+        }
+    }
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            checkpoint_points: 2_000_000,
+            max_instances: 10_000,
+            retention: Vec::new(),
         }
     }
 }
@@ -182,6 +248,12 @@ impl Config {
         }
         if self.notifications.attempts == 0 {
             bail!("notifications.attempts must be at least 1");
+        }
+        if self.history.max_instances == 0 {
+            bail!("history.max_instances must be at least 1");
+        }
+        for rule in &self.history.retention {
+            rule.to_policy()?;
         }
         Ok(())
     }

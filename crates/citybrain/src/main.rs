@@ -134,6 +134,13 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         dir: cfg.storage.data_dir.clone(),
         snapshot_after_bytes: cfg.storage.snapshot_after_bytes,
         value_index: cfg.storage.value_index,
+        history_checkpoint_points: cfg.history.checkpoint_points,
+        history_retention: cfg
+            .history
+            .retention
+            .iter()
+            .map(|r| r.to_policy())
+            .collect::<anyhow::Result<_>>()?,
     })
     .with_context(|| {
         format!(

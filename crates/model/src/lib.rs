@@ -6,6 +6,7 @@
 //! Nothing here does I/O: remote contexts are fetched by the broker and handed in.
 
 pub mod context;
+pub mod duration;
 pub mod entity;
 pub mod error;
 pub mod geojson;

@@ -27,10 +27,14 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::StoreError;
+use crate::history;
 use crate::snapshot::{self, SnapItem, SnapshotData};
 use crate::state::TenantState;
-use crate::traits::{Change, ChangeKind, Commit, Decide, EntityStore, Modified, StoreStats, Write};
-use crate::wal::{self, WalOp};
+use crate::traits::{
+    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, Modified, StoreStats, Write,
+};
+use crate::wal::{self, WalEntry, WalOp};
+use citybrain_tsdb::{FlushJob, HistOp, Retention, Tsdb, TsdbOptions};
 
 /// Options of the embedded engine.
 #[derive(Debug, Clone)]
@@ -40,6 +44,10 @@ pub struct StoreOptions {
     pub snapshot_after_bytes: u64,
     /// Keep a sorted index of scalar attribute values (fast `q` range queries).
     pub value_index: bool,
+    /// Write the history heads to a segment file once they hold this many points.
+    pub history_checkpoint_points: u64,
+    /// Retention and downsampling of history, per entity type.
+    pub history_retention: Vec<Retention>,
 }
 
 impl StoreOptions {
@@ -48,14 +56,25 @@ impl StoreOptions {
             dir: dir.into(),
             snapshot_after_bytes: 256 * 1024 * 1024,
             value_index: true,
+            history_checkpoint_points: 2_000_000,
+            history_retention: Vec::new(),
         }
     }
 }
 
 struct Tenant {
     state: RwLock<TenantState>,
+    /// Held while a history record is logged and applied (lock order: state, hist,
+    /// pending), so that a checkpoint sees every logged history record applied.
+    hist: Mutex<()>,
     written: AtomicBool,
 }
+
+/// Work for the history thread: finish a checkpoint, maybe telling the caller.
+type HistJob = (
+    FlushJob,
+    Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+);
 
 #[derive(Default)]
 struct Pending {
@@ -84,6 +103,10 @@ struct Inner {
     bytes: AtomicU64,
     fsync_micros: AtomicU64,
     snapshots: AtomicU64,
+    history: Arc<Tsdb>,
+    hist_tx: Mutex<Option<std::sync::mpsc::Sender<HistJob>>>,
+    /// A background history checkpoint is queued or running.
+    hist_busy: Arc<AtomicBool>,
 }
 
 /// The embedded store. Cloning shares it.
@@ -91,6 +114,7 @@ struct Inner {
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
     committer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    hist_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// Borrowed twin of [`WalOp`] for encoding without cloning entities.
@@ -155,13 +179,37 @@ impl EmbeddedStore {
                 None => tracing::warn!(snapshot = %path.display(), "ignoring incomplete snapshot"),
             }
         }
+        let mut tsdb_options = TsdbOptions::new(dir.join("history"));
+        tsdb_options.retention = options.history_retention.clone();
+        let history = Arc::new(Tsdb::open(tsdb_options).map_err(history_error)?);
+        let hist_lsn = history.checkpoint_lsn();
+        if hist_lsn < snap_lsn {
+            tracing::warn!(
+                hist_lsn,
+                snap_lsn,
+                "history checkpoint is older than the snapshot; history in between is missing"
+            );
+        }
         let segments = wal::list_segments(&dir)?;
         let mut max_lsn = snap_lsn;
         let mut replayed = 0u64;
         let mut last_good: Option<(PathBuf, u64)> = None;
         for (i, (_, path)) in segments.iter().enumerate() {
             let vi = options.value_index;
-            let (good_len, torn) = wal::read_segment(path, &mut |rec| {
+            let (good_len, torn) = wal::read_segment(path, &mut |entry| {
+                let rec = match entry {
+                    WalEntry::History { lsn, ops } => {
+                        max_lsn = max_lsn.max(lsn);
+                        if lsn > hist_lsn {
+                            replayed += 1;
+                            for op in &ops {
+                                history.apply(op);
+                            }
+                        }
+                        return;
+                    }
+                    WalEntry::Record(rec) => rec,
+                };
                 if rec.lsn <= snap_lsn {
                     return;
                 }
@@ -170,10 +218,16 @@ impl EmbeddedStore {
                 match rec.op {
                     WalOp::PutEntity { t, mut e } => {
                         e.compact();
-                        tenant_entry(&mut tenants, &t, vi)
-                            .state
-                            .write()
-                            .put(Arc::new(e))
+                        let tenant = tenant_entry(&mut tenants, &t, vi);
+                        let mut st = tenant.state.write();
+                        if rec.lsn > hist_lsn {
+                            let t: Arc<str> = Arc::from(t.as_str());
+                            let before = st.get(&e.id).cloned();
+                            for op in history::derive(&t, before.as_deref(), &e) {
+                                history.apply(&op);
+                            }
+                        }
+                        st.put(Arc::new(e))
                     }
                     WalOp::DeleteEntity { t, id } => {
                         tenant_entry(&mut tenants, &t, vi).state.write().delete(&id);
@@ -209,6 +263,8 @@ impl EmbeddedStore {
         };
         tracing::info!(dir = %dir.display(), lsn = max_lsn, replayed, tenants = tenants.len(), "store opened");
         let (durable, _) = watch::channel((max_lsn, false));
+        let (hist_tx, hist_rx) = std::sync::mpsc::channel::<HistJob>();
+        let hist_busy = Arc::new(AtomicBool::new(false));
         let inner = Arc::new(Inner {
             dir: dir.clone(),
             options,
@@ -228,14 +284,21 @@ impl EmbeddedStore {
             bytes: AtomicU64::new(0),
             fsync_micros: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
+            history: history.clone(),
+            hist_tx: Mutex::new(Some(hist_tx)),
+            hist_busy: hist_busy.clone(),
         });
         let worker = inner.clone();
         let handle = std::thread::Builder::new()
             .name("citybrain-wal".into())
             .spawn(move || committer(worker, file))?;
+        let hist_thread = std::thread::Builder::new()
+            .name("citybrain-history".into())
+            .spawn(move || history_writer(history, hist_rx, hist_busy))?;
         Ok(EmbeddedStore {
             inner,
             committer: Arc::new(Mutex::new(Some(handle))),
+            hist_thread: Arc::new(Mutex::new(Some(hist_thread))),
         })
     }
 
@@ -253,6 +316,10 @@ impl EmbeddedStore {
         }
         self.inner.wake.notify_one();
         if let Some(h) = self.committer.lock().take() {
+            let _ = h.join();
+        }
+        self.inner.hist_tx.lock().take();
+        if let Some(h) = self.hist_thread.lock().take() {
             let _ = h.join();
         }
     }
@@ -296,6 +363,24 @@ impl EmbeddedStore {
         .clone()
     }
 
+    /// Appends a binary history record to the pending buffer; returns its LSN.
+    fn append_hist(&self, ops: &[HistOp]) -> Result<u64, StoreError> {
+        if self.inner.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Failed);
+        }
+        let mut p = self.inner.pending.lock();
+        if p.shutdown {
+            return Err(StoreError::ShuttingDown);
+        }
+        let lsn = p.next_lsn;
+        wal::encode_history(lsn, ops, &mut p.buf)?;
+        p.next_lsn += 1;
+        p.last_lsn = lsn;
+        drop(p);
+        self.inner.wake.notify_one();
+        Ok(lsn)
+    }
+
     /// Appends a record to the pending buffer; returns its LSN.
     fn append(&self, op: WalOpRef<'_>, change: Option<Change>) -> Result<u64, StoreError> {
         if self.inner.failed.load(Ordering::Acquire) {
@@ -335,6 +420,7 @@ fn tenant_entry<'a>(
     map.entry(Arc::from(t)).or_insert_with(|| {
         Arc::new(Tenant {
             state: RwLock::new(TenantState::new(value_index)),
+            hist: Mutex::new(()),
             written: AtomicBool::new(true),
         })
     })
@@ -446,6 +532,8 @@ impl EntityStore for EmbeddedStore {
                     after: Some(after.clone()),
                     at: now,
                 };
+                let ops = history::derive(&change.tenant, before.as_deref(), &after);
+                let hist = (!ops.is_empty()).then(|| t.hist.lock());
                 let lsn = self.append(
                     WalOpRef::PutEntity {
                         t: tenant,
@@ -454,6 +542,10 @@ impl EntityStore for EmbeddedStore {
                     Some(change),
                 )?;
                 st.put(after.clone());
+                for op in &ops {
+                    self.inner.history.apply(op);
+                }
+                drop(hist);
                 (lsn, Some(after))
             }
             Write::Delete => {
@@ -558,6 +650,72 @@ impl EntityStore for EmbeddedStore {
     fn stats(&self) -> StoreStats {
         self.stats_inner()
     }
+
+    fn history(&self) -> Option<&dyn HistoryStore> {
+        Some(self)
+    }
+}
+
+impl HistoryStore for EmbeddedStore {
+    fn append_history(&self, tenant: &str, ops: Vec<HistOp>) -> Result<Commit, StoreError> {
+        if ops.is_empty() {
+            return Ok(Commit::none(self.inner.durable.subscribe()));
+        }
+        let t = self.tenant_or_create(tenant);
+        let guard = t.hist.lock();
+        let lsn = self.append_hist(&ops)?;
+        for op in &ops {
+            self.inner.history.apply(op);
+        }
+        drop(guard);
+        t.written.store(true, Ordering::Release);
+        Ok(self.commit(lsn))
+    }
+
+    fn tsdb(&self) -> &Arc<Tsdb> {
+        &self.inner.history
+    }
+}
+
+/// The history thread: finishes checkpoints in the order they were begun.
+fn history_writer(
+    history: Arc<Tsdb>,
+    jobs: std::sync::mpsc::Receiver<HistJob>,
+    busy: Arc<AtomicBool>,
+) {
+    while let Ok((job, reply)) = jobs.recv() {
+        let lsn = job.lsn();
+        let points = job.points();
+        let started = Instant::now();
+        let res = history
+            .finish_checkpoint(job, Utc::now().timestamp_millis())
+            .map_err(|e| e.to_string());
+        match &res {
+            Ok(()) => tracing::debug!(
+                lsn,
+                points,
+                ms = started.elapsed().as_millis() as u64,
+                "history checkpoint written"
+            ),
+            Err(error) => {
+                tracing::error!(%error, lsn, "history checkpoint failed; the log is kept")
+            }
+        }
+        busy.store(false, Ordering::Release);
+        if let Some(r) = reply {
+            let _ = r.send(res);
+        }
+    }
+}
+
+fn history_error(e: citybrain_tsdb::TsdbError) -> StoreError {
+    match e {
+        citybrain_tsdb::TsdbError::Io(e) => StoreError::Io(e),
+        other => StoreError::Corrupt {
+            file: "history".into(),
+            detail: other.to_string(),
+        },
+    }
 }
 
 /// The committer thread: group commit, change publication, snapshots.
@@ -581,6 +739,12 @@ fn committer(inner: Arc<Inner>, mut file: File) {
         bytes_since_snapshot += buf.len() as u64;
         if !flush(&inner, &mut file, &buf, last, changes) {
             return;
+        }
+        let hist_due = inner.history.head_points() >= inner.options.history_checkpoint_points;
+        if hist_due && !inner.hist_busy.load(Ordering::Acquire) && !shutdown && !snapshot_now {
+            if let Err(error) = history_checkpoint(&inner, &mut file) {
+                tracing::error!(%error, "could not start a history checkpoint");
+            }
         }
         if snapshot_now || shutdown || bytes_since_snapshot >= inner.options.snapshot_after_bytes {
             match take_snapshot(&inner, &mut file) {
@@ -625,6 +789,30 @@ fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc
     true
 }
 
+/// Starts a background history checkpoint at the current log position.
+fn history_checkpoint(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
+    let tenants: Vec<Arc<Tenant>> = inner.tenants.read().values().cloned().collect();
+    let guards: Vec<_> = tenants.iter().map(|t| t.hist.lock()).collect();
+    let mut p = inner.pending.lock();
+    let lsn = p.last_lsn;
+    let buf = std::mem::take(&mut p.buf);
+    let changes = std::mem::take(&mut p.changes);
+    drop(p);
+    let job = inner.history.begin_checkpoint(lsn);
+    drop(guards);
+    // History files must never hold points the log has not made durable.
+    if !flush(inner, file, &buf, lsn, changes) {
+        return Err(StoreError::Failed);
+    }
+    inner.hist_busy.store(true, Ordering::Release);
+    if let Some(tx) = inner.hist_tx.lock().as_ref() {
+        if tx.send((job, None)).is_err() {
+            inner.hist_busy.store(false, Ordering::Release);
+        }
+    }
+    Ok(())
+}
+
 fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
     // Hold every tenant's read lock and the docs lock, then the pending lock: no writer
     // is between "append" and "apply", so the state is exactly the log up to `lsn`.
@@ -638,12 +826,15 @@ fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
         .iter()
         .map(|(k, t)| (k.clone(), t.state.read()))
         .collect();
+    let hist_guards: Vec<_> = tenants.iter().map(|(_, t)| t.hist.lock()).collect();
     let docs_guard = inner.docs.read();
     let mut p = inner.pending.lock();
     let lsn = p.last_lsn;
     let buf = std::mem::take(&mut p.buf);
     let changes = std::mem::take(&mut p.changes);
     drop(p);
+    let hist_job = inner.history.begin_checkpoint(lsn);
+    drop(hist_guards);
     let mut data = SnapshotData {
         lsn,
         entities: Vec::new(),
@@ -661,6 +852,20 @@ fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
     drop(guards);
     if !flush(inner, file, &buf, lsn, changes) {
         return Err(StoreError::Failed);
+    }
+    // The log before `lsn` may only go once the history holds it too.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let sent = inner
+        .hist_tx
+        .lock()
+        .as_ref()
+        .is_some_and(|h| h.send((hist_job, Some(tx))).is_ok());
+    let hist_ok = sent && matches!(rx.recv(), Ok(Ok(())));
+    if !hist_ok {
+        return Err(StoreError::Corrupt {
+            file: "history".into(),
+            detail: "history checkpoint failed; the log is kept".into(),
+        });
     }
     let new_file = wal::create_segment(&inner.dir, lsn + 1)?;
     *file = new_file;

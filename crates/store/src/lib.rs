@@ -5,15 +5,22 @@
 
 mod engine;
 mod error;
+pub mod history;
 mod snapshot;
 mod state;
 mod traits;
 mod wal;
 
+pub use citybrain_tsdb as tsdb;
 pub use engine::{EmbeddedStore, StoreOptions};
 pub use error::StoreError;
-pub use traits::{Change, ChangeKind, Commit, Decide, EntityStore, Modified, StoreStats, Write};
+pub use traits::{
+    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, Modified, StoreStats, Write,
+};
 
-/// Version of the on-disk formats written by this build (WAL segments and snapshots).
-/// Bump it on any incompatible change and keep a reader for the old one.
+/// Version of the snapshot format written by this build. Bump it on any incompatible
+/// change and keep a reader for the old one.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Version of the write-ahead log format (2 added binary history frames; 1 is read).
+pub const WAL_FORMAT_VERSION: u32 = 2;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use citybrain_model::q::KeyRange;
 use citybrain_model::{Entity, ModelError};
+use citybrain_tsdb::{HistOp, Tsdb};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -153,6 +154,22 @@ pub trait EntityStore: Send + Sync + 'static {
 
     /// Counters for `/metrics`.
     fn stats(&self) -> StoreStats;
+
+    /// The history of this store, when it keeps one.
+    fn history(&self) -> Option<&dyn HistoryStore> {
+        None
+    }
+}
+
+/// History (time series of attribute instances), written through the same log as the
+/// entity state. Entity changes made through [`EntityStore::modify`] record their
+/// history themselves; this trait adds direct history writes (bulk observations,
+/// temporal provision) and read access.
+pub trait HistoryStore: Send + Sync {
+    /// Logs `ops` durably (wait on the commit) and applies them.
+    fn append_history(&self, tenant: &str, ops: Vec<HistOp>) -> Result<Commit, StoreError>;
+    /// The engine, for reads.
+    fn tsdb(&self) -> &Arc<Tsdb>;
 }
 
 /// Storage counters for `/metrics`.

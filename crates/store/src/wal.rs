@@ -4,8 +4,10 @@
 //! segment file  = header frame*
 //! header        = "CBWAL" 0x00 version:u16le          (8 bytes)
 //! frame         = len:u32le crc32:u32le payload[len]  (crc32 of payload)
-//! payload       = JSON of WalRecord
+//! payload       = JSON of WalRecord                  (first byte '{')
+//!               | 0xB1 lsn:varint history-ops       (binary, citybrain_tsdb::wire)
 //! ```
+//! Version 2 added the binary history frames; version 1 segments are still read.
 //! Segment files are named `wal-{first_lsn:020}.log`. On recovery a torn or corrupt
 //! frame at the end of the last segment is cut off (it was never acknowledged, since
 //! acknowledgement waits for fsync); corruption anywhere else stops the start.
@@ -15,6 +17,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
 use citybrain_model::Entity;
+use citybrain_tsdb::HistOp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -50,17 +53,40 @@ pub(crate) struct WalRecord {
     pub op: WalOp,
 }
 
-/// Appends one framed record to `buf`.
-pub(crate) fn encode<T: Serialize>(rec: &T, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+/// One decoded frame.
+#[derive(Debug)]
+pub(crate) enum WalEntry {
+    Record(WalRecord),
+    History { lsn: u64, ops: Vec<HistOp> },
+}
+
+impl WalEntry {
+    #[cfg(test)]
+    pub fn lsn(&self) -> u64 {
+        match self {
+            WalEntry::Record(r) => r.lsn,
+            WalEntry::History { lsn, .. } => *lsn,
+        }
+    }
+}
+
+const HISTORY_FRAME: u8 = 0xB1;
+
+/// Appends one framed binary history record to `buf`.
+pub(crate) fn encode_history(
+    lsn: u64,
+    ops: &[HistOp],
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; 8]);
-    if let Err(e) = serde_json::to_writer(&mut *buf, rec) {
-        buf.truncate(start);
-        return Err(StoreError::Corrupt {
-            file: "<encode>".into(),
-            detail: e.to_string(),
-        });
-    }
+    buf.push(HISTORY_FRAME);
+    citybrain_tsdb::codec::put_varint(buf, lsn);
+    citybrain_tsdb::wire::encode_ops(ops, buf);
+    seal(buf, start)
+}
+
+fn seal(buf: &mut Vec<u8>, start: usize) -> Result<(), StoreError> {
     let payload = &buf[start + 8..];
     let Ok(len) = u32::try_from(payload.len()) else {
         buf.truncate(start);
@@ -72,6 +98,32 @@ pub(crate) fn encode<T: Serialize>(rec: &T, buf: &mut Vec<u8>) -> Result<(), Sto
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
+}
+
+fn decode(payload: &[u8]) -> Option<WalEntry> {
+    if payload.first() == Some(&HISTORY_FRAME) {
+        let mut r = citybrain_tsdb::codec::Reader::new(&payload[1..]);
+        let lsn = r.varint()?;
+        let ops = citybrain_tsdb::wire::decode_ops(&mut r)?;
+        return Some(WalEntry::History { lsn, ops });
+    }
+    serde_json::from_slice::<WalRecord>(payload)
+        .ok()
+        .map(WalEntry::Record)
+}
+
+/// Appends one framed record to `buf`.
+pub(crate) fn encode<T: Serialize>(rec: &T, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; 8]);
+    if let Err(e) = serde_json::to_writer(&mut *buf, rec) {
+        buf.truncate(start);
+        return Err(StoreError::Corrupt {
+            file: "<encode>".into(),
+            detail: e.to_string(),
+        });
+    }
+    seal(buf, start)
 }
 
 pub(crate) fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
@@ -117,7 +169,7 @@ pub(crate) fn create_segment(dir: &Path, first_lsn: u64) -> Result<File, StoreEr
         .open(&path)?;
     let mut header = [0u8; 8];
     header[..6].copy_from_slice(MAGIC);
-    header[6..8].copy_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
+    header[6..8].copy_from_slice(&(crate::WAL_FORMAT_VERSION as u16).to_le_bytes());
     f.write_all(&header)?;
     f.sync_all()?;
     sync_dir(dir)?;
@@ -133,7 +185,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// offset of the end of the last good frame, and whether bytes after it were cut off.
 pub(crate) fn read_segment(
     path: &Path,
-    apply: &mut dyn FnMut(WalRecord),
+    apply: &mut dyn FnMut(WalEntry),
 ) -> Result<(u64, bool), StoreError> {
     let file_name = path.display().to_string();
     let f = File::open(path)?;
@@ -150,11 +202,11 @@ pub(crate) fn read_segment(
         });
     }
     let version = u16::from_le_bytes([header[6], header[7]]) as u32;
-    if version != crate::FORMAT_VERSION {
+    if !(1..=crate::WAL_FORMAT_VERSION).contains(&version) {
         return Err(StoreError::Version {
             file: file_name,
             found: version,
-            supported: crate::FORMAT_VERSION,
+            supported: crate::WAL_FORMAT_VERSION,
         });
     }
     let mut offset = HEADER_LEN;
@@ -174,7 +226,7 @@ pub(crate) fn read_segment(
         if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
             break;
         }
-        let Ok(rec) = serde_json::from_slice::<WalRecord>(&payload) else {
+        let Some(rec) = decode(&payload) else {
             break;
         };
         apply(rec);
@@ -218,6 +270,7 @@ mod tests {
         let mut recs = Vec::new();
         let (good, torn) = read_segment(&path, &mut |r| recs.push(r)).unwrap();
         assert_eq!(recs.len(), 3);
+        assert_eq!(recs[2].lsn(), 3);
         assert!(torn);
         assert_eq!(good, HEADER_LEN + buf.len() as u64);
         // A flipped byte inside the second frame stops reading after the first.

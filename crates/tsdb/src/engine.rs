@@ -120,8 +120,8 @@ impl Selection {
 #[derive(Default)]
 struct SeriesInner {
     head: Vec<Point>,
-    /// Heads being written by a checkpoint (still readable).
-    frozen: Option<Arc<Vec<Point>>>,
+    /// Heads being written by checkpoints (still readable), oldest first.
+    frozen: Vec<Arc<Vec<Point>>>,
     blocks: Vec<BlockRef>,
     last_rec: i64,
     /// `last_rec` as of the latest checkpoint start.
@@ -134,9 +134,7 @@ struct SeriesInner {
 
 impl SeriesInner {
     fn is_empty(&self) -> bool {
-        self.head.is_empty()
-            && self.frozen.as_ref().is_none_or(|f| f.is_empty())
-            && self.blocks.is_empty()
+        self.head.is_empty() && self.frozen.iter().all(|f| f.is_empty()) && self.blocks.is_empty()
     }
 }
 
@@ -516,7 +514,7 @@ impl Tsdb {
         self.head_points
             .fetch_sub(inner.head.len() as u64, Ordering::Relaxed);
         inner.head.clear();
-        inner.frozen = None;
+        inner.frozen.clear();
         inner.blocks.clear();
         inner.overrides.clear();
         inner.min_file = next_file;
@@ -525,8 +523,8 @@ impl Tsdb {
 
     /// Starts a checkpoint at `lsn`. The caller guarantees that every record up to `lsn`
     /// has been applied and none after it (it holds its writers out meanwhile); the
-    /// call only moves heads aside, so it is quick. Returns None when a checkpoint is
-    /// already running.
+    /// call only moves heads aside, so it is quick. Checkpoints must be finished in the
+    /// order they were begun.
     pub fn begin_checkpoint(&self, lsn: u64) -> FlushJob {
         let mut st = self.state.write();
         let file = st.next_file;
@@ -538,13 +536,8 @@ impl Tsdb {
             if inner.head.is_empty() {
                 continue;
             }
-            let mut head = std::mem::take(&mut inner.head);
-            if let Some(prev) = inner.frozen.take() {
-                // An earlier checkpoint failed to publish: keep its points.
-                head.extend(prev.iter().cloned());
-            }
-            let f = Arc::new(head);
-            inner.frozen = Some(f.clone());
+            let f = Arc::new(std::mem::take(&mut inner.head));
+            inner.frozen.push(f.clone());
             frozen.push((s.clone(), f));
         }
         st.checkpoint_lsn = st.checkpoint_lsn.max(lsn);
@@ -553,9 +546,26 @@ impl Tsdb {
 
     /// Writes a started checkpoint: the segment file, then (maybe) a compaction, then
     /// the registry. `now_ms` drives retention.
+    /// On failure the frozen points go back to their heads (the next checkpoint retries).
     pub fn finish_checkpoint(&self, job: FlushJob, now_ms: i64) -> Result<(), TsdbError> {
         let _m = self.maintenance.lock();
-        let dir = self.options.dir.clone();
+        let res = self.write_checkpoint(&job, now_ms);
+        if res.is_err() {
+            for (s, pts) in &job.frozen {
+                let mut inner = s.inner.lock();
+                if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
+                    inner.frozen.remove(i);
+                    let mut back = pts.as_ref().clone();
+                    back.append(&mut inner.head);
+                    inner.head = back;
+                }
+            }
+        }
+        res
+    }
+
+    fn write_checkpoint(&self, job: &FlushJob, now_ms: i64) -> Result<(), TsdbError> {
+        let dir = &self.options.dir;
         if !job.frozen.is_empty() {
             let mut sorted: Vec<(u32, Vec<Point>)> = job
                 .frozen
@@ -569,8 +579,8 @@ impl Tsdb {
             sorted.sort_by_key(|(id, _)| *id);
             let refs: Vec<(u32, &[Point])> =
                 sorted.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-            segment::write_file(&dir, job.file, &refs)?;
-            let (file, index, _) = segment::open_file(&dir, job.file)?;
+            segment::write_file(dir, job.file, &refs)?;
+            let (file, index, _) = segment::open_file(dir, job.file)?;
             let mut by_series: HashMap<u32, Vec<BlockRef>> = HashMap::new();
             for e in index {
                 by_series
@@ -581,9 +591,8 @@ impl Tsdb {
             self.state.write().files.insert(job.file, file);
             for (s, pts) in &job.frozen {
                 let mut inner = s.inner.lock();
-                let same = inner.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, pts));
-                if same {
-                    inner.frozen = None;
+                if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
+                    inner.frozen.remove(i);
                     self.head_points
                         .fetch_sub(pts.len() as u64, Ordering::Relaxed);
                     if job.file >= inner.min_file {
@@ -816,7 +825,7 @@ impl Tsdb {
                 .filter(|p| sel.contains(sel.time.of(p)))
                 .cloned()
                 .collect();
-            if let Some(f) = &inner.frozen {
+            for f in &inner.frozen {
                 pts.extend(f.iter().filter(|p| sel.contains(sel.time.of(p))).cloned());
             }
             let blocks: Vec<BlockRef> = inner

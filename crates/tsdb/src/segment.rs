@@ -281,10 +281,7 @@ pub type OpenedFile = (Arc<SegFile>, Vec<IndexEntry>, Vec<TsdbError>);
 
 /// Opens a segment file and returns its index. A damaged footer is rebuilt by walking
 /// the blocks (blocks with bad checksums are reported and left out).
-pub fn open_file(
-    dir: &Path,
-    id: u64,
-) -> Result<OpenedFile, TsdbError> {
+pub fn open_file(dir: &Path, id: u64) -> Result<OpenedFile, TsdbError> {
     let path = file_path(dir, id);
     let file = File::open(&path)?;
     let size = file.metadata()?.len();

@@ -1,0 +1,177 @@
+//! Entity changes as history: which attribute instances a change records, and the
+//! conversion between NGSI-LD attribute instances and time-series points.
+//!
+//! An instance is recorded when it is new or its `modifiedAt`, value, `observedAt` or
+//! unit changed. Its point time is `observedAt`, or the arrival time (`modifiedAt`)
+//! when absent. Plain numeric Properties become compressed numbers; every other
+//! instance (text, booleans, JSON, geometry, relationships, language maps, instances
+//! with sub-attributes) is stored whole, as a document, so nothing is lost.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use citybrain_model::{AttrKind, AttrValue, Attribute, Entity};
+use citybrain_tsdb::{HistOp, Point, SeriesKey, Val};
+
+/// Milliseconds since the epoch.
+pub fn millis(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// Microseconds since the epoch.
+pub fn micros(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The point recording one attribute instance.
+pub fn point_of(a: &Attribute) -> Point {
+    let t = a.observed_at.as_ref().unwrap_or(&a.modified_at);
+    let plain = a.kind == AttrKind::Property && a.sub().is_empty() && a.object_type().is_none();
+    let numeric = match (&a.value, plain) {
+        (AttrValue::Int(i), true) => Some(Val::I(*i)),
+        (AttrValue::Float(f), true) => Some(Val::F(*f)),
+        _ => None,
+    };
+    let (unit, v) = match numeric {
+        Some(v) => (a.unit_code.clone(), v),
+        None => {
+            let mut doc = a.clone();
+            doc.observed_at = None;
+            doc.set_dataset_id(None);
+            doc.created_at = DateTime::<Utc>::UNIX_EPOCH;
+            doc.modified_at = DateTime::<Utc>::UNIX_EPOCH;
+            let text = serde_json::to_string(&doc).unwrap_or_else(|_| "null".into());
+            (None, Val::D(Arc::from(text)))
+        }
+    };
+    Point {
+        t: millis(t),
+        rec: micros(&a.modified_at),
+        observed: a.observed_at.is_some(),
+        unit,
+        v,
+    }
+}
+
+/// The attribute instance a point records (`createdAt`/`modifiedAt` = recording time).
+pub fn attribute_of(p: &Point, dataset: Option<&str>) -> Attribute {
+    let rec = from_micros(p.rec);
+    let mut a = match &p.v {
+        Val::F(f) => {
+            let mut a = Attribute::property(serde_json::Value::Null, rec);
+            a.value = AttrValue::Float(*f);
+            a
+        }
+        Val::I(i) => {
+            let mut a = Attribute::property(serde_json::Value::Null, rec);
+            a.value = AttrValue::Int(*i);
+            a
+        }
+        Val::D(d) => serde_json::from_str::<Attribute>(d)
+            .unwrap_or_else(|_| Attribute::property(serde_json::Value::Null, rec)),
+    };
+    if p.unit.is_some() {
+        a.unit_code = p.unit.clone();
+    }
+    a.observed_at = p.observed.then(|| from_micros(p.t.saturating_mul(1000)));
+    a.created_at = rec;
+    a.modified_at = rec;
+    a.set_dataset_id(dataset.map(Into::into));
+    a
+}
+
+/// The instance identifier of a point (unique within its attribute).
+pub fn instance_id(p: &Point) -> String {
+    format!("urn:ngsi-ld:Instance:{}", p.rec)
+}
+
+/// Parses what [`instance_id`] made.
+pub fn parse_instance_id(id: &str) -> Option<i64> {
+    id.strip_prefix("urn:ngsi-ld:Instance:")?.parse().ok()
+}
+
+fn changed(a: &Attribute, b: &Attribute) -> bool {
+    a.modified_at != b.modified_at
+        || a.value != b.value
+        || a.observed_at != b.observed_at
+        || a.unit_code != b.unit_code
+}
+
+/// The history a change of one entity records.
+pub fn derive(tenant: &Arc<str>, before: Option<&Entity>, after: &Entity) -> Vec<HistOp> {
+    let mut ops = Vec::new();
+    let entity: Arc<str> = Arc::from(after.id.as_str());
+    let meta_changed = before.is_none_or(|b| b.types != after.types || b.scope != after.scope);
+    if meta_changed {
+        ops.push(HistOp::EntityMeta {
+            tenant: tenant.clone(),
+            entity: entity.clone(),
+            types: after.types.clone(),
+            scope: after
+                .scope
+                .as_ref()
+                .and_then(|s| serde_json::to_string(s).ok())
+                .map(Arc::from),
+        });
+    }
+    for (name, instances) in &after.attrs {
+        let old = before.and_then(|b| b.attr(name));
+        for a in instances {
+            let prev = old.and_then(|o| o.iter().find(|x| x.dataset_id() == a.dataset_id()));
+            if prev.is_some_and(|p| !changed(p, a)) {
+                continue;
+            }
+            ops.push(HistOp::Insert {
+                key: SeriesKey {
+                    tenant: tenant.clone(),
+                    entity: entity.clone(),
+                    attr: name.clone(),
+                    dataset: a.dataset_id().map(Arc::from),
+                },
+                points: vec![point_of(a)],
+            });
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_are_points_and_the_rest_documents() {
+        let now = Utc::now();
+        let mut a = Attribute::property(json!(21.5), now);
+        a.unit_code = Some(Arc::from("CEL"));
+        a.observed_at = Some(now - chrono::Duration::seconds(5));
+        let p = point_of(&a);
+        assert_eq!(p.v, Val::F(21.5));
+        assert!(p.observed);
+        let back = attribute_of(&p, Some("urn:ds"));
+        assert_eq!(back.value, a.value);
+        assert_eq!(back.unit_code.as_deref(), Some("CEL"));
+        assert_eq!(back.dataset_id(), Some("urn:ds"));
+        assert_eq!(
+            millis(back.observed_at.as_ref().unwrap()),
+            millis(a.observed_at.as_ref().unwrap())
+        );
+
+        let mut r = Attribute::property(json!("urn:x"), now);
+        r.kind = AttrKind::Relationship;
+        let p = point_of(&r);
+        assert!(matches!(p.v, Val::D(_)));
+        assert!(!p.observed);
+        let back = attribute_of(&p, None);
+        assert_eq!(back.kind, AttrKind::Relationship);
+        assert_eq!(back.value, r.value);
+        assert_eq!(parse_instance_id(&instance_id(&p)), Some(p.rec));
+    }
+}
