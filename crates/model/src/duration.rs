@@ -28,7 +28,7 @@ impl IsoDuration {
             return Err(bad("no amount"));
         }
         let (date, time) = match rest.split_once('T') {
-            Some((d, t)) if t.is_empty() => return Err(bad("nothing after T")),
+            Some((_, "")) => return Err(bad("nothing after T")),
             Some((d, t)) => (d, t),
             None => (rest, ""),
         };
