@@ -199,7 +199,7 @@ impl Broker {
             }
         }
         let now = self.clock.now();
-        let attrs = parse_attributes(body, ld, now, ParseMode { nulls_delete: true })?;
+        let attrs = parse_attributes(body, ld, now, ParseMode { nulls_delete: true, temporal: false, })?;
         let types = body
             .get("type")
             .map(|t| parse_types(Some(t), ld))
@@ -232,7 +232,7 @@ impl Broker {
     /// `type` (types to add) and `scope` members.
     fn parse_fragment(&self, ld: &JsonLdContext, body: &Map<String, Value>) -> Result<Fragment> {
         let now = self.clock.now();
-        let parsed = parse_attributes(body, ld, now, ParseMode { nulls_delete: true })?;
+        let parsed = parse_attributes(body, ld, now, ParseMode { nulls_delete: true, temporal: false, })?;
         let attrs: Vec<_> = parsed
             .into_iter()
             .map(|(n, a)| {
@@ -389,6 +389,7 @@ impl Broker {
             now,
             ParseMode {
                 nulls_delete: false,
+                temporal: false,
             },
         )?
         .unwrap_or_default();

@@ -485,6 +485,9 @@ pub fn parse_scope(v: &Value) -> Result<Vec<String>> {
 pub struct ParseMode {
     /// `null` (or `urn:ngsi-ld:null`) means "delete this attribute" (merge-patch).
     pub nulls_delete: bool,
+    /// Temporal representation: an array lists instances over time, so several may
+    /// share a datasetId.
+    pub temporal: bool,
 }
 
 /// A parsed attribute payload: its instances, or `None` for "delete it" (merge-patch null).
@@ -504,6 +507,7 @@ pub fn parse_entity(
         now,
         ParseMode {
             nulls_delete: false,
+            temporal: false,
         },
     )?;
     let scope = body.get("scope").map(parse_scope).transpose()?;
@@ -595,7 +599,8 @@ pub fn parse_attr_value(
         },
     };
     for (i, a) in instances.iter().enumerate() {
-        if instances[..i]
+        if !mode.temporal
+            && instances[..i]
             .iter()
             .any(|b| b.dataset_id() == a.dataset_id())
         {

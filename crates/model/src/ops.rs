@@ -246,7 +246,7 @@ pub fn patch_attribute(
         &Value::Object(frag),
         ctx,
         now,
-        ParseMode { nulls_delete: true },
+        ParseMode { nulls_delete: true, temporal: false, },
     )?;
     let Some(mut instances) = parsed else {
         delete_attribute(e, iri, dataset_id.as_deref(), false, now);
@@ -337,6 +337,7 @@ mod tests {
             t("2024-02-01T00:00:00Z"),
             ParseMode {
                 nulls_delete: nulls,
+                temporal: false,
             },
         )
         .unwrap()

@@ -31,7 +31,8 @@ use crate::history;
 use crate::snapshot::{self, SnapItem, SnapshotData};
 use crate::state::TenantState;
 use crate::traits::{
-    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, Modified, StoreStats, Write,
+    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ModifyOptions, Modified,
+    StoreStats, Write,
 };
 use crate::wal::{self, WalEntry, WalOp};
 use citybrain_tsdb::{FlushJob, HistOp, Retention, Tsdb, TsdbOptions};
@@ -121,9 +122,20 @@ pub struct EmbeddedStore {
 #[derive(Serialize)]
 enum WalOpRef<'a> {
     #[serde(rename = "pe")]
-    PutEntity { t: &'a str, e: &'a Entity },
+    PutEntity {
+        t: &'a str,
+        e: &'a Entity,
+        #[serde(skip_serializing_if = "is_false")]
+        nh: bool,
+    },
     #[serde(rename = "de")]
-    DeleteEntity { t: &'a str, id: &'a str },
+    DeleteEntity {
+        t: &'a str,
+        id: &'a str,
+        #[serde(skip_serializing_if = "is_false")]
+        nh: bool,
+        at: i64,
+    },
     #[serde(rename = "pd")]
     PutDoc {
         t: &'a str,
@@ -133,6 +145,10 @@ enum WalOpRef<'a> {
     },
     #[serde(rename = "dd")]
     DeleteDoc { t: &'a str, c: &'a str, id: &'a str },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Serialize)]
@@ -216,11 +232,11 @@ impl EmbeddedStore {
                 max_lsn = max_lsn.max(rec.lsn);
                 replayed += 1;
                 match rec.op {
-                    WalOp::PutEntity { t, mut e } => {
+                    WalOp::PutEntity { t, mut e, nh } => {
                         e.compact();
                         let tenant = tenant_entry(&mut tenants, &t, vi);
                         let mut st = tenant.state.write();
-                        if rec.lsn > hist_lsn {
+                        if rec.lsn > hist_lsn && !nh {
                             let t: Arc<str> = Arc::from(t.as_str());
                             let before = st.get(&e.id).cloned();
                             for op in history::derive(&t, before.as_deref(), &e) {
@@ -229,8 +245,18 @@ impl EmbeddedStore {
                         }
                         st.put(Arc::new(e))
                     }
-                    WalOp::DeleteEntity { t, id } => {
-                        tenant_entry(&mut tenants, &t, vi).state.write().delete(&id);
+                    WalOp::DeleteEntity { t, id, nh, at } => {
+                        let tenant = tenant_entry(&mut tenants, &t, vi);
+                        let mut st = tenant.state.write();
+                        if let (true, false, Some(at), Some(before)) =
+                            (rec.lsn > hist_lsn, nh, at, st.get(&id).cloned())
+                        {
+                            let t: Arc<str> = Arc::from(t.as_str());
+                            for op in history::derive_delete(&t, &before, at) {
+                                history.apply(&op);
+                            }
+                        }
+                        st.delete(&id);
                     }
                     WalOp::PutDoc { t, c, id, v } => {
                         tenant_entry(&mut tenants, &t, vi);
@@ -489,11 +515,12 @@ impl EntityStore for EmbeddedStore {
             .unwrap_or(0)
     }
 
-    fn modify(
+    fn modify_opts(
         &self,
         tenant: &str,
         id: &str,
         decide: &mut Decide<'_>,
+        opts: ModifyOptions,
     ) -> Result<Option<Modified>, StoreError> {
         let existing = self.tenant(tenant);
         let t = match existing {
@@ -532,12 +559,17 @@ impl EntityStore for EmbeddedStore {
                     after: Some(after.clone()),
                     at: now,
                 };
-                let ops = history::derive(&change.tenant, before.as_deref(), &after);
+                let ops = if opts.history {
+                    history::derive(&change.tenant, before.as_deref(), &after)
+                } else {
+                    Vec::new()
+                };
                 let hist = (!ops.is_empty()).then(|| t.hist.lock());
                 let lsn = self.append(
                     WalOpRef::PutEntity {
                         t: tenant,
                         e: &after,
+                        nh: !opts.history,
                     },
                     Some(change),
                 )?;
@@ -560,8 +592,26 @@ impl EntityStore for EmbeddedStore {
                     after: None,
                     at: now,
                 };
-                let lsn = self.append(WalOpRef::DeleteEntity { t: tenant, id }, Some(change))?;
+                let at = now.timestamp_micros();
+                let ops = match (&before, opts.history) {
+                    (Some(b), true) => history::derive_delete(&change.tenant, b, at),
+                    _ => Vec::new(),
+                };
+                let hist = (!ops.is_empty()).then(|| t.hist.lock());
+                let lsn = self.append(
+                    WalOpRef::DeleteEntity {
+                        t: tenant,
+                        id,
+                        nh: !opts.history,
+                        at,
+                    },
+                    Some(change),
+                )?;
                 st.delete(id);
+                for op in &ops {
+                    self.inner.history.apply(op);
+                }
+                drop(hist);
                 (lsn, None)
             }
         };

@@ -96,6 +96,61 @@ pub fn parse_instance_id(id: &str) -> Option<i64> {
     id.strip_prefix("urn:ngsi-ld:Instance:")?.parse().ok()
 }
 
+/// The content NGSI-LD uses for "deleted" (`urn:ngsi-ld:null`).
+pub const NULL: &str = "urn:ngsi-ld:null";
+
+/// True for a point that records a deletion.
+pub fn is_deletion(p: &Point) -> bool {
+    !p.observed && matches!(&p.v, Val::D(d) if d.contains(NULL) && deletion_of(d))
+}
+
+fn deletion_of(doc: &str) -> bool {
+    serde_json::from_str::<Attribute>(doc)
+        .is_ok_and(|a| a.value == AttrValue::Str(NULL.into()) && a.sub().is_empty())
+}
+
+/// A deletion instance of an attribute of `kind`, at `at_us`.
+fn deletion_point(kind: AttrKind, at_us: i64) -> Point {
+    let mut a = Attribute::property(serde_json::Value::Null, DateTime::<Utc>::UNIX_EPOCH);
+    a.kind = kind;
+    a.value = AttrValue::Str(NULL.into());
+    let text = serde_json::to_string(&a).unwrap_or_else(|_| "null".into());
+    Point {
+        t: at_us.div_euclid(1000),
+        rec: at_us,
+        observed: false,
+        unit: None,
+        v: Val::D(Arc::from(text)),
+    }
+}
+
+fn deletion(tenant: &Arc<str>, entity: &Arc<str>, name: &Arc<str>, a: &Attribute, at_us: i64) -> HistOp {
+    HistOp::Insert {
+        key: SeriesKey {
+            tenant: tenant.clone(),
+            entity: entity.clone(),
+            attr: name.clone(),
+            dataset: a.dataset_id().map(Arc::from),
+        },
+        points: vec![deletion_point(a.kind, at_us)],
+    }
+}
+
+/// The history of deleting an entity: one deletion instance per attribute instance.
+pub fn derive_delete(tenant: &Arc<str>, before: &Entity, at_us: i64) -> Vec<HistOp> {
+    let entity: Arc<str> = Arc::from(before.id.as_str());
+    before
+        .attrs
+        .iter()
+        .flat_map(|(name, instances)| {
+            instances
+                .iter()
+                .map(|a| deletion(tenant, &entity, name, a, at_us))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn changed(a: &Attribute, b: &Attribute) -> bool {
     a.modified_at != b.modified_at
         || a.value != b.value
@@ -136,6 +191,19 @@ pub fn derive(tenant: &Arc<str>, before: Option<&Entity>, after: &Entity) -> Vec
                 },
                 points: vec![point_of(a)],
             });
+        }
+    }
+    // Instances that disappeared were deleted at the entity's modification time.
+    if let Some(b) = before {
+        let at = micros(&after.modified_at);
+        for (name, instances) in &b.attrs {
+            let now = after.attr(name);
+            for a in instances {
+                let kept = now.is_some_and(|n| n.iter().any(|x| x.dataset_id() == a.dataset_id()));
+                if !kept {
+                    ops.push(deletion(tenant, &entity, name, a, at));
+                }
+            }
         }
     }
     ops

@@ -82,6 +82,20 @@ impl Commit {
     }
 }
 
+/// Options of a read-modify-write.
+#[derive(Debug, Clone, Copy)]
+pub struct ModifyOptions {
+    /// Record the change in the history (false when the caller writes the history
+    /// itself, as temporal provision does).
+    pub history: bool,
+}
+
+impl Default for ModifyOptions {
+    fn default() -> Self {
+        Self { history: true }
+    }
+}
+
 /// The outcome of a read-modify-write on one entity.
 #[derive(Debug)]
 pub struct Modified {
@@ -124,12 +138,24 @@ pub trait EntityStore: Send + Sync + 'static {
 
     /// Atomically reads the entity `id` and applies what `decide` returns. `Ok(None)` from
     /// `decide` writes nothing. `decide` may be called more than once (the last call's
-    /// answer is applied), so it must not consume its inputs.
+    /// answer is applied), so it must not consume its inputs. The change is recorded
+    /// in the history.
     fn modify(
         &self,
         tenant: &str,
         id: &str,
         decide: &mut Decide<'_>,
+    ) -> Result<Option<Modified>, StoreError> {
+        self.modify_opts(tenant, id, decide, ModifyOptions::default())
+    }
+
+    /// [`EntityStore::modify`] with options.
+    fn modify_opts(
+        &self,
+        tenant: &str,
+        id: &str,
+        decide: &mut Decide<'_>,
+        opts: ModifyOptions,
     ) -> Result<Option<Modified>, StoreError>;
 
     fn put_doc(

@@ -33,9 +33,23 @@ const MAX_FRAME: u32 = 256 * 1024 * 1024;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum WalOp {
     #[serde(rename = "pe")]
-    PutEntity { t: String, e: Entity },
+    PutEntity {
+        t: String,
+        e: Entity,
+        /// Records no history (the writer logged the history itself).
+        #[serde(default)]
+        nh: bool,
+    },
     #[serde(rename = "de")]
-    DeleteEntity { t: String, id: String },
+    DeleteEntity {
+        t: String,
+        id: String,
+        #[serde(default)]
+        nh: bool,
+        /// When it was deleted (microseconds), for the history's deletion instances.
+        #[serde(default)]
+        at: Option<i64>,
+    },
     #[serde(rename = "pd")]
     PutDoc {
         t: String,
@@ -259,6 +273,8 @@ mod tests {
                 op: WalOp::DeleteEntity {
                     t: String::new(),
                     id: format!("urn:x:{lsn}"),
+                    nh: false,
+                    at: None,
                 },
             };
             encode(&rec, &mut buf).unwrap();
