@@ -19,7 +19,7 @@ use axum::Router;
 use citybrain_broker::Broker;
 use citybrain_model::ErrorKind;
 
-use crate::handlers::{batch, contexts, discovery, entities, subscriptions};
+use crate::handlers::{batch, contexts, discovery, entities, subscriptions, temporal};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 use crate::routes::*;
@@ -120,6 +120,21 @@ pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
         .route(ATTRIBUTE, get(discovery::attribute_info))
         .route(CONTEXTS, get(contexts::list).post(contexts::create))
         .route(CONTEXT, get(contexts::retrieve).delete(contexts::delete))
+        .route(
+            TEMPORAL_ENTITIES,
+            get(temporal::query).post(temporal::upsert),
+        )
+        .route(
+            TEMPORAL_ENTITY,
+            get(temporal::retrieve).delete(temporal::delete),
+        )
+        .route(TEMPORAL_ATTRS, post(temporal::append_attrs))
+        .route(TEMPORAL_ATTR, axum::routing::delete(temporal::delete_attr))
+        .route(
+            TEMPORAL_INSTANCE,
+            axum::routing::patch(temporal::modify_instance).delete(temporal::delete_instance),
+        )
+        .route(TEMPORAL_QUERY, post(temporal::query_post))
         .route(HEALTH, get(health))
         .route(METRICS, get(metrics_text))
         .fallback(not_found)

@@ -385,6 +385,45 @@ impl NgsiRequest {
                 other => return Err(ApiError::invalid(format!("unknown format '{other}'"))),
             };
         }
+        self.projection_options(ld, format, opts.contains(&"sysAttrs"))
+    }
+
+    /// Options of the temporal API: the representation (`temporalValues`,
+    /// `aggregatedValues`, normalized) and the projection.
+    pub fn temporal_options(
+        &self,
+        ld: &JsonLdContext,
+    ) -> ApiResult<(citybrain_broker::TemporalFormat, RenderOptions)> {
+        use citybrain_broker::TemporalFormat;
+        let opts = self.options();
+        let mut format = TemporalFormat::Normalized;
+        for o in &opts {
+            format = match *o {
+                "temporalValues" | "simplified" | "keyValues" => TemporalFormat::TemporalValues,
+                "aggregatedValues" => TemporalFormat::Aggregated,
+                "sysAttrs" | "normalized" | "" => format,
+                other => return Err(ApiError::invalid(format!("unknown option '{other}'"))),
+            };
+        }
+        if let Some(f) = self.param("format") {
+            format = match f {
+                "temporalValues" | "simplified" | "keyValues" => TemporalFormat::TemporalValues,
+                "aggregatedValues" => TemporalFormat::Aggregated,
+                "normalized" => TemporalFormat::Normalized,
+                other => return Err(ApiError::invalid(format!("unknown format '{other}'"))),
+            };
+        }
+        let render = self.projection_options(ld, Format::Normalized, opts.contains(&"sysAttrs"))?;
+        Ok((format, render))
+    }
+
+    /// `attrs`, `pick`, `omit`, `lang` and `datasetId` as render options.
+    fn projection_options(
+        &self,
+        ld: &JsonLdContext,
+        format: Format,
+        sys_attrs: bool,
+    ) -> ApiResult<RenderOptions> {
         let list = |k: &str| -> ApiResult<Option<Vec<String>>> {
             self.param(k)
                 .map(|s| citybrain_broker::query::split_list(k, s).map_err(ApiError::from))
@@ -408,7 +447,7 @@ impl NgsiRequest {
         }
         Ok(RenderOptions {
             format,
-            sys_attrs: opts.contains(&"sysAttrs"),
+            sys_attrs,
             projection,
             lang: self.param("lang").map(str::to_string),
             dataset_ids: list("datasetId")?.map(|d| citybrain_model::render::parse_dataset_ids(&d)),

@@ -19,6 +19,13 @@ pub const ATTRIBUTES: &str = "/ngsi-ld/v1/attributes";
 pub const ATTRIBUTE: &str = "/ngsi-ld/v1/attributes/{attrId}";
 pub const CONTEXTS: &str = "/ngsi-ld/v1/jsonldContexts";
 pub const CONTEXT: &str = "/ngsi-ld/v1/jsonldContexts/{contextId}";
+pub const TEMPORAL_ENTITIES: &str = "/ngsi-ld/v1/temporal/entities";
+pub const TEMPORAL_ENTITY: &str = "/ngsi-ld/v1/temporal/entities/{entityId}";
+pub const TEMPORAL_ATTRS: &str = "/ngsi-ld/v1/temporal/entities/{entityId}/attrs";
+pub const TEMPORAL_ATTR: &str = "/ngsi-ld/v1/temporal/entities/{entityId}/attrs/{attrId}";
+pub const TEMPORAL_INSTANCE: &str =
+    "/ngsi-ld/v1/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}";
+pub const TEMPORAL_QUERY: &str = "/ngsi-ld/v1/temporal/entityOperations/query";
 pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";
 
@@ -88,6 +95,53 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
     const SUB_ONE: &[&str] = &["options", "format", "local"];
     const DISCOVERY: &[&str] = &["details", "options", "local", "format"];
     const CONTEXT_PARAMS: &[&str] = &["details", "kind", "reload"];
+    const TEMPORAL_QUERY_PARAMS: &[&str] = &[
+        "id",
+        "type",
+        "idPattern",
+        "attrs",
+        "pick",
+        "omit",
+        "q",
+        "csf",
+        "georel",
+        "geometry",
+        "coordinates",
+        "geoproperty",
+        "lang",
+        "scopeQ",
+        "limit",
+        "offset",
+        "count",
+        "options",
+        "format",
+        "local",
+        "datasetId",
+        "timerel",
+        "timeAt",
+        "endTimeAt",
+        "timeproperty",
+        "lastN",
+        "aggrMethods",
+        "aggrPeriodDuration",
+    ];
+    const TEMPORAL_RETRIEVE: &[&str] = &[
+        "attrs",
+        "pick",
+        "omit",
+        "lang",
+        "options",
+        "format",
+        "local",
+        "datasetId",
+        "timerel",
+        "timeAt",
+        "endTimeAt",
+        "timeproperty",
+        "lastN",
+        "aggrMethods",
+        "aggrPeriodDuration",
+    ];
     Some(match (method, route) {
         (&Method::GET, ENTITIES) => QUERY,
         (_, ENTITIES) => WRITE,
@@ -100,6 +154,11 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         (_, SUBSCRIPTIONS) | (_, SUBSCRIPTION) => SUB_ONE,
         (_, TYPES | TYPE | ATTRIBUTES | ATTRIBUTE) => DISCOVERY,
         (_, CONTEXTS | CONTEXT) => CONTEXT_PARAMS,
+        (&Method::GET, TEMPORAL_ENTITIES) => TEMPORAL_QUERY_PARAMS,
+        (&Method::GET, TEMPORAL_ENTITY) => TEMPORAL_RETRIEVE,
+        (_, TEMPORAL_QUERY) => TEMPORAL_QUERY_PARAMS,
+        (_, TEMPORAL_ENTITIES | TEMPORAL_ENTITY | TEMPORAL_ATTRS | TEMPORAL_INSTANCE) => WRITE,
+        (_, TEMPORAL_ATTR) => ATTR,
         _ => return None,
     })
 }

@@ -10,4 +10,5 @@ mod integration {
     pub mod harness;
     pub mod query;
     pub mod subscriptions;
+    pub mod temporal;
 }

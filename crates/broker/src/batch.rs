@@ -74,7 +74,15 @@ fn parse_item_attrs(
         .as_object()
         .ok_or_else(|| BrokerError::bad_data("batch items must be entity objects"))?;
     Broker::id_from_value(o.get("id").unwrap_or(&Value::Null))?;
-    Ok(parse_attributes(o, ld, now, ParseMode { nulls_delete, temporal: false, })?)
+    Ok(parse_attributes(
+        o,
+        ld,
+        now,
+        ParseMode {
+            nulls_delete,
+            temporal: false,
+        },
+    )?)
 }
 
 fn entity_id_of(v: &Value) -> String {

@@ -36,7 +36,7 @@ fn not_found(id: &str) -> ModelError {
 }
 
 /// An attribute name in a path: a valid name, and not a member that is not an attribute.
-fn check_attr_name(attr: &str) -> Result<()> {
+pub(crate) fn check_attr_name(attr: &str) -> Result<()> {
     validate_name("attribute", attr)?;
     if matches!(
         attr,
@@ -199,7 +199,15 @@ impl Broker {
             }
         }
         let now = self.clock.now();
-        let attrs = parse_attributes(body, ld, now, ParseMode { nulls_delete: true, temporal: false, })?;
+        let attrs = parse_attributes(
+            body,
+            ld,
+            now,
+            ParseMode {
+                nulls_delete: true,
+                temporal: false,
+            },
+        )?;
         let types = body
             .get("type")
             .map(|t| parse_types(Some(t), ld))
@@ -232,7 +240,15 @@ impl Broker {
     /// `type` (types to add) and `scope` members.
     fn parse_fragment(&self, ld: &JsonLdContext, body: &Map<String, Value>) -> Result<Fragment> {
         let now = self.clock.now();
-        let parsed = parse_attributes(body, ld, now, ParseMode { nulls_delete: true, temporal: false, })?;
+        let parsed = parse_attributes(
+            body,
+            ld,
+            now,
+            ParseMode {
+                nulls_delete: true,
+                temporal: false,
+            },
+        )?;
         let attrs: Vec<_> = parsed
             .into_iter()
             .map(|(n, a)| {

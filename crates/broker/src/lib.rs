@@ -11,6 +11,7 @@ pub mod error;
 pub mod query;
 pub mod request;
 pub mod subscriptions;
+pub mod temporal;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use error::{BrokerError, Result};
 pub use query::{EntityQuery, QueryPage, QueryParams};
 pub use request::{Principal, RequestContext};
 pub use subscriptions::{DispatchSettings, SubscriptionManager};
+pub use temporal::{TemporalFormat, TemporalPage, TemporalParams, TemporalQuery};
 
 /// Limits that protect the broker from oversized requests.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct Limits {
     pub default_limit: usize,
     pub max_limit: usize,
     pub max_batch: usize,
+    /// Most instances per attribute series in one temporal answer (more: 206).
+    pub max_instances: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +43,7 @@ impl Default for Limits {
             default_limit: 20,
             max_limit: 1000,
             max_batch: 100_000,
+            max_instances: 10_000,
         }
     }
 }

@@ -162,6 +162,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             default_limit: cfg.ngsi_ld.default_limit,
             max_limit: cfg.ngsi_ld.max_limit,
             max_batch: cfg.ngsi_ld.max_batch,
+            max_instances: cfg.history.max_instances,
         },
         contexts: ContextSettings {
             public_base,

@@ -601,8 +601,8 @@ pub fn parse_attr_value(
     for (i, a) in instances.iter().enumerate() {
         if !mode.temporal
             && instances[..i]
-            .iter()
-            .any(|b| b.dataset_id() == a.dataset_id())
+                .iter()
+                .any(|b| b.dataset_id() == a.dataset_id())
         {
             return Err(ModelError::bad_data(format!(
                 "attribute '{name}' has two instances with the same datasetId {:?}",

@@ -246,7 +246,10 @@ pub fn patch_attribute(
         &Value::Object(frag),
         ctx,
         now,
-        ParseMode { nulls_delete: true, temporal: false, },
+        ParseMode {
+            nulls_delete: true,
+            temporal: false,
+        },
     )?;
     let Some(mut instances) = parsed else {
         delete_attribute(e, iri, dataset_id.as_deref(), false, now);

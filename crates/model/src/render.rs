@@ -205,7 +205,7 @@ pub fn parse_dataset_ids(items: &[String]) -> Vec<Option<String>> {
         .collect()
 }
 
-fn compact_types(types: &[std::sync::Arc<str>], ctx: &JsonLdContext) -> Value {
+pub fn compact_types(types: &[std::sync::Arc<str>], ctx: &JsonLdContext) -> Value {
     if types.len() == 1 {
         Value::String(ctx.compact(&types[0]))
     } else {
@@ -318,7 +318,7 @@ fn pick_language(map: &Value, lang: &str) -> Option<(String, Value)> {
     m.iter().next().map(|(k, v)| (k.clone(), v.clone()))
 }
 
-fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
+pub fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
     match a.kind {
         AttrKind::VocabProperty => match a.value.to_value() {
             Value::String(s) => Value::String(ctx.compact(&s)),

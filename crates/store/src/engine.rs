@@ -31,7 +31,7 @@ use crate::history;
 use crate::snapshot::{self, SnapItem, SnapshotData};
 use crate::state::TenantState;
 use crate::traits::{
-    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ModifyOptions, Modified,
+    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, Modified, ModifyOptions,
     StoreStats, Write,
 };
 use crate::wal::{self, WalEntry, WalOp};

@@ -124,7 +124,13 @@ fn deletion_point(kind: AttrKind, at_us: i64) -> Point {
     }
 }
 
-fn deletion(tenant: &Arc<str>, entity: &Arc<str>, name: &Arc<str>, a: &Attribute, at_us: i64) -> HistOp {
+fn deletion(
+    tenant: &Arc<str>,
+    entity: &Arc<str>,
+    name: &Arc<str>,
+    a: &Attribute,
+    at_us: i64,
+) -> HistOp {
     HistOp::Insert {
         key: SeriesKey {
             tenant: tenant.clone(),

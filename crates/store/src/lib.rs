@@ -15,7 +15,7 @@ pub use citybrain_tsdb as tsdb;
 pub use engine::{EmbeddedStore, StoreOptions};
 pub use error::StoreError;
 pub use traits::{
-    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ModifyOptions, Modified,
+    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, Modified, ModifyOptions,
     StoreStats, Write,
 };
 

@@ -152,6 +152,30 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
             "the body must be a Query object (\"type\": \"Query\")",
         ));
     }
+    let p = query_params_from_body(&req, &body)?;
+    let q = EntityQuery::from_params(
+        &p,
+        &ld,
+        app.broker.limits.default_limit,
+        app.broker.limits.max_limit,
+    )?;
+    let page = app.broker.query_entities(&req.rc, &q)?;
+    // join / joinLevel may come in the Query body (019_24) or as parameters.
+    let mut join = req.join()?;
+    if let Some(j) = body.get("join") {
+        join.0 = Join::parse(j.as_str())?;
+    }
+    if let Some(l) = body.get("joinLevel") {
+        join.1 = Join::parse_level(Some(&l.to_string()))?;
+    }
+    page_response(&app, &req, &ld, &page, ENTITIES, join)
+}
+
+/// The parameters of a `Query` body (`POST .../entityOperations/query`).
+pub(crate) fn query_params_from_body(
+    req: &NgsiRequest,
+    body: &serde_json::Map<String, Value>,
+) -> ApiResult<QueryParams> {
     let mut p = QueryParams {
         count: req.param("count") == Some("true"),
         limit: req.param("limit").map(str::to_string),
@@ -215,20 +239,5 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
             .and_then(Value::as_str)
             .map(str::to_string);
     }
-    let q = EntityQuery::from_params(
-        &p,
-        &ld,
-        app.broker.limits.default_limit,
-        app.broker.limits.max_limit,
-    )?;
-    let page = app.broker.query_entities(&req.rc, &q)?;
-    // join / joinLevel may come in the Query body (019_24) or as parameters.
-    let mut join = req.join()?;
-    if let Some(j) = body.get("join") {
-        join.0 = Join::parse(j.as_str())?;
-    }
-    if let Some(l) = body.get("joinLevel") {
-        join.1 = Join::parse_level(Some(&l.to_string()))?;
-    }
-    page_response(&app, &req, &ld, &page, ENTITIES, join)
+    Ok(p)
 }

@@ -6,3 +6,4 @@ pub mod contexts;
 pub mod discovery;
 pub mod entities;
 pub mod subscriptions;
+pub mod temporal;

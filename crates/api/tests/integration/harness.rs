@@ -52,10 +52,16 @@ pub async fn app() -> App {
 }
 
 pub async fn app_with(limits: HttpLimits) -> App {
+    app_configured(limits, |_| {}).await
+}
+
+/// An app whose broker configuration `tune` adjusts.
+pub async fn app_configured(limits: HttpLimits, tune: impl FnOnce(&mut BrokerConfig)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
     let mut cfg = BrokerConfig::default();
+    tune(&mut cfg);
     cfg.dispatch.backoff_start = std::time::Duration::from_millis(20);
     cfg.dispatch.timeout = std::time::Duration::from_millis(500);
     let broker = Broker::new(dynstore, Arc::new(SystemClock), cfg).await;

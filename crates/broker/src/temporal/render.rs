@@ -1,0 +1,206 @@
+//! Temporal representations (NGSI-LD 4.5.7–4.5.9, 4.5.19): normalized (every instance
+//! with its `instanceId`), simplified (`temporalValues`: `[content, time]` pairs) and
+//! aggregated (`[value, start, end]` per period and method).
+
+use chrono::{DateTime, TimeZone, Utc};
+use citybrain_model::render::{compact_types, content, render_attribute, Format, RenderOptions};
+use citybrain_model::time::format_datetime;
+use citybrain_model::{AttrKind, Attribute, JsonLdContext};
+use citybrain_store::history::{attribute_of, instance_id};
+use citybrain_store::tsdb::agg::aggregate;
+use citybrain_store::tsdb::{AggValue, Point};
+use serde_json::{json, Map, Value};
+
+use super::{SeriesPoints, TemporalEntity, TemporalFormat, TemporalQuery, TimeProperty, TimeRel};
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn time_value(tq: &TemporalQuery, p: &Point) -> Value {
+    let t = match tq.property {
+        TimeProperty::ObservedAt => from_millis(p.t),
+        _ => Utc
+            .timestamp_micros(p.rec)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+    };
+    Value::String(format_datetime(&t))
+}
+
+/// The member holding the values of a kind in the simplified representation.
+fn plural(kind: AttrKind) -> &'static str {
+    match kind {
+        AttrKind::Relationship => "objects",
+        AttrKind::LanguageProperty => "languageMaps",
+        AttrKind::JsonProperty => "jsons",
+        AttrKind::VocabProperty => "vocabs",
+        AttrKind::ListProperty => "valueLists",
+        AttrKind::ListRelationship => "objectLists",
+        _ => "values",
+    }
+}
+
+fn simple_content(a: &Attribute, ctx: &JsonLdContext) -> Value {
+    let c = content(a, ctx);
+    match a.kind {
+        AttrKind::LanguageProperty => json!({ "languageMap": c }),
+        AttrKind::JsonProperty => json!({ "json": c }),
+        AttrKind::VocabProperty => json!({ "vocab": c }),
+        _ => c,
+    }
+}
+
+fn agg_json(v: &AggValue) -> Value {
+    match v {
+        AggValue::Count(n) => json!(n),
+        AggValue::Num(x) => json!(x),
+        AggValue::Doc(d) => serde_json::from_str::<Attribute>(d)
+            .map(|a| a.value.to_value())
+            .unwrap_or(Value::Null),
+        AggValue::Null => Value::Null,
+    }
+}
+
+fn series_header(kind: AttrKind, s: &SeriesPoints) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), Value::String(kind.type_name().into()));
+    if let Some(d) = &s.dataset {
+        m.insert("datasetId".into(), Value::String(d.to_string()));
+    }
+    m
+}
+
+/// Renders one series in the simplified or aggregated representation.
+fn render_series(s: &SeriesPoints, tq: &TemporalQuery, ctx: &JsonLdContext) -> Value {
+    let instances: Vec<Attribute> = s
+        .points
+        .iter()
+        .map(|p| attribute_of(p, s.dataset.as_deref()))
+        .collect();
+    let kind = instances.first().map_or(AttrKind::Property, |a| a.kind);
+    let mut m = series_header(kind, s);
+    match (&tq.format, &tq.aggregation) {
+        (TemporalFormat::Aggregated, Some(agg)) => {
+            let prop = tq.property;
+            let time_of = |p: &Point| prop.millis_of(p);
+            let first = s.points.first().map_or(0, time_of);
+            let last = s.points.last().map_or(0, time_of);
+            let origin = match (tq.timerel, tq.time_at) {
+                (Some(TimeRel::After | TimeRel::Between), Some(t)) => t.timestamp_millis(),
+                _ => first,
+            };
+            let end = match (tq.timerel, tq.time_at, tq.end_time_at) {
+                (Some(TimeRel::Between), _, Some(e)) => e.timestamp_millis(),
+                (Some(TimeRel::Before), Some(t), _) => t.timestamp_millis(),
+                _ => last.saturating_add(1),
+            };
+            let next = agg.period.map(|d| {
+                move |start: i64| {
+                    d.add_to(from_millis(start))
+                        .map_or(i64::MAX, |t| t.timestamp_millis())
+                }
+            });
+            let next_ref: Option<&dyn Fn(i64) -> i64> = next.as_ref().map(|f| f as _);
+            let buckets = aggregate(&s.points, &time_of, origin, end, next_ref, &agg.methods);
+            for (i, method) in agg.methods.iter().enumerate() {
+                let rows: Vec<Value> = buckets
+                    .iter()
+                    .map(|b| {
+                        json!([
+                            agg_json(&b.values[i]),
+                            format_datetime(&from_millis(b.start)),
+                            format_datetime(&from_millis(b.end)),
+                        ])
+                    })
+                    .collect();
+                m.insert(method.name().into(), Value::Array(rows));
+            }
+        }
+        _ => {
+            let rows: Vec<Value> = s
+                .points
+                .iter()
+                .zip(&instances)
+                .map(|(p, a)| json!([simple_content(a, ctx), time_value(tq, p)]))
+                .collect();
+            m.insert(plural(kind).into(), Value::Array(rows));
+        }
+    }
+    Value::Object(m)
+}
+
+/// Renders one entity's temporal evolution.
+pub fn render_temporal(
+    e: &TemporalEntity,
+    tq: &TemporalQuery,
+    ctx: &JsonLdContext,
+    o: &RenderOptions,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    if !o.projection.omit_id {
+        out.insert("id".into(), Value::String(e.id.clone()));
+    }
+    if !o.projection.omit_type && !e.types.is_empty() {
+        out.insert("type".into(), compact_types(&e.types, ctx));
+    }
+    if let Some(scope) = &e.scope {
+        let v = if scope.len() == 1 {
+            Value::String(scope[0].clone())
+        } else {
+            scope.iter().cloned().map(Value::String).collect()
+        };
+        out.insert("scope".into(), v);
+    }
+    let normalized = RenderOptions {
+        format: Format::Normalized,
+        sys_attrs: o.sys_attrs,
+        projection: Default::default(),
+        lang: o.lang.clone(),
+        dataset_ids: None,
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for s in &e.series {
+        if !names.contains(&&*s.attr) {
+            names.push(&s.attr);
+        }
+    }
+    for name in names {
+        if !o.projection.keeps(name) {
+            continue;
+        }
+        let series: Vec<&SeriesPoints> = e.series.iter().filter(|s| &*s.attr == name).collect();
+        let value = match tq.format {
+            TemporalFormat::Normalized => {
+                let mut items = Vec::new();
+                for s in &series {
+                    for p in &s.points {
+                        let a = attribute_of(p, s.dataset.as_deref());
+                        let mut v = render_attribute(&a, ctx, &normalized);
+                        if let Value::Object(m) = &mut v {
+                            m.insert("instanceId".into(), Value::String(instance_id(p)));
+                            if tq.property == TimeProperty::DeletedAt {
+                                m.insert("deletedAt".into(), time_value(tq, p));
+                            }
+                        }
+                        items.push(v);
+                    }
+                }
+                Value::Array(items)
+            }
+            _ => {
+                let mut rendered: Vec<Value> =
+                    series.iter().map(|s| render_series(s, tq, ctx)).collect();
+                if rendered.len() == 1 {
+                    rendered.pop().unwrap_or(Value::Null)
+                } else {
+                    Value::Array(rendered)
+                }
+            }
+        };
+        out.insert(ctx.compact(name), value);
+    }
+    out
+}
