@@ -370,10 +370,9 @@ impl Tsdb {
     }
 
     fn series_for(&self, key: &SeriesKey) -> Arc<Series> {
-        if let Some(&id) = self.state.read().by_key.get(key) {
-            if let Some(s) = self.state.read().series.get(id as usize) {
-                return s.clone();
-            }
+        // One read guard: a second (recursive) read would wait behind a queued writer.
+        if let Some(s) = self.find(key) {
+            return s;
         }
         let mut st = self.state.write();
         if let Some(&id) = st.by_key.get(key) {
