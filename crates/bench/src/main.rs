@@ -6,6 +6,10 @@
 //!                 [--entities 10000] [--duration 10] [--connections 64] [--server-pid PID]
 //! ```
 
+mod history;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,7 +30,8 @@ struct Args {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:1026")]
     url: String,
-    /// Comma-separated scenarios: patch, get, query, batch, notify, memory.
+    /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history
+    /// (in process, no server), temporal.
     #[arg(long, default_value = "patch,get,query,batch,notify")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
@@ -50,6 +55,15 @@ struct Args {
     /// PID of the server, to read its resident memory (memory scenario).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Series written by the history scenario's ingest.
+    #[arg(long, default_value_t = 10_000)]
+    history_series: usize,
+    /// Points per series per history ingest batch.
+    #[arg(long, default_value_t = 10)]
+    history_points: usize,
+    /// Short history runs (CI smoke).
+    #[arg(long)]
+    quick: bool,
     /// Tenant used for the run (a fresh one keeps runs apart).
     #[arg(long, default_value = "bench")]
     tenant: String,
@@ -451,6 +465,16 @@ async fn main() -> anyhow::Result<()> {
             "batch" => ctx.batch().await?,
             "notify" => ctx.notify().await?,
             "memory" => ctx.memory().await?,
+            "history" => {
+                let p = history::Params {
+                    seconds: args.duration,
+                    series: args.history_series,
+                    points_per_batch: args.history_points,
+                    writers: 2,
+                    quick: args.quick,
+                };
+                tokio::task::spawn_blocking(move || history::run(p)).await??
+            }
             other => bail!("unknown scenario '{other}'"),
         };
         out.insert(s.into(), v);

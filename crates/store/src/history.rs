@@ -105,15 +105,23 @@ pub fn is_deletion(p: &Point) -> bool {
 }
 
 fn deletion_of(doc: &str) -> bool {
-    serde_json::from_str::<Attribute>(doc)
-        .is_ok_and(|a| a.value == AttrValue::Str(NULL.into()) && a.sub().is_empty())
+    serde_json::from_str::<Attribute>(doc).is_ok_and(|a| a.value == null_content(a.kind))
+}
+
+/// The NGSI-LD null of a kind (a LanguageProperty's is `{"@none": "urn:ngsi-ld:null"}`).
+fn null_content(kind: AttrKind) -> AttrValue {
+    if kind == AttrKind::LanguageProperty {
+        AttrValue::from_value(serde_json::json!({ "@none": NULL }))
+    } else {
+        AttrValue::Str(NULL.into())
+    }
 }
 
 /// A deletion instance of an attribute of `kind`, at `at_us`.
 fn deletion_point(kind: AttrKind, at_us: i64) -> Point {
     let mut a = Attribute::property(serde_json::Value::Null, DateTime::<Utc>::UNIX_EPOCH);
     a.kind = kind;
-    a.value = AttrValue::Str(NULL.into());
+    a.value = null_content(kind);
     let text = serde_json::to_string(&a).unwrap_or_else(|_| "null".into());
     Point {
         t: at_us.div_euclid(1000),

@@ -55,11 +55,16 @@ fn temporal_query(
         params.timeproperty = s("timeproperty")?.or(params.timeproperty);
         params.last_n = s("lastN")?.or(params.last_n);
     }
-    let attrs = opts
-        .projection
-        .attrs
-        .as_ref()
-        .map(|a| a.iter().cloned().collect::<Vec<_>>());
+    // `attrs` selects series; `pick`/`omit` only shape the output.
+    let attrs = match req.param("attrs") {
+        Some(s) => Some(
+            citybrain_broker::query::split_list("attrs", s)?
+                .iter()
+                .map(|a| ld.expand(a))
+                .collect::<Vec<_>>(),
+        ),
+        None => None,
+    };
     let tq = TemporalQuery::from_params(&params, format, attrs, opts.dataset_ids.clone())?;
     Ok((tq, opts))
 }
@@ -80,7 +85,17 @@ fn page_response(
         .map(|e| response::with_context(render_temporal(e, tq, ld, opts), accept, ld))
         .collect();
     let body = if single {
-        items.pop().unwrap_or(Value::Null)
+        let one = items.pop().unwrap_or(Value::Null);
+        // A projection that leaves nothing (NGSI-LD 4.21) finds nothing.
+        let empty = one
+            .as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "@context"));
+        if empty {
+            return Err(ApiError::from(citybrain_broker::BrokerError::not_found(
+                "the projection leaves nothing of the entity",
+            )));
+        }
+        one
     } else {
         Value::Array(items)
     };

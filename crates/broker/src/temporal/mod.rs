@@ -452,7 +452,7 @@ impl Broker {
                     hi = hi.max(prop.millis_of(p));
                 }
             }
-            e.series.retain(|s| !s.points.is_empty());
+            // A series cut to nothing stays, empty: the client learns it continues later.
         }
         let (start, end) = if descending {
             let start = match (tq.timerel, tq.time_at, tq.end_time_at) {
@@ -535,27 +535,30 @@ impl Broker {
         let mut matched = 0usize;
         let mut failure: Option<BrokerError> = None;
         let mut visit = |h: EntityHistory| {
-            match self.temporal_match(&h, query, tq) {
-                Ok(true) => {}
+            let te = match self.temporal_match(&h, query, tq) {
+                Ok(true) => match self.read_entity(&h, tq, tq.last_n) {
+                    Ok(te) => te,
+                    Err(e) => {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                },
                 Ok(false) => return ControlFlow::Continue(()),
                 Err(e) => {
                     failure = Some(e);
                     return ControlFlow::Break(());
                 }
+            };
+            // An entity without instances in the window (or of the requested
+            // attributes) is not part of the answer.
+            let windowed = tq.timerel.is_some() || tq.attrs.is_some() || tq.dataset_ids.is_some();
+            if windowed && te.series.is_empty() {
+                return ControlFlow::Continue(());
             }
             matched += 1;
             if matched > query.offset {
                 if page.entities.len() < query.limit {
-                    match self.read_entity(&h, tq, tq.last_n) {
-                        Ok(te) if !te.series.is_empty() || tq.attrs.is_none() => {
-                            page.entities.push(te)
-                        }
-                        Ok(_) => matched -= 1,
-                        Err(e) => {
-                            failure = Some(e);
-                            return ControlFlow::Break(());
-                        }
-                    }
+                    page.entities.push(te);
                 } else {
                     page.has_more = true;
                     if !query.count {

@@ -57,18 +57,51 @@ impl Broker {
                     .push(point_of(a));
             }
         }
-        groups
-            .into_iter()
-            .map(|((attr, dataset), points)| HistOp::Insert {
-                key: SeriesKey {
-                    tenant: tenant.clone(),
-                    entity: entity.clone(),
-                    attr,
-                    dataset: dataset.map(Arc::from),
-                },
-                points,
-            })
-            .collect()
+        let db = self.tsdb().ok();
+        let existing = db.and_then(|db| db.entity(&rc.tenant, id));
+        let mut ops = Vec::new();
+        for ((attr, dataset), points) in groups {
+            let key = SeriesKey {
+                tenant: tenant.clone(),
+                entity: entity.clone(),
+                attr,
+                dataset: dataset.map(Arc::from),
+            };
+            // An instance observed at the same time as a recorded one replaces it
+            // (re-sent observations update rather than duplicate).
+            let series = existing.as_ref().and_then(|h| {
+                h.series
+                    .iter()
+                    .find(|s| s.attr == key.attr && s.dataset == key.dataset)
+                    .map(|s| s.id)
+            });
+            let mut fresh = Vec::new();
+            for p in points {
+                let same = match (db, series, p.observed) {
+                    (Some(db), Some(sid), true) => {
+                        let sel = Selection {
+                            time: TimeProp::Observed,
+                            lower: std::ops::Bound::Included(p.t),
+                            upper: std::ops::Bound::Included(p.t),
+                            last_n: None,
+                        };
+                        db.read(sid, &sel).0.into_iter().find(|x| x.observed)
+                    }
+                    _ => None,
+                };
+                match same {
+                    Some(old) => ops.push(HistOp::ReplaceInstance {
+                        key: key.clone(),
+                        point: citybrain_store::tsdb::Point { rec: old.rec, ..p },
+                    }),
+                    None => fresh.push(p),
+                }
+            }
+            if !fresh.is_empty() {
+                ops.push(HistOp::Insert { key, points: fresh });
+            }
+        }
+        ops
     }
 
     /// Brings the current entity up to date with the newest instances (no history).
