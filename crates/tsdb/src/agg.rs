@@ -67,50 +67,52 @@ pub struct Bucket {
 }
 
 #[derive(Default)]
-struct Acc<'a> {
+struct Acc {
     count: u64,
     nums: u64,
     sum: f64,
     sumsq: f64,
     min: Option<f64>,
     max: Option<f64>,
-    min_doc: Option<&'a Arc<str>>,
-    max_doc: Option<&'a Arc<str>>,
+    min_doc: Option<Arc<str>>,
+    max_doc: Option<Arc<str>>,
     distinct: Option<HashSet<u64>>,
 }
 
-impl<'a> Acc<'a> {
-    fn add(&mut self, v: &'a Val, distinct: bool) {
+impl Acc {
+    fn add_num(&mut self, x: f64, distinct: bool) {
         self.count += 1;
         if distinct {
-            let h = match v {
-                Val::F(f) => f.to_bits(),
-                Val::I(i) => (*i as f64).to_bits(),
-                Val::D(d) => {
+            self.distinct
+                .get_or_insert_with(HashSet::new)
+                .insert(x.to_bits());
+        }
+        self.nums += 1;
+        self.sum += x;
+        self.sumsq += x * x;
+        self.min = Some(self.min.map_or(x, |m| m.min(x)));
+        self.max = Some(self.max.map_or(x, |m| m.max(x)));
+    }
+
+    fn add(&mut self, v: &Val, distinct: bool) {
+        match v {
+            Val::F(x) => self.add_num(*x, distinct),
+            Val::I(i) => self.add_num(*i as f64, distinct),
+            Val::D(d) => {
+                self.count += 1;
+                if distinct {
                     use std::hash::{Hash, Hasher};
                     let mut h = std::collections::hash_map::DefaultHasher::new();
                     d.hash(&mut h);
-                    h.finish()
+                    self.distinct
+                        .get_or_insert_with(HashSet::new)
+                        .insert(h.finish());
                 }
-            };
-            self.distinct.get_or_insert_with(HashSet::new).insert(h);
-        }
-        match v.as_f64() {
-            Some(x) => {
-                self.nums += 1;
-                self.sum += x;
-                self.sumsq += x * x;
-                self.min = Some(self.min.map_or(x, |m| m.min(x)));
-                self.max = Some(self.max.map_or(x, |m| m.max(x)));
-            }
-            None => {
-                if let Val::D(d) = v {
-                    if self.min_doc.is_none_or(|m| d < m) {
-                        self.min_doc = Some(d);
-                    }
-                    if self.max_doc.is_none_or(|m| d > m) {
-                        self.max_doc = Some(d);
-                    }
+                if self.min_doc.as_ref().is_none_or(|m| d < m) {
+                    self.min_doc = Some(d.clone());
+                }
+                if self.max_doc.as_ref().is_none_or(|m| d > m) {
+                    self.max_doc = Some(d.clone());
                 }
             }
         }
@@ -131,12 +133,12 @@ impl<'a> Acc<'a> {
                 let mean = self.sum / n;
                 (self.sumsq / n - mean * mean).max(0.0).sqrt()
             })),
-            AggMethod::Min => match (self.min, self.min_doc) {
+            AggMethod::Min => match (self.min, &self.min_doc) {
                 (Some(x), _) => AggValue::Num(x),
                 (None, Some(d)) => AggValue::Doc(d.clone()),
                 _ => AggValue::Null,
             },
-            AggMethod::Max => match (self.max, self.max_doc) {
+            AggMethod::Max => match (self.max, &self.max_doc) {
                 (Some(x), _) => AggValue::Num(x),
                 (None, Some(d)) => AggValue::Doc(d.clone()),
                 _ => AggValue::Null,
@@ -145,55 +147,141 @@ impl<'a> Acc<'a> {
     }
 }
 
-/// Aggregates `points` (sorted by `time_of`) into consecutive periods starting at
-/// `origin`; `next(start)` gives the end of the period that begins at `start` (calendar
-/// durations such as `P1M` vary). Periods without points are left out. With `next` =
-/// None, everything from `origin` on is one period ending at `end`.
+/// Streams points (in ascending time) into consecutive periods starting at `origin`
+/// (the first point's time when None); `next(start)` gives the end of the period that
+/// begins at `start` (calendar durations such as `P1M` vary). Periods without points
+/// are left out. Without `next`, everything from the origin on is one period ending at
+/// `end` (just after the last point when None).
+pub struct Aggregator<'f> {
+    methods: &'f [AggMethod],
+    distinct: bool,
+    next: Option<&'f dyn Fn(i64) -> i64>,
+    origin: Option<i64>,
+    end: Option<i64>,
+    start: i64,
+    stop: i64,
+    last: i64,
+    acc: Acc,
+    out: Vec<Bucket>,
+    done: bool,
+}
+
+impl<'f> Aggregator<'f> {
+    pub fn new(
+        origin: Option<i64>,
+        end: Option<i64>,
+        next: Option<&'f dyn Fn(i64) -> i64>,
+        methods: &'f [AggMethod],
+    ) -> Self {
+        let mut a = Self {
+            methods,
+            distinct: methods.contains(&AggMethod::DistinctCount),
+            next,
+            origin: None,
+            end,
+            start: 0,
+            stop: 0,
+            last: i64::MIN,
+            acc: Acc::default(),
+            out: Vec::new(),
+            done: false,
+        };
+        if let Some(o) = origin {
+            a.set_origin(o);
+        }
+        a
+    }
+
+    fn set_origin(&mut self, origin: i64) {
+        self.origin = Some(origin);
+        self.start = origin;
+        self.stop = match (self.next, self.end) {
+            (Some(f), _) => f(origin),
+            (None, Some(end)) => end.max(origin.saturating_add(1)),
+            (None, None) => i64::MAX,
+        };
+    }
+
+    /// Moves to the period holding `t`; false when `t` is outside every period.
+    fn seek(&mut self, t: i64) -> bool {
+        let origin = match self.origin {
+            Some(o) => o,
+            None => {
+                self.set_origin(t);
+                t
+            }
+        };
+        if self.done || t < origin {
+            return false;
+        }
+        if t >= self.stop {
+            self.emit();
+            let Some(f) = self.next else {
+                self.done = true;
+                return false;
+            };
+            while t >= self.stop {
+                self.start = self.stop;
+                let n = f(self.stop);
+                if n <= self.stop {
+                    self.done = true;
+                    return false;
+                }
+                self.stop = n;
+            }
+        }
+        self.last = t;
+        true
+    }
+
+    fn emit(&mut self) {
+        if self.acc.count > 0 {
+            let acc = std::mem::take(&mut self.acc);
+            let end = if self.stop == i64::MAX {
+                self.last.saturating_add(1)
+            } else {
+                self.stop
+            };
+            self.out.push(Bucket {
+                start: self.start,
+                end,
+                values: self.methods.iter().map(|m| acc.value(*m)).collect(),
+            });
+        }
+    }
+
+    pub fn push(&mut self, t: i64, v: &Val) {
+        if self.seek(t) {
+            self.acc.add(v, self.distinct);
+        }
+    }
+
+    pub fn push_num(&mut self, t: i64, x: f64) {
+        if self.seek(t) {
+            self.acc.add_num(x, self.distinct);
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<Bucket> {
+        self.emit();
+        self.out
+    }
+}
+
+/// Aggregates `points` (sorted by `time_of`); see [`Aggregator`].
 pub fn aggregate(
     points: &[Point],
     time_of: &dyn Fn(&Point) -> i64,
-    origin: i64,
-    end: i64,
+    origin: Option<i64>,
+    end: Option<i64>,
     next: Option<&dyn Fn(i64) -> i64>,
     methods: &[AggMethod],
 ) -> Vec<Bucket> {
-    let distinct = methods.contains(&AggMethod::DistinctCount);
-    let mut out = Vec::new();
-    let mut start = origin;
-    let mut stop = next.map_or(end.max(origin.saturating_add(1)), |f| f(origin));
-    let mut acc = Acc::default();
-    let emit = |acc: &Acc<'_>, start: i64, stop: i64, out: &mut Vec<Bucket>| {
-        if acc.count > 0 {
-            out.push(Bucket {
-                start,
-                end: stop,
-                values: methods.iter().map(|m| acc.value(*m)).collect(),
-            });
-        }
-    };
+    let mut a = Aggregator::new(origin, end, next, methods);
     for p in points {
-        let t = time_of(p);
-        if t < origin {
-            continue;
-        }
-        if t >= stop {
-            emit(&acc, start, stop, &mut out);
-            acc = Acc::default();
-            let Some(f) = next else { break };
-            // Skip empty periods quickly.
-            while t >= stop {
-                start = stop;
-                let n = f(stop);
-                if n <= stop {
-                    return out;
-                }
-                stop = n;
-            }
-        }
-        acc.add(&p.v, distinct);
+        a.push(time_of(p), &p.v);
     }
-    emit(&acc, start, stop, &mut out);
-    out
+    a.finish()
 }
 
 #[cfg(test)]
@@ -218,8 +306,8 @@ mod tests {
         let b = aggregate(
             &pts,
             &|p| p.t,
-            0,
-            i64::MAX,
+            Some(0),
+            None,
             Some(&next),
             &[AggMethod::Avg, AggMethod::TotalCount, AggMethod::Stddev],
         );
@@ -238,8 +326,8 @@ mod tests {
         let b = aggregate(
             &pts,
             &|p| p.t,
-            5,
-            100,
+            Some(5),
+            Some(100),
             None,
             &[
                 AggMethod::DistinctCount,

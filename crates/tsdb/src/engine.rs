@@ -9,6 +9,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
+use crate::agg::{AggMethod, Aggregator, Bucket};
 use crate::error::TsdbError;
 use crate::point::{DatasetSel, HistOp, Point, SeriesKey, Val};
 use crate::registry::{self, EntityRec, PointRec, Registry, SeriesRec};
@@ -816,7 +817,7 @@ impl Tsdb {
                 return (l.into_iter().collect(), Vec::new());
             }
         }
-        let (mut pts, blocks, overrides) = {
+        let (recent, blocks, overrides) = {
             let inner = s.inner.lock();
             let mut pts: Vec<Point> = inner
                 .head
@@ -839,25 +840,56 @@ impl Tsdb {
             (pts, blocks, inner.overrides.clone())
         };
         let mut errors = Vec::new();
+        let mut pts: Vec<Point> = Vec::with_capacity(
+            blocks.iter().map(|b| b.count as usize).sum::<usize>() + recent.len(),
+        );
         let key = |b: &BlockRef| match sel.time {
             TimeProp::Observed => b.max_t,
             TimeProp::Recorded => b.max_rec,
         };
         let mut blocks = blocks;
-        blocks.sort_by_key(|b| std::cmp::Reverse(key(b)));
+        if sel.last_n.is_some() {
+            // Newest first, to stop early.
+            blocks.sort_by_key(|b| std::cmp::Reverse(key(b)));
+        } else {
+            // Oldest first: disjoint blocks then come out already in order.
+            blocks.sort_by_key(|b| match sel.time {
+                TimeProp::Observed => b.min_t,
+                TimeProp::Recorded => b.min_rec,
+            });
+        }
         for b in &blocks {
             // With lastN, stop once N points newer than every remaining block are known.
             if let Some(n) = sel.last_n {
-                if pts.len() >= n {
-                    let mut times: Vec<i64> = pts.iter().map(|p| sel.time.of(p)).collect();
+                if pts.len() + recent.len() >= n {
+                    let mut times: Vec<i64> =
+                        pts.iter().chain(&recent).map(|p| sel.time.of(p)).collect();
                     times.sort_unstable_by(|a, b| b.cmp(a));
                     if times[n - 1] > key(b) {
                         break;
                     }
                 }
             }
-            match b.read() {
-                Ok(p) => pts.extend(p.into_iter().filter(|p| sel.contains(sel.time.of(p)))),
+            let start = pts.len();
+            match b.read_into(&mut pts) {
+                Ok(()) => {
+                    let (lo, hi) = match sel.time {
+                        TimeProp::Observed => (b.min_t, b.max_t),
+                        TimeProp::Recorded => (b.min_rec, b.max_rec),
+                    };
+                    if !(sel.contains(lo) && sel.contains(hi)) {
+                        let mut i = start;
+                        let mut kept = start;
+                        while i < pts.len() {
+                            if sel.contains(sel.time.of(&pts[i])) {
+                                pts.swap(kept, i);
+                                kept += 1;
+                            }
+                            i += 1;
+                        }
+                        pts.truncate(kept);
+                    }
+                }
                 Err(e) => {
                     self.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, "skipping an unreadable history block");
@@ -865,6 +897,8 @@ impl Tsdb {
                 }
             }
         }
+        // The unflushed points are usually the newest: appended last, the order holds.
+        pts.extend(recent);
         let mut pts = if overrides.is_empty() {
             pts
         } else {
@@ -874,7 +908,9 @@ impl Tsdb {
                 .collect()
         };
         let time = sel.time;
-        pts.sort_by_key(|p| (time.of(p), p.rec));
+        if !pts.is_sorted_by_key(|p| (time.of(p), p.rec)) {
+            pts.sort_by_key(|p| (time.of(p), p.rec));
+        }
         if let Some(n) = sel.last_n {
             let cut = pts.len().saturating_sub(n);
             pts.drain(..cut);
@@ -887,6 +923,79 @@ impl Tsdb {
             s.inner.lock().latest = Some(pts.last().cloned());
         }
         (pts, errors)
+    }
+
+    /// Aggregates a series over observation time straight from the compressed
+    /// columns, without building points. None when the fast path does not apply
+    /// (instance edits pending, overlapping blocks, non-numeric values, recorded
+    /// time); the caller then reads points and aggregates them.
+    pub fn aggregate(
+        &self,
+        id: u32,
+        sel: &Selection,
+        origin: Option<i64>,
+        end: Option<i64>,
+        next: Option<&dyn Fn(i64) -> i64>,
+        methods: &[AggMethod],
+    ) -> Option<Result<Vec<Bucket>, TsdbError>> {
+        if sel.time != TimeProp::Observed || sel.last_n.is_some() {
+            return None;
+        }
+        let s = self.state.read().series.get(id as usize).cloned()?;
+        let (mut recent, mut blocks) = {
+            let inner = s.inner.lock();
+            if !inner.overrides.is_empty() {
+                return None;
+            }
+            let recent: Vec<Point> = inner
+                .head
+                .iter()
+                .chain(inner.frozen.iter().flat_map(|f| f.iter()))
+                .filter(|p| sel.contains(p.t))
+                .cloned()
+                .collect();
+            let blocks: Vec<BlockRef> = inner
+                .blocks
+                .iter()
+                .filter(|b| sel.overlaps(b.min_t, b.max_t))
+                .cloned()
+                .collect();
+            (recent, blocks)
+        };
+        blocks.sort_by_key(|b| b.min_t);
+        if blocks.windows(2).any(|w| w[0].max_t > w[1].min_t) {
+            return None;
+        }
+        if recent.iter().any(|p| matches!(p.v, Val::D(_))) {
+            return None;
+        }
+        recent.sort_by_key(|p| (p.t, p.rec));
+        let last_block = blocks.last().map_or(i64::MIN, |b| b.max_t);
+        if recent.first().is_some_and(|p| p.t < last_block) {
+            return None;
+        }
+        let mut agg = Aggregator::new(origin, end, next, methods);
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        for b in &blocks {
+            match b.read_numeric(&mut ts, &mut vals) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    self.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
+                    return Some(Err(e));
+                }
+            }
+            let whole = sel.contains(b.min_t) && sel.contains(b.max_t);
+            for (t, x) in ts.iter().zip(&vals) {
+                if whole || sel.contains(*t) {
+                    agg.push_num(*t, *x);
+                }
+            }
+        }
+        for p in &recent {
+            agg.push(p.t, &p.v);
+        }
+        Some(Ok(agg.finish()))
     }
 
     /// The history of one entity (None when it has none).

@@ -84,6 +84,50 @@ pub fn encode_block(series: u32, points: &[Point], out: &mut Vec<u8>) {
 
 /// Decodes a block payload: (series, points).
 pub fn decode_block(payload: &[u8]) -> Option<(u32, Vec<Point>)> {
+    let mut out = Vec::new();
+    let series = decode_block_into(payload, &mut out)?;
+    Some((series, out))
+}
+
+/// Decodes a block payload, appending its points to `out`; returns the series. On
+/// malformed input `out` is left as it was.
+pub fn decode_block_into(payload: &[u8], out: &mut Vec<Point>) -> Option<u32> {
+    let start = out.len();
+    let res = decode_points(payload, out);
+    if res.is_none() {
+        out.truncate(start);
+    }
+    res
+}
+
+/// Decodes only the times and values of a block whose points are all numbers, into
+/// `ts` and `vals` (cleared first). `Some(false)`: the block holds other values.
+pub fn decode_numeric(payload: &[u8], ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Option<bool> {
+    ts.clear();
+    vals.clear();
+    let mut r = Reader::new(payload);
+    let _series = r.varint()?;
+    let n = usize::try_from(r.varint()?).ok()?;
+    if n > MAX_POINTS {
+        return None;
+    }
+    codec::get_times(&mut r, n, ts)?;
+    let mut scratch = Vec::new();
+    codec::get_times(&mut r, n, &mut scratch)?;
+    scratch.clear();
+    codec::get_ints(&mut r, n, &mut scratch)?;
+    if scratch
+        .iter()
+        .any(|f| !matches!((f >> 1) & 3, KIND_F | KIND_I))
+    {
+        return Some(false);
+    }
+    codec::get_strings(&mut r, n)?;
+    codec::get_floats(&mut r, n, vals)?;
+    Some(true)
+}
+
+fn decode_points(payload: &[u8], out: &mut Vec<Point>) -> Option<u32> {
     let mut r = Reader::new(payload);
     let series = u32::try_from(r.varint()?).ok()?;
     let n = usize::try_from(r.varint()?).ok()?;
@@ -108,7 +152,7 @@ pub fn decode_block(payload: &[u8]) -> Option<(u32, Vec<Point>)> {
     let mut unit_cache: Vec<Arc<str>> = Vec::new();
     let mut doc_cache: Vec<Arc<str>> = Vec::new();
     let (mut ni, mut di) = (0usize, 0usize);
-    let mut out = Vec::with_capacity(n);
+    out.reserve(n);
     for i in 0..n {
         let f = flags[i];
         let v = match (f >> 1) & 3 {
@@ -140,7 +184,7 @@ pub fn decode_block(payload: &[u8]) -> Option<(u32, Vec<Point>)> {
             v,
         });
     }
-    Some((series, out))
+    Some(series)
 }
 
 /// Shares equal strings of one block (segments repeat units and documents).
@@ -169,15 +213,34 @@ pub struct BlockRef {
 impl BlockRef {
     /// Reads and checks the block.
     pub fn read(&self) -> Result<Vec<Point>, TsdbError> {
+        let mut out = Vec::with_capacity(self.count as usize);
+        self.read_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Reads the block's bytes and checks them.
+    pub fn payload(&self) -> Result<Vec<u8>, TsdbError> {
         let mut buf = vec![0u8; self.len as usize + 8];
         self.file.file.read_exact_at(&mut buf, self.offset)?;
         let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        let payload = &buf[8..];
-        if crc32fast::hash(payload) != crc {
+        if crc32fast::hash(&buf[8..]) != crc {
             return Err(self.corrupt("block checksum mismatch"));
         }
-        match decode_block(payload) {
-            Some((_, points)) => Ok(points),
+        buf.drain(..8);
+        Ok(buf)
+    }
+
+    /// The times and values of an all-numeric block (None: it holds other values).
+    pub fn read_numeric(&self, ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<bool, TsdbError> {
+        let payload = self.payload()?;
+        decode_numeric(&payload, ts, vals).ok_or_else(|| self.corrupt("undecodable block"))
+    }
+
+    /// Reads and checks the block, appending its points to `out`.
+    pub fn read_into(&self, out: &mut Vec<Point>) -> Result<(), TsdbError> {
+        let payload = self.payload()?;
+        match decode_block_into(&payload, out) {
+            Some(_) => Ok(()),
             None => Err(self.corrupt("undecodable block")),
         }
     }

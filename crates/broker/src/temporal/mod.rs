@@ -23,9 +23,10 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use citybrain_model::duration::IsoDuration;
 use citybrain_model::time::parse_datetime;
-use citybrain_model::{Entity, ErrorKind};
+use citybrain_model::{AttrKind, Entity, ErrorKind};
 use citybrain_store::history::{attribute_of, is_deletion, micros, millis};
-use citybrain_store::tsdb::{AggMethod, EntityHistory, Point, Selection, TimeProp, Tsdb};
+use citybrain_store::tsdb::agg::aggregate;
+use citybrain_store::tsdb::{AggMethod, Bucket, EntityHistory, Point, Selection, TimeProp, Tsdb};
 
 use crate::error::{BrokerError, Result};
 use crate::query::EntityQuery;
@@ -289,12 +290,15 @@ impl TemporalQuery {
     }
 }
 
-/// The points of one attribute instance series.
+/// The points of one attribute instance series (or, aggregated, its periods).
 #[derive(Debug, Clone)]
 pub struct SeriesPoints {
     pub attr: Arc<str>,
     pub dataset: Option<Arc<str>>,
+    pub kind: AttrKind,
     pub points: Vec<Point>,
+    /// The aggregated representation's periods (aggregatedValues only).
+    pub buckets: Option<Vec<Bucket>>,
 }
 
 /// The temporal evolution of one entity.
@@ -334,6 +338,13 @@ pub struct TemporalPage {
     pub limit: usize,
 }
 
+/// The kind of a series' instances (from its first point).
+fn kind_of(points: &[Point]) -> AttrKind {
+    points
+        .first()
+        .map_or(AttrKind::Property, |p| attribute_of(p, None).kind)
+}
+
 fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
@@ -364,6 +375,12 @@ impl Broker {
             if !tq.wants(&s.attr, s.dataset.as_deref()) {
                 continue;
             }
+            if let Some(agg) = &tq.aggregation {
+                if let Some(sp) = self.aggregate_series(db, s, tq, agg, &sel) {
+                    series.push(sp);
+                }
+                continue;
+            }
             let (mut points, errors) = db.read(s.id, &sel);
             if !errors.is_empty() {
                 tracing::error!(entity = %h.id, attr = %s.attr, errors = errors.len(), "history read skipped damaged blocks");
@@ -386,7 +403,9 @@ impl Broker {
             series.push(SeriesPoints {
                 attr: s.attr.clone(),
                 dataset: s.dataset.clone(),
+                kind: kind_of(&points),
                 points,
+                buckets: None,
             });
         }
         Ok(TemporalEntity {
@@ -397,6 +416,59 @@ impl Broker {
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok()),
             series,
+        })
+    }
+
+    /// The aggregated periods of one series: straight from the compressed columns when
+    /// the engine can, else from its points.
+    fn aggregate_series(
+        &self,
+        db: &Tsdb,
+        s: &citybrain_store::tsdb::SeriesInfo,
+        tq: &TemporalQuery,
+        agg: &Aggregation,
+        sel: &Selection,
+    ) -> Option<SeriesPoints> {
+        let prop = tq.property;
+        let origin = match (tq.timerel, tq.time_at) {
+            (Some(TimeRel::After | TimeRel::Between), Some(t)) => Some(t.timestamp_millis()),
+            _ => None,
+        };
+        let end = match (tq.timerel, tq.time_at, tq.end_time_at) {
+            (Some(TimeRel::Between), _, Some(e)) => Some(e.timestamp_millis()),
+            (Some(TimeRel::Before), Some(t), _) => Some(t.timestamp_millis()),
+            _ => None,
+        };
+        let next = agg.period.map(|d| {
+            move |start: i64| {
+                d.add_to(from_millis(start))
+                    .map_or(i64::MAX, |t| t.timestamp_millis())
+            }
+        });
+        let next_ref: Option<&dyn Fn(i64) -> i64> = next.as_ref().map(|f| f as _);
+        let fast = (prop == TimeProperty::ObservedAt)
+            .then(|| db.aggregate(s.id, sel, origin, end, next_ref, &agg.methods))
+            .flatten();
+        let (buckets, kind) = match fast {
+            Some(Ok(b)) => (b, AttrKind::Property),
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::error!(error = %e, attr = %s.attr, "aggregating around a damaged block");
+                }
+                let deleted_only = prop == TimeProperty::DeletedAt;
+                let (mut points, _) = db.read(s.id, sel);
+                points.retain(|p| is_deletion(p) == deleted_only);
+                let time_of = |p: &Point| prop.millis_of(p);
+                let b = aggregate(&points, &time_of, origin, end, next_ref, &agg.methods);
+                (b, kind_of(&points))
+            }
+        };
+        (!buckets.is_empty()).then(|| SeriesPoints {
+            attr: s.attr.clone(),
+            dataset: s.dataset.clone(),
+            kind,
+            points: Vec::new(),
+            buckets: Some(buckets),
         })
     }
 
@@ -620,6 +692,8 @@ impl Broker {
                 &TemporalQuery {
                     attrs: None,
                     dataset_ids: None,
+                    format: TemporalFormat::Normalized,
+                    aggregation: None,
                     ..tq.clone()
                 },
                 None,

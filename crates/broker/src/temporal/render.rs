@@ -7,11 +7,10 @@ use citybrain_model::render::{compact_types, content, render_attribute, Format, 
 use citybrain_model::time::format_datetime;
 use citybrain_model::{AttrKind, Attribute, JsonLdContext};
 use citybrain_store::history::{attribute_of, instance_id};
-use citybrain_store::tsdb::agg::aggregate;
 use citybrain_store::tsdb::{AggValue, Point};
 use serde_json::{json, Map, Value};
 
-use super::{SeriesPoints, TemporalEntity, TemporalFormat, TemporalQuery, TimeProperty, TimeRel};
+use super::{SeriesPoints, TemporalEntity, TemporalFormat, TemporalQuery, TimeProperty};
 
 fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
@@ -75,36 +74,9 @@ fn series_header(kind: AttrKind, s: &SeriesPoints) -> Map<String, Value> {
 
 /// Renders one series in the simplified or aggregated representation.
 fn render_series(s: &SeriesPoints, tq: &TemporalQuery, ctx: &JsonLdContext) -> Value {
-    let instances: Vec<Attribute> = s
-        .points
-        .iter()
-        .map(|p| attribute_of(p, s.dataset.as_deref()))
-        .collect();
-    let kind = instances.first().map_or(AttrKind::Property, |a| a.kind);
-    let mut m = series_header(kind, s);
-    match (&tq.format, &tq.aggregation) {
-        (TemporalFormat::Aggregated, Some(agg)) => {
-            let prop = tq.property;
-            let time_of = |p: &Point| prop.millis_of(p);
-            let first = s.points.first().map_or(0, time_of);
-            let last = s.points.last().map_or(0, time_of);
-            let origin = match (tq.timerel, tq.time_at) {
-                (Some(TimeRel::After | TimeRel::Between), Some(t)) => t.timestamp_millis(),
-                _ => first,
-            };
-            let end = match (tq.timerel, tq.time_at, tq.end_time_at) {
-                (Some(TimeRel::Between), _, Some(e)) => e.timestamp_millis(),
-                (Some(TimeRel::Before), Some(t), _) => t.timestamp_millis(),
-                _ => last.saturating_add(1),
-            };
-            let next = agg.period.map(|d| {
-                move |start: i64| {
-                    d.add_to(from_millis(start))
-                        .map_or(i64::MAX, |t| t.timestamp_millis())
-                }
-            });
-            let next_ref: Option<&dyn Fn(i64) -> i64> = next.as_ref().map(|f| f as _);
-            let buckets = aggregate(&s.points, &time_of, origin, end, next_ref, &agg.methods);
+    let mut m = series_header(s.kind, s);
+    match (&tq.aggregation, &s.buckets) {
+        (Some(agg), Some(buckets)) => {
             for (i, method) in agg.methods.iter().enumerate() {
                 let rows: Vec<Value> = buckets
                     .iter()
@@ -123,10 +95,12 @@ fn render_series(s: &SeriesPoints, tq: &TemporalQuery, ctx: &JsonLdContext) -> V
             let rows: Vec<Value> = s
                 .points
                 .iter()
-                .zip(&instances)
-                .map(|(p, a)| json!([simple_content(a, ctx), time_value(tq, p)]))
+                .map(|p| {
+                    let a = attribute_of(p, s.dataset.as_deref());
+                    json!([simple_content(&a, ctx), time_value(tq, p)])
+                })
                 .collect();
-            m.insert(plural(kind).into(), Value::Array(rows));
+            m.insert(plural(s.kind).into(), Value::Array(rows));
         }
     }
     Value::Object(m)

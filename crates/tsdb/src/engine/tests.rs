@@ -320,3 +320,75 @@ fn regular_minute_series_take_under_three_bytes_per_point() {
     let per = bytes / 525_600.0;
     assert!(per < 3.0, "{per} bytes per point");
 }
+
+#[test]
+fn the_column_aggregation_matches_the_point_aggregation() {
+    use crate::agg::{aggregate, AggMethod};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(TsdbOptions::new(dir.path())).unwrap();
+    insert(
+        &db,
+        "urn:a",
+        "x",
+        (0..20_000)
+            .map(|i| pt(i * 1000, (i % 97) as f64 * 0.5))
+            .collect(),
+    );
+    checkpoint(&db, 1);
+    insert(
+        &db,
+        "urn:a",
+        "x",
+        (20_000..20_500).map(|i| pt(i * 1000, 1.0)).collect(),
+    );
+    let methods = [
+        AggMethod::Avg,
+        AggMethod::Max,
+        AggMethod::TotalCount,
+        AggMethod::Stddev,
+    ];
+    let next = |s: i64| s + 3_600_000;
+    let sel = Selection {
+        time: TimeProp::Observed,
+        lower: Bound::Included(5_000),
+        upper: Bound::Excluded(20_300_000),
+        last_n: None,
+    };
+    let fast = db
+        .aggregate(
+            0,
+            &sel,
+            Some(5_000),
+            Some(20_300_000),
+            Some(&next),
+            &methods,
+        )
+        .expect("fast path applies")
+        .unwrap();
+    let (pts, _) = db.read(0, &sel);
+    let slow = aggregate(
+        &pts,
+        &|p: &Point| p.t,
+        Some(5_000),
+        Some(20_300_000),
+        Some(&next),
+        &methods,
+    );
+    assert_eq!(fast, slow);
+    assert_eq!(fast.len(), 6);
+    // Pending edits send the caller to the point path.
+    db.apply(&HistOp::DeleteInstance {
+        key: key("urn:a", "x"),
+        rec: 5_000_000,
+    });
+    assert!(db
+        .aggregate(
+            0,
+            &sel,
+            Some(5_000),
+            Some(20_300_000),
+            Some(&next),
+            &methods
+        )
+        .is_none());
+}
