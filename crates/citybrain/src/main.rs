@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod export;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,10 +41,12 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (all layers applied) as TOML.
     PrintConfig(ConfigArgs),
+    /// Write a time range of chosen history series as CSV (the server must be stopped).
+    Export(export::ExportArgs),
 }
 
 #[derive(Args)]
-struct ConfigArgs {
+pub struct ConfigArgs {
     /// A TOML configuration file (see citybrain.example.toml).
     #[arg(long, env = "CITYBRAIN_CONFIG")]
     config: Option<PathBuf>,
@@ -96,6 +99,21 @@ fn main() -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&cfg)?);
             Ok(())
         }
+        Command::Export(a) => {
+            let cfg = load_config(&a.config)?;
+            let _lock = lock_data_dir(&cfg)?;
+            let store = EmbeddedStore::open(store_options(&cfg)?).with_context(|| {
+                format!(
+                    "opening the data directory {}",
+                    cfg.storage.data_dir.display()
+                )
+            })?;
+            let res = export::run(&store, &a);
+            store.close();
+            let (series, rows) = res?;
+            eprintln!("exported {rows} rows from {series} series");
+            Ok(())
+        }
         Command::Serve(a) => {
             let cfg = load_config(&a.config)?;
             init_logging(&cfg);
@@ -129,8 +147,8 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
-    let store = EmbeddedStore::open(StoreOptions {
+fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
+    Ok(StoreOptions {
         dir: cfg.storage.data_dir.clone(),
         snapshot_after_bytes: cfg.storage.snapshot_after_bytes,
         value_index: cfg.storage.value_index,
@@ -142,7 +160,27 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             .map(|r| r.to_policy())
             .collect::<anyhow::Result<_>>()?,
     })
-    .with_context(|| {
+}
+
+/// One process per data directory: `serve` and `export` hold `LOCK` (an advisory lock
+/// the operating system drops when the process ends, even on kill -9).
+fn lock_data_dir(cfg: &Config) -> anyhow::Result<std::fs::File> {
+    let dir = &cfg.storage.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let f = std::fs::File::create(dir.join("LOCK"))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "the data directory {} is in use by another citybrain process",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&cfg)?;
+    let store = EmbeddedStore::open(store_options(&cfg)?).with_context(|| {
         format!(
             "opening the data directory {}",
             cfg.storage.data_dir.display()

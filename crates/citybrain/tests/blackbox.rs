@@ -130,10 +130,116 @@ async fn acknowledged_writes_survive_kill_9() {
             v >= *min,
             "entity {i}: value {v} is older than the acknowledged {min}"
         );
+        // Every acknowledged observation is in the history too.
+        let r = http
+            .get(format!(
+                "{}/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Counter:{i}?options=temporalValues",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "history of acknowledged entity {i} lost");
+        let h: Value = r.json().await.unwrap();
+        let seen: Vec<u64> = h["v"]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_u64().unwrap())
+            .collect();
+        for want in 0..=*min {
+            assert!(
+                seen.contains(&want),
+                "entity {i}: acknowledged observation {want} missing from {seen:?}"
+            );
+        }
         checked += 1;
     }
     assert_eq!(checked, acked_count);
-    eprintln!("durability: {acked_count} acknowledged entities all present after SIGKILL");
+    eprintln!("durability: {acked_count} acknowledged entities and their history all present after SIGKILL");
+}
+
+/// `citybrain export` writes history as CSV, and refuses a data directory in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_csv_of_a_time_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let instances: Vec<Value> = (0..5)
+        .map(|m| json!({"type": "Property", "value": 20.5 + m as f64, "unitCode": "CEL", "observedAt": format!("2024-03-01T10:0{m}:00Z")}))
+        .collect();
+    for id in [
+        "urn:ngsi-ld:WeatherObserved:a",
+        "urn:ngsi-ld:WeatherObserved:b",
+    ] {
+        let r = http
+            .post(format!("{}/ngsi-ld/v1/temporal/entities", server.base))
+            .json(&json!({"id": id, "type": "WeatherObserved", "temperature": instances,
+                "status": {"type": "Property", "value": "ok, \"fine\"", "observedAt": "2024-03-01T10:02:30Z"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let export = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_citybrain"))
+            .arg("export")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let busy = export(&[]);
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use"));
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    server.child.wait().unwrap();
+    let out = dir.path().join("out.csv");
+    let r = export(&[
+        "--type",
+        "WeatherObserved",
+        "--from",
+        "2024-03-01T10:01:00Z",
+        "--to",
+        "2024-03-01T10:04:00Z",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "entity,type,attribute,datasetId,observedAt,recordedAt,value,unitCode"
+    );
+    // 2 entities x (3 temperatures in [10:01, 10:04) + 1 status).
+    assert_eq!(lines.len(), 1 + 2 * 4, "{csv}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "urn:ngsi-ld:WeatherObserved:a,WeatherObserved,temperature,,2024-03-01T10:01:00Z,"
+        ) && l.ends_with(",21.5,CEL")),
+        "{csv}"
+    );
+    // A text value with a comma and quotes is one CSV field.
+    let status: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains(",status,"))
+        .collect();
+    assert_eq!(status.len(), 2, "{csv}");
+    assert!(status[0].contains("fine"), "{csv}");
+    let r = export(&[
+        "--attr",
+        "temperature",
+        "--entity",
+        "urn:ngsi-ld:WeatherObserved:b",
+    ]);
+    assert!(r.status.success());
+    assert_eq!(String::from_utf8_lossy(&r.stdout).lines().count(), 1 + 5);
 }
 
 /// SIGTERM stops the server cleanly (exit 0, a final snapshot), and `--demo` loads the
