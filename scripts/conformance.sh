@@ -22,6 +22,9 @@ if [ ${#AREAS[@]} -eq 0 ]; then
     ContextInformation/Provision/BatchEntities
     ContextInformation/Consumption/Entity
     ContextInformation/Consumption/Discovery
+    ContextInformation/Provision/TemporalEntity
+    ContextInformation/Provision/TemporalEntityAttributes
+    ContextInformation/Consumption/TemporalEntity
     ContextInformation/Subscription
     jsonldContext
     CommonBehaviours

@@ -44,7 +44,7 @@ pub struct Metrics {
     gauges: Vec<(&'static str, Gauge<f64, std::sync::atomic::AtomicU64>)>,
 }
 
-const SCRAPED: [(&str, &str); 16] = [
+const SCRAPED: [(&str, &str); 25] = [
     (
         "store_log_records",
         "Records written to the write-ahead log",
@@ -55,6 +55,30 @@ const SCRAPED: [(&str, &str); 16] = [
     ("store_snapshots", "Snapshots written"),
     ("store_durable_lsn", "Highest durable log sequence number"),
     ("store_entities", "Entities held, all tenants"),
+    (
+        "history_series",
+        "History series (attribute instances over time)",
+    ),
+    (
+        "history_head_points",
+        "History points not yet in a segment file",
+    ),
+    ("history_files", "History segment files"),
+    ("history_disk_bytes", "Bytes of history segment files"),
+    (
+        "history_points_written",
+        "History points written since start",
+    ),
+    ("history_checkpoints", "History checkpoints written"),
+    ("history_compactions", "History compactions"),
+    (
+        "history_corrupt_blocks",
+        "History blocks found damaged (skipped, reported)",
+    ),
+    (
+        "history_retention_dropped",
+        "History points removed or rolled up by retention",
+    ),
     ("changefeed_subscribers", "Consumers of the change feed"),
     ("subscriptions_active", "Subscriptions held"),
     ("notifications_sent", "Notifications delivered"),
@@ -128,6 +152,18 @@ impl Metrics {
         self.set("store_snapshots", s.snapshots as f64);
         self.set("store_durable_lsn", s.durable_lsn as f64);
         self.set("store_entities", s.entities as f64);
+        if let Some(h) = broker.store().history() {
+            let t = h.tsdb().stats();
+            self.set("history_series", t.series as f64);
+            self.set("history_head_points", t.head_points as f64);
+            self.set("history_files", t.files as f64);
+            self.set("history_disk_bytes", t.disk_bytes as f64);
+            self.set("history_points_written", t.points_written as f64);
+            self.set("history_checkpoints", t.checkpoints as f64);
+            self.set("history_compactions", t.compactions as f64);
+            self.set("history_corrupt_blocks", t.corrupt_blocks as f64);
+            self.set("history_retention_dropped", t.retention_dropped as f64);
+        }
         self.set("changefeed_subscribers", s.feed_subscribers as f64);
         self.set(
             "subscriptions_active",
