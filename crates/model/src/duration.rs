@@ -103,12 +103,14 @@ impl IsoDuration {
         } else {
             t
         };
-        t.checked_add_signed(chrono::Duration::milliseconds(self.millis))
+        t.checked_add_signed(chrono::Duration::try_milliseconds(self.millis)?)
     }
 
     /// An approximate length in milliseconds (months as 30 days), for policies.
     pub fn approx_millis(&self) -> i64 {
-        i64::from(self.months) * 30 * 86_400_000 + self.millis
+        i64::from(self.months)
+            .saturating_mul(30 * 86_400_000)
+            .saturating_add(self.millis)
     }
 }
 

@@ -55,7 +55,7 @@ pub fn encode_block(series: u32, points: &[Point], out: &mut Vec<u8>) {
                 nums.push(*f);
                 KIND_F
             }
-            Val::I(i) if i.abs() < MAX_EXACT_INT => {
+            Val::I(i) if i.unsigned_abs() < MAX_EXACT_INT as u64 => {
                 nums.push(*i as f64);
                 KIND_I
             }

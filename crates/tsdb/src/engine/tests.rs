@@ -392,3 +392,25 @@ fn the_column_aggregation_matches_the_point_aggregation() {
         )
         .is_none());
 }
+
+#[test]
+fn extreme_integers_survive_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(TsdbOptions::new(dir.path())).unwrap();
+    let vals = [i64::MIN, i64::MAX, (1 << 53) + 1, -(1 << 53), 0, -1];
+    let pts: Vec<Point> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            t: i as i64,
+            rec: i as i64,
+            observed: true,
+            unit: None,
+            v: Val::I(*v),
+        })
+        .collect();
+    insert(&db, "urn:a", "x", pts);
+    checkpoint(&db, 1);
+    let back: Vec<Val> = all(&db, 0).into_iter().map(|p| p.v).collect();
+    assert_eq!(back, vals.iter().map(|v| Val::I(*v)).collect::<Vec<_>>());
+}
