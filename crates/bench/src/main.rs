@@ -9,6 +9,7 @@
 mod history;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod temporal;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +33,7 @@ struct Args {
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history
     /// (in process, no server), temporal.
-    #[arg(long, default_value = "patch,get,query,batch,notify")]
+    #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
     #[arg(long, default_value_t = 10_000)]
@@ -457,12 +458,18 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("seeding {} entities", args.entities);
         ctx.seed(args.entities, 3).await?;
     }
+    let mut batch_rate = None;
     for s in scenarios {
         let v = match s {
             "patch" => ctx.patch().await?,
             "get" => ctx.get().await?,
             "query" => ctx.query().await?,
-            "batch" => ctx.batch().await?,
+            "batch" => {
+                let v = ctx.batch().await?;
+                batch_rate = v["attribute_updates_per_sec"].as_f64();
+                v
+            }
+            "temporal" => ctx.temporal(batch_rate).await?,
             "notify" => ctx.notify().await?,
             "memory" => ctx.memory().await?,
             "history" => {

@@ -706,68 +706,6 @@ impl EntityStore for EmbeddedStore {
     }
 }
 
-impl HistoryStore for EmbeddedStore {
-    fn append_history(&self, tenant: &str, ops: Vec<HistOp>) -> Result<Commit, StoreError> {
-        if ops.is_empty() {
-            return Ok(Commit::none(self.inner.durable.subscribe()));
-        }
-        let t = self.tenant_or_create(tenant);
-        let guard = t.hist.lock();
-        let lsn = self.append_hist(&ops)?;
-        for op in &ops {
-            self.inner.history.apply(op);
-        }
-        drop(guard);
-        t.written.store(true, Ordering::Release);
-        Ok(self.commit(lsn))
-    }
-
-    fn tsdb(&self) -> &Arc<Tsdb> {
-        &self.inner.history
-    }
-}
-
-/// The history thread: finishes checkpoints in the order they were begun.
-fn history_writer(
-    history: Arc<Tsdb>,
-    jobs: std::sync::mpsc::Receiver<HistJob>,
-    busy: Arc<AtomicBool>,
-) {
-    while let Ok((job, reply)) = jobs.recv() {
-        let lsn = job.lsn();
-        let points = job.points();
-        let started = Instant::now();
-        let res = history
-            .finish_checkpoint(job, Utc::now().timestamp_millis())
-            .map_err(|e| e.to_string());
-        match &res {
-            Ok(()) => tracing::debug!(
-                lsn,
-                points,
-                ms = started.elapsed().as_millis() as u64,
-                "history checkpoint written"
-            ),
-            Err(error) => {
-                tracing::error!(%error, lsn, "history checkpoint failed; the log is kept")
-            }
-        }
-        busy.store(false, Ordering::Release);
-        if let Some(r) = reply {
-            let _ = r.send(res);
-        }
-    }
-}
-
-fn history_error(e: citybrain_tsdb::TsdbError) -> StoreError {
-    match e {
-        citybrain_tsdb::TsdbError::Io(e) => StoreError::Io(e),
-        other => StoreError::Corrupt {
-            file: "history".into(),
-            detail: other.to_string(),
-        },
-    }
-}
-
 /// The committer thread: group commit, change publication, snapshots.
 fn committer(inner: Arc<Inner>, mut file: File) {
     let mut bytes_since_snapshot = 0u64;
@@ -837,30 +775,6 @@ fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc
         }
     }
     true
-}
-
-/// Starts a background history checkpoint at the current log position.
-fn history_checkpoint(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
-    let tenants: Vec<Arc<Tenant>> = inner.tenants.read().values().cloned().collect();
-    let guards: Vec<_> = tenants.iter().map(|t| t.hist.lock()).collect();
-    let mut p = inner.pending.lock();
-    let lsn = p.last_lsn;
-    let buf = std::mem::take(&mut p.buf);
-    let changes = std::mem::take(&mut p.changes);
-    drop(p);
-    let job = inner.history.begin_checkpoint(lsn);
-    drop(guards);
-    // History files must never hold points the log has not made durable.
-    if !flush(inner, file, &buf, lsn, changes) {
-        return Err(StoreError::Failed);
-    }
-    inner.hist_busy.store(true, Ordering::Release);
-    if let Some(tx) = inner.hist_tx.lock().as_ref() {
-        if tx.send((job, None)).is_err() {
-            inner.hist_busy.store(false, Ordering::Release);
-        }
-    }
-    Ok(())
 }
 
 fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
@@ -941,6 +855,10 @@ impl Drop for Inner {
         tracing::debug!(dir = %self.dir.display(), "store dropped");
     }
 }
+
+mod hist_writer;
+
+use hist_writer::{history_checkpoint, history_error, history_writer};
 
 #[cfg(test)]
 mod tests;

@@ -75,21 +75,14 @@ impl Broker {
                     .find(|s| s.attr == key.attr && s.dataset == key.dataset)
                     .map(|s| s.id)
             });
+            let times: Vec<i64> = points.iter().filter(|p| p.observed).map(|p| p.t).collect();
+            let recorded = match (db, series) {
+                (Some(db), Some(sid)) => db.observed_at(sid, &times),
+                _ => Default::default(),
+            };
             let mut fresh = Vec::new();
             for p in points {
-                let same = match (db, series, p.observed) {
-                    (Some(db), Some(sid), true) => {
-                        let sel = Selection {
-                            time: TimeProp::Observed,
-                            lower: std::ops::Bound::Included(p.t),
-                            upper: std::ops::Bound::Included(p.t),
-                            last_n: None,
-                        };
-                        db.read(sid, &sel).0.into_iter().find(|x| x.observed)
-                    }
-                    _ => None,
-                };
-                match same {
+                match recorded.get(&p.t).filter(|_| p.observed) {
                     Some(old) => ops.push(HistOp::ReplaceInstance {
                         key: key.clone(),
                         point: citybrain_store::tsdb::Point { rec: old.rec, ..p },

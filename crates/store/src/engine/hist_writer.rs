@@ -1,0 +1,101 @@
+//! The history side of the engine: direct history writes, the history thread and
+//! background checkpoints.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use citybrain_tsdb::{HistOp, Tsdb};
+
+use super::{flush, HistJob, Inner, Tenant};
+use crate::error::StoreError;
+use crate::traits::{Commit, HistoryStore};
+use crate::EmbeddedStore;
+
+impl HistoryStore for EmbeddedStore {
+    fn append_history(&self, tenant: &str, ops: Vec<HistOp>) -> Result<Commit, StoreError> {
+        if ops.is_empty() {
+            return Ok(Commit::none(self.inner.durable.subscribe()));
+        }
+        let t = self.tenant_or_create(tenant);
+        let guard = t.hist.lock();
+        let lsn = self.append_hist(&ops)?;
+        for op in &ops {
+            self.inner.history.apply(op);
+        }
+        drop(guard);
+        t.written.store(true, Ordering::Release);
+        Ok(self.commit(lsn))
+    }
+
+    fn tsdb(&self) -> &Arc<Tsdb> {
+        &self.inner.history
+    }
+}
+
+/// The history thread: finishes checkpoints in the order they were begun.
+pub(super) fn history_writer(
+    history: Arc<Tsdb>,
+    jobs: std::sync::mpsc::Receiver<HistJob>,
+    busy: Arc<AtomicBool>,
+) {
+    while let Ok((job, reply)) = jobs.recv() {
+        let lsn = job.lsn();
+        let points = job.points();
+        let started = Instant::now();
+        let res = history
+            .finish_checkpoint(job, Utc::now().timestamp_millis())
+            .map_err(|e| e.to_string());
+        match &res {
+            Ok(()) => tracing::debug!(
+                lsn,
+                points,
+                ms = started.elapsed().as_millis() as u64,
+                "history checkpoint written"
+            ),
+            Err(error) => {
+                tracing::error!(%error, lsn, "history checkpoint failed; the log is kept")
+            }
+        }
+        busy.store(false, Ordering::Release);
+        if let Some(r) = reply {
+            let _ = r.send(res);
+        }
+    }
+}
+
+pub(super) fn history_error(e: citybrain_tsdb::TsdbError) -> StoreError {
+    match e {
+        citybrain_tsdb::TsdbError::Io(e) => StoreError::Io(e),
+        other => StoreError::Corrupt {
+            file: "history".into(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Starts a background history checkpoint at the current log position.
+pub(super) fn history_checkpoint(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
+    let tenants: Vec<Arc<Tenant>> = inner.tenants.read().values().cloned().collect();
+    let guards: Vec<_> = tenants.iter().map(|t| t.hist.lock()).collect();
+    let mut p = inner.pending.lock();
+    let lsn = p.last_lsn;
+    let buf = std::mem::take(&mut p.buf);
+    let changes = std::mem::take(&mut p.changes);
+    drop(p);
+    let job = inner.history.begin_checkpoint(lsn);
+    drop(guards);
+    // History files must never hold points the log has not made durable.
+    if !flush(inner, file, &buf, lsn, changes) {
+        return Err(StoreError::Failed);
+    }
+    inner.hist_busy.store(true, Ordering::Release);
+    if let Some(tx) = inner.hist_tx.lock().as_ref() {
+        if tx.send((job, None)).is_err() {
+            inner.hist_busy.store(false, Ordering::Release);
+        }
+    }
+    Ok(())
+}

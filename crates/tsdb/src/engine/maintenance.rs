@@ -1,0 +1,359 @@
+//! Checkpoints, compaction and retention.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::*;
+use crate::registry::{self, EntityRec, Registry, SeriesRec};
+
+impl Tsdb {
+    /// Starts a checkpoint at `lsn`. The caller guarantees that every record up to `lsn`
+    /// has been applied and none after it (it holds its writers out meanwhile); the
+    /// call only moves heads aside, so it is quick. Checkpoints must be finished in the
+    /// order they were begun.
+    pub fn begin_checkpoint(&self, lsn: u64) -> FlushJob {
+        let mut st = self.state.write();
+        let file = st.next_file;
+        st.next_file += 1;
+        let mut frozen = Vec::new();
+        for s in &st.series {
+            let mut inner = s.inner.lock();
+            inner.ckpt_last_rec = inner.last_rec;
+            if inner.head.is_empty() {
+                continue;
+            }
+            let f = Arc::new(std::mem::take(&mut inner.head));
+            inner.frozen.push(f.clone());
+            frozen.push((s.clone(), f));
+        }
+        st.checkpoint_lsn = st.checkpoint_lsn.max(lsn);
+        FlushJob { lsn, file, frozen }
+    }
+
+    /// Writes a started checkpoint: the segment file, then (maybe) a compaction, then
+    /// the registry. `now_ms` drives retention.
+    /// On failure the frozen points go back to their heads (the next checkpoint retries).
+    pub fn finish_checkpoint(&self, job: FlushJob, now_ms: i64) -> Result<(), TsdbError> {
+        let _m = self.maintenance.lock();
+        let res = self.write_checkpoint(&job, now_ms);
+        if res.is_err() {
+            for (s, pts) in &job.frozen {
+                let mut inner = s.inner.lock();
+                if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
+                    inner.frozen.remove(i);
+                    let mut back = pts.as_ref().clone();
+                    back.append(&mut inner.head);
+                    inner.head = back;
+                }
+            }
+        }
+        res
+    }
+
+    fn write_checkpoint(&self, job: &FlushJob, now_ms: i64) -> Result<(), TsdbError> {
+        let dir = &self.options.dir;
+        if !job.frozen.is_empty() {
+            let mut sorted: Vec<(u32, Vec<Point>)> = job
+                .frozen
+                .iter()
+                .map(|(s, pts)| {
+                    let mut v: Vec<Point> = pts.as_ref().clone();
+                    sort_points(&mut v);
+                    (s.id, v)
+                })
+                .collect();
+            sorted.sort_by_key(|(id, _)| *id);
+            let refs: Vec<(u32, &[Point])> =
+                sorted.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+            segment::write_file(dir, job.file, &refs)?;
+            let (file, index, _) = segment::open_file(dir, job.file)?;
+            let mut by_series: HashMap<u32, Vec<BlockRef>> = HashMap::new();
+            for e in index {
+                by_series
+                    .entry(e.series)
+                    .or_default()
+                    .push(block_ref(&file, &e));
+            }
+            self.state.write().files.insert(job.file, file);
+            for (s, pts) in &job.frozen {
+                let mut inner = s.inner.lock();
+                if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
+                    inner.frozen.remove(i);
+                    self.head_points
+                        .fetch_sub(pts.len() as u64, Ordering::Relaxed);
+                    if job.file >= inner.min_file {
+                        if let Some(b) = by_series.remove(&s.id) {
+                            inner.blocks.extend(b);
+                        }
+                    }
+                }
+            }
+        } else {
+            // Nothing to write; the file number is simply skipped.
+        }
+        let removed = self.maybe_compact(now_ms)?;
+        self.write_registry(job.lsn)?;
+        for path in removed {
+            if let Err(error) = std::fs::remove_file(&path) {
+                tracing::warn!(%error, file = %path.display(), "could not remove a compacted segment");
+            }
+        }
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write_registry(&self, lsn: u64) -> Result<(), TsdbError> {
+        let st = self.state.read();
+        let mut reg = Registry {
+            version: registry::REGISTRY_VERSION,
+            checkpoint_lsn: lsn.max(st.checkpoint_lsn),
+            next_file: st.next_file,
+            files: st.files.keys().copied().collect(),
+            series: Vec::with_capacity(st.series.len()),
+            entities: Vec::new(),
+        };
+        for s in &st.series {
+            let inner = s.inner.lock();
+            reg.series.push(SeriesRec {
+                id: s.id,
+                tenant: s.key.tenant.to_string(),
+                entity: s.key.entity.to_string(),
+                attr: s.key.attr.to_string(),
+                dataset: s.key.dataset.as_deref().map(str::to_string),
+                last_rec: inner.ckpt_last_rec,
+                min_file: inner.min_file,
+                overrides: inner
+                    .overrides
+                    .iter()
+                    .map(|(r, p)| (*r, p.as_ref().map(to_rec)))
+                    .collect(),
+            });
+        }
+        for ((t, id), e) in &st.entities {
+            if e.has_meta {
+                reg.entities.push(EntityRec {
+                    tenant: t.to_string(),
+                    id: id.to_string(),
+                    types: e.types.iter().map(|t| t.to_string()).collect(),
+                    scope: e.scope.as_deref().map(str::to_string),
+                });
+            }
+        }
+        drop(st);
+        registry::store(&self.options.dir, &reg)
+    }
+
+    /// The retention policy of an entity, if any.
+    fn policy_for(&self, types: &[Arc<str>]) -> Option<&Retention> {
+        self.options
+            .retention
+            .iter()
+            .find(|r| types.iter().any(|t| **t == *r.entity_type))
+            .or_else(|| self.options.retention.iter().find(|r| r.entity_type == "*"))
+    }
+
+    /// Merges small files (and files holding points past retention) into one.
+    /// Returns the paths to delete once the registry no longer lists them.
+    fn maybe_compact(&self, now_ms: i64) -> Result<Vec<PathBuf>, TsdbError> {
+        let (inputs, series, policies) = {
+            let st = self.state.read();
+            let policies: HashMap<u32, Retention> = st
+                .series
+                .iter()
+                .filter_map(|s| {
+                    let e = st
+                        .entities
+                        .get(&(s.key.tenant.clone(), s.key.entity.clone()))?;
+                    Some((s.id, self.policy_for(&e.types)?.clone()))
+                })
+                .collect();
+            let mut inputs: Vec<u64> = Vec::new();
+            let small: Vec<u64> = st
+                .files
+                .iter()
+                .filter(|(_, f)| f.size() < self.options.small_file_bytes)
+                .map(|(id, _)| *id)
+                .collect();
+            if small.len() > self.options.compact_after_files {
+                inputs = small;
+            }
+            // Files with expired points, and files holding deleted series' blocks, join.
+            for s in &st.series {
+                let inner = s.inner.lock();
+                if let Some(p) = policies.get(&s.id) {
+                    for b in &inner.blocks {
+                        if b.min_t < now_ms - p.raw_ms && !inputs.contains(&b.file.id) {
+                            inputs.push(b.file.id);
+                        }
+                    }
+                }
+            }
+            inputs.sort_unstable();
+            (inputs, st.series.clone(), policies)
+        };
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out_id = {
+            let mut st = self.state.write();
+            let id = st.next_file;
+            st.next_file += 1;
+            id
+        };
+        // Read every live block of the input files, per series.
+        let mut merged: Vec<(u32, Vec<Point>, Vec<i64>)> = Vec::new();
+        for s in &series {
+            let (blocks, overrides) = {
+                let inner = s.inner.lock();
+                let blocks: Vec<BlockRef> = inner
+                    .blocks
+                    .iter()
+                    .filter(|b| inputs.binary_search(&b.file.id).is_ok())
+                    .cloned()
+                    .collect();
+                (blocks, inner.overrides.clone())
+            };
+            if blocks.is_empty() {
+                continue;
+            }
+            let mut pts = Vec::new();
+            for b in &blocks {
+                match b.read() {
+                    Ok(p) => pts.extend(p),
+                    Err(error) => {
+                        self.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%error, "history block unreadable; it is dropped by compaction");
+                    }
+                }
+            }
+            let applied: Vec<i64> = overrides.keys().copied().collect();
+            let mut pts = apply_overrides(pts, &overrides);
+            sort_points(&mut pts);
+            if let Some(p) = policies.get(&s.id) {
+                let before = pts.len();
+                pts = apply_retention(pts, p, now_ms);
+                self.retention_dropped
+                    .fetch_add(before.saturating_sub(pts.len()) as u64, Ordering::Relaxed);
+            }
+            merged.push((s.id, pts, applied));
+        }
+        let refs: Vec<(u32, &[Point])> = merged
+            .iter()
+            .filter(|(_, p, _)| !p.is_empty())
+            .map(|(id, p, _)| (*id, p.as_slice()))
+            .collect();
+        segment::write_file(&self.options.dir, out_id, &refs)?;
+        let (file, index, _) = segment::open_file(&self.options.dir, out_id)?;
+        let mut by_series: HashMap<u32, Vec<BlockRef>> = HashMap::new();
+        for e in index {
+            by_series
+                .entry(e.series)
+                .or_default()
+                .push(block_ref(&file, &e));
+        }
+        let mut removed = Vec::new();
+        {
+            let mut st = self.state.write();
+            st.files.insert(out_id, file);
+            for (id, _, applied) in &merged {
+                let Some(s) = st.series.get(*id as usize) else {
+                    continue;
+                };
+                let mut inner = s.inner.lock();
+                inner
+                    .blocks
+                    .retain(|b| inputs.binary_search(&b.file.id).is_err());
+                if out_id >= inner.min_file {
+                    if let Some(b) = by_series.remove(id) {
+                        inner.blocks.extend(b);
+                    }
+                }
+                // Edits folded in are dropped (only if every block was rewritten).
+                if inner.blocks.iter().all(|b| b.file.id == out_id) {
+                    for r in applied {
+                        inner.overrides.remove(r);
+                    }
+                }
+                inner.latest = None;
+            }
+            for id in &inputs {
+                if let Some(f) = st.files.remove(id) {
+                    removed.push(f.path.clone());
+                }
+            }
+        }
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            inputs = inputs.len(),
+            output = out_id,
+            "history compaction done"
+        );
+        Ok(removed)
+    }
+}
+
+pub(super) fn apply_overrides(
+    pts: Vec<Point>,
+    overrides: &BTreeMap<i64, Option<Point>>,
+) -> Vec<Point> {
+    pts.into_iter()
+        .filter_map(|p| match overrides.get(&p.rec) {
+            None => Some(p),
+            Some(r) => r.clone(),
+        })
+        .collect()
+}
+
+/// Drops points past the policy and replaces old raw points by bucket means.
+fn apply_retention(pts: Vec<Point>, p: &Retention, now_ms: i64) -> Vec<Point> {
+    let raw_cut = now_ms - p.raw_ms;
+    let keep_cut = p.rollup_keep_ms.map(|k| now_ms - k);
+    let Some(period) = p.rollup_period_ms.filter(|p| *p > 0) else {
+        return pts.into_iter().filter(|x| x.t >= raw_cut).collect();
+    };
+    let mut out = Vec::with_capacity(pts.len());
+    let mut bucket: Option<(i64, Vec<Point>)> = None;
+    let flush = |b: (i64, Vec<Point>), out: &mut Vec<Point>| {
+        let (start, items) = b;
+        let nums: Vec<f64> = items.iter().filter_map(|x| x.v.as_f64()).collect();
+        let Some(last) = items.last() else { return };
+        let v = if nums.is_empty() {
+            last.v.clone()
+        } else {
+            Val::F(nums.iter().sum::<f64>() / nums.len() as f64)
+        };
+        out.push(Point {
+            t: start,
+            rec: last.rec,
+            observed: true,
+            unit: last.unit.clone(),
+            v,
+        });
+    };
+    for x in pts {
+        if keep_cut.is_some_and(|k| x.t < k) {
+            continue;
+        }
+        if x.t >= raw_cut {
+            out.push(x);
+            continue;
+        }
+        let start = x.t.div_euclid(period) * period;
+        match &mut bucket {
+            Some((s, items)) if *s == start => items.push(x),
+            _ => {
+                if let Some(b) = bucket.take() {
+                    flush(b, &mut out);
+                }
+                bucket = Some((start, vec![x]));
+            }
+        }
+    }
+    if let Some(b) = bucket.take() {
+        flush(b, &mut out);
+    }
+    sort_points(&mut out);
+    out
+}
