@@ -186,7 +186,7 @@ impl Ctx {
         let mut i = 0u64;
         while started.elapsed() < Duration::from_secs(self.args.duration) {
             let t = Instant::now();
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 self.daily_means().await?;
             } else {
                 let id = format!(
