@@ -60,9 +60,14 @@ impl TypeExpr {
     }
 
     pub fn matches(&self, e: &Entity) -> bool {
+        self.matches_types(&e.types)
+    }
+
+    /// True when `types` (expanded) satisfy the expression.
+    pub fn matches_types(&self, types: &[Arc<str>]) -> bool {
         self.0
             .iter()
-            .any(|group| group.iter().all(|t| e.has_type(t)))
+            .any(|group| group.iter().all(|t| types.iter().any(|x| **x == **t)))
     }
 
     /// Every type named (for index scans).

@@ -125,8 +125,6 @@ struct SeriesInner {
     frozen: Vec<Arc<Vec<Point>>>,
     blocks: Vec<BlockRef>,
     last_rec: i64,
-    /// `last_rec` as of the latest checkpoint start.
-    ckpt_last_rec: i64,
     min_file: u64,
     overrides: BTreeMap<i64, Option<Point>>,
     /// The point with the greatest (t, rec), when known.
@@ -162,7 +160,10 @@ struct State {
     entities: BTreeMap<EntityKey, EntityEntry>,
     files: BTreeMap<u64, Arc<SegFile>>,
     next_file: u64,
+    /// The LSN of the last *finished* checkpoint.
     checkpoint_lsn: u64,
+    /// Every series' `last_rec` as of that checkpoint (by id; later series start at 0).
+    ckpt_last_recs: Vec<i64>,
 }
 
 /// One series of an entity, as listed by [`Tsdb::entity`].
@@ -215,6 +216,8 @@ pub struct FlushJob {
     lsn: u64,
     file: u64,
     frozen: Vec<(Arc<Series>, Arc<Vec<Point>>)>,
+    /// Every series' `last_rec` at `lsn`, by id.
+    last_recs: Vec<i64>,
 }
 
 impl FlushJob {
@@ -298,7 +301,6 @@ impl Tsdb {
                 };
                 let inner = SeriesInner {
                     last_rec: s.last_rec,
-                    ckpt_last_rec: s.last_rec,
                     min_file: s.min_file,
                     overrides: s
                         .overrides
@@ -308,6 +310,11 @@ impl Tsdb {
                     ..Default::default()
                 };
                 install_series(&mut st, s.id, key, inner);
+                let i = s.id as usize;
+                if st.ckpt_last_recs.len() <= i {
+                    st.ckpt_last_recs.resize(i + 1, 0);
+                }
+                st.ckpt_last_recs[i] = s.last_rec;
             }
             for e in &reg.entities {
                 let entry = st

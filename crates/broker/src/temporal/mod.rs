@@ -338,6 +338,52 @@ pub struct TemporalPage {
     pub limit: usize,
 }
 
+/// The filters of a query that need no values (ids, types, idPattern, scope, attrs),
+/// checked on what the history knows of an entity without building one.
+fn meta_matches(query: &EntityQuery, h: &EntityHistory) -> bool {
+    if query
+        .ids
+        .as_ref()
+        .is_some_and(|ids| !ids.iter().any(|i| **i == *h.id))
+    {
+        return false;
+    }
+    if query
+        .types
+        .as_ref()
+        .is_some_and(|t| !t.matches_types(&h.types))
+    {
+        return false;
+    }
+    if query
+        .id_pattern
+        .as_ref()
+        .is_some_and(|r| !r.is_match(&h.id))
+    {
+        return false;
+    }
+    if let Some(attrs) = &query.attrs {
+        if !h
+            .series
+            .iter()
+            .any(|s| attrs.iter().any(|a| **a == *s.attr))
+        {
+            return false;
+        }
+    }
+    if let Some(scope) = &query.scope {
+        let es: Option<Vec<String>> = h
+            .scope
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        let Some(es) = es else { return false };
+        if !scope.iter().any(|p| crate::query::scope_matches(p, &es)) {
+            return false;
+        }
+    }
+    true
+}
+
 /// The kind of a series' instances (from its first point).
 fn kind_of(points: &[Point]) -> AttrKind {
     points
@@ -607,29 +653,49 @@ impl Broker {
         let mut matched = 0usize;
         let mut failure: Option<BrokerError> = None;
         let mut visit = |h: EntityHistory| {
-            let te = match self.temporal_match(&h, query, tq) {
-                Ok(true) => match self.read_entity(&h, tq, tq.last_n) {
-                    Ok(te) => te,
-                    Err(e) => {
-                        failure = Some(e);
-                        return ControlFlow::Break(());
-                    }
-                },
+            match self.temporal_match(&h, query, tq) {
+                Ok(true) => {}
                 Ok(false) => return ControlFlow::Continue(()),
                 Err(e) => {
                     failure = Some(e);
                     return ControlFlow::Break(());
                 }
-            };
-            // An entity without instances in the window (or of the requested
-            // attributes) is not part of the answer.
-            let windowed = tq.timerel.is_some() || tq.attrs.is_some() || tq.dataset_ids.is_some();
-            if windowed && te.series.is_empty() {
+            }
+            // An entity without instances of the requested attributes (or, with a time
+            // window, without instances in it) is not part of the answer. The series
+            // list answers the first without reading; only a window needs points.
+            if (tq.attrs.is_some() || tq.dataset_ids.is_some())
+                && !h
+                    .series
+                    .iter()
+                    .any(|s| tq.wants(&s.attr, s.dataset.as_deref()))
+            {
                 return ControlFlow::Continue(());
+            }
+            let mut te = None;
+            if tq.timerel.is_some() {
+                match self.read_entity(&h, tq, tq.last_n) {
+                    Ok(t) if t.series.is_empty() => return ControlFlow::Continue(()),
+                    Ok(t) => te = Some(t),
+                    Err(e) => {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
             }
             matched += 1;
             if matched > query.offset {
                 if page.entities.len() < query.limit {
+                    let te = match te {
+                        Some(t) => t,
+                        None => match self.read_entity(&h, tq, tq.last_n) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                failure = Some(e);
+                                return ControlFlow::Break(());
+                            }
+                        },
+                    };
                     page.entities.push(te);
                 } else {
                     page.has_more = true;
@@ -673,6 +739,10 @@ impl Broker {
         query: &EntityQuery,
         tq: &TemporalQuery,
     ) -> Result<bool> {
+        // Without q or a geo-query, what the history knows of the entity is enough.
+        if query.q.is_none() && query.geo.is_none() {
+            return Ok(meta_matches(query, h));
+        }
         let mut shell = Entity {
             id: h.id.to_string(),
             types: h.types.clone(),
@@ -684,9 +754,7 @@ impl Broker {
             modified_at: DateTime::<Utc>::UNIX_EPOCH,
             attrs: Vec::new(),
         };
-        // Attribute presence (for `attrs`) comes from the series list.
-        let needs_values = query.q.is_some() || query.geo.is_some();
-        if needs_values {
+        {
             let te = self.read_entity(
                 h,
                 &TemporalQuery {
@@ -707,12 +775,6 @@ impl Broker {
                 match shell.attrs.iter_mut().find(|(n, _)| *n == s.attr) {
                     Some((_, v)) => v.extend(instances),
                     None => shell.attrs.push((s.attr.clone(), instances)),
-                }
-            }
-        } else {
-            for s in &h.series {
-                if shell.attr(&s.attr).is_none() {
-                    shell.attrs.push((s.attr.clone(), Vec::new()));
                 }
             }
         }

@@ -41,7 +41,18 @@ pub(super) fn history_writer(
     jobs: std::sync::mpsc::Receiver<HistJob>,
     busy: Arc<AtomicBool>,
 ) {
-    while let Ok((job, reply)) = jobs.recv() {
+    loop {
+        let (job, reply) = match jobs.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(j) => j,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // No checkpoint for a minute: still apply retention and compaction.
+                if let Err(error) = history.maintain(Utc::now().timestamp_millis()) {
+                    tracing::error!(%error, "history maintenance failed");
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let lsn = job.lsn();
         let points = job.points();
         let started = Instant::now();

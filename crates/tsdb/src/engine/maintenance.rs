@@ -18,9 +18,10 @@ impl Tsdb {
         let file = st.next_file;
         st.next_file += 1;
         let mut frozen = Vec::new();
+        let mut last_recs = Vec::with_capacity(st.series.len());
         for s in &st.series {
             let mut inner = s.inner.lock();
-            inner.ckpt_last_rec = inner.last_rec;
+            last_recs.push(inner.last_rec);
             if inner.head.is_empty() {
                 continue;
             }
@@ -28,8 +29,12 @@ impl Tsdb {
             inner.frozen.push(f.clone());
             frozen.push((s.clone(), f));
         }
-        st.checkpoint_lsn = st.checkpoint_lsn.max(lsn);
-        FlushJob { lsn, file, frozen }
+        FlushJob {
+            lsn,
+            file,
+            frozen,
+            last_recs,
+        }
     }
 
     /// Writes a started checkpoint: the segment file, then (maybe) a compaction, then
@@ -93,8 +98,16 @@ impl Tsdb {
         } else {
             // Nothing to write; the file number is simply skipped.
         }
+        {
+            // Checkpoints finish in the order they began: this one is now the latest.
+            let mut st = self.state.write();
+            if job.lsn >= st.checkpoint_lsn {
+                st.checkpoint_lsn = job.lsn;
+                st.ckpt_last_recs = job.last_recs.clone();
+            }
+        }
         let removed = self.maybe_compact(now_ms)?;
-        self.write_registry(job.lsn)?;
+        self.write_registry()?;
         for path in removed {
             if let Err(error) = std::fs::remove_file(&path) {
                 tracing::warn!(%error, file = %path.display(), "could not remove a compacted segment");
@@ -104,11 +117,29 @@ impl Tsdb {
         Ok(())
     }
 
-    fn write_registry(&self, lsn: u64) -> Result<(), TsdbError> {
+    /// Background upkeep without new data: retention and compaction (a quiet city
+    /// still ages out its history).
+    pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
+        let _m = self.maintenance.lock();
+        let before = self.compactions.load(Ordering::Relaxed);
+        let removed = self.maybe_compact(now_ms)?;
+        if self.compactions.load(Ordering::Relaxed) != before {
+            self.write_registry()?;
+        }
+        for path in removed {
+            if let Err(error) = std::fs::remove_file(&path) {
+                tracing::warn!(%error, file = %path.display(), "could not remove a compacted segment");
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the files and series as of the last finished checkpoint.
+    fn write_registry(&self) -> Result<(), TsdbError> {
         let st = self.state.read();
         let mut reg = Registry {
             version: registry::REGISTRY_VERSION,
-            checkpoint_lsn: lsn.max(st.checkpoint_lsn),
+            checkpoint_lsn: st.checkpoint_lsn,
             next_file: st.next_file,
             files: st.files.keys().copied().collect(),
             series: Vec::with_capacity(st.series.len()),
@@ -122,7 +153,7 @@ impl Tsdb {
                 entity: s.key.entity.to_string(),
                 attr: s.key.attr.to_string(),
                 dataset: s.key.dataset.as_deref().map(str::to_string),
-                last_rec: inner.ckpt_last_rec,
+                last_rec: st.ckpt_last_recs.get(s.id as usize).copied().unwrap_or(0),
                 min_file: inner.min_file,
                 overrides: inner
                     .overrides

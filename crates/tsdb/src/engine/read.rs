@@ -296,21 +296,42 @@ impl Tsdb {
         after: Option<&str>,
         visit: &mut dyn FnMut(EntityHistory) -> std::ops::ControlFlow<()>,
     ) {
+        // The visitor reads series, so it runs outside the state lock: entities are
+        // described a batch at a time and the lock is released in between (holding it
+        // across the visit would wait behind a queued checkpoint forever).
+        const BATCH: usize = 256;
         let t: Arc<str> = Arc::from(tenant);
-        let st = self.state.read();
-        let start: (Arc<str>, Arc<str>) = (t.clone(), Arc::from(after.unwrap_or("")));
-        let lower = match after {
-            Some(_) => Bound::Excluded(start),
-            None => Bound::Included(start),
-        };
-        for ((tn, id), e) in st.entities.range((lower, Bound::Unbounded)) {
-            if *tn != t {
-                break;
-            }
-            if let Some(h) = self.describe(&st, id, e) {
-                if visit(h).is_break() {
-                    break;
+        let mut cursor: Option<Arc<str>> = after.map(Arc::from);
+        loop {
+            let batch: Vec<EntityHistory> = {
+                let st = self.state.read();
+                let lower = match &cursor {
+                    Some(c) => Bound::Excluded((t.clone(), c.clone())),
+                    None => Bound::Included((t.clone(), Arc::from(""))),
+                };
+                let mut out = Vec::with_capacity(BATCH);
+                for ((tn, id), e) in st.entities.range((lower, Bound::Unbounded)) {
+                    if *tn != t {
+                        break;
+                    }
+                    cursor = Some(id.clone());
+                    if let Some(h) = self.describe(&st, id, e) {
+                        out.push(h);
+                        if out.len() == BATCH {
+                            break;
+                        }
+                    }
                 }
+                out
+            };
+            let full = batch.len() == BATCH;
+            for h in batch {
+                if visit(h).is_break() {
+                    return;
+                }
+            }
+            if !full {
+                return;
             }
         }
     }
