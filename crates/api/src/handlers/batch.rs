@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use citybrain_broker::{BatchItem, BatchOutcome, EntityQuery, QueryParams, UpsertMode};
+use citybrain_broker::{BatchItem, BatchOutcome, QueryParams, UpsertMode};
 use citybrain_model::JsonLdContext;
 use serde_json::{json, Value};
 
@@ -153,12 +153,7 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
         ));
     }
     let p = query_params_from_body(&req, &body)?;
-    let q = EntityQuery::from_params(
-        &p,
-        &ld,
-        app.broker.limits.default_limit,
-        app.broker.limits.max_limit,
-    )?;
+    let q = crate::handlers::entities::entity_query(&app, &ld, &p)?;
     let page = app.broker.query_entities(&req.rc, &q)?;
     // join / joinLevel may come in the Query body (019_24) or as parameters.
     let mut join = req.join()?;

@@ -106,16 +106,25 @@ pub fn page_response(
     Ok(response::json(StatusCode::OK, &body, accept, ld, &extra))
 }
 
+/// Validates query parameters against the broker's limits.
+pub(crate) fn entity_query(
+    app: &AppState,
+    ld: &JsonLdContext,
+    params: &QueryParams,
+) -> ApiResult<EntityQuery> {
+    let l = &app.broker.limits;
+    Ok(EntityQuery::from_params(
+        params,
+        ld,
+        l.default_limit,
+        l.max_limit,
+    )?)
+}
+
 pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     req.accept()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let params = query_params(&req)?;
-    let q = EntityQuery::from_params(
-        &params,
-        &ld,
-        app.broker.limits.default_limit,
-        app.broker.limits.max_limit,
-    )?;
+    let q = entity_query(&app, &ld, &query_params(&req)?)?;
     let page = app.broker.query_entities(&req.rc, &q)?;
     page_response(&app, &req, &ld, &page, ENTITIES, req.join()?)
 }

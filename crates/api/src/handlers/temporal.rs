@@ -4,12 +4,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::Response;
 use citybrain_broker::temporal::render::render_temporal;
-use citybrain_broker::{EntityQuery, TemporalPage, TemporalParams, TemporalQuery};
+use citybrain_broker::{TemporalPage, TemporalParams, TemporalQuery};
 use citybrain_model::JsonLdContext;
 use serde_json::Value;
 
 use crate::handlers::batch::query_params_from_body;
-use crate::handlers::entities::query_params;
+use crate::handlers::entities::{entity_query, query_params};
 use crate::problem::{ApiError, ApiResult};
 use crate::request::NgsiRequest;
 use crate::response;
@@ -128,13 +128,7 @@ fn page_response(
 pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     req.accept_json()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let params = query_params(&req)?;
-    let q = EntityQuery::from_params(
-        &params,
-        &ld,
-        app.broker.limits.default_limit,
-        app.broker.limits.max_limit,
-    )?;
+    let q = entity_query(&app, &ld, &query_params(&req)?)?;
     let (tq, opts) = temporal_query(&req, &ld, None)?;
     let page = app.broker.query_temporal(&req.rc, &q, &tq)?;
     page_response(&req, &ld, &page, &tq, &opts, false)
@@ -149,13 +143,7 @@ pub async fn query_post(State(app): State<AppState>, req: NgsiRequest) -> ApiRes
             "the body must be a Query object (\"type\": \"Query\")",
         ));
     }
-    let params = query_params_from_body(&req, &body)?;
-    let q = EntityQuery::from_params(
-        &params,
-        &ld,
-        app.broker.limits.default_limit,
-        app.broker.limits.max_limit,
-    )?;
+    let q = entity_query(&app, &ld, &query_params_from_body(&req, &body)?)?;
     let (tq, opts) = temporal_query(&req, &ld, body.get("temporalQ"))?;
     let page = app.broker.query_temporal(&req.rc, &q, &tq)?;
     page_response(&req, &ld, &page, &tq, &opts, false)

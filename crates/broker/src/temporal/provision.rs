@@ -97,6 +97,20 @@ impl Broker {
         ops
     }
 
+    /// A write to the current entity that records no history (the caller logged it).
+    async fn quiet_write(
+        &self,
+        rc: &RequestContext,
+        id: &str,
+        decide: &mut citybrain_store::Decide<'_>,
+    ) -> Result<()> {
+        let opts = ModifyOptions { history: false };
+        if let Some(m) = self.store.modify_opts(&rc.tenant, id, decide, opts)? {
+            m.commit.wait().await?;
+        }
+        Ok(())
+    }
+
     /// Brings the current entity up to date with the newest instances (no history).
     async fn sync_current(
         &self,
@@ -165,14 +179,7 @@ impl Broker {
             e.modified_at = now;
             Ok(Some(Write::Put(e)))
         };
-        if let Some(m) = self.store.modify_opts(
-            &rc.tenant,
-            id,
-            &mut decide,
-            ModifyOptions { history: false },
-        )? {
-            m.commit.wait().await?;
-        }
+        self.quiet_write(rc, id, &mut decide).await?;
         Ok(())
     }
 
@@ -266,14 +273,8 @@ impl Broker {
             }],
         )
         .await?;
-        if let Some(m) = self.store.modify_opts(
-            &rc.tenant,
-            id,
-            &mut |cur| Ok(cur.map(|_| Write::Delete)),
-            ModifyOptions { history: false },
-        )? {
-            m.commit.wait().await?;
-        }
+        self.quiet_write(rc, id, &mut |cur| Ok(cur.map(|_| Write::Delete)))
+            .await?;
         Ok(())
     }
 
@@ -349,14 +350,7 @@ impl Broker {
             let after = e.attrs.iter().map(|(_, v)| v.len()).sum::<usize>();
             Ok((after != before).then_some(Write::Put(e)))
         };
-        if let Some(m) = self.store.modify_opts(
-            &rc.tenant,
-            id,
-            &mut decide,
-            ModifyOptions { history: false },
-        )? {
-            m.commit.wait().await?;
-        }
+        self.quiet_write(rc, id, &mut decide).await?;
         Ok(())
     }
 
