@@ -302,6 +302,32 @@ mod tests {
     }
 
     #[test]
+    fn retention_rules_are_checked_when_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[[history.retention]]\nentity_type = \"TrafficFlowObserved\"\nraw = \"P30D\"\nrollup_every = \"PT5M\"\nrollup_keep = \"P730D\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), vec![]).unwrap();
+        let p = c.history.retention[0].to_policy().unwrap();
+        assert_eq!(p.raw_ms, 30 * 86_400_000);
+        assert_eq!(p.rollup_period_ms, Some(300_000));
+        assert_eq!(p.rollup_keep_ms, Some(730 * 86_400_000));
+        assert!(p.entity_type.ends_with("TrafficFlowObserved"));
+        std::fs::write(
+            &file,
+            "[[history.retention]]\nentity_type = \"*\"\nraw = \"30 days\"\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&file), vec![]).unwrap_err();
+        assert!(format!("{e:#}").contains("history.retention.raw"), "{e:#}");
+        std::fs::write(&file, "[history]\nmax_instances = 0\n").unwrap();
+        assert!(Config::load(Some(&file), vec![]).is_err());
+    }
+
+    #[test]
     fn example_config_is_current() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../citybrain.example.toml");
         let c = Config::load(Some(&path), vec![]).expect("citybrain.example.toml must load");

@@ -90,17 +90,10 @@ impl Selection {
     }
 
     fn contains(&self, v: i64) -> bool {
-        (match self.lower {
-            Bound::Included(l) => v >= l,
-            Bound::Excluded(l) => v > l,
-            Bound::Unbounded => true,
-        }) && (match self.upper {
-            Bound::Included(u) => v <= u,
-            Bound::Excluded(u) => v < u,
-            Bound::Unbounded => true,
-        })
+        self.overlaps(v, v)
     }
 
+    /// True when `[min, max]` meets the range.
     fn overlaps(&self, min: i64, max: i64) -> bool {
         (match self.lower {
             Bound::Included(l) => max >= l,
