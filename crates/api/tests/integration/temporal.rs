@@ -472,3 +472,36 @@ async fn bad_temporal_input_gets_clear_errors() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("observedAt"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn geo_queries_match_positions_inside_the_window() {
+    let app = app().await;
+    // A bus that was near the station in the morning and far away in the evening.
+    let r = app
+        .post(
+            T,
+            &json!({"id": "urn:ngsi-ld:Bus:1", "type": "Bus", "location": [
+                {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.150, 30.250]}, "observedAt": "2024-05-01T08:00:00Z"},
+                {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.400, 30.400]}, "observedAt": "2024-05-01T18:00:00Z"}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let near =
+        "georel=near%3BmaxDistance%3D%3D500&geometry=Point&coordinates=%5B120.1501,30.2501%5D";
+    let ids = |v: &Value| v.as_array().unwrap().len();
+    let r = app
+        .get(&format!(
+            "{T}?type=Bus&{near}&timerel=before&timeAt=2024-05-01T12:00:00Z"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ids(&r.body), 1, "near the station in the morning");
+    assert_eq!(r.body[0]["location"].as_array().unwrap().len(), 1);
+    let r = app
+        .get(&format!(
+            "{T}?type=Bus&{near}&timerel=after&timeAt=2024-05-01T12:00:00Z"
+        ))
+        .await;
+    assert_eq!(ids(&r.body), 0, "not near it in the evening");
+}
