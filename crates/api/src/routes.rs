@@ -61,6 +61,7 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         "containedBy",
         "entityMap",
         "expandValues",
+        "orderBy",
     ];
     const RETRIEVE: &[&str] = &[
         "type",
@@ -90,6 +91,7 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         "lang",
         "local",
         "geometryProperty",
+        "orderBy",
     ];
     const SUB_LIST: &[&str] = &["limit", "offset", "count", "options", "format", "local"];
     const SUB_ONE: &[&str] = &["options", "format", "local"];
@@ -124,6 +126,7 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         "lastN",
         "aggrMethods",
         "aggrPeriodDuration",
+        "orderBy",
     ];
     const TEMPORAL_RETRIEVE: &[&str] = &[
         "attrs",

@@ -12,6 +12,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::error::{BrokerError, Result};
+use crate::order::OrderBy;
 use crate::request::RequestContext;
 use crate::Broker;
 
@@ -31,6 +32,8 @@ pub struct QueryParams {
     pub limit: Option<String>,
     pub offset: Option<String>,
     pub count: bool,
+    /// `orderBy` (NGSI-LD 1.9).
+    pub order_by: Option<String>,
     /// Allow a query without any filter (`local=true`, or internal callers).
     pub allow_unfiltered: bool,
 }
@@ -161,6 +164,7 @@ pub struct EntityQuery {
     pub limit: usize,
     pub offset: usize,
     pub count: bool,
+    pub order_by: Option<OrderBy>,
 }
 
 /// One page of results.
@@ -329,6 +333,11 @@ impl EntityQuery {
                 "a query needs at least one of type, attrs, q, geoQ or scopeQ",
             ));
         }
+        let order_by = p
+            .order_by
+            .as_deref()
+            .map(|s| OrderBy::parse(s, ld))
+            .transpose()?;
         Ok(EntityQuery {
             ids,
             types,
@@ -340,6 +349,7 @@ impl EntityQuery {
             limit,
             offset,
             count: p.count,
+            order_by,
         })
     }
 
@@ -402,8 +412,15 @@ impl Broker {
             limit: query.limit,
         };
         let mut matched = 0usize;
+        // With orderBy every match is collected and sorted before paging.
+        let mut all: Vec<Arc<Entity>> = Vec::new();
+        let ordered = query.order_by.is_some();
         let mut visit = |e: &Arc<Entity>| {
             if !query.matches(e) {
+                return ControlFlow::Continue(());
+            }
+            if ordered {
+                all.push(e.clone());
                 return ControlFlow::Continue(());
             }
             matched += 1;
@@ -446,6 +463,16 @@ impl Broker {
                         .scan(&rc.tenant, types.as_deref(), None, &mut visit);
                 }
             }
+        }
+        if let Some(order) = &query.order_by {
+            all.sort_by(|a, b| order.compare(a, b));
+            matched = all.len();
+            page.has_more = all.len() > query.offset + query.limit;
+            page.entities = all
+                .into_iter()
+                .skip(query.offset)
+                .take(query.limit)
+                .collect();
         }
         if query.count {
             page.total = Some(matched);

@@ -217,6 +217,11 @@ pub(crate) fn query_params_from_body(
         }
     };
     p.attrs = list("attrs")?;
+    p.order_by = match body.get("orderBy") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::bad_data("'orderBy' must be a string")),
+        None => req.param("orderBy").map(str::to_string),
+    };
     p.q = body.get("q").and_then(Value::as_str).map(str::to_string);
     p.scope_q = body
         .get("scopeQ")

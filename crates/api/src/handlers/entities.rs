@@ -57,6 +57,7 @@ pub fn query_params(req: &NgsiRequest) -> ApiResult<QueryParams> {
         limit: p("limit"),
         offset: p("offset"),
         count: bool_param(req, "count")?,
+        order_by: p("orderBy"),
         allow_unfiltered: bool_param(req, "local")?,
     })
 }

@@ -151,3 +151,54 @@ async fn post_query_accepts_a_query_object() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.header("ngsild-results-count"), Some("2"));
 }
+
+#[tokio::test]
+async fn order_by_sorts_before_paging() {
+    let app = super::harness::app().await;
+    for (i, name, sub) in [(2, "B", 2), (1, "A", 3), (3, "C", 1)] {
+        let r = app
+            .post(
+                "/ngsi-ld/v1/entities",
+                &json!({"id": format!("urn:ngsi-ld:Building:{i}"), "type": "Building",
+                    "name": {"type": "Property", "value": name, "sub": {"type": "Property", "value": sub}}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let get = |q: &str| {
+        let url = format!("/ngsi-ld/v1/entities?type=Building&{q}");
+        let app = &app;
+        async move { ids(&app.get(&url).await.body) }
+    };
+    let b = |n: &[u8]| -> Vec<String> {
+        n.iter()
+            .map(|i| format!("urn:ngsi-ld:Building:{i}"))
+            .collect()
+    };
+    assert_eq!(get("orderBy=name").await, b(&[1, 2, 3]));
+    assert_eq!(get("orderBy=name;desc").await, b(&[3, 2, 1]));
+    assert_eq!(get("orderBy=name.sub").await, b(&[3, 2, 1]));
+    assert_eq!(
+        get("orderBy=createdAt;desc,id").await[0],
+        "urn:ngsi-ld:Building:3"
+    );
+    assert_eq!(get("orderBy=name;desc&limit=1&offset=1").await, b(&[2]));
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Building&orderBy=name;sideways")
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.text.contains("orderBy"), "{}", r.text);
+    let r = app
+        .post(
+            "/ngsi-ld/v1/entityOperations/query",
+            &json!({"type": "Query", "entities": [{"type": "Building"}], "orderBy": "name;desc"}),
+        )
+        .await;
+    assert_eq!(ids(&r.body), b(&[3, 2, 1]));
+    // The temporal query sorts the same way.
+    let r = app
+        .get("/ngsi-ld/v1/temporal/entities?type=Building&orderBy=name.sub&timerel=after&timeAt=1970-01-01T00:00:00Z&timeproperty=createdAt")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ids(&r.body), b(&[3, 2, 1]));
+}

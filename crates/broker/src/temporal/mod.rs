@@ -652,6 +652,8 @@ impl Broker {
         };
         let mut matched = 0usize;
         let mut failure: Option<BrokerError> = None;
+        // With orderBy every match is collected and sorted before paging.
+        let mut candidates: Vec<(EntityHistory, Option<TemporalEntity>)> = Vec::new();
         let mut visit = |h: EntityHistory| {
             match self.temporal_match(&h, query, tq) {
                 Ok(true) => {}
@@ -682,6 +684,10 @@ impl Broker {
                         return ControlFlow::Break(());
                     }
                 }
+            }
+            if query.order_by.is_some() {
+                candidates.push((h, te));
+                return ControlFlow::Continue(());
             }
             matched += 1;
             if matched > query.offset {
@@ -723,6 +729,38 @@ impl Broker {
         }
         if let Some(e) = failure {
             return Err(e);
+        }
+        if let Some(order) = &query.order_by {
+            // Sort on the current entity when there is one (its values, createdAt...),
+            // else on what the history knows (id, type).
+            let mut keyed: Vec<(Entity, EntityHistory, Option<TemporalEntity>)> = candidates
+                .into_iter()
+                .map(|(h, te)| {
+                    let e = self
+                        .store
+                        .get(&rc.tenant, &h.id)
+                        .map(|e| e.as_ref().clone())
+                        .unwrap_or_else(|| Entity {
+                            id: h.id.to_string(),
+                            types: h.types.clone(),
+                            scope: None,
+                            created_at: DateTime::<Utc>::UNIX_EPOCH,
+                            modified_at: DateTime::<Utc>::UNIX_EPOCH,
+                            attrs: Vec::new(),
+                        });
+                    (e, h, te)
+                })
+                .collect();
+            keyed.sort_by(|a, b| order.compare(&a.0, &b.0));
+            matched = keyed.len();
+            page.has_more = keyed.len() > query.offset + query.limit;
+            for (_, h, te) in keyed.into_iter().skip(query.offset).take(query.limit) {
+                let te = match te {
+                    Some(t) => t,
+                    None => self.read_entity(&h, tq, tq.last_n)?,
+                };
+                page.entities.push(te);
+            }
         }
         if query.count {
             page.total = Some(matched);
