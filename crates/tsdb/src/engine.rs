@@ -134,6 +134,59 @@ struct Series {
     id: u32,
     key: SeriesKey,
     inner: Mutex<SeriesInner>,
+    /// Whether the series holds nothing, refreshed whenever its lock is released, so
+    /// listings need not take every series' lock.
+    empty: std::sync::atomic::AtomicBool,
+}
+
+impl Series {
+    fn new(id: u32, key: SeriesKey, inner: SeriesInner) -> Series {
+        let empty = std::sync::atomic::AtomicBool::new(inner.is_empty());
+        Series {
+            id,
+            key,
+            inner: Mutex::new(inner),
+            empty,
+        }
+    }
+
+    fn lock(&self) -> SeriesGuard<'_> {
+        SeriesGuard {
+            series: self,
+            inner: self.inner.lock(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.empty.load(Ordering::Acquire)
+    }
+}
+
+/// The lock of a series; releasing it refreshes the series' `empty` flag.
+struct SeriesGuard<'a> {
+    series: &'a Series,
+    inner: parking_lot::MutexGuard<'a, SeriesInner>,
+}
+
+impl std::ops::Deref for SeriesGuard<'_> {
+    type Target = SeriesInner;
+    fn deref(&self) -> &SeriesInner {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for SeriesGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SeriesInner {
+        &mut self.inner
+    }
+}
+
+impl Drop for SeriesGuard<'_> {
+    fn drop(&mut self) {
+        self.series
+            .empty
+            .store(self.inner.is_empty(), Ordering::Release);
+    }
 }
 
 #[derive(Default, Clone)]
@@ -328,7 +381,7 @@ impl Tsdb {
                     let Some(series) = st.series.get(e.series as usize).cloned() else {
                         continue;
                     };
-                    let mut inner = series.inner.lock();
+                    let mut inner = series.lock();
                     if fid < inner.min_file {
                         continue;
                     }
@@ -408,7 +461,7 @@ impl Tsdb {
                     return;
                 }
                 let s = self.series_for(key);
-                let mut inner = s.inner.lock();
+                let mut inner = s.lock();
                 inner.head.reserve(points.len());
                 for p in points {
                     let mut p = p.clone();
@@ -454,7 +507,7 @@ impl Tsdb {
                     let ids = e.series.clone();
                     for id in ids {
                         if let Some(s) = st.series.get(id as usize) {
-                            self.clear_series(&mut s.inner.lock(), next_file);
+                            self.clear_series(&mut s.lock(), next_file);
                         }
                     }
                 }
@@ -480,13 +533,13 @@ impl Tsdb {
                             DatasetSel::One(d) => s.key.dataset == *d,
                         };
                     if hit {
-                        self.clear_series(&mut s.inner.lock(), next_file);
+                        self.clear_series(&mut s.lock(), next_file);
                     }
                 }
             }
             HistOp::DeleteInstance { key, rec } => {
                 if let Some(s) = self.find(key) {
-                    let mut inner = s.inner.lock();
+                    let mut inner = s.lock();
                     let before = inner.head.len();
                     inner.head.retain(|p| p.rec != *rec);
                     let removed = before - inner.head.len();
@@ -498,7 +551,7 @@ impl Tsdb {
             }
             HistOp::ReplaceInstance { key, point } => {
                 if let Some(s) = self.find(key) {
-                    let mut inner = s.inner.lock();
+                    let mut inner = s.lock();
                     if let Some(p) = inner.head.iter_mut().find(|p| p.rec == point.rec) {
                         *p = point.clone();
                     } else {
@@ -548,26 +601,22 @@ impl Tsdb {
 }
 
 fn install_series(st: &mut State, id: u32, key: SeriesKey, inner: SeriesInner) -> Arc<Series> {
-    let s = Arc::new(Series {
-        id,
-        key: key.clone(),
-        inner: Mutex::new(inner),
-    });
+    let s = Arc::new(Series::new(id, key.clone(), inner));
     let idx = id as usize;
     if st.series.len() <= idx {
         // Registry ids are dense; a gap would only come from a damaged registry.
         while st.series.len() < idx {
             let filler = st.series.len() as u32;
-            st.series.push(Arc::new(Series {
-                id: filler,
-                key: SeriesKey {
+            st.series.push(Arc::new(Series::new(
+                filler,
+                SeriesKey {
                     tenant: Arc::from(""),
                     entity: Arc::from(""),
                     attr: Arc::from(""),
                     dataset: None,
                 },
-                inner: Mutex::new(SeriesInner::default()),
-            }));
+                SeriesInner::default(),
+            )));
         }
         st.series.push(s.clone());
     } else {

@@ -20,7 +20,7 @@ impl Tsdb {
         let mut frozen = Vec::new();
         let mut last_recs = Vec::with_capacity(st.series.len());
         for s in &st.series {
-            let mut inner = s.inner.lock();
+            let mut inner = s.lock();
             last_recs.push(inner.last_rec);
             if inner.head.is_empty() {
                 continue;
@@ -45,7 +45,7 @@ impl Tsdb {
         let res = self.write_checkpoint(&job, now_ms);
         if res.is_err() {
             for (s, pts) in &job.frozen {
-                let mut inner = s.inner.lock();
+                let mut inner = s.lock();
                 if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
                     inner.frozen.remove(i);
                     let mut back = pts.as_ref().clone();
@@ -83,7 +83,7 @@ impl Tsdb {
             }
             self.state.write().files.insert(job.file, file);
             for (s, pts) in &job.frozen {
-                let mut inner = s.inner.lock();
+                let mut inner = s.lock();
                 if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
                     inner.frozen.remove(i);
                     self.head_points
@@ -146,7 +146,7 @@ impl Tsdb {
             entities: Vec::new(),
         };
         for s in &st.series {
-            let inner = s.inner.lock();
+            let inner = s.lock();
             reg.series.push(SeriesRec {
                 id: s.id,
                 tenant: s.key.tenant.to_string(),
@@ -212,7 +212,7 @@ impl Tsdb {
             }
             // Files with expired points, and files holding deleted series' blocks, join.
             for s in &st.series {
-                let inner = s.inner.lock();
+                let inner = s.lock();
                 if let Some(p) = policies.get(&s.id) {
                     for b in &inner.blocks {
                         if b.min_t < now_ms - p.raw_ms && !inputs.contains(&b.file.id) {
@@ -237,7 +237,7 @@ impl Tsdb {
         let mut merged: Vec<(u32, Vec<Point>, Vec<i64>)> = Vec::new();
         for s in &series {
             let (blocks, overrides) = {
-                let inner = s.inner.lock();
+                let inner = s.lock();
                 let blocks: Vec<BlockRef> = inner
                     .blocks
                     .iter()
@@ -292,7 +292,7 @@ impl Tsdb {
                 let Some(s) = st.series.get(*id as usize) else {
                     continue;
                 };
-                let mut inner = s.inner.lock();
+                let mut inner = s.lock();
                 inner
                     .blocks
                     .retain(|b| inputs.binary_search(&b.file.id).is_err());

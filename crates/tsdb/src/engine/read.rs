@@ -17,12 +17,12 @@ impl Tsdb {
         };
         // The latest point answers `lastN=1` without a range at once.
         if sel.last_n == Some(1) && sel.is_unbounded() && sel.time == TimeProp::Observed {
-            if let Some(l) = s.inner.lock().latest.clone() {
+            if let Some(l) = s.lock().latest.clone() {
                 return (l.into_iter().collect(), Vec::new());
             }
         }
         let (recent, blocks, overrides) = {
-            let inner = s.inner.lock();
+            let inner = s.lock();
             let mut pts: Vec<Point> = inner
                 .head
                 .iter()
@@ -124,7 +124,7 @@ impl Tsdb {
             && time == TimeProp::Observed
             && errors.is_empty()
         {
-            s.inner.lock().latest = Some(pts.last().cloned());
+            s.lock().latest = Some(pts.last().cloned());
         }
         (pts, errors)
     }
@@ -147,7 +147,7 @@ impl Tsdb {
         }
         let s = self.state.read().series.get(id as usize).cloned()?;
         let (mut recent, mut blocks) = {
-            let inner = s.inner.lock();
+            let inner = s.lock();
             if !inner.overrides.is_empty() {
                 return None;
             }
@@ -227,7 +227,7 @@ impl Tsdb {
             }
         };
         let (blocks, overrides) = {
-            let inner = s.inner.lock();
+            let inner = s.lock();
             for p in inner
                 .head
                 .iter()
@@ -271,7 +271,7 @@ impl Tsdb {
             .series
             .iter()
             .filter_map(|sid| st.series.get(*sid as usize))
-            .filter(|s| !s.inner.lock().is_empty())
+            .filter(|s| !s.is_empty())
             .map(|s| SeriesInfo {
                 id: s.id,
                 attr: s.key.attr.clone(),
