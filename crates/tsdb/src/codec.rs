@@ -266,8 +266,7 @@ fn decimal_exponent(values: &[f64]) -> Option<usize> {
     let mut e = 0usize;
     'values: for &v in values {
         while e < POW10.len() {
-            let m = (v * POW10[e]).round();
-            if m.abs() < MAX_EXACT && (m / POW10[e]).to_bits() == v.to_bits() {
+            if exact_at(v, e) {
                 continue 'values;
             }
             e += 1;
@@ -275,13 +274,15 @@ fn decimal_exponent(values: &[f64]) -> Option<usize> {
         return None;
     }
     // Values accepted at a smaller exponent stay exact at a larger one; check anyway.
-    values
-        .iter()
-        .all(|&v| {
-            let m = (v * POW10[e]).round();
-            m.abs() < MAX_EXACT && (m / POW10[e]).to_bits() == v.to_bits()
-        })
-        .then_some(e)
+    values.iter().all(|&v| exact_at(v, e)).then_some(e)
+}
+
+/// True when `v` is exactly the integer `round(v * 10^e)` divided by `10^e`, decoded the
+/// way the decoder will (through the integer, so `-0.0` is refused: it would come back
+/// as `+0.0`).
+fn exact_at(v: f64, e: usize) -> bool {
+    let m = (v * POW10[e]).round();
+    m.abs() < MAX_EXACT && ((m as i64) as f64 / POW10[e]).to_bits() == v.to_bits()
 }
 
 const FLOAT_DECIMAL: u8 = 1;
@@ -453,6 +454,13 @@ mod tests {
         for (a, b) in v.iter().zip(&back) {
             assert_eq!(a.to_bits(), b.to_bits());
         }
+    }
+
+    #[test]
+    fn negative_zero_survives() {
+        let back = rt_floats(&[-0.0, 1.5]);
+        assert_eq!(back[0].to_bits(), (-0.0f64).to_bits());
+        assert_eq!(back[1], 1.5);
     }
 
     #[test]
