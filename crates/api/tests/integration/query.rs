@@ -164,6 +164,8 @@ async fn order_by_sorts_before_paging() {
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
+        // createdAt has millisecond precision: keep the creations apart.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
     let get = |q: &str| {
         let url = format!("/ngsi-ld/v1/entities?type=Building&{q}");
