@@ -733,21 +733,19 @@ impl Broker {
         if let Some(order) = &query.order_by {
             // Sort on the current entity when there is one (its values, createdAt...),
             // else on what the history knows (id, type).
-            let mut keyed: Vec<(Entity, EntityHistory, Option<TemporalEntity>)> = candidates
+            let mut keyed: Vec<(Arc<Entity>, EntityHistory, Option<TemporalEntity>)> = candidates
                 .into_iter()
                 .map(|(h, te)| {
-                    let e = self
-                        .store
-                        .get(&rc.tenant, &h.id)
-                        .map(|e| e.as_ref().clone())
-                        .unwrap_or_else(|| Entity {
+                    let e = self.store.get(&rc.tenant, &h.id).unwrap_or_else(|| {
+                        Arc::new(Entity {
                             id: h.id.to_string(),
                             types: h.types.clone(),
                             scope: None,
                             created_at: DateTime::<Utc>::UNIX_EPOCH,
                             modified_at: DateTime::<Utc>::UNIX_EPOCH,
                             attrs: Vec::new(),
-                        });
+                        })
+                    });
                     (e, h, te)
                 })
                 .collect();
