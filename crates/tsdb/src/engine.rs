@@ -1,6 +1,6 @@
 //! The engine: series registry, heads, checkpoints, compaction, retention and reads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,7 +121,8 @@ struct SeriesInner {
     min_file: u64,
     overrides: BTreeMap<i64, Option<Point>>,
     /// The point with the greatest (t, rec), when known.
-    latest: Option<Option<Point>>,
+    /// Boxed: most series never need it, and it is the size of a point.
+    latest: Option<Box<Option<Point>>>,
 }
 
 impl SeriesInner {
@@ -159,6 +160,29 @@ impl Series {
 
     fn is_empty(&self) -> bool {
         self.empty.load(Ordering::Acquire)
+    }
+}
+
+/// A series in the by-key set, hashed and compared by its key.
+struct ByKey(Arc<Series>);
+
+impl std::hash::Hash for ByKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.key.hash(h);
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+impl std::borrow::Borrow<SeriesKey> for ByKey {
+    fn borrow(&self) -> &SeriesKey {
+        &self.0.key
     }
 }
 
@@ -201,7 +225,8 @@ type EntityKey = (Arc<str>, Arc<str>);
 
 #[derive(Default)]
 struct State {
-    by_key: HashMap<SeriesKey, u32>,
+    /// Series by key: the set holds the series themselves (no second copy of the key).
+    by_key: std::collections::HashSet<ByKey>,
     series: Vec<Arc<Series>>,
     entities: BTreeMap<EntityKey, EntityEntry>,
     files: BTreeMap<u64, Arc<SegFile>>,
@@ -398,6 +423,9 @@ impl Tsdb {
                 }
                 st.files.insert(fid, file);
             }
+            for s in &st.series {
+                s.lock().blocks.shrink_to_fit();
+            }
             // Files a crash left behind (written, never registered): the log still has
             // their points, so they go.
             for entry in std::fs::read_dir(&db.options.dir)? {
@@ -429,7 +457,7 @@ impl Tsdb {
             return s;
         }
         let mut st = self.state.write();
-        if let Some(&id) = st.by_key.get(key) {
+        if let Some(id) = st.by_key.get(key).map(|s| s.0.id) {
             if let Some(s) = st.series.get(id as usize) {
                 return s.clone();
             }
@@ -449,7 +477,7 @@ impl Tsdb {
 
     fn find(&self, key: &SeriesKey) -> Option<Arc<Series>> {
         let st = self.state.read();
-        let id = *st.by_key.get(key)?;
+        let id = st.by_key.get(key)?.0.id;
         st.series.get(id as usize).cloned()
     }
 
@@ -462,17 +490,23 @@ impl Tsdb {
                 }
                 let s = self.series_for(key);
                 let mut inner = s.lock();
-                inner.head.reserve(points.len());
+                // Exact for a fresh head: a city has millions of series with one point.
+                if inner.head.is_empty() {
+                    inner.head.reserve_exact(points.len());
+                } else {
+                    inner.head.reserve(points.len());
+                }
                 for p in points {
                     let mut p = p.clone();
                     p.rec = p.rec.max(inner.last_rec.saturating_add(1));
                     inner.last_rec = p.rec;
-                    if let Some(Some(l)) = &inner.latest {
-                        if (p.t, p.rec) >= (l.t, l.rec) {
-                            inner.latest = Some(Some(p.clone()));
-                        }
-                    } else if inner.latest == Some(None) {
-                        inner.latest = Some(Some(p.clone()));
+                    let newer = match inner.latest.as_deref() {
+                        Some(Some(l)) => (p.t, p.rec) >= (l.t, l.rec),
+                        Some(None) => true,
+                        None => false,
+                    };
+                    if newer {
+                        inner.latest = Some(Box::new(Some(p.clone())));
                     }
                     inner.head.push(p);
                 }
@@ -571,7 +605,7 @@ impl Tsdb {
         inner.blocks.clear();
         inner.overrides.clear();
         inner.min_file = next_file;
-        inner.latest = Some(None);
+        inner.latest = Some(Box::new(None));
     }
 
     /// Points not yet in a segment file.
@@ -622,7 +656,7 @@ fn install_series(st: &mut State, id: u32, key: SeriesKey, inner: SeriesInner) -
     } else {
         st.series[idx] = s.clone();
     }
-    st.by_key.insert(key.clone(), id);
+    st.by_key.replace(ByKey(s.clone()));
     let e = st.entities.entry((key.tenant, key.entity)).or_default();
     if !e.series.contains(&id) {
         e.series.push(id);

@@ -48,6 +48,9 @@ impl Tsdb {
                 let mut inner = s.lock();
                 if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
                     inner.frozen.remove(i);
+                    if inner.frozen.is_empty() {
+                        inner.frozen = Vec::new();
+                    }
                     let mut back = pts.as_ref().clone();
                     back.append(&mut inner.head);
                     inner.head = back;
@@ -86,11 +89,15 @@ impl Tsdb {
                 let mut inner = s.lock();
                 if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
                     inner.frozen.remove(i);
+                    if inner.frozen.is_empty() {
+                        inner.frozen = Vec::new();
+                    }
                     self.head_points
                         .fetch_sub(pts.len() as u64, Ordering::Relaxed);
                     if job.file >= inner.min_file {
                         if let Some(b) = by_series.remove(&s.id) {
                             inner.blocks.extend(b);
+                            inner.blocks.shrink_to_fit();
                         }
                     }
                 }
@@ -300,6 +307,7 @@ impl Tsdb {
                     if let Some(b) = by_series.remove(id) {
                         inner.blocks.extend(b);
                     }
+                    inner.blocks.shrink_to_fit();
                 }
                 // Edits folded in are dropped (only if every block was rewritten).
                 if inner.blocks.iter().all(|b| b.file.id == out_id) {

@@ -17,8 +17,8 @@ impl Tsdb {
         };
         // The latest point answers `lastN=1` without a range at once.
         if sel.last_n == Some(1) && sel.is_unbounded() && sel.time == TimeProp::Observed {
-            if let Some(l) = s.lock().latest.clone() {
-                return (l.into_iter().collect(), Vec::new());
+            if let Some(l) = s.lock().latest.as_deref() {
+                return (l.iter().cloned().collect(), Vec::new());
             }
         }
         let (recent, blocks, overrides) = {
@@ -124,7 +124,7 @@ impl Tsdb {
             && time == TimeProp::Observed
             && errors.is_empty()
         {
-            s.lock().latest = Some(pts.last().cloned());
+            s.lock().latest = Some(Box::new(pts.last().cloned()));
         }
         (pts, errors)
     }
