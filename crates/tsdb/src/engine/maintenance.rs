@@ -197,9 +197,11 @@ impl Tsdb {
     fn maybe_compact(&self, now_ms: i64) -> Result<Vec<PathBuf>, TsdbError> {
         let (inputs, series, policies) = {
             let st = self.state.read();
+            // Without policies there is nothing to look up per series.
             let policies: HashMap<u32, Retention> = st
                 .series
                 .iter()
+                .filter(|_| !self.options.retention.is_empty())
                 .filter_map(|s| {
                     let e = st
                         .entities
@@ -217,10 +219,13 @@ impl Tsdb {
             if small.len() > self.options.compact_after_files {
                 inputs = small;
             }
-            // Files with expired points, and files holding deleted series' blocks, join.
-            for s in &st.series {
+            // Files with expired points join (only series under a policy are looked at).
+            for (id, p) in &policies {
+                let Some(s) = st.series.get(*id as usize) else {
+                    continue;
+                };
                 let inner = s.lock();
-                if let Some(p) = policies.get(&s.id) {
+                {
                     for b in &inner.blocks {
                         if b.min_t < now_ms - p.raw_ms && !inputs.contains(&b.file.id) {
                             inputs.push(b.file.id);
@@ -228,12 +233,12 @@ impl Tsdb {
                     }
                 }
             }
+            if inputs.is_empty() {
+                return Ok(Vec::new());
+            }
             inputs.sort_unstable();
             (inputs, st.series.clone(), policies)
         };
-        if inputs.is_empty() {
-            return Ok(Vec::new());
-        }
         let out_id = {
             let mut st = self.state.write();
             let id = st.next_file;
