@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::*;
-use crate::registry::{self, EntityRec, Registry, SeriesRec};
+use crate::registry;
 
 impl Tsdb {
     /// Starts a checkpoint at `lsn`. The caller guarantees that every record up to `lsn`
@@ -141,46 +141,66 @@ impl Tsdb {
         Ok(())
     }
 
-    /// Records the files and series as of the last finished checkpoint.
+    /// Records the files and series as of the last finished checkpoint. The state lock
+    /// is held only to take references; the file is written record by record after.
     fn write_registry(&self) -> Result<(), TsdbError> {
-        let st = self.state.read();
-        let mut reg = Registry {
-            version: registry::REGISTRY_VERSION,
-            checkpoint_lsn: st.checkpoint_lsn,
-            next_file: st.next_file,
-            files: st.files.keys().copied().collect(),
-            series: Vec::with_capacity(st.series.len()),
-            entities: Vec::new(),
+        type Meta = (Arc<str>, Arc<str>, Vec<Arc<str>>, Option<Arc<str>>);
+        let (lsn, next_file, files, series, last_recs, metas) = {
+            let st = self.state.read();
+            let metas: Vec<Meta> = st
+                .entities
+                .iter()
+                .filter(|(_, e)| e.has_meta)
+                .map(|((t, id), e)| (t.clone(), id.clone(), e.types.clone(), e.scope.clone()))
+                .collect();
+            (
+                st.checkpoint_lsn,
+                st.next_file,
+                st.files.keys().copied().collect::<Vec<u64>>(),
+                st.series.clone(),
+                st.ckpt_last_recs.clone(),
+                metas,
+            )
         };
-        for s in &st.series {
-            let inner = s.lock();
-            reg.series.push(SeriesRec {
+        let series_recs = series.iter().map(|s| {
+            let (min_file, overrides) = {
+                let inner = s.lock();
+                (
+                    inner.min_file,
+                    inner
+                        .overrides
+                        .iter()
+                        .map(|(r, p)| (*r, p.as_ref().map(to_rec)))
+                        .collect(),
+                )
+            };
+            registry::SeriesRecRef {
                 id: s.id,
-                tenant: s.key.tenant.to_string(),
-                entity: s.key.entity.to_string(),
-                attr: s.key.attr.to_string(),
-                dataset: s.key.dataset.as_deref().map(str::to_string),
-                last_rec: st.ckpt_last_recs.get(s.id as usize).copied().unwrap_or(0),
-                min_file: inner.min_file,
-                overrides: inner
-                    .overrides
-                    .iter()
-                    .map(|(r, p)| (*r, p.as_ref().map(to_rec)))
-                    .collect(),
-            });
-        }
-        for ((t, id), e) in &st.entities {
-            if e.has_meta {
-                reg.entities.push(EntityRec {
-                    tenant: t.to_string(),
-                    id: id.to_string(),
-                    types: e.types.iter().map(|t| t.to_string()).collect(),
-                    scope: e.scope.as_deref().map(str::to_string),
-                });
+                tenant: &s.key.tenant,
+                entity: &s.key.entity,
+                attr: &s.key.attr,
+                dataset: s.key.dataset.as_deref(),
+                last_rec: last_recs.get(s.id as usize).copied().unwrap_or(0),
+                min_file,
+                overrides,
             }
-        }
-        drop(st);
-        registry::store(&self.options.dir, &reg)
+        });
+        let entity_recs = metas
+            .iter()
+            .map(|(t, id, types, scope)| registry::EntityRecRef {
+                tenant: t,
+                id,
+                types: types.iter().map(|t| &**t).collect(),
+                scope: scope.as_deref(),
+            });
+        registry::store_streaming(
+            &self.options.dir,
+            lsn,
+            next_file,
+            &files,
+            series_recs,
+            entity_recs,
+        )
     }
 
     /// The retention policy of an entity, if any.
