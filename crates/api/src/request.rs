@@ -292,6 +292,17 @@ impl NgsiRequest {
         self.params.get(k).map(String::as_str)
     }
 
+    /// A `true`/`false` parameter (absent is false).
+    pub fn bool_param(&self, k: &str) -> ApiResult<bool> {
+        match self.param(k) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::bad_data(format!(
+                "'{k}' must be true or false, got '{other}'"
+            ))),
+        }
+    }
+
     /// The body as a JSON object.
     pub fn object(&self) -> ApiResult<Map<String, Value>> {
         match &self.body {

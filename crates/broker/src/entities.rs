@@ -50,11 +50,16 @@ pub(crate) fn check_attr_name(attr: &str) -> Result<()> {
 }
 
 pub(crate) fn check_id(id: &str) -> Result<()> {
-    if is_absolute_uri(id) {
+    check_uri("entity id", id)
+}
+
+/// `what` (named in the error) must be an absolute URI.
+pub(crate) fn check_uri(what: &str, v: &str) -> Result<()> {
+    if is_absolute_uri(v) {
         Ok(())
     } else {
         Err(BrokerError::bad_data(format!(
-            "entity id '{id}' is not an absolute URI"
+            "{what} '{v}' is not an absolute URI"
         )))
     }
 }

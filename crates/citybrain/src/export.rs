@@ -13,8 +13,8 @@ use std::ops::Bound;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use chrono::{DateTime, TimeZone, Utc};
-use citybrain_model::time::{format_datetime, parse_datetime};
+use chrono::{TimeZone, Utc};
+use citybrain_model::time::{format_datetime, from_millis, parse_datetime};
 use citybrain_model::JsonLdContext;
 use citybrain_store::history::{attribute_of, is_deletion};
 use citybrain_store::tsdb::{Selection, TimeProp, Val};
@@ -55,12 +55,6 @@ fn bound(name: &str, v: Option<&str>) -> anyhow::Result<Option<i64>> {
             .with_context(|| format!("--{name} '{s}' is not an ISO 8601 date-time"))
     })
     .transpose()
-}
-
-fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Writes the export; returns (series, rows).

@@ -1,6 +1,6 @@
 //! Date-time parsing and formatting in the NGSI-LD dialect of ISO 8601 (UTC, `Z`).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 
 use crate::error::{ModelError, Result};
 
@@ -37,6 +37,20 @@ pub fn is_date(s: &str) -> bool {
 }
 
 /// Formats as the spec's DateTime: UTC with `Z`, fractional seconds only when present.
+/// Milliseconds since the epoch as a date-time (out of range: the earliest one).
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Microseconds since the epoch as a date-time (out of range: the earliest one).
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 pub fn format_datetime(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }

@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use citybrain_model::time::from_micros;
 use citybrain_model::{AttrKind, AttrValue, Attribute, Entity};
 use citybrain_tsdb::{HistOp, Point, SeriesKey, Val};
 
@@ -21,12 +22,6 @@ pub fn millis(t: &DateTime<Utc>) -> i64 {
 /// Microseconds since the epoch.
 pub fn micros(t: &DateTime<Utc>) -> i64 {
     t.timestamp_micros()
-}
-
-fn from_micros(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// The point recording one attribute instance.

@@ -11,18 +11,8 @@ use crate::response;
 use crate::routes::CONTEXTS;
 use crate::AppState;
 
-fn bool_param(req: &NgsiRequest, k: &str) -> ApiResult<bool> {
-    match req.param(k) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(ApiError::bad_data(format!(
-            "'{k}' must be true or false, got '{other}'"
-        ))),
-    }
-}
-
 pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
-    let details = bool_param(&req, "details")?;
+    let details = req.bool_param("details")?;
     let items = app.broker.contexts.list(details, req.param("kind"))?;
     Ok(plain_json(StatusCode::OK, &Value::Array(items)))
 }
@@ -41,7 +31,7 @@ pub async fn retrieve(
     Path(id): Path<String>,
     req: NgsiRequest,
 ) -> ApiResult<Response> {
-    let doc = if bool_param(&req, "details")? {
+    let doc = if req.bool_param("details")? {
         app.broker.contexts.details(&id)?
     } else {
         app.broker.contexts.get(&id)?
@@ -56,7 +46,7 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     app.broker
         .contexts
-        .delete(&id, bool_param(&req, "reload")?)
+        .delete(&id, req.bool_param("reload")?)
         .await?;
     Ok(response::no_content())
 }

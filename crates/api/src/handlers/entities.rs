@@ -14,17 +14,6 @@ use crate::response::{self, Join};
 use crate::routes::ENTITIES;
 use crate::AppState;
 
-fn bool_param(req: &NgsiRequest, k: &str) -> ApiResult<bool> {
-    match req.param(k) {
-        None => Ok(false),
-        Some("true") => Ok(true),
-        Some("false") => Ok(false),
-        Some(other) => Err(ApiError::bad_data(format!(
-            "'{k}' must be true or false, got '{other}'"
-        ))),
-    }
-}
-
 /// True when a projection leaves nothing to show: no member at all, or (with `attrs`)
 /// none of the requested attributes. Such an entity is "not found" (NGSI-LD 1.8, 4.21).
 fn projection_empties(
@@ -56,9 +45,9 @@ pub fn query_params(req: &NgsiRequest) -> ApiResult<QueryParams> {
         scope_q: p("scopeQ"),
         limit: p("limit"),
         offset: p("offset"),
-        count: bool_param(req, "count")?,
+        count: req.bool_param("count")?,
         order_by: p("orderBy"),
-        allow_unfiltered: bool_param(req, "local")?,
+        allow_unfiltered: req.bool_param("local")?,
     })
 }
 
@@ -276,7 +265,7 @@ pub async fn delete_attr(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let all = bool_param(&req, "deleteAll")?;
+    let all = req.bool_param("deleteAll")?;
     app.broker
         .delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all)
         .await?;

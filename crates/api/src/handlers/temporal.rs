@@ -200,15 +200,7 @@ pub async fn delete_attr(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let delete_all = match req.param("deleteAll") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ApiError::bad_data(format!(
-                "'deleteAll' must be true or false, got '{other}'"
-            )))
-        }
-    };
+    let delete_all = req.bool_param("deleteAll")?;
     app.broker
         .delete_temporal_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), delete_all)
         .await?;

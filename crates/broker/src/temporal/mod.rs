@@ -20,9 +20,9 @@ pub mod render;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use citybrain_model::duration::IsoDuration;
-use citybrain_model::time::parse_datetime;
+use citybrain_model::time::{from_millis, parse_datetime};
 use citybrain_model::{AttrKind, Entity, ErrorKind};
 use citybrain_store::history::{attribute_of, is_deletion, micros, millis};
 use citybrain_store::tsdb::agg::aggregate;
@@ -389,12 +389,6 @@ fn kind_of(points: &[Point]) -> AttrKind {
     points
         .first()
         .map_or(AttrKind::Property, |p| attribute_of(p, None).kind)
-}
-
-fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 impl Broker {

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use citybrain_model::entity::{
     parse_attr_value, parse_attributes, parse_entity_id, parse_scope, parse_types, ParseMode,
 };
-use citybrain_model::uri::is_absolute_uri;
 use citybrain_model::{Attribute, Entity, JsonLdContext, ModelError};
 use citybrain_store::history::{parse_instance_id, point_of};
 use citybrain_store::tsdb::{DatasetSel, HistOp, Selection, SeriesKey, TimeProp};
 use citybrain_store::{ModifyOptions, Write};
 use serde_json::{Map, Value};
 
-use crate::entities::check_id;
+use crate::entities::{check_id, check_uri};
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
 use crate::Broker;
@@ -291,11 +290,7 @@ impl Broker {
         check_id(id)?;
         crate::entities::check_attr_name(attr)?;
         if let Some(d) = dataset_id {
-            if !is_absolute_uri(d) {
-                return Err(BrokerError::bad_data(format!(
-                    "datasetId '{d}' is not an absolute URI"
-                )));
-            }
+            check_uri("datasetId", d)?;
         }
         self.check_tenant(rc)?;
         let h = self
@@ -365,11 +360,7 @@ impl Broker {
     ) -> Result<(SeriesKey, citybrain_store::tsdb::Point)> {
         check_id(id)?;
         crate::entities::check_attr_name(attr)?;
-        if !is_absolute_uri(instance_id) {
-            return Err(BrokerError::bad_data(format!(
-                "instanceId '{instance_id}' is not an absolute URI"
-            )));
-        }
+        check_uri("instanceId", instance_id)?;
         self.check_tenant(rc)?;
         let db = self.tsdb()?;
         let h = db.entity(&rc.tenant, id).ok_or_else(|| not_found(id))?;

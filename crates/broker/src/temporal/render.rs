@@ -2,9 +2,8 @@
 //! with its `instanceId`), simplified (`temporalValues`: `[content, time]` pairs) and
 //! aggregated (`[value, start, end]` per period and method).
 
-use chrono::{DateTime, TimeZone, Utc};
 use citybrain_model::render::{compact_types, content, render_attribute, Format, RenderOptions};
-use citybrain_model::time::format_datetime;
+use citybrain_model::time::{format_datetime, from_micros, from_millis};
 use citybrain_model::{AttrKind, Attribute, JsonLdContext};
 use citybrain_store::history::{attribute_of, instance_id};
 use citybrain_store::tsdb::{AggValue, Point};
@@ -12,19 +11,10 @@ use serde_json::{json, Map, Value};
 
 use super::{SeriesPoints, TemporalEntity, TemporalFormat, TemporalQuery, TimeProperty};
 
-fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
 fn time_value(tq: &TemporalQuery, p: &Point) -> Value {
     let t = match tq.property {
         TimeProperty::ObservedAt => from_millis(p.t),
-        _ => Utc
-            .timestamp_micros(p.rec)
-            .single()
-            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        _ => from_micros(p.rec),
     };
     Value::String(format_datetime(&t))
 }
