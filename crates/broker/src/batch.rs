@@ -172,42 +172,82 @@ impl Broker {
                     continue;
                 }
             };
-            let new = match self.parse_item(ld, item) {
-                Ok(e) => e,
-                Err(e) => {
-                    out.errors.push((entity_id_of(item), e));
-                    continue;
-                }
-            };
-            let res = self.apply_nowait(rc, &new.id.clone(), &mut |cur| {
-                Ok(Some(Write::Put(match (cur, mode) {
-                    (None, _) => new.clone(),
-                    (Some(old), UpsertMode::Replace) => ops::replace(old, new.clone(), now),
-                    (Some(old), UpsertMode::Update) => {
-                        let mut e = Entity::clone(old);
-                        ops::append(&mut e, new.attrs.clone(), false, now);
-                        for t in &new.types {
-                            if !e.types.contains(t) {
-                                e.types.push(t.clone());
-                            }
-                        }
-                        e
-                    }
-                })))
-            });
-            match res {
-                Ok(Some(a)) => {
+            match self.upsert_one(rc, ld, item, mode, now) {
+                Ok((id, Some(a))) => {
                     if a.before.is_none() {
-                        out.created.push(new.id.clone());
+                        out.created.push(id.clone());
                     }
-                    out.success.push(new.id.clone());
+                    out.success.push(id);
                     last = Some(a.commit);
                 }
-                Ok(None) => out.success.push(new.id.clone()),
-                Err(e) => out.errors.push((new.id.clone(), e)),
+                Ok((id, None)) => out.success.push(id),
+                Err(e) => out.errors.push((entity_id_of(item), e)),
             }
         }
         self.finish(last, out).await
+    }
+
+    /// Upserts each item in order and answers one result per item, index-aligned (the
+    /// ingestion pipeline needs to know which record failed, and one payload may carry
+    /// several observations of the same entity). `Ok(true)` means the entity was created.
+    /// Answers once every successful write is durable.
+    pub async fn upsert_each(
+        &self,
+        rc: &RequestContext,
+        items: &[BatchItem],
+        mode: UpsertMode,
+    ) -> Result<Vec<Result<bool>>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut last = None;
+        let now = self.clock.now();
+        for bi in items {
+            let res = match bi.split() {
+                Ok((item, ld)) => self.upsert_one(rc, ld, item, mode, now),
+                Err((_, e)) => Err(e),
+            };
+            out.push(match res {
+                Ok((_, Some(a))) => {
+                    let created = a.before.is_none();
+                    last = Some(a.commit);
+                    Ok(created)
+                }
+                Ok((_, None)) => Ok(false),
+                Err(e) => Err(e),
+            });
+        }
+        if let Some(c) = last {
+            c.wait().await?;
+        }
+        Ok(out)
+    }
+
+    /// One upsert without waiting for durability: the entity id and what was applied.
+    fn upsert_one(
+        &self,
+        rc: &RequestContext,
+        ld: &JsonLdContext,
+        item: &Value,
+        mode: UpsertMode,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(String, Option<Applied>)> {
+        let new = self.parse_item(ld, item)?;
+        let res = self.apply_nowait(rc, &new.id.clone(), &mut |cur| {
+            Ok(Some(Write::Put(match (cur, mode) {
+                (None, _) => new.clone(),
+                (Some(old), UpsertMode::Replace) => ops::replace(old, new.clone(), now),
+                (Some(old), UpsertMode::Update) => {
+                    let mut e = Entity::clone(old);
+                    ops::append(&mut e, new.attrs.clone(), false, now);
+                    for t in &new.types {
+                        if !e.types.contains(t) {
+                            e.types.push(t.clone());
+                        }
+                    }
+                    e
+                }
+            })))
+        })?;
+        Ok((new.id, res))
     }
 
     /// `POST /entityOperations/update` (append attributes to existing entities).

@@ -1,0 +1,22 @@
+//! Ingestion: vendor payloads (JSON, JSON Lines, CSV, XML) arrive over MQTT, HTTP or
+//! files; a declarative mapping (`mapping`) turns each record into an NGSI-LD entity
+//! fragment; the pipeline (`pipeline`) writes them through the broker's durable path,
+//! and everything that fails goes to the dead-letter store (`deadletter`) with a reason.
+//! Edge pre-aggregation (`reduce`) thins streams by rule. Nothing here knows HTTP.
+
+pub mod deadletter;
+pub mod decode;
+pub mod mapping;
+pub mod record;
+pub mod reduce;
+pub mod reject;
+pub mod timefmt;
+pub mod units;
+
+pub use mapping::{load_dir, load_file, Mapped, Mapping, MappingError};
+pub use reject::{Reason, Reject};
+pub mod pipeline;
+pub mod stats;
+
+pub use pipeline::{Ingest, IngestError, IngestSettings, Summary};
+pub mod import;

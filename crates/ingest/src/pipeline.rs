@@ -1,0 +1,526 @@
+//! The ingestion pipeline: payload → records → mapped entities → (edge reduction) →
+//! the broker's durable upsert; every failure → a dead letter. A payload is answered
+//! only when its writes and its dead letters are both durable, so an acknowledgement
+//! (HTTP 200/202, MQTT PUBACK) means nothing of it can be lost.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use citybrain_broker::{BatchItem, Broker, BrokerError, RequestContext, UpsertMode};
+use citybrain_model::JsonLdContext;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::deadletter::{DeadLetterError, DeadLetters, Letter, Level, NewLetter};
+use crate::decode::{decode_payload, Item, Owned};
+use crate::mapping::{self, Mapped, Mapping, MappingError, Selector, TopicVars, Vars};
+use crate::reduce::Reducer;
+use crate::reject::{Reason, Reject};
+use crate::stats::Stats;
+
+/// What can stop a payload from being processed (as opposed to records being
+/// rejected, which is a normal outcome recorded in the summary and the dead letters).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no mapping for source '{0}'")]
+    UnknownSource(String),
+    #[error("no mapping handles topic '{0}'")]
+    UnknownTopic(String),
+    #[error("dead letter {0} does not exist")]
+    NoSuchLetter(u64),
+    /// The store could not make the data durable: nothing is acknowledged.
+    #[error("the data could not be stored: {0}")]
+    Store(String),
+    #[error(transparent)]
+    DeadLetters(#[from] DeadLetterError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+}
+
+/// What happened to a payload or file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Records read (rows, elements, objects).
+    pub read: u64,
+    /// Entity writes made durable.
+    pub written: u64,
+    /// Entities created by them.
+    pub created: u64,
+    /// Records left out by the mapping's filters.
+    pub filtered: u64,
+    /// Records left with nothing to write by edge reduction.
+    pub reduced: u64,
+    /// Records or payloads sent to the dead letters, by reason.
+    pub rejected: BTreeMap<Reason, u64>,
+    /// Ids of the dead letters stored (at most 100 listed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dead_letters: Vec<u64>,
+}
+
+impl Summary {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn add(&mut self, o: &Summary) {
+        self.read += o.read;
+        self.written += o.written;
+        self.created += o.created;
+        self.filtered += o.filtered;
+        self.reduced += o.reduced;
+        for (r, n) in &o.rejected {
+            *self.rejected.entry(*r).or_insert(0) += n;
+        }
+        for id in &o.dead_letters {
+            if self.dead_letters.len() < 100 {
+                self.dead_letters.push(*id);
+            }
+        }
+    }
+}
+
+/// A loaded mapping with its reduction state.
+pub struct Source {
+    pub mapping: Arc<Mapping>,
+    pub reducer: Mutex<Reducer>,
+}
+
+/// Settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Directory of mapping files (reloadable); `None` when mappings are given in code.
+    pub mappings_dir: Option<PathBuf>,
+    /// Largest payload accepted (bigger ones are dead-lettered, truncated to this).
+    pub max_payload_bytes: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            mappings_dir: None,
+            max_payload_bytes: 16 << 20,
+        }
+    }
+}
+
+/// The ingestion service.
+pub struct Ingest {
+    broker: Arc<Broker>,
+    sources: RwLock<BTreeMap<String, Arc<Source>>>,
+    pub dead: Arc<DeadLetters>,
+    pub stats: Stats,
+    pub settings: IngestSettings,
+}
+
+/// One mapped record waiting to be written, with what a dead letter would need.
+struct Pending {
+    body: Value,
+    raw: Option<Vec<u8>>,
+}
+
+impl Ingest {
+    /// Builds the pipeline; loads the mappings directory when one is set.
+    pub fn new(
+        broker: Arc<Broker>,
+        dead: Arc<DeadLetters>,
+        settings: IngestSettings,
+    ) -> Result<Ingest, IngestError> {
+        let ing = Ingest {
+            broker,
+            sources: RwLock::new(BTreeMap::new()),
+            dead,
+            stats: Stats::default(),
+            settings,
+        };
+        ing.reload()?;
+        Ok(ing)
+    }
+
+    /// Re-reads the mappings directory. On any error the running mappings stay as they
+    /// were (a bad file is never half-applied) and the error names the file and line.
+    pub fn reload(&self) -> Result<usize, IngestError> {
+        let Some(dir) = &self.settings.mappings_dir else {
+            return Ok(self.sources.read().len());
+        };
+        let loaded = mapping::load_dir(dir)?;
+        self.install(loaded);
+        Ok(self.sources.read().len())
+    }
+
+    /// Replaces the mappings with `list`.
+    pub fn install(&self, list: Vec<Mapping>) {
+        let mut map = BTreeMap::new();
+        for m in list {
+            let reducer = Mutex::new(Reducer::new(m.reduce.clone()));
+            map.insert(
+                m.source.clone(),
+                Arc::new(Source {
+                    mapping: Arc::new(m),
+                    reducer,
+                }),
+            );
+        }
+        tracing::info!(mappings = map.len(), "ingest mappings installed");
+        *self.sources.write() = map;
+    }
+
+    pub fn source(&self, name: &str) -> Option<Arc<Source>> {
+        self.sources.read().get(name).cloned()
+    }
+
+    pub fn sources(&self) -> Vec<Arc<Source>> {
+        self.sources.read().values().cloned().collect()
+    }
+
+    /// The source whose topic patterns match `topic`, with the captured variables.
+    pub fn route_topic(&self, topic: &str) -> Option<(Arc<Source>, TopicVars)> {
+        self.sources
+            .read()
+            .values()
+            .find_map(|s| s.mapping.match_topic(topic).map(|v| (s.clone(), v)))
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Ingests one payload for `source`.
+    pub async fn ingest_payload(
+        &self,
+        source: &str,
+        payload: &[u8],
+        origin: Option<String>,
+        vars: &Vars,
+    ) -> Result<Summary, IngestError> {
+        let src = self
+            .source(source)
+            .ok_or_else(|| IngestError::UnknownSource(source.to_string()))?;
+        self.payload_for(&src, payload, origin, vars).await
+    }
+
+    /// Ingests a message that arrived on an MQTT topic. A topic no mapping handles is a
+    /// dead letter too (source `mqtt`), never a silent drop.
+    pub async fn ingest_topic(&self, topic: &str, payload: &[u8]) -> Result<Summary, IngestError> {
+        match self.route_topic(topic) {
+            Some((src, vars)) => {
+                self.payload_for(&src, payload, Some(topic.to_string()), &vars)
+                    .await
+            }
+            None => {
+                let mut s = Summary::default();
+                self.dead_payload(
+                    "mqtt",
+                    payload,
+                    Some(topic.to_string()),
+                    Reject::new(
+                        Reason::NoMapping,
+                        format!("no mapping handles topic '{topic}'"),
+                    ),
+                    &mut s,
+                )?;
+                Ok(s)
+            }
+        }
+    }
+
+    async fn payload_for(
+        &self,
+        src: &Source,
+        payload: &[u8],
+        origin: Option<String>,
+        vars: &Vars,
+    ) -> Result<Summary, IngestError> {
+        let m = &src.mapping;
+        let mut summary = Summary::default();
+        self.stats.payload(&m.source, payload.len());
+        if payload.len() > self.settings.max_payload_bytes {
+            let reject = Reject::new(
+                Reason::Oversized,
+                format!(
+                    "the payload has {} bytes; the limit is {}",
+                    payload.len(),
+                    self.settings.max_payload_bytes
+                ),
+            );
+            self.dead_payload(&m.source, payload, origin, reject, &mut summary)?;
+            return Ok(summary);
+        }
+        match decode_payload(m, payload) {
+            Ok(items) => {
+                let s = self
+                    .write_items(src, items, vars, origin.as_deref())
+                    .await?;
+                summary.add(&s);
+            }
+            Err(reject) => self.dead_payload(&m.source, payload, origin, reject, &mut summary)?,
+        }
+        Ok(summary)
+    }
+
+    fn dead_payload(
+        &self,
+        source: &str,
+        payload: &[u8],
+        origin: Option<String>,
+        reject: Reject,
+        summary: &mut Summary,
+    ) -> Result<(), IngestError> {
+        let max = self.settings.max_payload_bytes;
+        let truncated = payload.len() > max;
+        let raw = payload[..payload.len().min(max)].to_vec();
+        tracing::warn!(source, reason = %reject.reason, message = %reject.message, "payload dead-lettered");
+        let stored = self.dead.put_many(
+            vec![NewLetter {
+                source: source.to_string(),
+                reason: reject.reason,
+                message: reject.message,
+                level: Level::Payload,
+                origin,
+                size: payload.len() as u64,
+                truncated,
+                raw,
+            }],
+            self.broker.clock().now(),
+        )?;
+        self.note_dead(source, &stored, summary);
+        Ok(())
+    }
+
+    fn note_dead(&self, source: &str, stored: &[Letter], summary: &mut Summary) {
+        for l in stored {
+            *summary.rejected.entry(l.reason).or_insert(0) += 1;
+            self.stats.rejected(source, l.reason);
+            if summary.dead_letters.len() < 100 {
+                summary.dead_letters.push(l.id);
+            }
+        }
+    }
+
+    /// Maps, reduces and writes decoded items; rejected ones become dead letters.
+    /// Answers once both are durable.
+    pub async fn write_items(
+        &self,
+        src: &Source,
+        items: Vec<Item>,
+        vars: &Vars,
+        origin: Option<&str>,
+    ) -> Result<Summary, IngestError> {
+        let m = &src.mapping;
+        let now = self.broker.clock().now();
+        let mut summary = Summary::default();
+        let mut pending: Vec<Pending> = Vec::with_capacity(items.len());
+        let mut dead: Vec<NewLetter> = Vec::new();
+        let letter = |raw: Vec<u8>, reject: Reject| NewLetter {
+            source: m.source.clone(),
+            reason: reject.reason,
+            message: reject.message,
+            level: Level::Record,
+            origin: origin.map(str::to_string),
+            size: raw.len() as u64,
+            truncated: false,
+            raw,
+        };
+        {
+            let mut reducer = src.reducer.lock();
+            for item in items {
+                summary.read += 1;
+                match item {
+                    Item::Bad { raw, reject } => dead.push(letter(raw, reject)),
+                    Item::Record(rec) => match m.apply(rec.as_record(), vars, now) {
+                        Ok(Mapped::Filtered) => summary.filtered += 1,
+                        Ok(Mapped::Entity { mut body, .. }) => {
+                            if !reducer.is_empty() && !reducer.apply(&mut body, now) {
+                                summary.reduced += 1;
+                                continue;
+                            }
+                            pending.push(Pending {
+                                body,
+                                raw: Some(rec.as_record().raw(m.csv_delimiter)),
+                            });
+                        }
+                        Err(reject) => {
+                            dead.push(letter(rec.as_record().raw(m.csv_delimiter), reject))
+                        }
+                    },
+                }
+            }
+        }
+        self.stats
+            .records(&m.source, summary.read, summary.filtered, summary.reduced);
+        self.write_pending(m, pending, &mut dead, &mut summary, origin)
+            .await?;
+        let stored = self.dead.put_many(dead, now)?;
+        self.note_dead(&m.source, &stored, &mut summary);
+        Ok(summary)
+    }
+
+    /// Writes reduction output that was held back (closed windows) for `source`.
+    pub async fn flush_reduced(&self, src: &Source) -> Result<Summary, IngestError> {
+        let bodies = src.reducer.lock().flush();
+        let mut summary = Summary::default();
+        let mut dead = Vec::new();
+        let pending = bodies
+            .into_iter()
+            .map(|body| Pending { body, raw: None })
+            .collect();
+        self.write_pending(&src.mapping, pending, &mut dead, &mut summary, None)
+            .await?;
+        let stored = self.dead.put_many(dead, self.broker.clock().now())?;
+        self.note_dead(&src.mapping.source, &stored, &mut summary);
+        Ok(summary)
+    }
+
+    async fn context(&self, m: &Mapping) -> Result<Arc<JsonLdContext>, BrokerError> {
+        match &m.context {
+            None => Ok(JsonLdContext::core()),
+            Some(url) => {
+                self.broker
+                    .contexts
+                    .resolve(Some(&Value::String(url.clone())))
+                    .await
+            }
+        }
+    }
+
+    async fn write_pending(
+        &self,
+        m: &Mapping,
+        pending: Vec<Pending>,
+        dead: &mut Vec<NewLetter>,
+        summary: &mut Summary,
+        origin: Option<&str>,
+    ) -> Result<(), IngestError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let rc = RequestContext::tenant(m.tenant.clone());
+        let ld = match self.context(m).await {
+            Ok(c) => Ok(c),
+            Err(BrokerError::Model(e)) => Err(e),
+            Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
+        };
+        let mut items = Vec::with_capacity(pending.len());
+        let mut raws = Vec::with_capacity(pending.len());
+        for p in pending {
+            items.push(BatchItem {
+                body: p.body,
+                ld: ld.clone(),
+            });
+            raws.push(p.raw);
+        }
+        let results = self
+            .broker
+            .upsert_each(&rc, &items, UpsertMode::Update)
+            .await
+            .map_err(|e| IngestError::Store(e.to_string()))?;
+        for ((res, raw), item) in results.into_iter().zip(raws).zip(items) {
+            match res {
+                Ok(created) => {
+                    summary.written += 1;
+                    summary.created += u64::from(created);
+                }
+                Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
+                Err(BrokerError::Model(e)) => {
+                    let raw =
+                        raw.unwrap_or_else(|| serde_json::to_vec(&item.body).unwrap_or_default());
+                    dead.push(NewLetter {
+                        source: m.source.clone(),
+                        reason: Reason::Invalid,
+                        message: e.detail,
+                        level: Level::Record,
+                        origin: origin.map(str::to_string),
+                        size: raw.len() as u64,
+                        truncated: false,
+                        raw,
+                    });
+                }
+            }
+        }
+        self.stats.written(&m.source, summary.written);
+        Ok(())
+    }
+
+    /// Replays dead letters through the current mappings. A letter that now succeeds is
+    /// deleted; one that fails again stays, and the new reason is reported.
+    pub async fn replay(&self, ids: &[u64]) -> Result<Vec<ReplayResult>, IngestError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let letter = self.dead.get(*id).ok_or(IngestError::NoSuchLetter(*id))?;
+            let raw = self.dead.raw(*id)?;
+            let res = self.replay_one(&letter, &raw).await?;
+            let ok = res.rejected.is_empty() && !letter.truncated;
+            if ok {
+                self.dead.delete(&[*id])?;
+            } else if !res.dead_letters.is_empty() {
+                // The failure was stored again as a new letter; keep one copy only.
+                self.dead.delete(&[*id])?;
+            }
+            out.push(ReplayResult {
+                id: *id,
+                replayed: ok,
+                summary: res,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn replay_one(&self, l: &Letter, raw: &[u8]) -> Result<Summary, IngestError> {
+        if l.source == "mqtt" && l.reason == Reason::NoMapping {
+            let topic = l.origin.clone().unwrap_or_default();
+            return self.ingest_topic(&topic, raw).await;
+        }
+        let Some(src) = self.source(&l.source) else {
+            return Err(IngestError::UnknownSource(l.source.clone()));
+        };
+        let vars = l
+            .origin
+            .as_deref()
+            .and_then(|o| src.mapping.match_topic(o))
+            .unwrap_or_default();
+        match l.level {
+            Level::Payload => self.payload_for(&src, raw, l.origin.clone(), &vars).await,
+            Level::Record => {
+                let items = match decode_record(&src.mapping, raw) {
+                    Ok(rec) => vec![Item::Record(rec)],
+                    Err(reject) => vec![Item::Bad {
+                        raw: raw.to_vec(),
+                        reject,
+                    }],
+                };
+                self.write_items(&src, items, &vars, l.origin.as_deref())
+                    .await
+            }
+        }
+    }
+}
+
+/// The outcome of replaying one letter.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayResult {
+    pub id: u64,
+    /// The letter was written and removed from the dead letters.
+    pub replayed: bool,
+    pub summary: Summary,
+}
+
+/// Decodes one stored record (the format a record dead letter keeps).
+pub fn decode_record(m: &Mapping, raw: &[u8]) -> Result<Owned, Reject> {
+    let mut one = m.clone();
+    one.selector = match &m.selector {
+        Selector::Xml { steps, .. } => Selector::Xml {
+            steps: steps.last().cloned().into_iter().collect(),
+            anywhere: true,
+        },
+        Selector::Json(_) => Selector::Json(Vec::new()),
+        Selector::Rows => Selector::Rows,
+    };
+    let items = decode_payload(&one, raw)?;
+    match items.into_iter().next() {
+        Some(Item::Record(r)) => Ok(r),
+        Some(Item::Bad { reject, .. }) => Err(reject),
+        None => Err(Reject::new(Reason::Decode, "the stored record is empty")),
+    }
+}
