@@ -19,7 +19,7 @@ use axum::Router;
 use citybrain_broker::Broker;
 use citybrain_model::ErrorKind;
 
-use crate::handlers::{batch, contexts, discovery, entities, subscriptions, temporal};
+use crate::handlers::{batch, contexts, discovery, entities, ingest, subscriptions, temporal};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 use crate::routes::*;
@@ -48,6 +48,8 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Arc<Broker>,
+    /// The ingestion pipeline (`/ingest`), when enabled.
+    pub ingest: Option<Arc<citybrain_ingest::Ingest>>,
     pub limits: Arc<HttpLimits>,
     pub metrics: Arc<Metrics>,
 }
@@ -56,20 +58,34 @@ pub struct AppState {
 /// `/entities`, as clients such as the ETSI test suite send it).
 pub type App = tower_http::normalize_path::NormalizePath<Router>;
 
-/// Builds the HTTP service.
+/// Builds the HTTP service (NGSI-LD only).
 pub fn app(broker: Arc<Broker>, limits: HttpLimits) -> App {
+    app_with_ingest(broker, None, limits)
+}
+
+/// Builds the HTTP service with the `/ingest` endpoints when `ingest` is given.
+pub fn app_with_ingest(
+    broker: Arc<Broker>,
+    ingest: Option<Arc<citybrain_ingest::Ingest>>,
+    limits: HttpLimits,
+) -> App {
     use tower::Layer;
     tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash()
-        .layer(router(broker, limits))
+        .layer(router(broker, ingest, limits))
 }
 
 /// Builds the whole HTTP router.
-pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
+pub fn router(
+    broker: Arc<Broker>,
+    ingest: Option<Arc<citybrain_ingest::Ingest>>,
+    limits: HttpLimits,
+) -> Router {
     let metrics = Metrics::new();
     let body_limit = limits.max_body_bytes;
     let concurrency = limits.max_concurrent_requests.max(1);
     let state = AppState {
         broker,
+        ingest,
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     };
@@ -135,6 +151,20 @@ pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
             axum::routing::patch(temporal::modify_instance).delete(temporal::delete_instance),
         )
         .route(TEMPORAL_QUERY, post(temporal::query_post))
+        .route(INGEST_SOURCES, get(ingest::sources))
+        .route(INGEST_RELOAD, post(ingest::reload))
+        .route(INGEST_DEADLETTERS, get(ingest::list_letters))
+        .route(INGEST_REPLAY, post(ingest::replay))
+        .route(
+            INGEST_DEADLETTER,
+            get(ingest::get_letter).delete(ingest::delete_letter),
+        )
+        .route(
+            INGEST_SOURCE,
+            // The ingest handler enforces its own payload limit (oversized payloads
+            // become dead letters), so the general body limit does not apply.
+            post(ingest::post_payload).layer(DefaultBodyLimit::disable()),
+        )
         .route(HEALTH, get(health))
         .route(METRICS, get(metrics_text))
         .fallback(not_found)
@@ -177,7 +207,7 @@ async fn health(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(app): State<AppState>) -> Response {
-    let text = app.metrics.render(&app.broker);
+    let text = app.metrics.render(&app.broker, app.ingest.as_deref());
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -30,6 +30,35 @@ pub struct LatencyLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub source: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub source: String,
+    pub reason: String,
+}
+
+type FGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Ingestion metrics, refreshed from the pipeline's counters at each scrape.
+struct IngestFamilies {
+    payloads: Family<SourceLabels, FGauge>,
+    bytes: Family<SourceLabels, FGauge>,
+    records: Family<OutcomeLabels, FGauge>,
+    rejected: Family<ReasonLabels, FGauge>,
+    letters: Family<ReasonLabels, FGauge>,
+    letter_bytes: FGauge,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -42,6 +71,7 @@ pub struct Metrics {
     requests: Family<RouteLabels, Counter>,
     latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
     gauges: Vec<(&'static str, Gauge<f64, std::sync::atomic::AtomicU64>)>,
+    ingest: IngestFamilies,
 }
 
 const SCRAPED: [(&str, &str); 25] = [
@@ -128,11 +158,50 @@ impl Metrics {
             registry.register(name, help, g.clone());
             gauges.push((name, g));
         }
+        let ingest = IngestFamilies {
+            payloads: Family::default(),
+            bytes: Family::default(),
+            records: Family::default(),
+            rejected: Family::default(),
+            letters: Family::default(),
+            letter_bytes: FGauge::default(),
+        };
+        registry.register(
+            "ingest_payloads",
+            "Payloads received per ingest source (HTTP, MQTT, files)",
+            ingest.payloads.clone(),
+        );
+        registry.register(
+            "ingest_bytes",
+            "Payload bytes received per ingest source",
+            ingest.bytes.clone(),
+        );
+        registry.register(
+            "ingest_records",
+            "Records per ingest source by outcome (read, written, filtered, reduced)",
+            ingest.records.clone(),
+        );
+        registry.register(
+            "ingest_rejected",
+            "Payloads or records sent to the dead letters, by source and reason",
+            ingest.rejected.clone(),
+        );
+        registry.register(
+            "deadletters_stored",
+            "Dead letters held (not yet replayed or deleted), by source and reason",
+            ingest.letters.clone(),
+        );
+        registry.register(
+            "deadletters_file_bytes",
+            "Bytes of the dead-letter log",
+            ingest.letter_bytes.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
             latency,
             gauges,
+            ingest,
         })
     }
 
@@ -142,8 +211,54 @@ impl Metrics {
         }
     }
 
+    fn refresh_ingest(&self, ing: &citybrain_ingest::Ingest) {
+        let f = &self.ingest;
+        for (source, st) in ing.stats.snapshot() {
+            let sl = SourceLabels {
+                source: source.clone(),
+            };
+            f.payloads.get_or_create(&sl).set(st.payloads as f64);
+            f.bytes.get_or_create(&sl).set(st.bytes as f64);
+            for (outcome, n) in [
+                ("read", st.records),
+                ("written", st.written),
+                ("filtered", st.filtered),
+                ("reduced", st.reduced),
+            ] {
+                f.records
+                    .get_or_create(&OutcomeLabels {
+                        source: source.clone(),
+                        outcome: outcome.into(),
+                    })
+                    .set(n as f64);
+            }
+            for (reason, n) in st.rejected {
+                f.rejected
+                    .get_or_create(&ReasonLabels {
+                        source: source.clone(),
+                        reason: reason.as_str().into(),
+                    })
+                    .set(n as f64);
+            }
+        }
+        // Stored letters: reset every known series first, so replayed ones drop to 0.
+        f.letters.clear();
+        for ((source, reason), n) in ing.dead.counts() {
+            f.letters
+                .get_or_create(&ReasonLabels {
+                    source,
+                    reason: reason.as_str().into(),
+                })
+                .set(n as f64);
+        }
+        f.letter_bytes.set(ing.dead.file_bytes() as f64);
+    }
+
     /// Refreshes the scraped gauges and encodes everything.
-    pub fn render(&self, broker: &Broker) -> String {
+    pub fn render(&self, broker: &Broker, ingest: Option<&citybrain_ingest::Ingest>) -> String {
+        if let Some(ing) = ingest {
+            self.refresh_ingest(ing);
+        }
         let s = broker.store().stats();
         self.set("store_log_records", s.records as f64);
         self.set("store_log_batches", s.batches as f64);

@@ -107,6 +107,33 @@ impl From<BrokerError> for ApiError {
     }
 }
 
+impl From<citybrain_ingest::IngestError> for ApiError {
+    fn from(e: citybrain_ingest::IngestError) -> Self {
+        use citybrain_ingest::IngestError as E;
+        match e {
+            E::UnknownSource(_) | E::UnknownTopic(_) | E::NoSuchLetter(_) => {
+                ApiError::new(ErrorKind::ResourceNotFound, e.to_string())
+            }
+            E::Mapping(m) => ApiError::bad_data(m.to_string()),
+            E::Store(detail) => {
+                tracing::error!(%detail, "ingest: the store failed; nothing was acknowledged");
+                ApiError::new(
+                    ErrorKind::InternalError,
+                    "the data could not be stored; nothing of it was acknowledged, send it again",
+                )
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            E::DeadLetters(inner) => {
+                tracing::error!(error = %inner, "ingest: dead-letter store failed");
+                ApiError::new(
+                    ErrorKind::InternalError,
+                    "internal storage error; see the server log",
+                )
+            }
+        }
+    }
+}
+
 impl From<ModelError> for ApiError {
     fn from(e: ModelError) -> Self {
         ApiError::new(e.kind, e.detail)

@@ -26,6 +26,12 @@ pub const TEMPORAL_ATTR: &str = "/ngsi-ld/v1/temporal/entities/{entityId}/attrs/
 pub const TEMPORAL_INSTANCE: &str =
     "/ngsi-ld/v1/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}";
 pub const TEMPORAL_QUERY: &str = "/ngsi-ld/v1/temporal/entityOperations/query";
+pub const INGEST_SOURCES: &str = "/ingest/sources";
+pub const INGEST_RELOAD: &str = "/ingest/reload";
+pub const INGEST_DEADLETTERS: &str = "/ingest/deadletters";
+pub const INGEST_DEADLETTER: &str = "/ingest/deadletters/{id}";
+pub const INGEST_REPLAY: &str = "/ingest/deadletters/replay";
+pub const INGEST_SOURCE: &str = "/ingest/{source}";
 pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";
 
@@ -162,6 +168,10 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         (_, TEMPORAL_QUERY) => TEMPORAL_QUERY_PARAMS,
         (_, TEMPORAL_ENTITIES | TEMPORAL_ENTITY | TEMPORAL_ATTRS | TEMPORAL_INSTANCE) => WRITE,
         (_, TEMPORAL_ATTR) => ATTR,
+        (&Method::GET, INGEST_DEADLETTERS) => &["source", "reason", "limit", "offset"],
+        (_, INGEST_SOURCE | INGEST_SOURCES | INGEST_RELOAD | INGEST_REPLAY | INGEST_DEADLETTER) => {
+            &[]
+        }
         _ => return None,
     })
 }

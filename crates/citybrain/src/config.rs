@@ -15,6 +15,7 @@ pub struct Config {
     pub history: History,
     pub ngsi_ld: NgsiLd,
     pub notifications: Notifications,
+    pub ingest: Ingest,
     pub log: Log,
 }
 
@@ -112,6 +113,37 @@ pub struct Notifications {
     pub attempts: u32,
     pub backoff_start_ms: u64,
     pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    /// Directory of mapping files (`*.toml`, `*.yaml`); empty: no mappings, `/ingest`
+    /// answers 404 for every source. Reloaded by `POST /ingest/reload` or SIGHUP.
+    pub mappings_dir: Option<PathBuf>,
+    /// Largest payload accepted over HTTP or MQTT; bigger ones become dead letters
+    /// (their first bytes kept).
+    pub max_payload_bytes: usize,
+    /// Where dead letters are kept (default: `<data_dir>/deadletters`).
+    pub deadletters_dir: Option<PathBuf>,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Self {
+            mappings_dir: None,
+            max_payload_bytes: 16 * 1024 * 1024,
+            deadletters_dir: None,
+        }
+    }
+}
+
+impl Ingest {
+    pub fn deadletters_dir(&self, data_dir: &Path) -> PathBuf {
+        self.deadletters_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("deadletters"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,6 +286,9 @@ impl Config {
         }
         for rule in &self.history.retention {
             rule.to_policy()?;
+        }
+        if self.ingest.max_payload_bytes == 0 {
+            bail!("ingest.max_payload_bytes must be at least 1");
         }
         Ok(())
     }

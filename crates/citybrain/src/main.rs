@@ -2,8 +2,10 @@
 //! the store, broker and HTTP API together, and runs until SIGINT/SIGTERM.
 
 mod config;
+mod deadletters;
 mod demo;
 mod export;
+mod import;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use citybrain_api::HttpLimits;
 use citybrain_broker::{Broker, BrokerConfig, ContextSettings, DispatchSettings, Limits};
+use citybrain_ingest::deadletter::DeadLetters;
+use citybrain_ingest::{Ingest, IngestSettings};
 use citybrain_model::time::SystemClock;
 use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
 use clap::{Args, Parser, Subcommand};
@@ -43,6 +47,11 @@ enum Command {
     PrintConfig(ConfigArgs),
     /// Write a time range of chosen history series as CSV (the server must be stopped).
     Export(export::ExportArgs),
+    /// Import CSV, JSON, JSON Lines or XML files through a mapping (the server must be
+    /// stopped; resumable after an interruption).
+    Import(import::ImportArgs),
+    /// List, inspect, replay or delete dead letters of a running server.
+    Deadletters(deadletters::DeadLetterArgs),
 }
 
 #[derive(Args)]
@@ -114,6 +123,20 @@ fn main() -> anyhow::Result<()> {
             eprintln!("exported {rows} rows from {series} series");
             Ok(())
         }
+        Command::Import(a) => {
+            let cfg = load_config(&a.config)?;
+            init_logging(&cfg);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(import::run(cfg, a))
+        }
+        Command::Deadletters(a) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(deadletters::run(a))
+        }
         Command::Serve(a) => {
             let cfg = load_config(&a.config)?;
             init_logging(&cfg);
@@ -147,7 +170,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
+pub fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
     Ok(StoreOptions {
         dir: cfg.storage.data_dir.clone(),
         snapshot_after_bytes: cfg.storage.snapshot_after_bytes,
@@ -164,7 +187,7 @@ fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
 
 /// One process per data directory: `serve` and `export` hold `LOCK` (an advisory lock
 /// the operating system drops when the process ends, even on kill -9).
-fn lock_data_dir(cfg: &Config) -> anyhow::Result<std::fs::File> {
+pub fn lock_data_dir(cfg: &Config) -> anyhow::Result<std::fs::File> {
     let dir = &cfg.storage.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let f = std::fs::File::create(dir.join("LOCK"))?;
@@ -178,23 +201,8 @@ fn lock_data_dir(cfg: &Config) -> anyhow::Result<std::fs::File> {
     }
 }
 
-async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
-    let _lock = lock_data_dir(&cfg)?;
-    let store = EmbeddedStore::open(store_options(&cfg)?).with_context(|| {
-        format!(
-            "opening the data directory {}",
-            cfg.storage.data_dir.display()
-        )
-    })?;
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.server.listen))?;
-    let addr = listener.local_addr()?;
-    let public_base = cfg
-        .server
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+/// The broker over `store`, configured from `cfg`.
+pub async fn build_broker(cfg: &Config, store: &EmbeddedStore, public_base: String) -> Arc<Broker> {
     let broker_cfg = BrokerConfig {
         limits: Limits {
             default_limit: cfg.ngsi_ld.default_limit,
@@ -215,7 +223,67 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         },
     };
     let store_dyn: Arc<dyn EntityStore> = Arc::new(store.clone());
-    let broker = Broker::new(store_dyn, Arc::new(SystemClock), broker_cfg).await;
+    Broker::new(store_dyn, Arc::new(SystemClock), broker_cfg).await
+}
+
+/// The ingestion pipeline with the configured mappings directory, or `None` when no
+/// directory is configured. A mapping error stops the start (naming file and line).
+fn build_ingest(cfg: &Config, broker: &Arc<Broker>) -> anyhow::Result<Option<Arc<Ingest>>> {
+    let Some(dir) = &cfg.ingest.mappings_dir else {
+        return Ok(None);
+    };
+    let dead = Arc::new(DeadLetters::open(
+        &cfg.ingest.deadletters_dir(&cfg.storage.data_dir),
+    )?);
+    let ing = Ingest::new(
+        broker.clone(),
+        dead,
+        IngestSettings {
+            mappings_dir: Some(dir.clone()),
+            max_payload_bytes: cfg.ingest.max_payload_bytes,
+        },
+    )
+    .with_context(|| format!("loading the mappings in {}", dir.display()))?;
+    Ok(Some(Arc::new(ing)))
+}
+
+/// SIGHUP re-reads the mappings (a bad file is logged and the running mappings stay).
+#[cfg(unix)]
+fn spawn_reload_on_sighup(ing: Arc<Ingest>) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match ing.reload() {
+                Ok(n) => tracing::info!(mappings = n, "mappings reloaded (SIGHUP)"),
+                Err(e) => {
+                    tracing::error!(error = %e, "mapping reload failed; keeping the running mappings")
+                }
+            }
+        }
+    });
+}
+
+async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&cfg)?;
+    let store = EmbeddedStore::open(store_options(&cfg)?).with_context(|| {
+        format!(
+            "opening the data directory {}",
+            cfg.storage.data_dir.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
+    let addr = listener.local_addr()?;
+    let public_base = cfg
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let broker = build_broker(&cfg, &store, public_base).await;
     broker.start();
     if demo {
         let n = demo::load_once(&broker).await?;
@@ -223,8 +291,14 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             tracing::info!(entities = n, "demo district loaded");
         }
     }
-    let app = citybrain_api::app(
+    let ingest = build_ingest(&cfg, &broker)?;
+    #[cfg(unix)]
+    if let Some(ing) = &ingest {
+        spawn_reload_on_sighup(ing.clone());
+    }
+    let app = citybrain_api::app_with_ingest(
         broker,
+        ingest,
         HttpLimits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_json_depth: cfg.server.max_json_depth,

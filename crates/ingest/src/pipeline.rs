@@ -226,6 +226,37 @@ impl Ingest {
         }
     }
 
+    /// Records a payload that was over the size limit (its first bytes kept).
+    pub async fn reject_oversized(
+        &self,
+        source: &str,
+        prefix: &[u8],
+        origin: Option<String>,
+    ) -> Result<Summary, IngestError> {
+        let mut summary = Summary::default();
+        self.stats.payload(source, prefix.len());
+        let reject = Reject::new(
+            Reason::Oversized,
+            format!(
+                "the payload is larger than the limit of {} bytes",
+                self.settings.max_payload_bytes
+            ),
+        );
+        let mut raw = prefix.to_vec();
+        // Mark it truncated even when exactly `max` bytes were kept.
+        raw.truncate(self.settings.max_payload_bytes);
+        self.dead_letter(
+            source,
+            raw,
+            prefix.len() as u64 + 1,
+            true,
+            origin,
+            reject,
+            &mut summary,
+        )?;
+        Ok(summary)
+    }
+
     async fn payload_for(
         &self,
         src: &Source,
@@ -271,6 +302,28 @@ impl Ingest {
         let max = self.settings.max_payload_bytes;
         let truncated = payload.len() > max;
         let raw = payload[..payload.len().min(max)].to_vec();
+        self.dead_letter(
+            source,
+            raw,
+            payload.len() as u64,
+            truncated,
+            origin,
+            reject,
+            summary,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter(
+        &self,
+        source: &str,
+        raw: Vec<u8>,
+        size: u64,
+        truncated: bool,
+        origin: Option<String>,
+        reject: Reject,
+        summary: &mut Summary,
+    ) -> Result<(), IngestError> {
         tracing::warn!(source, reason = %reject.reason, message = %reject.message, "payload dead-lettered");
         let stored = self.dead.put_many(
             vec![NewLetter {
@@ -279,7 +332,7 @@ impl Ingest {
                 message: reject.message,
                 level: Level::Payload,
                 origin,
-                size: payload.len() as u64,
+                size,
                 truncated,
                 raw,
             }],

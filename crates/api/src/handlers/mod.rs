@@ -5,5 +5,6 @@ pub mod batch;
 pub mod contexts;
 pub mod discovery;
 pub mod entities;
+pub mod ingest;
 pub mod subscriptions;
 pub mod temporal;

@@ -13,6 +13,7 @@ use tower::ServiceExt;
 
 pub struct App {
     pub router: citybrain_api::App,
+    pub ingest: Option<Arc<citybrain_ingest::Ingest>>,
     _broker: Arc<Broker>,
     _store: EmbeddedStore,
     _dir: tempfile::TempDir,
@@ -68,6 +69,42 @@ pub async fn app_configured(limits: HttpLimits, tune: impl FnOnce(&mut BrokerCon
     broker.start();
     App {
         router: build_app(broker.clone(), limits),
+        ingest: None,
+        _broker: broker,
+        _store: store,
+        _dir: dir,
+    }
+}
+
+/// An app with the ingestion pipeline over the mappings in `mappings` (and a payload
+/// limit of `max_payload` bytes).
+pub async fn app_with_ingest(mappings: &std::path::Path, max_payload: usize) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path().join("data"))).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let broker = Broker::new(dynstore, Arc::new(SystemClock), BrokerConfig::default()).await;
+    broker.start();
+    let dead = Arc::new(
+        citybrain_ingest::deadletter::DeadLetters::open(&dir.path().join("dead")).unwrap(),
+    );
+    let ingest = Arc::new(
+        citybrain_ingest::Ingest::new(
+            broker.clone(),
+            dead,
+            citybrain_ingest::IngestSettings {
+                mappings_dir: Some(mappings.to_path_buf()),
+                max_payload_bytes: max_payload,
+            },
+        )
+        .unwrap(),
+    );
+    App {
+        router: citybrain_api::app_with_ingest(
+            broker.clone(),
+            Some(ingest.clone()),
+            HttpLimits::default(),
+        ),
+        ingest: Some(ingest),
         _broker: broker,
         _store: store,
         _dir: dir,

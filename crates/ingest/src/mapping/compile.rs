@@ -332,6 +332,18 @@ pub(crate) fn compile(spec: MappingSpec) -> Result<Mapping, CompileError> {
             ),
         ));
     }
+    if matches!(
+        spec.source.as_str(),
+        "sources" | "reload" | "deadletters" | "mqtt"
+    ) {
+        return Err((
+            "source".into(),
+            format!(
+                "'{}' is reserved (an /ingest path or the MQTT fallback source)",
+                spec.source
+            ),
+        ));
+    }
     if let Some(t) = &spec.tenant {
         citybrain_broker::request::validate_tenant(t)
             .map_err(|e| ("tenant".to_string(), e.to_string()))?;
