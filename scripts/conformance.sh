@@ -60,7 +60,7 @@ trap cleanup EXIT
 pids+=($!)
 DATA=$(mktemp -d)
 # The suite expects paging (206) at 20 instances per attribute (020_13, 020_14).
-CITYBRAIN_HISTORY__MAX_INSTANCES=${MAX_INSTANCES:-10} RUST_LOG=${RUST_LOG:-warn} "$ROOT/target/release/citybrain" serve --listen "127.0.0.1:$BROKER_PORT" --data-dir "$DATA" >"$OUT/citybrain.log" 2>&1 &
+CITYBRAIN_MQTT__ENABLED=false CITYBRAIN_HISTORY__MAX_INSTANCES=${MAX_INSTANCES:-10} RUST_LOG=${RUST_LOG:-warn} "$ROOT/target/release/citybrain" serve --listen "127.0.0.1:$BROKER_PORT" --data-dir "$DATA" >"$OUT/citybrain.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$BROKER_PORT/health" >/dev/null && break; sleep 0.2; done
 

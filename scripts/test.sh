@@ -4,6 +4,8 @@
 # kill -9 durability test). Uses cargo-nextest when present, cargo test otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Real MQTT peers for the MQTT tests (idempotent; without them those tests skip).
+scripts/install-deps.sh || echo "test.sh: could not install mosquitto; MQTT tests will skip" >&2
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked "$@"
 else

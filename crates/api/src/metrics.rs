@@ -74,7 +74,7 @@ pub struct Metrics {
     ingest: IngestFamilies,
 }
 
-const SCRAPED: [(&str, &str); 25] = [
+const SCRAPED: [(&str, &str); 35] = [
     (
         "store_log_records",
         "Records written to the write-ahead log",
@@ -132,6 +132,34 @@ const SCRAPED: [(&str, &str); 25] = [
     (
         "notification_latency_seconds_count",
         "Deliveries measured for latency",
+    ),
+    ("mqtt_connections", "MQTT clients connected now"),
+    (
+        "mqtt_connections_total",
+        "MQTT connections accepted since start",
+    ),
+    (
+        "mqtt_refused",
+        "MQTT connections refused (credentials, limits)",
+    ),
+    ("mqtt_messages_in", "MQTT PUBLISH packets received"),
+    ("mqtt_bytes_in", "MQTT payload bytes received"),
+    (
+        "mqtt_acks",
+        "MQTT PUBACK/PUBREC sent after the durable write",
+    ),
+    (
+        "mqtt_denied",
+        "MQTT publishes or subscriptions refused by ACL",
+    ),
+    ("mqtt_delivered", "MQTT messages queued to subscribers"),
+    (
+        "mqtt_delivery_dropped",
+        "MQTT messages dropped because a subscriber queue was full",
+    ),
+    (
+        "mqtt_protocol_errors",
+        "MQTT connections closed for protocol errors",
     ),
 ];
 
@@ -252,6 +280,22 @@ impl Metrics {
                 .set(n as f64);
         }
         f.letter_bytes.set(ing.dead.file_bytes() as f64);
+        use citybrain_ingest::mqtt::MqttStats as M;
+        let m = &ing.mqtt;
+        for (name, c) in [
+            ("mqtt_connections", &m.connections),
+            ("mqtt_connections_total", &m.connections_total),
+            ("mqtt_refused", &m.refused),
+            ("mqtt_messages_in", &m.messages_in),
+            ("mqtt_bytes_in", &m.bytes_in),
+            ("mqtt_acks", &m.acks),
+            ("mqtt_denied", &m.denied),
+            ("mqtt_delivered", &m.delivered),
+            ("mqtt_delivery_dropped", &m.delivery_dropped),
+            ("mqtt_protocol_errors", &m.protocol_errors),
+        ] {
+            self.set(name, M::get(c) as f64);
+        }
     }
 
     /// Refreshes the scraped gauges and encodes everything.

@@ -16,6 +16,8 @@ pub struct Config {
     pub ngsi_ld: NgsiLd,
     pub notifications: Notifications,
     pub ingest: Ingest,
+    pub mqtt: Mqtt,
+    pub mqtt_client: MqttClient,
     pub log: Log,
 }
 
@@ -143,6 +145,85 @@ impl Ingest {
         self.deadletters_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("deadletters"))
+    }
+}
+
+/// The embedded MQTT server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Clients without credentials may connect (with the `anonymous_*` filters).
+    pub allow_anonymous: bool,
+    pub anonymous_publish: Vec<String>,
+    pub anonymous_subscribe: Vec<String>,
+    pub max_packet_bytes: usize,
+    pub max_connections: usize,
+    /// Messages queued per subscriber before new ones are dropped (counted).
+    pub subscriber_queue: usize,
+    pub users: Vec<citybrain_ingest::mqtt::MqttUser>,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        let d = citybrain_ingest::mqtt::MqttSettings::default();
+        Self {
+            enabled: true,
+            listen: d.listen,
+            allow_anonymous: d.allow_anonymous,
+            anonymous_publish: d.anonymous_publish,
+            anonymous_subscribe: d.anonymous_subscribe,
+            max_packet_bytes: d.max_packet_bytes,
+            max_connections: d.max_connections,
+            subscriber_queue: d.subscriber_queue,
+            users: Vec::new(),
+        }
+    }
+}
+
+impl Mqtt {
+    pub fn settings(&self) -> citybrain_ingest::mqtt::MqttSettings {
+        citybrain_ingest::mqtt::MqttSettings {
+            listen: self.listen,
+            allow_anonymous: self.allow_anonymous,
+            anonymous_publish: self.anonymous_publish.clone(),
+            anonymous_subscribe: self.anonymous_subscribe.clone(),
+            users: self.users.clone(),
+            max_packet_bytes: self.max_packet_bytes,
+            max_connections: self.max_connections,
+            subscriber_queue: self.subscriber_queue,
+        }
+    }
+}
+
+/// Client mode: subscribe to an existing broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttClient {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Filters to subscribe; empty: every mapping's topic patterns.
+    pub topics: Vec<String>,
+    pub qos: u8,
+}
+
+impl Default for MqttClient {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "citybrain".into(),
+            username: None,
+            password: None,
+            topics: Vec::new(),
+            qos: 1,
+        }
     }
 }
 
@@ -286,6 +367,22 @@ impl Config {
         }
         for rule in &self.history.retention {
             rule.to_policy()?;
+        }
+        if self.mqtt_client.qos > 1 {
+            bail!("mqtt_client.qos must be 0 or 1");
+        }
+        for (i, u) in self.mqtt.users.iter().enumerate() {
+            if u.password.is_none() && u.token.is_none() {
+                bail!(
+                    "mqtt.users[{i}] ('{}') needs a password or a token",
+                    u.username
+                );
+            }
+            for f in u.publish.iter().chain(&u.subscribe) {
+                if !citybrain_ingest::mqtt::valid_filter(f) {
+                    bail!("mqtt.users[{i}]: '{f}' is not a valid MQTT topic filter");
+                }
+            }
         }
         if self.ingest.max_payload_bytes == 0 {
             bail!("ingest.max_payload_bytes must be at least 1");

@@ -71,6 +71,9 @@ pub struct ConfigArgs {
 struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Address of the embedded MQTT server (default 127.0.0.1:1883).
+    #[arg(long)]
+    mqtt_listen: Option<SocketAddr>,
     /// Load the demo district (a few hundred entities) on first start.
     #[arg(long)]
     demo: bool,
@@ -138,7 +141,10 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(deadletters::run(a))
         }
         Command::Serve(a) => {
-            let cfg = load_config(&a.config)?;
+            let mut cfg = load_config(&a.config)?;
+            if let Some(m) = a.mqtt_listen {
+                cfg.mqtt.listen = m;
+            }
             init_logging(&cfg);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -229,9 +235,10 @@ pub async fn build_broker(cfg: &Config, store: &EmbeddedStore, public_base: Stri
 /// The ingestion pipeline with the configured mappings directory, or `None` when no
 /// directory is configured. A mapping error stops the start (naming file and line).
 fn build_ingest(cfg: &Config, broker: &Arc<Broker>) -> anyhow::Result<Option<Arc<Ingest>>> {
-    let Some(dir) = &cfg.ingest.mappings_dir else {
+    let wanted = cfg.ingest.mappings_dir.is_some() || cfg.mqtt.enabled || cfg.mqtt_client.enabled;
+    if !wanted {
         return Ok(None);
-    };
+    }
     let dead = Arc::new(DeadLetters::open(
         &cfg.ingest.deadletters_dir(&cfg.storage.data_dir),
     )?);
@@ -239,12 +246,60 @@ fn build_ingest(cfg: &Config, broker: &Arc<Broker>) -> anyhow::Result<Option<Arc
         broker.clone(),
         dead,
         IngestSettings {
-            mappings_dir: Some(dir.clone()),
+            mappings_dir: cfg.ingest.mappings_dir.clone(),
             max_payload_bytes: cfg.ingest.max_payload_bytes,
         },
     )
-    .with_context(|| format!("loading the mappings in {}", dir.display()))?;
+    .with_context(|| match &cfg.ingest.mappings_dir {
+        Some(d) => format!("loading the mappings in {}", d.display()),
+        None => "starting ingestion".into(),
+    })?;
     Ok(Some(Arc::new(ing)))
+}
+
+/// Starts the embedded MQTT server and the client mode as configured, and enables
+/// `mqtt://` notification endpoints.
+async fn start_mqtt(
+    cfg: &Config,
+    broker: &Arc<Broker>,
+    ing: &Arc<Ingest>,
+) -> anyhow::Result<Option<citybrain_ingest::mqtt::MqttServer>> {
+    use citybrain_ingest::mqtt::{client, notify::MqttNotifier, MqttServer};
+    let server = if cfg.mqtt.enabled {
+        let s = MqttServer::start(cfg.mqtt.settings(), ing.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "starting the MQTT server on {} (set mqtt.listen, --mqtt-listen, or mqtt.enabled = false)",
+                    cfg.mqtt.listen
+                )
+            })?;
+        Some(s)
+    } else {
+        None
+    };
+    let local = server.as_ref().map(|s| (s.addr, s.hub.clone()));
+    broker
+        .subscriptions
+        .set_mqtt_transport(Arc::new(MqttNotifier::new(local)));
+    if cfg.mqtt_client.enabled {
+        let c = &cfg.mqtt_client;
+        tokio::spawn(client::run(
+            client::ClientSettings {
+                host: c.host.clone(),
+                port: c.port,
+                client_id: c.client_id.clone(),
+                username: c.username.clone(),
+                password: c.password.clone(),
+                topics: c.topics.clone(),
+                qos: c.qos,
+                max_packet_bytes: cfg.mqtt.max_packet_bytes,
+            },
+            ing.clone(),
+        ));
+        tracing::info!(host = %c.host, port = c.port, "MQTT client mode started");
+    }
+    Ok(server)
 }
 
 /// SIGHUP re-reads the mappings (a bad file is logged and the running mappings stay).
@@ -296,6 +351,10 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     if let Some(ing) = &ingest {
         spawn_reload_on_sighup(ing.clone());
     }
+    let mqtt = match &ingest {
+        Some(ing) => start_mqtt(&cfg, &broker, ing).await?,
+        None => None,
+    };
     let app = citybrain_api::app_with_ingest(
         broker,
         ingest,
@@ -307,10 +366,16 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     );
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");
     println!("citybrain listening on http://{addr}");
+    if let Some(m) = &mqtt {
+        println!("citybrain MQTT listening on mqtt://{}", m.addr);
+    }
     let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Some(m) = &mqtt {
+        m.stop();
+    }
     tokio::task::spawn_blocking(move || store.close()).await?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -13,27 +13,49 @@ use serde_json::{json, Value};
 struct Server {
     child: Child,
     base: String,
+    /// `host:port` of the embedded MQTT server.
+    mqtt: String,
 }
 
 fn start(data: &Path, extra: &[&str]) -> Server {
+    start_env(data, extra, &[])
+}
+
+fn start_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data)
         .args(extra)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start citybrain");
     let stdout = child.stdout.take().unwrap();
+    let mut out = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    out.read_line(&mut line).unwrap();
     let base = line
         .trim()
         .strip_prefix("citybrain listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    Server { child, base }
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let mqtt = line
+        .trim()
+        .strip_prefix("citybrain MQTT listening on mqtt://")
+        .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+        .to_string();
+    Server { child, base, mqtt }
 }
 
 impl Drop for Server {
@@ -318,4 +340,100 @@ async fn graceful_shutdown_and_demo_city() {
         .await
         .unwrap();
     assert_eq!(r.headers()["ngsild-results-count"], "149");
+}
+
+/// MQTT QoS 1: every message the server acknowledged (PUBACK) survives SIGKILL. Four
+/// clients publish new entities as fast as the server acknowledges them; the process
+/// is killed mid-stream; after a restart every acknowledged message is an entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_acknowledged_messages_survive_kill_9() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("mappings");
+    std::fs::create_dir_all(&maps).unwrap();
+    std::fs::write(
+        maps.join("counters.toml"),
+        "source = 'counters'\nformat = 'json'\ntopics = ['counters/{n}']\n\
+         [entity]\nid = 'urn:ngsi-ld:Counter:{n}'\ntype = 'Counter'\n\
+         [[attributes]]\nname = 'v'\npath = 'v'\n",
+    )
+    .unwrap();
+    let maps_s = maps.to_str().unwrap().to_string();
+    let env = [("CITYBRAIN_INGEST__MAPPINGS_DIR", maps_s.as_str())];
+    let data = dir.path().join("data");
+    let mut server = start_env(&data, &[], &env);
+    let (host, port) = server.mqtt.rsplit_once(':').unwrap();
+    let port: u16 = port.parse().unwrap();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        let acked = acked.clone();
+        let mut opts = MqttOptions::new(format!("k{c}"), host.to_string(), port);
+        opts.set_inflight(50);
+        let (client, mut el) = AsyncClient::new(opts, 100);
+        tasks.push(tokio::spawn(async move {
+            let pub_task = tokio::spawn(async move {
+                for k in 0..100_000u32 {
+                    let topic = format!("counters/m{c}-{k}");
+                    if client
+                        .publish(topic, QoS::AtLeastOnce, false, format!("{{\"v\": {k}}}"))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            // Sent ids in order; the server acknowledges in order.
+            let mut sent: std::collections::VecDeque<String> = Default::default();
+            let mut k = 0u32;
+            loop {
+                match el.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Publish(_))) => {
+                        sent.push_back(format!("m{c}-{k}"));
+                        k += 1;
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        if let Some(id) = sent.pop_front() {
+                            acked.lock().unwrap().push(id);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            pub_task.abort();
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if acked.lock().unwrap().len() >= 2000 || Instant::now() > deadline {
+            break;
+        }
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let snapshot = acked.lock().unwrap().clone();
+    assert!(
+        snapshot.len() >= 200,
+        "the load ran ({} acknowledged)",
+        snapshot.len()
+    );
+    let server = start_env(&data, &[], &env);
+    let http = reqwest::Client::new();
+    for id in &snapshot {
+        let r = http
+            .get(format!(
+                "{}/ngsi-ld/v1/entities/urn:ngsi-ld:Counter:{id}",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "acknowledged MQTT message {id} lost");
+    }
 }

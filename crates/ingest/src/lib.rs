@@ -20,3 +20,4 @@ pub mod stats;
 
 pub use pipeline::{Ingest, IngestError, IngestSettings, Summary};
 pub mod import;
+pub mod mqtt;

@@ -112,6 +112,8 @@ pub struct Ingest {
     sources: RwLock<BTreeMap<String, Arc<Source>>>,
     pub dead: Arc<DeadLetters>,
     pub stats: Stats,
+    /// Counters of the MQTT server and client.
+    pub mqtt: Arc<crate::mqtt::MqttStats>,
     pub settings: IngestSettings,
 }
 
@@ -119,6 +121,35 @@ pub struct Ingest {
 struct Pending {
     body: Value,
     raw: Option<Vec<u8>>,
+    origin: Option<String>,
+}
+
+/// Mapped records of one source and the letters of what failed, before any I/O.
+#[derive(Default)]
+struct Prepared {
+    pending: Vec<Pending>,
+    dead: Vec<NewLetter>,
+    summary: Summary,
+}
+
+/// A whole payload as a dead letter (kept up to `max` bytes).
+fn payload_letter(
+    source: &str,
+    payload: &[u8],
+    max: usize,
+    origin: Option<String>,
+    reject: Reject,
+) -> NewLetter {
+    NewLetter {
+        source: source.to_string(),
+        reason: reject.reason,
+        message: reject.message,
+        level: Level::Payload,
+        origin,
+        size: payload.len() as u64,
+        truncated: payload.len() > max,
+        raw: payload[..payload.len().min(max)].to_vec(),
+    }
 }
 
 impl Ingest {
@@ -133,6 +164,7 @@ impl Ingest {
             sources: RwLock::new(BTreeMap::new()),
             dead,
             stats: Stats::default(),
+            mqtt: Arc::default(),
             settings,
         };
         ing.reload()?;
@@ -361,11 +393,23 @@ impl Ingest {
         vars: &Vars,
         origin: Option<&str>,
     ) -> Result<Summary, IngestError> {
+        let mut prep = Prepared::default();
+        self.prepare(src, items, vars, origin, &mut prep);
+        self.commit(&src.mapping, prep).await
+    }
+
+    /// Maps and reduces items into `prep` (no I/O).
+    fn prepare(
+        &self,
+        src: &Source,
+        items: Vec<Item>,
+        vars: &Vars,
+        origin: Option<&str>,
+        prep: &mut Prepared,
+    ) {
         let m = &src.mapping;
         let now = self.broker.clock().now();
-        let mut summary = Summary::default();
-        let mut pending: Vec<Pending> = Vec::with_capacity(items.len());
-        let mut dead: Vec<NewLetter> = Vec::new();
+        let (mut read, mut filtered, mut reduced) = (0, 0, 0);
         let letter = |raw: Vec<u8>, reject: Reject| NewLetter {
             source: m.source.clone(),
             reason: reject.reason,
@@ -376,38 +420,126 @@ impl Ingest {
             truncated: false,
             raw,
         };
-        {
-            let mut reducer = src.reducer.lock();
-            for item in items {
-                summary.read += 1;
-                match item {
-                    Item::Bad { raw, reject } => dead.push(letter(raw, reject)),
-                    Item::Record(rec) => match m.apply(rec.as_record(), vars, now) {
-                        Ok(Mapped::Filtered) => summary.filtered += 1,
-                        Ok(Mapped::Entity { mut body, .. }) => {
-                            if !reducer.is_empty() && !reducer.apply(&mut body, now) {
-                                summary.reduced += 1;
-                                continue;
-                            }
-                            pending.push(Pending {
-                                body,
-                                raw: Some(rec.as_record().raw(m.csv_delimiter)),
-                            });
+        let mut reducer = src.reducer.lock();
+        for item in items {
+            read += 1;
+            match item {
+                Item::Bad { raw, reject } => prep.dead.push(letter(raw, reject)),
+                Item::Record(rec) => match m.apply(rec.as_record(), vars, now) {
+                    Ok(Mapped::Filtered) => filtered += 1,
+                    Ok(Mapped::Entity { mut body, .. }) => {
+                        if !reducer.is_empty() && !reducer.apply(&mut body, now) {
+                            reduced += 1;
+                            continue;
                         }
-                        Err(reject) => {
-                            dead.push(letter(rec.as_record().raw(m.csv_delimiter), reject))
-                        }
-                    },
-                }
+                        prep.pending.push(Pending {
+                            body,
+                            raw: Some(rec.as_record().raw(m.csv_delimiter)),
+                            origin: origin.map(str::to_string),
+                        });
+                    }
+                    Err(reject) => prep
+                        .dead
+                        .push(letter(rec.as_record().raw(m.csv_delimiter), reject)),
+                },
             }
         }
-        self.stats
-            .records(&m.source, summary.read, summary.filtered, summary.reduced);
-        self.write_pending(m, pending, &mut dead, &mut summary, origin)
+        prep.summary.read += read;
+        prep.summary.filtered += filtered;
+        prep.summary.reduced += reduced;
+        self.stats.records(&m.source, read, filtered, reduced);
+    }
+
+    /// Writes prepared entities and stores the dead letters; durable when it answers.
+    async fn commit(&self, m: &Mapping, prep: Prepared) -> Result<Summary, IngestError> {
+        let Prepared {
+            pending,
+            mut dead,
+            mut summary,
+        } = prep;
+        self.write_pending(m, pending, &mut dead, &mut summary)
             .await?;
-        let stored = self.dead.put_many(dead, now)?;
-        self.note_dead(&m.source, &stored, &mut summary);
+        let stored = self.dead.put_many(dead, self.broker.clock().now())?;
+        for l in &stored {
+            // Letters of payloads that routed nowhere carry their own source.
+            *summary.rejected.entry(l.reason).or_insert(0) += 1;
+            self.stats.rejected(&l.source, l.reason);
+            if summary.dead_letters.len() < 100 {
+                summary.dead_letters.push(l.id);
+            }
+        }
         Ok(summary)
+    }
+
+    /// Ingests a batch of MQTT messages `(topic, payload)` with one durable write per
+    /// source and one for the dead letters: the acknowledgements of all of them can be
+    /// sent when it answers.
+    pub async fn ingest_messages(
+        &self,
+        msgs: &[(String, bytes::Bytes)],
+    ) -> Result<Summary, IngestError> {
+        let mut by_source: BTreeMap<String, (Arc<Source>, Prepared)> = BTreeMap::new();
+        let mut stray = Prepared::default();
+        let max = self.settings.max_payload_bytes;
+        for (topic, payload) in msgs {
+            let Some((src, vars)) = self.route_topic(topic) else {
+                stray.dead.push(payload_letter(
+                    "mqtt",
+                    payload,
+                    max,
+                    Some(topic.clone()),
+                    Reject::new(
+                        Reason::NoMapping,
+                        format!("no mapping handles topic '{topic}'"),
+                    ),
+                ));
+                continue;
+            };
+            self.stats.payload(&src.mapping.source, payload.len());
+            let reject = if payload.len() > max {
+                Some(Reject::new(
+                    Reason::Oversized,
+                    format!(
+                        "the payload has {} bytes; the limit is {max}",
+                        payload.len()
+                    ),
+                ))
+            } else {
+                match decode_payload(&src.mapping, payload) {
+                    Ok(items) => {
+                        let entry = by_source
+                            .entry(src.mapping.source.clone())
+                            .or_insert_with(|| (src.clone(), Prepared::default()));
+                        self.prepare(&src, items, &vars, Some(topic), &mut entry.1);
+                        None
+                    }
+                    Err(r) => Some(r),
+                }
+            };
+            if let Some(r) = reject {
+                stray.dead.push(payload_letter(
+                    &src.mapping.source,
+                    payload,
+                    max,
+                    Some(topic.clone()),
+                    r,
+                ));
+            }
+        }
+        let mut total = Summary::default();
+        for (_, (src, prep)) in by_source {
+            total.add(&self.commit(&src.mapping, prep).await?);
+        }
+        if !stray.dead.is_empty() {
+            let stored = self
+                .dead
+                .put_many(std::mem::take(&mut stray.dead), self.broker.clock().now())?;
+            for l in &stored {
+                *total.rejected.entry(l.reason).or_insert(0) += 1;
+                self.stats.rejected(&l.source, l.reason);
+            }
+        }
+        Ok(total)
     }
 
     /// Writes reduction output that was held back (closed windows) for `source`.
@@ -417,9 +549,13 @@ impl Ingest {
         let mut dead = Vec::new();
         let pending = bodies
             .into_iter()
-            .map(|body| Pending { body, raw: None })
+            .map(|body| Pending {
+                body,
+                raw: None,
+                origin: None,
+            })
             .collect();
-        self.write_pending(&src.mapping, pending, &mut dead, &mut summary, None)
+        self.write_pending(&src.mapping, pending, &mut dead, &mut summary)
             .await?;
         let stored = self.dead.put_many(dead, self.broker.clock().now())?;
         self.note_dead(&src.mapping.source, &stored, &mut summary);
@@ -444,7 +580,6 @@ impl Ingest {
         pending: Vec<Pending>,
         dead: &mut Vec<NewLetter>,
         summary: &mut Summary,
-        origin: Option<&str>,
     ) -> Result<(), IngestError> {
         if pending.is_empty() {
             return Ok(());
@@ -462,16 +597,18 @@ impl Ingest {
                 body: p.body,
                 ld: ld.clone(),
             });
-            raws.push(p.raw);
+            raws.push((p.raw, p.origin));
         }
         let results = self
             .broker
             .upsert_each(&rc, &items, UpsertMode::Update)
             .await
             .map_err(|e| IngestError::Store(e.to_string()))?;
-        for ((res, raw), item) in results.into_iter().zip(raws).zip(items) {
+        let mut written = 0u64;
+        for ((res, (raw, origin)), item) in results.into_iter().zip(raws).zip(items) {
             match res {
                 Ok(created) => {
+                    written += 1;
                     summary.written += 1;
                     summary.created += u64::from(created);
                 }
@@ -484,7 +621,7 @@ impl Ingest {
                         reason: Reason::Invalid,
                         message: e.detail,
                         level: Level::Record,
-                        origin: origin.map(str::to_string),
+                        origin,
                         size: raw.len() as u64,
                         truncated: false,
                         raw,
@@ -492,7 +629,7 @@ impl Ingest {
                 }
             }
         }
-        self.stats.written(&m.source, summary.written);
+        self.stats.written(&m.source, written);
         Ok(())
     }
 

@@ -35,6 +35,18 @@ impl Default for DispatchSettings {
     }
 }
 
+/// Sends notifications to `mqtt://host[:port]/topic` endpoints (implemented by the
+/// ingestion crate, which owns MQTT). The payload follows the NGSI-LD MQTT binding:
+/// `{"metadata": {headers}, "body": notification}`.
+pub trait MqttTransport: Send + Sync {
+    fn publish(
+        &self,
+        uri: &str,
+        payload: Vec<u8>,
+        qos: u8,
+    ) -> futures::future::BoxFuture<'_, Result<(), String>>;
+}
+
 /// One notification to deliver.
 pub(crate) struct Job {
     pub entry: Arc<SubEntry>,
@@ -61,6 +73,7 @@ pub(crate) struct Dispatcher {
     queues: Mutex<HashMap<String, mpsc::Sender<Job>>>,
     pub stats: Arc<DispatchStats>,
     clock: Arc<dyn Clock>,
+    mqtt: parking_lot::RwLock<Option<Arc<dyn MqttTransport>>>,
 }
 
 impl Dispatcher {
@@ -79,7 +92,40 @@ impl Dispatcher {
             queues: Mutex::new(HashMap::new()),
             stats: Arc::new(DispatchStats::default()),
             clock,
+            mqtt: parking_lot::RwLock::new(None),
         })
+    }
+
+    pub fn set_mqtt(&self, t: Arc<dyn MqttTransport>) {
+        *self.mqtt.write() = Some(t);
+    }
+
+    /// One attempt over MQTT: the body wrapped with its metadata.
+    async fn send_mqtt(
+        &self,
+        uri: &str,
+        qos: u8,
+        metadata: serde_json::Map<String, Value>,
+        body: &Value,
+    ) -> Result<(), String> {
+        let transport = self
+            .mqtt
+            .read()
+            .clone()
+            .ok_or_else(|| "MQTT notifications are not enabled on this server".to_string())?;
+        let payload = serde_json::to_vec(&serde_json::json!({"metadata": metadata, "body": body}))
+            .map_err(|e| e.to_string())?;
+        transport.publish(uri, payload, qos).await
+    }
+
+    fn delivered(&self, job: &Job) {
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        let micros = job.enqueued.elapsed().as_micros() as u64;
+        self.stats
+            .latency_micros_sum
+            .fetch_add(micros, Ordering::Relaxed);
+        self.stats.latency_count.fetch_add(1, Ordering::Relaxed);
+        job.entry.record_success(self.clock.now());
     }
 
     /// Queues a notification for its endpoint; never blocks.
@@ -129,6 +175,10 @@ impl Dispatcher {
     }
 
     async fn deliver(&self, job: Job) {
+        let (mqtt_qos, is_mqtt) = {
+            let s = job.entry.sub.read();
+            (s.endpoint.mqtt_qos(), s.endpoint.is_mqtt())
+        };
         let (uri, accept, headers, tenant, link) = {
             let s = job.entry.sub.read();
             let link = if s.endpoint.accept == "application/ld+json" {
@@ -159,6 +209,34 @@ impl Dispatcher {
         job.entry.record_attempt();
         let mut delay = self.settings.backoff_start;
         for attempt in 1..=self.settings.attempts {
+            if is_mqtt {
+                let mut meta = serde_json::Map::new();
+                meta.insert("Content-Type".into(), Value::String(content_type.into()));
+                if let Some(l) = &link {
+                    meta.insert("Link".into(), Value::String(l.clone()));
+                }
+                if !tenant.is_empty() {
+                    meta.insert("NGSILD-Tenant".into(), Value::String(tenant.clone()));
+                }
+                for (k, v) in &headers {
+                    meta.insert(k.clone(), Value::String(v.clone()));
+                }
+                match self.send_mqtt(&uri, mqtt_qos, meta, &job.body).await {
+                    Ok(()) => {
+                        self.delivered(&job);
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::debug!(endpoint = %uri, %error, attempt, "MQTT notification failed");
+                    }
+                }
+                if attempt < self.settings.attempts {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                continue;
+            }
             let mut req = self
                 .http
                 .post(&uri)
@@ -177,13 +255,8 @@ impl Dispatcher {
             let now = self.clock.now();
             match result {
                 Ok(resp) if resp.status().is_success() => {
-                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                    let micros = job.enqueued.elapsed().as_micros() as u64;
-                    self.stats
-                        .latency_micros_sum
-                        .fetch_add(micros, Ordering::Relaxed);
-                    self.stats.latency_count.fetch_add(1, Ordering::Relaxed);
-                    job.entry.record_success(now);
+                    let _ = now;
+                    self.delivered(&job);
                     return;
                 }
                 Ok(resp) => {

@@ -97,6 +97,11 @@ impl SubscriptionManager {
         })
     }
 
+    /// Enables `mqtt://` notification endpoints.
+    pub fn set_mqtt_transport(&self, t: Arc<dyn super::dispatch::MqttTransport>) {
+        self.dispatcher.set_mqtt(t);
+    }
+
     pub fn dispatch_stats(&self) -> Arc<DispatchStats> {
         self.dispatcher.stats.clone()
     }

@@ -5,6 +5,6 @@ mod manager;
 mod model;
 mod notify;
 
-pub use dispatch::{DispatchSettings, DispatchStats};
+pub use dispatch::{DispatchSettings, DispatchStats, MqttTransport};
 pub use manager::{link_header, Status, SubEntry, SubscriptionManager};
 pub use model::{Compiled, Endpoint, Selector, Triggers};

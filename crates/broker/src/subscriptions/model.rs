@@ -81,6 +81,48 @@ pub struct Endpoint {
     pub uri: String,
     pub accept: String,
     pub receiver_info: Vec<(String, String)>,
+    /// `notifierInfo` (MQTT endpoints: `MQTT-QoS`, `MQTT-Version`).
+    pub notifier_info: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    pub fn is_mqtt(&self) -> bool {
+        self.uri.starts_with("mqtt://")
+    }
+
+    /// QoS of MQTT notifications (`notifierInfo` `MQTT-QoS`, default 0).
+    pub fn mqtt_qos(&self) -> u8 {
+        self.notifier_info
+            .iter()
+            .find(|(k, _)| k == "MQTT-QoS")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Reads a `[{"key": .., "value": ..}]` list of an endpoint.
+fn key_values(
+    ep: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Vec<(String, String)>, BrokerError> {
+    let mut out = Vec::new();
+    if let Some(ri) = ep.get(name) {
+        for kv in ri
+            .as_array()
+            .ok_or_else(|| BrokerError::bad_data(format!("'{name}' must be an array")))?
+        {
+            let (Some(k), Some(v)) = (
+                kv.get("key").and_then(Value::as_str),
+                kv.get("value").and_then(Value::as_str),
+            ) else {
+                return Err(BrokerError::bad_data(format!(
+                    "'{name}' entries need string 'key' and 'value'"
+                )));
+            };
+            out.push((k.to_string(), v.to_string()));
+        }
+    }
+    Ok(out)
 }
 
 /// A subscription compiled for matching.
@@ -385,10 +427,26 @@ impl Compiled {
                 "'notification.endpoint.uri' '{uri}' is not a URI"
             )));
         }
-        if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        if uri.starts_with("mqtts://") {
             return Err(BrokerError::bad_data(format!(
-                "endpoint '{uri}': only http and https endpoints are supported"
+                "endpoint '{uri}': mqtts (MQTT over TLS) is not supported; use mqtt:// on a trusted network or a TLS-terminating proxy"
             )));
+        }
+        if !(uri.starts_with("http://")
+            || uri.starts_with("https://")
+            || uri.starts_with("mqtt://"))
+        {
+            return Err(BrokerError::bad_data(format!(
+                "endpoint '{uri}': only http, https and mqtt endpoints are supported"
+            )));
+        }
+        if let Some(rest) = uri.strip_prefix("mqtt://") {
+            let topic = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
+            if topic.is_empty() || topic.contains(['+', '#']) {
+                return Err(BrokerError::bad_data(format!(
+                    "endpoint '{uri}': an MQTT endpoint is mqtt://host[:port]/topic, with a topic and no wildcards"
+                )));
+            }
         }
         let accept = match ep.get("accept").and_then(Value::as_str) {
             None => "application/json".to_string(),
@@ -401,21 +459,18 @@ impl Compiled {
                 )))
             }
         };
-        let mut receiver_info = Vec::new();
-        if let Some(ri) = ep.get("receiverInfo") {
-            for kv in ri
-                .as_array()
-                .ok_or_else(|| BrokerError::bad_data("'receiverInfo' must be an array"))?
-            {
-                let (Some(k), Some(v)) = (
-                    kv.get("key").and_then(Value::as_str),
-                    kv.get("value").and_then(Value::as_str),
-                ) else {
-                    return Err(BrokerError::bad_data(
-                        "'receiverInfo' entries need string 'key' and 'value'",
-                    ));
-                };
-                receiver_info.push((k.to_string(), v.to_string()));
+        let receiver_info = key_values(ep, "receiverInfo")?;
+        let notifier_info = key_values(ep, "notifierInfo")?;
+        for (k, v) in &notifier_info {
+            let ok = match k.as_str() {
+                "MQTT-QoS" => matches!(v.as_str(), "0" | "1" | "2"),
+                "MQTT-Version" => matches!(v.as_str(), "mqtt3.1.1" | "mqtt5.0"),
+                _ => true,
+            };
+            if !ok {
+                return Err(BrokerError::bad_data(format!(
+                    "'notifierInfo' {k} '{v}' is not valid (MQTT-QoS 0, 1 or 2; MQTT-Version mqtt3.1.1 or mqtt5.0)"
+                )));
             }
         }
         let notify_ld = ld.clone();
@@ -446,6 +501,7 @@ impl Compiled {
                 uri: uri.to_string(),
                 accept,
                 receiver_info,
+                notifier_info,
             },
         })
     }

@@ -3,67 +3,16 @@
 //! queried as unified NGSI-LD entities), dead letters and their replay, resumable
 //! import, edge reduction.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use citybrain_broker::{Broker, BrokerConfig, EntityQuery, QueryParams, RequestContext};
-use citybrain_ingest::deadletter::{DeadLetters, LetterQuery};
+use citybrain_broker::{QueryParams, RequestContext};
+use citybrain_ingest::deadletter::LetterQuery;
 use citybrain_ingest::import::{import_file, ImportOptions};
-use citybrain_ingest::{Ingest, IngestSettings, Reason};
-use citybrain_model::time::SystemClock;
+use citybrain_ingest::Reason;
 use citybrain_model::JsonLdContext;
-use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
 use serde_json::{json, Value};
 
-struct Env {
-    ing: Ingest,
-    broker: Arc<Broker>,
-    _store: EmbeddedStore,
-    dir: tempfile::TempDir,
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-async fn env_with(mappings: &Path) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(StoreOptions::new(dir.path().join("data"))).unwrap();
-    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
-    let broker = Broker::new(dynstore, Arc::new(SystemClock), BrokerConfig::default()).await;
-    let dead = Arc::new(DeadLetters::open(&dir.path().join("dead")).unwrap());
-    let ing = Ingest::new(
-        broker.clone(),
-        dead,
-        IngestSettings {
-            mappings_dir: Some(mappings.to_path_buf()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    Env {
-        ing,
-        broker,
-        _store: store,
-        dir,
-    }
-}
-
-fn query(b: &Broker, params: QueryParams) -> Vec<Value> {
-    let q = EntityQuery::from_params(&params, &JsonLdContext::core(), 100, 1000).unwrap();
-    let page = b.query_entities(&RequestContext::default(), &q).unwrap();
-    page.entities
-        .iter()
-        .map(|e| {
-            Value::Object(citybrain_model::render::render_entity(
-                e,
-                &JsonLdContext::core(),
-                &Default::default(),
-            ))
-        })
-        .collect()
-}
+use super::harness::{env_with, examples, query};
 
 #[tokio::test]
 async fn report_case_three_vendors_become_one_city_model() {

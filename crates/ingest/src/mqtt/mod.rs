@@ -1,0 +1,260 @@
+//! MQTT, both ways a city runs it:
+//! - an embedded MQTT server (3.1.1 and 5) that `citybrain serve` starts: devices
+//!   publish, messages are routed by the mappings' topic patterns, and a QoS 1/2
+//!   message is acknowledged only after its durable write (`server.rs`);
+//! - a client that subscribes to an existing broker (Mosquitto, EMQX) and acknowledges
+//!   the same way, with manual acks (`client.rs`);
+//! - and NGSI-LD notifications to `mqtt://` endpoints (`notify.rs`).
+//!
+//! Why not rumqttd: its router sends PUBACK as soon as a message is in its in-memory
+//! log, before any application sees it, so "acknowledged means durable" could not hold,
+//! and it has no per-topic ACLs. The packet codecs come from rumqttc (the same project);
+//! the server here is the session layer: auth, ACLs, subscriptions, retained messages,
+//! and acknowledgement after the write. Sessions are clean (no persistent sessions).
+
+pub mod client;
+pub mod codec;
+pub mod hub;
+pub mod notify;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+pub use hub::Hub;
+pub use rumqttc::mqttbytes::{valid_filter, valid_topic};
+pub use server::MqttServer;
+
+/// One user of the embedded server: a password or a token (a client presents the token
+/// as its password, with any username), and the topic filters it may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttUser {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Filters this user may publish to (`+`, `#` wildcards; `{username}` and
+    /// `{client_id}` are replaced). Default: everything.
+    #[serde(default = "all")]
+    pub publish: Vec<String>,
+    /// Filters this user may subscribe to. Default: everything.
+    #[serde(default = "all")]
+    pub subscribe: Vec<String>,
+}
+
+fn all() -> Vec<String> {
+    vec!["#".into()]
+}
+
+/// Settings of the embedded server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSettings {
+    pub listen: SocketAddr,
+    /// Clients without credentials may connect (then `anonymous_*` filters apply).
+    pub allow_anonymous: bool,
+    pub anonymous_publish: Vec<String>,
+    pub anonymous_subscribe: Vec<String>,
+    pub users: Vec<MqttUser>,
+    pub max_packet_bytes: usize,
+    pub max_connections: usize,
+    /// Messages a subscriber may have queued before new ones are dropped (counted).
+    pub subscriber_queue: usize,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            allow_anonymous: true,
+            anonymous_publish: all(),
+            anonymous_subscribe: all(),
+            users: Vec::new(),
+            max_packet_bytes: 1 << 20,
+            max_connections: 10_000,
+            subscriber_queue: 10_000,
+        }
+    }
+}
+
+/// Who a connection is, once authenticated, and what it may do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub user: Option<String>,
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+impl Grant {
+    /// Whether `topic` may be published.
+    pub fn may_publish(&self, topic: &str) -> bool {
+        self.publish
+            .iter()
+            .any(|f| rumqttc::mqttbytes::matches(topic, f))
+    }
+
+    /// Whether `filter` may be subscribed: it must be covered by an allowed filter
+    /// (`a/+/c` is covered by `a/#`, not the other way round).
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        self.subscribe.iter().any(|allowed| covers(allowed, filter))
+    }
+}
+
+/// Whether every topic matching `filter` also matches `allowed`.
+fn covers(allowed: &str, filter: &str) -> bool {
+    let mut a = allowed.split('/');
+    let mut f = filter.split('/');
+    loop {
+        match (a.next(), f.next()) {
+            (Some("#"), _) => return true,
+            (Some(_), Some("#")) => return false,
+            (Some("+"), Some(_)) => {}
+            (Some(x), Some(y)) if x == y => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl MqttSettings {
+    /// Authenticates a CONNECT: `Ok(grant)` or `Err(bad credentials / not authorized)`.
+    pub fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Grant, codec::Refusal> {
+        let expand = |filters: &[String], user: &str| -> Vec<String> {
+            filters
+                .iter()
+                .map(|f| {
+                    f.replace("{username}", user)
+                        .replace("{client_id}", client_id)
+                })
+                .collect()
+        };
+        match (username, password) {
+            (None, None) if self.allow_anonymous => Ok(Grant {
+                user: None,
+                publish: expand(&self.anonymous_publish, ""),
+                subscribe: expand(&self.anonymous_subscribe, ""),
+            }),
+            (None, None) => Err(codec::Refusal::NotAuthorized),
+            (_, Some(pw)) => {
+                let hit = self.users.iter().find(|u| {
+                    let by_password = u.password.as_deref().is_some_and(|p| {
+                        username == Some(u.username.as_str())
+                            && constant_time_eq(p.as_bytes(), pw.as_bytes())
+                    });
+                    let by_token = u
+                        .token
+                        .as_deref()
+                        .is_some_and(|t| constant_time_eq(t.as_bytes(), pw.as_bytes()));
+                    by_password || by_token
+                });
+                match hit {
+                    Some(u) => Ok(Grant {
+                        user: Some(u.username.clone()),
+                        publish: expand(&u.publish, &u.username),
+                        subscribe: expand(&u.subscribe, &u.username),
+                    }),
+                    None => Err(codec::Refusal::BadCredentials),
+                }
+            }
+            (Some(_), None) => Err(codec::Refusal::BadCredentials),
+        }
+    }
+}
+
+/// Counters of the MQTT side, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    pub connections: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub refused: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub acks: AtomicU64,
+    pub denied: AtomicU64,
+    pub delivered: AtomicU64,
+    pub delivery_dropped: AtomicU64,
+    pub protocol_errors: AtomicU64,
+}
+
+impl MqttStats {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_cover_filters() {
+        assert!(covers("#", "a/b"));
+        assert!(covers("a/#", "a/+/c"));
+        assert!(covers("a/+/c", "a/x/c"));
+        assert!(!covers("a/+/c", "a/#"));
+        assert!(!covers("a/b", "a/+"));
+        assert!(covers("a/b", "a/b"));
+        assert!(!covers("a/b", "a/b/c"));
+    }
+
+    #[test]
+    fn auth_by_password_token_or_anonymous() {
+        let s = MqttSettings {
+            allow_anonymous: false,
+            users: vec![
+                MqttUser {
+                    username: "sensor".into(),
+                    password: Some("pw".into()),
+                    token: None,
+                    publish: vec!["city/{username}/#".into()],
+                    subscribe: vec![],
+                },
+                MqttUser {
+                    username: "gateway".into(),
+                    password: None,
+                    token: Some("tok-123".into()),
+                    publish: vec!["city/#".into()],
+                    subscribe: vec!["citybrain/notify/#".into()],
+                },
+            ],
+            ..Default::default()
+        };
+        let g = s.authenticate("c1", Some("sensor"), Some("pw")).unwrap();
+        assert!(g.may_publish("city/sensor/aq"));
+        assert!(!g.may_publish("city/other/aq"));
+        assert!(!g.may_subscribe("#"));
+        assert_eq!(
+            s.authenticate("c1", Some("sensor"), Some("wrong")),
+            Err(codec::Refusal::BadCredentials)
+        );
+        assert_eq!(
+            s.authenticate("c1", None, None),
+            Err(codec::Refusal::NotAuthorized)
+        );
+        let g = s
+            .authenticate("c2", Some("anything"), Some("tok-123"))
+            .unwrap();
+        assert_eq!(g.user.as_deref(), Some("gateway"));
+        assert!(g.may_subscribe("citybrain/notify/x"));
+        assert!(!g.may_subscribe("citybrain/#"));
+    }
+}
