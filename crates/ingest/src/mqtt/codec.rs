@@ -437,9 +437,9 @@ mod tests {
     #[test]
     fn partial_and_oversized_packets() {
         let mut b = BytesMut::new();
-        v4::Packet::Publish(v4::Publish::new("t", QoS::AtLeastOnce, vec![1u8; 100]))
-            .write(&mut b, 1024)
-            .unwrap();
+        let mut p = v4::Publish::new("t", QoS::AtLeastOnce, vec![1u8; 100]);
+        p.pkid = 7;
+        v4::Packet::Publish(p).write(&mut b, 1024).unwrap();
         let whole = b.clone();
         let mut part = BytesMut::from(&whole[..10]);
         assert!(read(Version::V4, &mut part, 1024).unwrap().is_none());
