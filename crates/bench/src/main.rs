@@ -7,6 +7,7 @@
 //! ```
 
 mod history;
+mod ingest;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod temporal;
@@ -22,6 +23,11 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+/// The same allocator as the citybrain binary, so in-process scenarios measure the
+/// engine as it runs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Clone)]
 #[command(
     name = "citybrain-bench",
@@ -31,8 +37,8 @@ struct Args {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:1026")]
     url: String,
-    /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history
-    /// (in process, no server), temporal.
+    /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
+    /// import, mqtt, edge (the last four in process, no server), temporal.
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
@@ -62,6 +68,12 @@ struct Args {
     /// Points per series per history ingest batch.
     #[arg(long, default_value_t = 10)]
     history_points: usize,
+    /// Records per file in the import scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    import_records: usize,
+    /// QoS 0 messages in the mqtt scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    mqtt_messages: usize,
     /// Short history runs (CI smoke).
     #[arg(long)]
     quick: bool,
@@ -482,6 +494,26 @@ async fn main() -> anyhow::Result<()> {
                 };
                 tokio::task::spawn_blocking(move || history::run(p)).await??
             }
+            "import" => {
+                ingest::import(if args.quick {
+                    100_000
+                } else {
+                    args.import_records
+                })
+                .await?
+            }
+            "mqtt" => {
+                ingest::mqtt(
+                    if args.quick {
+                        100_000
+                    } else {
+                        args.mqtt_messages
+                    },
+                    if args.quick { 2 } else { args.duration },
+                )
+                .await?
+            }
+            "edge" => ingest::edge()?,
             other => bail!("unknown scenario '{other}'"),
         };
         out.insert(s.into(), v);

@@ -8,6 +8,7 @@ pub mod contexts;
 pub mod discovery;
 pub mod entities;
 pub mod error;
+pub mod observations;
 pub mod order;
 pub mod query;
 pub mod request;

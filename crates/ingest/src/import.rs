@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deadletter::{Level, NewLetter};
 use crate::decode::{decode, Item};
-use crate::pipeline::{Ingest, IngestError, Summary};
+use crate::pipeline::{prepare, Ingest, IngestError, Prepared, Summary};
 use crate::reject::Reject;
 
 /// Options of an import.
@@ -29,7 +29,7 @@ pub struct ImportOptions {
 impl Default for ImportOptions {
     fn default() -> Self {
         Self {
-            chunk: 10_000,
+            chunk: 50_000,
             state_dir: None,
         }
     }
@@ -68,7 +68,8 @@ impl<R: Read> Read for CountingReader<R> {
 }
 
 enum Msg {
-    Items(Vec<Item>),
+    /// A chunk, mapped on the decoder thread, and how many items it held.
+    Chunk(Prepared, u64),
     /// The decoder stopped: the error that ended the document, if any.
     End(Option<Reject>),
 }
@@ -137,31 +138,38 @@ pub async fn import_file(
             count: count.clone(),
         },
     );
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(4);
-    let mapping = src.mapping.clone();
+    // One chunk waits while the next is decoded and mapped: memory stays at about two
+    // chunks whatever the file size.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(1);
     let chunk = opts.chunk.max(1);
+    let origin = abs.display().to_string();
+    let (src2, origin2, clock) = (src.clone(), origin.clone(), ing.broker().clock().clone());
     let decoder = std::thread::Builder::new()
         .name("import-decode".into())
         .spawn(move || {
             let mut buf = Vec::with_capacity(chunk);
             let mut closed = false;
-            let res = decode(&mapping, reader, skip, &mut |item| {
+            let send = |items: Vec<Item>| -> bool {
+                let n = items.len() as u64;
+                let mut prep = Prepared::default();
+                prepare(&src2, items, &[], Some(&origin2), clock.now(), &mut prep);
+                tx.blocking_send(Msg::Chunk(prep, n)).is_err()
+            };
+            let res = decode(&src2.mapping, reader, skip, &mut |item| {
                 if closed {
                     return;
                 }
                 buf.push(item);
                 if buf.len() >= chunk {
-                    let full = std::mem::replace(&mut buf, Vec::with_capacity(chunk));
-                    closed = tx.blocking_send(Msg::Items(full)).is_err();
+                    closed = send(std::mem::replace(&mut buf, Vec::with_capacity(chunk)));
                 }
             });
             if !buf.is_empty() && !closed {
-                let _ = tx.blocking_send(Msg::Items(buf));
+                send(buf);
             }
             let _ = tx.blocking_send(Msg::End(res.err()));
         })
         .map_err(|e| IngestError::Store(format!("cannot start the decoder: {e}")))?;
-    let origin = abs.display().to_string();
     let mut p = Progress {
         total_bytes: size,
         resumed_from: skip,
@@ -171,9 +179,8 @@ pub async fn import_file(
     let mut fatal = None;
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Items(items) => {
-                let n = items.len() as u64;
-                let s = ing.write_items(&src, items, &[], Some(&origin)).await?;
+            Msg::Chunk(prep, n) => {
+                let s = ing.commit(&src.mapping, prep).await?;
                 p.summary.add(&s);
                 done += n;
                 if let Some(sf) = &state_file {

@@ -7,15 +7,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use citybrain_broker::{BatchItem, Broker, BrokerError, RequestContext, UpsertMode};
-use citybrain_model::JsonLdContext;
+use citybrain_broker::{Broker, BrokerError, RequestContext};
+use citybrain_model::{Entity, JsonLdContext};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::deadletter::{DeadLetterError, DeadLetters, Letter, Level, NewLetter};
 use crate::decode::{decode_payload, Item, Owned};
-use crate::mapping::{self, Mapped, Mapping, MappingError, Selector, TopicVars, Vars};
+use crate::mapping::{
+    self, Mapped, MappedRecord, Mapping, MappingError, Names, Selector, TopicVars, Vars,
+};
 use crate::reduce::Reducer;
 use crate::reject::{Reason, Reject};
 use crate::stats::Stats;
@@ -119,14 +121,24 @@ pub struct Ingest {
 
 /// One mapped record waiting to be written, with what a dead letter would need.
 struct Pending {
-    body: Value,
-    raw: Option<Vec<u8>>,
+    rec: MappedRecord,
+    /// The record it came from (its bytes are made only if it ends in the dead letters).
+    raw: Option<(Owned, u8)>,
     origin: Option<String>,
+}
+
+impl Pending {
+    fn raw_bytes(&self) -> Vec<u8> {
+        match &self.raw {
+            Some((o, delim)) => o.as_record().raw(*delim),
+            None => serde_json::to_vec(&self.rec.to_json()).unwrap_or_default(),
+        }
+    }
 }
 
 /// Mapped records of one source and the letters of what failed, before any I/O.
 #[derive(Default)]
-struct Prepared {
+pub(crate) struct Prepared {
     pending: Vec<Pending>,
     dead: Vec<NewLetter>,
     summary: Summary,
@@ -407,8 +419,27 @@ impl Ingest {
         origin: Option<&str>,
         prep: &mut Prepared,
     ) {
+        prepare(src, items, vars, origin, self.broker.clock().now(), prep);
+    }
+
+    /// The clock of the platform.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.broker.clock().now()
+    }
+}
+
+/// Maps and reduces items into `prep` (no I/O; file import runs it on its decoder
+/// thread, so mapping and writing use both cores).
+pub(crate) fn prepare(
+    src: &Source,
+    items: Vec<Item>,
+    vars: &Vars,
+    origin: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+    prep: &mut Prepared,
+) {
+    {
         let m = &src.mapping;
-        let now = self.broker.clock().now();
         let (mut read, mut filtered, mut reduced) = (0, 0, 0);
         let letter = |raw: Vec<u8>, reject: Reject| NewLetter {
             source: m.source.clone(),
@@ -425,38 +456,41 @@ impl Ingest {
             read += 1;
             match item {
                 Item::Bad { raw, reject } => prep.dead.push(letter(raw, reject)),
-                Item::Record(rec) => match m.apply(rec.as_record(), vars, now) {
+                Item::Record(owned) => match m.apply(owned.as_record(), vars, now) {
                     Ok(Mapped::Filtered) => filtered += 1,
-                    Ok(Mapped::Entity { mut body, .. }) => {
-                        if !reducer.is_empty() && !reducer.apply(&mut body, now) {
+                    Ok(Mapped::Entity(mut rec)) => {
+                        if !reducer.is_empty() && !reducer.apply(&mut rec, now) {
                             reduced += 1;
                             continue;
                         }
                         prep.pending.push(Pending {
-                            body,
-                            raw: Some(rec.as_record().raw(m.csv_delimiter)),
+                            rec,
+                            raw: Some((owned, m.csv_delimiter)),
                             origin: origin.map(str::to_string),
                         });
                     }
                     Err(reject) => prep
                         .dead
-                        .push(letter(rec.as_record().raw(m.csv_delimiter), reject)),
+                        .push(letter(owned.as_record().raw(m.csv_delimiter), reject)),
                 },
             }
         }
         prep.summary.read += read;
         prep.summary.filtered += filtered;
         prep.summary.reduced += reduced;
-        self.stats.records(&m.source, read, filtered, reduced);
     }
+}
 
+impl Ingest {
     /// Writes prepared entities and stores the dead letters; durable when it answers.
-    async fn commit(&self, m: &Mapping, prep: Prepared) -> Result<Summary, IngestError> {
+    pub(crate) async fn commit(&self, m: &Mapping, prep: Prepared) -> Result<Summary, IngestError> {
         let Prepared {
             pending,
             mut dead,
             mut summary,
         } = prep;
+        self.stats
+            .records(&m.source, summary.read, summary.filtered, summary.reduced);
         self.write_pending(m, pending, &mut dead, &mut summary)
             .await?;
         let stored = self.dead.put_many(dead, self.broker.clock().now())?;
@@ -549,8 +583,8 @@ impl Ingest {
         let mut dead = Vec::new();
         let pending = bodies
             .into_iter()
-            .map(|body| Pending {
-                body,
+            .map(|rec| Pending {
+                rec,
                 raw: None,
                 origin: None,
             })
@@ -586,26 +620,40 @@ impl Ingest {
         }
         let rc = RequestContext::tenant(m.tenant.clone());
         let ld = match self.context(m).await {
-            Ok(c) => Ok(c),
-            Err(BrokerError::Model(e)) => Err(e),
+            Ok(c) => c,
+            Err(BrokerError::Model(e)) => {
+                // The mapping's @context cannot be had: every record waits as a dead
+                // letter until it can (replay).
+                for p in pending {
+                    let raw = p.raw_bytes();
+                    dead.push(NewLetter {
+                        source: m.source.clone(),
+                        reason: Reason::Invalid,
+                        message: format!("the mapping's @context: {}", e.detail),
+                        level: Level::Record,
+                        origin: p.origin,
+                        size: raw.len() as u64,
+                        truncated: false,
+                        raw,
+                    });
+                }
+                return Ok(());
+            }
             Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
         };
-        let mut items = Vec::with_capacity(pending.len());
-        let mut raws = Vec::with_capacity(pending.len());
-        for p in pending {
-            items.push(BatchItem {
-                body: p.body,
-                ld: ld.clone(),
-            });
-            raws.push((p.raw, p.origin));
-        }
+        let names = Names::new(m, ld);
+        let now = self.broker.clock().now();
+        let entities: Vec<Entity> = pending
+            .iter()
+            .map(|p| p.rec.to_entity(&names, now))
+            .collect();
         let results = self
             .broker
-            .upsert_each(&rc, &items, UpsertMode::Update)
+            .upsert_observations(&rc, entities)
             .await
             .map_err(|e| IngestError::Store(e.to_string()))?;
         let mut written = 0u64;
-        for ((res, (raw, origin)), item) in results.into_iter().zip(raws).zip(items) {
+        for (res, p) in results.into_iter().zip(pending) {
             match res {
                 Ok(created) => {
                     written += 1;
@@ -614,14 +662,13 @@ impl Ingest {
                 }
                 Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
                 Err(BrokerError::Model(e)) => {
-                    let raw =
-                        raw.unwrap_or_else(|| serde_json::to_vec(&item.body).unwrap_or_default());
+                    let raw = p.raw_bytes();
                     dead.push(NewLetter {
                         source: m.source.clone(),
                         reason: Reason::Invalid,
                         message: e.detail,
                         level: Level::Record,
-                        origin,
+                        origin: p.origin,
                         size: raw.len() as u64,
                         truncated: false,
                         raw,

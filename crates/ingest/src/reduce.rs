@@ -5,10 +5,13 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::mapping::spec::ReduceSpec;
+use crate::mapping::{MappedAttr, MappedRecord, MappedValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Agg {
@@ -53,7 +56,8 @@ fn duration_ms(field: &str, s: &str) -> Result<i64, (String, String)> {
 }
 
 impl ReduceRule {
-    pub(crate) fn compile(r: &ReduceSpec) -> Result<ReduceRule, (String, String)> {
+    /// Validates a rule; errors are (field, message).
+    pub fn compile(r: &ReduceSpec) -> Result<ReduceRule, (String, String)> {
         if r.attributes.is_empty() {
             return Err((
                 "attributes".into(),
@@ -144,9 +148,9 @@ struct State {
     min: f64,
     max: f64,
     last_in: f64,
-    /// The attribute as last seen (unit code, datasetId) to emit a window with.
-    template: Option<Map<String, Value>>,
-    entity_type: Option<Value>,
+    /// The attribute as last seen (unit code, datasetId) to emit a window with, and
+    /// its entity's type.
+    template: Option<(MappedAttr, String)>,
 }
 
 impl State {
@@ -171,22 +175,15 @@ pub struct ReduceStats {
 #[derive(Debug, Default)]
 pub struct Reducer {
     rules: Vec<ReduceRule>,
-    state: HashMap<(String, String), State>,
+    state: HashMap<(String, Arc<str>), State>,
     pub stats: ReduceStats,
 }
 
-fn time_ms(attr: &Map<String, Value>, now: DateTime<Utc>) -> i64 {
-    attr.get("observedAt")
-        .and_then(Value::as_str)
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.timestamp_millis())
-        .unwrap_or_else(|| now.timestamp_millis())
-}
-
-fn num(x: f64) -> Value {
-    Number::from_f64(x)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
+fn numeric(a: &MappedAttr) -> Option<f64> {
+    match &a.value {
+        MappedValue::Property(v) => v.as_f64(),
+        _ => None,
+    }
 }
 
 impl Reducer {
@@ -201,39 +198,28 @@ impl Reducer {
         self.rules.is_empty()
     }
 
-    /// Thins one mapped entity in place; answers whether anything is left to write
-    /// (an attribute beyond `id` and `type`).
-    pub fn apply(&mut self, body: &mut Value, now: DateTime<Utc>) -> bool {
-        let Some(obj) = body.as_object_mut() else {
-            return true;
-        };
+    /// Thins one mapped record in place; answers whether any attribute is left to
+    /// write.
+    pub fn apply(&mut self, rec: &mut MappedRecord, now: DateTime<Utc>) -> bool {
         if self.rules.is_empty() {
             return true;
         }
-        let id = obj
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let names: Vec<String> = obj
-            .keys()
-            .filter(|k| !matches!(k.as_str(), "id" | "type" | "@context"))
-            .cloned()
-            .collect();
-        for name in names {
-            let Some(rule) = self.rules.iter().find(|r| r.applies(&name)) else {
-                continue;
-            };
-            let Some(Value::Object(attr)) = obj.get(&name) else {
-                continue;
-            };
-            let Some(v) = attr.get("value").and_then(Value::as_f64) else {
+        let mut out: Vec<MappedAttr> = Vec::with_capacity(rec.attrs.len());
+        for attr in std::mem::take(&mut rec.attrs) {
+            let (Some(rule), Some(v)) = (
+                self.rules.iter().find(|r| r.applies(&attr.name)),
+                numeric(&attr),
+            ) else {
+                out.push(attr);
                 continue;
             };
             self.stats.values_in += 1;
-            let t = time_ms(attr, now);
-            let st = self.state.entry((id.clone(), name.clone())).or_default();
-            let keep: Option<Value> = match &rule.mode {
+            let t = attr.observed.unwrap_or(now).timestamp_millis();
+            let st = self
+                .state
+                .entry((rec.id.clone(), attr.name.clone()))
+                .or_default();
+            let keep: Option<MappedAttr> = match &rule.mode {
                 Mode::Deadband {
                     abs,
                     pct,
@@ -248,7 +234,7 @@ impl Reducer {
                         st.last_value = v;
                         st.last_ms = t;
                         st.has_last = true;
-                        obj.get(&name).cloned()
+                        Some(attr)
                     } else {
                         None
                     }
@@ -258,14 +244,14 @@ impl Reducer {
                     if !st.has_last || bucket != st.bucket {
                         st.bucket = bucket;
                         st.has_last = true;
-                        obj.get(&name).cloned()
+                        Some(attr)
                     } else {
                         None
                     }
                 }
                 Mode::Window { ms, agg } => {
                     let bucket = t.div_euclid(*ms);
-                    let out = if st.count > 0 && bucket != st.bucket {
+                    let closed = if st.count > 0 && bucket != st.bucket {
                         window_attr(st, *ms, *agg)
                     } else {
                         None
@@ -282,29 +268,23 @@ impl Reducer {
                     st.min = st.min.min(v);
                     st.max = st.max.max(v);
                     st.last_in = v;
-                    st.template = Some(attr.clone());
-                    st.entity_type = obj.get("type").cloned();
-                    out
+                    st.template = Some((attr, rec.ty.clone()));
+                    closed
                 }
             };
-            match keep {
-                Some(a) => {
-                    self.stats.values_out += 1;
-                    obj.insert(name, a);
-                }
-                None => {
-                    obj.remove(&name);
-                }
+            if let Some(a) = keep {
+                self.stats.values_out += 1;
+                out.push(a);
             }
         }
-        obj.keys()
-            .any(|k| !matches!(k.as_str(), "id" | "type" | "@context"))
+        rec.attrs = out;
+        !rec.attrs.is_empty()
     }
 
-    /// Emits every open window (end of an import, or a timer in the server) as entity
-    /// fragments, and forgets them.
-    pub fn flush(&mut self) -> Vec<Value> {
-        let mut by_entity: HashMap<String, Map<String, Value>> = HashMap::new();
+    /// Emits every open window (end of an import, or a timer in the server) as
+    /// records, and forgets them.
+    pub fn flush(&mut self) -> Vec<MappedRecord> {
+        let mut by_entity: HashMap<String, MappedRecord> = HashMap::new();
         for ((id, name), st) in self.state.iter_mut() {
             let Some(rule) = self.rules.iter().find(|r| r.applies(name)) else {
                 continue;
@@ -313,39 +293,34 @@ impl Reducer {
                 if st.count == 0 {
                     continue;
                 }
-                if let Some(a) = window_attr(st, ms, agg) {
+                if let (Some(a), Some((_, ty))) = (window_attr(st, ms, agg), &st.template) {
                     self.stats.values_out += 1;
-                    let e = by_entity.entry(id.clone()).or_default();
-                    if let Some(t) = &st.entity_type {
-                        e.insert("type".into(), t.clone());
-                    }
-                    e.insert(name.clone(), a);
+                    by_entity
+                        .entry(id.clone())
+                        .or_insert_with(|| MappedRecord {
+                            id: id.clone(),
+                            ty: ty.clone(),
+                            attrs: Vec::new(),
+                        })
+                        .attrs
+                        .push(a);
                 }
                 st.count = 0;
             }
         }
-        let mut out: Vec<Value> = by_entity
-            .into_iter()
-            .map(|(id, mut attrs)| {
-                attrs.insert("id".into(), Value::String(id));
-                Value::Object(attrs)
-            })
-            .collect();
-        out.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let mut out: Vec<MappedRecord> = by_entity.into_values().collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 }
 
 /// The aggregate of a closed window as an attribute, observed at the window's start.
-fn window_attr(st: &State, ms: i64, agg: Agg) -> Option<Value> {
-    let mut a = st.template.clone()?;
-    a.insert("value".into(), num(st.window_value(agg)));
-    let start = DateTime::from_timestamp_millis(st.bucket * ms)?;
-    a.insert(
-        "observedAt".into(),
-        Value::String(citybrain_model::time::format_datetime(&start)),
-    );
-    Some(Value::Object(a))
+fn window_attr(st: &State, ms: i64, agg: Agg) -> Option<MappedAttr> {
+    let (template, _) = st.template.as_ref()?;
+    let mut a = template.clone();
+    a.value = MappedValue::Property(Number::from_f64(st.window_value(agg)).map(Value::Number)?);
+    a.observed = DateTime::from_timestamp_millis(st.bucket * ms);
+    Some(a)
 }
 
 #[cfg(test)]
@@ -358,11 +333,18 @@ mod tests {
         ReduceRule::compile(&spec).unwrap()
     }
 
-    fn obs(v: f64, sec: i64) -> Value {
-        let t = DateTime::from_timestamp(1_700_000_000 + sec, 0).unwrap();
-        json!({"id": "urn:x:1", "type": "T", "temperature": {
-            "type": "Property", "value": v,
-            "observedAt": citybrain_model::time::format_datetime(&t)}})
+    fn obs(v: f64, sec: i64) -> MappedRecord {
+        MappedRecord {
+            id: "urn:x:1".into(),
+            ty: "T".into(),
+            attrs: vec![MappedAttr {
+                name: Arc::from("temperature"),
+                value: MappedValue::Property(json!(v)),
+                observed: DateTime::from_timestamp(1_700_000_000 + sec, 0),
+                unit: None,
+                dataset_id: None,
+            }],
+        }
     }
 
     #[test]
@@ -398,11 +380,13 @@ mod tests {
             }
         }
         assert_eq!(outs.len(), 1);
-        assert_eq!(outs[0]["temperature"]["value"], json!(2.0));
-        assert_eq!(outs[0]["temperature"]["observedAt"], "2023-11-14T22:13:00Z");
+        let j = outs[0].to_json();
+        assert_eq!(j["temperature"]["value"], json!(2.0));
+        assert_eq!(j["temperature"]["observedAt"], "2023-11-14T22:13:00Z");
         let rest = r.flush();
         assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0]["temperature"]["value"], json!(15.0));
+        assert_eq!(rest[0].to_json()["temperature"]["value"], json!(15.0));
+        assert_eq!(rest[0].ty, "T");
         assert!(r.flush().is_empty());
     }
 

@@ -2,7 +2,10 @@
 //! location and attributes, giving a normalized NGSI-LD entity fragment or a
 //! [`Reject`] naming the field.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use citybrain_model::{AttrKind, Attribute, Entity, JsonLdContext};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{Map, Number, Value};
 
@@ -39,10 +42,171 @@ pub type TopicVars = Vec<(String, String)>;
 /// What a record maps to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
-    /// A normalized NGSI-LD entity fragment (id, type, the mapped attributes).
-    Entity { id: String, body: Value },
+    /// An entity fragment: id, type, the mapped attributes.
+    Entity(MappedRecord),
     /// A filter left the record out.
     Filtered,
+}
+
+/// The content of a mapped attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MappedValue {
+    Property(Value),
+    /// The object's entity id.
+    Relationship(String),
+    /// A GeoJSON geometry (validated).
+    Geo(Value),
+}
+
+/// One mapped attribute (short name, as in the mapping).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedAttr {
+    pub name: Arc<str>,
+    pub value: MappedValue,
+    pub observed: Option<DateTime<Utc>>,
+    pub unit: Option<Arc<str>>,
+    pub dataset_id: Option<Arc<str>>,
+}
+
+/// A mapped record: an entity fragment in the mapping's short names, every part
+/// already validated (id URI, type name, values, geometry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedRecord {
+    pub id: String,
+    pub ty: String,
+    pub attrs: Vec<MappedAttr>,
+}
+
+impl MappedRecord {
+    /// The fragment as normalized NGSI-LD JSON (short names, for the mapping's
+    /// `@context`): what the edge forwarder sends, and what tests read.
+    pub fn to_json(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("id".into(), Value::String(self.id.clone()));
+        body.insert("type".into(), Value::String(self.ty.clone()));
+        for a in &self.attrs {
+            let mut o = Map::new();
+            match &a.value {
+                MappedValue::Property(v) => {
+                    o.insert("type".into(), "Property".into());
+                    o.insert("value".into(), v.clone());
+                }
+                MappedValue::Relationship(id) => {
+                    o.insert("type".into(), "Relationship".into());
+                    o.insert("object".into(), Value::String(id.clone()));
+                }
+                MappedValue::Geo(g) => {
+                    o.insert("type".into(), "GeoProperty".into());
+                    o.insert("value".into(), g.clone());
+                }
+            }
+            if let Some(t) = &a.observed {
+                o.insert(
+                    "observedAt".into(),
+                    Value::String(citybrain_model::time::format_datetime(t)),
+                );
+            }
+            if let Some(u) = &a.unit {
+                o.insert("unitCode".into(), Value::String(u.to_string()));
+            }
+            if let Some(d) = &a.dataset_id {
+                o.insert("datasetId".into(), Value::String(d.to_string()));
+            }
+            let o = Value::Object(o);
+            match body.get_mut(&*a.name) {
+                Some(Value::Array(list)) => list.push(o),
+                Some(prev) => {
+                    let first = prev.take();
+                    *prev = Value::Array(vec![first, o]);
+                }
+                None => {
+                    body.insert(a.name.to_string(), o);
+                }
+            }
+        }
+        Value::Object(body)
+    }
+
+    /// The fragment as a model entity with names expanded by `names`.
+    pub fn to_entity(&self, names: &Names, now: DateTime<Utc>) -> Entity {
+        let mut attrs: Vec<(Arc<str>, Vec<Attribute>)> = Vec::with_capacity(self.attrs.len());
+        for a in &self.attrs {
+            let (kind, v) = match &a.value {
+                MappedValue::Property(v) => (AttrKind::Property, v.clone()),
+                MappedValue::Relationship(id) => {
+                    (AttrKind::Relationship, Value::String(id.clone()))
+                }
+                MappedValue::Geo(g) => (AttrKind::GeoProperty, g.clone()),
+            };
+            let mut attr = Attribute::property(v, now);
+            attr.kind = kind;
+            attr.observed_at = a.observed;
+            attr.unit_code = a.unit.clone();
+            if let Some(d) = &a.dataset_id {
+                attr.set_dataset_id(Some(d.as_ref().into()));
+            }
+            let name = names.attr(&a.name);
+            match attrs.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, list)) => list.push(attr),
+                None => attrs.push((name, vec![attr])),
+            }
+        }
+        Entity {
+            id: self.id.clone(),
+            types: vec![names.entity_type(&self.ty)],
+            scope: None,
+            created_at: now,
+            modified_at: now,
+            attrs,
+        }
+    }
+}
+
+/// Names of a mapping expanded with one `@context` (computed once per batch).
+pub struct Names {
+    ctx: Arc<JsonLdContext>,
+    attrs: Vec<(Arc<str>, Arc<str>)>,
+    ty: Option<(String, Arc<str>)>,
+}
+
+impl Names {
+    pub fn new(m: &Mapping, ctx: Arc<JsonLdContext>) -> Names {
+        let mut attrs: Vec<(Arc<str>, Arc<str>)> = m
+            .attrs
+            .iter()
+            .map(|a| a.name.clone())
+            .chain(m.location.iter().map(|l| l.name.clone()))
+            .map(|n| {
+                let e = citybrain_model::intern::intern(&ctx.expand(&n));
+                (n, e)
+            })
+            .collect();
+        attrs.dedup_by(|a, b| Arc::ptr_eq(&a.0, &b.0));
+        let ty = match m.ty.parts.as_slice() {
+            [Part::Lit(t)] => Some((t.clone(), citybrain_model::intern::intern(&ctx.expand(t)))),
+            _ => None,
+        };
+        Names { ctx, attrs, ty }
+    }
+
+    pub fn context(&self) -> &Arc<JsonLdContext> {
+        &self.ctx
+    }
+
+    fn attr(&self, short: &Arc<str>) -> Arc<str> {
+        self.attrs
+            .iter()
+            .find(|(s, _)| Arc::ptr_eq(s, short) || s == short)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_else(|| citybrain_model::intern::intern(&self.ctx.expand(short)))
+    }
+
+    fn entity_type(&self, short: &str) -> Arc<str> {
+        match &self.ty {
+            Some((s, e)) if s == short => e.clone(),
+            _ => citybrain_model::intern::intern(&self.ctx.expand(short)),
+        }
+    }
 }
 
 struct Env<'a> {
@@ -173,10 +337,12 @@ impl Mapping {
         let observed = match &self.observed {
             None => None,
             Some(t) => match env.rec.get(&t.path) {
-                Some(v) => Some(
-                    crate::timefmt::parse_time(&v, &t.format, &t.zone)
-                        .map_err(|m| Reject::new(Reason::BadTime, format!("observed: {m}")))?,
-                ),
+                Some(v) => {
+                    let t = crate::timefmt::parse_time(&v, &t.format, &t.zone)
+                        .map_err(|m| Reject::new(Reason::BadTime, format!("observed: {m}")))?;
+                    // Millisecond precision, as NGSI-LD times are kept.
+                    DateTime::from_timestamp_millis(t.timestamp_millis())
+                }
                 None if t.now_when_missing => Some(now),
                 None => {
                     return Err(Reject::new(
@@ -186,21 +352,16 @@ impl Mapping {
                 }
             },
         };
-        let observed = observed.map(|t| Value::String(citybrain_model::time::format_datetime(&t)));
-        let mut body = Map::new();
-        body.insert("id".into(), Value::String(id.clone()));
-        body.insert("type".into(), Value::String(ty));
+        let mut attrs = Vec::with_capacity(self.attrs.len() + 1);
         if let Some(loc) = &self.location {
             match geometry(&env, &loc.geometry) {
-                Ok(Some(g)) => {
-                    let mut a = Map::new();
-                    a.insert("type".into(), "GeoProperty".into());
-                    a.insert("value".into(), g);
-                    if let Some(t) = &observed {
-                        a.insert("observedAt".into(), t.clone());
-                    }
-                    body.insert(loc.name.clone(), Value::Object(a));
-                }
+                Ok(Some(g)) => attrs.push(MappedAttr {
+                    name: loc.name.clone(),
+                    value: MappedValue::Geo(g),
+                    observed,
+                    unit: None,
+                    dataset_id: None,
+                }),
                 Ok(None) if loc.required => {
                     return Err(Reject::new(
                         Reason::MissingValue,
@@ -212,24 +373,11 @@ impl Mapping {
             }
         }
         for a in &self.attrs {
-            let Some(attr) = attribute(&env, a, observed.as_ref())? else {
-                continue;
-            };
-            match (body.get_mut(&a.name), a.dataset_id.is_some()) {
-                (Some(Value::Array(list)), _) => list.push(attr),
-                (Some(prev), _) => {
-                    let first = prev.take();
-                    *prev = Value::Array(vec![first, attr]);
-                }
-                (None, _) => {
-                    body.insert(a.name.clone(), attr);
-                }
+            if let Some(attr) = attribute(&env, a, observed)? {
+                attrs.push(attr);
             }
         }
-        Ok(Mapped::Entity {
-            id,
-            body: Value::Object(body),
-        })
+        Ok(Mapped::Entity(MappedRecord { id, ty, attrs }))
     }
 }
 
@@ -299,7 +447,11 @@ fn check_geojson(v: Value) -> Result<Value, String> {
 }
 
 /// One mapped attribute, or `None` when the record has no value and none is required.
-fn attribute(env: &Env, a: &Attr, observed: Option<&Value>) -> Result<Option<Value>, Reject> {
+fn attribute(
+    env: &Env,
+    a: &Attr,
+    observed: Option<DateTime<Utc>>,
+) -> Result<Option<MappedAttr>, Reject> {
     let bad = |m: String| Reject::new(Reason::BadValue, format!("attribute '{}': {m}", a.name));
     let Some(raw) = env.field(&a.field).map_err(bad)? else {
         if a.required {
@@ -342,28 +494,28 @@ fn attribute(env: &Env, a: &Attr, observed: Option<&Value>) -> Result<Option<Val
                 .ok_or_else(|| bad("the converted value is not finite".into()))?
         };
     }
-    let mut out = Map::new();
-    if a.ty == ValueType::Relationship {
+    if v.is_null() {
+        return Err(bad("the value is null".into()));
+    }
+    let value = if a.ty == ValueType::Relationship {
         let id = text_of(&v);
         if !citybrain_model::uri::is_absolute_uri(&id) {
             return Err(bad(format!("'{}' is not an entity id (URI)", clip(&id))));
         }
-        out.insert("type".into(), "Relationship".into());
-        out.insert("object".into(), Value::String(id));
+        MappedValue::Relationship(id)
     } else {
-        out.insert("type".into(), "Property".into());
-        out.insert("value".into(), v);
-        if let Some(u) = &a.unit {
-            out.insert("unitCode".into(), Value::String(u.clone()));
-        }
-    }
-    if let Some(t) = observed {
-        out.insert("observedAt".into(), t.clone());
-    }
-    if let Some(d) = &a.dataset_id {
-        out.insert("datasetId".into(), Value::String(d.clone()));
-    }
-    Ok(Some(Value::Object(out)))
+        MappedValue::Property(v)
+    };
+    Ok(Some(MappedAttr {
+        name: a.name.clone(),
+        unit: match &value {
+            MappedValue::Property(_) => a.unit.clone(),
+            _ => None,
+        },
+        value,
+        observed,
+        dataset_id: a.dataset_id.clone(),
+    }))
 }
 
 /// Rounds to 12 significant digits: unit factors like 5/9 leave binary noise

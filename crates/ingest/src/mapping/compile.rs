@@ -3,6 +3,7 @@
 //! applying a mapping never meets a configuration error.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use regex::Regex;
 use serde_json::Value;
@@ -147,16 +148,17 @@ pub(crate) struct Field {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Attr {
-    pub name: String,
+    pub name: Arc<str>,
     pub field: Field,
     pub ty: ValueType,
-    pub unit: Option<String>,
+    /// Interned: a handful of codes repeat across millions of values.
+    pub unit: Option<Arc<str>>,
     pub convert: Option<units::Conversion>,
     pub scale: Option<f64>,
     pub offset: Option<f64>,
     pub map: Option<BTreeMap<String, Value>>,
     pub required: bool,
-    pub dataset_id: Option<String>,
+    pub dataset_id: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,7 +178,7 @@ pub(crate) enum Geometry {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Location {
-    pub name: String,
+    pub name: Arc<str>,
     pub geometry: Geometry,
     pub required: bool,
 }
@@ -416,7 +418,7 @@ pub(crate) fn compile(spec: MappingSpec) -> Result<Mapping, CompileError> {
         attrs.push(attribute(&ctx, &format!("attributes[{i}]"), a)?);
         if let Some(prev) = attrs[..i]
             .iter()
-            .find(|p| p.name == a.name && p.dataset_id == a.dataset_id)
+            .find(|p| *p.name == *a.name && p.dataset_id.as_deref() == a.dataset_id.as_deref())
         {
             return Err((
                 format!("attributes[{i}].name"),
@@ -535,11 +537,48 @@ fn field(ctx: &Ctx, key: &str, f: &FieldSpec) -> Result<Field, CompileError> {
 fn attribute(ctx: &Ctx, key: &str, a: &AttributeSpec) -> Result<Attr, CompileError> {
     citybrain_model::entity::validate_name("attribute", &a.name)
         .map_err(|e| (format!("{key}.name"), e.to_string()))?;
-    if matches!(a.name.as_str(), "id" | "type" | "@context" | "scope") {
+    if matches!(
+        a.name.as_str(),
+        "id" | "type"
+            | "@context"
+            | "scope"
+            | "createdAt"
+            | "modifiedAt"
+            | "deletedAt"
+            | "observedAt"
+            | "unitCode"
+            | "datasetId"
+            | "instanceId"
+    ) {
         return Err((
             format!("{key}.name"),
             format!("'{}' is reserved in NGSI-LD", a.name),
         ));
+    }
+    if matches!(
+        a.name.as_str(),
+        "location" | "observationSpace" | "operationSpace"
+    ) {
+        return Err((
+            format!("{key}.name"),
+            format!(
+                "'{}' is a GeoProperty in NGSI-LD: map it with the [location] table",
+                a.name
+            ),
+        ));
+    }
+    if let Some(v) = &a.value {
+        if v.is_null() {
+            return Err((format!("{key}.value"), "a value must not be null".into()));
+        }
+    }
+    if let Some(m) = &a.map {
+        if let Some((k, _)) = m.iter().find(|(_, v)| v.is_null()) {
+            return Err((
+                format!("{key}.map"),
+                format!("'{k}' maps to null; NGSI-LD values must not be null"),
+            ));
+        }
     }
     let source = match (&a.path, &a.template, &a.value) {
         (Some(p), None, None) => Source::Path(ctx.path(&format!("{key}.path"), p)?),
@@ -595,7 +634,7 @@ fn attribute(ctx: &Ctx, key: &str, a: &AttributeSpec) -> Result<Attr, CompileErr
         }
     }
     Ok(Attr {
-        name: a.name.clone(),
+        name: Arc::from(a.name.as_str()),
         field: Field {
             source,
             default: a.default.clone(),
@@ -606,13 +645,13 @@ fn attribute(ctx: &Ctx, key: &str, a: &AttributeSpec) -> Result<Attr, CompileErr
                 .transpose()?,
         },
         ty: a.ty,
-        unit: a.unit.clone(),
+        unit: a.unit.as_deref().map(citybrain_model::intern::intern),
         convert,
         scale: a.scale,
         offset: a.offset,
         map: a.map.clone(),
         required: a.required,
-        dataset_id: a.dataset_id.clone(),
+        dataset_id: a.dataset_id.as_deref().map(Arc::from),
     })
 }
 
@@ -634,7 +673,7 @@ fn location(ctx: &Ctx, l: &LocationSpec) -> Result<Location, CompileError> {
     citybrain_model::entity::validate_name("attribute", &name)
         .map_err(|e| ("location.name".to_string(), e.to_string()))?;
     Ok(Location {
-        name,
+        name: Arc::from(name.as_str()),
         geometry,
         required: l.required,
     })

@@ -10,7 +10,7 @@ mod wkt;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use apply::{Mapped, TopicVars, Vars};
+pub use apply::{Mapped, MappedAttr, MappedRecord, MappedValue, Names, TopicVars, Vars};
 pub use compile::{Mapping, Selector, TopicPattern};
 pub use spec::{Format, MappingSpec};
 pub use wkt::parse_wkt;

@@ -95,9 +95,10 @@ path = "/nope"
         json!({"id": "a b", "loc": "room-12", "t": 1_772_323_200_000i64, "geom": "POINT(1 2)", "temp_f": 212, "s": 1}),
     )
     .unwrap();
-    let Mapped::Entity { id, body } = out else {
+    let Mapped::Entity(rec) = out else {
         panic!("filtered")
     };
+    let (id, body) = (rec.id.clone(), rec.to_json());
     assert_eq!(id, "urn:ngsi-ld:Thing:a%20b");
     assert_eq!(body["temperature"]["value"], json!(100.0));
     assert_eq!(body["temperature"]["unitCode"], "CEL");
@@ -184,7 +185,7 @@ path = "/v"
 "#,
     )
     .unwrap();
-    let ok = |v: serde_json::Value| matches!(map(&m, v), Ok(Mapped::Entity { .. }));
+    let ok = |v: serde_json::Value| matches!(map(&m, v), Ok(Mapped::Entity(_)));
     assert!(ok(json!({"id": 1, "status": "on", "v": 5})));
     assert!(ok(json!({"id": 1, "status": "idle", "v": "100"})));
     assert!(!ok(json!({"id": 1, "status": "off", "v": 5})));
@@ -213,9 +214,10 @@ fn topic_patterns() {
     assert_eq!(m.match_topic("legacy/x/y/z"), Some(vec![]));
     let v = json!({"id": "1"});
     let vars = vec![("district".to_string(), "haidian".to_string())];
-    let Ok(Mapped::Entity { body, .. }) = m.apply(Record::Json(&v), &vars, Utc::now()) else {
+    let Ok(Mapped::Entity(rec)) = m.apply(Record::Json(&v), &vars, Utc::now()) else {
         panic!()
     };
+    let body = rec.to_json();
     assert_eq!(body["d"]["value"], "haidian");
 }
 

@@ -1,0 +1,164 @@
+//! Bulk observations: the write path of the ingestion pipeline. Every record becomes
+//! history (one point per mapped attribute, at its `observedAt`), and each entity's
+//! current state is updated once per batch with the records applied in order, instead
+//! of one read-modify-write (and one full entity in the log) per record. Subscriptions
+//! therefore see one change per entity per batch, carrying its latest values; the
+//! history keeps every observation. Both writes go through the same log and group
+//! commit; the call answers when both are durable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use citybrain_model::ops;
+use citybrain_model::Entity;
+use citybrain_store::history::point_of;
+use citybrain_store::tsdb::{HistOp, Point, SeriesKey};
+use citybrain_store::{ModifyOptions, Write};
+
+use crate::error::{BrokerError, Result};
+use crate::request::RequestContext;
+use crate::Broker;
+
+/// An attribute series of one entity: (attribute, datasetId).
+type SeriesId = (Arc<str>, Option<Arc<str>>);
+
+struct Group {
+    id: String,
+    /// Item indexes, in order.
+    idx: Vec<usize>,
+    entities: Vec<Entity>,
+}
+
+impl Broker {
+    /// Upserts a batch of observations (entity fragments, in arrival order): appends
+    /// their attributes to existing entities (creating new ones), records every
+    /// attribute of every item in the history. Answers one result per item,
+    /// index-aligned (`Ok(true)`: this item created its entity), once everything
+    /// is durable. A storage failure fails the whole call (nothing is acknowledged).
+    ///
+    /// The fragments are model entities built by a validated mapping (expanded names,
+    /// URI ids, non-null values, valid geometry), as `citybrain-ingest` makes them;
+    /// the id is checked here again, the rest is trusted.
+    pub async fn upsert_observations(
+        &self,
+        rc: &RequestContext,
+        items: Vec<Entity>,
+    ) -> Result<Vec<Result<bool>>> {
+        let now = self.clock.now();
+        let mut out: Vec<Result<bool>> = Vec::with_capacity(items.len());
+        let mut groups: Vec<Group> = Vec::new();
+        let mut by_id: HashMap<String, usize> = HashMap::new();
+        for (i, e) in items.into_iter().enumerate() {
+            let parsed = crate::entities::check_id(&e.id).map(|_| e);
+            match parsed {
+                Ok(e) => {
+                    let g = *by_id.entry(e.id.clone()).or_insert_with(|| {
+                        groups.push(Group {
+                            id: e.id.clone(),
+                            idx: Vec::new(),
+                            entities: Vec::new(),
+                        });
+                        groups.len() - 1
+                    });
+                    groups[g].idx.push(i);
+                    groups[g].entities.push(e);
+                    out.push(Ok(false));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        let tenant: Arc<str> = Arc::from(rc.tenant.as_str());
+        let mut hist: Vec<HistOp> = Vec::new();
+        let mut last = None;
+        for g in groups {
+            let ents = &g.entities;
+            let res = self.store.modify_opts(
+                &rc.tenant,
+                &g.id,
+                &mut |cur| {
+                    let (mut e, rest) = match cur {
+                        None => (ents[0].clone(), &ents[1..]),
+                        Some(old) => (Entity::clone(old), &ents[..]),
+                    };
+                    for n in rest {
+                        ops::append(&mut e, n.attrs.clone(), false, now);
+                        for t in &n.types {
+                            if !e.types.contains(t) {
+                                e.types.push(t.clone());
+                            }
+                        }
+                    }
+                    Ok(Some(Write::Put(e)))
+                },
+                ModifyOptions { history: false },
+            );
+            let m = match res.map_err(BrokerError::from) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(BrokerError::Model(me)) => {
+                    for i in &g.idx {
+                        out[*i] = Err(BrokerError::Model(me.clone()));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let entity: Arc<str> = Arc::from(g.id.as_str());
+            if let Some(after) = &m.after {
+                let meta_changed = m
+                    .before
+                    .as_ref()
+                    .is_none_or(|b| b.types != after.types || b.scope != after.scope);
+                if meta_changed {
+                    hist.push(HistOp::EntityMeta {
+                        tenant: tenant.clone(),
+                        entity: entity.clone(),
+                        types: after.types.clone(),
+                        scope: after
+                            .scope
+                            .as_ref()
+                            .and_then(|s| serde_json::to_string(s).ok())
+                            .map(Arc::from),
+                    });
+                }
+            }
+            if m.before.is_none() {
+                out[g.idx[0]] = Ok(true);
+            }
+            // One series write per attribute instance, with every record's point.
+            let mut series: Vec<(SeriesId, Vec<Point>)> = Vec::new();
+            for e in ents {
+                for (name, instances) in &e.attrs {
+                    for a in instances {
+                        let k = (name.clone(), a.dataset_id().map(Arc::from));
+                        match series.iter_mut().find(|(sk, _)| *sk == k) {
+                            Some((_, pts)) => pts.push(point_of(a)),
+                            None => series.push((k, vec![point_of(a)])),
+                        }
+                    }
+                }
+            }
+            for ((attr, dataset), points) in series {
+                hist.push(HistOp::Insert {
+                    key: SeriesKey {
+                        tenant: tenant.clone(),
+                        entity: entity.clone(),
+                        attr,
+                        dataset,
+                    },
+                    points,
+                });
+            }
+            last = Some(m.commit);
+        }
+        if !hist.is_empty() {
+            if let Some(h) = self.store.history() {
+                h.append_history(&rc.tenant, hist)?.wait().await?;
+            }
+        }
+        if let Some(c) = last {
+            c.wait().await?;
+        }
+        Ok(out)
+    }
+}
