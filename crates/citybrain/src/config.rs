@@ -18,6 +18,7 @@ pub struct Config {
     pub ingest: Ingest,
     pub mqtt: Mqtt,
     pub mqtt_client: MqttClient,
+    pub edge: Edge,
     pub log: Log,
 }
 
@@ -146,6 +147,16 @@ impl Ingest {
             .clone()
             .unwrap_or_else(|| data_dir.join("deadletters"))
     }
+}
+
+/// `citybrain edge`: forward mapped data to a central citybrain.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Edge {
+    /// Base URL of the central citybrain (`http://central:1026`).
+    pub central_url: Option<String>,
+    /// The store-and-forward buffer (default: `<data_dir>/edge-buffer`).
+    pub buffer_dir: Option<PathBuf>,
 }
 
 /// The embedded MQTT server.

@@ -4,6 +4,7 @@
 mod config;
 mod deadletters;
 mod demo;
+mod edge;
 mod export;
 mod import;
 
@@ -52,6 +53,9 @@ enum Command {
     Import(import::ImportArgs),
     /// List, inspect, replay or delete dead letters of a running server.
     Deadletters(deadletters::DeadLetterArgs),
+    /// Edge mode: map and thin sensor data by the sensors, forward it to a central
+    /// citybrain (store-and-forward over HTTP).
+    Edge(ServeArgs),
 }
 
 #[derive(Args)]
@@ -134,6 +138,17 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(import::run(cfg, a))
         }
+        Command::Edge(a) => {
+            let mut cfg = load_config(&a.config)?;
+            if let Some(m) = a.mqtt_listen {
+                cfg.mqtt.listen = m;
+            }
+            init_logging(&cfg);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(edge::run(cfg))
+        }
         Command::Deadletters(a) => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -154,7 +169,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -302,9 +317,23 @@ async fn start_mqtt(
     Ok(server)
 }
 
+/// Writes edge-rule windows that have ended, every second (a quiet sensor's last
+/// window is written too).
+pub fn spawn_window_flush(ing: Arc<Ingest>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = ing.flush_due_windows(Duration::from_secs(2)).await {
+                tracing::error!(error = %e, "writing closed windows failed");
+            }
+        }
+    });
+}
+
 /// SIGHUP re-reads the mappings (a bad file is logged and the running mappings stay).
 #[cfg(unix)]
-fn spawn_reload_on_sighup(ing: Arc<Ingest>) {
+pub fn spawn_reload_on_sighup(ing: Arc<Ingest>) {
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
@@ -352,7 +381,10 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         spawn_reload_on_sighup(ing.clone());
     }
     let mqtt = match &ingest {
-        Some(ing) => start_mqtt(&cfg, &broker, ing).await?,
+        Some(ing) => {
+            spawn_window_flush(ing.clone());
+            start_mqtt(&cfg, &broker, ing).await?
+        }
         None => None,
     };
     let app = citybrain_api::app_with_ingest(

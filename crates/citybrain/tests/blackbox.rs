@@ -437,3 +437,176 @@ async fn mqtt_acknowledged_messages_survive_kill_9() {
         assert_eq!(r.status(), 200, "acknowledged MQTT message {id} lost");
     }
 }
+
+/// Edge mode: a `citybrain edge` by the sensors thins the stream (deadband) and
+/// forwards to a central `citybrain serve`; while the central is down, acknowledged
+/// messages wait in the edge's disk buffer and arrive once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_forwards_thinned_data_and_buffers_while_the_central_is_down() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let central_listen = format!("127.0.0.1:{port}");
+    let central_data = dir.path().join("central");
+    let start_central = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+            .args(["serve", "--listen", &central_listen, "--data-dir"])
+            .arg(&central_data)
+            .env("RUST_LOG", "warn")
+            .env("CITYBRAIN_MQTT__ENABLED", "false")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("citybrain listening on"), "{line}");
+        child
+    };
+    let mut central = start_central();
+    let maps = dir.path().join("edge-maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    std::fs::write(
+        maps.join("sensors.toml"),
+        "source = 'sensors'\nformat = 'json'\ntopics = ['sensors/{n}']\n\
+         [entity]\nid = 'urn:ngsi-ld:Sensor:{n}'\ntype = 'Sensor'\n\
+         [observed]\npath = 't'\nformat = 'unix'\n\
+         [[attributes]]\nname = 'v'\npath = 'v'\n\
+         [[reduce]]\nattributes = ['v']\ndeadband = 0.5\n",
+    )
+    .unwrap();
+    let mut edge = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["edge", "--mqtt-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("edge"))
+        .env("RUST_LOG", "warn")
+        .env("CITYBRAIN_INGEST__MAPPINGS_DIR", &maps)
+        .env(
+            "CITYBRAIN_EDGE__CENTRAL_URL",
+            format!("http://{central_listen}"),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(edge.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mqtt = line
+        .trim()
+        .strip_prefix("citybrain edge MQTT listening on mqtt://")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _edge = KillOnDrop(edge);
+    let (host, mport) = mqtt.rsplit_once(':').unwrap();
+    let (client, mut el) =
+        AsyncClient::new(MqttOptions::new("dev", host, mport.parse().unwrap()), 100);
+    // Publishes one QoS 1 reading and waits for its PUBACK.
+    async fn publish(client: &AsyncClient, el: &mut rumqttc::EventLoop, t: u32, v: f64) {
+        client
+            .publish(
+                "sensors/1",
+                QoS::AtLeastOnce,
+                false,
+                format!("{{\"t\": {t}, \"v\": {v}}}"),
+            )
+            .await
+            .unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => return,
+                Ok(Ok(_)) => {}
+                other => panic!("no PUBACK: {other:?}"),
+            }
+        }
+    }
+    for (t, v) in [
+        (1_772_323_200, 10.0),
+        (1_772_323_201, 10.1),
+        (1_772_323_202, 10.3),
+        (1_772_323_203, 11.0),
+    ] {
+        publish(&client, &mut el, t, v).await;
+    }
+    let http = reqwest::Client::new();
+    let base = format!("http://{central_listen}");
+    let history = |http: reqwest::Client, base: String| async move {
+        let r = http
+            .get(format!(
+                "{base}/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Sensor:1?options=temporalValues"
+            ))
+            .send()
+            .await
+            .ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        let v: Value = r.json().await.ok()?;
+        Some(
+            v["v"]["values"]
+                .as_array()?
+                .iter()
+                .map(|p| p[0].as_f64().unwrap_or(f64::NAN))
+                .collect::<Vec<f64>>(),
+        )
+    };
+    let t0 = Instant::now();
+    loop {
+        if history(http.clone(), base.clone())
+            .await
+            .is_some_and(|h| h.len() == 2)
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the central never got the readings"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The deadband kept 10.0 and 11.0 of the four readings.
+    assert_eq!(
+        history(http.clone(), base.clone()).await.unwrap(),
+        vec![10.0, 11.0]
+    );
+
+    // The central goes away; the edge still acknowledges (into its buffer).
+    central.kill().unwrap();
+    central.wait().unwrap();
+    publish(&client, &mut el, 1_772_323_204, 12.0).await;
+    publish(&client, &mut el, 1_772_323_205, 13.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let central = start_central();
+    let _central = KillOnDrop(central);
+    let t0 = Instant::now();
+    loop {
+        if history(http.clone(), base.clone())
+            .await
+            .is_some_and(|h| h.len() == 4)
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "the buffered readings never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        history(http.clone(), base.clone()).await.unwrap(),
+        vec![10.0, 11.0, 12.0, 13.0]
+    );
+}

@@ -143,7 +143,7 @@ pub async fn import_file(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(1);
     let chunk = opts.chunk.max(1);
     let origin = abs.display().to_string();
-    let (src2, origin2, clock) = (src.clone(), origin.clone(), ing.broker().clock().clone());
+    let (src2, origin2, clock) = (src.clone(), origin.clone(), ing.clock().clone());
     let decoder = std::thread::Builder::new()
         .name("import-decode".into())
         .spawn(move || {
@@ -219,7 +219,7 @@ pub async fn import_file(
                 size,
                 truncated: true,
             }],
-            ing.broker().clock().now(),
+            ing.clock().now(),
         )?;
         for l in stored {
             *p.summary.rejected.entry(l.reason).or_insert(0) += 1;

@@ -6,6 +6,7 @@
 
 pub mod deadletter;
 pub mod decode;
+pub mod edge;
 pub mod mapping;
 pub mod record;
 pub mod reduce;

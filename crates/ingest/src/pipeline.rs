@@ -108,9 +108,18 @@ impl Default for IngestSettings {
     }
 }
 
+/// Where mapped records go.
+pub enum Sink {
+    /// The local store, through the broker (the normal server).
+    Store(Arc<Broker>),
+    /// A durable buffer forwarded to a central citybrain (`citybrain edge`).
+    Forward(Arc<crate::edge::Forwarder>),
+}
+
 /// The ingestion service.
 pub struct Ingest {
-    broker: Arc<Broker>,
+    sink: Sink,
+    clock: Arc<dyn citybrain_model::time::Clock>,
     sources: RwLock<BTreeMap<String, Arc<Source>>>,
     pub dead: Arc<DeadLetters>,
     pub stats: Stats,
@@ -172,7 +181,8 @@ impl Ingest {
         settings: IngestSettings,
     ) -> Result<Ingest, IngestError> {
         let ing = Ingest {
-            broker,
+            clock: broker.clock().clone(),
+            sink: Sink::Store(broker),
             sources: RwLock::new(BTreeMap::new()),
             dead,
             stats: Stats::default(),
@@ -227,8 +237,36 @@ impl Ingest {
             .find_map(|s| s.mapping.match_topic(topic).map(|v| (s.clone(), v)))
     }
 
-    pub fn broker(&self) -> &Arc<Broker> {
-        &self.broker
+    /// A pipeline that forwards to a central citybrain instead of storing (edge mode).
+    pub fn forwarding(
+        forwarder: Arc<crate::edge::Forwarder>,
+        clock: Arc<dyn citybrain_model::time::Clock>,
+        dead: Arc<DeadLetters>,
+        settings: IngestSettings,
+    ) -> Result<Ingest, IngestError> {
+        let ing = Ingest {
+            sink: Sink::Forward(forwarder),
+            clock,
+            sources: RwLock::new(BTreeMap::new()),
+            dead,
+            stats: Stats::default(),
+            mqtt: Arc::default(),
+            settings,
+        };
+        ing.reload()?;
+        Ok(ing)
+    }
+
+    /// The broker, when records are stored locally.
+    pub fn broker(&self) -> Option<&Arc<Broker>> {
+        match &self.sink {
+            Sink::Store(b) => Some(b),
+            Sink::Forward(_) => None,
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn citybrain_model::time::Clock> {
+        &self.clock
     }
 
     /// Ingests one payload for `source`.
@@ -380,7 +418,7 @@ impl Ingest {
                 truncated,
                 raw,
             }],
-            self.broker.clock().now(),
+            self.clock.now(),
         )?;
         self.note_dead(source, &stored, summary);
         Ok(())
@@ -419,12 +457,12 @@ impl Ingest {
         origin: Option<&str>,
         prep: &mut Prepared,
     ) {
-        prepare(src, items, vars, origin, self.broker.clock().now(), prep);
+        prepare(src, items, vars, origin, self.clock.now(), prep);
     }
 
     /// The clock of the platform.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.broker.clock().now()
+        self.clock.now()
     }
 }
 
@@ -493,7 +531,7 @@ impl Ingest {
             .records(&m.source, summary.read, summary.filtered, summary.reduced);
         self.write_pending(m, pending, &mut dead, &mut summary)
             .await?;
-        let stored = self.dead.put_many(dead, self.broker.clock().now())?;
+        let stored = self.dead.put_many(dead, self.clock.now())?;
         for l in &stored {
             // Letters of payloads that routed nowhere carry their own source.
             *summary.rejected.entry(l.reason).or_insert(0) += 1;
@@ -567,7 +605,7 @@ impl Ingest {
         if !stray.dead.is_empty() {
             let stored = self
                 .dead
-                .put_many(std::mem::take(&mut stray.dead), self.broker.clock().now())?;
+                .put_many(std::mem::take(&mut stray.dead), self.clock.now())?;
             for l in &stored {
                 *total.rejected.entry(l.reason).or_insert(0) += 1;
                 self.stats.rejected(&l.source, l.reason);
@@ -576,9 +614,35 @@ impl Ingest {
         Ok(total)
     }
 
+    /// Writes the windows of every source that ended more than `grace` ago; the
+    /// server calls it every second.
+    pub async fn flush_due_windows(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<Summary, IngestError> {
+        let cutoff = self.clock.now().timestamp_millis() - grace.as_millis() as i64;
+        let mut total = Summary::default();
+        for src in self.sources() {
+            if !src.reducer.lock().has_windows() {
+                continue;
+            }
+            let recs = src.reducer.lock().flush_before(cutoff);
+            total.add(&self.write_reduced(&src, recs).await?);
+        }
+        Ok(total)
+    }
+
     /// Writes reduction output that was held back (closed windows) for `source`.
     pub async fn flush_reduced(&self, src: &Source) -> Result<Summary, IngestError> {
-        let bodies = src.reducer.lock().flush();
+        let recs = src.reducer.lock().flush();
+        self.write_reduced(src, recs).await
+    }
+
+    async fn write_reduced(
+        &self,
+        src: &Source,
+        bodies: Vec<MappedRecord>,
+    ) -> Result<Summary, IngestError> {
         let mut summary = Summary::default();
         let mut dead = Vec::new();
         let pending = bodies
@@ -591,21 +655,54 @@ impl Ingest {
             .collect();
         self.write_pending(&src.mapping, pending, &mut dead, &mut summary)
             .await?;
-        let stored = self.dead.put_many(dead, self.broker.clock().now())?;
+        let stored = self.dead.put_many(dead, self.clock.now())?;
         self.note_dead(&src.mapping.source, &stored, &mut summary);
         Ok(summary)
     }
 
-    async fn context(&self, m: &Mapping) -> Result<Arc<JsonLdContext>, BrokerError> {
+    async fn context(
+        &self,
+        broker: &Broker,
+        m: &Mapping,
+    ) -> Result<Arc<JsonLdContext>, BrokerError> {
         match &m.context {
             None => Ok(JsonLdContext::core()),
             Some(url) => {
-                self.broker
+                broker
                     .contexts
                     .resolve(Some(&Value::String(url.clone())))
                     .await
             }
         }
+    }
+
+    /// Edge mode: the records go to the forwarding buffer (durable) as NGSI-LD JSON.
+    fn forward(
+        &self,
+        fw: &crate::edge::Forwarder,
+        m: &Mapping,
+        pending: Vec<Pending>,
+        summary: &mut Summary,
+    ) -> Result<(), IngestError> {
+        let entities: Vec<Value> = pending
+            .iter()
+            .map(|p| {
+                let mut v = p.rec.to_json();
+                if let (Some(ctx), Some(o)) = (&m.context, v.as_object_mut()) {
+                    o.insert("@context".into(), Value::String(ctx.clone()));
+                }
+                v
+            })
+            .collect();
+        let n = entities.len() as u64;
+        fw.enqueue(&crate::edge::Batch {
+            tenant: m.tenant.clone(),
+            entities,
+        })
+        .map_err(|e| IngestError::Store(format!("edge buffer: {e}")))?;
+        summary.written += n;
+        self.stats.written(&m.source, n);
+        Ok(())
     }
 
     async fn write_pending(
@@ -618,8 +715,12 @@ impl Ingest {
         if pending.is_empty() {
             return Ok(());
         }
+        let broker = match &self.sink {
+            Sink::Store(b) => b,
+            Sink::Forward(fw) => return self.forward(fw, m, pending, summary),
+        };
         let rc = RequestContext::tenant(m.tenant.clone());
-        let ld = match self.context(m).await {
+        let ld = match self.context(broker, m).await {
             Ok(c) => c,
             Err(BrokerError::Model(e)) => {
                 // The mapping's @context cannot be had: every record waits as a dead
@@ -642,13 +743,12 @@ impl Ingest {
             Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
         };
         let names = Names::new(m, ld);
-        let now = self.broker.clock().now();
+        let now = self.clock.now();
         let entities: Vec<Entity> = pending
             .iter()
             .map(|p| p.rec.to_entity(&names, now))
             .collect();
-        let results = self
-            .broker
+        let results = broker
             .upsert_observations(&rc, entities)
             .await
             .map_err(|e| IngestError::Store(e.to_string()))?;

@@ -198,6 +198,13 @@ impl Reducer {
         self.rules.is_empty()
     }
 
+    /// Whether any rule keeps windows open (and so needs a timer).
+    pub fn has_windows(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.mode, Mode::Window { .. }))
+    }
+
     /// Thins one mapped record in place; answers whether any attribute is left to
     /// write.
     pub fn apply(&mut self, rec: &mut MappedRecord, now: DateTime<Utc>) -> bool {
@@ -281,16 +288,22 @@ impl Reducer {
         !rec.attrs.is_empty()
     }
 
-    /// Emits every open window (end of an import, or a timer in the server) as
-    /// records, and forgets them.
+    /// Emits every open window (end of an import) as records, and forgets them.
     pub fn flush(&mut self) -> Vec<MappedRecord> {
+        self.flush_before(i64::MAX)
+    }
+
+    /// Emits the open windows that ended at or before `cutoff_ms` (a timer in the
+    /// server: a sensor that goes quiet still gets its last window written).
+    pub fn flush_before(&mut self, cutoff_ms: i64) -> Vec<MappedRecord> {
         let mut by_entity: HashMap<String, MappedRecord> = HashMap::new();
         for ((id, name), st) in self.state.iter_mut() {
             let Some(rule) = self.rules.iter().find(|r| r.applies(name)) else {
                 continue;
             };
             if let Mode::Window { ms, agg } = rule.mode {
-                if st.count == 0 {
+                let end = (st.bucket + 1).saturating_mul(ms);
+                if st.count == 0 || end > cutoff_ms {
                     continue;
                 }
                 if let (Some(a), Some((_, ty))) = (window_attr(st, ms, agg), &st.template) {
@@ -383,7 +396,9 @@ mod tests {
         let j = outs[0].to_json();
         assert_eq!(j["temperature"]["value"], json!(2.0));
         assert_eq!(j["temperature"]["observedAt"], "2023-11-14T22:13:00Z");
-        let rest = r.flush();
+        // The window of seconds 40..99 ends at 1_700_000_040 + 60 s.
+        assert!(r.flush_before(1_700_000_099_999).is_empty());
+        let rest = r.flush_before(1_700_000_100_000);
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].to_json()["temperature"]["value"], json!(15.0));
         assert_eq!(rest[0].ty, "T");
