@@ -9,6 +9,6 @@ fuzz_target!(|data: &[u8]| {
         let ctx = JsonLdContext::core();
         let now = chrono::Utc::now();
         let _ = parse_entity(&body, &ctx, now);
-        let _ = parse_attributes(&body, &ctx, now, ParseMode { nulls_delete: true });
+        let _ = parse_attributes(&body, &ctx, now, ParseMode { nulls_delete: true, temporal: false });
     }
 });
