@@ -490,6 +490,10 @@ pub fn edge() -> anyhow::Result<Value> {
     use citybrain_ingest::reduce::{ReduceRule, Reducer};
     let rules: Vec<(&str, &str)> = vec![
         (
+            "deadband 0.1 + heartbeat 5 min",
+            "attributes = ['temperature']\ndeadband = 0.1\nheartbeat = 'PT5M'",
+        ),
+        (
             "deadband 0.2 + heartbeat 5 min",
             "attributes = ['temperature']\ndeadband = 0.2\nheartbeat = 'PT5M'",
         ),
@@ -508,11 +512,15 @@ pub fn edge() -> anyhow::Result<Value> {
     ];
     let sensors = 200usize;
     let seconds = 3600usize;
-    // A slow daily-like drift plus a random walk plus ±0.05 sensor noise, 0.01 resolution.
-    let signal = |s: usize, k: usize, w: &mut Walk, noise: &mut Walk| -> f64 {
+    // A drift over the hour, a slow random walk, and sensor noise uniform in ±0.15
+    // (a common low-cost temperature sensor: ±0.1-0.2 °C), at 0.01 resolution.
+    let signal = |s: usize, k: usize, w: &mut Walk, noise: &mut u64| -> f64 {
         let drift = 2.0 * ((k as f64 / 3600.0) * std::f64::consts::PI + s as f64).sin();
         let walk = (w.next() - 15.0) * 0.2;
-        let n = ((noise.next() * 10.0) as i64 % 10) as f64 * 0.01 - 0.05;
+        *noise ^= *noise << 13;
+        *noise ^= *noise >> 7;
+        *noise ^= *noise << 17;
+        let n = (*noise % 31) as f64 * 0.01 - 0.15;
         ((15.0 + drift + walk + n) * 100.0).round() / 100.0
     };
     let name_t: Arc<str> = Arc::from("temperature");
@@ -526,7 +534,7 @@ pub fn edge() -> anyhow::Result<Value> {
         let mut n = 0u64;
         for s in 0..sensors {
             let mut w = Walk::new(s as u64 + 7);
-            let mut noise = Walk::new(s as u64 + 1000);
+            let mut noise: u64 = (s as u64 + 1000).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             let mut held: Option<f64> = None;
             for k in 0..seconds {
                 let v = signal(s, k, &mut w, &mut noise);

@@ -160,6 +160,11 @@ fn main() -> anyhow::Result<()> {
             if let Some(m) = a.mqtt_listen {
                 cfg.mqtt.listen = m;
             }
+            // The demo brings the example mappings when run from a checkout.
+            let examples = PathBuf::from("examples/mappings");
+            if a.demo && cfg.ingest.mappings_dir.is_none() && examples.is_dir() {
+                cfg.ingest.mappings_dir = Some(examples);
+            }
             init_logging(&cfg);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -242,11 +242,7 @@ impl Forwarder {
     /// central refuses as a whole (4xx) is handed to `rejected` (the edge's dead
     /// letters) and skipped; anything else (5xx, no connection) is retried with
     /// backoff, in order.
-    pub async fn run(
-        self: Arc<Self>,
-        central: String,
-        rejected: OnRejected,
-    ) {
+    pub async fn run(self: Arc<Self>, central: String, rejected: OnRejected) {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
