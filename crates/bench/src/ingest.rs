@@ -244,22 +244,29 @@ fn peak_rss_kib() -> u64 {
 }
 
 /// `import`: CSV, JSON and XML files of `n` records each.
-pub async fn import(n: usize) -> anyhow::Result<Value> {
+pub async fn import(n: usize, formats: &str, chunk: usize) -> anyhow::Result<Value> {
     let files = tempfile::tempdir()?;
     eprintln!("import: writing {n} records as CSV, JSON and XML");
     write_files(files.path(), n)?;
     let mut out = serde_json::Map::new();
     out.insert("records".into(), json!(n));
+    out.insert("chunk".into(), json!(chunk));
     for (source, file, mapping) in [
         ("aq-csv", "aq.csv", CSV_MAPPING),
         ("aq-json", "aq.json", JSON_MAPPING),
         ("aq-xml", "aq.xml", XML_MAPPING),
     ] {
+        if !formats.split(',').any(|f| source.ends_with(f.trim())) {
+            continue;
+        }
         let e = env(&[mapping]).await?;
         let path = files.path().join(file);
         let bytes = std::fs::metadata(&path)?.len();
         let t = Instant::now();
-        let opts = ImportOptions::default();
+        let opts = ImportOptions {
+            chunk,
+            state_dir: None,
+        };
         let s = import_file(&e.ing, source, &path, &opts, &mut |_| {}).await?;
         let secs = t.elapsed().as_secs_f64();
         anyhow::ensure!(

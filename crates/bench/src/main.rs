@@ -71,6 +71,12 @@ struct Args {
     /// Records per file in the import scenario.
     #[arg(long, default_value_t = 1_000_000)]
     import_records: usize,
+    /// Records per durable write in the import scenario (`citybrain import --chunk`).
+    #[arg(long, default_value_t = 50_000)]
+    import_chunk: usize,
+    /// File formats of the import scenario.
+    #[arg(long, default_value = "csv,json,xml")]
+    import_formats: String,
     /// QoS 0 messages in the mqtt scenario.
     #[arg(long, default_value_t = 1_000_000)]
     mqtt_messages: usize,
@@ -495,12 +501,12 @@ async fn main() -> anyhow::Result<()> {
                 tokio::task::spawn_blocking(move || history::run(p)).await??
             }
             "import" => {
-                ingest::import(if args.quick {
+                let n = if args.quick {
                     100_000
                 } else {
                     args.import_records
-                })
-                .await?
+                };
+                ingest::import(n, &args.import_formats, args.import_chunk).await?
             }
             "mqtt" => {
                 ingest::mqtt(

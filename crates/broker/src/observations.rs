@@ -13,7 +13,7 @@ use citybrain_model::ops;
 use citybrain_model::Entity;
 use citybrain_store::history::point_of;
 use citybrain_store::tsdb::{HistOp, Point, SeriesKey};
-use citybrain_store::{ModifyOptions, Write};
+use citybrain_store::ModifyOptions;
 
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
@@ -26,7 +26,10 @@ struct Group {
     id: String,
     /// Item indexes, in order.
     idx: Vec<usize>,
-    entities: Vec<Entity>,
+    /// The fragments, until the write consumes them.
+    entities: Option<Vec<Entity>>,
+    /// Every fragment's points, per attribute series.
+    series: Vec<(SeriesId, Vec<Point>)>,
 }
 
 impl Broker {
@@ -56,12 +59,25 @@ impl Broker {
                         groups.push(Group {
                             id: e.id.clone(),
                             idx: Vec::new(),
-                            entities: Vec::new(),
+                            entities: Some(Vec::new()),
+                            series: Vec::new(),
                         });
                         groups.len() - 1
                     });
-                    groups[g].idx.push(i);
-                    groups[g].entities.push(e);
+                    let grp = &mut groups[g];
+                    grp.idx.push(i);
+                    for (name, instances) in &e.attrs {
+                        for a in instances {
+                            let k = (name.clone(), a.dataset_id().map(Arc::from));
+                            match grp.series.iter_mut().find(|(sk, _)| *sk == k) {
+                                Some((_, pts)) => pts.push(point_of(a)),
+                                None => grp.series.push((k, vec![point_of(a)])),
+                            }
+                        }
+                    }
+                    if let Some(list) = grp.entities.as_mut() {
+                        list.push(e);
+                    }
                     out.push(Ok(false));
                 }
                 Err(e) => out.push(Err(e)),
@@ -70,38 +86,42 @@ impl Broker {
         let tenant: Arc<str> = Arc::from(rc.tenant.as_str());
         let mut hist: Vec<HistOp> = Vec::new();
         let mut last = None;
-        for g in groups {
-            let ents = &g.entities;
-            let res = self.store.modify_opts(
-                &rc.tenant,
-                &g.id,
-                &mut |cur| {
-                    let (mut e, rest) = match cur {
-                        None => (ents[0].clone(), &ents[1..]),
-                        Some(old) => (Entity::clone(old), &ents[..]),
-                    };
-                    for n in rest {
-                        ops::append(&mut e, n.attrs.clone(), false, now);
-                        for t in &n.types {
-                            if !e.types.contains(t) {
-                                e.types.push(t.clone());
-                            }
+        let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let results = self.store.modify_many(
+            &rc.tenant,
+            &ids,
+            &mut |i, cur| {
+                // Called once per item: the fragments move into the new state.
+                let mut ents = groups[i].entities.take().unwrap_or_default().into_iter();
+                let mut e = match cur {
+                    Some(old) => Entity::clone(old),
+                    None => match ents.next() {
+                        Some(first) => first,
+                        None => return Ok(None),
+                    },
+                };
+                for n in ents {
+                    for t in &n.types {
+                        if !e.types.contains(t) {
+                            e.types.push(t.clone());
                         }
                     }
-                    Ok(Some(Write::Put(e)))
-                },
-                ModifyOptions { history: false },
-            );
-            let m = match res.map_err(BrokerError::from) {
+                    ops::append(&mut e, n.attrs, false, now);
+                }
+                Ok(Some(e))
+            },
+            ModifyOptions { history: false },
+        )?;
+        for (g, res) in groups.into_iter().zip(results) {
+            let m = match res {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
-                Err(BrokerError::Model(me)) => {
+                Err(me) => {
                     for i in &g.idx {
                         out[*i] = Err(BrokerError::Model(me.clone()));
                     }
                     continue;
                 }
-                Err(e) => return Err(e),
             };
             let entity: Arc<str> = Arc::from(g.id.as_str());
             if let Some(after) = &m.after {
@@ -125,20 +145,7 @@ impl Broker {
             if m.before.is_none() {
                 out[g.idx[0]] = Ok(true);
             }
-            // One series write per attribute instance, with every record's point.
-            let mut series: Vec<(SeriesId, Vec<Point>)> = Vec::new();
-            for e in ents {
-                for (name, instances) in &e.attrs {
-                    for a in instances {
-                        let k = (name.clone(), a.dataset_id().map(Arc::from));
-                        match series.iter_mut().find(|(sk, _)| *sk == k) {
-                            Some((_, pts)) => pts.push(point_of(a)),
-                            None => series.push((k, vec![point_of(a)])),
-                        }
-                    }
-                }
-            }
-            for ((attr, dataset), points) in series {
+            for ((attr, dataset), points) in g.series {
                 hist.push(HistOp::Insert {
                     key: SeriesKey {
                         tenant: tenant.clone(),

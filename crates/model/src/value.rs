@@ -78,7 +78,12 @@ impl Serialize for AttrValue {
             AttrValue::Int(i) => s.serialize_i64(*i),
             AttrValue::Float(f) => s.serialize_f64(*f),
             AttrValue::Str(t) => s.serialize_str(t),
-            AttrValue::Json(_) => self.to_value().serialize(s),
+            // The text is already JSON: written as it is (no tree is built), for the
+            // log, snapshots and history documents, which are all JSON.
+            AttrValue::Json(t) => match serde_json::from_str::<&serde_json::value::RawValue>(t) {
+                Ok(raw) => raw.serialize(s),
+                Err(_) => self.to_value().serialize(s),
+            },
         }
     }
 }

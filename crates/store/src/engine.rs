@@ -31,8 +31,8 @@ use crate::history;
 use crate::snapshot::{self, SnapItem, SnapshotData};
 use crate::state::TenantState;
 use crate::traits::{
-    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, Modified, ModifyOptions,
-    StoreStats, Write,
+    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ManyDecide, Modified,
+    ModifyOptions, StoreStats, Write,
 };
 use crate::wal::{self, WalEntry, WalOp};
 use citybrain_tsdb::{FlushJob, HistOp, Retention, Tsdb, TsdbOptions};
@@ -409,6 +409,13 @@ impl EmbeddedStore {
 
     /// Appends a record to the pending buffer; returns its LSN.
     fn append(&self, op: WalOpRef<'_>, change: Option<Change>) -> Result<u64, StoreError> {
+        let lsn = self.append_quiet(op, change)?;
+        self.inner.wake.notify_one();
+        Ok(lsn)
+    }
+
+    /// [`Self::append`] without waking the log writer (batches wake it once).
+    fn append_quiet(&self, op: WalOpRef<'_>, change: Option<Change>) -> Result<u64, StoreError> {
         if self.inner.failed.load(Ordering::Acquire) {
             return Err(StoreError::Failed);
         }
@@ -426,7 +433,6 @@ impl EmbeddedStore {
             p.changes.push(Arc::new(c));
         }
         drop(p);
-        self.inner.wake.notify_one();
         Ok(lsn)
     }
 
@@ -622,6 +628,16 @@ impl EntityStore for EmbeddedStore {
             before,
             after,
         }))
+    }
+
+    fn modify_many(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        decide: &mut ManyDecide<'_>,
+        opts: ModifyOptions,
+    ) -> Result<Vec<Result<Option<Modified>, citybrain_model::ModelError>>, StoreError> {
+        self.modify_many_locked(tenant, ids, decide, opts)
     }
 
     fn put_doc(
@@ -856,6 +872,7 @@ impl Drop for Inner {
     }
 }
 
+mod batch;
 mod hist_writer;
 
 use hist_writer::{history_checkpoint, history_error, history_writer};

@@ -15,8 +15,8 @@ pub use citybrain_tsdb as tsdb;
 pub use engine::{EmbeddedStore, StoreOptions};
 pub use error::StoreError;
 pub use traits::{
-    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, Modified, ModifyOptions,
-    StoreStats, Write,
+    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ManyDecide, Modified,
+    ModifyOptions, StoreStats, Write,
 };
 
 /// Version of the snapshot format written by this build. Bump it on any incompatible

@@ -153,11 +153,56 @@ impl TenantState {
 
     pub fn put(&mut self, e: Arc<Entity>) {
         let e = ById(e);
-        if let Some(old) = self.entities.take(&*e.0.id) {
-            self.unindex(&old);
+        // One search: `replace` swaps the stored entity and hands back the old one.
+        match self.entities.replace(e.clone()) {
+            Some(old) => self.reindex(&old, &e),
+            None => self.index(&e),
         }
-        self.index(&e);
-        self.entities.insert(e);
+    }
+
+    /// Moves the index entries of `old` to `new` (same id): entries that stay are
+    /// replaced in place (one search instead of a removal and an insertion), so
+    /// every index points at the new `Arc` and a telemetry update that changes one
+    /// value touches only that value's entries twice.
+    fn reindex(&mut self, old: &ById, new: &ById) {
+        for t in &old.0.types {
+            if !new.0.types.contains(t) {
+                if let Some(set) = self.by_type.get_mut(&**t) {
+                    set.remove(old);
+                    if set.is_empty() {
+                        self.by_type.remove(&**t);
+                    }
+                }
+            }
+        }
+        for t in &new.0.types {
+            // Replaces the old entry, or inserts one for a newly added type.
+            self.by_type
+                .entry(t.clone())
+                .or_default()
+                .replace(new.clone());
+        }
+        let Some(values) = self.values.as_mut() else {
+            return;
+        };
+        let old_entries = index_entries(&old.0);
+        let new_entries = index_entries(&new.0);
+        for (attr, key) in &old_entries {
+            if !new_entries.iter().any(|(a, k)| a == attr && k == key) {
+                if let Some(set) = values.get_mut(*attr) {
+                    set.remove(&(key.clone(), old.clone()));
+                    if set.is_empty() {
+                        values.remove(*attr);
+                    }
+                }
+            }
+        }
+        for (attr, key) in new_entries {
+            values
+                .entry(attr.clone())
+                .or_default()
+                .replace((key, new.clone()));
+        }
     }
 
     pub fn delete(&mut self, id: &str) -> Option<Arc<Entity>> {

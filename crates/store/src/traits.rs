@@ -16,6 +16,10 @@ use crate::error::StoreError;
 pub type Decide<'a> =
     dyn FnMut(Option<&Arc<Entity>>) -> Result<Option<Write>, ModelError> + Send + 'a;
 
+/// The decision of [`EntityStore::modify_many`] for item `i`: its new state.
+pub type ManyDecide<'a> =
+    dyn FnMut(usize, Option<&Arc<Entity>>) -> Result<Option<Entity>, ModelError> + Send + 'a;
+
 /// What a read-modify-write decided.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -157,6 +161,42 @@ pub trait EntityStore: Send + Sync + 'static {
         decide: &mut Decide<'_>,
         opts: ModifyOptions,
     ) -> Result<Option<Modified>, StoreError>;
+
+    /// Read-modify-writes many entities of one tenant as one step (bulk ingestion):
+    /// `decide(i, current)` answers the new state of `ids[i]` (`None`: leave it).
+    /// Results are index-aligned; a refused item (`Err` from `decide`) does not stop the
+    /// others. Only a storage failure fails the call. The default runs one
+    /// [`EntityStore::modify_opts`] per item; a store may do better (the embedded one
+    /// locks the tenant and wakes the log once).
+    fn modify_many(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        decide: &mut ManyDecide<'_>,
+        opts: ModifyOptions,
+    ) -> Result<Vec<Result<Option<Modified>, ModelError>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let mut refused = None;
+            let res = self.modify_opts(
+                tenant,
+                id,
+                &mut |cur| match decide(i, cur) {
+                    Ok(e) => Ok(e.map(Write::Put)),
+                    Err(e) => {
+                        refused = Some(e);
+                        Ok(None)
+                    }
+                },
+                opts,
+            )?;
+            out.push(match refused {
+                Some(e) => Err(e),
+                None => Ok(res),
+            });
+        }
+        Ok(out)
+    }
 
     fn put_doc(
         &self,
