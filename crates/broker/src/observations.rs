@@ -32,6 +32,62 @@ struct Group {
     series: Vec<(SeriesId, Vec<Point>)>,
 }
 
+/// A batch of observations grouped by entity, with every history point computed: pure
+/// CPU work, so a caller may build it on another thread than the one that writes it
+/// (file import does it on its decoder thread).
+pub struct ObservationBatch {
+    groups: Vec<Group>,
+    out: Vec<Result<bool>>,
+}
+
+impl ObservationBatch {
+    /// Groups `items` (in arrival order) by entity id and derives their points.
+    pub fn new(items: Vec<Entity>) -> ObservationBatch {
+        let mut out: Vec<Result<bool>> = Vec::with_capacity(items.len());
+        let mut groups: Vec<Group> = Vec::new();
+        let mut by_id: HashMap<String, usize> = HashMap::new();
+        for (i, e) in items.into_iter().enumerate() {
+            if let Err(err) = crate::entities::check_id(&e.id) {
+                out.push(Err(err));
+                continue;
+            }
+            let g = *by_id.entry(e.id.clone()).or_insert_with(|| {
+                groups.push(Group {
+                    id: e.id.clone(),
+                    idx: Vec::new(),
+                    entities: Some(Vec::new()),
+                    series: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            let grp = &mut groups[g];
+            grp.idx.push(i);
+            for (name, instances) in &e.attrs {
+                for a in instances {
+                    let k = (name.clone(), a.dataset_id().map(Arc::from));
+                    match grp.series.iter_mut().find(|(sk, _)| *sk == k) {
+                        Some((_, pts)) => pts.push(point_of(a)),
+                        None => grp.series.push((k, vec![point_of(a)])),
+                    }
+                }
+            }
+            if let Some(list) = grp.entities.as_mut() {
+                list.push(e);
+            }
+            out.push(Ok(false));
+        }
+        ObservationBatch { groups, out }
+    }
+
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+}
+
 impl Broker {
     /// Upserts a batch of observations (entity fragments, in arrival order): appends
     /// their attributes to existing entities (creating new ones), records every
@@ -47,42 +103,21 @@ impl Broker {
         rc: &RequestContext,
         items: Vec<Entity>,
     ) -> Result<Vec<Result<bool>>> {
+        self.write_observations(rc, ObservationBatch::new(items))
+            .await
+    }
+
+    /// Writes a prepared [`ObservationBatch`] (see [`Broker::upsert_observations`]).
+    pub async fn write_observations(
+        &self,
+        rc: &RequestContext,
+        batch: ObservationBatch,
+    ) -> Result<Vec<Result<bool>>> {
         let now = self.clock.now();
-        let mut out: Vec<Result<bool>> = Vec::with_capacity(items.len());
-        let mut groups: Vec<Group> = Vec::new();
-        let mut by_id: HashMap<String, usize> = HashMap::new();
-        for (i, e) in items.into_iter().enumerate() {
-            let parsed = crate::entities::check_id(&e.id).map(|_| e);
-            match parsed {
-                Ok(e) => {
-                    let g = *by_id.entry(e.id.clone()).or_insert_with(|| {
-                        groups.push(Group {
-                            id: e.id.clone(),
-                            idx: Vec::new(),
-                            entities: Some(Vec::new()),
-                            series: Vec::new(),
-                        });
-                        groups.len() - 1
-                    });
-                    let grp = &mut groups[g];
-                    grp.idx.push(i);
-                    for (name, instances) in &e.attrs {
-                        for a in instances {
-                            let k = (name.clone(), a.dataset_id().map(Arc::from));
-                            match grp.series.iter_mut().find(|(sk, _)| *sk == k) {
-                                Some((_, pts)) => pts.push(point_of(a)),
-                                None => grp.series.push((k, vec![point_of(a)])),
-                            }
-                        }
-                    }
-                    if let Some(list) = grp.entities.as_mut() {
-                        list.push(e);
-                    }
-                    out.push(Ok(false));
-                }
-                Err(e) => out.push(Err(e)),
-            }
-        }
+        let ObservationBatch {
+            mut groups,
+            mut out,
+        } = batch;
         let tenant: Arc<str> = Arc::from(rc.tenant.as_str());
         let mut hist: Vec<HistOp> = Vec::new();
         let mut last = None;

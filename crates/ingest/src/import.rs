@@ -144,6 +144,7 @@ pub async fn import_file(
     let chunk = opts.chunk.max(1);
     let origin = abs.display().to_string();
     let (src2, origin2, clock) = (src.clone(), origin.clone(), ing.clock().clone());
+    let names = ing.names(&src.mapping).await;
     let decoder = std::thread::Builder::new()
         .name("import-decode".into())
         .spawn(move || {
@@ -152,7 +153,11 @@ pub async fn import_file(
             let send = |items: Vec<Item>| -> bool {
                 let n = items.len() as u64;
                 let mut prep = Prepared::default();
-                prepare(&src2, items, &[], Some(&origin2), clock.now(), &mut prep);
+                let now = clock.now();
+                prepare(&src2, items, &[], Some(&origin2), now, &mut prep);
+                if let Some(names) = &names {
+                    prep.build(names, now);
+                }
                 tx.blocking_send(Msg::Chunk(prep, n)).is_err()
             };
             let res = decode(&src2.mapping, reader, skip, &mut |item| {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use citybrain_broker::{Broker, BrokerError, RequestContext};
+use citybrain_broker::{Broker, BrokerError, ObservationBatch, RequestContext};
 use citybrain_model::{Entity, JsonLdContext};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -151,6 +151,21 @@ pub(crate) struct Prepared {
     pending: Vec<Pending>,
     dead: Vec<NewLetter>,
     summary: Summary,
+    /// The pending records as a ready observation batch, when the preparing thread
+    /// could build it (file import: the decoder thread does it).
+    batch: Option<ObservationBatch>,
+}
+
+impl Prepared {
+    /// Builds the observation batch of the pending records with `names` (CPU only).
+    pub(crate) fn build(&mut self, names: &Names, now: chrono::DateTime<chrono::Utc>) {
+        let entities: Vec<Entity> = self
+            .pending
+            .iter()
+            .map(|p| p.rec.to_entity(names, now))
+            .collect();
+        self.batch = Some(ObservationBatch::new(entities));
+    }
 }
 
 /// A whole payload as a dead letter (kept up to `max` bytes).
@@ -526,10 +541,11 @@ impl Ingest {
             pending,
             mut dead,
             mut summary,
+            batch,
         } = prep;
         self.stats
             .records(&m.source, summary.read, summary.filtered, summary.reduced);
-        self.write_pending(m, pending, &mut dead, &mut summary)
+        self.write_pending(m, pending, batch, &mut dead, &mut summary)
             .await?;
         let stored = self.dead.put_many(dead, self.clock.now())?;
         for l in &stored {
@@ -653,7 +669,7 @@ impl Ingest {
                 origin: None,
             })
             .collect();
-        self.write_pending(&src.mapping, pending, &mut dead, &mut summary)
+        self.write_pending(&src.mapping, pending, None, &mut dead, &mut summary)
             .await?;
         let stored = self.dead.put_many(dead, self.clock.now())?;
         self.note_dead(&src.mapping.source, &stored, &mut summary);
@@ -705,10 +721,21 @@ impl Ingest {
         Ok(())
     }
 
+    /// The mapping's names expanded with its `@context` (for preparing batches
+    /// elsewhere), when records are stored locally and the context is available.
+    pub(crate) async fn names(&self, m: &Mapping) -> Option<Arc<Names>> {
+        let Sink::Store(broker) = &self.sink else {
+            return None;
+        };
+        let ld = self.context(broker, m).await.ok()?;
+        Some(Arc::new(Names::new(m, ld)))
+    }
+
     async fn write_pending(
         &self,
         m: &Mapping,
         pending: Vec<Pending>,
+        batch: Option<ObservationBatch>,
         dead: &mut Vec<NewLetter>,
         summary: &mut Summary,
     ) -> Result<(), IngestError> {
@@ -742,14 +769,20 @@ impl Ingest {
             }
             Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
         };
-        let names = Names::new(m, ld);
-        let now = self.clock.now();
-        let entities: Vec<Entity> = pending
-            .iter()
-            .map(|p| p.rec.to_entity(&names, now))
-            .collect();
+        let batch = match batch {
+            Some(b) if b.len() == pending.len() => b,
+            _ => {
+                let names = Names::new(m, ld);
+                let now = self.clock.now();
+                let entities: Vec<Entity> = pending
+                    .iter()
+                    .map(|p| p.rec.to_entity(&names, now))
+                    .collect();
+                ObservationBatch::new(entities)
+            }
+        };
         let results = broker
-            .upsert_observations(&rc, entities)
+            .write_observations(&rc, batch)
             .await
             .map_err(|e| IngestError::Store(e.to_string()))?;
         let mut written = 0u64;
