@@ -24,7 +24,7 @@ use citybrain_store::EntityStore;
 pub use batch::{BatchItem, BatchOutcome, UpsertMode};
 pub use contexts::{ContextResolver, ContextSettings};
 pub use error::{BrokerError, Result};
-pub use observations::ObservationBatch;
+pub use observations::{ObservationBatch, StagedObservations};
 pub use query::{EntityQuery, QueryPage, QueryParams};
 pub use request::{Principal, RequestContext};
 pub use subscriptions::{DispatchSettings, SubscriptionManager};

@@ -13,7 +13,7 @@ use citybrain_model::ops;
 use citybrain_model::Entity;
 use citybrain_store::history::point_of;
 use citybrain_store::tsdb::{HistOp, Point, SeriesKey};
-use citybrain_store::ModifyOptions;
+use citybrain_store::{Commit, ModifyOptions};
 
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
@@ -113,6 +113,17 @@ impl Broker {
         rc: &RequestContext,
         batch: ObservationBatch,
     ) -> Result<Vec<Result<bool>>> {
+        self.stage_observations(rc, batch)?.wait().await
+    }
+
+    /// Applies and logs a batch without waiting for durability: the caller waits on
+    /// [`StagedObservations::wait`] (or its commits) before acknowledging anything,
+    /// and may meanwhile stage the next batch (MQTT pipelines its connections so).
+    pub fn stage_observations(
+        &self,
+        rc: &RequestContext,
+        batch: ObservationBatch,
+    ) -> Result<StagedObservations> {
         let now = self.clock.now();
         let ObservationBatch {
             mut groups,
@@ -193,14 +204,36 @@ impl Broker {
             }
             last = Some(m.commit);
         }
+        let mut commits = Vec::with_capacity(2);
+        if let Some(c) = last {
+            commits.push(c);
+        }
         if !hist.is_empty() {
             if let Some(h) = self.store.history() {
-                h.append_history(&rc.tenant, hist)?.wait().await?;
+                commits.push(h.append_history(&rc.tenant, hist)?);
             }
         }
-        if let Some(c) = last {
+        Ok(StagedObservations { out, commits })
+    }
+}
+
+/// A batch applied in memory and in the log, not yet known durable.
+pub struct StagedObservations {
+    out: Vec<Result<bool>>,
+    commits: Vec<Commit>,
+}
+
+impl StagedObservations {
+    /// Waits until the batch is durable; answers the per-item results.
+    pub async fn wait(self) -> Result<Vec<Result<bool>>> {
+        for c in self.commits {
             c.wait().await?;
         }
-        Ok(out)
+        Ok(self.out)
+    }
+
+    /// The per-item results and the commits to wait on before acknowledging.
+    pub fn into_parts(self) -> (Vec<Result<bool>>, Vec<Commit>) {
+        (self.out, self.commits)
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use citybrain_broker::{Broker, BrokerError, ObservationBatch, RequestContext};
 use citybrain_model::{Entity, JsonLdContext};
+use citybrain_store::Commit;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde_json::Value;
@@ -142,6 +143,31 @@ impl Pending {
             Some((o, delim)) => o.as_record().raw(*delim),
             None => serde_json::to_vec(&self.rec.to_json()).unwrap_or_default(),
         }
+    }
+}
+
+/// A batch applied and logged (its dead letters already stored), waiting to be known
+/// durable.
+#[derive(Default)]
+pub struct Staged {
+    pub summary: Summary,
+    commits: Vec<Commit>,
+    /// Entity writes per source, counted once durable.
+    written: Vec<(String, u64)>,
+}
+
+impl Staged {
+    /// Waits until everything staged is durable; then the sender may be acknowledged.
+    pub async fn wait(self, ing: &Ingest) -> Result<Summary, IngestError> {
+        for c in self.commits {
+            c.wait()
+                .await
+                .map_err(|e| IngestError::Store(e.to_string()))?;
+        }
+        for (source, n) in &self.written {
+            ing.stats.written(source, *n);
+        }
+        Ok(self.summary)
     }
 }
 
@@ -537,6 +563,12 @@ pub(crate) fn prepare(
 impl Ingest {
     /// Writes prepared entities and stores the dead letters; durable when it answers.
     pub(crate) async fn commit(&self, m: &Mapping, prep: Prepared) -> Result<Summary, IngestError> {
+        self.stage(m, prep).await?.wait(self).await
+    }
+
+    /// Applies and logs prepared entities and stores the dead letters (fsynced), without
+    /// waiting for the entity writes to be durable: see [`Staged::wait`].
+    async fn stage(&self, m: &Mapping, prep: Prepared) -> Result<Staged, IngestError> {
         let Prepared {
             pending,
             mut dead,
@@ -545,7 +577,9 @@ impl Ingest {
         } = prep;
         self.stats
             .records(&m.source, summary.read, summary.filtered, summary.reduced);
-        self.write_pending(m, pending, batch, &mut dead, &mut summary)
+        let mut commits = Vec::new();
+        let written = self
+            .write_pending(m, pending, batch, &mut dead, &mut summary, &mut commits)
             .await?;
         let stored = self.dead.put_many(dead, self.clock.now())?;
         for l in &stored {
@@ -556,26 +590,34 @@ impl Ingest {
                 summary.dead_letters.push(l.id);
             }
         }
-        Ok(summary)
+        Ok(Staged {
+            summary,
+            commits,
+            written: vec![(m.source.clone(), written)],
+        })
     }
 
     /// Ingests a batch of MQTT messages `(topic, payload)` with one durable write per
     /// source and one for the dead letters: the acknowledgements of all of them can be
     /// sent when it answers.
-    pub async fn ingest_messages(
-        &self,
-        msgs: &[(String, bytes::Bytes)],
-    ) -> Result<Summary, IngestError> {
+    pub async fn ingest_messages(&self, msgs: &[(&str, &[u8])]) -> Result<Summary, IngestError> {
+        self.stage_messages(msgs).await?.wait(self).await
+    }
+
+    /// [`Ingest::ingest_messages`] without the final wait: the batch is applied and
+    /// logged, its dead letters stored; acknowledge only after [`Staged::wait`]. A
+    /// connection may stage its next batch meanwhile (pipelining).
+    pub async fn stage_messages(&self, msgs: &[(&str, &[u8])]) -> Result<Staged, IngestError> {
         let mut by_source: BTreeMap<String, (Arc<Source>, Prepared)> = BTreeMap::new();
         let mut stray = Prepared::default();
         let max = self.settings.max_payload_bytes;
-        for (topic, payload) in msgs {
+        for &(topic, payload) in msgs {
             let Some((src, vars)) = self.route_topic(topic) else {
                 stray.dead.push(payload_letter(
                     "mqtt",
                     payload,
                     max,
-                    Some(topic.clone()),
+                    Some(topic.to_string()),
                     Reject::new(
                         Reason::NoMapping,
                         format!("no mapping handles topic '{topic}'"),
@@ -609,21 +651,24 @@ impl Ingest {
                     &src.mapping.source,
                     payload,
                     max,
-                    Some(topic.clone()),
+                    Some(topic.to_string()),
                     r,
                 ));
             }
         }
-        let mut total = Summary::default();
+        let mut total = Staged::default();
         for (_, (src, prep)) in by_source {
-            total.add(&self.commit(&src.mapping, prep).await?);
+            let st = self.stage(&src.mapping, prep).await?;
+            total.summary.add(&st.summary);
+            total.commits.extend(st.commits);
+            total.written.extend(st.written);
         }
         if !stray.dead.is_empty() {
             let stored = self
                 .dead
                 .put_many(std::mem::take(&mut stray.dead), self.clock.now())?;
             for l in &stored {
-                *total.rejected.entry(l.reason).or_insert(0) += 1;
+                *total.summary.rejected.entry(l.reason).or_insert(0) += 1;
                 self.stats.rejected(&l.source, l.reason);
             }
         }
@@ -669,8 +714,24 @@ impl Ingest {
                 origin: None,
             })
             .collect();
-        self.write_pending(&src.mapping, pending, None, &mut dead, &mut summary)
+        let mut commits = Vec::new();
+        let written = self
+            .write_pending(
+                &src.mapping,
+                pending,
+                None,
+                &mut dead,
+                &mut summary,
+                &mut commits,
+            )
             .await?;
+        Staged {
+            summary: Summary::default(),
+            commits,
+            written: vec![(src.mapping.source.clone(), written)],
+        }
+        .wait(self)
+        .await?;
         let stored = self.dead.put_many(dead, self.clock.now())?;
         self.note_dead(&src.mapping.source, &stored, &mut summary);
         Ok(summary)
@@ -738,13 +799,18 @@ impl Ingest {
         batch: Option<ObservationBatch>,
         dead: &mut Vec<NewLetter>,
         summary: &mut Summary,
-    ) -> Result<(), IngestError> {
+        commits: &mut Vec<Commit>,
+    ) -> Result<u64, IngestError> {
         if pending.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let broker = match &self.sink {
             Sink::Store(b) => b,
-            Sink::Forward(fw) => return self.forward(fw, m, pending, summary),
+            Sink::Forward(fw) => {
+                // The buffer append is durable already: counted at once.
+                self.forward(fw, m, pending, summary)?;
+                return Ok(0);
+            }
         };
         let rc = RequestContext::tenant(m.tenant.clone());
         let ld = match self.context(broker, m).await {
@@ -765,7 +831,7 @@ impl Ingest {
                         raw,
                     });
                 }
-                return Ok(());
+                return Ok(0);
             }
             Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
         };
@@ -781,10 +847,11 @@ impl Ingest {
                 ObservationBatch::new(entities)
             }
         };
-        let results = broker
-            .write_observations(&rc, batch)
-            .await
-            .map_err(|e| IngestError::Store(e.to_string()))?;
+        let (results, staged) = broker
+            .stage_observations(&rc, batch)
+            .map_err(|e| IngestError::Store(e.to_string()))?
+            .into_parts();
+        commits.extend(staged);
         let mut written = 0u64;
         for (res, p) in results.into_iter().zip(pending) {
             match res {
@@ -809,8 +876,7 @@ impl Ingest {
                 }
             }
         }
-        self.stats.written(&m.source, written);
-        Ok(())
+        Ok(written)
     }
 
     /// Replays dead letters through the current mappings. A letter that now succeeds is

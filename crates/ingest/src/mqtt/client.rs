@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 
@@ -101,11 +100,13 @@ async fn acker(mut rx: mpsc::Receiver<Publish>, client: AsyncClient, ingest: Arc
                 Err(_) => break,
             }
         }
-        let msgs: Vec<(String, Bytes)> = batch
+        let msgs: Vec<(&str, &[u8])> = batch
             .iter()
-            .map(|p| (p.topic.clone(), p.payload.clone()))
+            .map(|p| (p.topic.as_str(), &p.payload[..]))
             .collect();
-        match ingest.ingest_messages(&msgs).await {
+        let res = ingest.ingest_messages(&msgs).await;
+        drop(msgs);
+        match res {
             Ok(_) => {
                 for p in batch.drain(..) {
                     if p.qos != QoS::AtMostOnce {

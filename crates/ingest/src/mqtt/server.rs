@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use super::codec::{self, In, Out, Refusal, Version};
 use super::hub::{Delivery, Hub};
 use super::{Grant, MqttSettings, MqttStats};
-use crate::pipeline::Ingest;
+use crate::pipeline::{Ingest, Staged};
 
 /// Most messages the reader gathers before handing them on.
 const MAX_BATCH: usize = 4096;
@@ -395,32 +395,59 @@ async fn reader(
 }
 
 /// Writes each batch durably, then acknowledges it and forwards it to subscribers.
+/// Stages each batch (applied and logged) and hands it to the acknowledger, which
+/// waits until it is durable and only then acknowledges it, in order. Staging the next
+/// batch while the previous one's fsync runs keeps both cores busy.
 async fn processor(
     mut batches: mpsc::Receiver<Vec<Incoming>>,
     out: mpsc::Sender<Out>,
     ingest: Arc<Ingest>,
     hub: Arc<Hub>,
 ) {
+    let (staged_tx, staged_rx) = mpsc::channel::<(Staged, Vec<Incoming>)>(4);
+    let acker = tokio::spawn(acknowledger(staged_rx, out, ingest.clone(), hub));
     while let Some(mut batch) = batches.recv().await {
-        // Whatever else the reader queued meanwhile joins this durable write (group
-        // commit per connection: under load, batches grow instead of fsyncs).
+        // Whatever else the reader queued meanwhile joins this write (group commit per
+        // connection: under load, batches grow instead of fsyncs).
         while batch.len() < MAX_MERGED {
             match batches.try_recv() {
                 Ok(more) => batch.extend(more),
                 Err(_) => break,
             }
         }
-        let msgs: Vec<(String, Bytes)> = batch
+        let msgs: Vec<(&str, &[u8])> = batch
             .iter()
-            .map(|m| (m.topic.clone(), m.payload.clone()))
+            .map(|m| (m.topic.as_str(), &m.payload[..]))
             .collect();
-        match ingest.ingest_messages(&msgs).await {
-            Ok(_) => {}
+        let staged = ingest.stage_messages(&msgs).await;
+        drop(msgs);
+        match staged {
+            Ok(st) => {
+                if staged_tx.send((st, batch)).await.is_err() {
+                    break;
+                }
+            }
             Err(e) => {
                 // Nothing of this batch is acknowledged: the client will send it again.
-                tracing::error!(error = %e, messages = msgs.len(), "MQTT batch not stored; closing the connection unacknowledged");
-                return;
+                tracing::error!(error = %e, messages = batch.len(), "MQTT batch not stored; closing the connection unacknowledged");
+                break;
             }
+        }
+    }
+    drop(staged_tx);
+    let _ = acker.await;
+}
+
+async fn acknowledger(
+    mut staged: mpsc::Receiver<(Staged, Vec<Incoming>)>,
+    out: mpsc::Sender<Out>,
+    ingest: Arc<Ingest>,
+    hub: Arc<Hub>,
+) {
+    while let Some((st, batch)) = staged.recv().await {
+        if let Err(e) = st.wait(&ingest).await {
+            tracing::error!(error = %e, messages = batch.len(), "MQTT batch not durable; closing the connection unacknowledged");
+            return;
         }
         for m in &batch {
             hub.publish(&m.topic, &m.payload, m.qos, m.retain);
