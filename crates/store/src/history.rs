@@ -160,8 +160,14 @@ pub fn derive_delete(tenant: &Arc<str>, before: &Entity, at_us: i64) -> Vec<Hist
         .collect()
 }
 
+/// Whether `b` is a new instance of the attribute `a` was. An observation is
+/// identified by its `observedAt`: the same value, unit and `observedAt` sent again (an
+/// at-least-once sender retrying, an edge forwarder resending after a lost answer) is
+/// the same observation and records nothing. Without `observedAt`, every write is an
+/// instance at its modification time.
 fn changed(a: &Attribute, b: &Attribute) -> bool {
-    a.modified_at != b.modified_at
+    let same_observation = a.observed_at.is_some() && a.observed_at == b.observed_at;
+    (!same_observation && a.modified_at != b.modified_at)
         || a.value != b.value
         || a.observed_at != b.observed_at
         || a.unit_code != b.unit_code
@@ -250,5 +256,44 @@ mod tests {
         assert_eq!(back.kind, AttrKind::Relationship);
         assert_eq!(back.value, r.value);
         assert_eq!(parse_instance_id(&instance_id(&p)), Some(p.rec));
+    }
+
+    #[test]
+    fn a_resent_observation_records_nothing() {
+        let t0 = Utc::now();
+        let tenant: Arc<str> = Arc::from("");
+        let entity = |v: f64, observed: Option<DateTime<Utc>>, at: DateTime<Utc>| {
+            let mut a = Attribute::property(json!(v), at);
+            a.observed_at = observed;
+            Entity {
+                id: "urn:x:1".into(),
+                types: vec![Arc::from("T")],
+                scope: None,
+                created_at: t0,
+                modified_at: at,
+                attrs: vec![(Arc::from("v"), vec![a])],
+            }
+        };
+        let obs = Some(t0 - chrono::Duration::seconds(60));
+        let later = t0 + chrono::Duration::seconds(1);
+        let first = entity(11.0, obs, t0);
+        // The same observation sent again later: nothing new.
+        assert!(derive(&tenant, Some(&first), &entity(11.0, obs, later)).is_empty());
+        // A new observation time, or a new value, is an instance.
+        let newer = Some(t0);
+        assert_eq!(
+            derive(&tenant, Some(&first), &entity(11.0, newer, later)).len(),
+            1
+        );
+        assert_eq!(
+            derive(&tenant, Some(&first), &entity(12.0, obs, later)).len(),
+            1
+        );
+        // Without observedAt every write is an instance.
+        let plain = entity(5.0, None, t0);
+        assert_eq!(
+            derive(&tenant, Some(&plain), &entity(5.0, None, later)).len(),
+            1
+        );
     }
 }
