@@ -153,8 +153,11 @@ impl Ingest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Edge {
-    /// Base URL of the central citybrain (`http://central:1026`).
+    /// Base URL of the central citybrain (`http://central:1026`): forwarding over HTTP.
     pub central_url: Option<String>,
+    /// Or the central's MQTT server (`mqtt://[user:password@]central:1883`):
+    /// forwarding over MQTT, QoS 1.
+    pub central_mqtt: Option<String>,
     /// The store-and-forward buffer (default: `<data_dir>/edge-buffer`).
     pub buffer_dir: Option<PathBuf>,
 }

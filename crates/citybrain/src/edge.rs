@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use citybrain_ingest::deadletter::{DeadLetters, Level, NewLetter};
-use citybrain_ingest::edge::{Batch, Forwarder};
+use citybrain_ingest::edge::{Batch, Central, Forwarder};
 use citybrain_ingest::mqtt::MqttServer;
 use citybrain_ingest::{Ingest, IngestSettings, Reason};
 use citybrain_model::time::{Clock, SystemClock};
@@ -17,11 +17,13 @@ use citybrain_model::time::{Clock, SystemClock};
 use crate::config::Config;
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let central = cfg
-        .edge
-        .central_url
-        .clone()
-        .context("edge mode needs edge.central_url (the central citybrain's base URL)")?;
+    let central = match (&cfg.edge.central_url, &cfg.edge.central_mqtt) {
+        (Some(u), None) => Central::Http(u.clone()),
+        (None, Some(m)) => Central::Mqtt(m.clone()),
+        _ => anyhow::bail!(
+            "edge mode needs one of edge.central_url (HTTP) and edge.central_mqtt (MQTT)"
+        ),
+    };
     let mappings = cfg
         .ingest
         .mappings_dir
@@ -87,8 +89,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let server = MqttServer::start(cfg.mqtt.settings(), ing.clone())
         .await
         .with_context(|| format!("starting the MQTT server on {}", cfg.mqtt.listen))?;
-    println!("citybrain edge MQTT listening on mqtt://{}", server.addr);
-    tracing::info!(%central, buffer = %buffer_dir.display(), "edge mode forwarding");
+    crate::status_line(&format!(
+        "citybrain edge MQTT listening on mqtt://{}",
+        server.addr
+    ));
+    tracing::info!(?central, buffer = %buffer_dir.display(), "edge mode forwarding");
     crate::shutdown_signal().await;
     server.stop();
     // Give the forwarder a moment to send what is buffered; the rest stays on disk.

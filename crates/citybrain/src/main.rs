@@ -174,6 +174,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A status line on standard output (what scripts and tests wait for). A closed
+/// stdout (the reader went away) is not a reason to stop the server.
+pub fn status_line(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -390,7 +399,14 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             spawn_window_flush(ing.clone());
             start_mqtt(&cfg, &broker, ing).await?
         }
-        None => None,
+        None => {
+            // No ingestion and no MQTT server: `mqtt://` notification endpoints still
+            // work, through client connections to the brokers they name.
+            broker.subscriptions.set_mqtt_transport(Arc::new(
+                citybrain_ingest::mqtt::notify::MqttNotifier::new(None),
+            ));
+            None
+        }
     };
     let app = citybrain_api::app_with_ingest(
         broker,
@@ -402,9 +418,9 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         },
     );
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");
-    println!("citybrain listening on http://{addr}");
+    status_line(&format!("citybrain listening on http://{addr}"));
     if let Some(m) = &mqtt {
-        println!("citybrain MQTT listening on mqtt://{}", m.addr);
+        status_line(&format!("citybrain MQTT listening on mqtt://{}", m.addr));
     }
     let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     axum::serve(listener, service)

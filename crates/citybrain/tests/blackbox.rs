@@ -439,34 +439,66 @@ async fn mqtt_acknowledged_messages_survive_kill_9() {
 }
 
 /// Edge mode: a `citybrain edge` by the sensors thins the stream (deadband) and
-/// forwards to a central `citybrain serve`; while the central is down, acknowledged
-/// messages wait in the edge's disk buffer and arrive once it is back.
+/// forwards to a central `citybrain serve` over HTTP; while the central is down,
+/// acknowledged messages wait in the edge's disk buffer and arrive once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_forwards_thinned_data_and_buffers_while_the_central_is_down() {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    edge_round_trip(false).await;
+}
+
+/// The same over MQTT: the edge publishes to the central's MQTT server (QoS 1, each
+/// batch removed from the buffer only after the central's PUBACK).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_forwards_over_mqtt_and_buffers_while_the_central_is_down() {
+    edge_round_trip(true).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+async fn edge_round_trip(over_mqtt: bool) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let central_mqtt = format!("127.0.0.1:{}", free_port());
     let central_listen = format!("127.0.0.1:{port}");
     let central_data = dir.path().join("central");
     let start_central = || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
-            .args(["serve", "--listen", &central_listen, "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &central_listen,
+                "--mqtt-listen",
+                &central_mqtt,
+                "--data-dir",
+            ])
             .arg(&central_data)
             .env("RUST_LOG", "warn")
-            .env("CITYBRAIN_MQTT__ENABLED", "false")
+            .env(
+                "CITYBRAIN_MQTT__ENABLED",
+                if over_mqtt { "true" } else { "false" },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        out.read_line(&mut line).unwrap();
         assert!(line.starts_with("citybrain listening on"), "{line}");
+        // Keep reading, so later status lines find a reader.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            while out.read_line(&mut rest).unwrap_or(0) > 0 {
+                rest.clear();
+            }
+        });
         child
     };
     let mut central = start_central();

@@ -238,19 +238,18 @@ impl Forwarder {
         Ok(())
     }
 
-    /// Drains the buffer to `central` (base URL) until the process ends. A batch the
-    /// central refuses as a whole (4xx) is handed to `rejected` (the edge's dead
-    /// letters) and skipped; anything else (5xx, no connection) is retried with
+    /// Drains the buffer to the central until the process ends. A batch the central
+    /// refuses as a whole (HTTP 4xx) is handed to `rejected` (the edge's dead letters)
+    /// and skipped; anything else (5xx, no connection, no PUBACK) is retried with
     /// backoff, in order.
-    pub async fn run(self: Arc<Self>, central: String, rejected: OnRejected) {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
-        let url = format!(
-            "{}/ngsi-ld/v1/entityOperations/upsert?options=update",
-            central.trim_end_matches('/')
-        );
+    pub async fn run(self: Arc<Self>, central: Central, rejected: OnRejected) {
+        let mut link = match Link::open(&central) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "edge forwarding cannot start");
+                return;
+            }
+        };
         let mut backoff = Duration::from_millis(200);
         loop {
             let next = match self.peek() {
@@ -265,27 +264,8 @@ impl Forwarder {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
                 continue;
             };
-            let with_ctx = batch.entities.iter().any(|e| e.get("@context").is_some());
-            let mut req = http
-                .post(&url)
-                .header(
-                    "Content-Type",
-                    if with_ctx {
-                        "application/ld+json"
-                    } else {
-                        "application/json"
-                    },
-                )
-                .json(&batch.entities);
-            if !batch.tenant.is_empty() {
-                req = req.header("NGSILD-Tenant", batch.tenant.as_str());
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => {
-                    if r.status().as_u16() == 207 {
-                        let body = r.text().await.unwrap_or_default();
-                        tracing::warn!(%body, "central refused part of a forwarded batch");
-                    }
+            match link.send(&batch).await {
+                Sent::Ok => {
                     self.stats.forwarded_batches.fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .forwarded_entities
@@ -295,23 +275,192 @@ impl Forwarder {
                     }
                     backoff = Duration::from_millis(200);
                 }
-                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                    let status = r.status();
-                    let body = r.text().await.unwrap_or_default();
+                Sent::Refused(why) => {
                     self.stats.rejected_batches.fetch_add(1, Ordering::Relaxed);
-                    rejected(&batch, format!("central answered {status}: {body}"));
+                    rejected(&batch, why);
                     let _ = self.ack(seq, off, batch.entities.len());
                 }
-                other => {
-                    let why = match other {
-                        Ok(r) => format!("central answered {}", r.status()),
-                        Err(e) => e.to_string(),
-                    };
+                Sent::Retry(why) => {
                     self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%why, ?backoff, "forwarding failed; keeping the batch");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
+                    // A fresh connection: no half-sent state (an old PUBACK must never
+                    // count for the batch sent again).
+                    if let Ok(l) = Link::open(&central) {
+                        link = l;
+                    }
                 }
+            }
+        }
+    }
+}
+
+/// Where the edge forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Central {
+    /// A citybrain's base URL: NGSI-LD batch upsert.
+    Http(String),
+    /// `mqtt://[user:password@]host[:port]`: a citybrain's MQTT server, on the topic
+    /// `citybrain/ngsi-ld/{tenant}/entities` (`_` for the default tenant).
+    Mqtt(String),
+}
+
+/// The MQTT topic on which a citybrain takes NGSI-LD entities as they are (an array
+/// of normalized entities: an upsert that adds or updates attributes).
+pub fn ngsi_ld_topic(tenant: &str) -> String {
+    format!(
+        "citybrain/ngsi-ld/{}/entities",
+        if tenant.is_empty() { "_" } else { tenant }
+    )
+}
+
+/// The tenant of a [`ngsi_ld_topic`], if `topic` is one.
+pub fn ngsi_ld_topic_tenant(topic: &str) -> Option<&str> {
+    let t = topic
+        .strip_prefix("citybrain/ngsi-ld/")?
+        .strip_suffix("/entities")?;
+    match t {
+        "_" => Some(""),
+        t if !t.is_empty() && !t.contains('/') => Some(t),
+        _ => None,
+    }
+}
+
+enum Sent {
+    Ok,
+    Refused(String),
+    Retry(String),
+}
+
+enum Link {
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
+    Mqtt {
+        client: rumqttc::AsyncClient,
+        events: Box<rumqttc::EventLoop>,
+    },
+}
+
+/// Largest MQTT payload the forwarder sends (a batch is split below it).
+const MQTT_PAYLOAD: usize = 512 << 10;
+
+impl Link {
+    fn open(c: &Central) -> Result<Link, String> {
+        match c {
+            Central::Http(base) => Ok(Link::Http {
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+                url: format!(
+                    "{}/ngsi-ld/v1/entityOperations/upsert?options=update",
+                    base.trim_end_matches('/')
+                ),
+            }),
+            Central::Mqtt(uri) => {
+                let u = crate::mqtt::notify::MqttUri::parse(&format!(
+                    "{}/t",
+                    uri.trim_end_matches('/')
+                ))?;
+                let mut opts = rumqttc::MqttOptions::new(
+                    format!("citybrain-edge-{}", std::process::id()),
+                    u.host,
+                    u.port,
+                );
+                opts.set_keep_alive(Duration::from_secs(30));
+                opts.set_max_packet_size(1 << 20, MQTT_PAYLOAD + 4096);
+                if let Some(user) = u.username {
+                    opts.set_credentials(user, u.password.unwrap_or_default());
+                }
+                let (client, events) = rumqttc::AsyncClient::new(opts, 16);
+                Ok(Link::Mqtt {
+                    client,
+                    events: Box::new(events),
+                })
+            }
+        }
+    }
+
+    async fn send(&mut self, batch: &Batch) -> Sent {
+        match self {
+            Link::Http { client, url } => {
+                let with_ctx = batch.entities.iter().any(|e| e.get("@context").is_some());
+                let mut req = client
+                    .post(url.as_str())
+                    .header(
+                        "Content-Type",
+                        if with_ctx {
+                            "application/ld+json"
+                        } else {
+                            "application/json"
+                        },
+                    )
+                    .json(&batch.entities);
+                if !batch.tenant.is_empty() {
+                    req = req.header("NGSILD-Tenant", batch.tenant.as_str());
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        if r.status().as_u16() == 207 {
+                            let body = r.text().await.unwrap_or_default();
+                            tracing::warn!(%body, "central refused part of a forwarded batch");
+                        }
+                        Sent::Ok
+                    }
+                    Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        Sent::Refused(format!("central answered {status}: {body}"))
+                    }
+                    Ok(r) => Sent::Retry(format!("central answered {}", r.status())),
+                    Err(e) => Sent::Retry(e.to_string()),
+                }
+            }
+            Link::Mqtt { client, events } => {
+                // Split the batch into payloads under the size limit, publish each at
+                // QoS 1 and wait for every PUBACK (given after the central's durable
+                // write) before the batch counts as sent.
+                let topic = ngsi_ld_topic(&batch.tenant);
+                let mut parts: Vec<Vec<u8>> = Vec::new();
+                let mut cur: Vec<u8> = b"[".to_vec();
+                for e in &batch.entities {
+                    let text = serde_json::to_vec(e).unwrap_or_default();
+                    if cur.len() > 1 && cur.len() + text.len() + 2 > MQTT_PAYLOAD {
+                        cur.push(b']');
+                        parts.push(std::mem::replace(&mut cur, b"[".to_vec()));
+                    }
+                    if cur.len() > 1 {
+                        cur.push(b',');
+                    }
+                    cur.extend_from_slice(&text);
+                }
+                cur.push(b']');
+                parts.push(cur);
+                let mut waiting = 0usize;
+                for p in parts {
+                    if let Err(e) = client
+                        .publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, p)
+                        .await
+                    {
+                        return Sent::Retry(e.to_string());
+                    }
+                    waiting += 1;
+                }
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                while waiting > 0 {
+                    match tokio::time::timeout_at(deadline, events.poll()).await {
+                        Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => {
+                            waiting -= 1
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Sent::Retry(e.to_string()),
+                        Err(_) => return Sent::Retry("no PUBACK within 30 s".into()),
+                    }
+                }
+                Sent::Ok
             }
         }
     }

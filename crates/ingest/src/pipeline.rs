@@ -327,6 +327,9 @@ impl Ingest {
     /// Ingests a message that arrived on an MQTT topic. A topic no mapping handles is a
     /// dead letter too (source `mqtt`), never a silent drop.
     pub async fn ingest_topic(&self, topic: &str, payload: &[u8]) -> Result<Summary, IngestError> {
+        if crate::edge::ngsi_ld_topic_tenant(topic).is_some() {
+            return self.ingest_messages(&[(topic, payload)]).await;
+        }
         match self.route_topic(topic) {
             Some((src, vars)) => {
                 self.payload_for(&src, payload, Some(topic.to_string()), &vars)
@@ -611,7 +614,12 @@ impl Ingest {
         let mut by_source: BTreeMap<String, (Arc<Source>, Prepared)> = BTreeMap::new();
         let mut stray = Prepared::default();
         let max = self.settings.max_payload_bytes;
+        let mut native: Vec<(&str, &[u8])> = Vec::new();
         for &(topic, payload) in msgs {
+            if crate::edge::ngsi_ld_topic_tenant(topic).is_some() && self.broker().is_some() {
+                native.push((topic, payload));
+                continue;
+            }
             let Some((src, vars)) = self.route_topic(topic) else {
                 stray.dead.push(payload_letter(
                     "mqtt",
@@ -657,6 +665,12 @@ impl Ingest {
             }
         }
         let mut total = Staged::default();
+        for (topic, payload) in native {
+            let s = self
+                .ngsi_ld_payload(topic, payload, &mut stray.dead)
+                .await?;
+            total.summary.add(&s);
+        }
         for (_, (src, prep)) in by_source {
             let st = self.stage(&src.mapping, prep).await?;
             total.summary.add(&st.summary);
@@ -673,6 +687,85 @@ impl Ingest {
             }
         }
         Ok(total)
+    }
+
+    /// A payload on `citybrain/ngsi-ld/{tenant}/entities`: NGSI-LD entities as they are
+    /// (what `citybrain edge` forwards over MQTT), upserted (attributes added or
+    /// updated) without a mapping. Durable when it answers; what the broker refuses
+    /// goes to `dead` (source `ngsi-ld`).
+    async fn ngsi_ld_payload(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        dead: &mut Vec<NewLetter>,
+    ) -> Result<Summary, IngestError> {
+        const SOURCE: &str = "ngsi-ld";
+        let mut summary = Summary::default();
+        let (Some(broker), Some(tenant)) =
+            (self.broker(), crate::edge::ngsi_ld_topic_tenant(topic))
+        else {
+            return Ok(summary);
+        };
+        self.stats.payload(SOURCE, payload.len());
+        let max = self.settings.max_payload_bytes;
+        let entities: Vec<Value> = match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Array(a)) => a,
+            Ok(o @ Value::Object(_)) => vec![o],
+            Ok(_) | Err(_) => {
+                dead.push(payload_letter(
+                    SOURCE,
+                    payload,
+                    max,
+                    Some(topic.to_string()),
+                    Reject::new(
+                        Reason::Decode,
+                        "an NGSI-LD payload is a JSON entity or an array of entities",
+                    ),
+                ));
+                return Ok(summary);
+            }
+        };
+        let mut items = Vec::with_capacity(entities.len());
+        for mut e in entities {
+            let ctx = e.as_object_mut().and_then(|o| o.remove("@context"));
+            let ld = match broker.contexts.resolve(ctx.as_ref()).await {
+                Ok(c) => Ok(c),
+                Err(BrokerError::Model(m)) => Err(m),
+                Err(BrokerError::Store(s)) => return Err(IngestError::Store(s.to_string())),
+            };
+            items.push(citybrain_broker::BatchItem { body: e, ld });
+        }
+        summary.read = items.len() as u64;
+        let rc = RequestContext::tenant(tenant);
+        let results = broker
+            .upsert_each(&rc, &items, citybrain_broker::UpsertMode::Update)
+            .await
+            .map_err(|e| IngestError::Store(e.to_string()))?;
+        for (res, item) in results.into_iter().zip(items) {
+            match res {
+                Ok(created) => {
+                    summary.written += 1;
+                    summary.created += u64::from(created);
+                }
+                Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
+                Err(BrokerError::Model(m)) => {
+                    let raw = serde_json::to_vec(&item.body).unwrap_or_default();
+                    dead.push(NewLetter {
+                        source: SOURCE.into(),
+                        reason: Reason::Invalid,
+                        message: m.detail,
+                        level: Level::Record,
+                        origin: Some(topic.to_string()),
+                        size: raw.len() as u64,
+                        truncated: false,
+                        raw,
+                    });
+                }
+            }
+        }
+        self.stats.records(SOURCE, summary.read, 0, 0);
+        self.stats.written(SOURCE, summary.written);
+        Ok(summary)
     }
 
     /// Writes the windows of every source that ended more than `grace` ago; the
@@ -904,7 +997,7 @@ impl Ingest {
     }
 
     async fn replay_one(&self, l: &Letter, raw: &[u8]) -> Result<Summary, IngestError> {
-        if l.source == "mqtt" && l.reason == Reason::NoMapping {
+        if (l.source == "mqtt" && l.reason == Reason::NoMapping) || l.source == "ngsi-ld" {
             let topic = l.origin.clone().unwrap_or_default();
             return self.ingest_topic(&topic, raw).await;
         }

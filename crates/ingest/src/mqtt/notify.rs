@@ -107,7 +107,8 @@ impl MqttNotifier {
         if let Some(c) = g.get(&key) {
             return c.clone();
         }
-        let id = format!("citybrain-notify-{}", std::process::id());
+        // One id per connection: brokers close an older connection with the same id.
+        let id = format!("citybrain-notify-{}-{}", std::process::id(), g.len() + 1);
         let mut opts = MqttOptions::new(id, u.host.clone(), u.port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(1 << 20, 16 << 20);
