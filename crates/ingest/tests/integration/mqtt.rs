@@ -2,7 +2,7 @@
 //! server (3.1.1 and 5, QoS 0/1, auth, ACLs, fan-out, NGSI-LD notifications to
 //! `mqtt://`), and citybrain's client mode against a real `mosquitto` broker.
 //! `scripts/install-deps.sh` installs the tools; without them these tests say so and
-//! pass, unless `CITYBRAIN_REQUIRE_MQTT_TOOLS=1` (set by CI) makes that a failure.
+//! pass, unless `REQUIRE_MQTT_TOOLS=1` (set by CI) makes that a failure.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ fn tool(name: &str) -> Option<PathBuf> {
             return Some(p);
         }
     }
-    if std::env::var("CITYBRAIN_REQUIRE_MQTT_TOOLS").as_deref() == Ok("1") {
+    if std::env::var("REQUIRE_MQTT_TOOLS").as_deref() == Ok("1") {
         panic!("{name} is required (run scripts/install-deps.sh)");
     }
     eprintln!("skipping: {name} is not installed (scripts/install-deps.sh installs it)");
