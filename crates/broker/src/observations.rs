@@ -62,11 +62,18 @@ impl ObservationBatch {
             });
             let grp = &mut groups[g];
             grp.idx.push(i);
+            let prev_ent = grp.entities.as_ref().and_then(|l| l.last());
             for (name, instances) in &e.attrs {
                 for a in instances {
                     let k = (name.clone(), a.dataset_id().map(Arc::from));
+                    let prev_attr = prev_ent
+                        .and_then(|pe| pe.attr(name))
+                        .and_then(|list| list.iter().find(|b| b.dataset_id() == a.dataset_id()));
                     match grp.series.iter_mut().find(|(sk, _)| *sk == k) {
-                        Some((_, pts)) => pts.push(point_of(a)),
+                        Some((_, pts)) => {
+                            let p = point_reusing(a, prev_attr.zip(pts.last()));
+                            pts.push(p);
+                        }
                         None => grp.series.push((k, vec![point_of(a)])),
                     }
                 }
@@ -85,6 +92,43 @@ impl ObservationBatch {
 
     pub fn is_empty(&self) -> bool {
         self.out.is_empty()
+    }
+}
+
+/// The point of `a`. When the previous record of the same series had the same content
+/// (a station's fixed position sent with every reading), its stored document is
+/// shared instead of serialized again: the point differs only in its times.
+fn point_reusing(
+    a: &citybrain_model::Attribute,
+    prev: Option<(&citybrain_model::Attribute, &Point)>,
+) -> Point {
+    if let Some((b, p)) = prev {
+        let same = a.kind == b.kind
+            && a.value == b.value
+            && a.unit_code == b.unit_code
+            && a.object_type() == b.object_type()
+            && a.sub() == b.sub();
+        if same && matches!(p.v, citybrain_store::tsdb::Val::D(_)) {
+            let fresh = point_of_times(a);
+            return Point {
+                v: p.v.clone(),
+                unit: p.unit.clone(),
+                ..fresh
+            };
+        }
+    }
+    point_of(a)
+}
+
+/// The times of `a`'s point (as `point_of` sets them), with no value.
+fn point_of_times(a: &citybrain_model::Attribute) -> Point {
+    let t = a.observed_at.as_ref().unwrap_or(&a.modified_at);
+    Point {
+        t: citybrain_store::history::millis(t),
+        rec: citybrain_store::history::micros(&a.modified_at),
+        observed: a.observed_at.is_some(),
+        unit: None,
+        v: citybrain_store::tsdb::Val::I(0),
     }
 }
 
@@ -235,5 +279,37 @@ impl StagedObservations {
     /// The per-item results and the commits to wait on before acknowledging.
     pub fn into_parts(self) -> (Vec<Result<bool>>, Vec<Commit>) {
         (self.out, self.commits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citybrain_model::{AttrKind, Attribute};
+    use serde_json::json;
+
+    #[test]
+    fn a_shared_document_is_the_point_it_would_have_been() {
+        let t0 = chrono::Utc::now();
+        let geo = |secs: i64| {
+            let mut a =
+                Attribute::property(json!({"type": "Point", "coordinates": [116.4, 39.9]}), t0);
+            a.kind = AttrKind::GeoProperty;
+            a.observed_at = Some(t0 + chrono::Duration::seconds(secs));
+            a
+        };
+        let (a, b) = (geo(0), geo(60));
+        let pa = point_of(&a);
+        assert_eq!(point_reusing(&b, Some((&a, &pa))), point_of(&b));
+        // Different content: serialized afresh.
+        let mut c = geo(120);
+        c.value = citybrain_model::AttrValue::from_value(
+            json!({"type": "Point", "coordinates": [1.0, 2.0]}),
+        );
+        assert_eq!(point_reusing(&c, Some((&a, &pa))), point_of(&c));
+        // Numbers are never documents.
+        let n = Attribute::property(json!(3.5), t0);
+        let pn = point_of(&n);
+        assert_eq!(point_reusing(&n, Some((&n, &pn))), pn);
     }
 }
