@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use citybrain_model::ops;
 use citybrain_model::Entity;
-use citybrain_store::history::point_of;
+use citybrain_store::history::{meta_op, point_of};
 use citybrain_store::tsdb::{HistOp, Point, SeriesKey};
 use citybrain_store::{Commit, ModifyOptions};
 
@@ -215,22 +215,7 @@ impl Broker {
             };
             let entity: Arc<str> = Arc::from(g.id.as_str());
             if let Some(after) = &m.after {
-                let meta_changed = m
-                    .before
-                    .as_ref()
-                    .is_none_or(|b| b.types != after.types || b.scope != after.scope);
-                if meta_changed {
-                    hist.push(HistOp::EntityMeta {
-                        tenant: tenant.clone(),
-                        entity: entity.clone(),
-                        types: after.types.clone(),
-                        scope: after
-                            .scope
-                            .as_ref()
-                            .and_then(|s| serde_json::to_string(s).ok())
-                            .map(Arc::from),
-                    });
-                }
+                hist.extend(meta_op(&tenant, m.before.as_deref(), after));
             }
             if m.before.is_none() {
                 out[g.idx[0]] = Ok(true);

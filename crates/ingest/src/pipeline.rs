@@ -221,9 +221,19 @@ impl Ingest {
         dead: Arc<DeadLetters>,
         settings: IngestSettings,
     ) -> Result<Ingest, IngestError> {
+        let clock = broker.clock().clone();
+        Self::with_sink(Sink::Store(broker), clock, dead, settings)
+    }
+
+    fn with_sink(
+        sink: Sink,
+        clock: Arc<dyn citybrain_model::time::Clock>,
+        dead: Arc<DeadLetters>,
+        settings: IngestSettings,
+    ) -> Result<Ingest, IngestError> {
         let ing = Ingest {
-            clock: broker.clock().clone(),
-            sink: Sink::Store(broker),
+            sink,
+            clock,
             sources: RwLock::new(BTreeMap::new()),
             dead,
             stats: Stats::default(),
@@ -285,17 +295,7 @@ impl Ingest {
         dead: Arc<DeadLetters>,
         settings: IngestSettings,
     ) -> Result<Ingest, IngestError> {
-        let ing = Ingest {
-            sink: Sink::Forward(forwarder),
-            clock,
-            sources: RwLock::new(BTreeMap::new()),
-            dead,
-            stats: Stats::default(),
-            mqtt: Arc::default(),
-            settings,
-        };
-        ing.reload()?;
-        Ok(ing)
+        Self::with_sink(Sink::Forward(forwarder), clock, dead, settings)
     }
 
     /// The broker, when records are stored locally.

@@ -549,41 +549,10 @@ impl EntityStore for EmbeddedStore {
         let now = Utc::now();
         let tenant_arc: Arc<str> = Arc::from(tenant);
         let (lsn, after) = match w {
-            Write::Put(mut e) => {
-                e.id = id.to_string();
-                let after = Arc::new(e);
-                let kind = if before.is_some() {
-                    ChangeKind::Updated
-                } else {
-                    ChangeKind::Created
-                };
-                let change = Change {
-                    lsn: 0,
-                    tenant: tenant_arc,
-                    kind,
-                    before: before.clone(),
-                    after: Some(after.clone()),
-                    at: now,
-                };
-                let ops = if opts.history {
-                    history::derive(&change.tenant, before.as_deref(), &after)
-                } else {
-                    Vec::new()
-                };
-                let hist = (!ops.is_empty()).then(|| t.hist.lock());
-                let lsn = self.append(
-                    WalOpRef::PutEntity {
-                        t: tenant,
-                        e: &after,
-                        nh: !opts.history,
-                    },
-                    Some(change),
-                )?;
-                st.put(after.clone());
-                for op in &ops {
-                    self.inner.history.apply(op);
-                }
-                drop(hist);
+            Write::Put(e) => {
+                let (lsn, after) =
+                    self.put_locked(&t, &mut st, tenant, &tenant_arc, id, &before, e, opts, now)?;
+                self.inner.wake.notify_one();
                 (lsn, Some(after))
             }
             Write::Delete => {

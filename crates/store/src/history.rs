@@ -173,23 +173,26 @@ fn changed(a: &Attribute, b: &Attribute) -> bool {
         || a.unit_code != b.unit_code
 }
 
+/// The entity's types and scope for the history, when a change creates the entity or
+/// alters them.
+pub fn meta_op(tenant: &Arc<str>, before: Option<&Entity>, after: &Entity) -> Option<HistOp> {
+    let meta_changed = before.is_none_or(|b| b.types != after.types || b.scope != after.scope);
+    meta_changed.then(|| HistOp::EntityMeta {
+        tenant: tenant.clone(),
+        entity: Arc::from(after.id.as_str()),
+        types: after.types.clone(),
+        scope: after
+            .scope
+            .as_ref()
+            .and_then(|s| serde_json::to_string(s).ok())
+            .map(Arc::from),
+    })
+}
+
 /// The history a change of one entity records.
 pub fn derive(tenant: &Arc<str>, before: Option<&Entity>, after: &Entity) -> Vec<HistOp> {
-    let mut ops = Vec::new();
+    let mut ops: Vec<HistOp> = meta_op(tenant, before, after).into_iter().collect();
     let entity: Arc<str> = Arc::from(after.id.as_str());
-    let meta_changed = before.is_none_or(|b| b.types != after.types || b.scope != after.scope);
-    if meta_changed {
-        ops.push(HistOp::EntityMeta {
-            tenant: tenant.clone(),
-            entity: entity.clone(),
-            types: after.types.clone(),
-            scope: after
-                .scope
-                .as_ref()
-                .and_then(|s| serde_json::to_string(s).ok())
-                .map(Arc::from),
-        });
-    }
     for (name, instances) in &after.attrs {
         let old = before.and_then(|b| b.attr(name));
         for a in instances {

@@ -6,15 +6,68 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use chrono::Utc;
-use citybrain_model::ModelError;
+use chrono::{DateTime, Utc};
+use citybrain_model::{Entity, ModelError};
 
-use super::{EmbeddedStore, WalOpRef};
+use super::{EmbeddedStore, Tenant, WalOpRef};
 use crate::error::StoreError;
 use crate::history;
+use crate::state::TenantState;
 use crate::traits::{Change, ChangeKind, ManyDecide, Modified, ModifyOptions};
 
 impl EmbeddedStore {
+    /// Logs one put (without waking the log writer) and applies it, its history
+    /// included, under the tenant's write lock `st`: the one place a put happens.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn put_locked(
+        &self,
+        t: &Tenant,
+        st: &mut TenantState,
+        tenant: &str,
+        tenant_arc: &Arc<str>,
+        id: &str,
+        before: &Option<Arc<Entity>>,
+        mut e: Entity,
+        opts: ModifyOptions,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, Arc<Entity>), StoreError> {
+        e.id.clear();
+        e.id.push_str(id);
+        let after = Arc::new(e);
+        let change = Change {
+            lsn: 0,
+            tenant: tenant_arc.clone(),
+            kind: if before.is_some() {
+                ChangeKind::Updated
+            } else {
+                ChangeKind::Created
+            },
+            before: before.clone(),
+            after: Some(after.clone()),
+            at: now,
+        };
+        let ops = if opts.history {
+            history::derive(tenant_arc, before.as_deref(), &after)
+        } else {
+            Vec::new()
+        };
+        let hist = (!ops.is_empty()).then(|| t.hist.lock());
+        let lsn = self.append_quiet(
+            WalOpRef::PutEntity {
+                t: tenant,
+                e: &after,
+                nh: !opts.history,
+            },
+            Some(change),
+        )?;
+        st.put(after.clone());
+        for op in &ops {
+            self.inner.history.apply(op);
+        }
+        drop(hist);
+        Ok((lsn, after))
+    }
+
     pub(super) fn modify_many_locked(
         &self,
         tenant: &str,
@@ -32,7 +85,7 @@ impl EmbeddedStore {
         let res = (|| {
             for (i, id) in ids.iter().enumerate() {
                 let before = st.get(id).cloned();
-                let mut e = match decide(i, before.as_ref()) {
+                let e = match decide(i, before.as_ref()) {
                     Ok(Some(e)) => e,
                     Ok(None) => {
                         out.push(Ok(None));
@@ -43,39 +96,8 @@ impl EmbeddedStore {
                         continue;
                     }
                 };
-                e.id.clone_from(id);
-                let after = Arc::new(e);
-                let change = Change {
-                    lsn: 0,
-                    tenant: tenant_arc.clone(),
-                    kind: if before.is_some() {
-                        ChangeKind::Updated
-                    } else {
-                        ChangeKind::Created
-                    },
-                    before: before.clone(),
-                    after: Some(after.clone()),
-                    at: now,
-                };
-                let ops = if opts.history {
-                    history::derive(&tenant_arc, before.as_deref(), &after)
-                } else {
-                    Vec::new()
-                };
-                let hist = (!ops.is_empty()).then(|| t.hist.lock());
-                let lsn = self.append_quiet(
-                    WalOpRef::PutEntity {
-                        t: tenant,
-                        e: &after,
-                        nh: !opts.history,
-                    },
-                    Some(change),
-                )?;
-                st.put(after.clone());
-                for op in &ops {
-                    self.inner.history.apply(op);
-                }
-                drop(hist);
+                let (lsn, after) =
+                    self.put_locked(&t, &mut st, tenant, &tenant_arc, id, &before, e, opts, now)?;
                 wrote = true;
                 out.push(Ok(Some(Modified {
                     commit: self.commit(lsn),
