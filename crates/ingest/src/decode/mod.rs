@@ -97,7 +97,14 @@ pub fn decode_payload(mapping: &Mapping, payload: &[u8]) -> Result<Vec<Item>, Re
         ));
     }
     let mut items = Vec::new();
-    decode(mapping, payload, 0, &mut |i| items.push(i))?;
+    match (&mapping.format, &mapping.selector) {
+        (Format::Json, Selector::Json(segs)) => {
+            json::stream_slice(payload, segs, &mut |i| items.push(i))?
+        }
+        _ => {
+            decode(mapping, payload, 0, &mut |i| items.push(i))?;
+        }
+    }
     Ok(items)
 }
 
