@@ -8,11 +8,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use citybrain_ingest::deadletter::DeadLetters;
 use citybrain_ingest::import::{import_file, ImportOptions};
 use citybrain_ingest::{Ingest, IngestSettings, Summary};
-use citybrain_store::EmbeddedStore;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -42,13 +40,7 @@ pub struct ImportArgs {
 pub async fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<()> {
     let mapping = citybrain_ingest::load_file(&a.mapping)?;
     let source = mapping.source.clone();
-    let _lock = crate::lock_data_dir(&cfg)?;
-    let store = EmbeddedStore::open(crate::store_options(&cfg)?).with_context(|| {
-        format!(
-            "opening the data directory {}",
-            cfg.storage.data_dir.display()
-        )
-    })?;
+    let (_lock, store) = crate::open_data_dir(&cfg)?;
     let public = cfg
         .server
         .public_url

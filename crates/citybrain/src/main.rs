@@ -117,13 +117,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Export(a) => {
             let cfg = load_config(&a.config)?;
-            let _lock = lock_data_dir(&cfg)?;
-            let store = EmbeddedStore::open(store_options(&cfg)?).with_context(|| {
-                format!(
-                    "opening the data directory {}",
-                    cfg.storage.data_dir.display()
-                )
-            })?;
+            let (_lock, store) = open_data_dir(&cfg)?;
             let res = export::run(&store, &a);
             store.close();
             let (series, rows) = res?;
@@ -205,7 +199,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-pub fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
+fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
     Ok(StoreOptions {
         dir: cfg.storage.data_dir.clone(),
         snapshot_after_bytes: cfg.storage.snapshot_after_bytes,
@@ -364,14 +358,21 @@ pub fn spawn_reload_on_sighup(ing: Arc<Ingest>) {
     });
 }
 
-async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
-    let _lock = lock_data_dir(&cfg)?;
-    let store = EmbeddedStore::open(store_options(&cfg)?).with_context(|| {
+/// Locks the data directory and opens the store in it (serve, export, import). The
+/// lock is held as long as the returned file lives.
+pub fn open_data_dir(cfg: &Config) -> anyhow::Result<(std::fs::File, EmbeddedStore)> {
+    let lock = lock_data_dir(cfg)?;
+    let store = EmbeddedStore::open(store_options(cfg)?).with_context(|| {
         format!(
             "opening the data directory {}",
             cfg.storage.data_dir.display()
         )
     })?;
+    Ok((lock, store))
+}
+
+async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
+    let (_lock, store) = open_data_dir(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
