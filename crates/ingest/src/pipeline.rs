@@ -134,7 +134,8 @@ struct Pending {
     rec: MappedRecord,
     /// The record it came from (its bytes are made only if it ends in the dead letters).
     raw: Option<(Owned, u8)>,
-    origin: Option<String>,
+    /// Shared by the records of one payload or file chunk.
+    origin: Option<Arc<str>>,
 }
 
 impl Pending {
@@ -187,8 +188,12 @@ impl Prepared {
     pub(crate) fn build(&mut self, names: &Names, now: chrono::DateTime<chrono::Utc>) {
         let entities: Vec<Entity> = self
             .pending
-            .iter()
-            .map(|p| p.rec.to_entity(names, now))
+            .iter_mut()
+            .map(|p| match p.raw {
+                // The raw record keeps what a dead letter needs: the values move.
+                Some(_) => std::mem::take(&mut p.rec).into_entity(names, now),
+                None => p.rec.clone().into_entity(names, now),
+            })
             .collect();
         self.batch = Some(ObservationBatch::new(entities));
     }
@@ -534,6 +539,7 @@ pub(crate) fn prepare(
             raw,
         };
         let mut reducer = src.reducer.lock();
+        let shared_origin: Option<Arc<str>> = origin.map(Arc::from);
         for item in items {
             read += 1;
             match item {
@@ -548,7 +554,7 @@ pub(crate) fn prepare(
                         prep.pending.push(Pending {
                             rec,
                             raw: Some((owned, m.csv_delimiter)),
-                            origin: origin.map(str::to_string),
+                            origin: shared_origin.clone(),
                         });
                     }
                     Err(reject) => prep
@@ -918,7 +924,7 @@ impl Ingest {
                         reason: Reason::Invalid,
                         message: format!("the mapping's @context: {}", e.detail),
                         level: Level::Record,
-                        origin: p.origin,
+                        origin: p.origin.as_deref().map(str::to_string),
                         size: raw.len() as u64,
                         truncated: false,
                         raw,
@@ -935,7 +941,7 @@ impl Ingest {
                 let now = self.clock.now();
                 let entities: Vec<Entity> = pending
                     .iter()
-                    .map(|p| p.rec.to_entity(&names, now))
+                    .map(|p| p.rec.clone().into_entity(&names, now))
                     .collect();
                 ObservationBatch::new(entities)
             }
@@ -961,7 +967,7 @@ impl Ingest {
                         reason: Reason::Invalid,
                         message: e.detail,
                         level: Level::Record,
-                        origin: p.origin,
+                        origin: p.origin.as_deref().map(str::to_string),
                         size: raw.len() as u64,
                         truncated: false,
                         raw,

@@ -13,7 +13,8 @@ use crate::error::{ModelError, Result};
 /// Which attributes an update changed, and which it did not (with the reason).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpdateOutcome {
-    pub updated: Vec<String>,
+    /// Expanded names (shared with the entity: no copy per update).
+    pub updated: Vec<Arc<str>>,
     pub not_updated: Vec<(String, String)>,
 }
 
@@ -108,7 +109,7 @@ fn apply_instances(
             any = true;
         }
         if any {
-            out.updated.push(name.to_string());
+            out.updated.push(name.clone());
         }
     }
     if out.changed() {
@@ -151,7 +152,7 @@ pub fn merge(e: &mut Entity, attrs: Vec<ParsedAttr>, now: DateTime<Utc>) -> Upda
         match patch {
             None => {
                 if delete_attribute(e, &name, None, true, now) {
-                    out.updated.push(name.to_string());
+                    out.updated.push(name.clone());
                 } else {
                     out.not_updated
                         .push((name.to_string(), "attribute does not exist".into()));
@@ -177,7 +178,7 @@ pub fn merge(e: &mut Entity, attrs: Vec<ParsedAttr>, now: DateTime<Utc>) -> Upda
                         None => e.attrs.push((name.clone(), vec![inst])),
                     }
                 }
-                out.updated.push(name.to_string());
+                out.updated.push(name.clone());
             }
         }
     }
@@ -362,14 +363,14 @@ mod tests {
         let now = t("2024-02-01T00:00:00Z");
         let mut e = base();
         let out = append(&mut e, plain(json!({"p": 5, "qq": 6})), true, now);
-        assert_eq!(out.updated, vec![n("qq")]);
+        assert_eq!(out.updated, vec![Arc::from(n("qq"))]);
         assert_eq!(out.not_updated.len(), 1);
         assert_eq!(
             e.default_instance(&n("p")).unwrap().value.to_value(),
             json!(1)
         );
         let out = append(&mut e, plain(json!({"p": 5})), false, now);
-        assert_eq!(out.updated, vec![n("p")]);
+        assert_eq!(out.updated, vec![Arc::from(n("p"))]);
         let p = e.default_instance(&n("p")).unwrap();
         assert_eq!(p.value.to_value(), json!(5));
         assert_eq!(p.created_at, t("2024-01-01T00:00:00Z"));
@@ -386,7 +387,7 @@ mod tests {
             ),
             t("2024-02-01T00:00:00Z"),
         );
-        assert_eq!(out.updated, vec![n("p"), n("m")]);
+        assert_eq!(out.updated, vec![Arc::from(n("p")), Arc::from(n("m"))]);
         assert_eq!(
             out.not_updated,
             vec![(n("zz"), "attribute does not exist".to_string())]

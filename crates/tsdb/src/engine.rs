@@ -496,19 +496,33 @@ impl Tsdb {
                 } else {
                     inner.head.reserve(points.len());
                 }
+                let start = inner.head.len();
+                let mut newest: Option<usize> = None;
                 for p in points {
                     let mut p = p.clone();
                     p.rec = p.rec.max(inner.last_rec.saturating_add(1));
                     inner.last_rec = p.rec;
+                    if newest.is_none_or(|i| (p.t, p.rec) >= (inner.head[i].t, inner.head[i].rec)) {
+                        newest = Some(inner.head.len());
+                    }
+                    inner.head.push(p);
+                }
+                // The latest point is kept when it is known (a series read since the
+                // start), replaced in place: one copy per insert, not per point.
+                if let Some(i) = newest.filter(|i| *i >= start) {
+                    let cand = &inner.head[i];
                     let newer = match inner.latest.as_deref() {
-                        Some(Some(l)) => (p.t, p.rec) >= (l.t, l.rec),
+                        Some(Some(l)) => (cand.t, cand.rec) >= (l.t, l.rec),
                         Some(None) => true,
                         None => false,
                     };
                     if newer {
-                        inner.latest = Some(Box::new(Some(p.clone())));
+                        let p = cand.clone();
+                        match inner.latest.as_deref_mut() {
+                            Some(slot) => *slot = Some(p),
+                            None => inner.latest = Some(Box::new(Some(p))),
+                        }
                     }
-                    inner.head.push(p);
                 }
                 self.head_points
                     .fetch_add(points.len() as u64, Ordering::Relaxed);

@@ -70,7 +70,7 @@ pub struct MappedAttr {
 
 /// A mapped record: an entity fragment in the mapping's short names, every part
 /// already validated (id URI, type name, values, geometry).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MappedRecord {
     pub id: String,
     pub ty: String,
@@ -127,21 +127,19 @@ impl MappedRecord {
         Value::Object(body)
     }
 
-    /// The fragment as a model entity with names expanded by `names`.
-    pub fn to_entity(&self, names: &Names, now: DateTime<Utc>) -> Entity {
+    /// The fragment as a model entity with names expanded by `names` (the values move).
+    pub fn into_entity(self, names: &Names, now: DateTime<Utc>) -> Entity {
         let mut attrs: Vec<(Arc<str>, Vec<Attribute>)> = Vec::with_capacity(self.attrs.len());
-        for a in &self.attrs {
-            let (kind, v) = match &a.value {
-                MappedValue::Property(v) => (AttrKind::Property, v.clone()),
-                MappedValue::Relationship(id) => {
-                    (AttrKind::Relationship, Value::String(id.clone()))
-                }
-                MappedValue::Geo(g) => (AttrKind::GeoProperty, g.clone()),
+        for a in self.attrs {
+            let (kind, v) = match a.value {
+                MappedValue::Property(v) => (AttrKind::Property, v),
+                MappedValue::Relationship(id) => (AttrKind::Relationship, Value::String(id)),
+                MappedValue::Geo(g) => (AttrKind::GeoProperty, g),
             };
             let mut attr = Attribute::property(v, now);
             attr.kind = kind;
             attr.observed_at = a.observed;
-            attr.unit_code = a.unit.clone();
+            attr.unit_code = a.unit;
             if let Some(d) = &a.dataset_id {
                 attr.set_dataset_id(Some(d.as_ref().into()));
             }
@@ -152,8 +150,8 @@ impl MappedRecord {
             }
         }
         Entity {
-            id: self.id.clone(),
             types: vec![names.entity_type(&self.ty)],
+            id: self.id,
             scope: None,
             created_at: now,
             modified_at: now,
