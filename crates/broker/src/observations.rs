@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use citybrain_model::ops;
 use citybrain_model::Entity;
 use citybrain_store::history::{meta_op, point_of};
@@ -42,24 +44,33 @@ pub struct ObservationBatch {
 
 impl ObservationBatch {
     /// Groups `items` (in arrival order) by entity id and derives their points.
-    pub fn new(items: Vec<Entity>) -> ObservationBatch {
+    /// Consecutive fragments of one entity are merged here (append semantics, in
+    /// order), so the writer applies one fragment per entity, and the fragments'
+    /// memory is released on the thread that made it. A fragment with a tombstone
+    /// (null value: delete) is kept apart: deleting inside a merged fragment would lose
+    /// the deletion.
+    pub fn new(items: Vec<Entity>, now: DateTime<Utc>) -> ObservationBatch {
         let mut out: Vec<Result<bool>> = Vec::with_capacity(items.len());
         let mut groups: Vec<Group> = Vec::new();
-        let mut by_id: HashMap<String, usize> = HashMap::new();
+        let mut by_id: HashMap<String, usize, foldhash::fast::RandomState> = HashMap::default();
         for (i, e) in items.into_iter().enumerate() {
             if let Err(err) = crate::entities::check_id(&e.id) {
                 out.push(Err(err));
                 continue;
             }
-            let g = *by_id.entry(e.id.clone()).or_insert_with(|| {
-                groups.push(Group {
-                    id: e.id.clone(),
-                    idx: Vec::new(),
-                    entities: Some(Vec::new()),
-                    series: Vec::new(),
-                });
-                groups.len() - 1
-            });
+            let g = match by_id.get(e.id.as_str()) {
+                Some(g) => *g,
+                None => {
+                    groups.push(Group {
+                        id: e.id.clone(),
+                        idx: Vec::new(),
+                        entities: Some(Vec::new()),
+                        series: Vec::new(),
+                    });
+                    by_id.insert(e.id.clone(), groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
             let grp = &mut groups[g];
             grp.idx.push(i);
             let prev_ent = grp.entities.as_ref().and_then(|l| l.last());
@@ -79,7 +90,12 @@ impl ObservationBatch {
                 }
             }
             if let Some(list) = grp.entities.as_mut() {
-                list.push(e);
+                match list.last_mut() {
+                    Some(last) if !has_tombstone(last) && !has_tombstone(&e) => {
+                        merge_fragment(last, e, now)
+                    }
+                    _ => list.push(e),
+                }
             }
             out.push(Ok(false));
         }
@@ -93,6 +109,24 @@ impl ObservationBatch {
     pub fn is_empty(&self) -> bool {
         self.out.is_empty()
     }
+}
+
+/// Whether a fragment deletes an attribute instance (null content).
+fn has_tombstone(e: &Entity) -> bool {
+    e.attrs
+        .iter()
+        .any(|(_, list)| list.iter().any(|a| a.value.is_null()))
+}
+
+/// Applies fragment `n` after `e`, as the writer would (types added, instances
+/// appended or replaced).
+fn merge_fragment(e: &mut Entity, n: Entity, now: DateTime<Utc>) {
+    for t in &n.types {
+        if !e.types.contains(t) {
+            e.types.push(t.clone());
+        }
+    }
+    ops::append(e, n.attrs, false, now);
 }
 
 /// The point of `a`. When the previous record of the same series had the same content
@@ -147,7 +181,8 @@ impl Broker {
         rc: &RequestContext,
         items: Vec<Entity>,
     ) -> Result<Vec<Result<bool>>> {
-        self.write_observations(rc, ObservationBatch::new(items))
+        let now = self.clock.now();
+        self.write_observations(rc, ObservationBatch::new(items, now))
             .await
     }
 
@@ -191,12 +226,7 @@ impl Broker {
                     },
                 };
                 for n in ents {
-                    for t in &n.types {
-                        if !e.types.contains(t) {
-                            e.types.push(t.clone());
-                        }
-                    }
-                    ops::append(&mut e, n.attrs, false, now);
+                    merge_fragment(&mut e, n, now);
                 }
                 Ok(Some(e))
             },
@@ -296,5 +326,56 @@ mod tests {
         let n = Attribute::property(json!(3.5), t0);
         let pn = point_of(&n);
         assert_eq!(point_reusing(&n, Some((&n, &pn))), pn);
+    }
+
+    fn fragment(id: &str, attrs: &[(&str, serde_json::Value)], t0: DateTime<Utc>) -> Entity {
+        Entity {
+            id: id.into(),
+            types: vec![Arc::from("https://example.org/T")],
+            scope: None,
+            created_at: t0,
+            modified_at: t0,
+            attrs: attrs
+                .iter()
+                .map(|(n, v)| (Arc::from(*n), vec![Attribute::property(v.clone(), t0)]))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn fragments_merge_in_order_unless_one_deletes() {
+        let t0 = chrono::Utc::now();
+        let batch = ObservationBatch::new(
+            vec![
+                fragment("urn:a:1", &[("p", json!(1)), ("q", json!(1))], t0),
+                fragment("urn:a:2", &[("p", json!(7))], t0),
+                fragment("urn:a:1", &[("p", json!(2))], t0),
+                fragment("urn:a:1", &[("q", serde_json::Value::Null)], t0),
+                fragment("urn:a:1", &[("p", json!(3))], t0),
+            ],
+            t0,
+        );
+        assert_eq!(batch.len(), 5);
+        let g = &batch.groups[0];
+        assert_eq!(g.idx, vec![0, 2, 3, 4]);
+        // Every observation is a point, merged or not.
+        let p = g
+            .series
+            .iter()
+            .find(|(k, _)| &*k.0 == "p")
+            .map(|(_, v)| v.len());
+        assert_eq!(p, Some(3));
+        let frags = g.entities.as_ref().map(|l| l.len());
+        // [p=2,q=1] merged; the deletion apart; p=3 apart after it.
+        assert_eq!(frags, Some(3));
+        let first = &g.entities.as_ref().unwrap()[0];
+        assert_eq!(
+            first.attr("p").unwrap()[0].value,
+            citybrain_model::AttrValue::Int(2)
+        );
+        assert_eq!(
+            first.attr("q").unwrap()[0].value,
+            citybrain_model::AttrValue::Int(1)
+        );
     }
 }

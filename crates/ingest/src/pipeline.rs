@@ -195,7 +195,7 @@ impl Prepared {
                 None => p.rec.clone().into_entity(names, now),
             })
             .collect();
-        self.batch = Some(ObservationBatch::new(entities));
+        self.batch = Some(ObservationBatch::new(entities, now));
     }
 }
 
@@ -943,7 +943,7 @@ impl Ingest {
                     .iter()
                     .map(|p| p.rec.clone().into_entity(&names, now))
                     .collect();
-                ObservationBatch::new(entities)
+                ObservationBatch::new(entities, now)
             }
         };
         let (results, staged) = broker
