@@ -6,6 +6,10 @@ use serde_json::Value;
 
 use crate::mapping::Format;
 
+pub mod node;
+
+pub use node::Node;
+
 /// One step of a JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {
@@ -83,7 +87,7 @@ pub enum FieldPath {
 /// A record as the decoders hand it to the mapping engine.
 #[derive(Debug, Clone, Copy)]
 pub enum Record<'a> {
-    Json(&'a Value),
+    Json(&'a Node),
     Csv {
         headers: &'a [String],
         row: &'a csv::StringRecord,
@@ -96,7 +100,7 @@ impl Record<'_> {
     /// strings; an empty CSV cell counts as missing.
     pub fn get(&self, path: &FieldPath) -> Option<Value> {
         match (self, path) {
-            (Record::Json(v), FieldPath::Json(segs)) => json_get(v, segs).cloned(),
+            (Record::Json(v), FieldPath::Json(segs)) => json_get(v, segs).map(Node::to_value),
             (Record::Csv { headers, row }, FieldPath::CsvName(n)) => {
                 let i = headers.iter().position(|h| h == n)?;
                 non_empty(row.get(i))
@@ -157,12 +161,12 @@ fn non_empty(s: Option<&str>) -> Option<Value> {
         .map(|s| Value::String(s.to_string()))
 }
 
-fn json_get<'v>(mut v: &'v Value, segs: &[Seg]) -> Option<&'v Value> {
+fn json_get<'v>(mut v: &'v Node, segs: &[Seg]) -> Option<&'v Node> {
     for s in segs {
         v = match (s, v) {
-            (Seg::Key(k), Value::Object(o)) => o.get(k)?,
-            (Seg::Index(i), Value::Array(a)) => a.get(*i)?,
-            (Seg::Key(k), Value::Array(a)) => a.get(k.parse::<usize>().ok()?)?,
+            (Seg::Key(k), Node::Object(_)) => v.get(k)?,
+            (Seg::Index(i), Node::Array(a)) => a.get(*i)?,
+            (Seg::Key(k), Node::Array(a)) => a.get(k.parse::<usize>().ok()?)?,
             _ => return None,
         };
     }
@@ -316,7 +320,7 @@ mod tests {
         let want = vec![Seg::Key("a".into()), Seg::Key("b".into()), Seg::Index(0)];
         assert_eq!(parse_json_path("$.a.b[0]").unwrap(), want);
         assert_eq!(parse_json_path("a.b[0]").unwrap(), want);
-        let v = json!({"a": {"b": [7]}});
+        let v = Node::from(json!({"a": {"b": [7]}}));
         let rec = Record::Json(&v);
         for p in ["/a/b/0", "$.a.b[0]", "a.b.0", "$['a'].b[0]"] {
             let fp = parse_field_path(Format::Json, true, p).unwrap();

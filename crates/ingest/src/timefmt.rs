@@ -88,34 +88,48 @@ fn utc_offset() -> FixedOffset {
 
 /// Parses one time value.
 pub fn parse_time(v: &Value, fmt: &TimeFormat, zone: &Zone) -> Result<DateTime<Utc>, String> {
-    let text = match v {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
+    let num;
+    let text: &str = match v {
+        Value::String(s) => s.trim(),
+        Value::Number(n) => {
+            num = n.to_string();
+            &num
+        }
         other => return Err(format!("a time must be a string or a number, not {other}")),
     };
     let out = match fmt {
-        TimeFormat::Rfc3339 => parse_iso(&text, zone),
+        TimeFormat::Rfc3339 => parse_iso(text, zone),
         TimeFormat::UnixSeconds | TimeFormat::UnixMillis | TimeFormat::UnixMicros => {
-            let x: f64 = text
-                .parse()
-                .map_err(|_| format!("'{text}' is not a Unix time"))?;
-            let micros = match fmt {
-                TimeFormat::UnixSeconds => x * 1e6,
-                TimeFormat::UnixMillis => x * 1e3,
-                _ => x,
+            let per_micro: i64 = match fmt {
+                TimeFormat::UnixSeconds => 1_000_000,
+                TimeFormat::UnixMillis => 1_000,
+                _ => 1,
             };
-            if !micros.is_finite() || micros.abs() > 253_402_300_799e6 {
-                None
-            } else {
-                DateTime::from_timestamp_micros(micros.round() as i64)
+            // Whole numbers (the usual case) exactly, in integers; fractions in f64.
+            match text.parse::<i64>() {
+                Ok(i) => i
+                    .checked_mul(per_micro)
+                    .filter(|m| m.abs() <= 253_402_300_799_000_000)
+                    .and_then(DateTime::from_timestamp_micros),
+                Err(_) => {
+                    let x: f64 = text
+                        .parse()
+                        .map_err(|_| format!("'{text}' is not a Unix time"))?;
+                    let micros = x * per_micro as f64;
+                    if !micros.is_finite() || micros.abs() > 253_402_300_799e6 {
+                        None
+                    } else {
+                        DateTime::from_timestamp_micros(micros.round() as i64)
+                    }
+                }
             }
         }
-        TimeFormat::Pattern(p) => match DateTime::parse_from_str(&text, p) {
+        TimeFormat::Pattern(p) => match DateTime::parse_from_str(text, p) {
             Ok(d) => Some(d.with_timezone(&Utc)),
-            Err(_) => NaiveDateTime::parse_from_str(&text, p)
+            Err(_) => NaiveDateTime::parse_from_str(text, p)
                 .ok()
                 .or_else(|| {
-                    NaiveDate::parse_from_str(&text, p)
+                    NaiveDate::parse_from_str(text, p)
                         .ok()
                         .and_then(|d| d.and_hms_opt(0, 0, 0))
                 })

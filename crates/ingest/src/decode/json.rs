@@ -7,10 +7,9 @@ use std::io::BufRead;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer as _;
-use serde_json::Value;
 
 use super::{Item, Owned};
-use crate::record::Seg;
+use crate::record::{node, Node, Seg};
 use crate::reject::{Reason, Reject};
 
 /// Streams a reader (files: constant memory).
@@ -73,7 +72,7 @@ impl<'de> Visitor<'de> for Nav<'_, '_> {
         match self.segs.split_first() {
             None => {
                 // The selector ends on an object: it is one record.
-                let v = map_to_value(map)?;
+                let v = node::object(map)?;
                 (self.f)(Item::Record(Owned::Json(v)));
                 Ok(())
             }
@@ -102,7 +101,7 @@ impl<'de> Visitor<'de> for Nav<'_, '_> {
         match self.segs.split_first() {
             None => {
                 // An array where the selector ends: each element is a record.
-                while let Some(v) = seq.next_element::<Value>()? {
+                while let Some(v) = seq.next_element::<Node>()? {
                     (self.f)(Item::Record(Owned::Json(v)));
                 }
                 Ok(())
@@ -134,23 +133,23 @@ impl<'de> Visitor<'de> for Nav<'_, '_> {
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.scalar(Value::Bool(v));
+        self.scalar(Node::Bool(v));
         Ok(())
     }
     fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.scalar(Value::from(v));
+        self.scalar(Node::Number(v.into()));
         Ok(())
     }
     fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.scalar(Value::from(v));
+        self.scalar(Node::Number(v.into()));
         Ok(())
     }
     fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.scalar(Value::from(v));
+        self.scalar(serde_json::Number::from_f64(v).map_or(Node::Null, Node::Number));
         Ok(())
     }
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.scalar(Value::from(v));
+        self.scalar(Node::String(v.to_string()));
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {
@@ -161,18 +160,9 @@ impl<'de> Visitor<'de> for Nav<'_, '_> {
 impl Nav<'_, '_> {
     /// A scalar where the selector ends is a (degenerate) record; the mapping will
     /// reject it for its missing fields, which is the useful message.
-    fn scalar(self, v: Value) {
+    fn scalar(self, v: Node) {
         if self.segs.is_empty() {
             (self.f)(Item::Record(Owned::Json(v)));
         }
     }
-}
-
-/// `Value` from a map already opened by the visitor.
-fn map_to_value<'de, A: MapAccess<'de>>(mut map: A) -> Result<Value, A::Error> {
-    let mut out = serde_json::Map::new();
-    while let Some((k, v)) = map.next_entry::<String, Value>()? {
-        out.insert(k, v);
-    }
-    Ok(Value::Object(out))
 }

@@ -9,16 +9,15 @@ mod xml;
 use std::io::BufRead;
 use std::sync::Arc;
 
-use serde_json::Value;
 
 use crate::mapping::{Format, Mapping, Selector};
-use crate::record::{Record, XmlElem};
+use crate::record::{Node, Record, XmlElem};
 use crate::reject::{Reason, Reject};
 
 /// A record that owns its data (decoders run on their own thread, ahead of the writer).
 #[derive(Debug, Clone)]
 pub enum Owned {
-    Json(Value),
+    Json(Node),
     Csv {
         headers: Arc<Vec<String>>,
         row: csv::StringRecord,
@@ -203,7 +202,7 @@ fn json_lines<R: BufRead>(mut input: R, f: &mut dyn FnMut(Item)) -> Result<(), R
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Value>(text) {
+        match serde_json::from_slice::<Node>(text) {
             Ok(v) => f(Item::Record(Owned::Json(v))),
             Err(e) => {
                 let reason = if std::str::from_utf8(text).is_err() {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::record::Record;
+use crate::record::{Node, Record};
 use chrono::Utc;
 use serde_json::json;
 
@@ -20,7 +20,7 @@ fn with(extra: &str) -> Result<Mapping, MappingError> {
 }
 
 fn map(m: &Mapping, v: serde_json::Value) -> Result<Mapped, crate::Reject> {
-    m.apply(Record::Json(&v), &[], Utc::now())
+    m.apply(Record::Json(&Node::from(v)), &[], Utc::now())
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn topic_patterns() {
     assert_eq!(m.match_topic("legacy/x/y/z"), Some(vec![]));
     let v = json!({"id": "1"});
     let vars = vec![("district".to_string(), "haidian".to_string())];
-    let Ok(Mapped::Entity(rec)) = m.apply(Record::Json(&v), &vars, Utc::now()) else {
+    let Ok(Mapped::Entity(rec)) = m.apply(Record::Json(&Node::from(v.clone())), &vars, Utc::now()) else {
         panic!()
     };
     let body = rec.to_json();
