@@ -76,16 +76,22 @@ impl ObservationBatch {
             let prev_ent = grp.entities.as_ref().and_then(|l| l.last());
             for (name, instances) in &e.attrs {
                 for a in instances {
-                    let k = (name.clone(), a.dataset_id().map(Arc::from));
-                    let prev_attr = prev_ent
-                        .and_then(|pe| pe.attr(name))
-                        .and_then(|list| list.iter().find(|b| b.dataset_id() == a.dataset_id()));
-                    match grp.series.iter_mut().find(|(sk, _)| *sk == k) {
+                    let ds = a.dataset_id();
+                    let found = grp
+                        .series
+                        .iter_mut()
+                        .find(|((n, d), _)| same_name(n, name) && d.as_deref() == ds);
+                    match found {
                         Some((_, pts)) => {
+                            let prev_attr = prev_ent
+                                .and_then(|pe| pe.attrs.iter().find(|(n, _)| same_name(n, name)))
+                                .and_then(|(_, list)| list.iter().find(|b| b.dataset_id() == ds));
                             let p = point_reusing(a, prev_attr.zip(pts.last()));
                             pts.push(p);
                         }
-                        None => grp.series.push((k, vec![point_of(a)])),
+                        None => grp
+                            .series
+                            .push(((name.clone(), ds.map(Arc::from)), vec![point_of(a)])),
                     }
                 }
             }
@@ -111,6 +117,11 @@ impl ObservationBatch {
     }
 }
 
+/// Attribute names are interned: the pointer test settles almost every comparison.
+fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
 /// Whether a fragment deletes an attribute instance (null content).
 fn has_tombstone(e: &Entity) -> bool {
     e.attrs
@@ -118,15 +129,43 @@ fn has_tombstone(e: &Entity) -> bool {
         .any(|(_, list)| list.iter().any(|a| a.value.is_null()))
 }
 
-/// Applies fragment `n` after `e`, as the writer would (types added, instances
-/// appended or replaced).
+/// Applies fragment `n` after `e` with append semantics (`ops::append`: types added,
+/// instances appended or replaced, keeping their `createdAt`). Without a tombstone
+/// this is done in place, with no outcome to report: the bulk path runs it once per
+/// record.
 fn merge_fragment(e: &mut Entity, n: Entity, now: DateTime<Utc>) {
     for t in &n.types {
         if !e.types.contains(t) {
             e.types.push(t.clone());
         }
     }
-    ops::append(e, n.attrs, false, now);
+    if has_tombstone(&n) {
+        ops::append(e, n.attrs, false, now);
+        return;
+    }
+    let mut any = false;
+    for (name, instances) in n.attrs {
+        for mut inst in instances {
+            any = true;
+            match e.attrs.iter_mut().find(|(x, _)| same_name(x, &name)) {
+                Some((_, list)) => match list
+                    .iter_mut()
+                    .find(|a| a.dataset_id() == inst.dataset_id())
+                {
+                    Some(slot) => {
+                        inst.created_at = slot.created_at;
+                        inst.modified_at = now;
+                        *slot = inst;
+                    }
+                    None => list.push(inst),
+                },
+                None => e.attrs.push((name.clone(), vec![inst])),
+            }
+        }
+    }
+    if any {
+        e.modified_at = now;
+    }
 }
 
 /// The point of `a`. When the previous record of the same series had the same content
@@ -377,5 +416,28 @@ mod tests {
             first.attr("q").unwrap()[0].value,
             citybrain_model::AttrValue::Int(1)
         );
+    }
+
+    #[test]
+    fn the_in_place_merge_is_append() {
+        let t0 = chrono::Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(5);
+        let base = fragment("urn:a:1", &[("p", json!(1)), ("q", json!("x"))], t0);
+        let mut ds = Attribute::property(json!(9), t0);
+        ds.set_dataset_id(Some("urn:ds:1".into()));
+        let mut n = fragment("urn:a:1", &[("p", json!(2)), ("r", json!(true))], t0);
+        n.attrs[0].1.push(ds);
+        n.types.push(Arc::from("https://example.org/U"));
+        let mut fast = base.clone();
+        merge_fragment(&mut fast, n.clone(), t1);
+        let mut slow = base.clone();
+        for t in &n.types {
+            if !slow.types.contains(t) {
+                slow.types.push(t.clone());
+            }
+        }
+        ops::append(&mut slow, n.attrs, false, t1);
+        assert_eq!(fast, slow);
+        assert_eq!(fast.attr("p").map(|l| l.len()), Some(2));
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deadletter::{Level, NewLetter};
 use crate::decode::{decode, Item};
-use crate::pipeline::{prepare, Ingest, IngestError, Prepared, Summary};
+use crate::pipeline::{prepare, Ingest, IngestError, Prepared, Spent, Summary};
 use crate::reject::Reject;
 
 /// Options of an import.
@@ -145,12 +145,17 @@ pub async fn import_file(
     let origin = abs.display().to_string();
     let (src2, origin2, clock) = (src.clone(), origin.clone(), ing.clock().clone());
     let names = ing.names(&src.mapping).await;
+    // Written records go back to the decoder thread, which made them, to be freed.
+    let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Spent>();
     let decoder = std::thread::Builder::new()
         .name("import-decode".into())
         .spawn(move || {
             let mut buf = Vec::with_capacity(chunk);
             let mut closed = false;
             let send = |items: Vec<Item>| -> bool {
+                while let Ok(spent) = spent_rx.try_recv() {
+                    drop(spent);
+                }
                 let n = items.len() as u64;
                 let mut prep = Prepared::default();
                 let now = clock.now();
@@ -185,7 +190,9 @@ pub async fn import_file(
     while let Some(msg) = rx.recv().await {
         match msg {
             Msg::Chunk(prep, n) => {
-                let s = ing.commit(&src.mapping, prep).await?;
+                let (s, spent) = ing.commit_spent(&src.mapping, prep).await?;
+                // A decoder that has finished frees nothing more: then it is dropped here.
+                let _ = spent_tx.send(spent);
                 p.summary.add(&s);
                 done += n;
                 if let Some(sf) = &state_file {

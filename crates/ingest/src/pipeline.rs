@@ -155,11 +155,24 @@ pub struct Staged {
     commits: Vec<Commit>,
     /// Entity writes per source, counted once durable.
     written: Vec<(String, u64)>,
+    /// The records written, kept until the caller lets them go (see [`Spent`]).
+    spent: Spent,
 }
+
+/// Records already written. File import hands them back to its decoder thread to be
+/// freed there: memory is cheapest to free on the thread that allocated it (mimalloc
+/// frees from another thread through an atomic list, and pages wait for their owner).
+#[derive(Default)]
+pub(crate) struct Spent(#[allow(dead_code)] Vec<Pending>);
 
 impl Staged {
     /// Waits until everything staged is durable; then the sender may be acknowledged.
     pub async fn wait(self, ing: &Ingest) -> Result<Summary, IngestError> {
+        self.wait_spent(ing).await.map(|(s, _)| s)
+    }
+
+    /// [`Staged::wait`], handing back the written records.
+    pub(crate) async fn wait_spent(self, ing: &Ingest) -> Result<(Summary, Spent), IngestError> {
         for c in self.commits {
             c.wait()
                 .await
@@ -168,7 +181,7 @@ impl Staged {
         for (source, n) in &self.written {
             ing.stats.written(source, *n);
         }
-        Ok(self.summary)
+        Ok((self.summary, self.spent))
     }
 }
 
@@ -178,13 +191,14 @@ pub(crate) struct Prepared {
     pending: Vec<Pending>,
     dead: Vec<NewLetter>,
     summary: Summary,
-    /// The pending records as a ready observation batch, when the preparing thread
-    /// could build it (file import: the decoder thread does it).
-    batch: Option<ObservationBatch>,
+    /// The pending records as model entities, when the preparing thread could build
+    /// them (file import: the decoder thread does it; grouping them into an
+    /// observation batch is left to the writer, which balances the two cores).
+    entities: Option<Vec<Entity>>,
 }
 
 impl Prepared {
-    /// Builds the observation batch of the pending records with `names` (CPU only).
+    /// Builds the model entities of the pending records with `names` (CPU only).
     pub(crate) fn build(&mut self, names: &Names, now: chrono::DateTime<chrono::Utc>) {
         let entities: Vec<Entity> = self
             .pending
@@ -195,7 +209,7 @@ impl Prepared {
                 None => p.rec.clone().into_entity(names, now),
             })
             .collect();
-        self.batch = Some(ObservationBatch::new(entities, now));
+        self.entities = Some(entities);
     }
 }
 
@@ -575,6 +589,15 @@ impl Ingest {
         self.stage(m, prep).await?.wait(self).await
     }
 
+    /// [`Ingest::commit`], handing back the written records (see [`Spent`]).
+    pub(crate) async fn commit_spent(
+        &self,
+        m: &Mapping,
+        prep: Prepared,
+    ) -> Result<(Summary, Spent), IngestError> {
+        self.stage(m, prep).await?.wait_spent(self).await
+    }
+
     /// Applies and logs prepared entities and stores the dead letters (fsynced), without
     /// waiting for the entity writes to be durable: see [`Staged::wait`].
     async fn stage(&self, m: &Mapping, prep: Prepared) -> Result<Staged, IngestError> {
@@ -582,13 +605,13 @@ impl Ingest {
             pending,
             mut dead,
             mut summary,
-            batch,
+            entities,
         } = prep;
         self.stats
             .records(&m.source, summary.read, summary.filtered, summary.reduced);
         let mut commits = Vec::new();
-        let written = self
-            .write_pending(m, pending, batch, &mut dead, &mut summary, &mut commits)
+        let (written, spent) = self
+            .write_pending(m, pending, entities, &mut dead, &mut summary, &mut commits)
             .await?;
         let stored = self.dead.put_many(dead, self.clock.now())?;
         for l in &stored {
@@ -603,6 +626,7 @@ impl Ingest {
             summary,
             commits,
             written: vec![(m.source.clone(), written)],
+            spent: Spent(spent),
         })
     }
 
@@ -814,7 +838,7 @@ impl Ingest {
             })
             .collect();
         let mut commits = Vec::new();
-        let written = self
+        let (written, _) = self
             .write_pending(
                 &src.mapping,
                 pending,
@@ -828,6 +852,7 @@ impl Ingest {
             summary: Summary::default(),
             commits,
             written: vec![(src.mapping.source.clone(), written)],
+            spent: Spent::default(),
         }
         .wait(self)
         .await?;
@@ -895,20 +920,20 @@ impl Ingest {
         &self,
         m: &Mapping,
         pending: Vec<Pending>,
-        batch: Option<ObservationBatch>,
+        entities: Option<Vec<Entity>>,
         dead: &mut Vec<NewLetter>,
         summary: &mut Summary,
         commits: &mut Vec<Commit>,
-    ) -> Result<u64, IngestError> {
+    ) -> Result<(u64, Vec<Pending>), IngestError> {
         if pending.is_empty() {
-            return Ok(0);
+            return Ok((0, pending));
         }
         let broker = match &self.sink {
             Sink::Store(b) => b,
             Sink::Forward(fw) => {
                 // The buffer append is durable already: counted at once.
                 self.forward(fw, m, pending, summary)?;
-                return Ok(0);
+                return Ok((0, Vec::new()));
             }
         };
         let rc = RequestContext::tenant(m.tenant.clone());
@@ -917,7 +942,7 @@ impl Ingest {
             Err(BrokerError::Model(e)) => {
                 // The mapping's @context cannot be had: every record waits as a dead
                 // letter until it can (replay).
-                for p in pending {
+                for p in &pending {
                     let raw = p.raw_bytes();
                     dead.push(NewLetter {
                         source: m.source.clone(),
@@ -930,29 +955,29 @@ impl Ingest {
                         raw,
                     });
                 }
-                return Ok(0);
+                return Ok((0, pending));
             }
             Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
         };
-        let batch = match batch {
-            Some(b) if b.len() == pending.len() => b,
+        let now = self.clock.now();
+        let entities = match entities {
+            Some(list) if list.len() == pending.len() => list,
             _ => {
                 let names = Names::new(m, ld);
-                let now = self.clock.now();
-                let entities: Vec<Entity> = pending
+                pending
                     .iter()
                     .map(|p| p.rec.clone().into_entity(&names, now))
-                    .collect();
-                ObservationBatch::new(entities, now)
+                    .collect()
             }
         };
+        let batch = ObservationBatch::new(entities, now);
         let (results, staged) = broker
             .stage_observations(&rc, batch)
             .map_err(|e| IngestError::Store(e.to_string()))?
             .into_parts();
         commits.extend(staged);
         let mut written = 0u64;
-        for (res, p) in results.into_iter().zip(pending) {
+        for (res, p) in results.into_iter().zip(&pending) {
             match res {
                 Ok(created) => {
                     written += 1;
@@ -975,7 +1000,7 @@ impl Ingest {
                 }
             }
         }
-        Ok(written)
+        Ok((written, pending))
     }
 
     /// Replays dead letters through the current mappings. A letter that now succeeds is

@@ -226,7 +226,7 @@ type EntityKey = (Arc<str>, Arc<str>);
 #[derive(Default)]
 struct State {
     /// Series by key: the set holds the series themselves (no second copy of the key).
-    by_key: std::collections::HashSet<ByKey>,
+    by_key: std::collections::HashSet<ByKey, foldhash::fast::RandomState>,
     series: Vec<Arc<Series>>,
     entities: BTreeMap<EntityKey, EntityEntry>,
     files: BTreeMap<u64, Arc<SegFile>>,

@@ -9,7 +9,6 @@ mod xml;
 use std::io::BufRead;
 use std::sync::Arc;
 
-
 use crate::mapping::{Format, Mapping, Selector};
 use crate::record::{Node, Record, XmlElem};
 use crate::reject::{Reason, Reject};

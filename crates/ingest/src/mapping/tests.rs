@@ -214,7 +214,8 @@ fn topic_patterns() {
     assert_eq!(m.match_topic("legacy/x/y/z"), Some(vec![]));
     let v = json!({"id": "1"});
     let vars = vec![("district".to_string(), "haidian".to_string())];
-    let Ok(Mapped::Entity(rec)) = m.apply(Record::Json(&Node::from(v.clone())), &vars, Utc::now()) else {
+    let Ok(Mapped::Entity(rec)) = m.apply(Record::Json(&Node::from(v.clone())), &vars, Utc::now())
+    else {
         panic!()
     };
     let body = rec.to_json();

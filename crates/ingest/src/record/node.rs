@@ -187,8 +187,14 @@ mod tests {
         let v: Value = serde_json::from_str(text).unwrap();
         assert_eq!(n.to_value(), v);
         assert_eq!(Node::from(v), n);
-        assert_eq!(n.get("c").and_then(|c| c.get("d")), Some(&Node::Number((-3).into())));
-        assert_eq!(n.get("b").and_then(|b| b.at(2)).map(Node::to_value), Some(json!(2.5)));
+        assert_eq!(
+            n.get("c").and_then(|c| c.get("d")),
+            Some(&Node::Number((-3).into()))
+        );
+        assert_eq!(
+            n.get("b").and_then(|b| b.at(2)).map(Node::to_value),
+            Some(json!(2.5))
+        );
         assert_eq!(n.get("zz"), None);
         assert_eq!(n.at(0), None);
     }
