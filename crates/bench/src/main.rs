@@ -72,7 +72,7 @@ struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     import_records: usize,
     /// Records per durable write in the import scenario (`citybrain import --chunk`).
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = citybrain_ingest::import::DEFAULT_CHUNK)]
     import_chunk: usize,
     /// File formats of the import scenario.
     #[arg(long, default_value = "csv,json,xml")]

@@ -122,6 +122,52 @@ fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
     Arc::ptr_eq(a, b) || a == b
 }
 
+/// `old` with fragment `n` merged (as `merge_fragment` on a clone of `old`), without
+/// copying the instances the fragment replaces: a telemetry record replaces most of
+/// an entity's attributes.
+fn merged_copy(old: &Entity, mut n: Entity, now: DateTime<Utc>) -> Entity {
+    if has_tombstone(&n) {
+        let mut e = old.clone();
+        merge_fragment(&mut e, n, now);
+        return e;
+    }
+    let mut replaced = false;
+    let mut attrs = Vec::with_capacity(old.attrs.len() + n.attrs.len());
+    for (name, list) in &old.attrs {
+        let from = n.attrs.iter().position(|(x, _)| same_name(x, name));
+        let mut out = Vec::with_capacity(list.len());
+        for a in list {
+            let hit = from.and_then(|f| {
+                let l = &mut n.attrs[f].1;
+                let i = l.iter().position(|b| b.dataset_id() == a.dataset_id())?;
+                Some(l.remove(i))
+            });
+            match hit {
+                Some(mut inst) => {
+                    inst.created_at = a.created_at;
+                    inst.modified_at = now;
+                    replaced = true;
+                    out.push(inst);
+                }
+                None => out.push(a.clone()),
+            }
+        }
+        attrs.push((name.clone(), out));
+    }
+    let mut e = Entity {
+        id: old.id.clone(),
+        types: old.types.clone(),
+        scope: old.scope.clone(),
+        created_at: old.created_at,
+        modified_at: if replaced { now } else { old.modified_at },
+        attrs,
+    };
+    // What is left is new: other datasets, other attributes, other types.
+    n.attrs.retain(|(_, l)| !l.is_empty());
+    merge_fragment(&mut e, n, now);
+    e
+}
+
 /// Whether a fragment deletes an attribute instance (null content).
 fn has_tombstone(e: &Entity) -> bool {
     e.attrs
@@ -258,7 +304,10 @@ impl Broker {
                 // Called once per item: the fragments move into the new state.
                 let mut ents = groups[i].entities.take().unwrap_or_default().into_iter();
                 let mut e = match cur {
-                    Some(old) => Entity::clone(old),
+                    Some(old) => match ents.next() {
+                        Some(first) => merged_copy(old, first, now),
+                        None => return Ok(None),
+                    },
                     None => match ents.next() {
                         Some(first) => first,
                         None => return Ok(None),
@@ -439,5 +488,51 @@ mod tests {
         ops::append(&mut slow, n.attrs, false, t1);
         assert_eq!(fast, slow);
         assert_eq!(fast.attr("p").map(|l| l.len()), Some(2));
+    }
+
+    #[test]
+    fn the_copying_merge_is_clone_then_merge() {
+        let t0 = chrono::Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(5);
+        let mut old = fragment(
+            "urn:a:1",
+            &[("p", json!(1)), ("q", json!("x")), ("s", json!(0))],
+            t0,
+        );
+        let mut ds = Attribute::property(json!(9), t0);
+        ds.set_dataset_id(Some("urn:ds:1".into()));
+        old.attrs[0].1.push(ds.clone());
+        let cases = vec![
+            // replaces one instance of p (the default), q, adds r and a dataset of s
+            {
+                let mut n = fragment(
+                    "urn:a:1",
+                    &[("p", json!(2)), ("q", json!("y")), ("r", json!(true))],
+                    t1,
+                );
+                let mut s2 = Attribute::property(json!(3), t1);
+                s2.set_dataset_id(Some("urn:ds:2".into()));
+                n.attrs.push((Arc::from("s"), vec![s2]));
+                n
+            },
+            // replaces the dataset instance only, adds a type
+            {
+                let mut n = fragment("urn:a:1", &[], t1);
+                let mut d = ds.clone();
+                d.value = citybrain_model::AttrValue::Int(10);
+                n.attrs.push((Arc::from("p"), vec![d]));
+                n.types.push(Arc::from("https://example.org/U"));
+                n
+            },
+            // nothing to replace
+            fragment("urn:a:1", &[("z", json!(1))], t1),
+            // a tombstone
+            fragment("urn:a:1", &[("q", serde_json::Value::Null)], t1),
+        ];
+        for n in cases {
+            let mut want = old.clone();
+            merge_fragment(&mut want, n.clone(), t1);
+            assert_eq!(merged_copy(&old, n, t1), want);
+        }
     }
 }

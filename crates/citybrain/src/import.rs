@@ -27,7 +27,7 @@ pub struct ImportArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Records per durable write (and per resume point).
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = citybrain_ingest::import::DEFAULT_CHUNK)]
     pub chunk: usize,
     /// Start from the beginning even if an interrupted import of a file was recorded.
     #[arg(long)]

@@ -177,7 +177,7 @@ impl Serialize for Attribute {
             None => st.skip_field("d")?,
         }
         match &self.observed_at {
-            Some(t) => st.serialize_field("o", &crate::time::format_datetime(t))?,
+            Some(t) => st.serialize_field("o", &crate::time::SpecTime(t))?,
             None => st.skip_field("o")?,
         }
         match &self.unit_code {
@@ -188,8 +188,8 @@ impl Serialize for Attribute {
             Some(t) => st.serialize_field("t", t)?,
             None => st.skip_field("t")?,
         }
-        st.serialize_field("c", &crate::time::format_datetime(&self.created_at))?;
-        st.serialize_field("m", &crate::time::format_datetime(&self.modified_at))?;
+        st.serialize_field("c", &crate::time::SpecTime(&self.created_at))?;
+        st.serialize_field("m", &crate::time::SpecTime(&self.modified_at))?;
         if self.sub().is_empty() {
             st.skip_field("s")?;
         } else {

@@ -36,7 +36,6 @@ pub fn is_date(s: &str) -> bool {
     s.len() == 10 && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
 }
 
-/// Formats as the spec's DateTime: UTC with `Z`, fractional seconds only when present.
 /// Milliseconds since the epoch as a date-time (out of range: the earliest one).
 pub fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
@@ -51,17 +50,85 @@ pub fn from_micros(us: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// Formats as the spec's DateTime: UTC with `Z`, fractional seconds only when present
+/// (3, 6 or 9 digits, as chrono's `SecondsFormat::AutoSi`).
 pub fn format_datetime(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    let mut buf = [0u8; 30];
+    match format_fast(t, &mut buf) {
+        Some(s) => s.to_string(),
+        None => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    }
+}
+
+/// A date-time that serializes as [`format_datetime`] without a heap copy (the store
+/// writes several per attribute into its log).
+pub struct SpecTime<'a>(pub &'a DateTime<Utc>);
+
+impl serde::Serialize for SpecTime<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 30];
+        match format_fast(self.0, &mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&format_datetime(self.0)),
+        }
+    }
+}
+
+/// Years 0-9999 outside a leap second, written digit by digit (chrono's formatter goes
+/// through `fmt` and costs several times more); `None` for the rest.
+fn format_fast<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; 30]) -> Option<&'b str> {
+    use chrono::{Datelike, Timelike};
+    // The naive value once: each accessor of a `DateTime` converts it again.
+    let t = t.naive_utc();
+    let year = t.year();
+    let nanos = t.nanosecond();
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return None;
+    }
+    fn put(buf: &mut [u8], at: usize, v: u32, digits: usize) {
+        let mut v = v;
+        for i in (0..digits).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    put(buf, 0, year as u32, 4);
+    buf[4] = b'-';
+    put(buf, 5, t.month(), 2);
+    buf[7] = b'-';
+    put(buf, 8, t.day(), 2);
+    buf[10] = b'T';
+    put(buf, 11, t.hour(), 2);
+    buf[13] = b':';
+    put(buf, 14, t.minute(), 2);
+    buf[16] = b':';
+    put(buf, 17, t.second(), 2);
+    let mut len = 19;
+    let (frac, digits) = if nanos == 0 {
+        (0, 0)
+    } else if nanos.is_multiple_of(1_000_000) {
+        (nanos / 1_000_000, 3)
+    } else if nanos.is_multiple_of(1_000) {
+        (nanos / 1_000, 6)
+    } else {
+        (nanos, 9)
+    };
+    if digits > 0 {
+        buf[len] = b'.';
+        put(buf, len + 1, frac, digits);
+        len += 1 + digits;
+    }
+    buf[len] = b'Z';
+    std::str::from_utf8(&buf[..len + 1]).ok()
 }
 
 /// Serde adapter for `DateTime<Utc>` fields written in the spec's format.
 pub mod serde_dt {
     use super::*;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_datetime(t))
+        SpecTime(t).serialize(s)
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
@@ -72,11 +139,11 @@ pub mod serde_dt {
 /// Serde adapter for `Option<DateTime<Utc>>`.
 pub mod serde_dt_opt {
     use super::*;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.serialize_str(&format_datetime(t)),
+            Some(t) => SpecTime(t).serialize(s),
             None => s.serialize_none(),
         }
     }
@@ -106,6 +173,39 @@ mod tests {
         assert!(parse_datetime("yesterday").is_none());
         assert!(is_date("2021-02-03"));
         assert!(!is_date("2021-02-30"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_format_is_chronos(secs in -62_135_596_800i64..253_402_300_799i64,
+                                       nanos in 0u32..1_000_000_000,
+                                       round in 0u8..4) {
+            // Whole seconds, ms, µs and ns precisions all occur.
+            let nanos = match round {
+                0 => 0,
+                1 => nanos / 1_000_000 * 1_000_000,
+                2 => nanos / 1_000 * 1_000,
+                _ => nanos,
+            };
+            let t = DateTime::from_timestamp(secs, nanos).unwrap();
+            proptest::prop_assert_eq!(
+                format_datetime(&t),
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            );
+            proptest::prop_assert_eq!(
+                serde_json::to_string(&SpecTime(&t)).unwrap(),
+                format!("\"{}\"", format_datetime(&t))
+            );
+        }
+    }
+
+    #[test]
+    fn years_outside_four_digits_still_format() {
+        let t = DateTime::<Utc>::MIN_UTC;
+        assert_eq!(
+            format_datetime(&t),
+            t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        );
     }
 }
 

@@ -67,16 +67,20 @@ fn sentinel(low: bool) -> ById {
     }
 }
 
+/// Hashing for the maps keyed by type and attribute names (internal keys, looked up on
+/// every write).
+type Fast = foldhash::fast::RandomState;
+
 /// One attribute's index: (value, entity), sorted.
 pub(crate) type ValueIndex = BTreeSet<(IndexKey, ById)>;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TenantState {
     entities: BTreeSet<ById>,
-    by_type: HashMap<Arc<str>, BTreeSet<ById>>,
+    by_type: HashMap<Arc<str>, BTreeSet<ById>, Fast>,
     /// Value index: attribute IRI → (scalar value of an instance, entity). `None` when
     /// disabled.
-    values: Option<HashMap<Arc<str>, ValueIndex>>,
+    values: Option<HashMap<Arc<str>, ValueIndex, Fast>>,
 }
 
 /// The (attribute, key) pairs an entity contributes to the value index: every instance
@@ -97,7 +101,7 @@ fn index_entries(e: &Entity) -> Vec<(&Arc<str>, IndexKey)> {
 impl TenantState {
     pub fn new(value_index: bool) -> Self {
         Self {
-            values: value_index.then(HashMap::new),
+            values: value_index.then(HashMap::default),
             ..Default::default()
         }
     }
@@ -177,10 +181,17 @@ impl TenantState {
         }
         for t in &new.0.types {
             // Replaces the old entry, or inserts one for a newly added type.
-            self.by_type
-                .entry(t.clone())
-                .or_default()
-                .replace(new.clone());
+            match self.by_type.get_mut(&**t) {
+                Some(set) => {
+                    set.replace(new.clone());
+                }
+                None => {
+                    self.by_type
+                        .entry(t.clone())
+                        .or_default()
+                        .insert(new.clone());
+                }
+            }
         }
         let Some(values) = self.values.as_mut() else {
             return;
@@ -188,7 +199,10 @@ impl TenantState {
         let old_entries = index_entries(&old.0);
         let new_entries = index_entries(&new.0);
         for (attr, key) in &old_entries {
-            if !new_entries.iter().any(|(a, k)| a == attr && k == key) {
+            if !new_entries
+                .iter()
+                .any(|(a, k)| (Arc::ptr_eq(a, attr) || a == attr) && k == key)
+            {
                 if let Some(set) = values.get_mut(*attr) {
                     set.remove(&(key.clone(), old.clone()));
                     if set.is_empty() {
@@ -198,10 +212,17 @@ impl TenantState {
             }
         }
         for (attr, key) in new_entries {
-            values
-                .entry(attr.clone())
-                .or_default()
-                .replace((key, new.clone()));
+            match values.get_mut(&**attr) {
+                Some(set) => {
+                    set.replace((key, new.clone()));
+                }
+                None => {
+                    values
+                        .entry(attr.clone())
+                        .or_default()
+                        .insert((key, new.clone()));
+                }
+            }
         }
     }
 
