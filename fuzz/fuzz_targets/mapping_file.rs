@@ -2,7 +2,7 @@
 //! names its file; a mapping that loads is applied to a few records without panicking.
 #![no_main]
 use citybrain_ingest::mapping::{parse, Syntax};
-use citybrain_ingest::record::Record;
+use citybrain_ingest::record::{Node, Record};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,8 +18,8 @@ fuzz_target!(|data: &[u8]| {
                     serde_json::json!({"id": "a b", "v": "x", "lat": 91, "lon": 0}),
                     serde_json::json!([1, 2]),
                 ];
-                for r in &recs {
-                    let _ = m.apply(Record::Json(r), &[("n".into(), "1".into())], now);
+                for r in recs {
+                    let _ = m.apply(Record::Json(&Node::from(r)), &[("n".into(), "1".into())], now);
                 }
             }
             Err(e) => assert!(e.to_string().starts_with("f")),
