@@ -8,6 +8,7 @@
 
 mod history;
 mod ingest;
+mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod temporal;
@@ -38,7 +39,7 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:1026")]
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
-    /// import, mqtt, edge (the last four in process, no server), temporal.
+    /// import, mqtt, edge, rules (the last five in process, no server), temporal.
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
@@ -77,6 +78,9 @@ struct Args {
     /// File formats of the import scenario.
     #[arg(long, default_value = "csv,json,xml")]
     import_formats: String,
+    /// Observations streamed through 10,000 rules in the rules scenario.
+    #[arg(long, default_value_t = 2_000_000)]
+    rule_observations: usize,
     /// QoS 0 messages in the mqtt scenario.
     #[arg(long, default_value_t = 1_000_000)]
     mqtt_messages: usize,
@@ -520,6 +524,14 @@ async fn main() -> anyhow::Result<()> {
                 .await?
             }
             "edge" => ingest::edge()?,
+            "rules" => {
+                let n = if args.quick {
+                    100_000
+                } else {
+                    args.rule_observations
+                };
+                tokio::task::spawn_blocking(move || rules::run(n)).await??
+            }
             other => bail!("unknown scenario '{other}'"),
         };
         out.insert(s.into(), v);

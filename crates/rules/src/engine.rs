@@ -1,0 +1,432 @@
+//! The engine: rules indexed by entity type, one state per (rule, entity), a queue of
+//! the deadlines ticks must visit, and the events that come out.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::compile::{compile, Rule};
+use crate::error::RuleError;
+use crate::signal::{Change, EvalError, Input, State};
+use crate::spec::{RuleSpec, Severity};
+
+type Fast = foldhash::fast::RandomState;
+
+/// An observed value: numbers for level conditions, points for geofences.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObsValue {
+    Number(f64),
+    /// `[longitude, latitude]`.
+    Point([f64; 2]),
+    /// Anything else (text, objects): only `missing` conditions see it.
+    Other,
+}
+
+impl ObsValue {
+    pub(crate) fn number(&self) -> Option<f64> {
+        match self {
+            ObsValue::Number(v) if v.is_finite() => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn point(&self) -> Option<[f64; 2]> {
+        match self {
+            ObsValue::Point(p) => Some(*p),
+            _ => None,
+        }
+    }
+
+    /// The value of an NGSI-LD attribute's content: a number, a GeoJSON Point, or other.
+    pub fn from_json(v: &serde_json::Value) -> ObsValue {
+        match v {
+            serde_json::Value::Number(n) => n.as_f64().map_or(ObsValue::Other, ObsValue::Number),
+            serde_json::Value::Object(o)
+                if o.get("type").and_then(|t| t.as_str()) == Some("Point") =>
+            {
+                match o
+                    .get("coordinates")
+                    .and_then(|c| c.as_array())
+                    .map(Vec::as_slice)
+                {
+                    Some([lon, lat, ..]) => match (lon.as_f64(), lat.as_f64()) {
+                        (Some(lon), Some(lat)) => ObsValue::Point([lon, lat]),
+                        _ => ObsValue::Other,
+                    },
+                    _ => ObsValue::Other,
+                }
+            }
+            _ => ObsValue::Other,
+        }
+    }
+}
+
+/// One attribute value of one entity at a time.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub entity: &'a str,
+    pub entity_type: &'a str,
+    pub attr: &'a str,
+    pub at: DateTime<Utc>,
+    pub value: ObsValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// The condition became true.
+    Raised,
+    /// It is true no more.
+    Cleared,
+    /// It happened (a geofence entered or left, a sequence completed): nothing to clear.
+    Momentary,
+}
+
+/// What a rule found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub rule: Arc<str>,
+    pub category: Arc<str>,
+    pub severity: Severity,
+    pub entity: Arc<str>,
+    pub entity_type: Arc<str>,
+    pub kind: EventKind,
+    pub at: DateTime<Utc>,
+    /// The value that crossed (levels), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The entity's last known position (`location`), for correlation by place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<[f64; 2]>,
+}
+
+/// A rule as the engine holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleStatus {
+    pub id: String,
+    pub enabled: bool,
+    /// Why the engine disabled it at run time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Entities with state for it.
+    pub entities: usize,
+}
+
+struct Slot {
+    rule: Rule,
+    id: Arc<str>,
+    category: Arc<str>,
+    ty: Arc<str>,
+    disabled: Option<String>,
+}
+
+type Key = (u32, Arc<str>);
+
+/// Rule slots by entity type (or id), then by attribute (`*`: any).
+type Index = HashMap<Arc<str>, HashMap<Arc<str>, Vec<u32>, Fast>, Fast>;
+
+/// The rules of one tenant and their state.
+#[derive(Default)]
+pub struct Engine {
+    slots: Vec<Option<Slot>>,
+    by_id: HashMap<String, u32, Fast>,
+    /// Rule slots by what they watch: (entity type or id, attribute or `*` for any).
+    /// A rule naming ids is found under each id; one watching a whole type (maybe with
+    /// an id prefix) under its type. An observation looks up four keys, so it meets
+    /// only the rules that read its attribute of its entity.
+    by_type: Index,
+    by_entity: Index,
+    states: HashMap<Key, State, Fast>,
+    /// Deadlines ticks must visit, and the one scheduled per state.
+    queue: BTreeSet<(i64, u32, Arc<str>)>,
+    scheduled: HashMap<Key, i64, Fast>,
+    /// Last known position per entity (for events).
+    positions: HashMap<Arc<str>, [f64; 2], Fast>,
+}
+
+impl Engine {
+    pub fn new() -> Engine {
+        Engine::default()
+    }
+
+    /// Adds a rule, or replaces the one with its id (its state starts afresh).
+    pub fn put(&mut self, spec: RuleSpec) -> Result<(), RuleError> {
+        let rule = compile(spec)?;
+        let id = rule.spec.id.clone();
+        if let Some(old) = self.by_id.get(&id).copied() {
+            self.remove_slot(old);
+        }
+        let ty: Arc<str> = Arc::from(rule.spec.select.ty.as_str());
+        let keys = index_keys(&rule);
+        let slot = Slot {
+            id: Arc::from(id.as_str()),
+            category: Arc::from(rule.spec.category.as_str()),
+            ty: ty.clone(),
+            rule,
+            disabled: None,
+        };
+        let idx = match self.slots.iter().position(Option::is_none) {
+            Some(free) => {
+                self.slots[free] = Some(slot);
+                free as u32
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_id.insert(id, idx);
+        for (by_id, who, attr) in keys {
+            let index = if by_id {
+                &mut self.by_entity
+            } else {
+                &mut self.by_type
+            };
+            index
+                .entry(who)
+                .or_default()
+                .entry(attr)
+                .or_default()
+                .push(idx);
+        }
+        Ok(())
+    }
+
+    /// Removes a rule and its state; `false` when there is none with this id.
+    pub fn remove(&mut self, id: &str) -> bool {
+        match self.by_id.get(id).copied() {
+            Some(idx) => {
+                self.remove_slot(idx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove_slot(&mut self, idx: u32) {
+        let Some(slot) = self.slots.get_mut(idx as usize).and_then(Option::take) else {
+            return;
+        };
+        self.by_id.remove(&*slot.id);
+        for (by_id, who, attr) in index_keys(&slot.rule) {
+            let index = if by_id {
+                &mut self.by_entity
+            } else {
+                &mut self.by_type
+            };
+            if let Some(attrs) = index.get_mut(&who) {
+                if let Some(list) = attrs.get_mut(&attr) {
+                    list.retain(|i| *i != idx);
+                    if list.is_empty() {
+                        attrs.remove(&attr);
+                    }
+                }
+                if attrs.is_empty() {
+                    index.remove(&who);
+                }
+            }
+        }
+        self.drop_states(idx);
+    }
+
+    fn drop_states(&mut self, idx: u32) {
+        self.states.retain(|(r, _), _| *r != idx);
+        self.scheduled.retain(|(r, _), _| *r != idx);
+        self.queue.retain(|(_, r, _)| *r != idx);
+    }
+
+    /// The rules, with run-time status.
+    pub fn status(&self) -> Vec<RuleStatus> {
+        let mut counts: HashMap<u32, usize> = HashMap::new();
+        for (r, _) in self.states.keys() {
+            *counts.entry(*r).or_default() += 1;
+        }
+        let mut out: Vec<RuleStatus> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                Some(RuleStatus {
+                    id: s.id.to_string(),
+                    enabled: s.rule.spec.enabled && s.disabled.is_none(),
+                    disabled_reason: s.disabled.clone(),
+                    entities: counts.get(&(i as u32)).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Evaluates one observation against the rules that watch its entity.
+    pub fn observe(&mut self, obs: &Observation) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let ObsValue::Point(p) = obs.value {
+            if obs.attr == "location" {
+                match self.positions.get_mut(obs.entity) {
+                    Some(slot) => *slot = p,
+                    None => {
+                        self.positions.insert(Arc::from(obs.entity), p);
+                    }
+                }
+            }
+        }
+        let mut rules: Vec<u32> = Vec::new();
+        for (index, who) in [
+            (&self.by_type, obs.entity_type),
+            (&self.by_entity, obs.entity),
+        ] {
+            if let Some(attrs) = index.get(who) {
+                for attr in [obs.attr, ANY] {
+                    if let Some(list) = attrs.get(attr) {
+                        rules.extend_from_slice(list);
+                    }
+                }
+            }
+        }
+        if rules.is_empty() {
+            return events;
+        }
+        // A composite reading two attributes is listed once per attribute.
+        rules.sort_unstable();
+        rules.dedup();
+        let t = obs.at.timestamp_millis();
+        let input = Input::Obs {
+            attr: obs.attr,
+            t,
+            value: &obs.value,
+        };
+        let entity: Arc<str> = Arc::from(obs.entity);
+        for idx in rules {
+            let Some(slot) = self.slots.get(idx as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            if !slot.rule.spec.enabled
+                || slot.disabled.is_some()
+                || !selects(slot, obs.entity, obs.entity_type)
+            {
+                continue;
+            }
+            self.run(idx, entity.clone(), &input, &mut events);
+        }
+        events
+    }
+
+    /// Moves the clock to `now`: windows close, holds elapse, heartbeats are missed.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Event> {
+        let now_ms = now.timestamp_millis();
+        let mut events = Vec::new();
+        while let Some(first) = self.queue.first().cloned() {
+            if first.0 > now_ms {
+                break;
+            }
+            self.queue.remove(&first);
+            let (due, idx, entity) = first;
+            let key = (idx, entity.clone());
+            if self.scheduled.get(&key) != Some(&due) {
+                continue; // superseded
+            }
+            self.scheduled.remove(&key);
+            self.run(idx, entity, &Input::Tick(now_ms), &mut events);
+        }
+        events
+    }
+
+    /// Steps the state of (rule `idx`, `entity`), turns its changes into events,
+    /// reschedules it, and disables the rule if it fails.
+    fn run(&mut self, idx: u32, entity: Arc<str>, input: &Input, events: &mut Vec<Event>) {
+        let Some(slot) = self.slots.get(idx as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        let key = (idx, entity);
+        let state = self
+            .states
+            .entry(key.clone())
+            .or_insert_with(|| State::new(&slot.rule.cond));
+        let mut changes = Vec::new();
+        if let Err(EvalError(reason)) = state.step(&slot.rule.cond, input, &mut changes) {
+            self.disable(idx, reason);
+            return;
+        }
+        let deadline = state.deadline(&slot.rule.cond);
+        let location = self.positions.get(&key.1).copied();
+        for (t, ch) in changes {
+            let (kind, value) = match ch {
+                Change::Raised(v) => (EventKind::Raised, v),
+                Change::Cleared(v) => (EventKind::Cleared, v),
+                Change::Momentary(v) => (EventKind::Momentary, v),
+            };
+            events.push(Event {
+                rule: slot.id.clone(),
+                category: slot.category.clone(),
+                severity: slot.rule.spec.severity,
+                entity: key.1.clone(),
+                entity_type: slot.ty.clone(),
+                kind,
+                at: DateTime::from_timestamp_millis(t).unwrap_or(DateTime::<Utc>::MIN_UTC),
+                value,
+                location,
+            });
+        }
+        match deadline {
+            Some(d) if self.scheduled.get(&key) != Some(&d) => {
+                if let Some(old) = self.scheduled.insert(key.clone(), d) {
+                    self.queue.remove(&(old, key.0, key.1.clone()));
+                }
+                self.queue.insert((d, key.0, key.1));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(old) = self.scheduled.remove(&key) {
+                    self.queue.remove(&(old, key.0, key.1));
+                }
+            }
+        }
+    }
+
+    fn disable(&mut self, idx: u32, reason: String) {
+        if let Some(slot) = self.slots.get_mut(idx as usize).and_then(Option::as_mut) {
+            slot.disabled = Some(reason);
+        }
+        self.drop_states(idx);
+    }
+}
+
+/// The attribute key of rules that read any attribute (`missing` without `attr`).
+const ANY: &str = "*";
+
+/// Where a rule is listed: (by entity id?, type or id, attribute).
+fn index_keys(rule: &Rule) -> Vec<(bool, Arc<str>, Arc<str>)> {
+    let mut attrs = BTreeSet::new();
+    rule.spec.when.attrs(&mut attrs);
+    let sel = &rule.spec.select;
+    let whos: Vec<&str> = if sel.ids.is_empty() {
+        vec![sel.ty.as_str()]
+    } else {
+        sel.ids.iter().map(String::as_str).collect()
+    };
+    let mut out = Vec::new();
+    for who in whos {
+        for a in &attrs {
+            out.push((
+                !sel.ids.is_empty(),
+                Arc::from(who),
+                Arc::from(a.as_deref().unwrap_or(ANY)),
+            ));
+        }
+    }
+    out
+}
+
+fn selects(slot: &Slot, entity: &str, entity_type: &str) -> bool {
+    let sel = &slot.rule.spec.select;
+    sel.ty == entity_type
+        && (sel.ids.is_empty() || sel.ids.iter().any(|i| i == entity))
+        && sel
+            .id_prefix
+            .as_deref()
+            .is_none_or(|p| entity.starts_with(p))
+}
