@@ -43,9 +43,7 @@ fn rules_yaml() -> String {
         let when = match i % 18 {
             0..=11 => format!("{{kind: threshold, attr: {a}, above: 90, clear: 80}}"),
             12..=14 => format!("{{kind: rate, attr: {a}, per: 1s, above: 5}}"),
-            15 | 16 => format!(
-                "{{kind: window, attr: {a}, window: 10s, agg: mean, above: 70}}"
-            ),
+            15 | 16 => format!("{{kind: window, attr: {a}, window: 10s, agg: mean, above: 70}}"),
             _ => "{kind: missing, after: 30s}".to_string(),
         };
         push(format!("e{i}"), sel, when);
