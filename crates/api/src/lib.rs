@@ -19,7 +19,9 @@ use axum::Router;
 use citybrain_broker::Broker;
 use citybrain_model::ErrorKind;
 
-use crate::handlers::{batch, contexts, discovery, entities, ingest, subscriptions, temporal};
+use crate::handlers::{
+    batch, contexts, discovery, entities, ingest, rules, subscriptions, temporal,
+};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 use crate::routes::*;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// The ingestion pipeline (`/ingest`), when enabled.
     pub ingest: Option<Arc<citybrain_ingest::Ingest>>,
+    /// The coordination hub (`/platform/v1/rules`, `/platform/v1/events`), when enabled.
+    pub hub: Option<Arc<citybrain_hub::Hub>>,
     pub limits: Arc<HttpLimits>,
     pub metrics: Arc<Metrics>,
 }
@@ -74,10 +78,32 @@ pub fn app_with_ingest(
         .layer(router(broker, ingest, limits))
 }
 
-/// Builds the whole HTTP router.
+/// Builds the HTTP service with the optional parts given.
+pub fn app_with(
+    broker: Arc<Broker>,
+    ingest: Option<Arc<citybrain_ingest::Ingest>>,
+    hub: Option<Arc<citybrain_hub::Hub>>,
+    limits: HttpLimits,
+) -> App {
+    use tower::Layer;
+    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash()
+        .layer(router_with(broker, ingest, hub, limits))
+}
+
+/// Builds the whole HTTP router (without the hub).
 pub fn router(
     broker: Arc<Broker>,
     ingest: Option<Arc<citybrain_ingest::Ingest>>,
+    limits: HttpLimits,
+) -> Router {
+    router_with(broker, ingest, None, limits)
+}
+
+/// Builds the whole HTTP router.
+pub fn router_with(
+    broker: Arc<Broker>,
+    ingest: Option<Arc<citybrain_ingest::Ingest>>,
+    hub: Option<Arc<citybrain_hub::Hub>>,
     limits: HttpLimits,
 ) -> Router {
     let metrics = Metrics::new();
@@ -86,6 +112,7 @@ pub fn router(
     let state = AppState {
         broker,
         ingest,
+        hub,
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     };
@@ -165,6 +192,16 @@ pub fn router(
             // become dead letters), so the general body limit does not apply.
             post(ingest::post_payload).layer(DefaultBodyLimit::disable()),
         )
+        .route(RULES, get(rules::list).post(rules::create))
+        .route(
+            RULE,
+            get(rules::retrieve)
+                .put(rules::replace)
+                .delete(rules::delete),
+        )
+        .route(RULE_VERSIONS, get(rules::versions))
+        .route(EVENTS, get(rules::events))
+        .route(EVENTS_STREAM, get(rules::stream))
         .route(HEALTH, get(health))
         .route(METRICS, get(metrics_text))
         .fallback(not_found)
@@ -207,7 +244,9 @@ async fn health(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(app): State<AppState>) -> Response {
-    let text = app.metrics.render(&app.broker, app.ingest.as_deref());
+    let text = app
+        .metrics
+        .render(&app.broker, app.ingest.as_deref(), app.hub.as_deref());
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

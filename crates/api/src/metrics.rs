@@ -74,7 +74,7 @@ pub struct Metrics {
     ingest: IngestFamilies,
 }
 
-const SCRAPED: [(&str, &str); 35] = [
+const SCRAPED: [(&str, &str); 39] = [
     (
         "store_log_records",
         "Records written to the write-ahead log",
@@ -110,6 +110,16 @@ const SCRAPED: [(&str, &str); 35] = [
         "History points removed or rolled up by retention",
     ),
     ("changefeed_subscribers", "Consumers of the change feed"),
+    (
+        "rules_observations",
+        "Observations evaluated by the rule engine",
+    ),
+    ("rules_events_raised", "Rule events: conditions raised"),
+    ("rules_events_cleared", "Rule events: conditions cleared"),
+    (
+        "rules_events_momentary",
+        "Rule events: momentary (geofence crossings, sequences)",
+    ),
     ("subscriptions_active", "Subscriptions held"),
     ("notifications_sent", "Notifications delivered"),
     (
@@ -299,9 +309,21 @@ impl Metrics {
     }
 
     /// Refreshes the scraped gauges and encodes everything.
-    pub fn render(&self, broker: &Broker, ingest: Option<&citybrain_ingest::Ingest>) -> String {
+    pub fn render(
+        &self,
+        broker: &Broker,
+        ingest: Option<&citybrain_ingest::Ingest>,
+        hub: Option<&citybrain_hub::Hub>,
+    ) -> String {
         if let Some(ing) = ingest {
             self.refresh_ingest(ing);
+        }
+        if let Some(h) = hub {
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+            self.set("rules_observations", get(&h.stats.observations));
+            self.set("rules_events_raised", get(&h.stats.events_raised));
+            self.set("rules_events_cleared", get(&h.stats.events_cleared));
+            self.set("rules_events_momentary", get(&h.stats.events_momentary));
         }
         let s = broker.store().stats();
         self.set("store_log_records", s.records as f64);

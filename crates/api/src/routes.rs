@@ -32,6 +32,11 @@ pub const INGEST_DEADLETTERS: &str = "/ingest/deadletters";
 pub const INGEST_DEADLETTER: &str = "/ingest/deadletters/{id}";
 pub const INGEST_REPLAY: &str = "/ingest/deadletters/replay";
 pub const INGEST_SOURCE: &str = "/ingest/{source}";
+pub const RULES: &str = "/platform/v1/rules";
+pub const RULE: &str = "/platform/v1/rules/{ruleId}";
+pub const RULE_VERSIONS: &str = "/platform/v1/rules/{ruleId}/versions";
+pub const EVENTS: &str = "/platform/v1/events";
+pub const EVENTS_STREAM: &str = "/platform/v1/events/stream";
 pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";
 

@@ -10,6 +10,7 @@ mod integration {
     pub mod harness;
     pub mod ingest;
     pub mod query;
+    pub mod rules;
     pub mod subscriptions;
     pub mod temporal;
 }

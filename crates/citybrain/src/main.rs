@@ -409,9 +409,15 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             None
         }
     };
-    let app = citybrain_api::app_with_ingest(
+    // The coordination hub: rules (stored as documents) on the change feed. Without
+    // rules it costs one idle change-feed consumer.
+    let hub = citybrain_hub::Hub::new(broker.store().clone(), broker.clock().clone())?;
+    tokio::spawn(hub.clone().run(broker.store().subscribe()));
+    tokio::spawn(hub.clone().run_ticks());
+    let app = citybrain_api::app_with(
         broker,
         ingest,
+        Some(hub),
         HttpLimits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_json_depth: cfg.server.max_json_depth,

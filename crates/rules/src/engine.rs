@@ -142,13 +142,20 @@ pub struct Engine {
     /// Deadlines ticks must visit, and the one scheduled per state.
     queue: BTreeSet<(i64, u32, Arc<str>)>,
     scheduled: HashMap<Key, i64, Fast>,
-    /// Last known position per entity (for events).
+    /// Last known position per entity (for events), from this attribute.
     positions: HashMap<Arc<str>, [f64; 2], Fast>,
+    location_attr: Option<String>,
 }
 
 impl Engine {
     pub fn new() -> Engine {
         Engine::default()
+    }
+
+    /// The attribute whose points give events their location (`location` by default;
+    /// the hub passes the expanded NGSI-LD name).
+    pub fn set_location_attr(&mut self, name: &str) {
+        self.location_attr = Some(name.to_string());
     }
 
     /// Adds a rule, or replaces the one with its id (its state starts afresh).
@@ -265,7 +272,7 @@ impl Engine {
     pub fn observe(&mut self, obs: &Observation) -> Vec<Event> {
         let mut events = Vec::new();
         if let ObsValue::Point(p) = obs.value {
-            if obs.attr == "location" {
+            if obs.attr == self.location_attr.as_deref().unwrap_or("location") {
                 match self.positions.get_mut(obs.entity) {
                     Some(slot) => *slot = p,
                     None => {

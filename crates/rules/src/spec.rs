@@ -226,6 +226,41 @@ impl Condition {
     }
 }
 
+impl RuleSpec {
+    /// The rule with its entity type and attribute names passed through `f` (the hub
+    /// expands short names with an `@context`).
+    pub fn map_names(&self, f: &dyn Fn(&str) -> String) -> RuleSpec {
+        let mut out = self.clone();
+        out.select.ty = f(&out.select.ty);
+        out.when.map_names(f);
+        out
+    }
+}
+
+impl Condition {
+    fn map_names(&mut self, f: &dyn Fn(&str) -> String) {
+        match self {
+            Condition::Threshold { attr, .. }
+            | Condition::Rate { attr, .. }
+            | Condition::Window { attr, .. }
+            | Condition::Forecast { attr, .. } => *attr = f(attr),
+            Condition::Missing { attr, .. } => {
+                if let Some(a) = attr {
+                    *a = f(a);
+                }
+            }
+            Condition::Geofence { attr, .. } => {
+                *attr = Some(f(attr.as_deref().unwrap_or("location")));
+            }
+            Condition::All { of } | Condition::Any { of } | Condition::Sequence { of, .. } => {
+                for c in of {
+                    c.map_names(f);
+                }
+            }
+        }
+    }
+}
+
 /// Parses one rule or a list of rules from YAML (JSON is YAML too). `source` names the
 /// text in errors.
 pub fn parse_rules(text: &str, source: &str) -> Result<Vec<RuleSpec>, RuleError> {

@@ -6,5 +6,6 @@ pub mod contexts;
 pub mod discovery;
 pub mod entities;
 pub mod ingest;
+pub mod rules;
 pub mod subscriptions;
 pub mod temporal;

@@ -14,6 +14,7 @@ use tower::ServiceExt;
 pub struct App {
     pub router: citybrain_api::App,
     pub ingest: Option<Arc<citybrain_ingest::Ingest>>,
+    pub hub: Option<Arc<citybrain_hub::Hub>>,
     _broker: Arc<Broker>,
     _store: EmbeddedStore,
     _dir: tempfile::TempDir,
@@ -70,6 +71,7 @@ pub async fn app_configured(limits: HttpLimits, tune: impl FnOnce(&mut BrokerCon
     App {
         router: build_app(broker.clone(), limits),
         ingest: None,
+        hub: None,
         _broker: broker,
         _store: store,
         _dir: dir,
@@ -105,6 +107,37 @@ pub async fn app_with_ingest(mappings: &std::path::Path, max_payload: usize) -> 
             HttpLimits::default(),
         ),
         ingest: Some(ingest),
+        hub: None,
+        _broker: broker,
+        _store: store,
+        _dir: dir,
+    }
+}
+
+/// An app with the coordination hub following the change feed (no ticker: tests tick
+/// the hub themselves).
+pub async fn app_with_hub() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let broker = Broker::new(
+        dynstore.clone(),
+        Arc::new(SystemClock),
+        BrokerConfig::default(),
+    )
+    .await;
+    broker.start();
+    let hub = citybrain_hub::Hub::new(dynstore.clone(), Arc::new(SystemClock)).unwrap();
+    tokio::spawn(hub.clone().run(dynstore.subscribe()));
+    App {
+        router: citybrain_api::app_with(
+            broker.clone(),
+            None,
+            Some(hub.clone()),
+            HttpLimits::default(),
+        ),
+        ingest: None,
+        hub: Some(hub),
         _broker: broker,
         _store: store,
         _dir: dir,
@@ -112,6 +145,10 @@ pub async fn app_with_ingest(mappings: &std::path::Path, max_payload: usize) -> 
 }
 
 impl App {
+    pub async fn put(&self, uri: &str, body: &Value) -> Resp {
+        self.call("PUT", uri, &[], Some(&body.to_string())).await
+    }
+
     pub async fn call(
         &self,
         method: &str,

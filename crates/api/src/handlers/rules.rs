@@ -1,0 +1,293 @@
+//! `/platform/v1/rules` and `/platform/v1/events`: rules managed as versioned data and
+//! the events they raise, recent and live (Server-Sent Events). Handlers decode, call
+//! the hub, encode.
+//!
+//! - `GET /platform/v1/rules`: every rule of the tenant (`NGSILD-Tenant`), with its
+//!   version and run-time status;
+//! - `POST /platform/v1/rules`: a new rule (JSON, or YAML with a YAML content type):
+//!   201 with `Location`, 409 when the id exists, 400 naming the field at fault;
+//! - `GET|PUT|DELETE /platform/v1/rules/{id}`: one rule; `PUT` creates or replaces it
+//!   as the next version;
+//! - `GET /platform/v1/rules/{id}/versions`: every version, deletions included;
+//! - `GET /platform/v1/events?after=&rule=&entity=&kind=`: recent events (the last
+//!   1,000 per tenant), oldest first;
+//! - `GET /platform/v1/events/stream` with the same filters: the live feed as
+//!   Server-Sent Events (`id` = the event's `seq`).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use citybrain_hub::{Hub, HubError, HubEvent};
+use citybrain_model::ErrorKind;
+use citybrain_rules::RuleSpec;
+use futures::Stream;
+use serde_json::{json, Value};
+
+use crate::problem::{ApiError, ApiResult};
+use crate::AppState;
+
+fn hub(app: &AppState) -> ApiResult<&Arc<Hub>> {
+    app.hub.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::ResourceNotFound,
+            "the coordination hub is not enabled on this server",
+        )
+    })
+}
+
+fn tenant(headers: &HeaderMap) -> ApiResult<String> {
+    match headers.get("NGSILD-Tenant") {
+        None => Ok(String::new()),
+        Some(v) => {
+            let t = v
+                .to_str()
+                .map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
+            citybrain_broker::request::validate_tenant(t)?;
+            Ok(t.to_string())
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Invalid(inner) => ApiError::bad_data(inner.to_string()),
+            HubError::NotFound(_) => ApiError::new(ErrorKind::ResourceNotFound, e.to_string()),
+            HubError::Exists(_) => ApiError::new(ErrorKind::AlreadyExists, e.to_string()),
+            HubError::Store(inner) => {
+                tracing::error!(error = %inner, "hub: storage error");
+                ApiError::new(
+                    ErrorKind::InternalError,
+                    "internal storage error; see the server log",
+                )
+            }
+        }
+    }
+}
+
+/// The rule in a request body: JSON, or YAML when the content type says so.
+fn rule_of(headers: &HeaderMap, body: &Bytes) -> ApiResult<RuleSpec> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_data("the body is not UTF-8"))?;
+    if ct.contains("yaml") {
+        let mut list = citybrain_rules::parse_rules(text, "body")
+            .map_err(|e| ApiError::bad_data(e.to_string()))?;
+        if list.len() != 1 {
+            return Err(ApiError::bad_data("body: send one rule per request"));
+        }
+        return Ok(list.remove(0));
+    }
+    if !ct.starts_with("application/json") {
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "send the rule as application/json or application/yaml",
+        )
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+    serde_json::from_str(text).map_err(|e| ApiError::bad_data(format!("body: {e}")))
+}
+
+pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let rules = hub.rules(&tenant(&headers)?);
+    Ok(json_response(StatusCode::OK, &json!(rules)))
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let spec = rule_of(&headers, &body)?;
+    let t = tenant(&headers)?;
+    let rec = hub.put_rule(&t, spec, "api", true).await?;
+    let mut r = json_response(StatusCode::CREATED, &json!(rec));
+    if let Ok(loc) = HeaderValue::from_str(&format!("/platform/v1/rules/{}", rec.rule.id)) {
+        r.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(r)
+}
+
+pub async fn retrieve(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let view = hub
+        .rule(&tenant(&headers)?, &id)
+        .ok_or_else(|| ApiError::from(HubError::NotFound(id)))?;
+    Ok(json_response(StatusCode::OK, &json!(view)))
+}
+
+pub async fn replace(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let spec = rule_of(&headers, &body)?;
+    if spec.id != id {
+        return Err(ApiError::bad_data(format!(
+            "id: '{}' differs from the path's '{id}'",
+            spec.id
+        )));
+    }
+    let rec = hub.put_rule(&tenant(&headers)?, spec, "api", false).await?;
+    let status = if rec.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(status, &json!(rec)))
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    hub.delete_rule(&tenant(&headers)?, &id, "api").await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn versions(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let v = hub.versions(&tenant(&headers)?, &id);
+    if v.is_empty() {
+        return Err(HubError::NotFound(id).into());
+    }
+    Ok(json_response(StatusCode::OK, &json!(v)))
+}
+
+/// Event filters of `/events` and `/events/stream`.
+struct Filter {
+    rule: Option<String>,
+    entity: Option<String>,
+    kind: Option<String>,
+    category: Option<String>,
+}
+
+impl Filter {
+    fn of(q: &HashMap<String, String>) -> ApiResult<Filter> {
+        if let Some(k) = q.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "after" | "rule" | "entity" | "kind" | "category"
+            )
+        }) {
+            return Err(ApiError::invalid(format!(
+                "unknown query parameter '{k}' (this path takes: after, rule, entity, kind, category)"
+            )));
+        }
+        if let Some(k) = q.get("kind") {
+            if !matches!(k.as_str(), "raised" | "cleared" | "momentary") {
+                return Err(ApiError::bad_data(
+                    "kind: one of raised, cleared, momentary",
+                ));
+            }
+        }
+        Ok(Filter {
+            rule: q.get("rule").cloned(),
+            entity: q.get("entity").cloned(),
+            kind: q.get("kind").cloned(),
+            category: q.get("category").cloned(),
+        })
+    }
+
+    fn keeps(&self, e: &HubEvent) -> bool {
+        let kind = match e.event.kind {
+            citybrain_rules::EventKind::Raised => "raised",
+            citybrain_rules::EventKind::Cleared => "cleared",
+            citybrain_rules::EventKind::Momentary => "momentary",
+        };
+        self.rule.as_deref().is_none_or(|r| r == &*e.event.rule)
+            && self.entity.as_deref().is_none_or(|x| x == &*e.event.entity)
+            && self.kind.as_deref().is_none_or(|k| k == kind)
+            && self
+                .category
+                .as_deref()
+                .is_none_or(|c| c == &*e.event.category)
+    }
+}
+
+pub async fn events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let filter = Filter::of(&q)?;
+    let after = match q.get("after") {
+        None => 0,
+        Some(a) => a
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_data("after: an event seq (a whole number)"))?,
+    };
+    let list: Vec<Arc<HubEvent>> = hub
+        .recent(&tenant(&headers)?, after)
+        .into_iter()
+        .filter(|e| filter.keeps(e))
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!(list)))
+}
+
+pub async fn stream(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let hub = hub(&app)?;
+    let filter = Filter::of(&q)?;
+    let t = tenant(&headers)?;
+    let rx = hub.subscribe();
+    let s = futures::stream::unfold((rx, filter, t), |(mut rx, filter, t)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.tenant == t && filter.keeps(&e) => {
+                    let ev = SseEvent::default()
+                        .id(e.seq.to_string())
+                        .event("rule-event")
+                        .data(json!(*e).to_string());
+                    return Some((Ok(ev), (rx, filter, t)));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // A slow reader is told how many events it missed.
+                    let ev = SseEvent::default()
+                        .event("lagged")
+                        .data(json!({"missed": n}).to_string());
+                    return Some((Ok(ev), (rx, filter, t)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(s).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,414 @@
+//! The coordination hub (issue #5), first layer: rules managed as data and evaluated
+//! on the live change feed.
+//!
+//! - **Rules are versioned documents.** `put_rule` validates a [`RuleSpec`] (the error
+//!   names the field), stores it durably in the store's `rules` collection with the
+//!   next version number, and keeps every version, with who wrote it and when, in
+//!   `rule_versions`: the audit trail of a rule. A deletion is a version too.
+//! - **Evaluation follows the change feed.** Every durable entity change becomes
+//!   observations: one per attribute instance whose value or `observedAt` changed, at
+//!   its `observedAt` (or its modification time). The tenant's [`Engine`] evaluates
+//!   them, and a ticker moves its clock every second, for windows closing and
+//!   heartbeats missed.
+//! - **Events go out** on a broadcast channel (the live feed), into a bounded list of
+//!   recent events per tenant, and into counters for `/metrics`.
+//!
+//! Rules are written with short names (`NO2`, `AirQualityObserved`); the hub expands
+//! them with the NGSI-LD core context, as entities are stored.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use citybrain_model::context::JsonLdContext;
+use citybrain_model::time::{format_datetime, Clock};
+use citybrain_model::Entity;
+use citybrain_rules::{Engine, Event, ObsValue, Observation, RuleError, RuleSpec, RuleStatus};
+use citybrain_store::{Change, ChangeKind, EntityStore, StoreError};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+const RULES: &str = "rules";
+const VERSIONS: &str = "rule_versions";
+/// Recent events kept per tenant for `GET /platform/v1/events`.
+const RECENT: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("{0}")]
+    Invalid(#[from] RuleError),
+    #[error("no rule '{0}'")]
+    NotFound(String),
+    #[error("rule '{0}' exists already")]
+    Exists(String),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A rule as stored: what was submitted, its version and when it was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleRecord {
+    pub rule: RuleSpec,
+    pub version: u64,
+    #[serde(rename = "modifiedAt")]
+    pub modified_at: DateTime<Utc>,
+    #[serde(rename = "modifiedBy")]
+    pub modified_by: String,
+}
+
+/// A rule with its run-time status.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    #[serde(flatten)]
+    pub record: RuleRecord,
+    pub status: RuleStatus,
+}
+
+/// An event of one tenant, numbered in the order the hub saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubEvent {
+    pub seq: u64,
+    pub tenant: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Default)]
+struct TenantHub {
+    engine: Engine,
+    rules: BTreeMap<String, RuleRecord>,
+    recent: VecDeque<Arc<HubEvent>>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    pub observations: AtomicU64,
+    pub events_raised: AtomicU64,
+    pub events_cleared: AtomicU64,
+    pub events_momentary: AtomicU64,
+}
+
+pub struct Hub {
+    store: Arc<dyn EntityStore>,
+    clock: Arc<dyn Clock>,
+    ctx: Arc<JsonLdContext>,
+    location: String,
+    tenants: Mutex<HashMap<String, TenantHub>>,
+    events: tokio::sync::broadcast::Sender<Arc<HubEvent>>,
+    seq: AtomicU64,
+    pub stats: HubStats,
+}
+
+impl Hub {
+    /// The hub over `store`, with the rules it holds loaded.
+    pub fn new(store: Arc<dyn EntityStore>, clock: Arc<dyn Clock>) -> Result<Arc<Hub>, HubError> {
+        let ctx = JsonLdContext::core();
+        let location = ctx.expand("location");
+        let (events, _) = tokio::sync::broadcast::channel(4_096);
+        let hub = Hub {
+            store,
+            clock,
+            ctx,
+            location,
+            tenants: Mutex::new(HashMap::new()),
+            events,
+            seq: AtomicU64::new(0),
+            stats: HubStats::default(),
+        };
+        for (tenant, id, doc) in hub.store.docs(RULES) {
+            match record_of(&doc) {
+                Some(rec) => {
+                    if let Err(e) = hub.install(&tenant, rec) {
+                        tracing::warn!(tenant, rule = id, error = %e, "a stored rule no longer loads");
+                    }
+                }
+                None => tracing::warn!(tenant, rule = id, "an unreadable rule document"),
+            }
+        }
+        Ok(Arc::new(hub))
+    }
+
+    fn expanded(&self, spec: &RuleSpec) -> RuleSpec {
+        let ctx = self.ctx.clone();
+        spec.map_names(&move |n: &str| ctx.expand(n))
+    }
+
+    /// Puts a validated record into the tenant's engine.
+    fn install(&self, tenant: &str, rec: RuleRecord) -> Result<(), HubError> {
+        let mut tenants = self.tenants.lock();
+        let t = tenants.entry(tenant.to_string()).or_insert_with(|| {
+            let mut th = TenantHub::default();
+            th.engine.set_location_attr(&self.location);
+            th
+        });
+        t.engine.put(self.expanded(&rec.rule))?;
+        t.rules.insert(rec.rule.id.clone(), rec);
+        Ok(())
+    }
+
+    /// Creates (`create_only`) or replaces a rule; durable when it answers.
+    pub async fn put_rule(
+        &self,
+        tenant: &str,
+        spec: RuleSpec,
+        by: &str,
+        create_only: bool,
+    ) -> Result<RuleRecord, HubError> {
+        // Validate before anything is written.
+        citybrain_rules::Engine::new().put(self.expanded(&spec))?;
+        let id = spec.id.clone();
+        let previous = self.rule(tenant, &id).map(|v| v.record.version);
+        if create_only && previous.is_some() {
+            return Err(HubError::Exists(id));
+        }
+        let version = self.last_version(tenant, &id) + 1;
+        let rec = RuleRecord {
+            rule: spec,
+            version,
+            modified_at: self.clock.now(),
+            modified_by: by.to_string(),
+        };
+        let doc = doc_of(&rec);
+        self.store
+            .put_doc(
+                tenant,
+                VERSIONS,
+                &format!("{id}@{version:010}"),
+                doc.clone(),
+            )?
+            .wait()
+            .await?;
+        self.store.put_doc(tenant, RULES, &id, doc)?.wait().await?;
+        self.install(tenant, rec.clone())?;
+        Ok(rec)
+    }
+
+    /// The highest version ever written for `id` (deletions included), 0 for none.
+    fn last_version(&self, tenant: &str, id: &str) -> u64 {
+        self.versions(tenant, id)
+            .last()
+            .and_then(|v| v["version"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Deletes a rule (its state goes with it); the deletion is kept as a version.
+    pub async fn delete_rule(&self, tenant: &str, id: &str, by: &str) -> Result<(), HubError> {
+        if self.rule(tenant, id).is_none() {
+            return Err(HubError::NotFound(id.to_string()));
+        }
+        let version = self.last_version(tenant, id) + 1;
+        let tomb = json!({
+            "id": id,
+            "version": version,
+            "deleted": true,
+            "modifiedAt": format_datetime(&self.clock.now()),
+            "modifiedBy": by,
+        });
+        self.store
+            .put_doc(tenant, VERSIONS, &format!("{id}@{version:010}"), tomb)?
+            .wait()
+            .await?;
+        if let Some(c) = self.store.delete_doc(tenant, RULES, id)? {
+            c.wait().await?;
+        }
+        let mut tenants = self.tenants.lock();
+        if let Some(t) = tenants.get_mut(tenant) {
+            t.engine.remove(id);
+            t.rules.remove(id);
+        }
+        Ok(())
+    }
+
+    /// One rule with its status.
+    pub fn rule(&self, tenant: &str, id: &str) -> Option<RuleView> {
+        let tenants = self.tenants.lock();
+        let t = tenants.get(tenant)?;
+        let rec = t.rules.get(id)?.clone();
+        let status = t.engine.status().into_iter().find(|s| s.id == id)?;
+        Some(RuleView {
+            record: rec,
+            status,
+        })
+    }
+
+    /// Every rule of a tenant, by id.
+    pub fn rules(&self, tenant: &str) -> Vec<RuleView> {
+        let tenants = self.tenants.lock();
+        let Some(t) = tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let status: HashMap<String, RuleStatus> = t
+            .engine
+            .status()
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        t.rules
+            .values()
+            .filter_map(|r| {
+                Some(RuleView {
+                    record: r.clone(),
+                    status: status.get(&r.rule.id)?.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every version of a rule, oldest first (deletions included).
+    pub fn versions(&self, tenant: &str, id: &str) -> Vec<Value> {
+        let prefix = format!("{id}@");
+        let mut out: Vec<(String, Value)> = self
+            .store
+            .docs(VERSIONS)
+            .into_iter()
+            .filter(|(t, key, _)| t == tenant && key.starts_with(&prefix))
+            .map(|(_, key, v)| (key, v))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Recent events of a tenant, oldest first, after `after` (a `seq`).
+    pub fn recent(&self, tenant: &str, after: u64) -> Vec<Arc<HubEvent>> {
+        let tenants = self.tenants.lock();
+        tenants
+            .get(tenant)
+            .map(|t| t.recent.iter().filter(|e| e.seq > after).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The live feed: every event from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<HubEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Evaluates one durable change.
+    pub fn on_change(&self, change: &Change) {
+        if change.kind == ChangeKind::Deleted {
+            return;
+        }
+        let Some(after) = &change.after else {
+            return;
+        };
+        let mut tenants = self.tenants.lock();
+        let Some(t) = tenants.get_mut(&*change.tenant) else {
+            return; // no rules in this tenant
+        };
+        let mut events = Vec::new();
+        let mut n = 0u64;
+        for_each_observation(change.before.as_deref(), after, &mut |obs| {
+            n += 1;
+            events.extend(t.engine.observe(obs));
+        });
+        self.stats.observations.fetch_add(n, Ordering::Relaxed);
+        self.publish(&change.tenant, t, events);
+    }
+
+    /// Moves every tenant's rule clock to now.
+    pub fn tick(&self) {
+        let now = self.clock.now();
+        let mut tenants = self.tenants.lock();
+        for (tenant, t) in tenants.iter_mut() {
+            let events = t.engine.tick(now);
+            self.publish(tenant, t, events);
+        }
+    }
+
+    fn publish(&self, tenant: &str, t: &mut TenantHub, events: Vec<Event>) {
+        for event in events {
+            let counter = match event.kind {
+                citybrain_rules::EventKind::Raised => &self.stats.events_raised,
+                citybrain_rules::EventKind::Cleared => &self.stats.events_cleared,
+                citybrain_rules::EventKind::Momentary => &self.stats.events_momentary,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let e = Arc::new(HubEvent {
+                seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+                tenant: tenant.to_string(),
+                event,
+            });
+            tracing::info!(
+                tenant,
+                rule = %e.event.rule,
+                entity = %e.event.entity,
+                kind = ?e.event.kind,
+                "rule event"
+            );
+            if t.recent.len() >= RECENT {
+                t.recent.pop_front();
+            }
+            t.recent.push_back(e.clone());
+            // No receiver is fine: nobody is watching the live feed.
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// Follows the change feed until it ends.
+    pub async fn run(self: Arc<Self>, mut feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>) {
+        while let Some(change) = feed.recv().await {
+            self.on_change(&change);
+        }
+    }
+
+    /// Ticks every second until the process ends.
+    pub async fn run_ticks(self: Arc<Self>) {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            self.tick();
+        }
+    }
+}
+
+fn doc_of(rec: &RuleRecord) -> Value {
+    json!({
+        "id": rec.rule.id,
+        "version": rec.version,
+        "rule": rec.rule,
+        "modifiedAt": format_datetime(&rec.modified_at),
+        "modifiedBy": rec.modified_by,
+    })
+}
+
+fn record_of(doc: &Value) -> Option<RuleRecord> {
+    Some(RuleRecord {
+        rule: serde_json::from_value(doc.get("rule")?.clone()).ok()?,
+        version: doc.get("version")?.as_u64()?,
+        modified_at: citybrain_model::time::parse_datetime(doc.get("modifiedAt")?.as_str()?)?,
+        modified_by: doc.get("modifiedBy")?.as_str()?.to_string(),
+    })
+}
+
+/// The observations a change makes: each attribute instance of `after` that is new, or
+/// whose value or `observedAt` differs from `before`; once per entity type.
+pub fn for_each_observation(
+    before: Option<&Entity>,
+    after: &Entity,
+    f: &mut dyn FnMut(&Observation),
+) {
+    for (name, instances) in &after.attrs {
+        for a in instances {
+            let old = before
+                .and_then(|b| b.attr(name))
+                .and_then(|l| l.iter().find(|x| x.dataset_id() == a.dataset_id()));
+            if old.is_some_and(|o| o.value == a.value && o.observed_at == a.observed_at) {
+                continue;
+            }
+            let value = ObsValue::from_json(&a.value.to_value());
+            let at = a.observed_at.unwrap_or(a.modified_at);
+            for ty in &after.types {
+                f(&Observation {
+                    entity: &after.id,
+                    entity_type: ty,
+                    attr: name,
+                    at,
+                    value: value.clone(),
+                });
+            }
+        }
+    }
+}
