@@ -201,6 +201,7 @@ pub fn router_with(
         )
         .route(RULE_VERSIONS, get(rules::versions))
         .route(EVENTS, get(rules::events))
+        .route(BACKTESTS, post(rules::backtest))
         .route(EVENTS_STREAM, get(rules::stream))
         .route(HEALTH, get(health))
         .route(METRICS, get(metrics_text))

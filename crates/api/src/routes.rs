@@ -36,6 +36,7 @@ pub const RULES: &str = "/platform/v1/rules";
 pub const RULE: &str = "/platform/v1/rules/{ruleId}";
 pub const RULE_VERSIONS: &str = "/platform/v1/rules/{ruleId}/versions";
 pub const EVENTS: &str = "/platform/v1/events";
+pub const BACKTESTS: &str = "/platform/v1/backtests";
 pub const EVENTS_STREAM: &str = "/platform/v1/events/stream";
 pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";

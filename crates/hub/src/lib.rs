@@ -30,6 +30,10 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+mod backtest;
+
+pub use backtest::{Backtest, MAX_OBSERVATIONS};
+
 const RULES: &str = "rules";
 const VERSIONS: &str = "rule_versions";
 /// Recent events kept per tenant for `GET /platform/v1/events`.
@@ -45,6 +49,8 @@ pub enum HubError {
     Exists(String),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error("this store keeps no history to back-test against")]
+    NoHistory,
 }
 
 /// A rule as stored: what was submitted, its version and when it was written.

@@ -12,7 +12,9 @@
 //! - `GET /platform/v1/events?after=&rule=&entity=&kind=`: recent events (the last
 //!   1,000 per tenant), oldest first;
 //! - `GET /platform/v1/events/stream` with the same filters: the live feed as
-//!   Server-Sent Events (`id` = the event's `seq`).
+//!   Server-Sent Events (`id` = the event's `seq`);
+//! - `POST /platform/v1/backtests` `{"rule": {...} | "ruleId": "...", "from", "to"}`:
+//!   what the rule would have raised over that period of history.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -69,6 +71,7 @@ impl From<HubError> for ApiError {
             HubError::Invalid(inner) => ApiError::bad_data(inner.to_string()),
             HubError::NotFound(_) => ApiError::new(ErrorKind::ResourceNotFound, e.to_string()),
             HubError::Exists(_) => ApiError::new(ErrorKind::AlreadyExists, e.to_string()),
+            HubError::NoHistory => ApiError::new(ErrorKind::OperationNotSupported, e.to_string()),
             HubError::Store(inner) => {
                 tracing::error!(error = %inner, "hub: storage error");
                 ApiError::new(
@@ -290,4 +293,43 @@ pub async fn stream(
         }
     });
     Ok(Sse::new(s).keep_alive(KeepAlive::default()))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacktestRequest {
+    #[serde(default)]
+    rule: Option<RuleSpec>,
+    #[serde(default, rename = "ruleId")]
+    rule_id: Option<String>,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn backtest(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?.clone();
+    let t = tenant(&headers)?;
+    let req: BacktestRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_data(format!("body: {e}")))?;
+    let spec = match (req.rule, req.rule_id) {
+        (Some(r), None) => r,
+        (None, Some(id)) => hub
+            .rule(&t, &id)
+            .map(|v| v.record.rule)
+            .ok_or_else(|| ApiError::from(HubError::NotFound(id)))?,
+        _ => {
+            return Err(ApiError::bad_data(
+                "body: give either 'rule' (a rule to try) or 'ruleId' (a stored rule)",
+            ))
+        }
+    };
+    // Reading and replaying history is CPU work: off the async workers.
+    let result = tokio::task::spawn_blocking(move || hub.backtest(&t, &spec, req.from, req.to))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::InternalError, format!("back-test failed: {e}")))??;
+    Ok(json_response(StatusCode::OK, &json!(result)))
 }
