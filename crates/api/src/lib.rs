@@ -20,7 +20,7 @@ use citybrain_broker::Broker;
 use citybrain_model::ErrorKind;
 
 use crate::handlers::{
-    batch, contexts, discovery, entities, ingest, rules, subscriptions, temporal,
+    batch, contexts, discovery, entities, incidents, ingest, rules, subscriptions, temporal,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -202,6 +202,12 @@ pub fn router_with(
         .route(RULE_VERSIONS, get(rules::versions))
         .route(EVENTS, get(rules::events))
         .route(BACKTESTS, post(rules::backtest))
+        .route(INCIDENTS, get(incidents::list))
+        .route(INCIDENT, get(incidents::retrieve))
+        .route(INCIDENT_TRANSITIONS, post(incidents::transition))
+        .route(INCIDENT_COMMENTS, post(incidents::comment))
+        .route(INCIDENT_ATTACHMENTS, post(incidents::attach))
+        .route(ROUTING, get(incidents::routing).put(incidents::set_routing))
         .route(EVENTS_STREAM, get(rules::stream))
         .route(HEALTH, get(health))
         .route(METRICS, get(metrics_text))

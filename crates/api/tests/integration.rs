@@ -8,6 +8,7 @@ mod integration {
     pub mod entities;
     pub mod golden;
     pub mod harness;
+    pub mod incidents;
     pub mod ingest;
     pub mod query;
     pub mod rules;

@@ -31,8 +31,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 mod backtest;
+mod desk;
+pub mod incident;
 
 pub use backtest::{Backtest, MAX_OBSERVATIONS};
+pub use desk::{DeskError, IncidentFilter};
+pub use incident::{Correlation, Incident, Move, Status};
 
 const RULES: &str = "rules";
 const VERSIONS: &str = "rule_versions";
@@ -102,10 +106,15 @@ pub struct Hub {
     clock: Arc<dyn Clock>,
     ctx: Arc<JsonLdContext>,
     location: String,
+    /// The expanded type of incident entities (their changes are not observations).
+    incident_type: String,
     tenants: Mutex<HashMap<String, TenantHub>>,
     events: tokio::sync::broadcast::Sender<Arc<HubEvent>>,
     seq: AtomicU64,
     pub stats: HubStats,
+    /// Incidents and routing per tenant (async: saving waits for durability).
+    desks: tokio::sync::Mutex<HashMap<String, desk::Desk>>,
+    correlation: Mutex<Correlation>,
 }
 
 impl Hub {
@@ -113,12 +122,17 @@ impl Hub {
     pub fn new(store: Arc<dyn EntityStore>, clock: Arc<dyn Clock>) -> Result<Arc<Hub>, HubError> {
         let ctx = JsonLdContext::core();
         let location = ctx.expand("location");
+        let incident_type = ctx.expand("Incident");
         let (events, _) = tokio::sync::broadcast::channel(4_096);
+        let desks = desk::load(&*store);
         let hub = Hub {
+            desks: tokio::sync::Mutex::new(desks),
+            correlation: Mutex::new(Correlation::default()),
             store,
             clock,
             ctx,
             location,
+            incident_type,
             tenants: Mutex::new(HashMap::new()),
             events,
             seq: AtomicU64::new(0),
@@ -291,17 +305,25 @@ impl Hub {
         self.events.subscribe()
     }
 
-    /// Evaluates one durable change.
-    pub fn on_change(&self, change: &Change) {
+    /// How events are gathered into incidents.
+    pub fn set_correlation(&self, c: Correlation) {
+        *self.correlation.lock() = c;
+    }
+
+    /// Evaluates one durable change; answers the events published.
+    pub fn on_change(&self, change: &Change) -> Vec<Arc<HubEvent>> {
         if change.kind == ChangeKind::Deleted {
-            return;
+            return Vec::new();
         }
         let Some(after) = &change.after else {
-            return;
+            return Vec::new();
         };
+        if after.types.iter().any(|t| **t == *self.incident_type) {
+            return Vec::new(); // the hub's own writes
+        }
         let mut tenants = self.tenants.lock();
         let Some(t) = tenants.get_mut(&*change.tenant) else {
-            return; // no rules in this tenant
+            return Vec::new(); // no rules in this tenant
         };
         let mut events = Vec::new();
         let mut n = 0u64;
@@ -310,20 +332,26 @@ impl Hub {
             events.extend(t.engine.observe(obs));
         });
         self.stats.observations.fetch_add(n, Ordering::Relaxed);
-        self.publish(&change.tenant, t, events);
+        self.publish(&change.tenant, t, events)
     }
 
-    /// Moves every tenant's rule clock to now.
-    pub fn tick(&self) {
+    /// Moves every tenant's rule clock to now; answers the events published, per tenant.
+    pub fn tick(&self) -> Vec<(String, Vec<Arc<HubEvent>>)> {
         let now = self.clock.now();
         let mut tenants = self.tenants.lock();
+        let mut out = Vec::new();
         for (tenant, t) in tenants.iter_mut() {
             let events = t.engine.tick(now);
-            self.publish(tenant, t, events);
+            let published = self.publish(tenant, t, events);
+            if !published.is_empty() {
+                out.push((tenant.clone(), published));
+            }
         }
+        out
     }
 
-    fn publish(&self, tenant: &str, t: &mut TenantHub, events: Vec<Event>) {
+    fn publish(&self, tenant: &str, t: &mut TenantHub, events: Vec<Event>) -> Vec<Arc<HubEvent>> {
+        let mut out = Vec::with_capacity(events.len());
         for event in events {
             let counter = match event.kind {
                 citybrain_rules::EventKind::Raised => &self.stats.events_raised,
@@ -348,14 +376,23 @@ impl Hub {
             }
             t.recent.push_back(e.clone());
             // No receiver is fine: nobody is watching the live feed.
-            let _ = self.events.send(e);
+            let _ = self.events.send(e.clone());
+            out.push(e);
+        }
+        out
+    }
+
+    async fn file(&self, tenant: &str, events: &[Arc<HubEvent>]) {
+        if let Err(e) = self.file_events(tenant, events).await {
+            tracing::error!(tenant, error = %e, "rule events could not be filed as incidents");
         }
     }
 
     /// Follows the change feed until it ends.
     pub async fn run(self: Arc<Self>, mut feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>) {
         while let Some(change) = feed.recv().await {
-            self.on_change(&change);
+            let events = self.on_change(&change);
+            self.file(&change.tenant, &events).await;
         }
     }
 
@@ -365,7 +402,9 @@ impl Hub {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            self.tick();
+            for (tenant, events) in self.tick() {
+                self.file(&tenant, &events).await;
+            }
         }
     }
 }

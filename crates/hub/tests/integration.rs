@@ -58,3 +58,67 @@ async fn rules_and_their_versions_survive_a_restart() {
     assert_eq!(rec.version, 4);
     store.close();
 }
+
+#[tokio::test]
+async fn incidents_survive_a_restart_and_numbering_goes_on() {
+    use citybrain_hub::{HubEvent, IncidentFilter, Move, Status};
+    use citybrain_rules::{Event, EventKind, Severity};
+    let dir = tempfile::tempdir().unwrap();
+    let event = |entity: &str, at: &str| {
+        Arc::new(HubEvent {
+            seq: 1,
+            tenant: "t".into(),
+            event: Event {
+                rule: Arc::from("r"),
+                category: Arc::from("water"),
+                severity: Severity::High,
+                entity: Arc::from(entity),
+                entity_type: Arc::from("T"),
+                kind: EventKind::Raised,
+                at: at.parse().unwrap(),
+                value: Some(1.0),
+                location: None,
+            },
+        })
+    };
+    {
+        let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+        let hub = Hub::new(Arc::new(store.clone()), Arc::new(SystemClock)).unwrap();
+        let made = hub
+            .file_events(
+                "t",
+                &[
+                    event("urn:e:1", "2026-03-01T00:00:00Z"),
+                    event("urn:e:2", "2026-03-01T00:00:00Z"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            made.len(),
+            2,
+            "no place and different entities: two incidents"
+        );
+        let m = Move {
+            to: Some(Status::Acknowledged),
+            ..Default::default()
+        };
+        hub.move_incident("t", &made[0].id, &m, "op").await.unwrap();
+        store.close();
+    }
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let hub = Hub::new(Arc::new(store.clone()), Arc::new(SystemClock)).unwrap();
+    let all = hub.incidents("t", &IncidentFilter::default()).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].status, Status::Acknowledged);
+    assert!(
+        store.get("t", &all[0].id).is_some(),
+        "the NGSI-LD entity is there too"
+    );
+    let more = hub
+        .file_events("t", &[event("urn:e:9", "2026-03-01T00:00:00Z")])
+        .await
+        .unwrap();
+    assert_eq!(more[0].id, "urn:ngsi-ld:Incident:3");
+    store.close();
+}

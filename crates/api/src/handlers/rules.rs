@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
 
-fn hub(app: &AppState) -> ApiResult<&Arc<Hub>> {
+pub(crate) fn hub(app: &AppState) -> ApiResult<&Arc<Hub>> {
     app.hub.as_ref().ok_or_else(|| {
         ApiError::new(
             ErrorKind::ResourceNotFound,
@@ -43,7 +43,7 @@ fn hub(app: &AppState) -> ApiResult<&Arc<Hub>> {
     })
 }
 
-fn tenant(headers: &HeaderMap) -> ApiResult<String> {
+pub(crate) fn tenant(headers: &HeaderMap) -> ApiResult<String> {
     match headers.get("NGSILD-Tenant") {
         None => Ok(String::new()),
         Some(v) => {
@@ -56,7 +56,7 @@ fn tenant(headers: &HeaderMap) -> ApiResult<String> {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

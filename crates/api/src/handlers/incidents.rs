@@ -1,0 +1,193 @@
+//! `/platform/v1/incidents` and `/platform/v1/routing`: the incident desk. Handlers
+//! decode, call the hub, encode.
+//!
+//! - `GET /platform/v1/incidents?status=&category=&department=&open=`: newest first;
+//! - `GET /platform/v1/incidents/{id}`: one incident with its whole history;
+//! - `POST /platform/v1/incidents/{id}/transitions` `{"to", "reason", "department",
+//!   "unit", "duplicateOf"}`: a lifecycle move; 409 with the allowed moves when the
+//!   incident cannot make it;
+//! - `POST /platform/v1/incidents/{id}/comments` `{"text"}`;
+//! - `POST /platform/v1/incidents/{id}/attachments` `{"url", "name"}`;
+//! - `GET|PUT /platform/v1/routing`: the routing table, category → department.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use citybrain_hub::{DeskError, IncidentFilter, Move, Status};
+use citybrain_model::ErrorKind;
+use serde_json::json;
+
+use super::rules::{hub, json_response, tenant};
+use crate::problem::{ApiError, ApiResult};
+use crate::AppState;
+
+fn desk_error(e: DeskError) -> Response {
+    match e {
+        DeskError::NotFound(_) => {
+            ApiError::new(ErrorKind::ResourceNotFound, e.to_string()).into_response()
+        }
+        DeskError::Invalid(m) => ApiError::bad_data(m).into_response(),
+        DeskError::Transition(t) => {
+            // 409 with the moves that are allowed, by name, for a client to offer.
+            let mut body = ApiError::new(ErrorKind::AlreadyExists, t.message.clone()).body();
+            body["type"] = json!("https://citybrain.example/errors/InvalidTransition");
+            body["title"] = json!("The incident cannot make this move");
+            body["status"] = json!(409);
+            body["from"] = json!(t.from);
+            body["to"] = json!(t.to);
+            body["allowed"] = json!(t.allowed);
+            let mut r = json_response(StatusCode::CONFLICT, &body);
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/problem+json"),
+            );
+            r
+        }
+        DeskError::Hub(h) => ApiError::from(h).into_response(),
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_data(format!("body: {e}")))
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    if let Some(k) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "status" | "category" | "department" | "open"))
+    {
+        return Err(ApiError::invalid(format!(
+            "unknown query parameter '{k}' (this path takes: status, category, department, open)"
+        )));
+    }
+    let status =
+        match q.get("status") {
+            None => None,
+            Some(s) => Some(serde_json::from_value::<Status>(json!(s)).map_err(|_| {
+                ApiError::bad_data(format!("status: '{s}' is not an incident status"))
+            })?),
+        };
+    let open = match q.get("open").map(String::as_str) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(ApiError::bad_data("open: true or false")),
+    };
+    let f = IncidentFilter {
+        status,
+        category: q.get("category").cloned(),
+        department: q.get("department").cloned(),
+        open,
+    };
+    let list = hub.incidents(&tenant(&headers)?, &f).await;
+    Ok(json_response(StatusCode::OK, &json!(list)))
+}
+
+pub async fn retrieve(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    match hub.incident(&tenant(&headers)?, &id).await {
+        Some(i) => Ok(json_response(StatusCode::OK, &json!(i))),
+        None => Ok(desk_error(DeskError::NotFound(id))),
+    }
+}
+
+pub async fn transition(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let m: Move = parse_body(&body)?;
+    if m.to.is_none() {
+        return Err(ApiError::bad_data("to: the status to move to is required"));
+    }
+    Ok(
+        match hub.move_incident(&tenant(&headers)?, &id, &m, "api").await {
+            Ok(i) => json_response(StatusCode::OK, &json!(i)),
+            Err(e) => desk_error(e),
+        },
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommentBody {
+    text: String,
+}
+
+pub async fn comment(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let c: CommentBody = parse_body(&body)?;
+    Ok(
+        match hub.comment(&tenant(&headers)?, &id, &c.text, "api").await {
+            Ok(i) => json_response(StatusCode::CREATED, &json!(i)),
+            Err(e) => desk_error(e),
+        },
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentBody {
+    url: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+pub async fn attach(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let a: AttachmentBody = parse_body(&body)?;
+    Ok(
+        match hub
+            .attach_url(&tenant(&headers)?, &id, &a.url, a.name.as_deref(), "api")
+            .await
+        {
+            Ok(i) => json_response(StatusCode::CREATED, &json!(i)),
+            Err(e) => desk_error(e),
+        },
+    )
+}
+
+pub async fn routing(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let table = hub.routing(&tenant(&headers)?).await;
+    Ok(json_response(StatusCode::OK, &json!(table)))
+}
+
+pub async fn set_routing(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let table: BTreeMap<String, String> = parse_body(&body)?;
+    Ok(
+        match hub.set_routing(&tenant(&headers)?, table.clone()).await {
+            Ok(()) => json_response(StatusCode::OK, &json!(table)),
+            Err(e) => desk_error(e),
+        },
+    )
+}

@@ -1,0 +1,209 @@
+//! `/platform/v1/incidents`: rule events become incidents (gathered by place and
+//! time, routed by category), moved through their lifecycle, visible through NGSI-LD.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::harness::{app_with_hub, App};
+
+fn station(id: &str, no2: f64, lon: f64, lat: f64, t: &str) -> Value {
+    json!({
+        "id": id,
+        "type": "AirQualityObserved",
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+        "NO2": {"type": "Property", "value": no2, "observedAt": t}
+    })
+}
+
+/// Waits until the incidents gather `events` events in all.
+async fn incidents(app: &App, events: u64) -> Vec<Value> {
+    for _ in 0..100 {
+        let r = app.get("/platform/v1/incidents").await;
+        let list = r.body.as_array().cloned().unwrap_or_default();
+        let n: u64 = list
+            .iter()
+            .map(|i| i["eventCount"].as_u64().unwrap_or(0))
+            .sum();
+        if n >= events {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {events} events in incidents");
+}
+
+#[tokio::test]
+async fn events_become_routed_incidents_that_move_through_their_lifecycle() {
+    let app = app_with_hub().await;
+    let r = app
+        .put(
+            "/platform/v1/routing",
+            &json!({"air-quality": "environment-bureau"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rule = json!({
+        "id": "no2-high", "category": "air-quality", "severity": "high",
+        "for": {"type": "AirQualityObserved"},
+        "when": {"kind": "threshold", "attr": "NO2", "above": 200}
+    });
+    assert_eq!(app.post("/platform/v1/rules", &rule).await.status, 201);
+    // Two stations 100 m apart go over the limit minutes apart: one incident.
+    for (s, lat, t) in [
+        ("A", 39.9000, "2026-03-01T08:00:00Z"),
+        ("B", 39.9009, "2026-03-01T08:05:00Z"),
+    ] {
+        let r = app
+            .post(
+                "/ngsi-ld/v1/entities",
+                &station(
+                    &format!("urn:ngsi-ld:AirQualityObserved:{s}"),
+                    250.0,
+                    116.4,
+                    lat,
+                    t,
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    // A third, 5 km away: a second incident.
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &station(
+            "urn:ngsi-ld:AirQualityObserved:C",
+            260.0,
+            116.4,
+            39.95,
+            "2026-03-01T08:06:00Z",
+        ),
+    )
+    .await;
+    let list = incidents(&app, 3).await;
+    assert_eq!(list.len(), 2, "{list:#?}");
+    let far = &list[0]; // newest first
+    let near = &list[1];
+    assert_eq!(near["eventCount"], 2);
+    assert_eq!(near["entities"].as_array().unwrap().len(), 2);
+    assert_eq!(near["department"], "environment-bureau");
+    assert_eq!(near["status"], "new");
+    assert_eq!(near["severity"], "high");
+    assert_eq!(far["eventCount"], 1);
+    let id = near["id"].as_str().unwrap().to_string();
+
+    // Lifecycle: an impossible move is a 409 that names the allowed ones.
+    let path = format!("/platform/v1/incidents/{id}/transitions");
+    let r = app.post(&path, &json!({"to": "resolved"})).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(
+        r.body["allowed"],
+        json!(["acknowledged", "dispatched", "cancelled", "duplicate"])
+    );
+    assert_eq!(
+        app.post(&path, &json!({"to": "acknowledged"})).await.status,
+        200
+    );
+    let r = app
+        .post(
+            &path,
+            &json!({"to": "dispatched", "unit": "inspection-team-3"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        app.post(&path, &json!({"to": "in_progress"})).await.status,
+        200
+    );
+    let r = app.post(&path, &json!({"to": "on_hold"})).await;
+    assert_eq!(r.status, 409, "a hold needs a reason: {}", r.text);
+    assert_eq!(
+        app.post(
+            &path,
+            &json!({"to": "on_hold", "reason": "waiting for lab results"})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        app.post(&path, &json!({"to": "in_progress"})).await.status,
+        200
+    );
+    let r = app
+        .post(
+            &format!("/platform/v1/incidents/{id}/comments"),
+            &json!({"text": "source found: a boiler"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = app
+        .post(
+            &format!("/platform/v1/incidents/{id}/attachments"),
+            &json!({"url": "https://files.example/report.pdf", "name": "report"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = app
+        .post(
+            &format!("/platform/v1/incidents/{id}/attachments"),
+            &json!({"url": "file:///etc/passwd"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        app.post(&path, &json!({"to": "resolved"})).await.status,
+        200
+    );
+    assert_eq!(app.post(&path, &json!({"to": "closed"})).await.status, 200);
+    let r = app.get(&format!("/platform/v1/incidents/{id}")).await;
+    let actions: Vec<&str> = r.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "opened",
+            "event",
+            "status",
+            "status",
+            "status",
+            "status",
+            "status",
+            "comment",
+            "attachment",
+            "status",
+            "status"
+        ]
+    );
+    assert_eq!(r.body["unit"], "inspection-team-3");
+    assert!(r.body["acknowledgedAt"].is_string() && r.body["closedAt"].is_string());
+
+    // Filters, and the incident as an NGSI-LD entity.
+    let r = app.get("/platform/v1/incidents?status=closed").await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    let r = app.get("/platform/v1/incidents?open=true").await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get("/platform/v1/incidents?status=lost").await.status,
+        400
+    );
+    let r = app.get(&format!("/ngsi-ld/v1/entities/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["type"], "Incident");
+    assert_eq!(r.body["status"]["value"], "closed");
+    assert_eq!(r.body["department"]["value"], "environment-bureau");
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Incident&q=status==%22new%22")
+        .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get("/platform/v1/incidents/urn:ngsi-ld:Incident:99")
+            .await
+            .status,
+        404
+    );
+}
