@@ -208,6 +208,12 @@ pub fn router_with(
         .route(INCIDENT_COMMENTS, post(incidents::comment))
         .route(INCIDENT_ATTACHMENTS, post(incidents::attach))
         .route(ROUTING, get(incidents::routing).put(incidents::set_routing))
+        .route(
+            SLA_POLICY,
+            get(incidents::sla_policy).put(incidents::set_sla_policy),
+        )
+        .route(SLA_REPORT, get(incidents::sla_report))
+        .route(MODE, get(incidents::mode).put(incidents::set_mode))
         .route(EVENTS_STREAM, get(rules::stream))
         .route(HEALTH, get(health))
         .route(METRICS, get(metrics_text))
@@ -251,9 +257,13 @@ async fn health(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(app): State<AppState>) -> Response {
+    let sla = match &app.hub {
+        Some(h) => h.sla_reports().await,
+        None => Vec::new(),
+    };
     let text = app
         .metrics
-        .render(&app.broker, app.ingest.as_deref(), app.hub.as_deref());
+        .render(&app.broker, app.ingest.as_deref(), app.hub.as_deref(), &sla);
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -50,6 +50,23 @@ pub struct ReasonLabels {
 type FGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// Ingestion metrics, refreshed from the pipeline's counters at each scrape.
+/// Labels of the per-department service figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DepartmentLabels {
+    pub tenant: String,
+    pub department: String,
+}
+
+/// Service figures per department (refreshed at each scrape).
+struct SlaFamilies {
+    mtta: Family<DepartmentLabels, FGauge>,
+    mttr: Family<DepartmentLabels, FGauge>,
+    ack_compliance: Family<DepartmentLabels, FGauge>,
+    resolve_compliance: Family<DepartmentLabels, FGauge>,
+    open: Family<DepartmentLabels, FGauge>,
+    breaches: Family<DepartmentLabels, FGauge>,
+}
+
 struct IngestFamilies {
     payloads: Family<SourceLabels, FGauge>,
     bytes: Family<SourceLabels, FGauge>,
@@ -72,9 +89,10 @@ pub struct Metrics {
     latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
     gauges: Vec<(&'static str, Gauge<f64, std::sync::atomic::AtomicU64>)>,
     ingest: IngestFamilies,
+    sla: SlaFamilies,
 }
 
-const SCRAPED: [(&str, &str); 39] = [
+const SCRAPED: [(&str, &str); 40] = [
     (
         "store_log_records",
         "Records written to the write-ahead log",
@@ -115,6 +133,10 @@ const SCRAPED: [(&str, &str); 39] = [
         "Observations evaluated by the rule engine",
     ),
     ("rules_events_raised", "Rule events: conditions raised"),
+    (
+        "incidents_sla_breaches_total",
+        "SLA breaches found since start, all tenants",
+    ),
     ("rules_events_cleared", "Rule events: conditions cleared"),
     (
         "rules_events_momentary",
@@ -234,7 +256,50 @@ impl Metrics {
             "Bytes of the dead-letter log",
             ingest.letter_bytes.clone(),
         );
+        let sla = SlaFamilies {
+            mtta: Family::default(),
+            mttr: Family::default(),
+            ack_compliance: Family::default(),
+            resolve_compliance: Family::default(),
+            open: Family::default(),
+            breaches: Family::default(),
+        };
+        for (name, help, f) in [
+            (
+                "incidents_mtta_seconds",
+                "Mean time to acknowledge incidents, by department",
+                &sla.mtta,
+            ),
+            (
+                "incidents_mttr_seconds",
+                "Mean time to resolve incidents, by department",
+                &sla.mttr,
+            ),
+            (
+                "incidents_ack_sla_compliance_ratio",
+                "Share of incidents acknowledged within their SLA target, by department",
+                &sla.ack_compliance,
+            ),
+            (
+                "incidents_resolve_sla_compliance_ratio",
+                "Share of incidents resolved within their SLA target, by department",
+                &sla.resolve_compliance,
+            ),
+            (
+                "incidents_open",
+                "Incidents being handled, by department",
+                &sla.open,
+            ),
+            (
+                "incidents_sla_breaches",
+                "SLA breaches, by department",
+                &sla.breaches,
+            ),
+        ] {
+            registry.register(name, help, f.clone());
+        }
         Arc::new(Metrics {
+            sla,
             registry,
             requests,
             latency,
@@ -314,12 +379,37 @@ impl Metrics {
         broker: &Broker,
         ingest: Option<&citybrain_ingest::Ingest>,
         hub: Option<&citybrain_hub::Hub>,
+        sla: &[(String, Vec<citybrain_hub::sla::DepartmentReport>)],
     ) -> String {
         if let Some(ing) = ingest {
             self.refresh_ingest(ing);
         }
+        for (tenant, reports) in sla {
+            for r in reports {
+                let l = DepartmentLabels {
+                    tenant: tenant.clone(),
+                    department: r.department.clone(),
+                };
+                let f = &self.sla;
+                f.open.get_or_create(&l).set(r.open as f64);
+                f.breaches.get_or_create(&l).set(r.breaches as f64);
+                if let Some(v) = r.mtta_s {
+                    f.mtta.get_or_create(&l).set(v);
+                }
+                if let Some(v) = r.mttr_s {
+                    f.mttr.get_or_create(&l).set(v);
+                }
+                if let Some(v) = r.ack_compliance {
+                    f.ack_compliance.get_or_create(&l).set(v);
+                }
+                if let Some(v) = r.resolve_compliance {
+                    f.resolve_compliance.get_or_create(&l).set(v);
+                }
+            }
+        }
         if let Some(h) = hub {
             let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+            self.set("incidents_sla_breaches_total", get(&h.stats.sla_breaches));
             self.set("rules_observations", get(&h.stats.observations));
             self.set("rules_events_raised", get(&h.stats.events_raised));
             self.set("rules_events_cleared", get(&h.stats.events_cleared));

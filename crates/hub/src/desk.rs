@@ -17,17 +17,46 @@ use citybrain_store::Write;
 use serde_json::{json, Map, Value};
 
 use crate::incident::{Attachment, Correlation, Incident, Move, Status, Step, TransitionError};
+use crate::sla::{self, Breach, DepartmentReport, Mode, Policy, SlaPolicy};
 use crate::{Hub, HubError};
 
 const INCIDENTS: &str = "incidents";
 const ROUTING: &str = "routing";
+const SLA: &str = "sla_policy";
+const MODE: &str = "mode";
+const MODE_HISTORY: &str = "mode_history";
 
-/// One tenant's incidents and routing table.
+/// One tenant's incidents, routing tables, service levels and mode.
 #[derive(Default)]
 pub(crate) struct Desk {
     incidents: BTreeMap<String, Incident>,
     next: u64,
     routing: BTreeMap<String, String>,
+    /// Routing in emergency mode (falls back to `routing`).
+    emergency_routing: BTreeMap<String, String>,
+    pub(crate) policy: Policy,
+    pub(crate) mode: Mode,
+    mode_changes: u64,
+}
+
+impl Desk {
+    fn department(&self, category: &str) -> Option<String> {
+        let pick = |t: &BTreeMap<String, String>| t.get(category).or_else(|| t.get("*")).cloned();
+        match self.mode {
+            Mode::Emergency => pick(&self.emergency_routing).or_else(|| pick(&self.routing)),
+            Mode::Normal => pick(&self.routing),
+        }
+    }
+}
+
+/// A switch of mode, as kept in the tenant's mode history.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModeChange {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub by: String,
+    pub from: Mode,
+    pub to: Mode,
+    pub reason: String,
 }
 
 /// Filters of the incident list.
@@ -75,10 +104,34 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
             }
         }
     }
-    for (tenant, _, doc) in store.docs(ROUTING) {
+    for (tenant, id, doc) in store.docs(ROUTING) {
         if let Ok(table) = serde_json::from_value::<BTreeMap<String, String>>(doc) {
-            out.entry(tenant).or_default().routing = table;
+            let d = out.entry(tenant).or_default();
+            if id == "emergency" {
+                d.emergency_routing = table;
+            } else {
+                d.routing = table;
+            }
         }
+    }
+    for (tenant, id, doc) in store.docs(SLA) {
+        match serde_json::from_value::<SlaPolicy>(doc)
+            .map_err(|e| e.to_string())
+            .and_then(Policy::compile)
+        {
+            Ok(p) => out.entry(tenant).or_default().policy = p,
+            Err(e) => {
+                tracing::warn!(tenant, doc = id, error = %e, "a stored SLA policy no longer loads")
+            }
+        }
+    }
+    for (tenant, _, doc) in store.docs(MODE) {
+        if let Ok(m) = serde_json::from_value::<Mode>(doc) {
+            out.entry(tenant).or_default().mode = m;
+        }
+    }
+    for (tenant, _, _) in store.docs(MODE_HISTORY) {
+        out.entry(tenant).or_default().mode_changes += 1;
     }
     out
 }
@@ -137,8 +190,9 @@ impl Hub {
                     (_, None) => {
                         d.next += 1;
                         let id = format!("urn:ngsi-ld:Incident:{}", d.next);
-                        let dept = d.routing.get(&*e.category).cloned();
-                        let i = Incident::open(id.clone(), e, dept, now);
+                        let dept = d.department(&e.category);
+                        let mut i = Incident::open(id.clone(), e, dept, now);
+                        i.sla.mode = d.mode;
                         d.incidents.insert(id.clone(), i.clone());
                         touched.insert(id, i);
                     }
@@ -315,20 +369,25 @@ impl Hub {
         .await
     }
 
-    /// The routing table: category → department.
-    pub async fn routing(&self, tenant: &str) -> BTreeMap<String, String> {
+    /// The routing table of a mode: category (or `*`) → department.
+    pub async fn routing(&self, tenant: &str, mode: Mode) -> BTreeMap<String, String> {
         self.desks
             .lock()
             .await
             .get(tenant)
-            .map(|d| d.routing.clone())
+            .map(|d| match mode {
+                Mode::Normal => d.routing.clone(),
+                Mode::Emergency => d.emergency_routing.clone(),
+            })
             .unwrap_or_default()
     }
 
-    /// Replaces the routing table (new incidents follow it; open ones keep theirs).
+    /// Replaces the routing table of a mode (new incidents follow it; open ones keep
+    /// theirs). The emergency table falls back to the normal one.
     pub async fn set_routing(
         &self,
         tenant: &str,
+        mode: Mode,
         table: BTreeMap<String, String>,
     ) -> Result<(), DeskError> {
         if let Some((k, _)) = table
@@ -339,20 +398,227 @@ impl Hub {
                 "'{k}': categories and departments must not be empty"
             )));
         }
-        let doc = serde_json::to_value(&table).unwrap_or(Value::Null);
-        self.store
-            .put_doc(tenant, ROUTING, "table", doc)
-            .map_err(HubError::from)?
-            .wait()
+        let key = match mode {
+            Mode::Normal => "table",
+            Mode::Emergency => "emergency",
+        };
+        self.put_doc(
+            tenant,
+            ROUTING,
+            key,
+            serde_json::to_value(&table).unwrap_or(Value::Null),
+        )
+        .await?;
+        let mut desks = self.desks.lock().await;
+        let d = desks.entry(tenant.to_string()).or_default();
+        match mode {
+            Mode::Normal => d.routing = table,
+            Mode::Emergency => d.emergency_routing = table,
+        }
+        Ok(())
+    }
+
+    /// Writes a document durably.
+    async fn put_doc(
+        &self,
+        tenant: &str,
+        coll: &str,
+        id: &str,
+        doc: Value,
+    ) -> Result<(), HubError> {
+        self.store.put_doc(tenant, coll, id, doc)?.wait().await?;
+        Ok(())
+    }
+
+    /// The service-level policy as written.
+    pub async fn sla_policy(&self, tenant: &str) -> SlaPolicy {
+        self.desks
+            .lock()
             .await
-            .map_err(HubError::from)?;
+            .get(tenant)
+            .map(|d| d.policy.spec.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the service-level policy (checked first; errors name the field).
+    pub async fn set_sla_policy(&self, tenant: &str, spec: SlaPolicy) -> Result<(), DeskError> {
+        let policy = Policy::compile(spec).map_err(DeskError::Invalid)?;
+        let doc = serde_json::to_value(&policy.spec).unwrap_or(Value::Null);
+        self.put_doc(tenant, SLA, "policy", doc).await?;
         self.desks
             .lock()
             .await
             .entry(tenant.to_string())
             .or_default()
-            .routing = table;
+            .policy = policy;
         Ok(())
+    }
+
+    /// Service figures per department.
+    pub async fn sla_report(&self, tenant: &str) -> Vec<DepartmentReport> {
+        let desks = self.desks.lock().await;
+        let Some(d) = desks.get(tenant) else {
+            return Vec::new();
+        };
+        let all: Vec<Incident> = d.incidents.values().cloned().collect();
+        sla::report(&d.policy, &all)
+    }
+
+    /// Every tenant's figures (for `/metrics`).
+    pub async fn sla_reports(&self) -> Vec<(String, Vec<DepartmentReport>)> {
+        let desks = self.desks.lock().await;
+        desks
+            .iter()
+            .map(|(t, d)| {
+                let all: Vec<Incident> = d.incidents.values().cloned().collect();
+                (t.clone(), sla::report(&d.policy, &all))
+            })
+            .collect()
+    }
+
+    /// Marks the breaches of every open incident and escalates them: one severity
+    /// level up, and the department of the policy's `escalateTo`, if any.
+    pub async fn check_slas(&self) -> Result<Vec<Incident>, HubError> {
+        let now = self.clock.now();
+        let mut changed: Vec<(String, Incident)> = Vec::new();
+        {
+            let mut desks = self.desks.lock().await;
+            for (tenant, d) in desks.iter_mut() {
+                let policy = d.policy.clone();
+                for i in d.incidents.values_mut() {
+                    let breaches = sla::check(&policy, i, now);
+                    if breaches.is_empty() {
+                        continue;
+                    }
+                    escalate(i, &breaches, &policy, now);
+                    self.stats
+                        .sla_breaches
+                        .fetch_add(breaches.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    changed.push((tenant.clone(), i.clone()));
+                }
+            }
+        }
+        for (tenant, i) in &changed {
+            tracing::warn!(tenant, incident = %i.id, department = ?i.department, "SLA breached: escalated");
+            self.save_incident(tenant, i).await?;
+        }
+        Ok(changed.into_iter().map(|(_, i)| i).collect())
+    }
+
+    /// The tenant's mode and how it changed (oldest first).
+    pub async fn mode(&self, tenant: &str) -> (Mode, Vec<ModeChange>) {
+        let mode = self
+            .desks
+            .lock()
+            .await
+            .get(tenant)
+            .map(|d| d.mode)
+            .unwrap_or_default();
+        let mut hist: Vec<(String, ModeChange)> = self
+            .store
+            .docs(MODE_HISTORY)
+            .into_iter()
+            .filter(|(t, _, _)| t == tenant)
+            .filter_map(|(_, k, v)| Some((k, serde_json::from_value(v).ok()?)))
+            .collect();
+        hist.sort_by(|a, b| a.0.cmp(&b.0));
+        (mode, hist.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Switches the tenant's mode: rules take their emergency conditions (or their
+    /// normal ones back), new incidents take the mode's SLA targets and routing. The
+    /// switch is kept with who, when and why; switching back undoes it.
+    pub async fn set_mode(
+        &self,
+        tenant: &str,
+        to: Mode,
+        reason: &str,
+        by: &str,
+    ) -> Result<ModeChange, DeskError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(DeskError::Invalid(
+                "reason: say why the mode changes".into(),
+            ));
+        }
+        let mut desks = self.desks.lock().await;
+        let d = desks.entry(tenant.to_string()).or_default();
+        let change = ModeChange {
+            at: self.clock.now(),
+            by: by.to_string(),
+            from: d.mode,
+            to,
+            reason: reason.to_string(),
+        };
+        let n = d.mode_changes + 1;
+        let doc = serde_json::to_value(&change).unwrap_or(Value::Null);
+        self.put_doc(tenant, MODE_HISTORY, &format!("{n:010}"), doc)
+            .await?;
+        self.put_doc(
+            tenant,
+            MODE,
+            "current",
+            serde_json::to_value(to).unwrap_or(Value::Null),
+        )
+        .await?;
+        d.mode_changes = n;
+        d.mode = to;
+        drop(desks);
+        self.switch_rules(tenant, to)?;
+        tracing::warn!(tenant, from = ?change.from, to = ?to, reason, "mode switched");
+        Ok(change)
+    }
+}
+
+/// What a breach does: the marks, one severity level up, the escalation department.
+fn escalate(
+    i: &mut Incident,
+    breaches: &[Breach],
+    policy: &Policy,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    for b in breaches {
+        match b {
+            Breach::Acknowledge => i.sla.ack_breached_at = Some(now),
+            Breach::Resolve => i.sla.resolve_breached_at = Some(now),
+        }
+    }
+    let before = (i.severity, i.department.clone());
+    i.severity = raise(i.severity);
+    if let Some(to) = policy.escalate_to(&i.category) {
+        i.department = Some(to.clone());
+    }
+    let what: Vec<&str> = breaches
+        .iter()
+        .map(|b| match b {
+            Breach::Acknowledge => "not acknowledged in time",
+            Breach::Resolve => "not resolved in time",
+        })
+        .collect();
+    i.history.push(Step {
+        at: now,
+        by: "sla".into(),
+        action: "escalated".into(),
+        from: None,
+        to: None,
+        reason: Some(what.join("; ")),
+        note: Some(format!(
+            "severity {:?} → {:?}; department {} → {}",
+            before.0,
+            i.severity,
+            before.1.as_deref().unwrap_or("-"),
+            i.department.as_deref().unwrap_or("-")
+        )),
+    });
+    i.updated_at = now;
+}
+
+fn raise(s: citybrain_rules::Severity) -> citybrain_rules::Severity {
+    use citybrain_rules::Severity::*;
+    match s {
+        Low => Medium,
+        Medium => High,
+        High | Critical => Critical,
     }
 }
 

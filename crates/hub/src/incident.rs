@@ -84,7 +84,7 @@ impl Status {
 pub struct Step {
     pub at: DateTime<Utc>,
     pub by: String,
-    /// `opened`, `event`, `status`, `comment`, `attachment`, `cleared`.
+    /// `opened`, `event`, `status`, `comment`, `attachment`, `cleared`, `escalated`.
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Status>,
@@ -138,6 +138,9 @@ pub struct Incident {
     pub duplicate_of: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// The service-level clock's marks (mode, breaches).
+    #[serde(default)]
+    pub sla: crate::sla::SlaMarks,
     pub history: Vec<Step>,
 }
 
@@ -190,6 +193,7 @@ impl Incident {
             closed_at: None,
             duplicate_of: None,
             attachments: Vec::new(),
+            sla: crate::sla::SlaMarks::default(),
             history: vec![Step {
                 at: now,
                 by: "rules".into(),

@@ -33,9 +33,10 @@ use serde_json::{json, Value};
 mod backtest;
 mod desk;
 pub mod incident;
+pub mod sla;
 
 pub use backtest::{Backtest, MAX_OBSERVATIONS};
-pub use desk::{DeskError, IncidentFilter};
+pub use desk::{DeskError, IncidentFilter, ModeChange};
 pub use incident::{Correlation, Incident, Move, Status};
 
 const RULES: &str = "rules";
@@ -88,6 +89,7 @@ pub struct HubEvent {
 #[derive(Default)]
 struct TenantHub {
     engine: Engine,
+    mode: sla::Mode,
     rules: BTreeMap<String, RuleRecord>,
     recent: VecDeque<Arc<HubEvent>>,
 }
@@ -99,6 +101,7 @@ pub struct HubStats {
     pub events_raised: AtomicU64,
     pub events_cleared: AtomicU64,
     pub events_momentary: AtomicU64,
+    pub sla_breaches: AtomicU64,
 }
 
 pub struct Hub {
@@ -125,6 +128,11 @@ impl Hub {
         let incident_type = ctx.expand("Incident");
         let (events, _) = tokio::sync::broadcast::channel(4_096);
         let desks = desk::load(&*store);
+        let in_emergency: Vec<String> = desks
+            .iter()
+            .filter(|(_, d)| d.mode == sla::Mode::Emergency)
+            .map(|(t, _)| t.clone())
+            .collect();
         let hub = Hub {
             desks: tokio::sync::Mutex::new(desks),
             correlation: Mutex::new(Correlation::default()),
@@ -148,6 +156,11 @@ impl Hub {
                 None => tracing::warn!(tenant, rule = id, "an unreadable rule document"),
             }
         }
+        for t in in_emergency {
+            if let Err(e) = hub.switch_rules(&t, sla::Mode::Emergency) {
+                tracing::warn!(tenant = t, error = %e, "rules could not take their emergency form");
+            }
+        }
         Ok(Arc::new(hub))
     }
 
@@ -164,7 +177,7 @@ impl Hub {
             th.engine.set_location_attr(&self.location);
             th
         });
-        t.engine.put(self.expanded(&rec.rule))?;
+        t.engine.put(self.expanded(&for_mode(&rec.rule, t.mode)))?;
         t.rules.insert(rec.rule.id.clone(), rec);
         Ok(())
     }
@@ -177,7 +190,7 @@ impl Hub {
         by: &str,
         create_only: bool,
     ) -> Result<RuleRecord, HubError> {
-        // Validate before anything is written.
+        // Validate before anything is written (the emergency condition too).
         citybrain_rules::Engine::new().put(self.expanded(&spec))?;
         let id = spec.id.clone();
         let previous = self.rule(tenant, &id).map(|v| v.record.version);
@@ -212,6 +225,22 @@ impl Hub {
             .last()
             .and_then(|v| v["version"].as_u64())
             .unwrap_or(0)
+    }
+
+    /// Re-puts every rule of a tenant for `mode` (their state starts afresh).
+    fn switch_rules(&self, tenant: &str, mode: sla::Mode) -> Result<(), HubError> {
+        let mut tenants = self.tenants.lock();
+        let t = tenants.entry(tenant.to_string()).or_insert_with(|| {
+            let mut th = TenantHub::default();
+            th.engine.set_location_attr(&self.location);
+            th
+        });
+        t.mode = mode;
+        let specs: Vec<RuleSpec> = t.rules.values().map(|r| r.rule.clone()).collect();
+        for s in specs {
+            t.engine.put(self.expanded(&for_mode(&s, mode)))?;
+        }
+        Ok(())
     }
 
     /// Deletes a rule (its state goes with it); the deletion is kept as a version.
@@ -405,7 +434,18 @@ impl Hub {
             for (tenant, events) in self.tick() {
                 self.file(&tenant, &events).await;
             }
+            if let Err(e) = self.check_slas().await {
+                tracing::error!(error = %e, "SLA check failed");
+            }
         }
+    }
+}
+
+/// The rule as it runs in `mode`.
+fn for_mode(spec: &RuleSpec, mode: sla::Mode) -> RuleSpec {
+    match mode {
+        sla::Mode::Normal => spec.clone(),
+        sla::Mode::Emergency => spec.for_emergency(),
     }
 }
 

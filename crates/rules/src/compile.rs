@@ -119,6 +119,9 @@ pub(crate) fn compile(spec: RuleSpec) -> Result<Rule, RuleError> {
         return Err(RuleError::new("for.type", "must not be empty"));
     }
     let cond = condition(&spec.when, "when", 0)?;
+    if let Some(e) = &spec.emergency {
+        condition(e, "emergency", 0)?;
+    }
     Ok(Rule { spec, cond })
 }
 

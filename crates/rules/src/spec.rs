@@ -37,6 +37,9 @@ pub struct RuleSpec {
     #[serde(rename = "for")]
     pub select: Selector,
     pub when: Condition,
+    /// The condition in emergency mode (other thresholds, say), when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<Condition>,
 }
 
 fn default_severity() -> Severity {
@@ -227,12 +230,24 @@ impl Condition {
 }
 
 impl RuleSpec {
+    /// The rule as it runs in emergency mode: `emergency` in place of `when`.
+    pub fn for_emergency(&self) -> RuleSpec {
+        let mut out = self.clone();
+        if let Some(e) = out.emergency.take() {
+            out.when = e;
+        }
+        out
+    }
+
     /// The rule with its entity type and attribute names passed through `f` (the hub
     /// expands short names with an `@context`).
     pub fn map_names(&self, f: &dyn Fn(&str) -> String) -> RuleSpec {
         let mut out = self.clone();
         out.select.ty = f(&out.select.ty);
         out.when.map_names(f);
+        if let Some(e) = out.emergency.as_mut() {
+            e.map_names(f);
+        }
         out
     }
 }

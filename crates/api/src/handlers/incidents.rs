@@ -8,7 +8,12 @@
 //!   incident cannot make it;
 //! - `POST /platform/v1/incidents/{id}/comments` `{"text"}`;
 //! - `POST /platform/v1/incidents/{id}/attachments` `{"url", "name"}`;
-//! - `GET|PUT /platform/v1/routing`: the routing table, category → department.
+//! - `GET|PUT /platform/v1/routing?mode=`: the routing table of a mode, category →
+//!   department;
+//! - `GET|PUT /platform/v1/sla/policy`, `GET /platform/v1/sla/report`: service-level
+//!   targets per category and mode, and the figures per department;
+//! - `GET|PUT /platform/v1/mode` `{"mode", "reason"}`: the normal/emergency switch and
+//!   its history.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +21,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use citybrain_hub::sla::{Mode, SlaPolicy};
 use citybrain_hub::{DeskError, IncidentFilter, Move, Status};
 use citybrain_model::ErrorKind;
 use serde_json::json;
@@ -171,22 +177,108 @@ pub async fn attach(
     )
 }
 
-pub async fn routing(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+/// `?mode=normal|emergency` (normal by default).
+fn mode_param(q: &HashMap<String, String>) -> ApiResult<Mode> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "mode") {
+        return Err(ApiError::invalid(format!(
+            "unknown query parameter '{k}' (this path takes: mode)"
+        )));
+    }
+    match q.get("mode").map(String::as_str) {
+        None | Some("normal") => Ok(Mode::Normal),
+        Some("emergency") => Ok(Mode::Emergency),
+        Some(m) => Err(ApiError::bad_data(format!(
+            "mode: '{m}' is not normal or emergency"
+        ))),
+    }
+}
+
+pub async fn routing(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let table = hub.routing(&tenant(&headers)?).await;
+    let table = hub.routing(&tenant(&headers)?, mode_param(&q)?).await;
     Ok(json_response(StatusCode::OK, &json!(table)))
 }
 
 pub async fn set_routing(
     State(app): State<AppState>,
     headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
+    let mode = mode_param(&q)?;
     let table: BTreeMap<String, String> = parse_body(&body)?;
     Ok(
-        match hub.set_routing(&tenant(&headers)?, table.clone()).await {
+        match hub
+            .set_routing(&tenant(&headers)?, mode, table.clone())
+            .await
+        {
             Ok(()) => json_response(StatusCode::OK, &json!(table)),
+            Err(e) => desk_error(e),
+        },
+    )
+}
+
+pub async fn sla_policy(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let p = hub.sla_policy(&tenant(&headers)?).await;
+    Ok(json_response(StatusCode::OK, &json!(p)))
+}
+
+pub async fn set_sla_policy(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let p: SlaPolicy = parse_body(&body)?;
+    Ok(
+        match hub.set_sla_policy(&tenant(&headers)?, p.clone()).await {
+            Ok(()) => json_response(StatusCode::OK, &json!(p)),
+            Err(e) => desk_error(e),
+        },
+    )
+}
+
+pub async fn sla_report(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let r = hub.sla_report(&tenant(&headers)?).await;
+    Ok(json_response(StatusCode::OK, &json!(r)))
+}
+
+pub async fn mode(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let (mode, history) = hub.mode(&tenant(&headers)?).await;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"mode": mode, "history": history}),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeBody {
+    mode: Mode,
+    reason: String,
+}
+
+pub async fn set_mode(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let m: ModeBody = parse_body(&body)?;
+    Ok(
+        match hub
+            .set_mode(&tenant(&headers)?, m.mode, &m.reason, "api")
+            .await
+        {
+            Ok(change) => json_response(StatusCode::OK, &json!(change)),
             Err(e) => desk_error(e),
         },
     )

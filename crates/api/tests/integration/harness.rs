@@ -117,6 +117,11 @@ pub async fn app_with_ingest(mappings: &std::path::Path, max_payload: usize) -> 
 /// An app with the coordination hub following the change feed (no ticker: tests tick
 /// the hub themselves).
 pub async fn app_with_hub() -> App {
+    app_with_hub_clock(Arc::new(SystemClock)).await
+}
+
+/// [`app_with_hub`] with the hub on `clock` (SLA and mode tests move it by hand).
+pub async fn app_with_hub_clock(clock: Arc<dyn citybrain_model::time::Clock>) -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
@@ -127,7 +132,7 @@ pub async fn app_with_hub() -> App {
     )
     .await;
     broker.start();
-    let hub = citybrain_hub::Hub::new(dynstore.clone(), Arc::new(SystemClock)).unwrap();
+    let hub = citybrain_hub::Hub::new(dynstore.clone(), clock).unwrap();
     tokio::spawn(hub.clone().run(dynstore.subscribe()));
     App {
         router: citybrain_api::app_with(

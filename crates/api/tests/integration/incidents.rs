@@ -207,3 +207,163 @@ async fn events_become_routed_incidents_that_move_through_their_lifecycle() {
         404
     );
 }
+
+/// Waits until the incident list holds `n` incidents.
+async fn count(app: &App, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let list = app.get("/platform/v1/incidents").await.body;
+        if list.as_array().map(Vec::len) == Some(n) {
+            return list.as_array().cloned().unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not {n} incidents");
+}
+
+#[tokio::test]
+async fn slas_escalate_on_breach_pause_on_hold_and_report_per_department() {
+    use citybrain_model::time::ManualClock;
+    use std::sync::Arc;
+    let clock = Arc::new(ManualClock::new("2026-03-02T08:00:00Z".parse().unwrap()));
+    let app = super::harness::app_with_hub_clock(clock.clone()).await;
+    let hub = app.hub.clone().unwrap();
+    let policy = json!({
+        "normal": {"flooding": {"acknowledge": "15m", "resolve": "2h"}},
+        "emergency": {"flooding": {"acknowledge": "2m", "resolve": "30m"}},
+        "escalateTo": {"flooding": "city-command-center"}
+    });
+    let r = app.put("/platform/v1/sla/policy", &policy).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut bad = policy.clone();
+    bad["normal"]["flooding"]["resolve"] = json!("5m");
+    let r = app.put("/platform/v1/sla/policy", &bad).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text.contains("normal.flooding.resolve"), "{}", r.text);
+    app.put(
+        "/platform/v1/routing",
+        &json!({"flooding": "water-authority"}),
+    )
+    .await;
+    let rule = json!({
+        "id": "flood", "category": "flooding",
+        "for": {"type": "WaterObserved"},
+        "when": {"kind": "threshold", "attr": "level", "above": 3.0},
+        "emergency": {"kind": "threshold", "attr": "level", "above": 2.0}
+    });
+    assert_eq!(app.post("/platform/v1/rules", &rule).await.status, 201);
+    let water = |id: &str, level: f64| {
+        json!({"id": id, "type": "WaterObserved",
+               "level": {"type": "Property", "value": level, "observedAt": "2026-03-02T08:00:00Z"}})
+    };
+    // 2.5 m: nothing in normal mode.
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &water("urn:ngsi-ld:WaterObserved:W1", 2.5),
+    )
+    .await;
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &water("urn:ngsi-ld:WaterObserved:W2", 3.5),
+    )
+    .await;
+    let list = count(&app, 1).await;
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["department"], "water-authority");
+
+    // 10 minutes: within the 15-minute target. 20 minutes: breached and escalated.
+    clock.advance(chrono::Duration::minutes(10));
+    assert!(hub.check_slas().await.unwrap().is_empty());
+    clock.advance(chrono::Duration::minutes(10));
+    let esc = hub.check_slas().await.unwrap();
+    assert_eq!(esc.len(), 1);
+    let i = app.get(&format!("/platform/v1/incidents/{id}")).await.body;
+    assert_eq!(i["department"], "city-command-center");
+    assert_eq!(i["severity"], "high", "medium → high");
+    assert!(i["sla"]["ackBreachedAt"].is_string());
+    assert!(
+        hub.check_slas().await.unwrap().is_empty(),
+        "a breach escalates once"
+    );
+
+    // On hold: the resolve clock stops. 1 h 30 min of work, 3 h on hold, resolved:
+    // 1 h 50 min counted against 2 h, within the target.
+    let path = format!("/platform/v1/incidents/{id}/transitions");
+    app.post(&path, &json!({"to": "dispatched", "unit": "pump-crew"}))
+        .await;
+    app.post(&path, &json!({"to": "in_progress"})).await;
+    clock.advance(chrono::Duration::minutes(70));
+    app.post(&path, &json!({"to": "on_hold", "reason": "road closed"}))
+        .await;
+    clock.advance(chrono::Duration::hours(3));
+    assert!(
+        hub.check_slas().await.unwrap().is_empty(),
+        "paused while on hold"
+    );
+    app.post(&path, &json!({"to": "in_progress"})).await;
+    clock.advance(chrono::Duration::minutes(20));
+    let r = app.post(&path, &json!({"to": "resolved"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let report = app.get("/platform/v1/sla/report").await.body;
+    let dept = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["department"] == "city-command-center")
+        .unwrap()
+        .clone();
+    assert_eq!(dept["incidents"], 1);
+    assert_eq!(dept["ackCompliance"], 0.0, "acknowledged after the breach");
+    assert_eq!(dept["resolveCompliance"], 1.0, "hold time not counted");
+    assert_eq!(dept["mttaS"], 1200.0);
+    assert_eq!(dept["mttrS"], (20 + 70 + 180 + 20) as f64 * 60.0);
+    assert_eq!(dept["breaches"], 1);
+    let metrics = app.get("/metrics").await.text;
+    assert!(
+        metrics.contains(
+            "citybrain_incidents_mtta_seconds{tenant=\"\",department=\"city-command-center\"} 1200"
+        ),
+        "{metrics}"
+    );
+
+    // Emergency mode: lower thresholds and shorter targets at once; audited, reversible.
+    let r = app
+        .put("/platform/v1/mode", &json!({"mode": "emergency"}))
+        .await;
+    assert_eq!(r.status, 400, "a reason is required");
+    let r = app
+        .put(
+            "/platform/v1/mode",
+            &json!({"mode": "emergency", "reason": "typhoon warning"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = "2026-03-02T14:00:00Z";
+    let body = json!({"level": {"type": "Property", "value": 2.6, "observedAt": t}});
+    app.patch(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:WaterObserved:W1/attrs",
+        &body,
+    )
+    .await;
+    let list = count(&app, 2).await;
+    let new = &list[0];
+    assert_eq!(new["sla"]["mode"], "emergency");
+    clock.advance(chrono::Duration::minutes(3));
+    let esc = hub.check_slas().await.unwrap();
+    assert_eq!(
+        esc.len(),
+        1,
+        "3 minutes breach the 2-minute emergency target"
+    );
+    let r = app
+        .put(
+            "/platform/v1/mode",
+            &json!({"mode": "normal", "reason": "warning lifted"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let m = app.get("/platform/v1/mode").await.body;
+    assert_eq!(m["mode"], "normal");
+    assert_eq!(m["history"].as_array().unwrap().len(), 2);
+    assert_eq!(m["history"][0]["reason"], "typhoon warning");
+    assert_eq!(m["history"][1]["from"], "emergency");
+}
