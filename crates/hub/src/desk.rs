@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::incident::{Attachment, Correlation, Incident, Move, Status, Step, TransitionError};
 use crate::sla::{self, Breach, DepartmentReport, Mode, Policy, SlaPolicy};
+use crate::tasks::{self, Plan, TaskError, TaskSpec, TaskStatus};
 use crate::{Hub, HubError};
 
 const INCIDENTS: &str = "incidents";
@@ -25,6 +26,7 @@ const ROUTING: &str = "routing";
 const SLA: &str = "sla_policy";
 const MODE: &str = "mode";
 const MODE_HISTORY: &str = "mode_history";
+const PLANS: &str = "plans";
 
 /// One tenant's incidents, routing tables, service levels and mode.
 #[derive(Default)]
@@ -37,6 +39,7 @@ pub(crate) struct Desk {
     pub(crate) policy: Policy,
     pub(crate) mode: Mode,
     mode_changes: u64,
+    plans: Vec<Plan>,
 }
 
 impl Desk {
@@ -80,6 +83,26 @@ pub enum DeskError {
     Invalid(String),
     #[error(transparent)]
     Hub(#[from] HubError),
+    #[error("{0}")]
+    Task(String, TaskError),
+}
+
+/// A request filed by hand (an operator, a citizen channel): an incident, maybe with
+/// tasks for several departments.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewIncident {
+    pub category: String,
+    pub title: String,
+    #[serde(default)]
+    pub severity: Option<citybrain_rules::Severity>,
+    /// `[lon, lat]`.
+    #[serde(default)]
+    pub location: Option<[f64; 2]>,
+    #[serde(default)]
+    pub entities: Vec<String>,
+    #[serde(default)]
+    pub tasks: Vec<TaskSpec>,
 }
 
 /// The number in an incident id (`urn:ngsi-ld:Incident:42` → 42).
@@ -132,6 +155,11 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
     }
     for (tenant, _, _) in store.docs(MODE_HISTORY) {
         out.entry(tenant).or_default().mode_changes += 1;
+    }
+    for (tenant, _, doc) in store.docs(PLANS) {
+        if let Ok(p) = serde_json::from_value::<Vec<Plan>>(doc) {
+            out.entry(tenant).or_default().plans = p;
+        }
     }
     out
 }
@@ -193,6 +221,7 @@ impl Hub {
                         let dept = d.department(&e.category);
                         let mut i = Incident::open(id.clone(), e, dept, now);
                         i.sla.mode = d.mode;
+                        apply_plans(&d.plans, d.mode, &mut i, now);
                         d.incidents.insert(id.clone(), i.clone());
                         touched.insert(id, i);
                     }
@@ -567,6 +596,129 @@ impl Hub {
         self.switch_rules(tenant, to)?;
         tracing::warn!(tenant, from = ?change.from, to = ?to, reason, "mode switched");
         Ok(change)
+    }
+
+    /// The emergency plans.
+    pub async fn plans(&self, tenant: &str) -> Vec<Plan> {
+        self.desks
+            .lock()
+            .await
+            .get(tenant)
+            .map(|d| d.plans.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the plans (checked first).
+    pub async fn set_plans(&self, tenant: &str, plans: Vec<Plan>) -> Result<(), DeskError> {
+        tasks::check_plans(&plans).map_err(DeskError::Invalid)?;
+        let doc = serde_json::to_value(&plans).unwrap_or(Value::Null);
+        self.put_doc(tenant, PLANS, "list", doc).await?;
+        self.desks
+            .lock()
+            .await
+            .entry(tenant.to_string())
+            .or_default()
+            .plans = plans;
+        Ok(())
+    }
+
+    /// Files an incident by hand, with its tasks (and the plan's, in its mode).
+    pub async fn open_incident(
+        &self,
+        tenant: &str,
+        req: NewIncident,
+        by: &str,
+    ) -> Result<Incident, DeskError> {
+        if req.category.trim().is_empty() || req.title.trim().is_empty() {
+            return Err(DeskError::Invalid(
+                "category and title: must not be empty".into(),
+            ));
+        }
+        if let Some([lon, lat]) = req.location {
+            if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+                return Err(DeskError::Invalid(
+                    "location: [longitude, latitude] in range".into(),
+                ));
+            }
+        }
+        tasks::check_tasks("tasks", &req.tasks).map_err(DeskError::Invalid)?;
+        let now = self.clock.now();
+        let i = {
+            let mut desks = self.desks.lock().await;
+            let d = desks.entry(tenant.to_string()).or_default();
+            d.next += 1;
+            let id = format!("urn:ngsi-ld:Incident:{}", d.next);
+            let event = citybrain_rules::Event {
+                rule: Arc::from("-"),
+                category: Arc::from(req.category.as_str()),
+                severity: req.severity.unwrap_or(citybrain_rules::Severity::Medium),
+                entity: Arc::from(req.entities.first().map(String::as_str).unwrap_or("-")),
+                entity_type: Arc::from("-"),
+                kind: EventKind::Momentary,
+                at: now,
+                value: None,
+                location: req.location,
+            };
+            let mut i = Incident::open(id.clone(), &event, d.department(&req.category), now);
+            i.title = req.title.clone();
+            i.rules.clear();
+            i.entities = req.entities.clone();
+            i.history[0].by = by.to_string();
+            i.history[0].note = Some(format!("filed by {by}"));
+            i.sla.mode = d.mode;
+            if !req.tasks.is_empty() {
+                tasks::open_tasks(
+                    &mut i,
+                    &req.tasks,
+                    by,
+                    format!("{} tasks filed with the request", req.tasks.len()),
+                    now,
+                );
+            }
+            apply_plans(&d.plans, d.mode, &mut i, now);
+            d.incidents.insert(id, i.clone());
+            i
+        };
+        self.save_incident(tenant, &i).await?;
+        Ok(i)
+    }
+
+    /// Moves one task (and the incident with it).
+    pub async fn move_task(
+        &self,
+        tenant: &str,
+        id: &str,
+        n: usize,
+        to: TaskStatus,
+        by: &str,
+    ) -> Result<Incident, DeskError> {
+        let now = self.clock.now();
+        self.update_incident(tenant, id, &mut |i| {
+            tasks::move_task(i, n, to, by, now).map_err(|e| {
+                let msg = match &e {
+                    TaskError::NoSuchTask(n) => format!("no task {n}"),
+                    TaskError::Waiting(w) => format!("task {n} waits for tasks {w:?} to be done"),
+                    TaskError::Final(s) => format!("task {n} is {s:?} already"),
+                    TaskError::Closed(s) => {
+                        format!("the incident is {} and takes no task changes", s.name())
+                    }
+                };
+                DeskError::Task(msg, e)
+            })
+        })
+        .await
+    }
+}
+
+/// Opens the tasks of the plans for `i`'s category in `mode`.
+fn apply_plans(plans: &[Plan], mode: Mode, i: &mut Incident, now: chrono::DateTime<chrono::Utc>) {
+    let category = i.category.clone();
+    for p in plans
+        .iter()
+        .filter(|p| p.category == category && p.mode == mode)
+    {
+        let note = format!("plan {} opened {} tasks", p.id, p.tasks.len());
+        tasks::open_tasks(i, &p.tasks, "plan", note, now);
     }
 }
 

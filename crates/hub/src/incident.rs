@@ -84,7 +84,8 @@ impl Status {
 pub struct Step {
     pub at: DateTime<Utc>,
     pub by: String,
-    /// `opened`, `event`, `status`, `comment`, `attachment`, `cleared`, `escalated`.
+    /// `opened`, `event`, `status`, `comment`, `attachment`, `cleared`, `escalated`,
+    /// `tasks`, `task`.
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Status>,
@@ -141,6 +142,9 @@ pub struct Incident {
     /// The service-level clock's marks (mode, breaches).
     #[serde(default)]
     pub sla: crate::sla::SlaMarks,
+    /// The departments' parts of the work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<crate::tasks::Task>,
     pub history: Vec<Step>,
 }
 
@@ -194,6 +198,7 @@ impl Incident {
             duplicate_of: None,
             attachments: Vec::new(),
             sla: crate::sla::SlaMarks::default(),
+            tasks: Vec::new(),
             history: vec![Step {
                 at: now,
                 by: "rules".into(),

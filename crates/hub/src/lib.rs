@@ -34,9 +34,10 @@ mod backtest;
 mod desk;
 pub mod incident;
 pub mod sla;
+pub mod tasks;
 
 pub use backtest::{Backtest, MAX_OBSERVATIONS};
-pub use desk::{DeskError, IncidentFilter, ModeChange};
+pub use desk::{DeskError, IncidentFilter, ModeChange, NewIncident};
 pub use incident::{Correlation, Incident, Move, Status};
 
 const RULES: &str = "rules";

@@ -13,7 +13,12 @@
 //! - `GET|PUT /platform/v1/sla/policy`, `GET /platform/v1/sla/report`: service-level
 //!   targets per category and mode, and the figures per department;
 //! - `GET|PUT /platform/v1/mode` `{"mode", "reason"}`: the normal/emergency switch and
-//!   its history.
+//!   its history;
+//! - `POST /platform/v1/incidents` `{"category", "title", "severity", "location",
+//!   "entities", "tasks"}`: an incident filed by hand, fanned out into tasks;
+//! - `POST /platform/v1/incidents/{id}/tasks/{n}` `{"status"}`: a task moves (409 with
+//!   `waitingFor` while the tasks it depends on are not done);
+//! - `GET|PUT /platform/v1/plans`: emergency plans (tasks opened per category).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -22,7 +27,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use citybrain_hub::sla::{Mode, SlaPolicy};
-use citybrain_hub::{DeskError, IncidentFilter, Move, Status};
+use citybrain_hub::tasks::{Plan, TaskError, TaskStatus};
+use citybrain_hub::{DeskError, IncidentFilter, Move, NewIncident, Status};
 use citybrain_model::ErrorKind;
 use serde_json::json;
 
@@ -53,6 +59,22 @@ fn desk_error(e: DeskError) -> Response {
             r
         }
         DeskError::Hub(h) => ApiError::from(h).into_response(),
+        DeskError::Task(msg, e) => match e {
+            TaskError::NoSuchTask(_) => {
+                ApiError::new(ErrorKind::ResourceNotFound, msg).into_response()
+            }
+            TaskError::Waiting(w) => {
+                let mut body = ApiError::new(ErrorKind::AlreadyExists, msg).body();
+                body["type"] = json!("https://citybrain.example/errors/TaskWaiting");
+                body["title"] = json!("The task waits for other tasks");
+                body["status"] = json!(409);
+                body["waitingFor"] = json!(w);
+                json_response(StatusCode::CONFLICT, &body)
+            }
+            TaskError::Final(_) | TaskError::Closed(_) => {
+                ApiError::new(ErrorKind::AlreadyExists, msg).into_response()
+            }
+        },
     }
 }
 
@@ -282,4 +304,74 @@ pub async fn set_mode(
             Err(e) => desk_error(e),
         },
     )
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let req: NewIncident = parse_body(&body)?;
+    Ok(
+        match hub.open_incident(&tenant(&headers)?, req, "api").await {
+            Ok(i) => {
+                let mut r = json_response(StatusCode::CREATED, &json!(i));
+                if let Ok(loc) =
+                    axum::http::HeaderValue::from_str(&format!("/platform/v1/incidents/{}", i.id))
+                {
+                    r.headers_mut().insert(axum::http::header::LOCATION, loc);
+                }
+                r
+            }
+            Err(e) => desk_error(e),
+        },
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskBody {
+    status: TaskStatus,
+}
+
+pub async fn task(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((id, n)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let n: usize = n
+        .parse()
+        .map_err(|_| ApiError::bad_data("the task number is a whole number"))?;
+    let t: TaskBody = parse_body(&body)?;
+    Ok(
+        match hub
+            .move_task(&tenant(&headers)?, &id, n, t.status, "api")
+            .await
+        {
+            Ok(i) => json_response(StatusCode::OK, &json!(i)),
+            Err(e) => desk_error(e),
+        },
+    )
+}
+
+pub async fn plans(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let p = hub.plans(&tenant(&headers)?).await;
+    Ok(json_response(StatusCode::OK, &json!(p)))
+}
+
+pub async fn set_plans(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hub = hub(&app)?;
+    let p: Vec<Plan> = parse_body(&body)?;
+    Ok(match hub.set_plans(&tenant(&headers)?, p.clone()).await {
+        Ok(()) => json_response(StatusCode::OK, &json!(p)),
+        Err(e) => desk_error(e),
+    })
 }

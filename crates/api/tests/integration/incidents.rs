@@ -367,3 +367,87 @@ async fn slas_escalate_on_breach_pause_on_hold_and_report_per_department() {
     assert_eq!(m["history"][0]["reason"], "typhoon warning");
     assert_eq!(m["history"][1]["from"], "emergency");
 }
+
+#[tokio::test]
+async fn one_request_fans_out_into_tasks_and_completes_when_all_are_done() {
+    let app = super::harness::app_with_hub().await;
+    // A citizen's one request: open a small restaurant (一件事一次办).
+    let req = json!({
+        "category": "business-licence",
+        "title": "Open a restaurant at 12 Wangfujing St",
+        "tasks": [
+            {"department": "market-regulation", "title": "business licence"},
+            {"department": "fire-department", "title": "fire safety inspection"},
+            {"department": "health-bureau", "title": "food hygiene permit", "after": [0, 1]}
+        ]
+    });
+    let r = app.post("/platform/v1/incidents", &req).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/platform/v1/incidents/{id}").as_str())
+    );
+    assert_eq!(r.body["tasks"].as_array().unwrap().len(), 3);
+    let task = |n: usize| format!("/platform/v1/incidents/{id}/tasks/{n}");
+    // The hygiene permit waits for the other two.
+    let r = app.post(&task(2), &json!({"status": "in_progress"})).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["waitingFor"], json!([0, 1]));
+    let r = app.post(&task(0), &json!({"status": "done"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["status"], "in_progress",
+        "the citizen sees one status"
+    );
+    app.post(&task(1), &json!({"status": "done"})).await;
+    let r = app.post(&task(2), &json!({"status": "done"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["status"], "resolved",
+        "every task done: the request is resolved"
+    );
+    assert_eq!(
+        app.post(&task(7), &json!({"status": "done"})).await.status,
+        404
+    );
+    let bad = json!({"category": "x", "title": "y", "tasks": [{"department": "a", "title": "t", "after": [0]}]});
+    let r = app.post("/platform/v1/incidents", &bad).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text.contains("tasks[0].after"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_emergency_plan_opens_tasks_for_several_departments() {
+    let app = super::harness::app_with_hub().await;
+    let plans = json!([{
+        "id": "flood-response", "category": "flooding",
+        "tasks": [
+            {"department": "water-authority", "title": "deploy pumps"},
+            {"department": "traffic-police", "title": "close the underpass"},
+            {"department": "civil-affairs", "title": "open shelters"}
+        ]
+    }]);
+    assert_eq!(app.put("/platform/v1/plans", &plans).await.status, 200);
+    let req = json!({"category": "flooding", "title": "underpass flooded"});
+    // Normal mode: no plan.
+    let r = app.post("/platform/v1/incidents", &req).await;
+    assert!(r.body.get("tasks").is_none(), "{}", r.text);
+    app.put(
+        "/platform/v1/mode",
+        &json!({"mode": "emergency", "reason": "rainstorm red alert"}),
+    )
+    .await;
+    let r = app.post("/platform/v1/incidents", &req).await;
+    let depts: Vec<&str> = r.body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["department"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        depts,
+        ["water-authority", "traffic-police", "civil-affairs"]
+    );
+    assert_eq!(r.body["sla"]["mode"], "emergency");
+}
