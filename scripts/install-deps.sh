@@ -2,9 +2,21 @@
 # Installs what the test suites need beyond the Rust toolchain, idempotently:
 # Debian's mosquitto (a real MQTT broker for the client-mode test) and
 # mosquitto-clients (mosquitto_pub/mosquitto_sub, real clients for the embedded
-# server's tests). Tests that need them skip with a message when they are absent, so
+# server's tests); the Python Open311 client library `georeport` (a real client of the
+# Open311 endpoint). Tests that need them skip with a message when they are absent, so
 # the default suite still runs on a machine without them.
 set -euo pipefail
+# Python packages first (no root needed): pinned, into the user's site.
+if command -v python3 >/dev/null 2>&1; then
+  if python3 -c "import georeport, requests, xmltodict" 2>/dev/null; then
+    echo "install-deps: georeport present"
+  else
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --user --quiet --disable-pip-version-check \
+      "georeport==0.3.1" "requests>=2.32.4,<3" "xmltodict>=0.14.2,<0.15" \
+      && echo "install-deps: installed georeport" \
+      || echo "install-deps: could not install georeport (the Open311 client test will skip)" >&2
+  fi
+fi
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)

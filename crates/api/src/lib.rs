@@ -20,7 +20,8 @@ use citybrain_broker::Broker;
 use citybrain_model::ErrorKind;
 
 use crate::handlers::{
-    batch, contexts, discovery, entities, incidents, ingest, rules, subscriptions, temporal,
+    batch, contexts, discovery, entities, incidents, ingest, open311, rules, subscriptions,
+    temporal,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -216,6 +217,18 @@ pub fn router_with(
         .route(MODE, get(incidents::mode).put(incidents::set_mode))
         .route(INCIDENT_TASK, post(incidents::task))
         .route(PLANS, get(incidents::plans).put(incidents::set_plans))
+        .route(
+            OPEN311_CONFIG,
+            get(open311::config).put(open311::set_config),
+        )
+        .route(
+            OPEN311_ROOT,
+            get(open311::get_root).post(open311::post_root),
+        )
+        .route(OPEN311_SERVICE, get(open311::service_definition))
+        .route(OPEN311_REQUEST, get(open311::request))
+        .route(OPEN311_TOKEN, get(open311::token))
+        .route(OPEN311_RATING, post(open311::rate))
         .route(EVENTS_STREAM, get(rules::stream))
         .route(HEALTH, get(health))
         .route(METRICS, get(metrics_text))

@@ -642,3 +642,62 @@ async fn edge_round_trip(over_mqtt: bool) {
         vec![10.0, 11.0, 12.0, 13.0]
     );
 }
+
+/// A real Open311 client library (`georeport`, installed by `scripts/install-deps.sh`)
+/// against the real binary: services and definitions, requests in and out, JSON and
+/// XML. Skips when Python or the library is missing, unless `REQUIRE_PYTHON_TOOLS=1`
+/// (set by CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open311_client_library_talks_to_the_server() {
+    let have = Command::new("python3")
+        .args(["-c", "import georeport, requests, xmltodict"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !have {
+        assert_ne!(
+            std::env::var("REQUIRE_PYTHON_TOOLS").as_deref(),
+            Ok("1"),
+            "python3 with georeport is required (scripts/install-deps.sh)"
+        );
+        eprintln!("skipping: python3 with the georeport library is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let cfg = json!({
+        "services": [
+            {"service_code": "pothole", "service_name": "Pothole", "category": "roads",
+             "attributes": [{"code": "size", "datatype": "singlevaluelist", "required": true,
+                             "description": "How big?", "values": [{"key": "s", "name": "small"}, {"key": "l", "name": "large"}]}]},
+            {"service_code": "streetlight", "service_name": "Street light out"}
+        ],
+        "api_keys": ["citizen-app-key"]
+    });
+    let r = http
+        .put(format!("{}/platform/v1/open311", server.base))
+        .json(&cfg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/open311_client.py");
+    let base = format!("{}/open311/v2", server.base);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .args([base.as_str(), "citizen-app-key"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("all Open311 client checks passed"), "{text}");
+}

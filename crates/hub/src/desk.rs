@@ -629,6 +629,64 @@ impl Hub {
         req: NewIncident,
         by: &str,
     ) -> Result<Incident, DeskError> {
+        self.file_incident(tenant, req, by, None).await
+    }
+
+    /// Files a citizen's request (Open311) as an incident.
+    pub(crate) async fn open_request(
+        &self,
+        tenant: &str,
+        req: NewIncident,
+        citizen: crate::open311::CitizenRequest,
+    ) -> Result<Incident, DeskError> {
+        self.file_incident(tenant, req, "open311", Some(citizen))
+            .await
+    }
+
+    /// Records the citizen's rating of a resolved or closed request, once.
+    pub(crate) async fn rate_request(
+        &self,
+        tenant: &str,
+        id: &str,
+        rating: u8,
+    ) -> Result<Incident, DeskError> {
+        let now = self.clock.now();
+        self.update_incident(tenant, id, &mut |i| {
+            if !matches!(i.status, Status::Resolved | Status::Closed) {
+                return Err(DeskError::Invalid(format!(
+                    "the request is {}; it can be rated once resolved or closed",
+                    i.status.name()
+                )));
+            }
+            let Some(r) = i.request.as_mut() else {
+                return Err(DeskError::NotFound(i.id.clone()));
+            };
+            if r.rating.is_some() {
+                return Err(DeskError::Invalid("the request is rated already".into()));
+            }
+            r.rating = Some(rating);
+            i.history.push(Step {
+                at: now,
+                by: "citizen".into(),
+                action: "rating".into(),
+                from: None,
+                to: None,
+                reason: None,
+                note: Some(format!("{rating} of 5")),
+            });
+            i.updated_at = now;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn file_incident(
+        &self,
+        tenant: &str,
+        req: NewIncident,
+        by: &str,
+        citizen: Option<crate::open311::CitizenRequest>,
+    ) -> Result<Incident, DeskError> {
         if req.category.trim().is_empty() || req.title.trim().is_empty() {
             return Err(DeskError::Invalid(
                 "category and title: must not be empty".into(),
@@ -666,6 +724,7 @@ impl Hub {
             i.history[0].by = by.to_string();
             i.history[0].note = Some(format!("filed by {by}"));
             i.sla.mode = d.mode;
+            i.request = citizen.clone();
             if !req.tasks.is_empty() {
                 tasks::open_tasks(
                     &mut i,

@@ -145,6 +145,9 @@ pub struct Incident {
     /// The departments' parts of the work.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<crate::tasks::Task>,
+    /// What a citizen sent, for an Open311 request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::open311::CitizenRequest>,
     pub history: Vec<Step>,
 }
 
@@ -199,6 +202,7 @@ impl Incident {
             attachments: Vec::new(),
             sla: crate::sla::SlaMarks::default(),
             tasks: Vec::new(),
+            request: None,
             history: vec![Step {
                 at: now,
                 by: "rules".into(),

@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 mod backtest;
 mod desk;
 pub mod incident;
+pub mod open311;
 pub mod sla;
 pub mod tasks;
 
