@@ -254,6 +254,11 @@ impl Hub {
         if let Some(m) = modified {
             m.commit.wait().await?;
         }
+        // The live feed shows incident changes beside rule events.
+        let _ = self.incident_tx.send(Arc::new(crate::IncidentChange {
+            tenant: tenant.to_string(),
+            incident: i.clone(),
+        }));
         Ok(())
     }
 
@@ -852,6 +857,11 @@ fn entity_body(i: &Incident) -> Map<String, Value> {
     b.insert(
         "openedAt".into(),
         prop(json!(citybrain_model::time::format_datetime(&i.opened_at))),
+    );
+    // The mode it was opened in: responders subscribe by mode (their emergency channel).
+    b.insert(
+        "mode".into(),
+        prop(serde_json::to_value(i.sla.mode).unwrap_or(Value::Null)),
     );
     if let Some(d) = &i.department {
         b.insert("department".into(), prop(json!(d)));

@@ -120,6 +120,14 @@ pub struct Hub {
     /// Incidents and routing per tenant (async: saving waits for durability).
     desks: tokio::sync::Mutex<HashMap<String, desk::Desk>>,
     correlation: Mutex<Correlation>,
+    incident_tx: tokio::sync::broadcast::Sender<Arc<IncidentChange>>,
+}
+
+/// An incident as saved (opened or changed), for the live feed.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentChange {
+    pub tenant: String,
+    pub incident: Incident,
 }
 
 impl Hub {
@@ -129,6 +137,7 @@ impl Hub {
         let location = ctx.expand("location");
         let incident_type = ctx.expand("Incident");
         let (events, _) = tokio::sync::broadcast::channel(4_096);
+        let (incident_tx, _) = tokio::sync::broadcast::channel(1_024);
         let desks = desk::load(&*store);
         let in_emergency: Vec<String> = desks
             .iter()
@@ -137,6 +146,7 @@ impl Hub {
             .collect();
         let hub = Hub {
             desks: tokio::sync::Mutex::new(desks),
+            incident_tx,
             correlation: Mutex::new(Correlation::default()),
             store,
             clock,
@@ -334,6 +344,11 @@ impl Hub {
     /// The live feed: every event from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<HubEvent>> {
         self.events.subscribe()
+    }
+
+    /// The live feed of incidents: every incident opened or changed from now on.
+    pub fn subscribe_incidents(&self) -> tokio::sync::broadcast::Receiver<Arc<IncidentChange>> {
+        self.incident_tx.subscribe()
     }
 
     /// How events are gathered into incidents.

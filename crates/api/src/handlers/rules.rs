@@ -11,8 +11,10 @@
 //! - `GET /platform/v1/rules/{id}/versions`: every version, deletions included;
 //! - `GET /platform/v1/events?after=&rule=&entity=&kind=`: recent events (the last
 //!   1,000 per tenant), oldest first;
-//! - `GET /platform/v1/events/stream` with the same filters: the live feed as
-//!   Server-Sent Events (`id` = the event's `seq`);
+//! - `GET /platform/v1/events/stream` with the same filters and `feed=events|
+//!   incidents|all`: the live feed as Server-Sent Events, rule events (`event:
+//!   rule-event`, `id` = the event's `seq`) and incidents opened or changed (`event:
+//!   incident`);
 //! - `POST /platform/v1/backtests` `{"rule": {...} | "ruleId": "...", "from", "to"}`:
 //!   what the rule would have raised over that period of history.
 
@@ -261,34 +263,70 @@ pub async fn events(
     Ok(json_response(StatusCode::OK, &json!(list)))
 }
 
+/// Which parts of the live feed a stream carries (`feed=events|incidents|all`).
+#[derive(Clone, Copy, PartialEq)]
+enum Feed {
+    Events,
+    Incidents,
+    All,
+}
+
 pub async fn stream(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    Query(mut q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let hub = hub(&app)?;
+    let feed = match q.remove("feed").as_deref() {
+        None | Some("all") => Feed::All,
+        Some("events") => Feed::Events,
+        Some("incidents") => Feed::Incidents,
+        Some(f) => {
+            return Err(ApiError::bad_data(format!(
+                "feed: '{f}' is not events, incidents or all"
+            )))
+        }
+    };
     let filter = Filter::of(&q)?;
     let t = tenant(&headers)?;
-    let rx = hub.subscribe();
-    let s = futures::stream::unfold((rx, filter, t), |(mut rx, filter, t)| async move {
+    let state = (hub.subscribe(), hub.subscribe_incidents(), filter, t, feed);
+    let s = futures::stream::unfold(state, |(mut rx, mut irx, filter, t, feed)| async move {
         loop {
-            match rx.recv().await {
-                Ok(e) if e.tenant == t && filter.keeps(&e) => {
-                    let ev = SseEvent::default()
-                        .id(e.seq.to_string())
-                        .event("rule-event")
-                        .data(json!(*e).to_string());
-                    return Some((Ok(ev), (rx, filter, t)));
-                }
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    // A slow reader is told how many events it missed.
-                    let ev = SseEvent::default()
-                        .event("lagged")
-                        .data(json!({"missed": n}).to_string());
-                    return Some((Ok(ev), (rx, filter, t)));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            let ev = tokio::select! {
+                r = rx.recv(), if feed != Feed::Incidents => match r {
+                    Ok(e) if e.tenant == t && filter.keeps(&e) => Some(
+                        SseEvent::default()
+                            .id(e.seq.to_string())
+                            .event("rule-event")
+                            .data(json!(*e).to_string()),
+                    ),
+                    Ok(_) => None,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(
+                        // A slow reader is told how many events it missed.
+                        SseEvent::default()
+                            .event("lagged")
+                            .data(json!({"missed": n}).to_string()),
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+                r = irx.recv(), if feed != Feed::Events => match r {
+                    Ok(c) if c.tenant == t
+                        && filter.category.as_deref().is_none_or(|x| x == c.incident.category) => Some(
+                        SseEvent::default()
+                            .event("incident")
+                            .data(json!(c.incident).to_string()),
+                    ),
+                    Ok(_) => None,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(
+                        SseEvent::default()
+                            .event("lagged")
+                            .data(json!({"missed": n}).to_string()),
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            if let Some(ev) = ev {
+                return Some((Ok(ev), (rx, irx, filter, t, feed)));
             }
         }
     });

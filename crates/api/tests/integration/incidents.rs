@@ -451,3 +451,62 @@ async fn an_emergency_plan_opens_tasks_for_several_departments() {
     );
     assert_eq!(r.body["sla"]["mode"], "emergency");
 }
+
+#[tokio::test]
+async fn responders_get_incidents_by_webhook_with_retries_and_on_the_live_feed() {
+    use futures::StreamExt;
+    use tower::ServiceExt;
+    let app = super::harness::app_with_hub().await;
+    // A responder's webhook: an NGSI-LD subscription on incidents of its department
+    // (delivered by the subscription dispatcher, with its retries and backoff).
+    let (url, mut rx) = super::subscriptions::receiver(Duration::ZERO).await;
+    app.put("/platform/v1/routing", &json!({"air-quality": "environment-bureau"}))
+        .await;
+    let sub = json!({
+        "type": "Subscription",
+        "entities": [{"type": "Incident"}],
+        "q": "department==\"environment-bureau\"",
+        "notification": {"endpoint": {"uri": url, "accept": "application/json"}}
+    });
+    let r = app.post("/ngsi-ld/v1/subscriptions", &sub).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let rule = json!({
+        "id": "no2-high", "category": "air-quality",
+        "for": {"type": "AirQualityObserved"},
+        "when": {"kind": "threshold", "attr": "NO2", "above": 200}
+    });
+    app.post("/platform/v1/rules", &rule).await;
+    // The live feed, incidents only.
+    let req = axum::http::Request::builder()
+        .uri("/platform/v1/events/stream?feed=incidents")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let mut body = resp.into_body().into_data_stream();
+    app.post(
+        "/ngsi-ld/v1/entities",
+        &station("urn:ngsi-ld:AirQualityObserved:Z", 300.0, 116.4, 39.9, "2026-03-01T08:00:00Z"),
+    )
+    .await;
+    let (_, n) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a webhook within 5 s")
+        .unwrap();
+    let e = &n["data"][0];
+    assert_eq!(e["type"], "Incident");
+    assert_eq!(e["department"]["value"], "environment-bureau");
+    assert_eq!(e["mode"]["value"], "normal");
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if text.contains("\n\n") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("an incident on the live feed");
+    assert!(text.contains("event: incident"), "{text}");
+    assert!(!text.contains("rule-event"), "feed=incidents: {text}");
+}

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::harness::{app, vehicle};
 
 /// A notification receiver on a free port; `delay` makes it slow.
-async fn receiver(delay: Duration) -> (String, mpsc::UnboundedReceiver<(HeaderMap, Value)>) {
+pub async fn receiver(delay: Duration) -> (String, mpsc::UnboundedReceiver<(HeaderMap, Value)>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = Router::new()
         .route(
