@@ -7,6 +7,7 @@
 //! ```
 
 mod history;
+mod hub;
 mod ingest;
 mod rules;
 #[cfg(feature = "sqlite")]
@@ -39,7 +40,7 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:1026")]
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
-    /// import, mqtt, edge, rules (the last five in process, no server), temporal.
+    /// import, mqtt, edge, rules, hub (the last six in process, no server), temporal.
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
@@ -78,6 +79,9 @@ struct Args {
     /// File formats of the import scenario.
     #[arg(long, default_value = "csv,json,xml")]
     import_formats: String,
+    /// Observations per second written in the hub scenario.
+    #[arg(long, default_value_t = 100_000)]
+    hub_rate: usize,
     /// Observations streamed through 10,000 rules in the rules scenario.
     #[arg(long, default_value_t = 2_000_000)]
     rule_observations: usize,
@@ -524,6 +528,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?
             }
             "edge" => ingest::edge()?,
+            "hub" => hub::run(if args.quick { 2 } else { args.duration }, args.hub_rate).await?,
             "rules" => {
                 let n = if args.quick {
                     100_000

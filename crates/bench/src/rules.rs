@@ -19,15 +19,15 @@ use citybrain_rules::{parse_rules, Engine, ObsValue, Observation};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-const TYPES: usize = 10;
-const PER_TYPE: usize = 1_000;
-const ATTRS: usize = 10;
+pub(crate) const TYPES: usize = 10;
+pub(crate) const PER_TYPE: usize = 1_000;
+pub(crate) const ATTRS: usize = 10;
 
-fn entity(i: usize) -> String {
+pub(crate) fn entity(i: usize) -> String {
     format!("urn:ngsi-ld:T{}:e{:04}", i % TYPES, i / TYPES)
 }
 
-fn rules_yaml() -> String {
+pub(crate) fn rules_yaml() -> String {
     let mut out = String::new();
     let mut push = |id: String, sel: String, when: String| {
         out.push_str(&format!(

@@ -228,19 +228,38 @@ impl Hub {
                 }
             }
         }
-        for i in touched.values() {
-            self.save_incident(tenant, i).await?;
-        }
-        Ok(touched.into_values().collect())
+        let list: Vec<Incident> = touched.into_values().collect();
+        self.save_incidents(tenant, &list).await?;
+        Ok(list)
     }
 
-    /// Writes the incident document and its NGSI-LD entity; durable when it answers.
-    async fn save_incident(&self, tenant: &str, i: &Incident) -> Result<(), HubError> {
+    /// Writes incidents (documents and entities) back to back, then waits once for
+    /// them to be durable (group commit), then shows them on the live feed.
+    async fn save_incidents(&self, tenant: &str, list: &[Incident]) -> Result<(), HubError> {
+        let mut commits = Vec::with_capacity(list.len() * 2);
+        for i in list {
+            commits.extend(self.stage_incident(tenant, i)?);
+        }
+        for c in commits {
+            c.wait().await?;
+        }
+        for i in list {
+            let _ = self.incident_tx.send(Arc::new(crate::IncidentChange {
+                tenant: tenant.to_string(),
+                incident: i.clone(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Logs one incident's document and entity; the commits to wait for.
+    fn stage_incident(
+        &self,
+        tenant: &str,
+        i: &Incident,
+    ) -> Result<Vec<citybrain_store::Commit>, HubError> {
         let doc = serde_json::to_value(i).unwrap_or(Value::Null);
-        self.store
-            .put_doc(tenant, INCIDENTS, &i.id, doc)?
-            .wait()
-            .await?;
+        let mut out = vec![self.store.put_doc(tenant, INCIDENTS, &i.id, doc)?];
         let body = entity_body(i);
         let now = self.clock.now();
         let entity = parse_entity(&body, &self.ctx, now)
@@ -252,14 +271,14 @@ impl Hub {
             })))
         })?;
         if let Some(m) = modified {
-            m.commit.wait().await?;
+            out.push(m.commit);
         }
-        // The live feed shows incident changes beside rule events.
-        let _ = self.incident_tx.send(Arc::new(crate::IncidentChange {
-            tenant: tenant.to_string(),
-            incident: i.clone(),
-        }));
-        Ok(())
+        Ok(out)
+    }
+
+    /// Writes one incident; durable and on the live feed when it answers.
+    async fn save_incident(&self, tenant: &str, i: &Incident) -> Result<(), HubError> {
+        self.save_incidents(tenant, std::slice::from_ref(i)).await
     }
 
     /// Incidents of a tenant, newest first.

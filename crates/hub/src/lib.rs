@@ -121,6 +121,8 @@ pub struct Hub {
     desks: tokio::sync::Mutex<HashMap<String, desk::Desk>>,
     correlation: Mutex<Correlation>,
     incident_tx: tokio::sync::broadcast::Sender<Arc<IncidentChange>>,
+    /// The last version number written per (tenant, rule).
+    last_versions: Mutex<HashMap<(String, String), u64>>,
 }
 
 /// An incident as saved (opened or changed), for the live feed.
@@ -147,6 +149,7 @@ impl Hub {
         let hub = Hub {
             desks: tokio::sync::Mutex::new(desks),
             incident_tx,
+            last_versions: Mutex::new(HashMap::new()),
             correlation: Mutex::new(Correlation::default()),
             store,
             clock,
@@ -158,6 +161,15 @@ impl Hub {
             seq: AtomicU64::new(0),
             stats: HubStats::default(),
         };
+        {
+            let mut lv = hub.last_versions.lock();
+            for (tenant, key, doc) in hub.store.docs(VERSIONS) {
+                if let (Some((id, _)), Some(v)) = (key.rsplit_once('@'), doc["version"].as_u64()) {
+                    let e = lv.entry((tenant, id.to_string())).or_insert(0);
+                    *e = (*e).max(v);
+                }
+            }
+        }
         for (tenant, id, doc) in hub.store.docs(RULES) {
             match record_of(&doc) {
                 Some(rec) => {
@@ -205,11 +217,15 @@ impl Hub {
         // Validate before anything is written (the emergency condition too).
         citybrain_rules::Engine::new().put(self.expanded(&spec))?;
         let id = spec.id.clone();
-        let previous = self.rule(tenant, &id).map(|v| v.record.version);
-        if create_only && previous.is_some() {
+        let exists = self
+            .tenants
+            .lock()
+            .get(tenant)
+            .is_some_and(|t| t.rules.contains_key(&id));
+        if create_only && exists {
             return Err(HubError::Exists(id));
         }
-        let version = self.last_version(tenant, &id) + 1;
+        let version = self.next_version(tenant, &id);
         let rec = RuleRecord {
             rule: spec,
             version,
@@ -231,12 +247,12 @@ impl Hub {
         Ok(rec)
     }
 
-    /// The highest version ever written for `id` (deletions included), 0 for none.
-    fn last_version(&self, tenant: &str, id: &str) -> u64 {
-        self.versions(tenant, id)
-            .last()
-            .and_then(|v| v["version"].as_u64())
-            .unwrap_or(0)
+    /// Reserves the next version number of `id` (deletions count too).
+    fn next_version(&self, tenant: &str, id: &str) -> u64 {
+        let mut m = self.last_versions.lock();
+        let v = m.entry((tenant.to_string(), id.to_string())).or_insert(0);
+        *v += 1;
+        *v
     }
 
     /// Re-puts every rule of a tenant for `mode` (their state starts afresh).
@@ -260,7 +276,7 @@ impl Hub {
         if self.rule(tenant, id).is_none() {
             return Err(HubError::NotFound(id.to_string()));
         }
-        let version = self.last_version(tenant, id) + 1;
+        let version = self.next_version(tenant, id);
         let tomb = json!({
             "id": id,
             "version": version,
@@ -288,7 +304,7 @@ impl Hub {
         let tenants = self.tenants.lock();
         let t = tenants.get(tenant)?;
         let rec = t.rules.get(id)?.clone();
-        let status = t.engine.status().into_iter().find(|s| s.id == id)?;
+        let status = t.engine.status_of(id)?;
         Some(RuleView {
             record: rec,
             status,
@@ -384,16 +400,34 @@ impl Hub {
     /// Moves every tenant's rule clock to now; answers the events published, per tenant.
     pub fn tick(&self) -> Vec<(String, Vec<Arc<HubEvent>>)> {
         let now = self.clock.now();
+        let mut out = Vec::new();
+        loop {
+            let (slice, more) = self.tick_slice(now);
+            out.extend(slice);
+            if !more {
+                return out;
+            }
+        }
+    }
+
+    /// Due states visited per hold of the tenants' lock: between slices the change
+    /// feed goes on.
+    const TICK_SLICE: usize = 2_000;
+
+    /// One slice of a tick over every tenant; answers whether work remains.
+    fn tick_slice(&self, now: DateTime<Utc>) -> (Vec<(String, Vec<Arc<HubEvent>>)>, bool) {
         let mut tenants = self.tenants.lock();
         let mut out = Vec::new();
+        let mut more = false;
         for (tenant, t) in tenants.iter_mut() {
-            let events = t.engine.tick(now);
+            let (events, m) = t.engine.tick_some(now, Self::TICK_SLICE);
+            more |= m;
             let published = self.publish(tenant, t, events);
             if !published.is_empty() {
                 out.push((tenant.clone(), published));
             }
         }
-        out
+        (out, more)
     }
 
     fn publish(&self, tenant: &str, t: &mut TenantHub, events: Vec<Event>) -> Vec<Arc<HubEvent>> {
@@ -434,11 +468,29 @@ impl Hub {
         }
     }
 
-    /// Follows the change feed until it ends.
+    /// Follows the change feed until it ends. Evaluation never waits for incidents to
+    /// be written: events go to a filing task, which files what has gathered in one
+    /// go (one wait for durability per round, however many incidents).
     pub async fn run(self: Arc<Self>, mut feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<Arc<HubEvent>>)>();
+        let filer = self.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut by_tenant: BTreeMap<String, Vec<Arc<HubEvent>>> = BTreeMap::new();
+                by_tenant.entry(first.0).or_default().extend(first.1);
+                while let Ok((t, evs)) = rx.try_recv() {
+                    by_tenant.entry(t).or_default().extend(evs);
+                }
+                for (t, evs) in by_tenant {
+                    filer.file(&t, &evs).await;
+                }
+            }
+        });
         while let Some(change) = feed.recv().await {
             let events = self.on_change(&change);
-            self.file(&change.tenant, &events).await;
+            if !events.is_empty() {
+                let _ = tx.send((change.tenant.to_string(), events));
+            }
         }
     }
 
@@ -448,8 +500,16 @@ impl Hub {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            for (tenant, events) in self.tick() {
-                self.file(&tenant, &events).await;
+            let now = self.clock.now();
+            loop {
+                let (slice, more) = self.tick_slice(now);
+                for (tenant, events) in slice {
+                    self.file(&tenant, &events).await;
+                }
+                if !more {
+                    break;
+                }
+                tokio::task::yield_now().await;
             }
             if let Err(e) = self.check_slas().await {
                 tracing::error!(error = %e, "SLA check failed");

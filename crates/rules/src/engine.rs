@@ -244,6 +244,18 @@ impl Engine {
         self.queue.retain(|(_, r, _)| *r != idx);
     }
 
+    /// One rule's run-time status.
+    pub fn status_of(&self, id: &str) -> Option<RuleStatus> {
+        let idx = *self.by_id.get(id)?;
+        let s = self.slots.get(idx as usize)?.as_ref()?;
+        Some(RuleStatus {
+            id: s.id.to_string(),
+            enabled: s.rule.spec.enabled && s.disabled.is_none(),
+            disabled_reason: s.disabled.clone(),
+            entities: self.states.keys().filter(|(r, _)| *r == idx).count(),
+        })
+    }
+
     /// The rules, with run-time status.
     pub fn status(&self) -> Vec<RuleStatus> {
         let mut counts: HashMap<u32, usize> = HashMap::new();
@@ -324,12 +336,25 @@ impl Engine {
 
     /// Moves the clock to `now`: windows close, holds elapse, heartbeats are missed.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Event> {
+        self.tick_some(now, usize::MAX).0
+    }
+
+    /// [`Engine::tick`] over at most `max` due states; answers the events and whether
+    /// due states remain. A caller that shares the engine ticks in slices, so that a
+    /// burst of deadlines (every entity's window closing at once) does not hold up
+    /// the observations behind it.
+    pub fn tick_some(&mut self, now: DateTime<Utc>, max: usize) -> (Vec<Event>, bool) {
         let now_ms = now.timestamp_millis();
         let mut events = Vec::new();
+        let mut done = 0usize;
         while let Some(first) = self.queue.first().cloned() {
             if first.0 > now_ms {
                 break;
             }
+            if done >= max {
+                return (events, true);
+            }
+            done += 1;
             self.queue.remove(&first);
             let (due, idx, entity) = first;
             let key = (idx, entity.clone());
@@ -339,7 +364,7 @@ impl Engine {
             self.scheduled.remove(&key);
             self.run(idx, entity, &Input::Tick(now_ms), &mut events);
         }
-        events
+        (events, false)
     }
 
     /// Steps the state of (rule `idx`, `entity`), turns its changes into events,

@@ -460,8 +460,11 @@ async fn responders_get_incidents_by_webhook_with_retries_and_on_the_live_feed()
     // A responder's webhook: an NGSI-LD subscription on incidents of its department
     // (delivered by the subscription dispatcher, with its retries and backoff).
     let (url, mut rx) = super::subscriptions::receiver(Duration::ZERO).await;
-    app.put("/platform/v1/routing", &json!({"air-quality": "environment-bureau"}))
-        .await;
+    app.put(
+        "/platform/v1/routing",
+        &json!({"air-quality": "environment-bureau"}),
+    )
+    .await;
     let sub = json!({
         "type": "Subscription",
         "entities": [{"type": "Incident"}],
@@ -485,7 +488,13 @@ async fn responders_get_incidents_by_webhook_with_retries_and_on_the_live_feed()
     let mut body = resp.into_body().into_data_stream();
     app.post(
         "/ngsi-ld/v1/entities",
-        &station("urn:ngsi-ld:AirQualityObserved:Z", 300.0, 116.4, 39.9, "2026-03-01T08:00:00Z"),
+        &station(
+            "urn:ngsi-ld:AirQualityObserved:Z",
+            300.0,
+            116.4,
+            39.9,
+            "2026-03-01T08:00:00Z",
+        ),
     )
     .await;
     let (_, n) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
