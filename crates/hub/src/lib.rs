@@ -125,6 +125,9 @@ pub struct Hub {
     last_versions: Mutex<HashMap<(String, String), u64>>,
 }
 
+/// Events published, per tenant.
+pub type TenantEvents = Vec<(String, Vec<Arc<HubEvent>>)>;
+
 /// An incident as saved (opened or changed), for the live feed.
 #[derive(Debug, Clone, Serialize)]
 pub struct IncidentChange {
@@ -398,7 +401,7 @@ impl Hub {
     }
 
     /// Moves every tenant's rule clock to now; answers the events published, per tenant.
-    pub fn tick(&self) -> Vec<(String, Vec<Arc<HubEvent>>)> {
+    pub fn tick(&self) -> TenantEvents {
         let now = self.clock.now();
         let mut out = Vec::new();
         loop {
@@ -415,7 +418,7 @@ impl Hub {
     const TICK_SLICE: usize = 2_000;
 
     /// One slice of a tick over every tenant; answers whether work remains.
-    fn tick_slice(&self, now: DateTime<Utc>) -> (Vec<(String, Vec<Arc<HubEvent>>)>, bool) {
+    fn tick_slice(&self, now: DateTime<Utc>) -> (TenantEvents, bool) {
         let mut tenants = self.tenants.lock();
         let mut out = Vec::new();
         let mut more = false;
