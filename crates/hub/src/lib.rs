@@ -370,6 +370,23 @@ impl Hub {
         self.incident_tx.subscribe()
     }
 
+    /// Evaluates observations given directly (not from the change feed: replays, case
+    /// files, bridges that see every record); answers the events published.
+    pub fn observe(&self, tenant: &str, observations: &[Observation]) -> Vec<Arc<HubEvent>> {
+        let mut tenants = self.tenants.lock();
+        let Some(t) = tenants.get_mut(tenant) else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        for o in observations {
+            events.extend(t.engine.observe(o));
+        }
+        self.stats
+            .observations
+            .fetch_add(observations.len() as u64, Ordering::Relaxed);
+        self.publish(tenant, t, events)
+    }
+
     /// How events are gathered into incidents.
     pub fn set_correlation(&self, c: Correlation) {
         *self.correlation.lock() = c;

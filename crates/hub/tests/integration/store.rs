@@ -1,0 +1,122 @@
+//! The hub over a real store: rules survive a restart with their versions, and a
+//! change of an entity becomes events.
+
+use std::sync::Arc;
+
+use citybrain_hub::Hub;
+use citybrain_model::time::SystemClock;
+use citybrain_rules::parse_rules;
+use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
+
+const RULE: &str = "id: hot\ncategory: heat\nfor: {type: WeatherObserved}\nwhen: {kind: threshold, attr: temperature, above: 35}\n";
+
+#[tokio::test]
+async fn rules_and_their_versions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+        let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+        let hub = Hub::new(dynstore, Arc::new(SystemClock)).unwrap();
+        let spec = parse_rules(RULE, "r").unwrap().remove(0);
+        hub.put_rule("t1", spec.clone(), "alice", true)
+            .await
+            .unwrap();
+        let mut v2 = spec;
+        v2.description = "second".into();
+        hub.put_rule("t1", v2, "bob", false).await.unwrap();
+        assert!(hub
+            .put_rule("t1", parse_rules(RULE, "r").unwrap().remove(0), "x", true)
+            .await
+            .is_err());
+        store.close();
+    }
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let hub = Hub::new(dynstore, Arc::new(SystemClock)).unwrap();
+    let rules = hub.rules("t1");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].record.version, 2);
+    assert_eq!(rules[0].record.modified_by, "bob");
+    assert_eq!(rules[0].record.rule.description, "second");
+    assert!(hub.rules("t2").is_empty(), "tenants are apart");
+    let versions = hub.versions("t1", "hot");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["modifiedBy"], "alice");
+    // Deleted, then put again: the version number goes on.
+    hub.delete_rule("t1", "hot", "carol").await.unwrap();
+    let rec = hub
+        .put_rule(
+            "t1",
+            parse_rules(RULE, "r").unwrap().remove(0),
+            "dave",
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rec.version, 4);
+    store.close();
+}
+
+#[tokio::test]
+async fn incidents_survive_a_restart_and_numbering_goes_on() {
+    use citybrain_hub::{HubEvent, IncidentFilter, Move, Status};
+    use citybrain_rules::{Event, EventKind, Severity};
+    let dir = tempfile::tempdir().unwrap();
+    let event = |entity: &str, at: &str| {
+        Arc::new(HubEvent {
+            seq: 1,
+            tenant: "t".into(),
+            event: Event {
+                rule: Arc::from("r"),
+                category: Arc::from("water"),
+                severity: Severity::High,
+                entity: Arc::from(entity),
+                entity_type: Arc::from("T"),
+                kind: EventKind::Raised,
+                at: at.parse().unwrap(),
+                value: Some(1.0),
+                location: None,
+            },
+        })
+    };
+    {
+        let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+        let hub = Hub::new(Arc::new(store.clone()), Arc::new(SystemClock)).unwrap();
+        let made = hub
+            .file_events(
+                "t",
+                &[
+                    event("urn:e:1", "2026-03-01T00:00:00Z"),
+                    event("urn:e:2", "2026-03-01T00:00:00Z"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            made.len(),
+            2,
+            "no place and different entities: two incidents"
+        );
+        let m = Move {
+            to: Some(Status::Acknowledged),
+            ..Default::default()
+        };
+        hub.move_incident("t", &made[0].id, &m, "op").await.unwrap();
+        store.close();
+    }
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let hub = Hub::new(Arc::new(store.clone()), Arc::new(SystemClock)).unwrap();
+    let all = hub.incidents("t", &IncidentFilter::default()).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].status, Status::Acknowledged);
+    assert!(
+        store.get("t", &all[0].id).is_some(),
+        "the NGSI-LD entity is there too"
+    );
+    let more = hub
+        .file_events("t", &[event("urn:e:9", "2026-03-01T00:00:00Z")])
+        .await
+        .unwrap();
+    assert_eq!(more[0].id, "urn:ngsi-ld:Incident:3");
+    store.close();
+}
