@@ -226,6 +226,21 @@ impl Filter {
         })
     }
 
+    /// Incidents on the live feed: by category, and by a rule or an entity they hold;
+    /// a `kind` filter is about rule events, so it leaves incidents out.
+    fn keeps_incident(&self, i: &citybrain_hub::Incident) -> bool {
+        self.kind.is_none()
+            && self.category.as_deref().is_none_or(|c| c == i.category)
+            && self
+                .rule
+                .as_deref()
+                .is_none_or(|r| i.rules.iter().any(|x| x == r))
+            && self
+                .entity
+                .as_deref()
+                .is_none_or(|e| i.entities.iter().any(|x| x == e))
+    }
+
     fn keeps(&self, e: &HubEvent) -> bool {
         let kind = match e.event.kind {
             citybrain_rules::EventKind::Raised => "raised",
@@ -310,8 +325,7 @@ pub async fn stream(
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 },
                 r = irx.recv(), if feed != Feed::Events => match r {
-                    Ok(c) if c.tenant == t
-                        && filter.category.as_deref().is_none_or(|x| x == c.incident.category) => Some(
+                    Ok(c) if c.tenant == t && filter.keeps_incident(&c.incident) => Some(
                         SseEvent::default()
                             .event("incident")
                             .data(json!(c.incident).to_string()),

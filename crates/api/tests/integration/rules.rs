@@ -167,7 +167,7 @@ async fn the_live_feed_streams_events_as_server_sent_events() {
         201
     );
     let req = axum::http::Request::builder()
-        .uri("/platform/v1/events/stream?rule=no2-high")
+        .uri("/platform/v1/events/stream?rule=no2-high&feed=events")
         .body(axum::body::Body::empty())
         .unwrap();
     let resp = app.router.clone().oneshot(req).await.unwrap();
