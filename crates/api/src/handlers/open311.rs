@@ -354,20 +354,7 @@ pub async fn request(
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let hub = hub(&app)?.clone();
-    let r = async {
-        let (id, f) = split(&file)?;
-        let v = hub.open311_request(&tenant(&q)?, id).await?;
-        Ok(respond(
-            StatusCode::OK,
-            f,
-            "service_requests",
-            "request",
-            &json!([v]),
-        ))
-    }
-    .await;
-    Ok(finish(&file, r))
+    single(&app, &file, &q, Lookup::Request).await
 }
 
 /// `GET /open311/v2/tokens/{token}.{format}`.
@@ -376,10 +363,30 @@ pub async fn token(
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let hub = hub(&app)?.clone();
+    single(&app, &file, &q, Lookup::Token).await
+}
+
+/// What a one-item path names.
+enum Lookup {
+    Request,
+    Token,
+}
+
+/// One request (by id or by token) as a one-item `service_requests` list.
+async fn single(
+    app: &AppState,
+    file: &str,
+    q: &HashMap<String, String>,
+    what: Lookup,
+) -> ApiResult<Response> {
+    let hub = hub(app)?.clone();
     let r = async {
-        let (token, f) = split(&file)?;
-        let v = hub.open311_token(&tenant(&q)?, token).await?;
+        let (key, f) = split(file)?;
+        let t = tenant(q)?;
+        let v = match what {
+            Lookup::Request => hub.open311_request(&t, key).await?,
+            Lookup::Token => hub.open311_token(&t, key).await?,
+        };
         Ok(respond(
             StatusCode::OK,
             f,
@@ -389,7 +396,7 @@ pub async fn token(
         ))
     }
     .await;
-    Ok(finish(&file, r))
+    Ok(finish(file, r))
 }
 
 /// `POST /open311/v2/requests/{id}/rating.{format}` (form: `api_key`, `rating`).
