@@ -289,6 +289,14 @@ pub async fn get_root(
     Ok(finish(&file, r))
 }
 
+/// The fields of a form-encoded body, then those of the query string (some clients send
+/// `api_key` there).
+fn form_of(body: &[u8], q: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    form.extend(q.iter().map(|(k, v)| (k.clone(), v.clone())));
+    form
+}
+
 /// `POST /open311/v2/requests.{format}` (form-encoded).
 pub async fn post_root(
     State(app): State<AppState>,
@@ -305,9 +313,7 @@ pub async fn post_root(
                 description: format!("no resource '{name}' to post to"),
             });
         }
-        let mut form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-        // Parameters may also come in the query string (some clients send api_key there).
-        form.extend(q.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let form = form_of(&body, &q);
         let t = tenant(&q)?;
         let (id, token) = hub.open311_submit(&t, &form).await?;
         let v = json!([{"service_request_id": id, "token": token, "service_notice": "", "account_id": ""}]);
@@ -415,8 +421,7 @@ pub async fn rate(
                 description: format!("no resource '{name}'"),
             });
         }
-        let mut form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-        form.extend(q.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let form = form_of(&body, &q);
         let v = hub.open311_rate(&tenant(&q)?, &id, &form).await?;
         Ok(respond(
             StatusCode::OK,
