@@ -192,3 +192,32 @@ mod tests {
         assert_eq!(a.len(), 390);
     }
 }
+
+/// The demo's rules, routing, service levels and Open311 services
+/// (`examples/hub/`), put once into an empty hub.
+pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
+    if !hub.rules("").is_empty() {
+        return Ok(0);
+    }
+    let rules = citybrain_rules::parse_rules(
+        include_str!("../../../examples/hub/rules.yaml"),
+        "examples/hub/rules.yaml",
+    )?;
+    let n = rules.len();
+    for r in rules {
+        hub.put_rule("", r, "demo", false).await?;
+    }
+    let desk: serde_json::Value =
+        serde_json::from_str(include_str!("../../../examples/hub/desk.json"))?;
+    let routing = serde_json::from_value(desk["routing"].clone())?;
+    hub.set_routing("", citybrain_hub::sla::Mode::Normal, routing)
+        .await
+        .map_err(|e| anyhow::anyhow!("demo routing: {e}"))?;
+    hub.set_sla_policy("", serde_json::from_value(desk["sla"].clone())?)
+        .await
+        .map_err(|e| anyhow::anyhow!("demo SLA policy: {e}"))?;
+    hub.set_open311_config("", serde_json::from_value(desk["open311"].clone())?)
+        .await
+        .map_err(|e| anyhow::anyhow!("demo Open311 services: {e}"))?;
+    Ok(n)
+}

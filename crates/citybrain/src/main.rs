@@ -414,6 +414,15 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let hub = citybrain_hub::Hub::new(broker.store().clone(), broker.clock().clone())?;
     tokio::spawn(hub.clone().run(broker.store().subscribe()));
     tokio::spawn(hub.clone().run_ticks());
+    if demo {
+        let n = demo::load_hub(&hub).await?;
+        if n > 0 {
+            tracing::info!(
+                rules = n,
+                "demo rules, routing, SLAs and Open311 services loaded"
+            );
+        }
+    }
     let app = citybrain_api::app_with(
         broker,
         ingest,

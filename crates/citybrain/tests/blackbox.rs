@@ -302,6 +302,52 @@ async fn graceful_shutdown_and_demo_city() {
         metrics.contains("citybrain_store_entities 390"),
         "{metrics}"
     );
+    // The demo hub: rules, Open311 services; a reading over the limit is an incident.
+    let rules: Value = http
+        .get(format!("{}/platform/v1/rules", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rules.as_array().map(Vec::len), Some(4), "{rules}");
+    let services: Value = http
+        .get(format!("{}/open311/v2/services.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(services[0]["service_code"], "pothole");
+    let r = http
+        .patch(format!(
+            "{}/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:hz-000/attrs",
+            server.base
+        ))
+        .json(&json!({"pm25": {"type": "Property", "value": 180}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let mut incidents = Value::Null;
+    for _ in 0..100 {
+        incidents = http
+            .get(format!("{}/platform/v1/incidents", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if incidents.as_array().is_some_and(|l| !l.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(incidents[0]["category"], "air-quality", "{incidents}");
+    assert_eq!(incidents[0]["department"], "environment-bureau");
     // Delete one demo entity; a restart with --demo must not bring it back.
     let r = http
         .delete(format!(
