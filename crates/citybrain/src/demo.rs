@@ -182,17 +182,6 @@ pub async fn load_once(broker: &Arc<Broker>) -> anyhow::Result<usize> {
     Ok(items.len())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn demo_city_is_deterministic_and_sized() {
-        let a = super::entities("2026-01-01T00:00:00Z");
-        let b = super::entities("2026-01-01T00:00:00Z");
-        assert_eq!(a, b);
-        assert_eq!(a.len(), 390);
-    }
-}
-
 /// The demo's rules, routing, service levels and Open311 services
 /// (`examples/hub/`), put once into an empty hub.
 pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
@@ -220,4 +209,15 @@ pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
         .await
         .map_err(|e| anyhow::anyhow!("demo Open311 services: {e}"))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn demo_city_is_deterministic_and_sized() {
+        let a = super::entities("2026-01-01T00:00:00Z");
+        let b = super::entities("2026-01-01T00:00:00Z");
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 390);
+    }
 }
