@@ -577,10 +577,10 @@ pub fn for_each_observation(
             let old = before
                 .and_then(|b| b.attr(name))
                 .and_then(|l| l.iter().find(|x| x.dataset_id() == a.dataset_id()));
-            if old.is_some_and(|o| o.value == a.value && o.observed_at == a.observed_at) {
+            if old.is_some_and(|o| o.observed_at == a.observed_at && o.value == a.value) {
                 continue;
             }
-            let value = ObsValue::from_json(&a.value.to_value());
+            let value = ObsValue::from_attr(&a.value);
             let at = a.observed_at.unwrap_or(a.modified_at);
             for ty in &after.types {
                 f(&Observation {

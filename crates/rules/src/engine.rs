@@ -39,6 +39,17 @@ impl ObsValue {
         }
     }
 
+    /// The value of a stored attribute: numbers directly, documents through JSON.
+    pub fn from_attr(v: &citybrain_model::AttrValue) -> ObsValue {
+        use citybrain_model::AttrValue;
+        match v {
+            AttrValue::Int(i) => ObsValue::Number(*i as f64),
+            AttrValue::Float(f) => ObsValue::Number(*f),
+            AttrValue::Json(_) => ObsValue::from_json(&v.to_value()),
+            _ => ObsValue::Other,
+        }
+    }
+
     /// The value of an NGSI-LD attribute's content: a number, a GeoJSON Point, or other.
     pub fn from_json(v: &serde_json::Value) -> ObsValue {
         match v {
@@ -461,4 +472,27 @@ fn selects(slot: &Slot, entity: &str, entity_type: &str) -> bool {
             .id_prefix
             .as_deref()
             .is_none_or(|p| entity.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_values_read_as_their_json_does() {
+        for v in [
+            json!(3),
+            json!(-2.5),
+            json!("free"),
+            json!(true),
+            json!(null),
+            json!({"type": "Point", "coordinates": [116.4, 39.9]}),
+            json!({"type": "Polygon", "coordinates": []}),
+            json!([1, 2]),
+        ] {
+            let stored = citybrain_model::AttrValue::from_value(v.clone());
+            assert_eq!(ObsValue::from_attr(&stored), ObsValue::from_json(&v), "{v}");
+        }
+    }
 }
