@@ -166,22 +166,27 @@ pub struct NgsiRequest {
     pub is_ld: bool,
 }
 
+/// The tenant a request names (`NGSILD-Tenant`; the default tenant without it).
+pub fn tenant_of(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    match headers.get("NGSILD-Tenant") {
+        None => Ok(String::new()),
+        Some(v) => {
+            let t = v
+                .to_str()
+                .map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
+            validate_tenant(t)?;
+            Ok(t.to_string())
+        }
+    }
+}
+
 impl FromRequest<AppState> for NgsiRequest {
     type Rejection = ApiError;
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
         let headers = &parts.headers;
-        let tenant = match headers.get("NGSILD-Tenant") {
-            None => String::new(),
-            Some(v) => {
-                let t = v
-                    .to_str()
-                    .map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
-                validate_tenant(t)?;
-                t.to_string()
-            }
-        };
+        let tenant = tenant_of(headers)?;
         let request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())

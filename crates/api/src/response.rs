@@ -19,6 +19,16 @@ pub fn context_value(ld: &JsonLdContext) -> Value {
     }
 }
 
+/// A plain `application/json` response (platform API, ingest API).
+pub fn plain_json(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 /// A JSON response in the accepted representation, with `Link` for plain JSON.
 pub fn json(
     status: StatusCode,

@@ -199,11 +199,9 @@ impl Hub {
     /// Puts a validated record into the tenant's engine.
     fn install(&self, tenant: &str, rec: RuleRecord) -> Result<(), HubError> {
         let mut tenants = self.tenants.lock();
-        let t = tenants.entry(tenant.to_string()).or_insert_with(|| {
-            let mut th = TenantHub::default();
-            th.engine.set_location_attr(&self.location);
-            th
-        });
+        let t = tenants
+            .entry(tenant.to_string())
+            .or_insert_with(|| self.new_tenant());
         t.engine.put(self.expanded(&for_mode(&rec.rule, t.mode)))?;
         t.rules.insert(rec.rule.id.clone(), rec);
         Ok(())
@@ -250,6 +248,13 @@ impl Hub {
         Ok(rec)
     }
 
+    /// A tenant's empty rule state (events located by the expanded `location`).
+    fn new_tenant(&self) -> TenantHub {
+        let mut th = TenantHub::default();
+        th.engine.set_location_attr(&self.location);
+        th
+    }
+
     /// Reserves the next version number of `id` (deletions count too).
     fn next_version(&self, tenant: &str, id: &str) -> u64 {
         let mut m = self.last_versions.lock();
@@ -261,11 +266,9 @@ impl Hub {
     /// Re-puts every rule of a tenant for `mode` (their state starts afresh).
     fn switch_rules(&self, tenant: &str, mode: sla::Mode) -> Result<(), HubError> {
         let mut tenants = self.tenants.lock();
-        let t = tenants.entry(tenant.to_string()).or_insert_with(|| {
-            let mut th = TenantHub::default();
-            th.engine.set_location_attr(&self.location);
-            th
-        });
+        let t = tenants
+            .entry(tenant.to_string())
+            .or_insert_with(|| self.new_tenant());
         t.mode = mode;
         let specs: Vec<RuleSpec> = t.rules.values().map(|r| r.rule.clone()).collect();
         for s in specs {

@@ -212,6 +212,15 @@ fn field<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// `api_key` must be one of the tenant's keys (403 otherwise).
+fn check_key(cfg: &Open311Config, form: &[(String, String)]) -> Result<(), Open311Error> {
+    match field(form, "api_key") {
+        Some(k) if cfg.api_keys.iter().any(|x| x == k) => Ok(()),
+        Some(_) => Err(err(403, "api_key is not valid")),
+        None => Err(err(403, "api_key is required")),
+    }
+}
+
 impl Hub {
     pub async fn open311_config(&self, tenant: &str) -> Open311Config {
         self.store
@@ -279,11 +288,7 @@ impl Hub {
         form: &[(String, String)],
     ) -> Result<(String, String), Open311Error> {
         let cfg = self.open311_config(tenant).await;
-        match field(form, "api_key") {
-            Some(k) if cfg.api_keys.iter().any(|x| x == k) => {}
-            Some(_) => return Err(err(403, "api_key is not valid")),
-            None => return Err(err(403, "api_key is required")),
-        }
+        check_key(&cfg, form)?;
         let code =
             field(form, "service_code").ok_or_else(|| err(400, "service_code is required"))?;
         let service = cfg
@@ -491,10 +496,7 @@ impl Hub {
         form: &[(String, String)],
     ) -> Result<Value, Open311Error> {
         let cfg = self.open311_config(tenant).await;
-        match field(form, "api_key") {
-            Some(k) if cfg.api_keys.iter().any(|x| x == k) => {}
-            _ => return Err(err(403, "api_key is not valid")),
-        }
+        check_key(&cfg, form)?;
         let rating: u8 = field(form, "rating")
             .and_then(|r| r.parse().ok())
             .filter(|r| (1..=5).contains(r))

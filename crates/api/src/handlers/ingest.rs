@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use citybrain_ingest::deadletter::{Letter, LetterQuery};
@@ -36,14 +36,7 @@ fn ingest(app: &AppState) -> ApiResult<&Arc<Ingest>> {
     })
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
+use crate::response::plain_json as json_response;
 
 /// Refuses query parameters the route does not take.
 fn check_params(

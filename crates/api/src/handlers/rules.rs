@@ -31,7 +31,7 @@ use citybrain_hub::{Hub, HubError, HubEvent};
 use citybrain_model::ErrorKind;
 use citybrain_rules::RuleSpec;
 use futures::Stream;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
@@ -45,27 +45,9 @@ pub(crate) fn hub(app: &AppState) -> ApiResult<&Arc<Hub>> {
     })
 }
 
-pub(crate) fn tenant(headers: &HeaderMap) -> ApiResult<String> {
-    match headers.get("NGSILD-Tenant") {
-        None => Ok(String::new()),
-        Some(v) => {
-            let t = v
-                .to_str()
-                .map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
-            citybrain_broker::request::validate_tenant(t)?;
-            Ok(t.to_string())
-        }
-    }
-}
+pub(crate) use crate::request::tenant_of as tenant;
 
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
+pub(crate) use crate::response::plain_json as json_response;
 
 impl From<HubError> for ApiError {
     fn from(e: HubError) -> Self {
