@@ -133,7 +133,28 @@ struct Slot {
     disabled: Option<String>,
 }
 
-type Key = (u32, Arc<str>);
+/// An entity the engine has seen: its id, last known position, and the state of each
+/// rule that watches it. Entities are numbered on first sight; an observation finds
+/// its entity by number and its states side by side: the rule slots in a sorted list
+/// of their own (a few cache lines to search), the states in the same order.
+struct Seen {
+    id: Arc<str>,
+    position: Option<[f64; 2]>,
+    rules: Vec<u32>,
+    states: Vec<Held>,
+}
+
+impl Seen {
+    fn find(&self, rule: u32) -> Option<usize> {
+        self.rules.binary_search(&rule).ok()
+    }
+}
+
+/// A rule's state for one entity, and the deadline it is queued under.
+struct Held {
+    state: State,
+    scheduled: Option<i64>,
+}
 
 /// Rule slots by entity type (or id), then by attribute (`*`: any).
 type Index = HashMap<Arc<str>, HashMap<Arc<str>, Vec<u32>, Fast>, Fast>;
@@ -149,12 +170,13 @@ pub struct Engine {
     /// only the rules that read its attribute of its entity.
     by_type: Index,
     by_entity: Index,
-    states: HashMap<Key, State, Fast>,
-    /// Deadlines ticks must visit, and the one scheduled per state.
-    queue: BTreeSet<(i64, u32, Arc<str>)>,
-    scheduled: HashMap<Key, i64, Fast>,
-    /// Last known position per entity (for events), from this attribute.
-    positions: HashMap<Arc<str>, [f64; 2], Fast>,
+    /// Deadlines ticks must visit: (due, rule slot, entity number).
+    queue: BTreeSet<(i64, u32, u32)>,
+    /// Entities by number, with their last known position (for events) from the
+    /// location attribute, and the numbers by id. Entities stay numbered for the
+    /// engine's life (a deleted entity costs its id and a position).
+    seen: Vec<Seen>,
+    numbers: HashMap<Arc<str>, u32, Fast>,
     location_attr: Option<String>,
 }
 
@@ -250,8 +272,12 @@ impl Engine {
     }
 
     fn drop_states(&mut self, idx: u32) {
-        self.states.retain(|(r, _), _| *r != idx);
-        self.scheduled.retain(|(r, _), _| *r != idx);
+        for seen in &mut self.seen {
+            if let Some(at) = seen.find(idx) {
+                seen.rules.remove(at);
+                seen.states.remove(at);
+            }
+        }
         self.queue.retain(|(_, r, _)| *r != idx);
     }
 
@@ -263,14 +289,14 @@ impl Engine {
             id: s.id.to_string(),
             enabled: s.rule.spec.enabled && s.disabled.is_none(),
             disabled_reason: s.disabled.clone(),
-            entities: self.states.keys().filter(|(r, _)| *r == idx).count(),
+            entities: self.seen.iter().filter(|s| s.find(idx).is_some()).count(),
         })
     }
 
     /// The rules, with run-time status.
     pub fn status(&self) -> Vec<RuleStatus> {
         let mut counts: HashMap<u32, usize> = HashMap::new();
-        for (r, _) in self.states.keys() {
+        for r in self.seen.iter().flat_map(|s| &s.rules) {
             *counts.entry(*r).or_default() += 1;
         }
         let mut out: Vec<RuleStatus> = self
@@ -296,11 +322,9 @@ impl Engine {
         let mut events = Vec::new();
         if let ObsValue::Point(p) = obs.value {
             if obs.attr == self.location_attr.as_deref().unwrap_or("location") {
-                match self.positions.get_mut(obs.entity) {
-                    Some(slot) => *slot = p,
-                    None => {
-                        self.positions.insert(Arc::from(obs.entity), p);
-                    }
+                let n = self.number(obs.entity);
+                if let Some(seen) = self.seen.get_mut(n as usize) {
+                    seen.position = Some(p);
                 }
             }
         }
@@ -329,7 +353,7 @@ impl Engine {
             t,
             value: &obs.value,
         };
-        let entity: Arc<str> = Arc::from(obs.entity);
+        let entity = self.number(obs.entity);
         for idx in rules {
             let Some(slot) = self.slots.get(idx as usize).and_then(Option::as_ref) else {
                 continue;
@@ -340,7 +364,7 @@ impl Engine {
             {
                 continue;
             }
-            self.run(idx, entity.clone(), &input, &mut events);
+            self.run(idx, entity, &input, &mut events);
         }
         events
     }
@@ -368,11 +392,14 @@ impl Engine {
             done += 1;
             self.queue.remove(&first);
             let (due, idx, entity) = first;
-            let key = (idx, entity.clone());
-            if self.scheduled.get(&key) != Some(&due) {
-                continue; // superseded
+            let held = self.seen.get_mut(entity as usize).and_then(|s| {
+                let at = s.find(idx)?;
+                s.states.get_mut(at)
+            });
+            match held {
+                Some(h) if h.scheduled == Some(due) => h.scheduled = None,
+                _ => continue, // superseded
             }
-            self.scheduled.remove(&key);
             self.run(idx, entity, &Input::Tick(now_ms), &mut events);
         }
         (events, false)
@@ -380,22 +407,53 @@ impl Engine {
 
     /// Steps the state of (rule `idx`, `entity`), turns its changes into events,
     /// reschedules it, and disables the rule if it fails.
-    fn run(&mut self, idx: u32, entity: Arc<str>, input: &Input, events: &mut Vec<Event>) {
+    /// The number of an entity, given on first sight.
+    fn number(&mut self, id: &str) -> u32 {
+        if let Some(n) = self.numbers.get(id) {
+            return *n;
+        }
+        let n = self.seen.len() as u32;
+        let id: Arc<str> = Arc::from(id);
+        self.seen.push(Seen {
+            id: id.clone(),
+            position: None,
+            rules: Vec::new(),
+            states: Vec::new(),
+        });
+        self.numbers.insert(id, n);
+        n
+    }
+
+    fn run(&mut self, idx: u32, entity: u32, input: &Input, events: &mut Vec<Event>) {
         let Some(slot) = self.slots.get(idx as usize).and_then(Option::as_ref) else {
             return;
         };
-        let key = (idx, entity);
-        let state = self
-            .states
-            .entry(key.clone())
-            .or_insert_with(|| State::new(&slot.rule.cond));
+        let Some(seen) = self.seen.get_mut(entity as usize) else {
+            return;
+        };
+        let at = match seen.rules.binary_search(&idx) {
+            Ok(at) => at,
+            Err(at) => {
+                seen.rules.insert(at, idx);
+                seen.states.insert(
+                    at,
+                    Held {
+                        state: State::new(&slot.rule.cond),
+                        scheduled: None,
+                    },
+                );
+                at
+            }
+        };
+        let Some(held) = seen.states.get_mut(at) else {
+            return;
+        };
         let mut changes = Vec::new();
-        if let Err(EvalError(reason)) = state.step(&slot.rule.cond, input, &mut changes) {
+        if let Err(EvalError(reason)) = held.state.step(&slot.rule.cond, input, &mut changes) {
             self.disable(idx, reason);
             return;
         }
-        let deadline = state.deadline(&slot.rule.cond);
-        let location = self.positions.get(&key.1).copied();
+        let deadline = held.state.deadline(&slot.rule.cond);
         for (t, ch) in changes {
             let (kind, value) = match ch {
                 Change::Raised(v) => (EventKind::Raised, v),
@@ -406,27 +464,22 @@ impl Engine {
                 rule: slot.id.clone(),
                 category: slot.category.clone(),
                 severity: slot.rule.spec.severity,
-                entity: key.1.clone(),
+                entity: seen.id.clone(),
                 entity_type: slot.ty.clone(),
                 kind,
                 at: DateTime::from_timestamp_millis(t).unwrap_or(DateTime::<Utc>::MIN_UTC),
                 value,
-                location,
+                location: seen.position,
             });
         }
-        match deadline {
-            Some(d) if self.scheduled.get(&key) != Some(&d) => {
-                if let Some(old) = self.scheduled.insert(key.clone(), d) {
-                    self.queue.remove(&(old, key.0, key.1.clone()));
-                }
-                self.queue.insert((d, key.0, key.1));
+        if deadline != held.scheduled {
+            if let Some(old) = held.scheduled {
+                self.queue.remove(&(old, idx, entity));
             }
-            Some(_) => {}
-            None => {
-                if let Some(old) = self.scheduled.remove(&key) {
-                    self.queue.remove(&(old, key.0, key.1));
-                }
+            if let Some(d) = deadline {
+                self.queue.insert((d, idx, entity));
             }
+            held.scheduled = deadline;
         }
     }
 

@@ -85,15 +85,30 @@ struct Pending {
     changes: Vec<Arc<Change>>,
     shutdown: bool,
     snapshot_requested: bool,
+    /// Tests: the committer stops where it is, as in a crash (nothing more is written).
+    abandon: bool,
 }
 
 type DocKey = (String, String, String); // (collection, tenant, id)
+use crate::snapshot::StoredDoc;
+
+fn stored(c: String, t: String, id: String, v: Value) -> (DocKey, Arc<StoredDoc>) {
+    let doc = Arc::new(StoredDoc {
+        t: t.clone(),
+        c: c.clone(),
+        id: id.clone(),
+        v,
+    });
+    ((c, t, id), doc)
+}
 
 struct Inner {
     dir: PathBuf,
     options: StoreOptions,
     tenants: RwLock<HashMap<Arc<str>, Arc<Tenant>>>,
-    docs: RwLock<BTreeMap<DocKey, Value>>,
+    /// Documents; each shared with the snapshot being written (taking a snapshot
+    /// copies pointers, not documents, while it holds the locks).
+    docs: RwLock<BTreeMap<DocKey, Arc<StoredDoc>>>,
     pending: Mutex<Pending>,
     wake: Condvar,
     durable: watch::Sender<(u64, bool)>,
@@ -108,6 +123,8 @@ struct Inner {
     hist_tx: Mutex<Option<std::sync::mpsc::Sender<HistJob>>>,
     /// A background history checkpoint is queued or running.
     hist_busy: Arc<AtomicBool>,
+    /// The thread finishing a snapshot the log's size asked for, while it runs.
+    snap_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The embedded store. Cloning shares it.
@@ -125,6 +142,21 @@ enum WalOpRef<'a> {
     PutEntity {
         t: &'a str,
         e: &'a Entity,
+        #[serde(skip_serializing_if = "is_false")]
+        nh: bool,
+    },
+    #[serde(rename = "pa")]
+    PatchEntity {
+        t: &'a str,
+        id: &'a str,
+        #[serde(with = "citybrain_model::time::serde_dt")]
+        m: &'a chrono::DateTime<chrono::Utc>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        a: Vec<&'a citybrain_model::entity::AttrEntry>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        r: Vec<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ty: Option<&'a [Arc<str>]>,
         #[serde(skip_serializing_if = "is_false")]
         nh: bool,
     },
@@ -164,11 +196,11 @@ impl EmbeddedStore {
         let dir = options.dir.clone();
         std::fs::create_dir_all(&dir)?;
         let mut tenants: HashMap<Arc<str>, Arc<Tenant>> = HashMap::new();
-        let mut docs: BTreeMap<DocKey, Value> = BTreeMap::new();
+        let mut docs: BTreeMap<DocKey, Arc<StoredDoc>> = BTreeMap::new();
         let mut snap_lsn = 0u64;
         for (_, path) in snapshot::list(&dir)?.into_iter().rev() {
             let mut t_map: HashMap<Arc<str>, Arc<Tenant>> = HashMap::new();
-            let mut d_map: BTreeMap<DocKey, Value> = BTreeMap::new();
+            let mut d_map: BTreeMap<DocKey, Arc<StoredDoc>> = BTreeMap::new();
             let vi = options.value_index;
             let read = snapshot::read(&path, &mut |item| match item {
                 SnapItem::Entity { t, mut e } => {
@@ -180,7 +212,8 @@ impl EmbeddedStore {
                 }
                 SnapItem::Doc { t, c, id, v } => {
                     tenant_entry(&mut t_map, &t, vi);
-                    d_map.insert((c, t, id), v);
+                    let (k, d) = stored(c, t, id, v);
+                    d_map.insert(k, d);
                 }
                 SnapItem::End { .. } => {}
             })?;
@@ -210,6 +243,8 @@ impl EmbeddedStore {
         let mut max_lsn = snap_lsn;
         let mut replayed = 0u64;
         let mut last_good: Option<(PathBuf, u64)> = None;
+        // The first update record whose entity was missing (a damaged log).
+        let mut broken: Option<u64> = None;
         for (i, (_, path)) in segments.iter().enumerate() {
             let vi = options.value_index;
             let (good_len, torn) = wal::read_segment(path, &mut |entry| {
@@ -245,6 +280,39 @@ impl EmbeddedStore {
                         }
                         st.put(Arc::new(e))
                     }
+                    WalOp::PatchEntity {
+                        t,
+                        id,
+                        m,
+                        a,
+                        r,
+                        ty,
+                        nh,
+                    } => {
+                        let tenant = tenant_entry(&mut tenants, &t, vi);
+                        let mut st = tenant.state.write();
+                        let Some(before) = st.get(&id).cloned() else {
+                            // Only a damaged log loses an update's base.
+                            broken.get_or_insert(rec.lsn);
+                            return;
+                        };
+                        let e = crate::delta::apply(
+                            &before,
+                            crate::delta::OwnedDelta {
+                                modified_at: m,
+                                set: a,
+                                removed: r,
+                                types: ty,
+                            },
+                        );
+                        if rec.lsn > hist_lsn && !nh {
+                            let t: Arc<str> = Arc::from(t.as_str());
+                            for op in history::derive(&t, Some(&before), &e) {
+                                history.apply(&op);
+                            }
+                        }
+                        st.put(Arc::new(e))
+                    }
                     WalOp::DeleteEntity { t, id, nh, at } => {
                         let tenant = tenant_entry(&mut tenants, &t, vi);
                         let mut st = tenant.state.write();
@@ -260,13 +328,20 @@ impl EmbeddedStore {
                     }
                     WalOp::PutDoc { t, c, id, v } => {
                         tenant_entry(&mut tenants, &t, vi);
-                        docs.insert((c, t, id), v);
+                        let (k, d) = stored(c, t, id, v);
+                        docs.insert(k, d);
                     }
                     WalOp::DeleteDoc { t, c, id } => {
                         docs.remove(&(c, t, id));
                     }
                 }
             })?;
+            if let Some(lsn) = broken {
+                return Err(StoreError::Corrupt {
+                    file: path.display().to_string(),
+                    detail: format!("update record {lsn} names an entity the log never created"),
+                });
+            }
             let is_last = i + 1 == segments.len();
             if torn && !is_last {
                 return Err(StoreError::Corrupt {
@@ -310,6 +385,7 @@ impl EmbeddedStore {
             bytes: AtomicU64::new(0),
             fsync_micros: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
+            snap_thread: Mutex::new(None),
             history: history.clone(),
             hist_tx: Mutex::new(Some(hist_tx)),
             hist_busy: hist_busy.clone(),
@@ -326,6 +402,28 @@ impl EmbeddedStore {
             committer: Arc::new(Mutex::new(Some(handle))),
             hist_thread: Arc::new(Mutex::new(Some(hist_thread))),
         })
+    }
+
+    /// Tests: stops as a crash would (no final snapshot, nothing pending written), but
+    /// waits for the store's threads to stop writing files first, so that reopening
+    /// the directory does not race them.
+    #[cfg(test)]
+    fn crash(self) {
+        self.inner.pending.lock().abandon = true;
+        self.inner.wake.notify_one();
+        if let Some(h) = self.committer.lock().take() {
+            let _ = h.join();
+        }
+        let snap = self.inner.snap_thread.lock().take();
+        if let Some(h) = snap {
+            let _ = h.join();
+        }
+        // The history thread finishes the checkpoints it was given, then stops.
+        self.inner.hist_tx.lock().take();
+        if let Some(h) = self.hist_thread.lock().take() {
+            let _ = h.join();
+        }
+        std::mem::forget(self);
     }
 
     /// Asks for a snapshot now (it runs on the committer thread).
@@ -627,10 +725,13 @@ impl EntityStore for EmbeddedStore {
             },
             None,
         )?;
-        docs.insert(
-            (collection.to_string(), tenant.to_string(), id.to_string()),
+        let (k, d) = stored(
+            collection.to_string(),
+            tenant.to_string(),
+            id.to_string(),
             value,
         );
+        docs.insert(k, d);
         t.written.store(true, Ordering::Release);
         Ok(self.commit(lsn))
     }
@@ -663,7 +764,7 @@ impl EntityStore for EmbeddedStore {
             .docs
             .read()
             .get(&(collection.to_string(), tenant.to_string(), id.to_string()))
-            .cloned()
+            .map(|d| d.v.clone())
     }
 
     fn docs(&self, collection: &str) -> Vec<(String, String, Value)> {
@@ -672,7 +773,7 @@ impl EntityStore for EmbeddedStore {
             .read()
             .iter()
             .filter(|((c, _, _), _)| c == collection)
-            .map(|((_, t, id), v)| (t.clone(), id.clone(), v.clone()))
+            .map(|((_, t, id), d)| (t.clone(), id.clone(), d.v.clone()))
             .collect()
     }
 
@@ -697,8 +798,11 @@ fn committer(inner: Arc<Inner>, mut file: File) {
     loop {
         let (buf, last, changes, snapshot_now, shutdown) = {
             let mut p = inner.pending.lock();
-            while p.buf.is_empty() && !p.shutdown && !p.snapshot_requested {
+            while p.buf.is_empty() && !p.shutdown && !p.snapshot_requested && !p.abandon {
                 inner.wake.wait(&mut p);
+            }
+            if p.abandon {
+                return;
             }
             let snap = std::mem::take(&mut p.snapshot_requested);
             (
@@ -719,10 +823,29 @@ fn committer(inner: Arc<Inner>, mut file: File) {
                 tracing::error!(%error, "could not start a history checkpoint");
             }
         }
-        if snapshot_now || shutdown || bytes_since_snapshot >= inner.options.snapshot_after_bytes {
-            match take_snapshot(&inner, &mut file) {
-                Ok(()) => bytes_since_snapshot = 0,
-                Err(error) => tracing::error!(%error, "snapshot failed; the log is kept"),
+        // Asked for (or at shutdown), a snapshot is finished before going on; one the
+        // log's size calls for is finished in the background while commits go on.
+        let asked = snapshot_now || shutdown;
+        if asked || bytes_since_snapshot >= inner.options.snapshot_after_bytes {
+            let running = {
+                let mut t = inner.snap_thread.lock();
+                match t.take() {
+                    Some(h) if !asked && !h.is_finished() => {
+                        *t = Some(h);
+                        true
+                    }
+                    Some(h) => {
+                        let _ = h.join();
+                        false
+                    }
+                    None => false,
+                }
+            };
+            if !running {
+                match take_snapshot(&inner, &mut file, !asked) {
+                    Ok(()) => bytes_since_snapshot = 0,
+                    Err(error) => tracing::error!(%error, "snapshot failed; the log is kept"),
+                }
             }
         }
         if shutdown {
@@ -762,7 +885,12 @@ fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc
     true
 }
 
-fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
+/// Takes a snapshot: the state is captured and the log moves to a new segment here, on
+/// the committer; waiting for the history checkpoint, writing the snapshot file and
+/// dropping the older log run on a thread of their own when `background` (commits go
+/// on meanwhile; a crash before the end recovers from the previous snapshot and the
+/// whole log, which is only dropped once the new snapshot is on disk).
+fn take_snapshot(inner: &Arc<Inner>, file: &mut File, background: bool) -> Result<(), StoreError> {
     // Hold every tenant's read lock and the docs lock, then the pending lock: no writer
     // is between "append" and "apply", so the state is exactly the log up to `lsn`.
     let tenants: Vec<(Arc<str>, Arc<Tenant>)> = inner
@@ -793,15 +921,42 @@ fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
         data.entities
             .extend(g.iter().map(|e| (k.clone(), e.clone())));
     }
-    data.docs = docs_guard
-        .iter()
-        .map(|((c, t, id), v)| (t.clone(), c.clone(), id.clone(), v.clone()))
-        .collect();
+    data.docs = docs_guard.values().cloned().collect();
     drop(docs_guard);
     drop(guards);
     if !flush(inner, file, &buf, lsn, changes) {
         return Err(StoreError::Failed);
     }
+    // Later records go to a new segment; the older ones stay until the end.
+    *file = wal::create_segment(&inner.dir, lsn + 1)?;
+    if !background {
+        return finish_snapshot(inner, hist_job, &data);
+    }
+    let inner2 = inner.clone();
+    let spawned = std::thread::Builder::new()
+        .name("citybrain-snap".into())
+        .spawn(move || {
+            hist_writer::background_priority();
+            if let Err(error) = finish_snapshot(&inner2, hist_job, &data) {
+                tracing::error!(%error, "snapshot failed; the log is kept");
+            }
+        });
+    match spawned {
+        Ok(h) => {
+            *inner.snap_thread.lock() = Some(h);
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Io(e)),
+    }
+}
+
+/// The rest of a snapshot: the history checkpoint, the snapshot file, the older log.
+fn finish_snapshot(
+    inner: &Inner,
+    hist_job: FlushJob,
+    data: &SnapshotData,
+) -> Result<(), StoreError> {
+    let lsn = data.lsn;
     // The log before `lsn` may only go once the history holds it too.
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let sent = inner
@@ -816,13 +971,11 @@ fn take_snapshot(inner: &Inner, file: &mut File) -> Result<(), StoreError> {
             detail: "history checkpoint failed; the log is kept".into(),
         });
     }
-    let new_file = wal::create_segment(&inner.dir, lsn + 1)?;
-    *file = new_file;
-    snapshot::write(&inner.dir, &data)?;
+    snapshot::write(&inner.dir, data)?;
     inner.snapshots.fetch_add(1, Ordering::Relaxed);
     for (first, path) in wal::list_segments(&inner.dir)? {
         if first <= lsn {
-            std::fs::remove_file(path)?;
+            wal::remove_gently(&path)?;
         }
     }
     for (snap_lsn, path) in snapshot::list(&inner.dir)? {

@@ -3,6 +3,7 @@
 //! write-ahead log (group commit, fsync before acknowledgement) and snapshots on local
 //! disk. A PostgreSQL/NATS implementation will plug in behind the same traits.
 
+mod delta;
 mod engine;
 mod error;
 pub mod history;
@@ -23,5 +24,6 @@ pub use traits::{
 /// change and keep a reader for the old one.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Version of the write-ahead log format (2 added binary history frames; 1 is read).
-pub const WAL_FORMAT_VERSION: u32 = 2;
+/// Version of the write-ahead log format (2 added binary history frames, 3 update
+/// records that carry only the changed attributes; 1 and 2 are read).
+pub const WAL_FORMAT_VERSION: u32 = 3;

@@ -41,7 +41,16 @@ pub(crate) enum SnapItem {
 pub(crate) struct SnapshotData {
     pub lsn: u64,
     pub entities: Vec<(Arc<str>, Arc<Entity>)>,
-    pub docs: Vec<(String, String, String, Value)>,
+    pub docs: Vec<Arc<StoredDoc>>,
+}
+
+/// A document as the store holds it (shared with snapshots being written).
+#[derive(Debug)]
+pub(crate) struct StoredDoc {
+    pub t: String,
+    pub c: String,
+    pub id: String,
+    pub v: Value,
 }
 
 pub(crate) fn path_for(dir: &Path, lsn: u64) -> PathBuf {
@@ -91,7 +100,7 @@ pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreErr
         .truncate(true)
         .write(true)
         .open(&tmp)?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut w = BufWriter::with_capacity(1 << 20, citybrain_tsdb::io::SyncEvery::new(f));
     w.write_all(MAGIC)?;
     w.write_all(&(crate::FORMAT_VERSION as u16).to_le_bytes())?;
     w.write_all(&data.lsn.to_le_bytes())?;
@@ -100,12 +109,23 @@ pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreErr
         frame(&mut w, &SnapItemRef::Entity { t, e })?;
         count += 1;
     }
-    for (t, c, id, v) in &data.docs {
-        frame(&mut w, &SnapItemRef::Doc { t, c, id, v })?;
+    for d in &data.docs {
+        frame(
+            &mut w,
+            &SnapItemRef::Doc {
+                t: &d.t,
+                c: &d.c,
+                id: &d.id,
+                v: &d.v,
+            },
+        )?;
         count += 1;
     }
     frame(&mut w, &SnapItemRef::End { count })?;
-    let f = w.into_inner().map_err(|e| StoreError::Io(e.into_error()))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| StoreError::Io(e.into_error()))?
+        .into_inner();
     f.sync_all()?;
     let path = path_for(dir, data.lsn);
     std::fs::rename(&tmp, &path)?;

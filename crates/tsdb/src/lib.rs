@@ -14,6 +14,7 @@ pub mod agg;
 pub mod codec;
 mod engine;
 pub mod error;
+pub mod io;
 pub mod point;
 mod registry;
 pub mod segment;

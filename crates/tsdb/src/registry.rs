@@ -131,7 +131,8 @@ pub fn store_streaming<'a>(
         file: tmp.display().to_string(),
         detail: e.to_string(),
     };
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    let mut w =
+        std::io::BufWriter::with_capacity(1 << 20, crate::io::SyncEvery::new(File::create(&tmp)?));
     write!(
         w,
         "{{\"version\":{REGISTRY_VERSION},\"checkpoint_lsn\":{checkpoint_lsn},\"next_file\":{next_file},\"files\":"
@@ -152,7 +153,10 @@ pub fn store_streaming<'a>(
         serde_json::to_writer(&mut w, &e).map_err(bad)?;
     }
     w.write_all(b"]}")?;
-    let f = w.into_inner().map_err(|e| TsdbError::Io(e.into_error()))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| TsdbError::Io(e.into_error()))?
+        .into_inner();
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, &path)?;

@@ -287,7 +287,7 @@ pub fn write_file(dir: &Path, id: u64, series: &[(u32, &[Point])]) -> Result<(),
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     let mut index = Vec::new();
-    let mut f = File::create(&tmp)?;
+    let mut f = crate::io::SyncEvery::new(File::create(&tmp)?);
     let mut written = 0u64;
     let mut payload = Vec::new();
     for (sid, points) in series {
@@ -309,7 +309,7 @@ pub fn write_file(dir: &Path, id: u64, series: &[(u32, &[Point])]) -> Result<(),
                 min_rec: chunk.iter().map(|p| p.rec).min().unwrap_or(0),
                 max_rec: chunk.iter().map(|p| p.rec).max().unwrap_or(0),
             });
-            if out.len() > 4 << 20 {
+            if out.len() as u64 >= crate::io::SYNC_EVERY {
                 f.write_all(&out)?;
                 written += out.len() as u64;
                 out.clear();
@@ -333,6 +333,7 @@ pub fn write_file(dir: &Path, id: u64, series: &[(u32, &[Point])]) -> Result<(),
     out.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
     out.extend_from_slice(TRAILER_MAGIC);
     f.write_all(&out)?;
+    let f = f.into_inner();
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, &path)?;

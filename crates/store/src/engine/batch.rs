@@ -52,14 +52,26 @@ impl EmbeddedStore {
             Vec::new()
         };
         let hist = (!ops.is_empty()).then(|| t.hist.lock());
-        let lsn = self.append_quiet(
-            WalOpRef::PutEntity {
+        let delta = before
+            .as_deref()
+            .and_then(|b| crate::delta::diff(b, &after));
+        let op = match delta {
+            Some(d) => WalOpRef::PatchEntity {
+                t: tenant,
+                id,
+                m: &after.modified_at,
+                a: d.set,
+                r: d.removed,
+                ty: d.types,
+                nh: !opts.history,
+            },
+            None => WalOpRef::PutEntity {
                 t: tenant,
                 e: &after,
                 nh: !opts.history,
             },
-            Some(change),
-        )?;
+        };
+        let lsn = self.append_quiet(op, Some(change))?;
         st.put(after.clone());
         for op in &ops {
             self.inner.history.apply(op);

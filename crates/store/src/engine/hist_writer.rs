@@ -41,6 +41,7 @@ pub(super) fn history_writer(
     jobs: std::sync::mpsc::Receiver<HistJob>,
     busy: Arc<AtomicBool>,
 ) {
+    background_priority();
     loop {
         let (job, reply) = match jobs.recv_timeout(std::time::Duration::from_secs(60)) {
             Ok(j) => j,
@@ -109,4 +110,18 @@ pub(super) fn history_checkpoint(inner: &Inner, file: &mut File) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10) for background work that
+/// must not take CPU from ingestion and rule evaluation when cores are busy; it still
+/// gets the CPU that is idle. Linux applies a nice value per thread. Best effort: a
+/// failure only leaves the thread at normal priority.
+pub(super) fn background_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(error) = rustix::process::setpriority_process(Some(tid), 10) {
+            tracing::debug!(%error, "could not lower a background thread's priority");
+        }
+    }
 }
