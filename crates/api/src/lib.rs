@@ -20,7 +20,7 @@ use citybrain_broker::Broker;
 use citybrain_model::ErrorKind;
 
 use crate::handlers::{
-    batch, contexts, discovery, entities, incidents, ingest, open311, rules, subscriptions,
+    batch, contexts, discovery, entities, incidents, ingest, modes, open311, rules, subscriptions,
     temporal,
 };
 use crate::metrics::Metrics;
@@ -214,7 +214,14 @@ pub fn router_with(
             get(incidents::sla_policy).put(incidents::set_sla_policy),
         )
         .route(SLA_REPORT, get(incidents::sla_report))
-        .route(MODE, get(incidents::mode).put(incidents::set_mode))
+        .route(MODE, get(modes::mode).put(modes::set_mode))
+        .route(AREAS, get(modes::areas))
+        .route(
+            AREA,
+            get(modes::area)
+                .put(modes::put_area)
+                .delete(modes::delete_area),
+        )
         .route(INCIDENT_TASK, post(incidents::task))
         .route(PLANS, get(incidents::plans).put(incidents::set_plans))
         .route(

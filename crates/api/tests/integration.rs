@@ -10,6 +10,7 @@ mod integration {
     pub mod harness;
     pub mod incidents;
     pub mod ingest;
+    pub mod modes;
     pub mod open311;
     pub mod query;
     pub mod rules;

@@ -24,8 +24,6 @@ use crate::{Hub, HubError};
 const INCIDENTS: &str = "incidents";
 const ROUTING: &str = "routing";
 const SLA: &str = "sla_policy";
-const MODE: &str = "mode";
-const MODE_HISTORY: &str = "mode_history";
 const PLANS: &str = "plans";
 
 /// One tenant's incidents, routing tables, service levels and mode.
@@ -37,29 +35,19 @@ pub(crate) struct Desk {
     /// Routing in emergency mode (falls back to `routing`).
     emergency_routing: BTreeMap<String, String>,
     pub(crate) policy: Policy,
-    pub(crate) mode: Mode,
-    mode_changes: u64,
+    /// The tenant's mode, its areas and theirs.
+    pub(crate) modes: crate::modes::ModeState,
     plans: Vec<Plan>,
 }
 
 impl Desk {
-    fn department(&self, category: &str) -> Option<String> {
+    fn department(&self, category: &str, mode: Mode) -> Option<String> {
         let pick = |t: &BTreeMap<String, String>| t.get(category).or_else(|| t.get("*")).cloned();
-        match self.mode {
+        match mode {
             Mode::Emergency => pick(&self.emergency_routing).or_else(|| pick(&self.routing)),
             Mode::Normal => pick(&self.routing),
         }
     }
-}
-
-/// A switch of mode, as kept in the tenant's mode history.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ModeChange {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub by: String,
-    pub from: Mode,
-    pub to: Mode,
-    pub reason: String,
 }
 
 /// Filters of the incident list.
@@ -85,6 +73,11 @@ pub enum DeskError {
     Hub(#[from] HubError),
     #[error("{0}")]
     Task(String, TaskError),
+    /// The request conflicts with the current state (an area in use).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no area '{0}'")]
+    NoArea(String),
 }
 
 /// A request filed by hand (an operator, a citizen channel): an incident, maybe with
@@ -148,14 +141,7 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
             }
         }
     }
-    for (tenant, _, doc) in store.docs(MODE) {
-        if let Ok(m) = serde_json::from_value::<Mode>(doc) {
-            out.entry(tenant).or_default().mode = m;
-        }
-    }
-    for (tenant, _, _) in store.docs(MODE_HISTORY) {
-        out.entry(tenant).or_default().mode_changes += 1;
-    }
+    crate::modes::load(store, &mut out);
     for (tenant, _, doc) in store.docs(PLANS) {
         if let Ok(p) = serde_json::from_value::<Vec<Plan>>(doc) {
             out.entry(tenant).or_default().plans = p;
@@ -218,10 +204,11 @@ impl Hub {
                     (_, None) => {
                         d.next += 1;
                         let id = format!("urn:ngsi-ld:Incident:{}", d.next);
-                        let dept = d.department(&e.category);
+                        let mode = d.modes.at(e.location);
+                        let dept = d.department(&e.category, mode);
                         let mut i = Incident::open(id.clone(), e, dept, now);
-                        i.sla.mode = d.mode;
-                        apply_plans(&d.plans, d.mode, &mut i, now);
+                        i.sla.mode = mode;
+                        apply_plans(&d.plans, mode, &mut i, now);
                         d.incidents.insert(id.clone(), i.clone());
                         touched.insert(id, i);
                     }
@@ -472,7 +459,7 @@ impl Hub {
     }
 
     /// Writes a document durably.
-    async fn put_doc(
+    pub(crate) async fn put_doc(
         &self,
         tenant: &str,
         coll: &str,
@@ -556,70 +543,6 @@ impl Hub {
             self.save_incident(tenant, i).await?;
         }
         Ok(changed.into_iter().map(|(_, i)| i).collect())
-    }
-
-    /// The tenant's mode and how it changed (oldest first).
-    pub async fn mode(&self, tenant: &str) -> (Mode, Vec<ModeChange>) {
-        let mode = self
-            .desks
-            .lock()
-            .await
-            .get(tenant)
-            .map(|d| d.mode)
-            .unwrap_or_default();
-        let mut hist: Vec<(String, ModeChange)> = self
-            .store
-            .docs(MODE_HISTORY)
-            .into_iter()
-            .filter(|(t, _, _)| t == tenant)
-            .filter_map(|(_, k, v)| Some((k, serde_json::from_value(v).ok()?)))
-            .collect();
-        hist.sort_by(|a, b| a.0.cmp(&b.0));
-        (mode, hist.into_iter().map(|(_, c)| c).collect())
-    }
-
-    /// Switches the tenant's mode: rules take their emergency conditions (or their
-    /// normal ones back), new incidents take the mode's SLA targets and routing. The
-    /// switch is kept with who, when and why; switching back undoes it.
-    pub async fn set_mode(
-        &self,
-        tenant: &str,
-        to: Mode,
-        reason: &str,
-        by: &str,
-    ) -> Result<ModeChange, DeskError> {
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(DeskError::Invalid(
-                "reason: say why the mode changes".into(),
-            ));
-        }
-        let mut desks = self.desks.lock().await;
-        let d = desks.entry(tenant.to_string()).or_default();
-        let change = ModeChange {
-            at: self.clock.now(),
-            by: by.to_string(),
-            from: d.mode,
-            to,
-            reason: reason.to_string(),
-        };
-        let n = d.mode_changes + 1;
-        let doc = serde_json::to_value(&change).unwrap_or(Value::Null);
-        self.put_doc(tenant, MODE_HISTORY, &format!("{n:010}"), doc)
-            .await?;
-        self.put_doc(
-            tenant,
-            MODE,
-            "current",
-            serde_json::to_value(to).unwrap_or(Value::Null),
-        )
-        .await?;
-        d.mode_changes = n;
-        d.mode = to;
-        drop(desks);
-        self.switch_rules(tenant, to)?;
-        tracing::warn!(tenant, from = ?change.from, to = ?to, reason, "mode switched");
-        Ok(change)
     }
 
     /// The emergency plans.
@@ -741,13 +664,14 @@ impl Hub {
                 value: None,
                 location: req.location,
             };
-            let mut i = Incident::open(id.clone(), &event, d.department(&req.category), now);
+            let mode = d.modes.at(req.location);
+            let mut i = Incident::open(id.clone(), &event, d.department(&req.category, mode), now);
             i.title = req.title.clone();
             i.rules.clear();
             i.entities = req.entities.clone();
             i.history[0].by = by.to_string();
             i.history[0].note = Some(format!("filed by {by}"));
-            i.sla.mode = d.mode;
+            i.sla.mode = mode;
             i.request = citizen.clone();
             if !req.tasks.is_empty() {
                 tasks::open_tasks(
@@ -758,7 +682,7 @@ impl Hub {
                     now,
                 );
             }
-            apply_plans(&d.plans, d.mode, &mut i, now);
+            apply_plans(&d.plans, mode, &mut i, now);
             d.incidents.insert(id, i.clone());
             i
         };

@@ -33,13 +33,15 @@ use serde_json::{json, Value};
 mod backtest;
 mod desk;
 pub mod incident;
+mod modes;
 pub mod open311;
 pub mod sla;
 pub mod tasks;
 
 pub use backtest::{Backtest, MAX_OBSERVATIONS};
-pub use desk::{DeskError, IncidentFilter, ModeChange, NewIncident};
+pub use desk::{DeskError, IncidentFilter, NewIncident};
 pub use incident::{Correlation, Incident, Move, Status};
+pub use modes::{AreaSpec, ModeChange, Modes};
 
 const RULES: &str = "rules";
 const VERSIONS: &str = "rule_versions";
@@ -91,7 +93,6 @@ pub struct HubEvent {
 #[derive(Default)]
 struct TenantHub {
     engine: Engine,
-    mode: sla::Mode,
     rules: BTreeMap<String, RuleRecord>,
     recent: VecDeque<Arc<HubEvent>>,
 }
@@ -144,11 +145,6 @@ impl Hub {
         let (events, _) = tokio::sync::broadcast::channel(4_096);
         let (incident_tx, _) = tokio::sync::broadcast::channel(1_024);
         let desks = desk::load(&*store);
-        let in_emergency: Vec<String> = desks
-            .iter()
-            .filter(|(_, d)| d.mode == sla::Mode::Emergency)
-            .map(|(t, _)| t.clone())
-            .collect();
         let hub = Hub {
             desks: tokio::sync::Mutex::new(desks),
             incident_tx,
@@ -183,9 +179,9 @@ impl Hub {
                 None => tracing::warn!(tenant, rule = id, "an unreadable rule document"),
             }
         }
-        for t in in_emergency {
-            if let Err(e) = hub.switch_rules(&t, sla::Mode::Emergency) {
-                tracing::warn!(tenant = t, error = %e, "rules could not take their emergency form");
+        if let Ok(desks) = hub.desks.try_lock() {
+            for (t, d) in desks.iter() {
+                hub.apply_modes(t, &d.modes);
             }
         }
         Ok(Arc::new(hub))
@@ -202,7 +198,7 @@ impl Hub {
         let t = tenants
             .entry(tenant.to_string())
             .or_insert_with(|| self.new_tenant());
-        t.engine.put(self.expanded(&for_mode(&rec.rule, t.mode)))?;
+        t.engine.put(self.expanded(&rec.rule))?;
         t.rules.insert(rec.rule.id.clone(), rec);
         Ok(())
     }
@@ -261,20 +257,6 @@ impl Hub {
         let v = m.entry((tenant.to_string(), id.to_string())).or_insert(0);
         *v += 1;
         *v
-    }
-
-    /// Re-puts every rule of a tenant for `mode` (their state starts afresh).
-    fn switch_rules(&self, tenant: &str, mode: sla::Mode) -> Result<(), HubError> {
-        let mut tenants = self.tenants.lock();
-        let t = tenants
-            .entry(tenant.to_string())
-            .or_insert_with(|| self.new_tenant());
-        t.mode = mode;
-        let specs: Vec<RuleSpec> = t.rules.values().map(|r| r.rule.clone()).collect();
-        for s in specs {
-            t.engine.put(self.expanded(&for_mode(&s, mode)))?;
-        }
-        Ok(())
     }
 
     /// Deletes a rule (its state goes with it); the deletion is kept as a version.
@@ -558,14 +540,6 @@ impl Hub {
                 tracing::error!(error = %e, "SLA check failed");
             }
         }
-    }
-}
-
-/// The rule as it runs in `mode`.
-fn for_mode(spec: &RuleSpec, mode: sla::Mode) -> RuleSpec {
-    match mode {
-        sla::Mode::Normal => spec.clone(),
-        sla::Mode::Emergency => spec.for_emergency(),
     }
 }
 

@@ -89,6 +89,25 @@ pub(crate) enum Cond {
 pub(crate) struct Rule {
     pub spec: RuleSpec,
     pub cond: Cond,
+    /// The condition in emergency mode, when the rule has one.
+    pub emergency: Option<Cond>,
+}
+
+/// A named part of the city (a district, a flood plain) that can be switched to
+/// emergency mode on its own: a GeoJSON Polygon or MultiPolygon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone(Area);
+
+impl Zone {
+    /// The zone of a GeoJSON geometry; the error names `field`.
+    pub fn from_geojson(field: &str, g: &serde_json::Value) -> Result<Zone, RuleError> {
+        Ok(Zone(Area::Polygons(polygons(field, g)?)))
+    }
+
+    /// Whether `[longitude, latitude]` lies in the zone.
+    pub fn contains(&self, p: [f64; 2]) -> bool {
+        crate::signal::area_contains(&self.0, p[0], p[1])
+    }
 }
 
 /// Most sub-conditions of one composite, and most nesting: bounds the work and the
@@ -119,10 +138,15 @@ pub(crate) fn compile(spec: RuleSpec) -> Result<Rule, RuleError> {
         return Err(RuleError::new("for.type", "must not be empty"));
     }
     let cond = condition(&spec.when, "when", 0)?;
-    if let Some(e) = &spec.emergency {
-        condition(e, "emergency", 0)?;
-    }
-    Ok(Rule { spec, cond })
+    let emergency = match &spec.emergency {
+        Some(e) => Some(condition(e, "emergency", 0)?),
+        None => None,
+    };
+    Ok(Rule {
+        spec,
+        cond,
+        emergency,
+    })
 }
 
 fn limit(

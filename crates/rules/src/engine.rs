@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::compile::{compile, Rule};
+use crate::compile::{compile, Rule, Zone};
 use crate::error::RuleError;
 use crate::signal::{Change, EvalError, Input, State};
 use crate::spec::{RuleSpec, Severity};
@@ -140,6 +140,8 @@ struct Slot {
 struct Seen {
     id: Arc<str>,
     position: Option<[f64; 2]>,
+    /// Whether its rules run their emergency conditions (see [`Engine::set_emergency`]).
+    emergency: bool,
     rules: Vec<u32>,
     states: Vec<Held>,
 }
@@ -178,6 +180,9 @@ pub struct Engine {
     seen: Vec<Seen>,
     numbers: HashMap<Arc<str>, u32, Fast>,
     location_attr: Option<String>,
+    /// Emergency mode everywhere, or in these zones only.
+    emergency_everywhere: bool,
+    emergency_zones: Vec<Zone>,
 }
 
 impl Engine {
@@ -189,6 +194,61 @@ impl Engine {
     /// the hub passes the expanded NGSI-LD name).
     pub fn set_location_attr(&mut self, name: &str) {
         self.location_attr = Some(name.to_string());
+    }
+
+    /// Which entities run the emergency conditions of their rules (`emergency:` in a
+    /// rule; rules without one run as they are): every entity (`everywhere`), or those
+    /// whose last known position lies in one of `zones` (an entity without a position
+    /// is in a zone's mode only when it is everywhere). An entity whose mode changes
+    /// starts its rules that have an emergency condition afresh (their thresholds
+    /// changed); its other rules keep their state. Entities that move across a zone's
+    /// border switch as their position arrives.
+    pub fn set_emergency(&mut self, everywhere: bool, zones: Vec<Zone>) {
+        self.emergency_everywhere = everywhere;
+        self.emergency_zones = zones;
+        for n in 0..self.seen.len() {
+            self.refresh_mode(n as u32);
+        }
+    }
+
+    /// Whether an entity runs its rules' emergency conditions.
+    pub fn in_emergency(&self, entity: &str) -> bool {
+        self.numbers
+            .get(entity)
+            .and_then(|n| self.seen.get(*n as usize))
+            .is_some_and(|s| s.emergency)
+    }
+
+    fn refresh_mode(&mut self, n: u32) {
+        let Some(seen) = self.seen.get_mut(n as usize) else {
+            return;
+        };
+        let flag = self.emergency_everywhere
+            || seen
+                .position
+                .is_some_and(|p| self.emergency_zones.iter().any(|z| z.contains(p)));
+        if flag == seen.emergency {
+            return;
+        }
+        seen.emergency = flag;
+        let mut at = 0;
+        while at < seen.rules.len() {
+            let rule = seen.rules[at];
+            let varies = self
+                .slots
+                .get(rule as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.rule.emergency.is_some());
+            if varies {
+                if let Some(d) = seen.states[at].scheduled {
+                    self.queue.remove(&(d, rule, n));
+                }
+                seen.rules.remove(at);
+                seen.states.remove(at);
+            } else {
+                at += 1;
+            }
+        }
     }
 
     /// Adds a rule, or replaces the one with its id (its state starts afresh).
@@ -326,6 +386,9 @@ impl Engine {
                 if let Some(seen) = self.seen.get_mut(n as usize) {
                     seen.position = Some(p);
                 }
+                if !self.emergency_zones.is_empty() {
+                    self.refresh_mode(n);
+                }
             }
         }
         let mut rules: Vec<u32> = Vec::new();
@@ -417,6 +480,7 @@ impl Engine {
         self.seen.push(Seen {
             id: id.clone(),
             position: None,
+            emergency: self.emergency_everywhere,
             rules: Vec::new(),
             states: Vec::new(),
         });
@@ -431,6 +495,10 @@ impl Engine {
         let Some(seen) = self.seen.get_mut(entity as usize) else {
             return;
         };
+        let cond = match (seen.emergency, &slot.rule.emergency) {
+            (true, Some(e)) => e,
+            _ => &slot.rule.cond,
+        };
         let at = match seen.rules.binary_search(&idx) {
             Ok(at) => at,
             Err(at) => {
@@ -438,7 +506,7 @@ impl Engine {
                 seen.states.insert(
                     at,
                     Held {
-                        state: State::new(&slot.rule.cond),
+                        state: State::new(cond),
                         scheduled: None,
                     },
                 );
@@ -449,11 +517,11 @@ impl Engine {
             return;
         };
         let mut changes = Vec::new();
-        if let Err(EvalError(reason)) = held.state.step(&slot.rule.cond, input, &mut changes) {
+        if let Err(EvalError(reason)) = held.state.step(cond, input, &mut changes) {
             self.disable(idx, reason);
             return;
         }
-        let deadline = held.state.deadline(&slot.rule.cond);
+        let deadline = held.state.deadline(cond);
         for (t, ch) in changes {
             let (kind, value) = match ch {
                 Change::Raised(v) => (EventKind::Raised, v),
@@ -547,5 +615,61 @@ mod tests {
             let stored = citybrain_model::AttrValue::from_value(v.clone());
             assert_eq!(ObsValue::from_attr(&stored), ObsValue::from_json(&v), "{v}");
         }
+    }
+
+    /// An emergency zone switches the entities inside it to their rules' emergency
+    /// thresholds, and only them; an entity that moves in switches on arrival.
+    #[test]
+    fn emergency_zones_switch_the_entities_inside() {
+        let rules = crate::parse_rules(
+            "id: level\ncategory: flood\nfor: {type: Gauge}\nwhen: {kind: threshold, attr: level, above: 5}\nemergency: {kind: threshold, attr: level, above: 3}\n",
+            "t",
+        )
+        .unwrap();
+        let mut e = Engine::new();
+        for r in rules {
+            e.put(r).unwrap();
+        }
+        let t0 = DateTime::from_timestamp(1_000, 0).unwrap();
+        let obs = |id: &'static str, attr: &'static str, value: ObsValue| Observation {
+            entity: id,
+            entity_type: "Gauge",
+            attr,
+            at: t0,
+            value,
+        };
+        e.observe(&obs("inside", "location", ObsValue::Point([10.5, 10.5])));
+        e.observe(&obs("outside", "location", ObsValue::Point([20.0, 20.0])));
+        let zone = Zone::from_geojson(
+            "area",
+            &json!({"type": "Polygon", "coordinates": [[[10, 10], [11, 10], [11, 11], [10, 11], [10, 10]]]}),
+        )
+        .unwrap();
+        e.set_emergency(false, vec![zone]);
+        assert!(e.in_emergency("inside") && !e.in_emergency("outside"));
+        let raised = |e: &mut Engine, id: &'static str, v: f64| {
+            e.observe(&obs(id, "level", ObsValue::Number(v)))
+                .iter()
+                .any(|ev| ev.kind == EventKind::Raised)
+        };
+        assert!(
+            raised(&mut e, "inside", 4.0),
+            "emergency threshold 3 inside"
+        );
+        assert!(
+            !raised(&mut e, "outside", 4.0),
+            "normal threshold 5 outside"
+        );
+        // The outside gauge is carried into the zone: its next reading is judged by 3.
+        e.observe(&obs("outside", "location", ObsValue::Point([10.2, 10.8])));
+        assert!(e.in_emergency("outside"));
+        assert!(raised(&mut e, "outside", 4.5));
+        // Back to normal: the state starts afresh, under 5 nothing is raised.
+        e.set_emergency(false, Vec::new());
+        assert!(!e.in_emergency("inside"));
+        assert!(!raised(&mut e, "inside", 4.0));
+        // Everywhere, an entity without a position is in emergency too.
+        e.set_emergency(true, Vec::new());
+        assert!(raised(&mut e, "nowhere", 4.0));
     }
 }

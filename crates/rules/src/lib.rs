@@ -21,6 +21,7 @@ mod error;
 mod signal;
 pub mod spec;
 
+pub use compile::Zone;
 pub use engine::{Engine, Event, EventKind, ObsValue, Observation, RuleStatus};
 pub use error::RuleError;
 pub use spec::{parse_rules, Condition, RuleSpec, Severity};

@@ -391,7 +391,7 @@ fn fence_change(
 /// Mean Earth radius (IUGG), metres.
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
-fn area_contains(area: &Area, lon: f64, lat: f64) -> bool {
+pub(crate) fn area_contains(area: &Area, lon: f64, lat: f64) -> bool {
     match area {
         Area::Polygons(m) => m.contains(&Point::new(lon, lat)),
         Area::Circle {

@@ -12,8 +12,6 @@
 //!   department;
 //! - `GET|PUT /platform/v1/sla/policy`, `GET /platform/v1/sla/report`: service-level
 //!   targets per category and mode, and the figures per department;
-//! - `GET|PUT /platform/v1/mode` `{"mode", "reason"}`: the normal/emergency switch and
-//!   its history;
 //! - `POST /platform/v1/incidents` `{"category", "title", "severity", "location",
 //!   "entities", "tasks"}`: an incident filed by hand, fanned out into tasks;
 //! - `POST /platform/v1/incidents/{id}/tasks/{n}` `{"status"}`: a task moves (409 with
@@ -36,10 +34,17 @@ use super::rules::{hub, json_response, tenant};
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
 
-fn desk_error(e: DeskError) -> Response {
+pub(crate) fn desk_error(e: DeskError) -> Response {
     match e {
-        DeskError::NotFound(_) => {
+        DeskError::NotFound(_) | DeskError::NoArea(_) => {
             ApiError::new(ErrorKind::ResourceNotFound, e.to_string()).into_response()
+        }
+        DeskError::Conflict(m) => {
+            let mut body = ApiError::new(ErrorKind::AlreadyExists, m).body();
+            body["type"] = json!("https://citybrain.example/errors/Conflict");
+            body["title"] = json!("The request conflicts with the current state");
+            body["status"] = json!(409);
+            json_response(StatusCode::CONFLICT, &body)
         }
         DeskError::Invalid(m) => ApiError::bad_data(m).into_response(),
         DeskError::Transition(t) => {
@@ -78,7 +83,7 @@ fn desk_error(e: DeskError) -> Response {
     }
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_data(format!("body: {e}")))
 }
 
@@ -270,40 +275,6 @@ pub async fn sla_report(State(app): State<AppState>, headers: HeaderMap) -> ApiR
     let hub = hub(&app)?;
     let r = hub.sla_report(&tenant(&headers)?).await;
     Ok(json_response(StatusCode::OK, &json!(r)))
-}
-
-pub async fn mode(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let hub = hub(&app)?;
-    let (mode, history) = hub.mode(&tenant(&headers)?).await;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"mode": mode, "history": history}),
-    ))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModeBody {
-    mode: Mode,
-    reason: String,
-}
-
-pub async fn set_mode(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let hub = hub(&app)?;
-    let m: ModeBody = parse_body(&body)?;
-    Ok(
-        match hub
-            .set_mode(&tenant(&headers)?, m.mode, &m.reason, "api")
-            .await
-        {
-            Ok(change) => json_response(StatusCode::OK, &json!(change)),
-            Err(e) => desk_error(e),
-        },
-    )
 }
 
 pub async fn create(

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod entities;
 pub mod incidents;
 pub mod ingest;
+pub mod modes;
 pub mod open311;
 pub mod rules;
 pub mod subscriptions;

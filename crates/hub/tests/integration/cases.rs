@@ -1,7 +1,8 @@
 //! Incident case files (`tests/cases/*.yaml`): rules, an optional SLA policy, routing
 //! and plans; then steps (observations, clock moves that tick the rules and check the
-//! SLAs, incident moves); then the incidents expected. The clock is injected, so
-//! windows, holds, heartbeats and SLA breaches replay the same way every run.
+//! SLAs, incident moves, mode switches of the tenant or of an area); then the
+//! incidents expected. The clock is injected, so windows, holds, heartbeats and SLA
+//! breaches replay the same way every run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +27,11 @@ struct Case {
     sla: Option<Value>,
     #[serde(default)]
     routing: BTreeMap<String, String>,
+    #[serde(default)]
+    emergency_routing: BTreeMap<String, String>,
+    /// Named areas: GeoJSON geometries.
+    #[serde(default)]
+    areas: BTreeMap<String, Value>,
     #[serde(default)]
     plans: Option<Value>,
     steps: Vec<Step>,
@@ -52,6 +58,9 @@ struct Step {
     /// An incident move: `{incident: 1, to: acknowledged, ...}` (the clock stays).
     #[serde(default, rename = "move")]
     mv: Option<Value>,
+    /// A mode switch: `{to: emergency, area: riverside, reason: ...}`.
+    #[serde(default)]
+    mode: Option<Value>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -70,6 +79,9 @@ struct Expected {
     escalated: bool,
     #[serde(default)]
     tasks: usize,
+    /// The mode it was filed in (checked where the case names it).
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 async fn run_case(path: &Path) {
@@ -97,6 +109,22 @@ async fn run_case(path: &Path) {
     hub.set_routing("", Default::default(), case.routing.clone())
         .await
         .unwrap();
+    hub.set_routing(
+        "",
+        citybrain_hub::sla::Mode::Emergency,
+        case.emergency_routing.clone(),
+    )
+    .await
+    .unwrap();
+    for (area, geometry) in &case.areas {
+        let spec = citybrain_hub::AreaSpec {
+            geometry: geometry.clone(),
+            description: None,
+        };
+        hub.put_area("", area, spec)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: area {area}: {e}"));
+    }
     if let Some(p) = &case.plans {
         hub.set_plans("", serde_json::from_value(p.clone()).unwrap())
             .await
@@ -110,6 +138,15 @@ async fn run_case(path: &Path) {
                 hub.file_events(&tenant, &events).await.unwrap();
             }
             hub.check_slas().await.unwrap();
+            continue;
+        }
+        if let Some(m) = &s.mode {
+            let to = serde_json::from_value(m["to"].clone())
+                .unwrap_or_else(|e| panic!("{name}: step {i}: mode.to: {e}"));
+            let reason = m["reason"].as_str().unwrap_or("case");
+            hub.set_mode("", to, reason, "case", m["area"].as_str())
+                .await
+                .unwrap_or_else(|e| panic!("{name}: step {i}: {e}"));
             continue;
         }
         if let Some(m) = &s.mv {
@@ -162,9 +199,17 @@ async fn run_case(path: &Path) {
             entities: i.entities.clone(),
             escalated: i.history.iter().any(|s| s.action == "escalated"),
             tasks: i.tasks.len(),
+            mode: serde_json::to_value(i.sla.mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string)),
         })
         .collect();
     got.sort_by_key(|e| e.n);
+    for (g, e) in got.iter_mut().zip(&case.incidents) {
+        if e.mode.is_none() {
+            g.mode = None;
+        }
+    }
     assert_eq!(got, case.incidents, "{name}");
     store.close();
 }

@@ -120,3 +120,66 @@ async fn incidents_survive_a_restart_and_numbering_goes_on() {
     assert_eq!(more[0].id, "urn:ngsi-ld:Incident:3");
     store.close();
 }
+
+#[tokio::test]
+async fn areas_and_their_modes_survive_a_restart() {
+    use citybrain_hub::sla::Mode;
+    use citybrain_rules::{EventKind, ObsValue, Observation};
+    let rule = "id: lvl\ncategory: flood\nfor: {type: Gauge}\nwhen: {kind: threshold, attr: level, above: 5}\nemergency: {kind: threshold, attr: level, above: 3}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let square = serde_json::json!({"type": "Polygon",
+        "coordinates": [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]]});
+    {
+        let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+        let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+        let hub = Hub::new(dynstore, Arc::new(SystemClock)).unwrap();
+        hub.put_rule("", parse_rules(rule, "r").unwrap().remove(0), "a", true)
+            .await
+            .unwrap();
+        let spec = citybrain_hub::AreaSpec {
+            geometry: square,
+            description: None,
+        };
+        assert!(hub.put_area("", "old-town", spec).await.unwrap());
+        hub.set_mode("", Mode::Emergency, "fire", "a", Some("old-town"))
+            .await
+            .unwrap();
+        store.close();
+    }
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let hub = Hub::new(dynstore, Arc::new(SystemClock)).unwrap();
+    let m = hub.mode("").await;
+    assert_eq!(m.mode, Mode::Normal);
+    assert_eq!(m.areas.get("old-town"), Some(&Mode::Emergency));
+    assert_eq!(m.history.len(), 1);
+    // The engine judges a gauge inside the area by the emergency threshold again.
+    let ctx = citybrain_model::context::JsonLdContext::core();
+    let (ty, loc, level) = (
+        ctx.expand("Gauge"),
+        ctx.expand("location"),
+        ctx.expand("level"),
+    );
+    let at = chrono::Utc::now();
+    let located = Observation {
+        entity: "urn:g:1",
+        entity_type: &ty,
+        attr: &loc,
+        at,
+        value: ObsValue::Point([0.5, 0.5]),
+    };
+    let _ = hub.observe("", &[located]);
+    let reading = Observation {
+        entity: "urn:g:1",
+        entity_type: &ty,
+        attr: &level,
+        at,
+        value: ObsValue::Number(4.0),
+    };
+    let events = hub.observe("", &[reading]);
+    assert!(
+        events.iter().any(|e| e.event.kind == EventKind::Raised),
+        "{events:?}"
+    );
+    store.close();
+}

@@ -1,0 +1,355 @@
+//! Normal and emergency mode (平战结合), for a whole tenant or for named areas of it.
+//!
+//! An *area* is a named GeoJSON Polygon or MultiPolygon (a district, a flood plain, the
+//! ring around a chemical plant). The tenant has one mode, and each area may be
+//! switched to emergency on its own. Where a place is in emergency (the tenant is, or
+//! an area holding the place is):
+//! - rules judge the entities located there by their `emergency:` conditions (the
+//!   engine knows each entity's last position; see `Engine::set_emergency`);
+//! - incidents filed there take the emergency SLA targets, the emergency routing
+//!   table and the emergency plans; their NGSI-LD entity carries `mode: emergency`, so
+//!   responders' subscriptions (the notification channels) select on it.
+//!
+//! An incident or entity without a location follows the tenant's mode. Every switch,
+//! of the tenant or of an area, needs a reason and is kept in the mode history with
+//! who, when, from and to; switching back undoes it (open incidents keep the targets
+//! they were filed with, as they were promised).
+
+use std::collections::{BTreeMap, HashMap};
+
+use citybrain_rules::Zone;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::desk::{Desk, DeskError};
+use crate::sla::Mode;
+use crate::{Hub, HubError};
+
+pub(crate) const MODE: &str = "mode";
+pub(crate) const MODE_HISTORY: &str = "mode_history";
+pub(crate) const AREAS: &str = "areas";
+
+/// The key of the tenant-wide mode in the `mode` collection.
+const TENANT_KEY: &str = "current";
+
+/// An area as written: its geometry and an optional description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AreaSpec {
+    /// A GeoJSON Polygon or MultiPolygon (longitude, latitude).
+    pub geometry: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Area {
+    spec: AreaSpec,
+    zone: Zone,
+}
+
+impl Area {
+    fn compile(spec: AreaSpec) -> Result<Area, String> {
+        let zone = Zone::from_geojson("geometry", &spec.geometry).map_err(|e| e.to_string())?;
+        Ok(Area { spec, zone })
+    }
+}
+
+/// A switch of mode, as kept in the tenant's mode history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModeChange {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub by: String,
+    /// The area switched; none for the whole tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    pub from: Mode,
+    pub to: Mode,
+    pub reason: String,
+}
+
+/// Where the modes stand.
+#[derive(Debug, Clone, Serialize)]
+pub struct Modes {
+    /// The tenant's mode.
+    pub mode: Mode,
+    /// The mode of each area (areas not listed are normal).
+    pub areas: BTreeMap<String, Mode>,
+    /// Every switch, oldest first.
+    pub history: Vec<ModeChange>,
+}
+
+/// The modes of one tenant.
+#[derive(Debug, Default)]
+pub(crate) struct ModeState {
+    pub tenant: Mode,
+    pub areas: BTreeMap<String, Area>,
+    /// Areas in emergency mode.
+    pub emergency_areas: std::collections::BTreeSet<String>,
+    pub changes: u64,
+}
+
+impl ModeState {
+    /// The mode at a place: emergency when the tenant is, or when an area in emergency
+    /// holds it. A place unknown follows the tenant.
+    pub fn at(&self, place: Option<[f64; 2]>) -> Mode {
+        if self.tenant == Mode::Emergency {
+            return Mode::Emergency;
+        }
+        match place {
+            Some(p)
+                if self
+                    .emergency_areas
+                    .iter()
+                    .filter_map(|n| self.areas.get(n))
+                    .any(|a| a.zone.contains(p)) =>
+            {
+                Mode::Emergency
+            }
+            _ => Mode::Normal,
+        }
+    }
+
+    /// What the rule engine needs: emergency everywhere, or these zones.
+    fn engine_view(&self) -> (bool, Vec<Zone>) {
+        (
+            self.tenant == Mode::Emergency,
+            self.emergency_areas
+                .iter()
+                .filter_map(|n| self.areas.get(n))
+                .map(|a| a.zone.clone())
+                .collect(),
+        )
+    }
+
+    fn area_mode(&self, name: &str) -> Mode {
+        if self.emergency_areas.contains(name) {
+            Mode::Emergency
+        } else {
+            Mode::Normal
+        }
+    }
+}
+
+fn check_area_name(name: &str) -> Result<(), DeskError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DeskError::Invalid(format!(
+            "area: '{name}' is not an area name (1-64 letters, digits, '-', '_', '.')"
+        )))
+    }
+}
+
+/// Reads the stored areas and modes into the desks.
+pub(crate) fn load(store: &dyn citybrain_store::EntityStore, out: &mut HashMap<String, Desk>) {
+    for (tenant, name, doc) in store.docs(AREAS) {
+        match serde_json::from_value::<AreaSpec>(doc)
+            .map_err(|e| e.to_string())
+            .and_then(Area::compile)
+        {
+            Ok(a) => {
+                out.entry(tenant).or_default().modes.areas.insert(name, a);
+            }
+            Err(e) => {
+                tracing::warn!(tenant, area = name, error = %e, "a stored area no longer loads")
+            }
+        }
+    }
+    for (tenant, key, doc) in store.docs(MODE) {
+        let Ok(m) = serde_json::from_value::<Mode>(doc) else {
+            continue;
+        };
+        let st = &mut out.entry(tenant).or_default().modes;
+        match key.strip_prefix("area:") {
+            Some(area) if m == Mode::Emergency => {
+                st.emergency_areas.insert(area.to_string());
+            }
+            Some(_) => {}
+            None => st.tenant = m,
+        }
+    }
+    for (tenant, _, _) in store.docs(MODE_HISTORY) {
+        out.entry(tenant).or_default().modes.changes += 1;
+    }
+}
+
+impl Hub {
+    /// The tenant's mode, its areas' modes, and how they changed (oldest first).
+    pub async fn mode(&self, tenant: &str) -> Modes {
+        let (mode, areas) = {
+            let desks = self.desks.lock().await;
+            match desks.get(tenant) {
+                Some(d) => (
+                    d.modes.tenant,
+                    d.modes
+                        .areas
+                        .keys()
+                        .map(|n| (n.clone(), d.modes.area_mode(n)))
+                        .collect(),
+                ),
+                None => (Mode::Normal, BTreeMap::new()),
+            }
+        };
+        let mut hist: Vec<(String, ModeChange)> = self
+            .store
+            .docs(MODE_HISTORY)
+            .into_iter()
+            .filter(|(t, _, _)| t == tenant)
+            .filter_map(|(_, k, v)| Some((k, serde_json::from_value(v).ok()?)))
+            .collect();
+        hist.sort_by(|a, b| a.0.cmp(&b.0));
+        Modes {
+            mode,
+            areas,
+            history: hist.into_iter().map(|(_, c)| c).collect(),
+        }
+    }
+
+    /// Switches the mode of the tenant (`area` none) or of one area: rules take their
+    /// emergency conditions (or their normal ones back) where it applies, and new
+    /// incidents there take the mode's SLA targets, routing and plans. The switch is
+    /// kept with who, when and why; switching back undoes it.
+    pub async fn set_mode(
+        &self,
+        tenant: &str,
+        to: Mode,
+        reason: &str,
+        by: &str,
+        area: Option<&str>,
+    ) -> Result<ModeChange, DeskError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(DeskError::Invalid(
+                "reason: say why the mode changes".into(),
+            ));
+        }
+        let mut desks = self.desks.lock().await;
+        let d = desks.entry(tenant.to_string()).or_default();
+        let from = match area {
+            Some(name) => {
+                if !d.modes.areas.contains_key(name) {
+                    return Err(DeskError::Invalid(format!(
+                        "area: there is no area '{name}' (define it under /platform/v1/areas)"
+                    )));
+                }
+                d.modes.area_mode(name)
+            }
+            None => d.modes.tenant,
+        };
+        let change = ModeChange {
+            at: self.clock.now(),
+            by: by.to_string(),
+            area: area.map(str::to_string),
+            from,
+            to,
+            reason: reason.to_string(),
+        };
+        let n = d.modes.changes + 1;
+        let doc = serde_json::to_value(&change).unwrap_or(Value::Null);
+        self.put_doc(tenant, MODE_HISTORY, &format!("{n:010}"), doc)
+            .await?;
+        let key = match area {
+            Some(name) => format!("area:{name}"),
+            None => TENANT_KEY.to_string(),
+        };
+        self.put_doc(
+            tenant,
+            MODE,
+            &key,
+            serde_json::to_value(to).unwrap_or(Value::Null),
+        )
+        .await?;
+        d.modes.changes = n;
+        match (area, to) {
+            (Some(name), Mode::Emergency) => {
+                d.modes.emergency_areas.insert(name.to_string());
+            }
+            (Some(name), Mode::Normal) => {
+                d.modes.emergency_areas.remove(name);
+            }
+            (None, m) => d.modes.tenant = m,
+        }
+        self.apply_modes(tenant, &d.modes);
+        drop(desks);
+        tracing::warn!(tenant, area, from = ?change.from, to = ?to, reason, "mode switched");
+        Ok(change)
+    }
+
+    /// The tenant's areas.
+    pub async fn areas(&self, tenant: &str) -> BTreeMap<String, AreaSpec> {
+        self.desks
+            .lock()
+            .await
+            .get(tenant)
+            .map(|d| {
+                d.modes
+                    .areas
+                    .iter()
+                    .map(|(n, a)| (n.clone(), a.spec.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Defines or redefines an area (answers whether it is new). An area in emergency
+    /// mode that is redefined stays in emergency with its new border.
+    pub async fn put_area(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: AreaSpec,
+    ) -> Result<bool, DeskError> {
+        check_area_name(name)?;
+        let area = Area::compile(spec.clone()).map_err(DeskError::Invalid)?;
+        let doc = serde_json::to_value(&spec).unwrap_or(Value::Null);
+        let mut desks = self.desks.lock().await;
+        self.put_doc(tenant, AREAS, name, doc).await?;
+        let d = desks.entry(tenant.to_string()).or_default();
+        let created = d.modes.areas.insert(name.to_string(), area).is_none();
+        if d.modes.emergency_areas.contains(name) {
+            self.apply_modes(tenant, &d.modes);
+        }
+        Ok(created)
+    }
+
+    /// Deletes an area; one in emergency mode must be switched back first.
+    pub async fn delete_area(&self, tenant: &str, name: &str) -> Result<(), DeskError> {
+        let mut desks = self.desks.lock().await;
+        let Some(d) = desks
+            .get_mut(tenant)
+            .filter(|d| d.modes.areas.contains_key(name))
+        else {
+            return Err(DeskError::NoArea(name.to_string()));
+        };
+        if d.modes.emergency_areas.contains(name) {
+            return Err(DeskError::Conflict(format!(
+                "area '{name}' is in emergency mode: switch it back to normal first"
+            )));
+        }
+        if let Some(c) = self
+            .store
+            .delete_doc(tenant, AREAS, name)
+            .map_err(HubError::from)?
+        {
+            c.wait().await.map_err(HubError::from)?;
+        }
+        d.modes.areas.remove(name);
+        Ok(())
+    }
+
+    /// Tells the tenant's rule engine where emergency mode holds.
+    pub(crate) fn apply_modes(&self, tenant: &str, st: &ModeState) {
+        let (everywhere, zones) = st.engine_view();
+        let mut tenants = self.tenants.lock();
+        let t = tenants
+            .entry(tenant.to_string())
+            .or_insert_with(|| self.new_tenant());
+        t.engine.set_emergency(everywhere, zones);
+    }
+}
