@@ -918,8 +918,7 @@ fn take_snapshot(inner: &Arc<Inner>, file: &mut File, background: bool) -> Resul
         docs: Vec::new(),
     };
     for (k, g) in &guards {
-        data.entities
-            .extend(g.iter().map(|e| (k.clone(), e.clone())));
+        data.entities.push((k.clone(), g.iter().cloned().collect()));
     }
     data.docs = docs_guard.values().cloned().collect();
     drop(docs_guard);
@@ -984,7 +983,8 @@ fn finish_snapshot(
         }
     }
     wal::sync_dir(&inner.dir)?;
-    tracing::info!(lsn, entities = data.entities.len(), "snapshot written");
+    let entities: usize = data.entities.iter().map(|(_, l)| l.len()).sum();
+    tracing::info!(lsn, entities, "snapshot written");
     Ok(())
 }
 

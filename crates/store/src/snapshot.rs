@@ -40,7 +40,8 @@ pub(crate) enum SnapItem {
 /// What a snapshot holds.
 pub(crate) struct SnapshotData {
     pub lsn: u64,
-    pub entities: Vec<(Arc<str>, Arc<Entity>)>,
+    /// Per tenant, its entities (one pointer each: at 1M entities the list is 8 MB).
+    pub entities: Vec<(Arc<str>, Vec<Arc<Entity>>)>,
     pub docs: Vec<Arc<StoredDoc>>,
 }
 
@@ -105,9 +106,11 @@ pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreErr
     w.write_all(&(crate::FORMAT_VERSION as u16).to_le_bytes())?;
     w.write_all(&data.lsn.to_le_bytes())?;
     let mut count = 0u64;
-    for (t, e) in &data.entities {
-        frame(&mut w, &SnapItemRef::Entity { t, e })?;
-        count += 1;
+    for (t, list) in &data.entities {
+        for e in list {
+            frame(&mut w, &SnapItemRef::Entity { t, e })?;
+            count += 1;
+        }
     }
     for d in &data.docs {
         frame(
