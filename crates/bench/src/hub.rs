@@ -5,7 +5,8 @@
 //! stamped with the wall clock as `observedAt`; the hub evaluates every durable change
 //! and files events as incidents. It measures the latency from an observation that
 //! crosses a threshold rule (its `observedAt`) to its incident arriving on the live
-//! feed, and the observations per second actually written.
+//! feed, and the observations per second actually written; beside it, the latency to
+//! the rule event alone (before filing) and the time for a batch to become durable.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,6 +97,29 @@ pub async fn run(seconds: u64, rate: usize) -> anyhow::Result<Value> {
         }
     });
 
+    // The hub's event feed: latency from the crossing observation to its rule event
+    // (the write, the change feed and the evaluation, without the incident's filing).
+    let mut evfeed = hub.subscribe();
+    let evlat = Arc::new(parking_lot::Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 600_000, 3,
+    )?));
+    let evlat2 = evlat.clone();
+    let evreader = tokio::spawn(async move {
+        loop {
+            match evfeed.recv().await {
+                Ok(e) => {
+                    if e.event.kind == citybrain_rules::EventKind::Raised
+                        && is_instant(&e.event.rule)
+                    {
+                        let ms = (Utc::now() - e.event.at).num_milliseconds().max(1) as u64;
+                        let _ = evlat2.lock().record(ms);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    });
     let ctx = JsonLdContext::core();
     let types: Vec<Arc<str>> = (0..TYPES)
         .map(|t| Arc::from(ctx.expand(&format!("T{t}"))))
@@ -168,6 +192,8 @@ pub async fn run(seconds: u64, rate: usize) -> anyhow::Result<Value> {
     // Let the hub drain what is in flight.
     tokio::time::sleep(Duration::from_secs(2)).await;
     reader.abort();
+    evreader.abort();
+    let ev = evlat.lock().clone();
     let h = lat.lock().clone();
     let w = write_lat.lock().clone();
     let st = &hub.stats;
@@ -175,7 +201,7 @@ pub async fn run(seconds: u64, rate: usize) -> anyhow::Result<Value> {
     let open = hub.incidents("", &Default::default()).await.len();
     let rate_done = written as f64 / secs;
     eprintln!(
-        "hub: {written} observations in {secs:.2} s = {rate_done:.0}/s through {n_rules} rules; events raised {}, cleared {}; {open} incidents, {} incident saves; crossing → incident on the live feed: p50 {} ms, p99 {} ms, max {} ms ({} samples); batch durable write p50 {} ms, p99 {} ms, max {} ms",
+        "hub: {written} observations in {secs:.2} s = {rate_done:.0}/s through {n_rules} rules; events raised {}, cleared {}; {open} incidents, {} incident saves; crossing → incident on the live feed: p50 {} ms, p99 {} ms, max {} ms ({} samples); crossing → rule event: p50 {} ms, p99 {} ms; batch durable write p50 {} ms, p99 {} ms, max {} ms",
         get(&st.events_raised),
         get(&st.events_cleared),
         saves.load(std::sync::atomic::Ordering::Relaxed),
@@ -183,6 +209,8 @@ pub async fn run(seconds: u64, rate: usize) -> anyhow::Result<Value> {
         h.value_at_quantile(0.99),
         h.max(),
         h.len(),
+        ev.value_at_quantile(0.5),
+        ev.value_at_quantile(0.99),
         w.value_at_quantile(0.5),
         w.value_at_quantile(0.99),
         w.max(),
@@ -198,6 +226,7 @@ pub async fn run(seconds: u64, rate: usize) -> anyhow::Result<Value> {
         "incidents": open,
         "incident_saves": saves.load(std::sync::atomic::Ordering::Relaxed),
         "latency_ms": {"p50": h.value_at_quantile(0.5), "p99": h.value_at_quantile(0.99), "max": h.max(), "samples": h.len()},
+        "event_latency_ms": {"p50": ev.value_at_quantile(0.5), "p99": ev.value_at_quantile(0.99), "max": ev.max(), "samples": ev.len()},
         "write_latency_ms": {"p50": w.value_at_quantile(0.5), "p99": w.value_at_quantile(0.99), "max": w.max()},
     }))
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use citybrain_model::entity::parse_entity;
 use citybrain_rules::{Event, EventKind};
-use citybrain_store::Write;
 use serde_json::{json, Map, Value};
 
 use crate::incident::{Attachment, Correlation, Incident, Move, Status, Step, TransitionError};
@@ -223,10 +222,7 @@ impl Hub {
     /// Writes incidents (documents and entities) back to back, then waits once for
     /// them to be durable (group commit), then shows them on the live feed.
     async fn save_incidents(&self, tenant: &str, list: &[Incident]) -> Result<(), HubError> {
-        let mut commits = Vec::with_capacity(list.len() * 2);
-        for i in list {
-            commits.extend(self.stage_incident(tenant, i)?);
-        }
+        let commits = self.stage_incidents(tenant, list)?;
         for c in commits {
             c.wait().await?;
         }
@@ -239,26 +235,46 @@ impl Hub {
         Ok(())
     }
 
-    /// Logs one incident's document and entity; the commits to wait for.
-    fn stage_incident(
+    /// Logs incidents' documents, then their entities in one bulk write (one hold of
+    /// the tenant's write lock for the lot: under ingestion load each single write
+    /// queued behind the ingest batches); the commits to wait for.
+    fn stage_incidents(
         &self,
         tenant: &str,
-        i: &Incident,
+        list: &[Incident],
     ) -> Result<Vec<citybrain_store::Commit>, HubError> {
-        let doc = serde_json::to_value(i).unwrap_or(Value::Null);
-        let mut out = vec![self.store.put_doc(tenant, INCIDENTS, &i.id, doc)?];
-        let body = entity_body(i);
+        let mut out = Vec::with_capacity(list.len() * 2);
         let now = self.clock.now();
-        let entity = parse_entity(&body, &self.ctx, now)
-            .map_err(|e| HubError::Store(citybrain_store::StoreError::Rejected(e)))?;
-        let modified = self.store.modify(tenant, &i.id, &mut |cur| {
-            Ok(Some(Write::Put(match cur {
-                Some(old) => citybrain_model::ops::replace(old, entity.clone(), now),
-                None => entity.clone(),
-            })))
-        })?;
-        if let Some(m) = modified {
-            out.push(m.commit);
+        let mut ids = Vec::with_capacity(list.len());
+        let mut entities = Vec::with_capacity(list.len());
+        for i in list {
+            let doc = serde_json::to_value(i).unwrap_or(Value::Null);
+            out.push(self.store.put_doc(tenant, INCIDENTS, &i.id, doc)?);
+            let entity = parse_entity(&entity_body(i), &self.ctx, now)
+                .map_err(|e| HubError::Store(citybrain_store::StoreError::Rejected(e)))?;
+            ids.push(i.id.clone());
+            entities.push(entity);
+        }
+        let results = self.store.modify_many(
+            tenant,
+            &ids,
+            &mut |n, cur| {
+                let Some(entity) = entities.get(n) else {
+                    return Ok(None);
+                };
+                Ok(Some(match cur {
+                    Some(old) => citybrain_model::ops::replace(old, entity.clone(), now),
+                    None => entity.clone(),
+                }))
+            },
+            citybrain_store::ModifyOptions::default(),
+        )?;
+        for r in results {
+            match r {
+                Ok(Some(m)) => out.push(m.commit),
+                Ok(None) => {}
+                Err(e) => return Err(HubError::Store(citybrain_store::StoreError::Rejected(e))),
+            }
         }
         Ok(out)
     }
