@@ -7,7 +7,8 @@
 # --quick: short runs (CI smoke; the figures are not the published ones).
 # The memory scenario (1M entities) runs only with --memory.
 # The history scenario runs in process (no server) and compares with SQLite; so do the
-# ingestion scenarios (file import, MQTT QoS 0/1, edge reduction).
+# ingestion scenarios (file import, MQTT QoS 0/1, edge reduction) and the coordination
+# hub's (10,000 rules alone; end to end at 100,000 observations/s for 30 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0; memory=0; extra=()
@@ -29,10 +30,12 @@ if [ "$quick" = 1 ]; then
   target/release/citybrain-bench --url "http://127.0.0.1:$PORT" --duration 2 --entities 2000 --batch-size 200 "${extra[@]}"
   target/release/citybrain-bench --scenarios history --duration 2 --quick
   target/release/citybrain-bench --scenarios import,mqtt,edge --quick
+  target/release/citybrain-bench --scenarios rules,hub --quick
 else
   target/release/citybrain-bench --url "http://127.0.0.1:$PORT" "${extra[@]}"
   target/release/citybrain-bench --scenarios history
   target/release/citybrain-bench --scenarios import,mqtt,edge
+  target/release/citybrain-bench --scenarios rules,hub --duration 30
 fi
 if [ "$memory" = 1 ]; then
   target/release/citybrain-bench --url "http://127.0.0.1:$PORT" --scenarios memory --server-pid "$PID" --tenant mem
