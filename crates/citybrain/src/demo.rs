@@ -182,7 +182,7 @@ pub async fn load_once(broker: &Arc<Broker>) -> anyhow::Result<usize> {
     Ok(items.len())
 }
 
-/// The demo's rules, routing, service levels and Open311 services
+/// The demo's rules, routing (normal and emergency), an area, service levels and Open311 services
 /// (`examples/hub/`), put once into an empty hub.
 pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
     if !hub.rules("").is_empty() {
@@ -202,6 +202,17 @@ pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
     hub.set_routing("", citybrain_hub::sla::Mode::Normal, routing)
         .await
         .map_err(|e| anyhow::anyhow!("demo routing: {e}"))?;
+    let emergency = serde_json::from_value(desk["emergency_routing"].clone())?;
+    hub.set_routing("", citybrain_hub::sla::Mode::Emergency, emergency)
+        .await
+        .map_err(|e| anyhow::anyhow!("demo emergency routing: {e}"))?;
+    let areas: std::collections::BTreeMap<String, citybrain_hub::AreaSpec> =
+        serde_json::from_value(desk["areas"].clone())?;
+    for (name, spec) in areas {
+        hub.put_area("", &name, spec)
+            .await
+            .map_err(|e| anyhow::anyhow!("demo area {name}: {e}"))?;
+    }
     hub.set_sla_policy("", serde_json::from_value(desk["sla"].clone())?)
         .await
         .map_err(|e| anyhow::anyhow!("demo SLA policy: {e}"))?;

@@ -321,6 +321,15 @@ async fn graceful_shutdown_and_demo_city() {
         .await
         .unwrap();
     assert_eq!(services[0]["service_code"], "pothole");
+    let areas: Value = http
+        .get(format!("{}/platform/v1/areas", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(areas["west-lake"]["geometry"]["type"], "Polygon", "{areas}");
     let r = http
         .patch(format!(
             "{}/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:hz-000/attrs",
