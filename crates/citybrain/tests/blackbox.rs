@@ -302,33 +302,17 @@ async fn graceful_shutdown_and_demo_city() {
         metrics.contains("citybrain_store_entities 390"),
         "{metrics}"
     );
-    // The demo hub: rules, Open311 services; a reading over the limit is an incident.
-    let rules: Value = http
-        .get(format!("{}/platform/v1/rules", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The demo hub: rules, Open311 services, an area; a reading over the limit is an
+    // incident.
+    let get_json = |path: &str| {
+        let req = http.get(format!("{}{path}", server.base));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let rules = get_json("/platform/v1/rules").await;
     assert_eq!(rules.as_array().map(Vec::len), Some(4), "{rules}");
-    let services: Value = http
-        .get(format!("{}/open311/v2/services.json", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services = get_json("/open311/v2/services.json").await;
     assert_eq!(services[0]["service_code"], "pothole");
-    let areas: Value = http
-        .get(format!("{}/platform/v1/areas", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let areas = get_json("/platform/v1/areas").await;
     assert_eq!(areas["west-lake"]["geometry"]["type"], "Polygon", "{areas}");
     let r = http
         .patch(format!(
