@@ -380,6 +380,12 @@ impl Hub {
     /// Evaluates one durable change; answers the events published.
     pub fn on_change(&self, change: &Change) -> Vec<Arc<HubEvent>> {
         if change.kind == ChangeKind::Deleted {
+            // Its rule states go: a deleted entity is not a silent one.
+            if let Some(before) = &change.before {
+                if let Some(t) = self.tenants.lock().get_mut(&*change.tenant) {
+                    t.engine.forget(&before.id);
+                }
+            }
             return Vec::new();
         }
         let Some(after) = &change.after else {

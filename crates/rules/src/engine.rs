@@ -176,9 +176,11 @@ pub struct Engine {
     queue: BTreeSet<(i64, u32, u32)>,
     /// Entities by number, with their last known position (for events) from the
     /// location attribute, and the numbers by id. Entities stay numbered for the
-    /// engine's life (a deleted entity costs its id and a position).
+    /// engine's life, or until [`Engine::forget`].
     seen: Vec<Seen>,
     numbers: HashMap<Arc<str>, u32, Fast>,
+    /// Numbers of forgotten entities, given again.
+    free: Vec<u32>,
     location_attr: Option<String>,
     /// Emergency mode everywhere, or in these zones only.
     emergency_everywhere: bool,
@@ -468,26 +470,61 @@ impl Engine {
         (events, false)
     }
 
-    /// Steps the state of (rule `idx`, `entity`), turns its changes into events,
-    /// reschedules it, and disables the rule if it fails.
-    /// The number of an entity, given on first sight.
+    /// The number of an entity, given on first sight (a forgotten entity's number is
+    /// given again).
     fn number(&mut self, id: &str) -> u32 {
         if let Some(n) = self.numbers.get(id) {
             return *n;
         }
-        let n = self.seen.len() as u32;
         let id: Arc<str> = Arc::from(id);
-        self.seen.push(Seen {
+        let fresh = Seen {
             id: id.clone(),
             position: None,
             emergency: self.emergency_everywhere,
             rules: Vec::new(),
             states: Vec::new(),
-        });
+        };
+        let n = match self.free.pop() {
+            Some(n) if (n as usize) < self.seen.len() => {
+                self.seen[n as usize] = fresh;
+                n
+            }
+            _ => {
+                self.seen.push(fresh);
+                (self.seen.len() - 1) as u32
+            }
+        };
         self.numbers.insert(id, n);
         n
     }
 
+    /// Forgets an entity (it was deleted): its rule states and their deadlines go, so
+    /// a heartbeat rule does not report a deleted entity as silent, and its number is
+    /// given to the next new entity.
+    pub fn forget(&mut self, entity: &str) {
+        let Some(n) = self.numbers.remove(entity) else {
+            return;
+        };
+        let Engine { seen, queue, .. } = self;
+        if let Some(s) = seen.get_mut(n as usize) {
+            for (rule, held) in s.rules.iter().zip(&s.states) {
+                if let Some(d) = held.scheduled {
+                    queue.remove(&(d, *rule, n));
+                }
+            }
+            *s = Seen {
+                id: Arc::from(""),
+                position: None,
+                emergency: false,
+                rules: Vec::new(),
+                states: Vec::new(),
+            };
+        }
+        self.free.push(n);
+    }
+
+    /// Steps the state of (rule `idx`, `entity`), turns its changes into events,
+    /// reschedules it, and disables the rule if it fails.
     fn run(&mut self, idx: u32, entity: u32, input: &Input, events: &mut Vec<Event>) {
         let Some(slot) = self.slots.get(idx as usize).and_then(Option::as_ref) else {
             return;
@@ -671,5 +708,53 @@ mod tests {
         // Everywhere, an entity without a position is in emergency too.
         e.set_emergency(true, Vec::new());
         assert!(raised(&mut e, "nowhere", 4.0));
+    }
+
+    /// A deleted entity is forgotten: its heartbeat does not report it silent, and a
+    /// new entity that takes its number starts with no state.
+    #[test]
+    fn a_forgotten_entity_is_not_reported_silent() {
+        let rules = crate::parse_rules(
+            "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n",
+            "t",
+        )
+        .unwrap();
+        let mut e = Engine::new();
+        for r in rules {
+            e.put(r).unwrap();
+        }
+        let t0 = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        for id in ["kept", "gone"] {
+            e.observe(&Observation {
+                entity: id,
+                entity_type: "Meter",
+                attr: "v",
+                at: t0,
+                value: ObsValue::Number(1.0),
+            });
+        }
+        e.forget("gone");
+        let later = t0 + chrono::Duration::minutes(11);
+        let silent: Vec<String> = e
+            .tick(later)
+            .iter()
+            .map(|ev| ev.entity.to_string())
+            .collect();
+        assert_eq!(silent, vec!["kept".to_string()]);
+        // A new entity reuses the number, with a state of its own.
+        e.observe(&Observation {
+            entity: "new",
+            entity_type: "Meter",
+            attr: "v",
+            at: later,
+            value: ObsValue::Number(2.0),
+        });
+        assert_eq!(e.status_of("beat").map(|s| s.entities), Some(2));
+        let again: Vec<String> = e
+            .tick(later + chrono::Duration::minutes(11))
+            .iter()
+            .map(|ev| ev.entity.to_string())
+            .collect();
+        assert_eq!(again, vec!["new".to_string()]);
     }
 }

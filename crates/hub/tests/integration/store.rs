@@ -183,3 +183,47 @@ async fn areas_and_their_modes_survive_a_restart() {
     );
     store.close();
 }
+
+#[tokio::test]
+async fn a_deleted_entity_leaves_the_rules() {
+    use citybrain_store::Write;
+    let rule = "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let mut feed = dynstore.subscribe();
+    let hub = Hub::new(dynstore.clone(), Arc::new(SystemClock)).unwrap();
+    hub.put_rule("", parse_rules(rule, "r").unwrap().remove(0), "a", true)
+        .await
+        .unwrap();
+    let ctx = citybrain_model::context::JsonLdContext::core();
+    let body = serde_json::json!({"id": "urn:m:1", "type": "Meter", "v": 1});
+    let e =
+        citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, chrono::Utc::now())
+            .unwrap();
+    let states = |hub: &Hub| hub.rules("")[0].status.entities;
+    let mut feed_one = async |write: Write| {
+        let m = dynstore
+            .modify("", "urn:m:1", &mut |_| Ok(Some(write.clone())))
+            .unwrap()
+            .unwrap();
+        m.commit.wait().await.unwrap();
+        loop {
+            let c = feed.recv().await.unwrap();
+            if c.after
+                .as_ref()
+                .or(c.before.as_ref())
+                .is_some_and(|e| e.id == "urn:m:1")
+            {
+                return c;
+            }
+        }
+    };
+    let c = feed_one(Write::Put(e)).await;
+    hub.on_change(&c);
+    assert_eq!(states(&hub), 1, "the meter has a heartbeat state");
+    let c = feed_one(Write::Delete).await;
+    hub.on_change(&c);
+    assert_eq!(states(&hub), 0, "deleted, it has none");
+    store.close();
+}
