@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use citybrain_model::intern::same;
 use citybrain_model::ops;
 use citybrain_model::Entity;
 use citybrain_store::history::{meta_op, point_of};
@@ -80,11 +81,11 @@ impl ObservationBatch {
                     let found = grp
                         .series
                         .iter_mut()
-                        .find(|((n, d), _)| same_name(n, name) && d.as_deref() == ds);
+                        .find(|((n, d), _)| same(n, name) && d.as_deref() == ds);
                     match found {
                         Some((_, pts)) => {
                             let prev_attr = prev_ent
-                                .and_then(|pe| pe.attrs.iter().find(|(n, _)| same_name(n, name)))
+                                .and_then(|pe| pe.attrs.iter().find(|(n, _)| same(n, name)))
                                 .and_then(|(_, list)| list.iter().find(|b| b.dataset_id() == ds));
                             let p = point_reusing(a, prev_attr.zip(pts.last()));
                             pts.push(p);
@@ -117,11 +118,6 @@ impl ObservationBatch {
     }
 }
 
-/// Attribute names are interned: the pointer test settles almost every comparison.
-fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
-    Arc::ptr_eq(a, b) || a == b
-}
-
 /// `old` with fragment `n` merged (as `merge_fragment` on a clone of `old`), without
 /// copying the instances the fragment replaces: a telemetry record replaces most of
 /// an entity's attributes.
@@ -134,7 +130,7 @@ fn merged_copy(old: &Entity, mut n: Entity, now: DateTime<Utc>) -> Entity {
     let mut replaced = false;
     let mut attrs = Vec::with_capacity(old.attrs.len() + n.attrs.len());
     for (name, list) in &old.attrs {
-        let from = n.attrs.iter().position(|(x, _)| same_name(x, name));
+        let from = n.attrs.iter().position(|(x, _)| same(x, name));
         let mut out = Vec::with_capacity(list.len());
         for a in list {
             let hit = from.and_then(|f| {
@@ -193,7 +189,7 @@ fn merge_fragment(e: &mut Entity, n: Entity, now: DateTime<Utc>) {
     for (name, instances) in n.attrs {
         for mut inst in instances {
             any = true;
-            match e.attrs.iter_mut().find(|(x, _)| same_name(x, &name)) {
+            match e.attrs.iter_mut().find(|(x, _)| same(x, &name)) {
                 Some((_, list)) => match list
                     .iter_mut()
                     .find(|a| a.dataset_id() == inst.dataset_id())

@@ -577,11 +577,7 @@ pub fn for_each_observation(
 ) {
     for (i, (name, instances)) in after.attrs.iter().enumerate() {
         // Names are interned: the same position and pointer in the common case.
-        let same = |n: &Arc<str>| Arc::ptr_eq(n, name) || n == name;
-        let prev = before.and_then(|b| match b.attrs.get(i) {
-            Some((n, l)) if same(n) => Some(l),
-            _ => b.attrs.iter().find(|(n, _)| same(n)).map(|(_, l)| l),
-        });
+        let prev = before.and_then(|b| b.attr_position(name, i).map(|at| &b.attrs[at].1));
         for a in instances {
             let old = prev.and_then(|l| l.iter().find(|x| x.dataset_id() == a.dataset_id()));
             if old.is_some_and(|o| o.observed_at == a.observed_at && o.value == a.value) {

@@ -326,6 +326,19 @@ impl Entity {
             .map(|(_, v)| v)
     }
 
+    /// Where attribute `name` is in `attrs`, looking first at position `hint` (the
+    /// same position in another version of the entity, the usual case when versions
+    /// are compared attribute by attribute).
+    pub fn attr_position(&self, name: &Arc<str>, hint: usize) -> Option<usize> {
+        match self.attrs.get(hint) {
+            Some((n, _)) if crate::intern::same(n, name) => Some(hint),
+            _ => self
+                .attrs
+                .iter()
+                .position(|(n, _)| crate::intern::same(n, name)),
+        }
+    }
+
     pub fn attr_mut(&mut self, name: &str) -> Option<&mut Vec<Attribute>> {
         self.attrs
             .iter_mut()

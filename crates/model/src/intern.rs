@@ -22,6 +22,12 @@ pub fn intern(s: &str) -> Arc<str> {
     a
 }
 
+/// Whether two names are the same: interned names are usually the same pointer, so
+/// the text is compared only when they are not.
+pub fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
 /// Serde: a list of interned strings.
 pub fn de_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<str>>, D::Error> {
     let v = Vec::<String>::deserialize(d)?;

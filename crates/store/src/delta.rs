@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use citybrain_model::entity::AttrEntry;
+use citybrain_model::intern::same;
 use citybrain_model::Entity;
 
 /// What changed from one version of an entity to the next.
@@ -40,10 +41,6 @@ pub(crate) struct OwnedDelta {
     pub types: Option<Vec<Arc<str>>>,
 }
 
-fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
-    Arc::ptr_eq(a, b) || a == b
-}
-
 /// The delta from `before` to `after`, or `None` when replaying a delta could not give
 /// `after` exactly (the caller then logs the whole entity) or when it would not be
 /// smaller (every attribute changed).
@@ -52,12 +49,6 @@ pub(crate) fn diff<'a>(before: &'a Entity, after: &'a Entity) -> Option<Delta<'a
     {
         return None;
     }
-    let find = |name: &Arc<str>, hint: usize| -> Option<usize> {
-        match before.attrs.get(hint) {
-            Some((n, _)) if same_name(n, name) => Some(hint),
-            _ => before.attrs.iter().position(|(n, _)| same_name(n, name)),
-        }
-    };
     let mut set = Vec::new();
     // Replay keeps the attributes that stay in their place and appends new ones: the
     // attributes of `after` must be the kept ones in `before`'s order, then the new.
@@ -65,7 +56,7 @@ pub(crate) fn diff<'a>(before: &'a Entity, after: &'a Entity) -> Option<Delta<'a
     let mut new_seen = false;
     let mut kept = 0usize;
     for (i, entry) in after.attrs.iter().enumerate() {
-        match find(&entry.0, i) {
+        match before.attr_position(&entry.0, i) {
             Some(j) => {
                 if new_seen || last_kept.is_some_and(|l| l >= j) {
                     return None;
@@ -88,7 +79,7 @@ pub(crate) fn diff<'a>(before: &'a Entity, after: &'a Entity) -> Option<Delta<'a
         before
             .attrs
             .iter()
-            .filter(|(n, _)| !after.attrs.iter().any(|(m, _)| same_name(m, n)))
+            .filter(|(n, _)| !after.attrs.iter().any(|(m, _)| same(m, n)))
             .map(|(n, _)| &**n)
             .collect()
     };
@@ -115,7 +106,7 @@ pub(crate) fn apply(before: &Entity, d: OwnedDelta) -> Entity {
             .retain(|(n, _)| !d.removed.iter().any(|r| r.as_str() == &**n));
     }
     for (name, instances) in d.set {
-        match e.attrs.iter_mut().find(|(n, _)| same_name(n, &name)) {
+        match e.attrs.iter_mut().find(|(n, _)| same(n, &name)) {
             Some(slot) => slot.1 = instances,
             None => e.attrs.push((name, instances)),
         }

@@ -418,11 +418,7 @@ impl EmbeddedStore {
         if let Some(h) = snap {
             let _ = h.join();
         }
-        // The history thread finishes the checkpoints it was given, then stops.
-        self.inner.hist_tx.lock().take();
-        if let Some(h) = self.hist_thread.lock().take() {
-            let _ = h.join();
-        }
+        self.stop_history_thread();
         std::mem::forget(self);
     }
 
@@ -442,6 +438,11 @@ impl EmbeddedStore {
         if let Some(h) = self.committer.lock().take() {
             let _ = h.join();
         }
+        self.stop_history_thread();
+    }
+
+    /// The history thread finishes the checkpoints it was given, then stops.
+    fn stop_history_thread(&self) {
         self.inner.hist_tx.lock().take();
         if let Some(h) = self.hist_thread.lock().take() {
             let _ = h.join();

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
+use citybrain_model::intern::same;
 use citybrain_model::q::{IndexKey, KeyRange};
 use citybrain_model::{AttrKind, Attribute, Entity};
 
@@ -269,19 +270,8 @@ impl TenantState {
         let Some(values) = self.values.as_mut() else {
             return;
         };
-        let find = |name: &Arc<str>, hint: usize| -> Option<&Vec<Attribute>> {
-            match old.0.attrs.get(hint) {
-                Some((n, a)) if Arc::ptr_eq(n, name) || n == name => Some(a),
-                _ => old
-                    .0
-                    .attrs
-                    .iter()
-                    .find(|(n, _)| Arc::ptr_eq(n, name) || n == name)
-                    .map(|(_, a)| a),
-            }
-        };
         for (i, (name, instances)) in new.0.attrs.iter().enumerate() {
-            match find(name, i) {
+            match old.0.attr_position(name, i).map(|at| &old.0.attrs[at].1) {
                 Some(before) if same_keys(before, instances) => {}
                 Some(before) => {
                     let (gone, came) = (attr_keys(before), attr_keys(instances));
@@ -294,12 +284,7 @@ impl TenantState {
             }
         }
         for (name, instances) in &old.0.attrs {
-            if !new
-                .0
-                .attrs
-                .iter()
-                .any(|(n, _)| Arc::ptr_eq(n, name) || n == name)
-            {
+            if !new.0.attrs.iter().any(|(n, _)| same(n, name)) {
                 unindex_attr(values, name, slot, attr_keys(instances));
             }
         }
