@@ -168,7 +168,7 @@ pub async fn run(seconds: u64, rate: usize) -> anyhow::Result<Value> {
                 scope: None,
                 created_at: at,
                 modified_at: at,
-                attrs: vec![(attrs[a].clone(), vec![attr])],
+                attrs: vec![(attrs[a].clone(), citybrain_model::instances![attr])],
             });
         }
         written += items.len();

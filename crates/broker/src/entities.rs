@@ -19,7 +19,7 @@ use crate::Broker;
 
 /// A parsed attributes body.
 struct Fragment {
-    attrs: Vec<(std::sync::Arc<str>, Vec<citybrain_model::Attribute>)>,
+    attrs: Vec<(std::sync::Arc<str>, citybrain_model::Instances)>,
     types: Option<Vec<std::sync::Arc<str>>>,
     scope: Option<Vec<String>>,
 }
@@ -259,7 +259,10 @@ impl Broker {
             .map(|(n, a)| {
                 // A whole-attribute null deletes the default instance.
                 let a = a.unwrap_or_else(|| {
-                    vec![citybrain_model::Attribute::property(Value::Null, now)]
+                    citybrain_model::instances![citybrain_model::Attribute::property(
+                        Value::Null,
+                        now
+                    )]
                 });
                 (n, a)
             })

@@ -128,10 +128,16 @@ fn merged_copy(old: &Entity, mut n: Entity, now: DateTime<Utc>) -> Entity {
         return e;
     }
     let mut replaced = false;
-    let mut attrs = Vec::with_capacity(old.attrs.len() + n.attrs.len());
+    // Exactly the room needed: an entry holds its instance inline (over 100 bytes).
+    let added = n
+        .attrs
+        .iter()
+        .filter(|(x, _)| old.attr_position(x, 0).is_none())
+        .count();
+    let mut attrs = Vec::with_capacity(old.attrs.len() + added);
     for (name, list) in &old.attrs {
         let from = n.attrs.iter().position(|(x, _)| same(x, name));
-        let mut out = Vec::with_capacity(list.len());
+        let mut out = citybrain_model::Instances::with_capacity(list.len());
         for a in list {
             let hit = from.and_then(|f| {
                 let l = &mut n.attrs[f].1;
@@ -201,7 +207,9 @@ fn merge_fragment(e: &mut Entity, n: Entity, now: DateTime<Utc>) {
                     }
                     None => list.push(inst),
                 },
-                None => e.attrs.push((name.clone(), vec![inst])),
+                None => e
+                    .attrs
+                    .push((name.clone(), citybrain_model::instances![inst])),
             }
         }
     }
@@ -421,7 +429,12 @@ mod tests {
             modified_at: t0,
             attrs: attrs
                 .iter()
-                .map(|(n, v)| (Arc::from(*n), vec![Attribute::property(v.clone(), t0)]))
+                .map(|(n, v)| {
+                    (
+                        Arc::from(*n),
+                        citybrain_model::instances![Attribute::property(v.clone(), t0)],
+                    )
+                })
                 .collect(),
         }
     }
@@ -508,7 +521,8 @@ mod tests {
                 );
                 let mut s2 = Attribute::property(json!(3), t1);
                 s2.set_dataset_id(Some("urn:ds:2".into()));
-                n.attrs.push((Arc::from("s"), vec![s2]));
+                n.attrs
+                    .push((Arc::from("s"), citybrain_model::instances![s2]));
                 n
             },
             // replaces the dataset instance only, adds a type
@@ -516,7 +530,8 @@ mod tests {
                 let mut n = fragment("urn:a:1", &[], t1);
                 let mut d = ds.clone();
                 d.value = citybrain_model::AttrValue::Int(10);
-                n.attrs.push((Arc::from("p"), vec![d]));
+                n.attrs
+                    .push((Arc::from("p"), citybrain_model::instances![d]));
                 n.types.push(Arc::from("https://example.org/U"));
                 n
             },

@@ -299,8 +299,13 @@ impl Attribute {
     }
 }
 
-/// One attribute name with all its instances (one per `datasetId`, at most one without).
-pub type AttrEntry = (Arc<str>, Vec<Attribute>);
+/// The instances of one attribute: one per `datasetId`, at most one without, and
+/// nearly always just one, so it is kept inline (a copied entity then costs one
+/// allocation for its attribute list, not one more per attribute).
+pub type Instances = smallvec::SmallVec<[Attribute; 1]>;
+
+/// One attribute name with all its instances.
+pub type AttrEntry = (Arc<str>, Instances);
 
 /// An entity in expanded form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,7 +324,7 @@ pub struct Entity {
 }
 
 impl Entity {
-    pub fn attr(&self, name: &str) -> Option<&Vec<Attribute>> {
+    pub fn attr(&self, name: &str) -> Option<&Instances> {
         self.attrs
             .iter()
             .find(|(n, _)| &**n == name)
@@ -339,7 +344,7 @@ impl Entity {
         }
     }
 
-    pub fn attr_mut(&mut self, name: &str) -> Option<&mut Vec<Attribute>> {
+    pub fn attr_mut(&mut self, name: &str) -> Option<&mut Instances> {
         self.attrs
             .iter_mut()
             .find(|(n, _)| &**n == name)
@@ -504,7 +509,7 @@ pub struct ParseMode {
 }
 
 /// A parsed attribute payload: its instances, or `None` for "delete it" (merge-patch null).
-pub type ParsedAttr = (Arc<str>, Option<Vec<Attribute>>);
+pub type ParsedAttr = (Arc<str>, Option<Instances>);
 
 /// Parses a full entity (create, replace, batch).
 pub fn parse_entity(
@@ -524,10 +529,12 @@ pub fn parse_entity(
         },
     )?;
     let scope = body.get("scope").map(parse_scope).transpose()?;
-    let attrs = attrs
+    let mut attrs: Vec<AttrEntry> = attrs
         .into_iter()
         .filter_map(|(n, a)| a.map(|a| (n, a)))
         .collect();
+    // The list was grown by doubling; an entry is 112 bytes with its instance inline.
+    attrs.shrink_to_fit();
     Ok(Entity {
         id,
         types,
@@ -584,7 +591,7 @@ pub fn parse_attr_value(
     ctx: &JsonLdContext,
     now: DateTime<Utc>,
     mode: ParseMode,
-) -> Result<Option<Vec<Attribute>>> {
+) -> Result<Option<Instances>> {
     if is_null_marker(raw) {
         return if mode.nulls_delete {
             Ok(None)
@@ -594,7 +601,7 @@ pub fn parse_attr_value(
             )))
         };
     }
-    let instances: Vec<Attribute> = match raw {
+    let instances: Instances = match raw {
         Value::Array(items)
             if !items.is_empty() && items.iter().all(|i| looks_like_attribute(i, ctx)) =>
         {
@@ -607,7 +614,7 @@ pub fn parse_attr_value(
                 .collect()
         }
         _ => match parse_one(name, iri_, raw, ctx, now, mode, 0)? {
-            Some(a) => vec![a],
+            Some(a) => smallvec::smallvec![a],
             None => return Ok(None),
         },
     };

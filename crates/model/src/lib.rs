@@ -19,6 +19,8 @@ pub mod uri;
 pub mod value;
 
 pub use context::JsonLdContext;
-pub use entity::{AttrKind, Attribute, Entity};
+pub use entity::{AttrKind, Attribute, Entity, Instances};
 pub use error::{ErrorKind, ModelError, Result};
+/// Builds [`Instances`] like `vec!`.
+pub use smallvec::smallvec as instances;
 pub use value::AttrValue;

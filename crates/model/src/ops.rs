@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::context::JsonLdContext;
-use crate::entity::{parse_attr_value, Attribute, Entity, ParseMode, ParsedAttr};
+use crate::entity::{parse_attr_value, Attribute, Entity, Instances, ParseMode, ParsedAttr};
 use crate::error::{ModelError, Result};
 
 /// Which attributes an update changed, and which it did not (with the reason).
@@ -30,7 +30,7 @@ fn replace_instance(old: &Attribute, mut new: Attribute, now: DateTime<Utc>) -> 
     new
 }
 
-fn upsert_instance(list: &mut Vec<Attribute>, new: Attribute, now: DateTime<Utc>) {
+fn upsert_instance(list: &mut Instances, new: Attribute, now: DateTime<Utc>) {
     match list.iter_mut().find(|a| a.dataset_id() == new.dataset_id()) {
         Some(slot) => *slot = replace_instance(slot, new, now),
         None => list.push(new),
@@ -42,7 +42,7 @@ fn upsert_instance(list: &mut Vec<Attribute>, new: Attribute, now: DateTime<Utc>
 /// content) deletes the instance.
 pub fn append(
     e: &mut Entity,
-    attrs: Vec<(Arc<str>, Vec<Attribute>)>,
+    attrs: Vec<(Arc<str>, Instances)>,
     no_overwrite: bool,
     now: DateTime<Utc>,
 ) -> UpdateOutcome {
@@ -60,7 +60,7 @@ pub fn append(
 /// tombstone (null content) deletes the instance.
 pub fn update(
     e: &mut Entity,
-    attrs: Vec<(Arc<str>, Vec<Attribute>)>,
+    attrs: Vec<(Arc<str>, Instances)>,
     now: DateTime<Utc>,
 ) -> UpdateOutcome {
     apply_instances(e, attrs, now, |exists_attr, _| {
@@ -75,7 +75,7 @@ pub fn update(
 /// Applies instances one by one; `allow(attribute exists, instance exists)` decides.
 fn apply_instances(
     e: &mut Entity,
-    attrs: Vec<(Arc<str>, Vec<Attribute>)>,
+    attrs: Vec<(Arc<str>, Instances)>,
     now: DateTime<Utc>,
     allow: impl Fn(bool, bool) -> Result<(), &'static str>,
 ) -> UpdateOutcome {
@@ -104,7 +104,7 @@ fn apply_instances(
             }
             match e.attr_mut(&name) {
                 Some(list) => upsert_instance(list, inst, now),
-                None => e.attrs.push((name.clone(), vec![inst])),
+                None => e.attrs.push((name.clone(), smallvec::smallvec![inst])),
             }
             any = true;
         }
@@ -175,7 +175,7 @@ pub fn merge(e: &mut Entity, attrs: Vec<ParsedAttr>, now: DateTime<Utc>) -> Upda
                                 None => list.push(inst),
                             }
                         }
-                        None => e.attrs.push((name.clone(), vec![inst])),
+                        None => e.attrs.push((name.clone(), smallvec::smallvec![inst])),
                     }
                 }
                 out.updated.push(name.clone());
@@ -347,7 +347,7 @@ mod tests {
         .unwrap()
     }
 
-    fn plain(v: Value) -> Vec<(Arc<str>, Vec<Attribute>)> {
+    fn plain(v: Value) -> Vec<(Arc<str>, Instances)> {
         attrs(v, false)
             .into_iter()
             .map(|(n, a)| (n, a.unwrap()))

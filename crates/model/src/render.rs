@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use crate::context::JsonLdContext;
-use crate::entity::{AttrKind, Attribute, Entity};
+use crate::entity::{AttrKind, Attribute, Entity, Instances};
 use crate::error::{ModelError, Result};
 use crate::time::format_datetime;
 
@@ -250,7 +250,7 @@ pub fn render_entity(e: &Entity, ctx: &JsonLdContext, o: &RenderOptions) -> Map<
             continue;
         }
         if o.dataset_ids.is_some() {
-            let kept: Vec<Attribute> = instances
+            let kept: Instances = instances
                 .iter()
                 .filter(|a| o.keeps_instance(a))
                 .cloned()

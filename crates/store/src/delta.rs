@@ -135,7 +135,7 @@ mod tests {
                 .map(|(n, v)| {
                     (
                         Arc::from(format!("https://x/a{n}").as_str()),
-                        vec![Attribute::property(
+                        citybrain_model::instances![Attribute::property(
                             json!(v),
                             DateTime::from_timestamp(*v, 0).unwrap(),
                         )],
@@ -158,7 +158,7 @@ mod tests {
     fn one_changed_attribute_is_the_whole_delta() {
         let a = entity(&[(1, 1), (2, 2), (3, 3)], &["T"], 10);
         let mut b = a.clone();
-        b.attrs[1].1 = vec![Attribute::property(json!(9), b.modified_at)];
+        b.attrs[1].1 = citybrain_model::instances![Attribute::property(json!(9), b.modified_at)];
         b.modified_at = DateTime::from_timestamp(11, 0).unwrap();
         let d = diff(&a, &b).unwrap();
         assert_eq!(d.set.len(), 1);

@@ -274,7 +274,7 @@ mod tests {
                 scope: None,
                 created_at: t0,
                 modified_at: at,
-                attrs: vec![(Arc::from("v"), vec![a])],
+                attrs: vec![(Arc::from("v"), citybrain_model::instances![a])],
             }
         };
         let obs = Some(t0 - chrono::Duration::seconds(60));

@@ -406,7 +406,7 @@ mod tests {
                 .map(|(a, v)| {
                     (
                         Arc::from(format!("a{a}").as_str()),
-                        vec![Attribute::property(json!(v), t)],
+                        citybrain_model::instances![Attribute::property(json!(v), t)],
                     )
                 })
                 .collect(),

@@ -797,7 +797,7 @@ impl Broker {
                 None,
             )?;
             for s in &te.series {
-                let instances: Vec<citybrain_model::Attribute> = s
+                let instances: citybrain_model::Instances = s
                     .points
                     .iter()
                     .map(|p| attribute_of(p, s.dataset.as_deref()))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use citybrain_model::entity::{
     parse_attr_value, parse_attributes, parse_entity_id, parse_scope, parse_types, ParseMode,
 };
-use citybrain_model::{Attribute, Entity, JsonLdContext, ModelError};
+use citybrain_model::{Attribute, Entity, Instances, JsonLdContext, ModelError};
 use citybrain_store::history::{parse_instance_id, point_of};
 use citybrain_store::tsdb::{DatasetSel, HistOp, Selection, SeriesKey, TimeProp};
 use citybrain_store::{ModifyOptions, Write};
@@ -42,7 +42,7 @@ impl Broker {
         &self,
         rc: &RequestContext,
         id: &str,
-        attrs: &[(Arc<str>, Vec<Attribute>)],
+        attrs: &[(Arc<str>, Instances)],
     ) -> Vec<HistOp> {
         let tenant: Arc<str> = Arc::from(rc.tenant.as_str());
         let entity: Arc<str> = Arc::from(id);
@@ -117,7 +117,7 @@ impl Broker {
         id: &str,
         types: &[Arc<str>],
         scope: Option<&Vec<String>>,
-        attrs: &[(Arc<str>, Vec<Attribute>)],
+        attrs: &[(Arc<str>, Instances)],
     ) -> Result<()> {
         let now = self.clock.now();
         let mut decide = |cur: Option<&Arc<Entity>>| {
@@ -151,7 +151,7 @@ impl Broker {
                 let slot = match e.attrs.iter_mut().position(|(n, _)| n == name) {
                     Some(i) => &mut e.attrs[i].1,
                     None => {
-                        e.attrs.push((name.clone(), Vec::new()));
+                        e.attrs.push((name.clone(), Instances::new()));
                         let last = e.attrs.len() - 1;
                         &mut e.attrs[last].1
                     }
@@ -198,7 +198,7 @@ impl Broker {
         let types = parse_types(body.get("type").or_else(|| body.get("@type")), ld)?;
         let scope = body.get("scope").map(parse_scope).transpose()?;
         let now = self.clock.now();
-        let attrs: Vec<(Arc<str>, Vec<Attribute>)> = parse_attributes(body, ld, now, MODE)?
+        let attrs: Vec<(Arc<str>, Instances)> = parse_attributes(body, ld, now, MODE)?
             .into_iter()
             .filter_map(|(n, a)| a.map(|a| (n, a)))
             .collect();
@@ -244,11 +244,10 @@ impl Broker {
             .tsdb()?
             .entity(&rc.tenant, id)
             .ok_or_else(|| not_found(id))?;
-        let attrs: Vec<(Arc<str>, Vec<Attribute>)> =
-            parse_attributes(body, ld, self.clock.now(), MODE)?
-                .into_iter()
-                .filter_map(|(n, a)| a.map(|a| (n, a)))
-                .collect();
+        let attrs: Vec<(Arc<str>, Instances)> = parse_attributes(body, ld, self.clock.now(), MODE)?
+            .into_iter()
+            .filter_map(|(n, a)| a.map(|a| (n, a)))
+            .collect();
         if attrs.is_empty() {
             return Err(BrokerError::bad_data("no attribute instances to add"));
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use citybrain_model::{AttrKind, Attribute, Entity, JsonLdContext};
+use citybrain_model::{AttrKind, Attribute, Entity, Instances, JsonLdContext};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{Map, Number, Value};
 
@@ -129,7 +129,7 @@ impl MappedRecord {
 
     /// The fragment as a model entity with names expanded by `names` (the values move).
     pub fn into_entity(self, names: &Names, now: DateTime<Utc>) -> Entity {
-        let mut attrs: Vec<(Arc<str>, Vec<Attribute>)> = Vec::with_capacity(self.attrs.len());
+        let mut attrs: Vec<(Arc<str>, Instances)> = Vec::with_capacity(self.attrs.len());
         for a in self.attrs {
             let (kind, v) = match a.value {
                 MappedValue::Property(v) => (AttrKind::Property, v),
@@ -146,7 +146,7 @@ impl MappedRecord {
             let name = names.attr(&a.name);
             match attrs.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, list)) => list.push(attr),
-                None => attrs.push((name, vec![attr])),
+                None => attrs.push((name, citybrain_model::instances![attr])),
             }
         }
         Entity {

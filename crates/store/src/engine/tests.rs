@@ -312,7 +312,8 @@ fn updates_are_logged_as_deltas_and_replay_exactly() {
         for i in 0..20 {
             // One attribute changes, the others stay.
             let at = Utc::now();
-            e.attrs[0].1 = vec![citybrain_model::Attribute::property(json!(i), at)];
+            e.attrs[0].1 =
+                citybrain_model::instances![citybrain_model::Attribute::property(json!(i), at)];
             e.modified_at = at;
             rt.block_on(put(&s, "", e.clone()).wait()).unwrap();
         }
@@ -321,7 +322,7 @@ fn updates_are_logged_as_deltas_and_replay_exactly() {
         let s_name = Arc::from(ctx.expand("s"));
         e.attrs.push((
             s_name,
-            vec![citybrain_model::Attribute::property(
+            citybrain_model::instances![citybrain_model::Attribute::property(
                 json!(true),
                 Utc::now(),
             )],
