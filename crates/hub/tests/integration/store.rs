@@ -227,3 +227,50 @@ async fn a_deleted_entity_leaves_the_rules() {
     assert_eq!(states(&hub), 0, "deleted, it has none");
     store.close();
 }
+
+/// The evaluation loop moves the rule clocks itself (`run_ticks` only checks service
+/// levels): a meter that falls silent is reported with nothing but `run` going.
+#[tokio::test]
+async fn the_evaluation_loop_moves_the_rule_clocks() {
+    use citybrain_model::time::ManualClock;
+    let rule = "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let now = chrono::Utc::now();
+    let clock = Arc::new(ManualClock::new(now));
+    let hub = Hub::new(dynstore.clone(), clock.clone()).unwrap();
+    hub.put_rule("", parse_rules(rule, "r").unwrap().remove(0), "a", true)
+        .await
+        .unwrap();
+    let mut events = hub.subscribe();
+    tokio::spawn(hub.clone().run(dynstore.subscribe()));
+    let ctx = citybrain_model::context::JsonLdContext::core();
+    let body = serde_json::json!({"id": "urn:m:1", "type": "Meter", "v": 1});
+    let e = citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, now).unwrap();
+    let m = dynstore
+        .modify("", "urn:m:1", &mut |_| {
+            Ok(Some(citybrain_store::Write::Put(e.clone())))
+        })
+        .unwrap()
+        .unwrap();
+    m.commit.wait().await.unwrap();
+    // Once the meter is known to the rule, its silence is due ten minutes on.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hub.rules("")[0].status.entities == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change was not evaluated"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    clock.advance(chrono::Duration::minutes(11));
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+        .await
+        .expect("no tick raised the heartbeat within 10 s")
+        .unwrap();
+    assert_eq!(&*got.event.rule, "beat");
+    assert_eq!(got.event.kind, citybrain_rules::EventKind::Raised);
+    assert_eq!(&*got.event.entity, "urn:m:1");
+    store.close();
+}

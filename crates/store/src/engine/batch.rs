@@ -80,6 +80,15 @@ impl EmbeddedStore {
         Ok((lsn, after))
     }
 
+    /// Entities written per hold of the tenant's write lock in a bulk write: then a
+    /// waiting writer or reader gets the lock (`bump`, a fair hand-over; nothing
+    /// happens when nobody waits). A 1,000-entity ingest batch holds the lock for
+    /// about 3–5 ms; an incident write queued behind it, and behind the next batch,
+    /// made the tail of the hub's crossing → incident latency. In interleaved 30-s
+    /// runs of the hub benchmark, handing over every 100 entities gave p99 34/32/37 ms
+    /// against 38/41/55 ms without, every 32 gave 48/42 against 52/47 (every 100).
+    const YIELD_EVERY: usize = 32;
+
     pub(super) fn modify_many_locked(
         &self,
         tenant: &str,
@@ -96,6 +105,11 @@ impl EmbeddedStore {
         let now = Utc::now();
         let res = (|| {
             for (i, id) in ids.iter().enumerate() {
+                if i > 0 && i % Self::YIELD_EVERY == 0 {
+                    // Between entities the state is whole (each record is appended
+                    // and applied under one hold), so the lock can pass here.
+                    parking_lot::RwLockWriteGuard::bump(&mut st);
+                }
                 let before = st.get(id).cloned();
                 let e = match decide(i, before.as_ref()) {
                     Ok(Some(e)) => e,
