@@ -15,6 +15,7 @@ use citybrain_model::entity::parse_entity;
 use citybrain_rules::{Event, EventKind};
 use serde_json::{json, Map, Value};
 
+use crate::book::Book;
 use crate::incident::{Attachment, Correlation, Incident, Move, Status, Step, TransitionError};
 use crate::sla::{self, Breach, DepartmentReport, Mode, Policy, SlaPolicy};
 use crate::tasks::{self, Plan, TaskError, TaskSpec, TaskStatus};
@@ -28,7 +29,7 @@ const PLANS: &str = "plans";
 /// One tenant's incidents, routing tables, service levels and mode.
 #[derive(Default)]
 pub(crate) struct Desk {
-    incidents: BTreeMap<String, Incident>,
+    incidents: Book,
     next: u64,
     routing: BTreeMap<String, String>,
     /// Routing in emergency mode (falls back to `routing`).
@@ -112,7 +113,7 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
             Ok(i) => {
                 let d = out.entry(tenant).or_default();
                 d.next = d.next.max(number_of(&i.id));
-                d.incidents.insert(i.id.clone(), i);
+                d.incidents.put(i);
             }
             Err(e) => {
                 tracing::warn!(tenant, incident = id, error = %e, "an unreadable incident document")
@@ -170,13 +171,13 @@ impl Hub {
                 let e: &Event = &he.event;
                 let found = d
                     .incidents
-                    .values()
+                    .open_in(&e.category)
                     .filter(|i| corr.matches(i, e))
                     .max_by_key(|i| i.last_event_at)
                     .map(|i| i.id.clone());
                 match (e.kind, found) {
                     (EventKind::Cleared, Some(id)) => {
-                        if let Some(i) = d.incidents.get_mut(&id) {
+                        if let Some(i) = d.incidents.update(&id, |i| {
                             i.history.push(Step {
                                 at: now,
                                 by: "rules".into(),
@@ -190,14 +191,18 @@ impl Hub {
                                 )),
                             });
                             i.updated_at = now;
-                            touched.insert(id, i.clone());
+                            i.clone()
+                        }) {
+                            touched.insert(id, i);
                         }
                     }
                     (EventKind::Cleared, None) => {}
                     (_, Some(id)) => {
-                        if let Some(i) = d.incidents.get_mut(&id) {
+                        if let Some(i) = d.incidents.update(&id, |i| {
                             i.attach(e, now);
-                            touched.insert(id, i.clone());
+                            i.clone()
+                        }) {
+                            touched.insert(id, i);
                         }
                     }
                     (_, None) => {
@@ -208,7 +213,7 @@ impl Hub {
                         let mut i = Incident::open(id.clone(), e, dept, now);
                         i.sla.mode = mode;
                         apply_plans(&d.plans, mode, &mut i, now);
-                        d.incidents.insert(id.clone(), i.clone());
+                        d.incidents.put(i.clone());
                         touched.insert(id, i);
                     }
                 }
@@ -326,13 +331,16 @@ impl Hub {
     ) -> Result<Incident, DeskError> {
         let updated = {
             let mut desks = self.desks.lock().await;
-            let i = desks
+            let d = desks
                 .get_mut(tenant)
-                .and_then(|d| d.incidents.get_mut(id))
                 .ok_or_else(|| DeskError::NotFound(id.to_string()))?;
-            let mut copy = i.clone();
+            let mut copy = d
+                .incidents
+                .get(id)
+                .ok_or_else(|| DeskError::NotFound(id.to_string()))?
+                .clone();
             f(&mut copy)?;
-            *i = copy.clone();
+            d.incidents.put(copy.clone());
             copy
         };
         self.save_incident(tenant, &updated).await?;
@@ -516,8 +524,7 @@ impl Hub {
         let Some(d) = desks.get(tenant) else {
             return Vec::new();
         };
-        let all: Vec<Incident> = d.incidents.values().cloned().collect();
-        sla::report(&d.policy, &all)
+        sla::report(&d.policy, d.incidents.values())
     }
 
     /// Every tenant's figures (for `/metrics`).
@@ -525,10 +532,7 @@ impl Hub {
         let desks = self.desks.lock().await;
         desks
             .iter()
-            .map(|(t, d)| {
-                let all: Vec<Incident> = d.incidents.values().cloned().collect();
-                (t.clone(), sla::report(&d.policy, &all))
-            })
+            .map(|(t, d)| (t.clone(), sla::report(&d.policy, d.incidents.values())))
             .collect()
     }
 
@@ -541,16 +545,25 @@ impl Hub {
             let mut desks = self.desks.lock().await;
             for (tenant, d) in desks.iter_mut() {
                 let policy = d.policy.clone();
-                for i in d.incidents.values_mut() {
+                // Only open incidents can breach (`sla::check`).
+                for id in d.incidents.open_ids() {
+                    let Some(i) = d.incidents.get(&id) else {
+                        continue;
+                    };
                     let breaches = sla::check(&policy, i, now);
                     if breaches.is_empty() {
                         continue;
                     }
-                    escalate(i, &breaches, &policy, now);
                     self.stats
                         .sla_breaches
                         .fetch_add(breaches.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    changed.push((tenant.clone(), i.clone()));
+                    let escalated = d.incidents.update(&id, |i: &mut Incident| {
+                        escalate(i, &breaches, &policy, now);
+                        i.clone()
+                    });
+                    if let Some(i) = escalated {
+                        changed.push((tenant.clone(), i));
+                    }
                 }
             }
         }
@@ -699,7 +712,7 @@ impl Hub {
                 );
             }
             apply_plans(&d.plans, mode, &mut i, now);
-            d.incidents.insert(id, i.clone());
+            d.incidents.put(i.clone());
             i
         };
         self.save_incident(tenant, &i).await?;

@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 mod backtest;
+mod book;
 mod desk;
 pub mod incident;
 mod modes;

@@ -289,7 +289,10 @@ pub struct DepartmentReport {
 
 /// Figures per department over `incidents` (targets of the mode each incident was
 /// opened in are not kept: the current policy's normal targets judge them).
-pub fn report(policy: &Policy, incidents: &[Incident]) -> Vec<DepartmentReport> {
+pub fn report<'a>(
+    policy: &Policy,
+    incidents: impl IntoIterator<Item = &'a Incident>,
+) -> Vec<DepartmentReport> {
     #[derive(Default)]
     struct Acc {
         r: DepartmentReport,
