@@ -411,8 +411,11 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     };
     // The coordination hub: rules (stored as documents) on the change feed. Without
     // rules it costs one idle change-feed consumer.
+    // Subscribed before the hub rebuilds its rule states from the entities as they
+    // are: a change made meanwhile is evaluated (at worst seen twice), never missed.
+    let feed = broker.store().subscribe();
     let hub = citybrain_hub::Hub::new(broker.store().clone(), broker.clock().clone())?;
-    tokio::spawn(hub.clone().run(broker.store().subscribe()));
+    tokio::spawn(hub.clone().run(feed));
     tokio::spawn(hub.clone().run_ticks());
     if demo {
         let n = demo::load_hub(&hub).await?;

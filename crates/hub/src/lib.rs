@@ -185,7 +185,44 @@ impl Hub {
                 hub.apply_modes(t, &d.modes);
             }
         }
+        hub.seed();
         Ok(Arc::new(hub))
+    }
+
+    /// Rebuilds the rule states of every tenant with rules from its entities as they
+    /// are (each attribute instance one observation at its `observedAt`), dropping the
+    /// events this raises.
+    ///
+    /// Decision: rule states are not persisted; they are derived again at start.
+    /// Otherwise a meter that fell silent before a restart would never be reported
+    /// (its heartbeat is armed by its last reading, which comes before the restart),
+    /// and a level raised before would never clear. The events are dropped because
+    /// they were raised (and filed) the first time; what follows from the rebuilt
+    /// states (a heartbeat missed since, a clear) is raised as usual. A window holds
+    /// only the last value of each attribute after a restart.
+    fn seed(&self) {
+        let mut tenants = self.tenants.lock();
+        for (tenant, t) in tenants.iter_mut() {
+            let started = std::time::Instant::now();
+            let (mut entities, mut observations) = (0u64, 0u64);
+            self.store.scan(tenant, None, None, &mut |e| {
+                if !e.types.iter().any(|ty| **ty == *self.incident_type) {
+                    entities += 1;
+                    for_each_observation(None, e, &mut |obs| {
+                        observations += 1;
+                        let _ = t.engine.observe(obs);
+                    });
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+            tracing::info!(
+                tenant,
+                entities,
+                observations,
+                ms = started.elapsed().as_millis() as u64,
+                "rule states rebuilt from the entities as they are"
+            );
+        }
     }
 
     fn expanded(&self, spec: &RuleSpec) -> RuleSpec {

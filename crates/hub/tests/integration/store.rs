@@ -274,3 +274,74 @@ async fn the_evaluation_loop_moves_the_rule_clocks() {
     assert_eq!(&*got.event.entity, "urn:m:1");
     store.close();
 }
+
+/// After a restart the rule states are rebuilt from the entities as they are: a meter
+/// silent since before the restart is reported, and a level raised before clears,
+/// while the events of the rebuilding itself (filed the first time) are not raised
+/// again.
+#[tokio::test]
+async fn rule_states_are_rebuilt_from_the_entities_at_start() {
+    use citybrain_model::time::ManualClock;
+    use citybrain_rules::EventKind;
+    let beat = "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n";
+    let high = "id: high\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: threshold, attr: v, above: 50}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let now = chrono::Utc::now();
+    let clock = Arc::new(ManualClock::new(now));
+    let before = Hub::new(dynstore.clone(), clock.clone()).unwrap();
+    for r in [beat, high] {
+        before
+            .put_rule("", parse_rules(r, "r").unwrap().remove(0), "a", true)
+            .await
+            .unwrap();
+    }
+    drop(before);
+    let ctx = citybrain_model::context::JsonLdContext::core();
+    let write = |v: i64, at: chrono::DateTime<chrono::Utc>| {
+        let body = serde_json::json!({"id": "urn:m:1", "type": "Meter", "v": {
+            "type": "Property", "value": v,
+            "observedAt": citybrain_model::time::format_datetime(&at)}});
+        let e = citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, at).unwrap();
+        dynstore
+            .modify("", "urn:m:1", &mut |_| {
+                Ok(Some(citybrain_store::Write::Put(e.clone())))
+            })
+            .unwrap()
+            .unwrap()
+    };
+    // Last heard 20 minutes ago, above the limit.
+    write(80, now - chrono::Duration::minutes(20))
+        .commit
+        .wait()
+        .await
+        .unwrap();
+
+    // The restart.
+    let hub = Hub::new(dynstore.clone(), clock.clone()).unwrap();
+    let kinds = |events: &[Arc<citybrain_hub::HubEvent>]| -> Vec<(String, EventKind)> {
+        events
+            .iter()
+            .map(|e| (e.event.rule.to_string(), e.event.kind))
+            .collect()
+    };
+    let ticked: Vec<_> = hub.tick().into_iter().flat_map(|(_, e)| e).collect();
+    assert_eq!(
+        kinds(&ticked),
+        vec![("beat".to_string(), EventKind::Raised)],
+        "silent for 20 minutes: reported; the level, raised before, is not raised again"
+    );
+    assert_eq!(&*ticked[0].event.entity, "urn:m:1");
+
+    let mut feed = dynstore.subscribe();
+    write(10, now).commit.wait().await.unwrap();
+    let change = feed.recv().await.unwrap();
+    let events = hub.on_change(&change);
+    assert!(
+        kinds(&events).contains(&("high".to_string(), EventKind::Cleared)),
+        "the level raised before the restart clears: {:?}",
+        kinds(&events)
+    );
+    store.close();
+}
