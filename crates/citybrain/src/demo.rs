@@ -188,14 +188,6 @@ pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
     if !hub.rules("").is_empty() {
         return Ok(0);
     }
-    let rules = citybrain_rules::parse_rules(
-        include_str!("../../../examples/hub/rules.yaml"),
-        "examples/hub/rules.yaml",
-    )?;
-    let n = rules.len();
-    for r in rules {
-        hub.put_rule("", r, "demo", false).await?;
-    }
     let desk: serde_json::Value =
         serde_json::from_str(include_str!("../../../examples/hub/desk.json"))?;
     let routing = serde_json::from_value(desk["routing"].clone())?;
@@ -219,6 +211,16 @@ pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
     hub.set_open311_config("", serde_json::from_value(desk["open311"].clone())?)
         .await
         .map_err(|e| anyhow::anyhow!("demo Open311 services: {e}"))?;
+    // Rules last: a rule put judges the city as it is, so the demo readings already
+    // over a limit become incidents at once, routed by the desk set up above.
+    let rules = citybrain_rules::parse_rules(
+        include_str!("../../../examples/hub/rules.yaml"),
+        "examples/hub/rules.yaml",
+    )?;
+    let n = rules.len();
+    for r in rules {
+        hub.put_rule("", r, "demo", false).await?;
+    }
     Ok(n)
 }
 

@@ -279,7 +279,55 @@ impl Hub {
             .await?;
         self.store.put_doc(tenant, RULES, &id, doc)?.wait().await?;
         self.install(tenant, rec.clone())?;
+        let events = self.seed_rule(tenant, &id);
+        if !events.is_empty() {
+            self.file(tenant, &events).await;
+        }
         Ok(rec)
+    }
+
+    /// Gives a rule just put the current state of the entities it selects (each
+    /// attribute instance one observation at its `observedAt`); answers the events
+    /// published.
+    ///
+    /// Decision: unlike the rebuild at start, these events are raised and filed: a
+    /// new or changed rule judges the city as it is now (a meter already silent is
+    /// reported at the next tick, a value already over a lowered threshold raises).
+    /// The tenant's engine is held for the scan (about 1 µs per entity selected by
+    /// type, less by id), during which changes wait.
+    fn seed_rule(&self, tenant: &str, id: &str) -> Vec<Arc<HubEvent>> {
+        let mut tenants = self.tenants.lock();
+        let Some(t) = tenants.get_mut(tenant) else {
+            return Vec::new();
+        };
+        let Some(rec) = t.rules.get(id) else {
+            return Vec::new();
+        };
+        let sel = self.expanded(&rec.rule).select;
+        let mut events = Vec::new();
+        let mut feed = |e: &Arc<Entity>, engine: &mut Engine| {
+            for_each_observation(None, e, &mut |obs| {
+                events.extend(engine.observe_rule(id, obs));
+            });
+        };
+        if sel.ids.is_empty() {
+            self.store.scan(
+                tenant,
+                Some(std::slice::from_ref(&sel.ty)),
+                None,
+                &mut |e| {
+                    feed(e, &mut t.engine);
+                    std::ops::ControlFlow::Continue(())
+                },
+            );
+        } else {
+            for i in &sel.ids {
+                if let Some(e) = self.store.get(tenant, i) {
+                    feed(&e, &mut t.engine);
+                }
+            }
+        }
+        self.publish(tenant, t, events)
     }
 
     /// A tenant's empty rule state (events located by the expanded `location`).

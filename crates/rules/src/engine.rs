@@ -381,18 +381,7 @@ impl Engine {
 
     /// Evaluates one observation against the rules that watch its entity.
     pub fn observe(&mut self, obs: &Observation) -> Vec<Event> {
-        let mut events = Vec::new();
-        if let ObsValue::Point(p) = obs.value {
-            if obs.attr == self.location_attr.as_deref().unwrap_or("location") {
-                let n = self.number(obs.entity);
-                if let Some(seen) = self.seen.get_mut(n as usize) {
-                    seen.position = Some(p);
-                }
-                if !self.emergency_zones.is_empty() {
-                    self.refresh_mode(n);
-                }
-            }
-        }
+        self.note_position(obs);
         let mut rules: Vec<u32> = Vec::new();
         for (index, who) in [
             (&self.by_type, obs.entity_type),
@@ -407,11 +396,55 @@ impl Engine {
             }
         }
         if rules.is_empty() {
-            return events;
+            return Vec::new();
         }
         // A composite reading two attributes is listed once per attribute.
         rules.sort_unstable();
         rules.dedup();
+        self.run_rules(&rules, obs)
+    }
+
+    /// Evaluates one observation against one rule only, if it reads that attribute of
+    /// that entity: how a rule put while entities exist learns their current state
+    /// (the other rules have seen the observation already).
+    pub fn observe_rule(&mut self, rule: &str, obs: &Observation) -> Vec<Event> {
+        let Some(&idx) = self.by_id.get(rule) else {
+            return Vec::new();
+        };
+        self.note_position(obs);
+        // Listed in the index under this entity (or its type) and attribute.
+        let listed = [
+            (&self.by_type, obs.entity_type),
+            (&self.by_entity, obs.entity),
+        ]
+        .into_iter()
+        .filter_map(|(index, who)| index.get(who))
+        .flat_map(|attrs| [obs.attr, ANY].into_iter().filter_map(|a| attrs.get(a)))
+        .any(|list| list.contains(&idx));
+        if !listed {
+            return Vec::new();
+        }
+        self.run_rules(&[idx], obs)
+    }
+
+    /// Keeps an entity's last position (zones, correlation by place).
+    fn note_position(&mut self, obs: &Observation) {
+        if let ObsValue::Point(p) = obs.value {
+            if obs.attr == self.location_attr.as_deref().unwrap_or("location") {
+                let n = self.number(obs.entity);
+                if let Some(seen) = self.seen.get_mut(n as usize) {
+                    seen.position = Some(p);
+                }
+                if !self.emergency_zones.is_empty() {
+                    self.refresh_mode(n);
+                }
+            }
+        }
+    }
+
+    /// Runs the rules numbered `rules` (those that select the entity) on `obs`.
+    fn run_rules(&mut self, rules: &[u32], obs: &Observation) -> Vec<Event> {
+        let mut events = Vec::new();
         let t = obs.at.timestamp_millis();
         let input = Input::Obs {
             attr: obs.attr,
@@ -419,7 +452,7 @@ impl Engine {
             value: &obs.value,
         };
         let entity = self.number(obs.entity);
-        for idx in rules {
+        for &idx in rules {
             let Some(slot) = self.slots.get(idx as usize).and_then(Option::as_ref) else {
                 continue;
             };
@@ -708,6 +741,41 @@ mod tests {
         // Everywhere, an entity without a position is in emergency too.
         e.set_emergency(true, Vec::new());
         assert!(raised(&mut e, "nowhere", 4.0));
+    }
+
+    /// `observe_rule` feeds one rule only: the others do not see the observation
+    /// (they have seen it already), and a rule that does not read it is left alone.
+    #[test]
+    fn observe_rule_feeds_one_rule_only() {
+        let rules = crate::parse_rules(
+            "- id: a\n  category: c\n  for: {type: Gauge}\n  when: {kind: threshold, attr: level, above: 5}\n- id: b\n  category: c\n  for: {type: Gauge}\n  when: {kind: threshold, attr: level, above: 5}\n- id: other\n  category: c\n  for: {type: Gauge}\n  when: {kind: threshold, attr: flow, above: 5}\n",
+            "t",
+        )
+        .unwrap();
+        let mut e = Engine::new();
+        for r in rules {
+            e.put(r).unwrap();
+        }
+        let t0 = DateTime::from_timestamp(1_000, 0).unwrap();
+        let o = |attr: &'static str| Observation {
+            entity: "g",
+            entity_type: "Gauge",
+            attr,
+            at: t0,
+            value: ObsValue::Number(9.0),
+        };
+        let names = |ev: Vec<Event>| ev.iter().map(|x| x.rule.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(e.observe_rule("a", &o("level"))), vec!["a"]);
+        assert!(
+            e.observe_rule("other", &o("level")).is_empty(),
+            "reads flow, not level"
+        );
+        assert!(e.observe_rule("nope", &o("level")).is_empty());
+        assert_eq!(
+            names(e.observe(&o("level"))),
+            vec!["b"],
+            "a is raised already"
+        );
     }
 
     /// A deleted entity is forgotten: its heartbeat does not report it silent, and a

@@ -345,3 +345,70 @@ async fn rule_states_are_rebuilt_from_the_entities_at_start() {
     );
     store.close();
 }
+
+/// A rule put while entities exist judges them as they are: a value already over the
+/// limit raises (and is filed as an incident), a meter already silent is reported at
+/// the next tick; an entity the rule does not select is left alone.
+#[tokio::test]
+async fn a_rule_put_judges_the_entities_as_they_are() {
+    use citybrain_model::time::ManualClock;
+    use citybrain_rules::EventKind;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let now = chrono::Utc::now();
+    let clock = Arc::new(ManualClock::new(now));
+    let hub = Hub::new(dynstore.clone(), clock.clone()).unwrap();
+    let ctx = citybrain_model::context::JsonLdContext::core();
+    for (id, ty, v) in [
+        ("urn:m:1", "Meter", 80),
+        ("urn:m:2", "Meter", 20),
+        ("urn:p:1", "Pump", 90),
+    ] {
+        let at = now - chrono::Duration::minutes(20);
+        let body = serde_json::json!({"id": id, "type": ty, "v": {
+            "type": "Property", "value": v,
+            "observedAt": citybrain_model::time::format_datetime(&at)}});
+        let e = citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, at).unwrap();
+        dynstore
+            .modify("", id, &mut |_| {
+                Ok(Some(citybrain_store::Write::Put(e.clone())))
+            })
+            .unwrap()
+            .unwrap()
+            .commit
+            .wait()
+            .await
+            .unwrap();
+    }
+    let mut events = hub.subscribe();
+    let high = "id: high\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: threshold, attr: v, above: 50}\n";
+    hub.put_rule("", parse_rules(high, "r").unwrap().remove(0), "a", true)
+        .await
+        .unwrap();
+    let e = events.try_recv().unwrap();
+    assert_eq!(
+        (&*e.event.rule, &*e.event.entity, e.event.kind),
+        ("high", "urn:m:1", EventKind::Raised)
+    );
+    assert!(
+        events.try_recv().is_err(),
+        "only the meter over the limit raises"
+    );
+    let open = hub.incidents("", &Default::default()).await;
+    assert_eq!(open.len(), 1, "filed when the rule is put");
+    assert_eq!(open[0].entities, vec!["urn:m:1".to_string()]);
+
+    let beat = "id: beat\ncategory: devices\nfor: {type: Meter, ids: [urn:m:2]}\nwhen: {kind: missing, attr: v, after: 10m}\n";
+    hub.put_rule("", parse_rules(beat, "r").unwrap().remove(0), "a", true)
+        .await
+        .unwrap();
+    assert!(events.try_recv().is_err(), "nothing is due yet");
+    let ticked: Vec<_> = hub.tick().into_iter().flat_map(|(_, e)| e).collect();
+    let got: Vec<_> = ticked
+        .iter()
+        .map(|e| (e.event.rule.to_string(), e.event.entity.to_string()))
+        .collect();
+    assert_eq!(got, vec![("beat".to_string(), "urn:m:2".to_string())]);
+    store.close();
+}
