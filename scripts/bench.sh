@@ -20,9 +20,8 @@ for a in "$@"; do
   esac
 done
 cargo build --release --locked -p citybrain -p citybrain-bench --features citybrain-bench/sqlite
-# The build leaves hundreds of MB of dirty pages; written back during a scenario they
-# stall its log fsyncs (a 30-s hub run straight after a build measured p99 113 and
-# 278 ms, against 39-59 ms after a sync).
+# The build leaves hundreds of MB of dirty pages: written back before the scenarios
+# start, not during their log fsyncs.
 sync
 DATA=$(mktemp -d)
 PORT=${BENCH_PORT:-1029}
