@@ -670,6 +670,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// An engine holding the rules of a YAML text.
+    fn engine_of(yaml: &str) -> Engine {
+        let mut e = Engine::new();
+        for r in crate::parse_rules(yaml, "t").unwrap() {
+            e.put(r).unwrap();
+        }
+        e
+    }
+
     #[test]
     fn stored_values_read_as_their_json_does() {
         for v in [
@@ -691,15 +700,9 @@ mod tests {
     /// thresholds, and only them; an entity that moves in switches on arrival.
     #[test]
     fn emergency_zones_switch_the_entities_inside() {
-        let rules = crate::parse_rules(
+        let mut e = engine_of(
             "id: level\ncategory: flood\nfor: {type: Gauge}\nwhen: {kind: threshold, attr: level, above: 5}\nemergency: {kind: threshold, attr: level, above: 3}\n",
-            "t",
-        )
-        .unwrap();
-        let mut e = Engine::new();
-        for r in rules {
-            e.put(r).unwrap();
-        }
+        );
         let t0 = DateTime::from_timestamp(1_000, 0).unwrap();
         let obs = |id: &'static str, attr: &'static str, value: ObsValue| Observation {
             entity: id,
@@ -747,15 +750,9 @@ mod tests {
     /// (they have seen it already), and a rule that does not read it is left alone.
     #[test]
     fn observe_rule_feeds_one_rule_only() {
-        let rules = crate::parse_rules(
+        let mut e = engine_of(
             "- id: a\n  category: c\n  for: {type: Gauge}\n  when: {kind: threshold, attr: level, above: 5}\n- id: b\n  category: c\n  for: {type: Gauge}\n  when: {kind: threshold, attr: level, above: 5}\n- id: other\n  category: c\n  for: {type: Gauge}\n  when: {kind: threshold, attr: flow, above: 5}\n",
-            "t",
-        )
-        .unwrap();
-        let mut e = Engine::new();
-        for r in rules {
-            e.put(r).unwrap();
-        }
+        );
         let t0 = DateTime::from_timestamp(1_000, 0).unwrap();
         let o = |attr: &'static str| Observation {
             entity: "g",
@@ -782,15 +779,9 @@ mod tests {
     /// new entity that takes its number starts with no state.
     #[test]
     fn a_forgotten_entity_is_not_reported_silent() {
-        let rules = crate::parse_rules(
+        let mut e = engine_of(
             "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n",
-            "t",
-        )
-        .unwrap();
-        let mut e = Engine::new();
-        for r in rules {
-            e.put(r).unwrap();
-        }
+        );
         let t0 = DateTime::from_timestamp(1_000_000, 0).unwrap();
         for id in ["kept", "gone"] {
             e.observe(&Observation {

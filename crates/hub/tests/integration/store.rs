@@ -3,12 +3,59 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use citybrain_hub::Hub;
-use citybrain_model::time::SystemClock;
+use citybrain_model::time::{Clock, ManualClock, SystemClock};
 use citybrain_rules::parse_rules;
 use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
 
 const RULE: &str = "id: hot\ncategory: heat\nfor: {type: WeatherObserved}\nwhen: {kind: threshold, attr: temperature, above: 35}\n";
+const BEAT: &str =
+    "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n";
+const HIGH: &str = "id: high\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: threshold, attr: v, above: 50}\n";
+
+/// Puts the rule of a YAML text.
+async fn add_rule(hub: &Hub, yaml: &str) {
+    hub.put_rule("", parse_rules(yaml, "r").unwrap().remove(0), "a", true)
+        .await
+        .unwrap();
+}
+
+/// Writes entity `id` of type `ty` with `v` observed at `at`; durable when it answers.
+async fn put_reading(store: &Arc<dyn EntityStore>, id: &str, ty: &str, v: i64, at: DateTime<Utc>) {
+    let body = serde_json::json!({"id": id, "type": ty, "v": {
+        "type": "Property", "value": v,
+        "observedAt": citybrain_model::time::format_datetime(&at)}});
+    let ctx = citybrain_model::context::JsonLdContext::core();
+    let e = citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, at).unwrap();
+    store
+        .modify("", id, &mut |_| {
+            Ok(Some(citybrain_store::Write::Put(e.clone())))
+        })
+        .unwrap()
+        .unwrap()
+        .commit
+        .wait()
+        .await
+        .unwrap();
+}
+
+/// A fresh store in `dir`, a hub over it on a manual clock at `now`.
+fn hub_on(
+    dir: &std::path::Path,
+    now: DateTime<Utc>,
+) -> (
+    EmbeddedStore,
+    Arc<dyn EntityStore>,
+    Arc<ManualClock>,
+    Arc<Hub>,
+) {
+    let store = EmbeddedStore::open(StoreOptions::new(dir)).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let clock = Arc::new(ManualClock::new(now));
+    let hub = Hub::new(dynstore.clone(), clock.clone()).unwrap();
+    (store, dynstore, clock, hub)
+}
 
 #[tokio::test]
 async fn rules_and_their_versions_survive_a_restart() {
@@ -187,15 +234,12 @@ async fn areas_and_their_modes_survive_a_restart() {
 #[tokio::test]
 async fn a_deleted_entity_leaves_the_rules() {
     use citybrain_store::Write;
-    let rule = "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n";
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
     let mut feed = dynstore.subscribe();
     let hub = Hub::new(dynstore.clone(), Arc::new(SystemClock)).unwrap();
-    hub.put_rule("", parse_rules(rule, "r").unwrap().remove(0), "a", true)
-        .await
-        .unwrap();
+    add_rule(&hub, BEAT).await;
     let ctx = citybrain_model::context::JsonLdContext::core();
     let body = serde_json::json!({"id": "urn:m:1", "type": "Meter", "v": 1});
     let e =
@@ -232,29 +276,12 @@ async fn a_deleted_entity_leaves_the_rules() {
 /// levels): a meter that falls silent is reported with nothing but `run` going.
 #[tokio::test]
 async fn the_evaluation_loop_moves_the_rule_clocks() {
-    use citybrain_model::time::ManualClock;
-    let rule = "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n";
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
-    let now = chrono::Utc::now();
-    let clock = Arc::new(ManualClock::new(now));
-    let hub = Hub::new(dynstore.clone(), clock.clone()).unwrap();
-    hub.put_rule("", parse_rules(rule, "r").unwrap().remove(0), "a", true)
-        .await
-        .unwrap();
+    let (store, dynstore, clock, hub) = hub_on(dir.path(), Utc::now());
+    add_rule(&hub, BEAT).await;
     let mut events = hub.subscribe();
     tokio::spawn(hub.clone().run(dynstore.subscribe()));
-    let ctx = citybrain_model::context::JsonLdContext::core();
-    let body = serde_json::json!({"id": "urn:m:1", "type": "Meter", "v": 1});
-    let e = citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, now).unwrap();
-    let m = dynstore
-        .modify("", "urn:m:1", &mut |_| {
-            Ok(Some(citybrain_store::Write::Put(e.clone())))
-        })
-        .unwrap()
-        .unwrap();
-    m.commit.wait().await.unwrap();
+    put_reading(&dynstore, "urn:m:1", "Meter", 1, clock.now()).await;
     // Once the meter is known to the rule, its silence is due ten minutes on.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while hub.rules("")[0].status.entities == 0 {
@@ -281,42 +308,22 @@ async fn the_evaluation_loop_moves_the_rule_clocks() {
 /// again.
 #[tokio::test]
 async fn rule_states_are_rebuilt_from_the_entities_at_start() {
-    use citybrain_model::time::ManualClock;
     use citybrain_rules::EventKind;
-    let beat = "id: beat\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: missing, attr: v, after: 10m}\n";
-    let high = "id: high\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: threshold, attr: v, above: 50}\n";
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
-    let now = chrono::Utc::now();
-    let clock = Arc::new(ManualClock::new(now));
-    let before = Hub::new(dynstore.clone(), clock.clone()).unwrap();
-    for r in [beat, high] {
-        before
-            .put_rule("", parse_rules(r, "r").unwrap().remove(0), "a", true)
-            .await
-            .unwrap();
-    }
+    let now = Utc::now();
+    let (store, dynstore, clock, before) = hub_on(dir.path(), now);
+    add_rule(&before, BEAT).await;
+    add_rule(&before, HIGH).await;
     drop(before);
-    let ctx = citybrain_model::context::JsonLdContext::core();
-    let write = |v: i64, at: chrono::DateTime<chrono::Utc>| {
-        let body = serde_json::json!({"id": "urn:m:1", "type": "Meter", "v": {
-            "type": "Property", "value": v,
-            "observedAt": citybrain_model::time::format_datetime(&at)}});
-        let e = citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, at).unwrap();
-        dynstore
-            .modify("", "urn:m:1", &mut |_| {
-                Ok(Some(citybrain_store::Write::Put(e.clone())))
-            })
-            .unwrap()
-            .unwrap()
-    };
     // Last heard 20 minutes ago, above the limit.
-    write(80, now - chrono::Duration::minutes(20))
-        .commit
-        .wait()
-        .await
-        .unwrap();
+    put_reading(
+        &dynstore,
+        "urn:m:1",
+        "Meter",
+        80,
+        now - chrono::Duration::minutes(20),
+    )
+    .await;
 
     // The restart.
     let hub = Hub::new(dynstore.clone(), clock.clone()).unwrap();
@@ -335,7 +342,7 @@ async fn rule_states_are_rebuilt_from_the_entities_at_start() {
     assert_eq!(&*ticked[0].event.entity, "urn:m:1");
 
     let mut feed = dynstore.subscribe();
-    write(10, now).commit.wait().await.unwrap();
+    put_reading(&dynstore, "urn:m:1", "Meter", 10, now).await;
     let change = feed.recv().await.unwrap();
     let events = hub.on_change(&change);
     assert!(
@@ -351,41 +358,19 @@ async fn rule_states_are_rebuilt_from_the_entities_at_start() {
 /// the next tick; an entity the rule does not select is left alone.
 #[tokio::test]
 async fn a_rule_put_judges_the_entities_as_they_are() {
-    use citybrain_model::time::ManualClock;
     use citybrain_rules::EventKind;
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
-    let now = chrono::Utc::now();
-    let clock = Arc::new(ManualClock::new(now));
-    let hub = Hub::new(dynstore.clone(), clock.clone()).unwrap();
-    let ctx = citybrain_model::context::JsonLdContext::core();
+    let now = Utc::now();
+    let (store, dynstore, _clock, hub) = hub_on(dir.path(), now);
     for (id, ty, v) in [
         ("urn:m:1", "Meter", 80),
         ("urn:m:2", "Meter", 20),
         ("urn:p:1", "Pump", 90),
     ] {
-        let at = now - chrono::Duration::minutes(20);
-        let body = serde_json::json!({"id": id, "type": ty, "v": {
-            "type": "Property", "value": v,
-            "observedAt": citybrain_model::time::format_datetime(&at)}});
-        let e = citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, at).unwrap();
-        dynstore
-            .modify("", id, &mut |_| {
-                Ok(Some(citybrain_store::Write::Put(e.clone())))
-            })
-            .unwrap()
-            .unwrap()
-            .commit
-            .wait()
-            .await
-            .unwrap();
+        put_reading(&dynstore, id, ty, v, now - chrono::Duration::minutes(20)).await;
     }
     let mut events = hub.subscribe();
-    let high = "id: high\ncategory: devices\nfor: {type: Meter}\nwhen: {kind: threshold, attr: v, above: 50}\n";
-    hub.put_rule("", parse_rules(high, "r").unwrap().remove(0), "a", true)
-        .await
-        .unwrap();
+    add_rule(&hub, HIGH).await;
     let e = events.try_recv().unwrap();
     assert_eq!(
         (&*e.event.rule, &*e.event.entity, e.event.kind),
@@ -400,9 +385,7 @@ async fn a_rule_put_judges_the_entities_as_they_are() {
     assert_eq!(open[0].entities, vec!["urn:m:1".to_string()]);
 
     let beat = "id: beat\ncategory: devices\nfor: {type: Meter, ids: [urn:m:2]}\nwhen: {kind: missing, attr: v, after: 10m}\n";
-    hub.put_rule("", parse_rules(beat, "r").unwrap().remove(0), "a", true)
-        .await
-        .unwrap();
+    add_rule(&hub, beat).await;
     assert!(events.try_recv().is_err(), "nothing is due yet");
     let ticked: Vec<_> = hub.tick().into_iter().flat_map(|(_, e)| e).collect();
     let got: Vec<_> = ticked
