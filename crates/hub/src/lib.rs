@@ -206,7 +206,7 @@ impl Hub {
             let started = std::time::Instant::now();
             let (mut entities, mut observations) = (0u64, 0u64);
             self.store.scan(tenant, None, None, &mut |e| {
-                if !e.types.iter().any(|ty| **ty == *self.incident_type) {
+                if !self.is_own(e) {
                     entities += 1;
                     for_each_observation(None, e, &mut |obs| {
                         observations += 1;
@@ -223,6 +223,12 @@ impl Hub {
                 "rule states rebuilt from the entities as they are"
             );
         }
+    }
+
+    /// Whether an entity is one of the hub's own writes (an incident): its changes
+    /// are not observations.
+    fn is_own(&self, e: &Entity) -> bool {
+        e.types.iter().any(|t| **t == *self.incident_type)
     }
 
     fn expanded(&self, spec: &RuleSpec) -> RuleSpec {
@@ -306,6 +312,9 @@ impl Hub {
         let sel = self.expanded(&rec.rule).select;
         let mut events = Vec::new();
         let mut feed = |e: &Arc<Entity>, engine: &mut Engine| {
+            if self.is_own(e) {
+                return;
+            }
             for_each_observation(None, e, &mut |obs| {
                 events.extend(engine.observe_rule(id, obs));
             });
@@ -477,8 +486,8 @@ impl Hub {
         let Some(after) = &change.after else {
             return Vec::new();
         };
-        if after.types.iter().any(|t| **t == *self.incident_type) {
-            return Vec::new(); // the hub's own writes
+        if self.is_own(after) {
+            return Vec::new();
         }
         let mut tenants = self.tenants.lock();
         let Some(t) = tenants.get_mut(&*change.tenant) else {

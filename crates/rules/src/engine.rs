@@ -383,17 +383,8 @@ impl Engine {
     pub fn observe(&mut self, obs: &Observation) -> Vec<Event> {
         self.note_position(obs);
         let mut rules: Vec<u32> = Vec::new();
-        for (index, who) in [
-            (&self.by_type, obs.entity_type),
-            (&self.by_entity, obs.entity),
-        ] {
-            if let Some(attrs) = index.get(who) {
-                for attr in [obs.attr, ANY] {
-                    if let Some(list) = attrs.get(attr) {
-                        rules.extend_from_slice(list);
-                    }
-                }
-            }
+        for list in self.listed(obs) {
+            rules.extend_from_slice(list);
         }
         if rules.is_empty() {
             return Vec::new();
@@ -412,19 +403,22 @@ impl Engine {
             return Vec::new();
         };
         self.note_position(obs);
-        // Listed in the index under this entity (or its type) and attribute.
-        let listed = [
+        if !self.listed(obs).any(|list| list.contains(&idx)) {
+            return Vec::new();
+        }
+        self.run_rules(&[idx], obs)
+    }
+
+    /// The index's lists of rules for an observation: under its entity's type and
+    /// under its id, for its attribute and for any attribute.
+    fn listed<'a>(&'a self, obs: &'a Observation) -> impl Iterator<Item = &'a Vec<u32>> + 'a {
+        [
             (&self.by_type, obs.entity_type),
             (&self.by_entity, obs.entity),
         ]
         .into_iter()
         .filter_map(|(index, who)| index.get(who))
-        .flat_map(|attrs| [obs.attr, ANY].into_iter().filter_map(|a| attrs.get(a)))
-        .any(|list| list.contains(&idx));
-        if !listed {
-            return Vec::new();
-        }
-        self.run_rules(&[idx], obs)
+        .flat_map(move |attrs| [obs.attr, ANY].into_iter().filter_map(|a| attrs.get(a)))
     }
 
     /// Keeps an entity's last position (zones, correlation by place).
