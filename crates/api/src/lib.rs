@@ -2,6 +2,7 @@
 //! Prometheus `/metrics`. Handlers decode ([`request`]), call the broker, and encode
 //! ([`response`]); errors map to ProblemDetails in one table ([`problem`]).
 
+pub mod context;
 pub mod handlers;
 pub mod metrics;
 pub mod problem;
@@ -19,6 +20,7 @@ use axum::Router;
 use citybrain_broker::Broker;
 use citybrain_model::ErrorKind;
 
+use crate::context::Family;
 use crate::handlers::{
     batch, contexts, discovery, entities, incidents, ingest, modes, open311, rules, subscriptions,
     temporal,
@@ -117,6 +119,43 @@ pub fn router_with(
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     };
+    let family = |r: Router<AppState>, f: Family| {
+        r.route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), f),
+            context::contextualize,
+        ))
+    };
+    Router::new()
+        .merge(family(ngsi_ld_routes(), Family::NgsiLd))
+        .merge(family(ingest_routes(), Family::Ingest))
+        .merge(family(platform_routes(), Family::Platform))
+        .merge(family(open311_routes(), Family::Open311))
+        .merge(family(
+            Router::new()
+                .route(HEALTH, get(health))
+                .route(METRICS, get(metrics_text)),
+            Family::Operations,
+        ))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+                .load_shed()
+                // Global: Router::layer wraps every route, and they must share one limit.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency)),
+        )
+        .with_state(state)
+}
+
+/// `/ngsi-ld/v1`: entities, batch operations, subscriptions, discovery, `@context`s
+/// and the temporal API.
+fn ngsi_ld_routes() -> Router<AppState> {
     Router::new()
         .route(
             ENTITIES,
@@ -179,6 +218,11 @@ pub fn router_with(
             axum::routing::patch(temporal::modify_instance).delete(temporal::delete_instance),
         )
         .route(TEMPORAL_QUERY, post(temporal::query_post))
+}
+
+/// `/ingest`: vendor payloads and dead letters.
+fn ingest_routes() -> Router<AppState> {
+    Router::new()
         .route(INGEST_SOURCES, get(ingest::sources))
         .route(INGEST_RELOAD, post(ingest::reload))
         .route(INGEST_DEADLETTERS, get(ingest::list_letters))
@@ -193,6 +237,12 @@ pub fn router_with(
             // become dead letters), so the general body limit does not apply.
             post(ingest::post_payload).layer(DefaultBodyLimit::disable()),
         )
+}
+
+/// `/platform/v1`: rules, events and their live feed, incidents, routing, SLAs, modes,
+/// areas, plans and the Open311 configuration.
+fn platform_routes() -> Router<AppState> {
+    Router::new()
         .route(RULES, get(rules::list).post(rules::create))
         .route(
             RULE,
@@ -228,6 +278,12 @@ pub fn router_with(
             OPEN311_CONFIG,
             get(open311::config).put(open311::set_config),
         )
+        .route(EVENTS_STREAM, get(rules::stream))
+}
+
+/// `/open311/v2`: GeoReport v2.
+fn open311_routes() -> Router<AppState> {
+    Router::new()
         .route(
             OPEN311_ROOT,
             get(open311::get_root).post(open311::post_root),
@@ -236,24 +292,6 @@ pub fn router_with(
         .route(OPEN311_REQUEST, get(open311::request))
         .route(OPEN311_TOKEN, get(open311::token))
         .route(OPEN311_RATING, post(open311::rate))
-        .route(EVENTS_STREAM, get(rules::stream))
-        .route(HEALTH, get(health))
-        .route(METRICS, get(metrics_text))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            metrics::track,
-        ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
-                .load_shed()
-                // Global: Router::layer wraps every route, and they must share one limit.
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency)),
-        )
-        .with_state(state)
 }
 
 /// Answer when the concurrency limit sheds a request.
@@ -267,7 +305,7 @@ async fn overloaded(_: tower::BoxError) -> Response {
 }
 
 async fn health(State(app): State<AppState>) -> Response {
-    let s = app.broker.store().stats();
+    let s = app.broker.storage_stats();
     let body =
         serde_json::json!({"status": "ok", "entities": s.entities, "durableLsn": s.durable_lsn});
     let mut r = (StatusCode::OK, body.to_string()).into_response();

@@ -415,7 +415,7 @@ impl Metrics {
             self.set("rules_events_cleared", get(&h.stats.events_cleared));
             self.set("rules_events_momentary", get(&h.stats.events_momentary));
         }
-        let s = broker.store().stats();
+        let s = broker.storage_stats();
         self.set("store_log_records", s.records as f64);
         self.set("store_log_batches", s.batches as f64);
         self.set("store_log_bytes", s.bytes as f64);
@@ -423,8 +423,7 @@ impl Metrics {
         self.set("store_snapshots", s.snapshots as f64);
         self.set("store_durable_lsn", s.durable_lsn as f64);
         self.set("store_entities", s.entities as f64);
-        if let Some(h) = broker.store().history() {
-            let t = h.tsdb().stats();
+        if let Some(t) = broker.history_stats() {
             self.set("history_series", t.series as f64);
             self.set("history_head_points", t.head_points as f64);
             self.set("history_files", t.files as f64);

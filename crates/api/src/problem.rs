@@ -2,8 +2,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use citybrain_broker::BrokerError;
-use citybrain_model::{ErrorKind, ModelError};
+use citybrain_model::{ErrorCode, ErrorKind};
 use serde_json::json;
 
 /// Status, type URI and title of an error kind.
@@ -54,16 +53,44 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str, &'static str) {
             "https://uri.etsi.org/ngsi-ld/errors/InternalError",
             "Internal error",
         ),
+        ErrorKind::Unauthenticated => (
+            StatusCode::UNAUTHORIZED,
+            "https://citybrain.example/errors/Unauthenticated",
+            "Authentication required",
+        ),
+        ErrorKind::Forbidden => (
+            StatusCode::FORBIDDEN,
+            "https://citybrain.example/errors/Forbidden",
+            "Not allowed",
+        ),
+        ErrorKind::Conflict => (
+            StatusCode::CONFLICT,
+            "https://citybrain.example/errors/Conflict",
+            "The request conflicts with the current state",
+        ),
+        ErrorKind::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "https://citybrain.example/errors/Unavailable",
+            "The data could not be stored",
+        ),
     }
 }
+
+/// The base of citybrain's own problem type URIs (`ErrorCode::problem_type`).
+pub const PLATFORM_TYPES: &str = "https://citybrain.example/errors/";
 
 /// An error on its way to the client.
 #[derive(Debug)]
 pub struct ApiError {
     pub kind: ErrorKind,
     pub detail: String,
-    /// Overrides the kind's status (413, 415, 406, 405).
+    /// Overrides the kind's status: only for HTTP-level refusals made in this crate
+    /// (413, 415, 406, 405); domain errors take their status from [`describe`].
     pub status: Option<StatusCode>,
+    /// A more specific problem type and title than the kind's.
+    pub problem_type: Option<(&'static str, &'static str)>,
+    /// Extension members of the problem body.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -72,7 +99,30 @@ impl ApiError {
             kind,
             detail: detail.into(),
             status: None,
+            problem_type: None,
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// The one mapping of a domain error: its kind, public detail, problem type and
+    /// extension members. Server-side failures are logged here with their cause.
+    pub fn of<E: ErrorCode + ?Sized>(e: &E) -> Self {
+        let kind = e.kind();
+        if matches!(kind, ErrorKind::InternalError | ErrorKind::Unavailable) {
+            tracing::error!(error = %e, "request failed in the server");
+        }
+        ApiError {
+            kind,
+            detail: e.public_detail(),
+            status: None,
+            problem_type: e.problem_type(),
+            extensions: e.extensions(),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.status.unwrap_or(describe(self.kind).0)
     }
     pub fn with_status(mut self, s: StatusCode) -> Self {
         self.status = Some(s);
@@ -86,64 +136,37 @@ impl ApiError {
     }
     /// The ProblemDetails body.
     pub fn body(&self) -> serde_json::Value {
-        let (status, ty, title) = describe(self.kind);
-        let status = self.status.unwrap_or(status);
-        json!({"type": ty, "title": title, "status": status.as_u16(), "detail": self.detail})
-    }
-}
-
-impl ApiError {
-    pub fn from_ref(e: &BrokerError) -> Self {
-        if let BrokerError::Store(inner) = e {
-            tracing::error!(error = %inner, "storage error");
-        }
-        ApiError::new(e.kind(), e.public_detail())
-    }
-}
-
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> Self {
-        ApiError::from_ref(&e)
-    }
-}
-
-impl From<citybrain_ingest::IngestError> for ApiError {
-    fn from(e: citybrain_ingest::IngestError) -> Self {
-        use citybrain_ingest::IngestError as E;
-        match e {
-            E::UnknownSource(_) | E::UnknownTopic(_) | E::NoSuchLetter(_) => {
-                ApiError::new(ErrorKind::ResourceNotFound, e.to_string())
+        let (_, ty, title) = describe(self.kind);
+        let status = self.status();
+        let mut body = match self.problem_type {
+            Some((suffix, title)) => json!({
+                "type": format!("{PLATFORM_TYPES}{suffix}"),
+                "title": title,
+                "status": status.as_u16(),
+                "detail": self.detail,
+            }),
+            None => {
+                json!({"type": ty, "title": title, "status": status.as_u16(), "detail": self.detail})
             }
-            E::Mapping(m) => ApiError::bad_data(m.to_string()),
-            E::Store(detail) => {
-                tracing::error!(%detail, "ingest: the store failed; nothing was acknowledged");
-                ApiError::new(
-                    ErrorKind::InternalError,
-                    "the data could not be stored; nothing of it was acknowledged, send it again",
-                )
-                .with_status(StatusCode::SERVICE_UNAVAILABLE)
-            }
-            E::DeadLetters(inner) => {
-                tracing::error!(error = %inner, "ingest: dead-letter store failed");
-                ApiError::new(
-                    ErrorKind::InternalError,
-                    "internal storage error; see the server log",
-                )
+        };
+        if let Some(obj) = body.as_object_mut() {
+            for (k, v) in &self.extensions {
+                obj.insert(k.clone(), v.clone());
             }
         }
+        body
     }
 }
 
-impl From<ModelError> for ApiError {
-    fn from(e: ModelError) -> Self {
-        ApiError::new(e.kind, e.detail)
+impl<E: ErrorCode> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError::of(&e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, _, _) = describe(self.kind);
-        let status = self.status.unwrap_or(status);
+        let status = self.status();
         if status.is_server_error() {
             tracing::error!(kind = ?self.kind, detail = %self.detail, "request failed");
         } else {

@@ -186,16 +186,13 @@ impl FromRequest<AppState> for NgsiRequest {
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
         let headers = &parts.headers;
-        let tenant = tenant_of(headers)?;
-        let request_id = headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let rc = RequestContext {
-            tenant,
-            request_id,
-            ..Default::default()
+        let rc = match parts.extensions.get::<RequestContext>() {
+            Some(rc) => rc.clone(),
+            None => crate::context::context_of(
+                crate::context::Family::NgsiLd,
+                headers,
+                &parts.extensions,
+            )?,
         };
         let params = parse_query(parts.uri.query())?;
         if let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() {

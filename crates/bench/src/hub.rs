@@ -58,7 +58,13 @@ pub async fn run(seconds: u64, rate: usize) -> anyhow::Result<Value> {
         .into_iter()
         .map(|s| {
             let hub = hub.clone();
-            async move { hub.put_rule("", s, "bench", true).await }
+            async move {
+                let rc = citybrain_broker::RequestContext::service(
+                    "",
+                    citybrain_broker::Principal::SYSTEM,
+                );
+                hub.put_rule(&rc, s, true).await
+            }
         })
         .collect::<Vec<_>>();
     for r in futures::future::join_all(puts).await {

@@ -17,6 +17,7 @@ use citybrain_model::context::{
 use citybrain_model::time::{format_datetime, Clock};
 use citybrain_model::{ErrorKind, JsonLdContext};
 use citybrain_store::EntityStore;
+use citybrain_store::Origin;
 use parking_lot::RwLock;
 use serde_json::{json, Value};
 
@@ -258,7 +259,9 @@ impl ContextResolver {
             created: now,
             usage: Arc::new(Usage::new(now, 1)),
         };
-        self.persist(&stored).await?;
+        // Cached on first use by whoever's request named it: the platform's own write.
+        let origin = Origin::new("service:contexts", None);
+        self.persist(&stored, &origin).await?;
         self.by_url.write().insert(url.to_string(), stored);
         Ok(doc)
     }
@@ -302,14 +305,17 @@ impl ContextResolver {
         Ok(Arc::new(doc))
     }
 
-    async fn persist(&self, c: &StoredContext) -> Result<()> {
+    async fn persist(&self, c: &StoredContext, origin: &Origin) -> Result<()> {
         let v = json!({"url": c.url, "kind": c.kind.as_str(), "doc": *c.doc});
-        self.store.put_doc("", COLLECTION, &c.id, v)?.wait().await?;
+        self.store
+            .put_doc("", COLLECTION, &c.id, v, origin)?
+            .wait()
+            .await?;
         Ok(())
     }
 
     /// `POST /jsonldContexts`: hosts a context; returns its local id.
-    pub async fn add_hosted(&self, body: Value) -> Result<String> {
+    pub async fn add_hosted(&self, body: Value, origin: &Origin) -> Result<String> {
         let Some(inner) = body.get("@context") else {
             return Err(BrokerError::invalid(
                 "the body must be a JSON object with an '@context' member",
@@ -327,12 +333,17 @@ impl ContextResolver {
             &|_| Some(Arc::new(json!({"@context": {}}))),
             0,
         )?;
-        let (id, _) = self.store_local(inner, ContextKind::Hosted).await?;
+        let (id, _) = self.store_local(inner, ContextKind::Hosted, origin).await?;
         Ok(id)
     }
 
     /// Keeps a context served here under a new URL; returns (local id, URL).
-    async fn store_local(&self, inner: &Value, kind: ContextKind) -> Result<(String, String)> {
+    async fn store_local(
+        &self,
+        inner: &Value,
+        kind: ContextKind,
+        origin: &Origin,
+    ) -> Result<(String, String)> {
         let id = uuid::Uuid::new_v4().to_string();
         let url = self.hosted_url(&id);
         let now = self.clock.now();
@@ -344,7 +355,7 @@ impl ContextResolver {
             created: now,
             usage: Arc::new(Usage::new(now, 0)),
         };
-        self.persist(&stored).await?;
+        self.persist(&stored, origin).await?;
         self.by_url.write().insert(url.clone(), stored);
         Ok((id, url))
     }
@@ -362,7 +373,11 @@ impl ContextResolver {
         match existing {
             Some(url) => Ok(url),
             None => Ok(self
-                .store_local(source, ContextKind::ImplicitlyCreated)
+                .store_local(
+                    source,
+                    ContextKind::ImplicitlyCreated,
+                    &Origin::new("service:contexts", None),
+                )
                 .await?
                 .1),
         }
@@ -436,7 +451,7 @@ impl ContextResolver {
     }
 
     /// `DELETE /jsonldContexts/{id}` (with `reload=true`, a cached context is fetched anew).
-    pub async fn delete(&self, id: &str, reload: bool) -> Result<()> {
+    pub async fn delete(&self, id: &str, reload: bool, origin: &Origin) -> Result<()> {
         if id == "core" || is_core_context_url(id) {
             // The core context is embedded: it cannot be deleted, and "reloading" it is
             // always current (nothing to fetch).
@@ -465,10 +480,10 @@ impl ContextResolver {
             let doc = self.fetch(&c.url).await?;
             let mut updated = c.clone();
             updated.doc = doc;
-            self.persist(&updated).await?;
+            self.persist(&updated, origin).await?;
             self.by_url.write().insert(c.url.clone(), updated);
         } else {
-            if let Some(commit) = self.store.delete_doc("", COLLECTION, &c.id)? {
+            if let Some(commit) = self.store.delete_doc("", COLLECTION, &c.id, origin)? {
                 commit.wait().await?;
             }
             self.by_url.write().remove(&c.url);

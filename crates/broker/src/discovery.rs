@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use crate::error::Result;
 use crate::request::RequestContext;
 use crate::Broker;
+use citybrain_access::{Action, Resource};
 
 /// What is known of one entity type.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +30,7 @@ impl Broker {
     /// All entity types of the tenant, in IRI order.
     pub fn entity_types(&self, rc: &RequestContext) -> Result<Vec<TypeInfo>> {
         self.check_tenant(rc)?;
+        self.allow(rc, Action::read(Resource::Catalogue))?;
         let mut map: BTreeMap<String, TypeInfo> = BTreeMap::new();
         self.store.scan(&rc.tenant, None, None, &mut |e| {
             for t in &e.types {
@@ -50,6 +52,7 @@ impl Broker {
     /// All attributes of the tenant, in IRI order.
     pub fn attributes(&self, rc: &RequestContext) -> Result<Vec<AttributeInfo>> {
         self.check_tenant(rc)?;
+        self.allow(rc, Action::read(Resource::Catalogue))?;
         let mut map: BTreeMap<String, AttributeInfo> = BTreeMap::new();
         self.store.scan(&rc.tenant, None, None, &mut |e| {
             for (name, instances) in &e.attrs {

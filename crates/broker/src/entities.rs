@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use citybrain_access::{Action, Verb};
 use citybrain_model::entity::{
     parse_attr_value, parse_attributes, parse_entity, parse_entity_id, parse_scope, parse_types,
     validate_name, ParseMode,
@@ -84,11 +85,21 @@ impl Broker {
         id: &str,
         decide: &mut Decide<'_>,
     ) -> Result<Option<Applied>> {
-        Ok(self.store.modify(&rc.tenant, id, decide)?.map(|m| Applied {
-            commit: m.commit,
-            before: m.before,
-            after: m.after,
-        }))
+        let authz = &*self.authz;
+        let mut checked = |cur: Option<&Arc<Entity>>| {
+            let w = decide(cur)?;
+            crate::access::check_write(authz, rc, id, cur, w.as_ref())?;
+            Ok(w)
+        };
+        let origin = rc.origin();
+        Ok(self
+            .store
+            .modify(&rc.tenant, id, &mut checked, &origin)?
+            .map(|m| Applied {
+                commit: m.commit,
+                before: m.before,
+                after: m.after,
+            }))
     }
 
     /// Read-modify-write, acknowledged once durable.
@@ -149,9 +160,12 @@ impl Broker {
     pub fn retrieve_entity(&self, rc: &RequestContext, id: &str) -> Result<Arc<Entity>> {
         check_id(id)?;
         self.check_tenant(rc)?;
-        self.store
+        let e = self
+            .store
             .get(&rc.tenant, id)
-            .ok_or_else(|| not_found(id).into())
+            .ok_or_else(|| BrokerError::from(not_found(id)))?;
+        self.allow(rc, Action::entity(Verb::Read, &e.types, Some(id)))?;
+        self.visible(rc, e).ok_or_else(|| not_found(id).into())
     }
 
     /// `PUT /entities/{id}`: replaces everything but id and createdAt.

@@ -1,7 +1,7 @@
 //! The broker's error type: a model error (kind + detail for the client) or a storage
 //! failure (reported to clients as an internal error without internals).
 
-use citybrain_model::{ErrorKind, ModelError};
+use citybrain_model::{ErrorCode, ErrorKind, ModelError};
 use citybrain_store::StoreError;
 use thiserror::Error;
 
@@ -22,24 +22,30 @@ impl From<StoreError> for BrokerError {
     }
 }
 
-impl BrokerError {
-    pub fn kind(&self) -> ErrorKind {
+impl ErrorCode for BrokerError {
+    fn kind(&self) -> ErrorKind {
         match self {
             BrokerError::Model(m) => m.kind,
-            BrokerError::Store(_) => ErrorKind::InternalError,
+            BrokerError::Store(s) => s.kind(),
         }
     }
 
-    /// The text shown to clients: model details name the field; storage internals are
-    /// never shown.
-    pub fn public_detail(&self) -> String {
+    /// Model details name the field; storage internals are never shown.
+    fn public_detail(&self) -> String {
         match self {
             BrokerError::Model(m) => m.detail.clone(),
-            BrokerError::Store(StoreError::ShuttingDown) => "the server is shutting down".into(),
-            BrokerError::Store(_) => "internal storage error; see the server log".into(),
+            BrokerError::Store(s) => s.public_detail(),
         }
     }
+}
 
+impl From<citybrain_access::Denied> for BrokerError {
+    fn from(d: citybrain_access::Denied) -> Self {
+        BrokerError::Model(d.into())
+    }
+}
+
+impl BrokerError {
     pub fn bad_data(detail: impl Into<String>) -> Self {
         BrokerError::Model(ModelError::bad_data(detail))
     }

@@ -3,6 +3,7 @@
 //! the API as a method taking a [`RequestContext`]. HTTP is an adapter on top
 //! (`citybrain-api`); nothing here knows about HTTP.
 
+pub mod access;
 pub mod batch;
 pub mod contexts;
 pub mod discovery;
@@ -18,6 +19,7 @@ pub mod temporal;
 use std::sync::Arc;
 use std::time::Duration;
 
+use citybrain_access::{AllowAll, Authorizer};
 use citybrain_model::time::Clock;
 use citybrain_store::EntityStore;
 
@@ -56,6 +58,8 @@ pub struct BrokerConfig {
     pub limits: Limits,
     pub contexts: ContextSettings,
     pub dispatch: DispatchSettings,
+    /// What every operation passes through (allow-all until governance lands).
+    pub authorizer: Arc<dyn Authorizer>,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +72,7 @@ impl Default for BrokerConfig {
                 max_bytes: 1 << 20,
             },
             dispatch: DispatchSettings::default(),
+            authorizer: Arc::new(AllowAll),
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct Broker {
     pub(crate) clock: Arc<dyn Clock>,
     pub subscriptions: Arc<SubscriptionManager>,
     pub limits: Limits,
+    pub(crate) authz: Arc<dyn Authorizer>,
 }
 
 impl Broker {
@@ -99,6 +105,7 @@ impl Broker {
             contexts.clone(),
             clock.clone(),
             config.dispatch,
+            config.authorizer.clone(),
         );
         subscriptions.load().await;
         Arc::new(Broker {
@@ -107,6 +114,7 @@ impl Broker {
             clock,
             subscriptions,
             limits: config.limits,
+            authz: config.authorizer,
         })
     }
 
@@ -117,8 +125,16 @@ impl Broker {
         tokio::spawn(self.subscriptions.clone().run_periodic());
     }
 
-    pub fn store(&self) -> &Arc<dyn EntityStore> {
-        &self.store
+    /// Storage counters for `/health` and `/metrics` (the store itself is not handed
+    /// out: every read and write goes through the broker's operations and its
+    /// authorizer).
+    pub fn storage_stats(&self) -> citybrain_store::StoreStats {
+        self.store.stats()
+    }
+
+    /// History counters for `/metrics`, when the store keeps history.
+    pub fn history_stats(&self) -> Option<citybrain_store::tsdb::TsdbStats> {
+        self.store.history().map(|h| h.tsdb().stats())
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {

@@ -21,6 +21,7 @@ use citybrain_store::{Commit, ModifyOptions};
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
 use crate::Broker;
+use citybrain_access::{Action, Verb};
 
 /// An attribute series of one entity: (attribute, datasetId).
 type SeriesId = (Arc<str>, Option<Arc<str>>);
@@ -301,6 +302,7 @@ impl Broker {
         let mut hist: Vec<HistOp> = Vec::new();
         let mut last = None;
         let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let authz = &*self.authz;
         let results = self.store.modify_many(
             &rc.tenant,
             &ids,
@@ -320,9 +322,17 @@ impl Broker {
                 for n in ents {
                     merge_fragment(&mut e, n, now);
                 }
+                let (verb, types) = match cur {
+                    Some(c) => (Verb::Update, &c.types),
+                    None => (Verb::Create, &e.types),
+                };
+                authz.authorize(rc, &Action::entity(verb, types, Some(&ids[i])))?;
                 Ok(Some(e))
             },
-            ModifyOptions { history: false },
+            ModifyOptions {
+                history: false,
+                origin: rc.origin(),
+            },
         )?;
         for (g, res) in groups.into_iter().zip(results) {
             let m = match res {

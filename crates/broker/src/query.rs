@@ -15,6 +15,7 @@ use crate::error::{BrokerError, Result};
 use crate::order::OrderBy;
 use crate::request::RequestContext;
 use crate::Broker;
+use citybrain_access::{Action, Verb};
 
 /// Query parameters as received (strings); the broker validates and parses them.
 #[derive(Debug, Clone, Default)]
@@ -404,6 +405,20 @@ impl Broker {
     /// Runs a query and returns one page.
     pub fn query_entities(&self, rc: &RequestContext, query: &EntityQuery) -> Result<QueryPage> {
         self.check_tenant(rc)?;
+        let asked: Vec<Arc<str>> = query
+            .types
+            .as_ref()
+            .map(|t| {
+                t.all_types()
+                    .iter()
+                    .map(|s| Arc::from(s.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.allow(rc, Action::entity(Verb::Read, &asked, None))?;
+        // What the caller may not see is neither matched nor counted; a masked entity
+        // is matched as masked, so a filter cannot probe what the mask hides.
+        let everything = self.authorizer().sees_everything(rc);
         let mut page = QueryPage {
             entities: Vec::new(),
             total: None,
@@ -416,6 +431,18 @@ impl Broker {
         let mut all: Vec<Arc<Entity>> = Vec::new();
         let ordered = query.order_by.is_some();
         let mut visit = |e: &Arc<Entity>| {
+            let seen;
+            let e = if everything {
+                e
+            } else {
+                match self.visible(rc, e.clone()) {
+                    Some(v) => {
+                        seen = v;
+                        &seen
+                    }
+                    None => return ControlFlow::Continue(()),
+                }
+            };
             if !query.matches(e) {
                 return ControlFlow::Continue(());
             }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use citybrain_broker::{BatchItem, Broker, RequestContext, UpsertMode};
+use citybrain_broker::{BatchItem, Broker, Principal, RequestContext, UpsertMode};
 use citybrain_model::JsonLdContext;
 use serde_json::{json, Value};
 
@@ -154,14 +154,16 @@ pub fn entities(observed: &str) -> Vec<Value> {
 }
 
 /// Loads the demo city into the default tenant unless it was loaded before.
-pub async fn load_once(broker: &Arc<Broker>) -> anyhow::Result<usize> {
-    let store = broker.store();
+pub async fn load_once(
+    broker: &Arc<Broker>,
+    store: &dyn citybrain_store::EntityStore,
+) -> anyhow::Result<usize> {
     if store.get_doc("", MARKER.0, MARKER.1).is_some() {
         return Ok(0);
     }
     let observed = citybrain_model::time::format_datetime(&broker.clock().now());
     let items = entities(&observed);
-    let rc = RequestContext::default();
+    let rc = RequestContext::service("", Principal::SYSTEM);
     let batch: Vec<BatchItem> = items
         .iter()
         .map(|body| BatchItem {
@@ -173,10 +175,19 @@ pub async fn load_once(broker: &Arc<Broker>) -> anyhow::Result<usize> {
         .batch_upsert(&rc, &batch, UpsertMode::Replace)
         .await?;
     if let Some((id, e)) = out.errors.first() {
-        anyhow::bail!("demo entity {id} was refused: {}", e.public_detail());
+        anyhow::bail!(
+            "demo entity {id} was refused: {}",
+            citybrain_model::ErrorCode::public_detail(e)
+        );
     }
     store
-        .put_doc("", MARKER.0, MARKER.1, json!({"entities": items.len()}))?
+        .put_doc(
+            "",
+            MARKER.0,
+            MARKER.1,
+            json!({"entities": items.len()}),
+            &rc.origin(),
+        )?
         .wait()
         .await?;
     Ok(items.len())
@@ -190,25 +201,26 @@ pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
     }
     let desk: serde_json::Value =
         serde_json::from_str(include_str!("../../../examples/hub/desk.json"))?;
+    let rc = RequestContext::service("", Principal::SYSTEM);
     let routing = serde_json::from_value(desk["routing"].clone())?;
-    hub.set_routing("", citybrain_hub::sla::Mode::Normal, routing)
+    hub.set_routing(&rc, citybrain_hub::sla::Mode::Normal, routing)
         .await
         .map_err(|e| anyhow::anyhow!("demo routing: {e}"))?;
     let emergency = serde_json::from_value(desk["emergency_routing"].clone())?;
-    hub.set_routing("", citybrain_hub::sla::Mode::Emergency, emergency)
+    hub.set_routing(&rc, citybrain_hub::sla::Mode::Emergency, emergency)
         .await
         .map_err(|e| anyhow::anyhow!("demo emergency routing: {e}"))?;
     let areas: std::collections::BTreeMap<String, citybrain_hub::AreaSpec> =
         serde_json::from_value(desk["areas"].clone())?;
     for (name, spec) in areas {
-        hub.put_area("", &name, spec)
+        hub.put_area(&rc, &name, spec)
             .await
             .map_err(|e| anyhow::anyhow!("demo area {name}: {e}"))?;
     }
-    hub.set_sla_policy("", serde_json::from_value(desk["sla"].clone())?)
+    hub.set_sla_policy(&rc, serde_json::from_value(desk["sla"].clone())?)
         .await
         .map_err(|e| anyhow::anyhow!("demo SLA policy: {e}"))?;
-    hub.set_open311_config("", serde_json::from_value(desk["open311"].clone())?)
+    hub.set_open311_config(&rc, serde_json::from_value(desk["open311"].clone())?)
         .await
         .map_err(|e| anyhow::anyhow!("demo Open311 services: {e}"))?;
     // Rules last: a rule put judges the city as it is, so the demo readings already
@@ -219,7 +231,7 @@ pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
     )?;
     let n = rules.len();
     for r in rules {
-        hub.put_rule("", r, "demo", false).await?;
+        hub.put_rule(&rc, r, false).await?;
     }
     Ok(n)
 }

@@ -233,6 +233,9 @@ pub fn lock_data_dir(cfg: &Config) -> anyhow::Result<std::fs::File> {
 /// The broker over `store`, configured from `cfg`.
 pub async fn build_broker(cfg: &Config, store: &EmbeddedStore, public_base: String) -> Arc<Broker> {
     let broker_cfg = BrokerConfig {
+        // Identity and policies (governance) will configure this; until then every
+        // caller may do everything, as before.
+        authorizer: Arc::new(citybrain_access::AllowAll),
         limits: Limits {
             default_limit: cfg.ngsi_ld.default_limit,
             max_limit: cfg.ngsi_ld.max_limit,
@@ -385,7 +388,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let broker = build_broker(&cfg, &store, public_base).await;
     broker.start();
     if demo {
-        let n = demo::load_once(&broker).await?;
+        let n = demo::load_once(&broker, &store).await?;
         if n > 0 {
             tracing::info!(entities = n, "demo district loaded");
         }
@@ -413,8 +416,12 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     // rules it costs one idle change-feed consumer.
     // Subscribed before the hub rebuilds its rule states from the entities as they
     // are: a change made meanwhile is evaluated (at worst seen twice), never missed.
-    let feed = broker.store().subscribe();
-    let hub = citybrain_hub::Hub::new(broker.store().clone(), broker.clock().clone())?;
+    let feed = store.subscribe();
+    let hub = citybrain_hub::Hub::with_authorizer(
+        Arc::new(store.clone()),
+        broker.clock().clone(),
+        broker.authorizer().clone(),
+    )?;
     tokio::spawn(hub.clone().run(feed));
     tokio::spawn(hub.clone().run_ticks());
     if demo {

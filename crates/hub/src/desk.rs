@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use citybrain_access::{Principal, RequestContext, Resource, Verb};
 use citybrain_model::entity::parse_entity;
 use citybrain_rules::{Event, EventKind};
 use serde_json::{json, Map, Value};
@@ -220,20 +221,21 @@ impl Hub {
             }
         }
         let list: Vec<Incident> = touched.into_values().collect();
-        self.save_incidents(tenant, &list).await?;
+        let rc = RequestContext::service(tenant, Principal::RULES);
+        self.save_incidents(&rc, &list).await?;
         Ok(list)
     }
 
     /// Writes incidents (documents and entities) back to back, then waits once for
     /// them to be durable (group commit), then shows them on the live feed.
-    async fn save_incidents(&self, tenant: &str, list: &[Incident]) -> Result<(), HubError> {
-        let commits = self.stage_incidents(tenant, list)?;
+    async fn save_incidents(&self, rc: &RequestContext, list: &[Incident]) -> Result<(), HubError> {
+        let commits = self.stage_incidents(rc, list)?;
         for c in commits {
             c.wait().await?;
         }
         for i in list {
             let _ = self.incident_tx.send(Arc::new(crate::IncidentChange {
-                tenant: tenant.to_string(),
+                tenant: rc.tenant.clone(),
                 incident: i.clone(),
             }));
         }
@@ -245,16 +247,18 @@ impl Hub {
     /// queued behind the ingest batches); the commits to wait for.
     fn stage_incidents(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         list: &[Incident],
     ) -> Result<Vec<citybrain_store::Commit>, HubError> {
+        let tenant = rc.tenant.as_str();
+        let origin = rc.origin();
         let mut out = Vec::with_capacity(list.len() * 2);
         let now = self.clock.now();
         let mut ids = Vec::with_capacity(list.len());
         let mut entities = Vec::with_capacity(list.len());
         for i in list {
-            let doc = serde_json::to_value(i).unwrap_or(Value::Null);
-            out.push(self.store.put_doc(tenant, INCIDENTS, &i.id, doc)?);
+            let doc = serde_json::to_value(i)?;
+            out.push(self.store.put_doc(tenant, INCIDENTS, &i.id, doc, &origin)?);
             let entity = parse_entity(&entity_body(i), &self.ctx, now)
                 .map_err(|e| HubError::Store(citybrain_store::StoreError::Rejected(e)))?;
             ids.push(i.id.clone());
@@ -272,7 +276,7 @@ impl Hub {
                     None => entity.clone(),
                 }))
             },
-            citybrain_store::ModifyOptions::default(),
+            citybrain_store::ModifyOptions::by(origin.clone()),
         )?;
         for r in results {
             match r {
@@ -285,8 +289,8 @@ impl Hub {
     }
 
     /// Writes one incident; durable and on the live feed when it answers.
-    async fn save_incident(&self, tenant: &str, i: &Incident) -> Result<(), HubError> {
-        self.save_incidents(tenant, std::slice::from_ref(i)).await
+    async fn save_incident(&self, rc: &RequestContext, i: &Incident) -> Result<(), HubError> {
+        self.save_incidents(rc, std::slice::from_ref(i)).await
     }
 
     /// Incidents of a tenant, newest first.
@@ -325,14 +329,14 @@ impl Hub {
     /// Applies `f` to one incident and saves it.
     async fn update_incident(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         id: &str,
         f: &mut (dyn FnMut(&mut Incident) -> Result<(), DeskError> + Send),
     ) -> Result<Incident, DeskError> {
         let updated = {
             let mut desks = self.desks.lock().await;
             let d = desks
-                .get_mut(tenant)
+                .get_mut(&rc.tenant)
                 .ok_or_else(|| DeskError::NotFound(id.to_string()))?;
             let mut copy = d
                 .incidents
@@ -343,44 +347,46 @@ impl Hub {
             d.incidents.put(copy.clone());
             copy
         };
-        self.save_incident(tenant, &updated).await?;
+        self.save_incident(rc, &updated).await?;
         Ok(updated)
     }
 
     /// Moves an incident through its lifecycle.
     pub async fn move_incident(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         id: &str,
         m: &Move,
-        by: &str,
     ) -> Result<Incident, DeskError> {
+        self.allow(rc, Verb::Update, Resource::Incident(Some(id)))?;
+        let by = &rc.actor();
         let now = self.clock.now();
         if let Some(dup) = &m.duplicate_of {
-            if self.incident(tenant, dup).await.is_none() {
+            if self.incident(&rc.tenant, dup).await.is_none() {
                 return Err(DeskError::Invalid(format!(
                     "duplicateOf: no incident '{dup}'"
                 )));
             }
         }
-        self.update_incident(tenant, id, &mut |i| Ok(i.transition(m, by, now)?))
+        self.update_incident(rc, id, &mut |i| Ok(i.transition(m, by, now)?))
             .await
     }
 
     /// Adds a comment.
     pub async fn comment(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         id: &str,
         text: &str,
-        by: &str,
     ) -> Result<Incident, DeskError> {
+        self.allow(rc, Verb::Update, Resource::Incident(Some(id)))?;
+        let by = &rc.actor();
         let text = text.trim();
         if text.is_empty() || text.len() > 10_000 {
             return Err(DeskError::Invalid("text: 1 to 10,000 characters".into()));
         }
         let now = self.clock.now();
-        self.update_incident(tenant, id, &mut |i| {
+        self.update_incident(rc, id, &mut |i| {
             i.history.push(Step {
                 at: now,
                 by: by.to_string(),
@@ -399,19 +405,20 @@ impl Hub {
     /// Adds an attachment by URL (the file stays where it is).
     pub async fn attach_url(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         id: &str,
         url: &str,
         name: Option<&str>,
-        by: &str,
     ) -> Result<Incident, DeskError> {
+        self.allow(rc, Verb::Update, Resource::Incident(Some(id)))?;
+        let by = &rc.actor();
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2_048 {
             return Err(DeskError::Invalid(
                 "url: an http(s) URL of at most 2,048 characters".into(),
             ));
         }
         let now = self.clock.now();
-        self.update_incident(tenant, id, &mut |i| {
+        self.update_incident(rc, id, &mut |i| {
             i.attachments.push(Attachment {
                 url: url.to_string(),
                 name: name.map(str::to_string),
@@ -450,10 +457,11 @@ impl Hub {
     /// theirs). The emergency table falls back to the normal one.
     pub async fn set_routing(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         mode: Mode,
         table: BTreeMap<String, String>,
     ) -> Result<(), DeskError> {
+        self.allow(rc, Verb::Administer, Resource::Routing)?;
         if let Some((k, _)) = table
             .iter()
             .find(|(k, v)| k.trim().is_empty() || v.trim().is_empty())
@@ -466,15 +474,9 @@ impl Hub {
             Mode::Normal => "table",
             Mode::Emergency => "emergency",
         };
-        self.put_doc(
-            tenant,
-            ROUTING,
-            key,
-            serde_json::to_value(&table).unwrap_or(Value::Null),
-        )
-        .await?;
+        self.put_doc(rc, ROUTING, key, &table).await?;
         let mut desks = self.desks.lock().await;
-        let d = desks.entry(tenant.to_string()).or_default();
+        let d = desks.entry(rc.tenant.clone()).or_default();
         match mode {
             Mode::Normal => d.routing = table,
             Mode::Emergency => d.emergency_routing = table,
@@ -482,15 +484,20 @@ impl Hub {
         Ok(())
     }
 
-    /// Writes a document durably.
-    pub(crate) async fn put_doc(
+    /// Writes a document durably, by `rc`. What cannot be encoded is an error
+    /// (logged where it is answered), never a `null` document.
+    pub(crate) async fn put_doc<T: serde::Serialize + ?Sized>(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         coll: &str,
         id: &str,
-        doc: Value,
+        doc: &T,
     ) -> Result<(), HubError> {
-        self.store.put_doc(tenant, coll, id, doc)?.wait().await?;
+        let doc = serde_json::to_value(doc)?;
+        self.store
+            .put_doc(&rc.tenant, coll, id, doc, &rc.origin())?
+            .wait()
+            .await?;
         Ok(())
     }
 
@@ -505,14 +512,18 @@ impl Hub {
     }
 
     /// Replaces the service-level policy (checked first; errors name the field).
-    pub async fn set_sla_policy(&self, tenant: &str, spec: SlaPolicy) -> Result<(), DeskError> {
+    pub async fn set_sla_policy(
+        &self,
+        rc: &RequestContext,
+        spec: SlaPolicy,
+    ) -> Result<(), DeskError> {
+        self.allow(rc, Verb::Administer, Resource::Routing)?;
         let policy = Policy::compile(spec).map_err(DeskError::Invalid)?;
-        let doc = serde_json::to_value(&policy.spec).unwrap_or(Value::Null);
-        self.put_doc(tenant, SLA, "policy", doc).await?;
+        self.put_doc(rc, SLA, "policy", &policy.spec).await?;
         self.desks
             .lock()
             .await
-            .entry(tenant.to_string())
+            .entry(rc.tenant.clone())
             .or_default()
             .policy = policy;
         Ok(())
@@ -569,7 +580,8 @@ impl Hub {
         }
         for (tenant, i) in &changed {
             tracing::warn!(tenant, incident = %i.id, department = ?i.department, "SLA breached: escalated");
-            self.save_incident(tenant, i).await?;
+            let rc = RequestContext::service(tenant.as_str(), Principal::SLA);
+            self.save_incident(&rc, i).await?;
         }
         Ok(changed.into_iter().map(|(_, i)| i).collect())
     }
@@ -585,14 +597,14 @@ impl Hub {
     }
 
     /// Replaces the plans (checked first).
-    pub async fn set_plans(&self, tenant: &str, plans: Vec<Plan>) -> Result<(), DeskError> {
+    pub async fn set_plans(&self, rc: &RequestContext, plans: Vec<Plan>) -> Result<(), DeskError> {
+        self.allow(rc, Verb::Administer, Resource::Routing)?;
         tasks::check_plans(&plans).map_err(DeskError::Invalid)?;
-        let doc = serde_json::to_value(&plans).unwrap_or(Value::Null);
-        self.put_doc(tenant, PLANS, "list", doc).await?;
+        self.put_doc(rc, PLANS, "list", &plans).await?;
         self.desks
             .lock()
             .await
-            .entry(tenant.to_string())
+            .entry(rc.tenant.clone())
             .or_default()
             .plans = plans;
         Ok(())
@@ -601,33 +613,32 @@ impl Hub {
     /// Files an incident by hand, with its tasks (and the plan's, in its mode).
     pub async fn open_incident(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         req: NewIncident,
-        by: &str,
     ) -> Result<Incident, DeskError> {
-        self.file_incident(tenant, req, by, None).await
+        self.allow(rc, Verb::Create, Resource::Incident(None))?;
+        self.file_incident(rc, req, &rc.actor(), None).await
     }
 
     /// Files a citizen's request (Open311) as an incident.
     pub(crate) async fn open_request(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         req: NewIncident,
         citizen: crate::open311::CitizenRequest,
     ) -> Result<Incident, DeskError> {
-        self.file_incident(tenant, req, "open311", Some(citizen))
-            .await
+        self.file_incident(rc, req, "open311", Some(citizen)).await
     }
 
     /// Records the citizen's rating of a resolved or closed request, once.
     pub(crate) async fn rate_request(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         id: &str,
         rating: u8,
     ) -> Result<Incident, DeskError> {
         let now = self.clock.now();
-        self.update_incident(tenant, id, &mut |i| {
+        self.update_incident(rc, id, &mut |i| {
             if !matches!(i.status, Status::Resolved | Status::Closed) {
                 return Err(DeskError::Invalid(format!(
                     "the request is {}; it can be rated once resolved or closed",
@@ -658,7 +669,7 @@ impl Hub {
 
     async fn file_incident(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         req: NewIncident,
         by: &str,
         citizen: Option<crate::open311::CitizenRequest>,
@@ -679,7 +690,7 @@ impl Hub {
         let now = self.clock.now();
         let i = {
             let mut desks = self.desks.lock().await;
-            let d = desks.entry(tenant.to_string()).or_default();
+            let d = desks.entry(rc.tenant.clone()).or_default();
             d.next += 1;
             let id = format!("urn:ngsi-ld:Incident:{}", d.next);
             let event = citybrain_rules::Event {
@@ -715,21 +726,22 @@ impl Hub {
             d.incidents.put(i.clone());
             i
         };
-        self.save_incident(tenant, &i).await?;
+        self.save_incident(rc, &i).await?;
         Ok(i)
     }
 
     /// Moves one task (and the incident with it).
     pub async fn move_task(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         id: &str,
         n: usize,
         to: TaskStatus,
-        by: &str,
     ) -> Result<Incident, DeskError> {
+        self.allow(rc, Verb::Update, Resource::Incident(Some(id)))?;
+        let by = &rc.actor();
         let now = self.clock.now();
-        self.update_incident(tenant, id, &mut |i| {
+        self.update_incident(rc, id, &mut |i| {
             tasks::move_task(i, n, to, by, now).map_err(|e| {
                 let msg = match &e {
                     TaskError::NoSuchTask(n) => format!("no task {n}"),

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use citybrain_access::{Action, Authorizer, RequestContext, Resource, Verb};
 use citybrain_model::context::JsonLdContext;
 use citybrain_model::time::{format_datetime, Clock};
 use citybrain_model::Entity;
@@ -33,6 +34,7 @@ use serde_json::{json, Value};
 mod backtest;
 mod book;
 mod desk;
+mod errors;
 pub mod incident;
 mod modes;
 pub mod open311;
@@ -61,6 +63,12 @@ pub enum HubError {
     Store(#[from] StoreError),
     #[error("this store keeps no history to back-test against")]
     NoHistory,
+    /// The caller may not do this.
+    #[error(transparent)]
+    Denied(#[from] citybrain_access::Denied),
+    /// A document could not be encoded: nothing was written.
+    #[error("a document could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// A rule as stored: what was submitted, its version and when it was written.
@@ -125,6 +133,8 @@ pub struct Hub {
     incident_tx: tokio::sync::broadcast::Sender<Arc<IncidentChange>>,
     /// The last version number written per (tenant, rule).
     last_versions: Mutex<HashMap<(String, String), u64>>,
+    /// What every request's action passes through.
+    authz: Arc<dyn Authorizer>,
 }
 
 /// Events published, per tenant.
@@ -140,6 +150,15 @@ pub struct IncidentChange {
 impl Hub {
     /// The hub over `store`, with the rules it holds loaded.
     pub fn new(store: Arc<dyn EntityStore>, clock: Arc<dyn Clock>) -> Result<Arc<Hub>, HubError> {
+        Hub::with_authorizer(store, clock, Arc::new(citybrain_access::AllowAll))
+    }
+
+    /// [`Hub::new`] with the authorizer every request's action passes through.
+    pub fn with_authorizer(
+        store: Arc<dyn EntityStore>,
+        clock: Arc<dyn Clock>,
+        authz: Arc<dyn Authorizer>,
+    ) -> Result<Arc<Hub>, HubError> {
         let ctx = JsonLdContext::core();
         let location = ctx.expand("location");
         let incident_type = ctx.expand("Incident");
@@ -160,6 +179,7 @@ impl Hub {
             events,
             seq: AtomicU64::new(0),
             stats: HubStats::default(),
+            authz,
         };
         {
             let mut lv = hub.last_versions.lock();
@@ -247,14 +267,32 @@ impl Hub {
         Ok(())
     }
 
+    /// Refuses what `rc` may not do.
+    pub fn allow(
+        &self,
+        rc: &RequestContext,
+        verb: Verb,
+        resource: Resource<'_>,
+    ) -> Result<(), HubError> {
+        self.authz.authorize(rc, &Action::new(verb, resource))?;
+        Ok(())
+    }
+
     /// Creates (`create_only`) or replaces a rule; durable when it answers.
     pub async fn put_rule(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         spec: RuleSpec,
-        by: &str,
         create_only: bool,
     ) -> Result<RuleRecord, HubError> {
+        let verb = if create_only {
+            Verb::Create
+        } else {
+            Verb::Update
+        };
+        self.allow(rc, verb, Resource::Rule(Some(&spec.id)))?;
+        let tenant = rc.tenant.as_str();
+        let origin = rc.origin();
         // Validate before anything is written (the emergency condition too).
         citybrain_rules::Engine::new().put(self.expanded(&spec))?;
         let id = spec.id.clone();
@@ -271,19 +309,23 @@ impl Hub {
             rule: spec,
             version,
             modified_at: self.clock.now(),
-            modified_by: by.to_string(),
+            modified_by: rc.actor(),
         };
-        let doc = doc_of(&rec);
+        let doc = doc_of(&rec)?;
         self.store
             .put_doc(
                 tenant,
                 VERSIONS,
                 &format!("{id}@{version:010}"),
                 doc.clone(),
+                &origin,
             )?
             .wait()
             .await?;
-        self.store.put_doc(tenant, RULES, &id, doc)?.wait().await?;
+        self.store
+            .put_doc(tenant, RULES, &id, doc, &origin)?
+            .wait()
+            .await?;
         self.install(tenant, rec.clone())?;
         let events = self.seed_rule(tenant, &id);
         if !events.is_empty() {
@@ -355,7 +397,10 @@ impl Hub {
     }
 
     /// Deletes a rule (its state goes with it); the deletion is kept as a version.
-    pub async fn delete_rule(&self, tenant: &str, id: &str, by: &str) -> Result<(), HubError> {
+    pub async fn delete_rule(&self, rc: &RequestContext, id: &str) -> Result<(), HubError> {
+        self.allow(rc, Verb::Delete, Resource::Rule(Some(id)))?;
+        let tenant = rc.tenant.as_str();
+        let origin = rc.origin();
         if self.rule(tenant, id).is_none() {
             return Err(HubError::NotFound(id.to_string()));
         }
@@ -365,13 +410,19 @@ impl Hub {
             "version": version,
             "deleted": true,
             "modifiedAt": format_datetime(&self.clock.now()),
-            "modifiedBy": by,
+            "modifiedBy": rc.actor(),
         });
         self.store
-            .put_doc(tenant, VERSIONS, &format!("{id}@{version:010}"), tomb)?
+            .put_doc(
+                tenant,
+                VERSIONS,
+                &format!("{id}@{version:010}"),
+                tomb,
+                &origin,
+            )?
             .wait()
             .await?;
-        if let Some(c) = self.store.delete_doc(tenant, RULES, id)? {
+        if let Some(c) = self.store.delete_doc(tenant, RULES, id, &origin)? {
             c.wait().await?;
         }
         let mut tenants = self.tenants.lock();
@@ -688,14 +739,14 @@ impl Hub {
     }
 }
 
-fn doc_of(rec: &RuleRecord) -> Value {
-    json!({
+fn doc_of(rec: &RuleRecord) -> Result<Value, HubError> {
+    Ok(json!({
         "id": rec.rule.id,
         "version": rec.version,
-        "rule": rec.rule,
+        "rule": serde_json::to_value(&rec.rule)?,
         "modifiedAt": format_datetime(&rec.modified_at),
         "modifiedBy": rec.modified_by,
-    })
+    }))
 }
 
 fn record_of(doc: &Value) -> Option<RuleRecord> {

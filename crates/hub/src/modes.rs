@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use citybrain_access::{RequestContext, Resource, Verb};
 use citybrain_rules::Zone;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -217,12 +218,13 @@ impl Hub {
     /// kept with who, when and why; switching back undoes it.
     pub async fn set_mode(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         to: Mode,
         reason: &str,
-        by: &str,
         area: Option<&str>,
     ) -> Result<ModeChange, DeskError> {
+        self.allow(rc, Verb::Administer, Resource::Mode)?;
+        let tenant = rc.tenant.as_str();
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(DeskError::Invalid(
@@ -244,27 +246,20 @@ impl Hub {
         };
         let change = ModeChange {
             at: self.clock.now(),
-            by: by.to_string(),
+            by: rc.actor(),
             area: area.map(str::to_string),
             from,
             to,
             reason: reason.to_string(),
         };
         let n = d.modes.changes + 1;
-        let doc = serde_json::to_value(&change).unwrap_or(Value::Null);
-        self.put_doc(tenant, MODE_HISTORY, &format!("{n:010}"), doc)
+        self.put_doc(rc, MODE_HISTORY, &format!("{n:010}"), &change)
             .await?;
         let key = match area {
             Some(name) => format!("area:{name}"),
             None => TENANT_KEY.to_string(),
         };
-        self.put_doc(
-            tenant,
-            MODE,
-            &key,
-            serde_json::to_value(to).unwrap_or(Value::Null),
-        )
-        .await?;
+        self.put_doc(rc, MODE, &key, &to).await?;
         d.modes.changes = n;
         match (area, to) {
             (Some(name), Mode::Emergency) => {
@@ -301,15 +296,16 @@ impl Hub {
     /// mode that is redefined stays in emergency with its new border.
     pub async fn put_area(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         name: &str,
         spec: AreaSpec,
     ) -> Result<bool, DeskError> {
+        self.allow(rc, Verb::Administer, Resource::Mode)?;
+        let tenant = rc.tenant.as_str();
         check_area_name(name)?;
         let area = Area::compile(spec.clone()).map_err(DeskError::Invalid)?;
-        let doc = serde_json::to_value(&spec).unwrap_or(Value::Null);
         let mut desks = self.desks.lock().await;
-        self.put_doc(tenant, AREAS, name, doc).await?;
+        self.put_doc(rc, AREAS, name, &spec).await?;
         let d = desks.entry(tenant.to_string()).or_default();
         let created = d.modes.areas.insert(name.to_string(), area).is_none();
         if d.modes.emergency_areas.contains(name) {
@@ -319,7 +315,9 @@ impl Hub {
     }
 
     /// Deletes an area; one in emergency mode must be switched back first.
-    pub async fn delete_area(&self, tenant: &str, name: &str) -> Result<(), DeskError> {
+    pub async fn delete_area(&self, rc: &RequestContext, name: &str) -> Result<(), DeskError> {
+        self.allow(rc, Verb::Administer, Resource::Mode)?;
+        let tenant = rc.tenant.as_str();
         let mut desks = self.desks.lock().await;
         let Some(d) = desks
             .get_mut(tenant)
@@ -334,7 +332,7 @@ impl Hub {
         }
         if let Some(c) = self
             .store
-            .delete_doc(tenant, AREAS, name)
+            .delete_doc(tenant, AREAS, name, &rc.origin())
             .map_err(HubError::from)?
         {
             c.wait().await.map_err(HubError::from)?;

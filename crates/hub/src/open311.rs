@@ -5,6 +5,8 @@
 //! incident. After it is closed, the citizen may rate the outcome (1-5).
 
 use chrono::{DateTime, Duration, Utc};
+use citybrain_access::{Principal, RequestContext, Resource, Verb};
+use citybrain_model::ErrorKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -108,29 +110,39 @@ pub struct CitizenRequest {
     pub rating: Option<u8>,
 }
 
-/// An Open311 error: the HTTP status and a description (GeoReport v2 error body).
+/// An Open311 error: its kind (the API gives it the status, which GeoReport v2 also
+/// puts in the body's `code`) and a description.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{code}: {description}")]
+#[error("{kind:?}: {description}")]
 pub struct Open311Error {
-    pub code: u16,
+    pub kind: ErrorKind,
     pub description: String,
 }
 
-fn err(code: u16, d: impl Into<String>) -> Open311Error {
-    Open311Error {
-        code,
-        description: d.into(),
+impl Open311Error {
+    pub fn new(kind: ErrorKind, d: impl Into<String>) -> Open311Error {
+        Open311Error {
+            kind,
+            description: d.into(),
+        }
     }
+}
+
+fn err(kind: ErrorKind, d: impl Into<String>) -> Open311Error {
+    Open311Error::new(kind, d)
 }
 
 impl From<DeskError> for Open311Error {
     fn from(e: DeskError) -> Self {
         match e {
-            DeskError::NotFound(_) => err(404, e.to_string()),
-            DeskError::Invalid(m) => err(400, m),
+            DeskError::NotFound(_) => err(ErrorKind::ResourceNotFound, e.to_string()),
+            DeskError::Invalid(m) => err(ErrorKind::BadRequestData, m),
             other => {
                 tracing::error!(error = %other, "open311: the desk failed");
-                err(500, "the request could not be stored; try again")
+                err(
+                    ErrorKind::InternalError,
+                    "the request could not be stored; try again",
+                )
             }
         }
     }
@@ -216,9 +228,15 @@ fn field<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
 fn check_key(cfg: &Open311Config, form: &[(String, String)]) -> Result<(), Open311Error> {
     match field(form, "api_key") {
         Some(k) if cfg.api_keys.iter().any(|x| x == k) => Ok(()),
-        Some(_) => Err(err(403, "api_key is not valid")),
-        None => Err(err(403, "api_key is required")),
+        Some(_) => Err(err(ErrorKind::Forbidden, "api_key is not valid")),
+        None => Err(err(ErrorKind::Forbidden, "api_key is required")),
     }
+}
+
+/// Citizens' requests are written by the Open311 service (the citizen is known only by
+/// the request's token), in the request that brought them.
+fn citizen_writes(rc: &RequestContext) -> RequestContext {
+    RequestContext::request(rc.tenant.clone(), Principal::OPEN311, rc.request_id.clone())
 }
 
 impl Hub {
@@ -233,9 +251,10 @@ impl Hub {
     /// values).
     pub async fn set_open311_config(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         c: Open311Config,
     ) -> Result<(), DeskError> {
+        self.allow(rc, Verb::Administer, Resource::Open311)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, s) in c.services.iter().enumerate() {
             if s.service_code.trim().is_empty() || !seen.insert(s.service_code.clone()) {
@@ -266,17 +285,7 @@ impl Hub {
                 }
             }
         }
-        self.store
-            .put_doc(
-                tenant,
-                CONFIG,
-                "config",
-                serde_json::to_value(&c).unwrap_or(Value::Null),
-            )
-            .map_err(crate::HubError::from)?
-            .wait()
-            .await
-            .map_err(crate::HubError::from)?;
+        self.put_doc(rc, CONFIG, "config", &c).await?;
         Ok(())
     }
 
@@ -284,37 +293,51 @@ impl Hub {
     /// files the incident. Answers (service_request_id, token).
     pub async fn open311_submit(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         form: &[(String, String)],
     ) -> Result<(String, String), Open311Error> {
+        self.allow(rc, Verb::Create, Resource::Open311)
+            .map_err(DeskError::from)?;
+        let tenant = rc.tenant.as_str();
         let cfg = self.open311_config(tenant).await;
         check_key(&cfg, form)?;
-        let code =
-            field(form, "service_code").ok_or_else(|| err(400, "service_code is required"))?;
+        let code = field(form, "service_code")
+            .ok_or_else(|| err(ErrorKind::BadRequestData, "service_code is required"))?;
         let service = cfg
             .services
             .iter()
             .find(|s| s.service_code == code)
-            .ok_or_else(|| err(404, format!("service_code '{code}' not found")))?;
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::ResourceNotFound,
+                    format!("service_code '{code}' not found"),
+                )
+            })?;
         let lat = field(form, "lat");
         let lon = field(form, "long");
         let location = match (lat, lon) {
             (Some(la), Some(lo)) => {
-                let la: f64 = la.parse().map_err(|_| err(400, "lat is not a number"))?;
-                let lo: f64 = lo.parse().map_err(|_| err(400, "long is not a number"))?;
+                let la: f64 = la
+                    .parse()
+                    .map_err(|_| err(ErrorKind::BadRequestData, "lat is not a number"))?;
+                let lo: f64 = lo
+                    .parse()
+                    .map_err(|_| err(ErrorKind::BadRequestData, "long is not a number"))?;
                 if !(-90.0..=90.0).contains(&la) || !(-180.0..=180.0).contains(&lo) {
-                    return Err(err(400, "lat/long out of range"));
+                    return Err(err(ErrorKind::BadRequestData, "lat/long out of range"));
                 }
                 Some([lo, la])
             }
-            (Some(_), None) | (None, Some(_)) => return Err(err(400, "lat and long go together")),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(err(ErrorKind::BadRequestData, "lat and long go together"))
+            }
             (None, None) => None,
         };
         let address = field(form, "address_string").map(str::to_string);
         let address_id = field(form, "address_id").map(str::to_string);
         if location.is_none() && address.is_none() && address_id.is_none() {
             return Err(err(
-                400,
+                ErrorKind::BadRequestData,
                 "a location is required: lat and long, address_string or address_id",
             ));
         }
@@ -338,13 +361,18 @@ impl Hub {
             if given.is_empty() {
                 if a.required && a.variable {
                     return Err(err(
-                        400,
+                        ErrorKind::BadRequestData,
                         format!("attribute[{}] is required ({})", a.code, a.description),
                     ));
                 }
                 continue;
             }
-            let bad = |why: &str| err(400, format!("attribute[{}]: {why}", a.code));
+            let bad = |why: &str| {
+                err(
+                    ErrorKind::BadRequestData,
+                    format!("attribute[{}]: {why}", a.code),
+                )
+            };
             match a.datatype.as_str() {
                 "number" if given.iter().any(|v| v.parse::<f64>().is_err()) => {
                     return Err(bad("must be a number"))
@@ -372,7 +400,10 @@ impl Hub {
         }
         if let Some(u) = field(form, "media_url") {
             if !(u.starts_with("https://") || u.starts_with("http://")) {
-                return Err(err(400, "media_url must be an http(s) URL"));
+                return Err(err(
+                    ErrorKind::BadRequestData,
+                    "media_url must be an http(s) URL",
+                ));
             }
         }
         let description = field(form, "description").map(str::to_string);
@@ -380,7 +411,10 @@ impl Hub {
             .as_ref()
             .is_some_and(|d| d.chars().count() > 4_000)
         {
-            return Err(err(400, "description: at most 4,000 characters"));
+            return Err(err(
+                ErrorKind::BadRequestData,
+                "description: at most 4,000 characters",
+            ));
         }
         let token = uuid::Uuid::new_v4().to_string();
         let title = match &description {
@@ -419,7 +453,7 @@ impl Hub {
             token: token.clone(),
             rating: None,
         };
-        let i = self.open_request(tenant, req, citizen).await?;
+        let i = self.open_request(&citizen_writes(rc), req, citizen).await?;
         Ok((request_id(&i), token))
     }
 
@@ -431,10 +465,15 @@ impl Hub {
     ) -> Result<Vec<Value>, Open311Error> {
         let now = self.clock.now();
         let (start, end) = match (q.start, q.end) {
-            (Some(s), Some(e)) if e < s => return Err(err(400, "end_date is before start_date")),
+            (Some(s), Some(e)) if e < s => {
+                return Err(err(
+                    ErrorKind::BadRequestData,
+                    "end_date is before start_date",
+                ))
+            }
             (Some(s), Some(e)) if e - s > Duration::days(90) => {
                 return Err(err(
-                    400,
+                    ErrorKind::BadRequestData,
                     "start_date and end_date may not span more than 90 days",
                 ))
             }
@@ -475,8 +514,13 @@ impl Hub {
             .incident(tenant, &format!("urn:ngsi-ld:Incident:{id}"))
             .await
             .filter(|i| i.request.is_some())
-            .ok_or_else(|| err(404, format!("service_request_id '{id}' not found")))?;
-        request_view(&i).ok_or_else(|| err(404, "not a citizen request"))
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::ResourceNotFound,
+                    format!("service_request_id '{id}' not found"),
+                )
+            })?;
+        request_view(&i).ok_or_else(|| err(ErrorKind::ResourceNotFound, "not a citizen request"))
     }
 
     /// `GET tokens/{token}`.
@@ -485,30 +529,43 @@ impl Hub {
         all.iter()
             .find(|i| i.request.as_ref().is_some_and(|r| r.token == token))
             .map(|i| json!({"service_request_id": request_id(i), "token": token}))
-            .ok_or_else(|| err(404, format!("token '{token}' not found")))
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::ResourceNotFound,
+                    format!("token '{token}' not found"),
+                )
+            })
     }
 
     /// Rates the outcome of a closed request (1-5), once.
     pub async fn open311_rate(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         id: &str,
         form: &[(String, String)],
     ) -> Result<Value, Open311Error> {
+        self.allow(rc, Verb::Update, Resource::Open311)
+            .map_err(DeskError::from)?;
+        let tenant = rc.tenant.as_str();
         let cfg = self.open311_config(tenant).await;
         check_key(&cfg, form)?;
         let rating: u8 = field(form, "rating")
             .and_then(|r| r.parse().ok())
             .filter(|r| (1..=5).contains(r))
-            .ok_or_else(|| err(400, "rating: a whole number from 1 to 5"))?;
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::BadRequestData,
+                    "rating: a whole number from 1 to 5",
+                )
+            })?;
         let full = format!("urn:ngsi-ld:Incident:{id}");
         let i = self
-            .rate_request(tenant, &full, rating)
+            .rate_request(&citizen_writes(rc), &full, rating)
             .await
             .map_err(|e| match e {
-                DeskError::Invalid(m) => err(409, m),
+                DeskError::Invalid(m) => err(ErrorKind::Conflict, m),
                 other => Open311Error::from(other),
             })?;
-        request_view(&i).ok_or_else(|| err(404, "not a citizen request"))
+        request_view(&i).ok_or_else(|| err(ErrorKind::ResourceNotFound, "not a citizen request"))
     }
 }

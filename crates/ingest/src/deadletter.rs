@@ -70,6 +70,21 @@ pub enum DeadLetterError {
     NotFound(u64),
 }
 
+impl citybrain_model::ErrorCode for DeadLetterError {
+    fn kind(&self) -> citybrain_model::ErrorKind {
+        match self {
+            DeadLetterError::Io(_) => citybrain_model::ErrorKind::InternalError,
+            DeadLetterError::NotFound(_) => citybrain_model::ErrorKind::ResourceNotFound,
+        }
+    }
+    fn public_detail(&self) -> String {
+        match self {
+            DeadLetterError::Io(_) => "internal storage error; see the server log".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Header {

@@ -81,7 +81,7 @@ enum Msg {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> IngestError {
-    IngestError::Store(format!("{}: {e}", path.display()))
+    IngestError::Store(format!("{}: {e}", path.display()).into())
 }
 
 fn resume_path(dir: &Path, file: &Path, source: &str) -> PathBuf {
@@ -185,7 +185,7 @@ pub async fn import_file(
             }
             let _ = tx.blocking_send(Msg::End(res.err()));
         })
-        .map_err(|e| IngestError::Store(format!("cannot start the decoder: {e}")))?;
+        .map_err(|e| IngestError::Store(format!("cannot start the decoder: {e}").into()))?;
     let mut p = Progress {
         total_bytes: size,
         resumed_from: skip,

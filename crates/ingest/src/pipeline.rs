@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use citybrain_broker::{Broker, BrokerError, ObservationBatch, RequestContext};
+use citybrain_broker::{Broker, BrokerError, ObservationBatch, Principal, RequestContext};
 use citybrain_model::{Entity, JsonLdContext};
 use citybrain_store::Commit;
 use parking_lot::{Mutex, RwLock};
@@ -35,11 +35,35 @@ pub enum IngestError {
     NoSuchLetter(u64),
     /// The store could not make the data durable: nothing is acknowledged.
     #[error("the data could not be stored: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     DeadLetters(#[from] DeadLetterError),
     #[error(transparent)]
     Mapping(#[from] MappingError),
+}
+
+impl citybrain_model::ErrorCode for IngestError {
+    fn kind(&self) -> citybrain_model::ErrorKind {
+        use citybrain_model::ErrorKind as K;
+        match self {
+            IngestError::UnknownSource(_)
+            | IngestError::UnknownTopic(_)
+            | IngestError::NoSuchLetter(_) => K::ResourceNotFound,
+            IngestError::Mapping(_) => K::BadRequestData,
+            IngestError::Store(_) => K::Unavailable,
+            IngestError::DeadLetters(d) => d.kind(),
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            IngestError::Store(_) => {
+                "the data could not be stored; nothing of it was acknowledged, send it again".into()
+            }
+            IngestError::DeadLetters(d) => d.public_detail(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What happened to a payload or file.
@@ -174,9 +198,7 @@ impl Staged {
     /// [`Staged::wait`], handing back the written records.
     pub(crate) async fn wait_spent(self, ing: &Ingest) -> Result<(Summary, Spent), IngestError> {
         for c in self.commits {
-            c.wait()
-                .await
-                .map_err(|e| IngestError::Store(e.to_string()))?;
+            c.wait().await.map_err(|e| IngestError::Store(e.into()))?;
         }
         for (source, n) in &self.written {
             ing.stats.written(source, *n);
@@ -761,23 +783,23 @@ impl Ingest {
             let ld = match broker.contexts.resolve(ctx.as_ref()).await {
                 Ok(c) => Ok(c),
                 Err(BrokerError::Model(m)) => Err(m),
-                Err(BrokerError::Store(s)) => return Err(IngestError::Store(s.to_string())),
+                Err(BrokerError::Store(s)) => return Err(IngestError::Store(s.into())),
             };
             items.push(citybrain_broker::BatchItem { body: e, ld });
         }
         summary.read = items.len() as u64;
-        let rc = RequestContext::tenant(tenant);
+        let rc = RequestContext::service(tenant, Principal::INGEST);
         let results = broker
             .upsert_each(&rc, &items, citybrain_broker::UpsertMode::Update)
             .await
-            .map_err(|e| IngestError::Store(e.to_string()))?;
+            .map_err(|e| IngestError::Store(e.into()))?;
         for (res, item) in results.into_iter().zip(items) {
             match res {
                 Ok(created) => {
                     summary.written += 1;
                     summary.created += u64::from(created);
                 }
-                Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
+                Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.into())),
                 Err(BrokerError::Model(m)) => {
                     let raw = serde_json::to_vec(&item.body).unwrap_or_default();
                     dead.push(NewLetter {
@@ -900,7 +922,7 @@ impl Ingest {
             tenant: m.tenant.clone(),
             entities,
         })
-        .map_err(|e| IngestError::Store(format!("edge buffer: {e}")))?;
+        .map_err(|e| IngestError::Store(format!("edge buffer: {e}").into()))?;
         summary.written += n;
         self.stats.written(&m.source, n);
         Ok(())
@@ -936,7 +958,7 @@ impl Ingest {
                 return Ok((0, Vec::new()));
             }
         };
-        let rc = RequestContext::tenant(m.tenant.clone());
+        let rc = RequestContext::service(m.tenant.clone(), Principal::INGEST);
         let ld = match self.context(broker, m).await {
             Ok(c) => c,
             Err(BrokerError::Model(e)) => {
@@ -957,7 +979,7 @@ impl Ingest {
                 }
                 return Ok((0, pending));
             }
-            Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
+            Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.into())),
         };
         let now = self.clock.now();
         let entities = match entities {
@@ -973,7 +995,7 @@ impl Ingest {
         let batch = ObservationBatch::new(entities, now);
         let (results, staged) = broker
             .stage_observations(&rc, batch)
-            .map_err(|e| IngestError::Store(e.to_string()))?
+            .map_err(|e| IngestError::Store(e.into()))?
             .into_parts();
         commits.extend(staged);
         let mut written = 0u64;
@@ -984,7 +1006,7 @@ impl Ingest {
                     summary.written += 1;
                     summary.created += u64::from(created);
                 }
-                Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.to_string())),
+                Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.into())),
                 Err(BrokerError::Model(e)) => {
                     let raw = p.raw_bytes();
                     dead.push(NewLetter {

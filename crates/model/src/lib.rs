@@ -20,7 +20,7 @@ pub mod value;
 
 pub use context::JsonLdContext;
 pub use entity::{AttrKind, Attribute, Entity, Instances};
-pub use error::{ErrorKind, ModelError, Result};
+pub use error::{ErrorCode, ErrorKind, ModelError, Result};
 /// Builds [`Instances`] like `vec!`.
 pub use smallvec::smallvec as instances;
 pub use value::AttrValue;

@@ -5,7 +5,7 @@
 
 use citybrain_model::entity::parse_entity;
 use citybrain_model::JsonLdContext;
-use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions, Write};
+use citybrain_store::{EmbeddedStore, EntityStore, Origin, StoreOptions, Write};
 use serde_json::json;
 
 fn put(s: &EmbeddedStore, tenant: &str, body: serde_json::Value, rt: &tokio::runtime::Runtime) {
@@ -17,7 +17,12 @@ fn put(s: &EmbeddedStore, tenant: &str, body: serde_json::Value, rt: &tokio::run
     .unwrap();
     let id = e.id.clone();
     let m = s
-        .modify(tenant, &id, &mut |_| Ok(Some(Write::Put(e.clone()))))
+        .modify(
+            tenant,
+            &id,
+            &mut |_| Ok(Some(Write::Put(e.clone()))),
+            &Origin::default(),
+        )
         .unwrap()
         .unwrap();
     rt.block_on(m.commit.wait()).unwrap();
@@ -52,6 +57,7 @@ fn main() {
             "subscriptions",
             "urn:ngsi-ld:Subscription:1",
             json!({"body": {"type": "Subscription"}}),
+            &Origin::default(),
         )
         .unwrap()
         .wait(),
@@ -66,7 +72,12 @@ fn main() {
         &rt,
     );
     let m = s
-        .modify("", "urn:ngsi-ld:Sensor:b", &mut |_| Ok(Some(Write::Delete)))
+        .modify(
+            "",
+            "urn:ngsi-ld:Sensor:b",
+            &mut |_| Ok(Some(Write::Delete)),
+            &Origin::default(),
+        )
         .unwrap()
         .unwrap();
     rt.block_on(m.commit.wait()).unwrap();

@@ -32,7 +32,7 @@ use crate::snapshot::{self, SnapItem, SnapshotData};
 use crate::state::TenantState;
 use crate::traits::{
     Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ManyDecide, Modified,
-    ModifyOptions, StoreStats, Write,
+    ModifyOptions, Origin, StoreStats, Write,
 };
 use crate::wal::{self, WalEntry, WalOp};
 use citybrain_tsdb::{FlushJob, HistOp, Retention, Tsdb, TsdbOptions};
@@ -187,6 +187,12 @@ fn is_false(b: &bool) -> bool {
 struct WalRecordRef<'a> {
     lsn: u64,
     op: WalOpRef<'a>,
+    /// Who wrote it (`Origin::actor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
+    /// The request it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rq: Option<&'a str>,
 }
 
 impl EmbeddedStore {
@@ -507,14 +513,24 @@ impl EmbeddedStore {
     }
 
     /// Appends a record to the pending buffer; returns its LSN.
-    fn append(&self, op: WalOpRef<'_>, change: Option<Change>) -> Result<u64, StoreError> {
-        let lsn = self.append_quiet(op, change)?;
+    fn append(
+        &self,
+        op: WalOpRef<'_>,
+        origin: &Origin,
+        change: Option<Change>,
+    ) -> Result<u64, StoreError> {
+        let lsn = self.append_quiet(op, origin, change)?;
         self.inner.wake.notify_one();
         Ok(lsn)
     }
 
     /// [`Self::append`] without waking the log writer (batches wake it once).
-    fn append_quiet(&self, op: WalOpRef<'_>, change: Option<Change>) -> Result<u64, StoreError> {
+    fn append_quiet(
+        &self,
+        op: WalOpRef<'_>,
+        origin: &Origin,
+        change: Option<Change>,
+    ) -> Result<u64, StoreError> {
         if self.inner.failed.load(Ordering::Acquire) {
             return Err(StoreError::Failed);
         }
@@ -523,7 +539,12 @@ impl EmbeddedStore {
             return Err(StoreError::ShuttingDown);
         }
         let lsn = p.next_lsn;
-        let rec = WalRecordRef { lsn, op };
+        let rec = WalRecordRef {
+            lsn,
+            op,
+            by: origin.actor.as_deref(),
+            rq: origin.request_id.as_deref(),
+        };
         wal::encode(&rec, &mut p.buf)?;
         p.next_lsn += 1;
         p.last_lsn = lsn;
@@ -650,7 +671,7 @@ impl EntityStore for EmbeddedStore {
         let (lsn, after) = match w {
             Write::Put(e) => {
                 let (lsn, after) =
-                    self.put_locked(&t, &mut st, tenant, &tenant_arc, id, &before, e, opts, now)?;
+                    self.put_locked(&t, &mut st, tenant, &tenant_arc, id, &before, e, &opts, now)?;
                 self.inner.wake.notify_one();
                 (lsn, Some(after))
             }
@@ -665,6 +686,7 @@ impl EntityStore for EmbeddedStore {
                     before: before.clone(),
                     after: None,
                     at: now,
+                    origin: opts.origin.clone(),
                 };
                 let at = now.timestamp_micros();
                 let ops = match (&before, opts.history) {
@@ -679,6 +701,7 @@ impl EntityStore for EmbeddedStore {
                         nh: !opts.history,
                         at,
                     },
+                    &opts.origin,
                     Some(change),
                 )?;
                 st.delete(id);
@@ -714,6 +737,7 @@ impl EntityStore for EmbeddedStore {
         collection: &str,
         id: &str,
         value: Value,
+        origin: &Origin,
     ) -> Result<Commit, StoreError> {
         let t = self.tenant_or_create(tenant);
         let mut docs = self.inner.docs.write();
@@ -724,6 +748,7 @@ impl EntityStore for EmbeddedStore {
                 id,
                 v: &value,
             },
+            origin,
             None,
         )?;
         let (k, d) = stored(
@@ -742,6 +767,7 @@ impl EntityStore for EmbeddedStore {
         tenant: &str,
         collection: &str,
         id: &str,
+        origin: &Origin,
     ) -> Result<Option<Commit>, StoreError> {
         let mut docs = self.inner.docs.write();
         let key = (collection.to_string(), tenant.to_string(), id.to_string());
@@ -754,6 +780,7 @@ impl EntityStore for EmbeddedStore {
                 c: collection,
                 id,
             },
+            origin,
             None,
         )?;
         docs.remove(&key);

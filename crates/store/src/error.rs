@@ -1,4 +1,4 @@
-use citybrain_model::ModelError;
+use citybrain_model::{ErrorCode, ErrorKind, ModelError};
 use thiserror::Error;
 
 /// Errors of the storage layer.
@@ -21,4 +21,22 @@ pub enum StoreError {
     Failed,
     #[error("the store is shutting down")]
     ShuttingDown,
+}
+
+impl ErrorCode for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Rejected(m) => m.kind,
+            _ => ErrorKind::InternalError,
+        }
+    }
+
+    /// Storage internals are never shown to clients.
+    fn public_detail(&self) -> String {
+        match self {
+            StoreError::Rejected(m) => m.detail.clone(),
+            StoreError::ShuttingDown => "the server is shutting down".into(),
+            _ => "internal storage error; see the server log".into(),
+        }
+    }
 }

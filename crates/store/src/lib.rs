@@ -17,7 +17,7 @@ pub use engine::{EmbeddedStore, StoreOptions};
 pub use error::StoreError;
 pub use traits::{
     Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ManyDecide, Modified,
-    ModifyOptions, StoreStats, Write,
+    ModifyOptions, Origin, StoreStats, Write,
 };
 
 /// Version of the snapshot format written by this build. Bump it on any incompatible

@@ -10,6 +10,8 @@ use citybrain_tsdb::{HistOp, Tsdb};
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use citybrain_access::Origin;
+
 use crate::error::StoreError;
 
 /// The decision of a read-modify-write: given the current entity (if any), what to write.
@@ -44,6 +46,8 @@ pub struct Change {
     pub before: Option<Arc<Entity>>,
     pub after: Option<Arc<Entity>>,
     pub at: DateTime<Utc>,
+    /// Who made the change and in which request (also in the log record).
+    pub origin: Origin,
 }
 
 impl Change {
@@ -87,16 +91,31 @@ impl Commit {
 }
 
 /// Options of a read-modify-write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ModifyOptions {
     /// Record the change in the history (false when the caller writes the history
     /// itself, as temporal provision does).
     pub history: bool,
+    /// Who writes: logged with the change and carried on the change feed.
+    pub origin: Origin,
 }
 
 impl Default for ModifyOptions {
     fn default() -> Self {
-        Self { history: true }
+        Self {
+            history: true,
+            origin: Origin::default(),
+        }
+    }
+}
+
+impl ModifyOptions {
+    /// A write by `origin`, recorded in the history.
+    pub fn by(origin: Origin) -> Self {
+        Self {
+            history: true,
+            origin,
+        }
     }
 }
 
@@ -149,8 +168,9 @@ pub trait EntityStore: Send + Sync + 'static {
         tenant: &str,
         id: &str,
         decide: &mut Decide<'_>,
+        origin: &Origin,
     ) -> Result<Option<Modified>, StoreError> {
-        self.modify_opts(tenant, id, decide, ModifyOptions::default())
+        self.modify_opts(tenant, id, decide, ModifyOptions::by(origin.clone()))
     }
 
     /// [`EntityStore::modify`] with options.
@@ -188,7 +208,7 @@ pub trait EntityStore: Send + Sync + 'static {
                         Ok(None)
                     }
                 },
-                opts,
+                opts.clone(),
             )?;
             out.push(match refused {
                 Some(e) => Err(e),
@@ -204,12 +224,14 @@ pub trait EntityStore: Send + Sync + 'static {
         collection: &str,
         id: &str,
         value: Value,
+        origin: &Origin,
     ) -> Result<Commit, StoreError>;
     fn delete_doc(
         &self,
         tenant: &str,
         collection: &str,
         id: &str,
+        origin: &Origin,
     ) -> Result<Option<Commit>, StoreError>;
     fn get_doc(&self, tenant: &str, collection: &str, id: &str) -> Option<Value>;
     /// All documents of a collection, over all tenants: (tenant, id, value).

@@ -92,6 +92,12 @@ fn de_types<'de, D: serde::Deserializer<'de>>(
 pub(crate) struct WalRecord {
     pub lsn: u64,
     pub op: WalOp,
+    /// Who wrote it (absent before the records carried it, and for writes of nobody).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The request it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rq: Option<String>,
 }
 
 /// One decoded frame.
@@ -322,6 +328,8 @@ mod tests {
                     nh: false,
                     at: None,
                 },
+                by: None,
+                rq: None,
             };
             encode(&rec, &mut buf).unwrap();
         }

@@ -33,8 +33,8 @@ async fn batch_items(app: &AppState, req: &NgsiRequest) -> ApiResult<Vec<BatchIt
             Ok(src) => match app.broker.contexts.resolve(src.as_ref()).await {
                 Ok(ld) => Ok(ld),
                 Err(e) => Err(citybrain_model::ModelError::new(
-                    e.kind(),
-                    e.public_detail(),
+                    citybrain_model::ErrorCode::kind(&e),
+                    citybrain_model::ErrorCode::public_detail(&e),
                 )),
             },
             Err(why) => Err(citybrain_model::ModelError::bad_data(why)),
@@ -48,7 +48,7 @@ fn partial(o: &BatchOutcome, ld: &JsonLdContext) -> Response {
     let errors: Vec<Value> = o
         .errors
         .iter()
-        .map(|(id, e)| json!({"entityId": id, "error": ApiError::from_ref(e).body()}))
+        .map(|(id, e)| json!({"entityId": id, "error": ApiError::of(e).body()}))
         .collect();
     response::json(
         StatusCode::MULTI_STATUS,

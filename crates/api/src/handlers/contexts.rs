@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
 use crate::request::NgsiRequest;
 use crate::response;
@@ -19,10 +20,14 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
 
 /// The body *is* a context document (it carries `@context` whatever the media type), so
 /// it is decoded here rather than by [`NgsiRequest`].
-pub async fn create(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
+pub async fn create(
+    State(app): State<AppState>,
+    Ctx(rc): Ctx,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     let doc: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
-    let id = app.broker.contexts.add_hosted(doc).await?;
+    let id = app.broker.add_context(&rc, doc).await?;
     Ok(response::created(&format!("{CONTEXTS}/{id}")))
 }
 
@@ -45,8 +50,7 @@ pub async fn delete(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     app.broker
-        .contexts
-        .delete(&id, req.bool_param("reload")?)
+        .delete_context(&req.rc, &id, req.bool_param("reload")?)
         .await?;
     Ok(response::no_content())
 }

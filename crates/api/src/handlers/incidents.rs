@@ -22,65 +22,20 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use citybrain_hub::sla::{Mode, SlaPolicy};
-use citybrain_hub::tasks::{Plan, TaskError, TaskStatus};
+use citybrain_hub::tasks::{Plan, TaskStatus};
 use citybrain_hub::{DeskError, IncidentFilter, Move, NewIncident, Status};
-use citybrain_model::ErrorKind;
 use serde_json::json;
 
-use super::rules::{hub, json_response, tenant};
+use super::rules::{hub, json_response};
+use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
 
 pub(crate) fn desk_error(e: DeskError) -> Response {
-    match e {
-        DeskError::NotFound(_) | DeskError::NoArea(_) => {
-            ApiError::new(ErrorKind::ResourceNotFound, e.to_string()).into_response()
-        }
-        DeskError::Conflict(m) => {
-            let mut body = ApiError::new(ErrorKind::AlreadyExists, m).body();
-            body["type"] = json!("https://citybrain.example/errors/Conflict");
-            body["title"] = json!("The request conflicts with the current state");
-            body["status"] = json!(409);
-            json_response(StatusCode::CONFLICT, &body)
-        }
-        DeskError::Invalid(m) => ApiError::bad_data(m).into_response(),
-        DeskError::Transition(t) => {
-            // 409 with the moves that are allowed, by name, for a client to offer.
-            let mut body = ApiError::new(ErrorKind::AlreadyExists, t.message.clone()).body();
-            body["type"] = json!("https://citybrain.example/errors/InvalidTransition");
-            body["title"] = json!("The incident cannot make this move");
-            body["status"] = json!(409);
-            body["from"] = json!(t.from);
-            body["to"] = json!(t.to);
-            body["allowed"] = json!(t.allowed);
-            let mut r = json_response(StatusCode::CONFLICT, &body);
-            r.headers_mut().insert(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/problem+json"),
-            );
-            r
-        }
-        DeskError::Hub(h) => ApiError::from(h).into_response(),
-        DeskError::Task(msg, e) => match e {
-            TaskError::NoSuchTask(_) => {
-                ApiError::new(ErrorKind::ResourceNotFound, msg).into_response()
-            }
-            TaskError::Waiting(w) => {
-                let mut body = ApiError::new(ErrorKind::AlreadyExists, msg).body();
-                body["type"] = json!("https://citybrain.example/errors/TaskWaiting");
-                body["title"] = json!("The task waits for other tasks");
-                body["status"] = json!(409);
-                body["waitingFor"] = json!(w);
-                json_response(StatusCode::CONFLICT, &body)
-            }
-            TaskError::Final(_) | TaskError::Closed(_) => {
-                ApiError::new(ErrorKind::AlreadyExists, msg).into_response()
-            }
-        },
-    }
+    ApiError::from(e).into_response()
 }
 
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
@@ -89,7 +44,7 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiRes
 
 pub async fn list(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
@@ -120,17 +75,17 @@ pub async fn list(
         department: q.get("department").cloned(),
         open,
     };
-    let list = hub.incidents(&tenant(&headers)?, &f).await;
+    let list = hub.incidents(&rc.tenant, &f).await;
     Ok(json_response(StatusCode::OK, &json!(list)))
 }
 
 pub async fn retrieve(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    match hub.incident(&tenant(&headers)?, &id).await {
+    match hub.incident(&rc.tenant, &id).await {
         Some(i) => Ok(json_response(StatusCode::OK, &json!(i))),
         None => Ok(desk_error(DeskError::NotFound(id))),
     }
@@ -138,7 +93,7 @@ pub async fn retrieve(
 
 pub async fn transition(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -147,12 +102,10 @@ pub async fn transition(
     if m.to.is_none() {
         return Err(ApiError::bad_data("to: the status to move to is required"));
     }
-    Ok(
-        match hub.move_incident(&tenant(&headers)?, &id, &m, "api").await {
-            Ok(i) => json_response(StatusCode::OK, &json!(i)),
-            Err(e) => desk_error(e),
-        },
-    )
+    Ok(match hub.move_incident(&rc, &id, &m).await {
+        Ok(i) => json_response(StatusCode::OK, &json!(i)),
+        Err(e) => desk_error(e),
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -163,18 +116,16 @@ struct CommentBody {
 
 pub async fn comment(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let c: CommentBody = parse_body(&body)?;
-    Ok(
-        match hub.comment(&tenant(&headers)?, &id, &c.text, "api").await {
-            Ok(i) => json_response(StatusCode::CREATED, &json!(i)),
-            Err(e) => desk_error(e),
-        },
-    )
+    Ok(match hub.comment(&rc, &id, &c.text).await {
+        Ok(i) => json_response(StatusCode::CREATED, &json!(i)),
+        Err(e) => desk_error(e),
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -187,17 +138,14 @@ struct AttachmentBody {
 
 pub async fn attach(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let a: AttachmentBody = parse_body(&body)?;
     Ok(
-        match hub
-            .attach_url(&tenant(&headers)?, &id, &a.url, a.name.as_deref(), "api")
-            .await
-        {
+        match hub.attach_url(&rc, &id, &a.url, a.name.as_deref()).await {
             Ok(i) => json_response(StatusCode::CREATED, &json!(i)),
             Err(e) => desk_error(e),
         },
@@ -222,82 +170,69 @@ fn mode_param(q: &HashMap<String, String>) -> ApiResult<Mode> {
 
 pub async fn routing(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let table = hub.routing(&tenant(&headers)?, mode_param(&q)?).await;
+    let table = hub.routing(&rc.tenant, mode_param(&q)?).await;
     Ok(json_response(StatusCode::OK, &json!(table)))
 }
 
 pub async fn set_routing(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let mode = mode_param(&q)?;
     let table: BTreeMap<String, String> = parse_body(&body)?;
-    Ok(
-        match hub
-            .set_routing(&tenant(&headers)?, mode, table.clone())
-            .await
-        {
-            Ok(()) => json_response(StatusCode::OK, &json!(table)),
-            Err(e) => desk_error(e),
-        },
-    )
+    Ok(match hub.set_routing(&rc, mode, table.clone()).await {
+        Ok(()) => json_response(StatusCode::OK, &json!(table)),
+        Err(e) => desk_error(e),
+    })
 }
 
-pub async fn sla_policy(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn sla_policy(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let p = hub.sla_policy(&tenant(&headers)?).await;
+    let p = hub.sla_policy(&rc.tenant).await;
     Ok(json_response(StatusCode::OK, &json!(p)))
 }
 
 pub async fn set_sla_policy(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let p: SlaPolicy = parse_body(&body)?;
-    Ok(
-        match hub.set_sla_policy(&tenant(&headers)?, p.clone()).await {
-            Ok(()) => json_response(StatusCode::OK, &json!(p)),
-            Err(e) => desk_error(e),
-        },
-    )
+    Ok(match hub.set_sla_policy(&rc, p.clone()).await {
+        Ok(()) => json_response(StatusCode::OK, &json!(p)),
+        Err(e) => desk_error(e),
+    })
 }
 
-pub async fn sla_report(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn sla_report(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let r = hub.sla_report(&tenant(&headers)?).await;
+    let r = hub.sla_report(&rc.tenant).await;
     Ok(json_response(StatusCode::OK, &json!(r)))
 }
 
-pub async fn create(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+pub async fn create(State(app): State<AppState>, Ctx(rc): Ctx, body: Bytes) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let req: NewIncident = parse_body(&body)?;
-    Ok(
-        match hub.open_incident(&tenant(&headers)?, req, "api").await {
-            Ok(i) => {
-                let mut r = json_response(StatusCode::CREATED, &json!(i));
-                if let Ok(loc) =
-                    axum::http::HeaderValue::from_str(&format!("/platform/v1/incidents/{}", i.id))
-                {
-                    r.headers_mut().insert(axum::http::header::LOCATION, loc);
-                }
-                r
+    Ok(match hub.open_incident(&rc, req).await {
+        Ok(i) => {
+            let mut r = json_response(StatusCode::CREATED, &json!(i));
+            if let Ok(loc) =
+                axum::http::HeaderValue::from_str(&format!("/platform/v1/incidents/{}", i.id))
+            {
+                r.headers_mut().insert(axum::http::header::LOCATION, loc);
             }
-            Err(e) => desk_error(e),
-        },
-    )
+            r
+        }
+        Err(e) => desk_error(e),
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -308,7 +243,7 @@ struct TaskBody {
 
 pub async fn task(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path((id, n)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -317,31 +252,26 @@ pub async fn task(
         .parse()
         .map_err(|_| ApiError::bad_data("the task number is a whole number"))?;
     let t: TaskBody = parse_body(&body)?;
-    Ok(
-        match hub
-            .move_task(&tenant(&headers)?, &id, n, t.status, "api")
-            .await
-        {
-            Ok(i) => json_response(StatusCode::OK, &json!(i)),
-            Err(e) => desk_error(e),
-        },
-    )
+    Ok(match hub.move_task(&rc, &id, n, t.status).await {
+        Ok(i) => json_response(StatusCode::OK, &json!(i)),
+        Err(e) => desk_error(e),
+    })
 }
 
-pub async fn plans(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn plans(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let p = hub.plans(&tenant(&headers)?).await;
+    let p = hub.plans(&rc.tenant).await;
     Ok(json_response(StatusCode::OK, &json!(p)))
 }
 
 pub async fn set_plans(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let p: Vec<Plan> = parse_body(&body)?;
-    Ok(match hub.set_plans(&tenant(&headers)?, p.clone()).await {
+    Ok(match hub.set_plans(&rc, p.clone()).await {
         Ok(()) => json_response(StatusCode::OK, &json!(p)),
         Err(e) => desk_error(e),
     })

@@ -10,20 +10,21 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use citybrain_hub::sla::Mode;
 use citybrain_hub::{AreaSpec, DeskError};
 use serde_json::json;
 
 use super::incidents::{desk_error, parse_body};
-use super::rules::{hub, json_response, tenant};
+use super::rules::{hub, json_response};
+use crate::context::Ctx;
 use crate::problem::ApiResult;
 use crate::AppState;
 
-pub async fn mode(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn mode(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let m = hub.mode(&tenant(&headers)?).await;
+    let m = hub.mode(&rc.tenant).await;
     Ok(json_response(StatusCode::OK, &json!(m)))
 }
 
@@ -38,20 +39,14 @@ struct ModeBody {
 
 pub async fn set_mode(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let m: ModeBody = parse_body(&body)?;
     Ok(
         match hub
-            .set_mode(
-                &tenant(&headers)?,
-                m.mode,
-                &m.reason,
-                "api",
-                m.area.as_deref(),
-            )
+            .set_mode(&rc, m.mode, &m.reason, m.area.as_deref())
             .await
         {
             Ok(change) => json_response(StatusCode::OK, &json!(change)),
@@ -60,19 +55,19 @@ pub async fn set_mode(
     )
 }
 
-pub async fn areas(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn areas(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let a = hub.areas(&tenant(&headers)?).await;
+    let a = hub.areas(&rc.tenant).await;
     Ok(json_response(StatusCode::OK, &json!(a)))
 }
 
 pub async fn area(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    Ok(match hub.areas(&tenant(&headers)?).await.remove(&name) {
+    Ok(match hub.areas(&rc.tenant).await.remove(&name) {
         Some(a) => json_response(StatusCode::OK, &json!(a)),
         None => desk_error(DeskError::NoArea(name)),
     })
@@ -80,28 +75,26 @@ pub async fn area(
 
 pub async fn put_area(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let spec: AreaSpec = parse_body(&body)?;
-    Ok(
-        match hub.put_area(&tenant(&headers)?, &name, spec.clone()).await {
-            Ok(true) => json_response(StatusCode::CREATED, &json!(spec)),
-            Ok(false) => json_response(StatusCode::OK, &json!(spec)),
-            Err(e) => desk_error(e),
-        },
-    )
+    Ok(match hub.put_area(&rc, &name, spec.clone()).await {
+        Ok(true) => json_response(StatusCode::CREATED, &json!(spec)),
+        Ok(false) => json_response(StatusCode::OK, &json!(spec)),
+        Err(e) => desk_error(e),
+    })
 }
 
 pub async fn delete_area(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    Ok(match hub.delete_area(&tenant(&headers)?, &name).await {
+    Ok(match hub.delete_area(&rc, &name).await {
         Ok(()) => {
             let mut r = Response::new(axum::body::Body::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;

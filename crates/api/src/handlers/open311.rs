@@ -16,8 +16,10 @@ use citybrain_hub::open311::{Open311Error, RequestQuery};
 use serde_json::{json, Value};
 
 use super::rules::hub;
-use crate::problem::ApiResult;
+use crate::context::Ctx;
+use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
+use citybrain_model::ErrorKind;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
@@ -30,10 +32,10 @@ fn split(file: &str) -> Result<(&str, Format), Open311Error> {
     match file.rsplit_once('.') {
         Some((name, "json")) => Ok((name, Format::Json)),
         Some((name, "xml")) => Ok((name, Format::Xml)),
-        _ => Err(Open311Error {
-            code: 404,
-            description: format!("'{file}': add .json or .xml"),
-        }),
+        _ => Err(Open311Error::new(
+            ErrorKind::ResourceNotFound,
+            format!("'{file}': add .json or .xml"),
+        )),
     }
 }
 
@@ -42,9 +44,11 @@ fn tenant(q: &HashMap<String, String>) -> Result<String, Open311Error> {
         None => Ok(String::new()),
         Some(j) => citybrain_broker::request::validate_tenant(j)
             .map(|()| j.clone())
-            .map_err(|e| Open311Error {
-                code: 400,
-                description: format!("jurisdiction_id: {}", e.detail),
+            .map_err(|e| {
+                Open311Error::new(
+                    ErrorKind::BadRequestData,
+                    format!("jurisdiction_id: {}", e.detail),
+                )
             }),
     }
 }
@@ -154,14 +158,16 @@ fn respond(status: StatusCode, f: Format, root: &str, item: &str, v: &Value) -> 
     r
 }
 
+/// GeoReport v2's error body; the status (also its `code`) from the one error table.
 fn error(f: Format, e: &Open311Error) -> Response {
-    let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST);
+    let api = ApiError::of(e);
+    let status = api.status();
     respond(
         status,
         f,
         "errors",
         "error",
-        &json!([{"code": e.code, "description": e.description}]),
+        &json!([{"code": status.as_u16(), "description": api.detail}]),
     )
 }
 
@@ -195,9 +201,11 @@ fn date(
         None => Ok(None),
         Some(s) => citybrain_model::time::parse_datetime(s)
             .map(Some)
-            .ok_or_else(|| Open311Error {
-                code: 400,
-                description: format!("{k}: '{s}' is not a w3 date-time (2010-01-01T00:00:00Z)"),
+            .ok_or_else(|| {
+                Open311Error::new(
+                    ErrorKind::BadRequestData,
+                    format!("{k}: '{s}' is not a w3 date-time (2010-01-01T00:00:00Z)"),
+                )
             }),
     }
 }
@@ -262,10 +270,10 @@ pub async fn get_root(
                     end: date(&q, "end_date")?,
                     statuses: match list(&q, "status") {
                         Some(s) if s.iter().any(|x| x != "open" && x != "closed") => {
-                            return Err(Open311Error {
-                                code: 400,
-                                description: "status: open or closed".into(),
-                            })
+                            return Err(Open311Error::new(
+                                ErrorKind::BadRequestData,
+                                "status: open or closed",
+                            ))
                         }
                         other => other,
                     },
@@ -279,10 +287,10 @@ pub async fn get_root(
                     &json!(v),
                 ))
             }
-            other => Err(Open311Error {
-                code: 404,
-                description: format!("no resource '{other}'"),
-            }),
+            other => Err(Open311Error::new(
+                ErrorKind::ResourceNotFound,
+                format!("no resource '{other}'"),
+            )),
         }
     }
     .await;
@@ -300,6 +308,7 @@ fn form_of(body: &[u8], q: &HashMap<String, String>) -> Vec<(String, String)> {
 /// `POST /open311/v2/requests.{format}` (form-encoded).
 pub async fn post_root(
     State(app): State<AppState>,
+    Ctx(mut rc): Ctx,
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
@@ -308,14 +317,11 @@ pub async fn post_root(
     let r = async {
         let (name, f) = split(&file)?;
         if name != "requests" {
-            return Err(Open311Error {
-                code: 404,
-                description: format!("no resource '{name}' to post to"),
-            });
+            return Err(Open311Error::new(ErrorKind::ResourceNotFound, format!("no resource '{name}' to post to")));
         }
         let form = form_of(&body, &q);
-        let t = tenant(&q)?;
-        let (id, token) = hub.open311_submit(&t, &form).await?;
+        rc.tenant = tenant(&q)?;
+        let (id, token) = hub.open311_submit(&rc, &form).await?;
         let v = json!([{"service_request_id": id, "token": token, "service_notice": "", "account_id": ""}]);
         Ok(respond(StatusCode::CREATED, f, "service_requests", "request", &v))
     }
@@ -337,9 +343,11 @@ pub async fn service_definition(
             .services
             .iter()
             .find(|s| s.service_code == code)
-            .ok_or_else(|| Open311Error {
-                code: 404,
-                description: format!("service_code '{code}' not found"),
+            .ok_or_else(|| {
+                Open311Error::new(
+                    ErrorKind::ResourceNotFound,
+                    format!("service_code '{code}' not found"),
+                )
             })?;
         let v = json!({"service_code": s.service_code, "attributes": s.attributes});
         Ok(respond(
@@ -408,6 +416,7 @@ async fn single(
 /// `POST /open311/v2/requests/{id}/rating.{format}` (form: `api_key`, `rating`).
 pub async fn rate(
     State(app): State<AppState>,
+    Ctx(mut rc): Ctx,
     Path((id, file)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
@@ -416,13 +425,14 @@ pub async fn rate(
     let r = async {
         let (name, f) = split(&file)?;
         if name != "rating" {
-            return Err(Open311Error {
-                code: 404,
-                description: format!("no resource '{name}'"),
-            });
+            return Err(Open311Error::new(
+                ErrorKind::ResourceNotFound,
+                format!("no resource '{name}'"),
+            ));
         }
         let form = form_of(&body, &q);
-        let v = hub.open311_rate(&tenant(&q)?, &id, &form).await?;
+        rc.tenant = tenant(&q)?;
+        let v = hub.open311_rate(&rc, &id, &form).await?;
         Ok(respond(
             StatusCode::OK,
             f,
@@ -436,25 +446,20 @@ pub async fn rate(
 }
 
 /// `GET|PUT /platform/v1/open311`: the services and keys (platform API, JSON).
-pub async fn config(
-    State(app): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> ApiResult<Response> {
+pub async fn config(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let c = hub.open311_config(&super::rules::tenant(&headers)?).await;
+    let c = hub.open311_config(&rc.tenant).await;
     Ok(super::rules::json_response(StatusCode::OK, &json!(c)))
 }
 
 pub async fn set_config(
     State(app): State<AppState>,
-    headers: axum::http::HeaderMap,
+    Ctx(rc): Ctx,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let c: citybrain_hub::open311::Open311Config = serde_json::from_slice(&body)
         .map_err(|e| crate::problem::ApiError::bad_data(format!("body: {e}")))?;
-    hub.set_open311_config(&super::rules::tenant(&headers)?, c.clone())
-        .await
-        .map_err(|e| crate::problem::ApiError::bad_data(e.to_string()))?;
+    hub.set_open311_config(&rc, c.clone()).await?;
     Ok(super::rules::json_response(StatusCode::OK, &json!(c)))
 }

@@ -33,6 +33,7 @@ use citybrain_rules::RuleSpec;
 use futures::Stream;
 use serde_json::json;
 
+use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -45,27 +46,7 @@ pub(crate) fn hub(app: &AppState) -> ApiResult<&Arc<Hub>> {
     })
 }
 
-pub(crate) use crate::request::tenant_of as tenant;
-
 pub(crate) use crate::response::plain_json as json_response;
-
-impl From<HubError> for ApiError {
-    fn from(e: HubError) -> Self {
-        match e {
-            HubError::Invalid(inner) => ApiError::bad_data(inner.to_string()),
-            HubError::NotFound(_) => ApiError::new(ErrorKind::ResourceNotFound, e.to_string()),
-            HubError::Exists(_) => ApiError::new(ErrorKind::AlreadyExists, e.to_string()),
-            HubError::NoHistory => ApiError::new(ErrorKind::OperationNotSupported, e.to_string()),
-            HubError::Store(inner) => {
-                tracing::error!(error = %inner, "hub: storage error");
-                ApiError::new(
-                    ErrorKind::InternalError,
-                    "internal storage error; see the server log",
-                )
-            }
-        }
-    }
-}
 
 /// The rule in a request body: JSON, or YAML when the content type says so.
 fn rule_of(headers: &HeaderMap, body: &Bytes) -> ApiResult<RuleSpec> {
@@ -93,21 +74,21 @@ fn rule_of(headers: &HeaderMap, body: &Bytes) -> ApiResult<RuleSpec> {
     serde_json::from_str(text).map_err(|e| ApiError::bad_data(format!("body: {e}")))
 }
 
-pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn list(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let rules = hub.rules(&tenant(&headers)?);
+    let rules = hub.rules(&rc.tenant);
     Ok(json_response(StatusCode::OK, &json!(rules)))
 }
 
 pub async fn create(
     State(app): State<AppState>,
+    Ctx(rc): Ctx,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let spec = rule_of(&headers, &body)?;
-    let t = tenant(&headers)?;
-    let rec = hub.put_rule(&t, spec, "api", true).await?;
+    let rec = hub.put_rule(&rc, spec, true).await?;
     let mut r = json_response(StatusCode::CREATED, &json!(rec));
     if let Ok(loc) = HeaderValue::from_str(&format!("/platform/v1/rules/{}", rec.rule.id)) {
         r.headers_mut().insert(header::LOCATION, loc);
@@ -117,18 +98,19 @@ pub async fn create(
 
 pub async fn retrieve(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let view = hub
-        .rule(&tenant(&headers)?, &id)
+        .rule(&rc.tenant, &id)
         .ok_or_else(|| ApiError::from(HubError::NotFound(id)))?;
     Ok(json_response(StatusCode::OK, &json!(view)))
 }
 
 pub async fn replace(
     State(app): State<AppState>,
+    Ctx(rc): Ctx,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
@@ -141,7 +123,7 @@ pub async fn replace(
             spec.id
         )));
     }
-    let rec = hub.put_rule(&tenant(&headers)?, spec, "api", false).await?;
+    let rec = hub.put_rule(&rc, spec, false).await?;
     let status = if rec.version == 1 {
         StatusCode::CREATED
     } else {
@@ -152,21 +134,21 @@ pub async fn replace(
 
 pub async fn delete(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    hub.delete_rule(&tenant(&headers)?, &id, "api").await?;
+    hub.delete_rule(&rc, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub async fn versions(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let v = hub.versions(&tenant(&headers)?, &id);
+    let v = hub.versions(&rc.tenant, &id);
     if v.is_empty() {
         return Err(HubError::NotFound(id).into());
     }
@@ -241,7 +223,7 @@ impl Filter {
 
 pub async fn events(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
@@ -253,7 +235,7 @@ pub async fn events(
             .map_err(|_| ApiError::bad_data("after: an event seq (a whole number)"))?,
     };
     let list: Vec<Arc<HubEvent>> = hub
-        .recent(&tenant(&headers)?, after)
+        .recent(&rc.tenant, after)
         .into_iter()
         .filter(|e| filter.keeps(e))
         .collect();
@@ -270,7 +252,7 @@ enum Feed {
 
 pub async fn stream(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let hub = hub(&app)?;
@@ -285,7 +267,7 @@ pub async fn stream(
         }
     };
     let filter = Filter::of(&q)?;
-    let t = tenant(&headers)?;
+    let t = rc.tenant.clone();
     let state = (hub.subscribe(), hub.subscribe_incidents(), filter, t, feed);
     let s = futures::stream::unfold(state, |(mut rx, mut irx, filter, t, feed)| async move {
         loop {
@@ -342,11 +324,11 @@ struct BacktestRequest {
 
 pub async fn backtest(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Ctx(rc): Ctx,
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?.clone();
-    let t = tenant(&headers)?;
+    let t = rc.tenant.clone();
     let req: BacktestRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_data(format!("body: {e}")))?;
     let spec = match (req.rule, req.rule_id) {

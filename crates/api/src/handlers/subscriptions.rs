@@ -42,7 +42,7 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
             ),
         ));
     }
-    let all = app.broker.subscriptions.list(&req.rc);
+    let all = app.broker.subscriptions.list(&req.rc)?;
     let items: Vec<Value> = all
         .iter()
         .skip(offset)

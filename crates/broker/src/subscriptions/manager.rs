@@ -20,6 +20,7 @@ use super::notify::{notification, trigger};
 use crate::contexts::ContextResolver;
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
+use citybrain_access::{Action, Authorizer, Resource, Verb};
 
 const COLLECTION: &str = "subscriptions";
 
@@ -73,6 +74,7 @@ pub struct SubscriptionManager {
     contexts: Arc<ContextResolver>,
     clock: Arc<dyn Clock>,
     dispatcher: Arc<Dispatcher>,
+    authz: Arc<dyn Authorizer>,
     subs: RwLock<HashMap<(String, String), Arc<SubEntry>>>,
     next_seq: std::sync::atomic::AtomicU64,
 }
@@ -83,6 +85,7 @@ impl SubscriptionManager {
         contexts: Arc<ContextResolver>,
         clock: Arc<dyn Clock>,
         settings: DispatchSettings,
+        authz: Arc<dyn Authorizer>,
     ) -> Arc<Self> {
         let dispatcher = Dispatcher::new(settings, clock.clone());
         let first_seq = clock.now().timestamp_micros().max(0) as u64;
@@ -91,6 +94,7 @@ impl SubscriptionManager {
             contexts,
             clock,
             dispatcher,
+            authz,
             subs: RwLock::new(HashMap::new()),
             // New subscriptions sort after loaded ones (whose seq is their createdAt in µs).
             next_seq: std::sync::atomic::AtomicU64::new(first_seq),
@@ -120,7 +124,7 @@ impl SubscriptionManager {
             let ld = match self.contexts.resolve(ctx_src.as_ref()).await {
                 Ok(ld) => ld,
                 Err(error) => {
-                    tracing::warn!(subscription = %id, error = %error.public_detail(), "subscription @context unavailable; using the core context");
+                    tracing::warn!(subscription = %id, error = %citybrain_model::ErrorCode::public_detail(&error), "subscription @context unavailable; using the core context");
                     JsonLdContext::core()
                 }
             };
@@ -134,7 +138,7 @@ impl SubscriptionManager {
                     let c = match self.with_notify_context(c.clone()).await {
                         Ok(c) => c,
                         Err(error) => {
-                            tracing::warn!(subscription = %id, error = %error.public_detail(), "jsonldContext unavailable; notifications use the subscription's context");
+                            tracing::warn!(subscription = %id, error = %citybrain_model::ErrorCode::public_detail(&error), "jsonldContext unavailable; notifications use the subscription's context");
                             c
                         }
                     };
@@ -148,7 +152,7 @@ impl SubscriptionManager {
                     self.subs.write().insert((tenant, id), entry);
                 }
                 Err(error) => {
-                    tracing::warn!(subscription = %id, error = %error.public_detail(), "stored subscription no longer valid; skipped")
+                    tracing::warn!(subscription = %id, error = %citybrain_model::ErrorCode::public_detail(&error), "stored subscription no longer valid; skipped")
                 }
             }
         }
@@ -159,7 +163,13 @@ impl SubscriptionManager {
         body.remove("@context").or(link)
     }
 
-    async fn persist(&self, tenant: &str, entry: &SubEntry) -> Result<()> {
+    fn allow(&self, rc: &RequestContext, verb: Verb, id: Option<&str>) -> Result<()> {
+        self.authz
+            .authorize(rc, &Action::new(verb, Resource::Subscription(id)))?;
+        Ok(())
+    }
+
+    async fn persist(&self, rc: &RequestContext, entry: &SubEntry) -> Result<()> {
         let (id, doc) = {
             let s = entry.sub.read();
             (
@@ -168,7 +178,7 @@ impl SubscriptionManager {
             )
         };
         self.store
-            .put_doc(tenant, COLLECTION, &id, doc)?
+            .put_doc(&rc.tenant, COLLECTION, &id, doc, &rc.origin())?
             .wait()
             .await?;
         Ok(())
@@ -181,6 +191,7 @@ impl SubscriptionManager {
         mut body: Map<String, Value>,
         link: Option<Value>,
     ) -> Result<String> {
+        self.allow(rc, Verb::Create, None)?;
         let ctx_src = Self::split_context(&mut body, link);
         let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
         let id = match body.get("id") {
@@ -220,14 +231,15 @@ impl SubscriptionManager {
             }
             subs.insert(key.clone(), entry.clone());
         }
-        if let Err(e) = self.persist(&rc.tenant, &entry).await {
+        if let Err(e) = self.persist(rc, &entry).await {
             self.subs.write().remove(&key);
             return Err(e);
         }
         Ok(id)
     }
 
-    fn entry(&self, rc: &RequestContext, id: &str) -> Result<Arc<SubEntry>> {
+    fn entry(&self, rc: &RequestContext, id: &str, verb: Verb) -> Result<Arc<SubEntry>> {
+        self.allow(rc, verb, Some(id))?;
         if !is_absolute_uri(id) {
             return Err(BrokerError::bad_data(format!(
                 "subscription id '{id}' is not a URI"
@@ -340,12 +352,13 @@ impl SubscriptionManager {
         id: &str,
         sys_attrs: bool,
     ) -> Result<(Map<String, Value>, Arc<JsonLdContext>)> {
-        let e = self.entry(rc, id)?;
+        let e = self.entry(rc, id, Verb::Read)?;
         Ok(self.render(&e, sys_attrs))
     }
 
     /// `GET /subscriptions`: the tenant's subscriptions in id order.
-    pub fn list(&self, rc: &RequestContext) -> Vec<Arc<SubEntry>> {
+    pub fn list(&self, rc: &RequestContext) -> Result<Vec<Arc<SubEntry>>> {
+        self.allow(rc, Verb::Read, None)?;
         let subs = self.subs.read();
         let mut v: Vec<(String, Arc<SubEntry>)> = subs
             .iter()
@@ -354,7 +367,7 @@ impl SubscriptionManager {
             .collect();
         // Creation order (as clients list what they created), then id.
         v.sort_by(|a, b| (a.1.seq, &a.0).cmp(&(b.1.seq, &b.0)));
-        v.into_iter().map(|(_, e)| e).collect()
+        Ok(v.into_iter().map(|(_, e)| e).collect())
     }
 
     /// `PATCH /subscriptions/{id}`: replaces the given members, then re-validates.
@@ -365,7 +378,7 @@ impl SubscriptionManager {
         mut fragment: Map<String, Value>,
         link: Option<Value>,
     ) -> Result<()> {
-        let entry = self.entry(rc, id)?;
+        let entry = self.entry(rc, id, Verb::Update)?;
         if fragment.is_empty() {
             return Err(BrokerError::bad_data("the subscription fragment is empty"));
         }
@@ -395,16 +408,19 @@ impl SubscriptionManager {
         let compiled = self.with_notify_context(compiled).await?;
         *entry.sub.write() = compiled;
         *entry.modified_at.lock() = self.clock.now();
-        self.persist(&rc.tenant, &entry).await
+        self.persist(rc, &entry).await
     }
 
     /// `DELETE /subscriptions/{id}`.
     pub async fn delete(&self, rc: &RequestContext, id: &str) -> Result<()> {
-        self.entry(rc, id)?;
+        self.entry(rc, id, Verb::Delete)?;
         self.subs
             .write()
             .remove(&(rc.tenant.clone(), id.to_string()));
-        if let Some(c) = self.store.delete_doc(&rc.tenant, COLLECTION, id)? {
+        if let Some(c) = self
+            .store
+            .delete_doc(&rc.tenant, COLLECTION, id, &rc.origin())?
+        {
             c.wait().await?;
         }
         Ok(())

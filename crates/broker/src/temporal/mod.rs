@@ -32,6 +32,7 @@ use crate::error::{BrokerError, Result};
 use crate::query::EntityQuery;
 use crate::request::RequestContext;
 use crate::Broker;
+use citybrain_access::{Action, Verb};
 
 /// Temporal parameters as received (strings).
 #[derive(Debug, Clone, Default)]
@@ -596,6 +597,12 @@ impl Broker {
     ) -> Result<TemporalPage> {
         crate::entities::check_id(id)?;
         self.check_tenant(rc)?;
+        let types: Vec<Arc<str>> = self
+            .store
+            .get(&rc.tenant, id)
+            .map(|e| e.types.clone())
+            .unwrap_or_default();
+        self.allow(rc, Action::history(Verb::Read, &types, Some(id)))?;
         let db = self.tsdb()?;
         let not_found = || {
             BrokerError::from(citybrain_model::ModelError::not_found(format!(
@@ -635,6 +642,17 @@ impl Broker {
         tq: &TemporalQuery,
     ) -> Result<TemporalPage> {
         self.check_tenant(rc)?;
+        let asked: Vec<Arc<str>> = query
+            .types
+            .as_ref()
+            .map(|t| {
+                t.all_types()
+                    .iter()
+                    .map(|s| Arc::from(s.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.allow(rc, Action::history(Verb::Read, &asked, None))?;
         let db = self.tsdb()?;
         let mut page = TemporalPage {
             entities: Vec::new(),

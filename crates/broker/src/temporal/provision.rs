@@ -103,8 +103,17 @@ impl Broker {
         id: &str,
         decide: &mut citybrain_store::Decide<'_>,
     ) -> Result<()> {
-        let opts = ModifyOptions { history: false };
-        if let Some(m) = self.store.modify_opts(&rc.tenant, id, decide, opts)? {
+        let opts = ModifyOptions {
+            history: false,
+            origin: rc.origin(),
+        };
+        let authz = &*self.authz;
+        let mut checked = |cur: Option<&Arc<Entity>>| {
+            let w = decide(cur)?;
+            crate::access::check_write(authz, rc, id, cur, w.as_ref())?;
+            Ok(w)
+        };
+        if let Some(m) = self.store.modify_opts(&rc.tenant, id, &mut checked, opts)? {
             m.commit.wait().await?;
         }
         Ok(())

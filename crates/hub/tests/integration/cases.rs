@@ -96,21 +96,28 @@ async fn run_case(path: &Path) {
     for r in &case.rules {
         let text = serde_yaml_ng::to_string(r).unwrap();
         for spec in parse_rules(&text, &name).unwrap_or_else(|e| panic!("{name}: {e}")) {
-            hub.put_rule("", spec, "case", true)
+            hub.put_rule(&crate::by("", "case"), spec, true)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
     if let Some(p) = &case.sla {
-        hub.set_sla_policy("", serde_json::from_value(p.clone()).unwrap())
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-    hub.set_routing("", Default::default(), case.routing.clone())
+        hub.set_sla_policy(
+            &crate::by("", "case"),
+            serde_json::from_value(p.clone()).unwrap(),
+        )
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
     hub.set_routing(
-        "",
+        &crate::by("", "case"),
+        Default::default(),
+        case.routing.clone(),
+    )
+    .await
+    .unwrap();
+    hub.set_routing(
+        &crate::by("", "case"),
         citybrain_hub::sla::Mode::Emergency,
         case.emergency_routing.clone(),
     )
@@ -121,14 +128,17 @@ async fn run_case(path: &Path) {
             geometry: geometry.clone(),
             description: None,
         };
-        hub.put_area("", area, spec)
+        hub.put_area(&crate::by("", "case"), area, spec)
             .await
             .unwrap_or_else(|e| panic!("{name}: area {area}: {e}"));
     }
     if let Some(p) = &case.plans {
-        hub.set_plans("", serde_json::from_value(p.clone()).unwrap())
-            .await
-            .unwrap();
+        hub.set_plans(
+            &crate::by("", "case"),
+            serde_json::from_value(p.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     let ctx = citybrain_model::context::JsonLdContext::core();
     for (i, s) in case.steps.iter().enumerate() {
@@ -144,7 +154,7 @@ async fn run_case(path: &Path) {
             let to = serde_json::from_value(m["to"].clone())
                 .unwrap_or_else(|e| panic!("{name}: step {i}: mode.to: {e}"));
             let reason = m["reason"].as_str().unwrap_or("case");
-            hub.set_mode("", to, reason, "case", m["area"].as_str())
+            hub.set_mode(&crate::by("", "case"), to, reason, m["area"].as_str())
                 .await
                 .unwrap_or_else(|e| panic!("{name}: step {i}: {e}"));
             continue;
@@ -157,9 +167,13 @@ async fn run_case(path: &Path) {
             body.as_object_mut().unwrap().remove("incident");
             let mv: Move =
                 serde_json::from_value(body).unwrap_or_else(|e| panic!("{name}: step {i}: {e}"));
-            hub.move_incident("", &format!("urn:ngsi-ld:Incident:{n}"), &mv, "case")
-                .await
-                .unwrap_or_else(|e| panic!("{name}: step {i}: {e}"));
+            hub.move_incident(
+                &crate::by("", "case"),
+                &format!("urn:ngsi-ld:Incident:{n}"),
+                &mv,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: step {i}: {e}"));
             continue;
         }
         let (Some(at), Some(entity), Some(ty), Some(attr), Some(value)) =

@@ -16,9 +16,13 @@ const HIGH: &str = "id: high\ncategory: devices\nfor: {type: Meter}\nwhen: {kind
 
 /// Puts the rule of a YAML text.
 async fn add_rule(hub: &Hub, yaml: &str) {
-    hub.put_rule("", parse_rules(yaml, "r").unwrap().remove(0), "a", true)
-        .await
-        .unwrap();
+    hub.put_rule(
+        &crate::by("", "a"),
+        parse_rules(yaml, "r").unwrap().remove(0),
+        true,
+    )
+    .await
+    .unwrap();
 }
 
 /// Writes entity `id` of type `ty` with `v` observed at `at`; durable when it answers.
@@ -29,9 +33,12 @@ async fn put_reading(store: &Arc<dyn EntityStore>, id: &str, ty: &str, v: i64, a
     let ctx = citybrain_model::context::JsonLdContext::core();
     let e = citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, at).unwrap();
     store
-        .modify("", id, &mut |_| {
-            Ok(Some(citybrain_store::Write::Put(e.clone())))
-        })
+        .modify(
+            "",
+            id,
+            &mut |_| Ok(Some(citybrain_store::Write::Put(e.clone()))),
+            &citybrain_store::Origin::default(),
+        )
         .unwrap()
         .unwrap()
         .commit
@@ -65,14 +72,20 @@ async fn rules_and_their_versions_survive_a_restart() {
         let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
         let hub = Hub::new(dynstore, Arc::new(SystemClock)).unwrap();
         let spec = parse_rules(RULE, "r").unwrap().remove(0);
-        hub.put_rule("t1", spec.clone(), "alice", true)
+        hub.put_rule(&crate::by("t1", "alice"), spec.clone(), true)
             .await
             .unwrap();
         let mut v2 = spec;
         v2.description = "second".into();
-        hub.put_rule("t1", v2, "bob", false).await.unwrap();
+        hub.put_rule(&crate::by("t1", "bob"), v2, false)
+            .await
+            .unwrap();
         assert!(hub
-            .put_rule("t1", parse_rules(RULE, "r").unwrap().remove(0), "x", true)
+            .put_rule(
+                &crate::by("t1", "x"),
+                parse_rules(RULE, "r").unwrap().remove(0),
+                true
+            )
             .await
             .is_err());
         store.close();
@@ -83,19 +96,20 @@ async fn rules_and_their_versions_survive_a_restart() {
     let rules = hub.rules("t1");
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].record.version, 2);
-    assert_eq!(rules[0].record.modified_by, "bob");
+    assert_eq!(rules[0].record.modified_by, "user:bob");
     assert_eq!(rules[0].record.rule.description, "second");
     assert!(hub.rules("t2").is_empty(), "tenants are apart");
     let versions = hub.versions("t1", "hot");
     assert_eq!(versions.len(), 2);
-    assert_eq!(versions[0]["modifiedBy"], "alice");
+    assert_eq!(versions[0]["modifiedBy"], "user:alice");
     // Deleted, then put again: the version number goes on.
-    hub.delete_rule("t1", "hot", "carol").await.unwrap();
+    hub.delete_rule(&crate::by("t1", "carol"), "hot")
+        .await
+        .unwrap();
     let rec = hub
         .put_rule(
-            "t1",
+            &crate::by("t1", "dave"),
             parse_rules(RULE, "r").unwrap().remove(0),
-            "dave",
             true,
         )
         .await
@@ -148,7 +162,9 @@ async fn incidents_survive_a_restart_and_numbering_goes_on() {
             to: Some(Status::Acknowledged),
             ..Default::default()
         };
-        hub.move_incident("t", &made[0].id, &m, "op").await.unwrap();
+        hub.move_incident(&crate::by("t", "op"), &made[0].id, &m)
+            .await
+            .unwrap();
         store.close();
     }
     let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
@@ -180,17 +196,29 @@ async fn areas_and_their_modes_survive_a_restart() {
         let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
         let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
         let hub = Hub::new(dynstore, Arc::new(SystemClock)).unwrap();
-        hub.put_rule("", parse_rules(rule, "r").unwrap().remove(0), "a", true)
-            .await
-            .unwrap();
+        hub.put_rule(
+            &crate::by("", "a"),
+            parse_rules(rule, "r").unwrap().remove(0),
+            true,
+        )
+        .await
+        .unwrap();
         let spec = citybrain_hub::AreaSpec {
             geometry: square,
             description: None,
         };
-        assert!(hub.put_area("", "old-town", spec).await.unwrap());
-        hub.set_mode("", Mode::Emergency, "fire", "a", Some("old-town"))
+        assert!(hub
+            .put_area(&crate::by("", "a"), "old-town", spec)
             .await
-            .unwrap();
+            .unwrap());
+        hub.set_mode(
+            &crate::by("", "a"),
+            Mode::Emergency,
+            "fire",
+            Some("old-town"),
+        )
+        .await
+        .unwrap();
         store.close();
     }
     let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
@@ -248,7 +276,12 @@ async fn a_deleted_entity_leaves_the_rules() {
     let states = |hub: &Hub| hub.rules("")[0].status.entities;
     let mut feed_one = async |write: Write| {
         let m = dynstore
-            .modify("", "urn:m:1", &mut |_| Ok(Some(write.clone())))
+            .modify(
+                "",
+                "urn:m:1",
+                &mut |_| Ok(Some(write.clone())),
+                &citybrain_store::Origin::default(),
+            )
             .unwrap()
             .unwrap();
         m.commit.wait().await.unwrap();

@@ -28,7 +28,7 @@ impl EmbeddedStore {
         id: &str,
         before: &Option<Arc<Entity>>,
         mut e: Entity,
-        opts: ModifyOptions,
+        opts: &ModifyOptions,
         now: DateTime<Utc>,
     ) -> Result<(u64, Arc<Entity>), StoreError> {
         e.id.clear();
@@ -45,6 +45,7 @@ impl EmbeddedStore {
             before: before.clone(),
             after: Some(after.clone()),
             at: now,
+            origin: opts.origin.clone(),
         };
         let ops = if opts.history {
             history::derive(tenant_arc, before.as_deref(), &after)
@@ -71,7 +72,7 @@ impl EmbeddedStore {
                 nh: !opts.history,
             },
         };
-        let lsn = self.append_quiet(op, Some(change))?;
+        let lsn = self.append_quiet(op, &opts.origin, Some(change))?;
         st.put(after.clone());
         for op in &ops {
             self.inner.history.apply(op);
@@ -123,7 +124,7 @@ impl EmbeddedStore {
                     }
                 };
                 let (lsn, after) =
-                    self.put_locked(&t, &mut st, tenant, &tenant_arc, id, &before, e, opts, now)?;
+                    self.put_locked(&t, &mut st, tenant, &tenant_arc, id, &before, e, &opts, now)?;
                 wrote = true;
                 out.push(Ok(Some(Modified {
                     commit: self.commit(lsn),

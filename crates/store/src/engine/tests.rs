@@ -16,7 +16,12 @@ fn entity(id: &str, ty: &str, v: i64) -> Entity {
 fn put(store: &EmbeddedStore, tenant: &str, e: Entity) -> Commit {
     let id = e.id.clone();
     store
-        .modify(tenant, &id, &mut |_| Ok(Some(Write::Put(e.clone()))))
+        .modify(
+            tenant,
+            &id,
+            &mut |_| Ok(Some(Write::Put(e.clone()))),
+            &Origin::default(),
+        )
         .unwrap()
         .unwrap()
         .commit
@@ -42,11 +47,22 @@ fn writes_survive_reopen_via_log_and_snapshot() {
         rt.block_on(put(&s, "t2", entity("urn:y:1", "U", 1)).wait())
             .unwrap();
         let c = s
-            .put_doc("", "subscriptions", "urn:s:1", json!({"a": 1}))
+            .put_doc(
+                "",
+                "subscriptions",
+                "urn:s:1",
+                json!({"a": 1}),
+                &Origin::default(),
+            )
             .unwrap();
         rt.block_on(c.wait()).unwrap();
         let m = s
-            .modify("", "urn:x:000", &mut |_| Ok(Some(Write::Delete)))
+            .modify(
+                "",
+                "urn:x:000",
+                &mut |_| Ok(Some(Write::Delete)),
+                &Origin::default(),
+            )
             .unwrap()
             .unwrap();
         rt.block_on(m.commit.wait()).unwrap();
@@ -79,7 +95,12 @@ fn refused_writes_do_not_create_tenants_and_scan_is_ordered() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    let r = s.modify("ghost", "urn:a:1", &mut |_| Err(ModelError::bad_data("no")));
+    let r = s.modify(
+        "ghost",
+        "urn:a:1",
+        &mut |_| Err(ModelError::bad_data("no")),
+        &Origin::default(),
+    );
     assert!(matches!(r, Err(StoreError::Rejected(_))));
     assert!(!s.tenant_exists("ghost"));
     for (id, ty) in [("urn:b", "A"), ("urn:a", "B"), ("urn:c", "A")] {
@@ -181,7 +202,12 @@ fn value_index_answers_ranges_like_a_scan() {
     rt.block_on(put(&s, "", entity("urn:x:005", "T", 1000)).wait())
         .unwrap();
     let m = s
-        .modify("", "urn:x:006", &mut |_| Ok(Some(Write::Delete)))
+        .modify(
+            "",
+            "urn:x:006",
+            &mut |_| Ok(Some(Write::Delete)),
+            &Origin::default(),
+        )
         .unwrap()
         .unwrap();
     rt.block_on(m.commit.wait()).unwrap();
@@ -349,5 +375,54 @@ fn updates_are_logged_as_deltas_and_replay_exactly() {
     assert_eq!((puts, patches), (1, 21));
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     assert_eq!(*s.get("", "urn:x:1").unwrap(), *live);
+    s.close();
+}
+
+#[test]
+fn the_writer_and_its_request_are_logged_and_on_the_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let mut feed = s.subscribe();
+    let origin = Origin::new("user:ana", Some("req-42"));
+    let e = entity("urn:x:o1", "T", 1);
+    let m = s
+        .modify(
+            "",
+            "urn:x:o1",
+            &mut |_| Ok(Some(Write::Put(e.clone()))),
+            &origin,
+        )
+        .unwrap()
+        .unwrap();
+    rt.block_on(m.commit.wait()).unwrap();
+    let c = s
+        .put_doc(
+            "",
+            "rules",
+            "r1",
+            json!({"x": 1}),
+            &Origin::new("service:rules", None),
+        )
+        .unwrap();
+    rt.block_on(c.wait()).unwrap();
+    let change = rt.block_on(feed.recv()).unwrap();
+    assert_eq!(change.origin, origin);
+    let mut logged = Vec::new();
+    for seg in wal::list_segments(dir.path()).unwrap() {
+        wal::read_segment(&seg.1, &mut |entry| {
+            if let wal::WalEntry::Record(r) = entry {
+                logged.push((r.by, r.rq));
+            }
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        logged,
+        vec![
+            (Some("user:ana".to_string()), Some("req-42".to_string())),
+            (Some("service:rules".to_string()), None)
+        ]
+    );
     s.close();
 }

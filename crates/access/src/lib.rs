@@ -1,0 +1,261 @@
+//! Who is calling and what they may do.
+//!
+//! Every API family (NGSI-LD, temporal, platform, ingest, Open311, MQTT, the live feed)
+//! builds a [`RequestContext`] in one place, and every read, write and administrative
+//! action of the domain passes it, with an [`Action`], through one [`Authorizer`].
+//! Writes carry the context's [`Origin`] (actor and request id) down to the storage log,
+//! so that who did what is recorded with the change itself.
+//!
+//! Today the authorizer is [`AllowAll`]; identity, policies and masking (the governance
+//! work) implement the same trait, so no handler changes when they land.
+
+use std::sync::Arc;
+
+use citybrain_model::{Entity, ErrorKind, ModelError};
+
+mod action;
+pub use action::{Action, Resource, Verb};
+
+/// Who is calling.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// Nobody authenticated (the loopback demo, or anonymous access where configured).
+    #[default]
+    Anonymous,
+    /// A person or a client acting for one (API key, token).
+    User { id: String, roles: Vec<String> },
+    /// The platform itself: the hub's rules, SLA checks, Open311, ingestion, the demo.
+    Service(&'static str),
+}
+
+impl Principal {
+    /// The hub's rule evaluation and incident filing.
+    pub const RULES: Principal = Principal::Service("rules");
+    /// SLA checks and escalations.
+    pub const SLA: Principal = Principal::Service("sla");
+    /// Mapped vendor data (HTTP, MQTT, files).
+    pub const INGEST: Principal = Principal::Service("ingest");
+    /// Citizen reports through Open311.
+    pub const OPEN311: Principal = Principal::Service("open311");
+    /// The platform's own start-up work (demo data, migrations).
+    pub const SYSTEM: Principal = Principal::Service("system");
+
+    /// The actor as recorded with a change, an incident step or a rule version:
+    /// `anonymous`, `user:<id>` or `service:<name>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".into(),
+            Principal::User { id, .. } => format!("user:{id}"),
+            Principal::Service(s) => format!("service:{s}"),
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Principal::Anonymous)
+    }
+}
+
+/// Who wrote a change, as the storage log records it: the actor and, where the write
+/// came from a request, its id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub actor: Option<Arc<str>>,
+    pub request_id: Option<Arc<str>>,
+}
+
+impl Origin {
+    pub fn new(actor: &str, request_id: Option<&str>) -> Origin {
+        Origin {
+            actor: Some(actor.into()),
+            request_id: request_id.filter(|r| !r.is_empty()).map(Arc::from),
+        }
+    }
+}
+
+/// The context every domain call carries.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The tenant (`NGSILD-Tenant`); empty for the default tenant.
+    pub tenant: String,
+    pub principal: Principal,
+    /// The request's id (`X-Request-Id` when the client sent one, else generated);
+    /// empty for work that no request started.
+    pub request_id: String,
+}
+
+impl RequestContext {
+    /// An anonymous context for `tenant` (tests, tools).
+    pub fn tenant(tenant: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The platform acting on its own behalf in `tenant`.
+    pub fn service(tenant: impl Into<String>, principal: Principal) -> Self {
+        Self {
+            tenant: tenant.into(),
+            principal,
+            request_id: String::new(),
+        }
+    }
+
+    /// A request's context.
+    pub fn request(tenant: impl Into<String>, principal: Principal, request_id: String) -> Self {
+        Self {
+            tenant: tenant.into(),
+            principal,
+            request_id,
+        }
+    }
+
+    /// The actor recorded for what this context does.
+    pub fn actor(&self) -> String {
+        self.principal.actor()
+    }
+
+    /// What the storage log records with the writes of this context.
+    pub fn origin(&self) -> Origin {
+        Origin::new(&self.actor(), Some(&self.request_id))
+    }
+}
+
+/// A new request id (a UUID v4), for requests that brought none.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The caller must authenticate first.
+    #[error("authentication required: {0}")]
+    Unauthenticated(String),
+    /// The caller is known and may not do this.
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+}
+
+impl Denied {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Denied::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Denied::Forbidden(_) => ErrorKind::Forbidden,
+        }
+    }
+}
+
+impl From<Denied> for ModelError {
+    fn from(d: Denied) -> ModelError {
+        ModelError::new(d.kind(), d.to_string())
+    }
+}
+
+/// What a caller may see of one entity.
+#[derive(Debug, Clone)]
+pub enum View {
+    /// The entity as stored.
+    Full,
+    /// Nothing: the entity is left out of answers as if it did not exist.
+    Hidden,
+    /// A masked copy (attributes removed or generalised).
+    Masked(Box<Entity>),
+}
+
+/// The one seam every read, write and administrative action passes through.
+pub trait Authorizer: Send + Sync + 'static {
+    /// May `rc` do `action`?
+    fn authorize(&self, rc: &RequestContext, action: &Action<'_>) -> Result<(), Denied>;
+
+    /// What `rc` may see of `entity` (called for every entity an answer would carry).
+    fn view(&self, rc: &RequestContext, entity: &Entity) -> View {
+        let _ = (rc, entity);
+        View::Full
+    }
+
+    /// True when [`Authorizer::view`] is always [`View::Full`], so that readers may skip
+    /// it (the hot path of queries).
+    fn sees_everything(&self, rc: &RequestContext) -> bool {
+        let _ = rc;
+        false
+    }
+}
+
+/// Everyone may do everything: the authorizer until governance lands, and the one of
+/// the loopback demo.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn authorize(&self, _rc: &RequestContext, _action: &Action<'_>) -> Result<(), Denied> {
+        Ok(())
+    }
+
+    fn sees_everything(&self, _rc: &RequestContext) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_name_their_kind() {
+        assert_eq!(Principal::Anonymous.actor(), "anonymous");
+        assert_eq!(
+            Principal::User {
+                id: "ana".into(),
+                roles: vec![]
+            }
+            .actor(),
+            "user:ana"
+        );
+        assert_eq!(Principal::RULES.actor(), "service:rules");
+    }
+
+    #[test]
+    fn an_origin_keeps_the_request_id_only_when_there_is_one() {
+        let rc = RequestContext::service("t", Principal::SLA);
+        assert_eq!(rc.origin().actor.as_deref(), Some("service:sla"));
+        assert_eq!(rc.origin().request_id, None);
+        let rc = RequestContext::request("t", Principal::Anonymous, "r-1".into());
+        assert_eq!(rc.origin().request_id.as_deref(), Some("r-1"));
+    }
+
+    /// A policy that refuses writes of one type and hides entities of another, to show
+    /// the seam carries what governance needs.
+    struct NoParking;
+    impl Authorizer for NoParking {
+        fn authorize(&self, _rc: &RequestContext, a: &Action<'_>) -> Result<(), Denied> {
+            match a.resource {
+                Resource::Entity { types, .. }
+                    if a.verb.writes() && types.iter().any(|t| t.ends_with("Parking")) =>
+                {
+                    Err(Denied::Forbidden("parking is read-only".into()))
+                }
+                _ => Ok(()),
+            }
+        }
+        fn view(&self, _rc: &RequestContext, e: &Entity) -> View {
+            if e.types.iter().any(|t| t.ends_with("Camera")) {
+                View::Hidden
+            } else {
+                View::Full
+            }
+        }
+    }
+
+    #[test]
+    fn a_policy_decides_on_the_action_and_the_entity() {
+        let rc = RequestContext::tenant("");
+        let types: [Arc<str>; 1] = ["https://x/OffStreetParking".into()];
+        let w = Action::entity(Verb::Update, &types, Some("urn:a"));
+        let denied = NoParking.authorize(&rc, &w).unwrap_err();
+        assert_eq!(denied.kind(), ErrorKind::Forbidden);
+        let r = Action::entity(Verb::Read, &types, Some("urn:a"));
+        assert!(NoParking.authorize(&rc, &r).is_ok());
+        assert!(AllowAll.authorize(&rc, &w).is_ok());
+    }
+}

@@ -1,0 +1,201 @@
+//! The request context, built in one place for every API family, and the route-level
+//! authorization of the families whose resources are not entities.
+//!
+//! Each family's router (see `lib.rs`) carries [`contextualize`] as a route layer: it
+//! reads the tenant (`NGSILD-Tenant`), the request id (`X-Request-Id`, generated when
+//! absent, echoed on the answer) and the principal (anonymous until authentication
+//! lands: an authentication layer will put the caller's [`Principal`] in the request's
+//! extensions before this one runs), puts the [`RequestContext`] in the request, and,
+//! for the platform, ingest, Open311 and operations families, asks the broker's
+//! [`Authorizer`](citybrain_access::Authorizer) whether the caller may do what the
+//! route does. NGSI-LD entity operations are authorized inside the broker instead,
+//! on the entities themselves (their types, and what each caller may see of them).
+//! Handlers take the context with the [`Ctx`] extractor.
+
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use citybrain_access::{new_request_id, Action, Principal, RequestContext, Resource, Verb};
+
+use crate::problem::ApiError;
+use crate::request::tenant_of;
+use crate::AppState;
+
+/// The API families: each has its own router, layers and authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `/ngsi-ld/v1` (temporal included): authorized in the broker, per entity.
+    NgsiLd,
+    /// `/ingest`.
+    Ingest,
+    /// `/platform/v1`, the live feed included.
+    Platform,
+    /// `/open311/v2`: the tenant is the `jurisdiction_id`, set by the handler.
+    Open311,
+    /// `/health`, `/metrics`.
+    Operations,
+}
+
+/// The request id a client sent, or a new one.
+fn request_id_of(parts: &axum::http::HeaderMap) -> String {
+    parts
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id)
+}
+
+/// Builds the context of a request (the one place every family's context comes from).
+pub fn context_of(
+    family: Family,
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<RequestContext, ApiError> {
+    let tenant = match family {
+        // GeoReport v2 names the tenant in `jurisdiction_id` (the handler sets it, so
+        // that a bad one is answered in GeoReport's error format).
+        Family::Open311 | Family::Operations => String::new(),
+        _ => tenant_of(headers)?,
+    };
+    let principal = extensions.get::<Principal>().cloned().unwrap_or_default();
+    Ok(RequestContext::request(
+        tenant,
+        principal,
+        request_id_of(headers),
+    ))
+}
+
+/// The route layer of a family: context, then route-level authorization.
+pub async fn contextualize(
+    State((app, family)): State<(AppState, Family)>,
+    route: Result<MatchedPath, axum::extract::rejection::MatchedPathRejection>,
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let rc = match context_of(family, req.headers(), req.extensions()) {
+        Ok(rc) => rc,
+        Err(e) => return e.into_response(),
+    };
+    let param = |name: &str| {
+        params.as_ref().ok().and_then(|p| {
+            p.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    };
+    if let Ok(route) = &route {
+        let id = param("ruleId")
+            .or_else(|| param("incidentId"))
+            .or_else(|| param("source"));
+        if let Some(action) = route_action(family, req.method(), route.as_str(), id.as_deref()) {
+            if let Err(denied) = app.broker.authorizer().authorize(&rc, &action) {
+                return ApiError::of(&citybrain_model::ModelError::from(denied)).into_response();
+            }
+        }
+    }
+    let request_id = HeaderValue::from_str(&rc.request_id).ok();
+    req.extensions_mut().insert(rc);
+    let mut resp = next.run(req).await;
+    if let Some(v) = request_id {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// What a route of a non-entity family does, as an action; `None` for NGSI-LD routes
+/// (the broker authorizes those on the entities).
+pub fn route_action<'a>(
+    family: Family,
+    method: &Method,
+    route: &str,
+    id: Option<&'a str>,
+) -> Option<Action<'a>> {
+    use crate::routes::*;
+    let verb = match *method {
+        Method::GET | Method::HEAD => Verb::Read,
+        Method::POST => Verb::Create,
+        Method::DELETE => Verb::Delete,
+        _ => Verb::Update,
+    };
+    let admin = |v: Verb| if v == Verb::Read { v } else { Verb::Administer };
+    let (verb, resource) = match family {
+        Family::NgsiLd => return None,
+        Family::Operations => (Verb::Read, Resource::Operations),
+        Family::Open311 => (verb, Resource::Open311),
+        Family::Ingest => match route {
+            INGEST_SOURCE => (Verb::Create, Resource::IngestSource(id.unwrap_or_default())),
+            INGEST_SOURCES => (Verb::Read, Resource::IngestSource("*")),
+            INGEST_RELOAD => (Verb::Administer, Resource::IngestSource("*")),
+            INGEST_REPLAY => (Verb::Update, Resource::DeadLetter),
+            _ => (verb, Resource::DeadLetter),
+        },
+        Family::Platform => match route {
+            RULES | RULE | RULE_VERSIONS => (verb, Resource::Rule(id)),
+            // A back-test reads history through a rule that is not stored.
+            BACKTESTS => (Verb::Read, Resource::Rule(None)),
+            EVENTS | EVENTS_STREAM => (Verb::Read, Resource::Event),
+            INCIDENTS => (verb, Resource::Incident(None)),
+            INCIDENT | INCIDENT_TRANSITIONS | INCIDENT_COMMENTS | INCIDENT_ATTACHMENTS
+            | INCIDENT_TASK => {
+                let v = if verb == Verb::Read {
+                    verb
+                } else {
+                    Verb::Update
+                };
+                (v, Resource::Incident(id))
+            }
+            ROUTING | SLA_POLICY | SLA_REPORT | PLANS => (admin(verb), Resource::Routing),
+            MODE | AREAS | AREA => (admin(verb), Resource::Mode),
+            OPEN311_CONFIG => (admin(verb), Resource::Open311),
+            _ => (verb, Resource::Operations),
+        },
+    };
+    Some(Action::new(verb, resource))
+}
+
+/// The request's context, as [`contextualize`] built it.
+pub struct Ctx(pub RequestContext);
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        match parts.extensions.get::<RequestContext>() {
+            Some(rc) => Ok(Ctx(rc.clone())),
+            // Only a route outside every family's router gets here.
+            None => context_of(Family::Platform, &parts.headers, &parts.extensions).map(Ctx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::*;
+
+    #[test]
+    fn platform_routes_name_their_resources() {
+        let a = route_action(Family::Platform, &Method::PUT, MODE, None).unwrap();
+        assert_eq!(a, Action::new(Verb::Administer, Resource::Mode));
+        let a = route_action(Family::Platform, &Method::GET, MODE, None).unwrap();
+        assert_eq!(a.verb, Verb::Read);
+        let a = route_action(
+            Family::Platform,
+            &Method::POST,
+            INCIDENT_COMMENTS,
+            Some("urn:i:1"),
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            Action::new(Verb::Update, Resource::Incident(Some("urn:i:1")))
+        );
+        let a = route_action(Family::Ingest, &Method::POST, INGEST_SOURCE, Some("bikes")).unwrap();
+        assert_eq!(a.resource, Resource::IngestSource("bikes"));
+        assert!(route_action(Family::NgsiLd, &Method::GET, ENTITIES, None).is_none());
+    }
+}
