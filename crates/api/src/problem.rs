@@ -87,9 +87,15 @@ pub struct ApiError {
     /// Overrides the kind's status: only for HTTP-level refusals made in this crate
     /// (413, 415, 406, 405); domain errors take their status from [`describe`].
     pub status: Option<StatusCode>,
-    /// A more specific problem type and title than the kind's.
+    /// The rare parts, boxed so that `Result<T, ApiError>` stays small.
+    pub extra: Option<Box<Extra>>,
+}
+
+/// A more specific problem type than the kind's, and extension members.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// Type URI suffix (under [`PLATFORM_TYPES`]) and title.
     pub problem_type: Option<(&'static str, &'static str)>,
-    /// Extension members of the problem body.
     pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -99,8 +105,7 @@ impl ApiError {
             kind,
             detail: detail.into(),
             status: None,
-            problem_type: None,
-            extensions: serde_json::Map::new(),
+            extra: None,
         }
     }
 
@@ -111,12 +116,19 @@ impl ApiError {
         if matches!(kind, ErrorKind::InternalError | ErrorKind::Unavailable) {
             tracing::error!(error = %e, "request failed in the server");
         }
+        let problem_type = e.problem_type();
+        let extensions = e.extensions();
+        let extra = (problem_type.is_some() || !extensions.is_empty()).then(|| {
+            Box::new(Extra {
+                problem_type,
+                extensions,
+            })
+        });
         ApiError {
             kind,
             detail: e.public_detail(),
             status: None,
-            problem_type: e.problem_type(),
-            extensions: e.extensions(),
+            extra,
         }
     }
 
@@ -138,7 +150,8 @@ impl ApiError {
     pub fn body(&self) -> serde_json::Value {
         let (_, ty, title) = describe(self.kind);
         let status = self.status();
-        let mut body = match self.problem_type {
+        let extra = self.extra.as_deref();
+        let mut body = match extra.and_then(|x| x.problem_type) {
             Some((suffix, title)) => json!({
                 "type": format!("{PLATFORM_TYPES}{suffix}"),
                 "title": title,
@@ -149,8 +162,8 @@ impl ApiError {
                 json!({"type": ty, "title": title, "status": status.as_u16(), "detail": self.detail})
             }
         };
-        if let Some(obj) = body.as_object_mut() {
-            for (k, v) in &self.extensions {
+        if let (Some(obj), Some(x)) = (body.as_object_mut(), extra) {
+            for (k, v) in &x.extensions {
                 obj.insert(k.clone(), v.clone());
             }
         }
