@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 mod integration {
+    pub mod access;
     pub mod bad_input;
     pub mod batch;
     pub mod entities;

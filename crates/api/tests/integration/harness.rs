@@ -149,7 +149,75 @@ pub async fn app_with_hub_clock(clock: Arc<dyn citybrain_model::time::Clock>) ->
     }
 }
 
+/// An app with the hub whose broker and hub ask `authz` (the governance seam).
+pub async fn app_with_policy(authz: Arc<dyn citybrain_access::Authorizer>) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let cfg = BrokerConfig {
+        authorizer: authz.clone(),
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::new(dynstore.clone(), Arc::new(SystemClock), cfg).await;
+    broker.start();
+    let hub = citybrain_hub::Hub::with_authorizer(dynstore.clone(), Arc::new(SystemClock), authz)
+        .unwrap();
+    tokio::spawn(hub.clone().run(dynstore.subscribe()));
+    App {
+        router: citybrain_api::app_with(
+            broker.clone(),
+            None,
+            Some(hub.clone()),
+            HttpLimits::default(),
+        ),
+        ingest: None,
+        hub: Some(hub),
+        _broker: broker,
+        _store: store,
+        _dir: dir,
+    }
+}
+
 impl App {
+    /// A request made by `who` (as an authentication layer would mark it).
+    pub async fn call_as(
+        &self,
+        who: &citybrain_access::Principal,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let mut req = b
+            .body(
+                body.map(|v| Body::from(v.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        req.extensions_mut().insert(who.clone());
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
     pub async fn put(&self, uri: &str, body: &Value) -> Resp {
         self.call("PUT", uri, &[], Some(&body.to_string())).await
     }
