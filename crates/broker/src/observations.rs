@@ -400,6 +400,7 @@ impl StagedObservations {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
     use citybrain_model::{AttrKind, Attribute};

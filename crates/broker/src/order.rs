@@ -145,6 +145,7 @@ fn value(key: &Key, e: &Entity) -> Option<SortValue> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
     use citybrain_model::entity::parse_entity;

@@ -211,6 +211,7 @@ fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
             .iter()
             .map(|r| r.to_policy())
             .collect::<anyhow::Result<_>>()?,
+        clock: Arc::new(citybrain_model::time::SystemClock),
     })
 }
 

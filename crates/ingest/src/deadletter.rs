@@ -415,6 +415,7 @@ impl DeadLetters {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
 

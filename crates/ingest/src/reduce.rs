@@ -337,6 +337,7 @@ fn window_attr(st: &State, ms: i64, agg: Agg) -> Option<MappedAttr> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
     use serde_json::json;

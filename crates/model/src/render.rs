@@ -605,6 +605,7 @@ fn inline(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
     use crate::entity::parse_entity;

@@ -213,6 +213,19 @@ mod tests {
 /// can drive time deterministically.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+
+    /// The time at the clock's full precision (microseconds for the wall clock): for
+    /// the storage log's change times and history deletion instances.
+    fn now_precise(&self) -> DateTime<Utc> {
+        self.now()
+    }
+}
+
+/// The wall clock, read in the one place the code base may read it (`clippy.toml`
+/// bans `Utc::now` and `SystemTime::now` everywhere else).
+#[allow(clippy::disallowed_methods)]
+fn wall_clock() -> DateTime<Utc> {
+    Utc::now()
 }
 
 /// The wall clock.
@@ -223,7 +236,11 @@ impl Clock for SystemClock {
     /// Millisecond precision, the precision NGSI-LD peers show and clients compare.
     fn now(&self) -> DateTime<Utc> {
         use chrono::SubsecRound;
-        Utc::now().trunc_subsecs(3)
+        wall_clock().trunc_subsecs(3)
+    }
+
+    fn now_precise(&self) -> DateTime<Utc> {
+        wall_clock()
     }
 }
 

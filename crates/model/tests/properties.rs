@@ -1,6 +1,7 @@
 //! Property tests of the parsers: arbitrary input never panics, and what parses behaves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 
 use chrono::Utc;
 use citybrain_model::entity::parse_entity;

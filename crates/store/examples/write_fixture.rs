@@ -2,6 +2,7 @@
 //! `cargo run -p citybrain-store --example write_fixture -- DIR`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a one-off generator
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 
 use citybrain_model::entity::parse_entity;
 use citybrain_model::JsonLdContext;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use chrono::Utc;
+use citybrain_model::time::{Clock, SystemClock};
 use citybrain_model::Entity;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
@@ -38,7 +38,7 @@ use crate::wal::{self, WalEntry, WalOp};
 use citybrain_tsdb::{FlushJob, HistOp, Retention, Tsdb, TsdbOptions};
 
 /// Options of the embedded engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreOptions {
     pub dir: PathBuf,
     /// Take a snapshot (and drop older log segments) after this many log bytes.
@@ -49,6 +49,20 @@ pub struct StoreOptions {
     pub history_checkpoint_points: u64,
     /// Retention and downsampling of history, per entity type.
     pub history_retention: Vec<Retention>,
+    /// Change times, deletion instances and history retention read this clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("dir", &self.dir)
+            .field("snapshot_after_bytes", &self.snapshot_after_bytes)
+            .field("value_index", &self.value_index)
+            .field("history_checkpoint_points", &self.history_checkpoint_points)
+            .field("history_retention", &self.history_retention)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreOptions {
@@ -59,6 +73,7 @@ impl StoreOptions {
             value_index: true,
             history_checkpoint_points: 2_000_000,
             history_retention: Vec::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -397,12 +412,13 @@ impl EmbeddedStore {
             hist_busy: hist_busy.clone(),
         });
         let worker = inner.clone();
+        let clock = inner.options.clock.clone();
         let handle = std::thread::Builder::new()
             .name("citybrain-wal".into())
             .spawn(move || committer(worker, file))?;
         let hist_thread = std::thread::Builder::new()
             .name("citybrain-history".into())
-            .spawn(move || history_writer(history, hist_rx, hist_busy))?;
+            .spawn(move || history_writer(history, hist_rx, hist_busy, clock))?;
         Ok(EmbeddedStore {
             inner,
             committer: Arc::new(Mutex::new(Some(handle))),
@@ -666,7 +682,7 @@ impl EntityStore for EmbeddedStore {
         let Some(w) = decide(before.as_ref())? else {
             return Ok(None);
         };
-        let now = Utc::now();
+        let now = self.inner.options.clock.now_precise();
         let tenant_arc: Arc<str> = Arc::from(tenant);
         let (lsn, after) = match w {
             Write::Put(e) => {
@@ -1028,4 +1044,5 @@ mod hist_writer;
 use hist_writer::{history_checkpoint, history_error, history_writer};
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests;

@@ -228,6 +228,7 @@ pub fn derive(tenant: &Arc<str>, before: Option<&Entity>, after: &Entity) -> Vec
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
     use serde_json::json;

@@ -198,4 +198,5 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Mapping>, MappingError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests;

@@ -103,7 +103,7 @@ impl EmbeddedStore {
         let mut out = Vec::with_capacity(ids.len());
         let mut wrote = false;
         let mut st = t.state.write();
-        let now = Utc::now();
+        let now = self.inner.options.clock.now_precise();
         let res = (|| {
             for (i, id) in ids.iter().enumerate() {
                 if i > 0 && i % Self::YIELD_EVERY == 0 {

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
 use citybrain_tsdb::{HistOp, Tsdb};
 
 use super::{flush, HistJob, Inner, Tenant};
@@ -40,6 +39,7 @@ pub(super) fn history_writer(
     history: Arc<Tsdb>,
     jobs: std::sync::mpsc::Receiver<HistJob>,
     busy: Arc<AtomicBool>,
+    clock: Arc<dyn citybrain_model::time::Clock>,
 ) {
     background_priority();
     loop {
@@ -47,7 +47,7 @@ pub(super) fn history_writer(
             Ok(j) => j,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 // No checkpoint for a minute: still apply retention and compaction.
-                if let Err(error) = history.maintain(Utc::now().timestamp_millis()) {
+                if let Err(error) = history.maintain(clock.now().timestamp_millis()) {
                     tracing::error!(%error, "history maintenance failed");
                 }
                 continue;
@@ -58,7 +58,7 @@ pub(super) fn history_writer(
         let points = job.points();
         let started = Instant::now();
         let res = history
-            .finish_checkpoint(job, Utc::now().timestamp_millis())
+            .finish_checkpoint(job, clock.now().timestamp_millis())
             .map_err(|e| e.to_string());
         match &res {
             Ok(()) => tracing::debug!(

@@ -1,4 +1,5 @@
 use super::*;
+use chrono::Utc;
 use citybrain_model::entity::parse_entity;
 use citybrain_model::{JsonLdContext, ModelError};
 use serde_json::json;
@@ -424,5 +425,34 @@ fn the_writer_and_its_request_are_logged_and_on_the_feed() {
             (Some("service:rules".to_string()), None)
         ]
     );
+    s.close();
+}
+
+#[test]
+fn change_times_come_from_the_injected_clock() {
+    use citybrain_model::time::ManualClock;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let at: chrono::DateTime<Utc> = "2030-01-02T03:04:05.123456Z".parse().unwrap();
+    let mut opts = StoreOptions::new(dir.path());
+    opts.clock = Arc::new(ManualClock::new(at));
+    let s = EmbeddedStore::open(opts).unwrap();
+    let mut feed = s.subscribe();
+    rt.block_on(put(&s, "", entity("urn:x:c1", "T", 1)).wait())
+        .unwrap();
+    let m = s
+        .modify(
+            "",
+            "urn:x:c1",
+            &mut |_| Ok(Some(Write::Delete)),
+            &Origin::default(),
+        )
+        .unwrap()
+        .unwrap();
+    rt.block_on(m.commit.wait()).unwrap();
+    let created = rt.block_on(feed.recv()).unwrap();
+    let deleted = rt.block_on(feed.recv()).unwrap();
+    assert_eq!(created.at, at);
+    assert_eq!(deleted.at, at);
     s.close();
 }
