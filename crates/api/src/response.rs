@@ -8,6 +8,7 @@ use citybrain_model::render::{render_entity, render_feature, RenderOptions};
 use citybrain_model::{Entity, JsonLdContext};
 use serde_json::{json, Map, Value};
 
+use crate::problem::ApiError;
 use crate::request::Accept;
 
 /// The `@context` value to embed for a request context.
@@ -27,6 +28,18 @@ pub fn plain_json(status: StatusCode, body: &Value) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// `value` as JSON: what cannot be encoded is an internal error (logged where it is
+/// answered), never a `null` answer.
+pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| {
+        tracing::error!(error = %e, "an answer could not be encoded");
+        ApiError::new(
+            citybrain_model::ErrorKind::InternalError,
+            "the answer could not be encoded; see the server log",
+        )
+    })
 }
 
 /// A JSON response in the accepted representation, with `Link` for plain JSON.

@@ -67,7 +67,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let dead2 = dead.clone();
     let clock2 = clock.clone();
     let rejected = Arc::new(move |b: &Batch, why: String| {
-        let raw = serde_json::to_vec(&b.entities).unwrap_or_default();
+        let raw = citybrain_ingest::json_bytes(&b.entities, "refused edge batch");
         let letter = NewLetter {
             source: "edge-forward".into(),
             reason: Reason::Invalid,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use citybrain_access::{Principal, RequestContext, Resource, Verb};
 use citybrain_model::entity::parse_entity;
 use citybrain_rules::{Event, EventKind};
+use citybrain_telemetry::InternalEvent;
 use serde_json::{json, Map, Value};
 
 use crate::book::Book;
@@ -122,12 +123,17 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
         }
     }
     for (tenant, id, doc) in store.docs(ROUTING) {
-        if let Ok(table) = serde_json::from_value::<BTreeMap<String, String>>(doc) {
-            let d = out.entry(tenant).or_default();
-            if id == "emergency" {
-                d.emergency_routing = table;
-            } else {
-                d.routing = table;
+        match serde_json::from_value::<BTreeMap<String, String>>(doc) {
+            Ok(table) => {
+                let d = out.entry(tenant).or_default();
+                if id == "emergency" {
+                    d.emergency_routing = table;
+                } else {
+                    d.routing = table;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant, table = id, error = %e, "an unreadable routing table: incidents go unrouted until it is put again")
             }
         }
     }
@@ -144,8 +150,11 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
     }
     crate::modes::load(store, &mut out);
     for (tenant, _, doc) in store.docs(PLANS) {
-        if let Ok(p) = serde_json::from_value::<Vec<Plan>>(doc) {
-            out.entry(tenant).or_default().plans = p;
+        match serde_json::from_value::<Vec<Plan>>(doc) {
+            Ok(p) => out.entry(tenant).or_default().plans = p,
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "unreadable emergency plans: none apply until they are put again")
+            }
         }
     }
     out
@@ -257,9 +266,9 @@ impl Hub {
         let mut ids = Vec::with_capacity(list.len());
         let mut entities = Vec::with_capacity(list.len());
         for i in list {
-            let doc = serde_json::to_value(i)?;
+            let doc = crate::encode(i, "incident document")?;
             out.push(self.store.put_doc(tenant, INCIDENTS, &i.id, doc, &origin)?);
-            let entity = parse_entity(&entity_body(i), &self.ctx, now)
+            let entity = parse_entity(&entity_body(i)?, &self.ctx, now)
                 .map_err(|e| HubError::Store(citybrain_store::StoreError::Rejected(e)))?;
             ids.push(i.id.clone());
             entities.push(entity);
@@ -493,7 +502,7 @@ impl Hub {
         id: &str,
         doc: &T,
     ) -> Result<(), HubError> {
-        let doc = serde_json::to_value(doc)?;
+        let doc = crate::encode(doc, coll)?;
         self.store
             .put_doc(&rc.tenant, coll, id, doc, &rc.origin())?
             .wait()
@@ -565,21 +574,24 @@ impl Hub {
                     if breaches.is_empty() {
                         continue;
                     }
-                    self.stats
-                        .sla_breaches
-                        .fetch_add(breaches.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     let escalated = d.incidents.update(&id, |i: &mut Incident| {
                         escalate(i, &breaches, &policy, now);
                         i.clone()
                     });
                     if let Some(i) = escalated {
+                        SlaBreached {
+                            tenant,
+                            incident: &i,
+                            breaches: breaches.len(),
+                            counter: &self.stats.sla_breaches,
+                        }
+                        .emit();
                         changed.push((tenant.clone(), i));
                     }
                 }
             }
         }
         for (tenant, i) in &changed {
-            tracing::warn!(tenant, incident = %i.id, department = ?i.department, "SLA breached: escalated");
             let rc = RequestContext::service(tenant.as_str(), Principal::SLA);
             self.save_incident(&rc, i).await?;
         }
@@ -758,6 +770,30 @@ impl Hub {
     }
 }
 
+/// An incident breached its service level and was escalated: logged and counted here,
+/// in one place.
+struct SlaBreached<'a> {
+    tenant: &'a str,
+    incident: &'a Incident,
+    breaches: usize,
+    counter: &'a std::sync::atomic::AtomicU64,
+}
+
+impl InternalEvent for SlaBreached<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            tenant = self.tenant,
+            incident = %self.incident.id,
+            department = ?self.incident.department,
+            severity = ?self.incident.severity,
+            breaches = self.breaches,
+            "SLA breached: escalated"
+        );
+        self.counter
+            .fetch_add(self.breaches as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Opens the tasks of the plans for `i`'s category in `mode`.
 fn apply_plans(plans: &[Plan], mode: Mode, i: &mut Incident, now: chrono::DateTime<chrono::Utc>) {
     let category = i.category.clone();
@@ -823,7 +859,7 @@ fn raise(s: citybrain_rules::Severity) -> citybrain_rules::Severity {
 }
 
 /// The NGSI-LD entity of an incident (its queryable summary).
-fn entity_body(i: &Incident) -> Map<String, Value> {
+fn entity_body(i: &Incident) -> Result<Map<String, Value>, HubError> {
     let prop = |v: Value| json!({"type": "Property", "value": v});
     let mut b = Map::new();
     b.insert("id".into(), json!(i.id));
@@ -831,7 +867,7 @@ fn entity_body(i: &Incident) -> Map<String, Value> {
     b.insert("category".into(), prop(json!(i.category)));
     b.insert(
         "severity".into(),
-        prop(serde_json::to_value(i.severity).unwrap_or(Value::Null)),
+        prop(crate::encode(&i.severity, "incident severity")?),
     );
     b.insert("status".into(), prop(json!(i.status.name())));
     b.insert("title".into(), prop(json!(i.title)));
@@ -845,7 +881,7 @@ fn entity_body(i: &Incident) -> Map<String, Value> {
     // The mode it was opened in: responders subscribe by mode (their emergency channel).
     b.insert(
         "mode".into(),
-        prop(serde_json::to_value(i.sla.mode).unwrap_or(Value::Null)),
+        prop(crate::encode(&i.sla.mode, "incident mode")?),
     );
     if let Some(d) = &i.department {
         b.insert("department".into(), prop(json!(d)));
@@ -865,5 +901,5 @@ fn entity_body(i: &Incident) -> Map<String, Value> {
             json!({"type": "Relationship", "object": first}),
         );
     }
-    b
+    Ok(b)
 }

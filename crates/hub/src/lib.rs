@@ -68,7 +68,21 @@ pub enum HubError {
     Denied(#[from] citybrain_access::Denied),
     /// A document could not be encoded: nothing was written.
     #[error("a document could not be encoded: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(serde_json::Error),
+}
+
+/// `value` as JSON; what cannot be encoded is logged and counted (`EncodeFailed`) and
+/// refused: nothing is written as `null`.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Value, HubError> {
+    use citybrain_telemetry::InternalEvent;
+    serde_json::to_value(value).map_err(|error| {
+        citybrain_telemetry::EncodeFailed {
+            what,
+            error: &error,
+        }
+        .emit();
+        HubError::Encode(error)
+    })
 }
 
 /// A rule as stored: what was submitted, its version and when it was written.
@@ -104,6 +118,61 @@ struct TenantHub {
     engine: Engine,
     rules: BTreeMap<String, RuleRecord>,
     recent: VecDeque<Arc<HubEvent>>,
+}
+
+/// The hub's metrics, each defined once (see `citybrain-telemetry`).
+pub mod metric {
+    use citybrain_telemetry::MetricDef;
+    pub static OBSERVATIONS: MetricDef = MetricDef::counter(
+        "rules_observations",
+        "Observations evaluated by the rule engine",
+    );
+    pub static RAISED: MetricDef =
+        MetricDef::counter("rules_events_raised", "Rule events: conditions raised");
+    pub static CLEARED: MetricDef =
+        MetricDef::counter("rules_events_cleared", "Rule events: conditions cleared");
+    pub static MOMENTARY: MetricDef = MetricDef::counter(
+        "rules_events_momentary",
+        "Rule events: momentary (geofence crossings, sequences)",
+    );
+    pub static MTTA: MetricDef = MetricDef::gauge(
+        "incidents_mtta_seconds",
+        "Mean time to acknowledge incidents, by department",
+    );
+    pub static MTTR: MetricDef = MetricDef::gauge(
+        "incidents_mttr_seconds",
+        "Mean time to resolve incidents, by department",
+    );
+    pub static ACK_COMPLIANCE: MetricDef = MetricDef::gauge(
+        "incidents_ack_sla_compliance_ratio",
+        "Share of incidents acknowledged within their SLA target, by department",
+    );
+    pub static RESOLVE_COMPLIANCE: MetricDef = MetricDef::gauge(
+        "incidents_resolve_sla_compliance_ratio",
+        "Share of incidents resolved within their SLA target, by department",
+    );
+    pub static OPEN: MetricDef =
+        MetricDef::gauge("incidents_open", "Incidents being handled, by department");
+    pub static DEPARTMENT_BREACHES: MetricDef =
+        MetricDef::gauge("incidents_sla_breaches", "SLA breaches, by department");
+    pub static SLA_BREACHES: MetricDef = MetricDef::counter(
+        "incidents_sla_breaches_found",
+        "SLA breaches found since start, all tenants",
+    );
+}
+
+impl citybrain_telemetry::Metrics for HubStats {
+    fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
+        for (def, c) in [
+            (&metric::OBSERVATIONS, &self.observations),
+            (&metric::RAISED, &self.events_raised),
+            (&metric::CLEARED, &self.events_cleared),
+            (&metric::MOMENTARY, &self.events_momentary),
+            (&metric::SLA_BREACHES, &self.sla_breaches),
+        ] {
+            out(def, c.load(Ordering::Relaxed) as f64);
+        }
+    }
 }
 
 /// Counters for `/metrics`.
@@ -743,7 +812,7 @@ fn doc_of(rec: &RuleRecord) -> Result<Value, HubError> {
     Ok(json!({
         "id": rec.rule.id,
         "version": rec.version,
-        "rule": serde_json::to_value(&rec.rule)?,
+        "rule": encode(&rec.rule, "rule document")?,
         "modifiedAt": format_datetime(&rec.modified_at),
         "modifiedBy": rec.modified_by,
     }))

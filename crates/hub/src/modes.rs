@@ -202,7 +202,13 @@ impl Hub {
             .docs(MODE_HISTORY)
             .into_iter()
             .filter(|(t, _, _)| t == tenant)
-            .filter_map(|(_, k, v)| Some((k, serde_json::from_value(v).ok()?)))
+            .filter_map(|(_, k, v)| match serde_json::from_value(v) {
+                Ok(c) => Some((k, c)),
+                Err(e) => {
+                    tracing::warn!(tenant, change = k, error = %e, "an unreadable mode change left out of the history");
+                    None
+                }
+            })
             .collect();
         hist.sort_by(|a, b| a.0.cmp(&b.0));
         Modes {

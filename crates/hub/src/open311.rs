@@ -241,10 +241,13 @@ fn citizen_writes(rc: &RequestContext) -> RequestContext {
 
 impl Hub {
     pub async fn open311_config(&self, tenant: &str) -> Open311Config {
-        self.store
-            .get_doc(tenant, CONFIG, "config")
-            .and_then(|d| serde_json::from_value(d).ok())
-            .unwrap_or_default()
+        let Some(doc) = self.store.get_doc(tenant, CONFIG, "config") else {
+            return Open311Config::default();
+        };
+        serde_json::from_value(doc).unwrap_or_else(|e| {
+            tracing::warn!(tenant, error = %e, "the stored Open311 configuration is unreadable: no services until it is put again");
+            Open311Config::default()
+        })
     }
 
     /// Sets the services and keys (checked: unique codes, known datatypes, lists with

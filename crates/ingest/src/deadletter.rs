@@ -85,6 +85,32 @@ impl citybrain_model::ErrorCode for DeadLetterError {
     }
 }
 
+impl citybrain_telemetry::Metrics for DeadLetters {
+    fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
+        out(
+            &crate::stats::metric::LETTER_BYTES,
+            self.file_bytes() as f64,
+        );
+    }
+
+    fn visit_labelled(
+        &self,
+        out: &mut dyn FnMut(
+            &'static citybrain_telemetry::MetricDef,
+            citybrain_telemetry::Labels<'_>,
+            f64,
+        ),
+    ) {
+        for ((source, reason), n) in self.counts() {
+            out(
+                &crate::stats::metric::LETTERS,
+                &[("source", &source), ("reason", reason.as_str())],
+                n as f64,
+            );
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Header {

@@ -427,7 +427,7 @@ impl Link {
                 let mut parts: Vec<Vec<u8>> = Vec::new();
                 let mut cur: Vec<u8> = b"[".to_vec();
                 for e in &batch.entities {
-                    let text = serde_json::to_vec(e).unwrap_or_default();
+                    let text = crate::json_bytes(e, "forwarded entity");
                     if cur.len() > 1 && cur.len() + text.len() + 2 > MQTT_PAYLOAD {
                         cur.push(b']');
                         parts.push(std::mem::replace(&mut cur, b"[".to_vec()));

@@ -22,3 +22,23 @@ pub mod stats;
 pub use pipeline::{Ingest, IngestError, IngestSettings, Summary};
 pub mod import;
 pub mod mqtt;
+
+/// JSON text of a JSON tree (a `Value`, a record's `Node`, a list of them), for dead
+/// letters and forwarded bodies. Serializing such a tree into memory does not fail
+/// (string keys, no I/O); were it to, the failure is logged and counted and its text
+/// kept in place of the bytes, so a dead letter still says what happened: never an
+/// empty payload in silence.
+pub fn json_bytes<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Vec<u8> {
+    use citybrain_telemetry::InternalEvent;
+    match serde_json::to_vec(value) {
+        Ok(b) => b,
+        Err(error) => {
+            citybrain_telemetry::EncodeFailed {
+                what,
+                error: &error,
+            }
+            .emit();
+            format!("<not encodable: {error}>").into_bytes()
+        }
+    }
+}

@@ -166,7 +166,7 @@ impl Pending {
     fn raw_bytes(&self) -> Vec<u8> {
         match &self.raw {
             Some((o, delim)) => o.as_record().raw(*delim),
-            None => serde_json::to_vec(&self.rec.to_json()).unwrap_or_default(),
+            None => crate::json_bytes(&self.rec.to_json(), "dead letter record"),
         }
     }
 }
@@ -801,7 +801,7 @@ impl Ingest {
                 }
                 Err(BrokerError::Store(e)) => return Err(IngestError::Store(e.into())),
                 Err(BrokerError::Model(m)) => {
-                    let raw = serde_json::to_vec(&item.body).unwrap_or_default();
+                    let raw = crate::json_bytes(&item.body, "dead letter entity");
                     dead.push(NewLetter {
                         source: SOURCE.into(),
                         reason: Reason::Invalid,

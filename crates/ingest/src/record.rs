@@ -136,7 +136,7 @@ impl Record<'_> {
     /// (header and row), or the element as XML.
     pub fn raw(&self, delimiter: u8) -> Vec<u8> {
         match self {
-            Record::Json(v) => serde_json::to_vec(v).unwrap_or_default(),
+            Record::Json(v) => crate::json_bytes(v, "JSON record"),
             Record::Csv { headers, row } => {
                 let mut w = csv::WriterBuilder::new()
                     .delimiter(delimiter)

@@ -18,6 +18,69 @@ pub struct SourceStats {
     pub rejected: BTreeMap<Reason, u64>,
 }
 
+/// Ingestion metrics, each defined once (see `citybrain-telemetry`).
+pub mod metric {
+    use citybrain_telemetry::MetricDef;
+    pub static PAYLOADS: MetricDef = MetricDef::counter(
+        "ingest_payloads",
+        "Payloads received per ingest source (HTTP, MQTT, files)",
+    );
+    pub static BYTES: MetricDef =
+        MetricDef::counter("ingest_bytes", "Payload bytes received per ingest source");
+    pub static RECORDS: MetricDef = MetricDef::counter(
+        "ingest_records",
+        "Records per ingest source by outcome (read, written, filtered, reduced)",
+    );
+    pub static REJECTED: MetricDef = MetricDef::counter(
+        "ingest_rejected",
+        "Payloads or records sent to the dead letters, by source and reason",
+    );
+    pub static LETTERS: MetricDef = MetricDef::gauge(
+        "deadletters_stored",
+        "Dead letters held (not yet replayed or deleted), by source and reason",
+    );
+    pub static LETTER_BYTES: MetricDef =
+        MetricDef::gauge("deadletters_file_bytes", "Bytes of the dead-letter log");
+}
+
+impl citybrain_telemetry::Metrics for Stats {
+    fn visit(&self, _out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {}
+
+    fn visit_labelled(
+        &self,
+        out: &mut dyn FnMut(
+            &'static citybrain_telemetry::MetricDef,
+            citybrain_telemetry::Labels<'_>,
+            f64,
+        ),
+    ) {
+        for (source, st) in self.snapshot() {
+            let s = source.as_str();
+            out(&metric::PAYLOADS, &[("source", s)], st.payloads as f64);
+            out(&metric::BYTES, &[("source", s)], st.bytes as f64);
+            for (outcome, n) in [
+                ("read", st.records),
+                ("written", st.written),
+                ("filtered", st.filtered),
+                ("reduced", st.reduced),
+            ] {
+                out(
+                    &metric::RECORDS,
+                    &[("source", s), ("outcome", outcome)],
+                    n as f64,
+                );
+            }
+            for (reason, n) in &st.rejected {
+                out(
+                    &metric::REJECTED,
+                    &[("source", s), ("reason", reason.as_str())],
+                    *n as f64,
+                );
+            }
+        }
+    }
+}
+
 /// All sources' counters (a mutex per update is cheap next to a durable write).
 #[derive(Debug, Default)]
 pub struct Stats {

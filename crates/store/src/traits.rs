@@ -260,6 +260,41 @@ pub trait HistoryStore: Send + Sync {
     fn tsdb(&self) -> &Arc<Tsdb>;
 }
 
+/// The store's metrics, each defined once (see `citybrain-telemetry`).
+pub mod metric {
+    use citybrain_telemetry::MetricDef;
+    pub static LOG_RECORDS: MetricDef = MetricDef::counter(
+        "store_log_records",
+        "Records written to the write-ahead log",
+    );
+    pub static LOG_BATCHES: MetricDef =
+        MetricDef::counter("store_log_batches", "Group-commit batches (one fsync each)");
+    pub static LOG_BYTES: MetricDef =
+        MetricDef::counter("store_log_bytes", "Bytes written to the write-ahead log");
+    pub static FSYNC_SECONDS: MetricDef =
+        MetricDef::counter("store_fsync_seconds", "Time spent in fsync");
+    pub static SNAPSHOTS: MetricDef = MetricDef::counter("store_snapshots", "Snapshots written");
+    pub static DURABLE_LSN: MetricDef =
+        MetricDef::gauge("store_durable_lsn", "Highest durable log sequence number");
+    pub static ENTITIES: MetricDef =
+        MetricDef::gauge("store_entities", "Entities held, all tenants");
+    pub static FEED_SUBSCRIBERS: MetricDef =
+        MetricDef::gauge("changefeed_subscribers", "Consumers of the change feed");
+}
+
+impl citybrain_telemetry::Metrics for StoreStats {
+    fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
+        out(&metric::LOG_RECORDS, self.records as f64);
+        out(&metric::LOG_BATCHES, self.batches as f64);
+        out(&metric::LOG_BYTES, self.bytes as f64);
+        out(&metric::FSYNC_SECONDS, self.fsync_micros_total as f64 / 1e6);
+        out(&metric::SNAPSHOTS, self.snapshots as f64);
+        out(&metric::DURABLE_LSN, self.durable_lsn as f64);
+        out(&metric::ENTITIES, self.entities as f64);
+        out(&metric::FEED_SUBSCRIBERS, self.feed_subscribers as f64);
+    }
+}
+
 /// Storage counters for `/metrics`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {

@@ -254,6 +254,52 @@ pub struct EntityHistory {
     pub series: Vec<SeriesInfo>,
 }
 
+/// The history engine's metrics, each defined once (see `citybrain-telemetry`).
+pub mod metric {
+    use citybrain_telemetry::MetricDef;
+    pub static SERIES: MetricDef = MetricDef::gauge(
+        "history_series",
+        "History series (attribute instances over time)",
+    );
+    pub static HEAD_POINTS: MetricDef = MetricDef::gauge(
+        "history_head_points",
+        "History points not yet in a segment file",
+    );
+    pub static FILES: MetricDef = MetricDef::gauge("history_files", "History segment files");
+    pub static DISK_BYTES: MetricDef =
+        MetricDef::gauge("history_disk_bytes", "Bytes of history segment files");
+    pub static POINTS_WRITTEN: MetricDef = MetricDef::counter(
+        "history_points_written",
+        "History points written since start",
+    );
+    pub static CHECKPOINTS: MetricDef =
+        MetricDef::counter("history_checkpoints", "History checkpoints written");
+    pub static COMPACTIONS: MetricDef =
+        MetricDef::counter("history_compactions", "History compactions");
+    pub static CORRUPT_BLOCKS: MetricDef = MetricDef::counter(
+        "history_corrupt_blocks",
+        "History blocks found damaged (skipped, reported)",
+    );
+    pub static RETENTION_DROPPED: MetricDef = MetricDef::counter(
+        "history_retention_dropped",
+        "History points removed or rolled up by retention",
+    );
+}
+
+impl citybrain_telemetry::Metrics for TsdbStats {
+    fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
+        out(&metric::SERIES, self.series as f64);
+        out(&metric::HEAD_POINTS, self.head_points as f64);
+        out(&metric::FILES, self.files as f64);
+        out(&metric::DISK_BYTES, self.disk_bytes as f64);
+        out(&metric::POINTS_WRITTEN, self.points_written as f64);
+        out(&metric::CHECKPOINTS, self.checkpoints as f64);
+        out(&metric::COMPACTIONS, self.compactions as f64);
+        out(&metric::CORRUPT_BLOCKS, self.corrupt_blocks as f64);
+        out(&metric::RETENTION_DROPPED, self.retention_dropped as f64);
+    }
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TsdbStats {

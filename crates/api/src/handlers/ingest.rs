@@ -94,7 +94,7 @@ pub async fn post_payload(
     let (bytes, over) = read_limited(body, max).await?;
     if over {
         let s = ing.reject_oversized(&source, &bytes, None).await?;
-        let mut body = serde_json::to_value(&s).unwrap_or(Value::Null);
+        let mut body = crate::response::encode(&s)?;
         body["detail"] = json!(format!(
             "the payload is larger than {max} bytes; its first {max} bytes are kept as a dead letter"
         ));
@@ -106,10 +106,7 @@ pub async fn post_payload(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok(json_response(
-        status,
-        &serde_json::to_value(&s).unwrap_or(Value::Null),
-    ))
+    Ok(json_response(status, &crate::response::encode(&s)?))
 }
 
 /// `GET /ingest/sources`: the loaded mappings and their counters.
@@ -148,8 +145,8 @@ pub async fn reload(State(app): State<AppState>) -> ApiResult<Response> {
     Ok(json_response(StatusCode::OK, &json!({ "mappings": n })))
 }
 
-fn letter_json(l: &Letter) -> Value {
-    serde_json::to_value(l).unwrap_or(Value::Null)
+fn letter_json(l: &Letter) -> ApiResult<Value> {
+    crate::response::encode(l)
 }
 
 /// `GET /ingest/deadletters?source=&reason=&limit=&offset=`.
@@ -188,7 +185,7 @@ pub async fn list_letters(
     });
     Ok(json_response(
         StatusCode::OK,
-        &json!({"total": total, "letters": page.iter().map(letter_json).collect::<Vec<_>>()}),
+        &json!({"total": total, "letters": page.iter().map(letter_json).collect::<ApiResult<Vec<_>>>()?}),
     ))
 }
 
@@ -213,7 +210,7 @@ pub async fn get_letter(
         .dead
         .raw(id)
         .map_err(citybrain_ingest::IngestError::from)?;
-    let mut v = letter_json(&letter);
+    let mut v = letter_json(&letter)?;
     match String::from_utf8(raw) {
         Ok(s) => v["payload"] = Value::String(s),
         Err(e) => {

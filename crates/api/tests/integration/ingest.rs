@@ -146,11 +146,23 @@ async fn payloads_map_to_entities_with_documented_statuses() {
         .await;
     assert_eq!(r.body["availableBikeNumber"]["value"], 0);
 
-    // Metrics count per source and reason.
+    // Metrics count per source and reason; counters are counters.
     let r = app.get("/metrics").await;
     assert!(
+        r.text.contains(
+            "citybrain_ingest_records_total{source=\"bike-docks\",outcome=\"written\"} 7.0"
+        ),
+        "{}",
         r.text
-            .contains("citybrain_ingest_records{source=\"bike-docks\",outcome=\"written\"} 7.0"),
+    );
+    assert!(r.text.contains("# TYPE citybrain_ingest_records counter"));
+    assert!(r.text.contains("# TYPE citybrain_deadletters_stored gauge"));
+    assert!(r
+        .text
+        .contains("# TYPE citybrain_store_log_records counter"));
+    assert!(r.text.contains("# TYPE citybrain_store_entities gauge"));
+    assert!(
+        r.text.contains("citybrain_encode_failures_total 0"),
         "{}",
         r.text
     );

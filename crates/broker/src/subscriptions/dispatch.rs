@@ -54,6 +54,52 @@ pub(crate) struct Job {
     pub enqueued: std::time::Instant,
 }
 
+/// Notification metrics, each defined once (see `citybrain-telemetry`).
+pub mod metric {
+    use citybrain_telemetry::MetricDef;
+    pub static SENT: MetricDef =
+        MetricDef::counter("notifications_sent", "Notifications delivered");
+    pub static FAILED: MetricDef = MetricDef::counter(
+        "notifications_failed",
+        "Notifications that failed after retries",
+    );
+    pub static DROPPED: MetricDef = MetricDef::counter(
+        "notifications_dropped",
+        "Notifications dropped because an endpoint queue was full",
+    );
+    pub static RETRIES: MetricDef =
+        MetricDef::counter("notifications_retries", "Notification retries");
+    pub static QUEUED: MetricDef = MetricDef::gauge(
+        "notifications_queued",
+        "Notifications waiting in endpoint queues",
+    );
+    pub static LATENCY_SUM: MetricDef = MetricDef::counter(
+        "notification_delivery_seconds",
+        "Enqueue-to-delivery latency of delivered notifications, summed (mean: divide by notifications_measured)",
+    );
+    pub static LATENCY_COUNT: MetricDef =
+        MetricDef::counter("notifications_measured", "Deliveries measured for latency");
+}
+
+impl citybrain_telemetry::Metrics for DispatchStats {
+    fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
+        use std::sync::atomic::Ordering::Relaxed;
+        out(&metric::SENT, self.sent.load(Relaxed) as f64);
+        out(&metric::FAILED, self.failed.load(Relaxed) as f64);
+        out(&metric::DROPPED, self.dropped.load(Relaxed) as f64);
+        out(&metric::RETRIES, self.retries.load(Relaxed) as f64);
+        out(&metric::QUEUED, self.queued.load(Relaxed) as f64);
+        out(
+            &metric::LATENCY_SUM,
+            self.latency_micros_sum.load(Relaxed) as f64 / 1e6,
+        );
+        out(
+            &metric::LATENCY_COUNT,
+            self.latency_count.load(Relaxed) as f64,
+        );
+    }
+}
+
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
 pub struct DispatchStats {

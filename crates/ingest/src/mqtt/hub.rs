@@ -13,6 +13,7 @@ use rumqttc::QoS;
 use tokio::sync::mpsc;
 
 use super::MqttStats;
+use citybrain_telemetry::InternalEvent;
 
 /// A message for one subscriber.
 #[derive(Debug, Clone)]
@@ -138,7 +139,11 @@ impl Hub {
             if tx.try_send(d).is_ok() {
                 MqttStats::add(&self.stats.delivered, 1);
             } else {
-                MqttStats::add(&self.stats.delivery_dropped, 1);
+                super::events::DeliveryDropped {
+                    stats: &self.stats,
+                    topic,
+                }
+                .emit();
             }
         }
     }

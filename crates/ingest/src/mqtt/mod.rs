@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod codec;
+mod events;
 pub mod hub;
 pub mod notify;
 pub mod server;
@@ -89,6 +90,18 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// The connection's principal: the MQTT family's request context is built from
+    /// it, once per connection (the user who authenticated, or anonymous).
+    pub fn principal(&self) -> citybrain_broker::Principal {
+        match &self.user {
+            Some(u) => citybrain_broker::Principal::User {
+                id: u.clone(),
+                roles: Vec::new(),
+            },
+            None => citybrain_broker::Principal::Anonymous,
+        }
+    }
+
     /// Whether `topic` may be published.
     pub fn may_publish(&self, topic: &str) -> bool {
         self.publish
@@ -172,6 +185,62 @@ impl MqttSettings {
                 }
             }
             (Some(_), None) => Err(codec::Refusal::BadCredentials),
+        }
+    }
+}
+
+/// MQTT metrics, each defined once (see `citybrain-telemetry`).
+pub mod metric {
+    use citybrain_telemetry::MetricDef;
+    pub static CONNECTIONS: MetricDef =
+        MetricDef::gauge("mqtt_connections", "MQTT clients connected now");
+    pub static CONNECTIONS_TOTAL: MetricDef = MetricDef::counter(
+        "mqtt_connections_accepted",
+        "MQTT connections accepted since start",
+    );
+    pub static REFUSED: MetricDef = MetricDef::counter(
+        "mqtt_refused",
+        "MQTT connections refused (credentials, limits)",
+    );
+    pub static MESSAGES_IN: MetricDef =
+        MetricDef::counter("mqtt_messages_in", "MQTT PUBLISH packets received");
+    pub static BYTES_IN: MetricDef =
+        MetricDef::counter("mqtt_bytes_in", "MQTT payload bytes received");
+    pub static ACKS: MetricDef = MetricDef::counter(
+        "mqtt_acks",
+        "MQTT PUBACK/PUBREC sent after the durable write",
+    );
+    pub static DENIED: MetricDef = MetricDef::counter(
+        "mqtt_denied",
+        "MQTT publishes or subscriptions refused by ACL",
+    );
+    pub static DELIVERED: MetricDef =
+        MetricDef::counter("mqtt_delivered", "MQTT messages queued to subscribers");
+    pub static DELIVERY_DROPPED: MetricDef = MetricDef::counter(
+        "mqtt_delivery_dropped",
+        "MQTT messages dropped because a subscriber queue was full",
+    );
+    pub static PROTOCOL_ERRORS: MetricDef = MetricDef::counter(
+        "mqtt_protocol_errors",
+        "MQTT connections closed for protocol errors",
+    );
+}
+
+impl citybrain_telemetry::Metrics for MqttStats {
+    fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
+        for (def, c) in [
+            (&metric::CONNECTIONS, &self.connections),
+            (&metric::CONNECTIONS_TOTAL, &self.connections_total),
+            (&metric::REFUSED, &self.refused),
+            (&metric::MESSAGES_IN, &self.messages_in),
+            (&metric::BYTES_IN, &self.bytes_in),
+            (&metric::ACKS, &self.acks),
+            (&metric::DENIED, &self.denied),
+            (&metric::DELIVERED, &self.delivered),
+            (&metric::DELIVERY_DROPPED, &self.delivery_dropped),
+            (&metric::PROTOCOL_ERRORS, &self.protocol_errors),
+        ] {
+            out(def, MqttStats::get(c) as f64);
         }
     }
 }

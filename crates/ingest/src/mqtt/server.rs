@@ -16,9 +16,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::codec::{self, In, Out, Refusal, Version};
+use super::events;
 use super::hub::{Delivery, Hub};
 use super::{Grant, MqttSettings, MqttStats};
 use crate::pipeline::{Ingest, Staged};
+use citybrain_telemetry::InternalEvent;
 
 /// Most messages the reader gathers before handing them on.
 const MAX_BATCH: usize = 4096;
@@ -72,9 +74,15 @@ async fn accept_loop(
                         let stats = h.stats.clone();
                         if let Err(e) = connection(stream, s, i, h).await {
                             if matches!(e, ConnError::Protocol(_)) {
-                                MqttStats::add(&stats.protocol_errors, 1);
+                                events::ProtocolError {
+                                    stats: &stats,
+                                    peer: &peer,
+                                    error: &e,
+                                }
+                                .emit();
+                            } else {
+                                tracing::debug!(%peer, error = %e, "MQTT connection ended");
                             }
-                            tracing::debug!(%peer, error = %e, "MQTT connection ended");
                         }
                     });
                 }
@@ -196,8 +204,12 @@ async fn connection(
     let grant = match verdict {
         Ok(g) => g,
         Err(r) => {
-            MqttStats::add(&stats.refused, 1);
-            tracing::info!(client_id, ?r, "MQTT connection refused");
+            events::ConnectionRefused {
+                stats: &stats,
+                client_id: &client_id,
+                why: &r,
+            }
+            .emit();
             return Ok(());
         }
     };
@@ -208,7 +220,7 @@ async fn connection(
         hub: hub.clone(),
         conn,
     };
-    tracing::debug!(client_id, user = ?grant.user, ?version, "MQTT client connected");
+    tracing::debug!(client_id, principal = %grant.principal().actor(), ?version, "MQTT client connected");
 
     let (out_tx, out_rx) = mpsc::channel::<Out>(1024);
     let (del_tx, del_rx) = mpsc::channel::<Delivery>(settings.subscriber_queue.max(1));
@@ -290,8 +302,13 @@ async fn reader(
                     MqttStats::add(&stats.messages_in, 1);
                     MqttStats::add(&stats.bytes_in, payload.len() as u64);
                     if !grant.may_publish(&topic) {
-                        MqttStats::add(&stats.denied, 1);
-                        tracing::info!(topic, user = ?grant.user, "MQTT publish denied by ACL");
+                        events::Denied {
+                            stats: &stats,
+                            what: "publish",
+                            topic: &topic,
+                            user: grant.user.as_deref(),
+                        }
+                        .emit();
                         match (qos, version) {
                             (QoS::AtMostOnce, _) => continue,
                             (_, Version::V4) => {
@@ -348,7 +365,13 @@ async fn reader(
                             retained.extend(hub.subscribe(conn, f, q, deliveries.clone()));
                             codes.push(Some(q));
                         } else {
-                            MqttStats::add(&stats.denied, 1);
+                            events::Denied {
+                                stats: &stats,
+                                what: "subscription",
+                                topic: f,
+                                user: grant.user.as_deref(),
+                            }
+                            .emit();
                             codes.push(None);
                         }
                     }
