@@ -32,6 +32,9 @@ pub use request::{Principal, RequestContext};
 pub use subscriptions::{DispatchSettings, SubscriptionManager};
 pub use temporal::{TemporalFormat, TemporalPage, TemporalParams, TemporalQuery};
 
+/// A background task of the broker, for a supervisor to run.
+pub type BackgroundTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Limits that protect the broker from oversized requests.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -118,11 +121,28 @@ impl Broker {
         })
     }
 
-    /// Starts the background tasks: change-feed matching and periodic notifications.
+    /// Starts the background tasks (see [`Broker::background`]) on the runtime,
+    /// unsupervised (tests, tools).
     pub fn start(&self) {
+        for (_, task) in self.background() {
+            tokio::spawn(task);
+        }
+    }
+
+    /// The background tasks, named, for a supervisor to run and stop: change-feed
+    /// matching and periodic notifications.
+    pub fn background(&self) -> Vec<(&'static str, BackgroundTask)> {
         let feed = self.store.subscribe();
-        tokio::spawn(self.subscriptions.clone().run(feed));
-        tokio::spawn(self.subscriptions.clone().run_periodic());
+        vec![
+            (
+                "subscriptions",
+                Box::pin(self.subscriptions.clone().run(feed)) as BackgroundTask,
+            ),
+            (
+                "periodic-notifications",
+                Box::pin(self.subscriptions.clone().run_periodic()),
+            ),
+        ]
     }
 
     /// Storage counters for `/health` and `/metrics` (the store itself is not handed

@@ -83,9 +83,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     });
     tokio::spawn(fw.clone().run(central.clone(), rejected));
-    crate::spawn_window_flush(ing.clone());
+    tokio::spawn(crate::window_flush(ing.clone()));
     #[cfg(unix)]
-    crate::spawn_reload_on_sighup(ing.clone());
+    tokio::spawn(crate::reload_on_sighup(ing.clone()));
     let server = MqttServer::start(cfg.mqtt.settings(), ing.clone())
         .await
         .with_context(|| format!("starting the MQTT server on {}", cfg.mqtt.listen))?;

@@ -7,6 +7,7 @@ mod demo;
 mod edge;
 mod export;
 mod import;
+mod tasks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -290,6 +291,7 @@ async fn start_mqtt(
     cfg: &Config,
     broker: &Arc<Broker>,
     ing: &Arc<Ingest>,
+    tasks: &tasks::Supervisor,
 ) -> anyhow::Result<Option<citybrain_ingest::mqtt::MqttServer>> {
     use citybrain_ingest::mqtt::{client, notify::MqttNotifier, MqttServer};
     let server = if cfg.mqtt.enabled {
@@ -311,19 +313,22 @@ async fn start_mqtt(
         .set_mqtt_transport(Arc::new(MqttNotifier::new(local)));
     if cfg.mqtt_client.enabled {
         let c = &cfg.mqtt_client;
-        tokio::spawn(client::run(
-            client::ClientSettings {
-                host: c.host.clone(),
-                port: c.port,
-                client_id: c.client_id.clone(),
-                username: c.username.clone(),
-                password: c.password.clone(),
-                topics: c.topics.clone(),
-                qos: c.qos,
-                max_packet_bytes: cfg.mqtt.max_packet_bytes,
-            },
-            ing.clone(),
-        ));
+        tasks.spawn(
+            "mqtt-client",
+            client::run(
+                client::ClientSettings {
+                    host: c.host.clone(),
+                    port: c.port,
+                    client_id: c.client_id.clone(),
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                    topics: c.topics.clone(),
+                    qos: c.qos,
+                    max_packet_bytes: cfg.mqtt.max_packet_bytes,
+                },
+                ing.clone(),
+            ),
+        );
         tracing::info!(host = %c.host, port = c.port, "MQTT client mode started");
     }
     Ok(server)
@@ -331,35 +336,30 @@ async fn start_mqtt(
 
 /// Writes edge-rule windows that have ended, every second (a quiet sensor's last
 /// window is written too).
-pub fn spawn_window_flush(ing: Arc<Ingest>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            if let Err(e) = ing.flush_due_windows(Duration::from_secs(2)).await {
-                tracing::error!(error = %e, "writing closed windows failed");
-            }
+pub async fn window_flush(ing: Arc<Ingest>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = ing.flush_due_windows(Duration::from_secs(2)).await {
+            tracing::error!(error = %e, "writing closed windows failed");
         }
-    });
+    }
 }
 
 /// SIGHUP re-reads the mappings (a bad file is logged and the running mappings stay).
 #[cfg(unix)]
-pub fn spawn_reload_on_sighup(ing: Arc<Ingest>) {
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match ing.reload() {
-                Ok(n) => tracing::info!(mappings = n, "mappings reloaded (SIGHUP)"),
-                Err(e) => {
-                    tracing::error!(error = %e, "mapping reload failed; keeping the running mappings")
-                }
+pub async fn reload_on_sighup(ing: Arc<Ingest>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return std::future::pending().await;
+    };
+    while hup.recv().await.is_some() {
+        match ing.reload() {
+            Ok(n) => tracing::info!(mappings = n, "mappings reloaded (SIGHUP)"),
+            Err(e) => {
+                tracing::error!(error = %e, "mapping reload failed; keeping the running mappings")
             }
         }
-    });
+    }
 }
 
 /// Locks the data directory and opens the store in it (serve, export, import). The
@@ -387,7 +387,10 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let broker = build_broker(&cfg, &store, public_base).await;
-    broker.start();
+    let tasks = tasks::Supervisor::new();
+    for (name, task) in broker.background() {
+        tasks.spawn(name, task);
+    }
     if demo {
         let n = demo::load_once(&broker, &store).await?;
         if n > 0 {
@@ -397,12 +400,12 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let ingest = build_ingest(&cfg, &broker)?;
     #[cfg(unix)]
     if let Some(ing) = &ingest {
-        spawn_reload_on_sighup(ing.clone());
+        tasks.spawn("mapping-reload", reload_on_sighup(ing.clone()));
     }
     let mqtt = match &ingest {
         Some(ing) => {
-            spawn_window_flush(ing.clone());
-            start_mqtt(&cfg, &broker, ing).await?
+            tasks.spawn("window-flush", window_flush(ing.clone()));
+            start_mqtt(&cfg, &broker, ing, &tasks).await?
         }
         None => {
             // No ingestion and no MQTT server: `mqtt://` notification endpoints still
@@ -423,8 +426,9 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         broker.clock().clone(),
         broker.authorizer().clone(),
     )?;
-    tokio::spawn(hub.clone().run(feed));
-    tokio::spawn(hub.clone().run_ticks());
+    let h = hub.clone();
+    tasks.spawn_draining("rules", move |stop| h.run_until(feed, Some(stop)));
+    tasks.spawn("sla-checks", hub.clone().run_ticks());
     if demo {
         let n = demo::load_hub(&hub).await?;
         if n > 0 {
@@ -453,10 +457,19 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Shutdown, in order: the intake has stopped (HTTP above: in-flight requests were
+    // answered); then MQTT; then the background tasks, the rule evaluation draining
+    // what was acknowledged; then the store writes its final snapshot.
+    let started = std::time::Instant::now();
     if let Some(m) = &mqtt {
         m.stop();
     }
+    let drained = tasks.shutdown(Duration::from_secs(3)).await;
     tokio::task::spawn_blocking(move || store.close()).await?;
-    tracing::info!("stopped cleanly");
+    tracing::info!(
+        drained,
+        seconds = started.elapsed().as_secs_f64(),
+        "stopped cleanly"
+    );
     Ok(())
 }

@@ -713,9 +713,21 @@ impl Hub {
     /// benchmark) the tick took 70–230 ms and changes waited behind it, which made
     /// the benchmark's p99.
     pub async fn run(self: Arc<Self>, feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>) {
+        self.run_until(feed, None).await
+    }
+
+    /// [`Hub::run`] until `stop` turns true (or its sender goes): then the changes
+    /// already on the feed are evaluated, their events filed and made durable, and it
+    /// returns. Shutdown stops the intake first, so nothing acknowledged is left
+    /// unevaluated.
+    pub async fn run_until(
+        self: Arc<Self>,
+        feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>,
+        stop: Option<tokio::sync::watch::Receiver<bool>>,
+    ) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<Arc<HubEvent>>)>();
         let filer = self.clone();
-        tokio::spawn(async move {
+        let filing = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut by_tenant: BTreeMap<String, Vec<Arc<HubEvent>>> = BTreeMap::new();
                 by_tenant.entry(first.0).or_default().extend(first.1);
@@ -733,7 +745,7 @@ impl Hub {
                 .enable_time()
                 .build()
             {
-                Ok(rt) => rt.block_on(self.evaluate(feed, tx)),
+                Ok(rt) => rt.block_on(self.evaluate(feed, tx, stop)),
                 Err(e) => tracing::error!(error = %e, "could not start the rule evaluation loop"),
             }
             let _ = done_tx.send(());
@@ -747,6 +759,11 @@ impl Hub {
             }
             Err(e) => tracing::error!(error = %e, "could not start the rule evaluation thread"),
         }
+        // The evaluation loop has ended and dropped its sender: the filer files what it
+        // holds and ends.
+        if let Err(e) = filing.await {
+            tracing::error!(error = %e, "the incident filing task failed");
+        }
     }
 
     /// The evaluation loop (on the rules thread): changes as they come, and every
@@ -755,6 +772,7 @@ impl Hub {
         &self,
         mut feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>,
         tx: tokio::sync::mpsc::UnboundedSender<(String, Vec<Arc<HubEvent>>)>,
+        mut stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) {
         let eval = |change: Arc<Change>| {
             let events = self.on_change(&change);
@@ -784,12 +802,28 @@ impl Hub {
                 }
                 continue;
             }
+            let stopping = async {
+                match stop.as_mut() {
+                    Some(s) => {
+                        let _ = s.wait_for(|v| *v).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 change = feed.recv() => match change {
                     Some(change) => eval(change),
                     None => return,
                 },
                 _ = every.tick() => ticking = Some(self.clock.now()),
+                _ = stopping => {
+                    // Drain: what is on the feed now was acknowledged before the stop.
+                    while let Ok(change) = feed.try_recv() {
+                        eval(change);
+                    }
+                    tracing::info!("rule evaluation drained and stopped");
+                    return;
+                }
             }
         }
     }
