@@ -28,6 +28,60 @@ const ROUTING: &str = "routing";
 const SLA: &str = "sla_policy";
 const PLANS: &str = "plans";
 
+/// Every tenant's desk, each behind a lock of its own: one tenant's write, held while
+/// it waits for durability, never holds up another tenant.
+#[derive(Default)]
+pub(crate) struct Desks {
+    map: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Desk>>>>,
+}
+
+pub(crate) type DeskGuard = tokio::sync::OwnedMutexGuard<Desk>;
+
+impl Desks {
+    pub(crate) fn new(desks: HashMap<String, Desk>) -> Desks {
+        Desks {
+            map: parking_lot::Mutex::new(
+                desks
+                    .into_iter()
+                    .map(|(t, d)| (t, Arc::new(tokio::sync::Mutex::new(d))))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The desk of `tenant`, created empty when it has none, locked.
+    pub(crate) async fn lock(&self, tenant: &str) -> DeskGuard {
+        let desk = self
+            .map
+            .lock()
+            .entry(tenant.to_string())
+            .or_default()
+            .clone();
+        desk.lock_owned().await
+    }
+
+    /// The desk of `tenant`, locked, when it has one.
+    pub(crate) async fn lock_existing(&self, tenant: &str) -> Option<DeskGuard> {
+        let desk = self.map.lock().get(tenant).cloned()?;
+        Some(desk.lock_owned().await)
+    }
+
+    /// What `f` reads from `tenant`'s desk, when it has one.
+    pub(crate) async fn read<T>(&self, tenant: &str, f: impl FnOnce(&Desk) -> T) -> Option<T> {
+        let d = self.lock_existing(tenant).await?;
+        Some(f(&d))
+    }
+
+    /// Every tenant with a desk (each locked in turn by the caller).
+    pub(crate) fn tenants(&self) -> Vec<(String, Arc<tokio::sync::Mutex<Desk>>)> {
+        self.map
+            .lock()
+            .iter()
+            .map(|(t, d)| (t.clone(), d.clone()))
+            .collect()
+    }
+}
+
 /// One tenant's incidents, routing tables, service levels and mode.
 #[derive(Default)]
 pub(crate) struct Desk {
@@ -175,8 +229,7 @@ impl Hub {
         let corr: Correlation = *self.correlation.lock();
         let mut touched: BTreeMap<String, Incident> = BTreeMap::new();
         {
-            let mut desks = self.desks.lock().await;
-            let d = desks.entry(tenant.to_string()).or_default();
+            let mut d = self.desks.lock(tenant).await;
             for he in events {
                 let e: &Event = &he.event;
                 let found = d
@@ -304,8 +357,7 @@ impl Hub {
 
     /// Incidents of a tenant, newest first.
     pub async fn incidents(&self, tenant: &str, f: &IncidentFilter) -> Vec<Incident> {
-        let desks = self.desks.lock().await;
-        let Some(d) = desks.get(tenant) else {
+        let Some(d) = self.desks.lock_existing(tenant).await else {
             return Vec::new();
         };
         let mut out: Vec<Incident> = d
@@ -327,12 +379,9 @@ impl Hub {
 
     pub async fn incident(&self, tenant: &str, id: &str) -> Option<Incident> {
         self.desks
-            .lock()
+            .read(tenant, |d| d.incidents.get(id).cloned())
             .await
-            .get(tenant)?
-            .incidents
-            .get(id)
-            .cloned()
+            .flatten()
     }
 
     /// Applies `f` to one incident and saves it.
@@ -343,9 +392,10 @@ impl Hub {
         f: &mut (dyn FnMut(&mut Incident) -> Result<(), DeskError> + Send),
     ) -> Result<Incident, DeskError> {
         let updated = {
-            let mut desks = self.desks.lock().await;
-            let d = desks
-                .get_mut(&rc.tenant)
+            let mut d = self
+                .desks
+                .lock_existing(&rc.tenant)
+                .await
                 .ok_or_else(|| DeskError::NotFound(id.to_string()))?;
             let mut copy = d
                 .incidents
@@ -452,13 +502,11 @@ impl Hub {
     /// The routing table of a mode: category (or `*`) → department.
     pub async fn routing(&self, tenant: &str, mode: Mode) -> BTreeMap<String, String> {
         self.desks
-            .lock()
-            .await
-            .get(tenant)
-            .map(|d| match mode {
+            .read(tenant, |d| match mode {
                 Mode::Normal => d.routing.clone(),
                 Mode::Emergency => d.emergency_routing.clone(),
             })
+            .await
             .unwrap_or_default()
     }
 
@@ -484,8 +532,7 @@ impl Hub {
             Mode::Emergency => "emergency",
         };
         self.put_doc(rc, ROUTING, key, &table).await?;
-        let mut desks = self.desks.lock().await;
-        let d = desks.entry(rc.tenant.clone()).or_default();
+        let mut d = self.desks.lock(&rc.tenant).await;
         match mode {
             Mode::Normal => d.routing = table,
             Mode::Emergency => d.emergency_routing = table,
@@ -513,10 +560,8 @@ impl Hub {
     /// The service-level policy as written.
     pub async fn sla_policy(&self, tenant: &str) -> SlaPolicy {
         self.desks
-            .lock()
+            .read(tenant, |d| d.policy.spec.clone())
             .await
-            .get(tenant)
-            .map(|d| d.policy.spec.clone())
             .unwrap_or_default()
     }
 
@@ -529,19 +574,13 @@ impl Hub {
         self.allow(rc, Verb::Administer, Resource::Routing)?;
         let policy = Policy::compile(spec).map_err(DeskError::Invalid)?;
         self.put_doc(rc, SLA, "policy", &policy.spec).await?;
-        self.desks
-            .lock()
-            .await
-            .entry(rc.tenant.clone())
-            .or_default()
-            .policy = policy;
+        self.desks.lock(&rc.tenant).await.policy = policy;
         Ok(())
     }
 
     /// Service figures per department.
     pub async fn sla_report(&self, tenant: &str) -> Vec<DepartmentReport> {
-        let desks = self.desks.lock().await;
-        let Some(d) = desks.get(tenant) else {
+        let Some(d) = self.desks.lock_existing(tenant).await else {
             return Vec::new();
         };
         sla::report(&d.policy, d.incidents.values())
@@ -549,11 +588,12 @@ impl Hub {
 
     /// Every tenant's figures (for `/metrics`).
     pub async fn sla_reports(&self) -> Vec<(String, Vec<DepartmentReport>)> {
-        let desks = self.desks.lock().await;
-        desks
-            .iter()
-            .map(|(t, d)| (t.clone(), sla::report(&d.policy, d.incidents.values())))
-            .collect()
+        let mut out = Vec::new();
+        for (t, desk) in self.desks.tenants() {
+            let d = desk.lock().await;
+            out.push((t, sla::report(&d.policy, d.incidents.values())));
+        }
+        out
     }
 
     /// Marks the breaches of every open incident and escalates them: one severity
@@ -562,8 +602,9 @@ impl Hub {
         let now = self.clock.now();
         let mut changed: Vec<(String, Incident)> = Vec::new();
         {
-            let mut desks = self.desks.lock().await;
-            for (tenant, d) in desks.iter_mut() {
+            for (tenant, desk) in self.desks.tenants() {
+                let tenant = &tenant;
+                let mut d = desk.lock().await;
                 let policy = d.policy.clone();
                 // Only open incidents can breach (`sla::check`).
                 for id in d.incidents.open_ids() {
@@ -601,10 +642,8 @@ impl Hub {
     /// The emergency plans.
     pub async fn plans(&self, tenant: &str) -> Vec<Plan> {
         self.desks
-            .lock()
+            .read(tenant, |d| d.plans.clone())
             .await
-            .get(tenant)
-            .map(|d| d.plans.clone())
             .unwrap_or_default()
     }
 
@@ -613,12 +652,7 @@ impl Hub {
         self.allow(rc, Verb::Administer, Resource::Routing)?;
         tasks::check_plans(&plans).map_err(DeskError::Invalid)?;
         self.put_doc(rc, PLANS, "list", &plans).await?;
-        self.desks
-            .lock()
-            .await
-            .entry(rc.tenant.clone())
-            .or_default()
-            .plans = plans;
+        self.desks.lock(&rc.tenant).await.plans = plans;
         Ok(())
     }
 
@@ -701,8 +735,7 @@ impl Hub {
         tasks::check_tasks("tasks", &req.tasks).map_err(DeskError::Invalid)?;
         let now = self.clock.now();
         let i = {
-            let mut desks = self.desks.lock().await;
-            let d = desks.entry(rc.tenant.clone()).or_default();
+            let mut d = self.desks.lock(&rc.tenant).await;
             d.next += 1;
             let id = format!("urn:ngsi-ld:Incident:{}", d.next);
             let event = citybrain_rules::Event {
@@ -902,4 +935,24 @@ fn entity_body(i: &Incident) -> Result<Map<String, Value>, HubError> {
         );
     }
     Ok(b)
+}
+
+#[cfg(test)]
+mod desks_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_tenants_lock_never_holds_another() {
+        let desks = Desks::default();
+        let a = desks.lock("a").await;
+        let b = tokio::time::timeout(std::time::Duration::from_secs(1), desks.lock("b")).await;
+        assert!(b.is_ok(), "tenant b waited for tenant a's desk");
+        // The same tenant does wait.
+        let again =
+            tokio::time::timeout(std::time::Duration::from_millis(50), desks.lock("a")).await;
+        assert!(again.is_err());
+        drop(a);
+        assert!(desks.lock_existing("a").await.is_some());
+        assert!(desks.lock_existing("c").await.is_none());
+    }
 }

@@ -197,7 +197,7 @@ pub struct Hub {
     seq: AtomicU64,
     pub stats: HubStats,
     /// Incidents and routing per tenant (async: saving waits for durability).
-    desks: tokio::sync::Mutex<HashMap<String, desk::Desk>>,
+    desks: desk::Desks,
     correlation: Mutex<Correlation>,
     incident_tx: tokio::sync::broadcast::Sender<Arc<IncidentChange>>,
     /// The last version number written per (tenant, rule).
@@ -235,7 +235,7 @@ impl Hub {
         let (incident_tx, _) = tokio::sync::broadcast::channel(1_024);
         let desks = desk::load(&*store);
         let hub = Hub {
-            desks: tokio::sync::Mutex::new(desks),
+            desks: desk::Desks::new(desks),
             incident_tx,
             last_versions: Mutex::new(HashMap::new()),
             correlation: Mutex::new(Correlation::default()),
@@ -269,9 +269,10 @@ impl Hub {
                 None => tracing::warn!(tenant, rule = id, "an unreadable rule document"),
             }
         }
-        if let Ok(desks) = hub.desks.try_lock() {
-            for (t, d) in desks.iter() {
-                hub.apply_modes(t, &d.modes);
+        for (t, desk) in hub.desks.tenants() {
+            // Nobody else holds a desk while the hub is being built.
+            if let Ok(d) = desk.try_lock() {
+                hub.apply_modes(&t, &d.modes);
             }
         }
         hub.seed();

@@ -184,8 +184,7 @@ impl Hub {
     /// The tenant's mode, its areas' modes, and how they changed (oldest first).
     pub async fn mode(&self, tenant: &str) -> Modes {
         let (mode, areas) = {
-            let desks = self.desks.lock().await;
-            match desks.get(tenant) {
+            match self.desks.lock_existing(tenant).await {
                 Some(d) => (
                     d.modes.tenant,
                     d.modes
@@ -237,8 +236,7 @@ impl Hub {
                 "reason: say why the mode changes".into(),
             ));
         }
-        let mut desks = self.desks.lock().await;
-        let d = desks.entry(tenant.to_string()).or_default();
+        let mut d = self.desks.lock(tenant).await;
         let from = match area {
             Some(name) => {
                 if !d.modes.areas.contains_key(name) {
@@ -277,7 +275,7 @@ impl Hub {
             (None, m) => d.modes.tenant = m,
         }
         self.apply_modes(tenant, &d.modes);
-        drop(desks);
+        drop(d);
         tracing::warn!(tenant, area, from = ?change.from, to = ?to, reason, "mode switched");
         Ok(change)
     }
@@ -285,16 +283,14 @@ impl Hub {
     /// The tenant's areas.
     pub async fn areas(&self, tenant: &str) -> BTreeMap<String, AreaSpec> {
         self.desks
-            .lock()
-            .await
-            .get(tenant)
-            .map(|d| {
+            .read(tenant, |d| {
                 d.modes
                     .areas
                     .iter()
                     .map(|(n, a)| (n.clone(), a.spec.clone()))
                     .collect()
             })
+            .await
             .unwrap_or_default()
     }
 
@@ -310,9 +306,8 @@ impl Hub {
         let tenant = rc.tenant.as_str();
         check_area_name(name)?;
         let area = Area::compile(spec.clone()).map_err(DeskError::Invalid)?;
-        let mut desks = self.desks.lock().await;
+        let mut d = self.desks.lock(tenant).await;
         self.put_doc(rc, AREAS, name, &spec).await?;
-        let d = desks.entry(tenant.to_string()).or_default();
         let created = d.modes.areas.insert(name.to_string(), area).is_none();
         if d.modes.emergency_areas.contains(name) {
             self.apply_modes(tenant, &d.modes);
@@ -324,9 +319,10 @@ impl Hub {
     pub async fn delete_area(&self, rc: &RequestContext, name: &str) -> Result<(), DeskError> {
         self.allow(rc, Verb::Administer, Resource::Mode)?;
         let tenant = rc.tenant.as_str();
-        let mut desks = self.desks.lock().await;
-        let Some(d) = desks
-            .get_mut(tenant)
+        let Some(mut d) = self
+            .desks
+            .lock_existing(tenant)
+            .await
             .filter(|d| d.modes.areas.contains_key(name))
         else {
             return Err(DeskError::NoArea(name.to_string()));
