@@ -176,7 +176,7 @@ fn run_ingest(p: Params) -> anyhow::Result<Value> {
     })?;
     let secs = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
-    let stats = citybrain_store::HistoryStore::tsdb(&store).stats();
+    let stats = store.tsdb().stats();
     store.close();
     let v = json!({
         "observations": n,
@@ -280,7 +280,7 @@ fn run_aggregate(p: Params) -> anyhow::Result<Value> {
         store.close();
     }
     let store = open(dir.path())?;
-    let db = citybrain_store::HistoryStore::tsdb(&store).clone();
+    let db = store.tsdb().clone();
     let id = db
         .entity("bench", &key(0).entity)
         .and_then(|e| e.series.first().map(|s| s.id))
@@ -338,7 +338,7 @@ fn run_last_n(p: Params) -> anyhow::Result<Value> {
         store.close();
     }
     let store = open(dir.path())?;
-    let db = citybrain_store::HistoryStore::tsdb(&store).clone();
+    let db = store.tsdb().clone();
     let ids: Vec<u32> = (0..series)
         .filter_map(|i| {
             db.entity("bench", &key(i).entity)
@@ -371,7 +371,7 @@ fn run_mixed(p: Params, rate: f64) -> anyhow::Result<Value> {
     let store = open(dir.path())?;
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
-    let db = citybrain_store::HistoryStore::tsdb(&store).clone();
+    let db = store.tsdb().clone();
     let started = Instant::now();
     let hist = std::thread::scope(|s| -> anyhow::Result<Histogram<u64>> {
         let ing = s.spawn(|| ingest(&store, p, Some(rate), &stop, &done));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use citybrain_access::{Action, Authorizer, Resource, Verb, View};
 use citybrain_model::{Entity, ModelError};
-use citybrain_store::Write;
+use citybrain_storage::Write;
 
 use crate::error::Result;
 use crate::request::RequestContext;
@@ -35,6 +35,21 @@ impl Broker {
             View::Full => Some(e),
             View::Hidden => None,
             View::Masked(m) => Some(Arc::new(*m)),
+        }
+    }
+
+    /// [`Broker::visible`] for a scan's visitor; `everything` is
+    /// [`Authorizer::sees_everything`] for `rc`, asked once per scan.
+    pub(crate) fn seen(
+        &self,
+        rc: &RequestContext,
+        everything: bool,
+        e: &Arc<Entity>,
+    ) -> Option<Arc<Entity>> {
+        if everything {
+            Some(e.clone())
+        } else {
+            self.visible(rc, e.clone())
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use citybrain_model::entity::{parse_attributes, parse_types, ParseMode};
 use citybrain_model::ops;
 use citybrain_model::{Entity, ErrorKind, JsonLdContext, ModelError};
-use citybrain_store::{Commit, Write};
+use citybrain_storage::{Commit, Write};
 use serde_json::Value;
 
 use crate::entities::Applied;

@@ -16,8 +16,8 @@ use citybrain_model::context::{
 };
 use citybrain_model::time::{format_datetime, Clock};
 use citybrain_model::{ErrorKind, JsonLdContext};
-use citybrain_store::EntityStore;
-use citybrain_store::Origin;
+use citybrain_storage::EntityStore;
+use citybrain_storage::Origin;
 use parking_lot::RwLock;
 use serde_json::{json, Value};
 
@@ -143,7 +143,14 @@ impl ContextResolver {
     fn load_persisted(&self) {
         let now = self.clock.now();
         let mut map = self.by_url.write();
-        for (_, id, v) in self.store.docs(COLLECTION) {
+        let stored = match self.store.docs("", COLLECTION) {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::error!(%error, "stored @contexts could not be read");
+                return;
+            }
+        };
+        for (id, v) in stored {
             let (Some(url), Some(doc)) = (v.get("url").and_then(Value::as_str), v.get("doc"))
             else {
                 continue;

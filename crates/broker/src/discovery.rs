@@ -32,7 +32,12 @@ impl Broker {
         self.check_tenant(rc)?;
         self.allow(rc, Action::read(Resource::Catalogue))?;
         let mut map: BTreeMap<String, TypeInfo> = BTreeMap::new();
+        let everything = self.authorizer().sees_everything(rc);
         self.store.scan(&rc.tenant, None, None, &mut |e| {
+            // What the caller may not see is not in its catalogue either.
+            let Some(e) = self.seen(rc, everything, e) else {
+                return ControlFlow::Continue(());
+            };
             for t in &e.types {
                 let info = map.entry(t.to_string()).or_insert_with(|| TypeInfo {
                     iri: t.to_string(),
@@ -45,7 +50,7 @@ impl Broker {
                 }
             }
             ControlFlow::Continue(())
-        });
+        })?;
         Ok(map.into_values().collect())
     }
 
@@ -54,7 +59,11 @@ impl Broker {
         self.check_tenant(rc)?;
         self.allow(rc, Action::read(Resource::Catalogue))?;
         let mut map: BTreeMap<String, AttributeInfo> = BTreeMap::new();
+        let everything = self.authorizer().sees_everything(rc);
         self.store.scan(&rc.tenant, None, None, &mut |e| {
+            let Some(e) = self.seen(rc, everything, e) else {
+                return ControlFlow::Continue(());
+            };
             for (name, instances) in &e.attrs {
                 let info = map
                     .entry(name.to_string())
@@ -68,7 +77,7 @@ impl Broker {
                 info.types.extend(e.types.iter().map(|t| t.to_string()));
             }
             ControlFlow::Continue(())
-        });
+        })?;
         Ok(map.into_values().collect())
     }
 }

@@ -11,7 +11,7 @@ use citybrain_model::entity::{
 use citybrain_model::ops::{self, UpdateOutcome};
 use citybrain_model::uri::is_absolute_uri;
 use citybrain_model::{Entity, ErrorKind, JsonLdContext, ModelError};
-use citybrain_store::{Commit, Decide, Write};
+use citybrain_storage::{Commit, Decide, Write};
 use serde_json::{Map, Value};
 
 use crate::error::{BrokerError, Result};
@@ -68,7 +68,7 @@ pub(crate) fn check_uri(what: &str, v: &str) -> Result<()> {
 impl Broker {
     /// Fails with NonexistentTenant for a named tenant that was never written to.
     pub fn check_tenant(&self, rc: &RequestContext) -> Result<()> {
-        if rc.tenant.is_empty() || self.store.tenant_exists(&rc.tenant) {
+        if rc.tenant.is_empty() || self.store.tenant_exists(&rc.tenant)? {
             Ok(())
         } else {
             Err(BrokerError::new(
@@ -162,7 +162,7 @@ impl Broker {
         self.check_tenant(rc)?;
         let e = self
             .store
-            .get(&rc.tenant, id)
+            .get(&rc.tenant, id)?
             .ok_or_else(|| BrokerError::from(not_found(id)))?;
         self.allow(rc, Action::entity(Verb::Read, &e.types, Some(id)))?;
         self.visible(rc, e).ok_or_else(|| not_found(id).into())

@@ -2,7 +2,7 @@
 //! failure (reported to clients as an internal error without internals).
 
 use citybrain_model::{ErrorCode, ErrorKind, ModelError};
-use citybrain_store::StoreError;
+use citybrain_storage::StoreError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use citybrain_access::{AllowAll, Authorizer};
 use citybrain_model::time::Clock;
-use citybrain_store::EntityStore;
+use citybrain_storage::EntityStore;
 
 pub use batch::{BatchItem, BatchOutcome, UpsertMode};
 pub use contexts::{ContextResolver, ContextSettings};
@@ -148,13 +148,13 @@ impl Broker {
     /// Storage counters for `/health` and `/metrics` (the store itself is not handed
     /// out: every read and write goes through the broker's operations and its
     /// authorizer).
-    pub fn storage_stats(&self) -> citybrain_store::StoreStats {
+    pub fn storage_stats(&self) -> citybrain_storage::StoreStats {
         self.store.stats()
     }
 
     /// History counters for `/metrics`, when the store keeps history.
-    pub fn history_stats(&self) -> Option<citybrain_store::tsdb::TsdbStats> {
-        self.store.history().map(|h| h.tsdb().stats())
+    pub fn history_stats(&self) -> Option<citybrain_storage::tsdb::TsdbStats> {
+        self.store.history().map(|h| h.reader().stats())
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {

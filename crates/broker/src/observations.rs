@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use citybrain_model::intern::same;
 use citybrain_model::ops;
 use citybrain_model::Entity;
-use citybrain_store::history::{meta_op, point_of};
-use citybrain_store::tsdb::{HistOp, Point, SeriesKey};
-use citybrain_store::{Commit, ModifyOptions};
+use citybrain_storage::history::{meta_op, point_of};
+use citybrain_storage::tsdb::{HistOp, Point, SeriesKey};
+use citybrain_storage::{Commit, ModifyOptions};
 
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
@@ -232,7 +232,7 @@ fn point_reusing(
             && a.unit_code == b.unit_code
             && a.object_type() == b.object_type()
             && a.sub() == b.sub();
-        if same && matches!(p.v, citybrain_store::tsdb::Val::D(_)) {
+        if same && matches!(p.v, citybrain_storage::tsdb::Val::D(_)) {
             let fresh = point_of_times(a);
             return Point {
                 v: p.v.clone(),
@@ -248,11 +248,11 @@ fn point_reusing(
 fn point_of_times(a: &citybrain_model::Attribute) -> Point {
     let t = a.observed_at.as_ref().unwrap_or(&a.modified_at);
     Point {
-        t: citybrain_store::history::millis(t),
-        rec: citybrain_store::history::micros(&a.modified_at),
+        t: citybrain_storage::history::millis(t),
+        rec: citybrain_storage::history::micros(&a.modified_at),
         observed: a.observed_at.is_some(),
         unit: None,
-        v: citybrain_store::tsdb::Val::I(0),
+        v: citybrain_storage::tsdb::Val::I(0),
     }
 }
 

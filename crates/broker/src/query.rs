@@ -469,7 +469,7 @@ impl Broker {
                 sorted.sort();
                 sorted.dedup();
                 for id in sorted {
-                    if let Some(e) = self.store.get(&rc.tenant, &id) {
+                    if let Some(e) = self.store.get(&rc.tenant, &id)? {
                         if visit(&e).is_break() {
                             break;
                         }
@@ -480,14 +480,17 @@ impl Broker {
                 // A value-index range from q narrows the candidates; every candidate still
                 // passes the full filter, so the answer is the same as a scan's.
                 let hint = query.q.as_ref().and_then(|q| q.index_hint());
-                let indexed = hint.is_some_and(|h| {
-                    self.store
-                        .scan_values(&rc.tenant, &h.attr_iri, &h.ranges, &mut visit)
-                });
+                let indexed = match hint {
+                    Some(h) => {
+                        self.store
+                            .scan_values(&rc.tenant, &h.attr_iri, &h.ranges, &mut visit)?
+                    }
+                    None => false,
+                };
                 if !indexed {
                     let types = query.types.as_ref().map(TypeExpr::all_types);
                     self.store
-                        .scan(&rc.tenant, types.as_deref(), None, &mut visit);
+                        .scan(&rc.tenant, types.as_deref(), None, &mut visit)?;
                 }
             }
         }

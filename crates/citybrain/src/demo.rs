@@ -158,7 +158,7 @@ pub async fn load_once(
     broker: &Arc<Broker>,
     store: &dyn citybrain_store::EntityStore,
 ) -> anyhow::Result<usize> {
-    if store.get_doc("", MARKER.0, MARKER.1).is_some() {
+    if store.get_doc("", MARKER.0, MARKER.1)?.is_some() {
         return Ok(0);
     }
     let observed = citybrain_model::time::format_datetime(&broker.clock().now());

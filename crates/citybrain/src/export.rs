@@ -16,7 +16,7 @@ use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use citybrain_model::time::{format_datetime, from_millis, parse_datetime};
 use citybrain_model::JsonLdContext;
-use citybrain_store::history::{attribute_of, is_deletion};
+use citybrain_store::storage::history::{attribute_of, is_deletion};
 use citybrain_store::tsdb::{Selection, TimeProp, Val};
 use citybrain_store::{EmbeddedStore, HistoryStore};
 use clap::Args;
@@ -64,7 +64,7 @@ pub fn run(store: &EmbeddedStore, a: &ExportArgs) -> anyhow::Result<(u64, u64)> 
     let to = bound("to", a.to.as_deref())?;
     let types: Vec<String> = a.types.iter().map(|t| ctx.expand(t)).collect();
     let attrs: Vec<String> = a.attrs.iter().map(|t| ctx.expand(t)).collect();
-    let db = store.tsdb().clone();
+    let db = store.reader();
     let mut chosen = Vec::new();
     db.scan(&a.tenant, None, &mut |h| {
         let type_ok = types.is_empty() || h.types.iter().any(|t| types.iter().any(|x| **x == **t));

@@ -6,8 +6,8 @@ use std::ops::{Bound, ControlFlow};
 
 use chrono::{DateTime, Utc};
 use citybrain_rules::{Engine, Event, ObsValue, Observation, RuleSpec};
-use citybrain_store::history::attribute_of;
-use citybrain_store::tsdb::{Selection, TimeProp};
+use citybrain_storage::history::attribute_of;
+use citybrain_storage::tsdb::{Selection, TimeProp};
 use serde::Serialize;
 
 use crate::{Hub, HubError};
@@ -54,7 +54,7 @@ impl Hub {
         let Some(history) = self.store.history() else {
             return Err(HubError::NoHistory);
         };
-        let tsdb = history.tsdb();
+        let tsdb = history.reader();
         let mut wanted: BTreeSet<Option<String>> = BTreeSet::new();
         expanded.when.attrs(&mut wanted);
         let any_attr = wanted.contains(&None);

@@ -162,9 +162,11 @@ fn number_of(id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, Desk> {
+pub(crate) fn load(
+    store: &dyn citybrain_storage::EntityStore,
+) -> Result<HashMap<String, Desk>, citybrain_storage::StoreError> {
     let mut out: HashMap<String, Desk> = HashMap::new();
-    for (tenant, id, doc) in store.docs(INCIDENTS) {
+    for (tenant, id, doc) in citybrain_storage::load_collection(store, INCIDENTS)? {
         match serde_json::from_value::<Incident>(doc) {
             Ok(i) => {
                 let d = out.entry(tenant).or_default();
@@ -176,7 +178,7 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
             }
         }
     }
-    for (tenant, id, doc) in store.docs(ROUTING) {
+    for (tenant, id, doc) in citybrain_storage::load_collection(store, ROUTING)? {
         match serde_json::from_value::<BTreeMap<String, String>>(doc) {
             Ok(table) => {
                 let d = out.entry(tenant).or_default();
@@ -191,7 +193,7 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
             }
         }
     }
-    for (tenant, id, doc) in store.docs(SLA) {
+    for (tenant, id, doc) in citybrain_storage::load_collection(store, SLA)? {
         match serde_json::from_value::<SlaPolicy>(doc)
             .map_err(|e| e.to_string())
             .and_then(Policy::compile)
@@ -202,8 +204,8 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
             }
         }
     }
-    crate::modes::load(store, &mut out);
-    for (tenant, _, doc) in store.docs(PLANS) {
+    crate::modes::load(store, &mut out)?;
+    for (tenant, _, doc) in citybrain_storage::load_collection(store, PLANS)? {
         match serde_json::from_value::<Vec<Plan>>(doc) {
             Ok(p) => out.entry(tenant).or_default().plans = p,
             Err(e) => {
@@ -211,7 +213,7 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore) -> HashMap<String, 
             }
         }
     }
-    out
+    Ok(out)
 }
 
 impl Hub {
@@ -311,7 +313,7 @@ impl Hub {
         &self,
         rc: &RequestContext,
         list: &[Incident],
-    ) -> Result<Vec<citybrain_store::Commit>, HubError> {
+    ) -> Result<Vec<citybrain_storage::Commit>, HubError> {
         let tenant = rc.tenant.as_str();
         let origin = rc.origin();
         let mut out = Vec::with_capacity(list.len() * 2);
@@ -322,7 +324,7 @@ impl Hub {
             let doc = crate::encode(i, "incident document")?;
             out.push(self.store.put_doc(tenant, INCIDENTS, &i.id, doc, &origin)?);
             let entity = parse_entity(&entity_body(i)?, &self.ctx, now)
-                .map_err(|e| HubError::Store(citybrain_store::StoreError::Rejected(e)))?;
+                .map_err(|e| HubError::Store(citybrain_storage::StoreError::Rejected(e)))?;
             ids.push(i.id.clone());
             entities.push(entity);
         }
@@ -338,13 +340,13 @@ impl Hub {
                     None => entity.clone(),
                 }))
             },
-            citybrain_store::ModifyOptions::by(origin.clone()),
+            citybrain_storage::ModifyOptions::by(origin.clone()),
         )?;
         for r in results {
             match r {
                 Ok(Some(m)) => out.push(m.commit),
                 Ok(None) => {}
-                Err(e) => return Err(HubError::Store(citybrain_store::StoreError::Rejected(e))),
+                Err(e) => return Err(HubError::Store(citybrain_storage::StoreError::Rejected(e))),
             }
         }
         Ok(out)

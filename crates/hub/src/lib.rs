@@ -26,7 +26,7 @@ use citybrain_model::context::JsonLdContext;
 use citybrain_model::time::{format_datetime, Clock};
 use citybrain_model::Entity;
 use citybrain_rules::{Engine, Event, ObsValue, Observation, RuleError, RuleSpec, RuleStatus};
-use citybrain_store::{Change, ChangeKind, EntityStore, StoreError};
+use citybrain_storage::{Change, ChangeKind, EntityStore, Feed, StoreError};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -233,7 +233,7 @@ impl Hub {
         let incident_type = ctx.expand("Incident");
         let (events, _) = tokio::sync::broadcast::channel(4_096);
         let (incident_tx, _) = tokio::sync::broadcast::channel(1_024);
-        let desks = desk::load(&*store);
+        let desks = desk::load(&*store)?;
         let hub = Hub {
             desks: desk::Desks::new(desks),
             incident_tx,
@@ -252,14 +252,14 @@ impl Hub {
         };
         {
             let mut lv = hub.last_versions.lock();
-            for (tenant, key, doc) in hub.store.docs(VERSIONS) {
+            for (tenant, key, doc) in citybrain_storage::load_collection(&*hub.store, VERSIONS)? {
                 if let (Some((id, _)), Some(v)) = (key.rsplit_once('@'), doc["version"].as_u64()) {
                     let e = lv.entry((tenant, id.to_string())).or_insert(0);
                     *e = (*e).max(v);
                 }
             }
         }
-        for (tenant, id, doc) in hub.store.docs(RULES) {
+        for (tenant, id, doc) in citybrain_storage::load_collection(&*hub.store, RULES)? {
             match record_of(&doc) {
                 Some(rec) => {
                     if let Err(e) = hub.install(&tenant, rec) {
@@ -295,7 +295,7 @@ impl Hub {
         for (tenant, t) in tenants.iter_mut() {
             let started = std::time::Instant::now();
             let (mut entities, mut observations) = (0u64, 0u64);
-            self.store.scan(tenant, None, None, &mut |e| {
+            let scanned = self.store.scan(tenant, None, None, &mut |e| {
                 if !self.is_own(e) {
                     entities += 1;
                     for_each_observation(None, e, &mut |obs| {
@@ -305,6 +305,9 @@ impl Hub {
                 }
                 std::ops::ControlFlow::Continue(())
             });
+            if let Err(error) = scanned {
+                tracing::error!(tenant, %error, "rule states could not be rebuilt from the entities");
+            }
             tracing::info!(
                 tenant,
                 entities,
@@ -432,7 +435,7 @@ impl Hub {
             });
         };
         if sel.ids.is_empty() {
-            self.store.scan(
+            let scanned = self.store.scan(
                 tenant,
                 Some(std::slice::from_ref(&sel.ty)),
                 None,
@@ -441,14 +444,44 @@ impl Hub {
                     std::ops::ControlFlow::Continue(())
                 },
             );
+            if let Err(error) = scanned {
+                tracing::error!(tenant, rule = id, %error, "a rule could not judge the entities as they are");
+            }
         } else {
             for i in &sel.ids {
-                if let Some(e) = self.store.get(tenant, i) {
-                    feed(&e, &mut t.engine);
+                match self.store.get(tenant, i) {
+                    Ok(Some(e)) => feed(&e, &mut t.engine),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(tenant, entity = %i, %error, "a rule's entity could not be read")
+                    }
                 }
             }
         }
         self.publish(tenant, t, events)
+    }
+
+    /// A feed that ended: `None` when the store closed; when the store cut it for
+    /// falling behind, the feed from where it stopped, or, if the store no longer has
+    /// those changes, from now on with the rule states rebuilt from the entities as
+    /// they are (as at start: the events of the rebuilding are dropped).
+    fn resume(&self, ended: &Feed) -> Option<Feed> {
+        let gap = ended.gap()?;
+        match self.store.subscribe_from(Some(gap.after)) {
+            Ok(f) => {
+                tracing::warn!(
+                    after = gap.after,
+                    "rule evaluation fell behind the change feed; resumed"
+                );
+                Some(f)
+            }
+            Err(_) => {
+                tracing::warn!(after = gap.after, "rule evaluation fell behind the change feed beyond what the store retains; rule states rebuilt from the entities");
+                let feed = self.store.subscribe();
+                self.seed();
+                Some(feed)
+            }
+        }
     }
 
     /// A tenant's empty rule state (events located by the expanded `location`).
@@ -541,12 +574,13 @@ impl Hub {
     /// Every version of a rule, oldest first (deletions included).
     pub fn versions(&self, tenant: &str, id: &str) -> Vec<Value> {
         let prefix = format!("{id}@");
-        let mut out: Vec<(String, Value)> = self
-            .store
-            .docs(VERSIONS)
+        let stored = self.store.docs(tenant, VERSIONS).unwrap_or_else(|error| {
+            tracing::error!(tenant, %error, "rule versions could not be read");
+            Vec::new()
+        });
+        let mut out: Vec<(String, Value)> = stored
             .into_iter()
-            .filter(|(t, key, _)| t == tenant && key.starts_with(&prefix))
-            .map(|(_, key, v)| (key, v))
+            .filter(|(key, _)| key.starts_with(&prefix))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.into_iter().map(|(_, v)| v).collect()
@@ -713,7 +747,7 @@ impl Hub {
     /// slice: when 90,000 tumbling windows closed together (every 5 s in the hub
     /// benchmark) the tick took 70–230 ms and changes waited behind it, which made
     /// the benchmark's p99.
-    pub async fn run(self: Arc<Self>, feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>) {
+    pub async fn run(self: Arc<Self>, feed: Feed) {
         self.run_until(feed, None).await
     }
 
@@ -723,7 +757,7 @@ impl Hub {
     /// unevaluated.
     pub async fn run_until(
         self: Arc<Self>,
-        feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>,
+        feed: Feed,
         stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<Arc<HubEvent>>)>();
@@ -771,7 +805,7 @@ impl Hub {
     /// second a tick, done in slices with the changes pending evaluated in between.
     async fn evaluate(
         &self,
-        mut feed: tokio::sync::mpsc::UnboundedReceiver<Arc<Change>>,
+        mut feed: Feed,
         tx: tokio::sync::mpsc::UnboundedSender<(String, Vec<Arc<HubEvent>>)>,
         mut stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) {
@@ -791,7 +825,12 @@ impl Hub {
                     match feed.try_recv() {
                         Ok(change) => eval(change),
                         Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                            match self.resume(&feed) {
+                                Some(f) => feed = f,
+                                None => return,
+                            }
+                        }
                     }
                 }
                 let (slice, more) = self.tick_slice(now);
@@ -814,7 +853,10 @@ impl Hub {
             tokio::select! {
                 change = feed.recv() => match change {
                     Some(change) => eval(change),
-                    None => return,
+                    None => match self.resume(&feed) {
+                        Some(f) => feed = f,
+                        None => return,
+                    },
                 },
                 _ = every.tick() => ticking = Some(self.clock.now()),
                 _ = stopping => {

@@ -148,8 +148,11 @@ fn check_area_name(name: &str) -> Result<(), DeskError> {
 }
 
 /// Reads the stored areas and modes into the desks.
-pub(crate) fn load(store: &dyn citybrain_store::EntityStore, out: &mut HashMap<String, Desk>) {
-    for (tenant, name, doc) in store.docs(AREAS) {
+pub(crate) fn load(
+    store: &dyn citybrain_storage::EntityStore,
+    out: &mut HashMap<String, Desk>,
+) -> Result<(), citybrain_storage::StoreError> {
+    for (tenant, name, doc) in citybrain_storage::load_collection(store, AREAS)? {
         match serde_json::from_value::<AreaSpec>(doc)
             .map_err(|e| e.to_string())
             .and_then(Area::compile)
@@ -162,7 +165,7 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore, out: &mut HashMap<S
             }
         }
     }
-    for (tenant, key, doc) in store.docs(MODE) {
+    for (tenant, key, doc) in citybrain_storage::load_collection(store, MODE)? {
         let Ok(m) = serde_json::from_value::<Mode>(doc) else {
             continue;
         };
@@ -175,9 +178,10 @@ pub(crate) fn load(store: &dyn citybrain_store::EntityStore, out: &mut HashMap<S
             None => st.tenant = m,
         }
     }
-    for (tenant, _, _) in store.docs(MODE_HISTORY) {
+    for (tenant, _, _) in citybrain_storage::load_collection(store, MODE_HISTORY)? {
         out.entry(tenant).or_default().modes.changes += 1;
     }
+    Ok(())
 }
 
 impl Hub {
@@ -196,12 +200,16 @@ impl Hub {
                 None => (Mode::Normal, BTreeMap::new()),
             }
         };
-        let mut hist: Vec<(String, ModeChange)> = self
+        let stored = self
             .store
-            .docs(MODE_HISTORY)
+            .docs(tenant, MODE_HISTORY)
+            .unwrap_or_else(|error| {
+                tracing::error!(tenant, %error, "the mode history could not be read");
+                Vec::new()
+            });
+        let mut hist: Vec<(String, ModeChange)> = stored
             .into_iter()
-            .filter(|(t, _, _)| t == tenant)
-            .filter_map(|(_, k, v)| match serde_json::from_value(v) {
+            .filter_map(|(k, v)| match serde_json::from_value(v) {
                 Ok(c) => Some((k, c)),
                 Err(e) => {
                     tracing::warn!(tenant, change = k, error = %e, "an unreadable mode change left out of the history");

@@ -241,8 +241,13 @@ fn citizen_writes(rc: &RequestContext) -> RequestContext {
 
 impl Hub {
     pub async fn open311_config(&self, tenant: &str) -> Open311Config {
-        let Some(doc) = self.store.get_doc(tenant, CONFIG, "config") else {
-            return Open311Config::default();
+        let doc = match self.store.get_doc(tenant, CONFIG, "config") {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return Open311Config::default(),
+            Err(error) => {
+                tracing::error!(tenant, %error, "the Open311 configuration could not be read");
+                return Open311Config::default();
+            }
         };
         serde_json::from_value(doc).unwrap_or_else(|e| {
             tracing::warn!(tenant, error = %e, "the stored Open311 configuration is unreadable: no services until it is put again");

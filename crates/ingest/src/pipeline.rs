@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use citybrain_broker::{Broker, BrokerError, ObservationBatch, Principal, RequestContext};
 use citybrain_model::{Entity, JsonLdContext};
-use citybrain_store::Commit;
+use citybrain_storage::Commit;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde_json::Value;

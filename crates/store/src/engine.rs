@@ -21,10 +21,11 @@ use std::time::Instant;
 
 use citybrain_model::time::{Clock, SystemClock};
 use citybrain_model::Entity;
+use citybrain_storage::{Feed, FeedGap};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::error::StoreError;
 use crate::history;
@@ -51,6 +52,9 @@ pub struct StoreOptions {
     pub history_retention: Vec<Retention>,
     /// Change times, deletion instances and history retention read this clock.
     pub clock: Arc<dyn Clock>,
+    /// Changes a change-feed subscriber may fall behind before it is cut off, and
+    /// changes retained for subscribers resuming from a position.
+    pub feed_capacity: usize,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -74,6 +78,7 @@ impl StoreOptions {
             history_checkpoint_points: 2_000_000,
             history_retention: Vec::new(),
             clock: Arc::new(SystemClock),
+            feed_capacity: 65_536,
         }
     }
 }
@@ -128,7 +133,7 @@ struct Inner {
     wake: Condvar,
     durable: watch::Sender<(u64, bool)>,
     failed: AtomicBool,
-    feed: Mutex<Vec<mpsc::UnboundedSender<Arc<Change>>>>,
+    feed: Mutex<feed::FeedHub>,
     records: AtomicU64,
     batches: AtomicU64,
     bytes: AtomicU64,
@@ -387,6 +392,7 @@ impl EmbeddedStore {
         let (durable, _) = watch::channel((max_lsn, false));
         let (hist_tx, hist_rx) = std::sync::mpsc::channel::<HistJob>();
         let hist_busy = Arc::new(AtomicBool::new(false));
+        let feed_capacity = options.feed_capacity;
         let inner = Arc::new(Inner {
             dir: dir.clone(),
             options,
@@ -400,7 +406,7 @@ impl EmbeddedStore {
             wake: Condvar::new(),
             durable,
             failed: AtomicBool::new(false),
-            feed: Mutex::new(Vec::new()),
+            feed: Mutex::new(feed::FeedHub::new(feed_capacity, max_lsn)),
             records: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -473,6 +479,10 @@ impl EmbeddedStore {
 
     fn stats_inner(&self) -> StoreStats {
         let i = &self.inner;
+        let (feed_subscribers, feed_cut) = {
+            let f = i.feed.lock();
+            (f.subscribers() as u64, f.cut)
+        };
         StoreStats {
             records: i.records.load(Ordering::Relaxed),
             batches: i.batches.load(Ordering::Relaxed),
@@ -480,7 +490,8 @@ impl EmbeddedStore {
             fsync_micros_total: i.fsync_micros.load(Ordering::Relaxed),
             snapshots: i.snapshots.load(Ordering::Relaxed),
             durable_lsn: i.durable.borrow().0,
-            feed_subscribers: i.feed.lock().len() as u64,
+            feed_subscribers,
+            feed_cut,
             entities: i
                 .tenants
                 .read()
@@ -488,6 +499,12 @@ impl EmbeddedStore {
                 .map(|t| t.state.read().len() as u64)
                 .sum(),
         }
+    }
+
+    /// The engine's own time-series engine (the export tool and tests; the domain
+    /// reads history through [`HistoryStore::reader`]).
+    pub fn tsdb(&self) -> &Arc<Tsdb> {
+        &self.inner.history
     }
 
     pub fn dir(&self) -> &Path {
@@ -573,10 +590,7 @@ impl EmbeddedStore {
     }
 
     fn commit(&self, lsn: u64) -> Commit {
-        Commit {
-            lsn,
-            durable: self.inner.durable.subscribe(),
-        }
+        Commit::watermark(lsn, self.inner.durable.subscribe())
     }
 }
 
@@ -595,12 +609,13 @@ fn tenant_entry<'a>(
 }
 
 impl EntityStore for EmbeddedStore {
-    fn tenant_exists(&self, tenant: &str) -> bool {
-        self.tenant(tenant)
-            .is_some_and(|t| t.written.load(Ordering::Acquire))
+    fn tenant_exists(&self, tenant: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tenant(tenant)
+            .is_some_and(|t| t.written.load(Ordering::Acquire)))
     }
 
-    fn tenants(&self) -> Vec<String> {
+    fn tenants(&self) -> Result<Vec<String>, StoreError> {
         let mut v: Vec<String> = self
             .inner
             .tenants
@@ -610,11 +625,13 @@ impl EntityStore for EmbeddedStore {
             .map(|(k, _)| k.to_string())
             .collect();
         v.sort();
-        v
+        Ok(v)
     }
 
-    fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entity>> {
-        self.tenant(tenant)?.state.read().get(id).cloned()
+    fn get(&self, tenant: &str, id: &str) -> Result<Option<Arc<Entity>>, StoreError> {
+        Ok(self
+            .tenant(tenant)
+            .and_then(|t| t.state.read().get(id).cloned()))
     }
 
     fn scan(
@@ -623,10 +640,11 @@ impl EntityStore for EmbeddedStore {
         types: Option<&[String]>,
         after: Option<&str>,
         visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
-    ) {
+    ) -> Result<(), StoreError> {
         if let Some(t) = self.tenant(tenant) {
             t.state.read().scan(types, after, visit);
         }
+        Ok(())
     }
 
     fn scan_values(
@@ -635,26 +653,27 @@ impl EntityStore for EmbeddedStore {
         attr: &str,
         ranges: &[citybrain_model::q::KeyRange],
         visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
-    ) -> bool {
+    ) -> Result<bool, StoreError> {
         let Some(t) = self.tenant(tenant) else {
-            return true;
+            return Ok(true);
         };
         let st = t.state.read();
         let Some(found) = st.in_ranges(attr, ranges) else {
-            return false;
+            return Ok(false);
         };
         for e in &found {
             if visit(e).is_break() {
                 break;
             }
         }
-        true
+        Ok(true)
     }
 
-    fn count(&self, tenant: &str) -> usize {
-        self.tenant(tenant)
+    fn count(&self, tenant: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .tenant(tenant)
             .map(|t| t.state.read().len())
-            .unwrap_or(0)
+            .unwrap_or(0))
     }
 
     fn modify_opts(
@@ -803,28 +822,48 @@ impl EntityStore for EmbeddedStore {
         Ok(Some(self.commit(lsn)))
     }
 
-    fn get_doc(&self, tenant: &str, collection: &str, id: &str) -> Option<Value> {
-        self.inner
+    fn get_doc(
+        &self,
+        tenant: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        Ok(self
+            .inner
             .docs
             .read()
             .get(&(collection.to_string(), tenant.to_string(), id.to_string()))
-            .map(|d| d.v.clone())
+            .map(|d| d.v.clone()))
     }
 
-    fn docs(&self, collection: &str) -> Vec<(String, String, Value)> {
-        self.inner
+    fn docs(&self, tenant: &str, collection: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let from = (collection.to_string(), tenant.to_string(), String::new());
+        Ok(self
+            .inner
             .docs
             .read()
-            .iter()
-            .filter(|((c, _, _), _)| c == collection)
-            .map(|((_, t, id), d)| (t.clone(), id.clone(), d.v.clone()))
-            .collect()
+            .range(from..)
+            .take_while(|((c, t, _), _)| c == collection && t == tenant)
+            .map(|((_, _, id), d)| (id.clone(), d.v.clone()))
+            .collect())
     }
 
-    fn subscribe(&self) -> mpsc::UnboundedReceiver<Arc<Change>> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.feed.lock().push(tx);
-        rx
+    fn doc_tenants(&self, collection: &str) -> Result<Vec<String>, StoreError> {
+        let from = (collection.to_string(), String::new(), String::new());
+        let mut out: Vec<String> = Vec::new();
+        for ((c, t, _), _) in self.inner.docs.read().range(from..) {
+            if c != collection {
+                break;
+            }
+            if out.last() != Some(t) {
+                out.push(t.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn subscribe_from(&self, from: Option<u64>) -> Result<Feed, FeedGap> {
+        self.inner.feed.lock().subscribe(from)
     }
 
     fn stats(&self) -> StoreStats {
@@ -923,7 +962,7 @@ fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc
     if !changes.is_empty() {
         let mut feed = inner.feed.lock();
         for c in changes {
-            feed.retain(|tx| tx.send(c.clone()).is_ok());
+            feed.publish(c);
         }
     }
     true
@@ -1039,6 +1078,7 @@ impl Drop for Inner {
 }
 
 mod batch;
+mod feed;
 mod hist_writer;
 
 use hist_writer::{history_checkpoint, history_error, history_writer};

@@ -1,24 +1,26 @@
-//! Storage for citybrain: the traits the domain talks to ([`EntityStore`], the change
-//! feed) and the embedded engine ([`EmbeddedStore`]): an in-memory state with a
+//! The embedded storage engine ([`EmbeddedStore`]): an in-memory state with a
 //! write-ahead log (group commit, fsync before acknowledgement) and snapshots on local
-//! disk. A PostgreSQL/NATS implementation will plug in behind the same traits.
+//! disk, implementing the storage API of `citybrain-storage` (re-exported here for the
+//! binary and tests). The domain crates depend on the API only; a PostgreSQL backend
+//! will implement the same traits and pass the same conformance suite.
 
 mod delta;
 mod engine;
-mod error;
-pub mod history;
 mod snapshot;
 mod state;
-mod traits;
 mod wal;
 
-pub use citybrain_tsdb as tsdb;
-pub use engine::{EmbeddedStore, StoreOptions};
-pub use error::StoreError;
-pub use traits::{
-    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ManyDecide, Modified,
-    ModifyOptions, Origin, StoreStats, Write,
+// The storage API this engine implements (`citybrain-storage`), under the paths its
+// modules use.
+pub(crate) use citybrain_storage::{error, history, traits};
+
+pub use citybrain_storage as storage;
+pub use citybrain_storage::tsdb;
+pub use citybrain_storage::{
+    Change, ChangeKind, Commit, Decide, EntityStore, Feed, FeedGap, HistoryReader, HistoryStore,
+    ManyDecide, Modified, ModifyOptions, Origin, StoreError, StoreStats, Write,
 };
+pub use engine::{EmbeddedStore, StoreOptions};
 
 /// Version of the snapshot format written by this build. Bump it on any incompatible
 /// change and keep a reader for the old one.

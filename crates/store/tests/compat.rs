@@ -24,15 +24,15 @@ fn format_v1_data_still_opens() {
     copy_dir(&fixture, dir.path());
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     // 3 entities from the snapshot, then the log: one updated, one deleted, one created.
-    assert_eq!(s.count(""), 3);
-    let a = s.get("", "urn:ngsi-ld:Sensor:a").unwrap();
+    assert_eq!(s.count("").unwrap(), 3);
+    let a = s.get("", "urn:ngsi-ld:Sensor:a").unwrap().unwrap();
     let v = a
         .default_instance(&format!("{DEFAULT_VOCAB}temperature"))
         .unwrap();
     assert_eq!(v.value.to_value(), serde_json::json!(21.5));
-    assert!(s.get("", "urn:ngsi-ld:Sensor:b").is_none());
-    assert!(s.get("", "urn:ngsi-ld:Sensor:d").is_some());
-    assert!(s.tenant_exists("district9"));
-    assert_eq!(s.docs("subscriptions").len(), 1);
+    assert!(s.get("", "urn:ngsi-ld:Sensor:b").unwrap().is_none());
+    assert!(s.get("", "urn:ngsi-ld:Sensor:d").unwrap().is_some());
+    assert!(s.tenant_exists("district9").unwrap());
+    assert_eq!(s.docs("", "subscriptions").unwrap().len(), 1);
     s.close();
 }

@@ -9,10 +9,9 @@ use citybrain_model::context::CORE_CONTEXT_URL;
 use citybrain_model::time::{format_datetime, Clock};
 use citybrain_model::uri::is_absolute_uri;
 use citybrain_model::{Entity, ErrorKind, JsonLdContext};
-use citybrain_store::{Change, EntityStore};
+use citybrain_storage::{Change, EntityStore, Feed};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
 use super::dispatch::{DispatchSettings, DispatchStats, Dispatcher, Job};
 use super::model::Compiled;
@@ -116,7 +115,14 @@ impl SubscriptionManager {
 
     /// Loads persisted subscriptions (at start-up).
     pub async fn load(&self) {
-        for (tenant, id, doc) in self.store.docs(COLLECTION) {
+        let all = match citybrain_storage::load_collection(&*self.store, COLLECTION) {
+            Ok(all) => all,
+            Err(error) => {
+                tracing::error!(%error, "stored subscriptions could not be read");
+                return;
+            }
+        };
+        for (tenant, id, doc) in all {
             let Some(body) = doc.get("body").and_then(Value::as_object).cloned() else {
                 continue;
             };
@@ -427,9 +433,34 @@ impl SubscriptionManager {
     }
 
     /// Consumes the change feed until it closes.
-    pub async fn run(self: Arc<Self>, mut feed: mpsc::UnboundedReceiver<Arc<Change>>) {
-        while let Some(change) = feed.recv().await {
-            self.on_change(&change);
+    pub async fn run(self: Arc<Self>, mut feed: Feed) {
+        loop {
+            while let Some(change) = feed.recv().await {
+                self.on_change(&change);
+            }
+            let Some(gap) = feed.gap() else {
+                return; // the store closed
+            };
+            // Cut off for falling behind: go on from the oldest change the store still
+            // has after the gap, or from now (notifications in between are not sent).
+            feed = match self.store.subscribe_from(Some(gap.after)) {
+                Ok(f) => f,
+                Err(_) => {
+                    tracing::warn!(after = gap.after, "subscriptions fell behind the change feed; notifications for the changes in between are not sent");
+                    self.store.subscribe()
+                }
+            };
+        }
+    }
+
+    /// An entity a notification links to (`join`), when it can be read.
+    fn linked(&self, tenant: &str, id: &str) -> Option<Arc<Entity>> {
+        match self.store.get(tenant, id) {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::warn!(%error, id, "a linked entity could not be read for a notification");
+                None
+            }
         }
     }
 
@@ -464,7 +495,7 @@ impl SubscriptionManager {
                 continue;
             }
             let mut matched: Vec<Arc<Entity>> = Vec::new();
-            self.store.scan(&s.tenant, None, None, &mut |e| {
+            let scanned = self.store.scan(&s.tenant, None, None, &mut |e| {
                 if s.selects(e, true) {
                     matched.push(e.clone());
                 }
@@ -473,11 +504,15 @@ impl SubscriptionManager {
                 }
                 ControlFlow::Continue(())
             });
+            if let Err(error) = scanned {
+                tracing::warn!(%error, subscription = %s.id, "periodic notification skipped: the entities could not be read");
+                continue;
+            }
             entry.status.lock().last_notification = Some(now);
             if matched.is_empty() {
                 continue;
             }
-            let lookup = |id: &str| self.store.get(&s.tenant, id);
+            let lookup = |id: &str| self.linked(&s.tenant, id);
             let body = notification(&s, &matched, None, "timeInterval", now, &lookup);
             drop(s);
             self.dispatcher.enqueue(Job {
@@ -514,7 +549,7 @@ impl SubscriptionManager {
                 }
                 st.last_notification = Some(now);
             }
-            let lookup = |id: &str| self.store.get(&s.tenant, id);
+            let lookup = |id: &str| self.linked(&s.tenant, id);
             let body = match (&change.after, reason) {
                 (Some(after), r) if r != "entityDeleted" => notification(
                     &s,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use citybrain_model::render::{render_joined, Format, RenderOptions};
 use citybrain_model::time::format_datetime;
 use citybrain_model::{AttrKind, Attribute, Entity, JsonLdContext};
-use citybrain_store::{Change, ChangeKind};
+use citybrain_storage::{Change, ChangeKind};
 use serde_json::{json, Map, Value};
 
 use super::model::Compiled;

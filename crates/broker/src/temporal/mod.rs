@@ -24,9 +24,10 @@ use chrono::{DateTime, Utc};
 use citybrain_model::duration::IsoDuration;
 use citybrain_model::time::{from_millis, parse_datetime};
 use citybrain_model::{AttrKind, Entity, ErrorKind};
-use citybrain_store::history::{attribute_of, is_deletion, micros, millis};
-use citybrain_store::tsdb::agg::aggregate;
-use citybrain_store::tsdb::{AggMethod, Bucket, EntityHistory, Point, Selection, TimeProp, Tsdb};
+use citybrain_storage::history::{attribute_of, is_deletion, micros, millis};
+use citybrain_storage::tsdb::agg::aggregate;
+use citybrain_storage::tsdb::{AggMethod, Bucket, EntityHistory, Point, Selection, TimeProp};
+use citybrain_storage::HistoryReader;
 
 use crate::error::{BrokerError, Result};
 use crate::query::EntityQuery;
@@ -393,8 +394,8 @@ fn kind_of(points: &[Point]) -> AttrKind {
 }
 
 impl Broker {
-    fn tsdb(&self) -> Result<&Arc<Tsdb>> {
-        self.store.history().map(|h| h.tsdb()).ok_or_else(|| {
+    fn tsdb(&self) -> Result<&dyn HistoryReader> {
+        self.store.history().map(|h| h.reader()).ok_or_else(|| {
             BrokerError::new(
                 ErrorKind::OperationNotSupported,
                 "this store keeps no history",
@@ -464,8 +465,8 @@ impl Broker {
     /// the engine can, else from its points.
     fn aggregate_series(
         &self,
-        db: &Tsdb,
-        s: &citybrain_store::tsdb::SeriesInfo,
+        db: &dyn HistoryReader,
+        s: &citybrain_storage::tsdb::SeriesInfo,
         tq: &TemporalQuery,
         agg: &Aggregation,
         sel: &Selection,
@@ -599,7 +600,7 @@ impl Broker {
         self.check_tenant(rc)?;
         let types: Vec<Arc<str>> = self
             .store
-            .get(&rc.tenant, id)
+            .get(&rc.tenant, id)?
             .map(|e| e.types.clone())
             .unwrap_or_default();
         self.allow(rc, Action::history(Verb::Read, &types, Some(id)))?;
@@ -745,22 +746,21 @@ impl Broker {
         if let Some(order) = &query.order_by {
             // Sort on the current entity when there is one (its values, createdAt...),
             // else on what the history knows (id, type).
-            let mut keyed: Vec<(Arc<Entity>, EntityHistory, Option<TemporalEntity>)> = candidates
-                .into_iter()
-                .map(|(h, te)| {
-                    let e = self.store.get(&rc.tenant, &h.id).unwrap_or_else(|| {
-                        Arc::new(Entity {
-                            id: h.id.to_string(),
-                            types: h.types.clone(),
-                            scope: None,
-                            created_at: DateTime::<Utc>::UNIX_EPOCH,
-                            modified_at: DateTime::<Utc>::UNIX_EPOCH,
-                            attrs: Vec::new(),
-                        })
-                    });
-                    (e, h, te)
-                })
-                .collect();
+            let mut keyed: Vec<(Arc<Entity>, EntityHistory, Option<TemporalEntity>)> =
+                Vec::with_capacity(candidates.len());
+            for (h, te) in candidates {
+                let e = self.store.get(&rc.tenant, &h.id)?.unwrap_or_else(|| {
+                    Arc::new(Entity {
+                        id: h.id.to_string(),
+                        types: h.types.clone(),
+                        scope: None,
+                        created_at: DateTime::<Utc>::UNIX_EPOCH,
+                        modified_at: DateTime::<Utc>::UNIX_EPOCH,
+                        attrs: Vec::new(),
+                    })
+                });
+                keyed.push((e, h, te));
+            }
             keyed.sort_by(|a, b| order.compare(&a.0, &b.0));
             matched = keyed.len();
             page.has_more = keyed.len() > query.offset + query.limit;

@@ -13,9 +13,9 @@ use citybrain_model::entity::{
     parse_attr_value, parse_attributes, parse_entity_id, parse_scope, parse_types, ParseMode,
 };
 use citybrain_model::{Attribute, Entity, Instances, JsonLdContext, ModelError};
-use citybrain_store::history::{parse_instance_id, point_of};
-use citybrain_store::tsdb::{DatasetSel, HistOp, Selection, SeriesKey, TimeProp};
-use citybrain_store::{ModifyOptions, Write};
+use citybrain_storage::history::{parse_instance_id, point_of};
+use citybrain_storage::tsdb::{DatasetSel, HistOp, Selection, SeriesKey, TimeProp};
+use citybrain_storage::{ModifyOptions, Write};
 use serde_json::{Map, Value};
 
 use crate::entities::{check_id, check_uri};
@@ -84,7 +84,7 @@ impl Broker {
                 match recorded.get(&p.t).filter(|_| p.observed) {
                     Some(old) => ops.push(HistOp::ReplaceInstance {
                         key: key.clone(),
-                        point: citybrain_store::tsdb::Point { rec: old.rec, ..p },
+                        point: citybrain_storage::tsdb::Point { rec: old.rec, ..p },
                     }),
                     None => fresh.push(p),
                 }
@@ -101,7 +101,7 @@ impl Broker {
         &self,
         rc: &RequestContext,
         id: &str,
-        decide: &mut citybrain_store::Decide<'_>,
+        decide: &mut citybrain_storage::Decide<'_>,
     ) -> Result<()> {
         let opts = ModifyOptions {
             history: false,
@@ -365,7 +365,7 @@ impl Broker {
         id: &str,
         attr: &str,
         instance_id: &str,
-    ) -> Result<(SeriesKey, citybrain_store::tsdb::Point)> {
+    ) -> Result<(SeriesKey, citybrain_storage::tsdb::Point)> {
         check_id(id)?;
         crate::entities::check_attr_name(attr)?;
         check_uri("instanceId", instance_id)?;

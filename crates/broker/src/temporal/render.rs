@@ -5,8 +5,8 @@
 use citybrain_model::render::{compact_types, content, render_attribute, Format, RenderOptions};
 use citybrain_model::time::{format_datetime, from_micros, from_millis};
 use citybrain_model::{AttrKind, Attribute, JsonLdContext};
-use citybrain_store::history::{attribute_of, instance_id};
-use citybrain_store::tsdb::{AggValue, Point};
+use citybrain_storage::history::{attribute_of, instance_id};
+use citybrain_storage::tsdb::{AggValue, Point};
 use serde_json::{json, Map, Value};
 
 use super::{SeriesPoints, TemporalEntity, TemporalFormat, TemporalQuery, TimeProperty};

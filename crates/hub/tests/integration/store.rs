@@ -173,7 +173,7 @@ async fn incidents_survive_a_restart_and_numbering_goes_on() {
     assert_eq!(all.len(), 2);
     assert_eq!(all[1].status, Status::Acknowledged);
     assert!(
-        store.get("t", &all[0].id).is_some(),
+        store.get("t", &all[0].id).unwrap().is_some(),
         "the NGSI-LD entity is there too"
     );
     let more = hub

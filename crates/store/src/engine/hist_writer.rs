@@ -16,7 +16,7 @@ use crate::EmbeddedStore;
 impl HistoryStore for EmbeddedStore {
     fn append_history(&self, tenant: &str, ops: Vec<HistOp>) -> Result<Commit, StoreError> {
         if ops.is_empty() {
-            return Ok(Commit::none(self.inner.durable.subscribe()));
+            return Ok(Commit::done());
         }
         let t = self.tenant_or_create(tenant);
         let guard = t.hist.lock();
@@ -29,8 +29,8 @@ impl HistoryStore for EmbeddedStore {
         Ok(self.commit(lsn))
     }
 
-    fn tsdb(&self) -> &Arc<Tsdb> {
-        &self.inner.history
+    fn reader(&self) -> &dyn citybrain_storage::HistoryReader {
+        &*self.inner.history
     }
 }
 

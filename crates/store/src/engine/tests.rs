@@ -71,13 +71,13 @@ fn writes_survive_reopen_via_log_and_snapshot() {
         s.crash();
     }
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    assert_eq!(s.count(""), 49);
-    assert!(s.get("", "urn:x:000").is_none());
-    assert!(s.get("", "urn:x:001").is_some());
-    assert!(s.tenant_exists("t2"));
-    assert!(!s.tenant_exists("t3"));
+    assert_eq!(s.count("").unwrap(), 49);
+    assert!(s.get("", "urn:x:000").unwrap().is_none());
+    assert!(s.get("", "urn:x:001").unwrap().is_some());
+    assert!(s.tenant_exists("t2").unwrap());
+    assert!(!s.tenant_exists("t3").unwrap());
     assert_eq!(
-        s.get_doc("", "subscriptions", "urn:s:1"),
+        s.get_doc("", "subscriptions", "urn:s:1").unwrap(),
         Some(json!({"a": 1}))
     );
     // A clean close snapshots; reopening then replays nothing and sees the same state.
@@ -86,8 +86,8 @@ fn writes_survive_reopen_via_log_and_snapshot() {
     s.close();
     assert_eq!(snapshot::list(dir.path()).unwrap().len(), 1);
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    assert_eq!(s.count(""), 50);
-    assert_eq!(s.docs("subscriptions").len(), 1);
+    assert_eq!(s.count("").unwrap(), 50);
+    assert_eq!(s.docs("", "subscriptions").unwrap().len(), 1);
     s.close();
 }
 
@@ -103,7 +103,7 @@ fn refused_writes_do_not_create_tenants_and_scan_is_ordered() {
         &Origin::default(),
     );
     assert!(matches!(r, Err(StoreError::Rejected(_))));
-    assert!(!s.tenant_exists("ghost"));
+    assert!(!s.tenant_exists("ghost").unwrap());
     for (id, ty) in [("urn:b", "A"), ("urn:a", "B"), ("urn:c", "A")] {
         rt.block_on(put(&s, "", entity(id, ty, 1)).wait()).unwrap();
     }
@@ -111,7 +111,8 @@ fn refused_writes_do_not_create_tenants_and_scan_is_ordered() {
     s.scan("", None, None, &mut |e| {
         seen.push(e.id.clone());
         ControlFlow::Continue(())
-    });
+    })
+    .unwrap();
     assert_eq!(seen, ["urn:a", "urn:b", "urn:c"]);
     let a = citybrain_model::context::DEFAULT_VOCAB.to_string() + "A";
     let b = citybrain_model::context::DEFAULT_VOCAB.to_string() + "B";
@@ -119,7 +120,8 @@ fn refused_writes_do_not_create_tenants_and_scan_is_ordered() {
     s.scan("", Some(&[a.clone(), b]), Some("urn:a"), &mut |e| {
         seen.push(e.id.clone());
         ControlFlow::Continue(())
-    });
+    })
+    .unwrap();
     assert_eq!(seen, ["urn:b", "urn:c"]);
     // Retyping an entity moves it in the type index.
     rt.block_on(put(&s, "", entity("urn:b", "B", 2)).wait())
@@ -128,7 +130,8 @@ fn refused_writes_do_not_create_tenants_and_scan_is_ordered() {
     s.scan("", Some(&[a]), None, &mut |e| {
         seen.push(e.id.clone());
         ControlFlow::Continue(())
-    });
+    })
+    .unwrap();
     assert_eq!(seen, ["urn:c"]);
     s.close();
 }
@@ -180,12 +183,16 @@ fn torn_log_tail_is_cut_and_snapshots_trim_the_log() {
     f.write_all(&[200, 1, 0, 0, 9, 9, 9]).unwrap();
     drop(f);
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    assert_eq!(s.count(""), 40);
+    assert_eq!(s.count("").unwrap(), 40);
     rt.block_on(put(&s, "", entity("urn:x:new", "T", 1)).wait())
         .unwrap();
     s.crash();
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    assert_eq!(s.count(""), 41, "appends after a cut tail are readable");
+    assert_eq!(
+        s.count("").unwrap(),
+        41,
+        "appends after a cut tail are readable"
+    );
     s.close();
 }
 
@@ -225,19 +232,22 @@ fn value_index_answers_ranges_like_a_scan() {
         q.resolve(&JsonLdContext::core());
         let hint = q.index_hint().expect("indexable");
         let mut via_index = vec![];
-        assert!(s.scan_values("", &hint.attr_iri, &hint.ranges, &mut |e| {
-            if q.matches(e) {
-                via_index.push(e.id.clone());
-            }
-            ControlFlow::Continue(())
-        }));
+        assert!(s
+            .scan_values("", &hint.attr_iri, &hint.ranges, &mut |e| {
+                if q.matches(e) {
+                    via_index.push(e.id.clone());
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap());
         let mut via_scan = vec![];
         s.scan("", None, None, &mut |e| {
             if q.matches(e) {
                 via_scan.push(e.id.clone());
             }
             ControlFlow::Continue(())
-        });
+        })
+        .unwrap();
         assert_eq!(via_index, via_scan, "{}", q.text);
     }
     s.close();
@@ -356,7 +366,7 @@ fn updates_are_logged_as_deltas_and_replay_exactly() {
         ));
         e.types.push(Arc::from(ctx.expand("U")));
         rt.block_on(put(&s, "", e.clone()).wait()).unwrap();
-        let live = s.get("", "urn:x:1").unwrap();
+        let live = s.get("", "urn:x:1").unwrap().unwrap();
         assert_eq!(*live, e);
         s.crash(); // a crash: the log alone rebuilds the state
         live
@@ -375,7 +385,7 @@ fn updates_are_logged_as_deltas_and_replay_exactly() {
     }
     assert_eq!((puts, patches), (1, 21));
     let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    assert_eq!(*s.get("", "urn:x:1").unwrap(), *live);
+    assert_eq!(*s.get("", "urn:x:1").unwrap().unwrap(), *live);
     s.close();
 }
 
@@ -454,5 +464,55 @@ fn change_times_come_from_the_injected_clock() {
     let deleted = rt.block_on(feed.recv()).unwrap();
     assert_eq!(created.at, at);
     assert_eq!(deleted.at, at);
+    s.close();
+}
+
+/// The storage API's conformance suite, against this engine.
+#[test]
+fn the_embedded_store_passes_the_conformance_suite() {
+    citybrain_storage::conformance::run_all(&|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+        (
+            Arc::new(store) as Arc<dyn EntityStore>,
+            Box::new(dir) as Box<dyn std::any::Any>,
+        )
+    });
+}
+
+/// A subscriber that falls more than the feed's capacity behind is cut off with the
+/// position it reached, and resumes from there while the store retains what followed;
+/// a position older than that answers a gap.
+#[test]
+fn a_slow_subscriber_is_cut_off_and_resumes_from_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut opts = StoreOptions::new(dir.path());
+    opts.feed_capacity = 4;
+    let s = EmbeddedStore::open(opts).unwrap();
+    let mut slow = s.subscribe();
+    for i in 0..3 {
+        rt.block_on(put(&s, "", entity(&format!("urn:f:{i}"), "T", i)).wait())
+            .unwrap();
+    }
+    let first = rt.block_on(slow.recv()).unwrap();
+    // Three more fill its channel (2 left + 3 = 5 > 4): cut off.
+    for i in 3..6 {
+        rt.block_on(put(&s, "", entity(&format!("urn:f:{i}"), "T", i)).wait())
+            .unwrap();
+    }
+    let mut got = vec![first.lsn];
+    while let Some(c) = rt.block_on(slow.recv()) {
+        got.push(c.lsn);
+    }
+    let gap = slow.gap().expect("the slow feed was cut");
+    assert_eq!(gap.after, *got.last().unwrap());
+    assert_eq!(s.stats().feed_cut, 1);
+    // The ring (4 changes) still covers what followed the gap: resume there.
+    let mut resumed = s.subscribe_from(Some(gap.after)).unwrap();
+    let next = rt.block_on(resumed.recv()).unwrap();
+    assert!(next.lsn > gap.after);
+    // The first position is older than the ring: a gap.
+    assert!(s.subscribe_from(Some(first.lsn - 1)).is_err());
     s.close();
 }
