@@ -53,6 +53,41 @@ impl Broker {
         }
     }
 
+    /// The history of an entity as `rc` may see it: none when the entity is hidden
+    /// from `rc`; only the series of the attributes its masked view keeps when masked.
+    /// A deleted entity is judged by what its history knows (id and types), with no
+    /// attributes: a masking policy then shows none of its series.
+    pub(crate) fn history_seen(
+        &self,
+        rc: &RequestContext,
+        everything: bool,
+        mut h: citybrain_storage::tsdb::EntityHistory,
+    ) -> Result<Option<citybrain_storage::tsdb::EntityHistory>> {
+        if everything {
+            return Ok(Some(h));
+        }
+        let current = match self.store.get(&rc.tenant, &h.id)? {
+            Some(e) => e,
+            None => Arc::new(Entity {
+                id: h.id.to_string(),
+                types: h.types.clone(),
+                scope: None,
+                created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                modified_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                attrs: Vec::new(),
+            }),
+        };
+        Ok(match self.authz.view(rc, &current) {
+            View::Full => Some(h),
+            View::Hidden => None,
+            View::Masked(m) => {
+                h.series
+                    .retain(|s| m.attrs.iter().any(|(name, _)| **name == *s.attr));
+                Some(h)
+            }
+        })
+    }
+
     /// Keeps the entities `rc` may see, masked as its policy says.
     pub fn visible_all(&self, rc: &RequestContext, list: Vec<Arc<Entity>>) -> Vec<Arc<Entity>> {
         if self.authz.sees_everything(rc) {
@@ -73,13 +108,38 @@ pub(crate) fn check_write(
     cur: Option<&Arc<Entity>>,
     w: Option<&Write>,
 ) -> Result<(), ModelError> {
-    let (verb, types): (Verb, &[Arc<str>]) = match (w, cur) {
-        (None, _) => return Ok(()),
-        (Some(Write::Put(e)), None) => (Verb::Create, &e.types),
-        (Some(Write::Put(_)), Some(c)) => (Verb::Update, &c.types),
-        (Some(Write::Delete), Some(c)) => (Verb::Delete, &c.types),
-        (Some(Write::Delete), None) => return Ok(()),
-    };
+    match (w, cur) {
+        (None, _) | (Some(Write::Delete), None) => Ok(()),
+        (Some(Write::Put(e)), None) => check_entity(authz, rc, Verb::Create, &e.types, id),
+        (Some(Write::Put(e)), Some(c)) => check_update(authz, rc, id, &c.types, &e.types),
+        (Some(Write::Delete), Some(c)) => check_entity(authz, rc, Verb::Delete, &c.types, id),
+    }
+}
+
+/// An update is checked against the types the entity has, and, when it retypes the
+/// entity, against the types it will have: a caller may not move an entity into (or
+/// out of) a type it may not write.
+pub(crate) fn check_update(
+    authz: &dyn Authorizer,
+    rc: &RequestContext,
+    id: &str,
+    before: &[Arc<str>],
+    after: &[Arc<str>],
+) -> Result<(), ModelError> {
+    check_entity(authz, rc, Verb::Update, before, id)?;
+    if after != before {
+        check_entity(authz, rc, Verb::Update, after, id)?;
+    }
+    Ok(())
+}
+
+fn check_entity(
+    authz: &dyn Authorizer,
+    rc: &RequestContext,
+    verb: Verb,
+    types: &[Arc<str>],
+    id: &str,
+) -> Result<(), ModelError> {
     authz.authorize(
         rc,
         &Action::new(

@@ -164,7 +164,16 @@ impl Broker {
             .store
             .get(&rc.tenant, id)?
             .ok_or_else(|| BrokerError::from(not_found(id)))?;
-        self.allow(rc, Action::entity(Verb::Read, &e.types, Some(id)))?;
+        // A caller who may not read this entity learns nothing of it: not found, as if
+        // it did not exist (an unauthenticated caller is still told to authenticate).
+        match self
+            .authz
+            .authorize(rc, &Action::entity(Verb::Read, &e.types, Some(id)))
+        {
+            Ok(()) => {}
+            Err(citybrain_access::Denied::Forbidden(_)) => return Err(not_found(id).into()),
+            Err(d) => return Err(d.into()),
+        }
         self.visible(rc, e).ok_or_else(|| not_found(id).into())
     }
 

@@ -322,11 +322,11 @@ impl Broker {
                 for n in ents {
                     merge_fragment(&mut e, n, now);
                 }
-                let (verb, types) = match cur {
-                    Some(c) => (Verb::Update, &c.types),
-                    None => (Verb::Create, &e.types),
-                };
-                authz.authorize(rc, &Action::entity(verb, types, Some(&ids[i])))?;
+                match cur {
+                    Some(c) => crate::access::check_update(authz, rc, &ids[i], &c.types, &e.types)?,
+                    None => authz
+                        .authorize(rc, &Action::entity(Verb::Create, &e.types, Some(&ids[i])))?,
+                }
                 Ok(Some(e))
             },
             ModifyOptions {

@@ -479,7 +479,14 @@ impl Broker {
             None => {
                 // A value-index range from q narrows the candidates; every candidate still
                 // passes the full filter, so the answer is the same as a scan's.
-                let hint = query.q.as_ref().and_then(|q| q.index_hint());
+                // Not when the caller's view may be masked: the index holds the stored
+                // values, and choosing candidates by them would let a filter probe
+                // what the mask hides.
+                let hint = if everything {
+                    query.q.as_ref().and_then(|q| q.index_hint())
+                } else {
+                    None
+                };
                 let indexed = match hint {
                     Some(h) => {
                         self.store

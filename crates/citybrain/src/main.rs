@@ -213,7 +213,7 @@ fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
             .map(|r| r.to_policy())
             .collect::<anyhow::Result<_>>()?,
         clock: Arc::new(citybrain_model::time::SystemClock),
-        feed_capacity: 65_536,
+        feed_capacity: cfg.storage.feed_capacity,
     })
 }
 

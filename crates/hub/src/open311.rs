@@ -136,6 +136,7 @@ impl From<DeskError> for Open311Error {
     fn from(e: DeskError) -> Self {
         match e {
             DeskError::NotFound(_) => err(ErrorKind::ResourceNotFound, e.to_string()),
+            DeskError::Hub(crate::HubError::Denied(d)) => err(d.kind(), d.to_string()),
             DeskError::Invalid(m) => err(ErrorKind::BadRequestData, m),
             other => {
                 tracing::error!(error = %other, "open311: the desk failed");

@@ -958,13 +958,15 @@ fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc
             .fetch_add(changes.len() as u64, Ordering::Relaxed);
         inner.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
     }
-    inner.durable.send_modify(|d| d.0 = d.0.max(last));
+    // Published before the writers are told it is durable: once a write is
+    // acknowledged, its change is on the feed (a shutdown's drain sees it).
     if !changes.is_empty() {
         let mut feed = inner.feed.lock();
         for c in changes {
             feed.publish(c);
         }
     }
+    inner.durable.send_modify(|d| d.0 = d.0.max(last));
     true
 }
 

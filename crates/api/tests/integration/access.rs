@@ -43,6 +43,15 @@ impl Authorizer for Policy {
         if a.resource == Resource::Mode && !has(rc, "duty") {
             return Err(Denied::Forbidden("only duty officers switch modes".into()));
         }
+        let cameras = match a.resource {
+            Resource::Entity { types, .. } | Resource::History { types, .. } => {
+                types.iter().any(|t| t.ends_with("Camera"))
+            }
+            _ => false,
+        };
+        if cameras && !has(rc, "police") {
+            return Err(Denied::Forbidden("cameras are police business".into()));
+        }
         Ok(())
     }
 
@@ -136,8 +145,9 @@ async fn reads_leave_out_what_the_caller_may_not_see() {
         json!({"id": "urn:ngsi-ld:Person:1", "type": "Person", "name": {"type": "Property", "value": "Li"}, "zone": {"type": "Property", "value": "a"}}),
         json!({"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle", "zone": {"type": "Property", "value": "a"}}),
     ] {
+        let who = if e["type"] == "Camera" { &pol } else { &ana };
         let r = app
-            .call_as(&ana, "POST", "/ngsi-ld/v1/entities", &[], Some(&e))
+            .call_as(who, "POST", "/ngsi-ld/v1/entities", &[], Some(&e))
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
@@ -226,4 +236,62 @@ async fn the_caller_is_recorded_and_the_request_id_answered() {
         )
         .await;
     assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn history_and_retyping_obey_the_same_policy() {
+    let app = app_with_policy(Arc::new(Policy)).await;
+    let ana = user("ana", &["editor"]);
+    let pia = user("pia", &["police"]);
+    let cam = json!({"id": "urn:ngsi-ld:Camera:9", "type": "Camera", "zone": {"type": "Property", "value": "a", "observedAt": "2026-01-01T00:00:00Z"}});
+    let r = app
+        .call_as(&pia, "POST", "/ngsi-ld/v1/entities", &[], Some(&cam))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Its history is hidden from those who may not see it, and theirs to keep.
+    let path = "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Camera:9";
+    let r = app.call_as(&ana, "GET", path, &[], None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = app.call_as(&ana, "DELETE", path, &[], None).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = app.call_as(&pia, "GET", path, &[], None).await;
+    assert_eq!(r.status, 200, "the history is still there: {}", r.text);
+    let r = app
+        .call_as(
+            &ana,
+            "GET",
+            "/ngsi-ld/v1/temporal/entities?type=Camera",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.body, json!([]), "{}", r.text);
+    // A forbidden entity reads as absent, not as forbidden.
+    let r = app
+        .call_as(
+            &ana,
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:9",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // Nobody moves an entity into a type they may not write.
+    let car = json!({"id": "urn:ngsi-ld:Vehicle:9", "type": "Vehicle", "zone": {"type": "Property", "value": "a"}});
+    let r = app
+        .call_as(&ana, "POST", "/ngsi-ld/v1/entities", &[], Some(&car))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let retyped = json!({"type": "Camera", "zone": {"type": "Property", "value": "b"}});
+    let r = app
+        .call_as(
+            &ana,
+            "PUT",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:9",
+            &[],
+            Some(&retyped),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
 }

@@ -603,7 +603,18 @@ impl Broker {
             .get(&rc.tenant, id)?
             .map(|e| e.types.clone())
             .unwrap_or_default();
-        self.allow(rc, Action::history(Verb::Read, &types, Some(id)))?;
+        match self
+            .authorizer()
+            .authorize(rc, &Action::history(Verb::Read, &types, Some(id)))
+        {
+            Ok(()) => {}
+            Err(citybrain_access::Denied::Forbidden(_)) => {
+                return Err(BrokerError::not_found(format!(
+                    "entity '{id}' has no temporal representation"
+                )))
+            }
+            Err(d) => return Err(d.into()),
+        }
         let db = self.tsdb()?;
         let not_found = || {
             BrokerError::from(citybrain_model::ModelError::not_found(format!(
@@ -611,6 +622,10 @@ impl Broker {
             )))
         };
         let h = db.entity(&rc.tenant, id).ok_or_else(not_found)?;
+        let everything = self.authorizer().sees_everything(rc);
+        let h = self
+            .history_seen(rc, everything, h)?
+            .ok_or_else(not_found)?;
         if let Some(attrs) = &tq.attrs {
             if !h
                 .series
@@ -667,7 +682,18 @@ impl Broker {
         let mut failure: Option<BrokerError> = None;
         // With orderBy every match is collected and sorted before paging.
         let mut candidates: Vec<(EntityHistory, Option<TemporalEntity>)> = Vec::new();
+        let everything = self.authorizer().sees_everything(rc);
         let mut visit = |h: EntityHistory| {
+            // What the caller may not see is not matched; masked attributes' series
+            // are left out before the filter looks at them.
+            let h = match self.history_seen(rc, everything, h) {
+                Ok(Some(h)) => h,
+                Ok(None) => return ControlFlow::Continue(()),
+                Err(e) => {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
             match self.temporal_match(&h, query, tq) {
                 Ok(true) => {}
                 Ok(false) => return ControlFlow::Continue(()),

@@ -22,6 +22,7 @@ use crate::entities::{check_id, check_uri};
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
 use crate::Broker;
+use citybrain_access::{Action, Verb};
 
 const MODE: ParseMode = ParseMode {
     nulls_delete: false,
@@ -235,7 +236,43 @@ impl Broker {
                 "this store keeps no history",
             )
         })?;
+        self.allow_history_write(rc, &ops)?;
         h.append_history(&rc.tenant, ops)?.wait().await?;
+        Ok(())
+    }
+
+    /// Every history write is authorized before anything is logged: per entity it
+    /// touches, by the types it has now, the types its history knows and the types
+    /// the write sets (a policy on a type cannot be side-stepped through history).
+    fn allow_history_write(&self, rc: &RequestContext, ops: &[HistOp]) -> Result<()> {
+        let mut seen: Vec<(&str, Verb)> = Vec::new();
+        for op in ops {
+            let (entity, verb, new_types): (&str, Verb, &[Arc<str>]) = match op {
+                HistOp::Insert { key, .. }
+                | HistOp::DeleteInstance { key, .. }
+                | HistOp::ReplaceInstance { key, .. } => (&key.entity, Verb::Update, &[]),
+                HistOp::EntityMeta { entity, types, .. } => (entity, Verb::Update, types),
+                HistOp::DeleteEntity { entity, .. } | HistOp::DeleteAttr { entity, .. } => {
+                    (entity, Verb::Delete, &[])
+                }
+            };
+            if seen.contains(&(entity, verb)) && new_types.is_empty() {
+                continue;
+            }
+            seen.push((entity, verb));
+            let mut types: Vec<Arc<str>> = new_types.to_vec();
+            if let Some(e) = self.store.get(&rc.tenant, entity)? {
+                types.extend(e.types.iter().cloned());
+            }
+            if let Ok(db) = self.tsdb() {
+                if let Some(h) = db.entity(&rc.tenant, entity) {
+                    types.extend(h.types.iter().cloned());
+                }
+            }
+            types.sort();
+            types.dedup();
+            self.allow(rc, Action::history(verb, &types, Some(entity)))?;
+        }
         Ok(())
     }
 
