@@ -121,9 +121,20 @@ impl RequestContext {
     }
 }
 
-/// A new request id (a UUID v4), for requests that brought none.
+/// A new request id, for requests that brought none: unique within the process and,
+/// with a random per-process prefix, across restarts (`3f9c01a2-1b7`). Cheaper than a
+/// UUID (no system call per request), and short, since every write logs it.
 pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = *PREFIX.get_or_init(|| {
+        // RandomState is seeded from the operating system's randomness once.
+        std::collections::hash_map::RandomState::new().hash_one(std::process::id()) as u32
+    });
+    format!("{prefix:08x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Why an action was refused.

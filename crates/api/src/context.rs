@@ -1,20 +1,21 @@
 //! The request context, built in one place for every API family, and the route-level
 //! authorization of the families whose resources are not entities.
 //!
-//! Each family's router (see `lib.rs`) carries [`contextualize`] as a route layer: it
-//! reads the tenant (`NGSILD-Tenant`), the request id (`X-Request-Id`, generated when
-//! absent, echoed on the answer) and the principal (anonymous until authentication
-//! lands: an authentication layer will put the caller's [`Principal`] in the request's
-//! extensions before this one runs), puts the [`RequestContext`] in the request, and,
-//! for the platform, ingest, Open311 and operations families, asks the broker's
-//! [`Authorizer`](citybrain_access::Authorizer) whether the caller may do what the
-//! route does. NGSI-LD entity operations are authorized inside the broker instead,
-//! on the entities themselves (their types, and what each caller may see of them).
-//! Handlers take the context with the [`Ctx`] extractor.
+//! [`context_of`] is the one place a context is built: the tenant (`NGSILD-Tenant`),
+//! the request id ([`RequestId`]: `X-Request-Id`, generated when absent, answered on
+//! every response by the outermost layer) and the principal (anonymous until
+//! authentication lands: an authentication layer will put the caller's [`Principal`]
+//! in the request's extensions). The platform, ingest, Open311 and operations
+//! families carry [`contextualize`] as a route layer, which builds the context and asks
+//! the broker's [`Authorizer`](citybrain_access::Authorizer) whether the caller may do
+//! what the route does; their handlers take it with the [`Ctx`] extractor. The NGSI-LD
+//! family builds it in its request decoder (`NgsiRequest`, the hot path: no layer of
+//! its own) and is authorized inside the broker, on the entities themselves (their
+//! types, and what each caller may see of them).
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use citybrain_access::{new_request_id, Action, Principal, RequestContext, Resource, Verb};
@@ -38,14 +39,29 @@ pub enum Family {
     Operations,
 }
 
-/// The request id a client sent, or a new one.
-fn request_id_of(parts: &axum::http::HeaderMap) -> String {
-    parts
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_string)
-        .unwrap_or_else(new_request_id)
+/// A request's id: the `X-Request-Id` a client sent, or a new one. The outermost layer
+/// (`metrics::track`) sets it on every request and answers it on every response.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    pub fn of(headers: &axum::http::HeaderMap) -> RequestId {
+        RequestId(
+            headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= 128)
+                .map(str::to_string)
+                .unwrap_or_else(new_request_id),
+        )
+    }
+}
+
+fn request_id_of(headers: &axum::http::HeaderMap, extensions: &axum::http::Extensions) -> String {
+    match extensions.get::<RequestId>() {
+        Some(id) => id.0.clone(),
+        None => RequestId::of(headers).0,
+    }
 }
 
 /// Builds the context of a request (the one place every family's context comes from).
@@ -64,7 +80,7 @@ pub fn context_of(
     Ok(RequestContext::request(
         tenant,
         principal,
-        request_id_of(headers),
+        request_id_of(headers, extensions),
     ))
 }
 
@@ -97,13 +113,8 @@ pub async fn contextualize(
             }
         }
     }
-    let request_id = HeaderValue::from_str(&rc.request_id).ok();
     req.extensions_mut().insert(rc);
-    let mut resp = next.run(req).await;
-    if let Some(v) = request_id {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
+    next.run(req).await
 }
 
 /// What a route of a non-entity family does, as an action; `None` for NGSI-LD routes

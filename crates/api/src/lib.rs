@@ -126,7 +126,9 @@ pub fn router_with(
         ))
     };
     Router::new()
-        .merge(family(ngsi_ld_routes(), Family::NgsiLd))
+        // NGSI-LD builds its context in `NgsiRequest` and is authorized per entity in the
+        // broker: no route layer on the hot path.
+        .merge(ngsi_ld_routes())
         .merge(family(ingest_routes(), Family::Ingest))
         .merge(family(platform_routes(), Family::Platform))
         .merge(family(open311_routes(), Family::Open311))

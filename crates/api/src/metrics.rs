@@ -228,7 +228,8 @@ fn department_series(
     }
 }
 
-/// Middleware recording each request.
+/// The outermost middleware: gives each request its id (answered as `X-Request-Id`)
+/// and records its route, status and latency.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -236,8 +237,16 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
+    let id = crate::context::RequestId::of(req.headers());
+    let echo = axum::http::HeaderValue::from_str(&id.0).ok();
+    let mut req = req;
+    req.extensions_mut().insert(id);
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    if let Some(v) = echo {
+        resp.headers_mut()
+            .insert(axum::http::HeaderName::from_static("x-request-id"), v);
+    }
     let secs = start.elapsed().as_secs_f64();
     metrics
         .requests

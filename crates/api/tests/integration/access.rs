@@ -224,7 +224,8 @@ async fn the_caller_is_recorded_and_the_request_id_answered() {
     let r = app
         .call_as(&ana, "GET", "/platform/v1/incidents", &[], None)
         .await;
-    assert_eq!(r.header("x-request-id").map(str::len), Some(36));
+    let id = r.header("x-request-id").unwrap_or_default();
+    assert!(id.len() >= 10 && id.contains('-'), "a generated id: {id}");
     // Anonymous callers cannot file incidents under this policy.
     let r = app
         .call_as(
