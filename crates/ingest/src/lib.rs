@@ -21,7 +21,10 @@ pub mod stats;
 
 pub use pipeline::{Ingest, IngestError, IngestSettings, Summary};
 pub mod import;
-pub mod mqtt;
+/// MQTT lives in its own crate (`citybrain-mqtt`); ingestion is its message sink
+/// (`sink.rs`). Re-exported under its old path.
+pub use citybrain_mqtt as mqtt;
+mod sink;
 
 /// JSON text of a JSON tree (a `Value`, a record's `Node`, a list of them), for dead
 /// letters and forwarded bodies. Serializing such a tree into memory does not fail

@@ -19,7 +19,7 @@ use super::codec::{self, In, Out, Refusal, Version};
 use super::events;
 use super::hub::{Delivery, Hub};
 use super::{Grant, MqttSettings, MqttStats};
-use crate::pipeline::{Ingest, Staged};
+use crate::MessageSink;
 use citybrain_telemetry::InternalEvent;
 
 /// Most messages the reader gathers before handing them on.
@@ -36,10 +36,13 @@ pub struct MqttServer {
 
 impl MqttServer {
     /// Binds and starts accepting.
-    pub async fn start(settings: MqttSettings, ingest: Arc<Ingest>) -> std::io::Result<MqttServer> {
+    pub async fn start<S: MessageSink>(
+        settings: MqttSettings,
+        ingest: Arc<S>,
+    ) -> std::io::Result<MqttServer> {
         let listener = TcpListener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
-        let hub = Arc::new(Hub::new(ingest.mqtt.clone()));
+        let hub = Arc::new(Hub::new(ingest.mqtt_stats()));
         let (stop, stopped) = watch::channel(false);
         let settings = Arc::new(settings);
         let h = hub.clone();
@@ -56,10 +59,10 @@ impl MqttServer {
     }
 }
 
-async fn accept_loop(
+async fn accept_loop<S: MessageSink>(
     listener: TcpListener,
     settings: Arc<MqttSettings>,
-    ingest: Arc<Ingest>,
+    ingest: Arc<S>,
     hub: Arc<Hub>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -149,10 +152,10 @@ async fn read_more(
     Ok(())
 }
 
-async fn connection(
+async fn connection<S: MessageSink>(
     stream: TcpStream,
     settings: Arc<MqttSettings>,
-    ingest: Arc<Ingest>,
+    ingest: Arc<S>,
     hub: Arc<Hub>,
 ) -> Result<(), ConnError> {
     let stats = hub.stats.clone();
@@ -421,13 +424,13 @@ async fn reader(
 /// Stages each batch (applied and logged) and hands it to the acknowledger, which
 /// waits until it is durable and only then acknowledges it, in order. Staging the next
 /// batch while the previous one's fsync runs keeps both cores busy.
-async fn processor(
+async fn processor<S: MessageSink>(
     mut batches: mpsc::Receiver<Vec<Incoming>>,
     out: mpsc::Sender<Out>,
-    ingest: Arc<Ingest>,
+    ingest: Arc<S>,
     hub: Arc<Hub>,
 ) {
-    let (staged_tx, staged_rx) = mpsc::channel::<(Staged, Vec<Incoming>)>(4);
+    let (staged_tx, staged_rx) = mpsc::channel::<(S::Staged, Vec<Incoming>)>(4);
     let acker = tokio::spawn(acknowledger(staged_rx, out, ingest.clone(), hub));
     while let Some(mut batch) = batches.recv().await {
         // Whatever else the reader queued meanwhile joins this write (group commit per
@@ -442,7 +445,7 @@ async fn processor(
             .iter()
             .map(|m| (m.topic.as_str(), &m.payload[..]))
             .collect();
-        let staged = ingest.stage_messages(&msgs).await;
+        let staged = ingest.stage(&msgs).await;
         drop(msgs);
         match staged {
             Ok(st) => {
@@ -461,14 +464,14 @@ async fn processor(
     let _ = acker.await;
 }
 
-async fn acknowledger(
-    mut staged: mpsc::Receiver<(Staged, Vec<Incoming>)>,
+async fn acknowledger<S: MessageSink>(
+    mut staged: mpsc::Receiver<(S::Staged, Vec<Incoming>)>,
     out: mpsc::Sender<Out>,
-    ingest: Arc<Ingest>,
+    ingest: Arc<S>,
     hub: Arc<Hub>,
 ) {
     while let Some((st, batch)) = staged.recv().await {
-        if let Err(e) = st.wait(&ingest).await {
+        if let Err(e) = ingest.durable(st).await {
             tracing::error!(error = %e, messages = batch.len(), "MQTT batch not durable; closing the connection unacknowledged");
             return;
         }

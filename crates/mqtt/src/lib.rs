@@ -11,6 +11,10 @@
 //! and it has no per-topic ACLs. The packet codecs come from rumqttc (the same project);
 //! the server here is the session layer: auth, ACLs, subscriptions, retained messages,
 //! and acknowledgement after the write. Sessions are clean (no persistent sessions).
+//!
+//! The crate knows nothing of ingestion: messages go to a [`MessageSink`] (the
+//! ingestion pipeline implements it), which stages a batch and says when it is
+//! durable; only then is it acknowledged.
 
 pub mod client;
 pub mod codec;
@@ -27,6 +31,35 @@ use serde::{Deserialize, Serialize};
 pub use hub::Hub;
 pub use rumqttc::mqttbytes::{valid_filter, valid_topic};
 pub use server::MqttServer;
+
+/// Where MQTT messages go (the ingestion pipeline). A message is acknowledged (PUBACK or
+/// PUBREC from the server; the manual ack in client mode) only once [`MessageSink::durable`]
+/// has answered for the batch that carried it; a failure closes the connection
+/// unacknowledged, so the sender sends again.
+pub trait MessageSink: Send + Sync + 'static {
+    /// A batch applied and logged, not yet known durable.
+    type Staged: Send + 'static;
+    type Error: std::fmt::Display + Send + 'static;
+
+    /// Applies and logs a batch of `(topic, payload)` messages.
+    fn stage(
+        &self,
+        msgs: &[(&str, &[u8])],
+    ) -> impl std::future::Future<Output = Result<Self::Staged, Self::Error>> + Send;
+
+    /// Waits until a staged batch is durable.
+    fn durable(
+        &self,
+        staged: Self::Staged,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The topic filters the sink routes (client mode subscribes to them when told
+    /// no topics).
+    fn topic_filters(&self) -> Vec<String>;
+
+    /// The counters the server moves (shared with whoever reports them).
+    fn mqtt_stats(&self) -> std::sync::Arc<MqttStats>;
+}
 
 /// One user of the embedded server: a password or a token (a client presents the token
 /// as its password, with any username), and the topic filters it may use.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 
-use crate::pipeline::Ingest;
+use crate::MessageSink;
 
 /// Settings of the client mode.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,7 @@ pub struct ClientSettings {
 }
 
 /// Runs the client until the process ends; reconnects on its own.
-pub async fn run(settings: ClientSettings, ingest: Arc<Ingest>) {
+pub async fn run<S: MessageSink>(settings: ClientSettings, ingest: Arc<S>) {
     let mut opts = MqttOptions::new(
         settings.client_id.clone(),
         settings.host.clone(),
@@ -43,17 +43,7 @@ pub async fn run(settings: ClientSettings, ingest: Arc<Ingest>) {
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
     let filters: Vec<String> = if settings.topics.is_empty() {
-        ingest
-            .sources()
-            .iter()
-            .flat_map(|s| {
-                s.mapping
-                    .topics
-                    .iter()
-                    .map(|t| t.filter())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        ingest.topic_filters()
     } else {
         settings.topics.clone()
     };
@@ -90,7 +80,11 @@ pub async fn run(settings: ClientSettings, ingest: Arc<Ingest>) {
 }
 
 /// Batches what has arrived, writes it, then acknowledges it.
-async fn acker(mut rx: mpsc::Receiver<Publish>, client: AsyncClient, ingest: Arc<Ingest>) {
+async fn acker<S: MessageSink>(
+    mut rx: mpsc::Receiver<Publish>,
+    client: AsyncClient,
+    ingest: Arc<S>,
+) {
     let mut batch: Vec<Publish> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -104,7 +98,10 @@ async fn acker(mut rx: mpsc::Receiver<Publish>, client: AsyncClient, ingest: Arc
             .iter()
             .map(|p| (p.topic.as_str(), &p.payload[..]))
             .collect();
-        let res = ingest.ingest_messages(&msgs).await;
+        let res = match ingest.stage(&msgs).await {
+            Ok(st) => ingest.durable(st).await,
+            Err(e) => Err(e),
+        };
         drop(msgs);
         match res {
             Ok(_) => {
