@@ -21,8 +21,22 @@ use axum::response::{IntoResponse, Response};
 use citybrain_access::{new_request_id, Action, Principal, RequestContext, Resource, Verb};
 
 use crate::problem::ApiError;
-use crate::request::tenant_of;
 use crate::AppState;
+use citybrain_broker::request::validate_tenant;
+
+/// The tenant a request names (`NGSILD-Tenant`; the default tenant without it).
+pub fn tenant_of(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    match headers.get("NGSILD-Tenant") {
+        None => Ok(String::new()),
+        Some(v) => {
+            let t = v
+                .to_str()
+                .map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
+            validate_tenant(t)?;
+            Ok(t.to_string())
+        }
+    }
+}
 
 /// The API families: each has its own router, layers and authorization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

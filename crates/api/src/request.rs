@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use citybrain_broker::request::validate_tenant;
 use citybrain_broker::RequestContext;
 use citybrain_model::render::{Format, Projection, RenderOptions};
 use citybrain_model::{ErrorKind, JsonLdContext};
@@ -166,19 +165,7 @@ pub struct NgsiRequest {
     pub is_ld: bool,
 }
 
-/// The tenant a request names (`NGSILD-Tenant`; the default tenant without it).
-pub fn tenant_of(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
-    match headers.get("NGSILD-Tenant") {
-        None => Ok(String::new()),
-        Some(v) => {
-            let t = v
-                .to_str()
-                .map_err(|_| ApiError::bad_data("NGSILD-Tenant is not valid text"))?;
-            validate_tenant(t)?;
-            Ok(t.to_string())
-        }
-    }
-}
+pub use crate::context::tenant_of;
 
 impl FromRequest<AppState> for NgsiRequest {
     type Rejection = ApiError;

@@ -18,9 +18,10 @@ use citybrain_telemetry::InternalEvent;
 use serde_json::{json, Map, Value};
 
 use crate::book::Book;
-use crate::incident::{Attachment, Correlation, Incident, Move, Status, Step, TransitionError};
+use crate::incident::{Attachment, Correlation, Incident, Move, Status, Step};
+pub use crate::requests::{DeskError, IncidentFilter, NewIncident};
 use crate::sla::{self, Breach, DepartmentReport, Mode, Policy, SlaPolicy};
-use crate::tasks::{self, Plan, TaskError, TaskSpec, TaskStatus};
+use crate::tasks::{self, Plan, TaskError, TaskStatus};
 use crate::{Hub, HubError};
 
 const INCIDENTS: &str = "incidents";
@@ -106,54 +107,6 @@ impl Desk {
     }
 }
 
-/// Filters of the incident list.
-#[derive(Debug, Default, Clone)]
-pub struct IncidentFilter {
-    pub status: Option<Status>,
-    pub category: Option<String>,
-    pub department: Option<String>,
-    /// Only incidents still being handled.
-    pub open: Option<bool>,
-}
-
-/// Why a desk operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeskError {
-    #[error("no incident '{0}'")]
-    NotFound(String),
-    #[error(transparent)]
-    Transition(#[from] TransitionError),
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Hub(#[from] HubError),
-    #[error("{0}")]
-    Task(String, TaskError),
-    /// The request conflicts with the current state (an area in use).
-    #[error("{0}")]
-    Conflict(String),
-    #[error("no area '{0}'")]
-    NoArea(String),
-}
-
-/// A request filed by hand (an operator, a citizen channel): an incident, maybe with
-/// tasks for several departments.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewIncident {
-    pub category: String,
-    pub title: String,
-    #[serde(default)]
-    pub severity: Option<citybrain_rules::Severity>,
-    /// `[lon, lat]`.
-    #[serde(default)]
-    pub location: Option<[f64; 2]>,
-    #[serde(default)]
-    pub entities: Vec<String>,
-    #[serde(default)]
-    pub tasks: Vec<TaskSpec>,
-}
-
 /// The number in an incident id (`urn:ngsi-ld:Incident:42` → 42).
 fn number_of(id: &str) -> u64 {
     id.rsplit(':')
@@ -204,7 +157,9 @@ pub(crate) fn load(
             }
         }
     }
-    crate::modes::load(store, &mut out)?;
+    for (tenant, modes) in crate::modes::load(store)? {
+        out.entry(tenant).or_default().modes = modes;
+    }
     for (tenant, _, doc) in citybrain_storage::load_collection(store, PLANS)? {
         match serde_json::from_value::<Vec<Plan>>(doc) {
             Ok(p) => out.entry(tenant).or_default().plans = p,
@@ -673,7 +628,7 @@ impl Hub {
         &self,
         rc: &RequestContext,
         req: NewIncident,
-        citizen: crate::open311::CitizenRequest,
+        citizen: crate::parts::CitizenRequest,
     ) -> Result<Incident, DeskError> {
         self.file_incident(rc, req, "open311", Some(citizen)).await
     }
@@ -720,7 +675,7 @@ impl Hub {
         rc: &RequestContext,
         req: NewIncident,
         by: &str,
-        citizen: Option<crate::open311::CitizenRequest>,
+        citizen: Option<crate::parts::CitizenRequest>,
     ) -> Result<Incident, DeskError> {
         if req.category.trim().is_empty() || req.title.trim().is_empty() {
             return Err(DeskError::Invalid(

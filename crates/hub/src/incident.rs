@@ -141,13 +141,13 @@ pub struct Incident {
     pub attachments: Vec<Attachment>,
     /// The service-level clock's marks (mode, breaches).
     #[serde(default)]
-    pub sla: crate::sla::SlaMarks,
+    pub sla: crate::parts::SlaMarks,
     /// The departments' parts of the work.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tasks: Vec<crate::tasks::Task>,
+    pub tasks: Vec<crate::parts::Task>,
     /// What a citizen sent, for an Open311 request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<crate::open311::CitizenRequest>,
+    pub request: Option<crate::parts::CitizenRequest>,
     pub history: Vec<Step>,
 }
 
@@ -200,7 +200,7 @@ impl Incident {
             closed_at: None,
             duplicate_of: None,
             attachments: Vec::new(),
-            sla: crate::sla::SlaMarks::default(),
+            sla: crate::parts::SlaMarks::default(),
             tasks: Vec::new(),
             request: None,
             history: vec![Step {

@@ -38,6 +38,8 @@ mod errors;
 pub mod incident;
 mod modes;
 pub mod open311;
+pub mod parts;
+mod requests;
 pub mod sla;
 pub mod tasks;
 

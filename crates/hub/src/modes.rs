@@ -22,7 +22,7 @@ use citybrain_rules::Zone;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::desk::{Desk, DeskError};
+use crate::requests::DeskError;
 use crate::sla::Mode;
 use crate::{Hub, HubError};
 
@@ -147,18 +147,18 @@ fn check_area_name(name: &str) -> Result<(), DeskError> {
     }
 }
 
-/// Reads the stored areas and modes into the desks.
+/// Reads the stored areas and modes, per tenant.
 pub(crate) fn load(
     store: &dyn citybrain_storage::EntityStore,
-    out: &mut HashMap<String, Desk>,
-) -> Result<(), citybrain_storage::StoreError> {
+) -> Result<HashMap<String, ModeState>, citybrain_storage::StoreError> {
+    let mut out: HashMap<String, ModeState> = HashMap::new();
     for (tenant, name, doc) in citybrain_storage::load_collection(store, AREAS)? {
         match serde_json::from_value::<AreaSpec>(doc)
             .map_err(|e| e.to_string())
             .and_then(Area::compile)
         {
             Ok(a) => {
-                out.entry(tenant).or_default().modes.areas.insert(name, a);
+                out.entry(tenant).or_default().areas.insert(name, a);
             }
             Err(e) => {
                 tracing::warn!(tenant, area = name, error = %e, "a stored area no longer loads")
@@ -169,7 +169,7 @@ pub(crate) fn load(
         let Ok(m) = serde_json::from_value::<Mode>(doc) else {
             continue;
         };
-        let st = &mut out.entry(tenant).or_default().modes;
+        let st = out.entry(tenant).or_default();
         match key.strip_prefix("area:") {
             Some(area) if m == Mode::Emergency => {
                 st.emergency_areas.insert(area.to_string());
@@ -179,9 +179,9 @@ pub(crate) fn load(
         }
     }
     for (tenant, _, _) in citybrain_storage::load_collection(store, MODE_HISTORY)? {
-        out.entry(tenant).or_default().modes.changes += 1;
+        out.entry(tenant).or_default().changes += 1;
     }
-    Ok(())
+    Ok(out)
 }
 
 impl Hub {

@@ -10,8 +10,9 @@ use citybrain_model::ErrorKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::desk::{DeskError, NewIncident};
 use crate::incident::{Incident, Status};
+pub use crate::parts::CitizenRequest;
+use crate::requests::{DeskError, NewIncident};
 use crate::Hub;
 
 const CONFIG: &str = "open311";
@@ -75,39 +76,6 @@ pub struct Open311Config {
     pub api_keys: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<String>,
-}
-
-/// What the citizen sent, kept on the incident.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct CitizenRequest {
-    pub service_code: String,
-    pub service_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address_string: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attributes: Vec<(String, String)>,
-    /// Contact details: kept for the department, never published by `GET requests`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
-    pub token: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rating: Option<u8>,
 }
 
 /// An Open311 error: its kind (the API gives it the status, which GeoReport v2 also

@@ -10,16 +10,8 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::incident::{Incident, Status};
+pub use crate::parts::{Mode, SlaMarks};
 use citybrain_rules::spec::parse_duration;
-
-/// The normal or the emergency mode (平战结合).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Normal,
-    Emergency,
-}
 
 /// A target as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,21 +339,6 @@ pub fn report<'a>(
             r
         })
         .collect()
-}
-
-/// What the SLA clock has done to an incident.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SlaMarks {
-    /// The mode the incident was opened in (its targets).
-    #[serde(default)]
-    pub mode: Mode,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ack_due: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ack_breached_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolve_breached_at: Option<DateTime<Utc>>,
 }
 
 /// A breach found by [`check`].

@@ -8,16 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::incident::{Incident, Status, Step};
+pub use crate::parts::{Task, TaskStatus};
 use crate::sla::Mode;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Open,
-    InProgress,
-    Done,
-    Cancelled,
-}
 
 /// A task as written in a plan or a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,20 +20,6 @@ pub struct TaskSpec {
     /// Tasks (by position in the list) that must be done first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<usize>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Task {
-    /// Position in the incident's task list, from 0.
-    pub n: usize,
-    pub department: String,
-    pub title: String,
-    pub status: TaskStatus,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub after: Vec<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub done_at: Option<DateTime<Utc>>,
 }
 
 /// An emergency plan: the tasks an incident of `category` opens in `mode`.

@@ -6,8 +6,67 @@ use std::collections::VecDeque;
 use geo::{Contains, Point};
 
 use crate::compile::{Area, Cond, Limit, Signal};
-use crate::engine::ObsValue;
 use crate::spec::{Agg, Fence};
+
+/// An observed value: numbers for level conditions, points for geofences.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObsValue {
+    Number(f64),
+    /// `[longitude, latitude]`.
+    Point([f64; 2]),
+    /// Anything else (text, objects): only `missing` conditions see it.
+    Other,
+}
+
+impl ObsValue {
+    pub(crate) fn number(&self) -> Option<f64> {
+        match self {
+            ObsValue::Number(v) if v.is_finite() => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn point(&self) -> Option<[f64; 2]> {
+        match self {
+            ObsValue::Point(p) => Some(*p),
+            _ => None,
+        }
+    }
+
+    /// The value of a stored attribute: numbers directly, documents through JSON.
+    pub fn from_attr(v: &citybrain_model::AttrValue) -> ObsValue {
+        use citybrain_model::AttrValue;
+        match v {
+            AttrValue::Int(i) => ObsValue::Number(*i as f64),
+            AttrValue::Float(f) => ObsValue::Number(*f),
+            AttrValue::Json(_) => ObsValue::from_json(&v.to_value()),
+            _ => ObsValue::Other,
+        }
+    }
+
+    /// The value of an NGSI-LD attribute's content: a number, a GeoJSON Point, or other.
+    pub fn from_json(v: &serde_json::Value) -> ObsValue {
+        match v {
+            serde_json::Value::Number(n) => n.as_f64().map_or(ObsValue::Other, ObsValue::Number),
+            serde_json::Value::Object(o)
+                if o.get("type").and_then(|t| t.as_str()) == Some("Point") =>
+            {
+                match o
+                    .get("coordinates")
+                    .and_then(|c| c.as_array())
+                    .map(Vec::as_slice)
+                {
+                    Some([lon, lat, ..]) => match (lon.as_f64(), lat.as_f64()) {
+                        (Some(lon), Some(lat)) => ObsValue::Point([lon, lat]),
+                        _ => ObsValue::Other,
+                    },
+                    _ => ObsValue::Other,
+                }
+            }
+            _ => ObsValue::Other,
+        }
+    }
+}
 
 /// Most values one window or trend keeps for one entity. A rule that needs more (a
 /// flood of observations into a long window) is disabled with this reason rather than
