@@ -121,6 +121,22 @@ impl RequestContext {
     }
 }
 
+/// Validates a tenant name (`NGSILD-Tenant`, a mapping's `tenant`): a short name of
+/// URL-safe characters.
+pub fn validate_tenant(t: &str) -> Result<(), citybrain_model::ModelError> {
+    let ok = !t.is_empty()
+        && t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(citybrain_model::ModelError::bad_data(format!(
+            "NGSILD-Tenant '{t}' must be 1-64 characters of letters, digits, '_', '-', '.', ':'"
+        )))
+    }
+}
+
 /// A new request id, for requests that brought none: unique within the process and,
 /// with a random per-process prefix, across restarts (`3f9c01a2-1b7`). Cheaper than a
 /// UUID (no system call per request), and short, since every write logs it.

@@ -2,17 +2,16 @@
 //! files; a declarative mapping (`mapping`) turns each record into an NGSI-LD entity
 //! fragment; the pipeline (`pipeline`) writes them through the broker's durable path,
 //! and everything that fails goes to the dead-letter store (`deadletter`) with a reason.
-//! Edge pre-aggregation (`reduce`) thins streams by rule. Nothing here knows HTTP.
+//! Edge pre-aggregation (`reduce`) thins streams by rule. Nothing here knows HTTP. The
+//! mapping language is `citybrain-mapping`; MQTT is `citybrain-mqtt`.
 
 pub mod deadletter;
 pub mod decode;
 pub mod edge;
-pub mod mapping;
-pub mod record;
-pub mod reduce;
-pub mod reject;
-pub mod timefmt;
-pub mod units;
+
+/// The mapping language and the record model live in their own pure crate
+/// (`citybrain-mapping`), re-exported under their old paths.
+pub use citybrain_mapping::{json_bytes, mapping, record, reduce, reject, timefmt, units};
 
 pub use mapping::{load_dir, load_file, Mapped, Mapping, MappingError};
 pub use reject::{Reason, Reject};
@@ -25,23 +24,3 @@ pub mod import;
 /// (`sink.rs`). Re-exported under its old path.
 pub use citybrain_mqtt as mqtt;
 mod sink;
-
-/// JSON text of a JSON tree (a `Value`, a record's `Node`, a list of them), for dead
-/// letters and forwarded bodies. Serializing such a tree into memory does not fail
-/// (string keys, no I/O); were it to, the failure is logged and counted and its text
-/// kept in place of the bytes, so a dead letter still says what happened: never an
-/// empty payload in silence.
-pub fn json_bytes<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Vec<u8> {
-    use citybrain_telemetry::InternalEvent;
-    match serde_json::to_vec(value) {
-        Ok(b) => b,
-        Err(error) => {
-            citybrain_telemetry::EncodeFailed {
-                what,
-                error: &error,
-            }
-            .emit();
-            format!("<not encodable: {error}>").into_bytes()
-        }
-    }
-}

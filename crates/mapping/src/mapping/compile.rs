@@ -347,8 +347,7 @@ pub(crate) fn compile(spec: MappingSpec) -> Result<Mapping, CompileError> {
         ));
     }
     if let Some(t) = &spec.tenant {
-        citybrain_broker::request::validate_tenant(t)
-            .map_err(|e| ("tenant".to_string(), e.to_string()))?;
+        citybrain_access::validate_tenant(t).map_err(|e| ("tenant".to_string(), e.to_string()))?;
     }
     let delim = spec.csv.delimiter.as_bytes();
     if delim.len() != 1 {

@@ -166,7 +166,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 }
 
 /// The rest of an object whose opening the caller's visitor has seen.
-pub(crate) fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Node, A::Error> {
+pub fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Node, A::Error> {
     let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
     while let Some((k, v)) = map.next_entry::<String, Node>()? {
         out.push((k, v));
