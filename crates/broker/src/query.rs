@@ -401,12 +401,11 @@ pub fn geo_matches(g: &GeoQuery, e: &Entity) -> bool {
     })
 }
 
-impl Broker {
-    /// Runs a query and returns one page.
-    pub fn query_entities(&self, rc: &RequestContext, query: &EntityQuery) -> Result<QueryPage> {
-        self.check_tenant(rc)?;
-        let asked: Vec<Arc<str>> = query
-            .types
+impl EntityQuery {
+    /// The types a query names (every type of its type expression), as an action's
+    /// resource names them; empty for a query over all types.
+    pub(crate) fn types_asked(&self) -> Vec<Arc<str>> {
+        self.types
             .as_ref()
             .map(|t| {
                 t.all_types()
@@ -414,7 +413,15 @@ impl Broker {
                     .map(|s| Arc::from(s.as_str()))
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+}
+
+impl Broker {
+    /// Runs a query and returns one page.
+    pub fn query_entities(&self, rc: &RequestContext, query: &EntityQuery) -> Result<QueryPage> {
+        self.check_tenant(rc)?;
+        let asked = query.types_asked();
         self.allow(rc, Action::entity(Verb::Read, &asked, None))?;
         // What the caller may not see is neither matched nor counted; a masked entity
         // is matched as masked, so a filter cannot probe what the mask hides.

@@ -122,35 +122,18 @@ pub async fn app_with_hub() -> App {
 
 /// [`app_with_hub`] with the hub on `clock` (SLA and mode tests move it by hand).
 pub async fn app_with_hub_clock(clock: Arc<dyn citybrain_model::time::Clock>) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
-    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
-    let broker = Broker::new(
-        dynstore.clone(),
-        Arc::new(SystemClock),
-        BrokerConfig::default(),
-    )
-    .await;
-    broker.start();
-    let hub = citybrain_hub::Hub::new(dynstore.clone(), clock).unwrap();
-    tokio::spawn(hub.clone().run(dynstore.subscribe()));
-    App {
-        router: citybrain_api::app_with(
-            broker.clone(),
-            None,
-            Some(hub.clone()),
-            HttpLimits::default(),
-        ),
-        ingest: None,
-        hub: Some(hub),
-        _broker: broker,
-        _store: store,
-        _dir: dir,
-    }
+    app_hub(clock, Arc::new(citybrain_access::AllowAll)).await
 }
 
 /// An app with the hub whose broker and hub ask `authz` (the governance seam).
 pub async fn app_with_policy(authz: Arc<dyn citybrain_access::Authorizer>) -> App {
+    app_hub(Arc::new(SystemClock), authz).await
+}
+
+async fn app_hub(
+    clock: Arc<dyn citybrain_model::time::Clock>,
+    authz: Arc<dyn citybrain_access::Authorizer>,
+) -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
     let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
@@ -160,8 +143,7 @@ pub async fn app_with_policy(authz: Arc<dyn citybrain_access::Authorizer>) -> Ap
     };
     let broker = Broker::new(dynstore.clone(), Arc::new(SystemClock), cfg).await;
     broker.start();
-    let hub = citybrain_hub::Hub::with_authorizer(dynstore.clone(), Arc::new(SystemClock), authz)
-        .unwrap();
+    let hub = citybrain_hub::Hub::with_authorizer(dynstore.clone(), clock, authz).unwrap();
     tokio::spawn(hub.clone().run(dynstore.subscribe()));
     App {
         router: citybrain_api::app_with(
@@ -202,6 +184,10 @@ impl App {
             )
             .unwrap();
         req.extensions_mut().insert(who.clone());
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Body>) -> Resp {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -244,20 +230,7 @@ impl App {
                     .unwrap_or_else(Body::empty),
             )
             .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&bytes).to_string();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            body,
-            text,
-        }
+        self.send(req).await
     }
     pub async fn get(&self, uri: &str) -> Resp {
         self.call("GET", uri, &[], None).await

@@ -658,16 +658,7 @@ impl Broker {
         tq: &TemporalQuery,
     ) -> Result<TemporalPage> {
         self.check_tenant(rc)?;
-        let asked: Vec<Arc<str>> = query
-            .types
-            .as_ref()
-            .map(|t| {
-                t.all_types()
-                    .iter()
-                    .map(|s| Arc::from(s.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let asked = query.types_asked();
         self.allow(rc, Action::history(Verb::Read, &asked, None))?;
         let db = self.tsdb()?;
         let mut page = TemporalPage {
