@@ -2,6 +2,11 @@
 //! the broker's durable upsert; every failure → a dead letter. A payload is answered
 //! only when its writes and its dead letters are both durable, so an acknowledgement
 //! (HTTP 200/202, MQTT PUBACK) means nothing of it can be lost.
+//!
+//! Size (over the ~800-line guideline): the stages share one batch state (`Pending`,
+//! `Staged`, the summary and the dead letters of a payload) that each stage moves on;
+//! split across files it would be crate-public mutable state. The forwarding sink and
+//! replay are the parts to move out next (issue #13's note).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -2,6 +2,11 @@
 //! querying the evolution of entities over time, aggregated or not, and provisioning
 //! history directly.
 //!
+//! Size (about 850 lines, over the ~800 guideline): the query parameters, their
+//! selection of series and the paging of instances are one contract (206 and
+//! `Content-Range` depend on all three); provisioning (`provision.rs`) and rendering
+//! (`render.rs`) are already apart.
+//!
 //! Decisions (NGSI-LD leaves them open or the suite pins them):
 //! - `timerel=before` is strict (`t < timeAt`); `after` and `between` include `timeAt`;
 //!   `between` excludes `endTimeAt`.

@@ -3,6 +3,7 @@ use chrono::Utc;
 use citybrain_model::entity::parse_entity;
 use citybrain_model::{JsonLdContext, ModelError};
 use serde_json::json;
+use std::ops::ControlFlow;
 
 fn entity(id: &str, ty: &str, v: i64) -> Entity {
     let body = json!({"id": id, "type": ty, "p": v});
