@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citybrain_model::time::Clock;
+use citybrain_telemetry::InternalEvent;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -189,12 +190,21 @@ impl Dispatcher {
                 self.stats.queued.fetch_add(1, Ordering::Relaxed);
             }
             Err(mpsc::error::TrySendError::Full(job)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 job.entry.record_failure(self.clock.now());
-                tracing::warn!(endpoint = %job.entry.sub.read().endpoint.uri, "notification queue full; notification dropped");
+                NotificationDropped {
+                    stats: &self.stats,
+                    endpoint: &job.entry.sub.read().endpoint.uri,
+                    why: "its endpoint's queue is full",
+                }
+                .emit();
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            Err(mpsc::error::TrySendError::Closed(job)) => {
+                NotificationDropped {
+                    stats: &self.stats,
+                    endpoint: &job.entry.sub.read().endpoint.uri,
+                    why: "its endpoint's worker has stopped",
+                }
+                .emit();
             }
         }
     }
@@ -243,7 +253,17 @@ impl Dispatcher {
         let body = match serde_json::to_vec(&job.body) {
             Ok(b) => b,
             Err(error) => {
-                tracing::error!(%error, "notification could not be encoded");
+                citybrain_telemetry::EncodeFailed {
+                    what: "notification",
+                    error: &error,
+                }
+                .emit();
+                NotificationFailed {
+                    stats: &self.stats,
+                    endpoint: &uri,
+                }
+                .emit();
+                job.entry.record_failure(self.clock.now());
                 return;
             }
         };
@@ -318,8 +338,45 @@ impl Dispatcher {
                 delay *= 4;
             }
         }
-        self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(endpoint = %uri, "notification failed after retries");
+        NotificationFailed {
+            stats: &self.stats,
+            endpoint: &uri,
+        }
+        .emit();
         job.entry.record_failure(self.clock.now());
+    }
+}
+
+/// A notification not queued for its endpoint: logged and counted in one place.
+struct NotificationDropped<'a> {
+    stats: &'a DispatchStats,
+    endpoint: &'a str,
+    why: &'static str,
+}
+
+impl InternalEvent for NotificationDropped<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            endpoint = self.endpoint,
+            why = self.why,
+            "notification dropped"
+        );
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A notification given up on (after its retries, or not encodable).
+struct NotificationFailed<'a> {
+    stats: &'a DispatchStats,
+    endpoint: &'a str,
+}
+
+impl InternalEvent for NotificationFailed<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            endpoint = self.endpoint,
+            "notification given up (retries spent, or not encodable)"
+        );
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
     }
 }
