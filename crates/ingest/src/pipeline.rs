@@ -27,6 +27,7 @@ use crate::mapping::{
 use crate::reduce::Reducer;
 use crate::reject::{Reason, Reject};
 use crate::stats::Stats;
+use citybrain_telemetry::InternalEvent;
 
 /// What can stop a payload from being processed (as opposed to records being
 /// rejected, which is a normal outcome recorded in the summary and the dead letters).
@@ -496,7 +497,6 @@ impl Ingest {
         reject: Reject,
         summary: &mut Summary,
     ) -> Result<(), IngestError> {
-        tracing::warn!(source, reason = %reject.reason, message = %reject.message, "payload dead-lettered");
         let stored = self.dead.put_many(
             vec![NewLetter {
                 source: source.to_string(),
@@ -510,14 +510,21 @@ impl Ingest {
             }],
             self.clock.now(),
         )?;
-        self.note_dead(source, &stored, summary);
+        self.note_dead(&stored, summary);
         Ok(())
     }
 
-    fn note_dead(&self, source: &str, stored: &[Letter], summary: &mut Summary) {
+    /// Counts stored letters in the summary and the metrics (each under its own source:
+    /// letters of payloads that routed nowhere carry theirs) and logs them.
+    fn note_dead(&self, stored: &[Letter], summary: &mut Summary) {
         for l in stored {
             *summary.rejected.entry(l.reason).or_insert(0) += 1;
-            self.stats.rejected(source, l.reason);
+            crate::stats::DeadLettered {
+                stats: &self.stats,
+                source: &l.source,
+                letter: l,
+            }
+            .emit();
             if summary.dead_letters.len() < 100 {
                 summary.dead_letters.push(l.id);
             }
@@ -641,14 +648,7 @@ impl Ingest {
             .write_pending(m, pending, entities, &mut dead, &mut summary, &mut commits)
             .await?;
         let stored = self.dead.put_many(dead, self.clock.now())?;
-        for l in &stored {
-            // Letters of payloads that routed nowhere carry their own source.
-            *summary.rejected.entry(l.reason).or_insert(0) += 1;
-            self.stats.rejected(&l.source, l.reason);
-            if summary.dead_letters.len() < 100 {
-                summary.dead_letters.push(l.id);
-            }
-        }
+        self.note_dead(&stored, &mut summary);
         Ok(Staged {
             summary,
             commits,
@@ -738,10 +738,7 @@ impl Ingest {
             let stored = self
                 .dead
                 .put_many(std::mem::take(&mut stray.dead), self.clock.now())?;
-            for l in &stored {
-                *total.summary.rejected.entry(l.reason).or_insert(0) += 1;
-                self.stats.rejected(&l.source, l.reason);
-            }
+            self.note_dead(&stored, &mut total.summary);
         }
         Ok(total)
     }
@@ -884,7 +881,7 @@ impl Ingest {
         .wait(self)
         .await?;
         let stored = self.dead.put_many(dead, self.clock.now())?;
-        self.note_dead(&src.mapping.source, &stored, &mut summary);
+        self.note_dead(&stored, &mut summary);
         Ok(summary)
     }
 

@@ -123,3 +123,35 @@ impl Stats {
         self.inner.lock().clone()
     }
 }
+
+/// A payload or record kept as a dead letter: logged (a payload at `warn`, a record at
+/// `debug`: a bad file can hold millions) and counted per source and reason, in one
+/// place.
+pub(crate) struct DeadLettered<'a> {
+    pub stats: &'a Stats,
+    pub source: &'a str,
+    pub letter: &'a crate::deadletter::Letter,
+}
+
+impl citybrain_telemetry::InternalEvent for DeadLettered<'_> {
+    fn emit(self) {
+        let l = self.letter;
+        match l.level {
+            crate::deadletter::Level::Payload => tracing::warn!(
+                source = self.source,
+                reason = %l.reason,
+                message = %l.message,
+                letter = l.id,
+                "payload dead-lettered"
+            ),
+            crate::deadletter::Level::Record => tracing::debug!(
+                source = self.source,
+                reason = %l.reason,
+                message = %l.message,
+                letter = l.id,
+                "record dead-lettered"
+            ),
+        }
+        self.stats.rejected(self.source, l.reason);
+    }
+}
