@@ -1,5 +1,6 @@
 //! The engine: series registry, heads, checkpoints, compaction, retention and reads.
 
+use citybrain_telemetry::InternalEvent;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -300,6 +301,21 @@ impl citybrain_telemetry::Metrics for TsdbStats {
     }
 }
 
+/// A damaged history block met (at open, on a read, in compaction): logged with what
+/// follows from it and counted (`history_corrupt_blocks_total`), in one place.
+pub(crate) struct CorruptBlock<'a> {
+    pub counter: &'a AtomicU64,
+    pub error: &'a dyn std::fmt::Display,
+    pub consequence: &'static str,
+}
+
+impl citybrain_telemetry::InternalEvent for CorruptBlock<'_> {
+    fn emit(self) {
+        tracing::error!(error = %self.error, "{}", self.consequence);
+        self.counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TsdbStats {
@@ -445,8 +461,12 @@ impl Tsdb {
             for &fid in &reg.files {
                 let (file, index, problems) = segment::open_file(&db.options.dir, fid)?;
                 for p in problems {
-                    db.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %p, "history segment damaged; readable blocks are kept");
+                    CorruptBlock {
+                        counter: &db.corrupt_blocks,
+                        error: &p,
+                        consequence: "history segment damaged; readable blocks are kept",
+                    }
+                    .emit();
                 }
                 for e in index {
                     let Some(series) = st.series.get(e.series as usize).cloned() else {

@@ -1,5 +1,6 @@
 //! Checkpoints, compaction and retention.
 
+use citybrain_telemetry::InternalEvent;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -286,8 +287,12 @@ impl Tsdb {
                 match b.read() {
                     Ok(p) => pts.extend(p),
                     Err(error) => {
-                        self.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(%error, "history block unreadable; it is dropped by compaction");
+                        CorruptBlock {
+                            counter: &self.corrupt_blocks,
+                            error: &error,
+                            consequence: "history block unreadable; it is dropped by compaction",
+                        }
+                        .emit();
                     }
                 }
             }

@@ -1,8 +1,8 @@
 //! Reads: ranges, lastN, column aggregation, instance lookups, entity listings.
 
+use citybrain_telemetry::InternalEvent;
 use std::collections::HashMap;
 use std::ops::Bound;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::maintenance::apply_overrides;
@@ -95,8 +95,12 @@ impl Tsdb {
                     }
                 }
                 Err(e) => {
-                    self.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, "skipping an unreadable history block");
+                    CorruptBlock {
+                        counter: &self.corrupt_blocks,
+                        error: &e,
+                        consequence: "skipping an unreadable history block",
+                    }
+                    .emit();
                     errors.push(e);
                 }
             }
@@ -185,7 +189,12 @@ impl Tsdb {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(e) => {
-                    self.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
+                    CorruptBlock {
+                        counter: &self.corrupt_blocks,
+                        error: &e,
+                        consequence: "an aggregate over an unreadable history block failed",
+                    }
+                    .emit();
                     return Some(Err(e));
                 }
             }
