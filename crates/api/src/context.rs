@@ -25,7 +25,7 @@ use crate::AppState;
 use citybrain_broker::request::validate_tenant;
 
 /// The tenant a request names (`NGSILD-Tenant`; the default tenant without it).
-pub fn tenant_of(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+fn tenant_of(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
     match headers.get("NGSILD-Tenant") {
         None => Ok(String::new()),
         Some(v) => {

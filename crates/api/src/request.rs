@@ -165,8 +165,6 @@ pub struct NgsiRequest {
     pub is_ld: bool,
 }
 
-pub use crate::context::tenant_of;
-
 impl FromRequest<AppState> for NgsiRequest {
     type Rejection = ApiError;
 

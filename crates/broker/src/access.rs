@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use citybrain_access::{Action, Authorizer, Resource, Verb, View};
+use citybrain_access::{Action, Authorizer, Denied, Resource, Verb, View};
 use citybrain_model::{Entity, ModelError};
 use citybrain_storage::Write;
 
@@ -88,14 +88,15 @@ impl Broker {
         })
     }
 
-    /// Keeps the entities `rc` may see, masked as its policy says.
-    pub fn visible_all(&self, rc: &RequestContext, list: Vec<Arc<Entity>>) -> Vec<Arc<Entity>> {
-        if self.authz.sees_everything(rc) {
-            return list;
+    /// Whether `rc` may read what `action` names. `Ok(false)` when it is forbidden: the
+    /// caller then answers "not found", so that existence is not revealed; an
+    /// unauthenticated caller is still told to authenticate.
+    pub(crate) fn may_read(&self, rc: &RequestContext, action: Action<'_>) -> Result<bool> {
+        match self.authz.authorize(rc, &action) {
+            Ok(()) => Ok(true),
+            Err(Denied::Forbidden(_)) => Ok(false),
+            Err(d) => Err(d.into()),
         }
-        list.into_iter()
-            .filter_map(|e| self.visible(rc, e))
-            .collect()
     }
 }
 
@@ -110,16 +111,30 @@ pub(crate) fn check_write(
 ) -> Result<(), ModelError> {
     match (w, cur) {
         (None, _) | (Some(Write::Delete), None) => Ok(()),
-        (Some(Write::Put(e)), None) => check_entity(authz, rc, Verb::Create, &e.types, id),
-        (Some(Write::Put(e)), Some(c)) => check_update(authz, rc, id, &c.types, &e.types),
+        (Some(Write::Put(e)), cur) => check_put(authz, rc, id, cur, &e.types),
         (Some(Write::Delete), Some(c)) => check_entity(authz, rc, Verb::Delete, &c.types, id),
+    }
+}
+
+/// Checks writing an entity with `types` over `cur`: a creation, or an update (see
+/// [`check_update`]).
+pub(crate) fn check_put(
+    authz: &dyn Authorizer,
+    rc: &RequestContext,
+    id: &str,
+    cur: Option<&Arc<Entity>>,
+    types: &[Arc<str>],
+) -> Result<(), ModelError> {
+    match cur {
+        Some(c) => check_update(authz, rc, id, &c.types, types),
+        None => check_entity(authz, rc, Verb::Create, types, id),
     }
 }
 
 /// An update is checked against the types the entity has, and, when it retypes the
 /// entity, against the types it will have: a caller may not move an entity into (or
 /// out of) a type it may not write.
-pub(crate) fn check_update(
+fn check_update(
     authz: &dyn Authorizer,
     rc: &RequestContext,
     id: &str,

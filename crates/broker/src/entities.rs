@@ -164,15 +164,9 @@ impl Broker {
             .store
             .get(&rc.tenant, id)?
             .ok_or_else(|| BrokerError::from(not_found(id)))?;
-        // A caller who may not read this entity learns nothing of it: not found, as if
-        // it did not exist (an unauthenticated caller is still told to authenticate).
-        match self
-            .authz
-            .authorize(rc, &Action::entity(Verb::Read, &e.types, Some(id)))
-        {
-            Ok(()) => {}
-            Err(citybrain_access::Denied::Forbidden(_)) => return Err(not_found(id).into()),
-            Err(d) => return Err(d.into()),
+        // A caller who may not read this entity learns nothing of it: not found.
+        if !self.may_read(rc, Action::entity(Verb::Read, &e.types, Some(id)))? {
+            return Err(not_found(id).into());
         }
         self.visible(rc, e).ok_or_else(|| not_found(id).into())
     }

@@ -21,7 +21,6 @@ use citybrain_storage::{Commit, ModifyOptions};
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
 use crate::Broker;
-use citybrain_access::{Action, Verb};
 
 /// An attribute series of one entity: (attribute, datasetId).
 type SeriesId = (Arc<str>, Option<Arc<str>>);
@@ -322,11 +321,7 @@ impl Broker {
                 for n in ents {
                     merge_fragment(&mut e, n, now);
                 }
-                match cur {
-                    Some(c) => crate::access::check_update(authz, rc, &ids[i], &c.types, &e.types)?,
-                    None => authz
-                        .authorize(rc, &Action::entity(Verb::Create, &e.types, Some(&ids[i])))?,
-                }
+                crate::access::check_put(authz, rc, &ids[i], cur, &e.types)?;
                 Ok(Some(e))
             },
             ModifyOptions {

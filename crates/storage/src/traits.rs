@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -135,7 +136,8 @@ impl Commit {
 /// else rebuild from the current state.
 pub struct Feed {
     rx: mpsc::Receiver<Arc<Change>>,
-    gap: Arc<std::sync::Mutex<Option<FeedGap>>>,
+    /// Set by the store when it cuts this subscriber off.
+    cut: Arc<AtomicBool>,
     last: u64,
 }
 
@@ -147,12 +149,9 @@ pub struct FeedGap {
 }
 
 impl Feed {
-    /// A feed over `rx`; the store sets `gap` when it cuts the subscriber off.
-    pub fn new(
-        rx: mpsc::Receiver<Arc<Change>>,
-        gap: Arc<std::sync::Mutex<Option<FeedGap>>>,
-    ) -> Feed {
-        Feed { rx, gap, last: 0 }
+    /// A feed over `rx`; the store sets `cut` when it cuts the subscriber off.
+    pub fn new(rx: mpsc::Receiver<Arc<Change>>, cut: Arc<AtomicBool>) -> Feed {
+        Feed { rx, cut, last: 0 }
     }
 
     /// The next change; `None` when the store closed or cut this feed (see
@@ -177,15 +176,12 @@ impl Feed {
         Ok(c)
     }
 
-    /// Why the feed ended, when the store cut it (a slow subscriber).
+    /// Why the feed ended, when the store cut it (a slow subscriber): after the last
+    /// position received.
     pub fn gap(&self) -> Option<FeedGap> {
-        let cut = self.gap.lock().map(|g| *g).unwrap_or(None);
-        cut.map(|_| FeedGap { after: self.last })
-    }
-
-    /// The last position received.
-    pub fn position(&self) -> u64 {
-        self.last
+        self.cut
+            .load(Ordering::Acquire)
+            .then_some(FeedGap { after: self.last })
     }
 }
 
@@ -375,8 +371,7 @@ pub trait EntityStore: Send + Sync + 'static {
 /// [`EntityStore::subscribe_from`] (`None` never fails) gets here.
 fn unreachable_gap() -> Feed {
     let (_tx, rx) = mpsc::channel(1);
-    let gap = Arc::new(std::sync::Mutex::new(Some(FeedGap { after: 0 })));
-    Feed::new(rx, gap)
+    Feed::new(rx, Arc::new(AtomicBool::new(true)))
 }
 
 /// History (time series of attribute instances), written through the same log as the

@@ -608,24 +608,15 @@ impl Broker {
             .get(&rc.tenant, id)?
             .map(|e| e.types.clone())
             .unwrap_or_default();
-        match self
-            .authorizer()
-            .authorize(rc, &Action::history(Verb::Read, &types, Some(id)))
-        {
-            Ok(()) => {}
-            Err(citybrain_access::Denied::Forbidden(_)) => {
-                return Err(BrokerError::not_found(format!(
-                    "entity '{id}' has no temporal representation"
-                )))
-            }
-            Err(d) => return Err(d.into()),
-        }
-        let db = self.tsdb()?;
         let not_found = || {
             BrokerError::from(citybrain_model::ModelError::not_found(format!(
                 "entity '{id}' has no temporal representation"
             )))
         };
+        if !self.may_read(rc, Action::history(Verb::Read, &types, Some(id)))? {
+            return Err(not_found());
+        }
+        let db = self.tsdb()?;
         let h = db.entity(&rc.tenant, id).ok_or_else(not_found)?;
         let everything = self.authorizer().sees_everything(rc);
         let h = self

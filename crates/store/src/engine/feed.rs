@@ -14,6 +14,7 @@
 //! beyond [`RECENT`] is pinned in memory while every subscriber keeps up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use citybrain_storage::{Change, Feed, FeedGap};
@@ -24,7 +25,7 @@ pub(crate) const RECENT: usize = 1024;
 
 struct Subscriber {
     tx: mpsc::Sender<Arc<Change>>,
-    gap: Arc<std::sync::Mutex<Option<FeedGap>>>,
+    cut: Arc<AtomicBool>,
 }
 
 pub(crate) struct FeedHub {
@@ -97,9 +98,7 @@ impl FeedHub {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if let Ok(mut g) = s.gap.lock() {
-                    *g = Some(FeedGap { after: 0 });
-                }
+                s.cut.store(true, Ordering::Release);
                 cut += 1;
                 false
             }
@@ -137,13 +136,13 @@ impl FeedHub {
                 });
             }
         }
-        let gap = Arc::new(std::sync::Mutex::new(None));
+        let cut = Arc::new(AtomicBool::new(false));
         self.subscribers.push(Subscriber {
             tx,
-            gap: gap.clone(),
+            cut: cut.clone(),
         });
         self.trim();
-        Ok(Feed::new(rx, gap))
+        Ok(Feed::new(rx, cut))
     }
 }
 
