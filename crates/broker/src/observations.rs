@@ -395,15 +395,15 @@ impl StagedObservations {
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
+    use citybrain_model::time::{Clock as _, SystemClock};
     use citybrain_model::{AttrKind, Attribute};
     use serde_json::json;
 
     #[test]
     fn a_shared_document_is_the_point_it_would_have_been() {
-        let t0 = chrono::Utc::now();
+        let t0 = SystemClock.now_precise();
         let geo = |secs: i64| {
             let mut a =
                 Attribute::property(json!({"type": "Point", "coordinates": [116.4, 39.9]}), t0);
@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn fragments_merge_in_order_unless_one_deletes() {
-        let t0 = chrono::Utc::now();
+        let t0 = SystemClock.now_precise();
         let batch = ObservationBatch::new(
             vec![
                 fragment("urn:a:1", &[("p", json!(1)), ("q", json!(1))], t0),
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn the_in_place_merge_is_append() {
-        let t0 = chrono::Utc::now();
+        let t0 = SystemClock.now_precise();
         let t1 = t0 + chrono::Duration::seconds(5);
         let base = fragment("urn:a:1", &[("p", json!(1)), ("q", json!("x"))], t0);
         let mut ds = Attribute::property(json!(9), t0);
@@ -507,7 +507,7 @@ mod tests {
 
     #[test]
     fn the_copying_merge_is_clone_then_merge() {
-        let t0 = chrono::Utc::now();
+        let t0 = SystemClock.now_precise();
         let t1 = t0 + chrono::Duration::seconds(5);
         let mut old = fragment(
             "urn:a:1",

@@ -145,10 +145,10 @@ fn value(key: &Key, e: &Entity) -> Option<SortValue> {
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
     use citybrain_model::entity::parse_entity;
+    use citybrain_model::time::{Clock as _, SystemClock};
     use serde_json::json;
 
     fn e(id: &str, ty: &str, name: &str, sub: i64) -> Entity {
@@ -157,7 +157,7 @@ mod tests {
         parse_entity(
             body.as_object().unwrap(),
             &JsonLdContext::core(),
-            chrono::Utc::now(),
+            SystemClock.now_precise(),
         )
         .unwrap()
     }

@@ -2,7 +2,6 @@
 //! the incident case files under `tests/cases/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
-#![allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 
 /// A request of user `who` in `tenant`.
 pub fn by(tenant: &str, who: &str) -> citybrain_access::RequestContext {

@@ -441,9 +441,9 @@ impl DeadLetters {
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
+    use citybrain_model::time::{Clock as _, SystemClock};
 
     fn letter(source: &str, reason: Reason, raw: &[u8]) -> NewLetter {
         NewLetter {
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn put_list_raw_delete_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let now = Utc::now();
+        let now = SystemClock.now_precise();
         {
             let s = DeadLetters::open(dir.path()).unwrap();
             let put = s
@@ -504,8 +504,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = DeadLetters::open(dir.path()).unwrap();
-            s.put_many(vec![letter("a", Reason::Decode, b"one")], Utc::now())
-                .unwrap();
+            s.put_many(
+                vec![letter("a", Reason::Decode, b"one")],
+                SystemClock.now_precise(),
+            )
+            .unwrap();
         }
         let path = dir.path().join(FILE);
         let good = std::fs::metadata(&path).unwrap().len();
@@ -515,8 +518,11 @@ mod tests {
         let s = DeadLetters::open(dir.path()).unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
-        s.put_many(vec![letter("a", Reason::Decode, b"two")], Utc::now())
-            .unwrap();
+        s.put_many(
+            vec![letter("a", Reason::Decode, b"two")],
+            SystemClock.now_precise(),
+        )
+        .unwrap();
         drop(s);
         assert_eq!(DeadLetters::open(dir.path()).unwrap().len(), 2);
     }
@@ -529,7 +535,7 @@ mod tests {
             (0..10)
                 .map(|i| letter("a", Reason::Decode, format!("p{i}").as_bytes()))
                 .collect(),
-            Utc::now(),
+            SystemClock.now_precise(),
         )
         .unwrap();
         s.delete(&[1, 2, 3, 4, 5, 6, 7]).unwrap();

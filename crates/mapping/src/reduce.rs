@@ -337,9 +337,9 @@ fn window_attr(st: &State, ms: i64, agg: Agg) -> Option<MappedAttr> {
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
+    use citybrain_model::time::{Clock as _, SystemClock};
     use serde_json::json;
 
     fn rule(toml_src: &str) -> ReduceRule {
@@ -366,7 +366,7 @@ mod tests {
         let mut r = Reducer::new(vec![rule(
             "attributes = ['temperature']\ndeadband = 0.5\nheartbeat = 'PT60S'",
         )]);
-        let now = Utc::now();
+        let now = SystemClock.now_precise();
         let kept: Vec<bool> = [(20.0, 0), (20.2, 10), (20.6, 20), (20.7, 30), (20.7, 80)]
             .iter()
             .map(|(v, s)| r.apply(&mut obs(*v, *s), now))
@@ -384,7 +384,7 @@ mod tests {
     #[test]
     fn tumbling_window_mean_and_flush() {
         let mut r = Reducer::new(vec![rule("attributes = ['*']\nwindow = 'PT1M'")]);
-        let now = Utc::now();
+        let now = SystemClock.now_precise();
         // 1_700_000_000 is 20s into a minute: seconds 0..39 fall in one window.
         let mut outs = Vec::new();
         for (v, s) in [(1.0, 0), (3.0, 30), (10.0, 45), (20.0, 50)] {
@@ -411,7 +411,7 @@ mod tests {
         let mut r = Reducer::new(vec![rule(
             "attributes = ['temperature']\ndownsample = 'PT30S'",
         )]);
-        let now = Utc::now();
+        let now = SystemClock.now_precise();
         let kept: Vec<bool> = [0, 5, 9, 10, 39, 40]
             .iter()
             .map(|s| r.apply(&mut obs(1.0, *s), now))

@@ -745,5 +745,4 @@ fn cmp_lit(target: &Value, l: &Lit) -> Option<std::cmp::Ordering> {
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests;

@@ -605,11 +605,10 @@ fn inline(
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
     use crate::entity::parse_entity;
-    use chrono::Utc;
+    use crate::time::{Clock as _, SystemClock};
     use serde_json::json;
 
     fn ent() -> Entity {
@@ -624,7 +623,7 @@ mod tests {
         parse_entity(
             body.as_object().unwrap(),
             &JsonLdContext::core(),
-            Utc::now(),
+            SystemClock.now_precise(),
         )
         .unwrap()
     }
@@ -711,7 +710,7 @@ mod tests {
             "r": {"type": "Relationship", "object": "urn:x:1"},
             "l": {"type": "LanguageProperty", "languageMap": {"en": "x"}}
         });
-        let now = Utc::now();
+        let now = SystemClock.now_precise();
         let e = parse_entity(body.as_object().unwrap(), &ctx, now).unwrap();
         let concise = render_entity(
             &e,

@@ -1,12 +1,11 @@
 //! Property tests of the parsers: arbitrary input never panics, and what parses behaves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
-#![allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 
-use chrono::Utc;
 use citybrain_model::entity::parse_entity;
 use citybrain_model::geojson::{to_geometry, GeoQuery};
 use citybrain_model::q::Query;
+use citybrain_model::time::{Clock as _, SystemClock};
 use citybrain_model::JsonLdContext;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -61,7 +60,7 @@ proptest! {
         body.insert("id".into(), json!(id));
         body.insert("type".into(), json!("T"));
         for (k, v) in attrs { body.insert(k, v); }
-        let _ = parse_entity(&body, &JsonLdContext::core(), Utc::now());
+        let _ = parse_entity(&body, &JsonLdContext::core(), SystemClock.now_precise());
     }
 
     #[test]
@@ -70,7 +69,7 @@ proptest! {
         body.insert("id".into(), json!("urn:a:1"));
         body.insert("type".into(), json!("T"));
         for (k, v) in attrs { body.insert(k, v); }
-        if let Ok(e) = parse_entity(&body, &JsonLdContext::core(), Utc::now()) {
+        if let Ok(e) = parse_entity(&body, &JsonLdContext::core(), SystemClock.now_precise()) {
             let bytes = serde_json::to_vec(&e).unwrap();
             let back: citybrain_model::Entity = serde_json::from_slice(&bytes).unwrap();
             prop_assert_eq!(back, e);
@@ -81,14 +80,14 @@ proptest! {
     fn q_parser_never_panics(s in "[a-z0-9=!<>~;|().,\\[\\]\"' :-]{0,40}") {
         if let Ok(mut q) = Query::parse(&s) {
             q.resolve(&JsonLdContext::core());
-            let e = parse_entity(json!({"id": "urn:a:1", "type": "T", "a": 1, "b": "x"}).as_object().unwrap(), &JsonLdContext::core(), Utc::now()).unwrap();
+            let e = parse_entity(json!({"id": "urn:a:1", "type": "T", "a": 1, "b": "x"}).as_object().unwrap(), &JsonLdContext::core(), SystemClock.now_precise()).unwrap();
             let _ = q.matches(&e);
         }
     }
 
     #[test]
     fn q_numeric_comparisons_agree_with_rust(v in -1000i64..1000, lit in -1000i64..1000) {
-        let e = parse_entity(json!({"id": "urn:a:1", "type": "T", "a": v}).as_object().unwrap(), &JsonLdContext::core(), Utc::now()).unwrap();
+        let e = parse_entity(json!({"id": "urn:a:1", "type": "T", "a": v}).as_object().unwrap(), &JsonLdContext::core(), SystemClock.now_precise()).unwrap();
         for (op, expected) in [("==", v == lit), ("!=", v != lit), (">", v > lit), (">=", v >= lit), ("<", v < lit), ("<=", v <= lit)] {
             let mut q = Query::parse(&format!("a{op}{lit}")).unwrap();
             q.resolve(&JsonLdContext::core());

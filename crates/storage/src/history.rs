@@ -228,14 +228,14 @@ pub fn derive(tenant: &Arc<str>, before: Option<&Entity>, after: &Entity) -> Vec
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests {
     use super::*;
+    use citybrain_model::time::{Clock as _, SystemClock};
     use serde_json::json;
 
     #[test]
     fn numbers_are_points_and_the_rest_documents() {
-        let now = Utc::now();
+        let now = SystemClock.now_precise();
         let mut a = Attribute::property(json!(21.5), now);
         a.unit_code = Some(Arc::from("CEL"));
         a.observed_at = Some(now - chrono::Duration::seconds(5));
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_resent_observation_records_nothing() {
-        let t0 = Utc::now();
+        let t0 = SystemClock.now_precise();
         let tenant: Arc<str> = Arc::from("");
         let entity = |v: f64, observed: Option<DateTime<Utc>>, at: DateTime<Utc>| {
             let mut a = Attribute::property(json!(v), at);

@@ -2,9 +2,9 @@
 //! `cargo run -p citybrain-store --example write_fixture -- DIR`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a one-off generator
-#![allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 
 use citybrain_model::entity::parse_entity;
+use citybrain_model::time::{Clock as _, SystemClock};
 use citybrain_model::JsonLdContext;
 use citybrain_store::{EmbeddedStore, EntityStore, Origin, StoreOptions, Write};
 use serde_json::json;
@@ -13,7 +13,7 @@ fn put(s: &EmbeddedStore, tenant: &str, body: serde_json::Value, rt: &tokio::run
     let e = parse_entity(
         body.as_object().unwrap(),
         &JsonLdContext::core(),
-        chrono::Utc::now(),
+        SystemClock.now_precise(),
     )
     .unwrap();
     let id = e.id.clone();

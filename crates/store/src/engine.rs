@@ -818,5 +818,4 @@ mod hist_writer;
 use hist_writer::{history_checkpoint, history_error, history_writer};
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests;

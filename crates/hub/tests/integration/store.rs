@@ -235,7 +235,7 @@ async fn areas_and_their_modes_survive_a_restart() {
         ctx.expand("location"),
         ctx.expand("level"),
     );
-    let at = chrono::Utc::now();
+    let at = SystemClock.now_precise();
     let located = Observation {
         entity: "urn:g:1",
         entity_type: &ty,
@@ -270,9 +270,12 @@ async fn a_deleted_entity_leaves_the_rules() {
     add_rule(&hub, BEAT).await;
     let ctx = citybrain_model::context::JsonLdContext::core();
     let body = serde_json::json!({"id": "urn:m:1", "type": "Meter", "v": 1});
-    let e =
-        citybrain_model::entity::parse_entity(body.as_object().unwrap(), &ctx, chrono::Utc::now())
-            .unwrap();
+    let e = citybrain_model::entity::parse_entity(
+        body.as_object().unwrap(),
+        &ctx,
+        SystemClock.now_precise(),
+    )
+    .unwrap();
     let states = |hub: &Hub| hub.rules("")[0].status.entities;
     let mut feed_one = async |write: Write| {
         let m = dynstore
@@ -310,7 +313,7 @@ async fn a_deleted_entity_leaves_the_rules() {
 #[tokio::test]
 async fn the_evaluation_loop_moves_the_rule_clocks() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, dynstore, clock, hub) = hub_on(dir.path(), Utc::now());
+    let (store, dynstore, clock, hub) = hub_on(dir.path(), SystemClock.now_precise());
     add_rule(&hub, BEAT).await;
     let mut events = hub.subscribe();
     tokio::spawn(hub.clone().run(dynstore.subscribe()));
@@ -343,7 +346,7 @@ async fn the_evaluation_loop_moves_the_rule_clocks() {
 async fn rule_states_are_rebuilt_from_the_entities_at_start() {
     use citybrain_rules::EventKind;
     let dir = tempfile::tempdir().unwrap();
-    let now = Utc::now();
+    let now = SystemClock.now_precise();
     let (store, dynstore, clock, before) = hub_on(dir.path(), now);
     add_rule(&before, BEAT).await;
     add_rule(&before, HIGH).await;
@@ -400,7 +403,7 @@ async fn rule_states_are_rebuilt_from_the_entities_at_start() {
 async fn a_rule_put_judges_the_entities_as_they_are() {
     use citybrain_rules::EventKind;
     let dir = tempfile::tempdir().unwrap();
-    let now = Utc::now();
+    let now = SystemClock.now_precise();
     let (store, dynstore, _clock, hub) = hub_on(dir.path(), now);
     for (id, ty, v) in [
         ("urn:m:1", "Meter", 80),

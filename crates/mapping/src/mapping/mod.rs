@@ -198,5 +198,4 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Mapping>, MappingError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // fixtures are stamped with the wall clock
 mod tests;

@@ -1,6 +1,6 @@
 use super::*;
 use crate::record::{Node, Record};
-use chrono::Utc;
+use citybrain_model::time::{Clock as _, SystemClock};
 use serde_json::json;
 
 fn toml_mapping(s: &str) -> Result<Mapping, MappingError> {
@@ -20,7 +20,7 @@ fn with(extra: &str) -> Result<Mapping, MappingError> {
 }
 
 fn map(m: &Mapping, v: serde_json::Value) -> Result<Mapped, crate::Reject> {
-    m.apply(Record::Json(&Node::from(v)), &[], Utc::now())
+    m.apply(Record::Json(&Node::from(v)), &[], SystemClock.now_precise())
 }
 
 #[test]
@@ -214,8 +214,11 @@ fn topic_patterns() {
     assert_eq!(m.match_topic("legacy/x/y/z"), Some(vec![]));
     let v = json!({"id": "1"});
     let vars = vec![("district".to_string(), "haidian".to_string())];
-    let Ok(Mapped::Entity(rec)) = m.apply(Record::Json(&Node::from(v.clone())), &vars, Utc::now())
-    else {
+    let Ok(Mapped::Entity(rec)) = m.apply(
+        Record::Json(&Node::from(v.clone())),
+        &vars,
+        SystemClock.now_precise(),
+    ) else {
         panic!()
     };
     let body = rec.to_json();

@@ -1,5 +1,6 @@
 use super::*;
 use crate::entity::parse_entity;
+use crate::time::{Clock as _, SystemClock};
 use serde_json::json;
 
 fn entity() -> Entity {
@@ -17,7 +18,7 @@ fn entity() -> Entity {
     parse_entity(
         body.as_object().unwrap(),
         &JsonLdContext::core(),
-        Utc::now(),
+        SystemClock.now_precise(),
     )
     .unwrap()
 }

@@ -10,7 +10,7 @@ fn entity(id: &str, ty: &str, v: i64) -> Entity {
     parse_entity(
         body.as_object().unwrap(),
         &JsonLdContext::core(),
-        Utc::now(),
+        SystemClock.now_precise(),
     )
     .unwrap()
 }
@@ -342,14 +342,14 @@ fn updates_are_logged_as_deltas_and_replay_exactly() {
     let rt = rt();
     let body = json!({"id": "urn:x:1", "type": "T", "p": 1, "q": "a", "r": {"x": 1}});
     let ctx = JsonLdContext::core();
-    let first = parse_entity(body.as_object().unwrap(), &ctx, Utc::now()).unwrap();
+    let first = parse_entity(body.as_object().unwrap(), &ctx, SystemClock.now_precise()).unwrap();
     let live = {
         let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
         rt.block_on(put(&s, "", first.clone()).wait()).unwrap();
         let mut e = first.clone();
         for i in 0..20 {
             // One attribute changes, the others stay.
-            let at = Utc::now();
+            let at = SystemClock.now_precise();
             e.attrs[0].1 =
                 citybrain_model::instances![citybrain_model::Attribute::property(json!(i), at)];
             e.modified_at = at;
@@ -362,7 +362,7 @@ fn updates_are_logged_as_deltas_and_replay_exactly() {
             s_name,
             citybrain_model::instances![citybrain_model::Attribute::property(
                 json!(true),
-                Utc::now(),
+                SystemClock.now_precise(),
             )],
         ));
         e.types.push(Arc::from(ctx.expand("U")));
