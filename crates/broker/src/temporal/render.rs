@@ -46,9 +46,15 @@ fn agg_json(v: &AggValue) -> Value {
     match v {
         AggValue::Count(n) => json!(n),
         AggValue::Num(x) => json!(x),
-        AggValue::Doc(d) => serde_json::from_str::<Attribute>(d)
-            .map(|a| a.value.to_value())
-            .unwrap_or(Value::Null),
+        // A stored instance document that no longer reads is damaged history: logged,
+        // and its aggregate shown as unknown (null).
+        AggValue::Doc(d) => match serde_json::from_str::<Attribute>(d) {
+            Ok(a) => a.value.to_value(),
+            Err(error) => {
+                tracing::error!(%error, "an aggregated history instance is unreadable");
+                Value::Null
+            }
+        },
         AggValue::Null => Value::Null,
     }
 }
