@@ -14,7 +14,9 @@ use std::sync::Arc;
 use citybrain_model::{Entity, ErrorKind, ModelError};
 
 mod action;
+mod identity;
 pub use action::{Action, Resource, Verb};
+pub use identity::{Identity, Scopes};
 
 /// Who is calling.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -22,8 +24,8 @@ pub enum Principal {
     /// Nobody authenticated (the loopback demo, or anonymous access where configured).
     #[default]
     Anonymous,
-    /// A person or a client acting for one (API key, token).
-    User { id: String, roles: Vec<String> },
+    /// A person or a client acting for one, authenticated by an API key or a token.
+    User(Arc<Identity>),
     /// The platform itself: the hub's rules, SLA checks, Open311, ingestion, the demo.
     Service(&'static str),
 }
@@ -40,12 +42,25 @@ impl Principal {
     /// The platform's own start-up work (demo data, migrations).
     pub const SYSTEM: Principal = Principal::Service("system");
 
+    /// A user with `roles` and no other limit (tests, tools).
+    pub fn user(id: &str, roles: &[&str]) -> Principal {
+        Principal::User(Arc::new(Identity::new(id, roles)))
+    }
+
+    /// The authenticated identity, for users.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Principal::User(i) => Some(i),
+            _ => None,
+        }
+    }
+
     /// The actor as recorded with a change, an incident step or a rule version:
     /// `anonymous`, `user:<id>` or `service:<name>`.
     pub fn actor(&self) -> String {
         match self {
             Principal::Anonymous => "anonymous".into(),
-            Principal::User { id, .. } => format!("user:{id}"),
+            Principal::User(i) => format!("user:{}", i.id),
             Principal::Service(s) => format!("service:{s}"),
         }
     }
@@ -231,14 +246,7 @@ mod tests {
     #[test]
     fn actors_name_their_kind() {
         assert_eq!(Principal::Anonymous.actor(), "anonymous");
-        assert_eq!(
-            Principal::User {
-                id: "ana".into(),
-                roles: vec![]
-            }
-            .actor(),
-            "user:ana"
-        );
+        assert_eq!(Principal::user("ana", &[]).actor(), "user:ana");
         assert_eq!(Principal::RULES.actor(), "service:rules");
     }
 

@@ -7,10 +7,7 @@
 pub fn by(tenant: &str, who: &str) -> citybrain_access::RequestContext {
     citybrain_access::RequestContext::request(
         tenant,
-        citybrain_access::Principal::User {
-            id: who.into(),
-            roles: Vec::new(),
-        },
+        citybrain_access::Principal::user(who, &[]),
         format!("test-{who}"),
     )
 }

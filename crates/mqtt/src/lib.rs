@@ -127,10 +127,7 @@ impl Grant {
     /// it, once per connection (the user who authenticated, or anonymous).
     pub fn principal(&self) -> citybrain_broker::Principal {
         match &self.user {
-            Some(u) => citybrain_broker::Principal::User {
-                id: u.clone(),
-                roles: Vec::new(),
-            },
+            Some(u) => citybrain_broker::Principal::user(u, &[]),
             None => citybrain_broker::Principal::Anonymous,
         }
     }

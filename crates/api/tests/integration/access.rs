@@ -17,7 +17,7 @@ struct Policy;
 
 fn roles(rc: &RequestContext) -> &[String] {
     match &rc.principal {
-        Principal::User { roles, .. } => roles,
+        Principal::User(i) => &i.roles,
         _ => &[],
     }
 }
@@ -70,10 +70,7 @@ impl Authorizer for Policy {
 }
 
 fn user(id: &str, roles: &[&str]) -> Principal {
-    Principal::User {
-        id: id.into(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-    }
+    Principal::user(id, roles)
 }
 
 #[tokio::test]
