@@ -239,9 +239,51 @@ impl Authorizer for AllowAll {
     }
 }
 
+/// Any authorizer behind the credential's own limits ([`Identity::limits`]: scopes and
+/// tenants), which hold whatever the policies say.
+#[derive(Debug, Clone)]
+pub struct Limited<A>(pub A);
+
+impl<A: Authorizer> Authorizer for Limited<A> {
+    fn authorize(&self, rc: &RequestContext, action: &Action<'_>) -> Result<(), Denied> {
+        if let Principal::User(i) = &rc.principal {
+            i.limits(&rc.tenant, action.verb)?;
+        }
+        self.0.authorize(rc, action)
+    }
+
+    fn view(&self, rc: &RequestContext, entity: &Entity) -> View {
+        self.0.view(rc, entity)
+    }
+
+    fn sees_everything(&self, rc: &RequestContext) -> bool {
+        self.0.sees_everything(rc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_hold_under_any_policy() {
+        let mut i = Identity::new("ana", &["admin"]);
+        i.scopes = Scopes::parse(&["read"]).unwrap();
+        i.tenants = Some(vec!["water".into()]);
+        let rc = RequestContext::request("water", Principal::User(Arc::new(i)), String::new());
+        let a = Limited(AllowAll);
+        assert!(a.authorize(&rc, &Action::read(Resource::Event)).is_ok());
+        let w = Action::new(Verb::Update, Resource::Incident(None));
+        assert_eq!(
+            a.authorize(&rc, &w).unwrap_err().kind(),
+            ErrorKind::Forbidden
+        );
+        let mut other = rc.clone();
+        other.tenant = "traffic".into();
+        assert!(a.authorize(&other, &Action::read(Resource::Event)).is_err());
+        // Anonymous and services have no credential limits.
+        assert!(a.authorize(&RequestContext::tenant("x"), &w).is_ok());
+    }
 
     #[test]
     fn actors_name_their_kind() {

@@ -2,6 +2,7 @@
 //! Prometheus `/metrics`. Handlers decode ([`request`]), call the broker, and encode
 //! ([`response`]); errors map to ProblemDetails in one table ([`problem`]).
 
+pub mod auth;
 pub mod context;
 pub mod handlers;
 pub mod metrics;
@@ -57,8 +58,26 @@ pub struct AppState {
     pub ingest: Option<Arc<citybrain_ingest::Ingest>>,
     /// The coordination hub (`/platform/v1/rules`, `/platform/v1/events`), when enabled.
     pub hub: Option<Arc<citybrain_hub::Hub>>,
+    /// Authentication (API keys, OIDC tokens); `None`: every caller is anonymous
+    /// (the loopback demo).
+    pub auth: Option<Arc<citybrain_identity::Authenticator>>,
     pub limits: Arc<HttpLimits>,
     pub metrics: Arc<Metrics>,
+}
+
+/// What the HTTP service serves: the broker and the optional parts.
+pub struct Parts {
+    pub broker: Arc<Broker>,
+    pub ingest: Option<Arc<citybrain_ingest::Ingest>>,
+    pub hub: Option<Arc<citybrain_hub::Hub>>,
+    pub auth: Option<Arc<citybrain_identity::Authenticator>>,
+    pub limits: HttpLimits,
+}
+
+/// Builds the HTTP service from its parts.
+pub fn service(parts: Parts) -> App {
+    use tower::Layer;
+    tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(router_of(parts))
 }
 
 /// The HTTP service: the router behind trailing-slash normalisation (`/entities/` is
@@ -102,13 +121,31 @@ pub fn router(
     router_with(broker, ingest, None, limits)
 }
 
-/// Builds the whole HTTP router.
+/// Builds the whole HTTP router (without authentication).
 pub fn router_with(
     broker: Arc<Broker>,
     ingest: Option<Arc<citybrain_ingest::Ingest>>,
     hub: Option<Arc<citybrain_hub::Hub>>,
     limits: HttpLimits,
 ) -> Router {
+    router_of(Parts {
+        broker,
+        ingest,
+        hub,
+        auth: None,
+        limits,
+    })
+}
+
+/// Builds the whole HTTP router.
+pub fn router_of(parts: Parts) -> Router {
+    let Parts {
+        broker,
+        ingest,
+        hub,
+        auth,
+        limits,
+    } = parts;
     let metrics = Metrics::new();
     let body_limit = limits.max_body_bytes;
     let concurrency = limits.max_concurrent_requests.max(1);
@@ -116,6 +153,7 @@ pub fn router_with(
         broker,
         ingest,
         hub,
+        auth: auth.clone(),
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     };
@@ -125,7 +163,7 @@ pub fn router_with(
             context::contextualize,
         ))
     };
-    Router::new()
+    let router = Router::new()
         // NGSI-LD builds its context in `NgsiRequest` and is authorized per entity in the
         // broker: no route layer on the hot path.
         .merge(ngsi_ld_routes())
@@ -139,7 +177,14 @@ pub fn router_with(
             Family::Operations,
         ))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    // Inside the request-id layer (a refusal is counted and answers its id), outside
+    // every family (whose contexts take the principal it sets).
+    let router = match auth {
+        Some(a) => router.layer(axum::middleware::from_fn_with_state(a, auth::authenticate)),
+        None => router,
+    };
+    router
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -323,9 +368,13 @@ async fn metrics_text(State(app): State<AppState>) -> Response {
         Some(h) => h.sla_reports().await,
         None => Vec::new(),
     };
-    let text = app
-        .metrics
-        .render(&app.broker, app.ingest.as_deref(), app.hub.as_deref(), &sla);
+    let text = app.metrics.render(
+        &app.broker,
+        app.ingest.as_deref(),
+        app.hub.as_deref(),
+        app.auth.as_deref(),
+        &sla,
+    );
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

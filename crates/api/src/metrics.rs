@@ -163,6 +163,7 @@ impl Metrics {
         broker: &Broker,
         ingest: Option<&citybrain_ingest::Ingest>,
         hub: Option<&citybrain_hub::Hub>,
+        auth: Option<&citybrain_identity::Authenticator>,
         sla: &[(String, Vec<citybrain_hub::sla::DepartmentReport>)],
     ) -> String {
         let mut sink = Sink::default();
@@ -188,6 +189,10 @@ impl Metrics {
             ing.dead.visit(&mut sink.plain());
             ing.dead.visit_labelled(&mut sink.labelled());
             ing.mqtt.visit(&mut sink.plain());
+        }
+        if let Some(a) = auth {
+            a.stats.visit(&mut sink.plain());
+            a.stats.visit_labelled(&mut sink.labelled());
         }
         department_series(sla, &mut sink.labelled());
         *self.scraped.series.lock() = sink.0;

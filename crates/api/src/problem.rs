@@ -190,6 +190,13 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: how to authenticate (an API key is sent as a bearer token too).
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"citybrain\""),
+            );
+        }
         resp
     }
 }

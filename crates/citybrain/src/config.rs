@@ -19,7 +19,30 @@ pub struct Config {
     pub mqtt: Mqtt,
     pub mqtt_client: MqttClient,
     pub edge: Edge,
+    pub auth: Auth,
     pub log: Log,
+}
+
+/// Authentication. With neither API keys nor an issuer, citybrain is open to every
+/// caller, and then listens on loopback only (`serve` refuses anything else).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Accept the API keys of `<data_dir>/security/keys.json` (`citybrain bootstrap`,
+    /// `citybrain keys create`).
+    pub api_keys: bool,
+    /// Accept bearer tokens of an OpenID Connect issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<citybrain_identity::OidcSettings>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            api_keys: true,
+            oidc: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,7 +195,9 @@ pub struct Mqtt {
     pub enabled: bool,
     pub listen: SocketAddr,
     /// Clients without credentials may connect (with the `anonymous_*` filters).
-    pub allow_anonymous: bool,
+    /// Default: yes when listening on loopback only, no otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
     pub anonymous_publish: Vec<String>,
     pub anonymous_subscribe: Vec<String>,
     pub max_packet_bytes: usize,
@@ -188,7 +213,7 @@ impl Default for Mqtt {
         Self {
             enabled: true,
             listen: d.listen,
-            allow_anonymous: d.allow_anonymous,
+            allow_anonymous: None,
             anonymous_publish: d.anonymous_publish,
             anonymous_subscribe: d.anonymous_subscribe,
             max_packet_bytes: d.max_packet_bytes,
@@ -203,13 +228,16 @@ impl Mqtt {
     pub fn settings(&self) -> citybrain_ingest::mqtt::MqttSettings {
         citybrain_ingest::mqtt::MqttSettings {
             listen: self.listen,
-            allow_anonymous: self.allow_anonymous,
+            allow_anonymous: self
+                .allow_anonymous
+                .unwrap_or_else(|| self.listen.ip().is_loopback()),
             anonymous_publish: self.anonymous_publish.clone(),
             anonymous_subscribe: self.anonymous_subscribe.clone(),
             users: self.users.clone(),
             max_packet_bytes: self.max_packet_bytes,
             max_connections: self.max_connections,
             subscriber_queue: self.subscriber_queue,
+            credentials: None,
         }
     }
 }
@@ -385,6 +413,9 @@ impl Config {
         }
         for rule in &self.history.retention {
             rule.to_policy()?;
+        }
+        if let Some(o) = &self.auth.oidc {
+            o.validate().map_err(anyhow::Error::msg)?;
         }
         if self.mqtt_client.qos > 1 {
             bail!("mqtt_client.qos must be 0 or 1");

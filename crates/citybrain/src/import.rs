@@ -46,7 +46,9 @@ pub async fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", cfg.server.listen));
-    let broker = crate::build_broker(&cfg, &store, public).await;
+    // An offline tool run by the operator on a stopped server: no caller to govern.
+    let broker =
+        crate::build_broker(&cfg, &store, public, Arc::new(citybrain_access::AllowAll)).await;
     let dead = Arc::new(DeadLetters::open(
         &cfg.ingest.deadletters_dir(&cfg.storage.data_dir),
     )?);

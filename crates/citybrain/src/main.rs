@@ -7,6 +7,7 @@ mod demo;
 mod edge;
 mod export;
 mod import;
+mod security;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -57,18 +58,22 @@ enum Command {
     /// Edge mode: map and thin sensor data by the sensors, forward it to a central
     /// citybrain (store-and-forward over HTTP).
     Edge(ServeArgs),
+    /// Create the first administrator's API key (printed once).
+    Bootstrap(security::BootstrapArgs),
+    /// Create, list or revoke API keys (works while the server runs).
+    Keys(security::KeysArgs),
 }
 
 #[derive(Args)]
 pub struct ConfigArgs {
     /// A TOML configuration file (see citybrain.example.toml).
-    #[arg(long, env = "CITYBRAIN_CONFIG")]
+    #[arg(long, env = "CITYBRAIN_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:1026).
-    #[arg(long)]
+    #[arg(long, global = true)]
     listen: Option<SocketAddr>,
     /// Data directory (default ./citybrain-data).
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 }
 
@@ -143,6 +148,11 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(edge::run(cfg))
+        }
+        Command::Bootstrap(a) => security::bootstrap(&load_config(&a.config)?, &a),
+        Command::Keys(a) => {
+            let cfg = load_config(&a.config)?;
+            security::keys(&cfg, a)
         }
         Command::Deadletters(a) => {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -234,11 +244,14 @@ pub fn lock_data_dir(cfg: &Config) -> anyhow::Result<std::fs::File> {
 }
 
 /// The broker over `store`, configured from `cfg`.
-pub async fn build_broker(cfg: &Config, store: &EmbeddedStore, public_base: String) -> Arc<Broker> {
+pub async fn build_broker(
+    cfg: &Config,
+    store: &EmbeddedStore,
+    public_base: String,
+    authorizer: Arc<dyn citybrain_access::Authorizer>,
+) -> Arc<Broker> {
     let broker_cfg = BrokerConfig {
-        // Identity and policies (governance) will configure this; until then every
-        // caller may do everything, as before.
-        authorizer: Arc::new(citybrain_access::AllowAll),
+        authorizer,
         limits: Limits {
             default_limit: cfg.ngsi_ld.default_limit,
             max_limit: cfg.ngsi_ld.max_limit,
@@ -293,10 +306,13 @@ async fn start_mqtt(
     broker: &Arc<Broker>,
     ing: &Arc<Ingest>,
     tasks: &tasks::Supervisor,
+    auth: Option<&Arc<citybrain_identity::Authenticator>>,
 ) -> anyhow::Result<Option<citybrain_ingest::mqtt::MqttServer>> {
     use citybrain_ingest::mqtt::{client, notify::MqttNotifier, MqttServer};
     let server = if cfg.mqtt.enabled {
-        let s = MqttServer::start(cfg.mqtt.settings(), ing.clone())
+        let mut settings = cfg.mqtt.settings();
+        settings.credentials = auth.cloned();
+        let s = MqttServer::start(settings, ing.clone())
             .await
             .with_context(|| {
                 format!(
@@ -377,6 +393,12 @@ pub fn open_data_dir(cfg: &Config) -> anyhow::Result<(std::fs::File, EmbeddedSto
 }
 
 async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
+    let auth = security::authenticator(&cfg)?;
+    security::check_exposure(
+        auth.as_deref(),
+        cfg.server.listen,
+        cfg.mqtt.enabled.then_some(cfg.mqtt.listen),
+    )?;
     let (_lock, store) = open_data_dir(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -387,8 +409,18 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let broker = build_broker(&cfg, &store, public_base).await;
+    let authorizer: Arc<dyn citybrain_access::Authorizer> = match &auth {
+        Some(_) => Arc::new(citybrain_access::Limited(citybrain_access::AllowAll)),
+        None => {
+            tracing::warn!("no API keys and no OIDC issuer: authentication is off and every local caller may do everything (run `citybrain bootstrap` to turn it on)");
+            Arc::new(citybrain_access::AllowAll)
+        }
+    };
+    let broker = build_broker(&cfg, &store, public_base, authorizer).await;
     let tasks = tasks::Supervisor::new();
+    if let Some(ks) = auth.as_ref().and_then(|a| a.keys()) {
+        tasks.spawn("key-watch", security::watch_keys(ks.clone()));
+    }
     for (name, task) in broker.background() {
         tasks.spawn(name, task);
     }
@@ -406,7 +438,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let mqtt = match &ingest {
         Some(ing) => {
             tasks.spawn("window-flush", window_flush(ing.clone()));
-            start_mqtt(&cfg, &broker, ing, &tasks).await?
+            start_mqtt(&cfg, &broker, ing, &tasks, auth.as_ref()).await?
         }
         None => {
             // No ingestion and no MQTT server: `mqtt://` notification endpoints still
@@ -439,16 +471,17 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             );
         }
     }
-    let app = citybrain_api::app_with(
+    let app = citybrain_api::service(citybrain_api::Parts {
         broker,
         ingest,
-        Some(hub),
-        HttpLimits {
+        hub: Some(hub),
+        auth,
+        limits: HttpLimits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_json_depth: cfg.server.max_json_depth,
             max_concurrent_requests: cfg.server.max_concurrent_requests,
         },
-    );
+    });
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");
     status_line(&format!("citybrain listening on http://{addr}"));
     if let Some(m) = &mqtt {

@@ -85,7 +85,7 @@ fn all() -> Vec<String> {
 }
 
 /// Settings of the embedded server.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct MqttSettings {
     pub listen: SocketAddr,
     /// Clients without credentials may connect (then `anonymous_*` filters apply).
@@ -97,6 +97,9 @@ pub struct MqttSettings {
     pub max_connections: usize,
     /// Messages a subscriber may have queued before new ones are dropped (counted).
     pub subscriber_queue: usize,
+    /// The platform's API keys and OIDC tokens, accepted as passwords (any username);
+    /// the credential's scopes decide publishing (`write`) and subscribing (`read`).
+    pub credentials: Option<std::sync::Arc<citybrain_identity::Authenticator>>,
 }
 
 impl Default for MqttSettings {
@@ -110,6 +113,7 @@ impl Default for MqttSettings {
             max_packet_bytes: 1 << 20,
             max_connections: 10_000,
             subscriber_queue: 10_000,
+            credentials: None,
         }
     }
 }
@@ -118,6 +122,8 @@ impl Default for MqttSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
     pub user: Option<String>,
+    /// The identity a platform credential (API key, token) proved.
+    pub identity: Option<std::sync::Arc<citybrain_access::Identity>>,
     pub publish: Vec<String>,
     pub subscribe: Vec<String>,
 }
@@ -126,6 +132,9 @@ impl Grant {
     /// The connection's principal: the MQTT family's request context is built from
     /// it, once per connection (the user who authenticated, or anonymous).
     pub fn principal(&self) -> citybrain_broker::Principal {
+        if let Some(i) = &self.identity {
+            return citybrain_broker::Principal::User(i.clone());
+        }
         match &self.user {
             Some(u) => citybrain_broker::Principal::user(u, &[]),
             None => citybrain_broker::Principal::Anonymous,
@@ -170,8 +179,43 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl MqttSettings {
-    /// Authenticates a CONNECT: `Ok(grant)` or `Err(bad credentials / not authorized)`.
-    pub fn authenticate(
+    /// Authenticates a CONNECT: the configured users first, then the platform's API keys
+    /// and tokens (as the password, any username).
+    pub async fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Grant, codec::Refusal> {
+        let local = self.authenticate_local(client_id, username, password);
+        let (Err(codec::Refusal::BadCredentials), Some(auth), Some(pw)) =
+            (&local, &self.credentials, password)
+        else {
+            return local;
+        };
+        match auth
+            .authenticate(citybrain_identity::Credential::Secret(pw))
+            .await
+        {
+            Ok(citybrain_access::Principal::User(identity)) => {
+                let all = |yes: bool| if yes { all() } else { Vec::new() };
+                Ok(Grant {
+                    user: Some(identity.id.clone()),
+                    publish: all(identity.scopes.write),
+                    subscribe: all(identity.scopes.read),
+                    identity: Some(identity),
+                })
+            }
+            Ok(_) => local,
+            Err(e) => {
+                tracing::info!(client_id, reason = e.reason(), "MQTT credential refused");
+                local
+            }
+        }
+    }
+
+    /// Authenticates against the configured users and anonymous access.
+    fn authenticate_local(
         &self,
         client_id: &str,
         username: Option<&str>,
@@ -189,6 +233,7 @@ impl MqttSettings {
         match (username, password) {
             (None, None) if self.allow_anonymous => Ok(Grant {
                 user: None,
+                identity: None,
                 publish: expand(&self.anonymous_publish, ""),
                 subscribe: expand(&self.anonymous_subscribe, ""),
             }),
@@ -208,6 +253,7 @@ impl MqttSettings {
                 match hit {
                     Some(u) => Ok(Grant {
                         user: Some(u.username.clone()),
+                        identity: None,
                         publish: expand(&u.publish, &u.username),
                         subscribe: expand(&u.subscribe, &u.username),
                     }),
@@ -315,8 +361,8 @@ mod tests {
         assert!(!covers("a/b", "a/b/c"));
     }
 
-    #[test]
-    fn auth_by_password_token_or_anonymous() {
+    #[tokio::test]
+    async fn auth_by_password_token_or_anonymous() {
         let s = MqttSettings {
             allow_anonymous: false,
             users: vec![
@@ -337,23 +383,78 @@ mod tests {
             ],
             ..Default::default()
         };
-        let g = s.authenticate("c1", Some("sensor"), Some("pw")).unwrap();
+        let g = s
+            .authenticate("c1", Some("sensor"), Some("pw"))
+            .await
+            .unwrap();
         assert!(g.may_publish("city/sensor/aq"));
         assert!(!g.may_publish("city/other/aq"));
         assert!(!g.may_subscribe("#"));
         assert_eq!(
-            s.authenticate("c1", Some("sensor"), Some("wrong")),
+            s.authenticate("c1", Some("sensor"), Some("wrong")).await,
             Err(codec::Refusal::BadCredentials)
         );
         assert_eq!(
-            s.authenticate("c1", None, None),
+            s.authenticate("c1", None, None).await,
             Err(codec::Refusal::NotAuthorized)
         );
         let g = s
             .authenticate("c2", Some("anything"), Some("tok-123"))
+            .await
             .unwrap();
         assert_eq!(g.user.as_deref(), Some("gateway"));
         assert!(g.may_subscribe("citybrain/notify/x"));
         assert!(!g.may_subscribe("citybrain/#"));
+    }
+
+    #[tokio::test]
+    async fn platform_keys_are_passwords_and_their_scopes_decide() {
+        use citybrain_identity::{Authenticator, KeyStore, NewKey};
+        let dir = tempfile::tempdir().unwrap();
+        let keys = std::sync::Arc::new(KeyStore::open(dir.path()).unwrap());
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let key = |scopes: &[&str]| {
+            keys.create(
+                NewKey {
+                    name: "gateway".into(),
+                    user: "gw-1".into(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap()
+        };
+        let (_, writer) = key(&["write"]);
+        let (revoked, reader) = key(&["read"]);
+        let clock = std::sync::Arc::new(citybrain_model::time::ManualClock::new(now));
+        let s = MqttSettings {
+            allow_anonymous: false,
+            credentials: Some(std::sync::Arc::new(Authenticator::new(
+                Some(keys.clone()),
+                None,
+                clock,
+            ))),
+            ..Default::default()
+        };
+        let g = s
+            .authenticate("c", Some("any"), Some(&writer))
+            .await
+            .unwrap();
+        assert_eq!(g.principal().actor(), "user:gw-1");
+        assert!(g.may_publish("city/x") && !g.may_subscribe("city/#"));
+        let g = s.authenticate("c", None, Some(&reader)).await.unwrap();
+        assert!(!g.may_publish("city/x") && g.may_subscribe("city/#"));
+        keys.revoke(&revoked.id, now).unwrap();
+        assert_eq!(
+            s.authenticate("c", None, Some(&reader)).await,
+            Err(codec::Refusal::BadCredentials)
+        );
+        let mut wrong = writer.clone();
+        wrong.push('x');
+        assert_eq!(
+            s.authenticate("c", None, Some(&wrong)).await,
+            Err(codec::Refusal::BadCredentials)
+        );
     }
 }

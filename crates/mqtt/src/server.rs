@@ -195,7 +195,9 @@ async fn connection<S: MessageSink>(
     } else if client_id.len() > 256 {
         Err(Refusal::BadClientId)
     } else {
-        settings.authenticate(&client_id, username.as_deref(), password.as_deref())
+        settings
+            .authenticate(&client_id, username.as_deref(), password.as_deref())
+            .await
     };
     let mut out = BytesMut::new();
     codec::write(

@@ -1,0 +1,61 @@
+//! Authentication of every request, in one layer (inside the request-id layer, outside
+//! every family): the credential (`Authorization: Bearer …` with an API key or an OIDC
+//! token, or `X-API-Key`) becomes the request's [`Principal`](citybrain_access::Principal),
+//! which [`context_of`](crate::context::context_of) puts in every family's context. No
+//! credential is the anonymous principal, whose rights the policies decide; a
+//! credential that fails is a 401 at once, never a fall-back to anonymous.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use citybrain_identity::{AuthError, Authenticator, Credential};
+
+use crate::problem::ApiError;
+
+/// The presented secret, owned (the request, whose body is not `Sync`, must not be
+/// borrowed across the await).
+fn secret_of(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let text = |name: &str| -> Result<Option<&str>, AuthError> {
+        headers
+            .get(name)
+            .map(|v| v.to_str())
+            .transpose()
+            .map_err(|_| AuthError::Malformed("credential header"))
+    };
+    Ok(
+        match Credential::from_http(text("authorization")?, text("x-api-key")?)? {
+            Credential::Secret(s) => Some(s.to_string()),
+            Credential::None => None,
+        },
+    )
+}
+
+pub async fn authenticate(
+    State(auth): State<Arc<Authenticator>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let secret = match secret_of(req.headers()) {
+        Ok(s) => s,
+        Err(e) => return refuse(e),
+    };
+    let credential = match &secret {
+        Some(s) => Credential::Secret(s),
+        None => Credential::None,
+    };
+    match auth.authenticate(credential).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => refuse(e),
+    }
+}
+
+fn refuse(e: AuthError) -> Response {
+    tracing::info!(reason = e.reason(), error = %e, "credential refused");
+    ApiError::of(&e).into_response()
+}

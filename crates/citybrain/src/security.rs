@@ -1,0 +1,285 @@
+//! Identity at the command line and at start-up: `citybrain bootstrap`, `citybrain keys
+//! create|list|revoke`, the authenticator `serve` runs with, and the rule that an
+//! unauthenticated citybrain listens on loopback only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use citybrain_identity::{Authenticator, KeyStore, NewKey, Oidc};
+use citybrain_model::time::{Clock, SystemClock};
+use clap::{Args, Subcommand};
+
+use crate::config::Config;
+use crate::ConfigArgs;
+
+#[derive(Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The administrator's user id.
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+}
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once and cannot be shown again.
+    Create {
+        /// The user the key acts for.
+        #[arg(long)]
+        user: String,
+        /// What the key is for.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Roles (repeat or comma-separate): admin, operator, analyst, viewer, or your own.
+        #[arg(long, value_delimiter = ',')]
+        role: Vec<String>,
+        #[arg(long)]
+        department: Option<String>,
+        /// Tenants the key may act in (default: every tenant).
+        #[arg(long, value_delimiter = ',')]
+        tenant: Vec<String>,
+        /// read, write, admin or * (default *).
+        #[arg(long, value_delimiter = ',')]
+        scope: Vec<String>,
+        /// Expiry: an RFC 3339 time or an ISO 8601 duration from now (P90D).
+        #[arg(long)]
+        expires: Option<String>,
+        /// Print the key alone (for scripts).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id (takes effect in a running server within a second).
+    Revoke { id: String },
+}
+
+fn key_store(cfg: &Config) -> anyhow::Result<KeyStore> {
+    KeyStore::open(&cfg.storage.data_dir).with_context(|| {
+        format!(
+            "opening the key store in {}",
+            cfg.storage.data_dir.display()
+        )
+    })
+}
+
+fn expiry(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Some(t) = citybrain_model::time::parse_datetime(s) {
+        return Ok(t);
+    }
+    let d = citybrain_model::duration::IsoDuration::parse("--expires", s)
+        .context("--expires: an RFC 3339 time or an ISO 8601 duration (P90D)")?;
+    Ok(now + chrono::Duration::milliseconds(d.approx_millis()))
+}
+
+/// `citybrain bootstrap`: the first administrator key, once.
+pub fn bootstrap(cfg: &Config, a: &BootstrapArgs) -> anyhow::Result<()> {
+    let ks = key_store(cfg)?;
+    let now = SystemClock.now();
+    if ks.has_active_role("admin", now) {
+        bail!(
+            "an administrator key exists already in {}; create more with `citybrain keys create --role admin`",
+            cfg.storage.data_dir.display()
+        );
+    }
+    let (key, secret) = ks.create(
+        NewKey {
+            name: "bootstrap administrator".into(),
+            user: a.user.clone(),
+            roles: vec!["admin".into()],
+            ..Default::default()
+        },
+        now,
+    )?;
+    println!("{secret}");
+    eprintln!(
+        "administrator key {} created for user '{}'. It is shown once: keep it safe.\n\
+         Use it as `Authorization: Bearer <key>` (or as an MQTT password).",
+        key.id, key.user
+    );
+    Ok(())
+}
+
+/// `citybrain keys …`.
+pub fn keys(cfg: &Config, a: KeysArgs) -> anyhow::Result<()> {
+    let ks = key_store(cfg)?;
+    let now = SystemClock.now();
+    match a.command {
+        KeysCommand::Create {
+            user,
+            name,
+            role,
+            department,
+            tenant,
+            scope,
+            expires,
+            quiet,
+        } => {
+            let expires_at = expires.map(|e| expiry(&e, now)).transpose()?;
+            let (key, secret) = ks.create(
+                NewKey {
+                    name,
+                    user,
+                    roles: role,
+                    department,
+                    tenants: (!tenant.is_empty()).then_some(tenant),
+                    scopes: scope,
+                    expires_at,
+                },
+                now,
+            )?;
+            println!("{secret}");
+            if !quiet {
+                eprintln!(
+                    "key {} created for '{}' (roles: {}; scopes: {}). It is shown once.",
+                    key.id,
+                    key.user,
+                    key.roles.join(","),
+                    key.scopes.join(",")
+                );
+            }
+        }
+        KeysCommand::List { json } => {
+            let keys = ks.list();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                println!("ID               USER          ROLES               SCOPES        STATE     NAME");
+                for k in keys {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else if !k.active(now) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<16} {:<13} {:<19} {:<13} {:<9} {}",
+                        k.id,
+                        k.user,
+                        k.roles.join(","),
+                        k.scopes.join(","),
+                        state,
+                        k.name
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let k = ks.revoke(&id, now)?;
+            eprintln!("key {} of '{}' revoked", k.id, k.user);
+        }
+    }
+    Ok(())
+}
+
+/// The authenticator `serve` runs with, or `None` when no credential is configured
+/// (the open loopback mode).
+pub fn authenticator(cfg: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> {
+    let keys = if cfg.auth.api_keys {
+        Some(Arc::new(key_store(cfg)?))
+    } else {
+        None
+    };
+    let oidc = match &cfg.auth.oidc {
+        Some(o) => Some(Oidc::new(o.clone()).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let a = Authenticator::new(keys, oidc, Arc::new(SystemClock));
+    Ok(a.configured().then(|| Arc::new(a)))
+}
+
+/// An unauthenticated citybrain listens on loopback only: anyone who reaches it may
+/// read and change every tenant's data.
+pub fn check_exposure(
+    auth: Option<&Authenticator>,
+    http: SocketAddr,
+    mqtt: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    if auth.is_some() {
+        return Ok(());
+    }
+    let exposed: Vec<String> = std::iter::once(("HTTP", http))
+        .chain(mqtt.map(|m| ("MQTT", m)))
+        .filter(|(_, a)| !a.ip().is_loopback())
+        .map(|(what, a)| format!("{what} on {a}"))
+        .collect();
+    if exposed.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "refusing to listen ({}) without authentication: anyone who can reach it could read \
+         and change every tenant's data.\n\
+         Create an administrator key first:   citybrain bootstrap --data-dir <the same data dir>\n\
+         or configure an OpenID Connect issuer under [auth.oidc] (see citybrain.example.toml and docs/security.md).\n\
+         To try citybrain on this machine only, listen on 127.0.0.1.",
+        exposed.join(", ")
+    )
+}
+
+/// Re-reads the key file when `citybrain keys` changed it (a revocation takes effect
+/// within a second).
+pub async fn watch_keys(ks: Arc<KeyStore>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match ks.refresh() {
+            Ok(true) => tracing::info!(keys = ks.list().len(), "API keys reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "the key file could not be read; the keys last read stay in force")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_mode_stays_on_loopback() {
+        let lo: SocketAddr = "127.0.0.1:1026".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:1026".parse().unwrap();
+        let mq: SocketAddr = "0.0.0.0:1883".parse().unwrap();
+        assert!(check_exposure(None, lo, Some("127.0.0.1:1883".parse().unwrap())).is_ok());
+        let e = check_exposure(None, any, None).unwrap_err().to_string();
+        assert!(
+            e.contains("HTTP on 0.0.0.0:1026") && e.contains("citybrain bootstrap"),
+            "{e}"
+        );
+        let e = check_exposure(None, lo, Some(mq)).unwrap_err().to_string();
+        assert!(e.contains("MQTT on 0.0.0.0:1883"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let ks = Arc::new(KeyStore::open(dir.path()).unwrap());
+        let a = Authenticator::new(Some(ks), None, Arc::new(SystemClock));
+        assert!(check_exposure(Some(&a), any, Some(mq)).is_ok());
+    }
+
+    #[test]
+    fn expiry_takes_a_time_or_a_duration() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(expiry("P1D", now).unwrap(), now + chrono::Duration::days(1));
+        assert_eq!(
+            expiry("2027-01-01T00:00:00Z", now).unwrap().to_rfc3339(),
+            "2027-01-01T00:00:00+00:00"
+        );
+        assert!(expiry("soon", now).is_err());
+    }
+}
