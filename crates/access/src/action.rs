@@ -53,6 +53,8 @@ pub enum Resource<'a> {
     Open311,
     /// Operations: metrics, health.
     Operations,
+    /// Access policies, classification, API keys, the audit log.
+    Governance,
 }
 
 /// A verb on a resource.

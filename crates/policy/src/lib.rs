@@ -1,0 +1,787 @@
+//! Governance of every read and write: the [`Governance`] authorizer.
+//!
+//! - **Policies** are Cedar ([`cedar_policy`]), over principals (users in roles and a
+//!   department; anonymous callers), actions (`read`, `create`, `update`, `delete`,
+//!   `subscribe`, `export`, `administer`) and resources (entity types, attributes, the
+//!   platform's other APIs), with the request's context (tenant, hour, weekday). The
+//!   vocabulary is `schema.cedarschema`; the roles a city starts with are
+//!   `default.cedar`. Policies are replaced through the API, validated against the
+//!   schema first (the policy and the place named), and every version is kept.
+//! - **Classification** ([`classify`]) gives every type and attribute a level, an owner
+//!   and a sharing condition, which policies read as the resource's attributes.
+//! - **Filtering, not refusing**: the broker asks [`Authorizer::view`] for every entity
+//!   an answer would carry; an entity whose type may not be read is left out, an
+//!   attribute that may not be read is removed, and one permitted only by policies
+//!   carrying `@mask("…")` is masked ([`mask`]).
+//!
+//! Decisions are cached per (principal, action, resource, context) and per (principal,
+//! type) for views, and the caches are dropped whenever policies or classification
+//! change, so the hot paths pay a hash lookup, not a policy evaluation.
+
+pub mod classify;
+pub mod mask;
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{
+    Context, Decision, Entities, Entity as CEntity, EntityUid, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use citybrain_access::{
+    Action, Authorizer, Denied, Principal, RequestContext, Resource, Verb, View,
+};
+use citybrain_model::time::Clock;
+use citybrain_model::{Entity, ErrorCode, ErrorKind};
+use citybrain_storage::EntityStore;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+pub use classify::{short, Class, Classification, Level, Sharing};
+pub use mask::{Mask, PseudonymKeys};
+
+/// The policy vocabulary.
+pub const SCHEMA: &str = include_str!("schema.cedarschema");
+/// The roles a city starts with.
+pub const DEFAULT_POLICIES: &str = include_str!("default.cedar");
+
+/// Where governance keeps its documents (default tenant).
+const COLLECTION: &str = "governance";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no policy version {0}")]
+    NoVersion(u64),
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+}
+
+impl ErrorCode for PolicyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PolicyError::Invalid(_) => ErrorKind::BadRequestData,
+            PolicyError::NoVersion(_) => ErrorKind::ResourceNotFound,
+            PolicyError::Io(_) => ErrorKind::InternalError,
+            PolicyError::Denied(d) => d.kind(),
+        }
+    }
+    fn public_detail(&self) -> String {
+        match self {
+            PolicyError::Io(_) => "governance settings could not be stored".into(),
+            e => e.to_string(),
+        }
+    }
+}
+
+/// One version of the policy set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyVersion {
+    pub version: u64,
+    pub policies: String,
+    /// Who submitted it (`user:<id>`, or `system` for the defaults).
+    pub author: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What a decision came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    Deny,
+    /// Allowed, masked when every permitting policy carries a mask.
+    Allow(Option<Mask>),
+}
+
+struct State {
+    generation: u64,
+    policies: PolicySet,
+    /// Mask of each policy that carries one.
+    masks: HashMap<String, Mask>,
+    current: PolicyVersion,
+    classes: Arc<Classification>,
+}
+
+/// What one caller may see of one entity type: the type's decision and each
+/// attribute's, filled in as attributes are met.
+struct Plan {
+    visible: bool,
+    attrs: RwLock<HashMap<Arc<str>, Decided>>,
+}
+
+type DecisionKey = (u64, &'static str, String, String, u32);
+type PlanKey = (u64, String, String, u32);
+
+/// Most cached decisions and plans before the caches are emptied (a bound, not an
+/// LRU: a flood of distinct principals costs re-evaluation, never memory).
+const CACHE: usize = 50_000;
+
+/// The governance authorizer.
+pub struct Governance {
+    schema: Schema,
+    state: RwLock<Arc<State>>,
+    decisions: Mutex<HashMap<DecisionKey, Decided>>,
+    plans: Mutex<HashMap<PlanKey, Arc<Plan>>>,
+    clock: Arc<dyn Clock>,
+    pub pseudonyms: Arc<PseudonymKeys>,
+    store: Option<Arc<dyn EntityStore>>,
+    cedar: cedar_policy::Authorizer,
+}
+
+impl std::fmt::Debug for Governance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governance")
+            .field("version", &self.state.read().current.version)
+            .finish()
+    }
+}
+
+fn schema() -> Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(s, _)| s)
+        .map_err(|e| PolicyError::Invalid(format!("policy schema: {e}")))
+}
+
+/// Parses and validates a policy set: syntax, the schema (strict), and every `@mask`.
+pub fn compile(
+    schema: &Schema,
+    text: &str,
+) -> Result<(PolicySet, HashMap<String, Mask>), PolicyError> {
+    let parsed = PolicySet::from_str(text)
+        .map_err(|e| PolicyError::Invalid(format!("policies: {}", pretty(&e))))?;
+    if parsed.templates().next().is_some() {
+        return Err(PolicyError::Invalid(
+            "policies: templates are not supported; write static policies".into(),
+        ));
+    }
+    // Policies are named by their @id annotation (what errors, logs and masks name).
+    let mut set = PolicySet::new();
+    for p in parsed.policies() {
+        let id = p
+            .annotation("id")
+            .map(str::to_string)
+            .unwrap_or_else(|| p.id().to_string());
+        set.add(p.new_id(cedar_policy::PolicyId::new(&id)))
+            .map_err(|_| PolicyError::Invalid(format!("policies: two policies are named {id}")))?;
+    }
+    let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+    let errors: Vec<String> = result.validation_errors().map(|e| pretty(e)).collect();
+    if !errors.is_empty() {
+        return Err(PolicyError::Invalid(format!(
+            "policies: {}",
+            errors.join("; ")
+        )));
+    }
+    let mut masks = HashMap::new();
+    for p in set.policies() {
+        if let Some(m) = p.annotation("mask") {
+            let m = Mask::parse(m)
+                .map_err(|e| PolicyError::Invalid(format!("policy {}: {e}", p.id())))?;
+            if p.effect() != cedar_policy::Effect::Permit {
+                return Err(PolicyError::Invalid(format!(
+                    "policy {}: @mask belongs on a permit",
+                    p.id()
+                )));
+            }
+            masks.insert(p.id().to_string(), m);
+        }
+    }
+    Ok((set, masks))
+}
+
+/// A diagnostic's message with its help, on one line.
+fn pretty(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn uid(ty: &str, id: &str) -> EntityUid {
+    // A quoted id with every character escaped by the JSON rules Cedar shares.
+    let text = format!("{ty}::{}", serde_json::Value::String(id.to_string()));
+    EntityUid::from_str(&text).unwrap_or_else(|_| {
+        EntityUid::from_type_name_and_id(
+            cedar_policy::EntityTypeName::from_str(ty).unwrap_or_else(|_| unreachable_type()),
+            cedar_policy::EntityId::new(""),
+        )
+    })
+}
+
+/// Type names used here are constants of the schema, which parse.
+fn unreachable_type() -> cedar_policy::EntityTypeName {
+    #[allow(clippy::expect_used)] // a constant known to parse
+    cedar_policy::EntityTypeName::from_str("Api").expect("a constant type name")
+}
+
+/// What a decision is asked about.
+#[derive(Debug, Clone, Copy)]
+enum Res<'a> {
+    Type(&'a str),
+    Attr(&'a str, &'a str),
+    Api(&'static str),
+}
+
+impl Res<'_> {
+    fn key(&self) -> String {
+        match self {
+            Res::Type(t) => format!("T{t}"),
+            Res::Attr(t, a) => format!("A{t}.{a}"),
+            Res::Api(a) => format!("P{a}"),
+        }
+    }
+}
+
+fn action_name(verb: Verb, subscription: bool) -> &'static str {
+    match verb {
+        Verb::Read => "read",
+        Verb::Create if subscription => "subscribe",
+        Verb::Create => "create",
+        Verb::Update => "update",
+        Verb::Delete => "delete",
+        Verb::Administer => "administer",
+    }
+}
+
+fn principal_key(p: &Principal) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match p {
+        Principal::Anonymous => 0u8.hash(&mut h),
+        Principal::User(i) => {
+            1u8.hash(&mut h);
+            i.id.hash(&mut h);
+            i.roles.hash(&mut h);
+            i.department.hash(&mut h);
+        }
+        Principal::Service(s) => {
+            2u8.hash(&mut h);
+            s.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+impl Governance {
+    /// Governance with the default policies and classification, held in memory.
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        pseudonyms: Arc<PseudonymKeys>,
+    ) -> Result<Governance, PolicyError> {
+        let schema = schema()?;
+        let (policies, masks) = compile(&schema, DEFAULT_POLICIES)?;
+        let at = clock.now();
+        Ok(Governance {
+            state: RwLock::new(Arc::new(State {
+                generation: 1,
+                policies,
+                masks,
+                current: PolicyVersion {
+                    version: 0,
+                    policies: DEFAULT_POLICIES.to_string(),
+                    author: "system".into(),
+                    at,
+                },
+                classes: Arc::new(Classification::default()),
+            })),
+            schema,
+            decisions: Mutex::new(HashMap::new()),
+            plans: Mutex::new(HashMap::new()),
+            clock,
+            pseudonyms,
+            store: None,
+            cedar: cedar_policy::Authorizer::new(),
+        })
+    }
+
+    /// Governance kept in `store` (the default tenant's `governance` documents):
+    /// loads the newest policy version and the classification.
+    pub fn with_store(
+        clock: Arc<dyn Clock>,
+        pseudonyms: Arc<PseudonymKeys>,
+        store: Arc<dyn EntityStore>,
+        default_class: Option<Class>,
+    ) -> Result<Governance, PolicyError> {
+        let mut g = Governance::new(clock, pseudonyms)?;
+        let docs = store
+            .docs("", COLLECTION)
+            .map_err(|e| PolicyError::Io(e.to_string()))?;
+        let mut newest: Option<PolicyVersion> = None;
+        let mut classes = Classification::default();
+        if let Some(d) = default_class {
+            classes.default = d;
+        }
+        for (id, v) in docs {
+            if id.starts_with("policies-v") {
+                let pv: PolicyVersion = serde_json::from_value(v)
+                    .map_err(|e| PolicyError::Invalid(format!("stored {id}: {e}")))?;
+                if newest.as_ref().is_none_or(|n| pv.version > n.version) {
+                    newest = Some(pv);
+                }
+            } else if id == "classification" {
+                classes = Classification::parse(v)?;
+            }
+        }
+        {
+            let mut st = g.state.write();
+            let s = Arc::get_mut(&mut st).ok_or_else(|| PolicyError::Io("state shared".into()))?;
+            if let Some(pv) = newest {
+                let (policies, masks) = compile(&g.schema, &pv.policies)?;
+                s.policies = policies;
+                s.masks = masks;
+                s.current = pv;
+            }
+            s.classes = Arc::new(classes);
+        }
+        g.store = Some(store);
+        Ok(g)
+    }
+
+    /// The policy set in force.
+    pub fn policies(&self) -> PolicyVersion {
+        self.state.read().current.clone()
+    }
+
+    /// Every stored version, oldest first (the defaults are version 0).
+    pub fn policy_versions(&self) -> Result<Vec<PolicyVersion>, PolicyError> {
+        let Some(store) = &self.store else {
+            return Ok(vec![self.policies()]);
+        };
+        let mut v: Vec<PolicyVersion> = store
+            .docs("", COLLECTION)
+            .map_err(|e| PolicyError::Io(e.to_string()))?
+            .into_iter()
+            .filter(|(id, _)| id.starts_with("policies-v"))
+            .filter_map(|(_, v)| serde_json::from_value(v).ok())
+            .collect();
+        v.sort_by_key(|p: &PolicyVersion| p.version);
+        Ok(v)
+    }
+
+    /// The classification in force.
+    pub fn classification(&self) -> Arc<Classification> {
+        self.state.read().classes.clone()
+    }
+
+    fn may_govern(&self, rc: &RequestContext) -> Result<(), PolicyError> {
+        self.authorize(rc, &Action::new(Verb::Administer, Resource::Governance))?;
+        Ok(())
+    }
+
+    fn install(&self, change: impl FnOnce(&mut State)) {
+        let mut st = self.state.write();
+        let mut next = State {
+            generation: st.generation + 1,
+            policies: st.policies.clone(),
+            masks: st.masks.clone(),
+            current: st.current.clone(),
+            classes: st.classes.clone(),
+        };
+        change(&mut next);
+        *st = Arc::new(next);
+        self.decisions.lock().clear();
+        self.plans.lock().clear();
+    }
+
+    async fn persist(
+        &self,
+        rc: &RequestContext,
+        id: &str,
+        v: serde_json::Value,
+    ) -> Result<(), PolicyError> {
+        if let Some(store) = &self.store {
+            store
+                .put_doc("", COLLECTION, id, v, &rc.origin())
+                .map_err(|e| PolicyError::Io(e.to_string()))?
+                .wait()
+                .await
+                .map_err(|e| PolicyError::Io(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the policy set (validated first); returns the new version.
+    pub async fn set_policies(
+        &self,
+        rc: &RequestContext,
+        text: &str,
+    ) -> Result<PolicyVersion, PolicyError> {
+        self.may_govern(rc)?;
+        let (policies, masks) = compile(&self.schema, text)?;
+        let version = self.state.read().current.version + 1;
+        let pv = PolicyVersion {
+            version,
+            policies: text.to_string(),
+            author: rc.actor(),
+            at: self.clock.now(),
+        };
+        let doc = serde_json::to_value(&pv).map_err(|e| PolicyError::Io(e.to_string()))?;
+        self.persist(rc, &format!("policies-v{version:06}"), doc)
+            .await?;
+        let current = pv.clone();
+        self.install(move |s| {
+            s.policies = policies;
+            s.masks = masks;
+            s.current = current;
+        });
+        tracing::info!(version, actor = %rc.actor(), "access policies replaced");
+        Ok(pv)
+    }
+
+    /// Replaces the classification (validated first).
+    pub async fn set_classification(
+        &self,
+        rc: &RequestContext,
+        v: serde_json::Value,
+    ) -> Result<Arc<Classification>, PolicyError> {
+        self.may_govern(rc)?;
+        let c = Arc::new(Classification::parse(v)?);
+        let doc = serde_json::to_value(&*c).map_err(|e| PolicyError::Io(e.to_string()))?;
+        self.persist(rc, "classification", doc).await?;
+        let next = c.clone();
+        self.install(move |s| s.classes = next);
+        tracing::info!(actor = %rc.actor(), "data classification replaced");
+        Ok(c)
+    }
+
+    fn context_key(&self, rc: &RequestContext) -> (String, u32, i64, i64) {
+        let now = self.clock.now();
+        let (hour, weekday) = (now.hour() as i64, now.weekday().number_from_monday() as i64);
+        (
+            rc.tenant.clone(),
+            (hour * 10 + weekday) as u32,
+            hour,
+            weekday,
+        )
+    }
+
+    /// Evaluates one request against the policies (uncached).
+    fn evaluate(
+        &self,
+        st: &State,
+        rc: &RequestContext,
+        action: &'static str,
+        res: Res<'_>,
+        hour: i64,
+        weekday: i64,
+    ) -> Decided {
+        let (principal, mut entities) = match &rc.principal {
+            Principal::User(i) => {
+                let mut parents: HashSet<EntityUid> =
+                    i.roles.iter().map(|r| uid("Role", r)).collect();
+                let mut attrs = HashMap::new();
+                if let Some(d) = &i.department {
+                    parents.insert(uid("Department", d));
+                    attrs.insert(
+                        "department".to_string(),
+                        RestrictedExpression::new_string(d.clone()),
+                    );
+                }
+                let p = uid("User", &i.id);
+                let mut es = Vec::new();
+                for parent in &parents {
+                    es.push(CEntity::new_no_attrs(parent.clone(), HashSet::new()));
+                }
+                match CEntity::new(p.clone(), attrs, parents) {
+                    Ok(e) => es.push(e),
+                    Err(_) => return Decided::Deny,
+                }
+                (p, es)
+            }
+            _ => (uid("Anonymous", "anonymous"), Vec::new()),
+        };
+        let class = |c: &Class| -> HashMap<String, RestrictedExpression> {
+            HashMap::from([
+                (
+                    "level".to_string(),
+                    RestrictedExpression::new_long(c.level as i64),
+                ),
+                (
+                    "owner".to_string(),
+                    RestrictedExpression::new_string(c.owner.clone()),
+                ),
+                (
+                    "sharing".to_string(),
+                    RestrictedExpression::new_string(c.sharing.as_str().into()),
+                ),
+            ])
+        };
+        let resource = match res {
+            Res::Type(t) => {
+                let mut a = class(st.classes.of_type(t));
+                a.insert(
+                    "name".into(),
+                    RestrictedExpression::new_string(t.to_string()),
+                );
+                (uid("EntityType", t), a)
+            }
+            Res::Attr(t, n) => {
+                let mut a = class(st.classes.of_attribute(t, n));
+                a.insert(
+                    "name".into(),
+                    RestrictedExpression::new_string(n.to_string()),
+                );
+                a.insert(
+                    "entityType".into(),
+                    RestrictedExpression::new_string(t.to_string()),
+                );
+                (uid("Attribute", &format!("{t}.{n}")), a)
+            }
+            Res::Api(name) => {
+                let c = Class {
+                    level: Level::Internal,
+                    ..Class::default()
+                };
+                (uid("Api", name), class(&c))
+            }
+        };
+        let r = resource.0.clone();
+        match CEntity::new(resource.0, resource.1, HashSet::new()) {
+            Ok(e) => entities.push(e),
+            Err(_) => return Decided::Deny,
+        }
+        let Ok(entities) = Entities::from_entities(entities, None) else {
+            return Decided::Deny;
+        };
+        let Ok(context) = Context::from_pairs([
+            (
+                "tenant".to_string(),
+                RestrictedExpression::new_string(rc.tenant.clone()),
+            ),
+            ("hour".to_string(), RestrictedExpression::new_long(hour)),
+            (
+                "weekday".to_string(),
+                RestrictedExpression::new_long(weekday),
+            ),
+        ]) else {
+            return Decided::Deny;
+        };
+        let Ok(request) = Request::new(principal, uid("Action", action), r, context, None) else {
+            return Decided::Deny;
+        };
+        let resp = self.cedar.is_authorized(&request, &st.policies, &entities);
+        for e in resp.diagnostics().errors() {
+            tracing::debug!(error = %e, "a policy failed to evaluate (skipped)");
+        }
+        if resp.decision() != Decision::Allow {
+            return Decided::Deny;
+        }
+        let mut mask: Option<Mask> = None;
+        for id in resp.diagnostics().reason() {
+            match st.masks.get(id.to_string().as_str()) {
+                // One unmasked permit: the caller sees the value.
+                None => return Decided::Allow(None),
+                Some(m) => {
+                    if mask.is_none_or(|x| m.strength() > x.strength()) {
+                        mask = Some(*m);
+                    }
+                }
+            }
+        }
+        Decided::Allow(mask)
+    }
+
+    /// A cached decision.
+    fn decide(&self, rc: &RequestContext, action: &'static str, res: Res<'_>) -> Decided {
+        let st = self.state.read().clone();
+        let (tenant, bucket, hour, weekday) = self.context_key(rc);
+        let key: DecisionKey = (
+            principal_key(&rc.principal) ^ st.generation.rotate_left(32),
+            action,
+            res.key(),
+            tenant,
+            bucket,
+        );
+        if let Some(d) = self.decisions.lock().get(&key) {
+            return *d;
+        }
+        let d = self.evaluate(&st, rc, action, res, hour, weekday);
+        let mut cache = self.decisions.lock();
+        if cache.len() >= CACHE {
+            cache.clear();
+        }
+        cache.insert(key, d);
+        d
+    }
+
+    /// The decision of `rc` reading a type's attribute (short names).
+    pub fn attribute_decision(&self, rc: &RequestContext, ty: &str, attr: &str) -> Decided {
+        self.decide(rc, "read", Res::Attr(ty, attr))
+    }
+
+    fn plan(&self, rc: &RequestContext, types: &[Arc<str>]) -> Arc<Plan> {
+        let generation = self.state.read().generation;
+        let (tenant, bucket, _, _) = self.context_key(rc);
+        let names: Vec<&str> = types.iter().map(|t| short(t)).collect();
+        let key: PlanKey = (
+            principal_key(&rc.principal) ^ generation.rotate_left(32),
+            names.join(","),
+            tenant,
+            bucket,
+        );
+        if let Some(p) = self.plans.lock().get(&key) {
+            return p.clone();
+        }
+        let visible = !names.is_empty()
+            && names
+                .iter()
+                .all(|t| matches!(self.decide(rc, "read", Res::Type(t)), Decided::Allow(_)));
+        let plan = Arc::new(Plan {
+            visible,
+            attrs: RwLock::new(HashMap::new()),
+        });
+        let mut plans = self.plans.lock();
+        if plans.len() >= CACHE {
+            plans.clear();
+        }
+        plans.insert(key, plan.clone());
+        plan
+    }
+
+    /// The decision on one attribute of an entity: the strictest over its types.
+    fn attr_decision(
+        &self,
+        rc: &RequestContext,
+        plan: &Plan,
+        types: &[Arc<str>],
+        name: &Arc<str>,
+    ) -> Decided {
+        if let Some(d) = plan.attrs.read().get(name) {
+            return *d;
+        }
+        let attr = short(name);
+        let mut out = Decided::Allow(None);
+        for t in types {
+            match self.decide(rc, "read", Res::Attr(short(t), attr)) {
+                Decided::Deny => {
+                    out = Decided::Deny;
+                    break;
+                }
+                Decided::Allow(Some(m)) => {
+                    if let Decided::Allow(prev) = out {
+                        if prev.is_none_or(|p| m.strength() > p.strength()) {
+                            out = Decided::Allow(Some(m));
+                        }
+                    }
+                }
+                Decided::Allow(None) => {}
+            }
+        }
+        plan.attrs.write().insert(name.clone(), out);
+        out
+    }
+}
+
+/// The API resource a platform action is about.
+fn api_of(r: &Resource<'_>) -> &'static str {
+    match r {
+        Resource::Entity { .. } => "entities",
+        Resource::History { .. } => "temporal",
+        Resource::Subscription(_) => "subscriptions",
+        Resource::Context => "contexts",
+        Resource::Catalogue => "catalogue",
+        Resource::Rule(_) => "rules",
+        Resource::Event => "events",
+        Resource::Incident(_) => "incidents",
+        Resource::Routing => "routing",
+        Resource::Mode => "modes",
+        Resource::IngestSource(_) => "ingest",
+        Resource::DeadLetter => "deadletters",
+        Resource::Open311 => "open311",
+        Resource::Operations => "operations",
+        Resource::Governance => "governance",
+    }
+}
+
+impl Authorizer for Governance {
+    fn authorize(&self, rc: &RequestContext, a: &Action<'_>) -> Result<(), Denied> {
+        if matches!(rc.principal, Principal::Service(_)) {
+            return Ok(());
+        }
+        let action = action_name(a.verb, matches!(a.resource, Resource::Subscription(_)));
+        let denied = |what: String| {
+            let msg = format!("the access policies do not permit {action} on {what}");
+            if rc.principal.is_anonymous() {
+                Denied::Unauthenticated(msg)
+            } else {
+                Denied::Forbidden(msg)
+            }
+        };
+        match a.resource {
+            Resource::Entity { types, .. } | Resource::History { types, .. } => {
+                if types.is_empty() {
+                    // A query over every type: what may be read is filtered per
+                    // entity; a write always names its types.
+                    return if a.verb == Verb::Read {
+                        Ok(())
+                    } else {
+                        Err(denied("entities of no named type".into()))
+                    };
+                }
+                for t in types {
+                    let t = short(t);
+                    if self.decide(rc, action, Res::Type(t)) == Decided::Deny {
+                        return Err(denied(format!("entities of type {t}")));
+                    }
+                }
+                Ok(())
+            }
+            ref r => {
+                let api = api_of(r);
+                match self.decide(rc, action, Res::Api(api)) {
+                    Decided::Deny => Err(denied(format!("the {api} API"))),
+                    Decided::Allow(_) => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn view(&self, rc: &RequestContext, e: &Entity) -> View {
+        if matches!(rc.principal, Principal::Service(_)) {
+            return View::Full;
+        }
+        let plan = self.plan(rc, &e.types);
+        if !plan.visible {
+            return View::Hidden;
+        }
+        let decisions: Vec<Decided> = e
+            .attrs
+            .iter()
+            .map(|(name, _)| self.attr_decision(rc, &plan, &e.types, name))
+            .collect();
+        if decisions.iter().all(|d| *d == Decided::Allow(None)) {
+            return View::Full;
+        }
+        let mut m = e.clone();
+        m.attrs = e
+            .attrs
+            .iter()
+            .zip(&decisions)
+            .filter_map(|((name, inst), d)| match d {
+                Decided::Deny => None,
+                Decided::Allow(None) => Some((name.clone(), inst.clone())),
+                Decided::Allow(Some(mask)) => {
+                    let masked: citybrain_model::Instances = inst
+                        .iter()
+                        .filter_map(|a| mask::apply(*mask, a, &self.pseudonyms))
+                        .collect();
+                    (!masked.is_empty()).then(|| (name.clone(), masked))
+                }
+            })
+            .collect();
+        View::Masked(Box::new(m))
+    }
+
+    fn sees_everything(&self, rc: &RequestContext) -> bool {
+        matches!(rc.principal, Principal::Service(_))
+    }
+}
