@@ -224,6 +224,19 @@ pub trait Authorizer: Send + Sync + 'static {
     }
 }
 
+/// A shared authorizer is one (the governance object is shared with its API).
+impl<A: Authorizer + ?Sized> Authorizer for Arc<A> {
+    fn authorize(&self, rc: &RequestContext, action: &Action<'_>) -> Result<(), Denied> {
+        (**self).authorize(rc, action)
+    }
+    fn view(&self, rc: &RequestContext, entity: &Entity) -> View {
+        (**self).view(rc, entity)
+    }
+    fn sees_everything(&self, rc: &RequestContext) -> bool {
+        (**self).sees_everything(rc)
+    }
+}
+
 /// Everyone may do everything: the authorizer until governance lands, and the one of
 /// the loopback demo.
 #[derive(Debug, Default, Clone, Copy)]

@@ -149,6 +149,8 @@ pub fn route_action<'a>(
     let admin = |v: Verb| if v == Verb::Read { v } else { Verb::Administer };
     let (verb, resource) = match family {
         Family::NgsiLd => return None,
+        // Liveness probes (load balancers, orchestrators) call without credentials.
+        Family::Operations if route == HEALTH => return None,
         Family::Operations => (Verb::Read, Resource::Operations),
         Family::Open311 => (verb, Resource::Open311),
         Family::Ingest => match route {
@@ -176,6 +178,9 @@ pub fn route_action<'a>(
             ROUTING | SLA_POLICY | SLA_REPORT | PLANS => (admin(verb), Resource::Routing),
             MODE | AREAS | AREA => (admin(verb), Resource::Mode),
             OPEN311_CONFIG => (admin(verb), Resource::Open311),
+            POLICIES | POLICY_VERSIONS | CLASSIFICATION | KEYS | KEY => {
+                (admin(verb), Resource::Governance)
+            }
             _ => (verb, Resource::Operations),
         },
     };

@@ -23,8 +23,8 @@ use citybrain_model::ErrorKind;
 
 use crate::context::Family;
 use crate::handlers::{
-    batch, contexts, discovery, entities, incidents, ingest, modes, open311, rules, subscriptions,
-    temporal,
+    batch, contexts, discovery, entities, governance, incidents, ingest, modes, open311, rules,
+    subscriptions, temporal,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -61,6 +61,8 @@ pub struct AppState {
     /// Authentication (API keys, OIDC tokens); `None`: every caller is anonymous
     /// (the loopback demo).
     pub auth: Option<Arc<citybrain_identity::Authenticator>>,
+    /// Access policies and classification (with authentication).
+    pub governance: Option<Arc<citybrain_policy::Governance>>,
     pub limits: Arc<HttpLimits>,
     pub metrics: Arc<Metrics>,
 }
@@ -71,6 +73,7 @@ pub struct Parts {
     pub ingest: Option<Arc<citybrain_ingest::Ingest>>,
     pub hub: Option<Arc<citybrain_hub::Hub>>,
     pub auth: Option<Arc<citybrain_identity::Authenticator>>,
+    pub governance: Option<Arc<citybrain_policy::Governance>>,
     pub limits: HttpLimits,
 }
 
@@ -133,6 +136,7 @@ pub fn router_with(
         ingest,
         hub,
         auth: None,
+        governance: None,
         limits,
     })
 }
@@ -144,6 +148,7 @@ pub fn router_of(parts: Parts) -> Router {
         ingest,
         hub,
         auth,
+        governance,
         limits,
     } = parts;
     let metrics = Metrics::new();
@@ -154,6 +159,7 @@ pub fn router_of(parts: Parts) -> Router {
         ingest,
         hub,
         auth: auth.clone(),
+        governance,
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     };
@@ -326,6 +332,20 @@ fn platform_routes() -> Router<AppState> {
             get(open311::config).put(open311::set_config),
         )
         .route(EVENTS_STREAM, get(rules::stream))
+        .route(
+            POLICIES,
+            get(governance::policies).put(governance::set_policies),
+        )
+        .route(POLICY_VERSIONS, get(governance::policy_versions))
+        .route(
+            CLASSIFICATION,
+            get(governance::classification).put(governance::set_classification),
+        )
+        .route(
+            KEYS,
+            get(governance::list_keys).post(governance::create_key),
+        )
+        .route(KEY, axum::routing::delete(governance::revoke_key))
 }
 
 /// `/open311/v2`: GeoReport v2.

@@ -57,6 +57,11 @@ pub const OPEN311_REQUEST: &str = "/open311/v2/requests/{file}";
 pub const OPEN311_TOKEN: &str = "/open311/v2/tokens/{file}";
 pub const OPEN311_RATING: &str = "/open311/v2/requests/{id}/{file}";
 pub const EVENTS_STREAM: &str = "/platform/v1/events/stream";
+pub const POLICIES: &str = "/platform/v1/policies";
+pub const POLICY_VERSIONS: &str = "/platform/v1/policies/versions";
+pub const CLASSIFICATION: &str = "/platform/v1/classification";
+pub const KEYS: &str = "/platform/v1/keys";
+pub const KEY: &str = "/platform/v1/keys/{keyId}";
 pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";
 

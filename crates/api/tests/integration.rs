@@ -8,6 +8,7 @@ mod integration {
     pub mod batch;
     pub mod entities;
     pub mod golden;
+    pub mod governance;
     pub mod harness;
     pub mod incidents;
     pub mod ingest;

@@ -20,7 +20,29 @@ pub struct Config {
     pub mqtt_client: MqttClient,
     pub edge: Edge,
     pub auth: Auth,
+    pub governance: Governance,
     pub log: Log,
+}
+
+/// Data classification defaults (the classification itself is managed through
+/// `/platform/v1/classification`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Governance {
+    /// The level of types and attributes nobody classified: public, internal,
+    /// confidential or restricted (or GB/T 43697's general, important, core).
+    pub default_level: citybrain_policy::Level,
+    /// Their owning department ("" for none).
+    pub default_owner: String,
+}
+
+impl Default for Governance {
+    fn default() -> Self {
+        Self {
+            default_level: citybrain_policy::Level::Internal,
+            default_owner: String::new(),
+        }
+    }
 }
 
 /// Authentication. With neither API keys nor an issuer, citybrain is open to every

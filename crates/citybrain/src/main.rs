@@ -409,12 +409,16 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let authorizer: Arc<dyn citybrain_access::Authorizer> = match &auth {
-        Some(_) => Arc::new(citybrain_access::Limited(citybrain_access::AllowAll)),
+    let governance = match &auth {
+        Some(_) => Some(security::governance(&cfg, &store)?),
         None => {
             tracing::warn!("no API keys and no OIDC issuer: authentication is off and every local caller may do everything (run `citybrain bootstrap` to turn it on)");
-            Arc::new(citybrain_access::AllowAll)
+            None
         }
+    };
+    let authorizer: Arc<dyn citybrain_access::Authorizer> = match &governance {
+        Some(g) => Arc::new(citybrain_access::Limited(g.clone())),
+        None => Arc::new(citybrain_access::AllowAll),
     };
     let broker = build_broker(&cfg, &store, public_base, authorizer).await;
     let tasks = tasks::Supervisor::new();
@@ -476,6 +480,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         ingest,
         hub: Some(hub),
         auth,
+        governance,
         limits: HttpLimits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_json_depth: cfg.server.max_json_depth,

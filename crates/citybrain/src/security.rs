@@ -205,6 +205,33 @@ pub fn authenticator(cfg: &Config) -> anyhow::Result<Option<Arc<Authenticator>>>
     Ok(a.configured().then(|| Arc::new(a)))
 }
 
+/// The access policies and classification kept in the store, with the pseudonym keys
+/// of `<data_dir>/security`.
+pub fn governance(
+    cfg: &Config,
+    store: &citybrain_store::EmbeddedStore,
+) -> anyhow::Result<Arc<citybrain_policy::Governance>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys =
+        citybrain_policy::PseudonymKeys::open(&cfg.storage.data_dir.join("security"), clock.now())?;
+    let default = citybrain_policy::Class {
+        level: cfg.governance.default_level,
+        owner: cfg.governance.default_owner.clone(),
+        sharing: citybrain_policy::Sharing::Conditional,
+    };
+    let g = citybrain_policy::Governance::with_store(
+        clock,
+        Arc::new(keys),
+        Arc::new(store.clone()),
+        Some(default),
+    )?;
+    tracing::info!(
+        policies = g.policies().version,
+        "access policies in force (version 0: the default roles)"
+    );
+    Ok(Arc::new(g))
+}
+
 /// An unauthenticated citybrain listens on loopback only: anyone who reaches it may
 /// read and change every tenant's data.
 pub fn check_exposure(

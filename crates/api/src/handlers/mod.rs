@@ -5,6 +5,7 @@ pub mod batch;
 pub mod contexts;
 pub mod discovery;
 pub mod entities;
+pub mod governance;
 pub mod incidents;
 pub mod ingest;
 pub mod modes;

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use citybrain_api::{app as build_app, HttpLimits};
 use citybrain_broker::{Broker, BrokerConfig};
-use citybrain_model::time::SystemClock;
+use citybrain_model::time::{Clock, SystemClock};
 use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -254,4 +254,112 @@ pub fn vehicle(id: &str, speed: f64, lon: f64, lat: f64) -> Value {
         "brand": {"type": "Property", "value": "Mercedes"},
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}
     })
+}
+
+/// An app as `serve` runs it with authentication on: API keys (an administrator's, a
+/// viewer's), the default access policies over `classification`, and the hub.
+pub struct Governed {
+    pub app: App,
+    pub keys: Arc<citybrain_identity::KeyStore>,
+    pub admin: String,
+}
+
+pub async fn app_governed(classification: Value) -> Governed {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(StoreOptions::new(dir.path().join("data"))).unwrap();
+    let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
+    let clock: Arc<dyn citybrain_model::time::Clock> = Arc::new(SystemClock);
+    let keys = Arc::new(citybrain_identity::KeyStore::open(dir.path()).unwrap());
+    let (_, admin) = keys
+        .create(
+            citybrain_identity::NewKey {
+                user: "root".into(),
+                roles: vec!["admin".into()],
+                ..Default::default()
+            },
+            clock.now(),
+        )
+        .unwrap();
+    let auth = Arc::new(citybrain_identity::Authenticator::new(
+        Some(keys.clone()),
+        None,
+        clock.clone(),
+    ));
+    let pseudonyms = Arc::new(citybrain_policy::PseudonymKeys::ephemeral(clock.now()).unwrap());
+    let g = Arc::new(
+        citybrain_policy::Governance::with_store(clock.clone(), pseudonyms, dynstore.clone(), None)
+            .unwrap(),
+    );
+    let rc = citybrain_access::RequestContext::request(
+        "",
+        citybrain_access::Principal::user("root", &["admin"]),
+        "setup".into(),
+    );
+    g.set_classification(&rc, classification).await.unwrap();
+    let authz: Arc<dyn citybrain_access::Authorizer> =
+        Arc::new(citybrain_access::Limited(g.clone()));
+    let cfg = BrokerConfig {
+        authorizer: authz.clone(),
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::new(dynstore.clone(), clock.clone(), cfg).await;
+    broker.start();
+    let hub = citybrain_hub::Hub::with_authorizer(dynstore.clone(), clock, authz).unwrap();
+    tokio::spawn(hub.clone().run(dynstore.subscribe()));
+    let router = citybrain_api::service(citybrain_api::Parts {
+        broker: broker.clone(),
+        ingest: None,
+        hub: Some(hub.clone()),
+        auth: Some(auth),
+        governance: Some(g),
+        limits: HttpLimits::default(),
+    });
+    Governed {
+        app: App {
+            router,
+            ingest: None,
+            hub: Some(hub),
+            _broker: broker,
+            _store: store,
+            _dir: dir,
+        },
+        keys,
+        admin,
+    }
+}
+
+impl Governed {
+    /// A new key for `user` with `roles` (and the key's other settings from `tune`).
+    pub fn key(
+        &self,
+        user: &str,
+        roles: &[&str],
+        tune: impl FnOnce(&mut citybrain_identity::NewKey),
+    ) -> String {
+        let mut spec = citybrain_identity::NewKey {
+            user: user.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        };
+        tune(&mut spec);
+        self.keys.create(spec, SystemClock.now_precise()).unwrap().1
+    }
+
+    /// A request with `key` as its bearer credential (`None`: anonymous).
+    pub async fn call(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        uri: &str,
+        extra: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Resp {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut headers: Vec<(&str, &str)> = extra.to_vec();
+        if let Some(a) = &auth {
+            headers.push(("authorization", a));
+        }
+        let text = body.map(|b| b.to_string());
+        self.app.call(method, uri, &headers, text.as_deref()).await
+    }
 }

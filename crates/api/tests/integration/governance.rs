@@ -1,0 +1,450 @@
+//! Governance through the real HTTP stack, as `serve` runs it with authentication on:
+//! API keys, the default policies over a classification, filtered and masked reads,
+//! per-entity refusals in batches, the policy and key APIs, and who did what.
+
+use serde_json::{json, Value};
+
+use super::harness::{app_governed, Governed};
+
+fn classification() -> Value {
+    json!({
+        "types": {
+            "AirQualityObserved": {"level": "public", "owner": "environment"},
+            "Vehicle": {"level": "internal", "owner": "transport"},
+            "Camera": {"level": "core", "owner": "police"}
+        },
+        "attributes": {"Vehicle.licensePlate": {"level": "important"}}
+    })
+}
+
+const ENTITIES: &str = "/ngsi-ld/v1/entities";
+
+async fn city() -> Governed {
+    let g = app_governed(classification()).await;
+    let admin = g.admin.clone();
+    let batch = json!([
+        {"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle",
+         "licensePlate": {"type": "Property", "value": "粤B12345"},
+         "speed": {"type": "Property", "value": 42}},
+        {"id": "urn:ngsi-ld:Vehicle:2", "type": "Vehicle",
+         "licensePlate": {"type": "Property", "value": "粤A67890"},
+         "speed": {"type": "Property", "value": 7}},
+        {"id": "urn:ngsi-ld:Camera:1", "type": "Camera",
+         "status": {"type": "Property", "value": "on"}},
+        {"id": "urn:ngsi-ld:AirQualityObserved:1", "type": "AirQualityObserved",
+         "pm25": {"type": "Property", "value": 12}}
+    ]);
+    let r = g
+        .call(
+            Some(&admin),
+            "POST",
+            "/ngsi-ld/v1/entityOperations/create",
+            &[],
+            Some(&batch),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    g
+}
+
+#[tokio::test]
+async fn credentials_are_checked_and_bound_to_their_limits() {
+    let g = city().await;
+    // A wrong key: 401 with a challenge, never a fall-back to anonymous.
+    let mut wrong = g.admin.clone();
+    wrong.pop();
+    wrong.push('!');
+    let r = g.call(Some(&wrong), "GET", ENTITIES, &[], None).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"citybrain\"")
+    );
+    let r = g
+        .app
+        .call("GET", ENTITIES, &[("authorization", "Basic YTpi")], None)
+        .await;
+    assert_eq!(r.status, 401);
+
+    // A read-only key of an administrator cannot write.
+    let ro = g.key("root", &["admin"], |k| k.scopes = vec!["read".into()]);
+    let car = json!({"id": "urn:ngsi-ld:Vehicle:9", "type": "Vehicle"});
+    let r = g.call(Some(&ro), "POST", ENTITIES, &[], Some(&car)).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = g
+        .call(
+            Some(&ro),
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:1",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+
+    // A key bound to a tenant cannot spoof another with the tenant header.
+    let water = g.key("wu", &["operator"], |k| {
+        k.tenants = Some(vec!["water".into()])
+    });
+    let r = g
+        .call(
+            Some(&water),
+            "POST",
+            ENTITIES,
+            &[("NGSILD-Tenant", "water")],
+            Some(&car),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = g
+        .call(
+            Some(&water),
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "the default tenant is not the key's: {}",
+        r.text
+    );
+    // Another tenant that exists: refused, and nothing of it answered.
+    let r = g
+        .call(
+            Some(&g.admin),
+            "POST",
+            ENTITIES,
+            &[("NGSILD-Tenant", "traffic")],
+            Some(&car),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = g
+        .call(
+            Some(&water),
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle",
+            &[("NGSILD-Tenant", "traffic")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(!r.text.contains("Vehicle:9"));
+
+    // A revoked key stops working at once.
+    let id = g.keys.list().last().unwrap().id.clone();
+    g.keys.revoke(&id, chrono::DateTime::UNIX_EPOCH).unwrap();
+    let r = g
+        .call(
+            Some(&water),
+            "GET",
+            ENTITIES,
+            &[("NGSILD-Tenant", "water")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn reads_are_filtered_and_masked_not_refused() {
+    let g = city().await;
+    let viewer = g.key("vic", &["viewer"], |_| {});
+
+    // A viewer: vehicles with plates partially masked, no cameras, counts that agree.
+    let r = g
+        .call(
+            Some(&viewer),
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle,Camera&count=true&options=keyValues",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("ngsild-results-count"), Some("2"));
+    let plates: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["licensePlate"].as_str().unwrap())
+        .collect();
+    assert_eq!(plates, ["粤B****5", "粤A****0"]);
+    assert!(!r.text.contains("12345") && !r.text.contains("Camera"));
+    // Paging over what may be seen.
+    let r = g
+        .call(
+            Some(&viewer),
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle,Camera&limit=1&offset=1&count=true",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.header("ngsild-results-count"), Some("2"));
+    // A filter cannot probe what a mask hides.
+    let r = g
+        .call(
+            Some(&viewer),
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle&q=licensePlate==%22%E7%B2%A4B12345%22",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.body, json!([]), "{}", r.text);
+    // A camera by id: not found, as if it did not exist.
+    let r = g
+        .call(
+            Some(&viewer),
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:1",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+
+    // Anonymous: public data only, and a 200 with what may be seen.
+    let r = g
+        .call(
+            None,
+            "GET",
+            "/ngsi-ld/v1/entities?type=Vehicle,AirQualityObserved,Camera",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ids: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["urn:ngsi-ld:AirQualityObserved:1"]);
+
+    // The administrator sees everything as stored.
+    let r = g
+        .call(
+            Some(&g.admin),
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?options=keyValues",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.body["licensePlate"], "粤B12345");
+
+    // The temporal API leaves out what may not be seen too.
+    let r = g
+        .call(
+            Some(&viewer),
+            "GET",
+            "/ngsi-ld/v1/temporal/entities?type=Camera",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body, json!([]));
+}
+
+#[tokio::test]
+async fn batches_report_each_refusal() {
+    let g = city().await;
+    let operator = g.key("olga", &["operator"], |_| {});
+    let batch = json!([
+        {"id": "urn:ngsi-ld:Vehicle:3", "type": "Vehicle"},
+        {"id": "urn:ngsi-ld:Camera:2", "type": "Camera"}
+    ]);
+    let r = g
+        .call(
+            Some(&operator),
+            "POST",
+            "/ngsi-ld/v1/entityOperations/upsert",
+            &[],
+            Some(&batch),
+        )
+        .await;
+    assert_eq!(r.status, 207, "{}", r.text);
+    assert_eq!(r.body["success"], json!(["urn:ngsi-ld:Vehicle:3"]));
+    assert_eq!(r.body["errors"][0]["entityId"], "urn:ngsi-ld:Camera:2");
+    assert_eq!(r.body["errors"][0]["error"]["status"], 403, "{}", r.text);
+    // Read back: the camera was not written.
+    let r = g
+        .call(
+            Some(&g.admin),
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Camera:2",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn policies_and_keys_are_managed_through_the_api() {
+    let g = city().await;
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let air = json!({"id": "urn:ngsi-ld:AirQualityObserved:2", "type": "AirQualityObserved"});
+    let r = g
+        .call(Some(&viewer), "POST", ENTITIES, &[], Some(&air))
+        .await;
+    assert_eq!(r.status, 403);
+
+    // Viewers may not change policies; a bad policy is refused naming it.
+    let r = g
+        .call(
+            Some(&viewer),
+            "PUT",
+            "/platform/v1/policies",
+            &[("content-type", "text/plain")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let bad = json!({"policies": "@id(\"x\") permit (principal, action, resource) when { resource.color == 1 };"});
+    let r = g
+        .call(
+            Some(&g.admin),
+            "PUT",
+            "/platform/v1/policies",
+            &[],
+            Some(&bad),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("color"),
+        "{}",
+        r.text
+    );
+
+    // A new version that lets viewers record air quality, in force at once.
+    let text = format!(
+        "{}\n@id(\"viewers-record-air\") permit (principal in Role::\"viewer\", action == Action::\"create\", resource is EntityType) when {{ resource.name == \"AirQualityObserved\" }};",
+        citybrain_policy::DEFAULT_POLICIES
+    );
+    let r = g
+        .call(
+            Some(&g.admin),
+            "PUT",
+            "/platform/v1/policies",
+            &[],
+            Some(&json!({"policies": text})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.body["version"].as_u64(), r.body["author"].as_str()),
+        (Some(1), Some("user:root"))
+    );
+    let r = g
+        .call(Some(&viewer), "POST", ENTITIES, &[], Some(&air))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = g
+        .call(
+            Some(&viewer),
+            "GET",
+            "/platform/v1/policies/versions",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+
+    // Keys through the API: shown once, usable, revocable.
+    let r = g
+        .call(
+            Some(&g.admin),
+            "POST",
+            "/platform/v1/keys",
+            &[],
+            Some(&json!({"user": "dana", "roles": ["operator"]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let key = r.body["key"].as_str().unwrap().to_string();
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = g
+        .call(Some(&g.admin), "GET", "/platform/v1/keys", &[], None)
+        .await;
+    assert!(!r.text.contains(&key[21..]), "listings never show secrets");
+    let r = g
+        .call(Some(&key), "GET", "/platform/v1/incidents", &[], None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = g
+        .call(
+            Some(&viewer),
+            "POST",
+            "/platform/v1/keys",
+            &[],
+            Some(&json!({"user": "me", "roles": ["admin"]})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "a viewer cannot mint an administrator key");
+    let r = g
+        .call(
+            Some(&g.admin),
+            "DELETE",
+            &format!("/platform/v1/keys/{id}"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = g
+        .call(Some(&key), "GET", "/platform/v1/incidents", &[], None)
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn who_did_it_is_the_authenticated_user() {
+    let g = city().await;
+    let operator = g.key("olga", &["operator"], |_| {});
+    let incident = json!({"title": "Signal failure", "category": "traffic", "severity": "high"});
+    let r = g
+        .call(
+            Some(&operator),
+            "POST",
+            "/platform/v1/incidents",
+            &[],
+            Some(&incident),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let text = r.text.clone();
+    assert!(text.contains("user:olga"), "{text}");
+    let r = g
+        .call(
+            Some(&operator),
+            "PUT",
+            "/platform/v1/mode",
+            &[],
+            Some(&json!({"mode": "emergency", "reason": "flood"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("user:olga"), "{}", r.text);
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let r = g
+        .call(
+            Some(&viewer),
+            "PUT",
+            "/platform/v1/mode",
+            &[],
+            Some(&json!({"mode": "normal", "reason": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+}
