@@ -68,6 +68,67 @@ impl Principal {
     pub fn is_anonymous(&self) -> bool {
         matches!(self, Principal::Anonymous)
     }
+
+    /// The principal as stored with what it owns (a subscription acts for its owner).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Principal::Anonymous => json!({"kind": "anonymous"}),
+            Principal::Service(s) => json!({"kind": "service", "name": s}),
+            Principal::User(i) => json!({
+                "kind": "user", "id": i.id, "roles": i.roles, "department": i.department,
+                "tenants": i.tenants, "scopes": i.scopes.names(), "via": i.via,
+            }),
+        }
+    }
+
+    /// Reads [`Principal::to_json`]; anything unreadable is anonymous (the least
+    /// privileged principal), never more.
+    pub fn from_json(v: &serde_json::Value) -> Principal {
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match v.get("kind").and_then(|k| k.as_str()) {
+            Some("user") => {
+                let Some(id) = v.get("id").and_then(|x| x.as_str()) else {
+                    return Principal::Anonymous;
+                };
+                let Ok(scopes) = Scopes::parse(&strings(&v["scopes"])) else {
+                    return Principal::Anonymous;
+                };
+                Principal::User(Arc::new(Identity {
+                    id: id.to_string(),
+                    roles: strings(&v["roles"]),
+                    department: v
+                        .get("department")
+                        .and_then(|x| x.as_str())
+                        .map(str::to_string),
+                    tenants: v.get("tenants").filter(|t| t.is_array()).map(strings),
+                    scopes,
+                    via: v
+                        .get("via")
+                        .and_then(|x| x.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                }))
+            }
+            Some("service") => match v.get("name").and_then(|x| x.as_str()) {
+                Some("rules") => Principal::RULES,
+                Some("sla") => Principal::SLA,
+                Some("ingest") => Principal::INGEST,
+                Some("open311") => Principal::OPEN311,
+                Some("system") => Principal::SYSTEM,
+                _ => Principal::Anonymous,
+            },
+            _ => Principal::Anonymous,
+        }
+    }
 }
 
 /// Who wrote a change, as the storage log records it: the actor and, where the write
@@ -296,6 +357,27 @@ mod tests {
         assert!(a.authorize(&other, &Action::read(Resource::Event)).is_err());
         // Anonymous and services have no credential limits.
         assert!(a.authorize(&RequestContext::tenant("x"), &w).is_ok());
+    }
+
+    #[test]
+    fn principals_round_trip_and_unknown_ones_are_anonymous() {
+        let mut i = Identity::new("ana", &["viewer"]);
+        i.department = Some("transport".into());
+        i.tenants = Some(vec!["water".into()]);
+        i.scopes = Scopes::parse(&["read"]).unwrap();
+        for p in [
+            Principal::User(Arc::new(i)),
+            Principal::Anonymous,
+            Principal::RULES,
+        ] {
+            assert_eq!(Principal::from_json(&p.to_json()), p);
+        }
+        let odd = serde_json::json!({"kind": "user", "id": "x", "scopes": ["root"]});
+        assert_eq!(Principal::from_json(&odd), Principal::Anonymous);
+        assert_eq!(
+            Principal::from_json(&serde_json::Value::Null),
+            Principal::Anonymous
+        );
     }
 
     #[test]

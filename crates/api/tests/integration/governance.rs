@@ -448,3 +448,55 @@ async fn who_did_it_is_the_authenticated_user() {
         .await;
     assert_eq!(r.status, 403);
 }
+
+#[tokio::test]
+async fn notifications_carry_what_the_subscriber_may_see() {
+    use std::time::Duration;
+    let g = city().await;
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let (uri, mut rx) = super::subscriptions::receiver(Duration::ZERO).await;
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Vehicle"}, {"type": "Camera"}],
+        "notification": {"format": "keyValues", "endpoint": {"uri": uri, "accept": "application/json"}}});
+    let r = g
+        .call(
+            Some(&viewer),
+            "POST",
+            "/ngsi-ld/v1/subscriptions",
+            &[],
+            Some(&sub),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The administrator changes a camera, then a vehicle.
+    for (id, attr, value) in [
+        ("urn:ngsi-ld:Camera:1", "status", json!("off")),
+        ("urn:ngsi-ld:Vehicle:1", "speed", json!(55)),
+    ] {
+        let patch = json!({attr: {"type": "Property", "value": value}});
+        let r = g
+            .call(
+                Some(&g.admin),
+                "PATCH",
+                &format!("/ngsi-ld/v1/entities/{id}/attrs"),
+                &[],
+                Some(&patch),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+    }
+    let (_, body) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    let data = &body["data"][0];
+    assert_eq!(
+        data["id"], "urn:ngsi-ld:Vehicle:1",
+        "the camera's change is not notified: {body}"
+    );
+    assert_eq!(data["licensePlate"], "粤B****5", "{body}");
+    assert_eq!(data["speed"], 55);
+    // Nothing else arrives (the camera's change was skipped, not delayed).
+    assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv())
+        .await
+        .is_err());
+}

@@ -19,7 +19,7 @@ use super::notify::{notification, trigger};
 use crate::contexts::ContextResolver;
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
-use citybrain_access::{Action, Authorizer, Resource, Verb};
+use citybrain_access::{Action, Authorizer, Principal, Resource, Verb, View};
 
 const COLLECTION: &str = "subscriptions";
 
@@ -37,6 +37,8 @@ pub struct Status {
 #[derive(Debug)]
 pub struct SubEntry {
     pub sub: RwLock<Compiled>,
+    /// Who created the subscription: its notifications carry what the owner may see.
+    owner: Principal,
     status: Mutex<Status>,
     created_at: DateTime<Utc>,
     modified_at: Mutex<DateTime<Utc>>,
@@ -150,6 +152,8 @@ impl SubscriptionManager {
                     };
                     let entry = Arc::new(SubEntry {
                         sub: RwLock::new(c),
+                        // Stored before owners were: anonymous, the least privileged.
+                        owner: Principal::from_json(doc.get("owner").unwrap_or(&Value::Null)),
                         status: Mutex::new(Status::default()),
                         created_at: created,
                         modified_at: Mutex::new(created),
@@ -180,7 +184,7 @@ impl SubscriptionManager {
             let s = entry.sub.read();
             (
                 s.id.clone(),
-                json!({"body": s.body, "context": s.context_source, "createdAt": format_datetime(&entry.created_at), "modifiedAt": format_datetime(&entry.modified_at.lock())}),
+                json!({"body": s.body, "context": s.context_source, "createdAt": format_datetime(&entry.created_at), "modifiedAt": format_datetime(&entry.modified_at.lock()), "owner": entry.owner.to_json()}),
             )
         };
         self.store
@@ -220,6 +224,7 @@ impl SubscriptionManager {
         let key = (rc.tenant.clone(), id.clone());
         let entry = Arc::new(SubEntry {
             sub: RwLock::new(compiled),
+            owner: rc.principal.clone(),
             status: Mutex::new(Status::default()),
             created_at: now,
             modified_at: Mutex::new(now),
@@ -537,6 +542,22 @@ impl SubscriptionManager {
             if !s.is_active || s.expired(now) || s.time_interval.is_some() {
                 continue;
             }
+            // What the owner may see of the change: nothing (skipped), or a masked
+            // copy that triggers and filters are evaluated on.
+            let owner =
+                RequestContext::request(s.tenant.clone(), entry.owner.clone(), String::new());
+            let seen;
+            let change = if self.authz.sees_everything(&owner) {
+                change
+            } else {
+                match seen_change(&*self.authz, &owner, change) {
+                    Some(c) => {
+                        seen = c;
+                        &seen
+                    }
+                    None => continue,
+                }
+            };
             let Some(reason) = trigger(&s, change) else {
                 continue;
             };
@@ -569,4 +590,25 @@ impl SubscriptionManager {
             });
         }
     }
+}
+
+/// A change as `rc` may see it: `None` when the entity is hidden from it, else the
+/// change with both versions through the authorizer's view.
+fn seen_change(authz: &dyn Authorizer, rc: &RequestContext, change: &Change) -> Option<Change> {
+    let see =
+        |e: &Option<Arc<citybrain_model::Entity>>| -> Option<Option<Arc<citybrain_model::Entity>>> {
+            match e {
+                None => Some(None),
+                Some(e) => match authz.view(rc, e) {
+                    View::Full => Some(Some(e.clone())),
+                    View::Hidden => None,
+                    View::Masked(m) => Some(Some(Arc::new(*m))),
+                },
+            }
+        };
+    Some(Change {
+        before: see(&change.before)?,
+        after: see(&change.after)?,
+        ..change.clone()
+    })
 }
