@@ -81,8 +81,18 @@ impl Broker {
             View::Full => Some(h),
             View::Hidden => None,
             View::Masked(m) => {
-                h.series
-                    .retain(|s| m.attrs.iter().any(|(name, _)| **name == *s.attr));
+                // Kept: the series of attributes the view shows as stored. An
+                // attribute the view masks has no history for this reader (its past
+                // values would show what the mask hides).
+                let unmasked = |name: &str| {
+                    let values = |e: &Entity| {
+                        e.attr(name)
+                            .map(|i| i.iter().map(|a| a.value.clone()).collect::<Vec<_>>())
+                    };
+                    let shown = values(&m);
+                    shown.is_some() && shown == values(&current)
+                };
+                h.series.retain(|s| unmasked(&s.attr));
                 Some(h)
             }
         })

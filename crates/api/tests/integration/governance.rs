@@ -500,3 +500,37 @@ async fn notifications_carry_what_the_subscriber_may_see() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn history_shows_no_more_than_the_entity_does() {
+    let g = city().await;
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let r = g
+        .call(
+            Some(&viewer),
+            "GET",
+            "/ngsi-ld/v1/temporal/entities?type=Vehicle&options=temporalValues",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body.as_array().unwrap().len(), 2, "{}", r.text);
+    assert!(r.text.contains("speed"), "{}", r.text);
+    // The plate is masked for a viewer: its past values are not shown either.
+    assert!(
+        !r.text.contains("licensePlate") && !r.text.contains("12345"),
+        "{}",
+        r.text
+    );
+    let r = g
+        .call(
+            Some(&g.admin),
+            "GET",
+            "/ngsi-ld/v1/temporal/entities?type=Vehicle&options=temporalValues",
+            &[],
+            None,
+        )
+        .await;
+    assert!(r.text.contains("12345"), "{}", r.text);
+}
