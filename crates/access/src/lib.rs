@@ -283,6 +283,14 @@ pub trait Authorizer: Send + Sync + 'static {
         let _ = rc;
         false
     }
+
+    /// True when `rc` sees attribute `attr` of entities of every type in `types` as
+    /// stored (neither removed nor masked), so that an index of stored values may pick
+    /// the candidates of a filter on it without revealing what a mask hides.
+    fn shows_as_stored(&self, rc: &RequestContext, types: &[Arc<str>], attr: &str) -> bool {
+        let _ = (types, attr);
+        self.sees_everything(rc)
+    }
 }
 
 /// A shared authorizer is one (the governance object is shared with its API).
@@ -295,6 +303,9 @@ impl<A: Authorizer + ?Sized> Authorizer for Arc<A> {
     }
     fn sees_everything(&self, rc: &RequestContext) -> bool {
         (**self).sees_everything(rc)
+    }
+    fn shows_as_stored(&self, rc: &RequestContext, types: &[Arc<str>], attr: &str) -> bool {
+        (**self).shows_as_stored(rc, types, attr)
     }
 }
 
@@ -332,6 +343,10 @@ impl<A: Authorizer> Authorizer for Limited<A> {
 
     fn sees_everything(&self, rc: &RequestContext) -> bool {
         self.0.sees_everything(rc)
+    }
+
+    fn shows_as_stored(&self, rc: &RequestContext, types: &[Arc<str>], attr: &str) -> bool {
+        self.0.shows_as_stored(rc, types, attr)
     }
 }
 

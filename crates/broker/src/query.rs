@@ -486,14 +486,18 @@ impl Broker {
             None => {
                 // A value-index range from q narrows the candidates; every candidate still
                 // passes the full filter, so the answer is the same as a scan's.
-                // Not when the caller's view may be masked: the index holds the stored
-                // values, and choosing candidates by them would let a filter probe
-                // what the mask hides.
-                let hint = if everything {
-                    query.q.as_ref().and_then(|q| q.index_hint())
-                } else {
-                    None
-                };
+                // Only where the caller sees the filtered attribute as stored: the index
+                // holds the stored values, and choosing candidates by a masked one
+                // would let a filter probe what the mask hides (a range on stored
+                // values, checked again on the masked ones, bisects the stored value).
+                let hint = query.q.as_ref().and_then(|q| q.index_hint()).filter(|h| {
+                    everything
+                        || query.types.as_ref().is_some_and(|t| {
+                            let types: Vec<Arc<str>> =
+                                t.all_types().into_iter().map(Arc::from).collect();
+                            self.authorizer().shows_as_stored(rc, &types, &h.attr_iri)
+                        })
+                });
                 let indexed = match hint {
                     Some(h) => {
                         self.store

@@ -785,4 +785,14 @@ impl Authorizer for Governance {
     fn sees_everything(&self, rc: &RequestContext) -> bool {
         matches!(rc.principal, Principal::Service(_))
     }
+
+    fn shows_as_stored(&self, rc: &RequestContext, types: &[Arc<str>], attr: &str) -> bool {
+        if matches!(rc.principal, Principal::Service(_)) {
+            return true;
+        }
+        !types.is_empty()
+            && types.iter().all(|t| {
+                self.decide(rc, "read", Res::Attr(short(t), short(attr))) == Decided::Allow(None)
+            })
+    }
 }
