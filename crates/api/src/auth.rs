@@ -1,15 +1,12 @@
-//! Authentication of every request, in one layer (inside the request-id layer, outside
-//! every family): the credential (`Authorization: Bearer …` with an API key or an OIDC
+//! Authentication of every request, in the outermost layer (`metrics::track`, after
+//! the request id is set, before every family): the credential (`Authorization: Bearer …` with an API key or an OIDC
 //! token, or `X-API-Key`) becomes the request's [`Principal`](citybrain_access::Principal),
 //! which [`context_of`](crate::context::context_of) puts in every family's context. No
 //! credential is the anonymous principal, whose rights the policies decide; a
 //! credential that fails is a 401 at once, never a fall-back to anonymous.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderMap;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use citybrain_identity::{AuthError, Authenticator, Credential};
 
@@ -33,26 +30,16 @@ fn secret_of(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
     )
 }
 
-pub async fn authenticate(
-    State(auth): State<Arc<Authenticator>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let secret = match secret_of(req.headers()) {
-        Ok(s) => s,
-        Err(e) => return refuse(e),
-    };
+/// Puts the request's principal in its extensions, or answers the refusal.
+pub async fn authenticate(auth: &Authenticator, req: &mut Request) -> Result<(), Response> {
+    let secret = secret_of(req.headers()).map_err(refuse)?;
     let credential = match &secret {
         Some(s) => Credential::Secret(s),
         None => Credential::None,
     };
-    match auth.authenticate(credential).await {
-        Ok(p) => {
-            req.extensions_mut().insert(p);
-            next.run(req).await
-        }
-        Err(e) => refuse(e),
-    }
+    let p = auth.authenticate(credential).await.map_err(refuse)?;
+    req.extensions_mut().insert(p);
+    Ok(())
 }
 
 fn refuse(e: AuthError) -> Response {

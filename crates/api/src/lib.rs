@@ -50,9 +50,20 @@ impl Default for HttpLimits {
     }
 }
 
-/// Shared state of every handler.
+/// Shared state of every handler: one `Arc`, so that extracting it costs one counter
+/// increment however many parts the server has.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What the handlers share.
+pub struct AppParts {
     pub broker: Arc<Broker>,
     /// The ingestion pipeline (`/ingest`), when enabled.
     pub ingest: Option<Arc<citybrain_ingest::Ingest>>,
@@ -154,7 +165,7 @@ pub fn router_of(parts: Parts) -> Router {
     let metrics = Metrics::new();
     let body_limit = limits.max_body_bytes;
     let concurrency = limits.max_concurrent_requests.max(1);
-    let state = AppState {
+    let state = AppState(Arc::new(AppParts {
         broker,
         ingest,
         hub,
@@ -162,7 +173,7 @@ pub fn router_of(parts: Parts) -> Router {
         governance,
         limits: Arc::new(limits),
         metrics: metrics.clone(),
-    };
+    }));
     let family = |r: Router<AppState>, f: Family| {
         r.route_layer(axum::middleware::from_fn_with_state(
             (state.clone(), f),
@@ -184,15 +195,12 @@ pub fn router_of(parts: Parts) -> Router {
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    // Inside the request-id layer (a refusal is counted and answers its id), outside
-    // every family (whose contexts take the principal it sets).
-    let router = match auth {
-        Some(a) => router.layer(axum::middleware::from_fn_with_state(a, auth::authenticate)),
-        None => router,
-    };
+    // Authentication runs in the outermost layer, after the request id is set (a
+    // refusal is counted and answers its id) and before every family (whose contexts
+    // take the principal it sets): one middleware, not two, on every request.
     router
         .layer(axum::middleware::from_fn_with_state(
-            metrics,
+            Arc::new(metrics::Front { metrics, auth }),
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))

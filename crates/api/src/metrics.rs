@@ -233,9 +233,17 @@ fn department_series(
     }
 }
 
-/// The outermost middleware: gives each request its id (answered as `X-Request-Id`)
-/// and records its route, status and latency.
-pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+/// What the outermost middleware needs.
+pub struct Front {
+    pub metrics: Arc<Metrics>,
+    /// Authentication, when configured.
+    pub auth: Option<Arc<citybrain_identity::Authenticator>>,
+}
+
+/// The outermost middleware: gives each request its id (answered as `X-Request-Id`),
+/// authenticates it ([`crate::auth`]) and records its route, status and latency.
+pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) -> Response {
+    let metrics = &front.metrics;
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -247,7 +255,13 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     let mut req = req;
     req.extensions_mut().insert(id);
     let start = Instant::now();
-    let mut resp = next.run(req).await;
+    let mut resp = match &front.auth {
+        Some(auth) => match crate::auth::authenticate(auth, &mut req).await {
+            Ok(()) => next.run(req).await,
+            Err(refused) => refused,
+        },
+        None => next.run(req).await,
+    };
     if let Some(v) = echo {
         resp.headers_mut()
             .insert(axum::http::HeaderName::from_static("x-request-id"), v);

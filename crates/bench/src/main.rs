@@ -97,6 +97,14 @@ struct Args {
     /// Tenant used for the run (a fresh one keeps runs apart).
     #[arg(long, default_value = "bench")]
     tenant: String,
+    /// An API key or token sent as `Authorization: Bearer` on every request (a server
+    /// with authentication on).
+    #[arg(long, env = "CITYBRAIN_BENCH_KEY")]
+    key: Option<String>,
+    /// The entities exist already (seeded by an earlier run in the same tenant): for a
+    /// key that may only read.
+    #[arg(long)]
+    seeded: bool,
 }
 
 struct Ctx {
@@ -131,9 +139,14 @@ fn summary(h: &Histogram<u64>, ops: u64, secs: f64) -> Value {
 
 impl Ctx {
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
+        let r = self
+            .http
             .request(method, format!("{}{}", self.args.url, path))
-            .header("NGSILD-Tenant", &self.args.tenant)
+            .header("NGSILD-Tenant", &self.args.tenant);
+        match &self.args.key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
     }
 
     async fn seed(&self, n: usize, attrs: usize) -> anyhow::Result<()> {
@@ -480,9 +493,10 @@ async fn main() -> anyhow::Result<()> {
     out.insert("url".into(), json!(args.url));
     out.insert("connections".into(), json!(args.connections));
     out.insert("duration_s".into(), json!(args.duration));
-    if scenarios
-        .iter()
-        .any(|s| matches!(*s, "patch" | "get" | "query"))
+    if !args.seeded
+        && scenarios
+            .iter()
+            .any(|s| matches!(*s, "patch" | "get" | "query"))
     {
         eprintln!("seeding {} entities", args.entities);
         ctx.seed(args.entities, 3).await?;

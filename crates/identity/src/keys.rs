@@ -101,10 +101,14 @@ struct KeyFile {
     keys: Vec<ApiKey>,
 }
 
+/// A key as the verifier holds it: the record, the identity it proves (shared by every
+/// request that presents it), and the stored hash as bytes.
+type Entry = (ApiKey, Arc<Identity>, [u8; 32]);
+
 /// The file as last read: keys by id, and the file's stamp (to notice changes).
 #[derive(Default)]
 struct Loaded {
-    by_id: HashMap<String, Arc<(ApiKey, Identity)>>,
+    by_id: HashMap<String, Arc<Entry>>,
     order: Vec<String>,
     stamp: Option<(SystemTime, u64)>,
 }
@@ -121,21 +125,38 @@ impl std::fmt::Debug for KeyStore {
     }
 }
 
-fn hash(id: &str, secret: &str) -> String {
+fn digest(id: &str, secret: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(id.as_bytes());
     h.update(b":");
     h.update(secret.as_bytes());
-    hex(&h.finalize())
+    h.finalize().into()
 }
 
+fn hash(id: &str, secret: &str) -> String {
+    hex(&digest(id, secret))
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+    bytes
+        .iter()
+        .flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char])
+        .collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
     }
-    s
+    let val = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = val(b[2 * i])? << 4 | val(b[2 * i + 1])?;
+    }
+    Some(out)
 }
 
 fn random<const N: usize>() -> Result<[u8; N], IdentityError> {
@@ -202,9 +223,11 @@ impl KeyStore {
         let mut by_id = HashMap::new();
         let mut order = Vec::new();
         for k in file.keys {
-            let identity = k.identity()?;
+            let identity = Arc::new(k.identity()?);
+            let stored = unhex(&k.sha256)
+                .ok_or_else(|| IdentityError::Invalid(format!("key {}: sha256 is not 64 hex digits", k.id)))?;
             order.push(k.id.clone());
-            by_id.insert(k.id.clone(), Arc::new((k, identity)));
+            by_id.insert(k.id.clone(), Arc::new((k, identity, stored)));
         }
         *self.loaded.write() = Loaded {
             by_id,
@@ -332,16 +355,16 @@ impl KeyStore {
 
     /// Checks a presented key: its id must exist, its hash match (constant time), and
     /// the key be neither revoked nor expired.
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Identity, AuthError> {
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Arc<Identity>, AuthError> {
         let (id, secret) = parse(token).ok_or(AuthError::Malformed("API key"))?;
         let found = self.loaded.read().by_id.get(id).cloned();
         // Hash even for an unknown id, so that timing does not tell which ids exist.
-        let presented = hash(id, secret);
+        let presented = digest(id, secret);
         let Some(entry) = found else {
             return Err(AuthError::UnknownKey);
         };
-        let (key, identity) = &*entry;
-        if !bool::from(presented.as_bytes().ct_eq(key.sha256.as_bytes())) {
+        let (key, identity, stored) = &*entry;
+        if !bool::from(presented.ct_eq(stored)) {
             return Err(AuthError::UnknownKey);
         }
         if key.revoked_at.is_some() {
@@ -399,7 +422,7 @@ mod tests {
         // 256 bits of secret: 43 base64url characters.
         assert_eq!(token.len(), 4 + 16 + 1 + 43);
         let file = std::fs::read_to_string(dir.path().join("security/keys.json")).unwrap();
-        let secret = token.rsplit('_').next().unwrap();
+        let secret = &token[KEY_PREFIX.len() + 17..];
         assert!(!file.contains(secret), "the secret must not be stored");
         assert!(file.contains(&key.sha256));
         let who = ks.verify(&token, t0()).unwrap();

@@ -266,7 +266,7 @@ impl Authenticator {
         let now = self.clock.now();
         if secret.starts_with(KEY_PREFIX) {
             let keys = self.keys.as_ref().ok_or(AuthError::NoKeys)?;
-            return Ok(Principal::User(Arc::new(keys.verify(secret, now)?)));
+            return Ok(Principal::User(keys.verify(secret, now)?));
         }
         let oidc = self.oidc.as_ref().ok_or(AuthError::NoIssuer)?;
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();

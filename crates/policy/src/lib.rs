@@ -112,11 +112,59 @@ struct State {
 /// attribute's, filled in as attributes are met.
 struct Plan {
     visible: bool,
-    attrs: RwLock<HashMap<Arc<str>, Decided>>,
+    attrs: RwLock<HashMap<Arc<str>, Decided, foldhash::fast::RandomState>>,
 }
 
-type DecisionKey = (u64, &'static str, String, String, u32);
-type PlanKey = (u64, String, String, u32);
+/// A resource as a cache entry holds it.
+#[derive(Debug, PartialEq, Eq)]
+enum ResKey {
+    Type(Box<str>),
+    Attr(Box<str>, Box<str>),
+    Api(&'static str),
+}
+
+impl Res<'_> {
+    fn owned(&self) -> ResKey {
+        match *self {
+            Res::Type(t) => ResKey::Type(t.into()),
+            Res::Attr(t, a) => ResKey::Attr(t.into(), a.into()),
+            Res::Api(a) => ResKey::Api(a),
+        }
+    }
+
+    fn is(&self, k: &ResKey) -> bool {
+        match (*self, k) {
+            (Res::Type(t), ResKey::Type(u)) => t == &**u,
+            (Res::Attr(t, a), ResKey::Attr(u, b)) => t == &**u && a == &**b,
+            (Res::Api(a), ResKey::Api(b)) => a == *b,
+            _ => false,
+        }
+    }
+}
+
+/// One cached decision, with everything it was decided on (compared on a hit, so that
+/// a hash collision can never return another request's decision).
+struct DecisionEntry {
+    principal: u64,
+    action: &'static str,
+    res: ResKey,
+    tenant: Box<str>,
+    bucket: u32,
+    decided: Decided,
+}
+
+/// One cached view plan, with what it was made for.
+struct PlanEntry {
+    principal: u64,
+    types: Vec<Arc<str>>,
+    tenant: Box<str>,
+    bucket: u32,
+    plan: Arc<Plan>,
+}
+
+/// Cache maps are keyed by a hash of the whole key and hold the entries of that hash;
+/// a lookup allocates nothing.
+type Cache<T> = HashMap<u64, Vec<T>, foldhash::fast::RandomState>;
 
 /// Most cached decisions and plans before the caches are emptied (a bound, not an
 /// LRU: a flood of distinct principals costs re-evaluation, never memory).
@@ -126,8 +174,12 @@ const CACHE: usize = 50_000;
 pub struct Governance {
     schema: Schema,
     state: RwLock<Arc<State>>,
-    decisions: Mutex<HashMap<DecisionKey, Decided>>,
-    plans: Mutex<HashMap<PlanKey, Arc<Plan>>>,
+    decisions: Mutex<Cache<DecisionEntry>>,
+    plans: Mutex<Cache<PlanEntry>>,
+    /// The state's generation, readable without touching the state's `Arc` (one
+    /// shared counter per decision would be contended across cores).
+    generation: std::sync::atomic::AtomicU64,
+    hasher: foldhash::fast::RandomState,
     clock: Arc<dyn Clock>,
     pub pseudonyms: Arc<PseudonymKeys>,
     store: Option<Arc<dyn EntityStore>>,
@@ -232,15 +284,6 @@ enum Res<'a> {
     Api(&'static str),
 }
 
-impl Res<'_> {
-    fn key(&self) -> String {
-        match self {
-            Res::Type(t) => format!("T{t}"),
-            Res::Attr(t, a) => format!("A{t}.{a}"),
-            Res::Api(a) => format!("P{a}"),
-        }
-    }
-}
 
 fn action_name(verb: Verb, subscription: bool) -> &'static str {
     match verb {
@@ -253,8 +296,9 @@ fn action_name(verb: Verb, subscription: bool) -> &'static str {
     }
 }
 
-fn principal_key(p: &Principal) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+fn principal_key(hasher: &foldhash::fast::RandomState, p: &Principal) -> u64 {
+    use std::hash::BuildHasher;
+    let mut h = hasher.build_hasher();
     match p {
         Principal::Anonymous => 0u8.hash(&mut h),
         Principal::User(i) => {
@@ -294,8 +338,10 @@ impl Governance {
                 classes: Arc::new(Classification::default()),
             })),
             schema,
-            decisions: Mutex::new(HashMap::new()),
-            plans: Mutex::new(HashMap::new()),
+            decisions: Mutex::new(Cache::default()),
+            plans: Mutex::new(Cache::default()),
+            generation: std::sync::atomic::AtomicU64::new(1),
+            hasher: foldhash::fast::RandomState::default(),
             clock,
             pseudonyms,
             store: None,
@@ -387,6 +433,8 @@ impl Governance {
             classes: st.classes.clone(),
         };
         change(&mut next);
+        self.generation
+            .store(next.generation, std::sync::atomic::Ordering::Release);
         *st = Arc::new(next);
         self.decisions.lock().clear();
         self.plans.lock().clear();
@@ -453,15 +501,17 @@ impl Governance {
         Ok(c)
     }
 
-    fn context_key(&self, rc: &RequestContext) -> (String, u32, i64, i64) {
+    /// The time part of a request's context: (cache bucket, hour, weekday).
+    fn context_key(&self) -> (u32, i64, i64) {
         let now = self.clock.now();
         let (hour, weekday) = (now.hour() as i64, now.weekday().number_from_monday() as i64);
-        (
-            rc.tenant.clone(),
-            (hour * 10 + weekday) as u32,
-            hour,
-            weekday,
-        )
+        ((hour * 10 + weekday) as u32, hour, weekday)
+    }
+
+    /// The caller's cache identity under the policies in force.
+    fn principal_of(&self, rc: &RequestContext) -> u64 {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        principal_key(&self.hasher, &rc.principal) ^ generation.rotate_left(32)
     }
 
     /// Evaluates one request against the policies (uncached).
@@ -592,24 +642,49 @@ impl Governance {
 
     /// A cached decision.
     fn decide(&self, rc: &RequestContext, action: &'static str, res: Res<'_>) -> Decided {
-        let st = self.state.read().clone();
-        let (tenant, bucket, hour, weekday) = self.context_key(rc);
-        let key: DecisionKey = (
-            principal_key(&rc.principal) ^ st.generation.rotate_left(32),
-            action,
-            res.key(),
-            tenant,
-            bucket,
-        );
-        if let Some(d) = self.decisions.lock().get(&key) {
-            return *d;
+        use std::hash::BuildHasher;
+        let principal = self.principal_of(rc);
+        let (bucket, hour, weekday) = self.context_key();
+        let h = {
+            let mut h = self.hasher.build_hasher();
+            (principal, action, bucket).hash(&mut h);
+            rc.tenant.hash(&mut h);
+            match res {
+                Res::Type(t) => (0u8, t).hash(&mut h),
+                Res::Attr(t, a) => (1u8, t, a).hash(&mut h),
+                Res::Api(a) => (2u8, a).hash(&mut h),
+            }
+            h.finish()
+        };
+        let hit = |e: &DecisionEntry| {
+            e.principal == principal
+                && e.action == action
+                && e.bucket == bucket
+                && *e.tenant == *rc.tenant
+                && res.is(&e.res)
+        };
+        if let Some(d) = self
+            .decisions
+            .lock()
+            .get(&h)
+            .and_then(|v| v.iter().find(|e| hit(e)))
+        {
+            return d.decided;
         }
+        let st = self.state.read().clone();
         let d = self.evaluate(&st, rc, action, res, hour, weekday);
         let mut cache = self.decisions.lock();
         if cache.len() >= CACHE {
             cache.clear();
         }
-        cache.insert(key, d);
+        cache.entry(h).or_default().push(DecisionEntry {
+            principal,
+            action,
+            res: res.owned(),
+            tenant: rc.tenant.as_str().into(),
+            bucket,
+            decided: d,
+        });
         d
     }
 
@@ -619,31 +694,52 @@ impl Governance {
     }
 
     fn plan(&self, rc: &RequestContext, types: &[Arc<str>]) -> Arc<Plan> {
-        let generation = self.state.read().generation;
-        let (tenant, bucket, _, _) = self.context_key(rc);
-        let names: Vec<&str> = types.iter().map(|t| short(t)).collect();
-        let key: PlanKey = (
-            principal_key(&rc.principal) ^ generation.rotate_left(32),
-            names.join(","),
-            tenant,
-            bucket,
-        );
-        if let Some(p) = self.plans.lock().get(&key) {
-            return p.clone();
+        use std::hash::BuildHasher;
+        let principal = self.principal_of(rc);
+        let (bucket, _, _) = self.context_key();
+        let h = {
+            let mut h = self.hasher.build_hasher();
+            (principal, bucket).hash(&mut h);
+            rc.tenant.hash(&mut h);
+            for t in types {
+                t.hash(&mut h);
+            }
+            h.finish()
+        };
+        let hit = |e: &PlanEntry| {
+            e.principal == principal
+                && e.bucket == bucket
+                && *e.tenant == *rc.tenant
+                && e.types.len() == types.len()
+                && e.types.iter().zip(types).all(|(a, b)| a == b)
+        };
+        if let Some(p) = self
+            .plans
+            .lock()
+            .get(&h)
+            .and_then(|v| v.iter().find(|e| hit(e)))
+        {
+            return p.plan.clone();
         }
-        let visible = !names.is_empty()
-            && names
-                .iter()
-                .all(|t| matches!(self.decide(rc, "read", Res::Type(t)), Decided::Allow(_)));
+        let visible = !types.is_empty()
+            && types.iter().all(|t| {
+                matches!(self.decide(rc, "read", Res::Type(short(t))), Decided::Allow(_))
+            });
         let plan = Arc::new(Plan {
             visible,
-            attrs: RwLock::new(HashMap::new()),
+            attrs: RwLock::new(HashMap::default()),
         });
         let mut plans = self.plans.lock();
         if plans.len() >= CACHE {
             plans.clear();
         }
-        plans.insert(key, plan.clone());
+        plans.entry(h).or_default().push(PlanEntry {
+            principal,
+            types: types.to_vec(),
+            tenant: rc.tenant.as_str().into(),
+            bucket,
+            plan: plan.clone(),
+        });
         plan
     }
 
@@ -754,26 +850,26 @@ impl Authorizer for Governance {
         if !plan.visible {
             return View::Hidden;
         }
-        let decisions: Vec<Decided> = e
+        let decided = |name: &Arc<str>| self.attr_decision(rc, &plan, &e.types, name);
+        // The common case first, without allocating: every attribute shown as stored.
+        if e
             .attrs
             .iter()
-            .map(|(name, _)| self.attr_decision(rc, &plan, &e.types, name))
-            .collect();
-        if decisions.iter().all(|d| *d == Decided::Allow(None)) {
+            .all(|(name, _)| decided(name) == Decided::Allow(None))
+        {
             return View::Full;
         }
         let mut m = e.clone();
         m.attrs = e
             .attrs
             .iter()
-            .zip(&decisions)
-            .filter_map(|((name, inst), d)| match d {
+            .filter_map(|(name, inst)| match decided(name) {
                 Decided::Deny => None,
                 Decided::Allow(None) => Some((name.clone(), inst.clone())),
                 Decided::Allow(Some(mask)) => {
                     let masked: citybrain_model::Instances = inst
                         .iter()
-                        .filter_map(|a| mask::apply(*mask, a, &self.pseudonyms))
+                        .filter_map(|a| mask::apply(mask, a, &self.pseudonyms))
                         .collect();
                     (!masked.is_empty()).then(|| (name.clone(), masked))
                 }
