@@ -190,6 +190,7 @@ impl Metrics {
             ing.dead.visit_labelled(&mut sink.labelled());
             ing.mqtt.visit(&mut sink.plain());
         }
+        broker.egress.visit(&mut sink.plain());
         if let Some(a) = auth {
             a.stats.visit(&mut sink.plain());
             a.stats.visit_labelled(&mut sink.labelled());

@@ -110,6 +110,7 @@ pub struct ContextSettings {
 
 pub struct ContextResolver {
     http: reqwest::Client,
+    egress: Arc<citybrain_egress::EgressPolicy>,
     settings: ContextSettings,
     by_url: RwLock<HashMap<String, StoredContext>>,
     built: RwLock<HashMap<String, Arc<JsonLdContext>>>,
@@ -122,14 +123,16 @@ impl ContextResolver {
         settings: ContextSettings,
         store: Arc<dyn EntityStore>,
         clock: Arc<dyn Clock>,
+        egress: Arc<citybrain_egress::EgressPolicy>,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(settings.fetch_timeout)
-            .connect_timeout(settings.fetch_timeout)
-            .build()
-            .unwrap_or_default();
+        let http = egress.client(
+            reqwest::Client::builder()
+                .timeout(settings.fetch_timeout)
+                .connect_timeout(settings.fetch_timeout),
+        );
         let r = Self {
             http,
+            egress,
             settings,
             by_url: RwLock::new(HashMap::new()),
             built: RwLock::new(HashMap::new()),
@@ -283,6 +286,10 @@ impl ContextResolver {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(unavailable("only http(s) URLs can be fetched".into()));
         }
+        // Literal addresses here; names after resolution and redirects in the client.
+        self.egress
+            .check_url(url)
+            .map_err(|e| unavailable(e.to_string()))?;
         let resp = self
             .http
             .get(url)
@@ -292,6 +299,28 @@ impl ContextResolver {
             .map_err(|e| unavailable(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
+        }
+        // Only JSON-LD (or JSON) documents: an internal service answering HTML, text or
+        // anything else is not taken for a context.
+        let media = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if !(media == "application/ld+json"
+            || media == "application/json"
+            || media.ends_with("+json"))
+        {
+            return Err(unavailable(format!(
+                "the answer is '{media}', not application/ld+json or application/json"
+            )));
         }
         if resp
             .content_length()

@@ -63,6 +63,8 @@ pub struct BrokerConfig {
     pub dispatch: DispatchSettings,
     /// What every operation passes through (allow-all until governance lands).
     pub authorizer: Arc<dyn Authorizer>,
+    /// Where `@context` fetches and notifications may go.
+    pub egress: Arc<citybrain_egress::EgressPolicy>,
 }
 
 impl Default for BrokerConfig {
@@ -76,6 +78,7 @@ impl Default for BrokerConfig {
             },
             dispatch: DispatchSettings::default(),
             authorizer: Arc::new(AllowAll),
+            egress: Arc::new(citybrain_egress::EgressPolicy::open()),
         }
     }
 }
@@ -88,6 +91,8 @@ pub struct Broker {
     pub subscriptions: Arc<SubscriptionManager>,
     pub limits: Limits,
     pub(crate) authz: Arc<dyn Authorizer>,
+    /// Where outbound requests may go (its refusals are counted).
+    pub egress: Arc<citybrain_egress::EgressPolicy>,
 }
 
 impl Broker {
@@ -102,6 +107,7 @@ impl Broker {
             config.contexts,
             store.clone(),
             clock.clone(),
+            config.egress.clone(),
         ));
         let subscriptions = SubscriptionManager::new(
             store.clone(),
@@ -109,6 +115,7 @@ impl Broker {
             clock.clone(),
             config.dispatch,
             config.authorizer.clone(),
+            config.egress.clone(),
         );
         subscriptions.load().await;
         Arc::new(Broker {
@@ -118,6 +125,7 @@ impl Broker {
             subscriptions,
             limits: config.limits,
             authz: config.authorizer,
+            egress: config.egress,
         })
     }
 

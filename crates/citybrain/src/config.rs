@@ -21,7 +21,21 @@ pub struct Config {
     pub edge: Edge,
     pub auth: Auth,
     pub governance: Governance,
+    pub egress: Egress,
     pub log: Log,
+}
+
+/// Where outbound requests (`@context` fetches, notifications) may go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Egress {
+    /// Allow loopback, private, link-local (metadata) and other internal addresses.
+    /// Default: yes when citybrain listens on loopback only, no otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_internal: Option<bool>,
+    /// Internal destinations allowed all the same: CIDR blocks, addresses or host
+    /// names (`10.20.0.0/16`, `contexts.city.internal`).
+    pub allow: Vec<String>,
 }
 
 /// Data classification defaults (the classification itself is managed through
@@ -436,6 +450,7 @@ impl Config {
         for rule in &self.history.retention {
             rule.to_policy()?;
         }
+        citybrain_egress::EgressPolicy::strict(&self.egress.allow)?;
         if let Some(o) = &self.auth.oidc {
             o.validate().map_err(anyhow::Error::msg)?;
         }

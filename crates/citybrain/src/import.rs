@@ -48,7 +48,7 @@ pub async fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{}", cfg.server.listen));
     // An offline tool run by the operator on a stopped server: no caller to govern.
     let broker =
-        crate::build_broker(&cfg, &store, public, Arc::new(citybrain_access::AllowAll)).await;
+        crate::build_broker(&cfg, &store, public, Arc::new(citybrain_access::AllowAll)).await?;
     let dead = Arc::new(DeadLetters::open(
         &cfg.ingest.deadletters_dir(&cfg.storage.data_dir),
     )?);

@@ -249,9 +249,10 @@ pub async fn build_broker(
     store: &EmbeddedStore,
     public_base: String,
     authorizer: Arc<dyn citybrain_access::Authorizer>,
-) -> Arc<Broker> {
+) -> anyhow::Result<Arc<Broker>> {
     let broker_cfg = BrokerConfig {
         authorizer,
+        egress: security::egress(cfg)?,
         limits: Limits {
             default_limit: cfg.ngsi_ld.default_limit,
             max_limit: cfg.ngsi_ld.max_limit,
@@ -271,7 +272,7 @@ pub async fn build_broker(
         },
     };
     let store_dyn: Arc<dyn EntityStore> = Arc::new(store.clone());
-    Broker::new(store_dyn, Arc::new(SystemClock), broker_cfg).await
+    Ok(Broker::new(store_dyn, Arc::new(SystemClock), broker_cfg).await)
 }
 
 /// The ingestion pipeline with the configured mappings directory, or `None` when no
@@ -420,7 +421,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         Some(g) => Arc::new(citybrain_access::Limited(g.clone())),
         None => Arc::new(citybrain_access::AllowAll),
     };
-    let broker = build_broker(&cfg, &store, public_base, authorizer).await;
+    let broker = build_broker(&cfg, &store, public_base, authorizer).await?;
     let tasks = tasks::Supervisor::new();
     if let Some(ks) = auth.as_ref().and_then(|a| a.keys()) {
         tasks.spawn("key-watch", security::watch_keys(ks.clone()));

@@ -260,6 +260,18 @@ pub fn check_exposure(
     )
 }
 
+/// Where outbound requests may go: everywhere when citybrain listens on loopback only
+/// (unless configured otherwise), else public destinations and `egress.allow`.
+pub fn egress(cfg: &Config) -> anyhow::Result<Arc<citybrain_egress::EgressPolicy>> {
+    let local = cfg.server.listen.ip().is_loopback()
+        && (!cfg.mqtt.enabled || cfg.mqtt.listen.ip().is_loopback());
+    Ok(Arc::new(if cfg.egress.allow_internal.unwrap_or(local) {
+        citybrain_egress::EgressPolicy::open()
+    } else {
+        citybrain_egress::EgressPolicy::strict(&cfg.egress.allow)?
+    }))
+}
+
 /// Re-reads the key file when `citybrain keys` changed it (a revocation takes effect
 /// within a second).
 pub async fn watch_keys(ks: Arc<KeyStore>) {

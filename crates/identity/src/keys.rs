@@ -142,7 +142,12 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
-        .flat_map(|b| [HEX[(b >> 4) as usize] as char, HEX[(b & 15) as usize] as char])
+        .flat_map(|b| {
+            [
+                HEX[(b >> 4) as usize] as char,
+                HEX[(b & 15) as usize] as char,
+            ]
+        })
         .collect()
 }
 
@@ -224,8 +229,9 @@ impl KeyStore {
         let mut order = Vec::new();
         for k in file.keys {
             let identity = Arc::new(k.identity()?);
-            let stored = unhex(&k.sha256)
-                .ok_or_else(|| IdentityError::Invalid(format!("key {}: sha256 is not 64 hex digits", k.id)))?;
+            let stored = unhex(&k.sha256).ok_or_else(|| {
+                IdentityError::Invalid(format!("key {}: sha256 is not 64 hex digits", k.id))
+            })?;
             order.push(k.id.clone());
             by_id.insert(k.id.clone(), Arc::new((k, identity, stored)));
         }

@@ -284,7 +284,6 @@ enum Res<'a> {
     Api(&'static str),
 }
 
-
 fn action_name(verb: Verb, subscription: bool) -> &'static str {
     match verb {
         Verb::Read => "read",
@@ -723,7 +722,10 @@ impl Governance {
         }
         let visible = !types.is_empty()
             && types.iter().all(|t| {
-                matches!(self.decide(rc, "read", Res::Type(short(t))), Decided::Allow(_))
+                matches!(
+                    self.decide(rc, "read", Res::Type(short(t))),
+                    Decided::Allow(_)
+                )
             });
         let plan = Arc::new(Plan {
             visible,
@@ -852,8 +854,7 @@ impl Authorizer for Governance {
         }
         let decided = |name: &Arc<str>| self.attr_decision(rc, &plan, &e.types, name);
         // The common case first, without allocating: every attribute shown as stored.
-        if e
-            .attrs
+        if e.attrs
             .iter()
             .all(|(name, _)| decided(name) == Decided::Allow(None))
         {

@@ -116,6 +116,7 @@ pub struct DispatchStats {
 
 pub(crate) struct Dispatcher {
     http: reqwest::Client,
+    egress: Arc<citybrain_egress::EgressPolicy>,
     settings: DispatchSettings,
     queues: Mutex<HashMap<String, mpsc::Sender<Job>>>,
     pub stats: Arc<DispatchStats>,
@@ -124,17 +125,22 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(settings: DispatchSettings, clock: Arc<dyn Clock>) -> Arc<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .pool_max_idle_per_host(8)
-            // Receivers (and the ETSI suite's) read header names case-sensitively.
-            .http1_title_case_headers()
-            .build()
-            .unwrap_or_default();
+    pub fn new(
+        settings: DispatchSettings,
+        clock: Arc<dyn Clock>,
+        egress: Arc<citybrain_egress::EgressPolicy>,
+    ) -> Arc<Self> {
+        let http = egress.client(
+            reqwest::Client::builder()
+                .timeout(settings.timeout)
+                .connect_timeout(settings.timeout)
+                .pool_max_idle_per_host(8)
+                // Receivers (and the ETSI suite's) read header names case-sensitively.
+                .http1_title_case_headers(),
+        );
         Arc::new(Self {
             http,
+            egress,
             settings,
             queues: Mutex::new(HashMap::new()),
             stats: Arc::new(DispatchStats::default()),
@@ -272,6 +278,16 @@ impl Dispatcher {
         } else {
             "application/json"
         };
+        // A literal address is checked here (the client's resolver sees only names).
+        if self.egress.check_url(&uri).is_err() {
+            NotificationFailed {
+                stats: &self.stats,
+                endpoint: &uri,
+            }
+            .emit();
+            job.entry.record_failure(self.clock.now());
+            return;
+        }
         job.entry.record_attempt();
         let mut delay = self.settings.backoff_start;
         for attempt in 1..=self.settings.attempts {

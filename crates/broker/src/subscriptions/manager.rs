@@ -76,6 +76,7 @@ pub struct SubscriptionManager {
     clock: Arc<dyn Clock>,
     dispatcher: Arc<Dispatcher>,
     authz: Arc<dyn Authorizer>,
+    egress: Arc<citybrain_egress::EgressPolicy>,
     subs: RwLock<HashMap<(String, String), Arc<SubEntry>>>,
     next_seq: std::sync::atomic::AtomicU64,
 }
@@ -87,8 +88,9 @@ impl SubscriptionManager {
         clock: Arc<dyn Clock>,
         settings: DispatchSettings,
         authz: Arc<dyn Authorizer>,
+        egress: Arc<citybrain_egress::EgressPolicy>,
     ) -> Arc<Self> {
-        let dispatcher = Dispatcher::new(settings, clock.clone());
+        let dispatcher = Dispatcher::new(settings, clock.clone(), egress.clone());
         let first_seq = clock.now().timestamp_micros().max(0) as u64;
         Arc::new(Self {
             store,
@@ -96,6 +98,7 @@ impl SubscriptionManager {
             clock,
             dispatcher,
             authz,
+            egress,
             subs: RwLock::new(HashMap::new()),
             // New subscriptions sort after loaded ones (whose seq is their createdAt in µs).
             next_seq: std::sync::atomic::AtomicU64::new(first_seq),
@@ -173,6 +176,14 @@ impl SubscriptionManager {
         body.remove("@context").or(link)
     }
 
+    /// A notification endpoint must be a destination the egress policy allows (checked
+    /// again, after DNS resolution, at every delivery).
+    fn check_endpoint(&self, c: &Compiled) -> Result<()> {
+        self.egress
+            .check_url(&c.endpoint.uri)
+            .map_err(|e| BrokerError::bad_data(format!("notification.endpoint.uri: {e}")))
+    }
+
     fn allow(&self, rc: &RequestContext, verb: Verb, id: Option<&str>) -> Result<()> {
         self.authz
             .authorize(rc, &Action::new(verb, Resource::Subscription(id)))?;
@@ -220,6 +231,7 @@ impl SubscriptionManager {
         let now = self.clock.now();
         self.implicit_context(&mut body, ctx_src.as_ref()).await?;
         let compiled = Compiled::compile(&rc.tenant, &id, body, ctx_src, ld, now, true)?;
+        self.check_endpoint(&compiled)?;
         let compiled = self.with_notify_context(compiled).await?;
         let key = (rc.tenant.clone(), id.clone());
         let entry = Arc::new(SubEntry {
@@ -416,6 +428,7 @@ impl SubscriptionManager {
         let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
         let compiled =
             Compiled::compile(&rc.tenant, id, body, ctx_src, ld, self.clock.now(), true)?;
+        self.check_endpoint(&compiled)?;
         let compiled = self.with_notify_context(compiled).await?;
         *entry.sub.write() = compiled;
         *entry.modified_at.lock() = self.clock.now();
