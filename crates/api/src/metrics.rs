@@ -234,6 +234,24 @@ fn department_series(
     }
 }
 
+/// Headers every answer carries: no content sniffing, no framing, no referrer; and,
+/// with authentication on, no caching by shared caches of what a caller was shown.
+fn secure_headers(h: &mut axum::http::HeaderMap, authenticated: bool) {
+    use axum::http::{header, HeaderValue};
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if authenticated && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
 /// What the outermost middleware needs.
 pub struct Front {
     pub metrics: Arc<Metrics>,
@@ -267,6 +285,7 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
         resp.headers_mut()
             .insert(axum::http::HeaderName::from_static("x-request-id"), v);
     }
+    secure_headers(resp.headers_mut(), front.auth.is_some());
     let secs = start.elapsed().as_secs_f64();
     metrics
         .requests

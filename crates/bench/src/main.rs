@@ -99,7 +99,7 @@ struct Args {
     tenant: String,
     /// An API key or token sent as `Authorization: Bearer` on every request (a server
     /// with authentication on).
-    #[arg(long, env = "CITYBRAIN_BENCH_KEY")]
+    #[arg(long)]
     key: Option<String>,
     /// The entities exist already (seeded by an earlier run in the same tenant): for a
     /// key that may only read.

@@ -18,18 +18,18 @@
 //! type) for views, and the caches are dropped whenever policies or classification
 //! change, so the hot paths pay a hash lookup, not a policy evaluation.
 
+mod cache;
 pub mod classify;
+mod evaluate;
 pub mod mask;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{
-    Context, Decision, Entities, Entity as CEntity, EntityUid, PolicySet, Request,
-    RestrictedExpression, Schema, ValidationMode, Validator,
-};
+use crate::cache::{Cache, DecisionEntry, Plan, PlanEntry, Res};
+use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use citybrain_access::{
     Action, Authorizer, Denied, Principal, RequestContext, Resource, Verb, View,
@@ -99,72 +99,14 @@ pub enum Decided {
     Allow(Option<Mask>),
 }
 
-struct State {
+pub(crate) struct State {
     generation: u64,
-    policies: PolicySet,
+    pub(crate) policies: PolicySet,
     /// Mask of each policy that carries one.
-    masks: HashMap<String, Mask>,
+    pub(crate) masks: HashMap<String, Mask>,
     current: PolicyVersion,
-    classes: Arc<Classification>,
+    pub(crate) classes: Arc<Classification>,
 }
-
-/// What one caller may see of one entity type: the type's decision and each
-/// attribute's, filled in as attributes are met.
-struct Plan {
-    visible: bool,
-    attrs: RwLock<HashMap<Arc<str>, Decided, foldhash::fast::RandomState>>,
-}
-
-/// A resource as a cache entry holds it.
-#[derive(Debug, PartialEq, Eq)]
-enum ResKey {
-    Type(Box<str>),
-    Attr(Box<str>, Box<str>),
-    Api(&'static str),
-}
-
-impl Res<'_> {
-    fn owned(&self) -> ResKey {
-        match *self {
-            Res::Type(t) => ResKey::Type(t.into()),
-            Res::Attr(t, a) => ResKey::Attr(t.into(), a.into()),
-            Res::Api(a) => ResKey::Api(a),
-        }
-    }
-
-    fn is(&self, k: &ResKey) -> bool {
-        match (*self, k) {
-            (Res::Type(t), ResKey::Type(u)) => t == &**u,
-            (Res::Attr(t, a), ResKey::Attr(u, b)) => t == &**u && a == &**b,
-            (Res::Api(a), ResKey::Api(b)) => a == *b,
-            _ => false,
-        }
-    }
-}
-
-/// One cached decision, with everything it was decided on (compared on a hit, so that
-/// a hash collision can never return another request's decision).
-struct DecisionEntry {
-    principal: u64,
-    action: &'static str,
-    res: ResKey,
-    tenant: Box<str>,
-    bucket: u32,
-    decided: Decided,
-}
-
-/// One cached view plan, with what it was made for.
-struct PlanEntry {
-    principal: u64,
-    types: Vec<Arc<str>>,
-    tenant: Box<str>,
-    bucket: u32,
-    plan: Arc<Plan>,
-}
-
-/// Cache maps are keyed by a hash of the whole key and hold the entries of that hash;
-/// a lookup allocates nothing.
-type Cache<T> = HashMap<u64, Vec<T>, foldhash::fast::RandomState>;
 
 /// Most cached decisions and plans before the caches are emptied (a bound, not an
 /// LRU: a flood of distinct principals costs re-evaluation, never memory).
@@ -257,31 +199,6 @@ fn pretty(e: &(dyn std::error::Error + 'static)) -> String {
         src = inner.source();
     }
     s
-}
-
-fn uid(ty: &str, id: &str) -> EntityUid {
-    // A quoted id with every character escaped by the JSON rules Cedar shares.
-    let text = format!("{ty}::{}", serde_json::Value::String(id.to_string()));
-    EntityUid::from_str(&text).unwrap_or_else(|_| {
-        EntityUid::from_type_name_and_id(
-            cedar_policy::EntityTypeName::from_str(ty).unwrap_or_else(|_| unreachable_type()),
-            cedar_policy::EntityId::new(""),
-        )
-    })
-}
-
-/// Type names used here are constants of the schema, which parse.
-fn unreachable_type() -> cedar_policy::EntityTypeName {
-    #[allow(clippy::expect_used)] // a constant known to parse
-    cedar_policy::EntityTypeName::from_str("Api").expect("a constant type name")
-}
-
-/// What a decision is asked about.
-#[derive(Debug, Clone, Copy)]
-enum Res<'a> {
-    Type(&'a str),
-    Attr(&'a str, &'a str),
-    Api(&'static str),
 }
 
 fn action_name(verb: Verb, subscription: bool) -> &'static str {
@@ -513,132 +430,6 @@ impl Governance {
         principal_key(&self.hasher, &rc.principal) ^ generation.rotate_left(32)
     }
 
-    /// Evaluates one request against the policies (uncached).
-    fn evaluate(
-        &self,
-        st: &State,
-        rc: &RequestContext,
-        action: &'static str,
-        res: Res<'_>,
-        hour: i64,
-        weekday: i64,
-    ) -> Decided {
-        let (principal, mut entities) = match &rc.principal {
-            Principal::User(i) => {
-                let mut parents: HashSet<EntityUid> =
-                    i.roles.iter().map(|r| uid("Role", r)).collect();
-                let mut attrs = HashMap::new();
-                if let Some(d) = &i.department {
-                    parents.insert(uid("Department", d));
-                    attrs.insert(
-                        "department".to_string(),
-                        RestrictedExpression::new_string(d.clone()),
-                    );
-                }
-                let p = uid("User", &i.id);
-                let mut es = Vec::new();
-                for parent in &parents {
-                    es.push(CEntity::new_no_attrs(parent.clone(), HashSet::new()));
-                }
-                match CEntity::new(p.clone(), attrs, parents) {
-                    Ok(e) => es.push(e),
-                    Err(_) => return Decided::Deny,
-                }
-                (p, es)
-            }
-            _ => (uid("Anonymous", "anonymous"), Vec::new()),
-        };
-        let class = |c: &Class| -> HashMap<String, RestrictedExpression> {
-            HashMap::from([
-                (
-                    "level".to_string(),
-                    RestrictedExpression::new_long(c.level as i64),
-                ),
-                (
-                    "owner".to_string(),
-                    RestrictedExpression::new_string(c.owner.clone()),
-                ),
-                (
-                    "sharing".to_string(),
-                    RestrictedExpression::new_string(c.sharing.as_str().into()),
-                ),
-            ])
-        };
-        let resource = match res {
-            Res::Type(t) => {
-                let mut a = class(st.classes.of_type(t));
-                a.insert(
-                    "name".into(),
-                    RestrictedExpression::new_string(t.to_string()),
-                );
-                (uid("EntityType", t), a)
-            }
-            Res::Attr(t, n) => {
-                let mut a = class(st.classes.of_attribute(t, n));
-                a.insert(
-                    "name".into(),
-                    RestrictedExpression::new_string(n.to_string()),
-                );
-                a.insert(
-                    "entityType".into(),
-                    RestrictedExpression::new_string(t.to_string()),
-                );
-                (uid("Attribute", &format!("{t}.{n}")), a)
-            }
-            Res::Api(name) => {
-                let c = Class {
-                    level: Level::Internal,
-                    ..Class::default()
-                };
-                (uid("Api", name), class(&c))
-            }
-        };
-        let r = resource.0.clone();
-        match CEntity::new(resource.0, resource.1, HashSet::new()) {
-            Ok(e) => entities.push(e),
-            Err(_) => return Decided::Deny,
-        }
-        let Ok(entities) = Entities::from_entities(entities, None) else {
-            return Decided::Deny;
-        };
-        let Ok(context) = Context::from_pairs([
-            (
-                "tenant".to_string(),
-                RestrictedExpression::new_string(rc.tenant.clone()),
-            ),
-            ("hour".to_string(), RestrictedExpression::new_long(hour)),
-            (
-                "weekday".to_string(),
-                RestrictedExpression::new_long(weekday),
-            ),
-        ]) else {
-            return Decided::Deny;
-        };
-        let Ok(request) = Request::new(principal, uid("Action", action), r, context, None) else {
-            return Decided::Deny;
-        };
-        let resp = self.cedar.is_authorized(&request, &st.policies, &entities);
-        for e in resp.diagnostics().errors() {
-            tracing::debug!(error = %e, "a policy failed to evaluate (skipped)");
-        }
-        if resp.decision() != Decision::Allow {
-            return Decided::Deny;
-        }
-        let mut mask: Option<Mask> = None;
-        for id in resp.diagnostics().reason() {
-            match st.masks.get(id.to_string().as_str()) {
-                // One unmasked permit: the caller sees the value.
-                None => return Decided::Allow(None),
-                Some(m) => {
-                    if mask.is_none_or(|x| m.strength() > x.strength()) {
-                        mask = Some(*m);
-                    }
-                }
-            }
-        }
-        Decided::Allow(mask)
-    }
-
     /// A cached decision.
     fn decide(&self, rc: &RequestContext, action: &'static str, res: Res<'_>) -> Decided {
         use std::hash::BuildHasher;
@@ -671,7 +462,7 @@ impl Governance {
             return d.decided;
         }
         let st = self.state.read().clone();
-        let d = self.evaluate(&st, rc, action, res, hour, weekday);
+        let d = evaluate::evaluate(&self.cedar, &st, rc, action, res, hour, weekday);
         let mut cache = self.decisions.lock();
         if cache.len() >= CACHE {
             cache.clear();
