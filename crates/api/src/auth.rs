@@ -42,6 +42,27 @@ pub async fn authenticate(auth: &Authenticator, req: &mut Request) -> Result<(),
     Ok(())
 }
 
+/// Takes the request from its principal's rate budget; the refusal (429 with
+/// `Retry-After`) when it is spent.
+pub fn limit(l: &citybrain_identity::RateLimiter, req: &Request) -> Option<Response> {
+    let anonymous = citybrain_access::Principal::Anonymous;
+    let p = req.extensions().get().unwrap_or(&anonymous);
+    l.take(p, std::time::Instant::now()).err().map(|wait| {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        tracing::debug!(actor = %p.actor(), secs, "rate limit reached");
+        let mut r = ApiError::new(
+            citybrain_model::ErrorKind::TooManyRequests,
+            format!("{} is over its request rate; retry in {secs} s", p.actor()),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(secs),
+        );
+        r
+    })
+}
+
 fn refuse(e: AuthError) -> Response {
     tracing::info!(reason = e.reason(), error = %e, "credential refused");
     ApiError::of(&e).into_response()

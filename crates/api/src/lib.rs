@@ -86,6 +86,8 @@ pub struct Parts {
     pub auth: Option<Arc<citybrain_identity::Authenticator>>,
     pub governance: Option<Arc<citybrain_policy::Governance>>,
     pub limits: HttpLimits,
+    /// Requests per principal (`None`: no limit).
+    pub rate: Option<citybrain_identity::Rate>,
 }
 
 /// Builds the HTTP service from its parts.
@@ -149,6 +151,7 @@ pub fn router_with(
         auth: None,
         governance: None,
         limits,
+        rate: None,
     })
 }
 
@@ -161,6 +164,7 @@ pub fn router_of(parts: Parts) -> Router {
         auth,
         governance,
         limits,
+        rate,
     } = parts;
     let metrics = Metrics::new();
     let body_limit = limits.max_body_bytes;
@@ -200,7 +204,11 @@ pub fn router_of(parts: Parts) -> Router {
     // take the principal it sets): one middleware, not two, on every request.
     router
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(metrics::Front { metrics, auth }),
+            Arc::new(metrics::Front {
+                metrics,
+                auth,
+                limiter: rate.map(|r| Arc::new(citybrain_identity::RateLimiter::new(r))),
+            }),
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))

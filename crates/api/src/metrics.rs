@@ -257,6 +257,8 @@ pub struct Front {
     pub metrics: Arc<Metrics>,
     /// Authentication, when configured.
     pub auth: Option<Arc<citybrain_identity::Authenticator>>,
+    /// Per-principal rate limits, when configured.
+    pub limiter: Option<Arc<citybrain_identity::RateLimiter>>,
 }
 
 /// The outermost middleware: gives each request its id (answered as `X-Request-Id`),
@@ -274,11 +276,18 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
     let mut req = req;
     req.extensions_mut().insert(id);
     let start = Instant::now();
-    let mut resp = match &front.auth {
-        Some(auth) => match crate::auth::authenticate(auth, &mut req).await {
-            Ok(()) => next.run(req).await,
-            Err(refused) => refused,
-        },
+    let refused = match &front.auth {
+        Some(auth) => crate::auth::authenticate(auth, &mut req).await.err(),
+        None => None,
+    };
+    let refused = refused.or_else(|| {
+        front
+            .limiter
+            .as_ref()
+            .and_then(|l| crate::auth::limit(l, &req))
+    });
+    let mut resp = match refused {
+        Some(r) => r,
         None => next.run(req).await,
     };
     if let Some(v) = echo {

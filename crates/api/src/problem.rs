@@ -73,6 +73,11 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str, &'static str) {
             "https://citybrain.example/errors/Unavailable",
             "The data could not be stored",
         ),
+        ErrorKind::TooManyRequests => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "https://citybrain.example/errors/TooManyRequests",
+            "Too many requests",
+        ),
     }
 }
 

@@ -67,6 +67,11 @@ pub struct Auth {
     /// Accept the API keys of `<data_dir>/security/keys.json` (`citybrain bootstrap`,
     /// `citybrain keys create`).
     pub api_keys: bool,
+    /// Requests per second each principal may make (anonymous callers share one
+    /// budget); 0: no limit. Beyond it: 429 with Retry-After.
+    pub requests_per_second: f64,
+    /// Requests a principal may make at once above its rate.
+    pub burst: f64,
     /// Accept bearer tokens of an OpenID Connect issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc: Option<citybrain_identity::OidcSettings>,
@@ -76,6 +81,8 @@ impl Default for Auth {
     fn default() -> Self {
         Self {
             api_keys: true,
+            requests_per_second: 0.0,
+            burst: 200.0,
             oidc: None,
         }
     }

@@ -482,6 +482,10 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         hub: Some(hub),
         auth,
         governance,
+        rate: (cfg.auth.requests_per_second > 0.0).then(|| citybrain_identity::Rate {
+            per_second: cfg.auth.requests_per_second,
+            burst: cfg.auth.burst.max(1.0),
+        }),
         limits: HttpLimits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_json_depth: cfg.server.max_json_depth,

@@ -9,6 +9,7 @@
 //! fall-back to anonymous.
 
 pub mod keys;
+pub mod limit;
 pub mod oidc;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 pub use keys::{ApiKey, KeyStore, NewKey, KEY_PREFIX};
+pub use limit::{Rate, RateLimiter};
 pub use oidc::{Oidc, OidcSettings};
 
 /// Why a presented credential was refused. The detail told to clients is deliberately

@@ -28,6 +28,8 @@ pub enum ErrorKind {
     /// The server could not store the data; nothing was acknowledged and the client
     /// should send it again (503).
     Unavailable,
+    /// The caller is over its rate limit and should come back later (429).
+    TooManyRequests,
 }
 
 /// The one trait every crate's error implements: its kind (from which the API derives

@@ -60,6 +60,8 @@ async fn credentials_are_checked_and_bound_to_their_limits() {
         r.header("www-authenticate"),
         Some("Bearer realm=\"citybrain\"")
     );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     let r = g
         .app
         .call("GET", ENTITIES, &[("authorization", "Basic YTpi")], None)
@@ -575,4 +577,33 @@ async fn a_range_filter_cannot_bisect_a_masked_value() {
         .call(Some(&g.admin), "GET", "/ngsi-ld/v1/entities?type=Vehicle&q=licensePlate%3E%3D%22%E7%B2%A4B1%22;licensePlate%3C%22%E7%B2%A4B2%22", &[], None)
         .await;
     assert_eq!(r.body.as_array().unwrap().len(), 1, "{}", r.text);
+}
+
+#[tokio::test]
+async fn each_principal_has_its_own_rate() {
+    // The harness allows 5 requests/s with a burst of 500 per principal.
+    let g = city().await;
+    let greedy = g.key("greedy", &["viewer"], |_| {});
+    let other = g.key("other", &["viewer"], |_| {});
+    let mut limited = None;
+    for i in 0..600 {
+        let r = g
+            .call(Some(&greedy), "GET", "/ngsi-ld/v1/types", &[], None)
+            .await;
+        if r.status == 429 {
+            limited = Some((i, r));
+            break;
+        }
+    }
+    let (i, r) = limited.expect("the greedy caller is limited");
+    assert!((500..=510).contains(&i), "limited after {i} requests");
+    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+    assert!(r.body["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("/TooManyRequests"));
+    let r = g
+        .call(Some(&other), "GET", "/ngsi-ld/v1/types", &[], None)
+        .await;
+    assert_eq!(r.status, 200, "another caller is not slowed");
 }

@@ -313,6 +313,10 @@ pub async fn app_governed(classification: Value) -> Governed {
         auth: Some(auth),
         governance: Some(g),
         limits: HttpLimits::default(),
+        rate: Some(citybrain_identity::Rate {
+            per_second: 5.0,
+            burst: 500.0,
+        }),
     });
     Governed {
         app: App {
