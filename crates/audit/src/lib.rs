@@ -1,0 +1,475 @@
+//! The tamper-evident audit log: an append-only list of what was done, by whom,
+//! hashed into an RFC 6962 Merkle tree ([`merkle`]) whose checkpoints are signed C2SP
+//! notes ([`note`]).
+//!
+//! - Entries are JSON lines in `<data dir>/audit/log.jsonl`; entry n carries `"seq": n`.
+//!   An append is acknowledged once it is fsynced; appends arriving together share one
+//!   fsync (a writer thread drains them in batches), so the cost is one fsync per
+//!   batch, not per entry.
+//! - Every second with new entries (and at shutdown) the log signs a checkpoint of its
+//!   size and root with its Ed25519 key and appends it to `checkpoints.jsonl`.
+//! - Inclusion and consistency proofs are served from the leaf hashes kept in memory
+//!   (32 bytes per entry).
+//! - [`verify`] (`citybrain audit verify`) recomputes every root from the entries and
+//!   checks every checkpoint's signature and root: a modified, deleted, inserted or
+//!   reordered entry, or a checkpoint of another history (a fork), is reported.
+
+pub mod merkle;
+pub mod note;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::merkle::Hash;
+use crate::note::Checkpoint;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log: {0}")]
+    Io(String),
+    #[error("audit log: {0}")]
+    Invalid(String),
+}
+
+impl citybrain_model::ErrorCode for AuditError {
+    fn kind(&self) -> citybrain_model::ErrorKind {
+        match self {
+            AuditError::Io(_) => citybrain_model::ErrorKind::Unavailable,
+            AuditError::Invalid(_) => citybrain_model::ErrorKind::BadRequestData,
+        }
+    }
+    fn public_detail(&self) -> String {
+        match self {
+            AuditError::Io(_) => "the audit log could not be written".into(),
+            e => e.to_string(),
+        }
+    }
+}
+
+fn io(p: &Path, e: std::io::Error) -> AuditError {
+    AuditError::Io(format!("{}: {e}", p.display()))
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    name: String,
+    seed: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCheckpoint {
+    size: u64,
+    note: String,
+}
+
+struct State {
+    leaves: Vec<Hash>,
+    /// Byte offset of each entry in the log file.
+    offsets: Vec<u64>,
+    checkpointed: u64,
+    last_note: Option<String>,
+}
+
+struct Job {
+    entry: Value,
+    done: tokio::sync::oneshot::Sender<Result<u64, AuditError>>,
+}
+
+/// The audit log of one data directory.
+pub struct AuditLog {
+    dir: PathBuf,
+    name: String,
+    key: SigningKey,
+    state: Arc<Mutex<State>>,
+    tx: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+}
+
+fn load_key(dir: &Path) -> Result<(String, SigningKey), AuditError> {
+    let path = dir.join("audit-key.json");
+    match std::fs::read(&path) {
+        Ok(b) => {
+            let k: KeyFile = serde_json::from_slice(&b)
+                .map_err(|e| AuditError::Invalid(format!("{}: {e}", path.display())))?;
+            let seed: [u8; 32] = base64::engine::general_purpose::STANDARD
+                .decode(&k.seed)
+                .ok()
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| AuditError::Invalid(format!("{}: bad seed", path.display())))?;
+            Ok((k.name, SigningKey::from_bytes(&seed)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| AuditError::Io(e.to_string()))?;
+            let mut id = [0u8; 6];
+            getrandom::fill(&mut id).map_err(|e| AuditError::Io(e.to_string()))?;
+            let name = format!("citybrain/audit/{}", hex(&id));
+            let k = KeyFile {
+                name: name.clone(),
+                seed: base64::engine::general_purpose::STANDARD.encode(seed),
+            };
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            let body = serde_json::to_vec_pretty(&k).map_err(|e| AuditError::Io(e.to_string()))?;
+            write_private(&path, &body)?;
+            Ok((name, SigningKey::from_bytes(&seed)))
+        }
+        Err(e) => Err(io(&path, e)),
+    }
+}
+
+fn write_private(path: &Path, body: &[u8]) -> Result<(), AuditError> {
+    let mut f = File::create(path).map_err(|e| io(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    f.write_all(body).map_err(|e| io(path, e))?;
+    f.sync_all().map_err(|e| io(path, e))
+}
+
+/// Reads the complete lines of a JSON Lines file: (offset, line) pairs, and the length
+/// of the complete part (a torn last line, never acknowledged, is not part of it).
+fn read_lines(path: &Path) -> Result<(Vec<(u64, Vec<u8>)>, u64), AuditError> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(io(path, e)),
+    };
+    let mut r = BufReader::new(f);
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line).map_err(|e| io(path, e))?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        line.pop();
+        out.push((pos, line));
+        pos += n as u64;
+    }
+    Ok((out, pos))
+}
+
+impl AuditLog {
+    /// Opens (or starts) the audit log in `dir`, with its signing key in `key_dir`.
+    pub fn open(dir: &Path, key_dir: &Path) -> Result<Arc<AuditLog>, AuditError> {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let (name, key) = load_key(key_dir)?;
+        let log_path = dir.join("log.jsonl");
+        let (lines, complete) = read_lines(&log_path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io(&log_path, e))?;
+        // A torn last line was never acknowledged: cut it off.
+        file.set_len(complete).map_err(|e| io(&log_path, e))?;
+        file.seek(std::io::SeekFrom::End(0)).map_err(|e| io(&log_path, e))?;
+        let (cps, _) = read_lines(&dir.join("checkpoints.jsonl"))?;
+        let last: Option<StoredCheckpoint> = cps
+            .last()
+            .and_then(|(_, l)| serde_json::from_slice(l).ok());
+        let state = Arc::new(Mutex::new(State {
+            leaves: lines.iter().map(|(_, l)| merkle::leaf_hash(l)).collect(),
+            offsets: lines.iter().map(|(o, _)| *o).collect(),
+            checkpointed: last.as_ref().map_or(0, |c| c.size),
+            last_note: last.map(|c| c.note),
+        }));
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let st = state.clone();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer(file, complete, rx, st, log_path))
+            .map_err(|e| AuditError::Io(e.to_string()))?;
+        Ok(Arc::new(AuditLog {
+            dir: dir.to_path_buf(),
+            name,
+            key,
+            state,
+            tx: Mutex::new(Some(tx)),
+        }))
+    }
+
+    /// Appends an entry (its `seq` is set here); returns once it is durable.
+    pub async fn append(&self, entry: Value) -> Result<u64, AuditError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        {
+            let tx = self.tx.lock();
+            let Some(tx) = tx.as_ref() else {
+                return Err(AuditError::Io("the audit log is closed".into()));
+            };
+            tx.send(Job { entry, done })
+                .map_err(|_| AuditError::Io("the audit writer stopped".into()))?;
+        }
+        wait.await
+            .map_err(|_| AuditError::Io("the audit writer stopped".into()))?
+    }
+
+    pub fn size(&self) -> u64 {
+        self.state.lock().leaves.len() as u64
+    }
+
+    /// The verifier key to pin outside the platform (witnesses, an external ledger).
+    pub fn verifier_key(&self) -> String {
+        note::verifier_key(&self.name, &self.key.verifying_key())
+    }
+
+    /// Signs a checkpoint of the log as it is, when it grew since the last one;
+    /// returns the newest signed note.
+    pub fn checkpoint(&self) -> Result<Option<String>, AuditError> {
+        let (size, root) = {
+            let st = self.state.lock();
+            if st.leaves.len() as u64 == st.checkpointed {
+                return Ok(st.last_note.clone());
+            }
+            (st.leaves.len() as u64, merkle::root(&st.leaves))
+        };
+        let note = Checkpoint {
+            origin: self.name.clone(),
+            size,
+            root,
+        }
+        .sign(&self.name, &self.key);
+        let path = self.dir.join("checkpoints.jsonl");
+        let mut line = serde_json::to_vec(&StoredCheckpoint {
+            size,
+            note: note.clone(),
+        })
+        .map_err(|e| AuditError::Io(e.to_string()))?;
+        line.push(b'\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        f.write_all(&line).map_err(|e| io(&path, e))?;
+        f.sync_data().map_err(|e| io(&path, e))?;
+        let mut st = self.state.lock();
+        if size > st.checkpointed {
+            st.checkpointed = size;
+            st.last_note = Some(note.clone());
+        }
+        Ok(Some(note))
+    }
+
+    /// The newest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> Option<String> {
+        self.state.lock().last_note.clone()
+    }
+
+    /// The inclusion proof of entry `index` in the tree of the first `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<String>, AuditError> {
+        let st = self.state.lock();
+        if size > st.leaves.len() as u64 || index >= size {
+            return Err(AuditError::Invalid(format!(
+                "index {index} and size {size} must satisfy index < size <= {}",
+                st.leaves.len()
+            )));
+        }
+        Ok(b64s(&merkle::inclusion(index as usize, &st.leaves[..size as usize])))
+    }
+
+    /// The consistency proof between the trees of the first `from` and `to` entries.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<String>, AuditError> {
+        let st = self.state.lock();
+        if from > to || to > st.leaves.len() as u64 {
+            return Err(AuditError::Invalid(format!(
+                "from {from} and to {to} must satisfy from <= to <= {}",
+                st.leaves.len()
+            )));
+        }
+        Ok(b64s(&merkle::consistency(from as usize, &st.leaves[..to as usize])))
+    }
+
+    /// Entries `from..from+count`, as stored.
+    pub fn entries(&self, from: u64, count: usize) -> Result<Vec<Value>, AuditError> {
+        let (offsets, end) = {
+            let st = self.state.lock();
+            let start = (from as usize).min(st.offsets.len());
+            let stop = (start + count).min(st.offsets.len());
+            (st.offsets[start..stop].to_vec(), stop)
+        };
+        let path = self.dir.join("log.jsonl");
+        let mut out = Vec::new();
+        if offsets.is_empty() {
+            return Ok(out);
+        }
+        let mut f = BufReader::new(File::open(&path).map_err(|e| io(&path, e))?);
+        f.seek(std::io::SeekFrom::Start(offsets[0])).map_err(|e| io(&path, e))?;
+        for _ in 0..offsets.len() {
+            let mut line = Vec::new();
+            f.read_until(b'\n', &mut line).map_err(|e| io(&path, e))?;
+            out.push(serde_json::from_slice(&line).unwrap_or(Value::Null));
+        }
+        let _ = end;
+        Ok(out)
+    }
+
+    /// Stops the writer after what was sent, and signs a last checkpoint.
+    pub fn close(&self) -> Result<(), AuditError> {
+        self.tx.lock().take();
+        self.checkpoint().map(|_| ())
+    }
+}
+
+fn b64s(h: &[Hash]) -> Vec<String> {
+    h.iter()
+        .map(|x| base64::engine::general_purpose::STANDARD.encode(x))
+        .collect()
+}
+
+/// The writer thread: drains what arrived, writes it, one fsync, then acknowledges.
+fn writer(
+    mut file: File,
+    mut pos: u64,
+    rx: std::sync::mpsc::Receiver<Job>,
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut buf = Vec::new();
+        let mut lines = Vec::with_capacity(jobs.len());
+        let base = state.lock().leaves.len() as u64;
+        for (i, j) in jobs.iter_mut().enumerate() {
+            let seq = base + i as u64;
+            if let Value::Object(m) = &mut j.entry {
+                m.insert("seq".into(), Value::from(seq));
+            }
+            let line = serde_json::to_vec(&j.entry).unwrap_or_default();
+            lines.push((pos + buf.len() as u64, merkle::leaf_hash(&line)));
+            buf.extend_from_slice(&line);
+            buf.push(b'\n');
+        }
+        let written = file
+            .write_all(&buf)
+            .and_then(|_| file.sync_data())
+            .map_err(|e| io(&path, e));
+        match written {
+            Ok(()) => {
+                pos += buf.len() as u64;
+                {
+                    let mut st = state.lock();
+                    for (off, leaf) in lines {
+                        st.offsets.push(off);
+                        st.leaves.push(leaf);
+                    }
+                }
+                for (i, j) in jobs.into_iter().enumerate() {
+                    let _ = j.done.send(Ok(base + i as u64));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit entries could not be written; refusing them");
+                // Whatever part reached the file is cut off again: the log keeps only
+                // acknowledged entries.
+                let _ = file.set_len(pos);
+                for j in jobs {
+                    let _ = j.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub entries: u64,
+    pub checkpoints: u64,
+    /// Entries after the newest checkpoint (not yet covered by a signature).
+    pub unsigned_tail: u64,
+    pub problems: Vec<String>,
+}
+
+/// Verifies the audit log in `dir` against its checkpoints, with `verifier` (a pinned
+/// verifier key) or, without one, the key in `key_dir`.
+pub fn verify(dir: &Path, key_dir: &Path, verifier: Option<&str>) -> Result<Report, AuditError> {
+    let (name, public) = match verifier {
+        Some(v) => note::parse_verifier_key(v).map_err(AuditError::Invalid)?,
+        None => {
+            let (n, k) = load_key(key_dir)?;
+            (n, k.verifying_key())
+        }
+    };
+    let (lines, _) = read_lines(&dir.join("log.jsonl"))?;
+    let mut report = Report {
+        entries: lines.len() as u64,
+        ..Default::default()
+    };
+    for (i, (_, l)) in lines.iter().enumerate() {
+        let seq = serde_json::from_slice::<Value>(l)
+            .ok()
+            .and_then(|v| v.get("seq").and_then(Value::as_u64));
+        if seq != Some(i as u64) {
+            report.problems.push(format!(
+                "entry {i} reads seq {seq:?}: entries were inserted, deleted or reordered"
+            ));
+        }
+    }
+    let leaves: Vec<Hash> = lines.iter().map(|(_, l)| merkle::leaf_hash(l)).collect();
+    let (cps, _) = read_lines(&dir.join("checkpoints.jsonl"))?;
+    let mut seen: std::collections::BTreeMap<u64, Hash> = Default::default();
+    let mut newest = 0;
+    for (n, (_, l)) in cps.iter().enumerate() {
+        let Ok(sc) = serde_json::from_slice::<StoredCheckpoint>(l) else {
+            report.problems.push(format!("checkpoint {n} is unreadable"));
+            continue;
+        };
+        let c = match Checkpoint::open(&sc.note, &name, &public) {
+            Ok(c) => c,
+            Err(e) => {
+                report.problems.push(format!("checkpoint {n}: {e}"));
+                continue;
+            }
+        };
+        report.checkpoints += 1;
+        if let Some(other) = seen.insert(c.size, c.root) {
+            if other != c.root {
+                report.problems.push(format!(
+                    "checkpoint {n}: two signed roots for size {}: the log was forked",
+                    c.size
+                ));
+            }
+        }
+        if c.size > leaves.len() as u64 {
+            report.problems.push(format!(
+                "checkpoint {n} covers {} entries but the log has {}: entries were deleted",
+                c.size,
+                leaves.len()
+            ));
+            continue;
+        }
+        if merkle::root(&leaves[..c.size as usize]) != c.root {
+            report.problems.push(format!(
+                "checkpoint {n} (size {}): the entries it covers were modified, inserted, deleted or reordered",
+                c.size
+            ));
+        }
+        newest = newest.max(c.size);
+    }
+    report.unsigned_tail = (leaves.len() as u64).saturating_sub(newest);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;
