@@ -141,7 +141,10 @@ fn write_private(path: &Path, body: &[u8]) -> Result<(), AuditError> {
 
 /// Reads the complete lines of a JSON Lines file: (offset, line) pairs, and the length
 /// of the complete part (a torn last line, never acknowledged, is not part of it).
-fn read_lines(path: &Path) -> Result<(Vec<(u64, Vec<u8>)>, u64), AuditError> {
+/// The complete lines of a file, each with its byte offset.
+type Lines = Vec<(u64, Vec<u8>)>;
+
+fn read_lines(path: &Path) -> Result<(Lines, u64), AuditError> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
@@ -296,11 +299,11 @@ impl AuditLog {
 
     /// Entries `from..from+count`, as stored.
     pub fn entries(&self, from: u64, count: usize) -> Result<Vec<Value>, AuditError> {
-        let (offsets, end) = {
+        let offsets = {
             let st = self.state.lock();
             let start = (from as usize).min(st.offsets.len());
             let stop = (start + count).min(st.offsets.len());
-            (st.offsets[start..stop].to_vec(), stop)
+            st.offsets[start..stop].to_vec()
         };
         let path = self.dir.join("log.jsonl");
         let mut out = Vec::new();
@@ -314,7 +317,6 @@ impl AuditLog {
             f.read_until(b'\n', &mut line).map_err(|e| io(&path, e))?;
             out.push(serde_json::from_slice(&line).unwrap_or(Value::Null));
         }
-        let _ = end;
         Ok(out)
     }
 
