@@ -53,8 +53,10 @@ pub enum Resource<'a> {
     Open311,
     /// Operations: metrics, health.
     Operations,
-    /// Access policies, classification, API keys, the audit log.
+    /// Access policies, classification, API keys.
     Governance,
+    /// The audit log: who did what (its entries, checkpoints and proofs).
+    Audit,
 }
 
 /// A verb on a resource.

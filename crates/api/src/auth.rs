@@ -63,6 +63,47 @@ pub fn limit(l: &citybrain_identity::RateLimiter, req: &Request) -> Option<Respo
     })
 }
 
+/// What the audit log records of a request (before it runs): who, what, where; `None`
+/// for the operational endpoints.
+pub fn audit_of(req: &Request) -> Option<serde_json::Value> {
+    let path = req.uri().path();
+    if path == crate::routes::HEALTH || path == crate::routes::METRICS {
+        return None;
+    }
+    let anonymous = citybrain_access::Principal::Anonymous;
+    let p: &citybrain_access::Principal = req.extensions().get().unwrap_or(&anonymous);
+    let rq = req
+        .extensions()
+        .get::<crate::context::RequestId>()
+        .map(|r| r.0.clone());
+    let tenant = req
+        .headers()
+        .get("NGSILD-Tenant")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    use citybrain_model::time::Clock as _;
+    Some(serde_json::json!({
+        "at": citybrain_model::time::format_datetime(&citybrain_model::time::SystemClock.now_precise()),
+        "actor": p.actor(),
+        "via": p.identity().map(|i| i.via.as_str()),
+        "rq": rq,
+        "tenant": tenant,
+        "method": req.method().as_str(),
+        "uri": req.uri().to_string(),
+        "anonymous": p.is_anonymous(),
+    }))
+}
+
+/// Whether a request is recorded: every write and administrative action, every
+/// refusal (401, 403, 429), and every read by an authenticated caller (anonymous
+/// callers read public data only).
+pub fn audits(entry: &serde_json::Value, status: axum::http::StatusCode) -> bool {
+    let read = matches!(entry["method"].as_str(), Some("GET" | "HEAD"));
+    !read
+        || matches!(status.as_u16(), 401 | 403 | 429)
+        || entry["anonymous"] == serde_json::Value::Bool(false)
+}
+
 fn refuse(e: AuthError) -> Response {
     tracing::info!(reason = e.reason(), error = %e, "credential refused");
     ApiError::of(&e).into_response()

@@ -178,6 +178,9 @@ pub fn route_action<'a>(
             ROUTING | SLA_POLICY | SLA_REPORT | PLANS => (admin(verb), Resource::Routing),
             MODE | AREAS | AREA => (admin(verb), Resource::Mode),
             OPEN311_CONFIG => (admin(verb), Resource::Open311),
+            AUDIT | AUDIT_ENTRIES | AUDIT_INCLUSION | AUDIT_CONSISTENCY => {
+                (Verb::Read, Resource::Audit)
+            }
             POLICIES | POLICY_VERSIONS | CLASSIFICATION | KEYS | KEY => {
                 (admin(verb), Resource::Governance)
             }

@@ -23,8 +23,8 @@ use citybrain_model::ErrorKind;
 
 use crate::context::Family;
 use crate::handlers::{
-    batch, contexts, discovery, entities, governance, incidents, ingest, modes, open311, rules,
-    subscriptions, temporal,
+    audit, batch, contexts, discovery, entities, governance, incidents, ingest, modes, open311,
+    rules, subscriptions, temporal,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -74,6 +74,8 @@ pub struct AppParts {
     pub auth: Option<Arc<citybrain_identity::Authenticator>>,
     /// Access policies and classification (with authentication).
     pub governance: Option<Arc<citybrain_policy::Governance>>,
+    /// The tamper-evident audit log (with authentication).
+    pub audit: Option<Arc<citybrain_audit::AuditLog>>,
     pub limits: Arc<HttpLimits>,
     pub metrics: Arc<Metrics>,
 }
@@ -88,6 +90,9 @@ pub struct Parts {
     pub limits: HttpLimits,
     /// Requests per principal (`None`: no limit).
     pub rate: Option<citybrain_identity::Rate>,
+    /// Where writes, administrative actions, refusals and authenticated reads are
+    /// recorded before they are answered.
+    pub audit: Option<Arc<citybrain_audit::AuditLog>>,
 }
 
 /// Builds the HTTP service from its parts.
@@ -152,6 +157,7 @@ pub fn router_with(
         governance: None,
         limits,
         rate: None,
+        audit: None,
     })
 }
 
@@ -165,6 +171,7 @@ pub fn router_of(parts: Parts) -> Router {
         governance,
         limits,
         rate,
+        audit,
     } = parts;
     let metrics = Metrics::new();
     let body_limit = limits.max_body_bytes;
@@ -175,6 +182,7 @@ pub fn router_of(parts: Parts) -> Router {
         hub,
         auth: auth.clone(),
         governance,
+        audit: audit.clone(),
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     }));
@@ -208,6 +216,7 @@ pub fn router_of(parts: Parts) -> Router {
                 metrics,
                 auth,
                 limiter: rate.map(|r| Arc::new(citybrain_identity::RateLimiter::new(r))),
+                audit,
             }),
             metrics::track,
         ))
@@ -362,6 +371,10 @@ fn platform_routes() -> Router<AppState> {
             get(governance::list_keys).post(governance::create_key),
         )
         .route(KEY, axum::routing::delete(governance::revoke_key))
+        .route(AUDIT, get(audit::summary))
+        .route(AUDIT_ENTRIES, get(audit::entries))
+        .route(AUDIT_INCLUSION, get(audit::inclusion))
+        .route(AUDIT_CONSISTENCY, get(audit::consistency))
 }
 
 /// `/open311/v2`: GeoReport v2.

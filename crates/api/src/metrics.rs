@@ -259,6 +259,8 @@ pub struct Front {
     pub auth: Option<Arc<citybrain_identity::Authenticator>>,
     /// Per-principal rate limits, when configured.
     pub limiter: Option<Arc<citybrain_identity::RateLimiter>>,
+    /// The audit log, when kept.
+    pub audit: Option<Arc<citybrain_audit::AuditLog>>,
 }
 
 /// The outermost middleware: gives each request its id (answered as `X-Request-Id`),
@@ -286,10 +288,24 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
             .as_ref()
             .and_then(|l| crate::auth::limit(l, &req))
     });
+    let audited = front
+        .audit
+        .as_ref()
+        .map(|a| (a.clone(), crate::auth::audit_of(&req)));
     let mut resp = match refused {
         Some(r) => r,
         None => next.run(req).await,
     };
+    if let Some((log, Some(mut entry))) = audited {
+        if crate::auth::audits(&entry, resp.status()) {
+            entry["status"] = resp.status().as_u16().into();
+            if let Err(e) = log.append(entry).await {
+                // Done but not recorded: not acknowledged as a success.
+                resp =
+                    axum::response::IntoResponse::into_response(crate::problem::ApiError::of(&e));
+            }
+        }
+    }
     if let Some(v) = echo {
         resp.headers_mut()
             .insert(axum::http::HeaderName::from_static("x-request-id"), v);

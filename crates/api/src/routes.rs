@@ -62,6 +62,10 @@ pub const POLICY_VERSIONS: &str = "/platform/v1/policies/versions";
 pub const CLASSIFICATION: &str = "/platform/v1/classification";
 pub const KEYS: &str = "/platform/v1/keys";
 pub const KEY: &str = "/platform/v1/keys/{keyId}";
+pub const AUDIT: &str = "/platform/v1/audit";
+pub const AUDIT_ENTRIES: &str = "/platform/v1/audit/entries";
+pub const AUDIT_INCLUSION: &str = "/platform/v1/audit/proofs/inclusion";
+pub const AUDIT_CONSISTENCY: &str = "/platform/v1/audit/proofs/consistency";
 pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";
 

@@ -180,11 +180,11 @@ impl AuditLog {
             .map_err(|e| io(&log_path, e))?;
         // A torn last line was never acknowledged: cut it off.
         file.set_len(complete).map_err(|e| io(&log_path, e))?;
-        file.seek(std::io::SeekFrom::End(0)).map_err(|e| io(&log_path, e))?;
+        file.seek(std::io::SeekFrom::End(0))
+            .map_err(|e| io(&log_path, e))?;
         let (cps, _) = read_lines(&dir.join("checkpoints.jsonl"))?;
-        let last: Option<StoredCheckpoint> = cps
-            .last()
-            .and_then(|(_, l)| serde_json::from_slice(l).ok());
+        let last: Option<StoredCheckpoint> =
+            cps.last().and_then(|(_, l)| serde_json::from_slice(l).ok());
         let state = Arc::new(Mutex::new(State {
             leaves: lines.iter().map(|(_, l)| merkle::leaf_hash(l)).collect(),
             offsets: lines.iter().map(|(o, _)| *o).collect(),
@@ -282,7 +282,10 @@ impl AuditLog {
                 st.leaves.len()
             )));
         }
-        Ok(b64s(&merkle::inclusion(index as usize, &st.leaves[..size as usize])))
+        Ok(b64s(&merkle::inclusion(
+            index as usize,
+            &st.leaves[..size as usize],
+        )))
     }
 
     /// The consistency proof between the trees of the first `from` and `to` entries.
@@ -294,7 +297,10 @@ impl AuditLog {
                 st.leaves.len()
             )));
         }
-        Ok(b64s(&merkle::consistency(from as usize, &st.leaves[..to as usize])))
+        Ok(b64s(&merkle::consistency(
+            from as usize,
+            &st.leaves[..to as usize],
+        )))
     }
 
     /// Entries `from..from+count`, as stored.
@@ -311,7 +317,8 @@ impl AuditLog {
             return Ok(out);
         }
         let mut f = BufReader::new(File::open(&path).map_err(|e| io(&path, e))?);
-        f.seek(std::io::SeekFrom::Start(offsets[0])).map_err(|e| io(&path, e))?;
+        f.seek(std::io::SeekFrom::Start(offsets[0]))
+            .map_err(|e| io(&path, e))?;
         for _ in 0..offsets.len() {
             let mut line = Vec::new();
             f.read_until(b'\n', &mut line).map_err(|e| io(&path, e))?;
@@ -434,7 +441,9 @@ pub fn verify(dir: &Path, key_dir: &Path, verifier: Option<&str>) -> Result<Repo
     let mut newest = 0;
     for (n, (_, l)) in cps.iter().enumerate() {
         let Ok(sc) = serde_json::from_slice::<StoredCheckpoint>(l) else {
-            report.problems.push(format!("checkpoint {n} is unreadable"));
+            report
+                .problems
+                .push(format!("checkpoint {n} is unreadable"));
             continue;
         };
         let c = match Checkpoint::open(&sc.note, &name, &public) {

@@ -77,7 +77,11 @@ pub fn consistency(m: usize, leaves: &[Hash]) -> Vec<Hash> {
 fn subproof(m: usize, leaves: &[Hash], complete: bool) -> Vec<Hash> {
     let n = leaves.len();
     if m == n {
-        return if complete { Vec::new() } else { vec![root(leaves)] };
+        return if complete {
+            Vec::new()
+        } else {
+            vec![root(leaves)]
+        };
     }
     let k = split(n);
     if m <= k {
@@ -171,7 +175,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("entry {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("entry {i}").as_bytes()))
+            .collect()
     }
 
     #[test]
@@ -197,7 +203,10 @@ mod tests {
             let r = root(&l);
             for m in 0..n {
                 let p = inclusion(m, &l);
-                assert!(verify_inclusion(m as u64, n as u64, &l[m], &p, &r), "{m}/{n}");
+                assert!(
+                    verify_inclusion(m as u64, n as u64, &l[m], &p, &r),
+                    "{m}/{n}"
+                );
                 let other = (m + 1) % n;
                 if other != m {
                     assert!(!verify_inclusion(m as u64, n as u64, &l[other], &p, &r));
@@ -219,13 +228,19 @@ mod tests {
             for m in 1..=n {
                 let rm = root(&l[..m]);
                 let p = consistency(m, &l);
-                assert!(verify_consistency(m as u64, n as u64, &rm, &rn, &p), "{m}/{n}");
+                assert!(
+                    verify_consistency(m as u64, n as u64, &rm, &rn, &p),
+                    "{m}/{n}"
+                );
                 // A forked history: the same size with one entry changed.
                 let mut forked = l.clone();
                 forked[m - 1] = leaf_hash(b"rewritten");
                 let fm = root(&forked[..m]);
                 if m < n {
-                    assert!(!verify_consistency(m as u64, n as u64, &fm, &rn, &p), "{m}/{n}");
+                    assert!(
+                        !verify_consistency(m as u64, n as u64, &fm, &rn, &p),
+                        "{m}/{n}"
+                    );
                 }
             }
         }

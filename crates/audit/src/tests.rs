@@ -8,7 +8,8 @@ async fn log_of(n: usize) -> (tempfile::TempDir, Arc<AuditLog>) {
     for i in 0..n {
         let l = log.clone();
         joins.push(tokio::spawn(async move {
-            l.append(json!({"actor": format!("user:u{i}"), "action": "PATCH"})).await
+            l.append(json!({"actor": format!("user:u{i}"), "action": "PATCH"}))
+                .await
         }));
     }
     for j in joins {
@@ -50,7 +51,13 @@ async fn an_untouched_log_verifies_and_its_proofs_check() {
         .inclusion_proof(7, 25)
         .unwrap()
         .iter()
-        .map(|p| base64::engine::general_purpose::STANDARD.decode(p).unwrap().try_into().unwrap())
+        .map(|p| {
+            base64::engine::general_purpose::STANDARD
+                .decode(p)
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
         .collect();
     assert!(merkle::verify_inclusion(7, 25, &leaf, &proof, &c.root));
     let later = log.checkpoint().unwrap().unwrap();
@@ -59,7 +66,13 @@ async fn an_untouched_log_verifies_and_its_proofs_check() {
         .consistency_proof(25, 26)
         .unwrap()
         .iter()
-        .map(|p| base64::engine::general_purpose::STANDARD.decode(p).unwrap().try_into().unwrap())
+        .map(|p| {
+            base64::engine::general_purpose::STANDARD
+                .decode(p)
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
         .collect();
     assert!(merkle::verify_consistency(25, 26, &c.root, &c2.root, &cons));
     // Reopened: the same size, and appends go on from there.
@@ -116,7 +129,11 @@ async fn a_forked_checkpoint_is_found() {
         root: merkle::leaf_hash(b"another history"),
     }
     .sign(&name, &key);
-    let line = serde_json::to_string(&StoredCheckpoint { size: 6, note: forged }).unwrap();
+    let line = serde_json::to_string(&StoredCheckpoint {
+        size: 6,
+        note: forged,
+    })
+    .unwrap();
     let p = dir.path().join("audit/checkpoints.jsonl");
     let mut all = std::fs::read_to_string(&p).unwrap();
     all.push_str(&line);
@@ -127,8 +144,22 @@ async fn a_forked_checkpoint_is_found() {
     // A checkpoint signed by another key is refused against the pinned key.
     let pinned = log.verifier_key();
     let other = SigningKey::from_bytes(&[3u8; 32]);
-    let alien = Checkpoint { origin: name.clone(), size: 6, root: [0u8; 32] }.sign(&name, &other);
-    std::fs::write(&p, serde_json::to_string(&StoredCheckpoint { size: 6, note: alien }).unwrap() + "\n").unwrap();
+    let alien = Checkpoint {
+        origin: name.clone(),
+        size: 6,
+        root: [0u8; 32],
+    }
+    .sign(&name, &other);
+    std::fs::write(
+        &p,
+        serde_json::to_string(&StoredCheckpoint {
+            size: 6,
+            note: alien,
+        })
+        .unwrap()
+            + "\n",
+    )
+    .unwrap();
     let r = verify(&dir.path().join("audit"), dir.path(), Some(&pinned)).unwrap();
     assert!(r.problems.iter().any(|p| p.contains("signature")), "{r:?}");
 }

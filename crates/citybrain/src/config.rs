@@ -22,7 +22,18 @@ pub struct Config {
     pub auth: Auth,
     pub governance: Governance,
     pub egress: Egress,
+    pub audit: Audit,
     pub log: Log,
+}
+
+/// The tamper-evident audit log (`<data_dir>/audit`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Keep it. Default: yes when authentication is on (who did what is only known
+    /// then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
 /// Where outbound requests (`@context` fetches, notifications) may go.

@@ -62,6 +62,8 @@ enum Command {
     Bootstrap(security::BootstrapArgs),
     /// Create, list or revoke API keys (works while the server runs).
     Keys(security::KeysArgs),
+    /// Verify the audit log against its signed checkpoints, or print its verifier key.
+    Audit(security::AuditArgs),
 }
 
 #[derive(Args)]
@@ -150,6 +152,10 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(edge::run(cfg))
         }
         Command::Bootstrap(a) => security::bootstrap(&load_config(&a.config)?, &a),
+        Command::Audit(a) => {
+            let cfg = load_config(&a.config)?;
+            security::audit(&cfg, a)
+        }
         Command::Keys(a) => {
             let cfg = load_config(&a.config)?;
             security::keys(&cfg, a)
@@ -417,6 +423,10 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             None
         }
     };
+    let audit = match cfg.audit.enabled.unwrap_or(auth.is_some()) {
+        true => Some(security::audit_log(&cfg)?),
+        false => None,
+    };
     let authorizer: Arc<dyn citybrain_access::Authorizer> = match &governance {
         Some(g) => Arc::new(citybrain_access::Limited(g.clone())),
         None => Arc::new(citybrain_access::AllowAll),
@@ -425,6 +435,9 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let tasks = tasks::Supervisor::new();
     if let Some(ks) = auth.as_ref().and_then(|a| a.keys()) {
         tasks.spawn("key-watch", security::watch_keys(ks.clone()));
+    }
+    if let Some(a) = &audit {
+        tasks.spawn("audit-checkpoints", security::checkpoints(a.clone()));
     }
     for (name, task) in broker.background() {
         tasks.spawn(name, task);
@@ -482,6 +495,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         hub: Some(hub),
         auth,
         governance,
+        audit: audit.clone(),
         rate: (cfg.auth.requests_per_second > 0.0).then(|| citybrain_identity::Rate {
             per_second: cfg.auth.requests_per_second,
             burst: cfg.auth.burst.max(1.0),
@@ -509,6 +523,11 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         m.stop();
     }
     let drained = tasks.shutdown(Duration::from_secs(3)).await;
+    if let Some(a) = &audit {
+        if let Err(e) = a.close() {
+            tracing::error!(error = %e, "the audit log's last checkpoint could not be signed");
+        }
+    }
     tokio::task::spawn_blocking(move || store.close()).await?;
     tracing::info!(
         drained,

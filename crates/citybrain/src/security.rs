@@ -272,6 +272,81 @@ pub fn egress(cfg: &Config) -> anyhow::Result<Arc<citybrain_egress::EgressPolicy
     }))
 }
 
+#[derive(Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every root from the entries and check every signed checkpoint; exits
+    /// non-zero on any modified, deleted, inserted or reordered entry or forked
+    /// checkpoint.
+    Verify {
+        /// A verifier key pinned outside the platform (`citybrain audit key` printed
+        /// it); default: the key in the data directory.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print the verifier key (to pin with witnesses or an external ledger).
+    Key,
+}
+
+/// The audit log of the data directory.
+pub fn audit_log(cfg: &Config) -> anyhow::Result<Arc<citybrain_audit::AuditLog>> {
+    let dir = &cfg.storage.data_dir;
+    Ok(citybrain_audit::AuditLog::open(
+        &dir.join("audit"),
+        &dir.join("security"),
+    )?)
+}
+
+/// `citybrain audit …`.
+pub fn audit(cfg: &Config, a: AuditArgs) -> anyhow::Result<()> {
+    let dir = &cfg.storage.data_dir;
+    match a.command {
+        AuditCommand::Key => {
+            let log = audit_log(cfg)?;
+            println!("{}", log.verifier_key());
+            Ok(())
+        }
+        AuditCommand::Verify { key } => {
+            let r =
+                citybrain_audit::verify(&dir.join("audit"), &dir.join("security"), key.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            if r.problems.is_empty() {
+                eprintln!(
+                    "audit log verified: {} entries, {} checkpoints, {} entries after the newest checkpoint",
+                    r.entries, r.checkpoints, r.unsigned_tail
+                );
+                Ok(())
+            } else {
+                bail!(
+                    "the audit log does not verify: {} problems",
+                    r.problems.len()
+                )
+            }
+        }
+    }
+}
+
+/// Signs a checkpoint every second when the log grew.
+pub async fn checkpoints(log: Arc<citybrain_audit::AuditLog>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let l = log.clone();
+        match tokio::task::spawn_blocking(move || l.checkpoint()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed"),
+            Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
+        }
+    }
+}
+
 /// Re-reads the key file when `citybrain keys` changed it (a revocation takes effect
 /// within a second).
 pub async fn watch_keys(ks: Arc<KeyStore>) {

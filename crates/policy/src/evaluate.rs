@@ -102,7 +102,12 @@ pub(crate) fn evaluate(
         }
         Res::Api(name) => {
             let c = Class {
-                level: Level::Internal,
+                // Who did what is confidential: operators and administrators read it.
+                level: if name == "audit" {
+                    Level::Confidential
+                } else {
+                    Level::Internal
+                },
                 ..Class::default()
             };
             (uid("Api", name), class(&c))

@@ -588,6 +588,7 @@ fn api_of(r: &Resource<'_>) -> &'static str {
         Resource::Open311 => "open311",
         Resource::Operations => "operations",
         Resource::Governance => "governance",
+        Resource::Audit => "audit",
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per API area. Each decodes the request, calls the broker and
 //! encodes the answer; none holds business logic.
 
+pub mod audit;
 pub mod batch;
 pub mod contexts;
 pub mod discovery;

@@ -607,3 +607,105 @@ async fn each_principal_has_its_own_rate() {
         .await;
     assert_eq!(r.status, 200, "another caller is not slowed");
 }
+
+#[tokio::test]
+async fn every_action_is_in_the_audit_log_before_it_is_answered() {
+    use base64::Engine as _;
+    let g = city().await;
+    let operator = g.key("olga", &["operator"], |_| {});
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let patch = json!({"speed": {"type": "Property", "value": 60}});
+    let r = g
+        .call(
+            Some(&operator),
+            "PATCH",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1/attrs",
+            &[],
+            Some(&patch),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let rq = r.header("x-request-id").unwrap().to_string();
+    // Acknowledged means recorded: the entry is there as soon as the answer is.
+    let last = g.audit.entries(g.audit.size() - 1, 1).unwrap();
+    assert_eq!(last[0]["actor"], "user:olga");
+    assert_eq!(last[0]["method"], "PATCH");
+    assert_eq!(last[0]["status"], 204);
+    assert_eq!(last[0]["rq"], rq.as_str());
+    // A refused credential and a read by a user are recorded; an anonymous read of
+    // public data is not.
+    let before = g.audit.size();
+    g.call(
+        Some("cbk_0000000000000000_nope"),
+        "GET",
+        "/ngsi-ld/v1/types",
+        &[],
+        None,
+    )
+    .await;
+    g.call(
+        Some(&viewer),
+        "GET",
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1",
+        &[],
+        None,
+    )
+    .await;
+    g.call(
+        None,
+        "GET",
+        "/ngsi-ld/v1/entities?type=AirQualityObserved",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(g.audit.size(), before + 2);
+
+    // Viewers may not read who did what; operators may, with proofs.
+    let r = g
+        .call(Some(&viewer), "GET", "/platform/v1/audit", &[], None)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = g
+        .call(Some(&operator), "GET", "/platform/v1/audit", &[], None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let note = r.body["checkpoint"].as_str().unwrap().to_string();
+    let (name, key) =
+        citybrain_audit::note::parse_verifier_key(r.body["verifierKey"].as_str().unwrap()).unwrap();
+    let cp = citybrain_audit::note::Checkpoint::open(&note, &name, &key).unwrap();
+    let index = cp.size - 3;
+    let r = g
+        .call(
+            Some(&operator),
+            "GET",
+            &format!(
+                "/platform/v1/audit/proofs/inclusion?index={index}&size={}",
+                cp.size
+            ),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let proof: Vec<[u8; 32]> = r.body["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            base64::engine::general_purpose::STANDARD
+                .decode(p.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    let entry = g.audit.entries(index, 1).unwrap();
+    let leaf = citybrain_audit::merkle::leaf_hash(&serde_json::to_vec(&entry[0]).unwrap());
+    assert!(citybrain_audit::merkle::verify_inclusion(
+        index, cp.size, &leaf, &proof, &cp.root
+    ));
+    let report =
+        citybrain_audit::verify(&g.audit_dir, &g.audit_dir.join("../security"), None).unwrap();
+    assert!(report.problems.is_empty(), "{report:?}");
+}

@@ -262,6 +262,8 @@ pub struct Governed {
     pub app: App,
     pub keys: Arc<citybrain_identity::KeyStore>,
     pub admin: String,
+    pub audit: Arc<citybrain_audit::AuditLog>,
+    pub audit_dir: std::path::PathBuf,
 }
 
 pub async fn app_governed(classification: Value) -> Governed {
@@ -306,12 +308,15 @@ pub async fn app_governed(classification: Value) -> Governed {
     broker.start();
     let hub = citybrain_hub::Hub::with_authorizer(dynstore.clone(), clock, authz).unwrap();
     tokio::spawn(hub.clone().run(dynstore.subscribe()));
+    let audit_dir = dir.path().join("audit");
+    let audit = citybrain_audit::AuditLog::open(&audit_dir, &dir.path().join("security")).unwrap();
     let router = citybrain_api::service(citybrain_api::Parts {
         broker: broker.clone(),
         ingest: None,
         hub: Some(hub.clone()),
         auth: Some(auth),
         governance: Some(g),
+        audit: Some(audit.clone()),
         limits: HttpLimits::default(),
         rate: Some(citybrain_identity::Rate {
             per_second: 5.0,
@@ -329,6 +334,8 @@ pub async fn app_governed(classification: Value) -> Governed {
         },
         keys,
         admin,
+        audit,
+        audit_dir,
     }
 }
 
