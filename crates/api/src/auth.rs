@@ -90,18 +90,7 @@ pub fn audit_of(req: &Request) -> Option<serde_json::Value> {
         "tenant": tenant,
         "method": req.method().as_str(),
         "uri": req.uri().to_string(),
-        "anonymous": p.is_anonymous(),
     }))
-}
-
-/// Whether a request is recorded: every write and administrative action, every
-/// refusal (401, 403, 429), and every read by an authenticated caller (anonymous
-/// callers read public data only).
-pub fn audits(entry: &serde_json::Value, status: axum::http::StatusCode) -> bool {
-    let read = matches!(entry["method"].as_str(), Some("GET" | "HEAD"));
-    !read
-        || matches!(status.as_u16(), 401 | 403 | 429)
-        || entry["anonymous"] == serde_json::Value::Bool(false)
 }
 
 fn refuse(e: AuthError) -> Response {

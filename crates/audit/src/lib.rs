@@ -208,17 +208,20 @@ impl AuditLog {
 
     /// Appends an entry (its `seq` is set here); returns once it is durable.
     pub async fn append(&self, entry: Value) -> Result<u64, AuditError> {
+        self.submit(entry).wait().await
+    }
+
+    /// Hands an entry to the writer and returns at once: [`Pending::wait`] says when
+    /// it is durable (so that the caller can overlap the fsync with its own work);
+    /// dropping the `Pending` records the entry all the same.
+    pub fn submit(&self, entry: Value) -> Pending {
         let (done, wait) = tokio::sync::oneshot::channel();
-        {
-            let tx = self.tx.lock();
-            let Some(tx) = tx.as_ref() else {
-                return Err(AuditError::Io("the audit log is closed".into()));
-            };
-            tx.send(Job { entry, done })
-                .map_err(|_| AuditError::Io("the audit writer stopped".into()))?;
-        }
-        wait.await
-            .map_err(|_| AuditError::Io("the audit writer stopped".into()))?
+        let tx = self.tx.lock();
+        let sent = match tx.as_ref() {
+            Some(tx) => tx.send(Job { entry, done }).is_ok(),
+            None => false,
+        };
+        Pending(sent.then_some(wait))
     }
 
     pub fn size(&self) -> u64 {
@@ -331,6 +334,21 @@ impl AuditLog {
     pub fn close(&self) -> Result<(), AuditError> {
         self.tx.lock().take();
         self.checkpoint().map(|_| ())
+    }
+}
+
+/// An entry handed to the writer.
+pub struct Pending(Option<tokio::sync::oneshot::Receiver<Result<u64, AuditError>>>);
+
+impl Pending {
+    /// Waits until the entry is durable; its sequence number.
+    pub async fn wait(self) -> Result<u64, AuditError> {
+        match self.0 {
+            Some(rx) => rx
+                .await
+                .map_err(|_| AuditError::Io("the audit writer stopped".into()))?,
+            None => Err(AuditError::Io("the audit log is closed".into())),
+        }
     }
 }
 

@@ -626,12 +626,21 @@ async fn every_action_is_in_the_audit_log_before_it_is_answered() {
         .await;
     assert_eq!(r.status, 204);
     let rq = r.header("x-request-id").unwrap().to_string();
-    // Acknowledged means recorded: the entry is there as soon as the answer is.
-    let last = g.audit.entries(g.audit.size() - 1, 1).unwrap();
-    assert_eq!(last[0]["actor"], "user:olga");
-    assert_eq!(last[0]["method"], "PATCH");
-    assert_eq!(last[0]["status"], 204);
-    assert_eq!(last[0]["rq"], rq.as_str());
+    // Acknowledged means recorded: the request's entry is durable as soon as the
+    // answer is; its outcome follows.
+    let find = |rq: &str| {
+        g.audit
+            .entries(0, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e["rq"] == rq || e["outcome"] == rq)
+            .collect::<Vec<_>>()
+    };
+    let found = find(&rq);
+    assert_eq!(found[0]["actor"], "user:olga");
+    assert_eq!(found[0]["method"], "PATCH");
+    settle(&g.audit, g.audit.size() + 1).await;
+    assert_eq!(find(&rq)[1]["status"], 204);
     // A refused credential and a read by a user are recorded; an anonymous read of
     // public data is not.
     let before = g.audit.size();
@@ -659,7 +668,15 @@ async fn every_action_is_in_the_audit_log_before_it_is_answered() {
         None,
     )
     .await;
-    assert_eq!(g.audit.size(), before + 2);
+    // The refusal (1), the user's read and its outcome (2).
+    assert_eq!(settle(&g.audit, before + 3).await, before + 3);
+    let refusal = g.audit.entries(before, 3).unwrap();
+    assert!(
+        refusal
+            .iter()
+            .any(|e| e["status"] == 401 && e["actor"] == "anonymous"),
+        "{refusal:?}"
+    );
 
     // Viewers may not read who did what; operators may, with proofs.
     let r = g
@@ -708,4 +725,15 @@ async fn every_action_is_in_the_audit_log_before_it_is_answered() {
     let report =
         citybrain_audit::verify(&g.audit_dir, &g.audit_dir.join("../security"), None).unwrap();
     assert!(report.problems.is_empty(), "{report:?}");
+}
+
+/// Waits (2 s at most) until the audit log holds `n` entries; its size then.
+async fn settle(log: &citybrain_audit::AuditLog, n: u64) -> u64 {
+    for _ in 0..200 {
+        if log.size() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    log.size()
 }
