@@ -252,12 +252,6 @@ fn secure_headers(h: &mut axum::http::HeaderMap, authenticated: bool) {
     }
 }
 
-/// Whether a request's entry went to the audit log before it ran (writes, and reads
-/// by authenticated callers).
-fn entry_was_sent(write: bool, actor: &serde_json::Value) -> bool {
-    write || actor != "anonymous"
-}
-
 /// What the outermost middleware needs.
 pub struct Front {
     pub metrics: Arc<Metrics>,
@@ -294,48 +288,45 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
             .as_ref()
             .and_then(|l| crate::auth::limit(l, &req))
     });
-    // The audit entry goes to the log's writer before the handler runs, so that its
-    // fsync overlaps the handler's own write; a write is answered only once it is
-    // durable. Reads are recorded without waiting (they change nothing a crash could
-    // leave unrecorded). The outcome follows as a second entry, not waited for.
+    // A write's audit entry goes to the log's writer before the handler runs, so that
+    // its fsync overlaps the handler's own write, and the write is answered only once
+    // it is durable; its outcome follows as a second entry. A read is recorded after
+    // it ran, in one entry with its status, without waiting (it changed nothing).
     let audit = front.audit.as_ref().and_then(|log| {
         let entry = crate::auth::audit_of(&req)?;
         let write = !matches!(
             *req.method(),
             axum::http::Method::GET | axum::http::Method::HEAD
         );
-        let anonymous = entry["actor"] == "anonymous";
-        let pending = (write || !anonymous).then(|| log.submit(entry.clone()));
-        Some((log.clone(), entry, write, pending))
+        let pending = write.then(|| log.submit(entry.clone()));
+        Some((log.clone(), entry, pending))
     });
     let mut resp = match refused {
         Some(r) => r,
         None => next.run(req).await,
     };
-    if let Some((log, mut entry, write, pending)) = audit {
+    if let Some((log, mut entry, pending)) = audit {
         let status = resp.status().as_u16();
-        let recorded = match pending {
-            Some(p) if write => p.wait().await.err(),
-            _ => None,
-        };
-        if let Some(e) = recorded {
-            // Done but not recorded: not acknowledged as a success.
-            resp = axum::response::IntoResponse::into_response(crate::problem::ApiError::of(&e));
-        }
-        if let Some(m) = entry.as_object_mut() {
-            // The outcome (for an anonymous refusal, the whole request).
-            if !entry_was_sent(write, &m["actor"]) {
-                if matches!(status, 401 | 403 | 429) {
-                    m.insert("status".into(), status.into());
-                    drop(log.submit(entry));
+        match pending {
+            Some(p) => {
+                if let Err(e) = p.wait().await {
+                    // Done but not recorded: not acknowledged as a success.
+                    resp = axum::response::IntoResponse::into_response(
+                        crate::problem::ApiError::of(&e),
+                    );
                 }
-            } else {
                 let outcome = serde_json::json!({
-                    "outcome": m.get("rq").cloned().unwrap_or_default(),
-                    "actor": m["actor"], "status": status,
+                    "outcome": entry.get("rq").cloned().unwrap_or_default(),
+                    "actor": entry["actor"], "status": status,
                 });
                 drop(log.submit(outcome));
             }
+            // Reads: by authenticated callers, and refusals of anyone.
+            None if entry["actor"] != "anonymous" || matches!(status, 401 | 403 | 429) => {
+                entry["status"] = status.into();
+                drop(log.submit(entry));
+            }
+            None => {}
         }
     }
     if let Some(v) = echo {

@@ -3,9 +3,9 @@
 //! notes ([`note`]).
 //!
 //! - Entries are JSON lines in `<data dir>/audit/log.jsonl`; entry n carries `"seq": n`.
-//!   An append is acknowledged once it is fsynced; appends arriving together share one
-//!   fsync (a writer thread drains them in batches), so the cost is one fsync per
-//!   batch, not per entry.
+//!   An append someone waits for is answered once it is fsynced; appends arriving
+//!   together share one fsync (a writer thread drains them in batches); entries nobody
+//!   waits for are fsynced within 50 ms. Only fsynced entries enter the tree.
 //! - Every second with new entries (and at shutdown) the log signs a checkpoint of its
 //!   size and root with its Ed25519 key and appends it to `checkpoints.jsonl`.
 //! - Inclusion and consistency proofs are served from the leaf hashes kept in memory
@@ -94,6 +94,7 @@ pub struct AuditLog {
     key: SigningKey,
     state: Arc<Mutex<State>>,
     tx: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn load_key(dir: &Path) -> Result<(String, SigningKey), AuditError> {
@@ -193,7 +194,7 @@ impl AuditLog {
         }));
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let st = state.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer(file, complete, rx, st, log_path))
             .map_err(|e| AuditError::Io(e.to_string()))?;
@@ -203,6 +204,7 @@ impl AuditLog {
             key,
             state,
             tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
         }))
     }
 
@@ -330,9 +332,13 @@ impl AuditLog {
         Ok(out)
     }
 
-    /// Stops the writer after what was sent, and signs a last checkpoint.
+    /// Stops the writer after what was sent (waiting for it to make that durable),
+    /// and signs a last checkpoint.
     pub fn close(&self) -> Result<(), AuditError> {
         self.tx.lock().take();
+        if let Some(w) = self.writer.lock().take() {
+            let _ = w.join();
+        }
         self.checkpoint().map(|_| ())
     }
 }
@@ -358,7 +364,13 @@ fn b64s(h: &[Hash]) -> Vec<String> {
         .collect()
 }
 
-/// The writer thread: drains what arrived, writes it, one fsync, then acknowledges.
+/// How long entries nobody waits for may sit written but not fsynced.
+const LAZY_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The writer thread: drains what arrived and writes it; fsyncs at once when someone
+/// waits for an entry of the batch, else within [`LAZY_SYNC`]. Only fsynced entries
+/// enter the tree (so a checkpoint never covers what a crash could lose), and then
+/// the waiting callers are answered.
 fn writer(
     mut file: File,
     mut pos: u64,
@@ -366,8 +378,25 @@ fn writer(
     state: Arc<Mutex<State>>,
     path: PathBuf,
 ) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
+    // Written, not yet fsynced: (offset, leaf), and the jobs to answer.
+    let mut unsynced: Vec<(u64, Hash)> = Vec::new();
+    let mut waiting: Vec<(u64, Job)> = Vec::new();
+    let mut since: Option<std::time::Instant> = None;
+    let durable_at = pos;
+    let mut synced_pos = durable_at;
+    loop {
+        let first = match since {
+            None => match rx.recv() {
+                Ok(j) => Some(j),
+                Err(_) => break,
+            },
+            Some(t) => match rx.recv_timeout(LAZY_SYNC.saturating_sub(t.elapsed())) {
+                Ok(j) => Some(j),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        let mut jobs: Vec<Job> = first.into_iter().collect();
         while jobs.len() < 4096 {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
@@ -375,45 +404,67 @@ fn writer(
             }
         }
         let mut buf = Vec::new();
-        let mut lines = Vec::with_capacity(jobs.len());
-        let base = state.lock().leaves.len() as u64;
-        for (i, j) in jobs.iter_mut().enumerate() {
+        let base = state.lock().leaves.len() as u64 + unsynced.len() as u64;
+        let mut urgent = false;
+        for (i, mut j) in jobs.into_iter().enumerate() {
             let seq = base + i as u64;
             if let Value::Object(m) = &mut j.entry {
                 m.insert("seq".into(), Value::from(seq));
             }
             let line = serde_json::to_vec(&j.entry).unwrap_or_default();
-            lines.push((pos + buf.len() as u64, merkle::leaf_hash(&line)));
+            unsynced.push((pos + buf.len() as u64, merkle::leaf_hash(&line)));
             buf.extend_from_slice(&line);
             buf.push(b'\n');
+            urgent |= !j.done.is_closed();
+            waiting.push((seq, j));
         }
-        let written = file
-            .write_all(&buf)
-            .and_then(|_| file.sync_data())
-            .map_err(|e| io(&path, e));
-        match written {
+        let written = file.write_all(&buf).map_err(|e| io(&path, e));
+        if written.is_ok() {
+            pos += buf.len() as u64;
+        }
+        let due = since.is_some_and(|t| t.elapsed() >= LAZY_SYNC);
+        if written.is_ok() && !urgent && !due && !unsynced.is_empty() {
+            since.get_or_insert_with(std::time::Instant::now);
+            continue;
+        }
+        let synced = written.and_then(|()| file.sync_data().map_err(|e| io(&path, e)));
+        since = None;
+        match synced {
             Ok(()) => {
-                pos += buf.len() as u64;
+                synced_pos = pos;
                 {
                     let mut st = state.lock();
-                    for (off, leaf) in lines {
+                    for (off, leaf) in unsynced.drain(..) {
                         st.offsets.push(off);
                         st.leaves.push(leaf);
                     }
                 }
-                for (i, j) in jobs.into_iter().enumerate() {
-                    let _ = j.done.send(Ok(base + i as u64));
+                for (seq, j) in waiting.drain(..) {
+                    let _ = j.done.send(Ok(seq));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "audit entries could not be written; refusing them");
-                // Whatever part reached the file is cut off again: the log keeps only
-                // acknowledged entries.
-                let _ = file.set_len(pos);
-                for j in jobs {
+                // What reached the file since the last fsync is cut off again: the log
+                // keeps only durable entries.
+                let _ = file.set_len(synced_pos);
+                pos = synced_pos;
+                unsynced.clear();
+                for (_, j) in waiting.drain(..) {
                     let _ = j.done.send(Err(e.clone()));
                 }
             }
+        }
+    }
+    // Closing: whatever was written is made durable.
+    if !unsynced.is_empty() && file.sync_data().is_ok() {
+        let mut st = state.lock();
+        for (off, leaf) in unsynced.drain(..) {
+            st.offsets.push(off);
+            st.leaves.push(leaf);
+        }
+        for (seq, j) in waiting.drain(..) {
+            let _ = j.done.send(Ok(seq));
         }
     }
 }
