@@ -319,12 +319,12 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
                     "outcome": entry.get("rq").cloned().unwrap_or_default(),
                     "actor": entry["actor"], "status": status,
                 });
-                drop(log.submit(outcome));
+                log.record(outcome);
             }
             // Reads: by authenticated callers, and refusals of anyone.
             None if entry["actor"] != "anonymous" || matches!(status, 401 | 403 | 429) => {
                 entry["status"] = status.into();
-                drop(log.submit(entry));
+                log.record(entry);
             }
             None => {}
         }

@@ -84,8 +84,16 @@ struct State {
 
 struct Job {
     entry: Value,
-    done: tokio::sync::oneshot::Sender<Result<u64, AuditError>>,
+    /// Who waits for the entry's durability (`None`: nobody).
+    done: Option<tokio::sync::oneshot::Sender<Result<u64, AuditError>>>,
 }
+
+/// Entries nobody waits for, gathered without waking the writer (it takes them every
+/// [`LAZY_TICK`]): a read costs a push, not a thread hand-off.
+type Lazy = Arc<Mutex<Vec<Value>>>;
+
+/// How often the writer takes the entries nobody waits for.
+const LAZY_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The audit log of one data directory.
 pub struct AuditLog {
@@ -94,6 +102,7 @@ pub struct AuditLog {
     key: SigningKey,
     state: Arc<Mutex<State>>,
     tx: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    lazy: Lazy,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -194,9 +203,11 @@ impl AuditLog {
         }));
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let st = state.clone();
+        let lazy: Lazy = Arc::default();
+        let lz = lazy.clone();
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(file, complete, rx, st, log_path))
+            .spawn(move || writer(file, complete, rx, lz, st, log_path))
             .map_err(|e| AuditError::Io(e.to_string()))?;
         Ok(Arc::new(AuditLog {
             dir: dir.to_path_buf(),
@@ -204,6 +215,7 @@ impl AuditLog {
             key,
             state,
             tx: Mutex::new(Some(tx)),
+            lazy,
             writer: Mutex::new(Some(handle)),
         }))
     }
@@ -220,10 +232,23 @@ impl AuditLog {
         let (done, wait) = tokio::sync::oneshot::channel();
         let tx = self.tx.lock();
         let sent = match tx.as_ref() {
-            Some(tx) => tx.send(Job { entry, done }).is_ok(),
+            Some(tx) => tx
+                .send(Job {
+                    entry,
+                    done: Some(done),
+                })
+                .is_ok(),
             None => false,
         };
         Pending(sent.then_some(wait))
+    }
+
+    /// Records an entry nobody waits for: written within milliseconds, fsynced within
+    /// 50 ms, without waking the writer.
+    pub fn record(&self, entry: Value) {
+        if self.tx.lock().is_some() {
+            self.lazy.lock().push(entry);
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -375,6 +400,7 @@ fn writer(
     mut file: File,
     mut pos: u64,
     rx: std::sync::mpsc::Receiver<Job>,
+    lazy: Lazy,
     state: Arc<Mutex<State>>,
     path: PathBuf,
 ) {
@@ -382,19 +408,16 @@ fn writer(
     let mut unsynced: Vec<(u64, Hash)> = Vec::new();
     let mut waiting: Vec<(u64, Job)> = Vec::new();
     let mut since: Option<std::time::Instant> = None;
-    let durable_at = pos;
-    let mut synced_pos = durable_at;
+    let mut synced_pos = pos;
+    let mut closing = false;
     loop {
-        let first = match since {
-            None => match rx.recv() {
-                Ok(j) => Some(j),
-                Err(_) => break,
-            },
-            Some(t) => match rx.recv_timeout(LAZY_SYNC.saturating_sub(t.elapsed())) {
-                Ok(j) => Some(j),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            },
+        let first = match rx.recv_timeout(LAZY_TICK) {
+            Ok(j) => Some(j),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                closing = true;
+                None
+            }
         };
         let mut jobs: Vec<Job> = first.into_iter().collect();
         while jobs.len() < 4096 {
@@ -402,6 +425,17 @@ fn writer(
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
             }
+        }
+        jobs.extend(
+            std::mem::take(&mut *lazy.lock())
+                .into_iter()
+                .map(|entry| Job { entry, done: None }),
+        );
+        if jobs.is_empty() && since.is_none() {
+            if closing {
+                break;
+            }
+            continue;
         }
         let mut buf = Vec::new();
         let base = state.lock().leaves.len() as u64 + unsynced.len() as u64;
@@ -415,14 +449,14 @@ fn writer(
             unsynced.push((pos + buf.len() as u64, merkle::leaf_hash(&line)));
             buf.extend_from_slice(&line);
             buf.push(b'\n');
-            urgent |= !j.done.is_closed();
+            urgent |= j.done.as_ref().is_some_and(|d| !d.is_closed());
             waiting.push((seq, j));
         }
         let written = file.write_all(&buf).map_err(|e| io(&path, e));
         if written.is_ok() {
             pos += buf.len() as u64;
         }
-        let due = since.is_some_and(|t| t.elapsed() >= LAZY_SYNC);
+        let due = closing || since.is_some_and(|t| t.elapsed() >= LAZY_SYNC);
         if written.is_ok() && !urgent && !due && !unsynced.is_empty() {
             since.get_or_insert_with(std::time::Instant::now);
             continue;
@@ -440,7 +474,9 @@ fn writer(
                     }
                 }
                 for (seq, j) in waiting.drain(..) {
-                    let _ = j.done.send(Ok(seq));
+                    if let Some(d) = j.done {
+                        let _ = d.send(Ok(seq));
+                    }
                 }
             }
             Err(e) => {
@@ -451,20 +487,14 @@ fn writer(
                 pos = synced_pos;
                 unsynced.clear();
                 for (_, j) in waiting.drain(..) {
-                    let _ = j.done.send(Err(e.clone()));
+                    if let Some(d) = j.done {
+                        let _ = d.send(Err(e.clone()));
+                    }
                 }
             }
         }
-    }
-    // Closing: whatever was written is made durable.
-    if !unsynced.is_empty() && file.sync_data().is_ok() {
-        let mut st = state.lock();
-        for (off, leaf) in unsynced.drain(..) {
-            st.offsets.push(off);
-            st.leaves.push(leaf);
-        }
-        for (seq, j) in waiting.drain(..) {
-            let _ = j.done.send(Ok(seq));
+        if closing {
+            break;
         }
     }
 }

@@ -178,3 +178,20 @@ async fn a_torn_last_line_is_cut_on_open() {
     again.close().unwrap();
     assert!(check(&dir).problems.is_empty());
 }
+
+#[tokio::test]
+async fn entries_nobody_waits_for_are_kept_and_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&dir.path().join("audit"), dir.path()).unwrap();
+    for i in 0..100 {
+        log.record(json!({"read": i}));
+    }
+    // A waited entry behind them: durable, with everything before it.
+    let seq = log.append(json!({"write": true})).await.unwrap_or(u64::MAX);
+    assert!(seq <= 100);
+    log.close().unwrap();
+    let again = AuditLog::open(&dir.path().join("audit"), dir.path()).unwrap();
+    assert_eq!(again.size(), 101);
+    let r = check(&dir);
+    assert!(r.problems.is_empty() && r.unsigned_tail == 0, "{r:?}");
+}

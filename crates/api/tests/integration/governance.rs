@@ -671,7 +671,11 @@ async fn every_action_is_in_the_audit_log_before_it_is_answered() {
     // The refusal and the user's read, each one entry with its status.
     assert_eq!(settle(&g.audit, before + 2).await, before + 2);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(g.audit.size(), before + 2, "the anonymous read is not recorded");
+    assert_eq!(
+        g.audit.size(),
+        before + 2,
+        "the anonymous read is not recorded"
+    );
     let refusal = g.audit.entries(before, 2).unwrap();
     assert!(
         refusal
