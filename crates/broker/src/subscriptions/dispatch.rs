@@ -236,6 +236,17 @@ impl Dispatcher {
         }
     }
 
+    /// A notification that cannot be sent at all (no attempt is made): counted, logged
+    /// and recorded as the subscription's failure.
+    fn undeliverable(&self, job: &Job, uri: &str) {
+        NotificationFailed {
+            stats: &self.stats,
+            endpoint: uri,
+        }
+        .emit();
+        job.entry.record_failure(self.clock.now());
+    }
+
     async fn deliver(&self, job: Job) {
         let (mqtt_qos, is_mqtt) = {
             let s = job.entry.sub.read();
@@ -264,12 +275,7 @@ impl Dispatcher {
                     error: &error,
                 }
                 .emit();
-                NotificationFailed {
-                    stats: &self.stats,
-                    endpoint: &uri,
-                }
-                .emit();
-                job.entry.record_failure(self.clock.now());
+                self.undeliverable(&job, &uri);
                 return;
             }
         };
@@ -280,12 +286,7 @@ impl Dispatcher {
         };
         // A literal address is checked here (the client's resolver sees only names).
         if self.egress.check_url(&uri).is_err() {
-            NotificationFailed {
-                stats: &self.stats,
-                endpoint: &uri,
-            }
-            .emit();
-            job.entry.record_failure(self.clock.now());
+            self.undeliverable(&job, &uri);
             return;
         }
         job.entry.record_attempt();
