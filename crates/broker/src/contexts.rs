@@ -300,8 +300,10 @@ impl ContextResolver {
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
         }
-        // Only JSON-LD (or JSON) documents: an internal service answering HTML, text or
-        // anything else is not taken for a context.
+        // Only JSON-LD (or JSON) documents: a service answering HTML or anything else
+        // is not taken for a context. `text/plain` is accepted too, because that is
+        // what raw.githubusercontent.com serves the Smart Data Models' contexts as
+        // (the body must still be JSON with an `@context`).
         let media = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
