@@ -515,6 +515,12 @@ pub fn verify(dir: &Path, key_dir: &Path, verifier: Option<&str>) -> Result<Repo
     let (name, public) = match verifier {
         Some(v) => note::parse_verifier_key(v).map_err(AuditError::Invalid)?,
         None => {
+            if !key_dir.join("audit-key.json").exists() {
+                return Err(AuditError::Invalid(format!(
+                    "no audit key in {}: this data directory keeps no audit log",
+                    key_dir.display()
+                )));
+            }
             let (n, k) = load_key(key_dir)?;
             (n, k.verifying_key())
         }
