@@ -301,10 +301,19 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
         let pending = write.then(|| log.submit(entry.clone()));
         Some((log.clone(), entry, pending))
     });
+    let credential_refused = refused.is_some();
     let mut resp = match refused {
         Some(r) => r,
         None => next.run(req).await,
     };
+    if let Some(auth) = &front.auth {
+        let s = resp.status().as_u16();
+        if !credential_refused && (s == 401 || s == 403) {
+            auth.stats
+                .denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     if let Some((log, mut entry, pending)) = audit {
         let status = resp.status().as_u16();
         match pending {

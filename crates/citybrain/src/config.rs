@@ -83,6 +83,9 @@ pub struct Auth {
     pub requests_per_second: f64,
     /// Requests a principal may make at once above its rate.
     pub burst: f64,
+    /// Refusals (failed credentials, policy denials) in a minute above which a
+    /// security incident is opened in the hub; 0: never.
+    pub alert_refusals_per_minute: u64,
     /// Accept bearer tokens of an OpenID Connect issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc: Option<citybrain_identity::OidcSettings>,
@@ -94,6 +97,7 @@ impl Default for Auth {
             api_keys: true,
             requests_per_second: 0.0,
             burst: 200.0,
+            alert_refusals_per_minute: 100,
             oidc: None,
         }
     }

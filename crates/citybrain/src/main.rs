@@ -480,6 +480,12 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let h = hub.clone();
     tasks.spawn_draining("rules", move |stop| h.run_until(feed, Some(stop)));
     tasks.spawn("sla-checks", hub.clone().run_ticks());
+    if let Some(a) = &auth {
+        tasks.spawn(
+            "security-watch",
+            security::watch_refusals(a.clone(), hub.clone(), cfg.auth.alert_refusals_per_minute),
+        );
+    }
     if demo {
         let n = demo::load_hub(&hub).await?;
         if n > 0 {

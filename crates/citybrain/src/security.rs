@@ -347,6 +347,80 @@ pub async fn checkpoints(log: Arc<citybrain_audit::AuditLog>) {
     }
 }
 
+/// Watches refusals (failed credentials, policy denials) for bursts: more than
+/// `threshold` in a minute opens a security incident, at most one per quarter hour.
+pub struct SecurityWatch {
+    threshold: u64,
+    samples: std::collections::VecDeque<(std::time::Instant, u64)>,
+    last_alert: Option<std::time::Instant>,
+}
+
+impl SecurityWatch {
+    pub fn new(threshold: u64) -> Self {
+        SecurityWatch {
+            threshold,
+            samples: Default::default(),
+            last_alert: None,
+        }
+    }
+
+    /// Takes the refusal count at `now`; the incident's title when a burst is on.
+    pub fn observe(&mut self, now: std::time::Instant, refusals: u64) -> Option<String> {
+        const WINDOW: Duration = Duration::from_secs(60);
+        const QUIET: Duration = Duration::from_secs(15 * 60);
+        self.samples.push_back((now, refusals));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let oldest = self.samples.front().map_or(refusals, |(_, n)| *n);
+        let burst = refusals.saturating_sub(oldest);
+        let quiet = self
+            .last_alert
+            .is_none_or(|t| now.duration_since(t) >= QUIET);
+        if self.threshold > 0 && burst > self.threshold && quiet {
+            self.last_alert = Some(now);
+            return Some(format!(
+                "Burst of refused requests: {burst} failed credentials or policy denials within a minute"
+            ));
+        }
+        None
+    }
+}
+
+/// Every 10 s: a burst of refusals opens a security incident in the hub (category
+/// `security`: a 72-hour reporting deadline unless the SLA policy names another).
+pub async fn watch_refusals(
+    auth: Arc<Authenticator>,
+    hub: Arc<citybrain_hub::Hub>,
+    threshold: u64,
+) {
+    let mut watch = SecurityWatch::new(threshold);
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let Some(title) = watch.observe(std::time::Instant::now(), auth.stats.refusals()) else {
+            continue;
+        };
+        tracing::warn!(%title, "security incident");
+        let rc = citybrain_access::RequestContext::service("", citybrain_access::Principal::SYSTEM);
+        let incident = citybrain_hub::NewIncident {
+            category: citybrain_hub::sla::SECURITY.into(),
+            title,
+            severity: Some(citybrain_rules::Severity::High),
+            location: None,
+            entities: Vec::new(),
+            tasks: Vec::new(),
+        };
+        if let Err(e) = hub.open_incident(&rc, incident).await {
+            tracing::error!(error = %e, "the security incident could not be filed");
+        }
+    }
+}
+
 /// Re-reads the key file when `citybrain keys` changed it (a revocation takes effect
 /// within a second).
 pub async fn watch_keys(ks: Arc<KeyStore>) {
@@ -384,6 +458,30 @@ mod tests {
         let ks = Arc::new(KeyStore::open(dir.path()).unwrap());
         let a = Authenticator::new(Some(ks), None, Arc::new(SystemClock));
         assert!(check_exposure(Some(&a), any, Some(mq)).is_ok());
+    }
+
+    #[test]
+    fn a_burst_of_refusals_raises_one_incident_per_quarter_hour() {
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = SecurityWatch::new(50);
+        assert!(
+            w.observe(at(0), 1000).is_none(),
+            "the first sample is the baseline"
+        );
+        assert!(w.observe(at(10), 1030).is_none());
+        let title = w.observe(at(20), 1060).expect("60 refusals in 20 s");
+        assert!(title.contains("60"), "{title}");
+        // Still bursting: no second incident within the quarter hour.
+        assert!(w.observe(at(30), 1200).is_none());
+        // A slow trickle never raises one.
+        let mut slow = SecurityWatch::new(50);
+        for i in 0..100 {
+            assert!(slow.observe(at(i * 10), i * 5).is_none());
+        }
+        // Off when the threshold is 0.
+        let mut off = SecurityWatch::new(0);
+        assert!(off.observe(at(0), 0).is_none() && off.observe(at(1), 1_000_000).is_none());
     }
 
     #[test]

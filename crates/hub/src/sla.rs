@@ -57,6 +57,18 @@ pub struct SlaPolicy {
     pub escalate_to: BTreeMap<String, String>,
 }
 
+/// The category of security incidents (bursts of refused credentials or requests).
+pub const SECURITY: &str = "security";
+
+/// A security incident's deadline when the policy names none: acknowledged within a
+/// day, reported (resolved) within 72 hours of wall-clock time (the breach-report
+/// deadline of data-protection law), business hours or not.
+pub const SECURITY_TARGET: Target = Target {
+    ack_ms: 24 * 3600 * 1000,
+    resolve_ms: 72 * 3600 * 1000,
+    business_hours: false,
+};
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Target {
     pub ack_ms: i64,
@@ -135,6 +147,14 @@ impl Policy {
 
     /// The target of a category in a mode.
     pub fn target(&self, category: &str, mode: Mode) -> Option<Target> {
+        // Security incidents carry their reporting deadline unless the policy names
+        // the category itself (a `*` target does not apply to them).
+        if category == SECURITY
+            && !self.normal.contains_key(SECURITY)
+            && !self.emergency.contains_key(SECURITY)
+        {
+            return Some(SECURITY_TARGET);
+        }
         let pick = |m: &BTreeMap<String, Target>| m.get(category).or_else(|| m.get("*")).copied();
         match mode {
             Mode::Emergency => pick(&self.emergency).or_else(|| pick(&self.normal)),
@@ -370,6 +390,29 @@ pub fn check(policy: &Policy, i: &Incident, now: DateTime<Utc>) -> Vec<Breach> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_incidents_have_a_72_hour_deadline_unless_named() {
+        let p = Policy::default();
+        assert_eq!(p.target(SECURITY, Mode::Normal), Some(SECURITY_TARGET));
+        assert_eq!(p.target(SECURITY, Mode::Emergency), Some(SECURITY_TARGET));
+        assert_eq!(p.target("pothole", Mode::Normal), None);
+        let spec: SlaPolicy = serde_json::from_value(serde_json::json!({
+            "normal": {"*": {"acknowledge": "PT1H", "resolve": "PT4H"}}
+        }))
+        .unwrap();
+        let p = Policy::compile(spec).unwrap();
+        assert_eq!(p.target(SECURITY, Mode::Normal), Some(SECURITY_TARGET));
+        let spec: SlaPolicy = serde_json::from_value(serde_json::json!({
+            "normal": {"security": {"acknowledge": "PT1H", "resolve": "PT24H"}}
+        }))
+        .unwrap();
+        let p = Policy::compile(spec).unwrap();
+        assert_eq!(
+            p.target(SECURITY, Mode::Normal).unwrap().resolve_ms,
+            24 * 3600 * 1000
+        );
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

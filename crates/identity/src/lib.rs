@@ -169,6 +169,15 @@ impl<'a> Credential<'a> {
 pub struct AuthStats {
     pub ok: AtomicU64,
     pub failed: Mutex<HashMap<&'static str, u64>>,
+    /// Requests refused after authentication (401 to anonymous callers, 403).
+    pub denied: AtomicU64,
+}
+
+impl AuthStats {
+    /// Refused credentials and refused requests so far (what a burst is judged on).
+    pub fn refusals(&self) -> u64 {
+        self.failed.lock().values().sum::<u64>() + self.denied.load(Ordering::Relaxed)
+    }
 }
 
 pub mod metric {
@@ -179,6 +188,10 @@ pub mod metric {
     );
     pub static FAILED: MetricDef =
         MetricDef::counter("auth_failed", "Presented credentials refused, by reason");
+    pub static DENIED: MetricDef = MetricDef::counter(
+        "auth_denied",
+        "Requests refused by the access policies (401 to anonymous callers, 403)",
+    );
 }
 
 impl citybrain_telemetry::Metrics for AuthStats {
@@ -187,6 +200,7 @@ impl citybrain_telemetry::Metrics for AuthStats {
             &metric::AUTHENTICATED,
             self.ok.load(Ordering::Relaxed) as f64,
         );
+        out(&metric::DENIED, self.denied.load(Ordering::Relaxed) as f64);
     }
 
     fn visit_labelled(

@@ -135,6 +135,24 @@ async fn credentials_are_checked_and_bound_to_their_limits() {
     assert_eq!(r.status, 403, "{}", r.text);
     assert!(!r.text.contains("Vehicle:9"));
 
+    // Refusals are counted (a burst of them opens a security incident).
+    let r = g.call(Some(&g.admin), "GET", "/metrics", &[], None).await;
+    let denied = r
+        .text
+        .lines()
+        .find(|l| l.starts_with("citybrain_auth_denied_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        denied.is_some_and(|d| d >= 3.0),
+        "{denied:?} {}",
+        r.text
+            .lines()
+            .filter(|l| l.contains("auth"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
     // A revoked key stops working at once.
     let id = g.keys.list().last().unwrap().id.clone();
     g.keys.revoke(&id, chrono::DateTime::UNIX_EPOCH).unwrap();
