@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
+use citybrain_telemetry::InternalEvent as _;
 use ed25519_dalek::SigningKey;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -352,7 +353,15 @@ impl AuditLog {
         for _ in 0..offsets.len() {
             let mut line = Vec::new();
             f.read_until(b'\n', &mut line).map_err(|e| io(&path, e))?;
-            out.push(serde_json::from_slice(&line).unwrap_or(Value::Null));
+            // An entry that no longer reads is what tampering looks like: an error
+            // naming it, never a null in its place.
+            let entry = serde_json::from_slice(&line).map_err(|e| {
+                AuditError::Invalid(format!(
+                    "entry at byte {} does not read as JSON ({e}); run `citybrain audit verify`",
+                    offsets[out.len()]
+                ))
+            })?;
+            out.push(entry);
         }
         Ok(out)
     }
@@ -440,17 +449,35 @@ fn writer(
         let mut buf = Vec::new();
         let base = state.lock().leaves.len() as u64 + unsynced.len() as u64;
         let mut urgent = false;
-        for (i, mut j) in jobs.into_iter().enumerate() {
-            let seq = base + i as u64;
+        let mut seq = base;
+        for mut j in jobs {
             if let Value::Object(m) = &mut j.entry {
                 m.insert("seq".into(), Value::from(seq));
             }
-            let line = serde_json::to_vec(&j.entry).unwrap_or_default();
+            let line = match serde_json::to_vec(&j.entry) {
+                Ok(line) => line,
+                Err(error) => {
+                    // Refused (and counted), never written as an empty line; its
+                    // sequence number goes to the next entry.
+                    citybrain_telemetry::EncodeFailed {
+                        what: "audit entry",
+                        error: &error,
+                    }
+                    .emit();
+                    if let Some(d) = j.done {
+                        let _ = d.send(Err(AuditError::Invalid(format!(
+                            "the entry could not be encoded: {error}"
+                        ))));
+                    }
+                    continue;
+                }
+            };
             unsynced.push((pos + buf.len() as u64, merkle::leaf_hash(&line)));
             buf.extend_from_slice(&line);
             buf.push(b'\n');
             urgent |= j.done.as_ref().is_some_and(|d| !d.is_closed());
             waiting.push((seq, j));
+            seq += 1;
         }
         let written = file.write_all(&buf).map_err(|e| io(&path, e));
         if written.is_ok() {
