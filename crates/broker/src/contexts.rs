@@ -109,7 +109,8 @@ pub struct ContextSettings {
 }
 
 pub struct ContextResolver {
-    http: reqwest::Client,
+    /// `None` when the guarded client could not be built: then nothing is fetched.
+    http: Option<reqwest::Client>,
     egress: Arc<citybrain_egress::EgressPolicy>,
     settings: ContextSettings,
     by_url: RwLock<HashMap<String, StoredContext>>,
@@ -125,11 +126,14 @@ impl ContextResolver {
         clock: Arc<dyn Clock>,
         egress: Arc<citybrain_egress::EgressPolicy>,
     ) -> Self {
-        let http = egress.client(
-            reqwest::Client::builder()
-                .timeout(settings.fetch_timeout)
-                .connect_timeout(settings.fetch_timeout),
-        );
+        let http = egress
+            .client(
+                reqwest::Client::builder()
+                    .timeout(settings.fetch_timeout)
+                    .connect_timeout(settings.fetch_timeout),
+            )
+            .inspect_err(|e| tracing::error!(error = %e, "@context URLs cannot be fetched"))
+            .ok();
         let r = Self {
             http,
             egress,
@@ -290,8 +294,10 @@ impl ContextResolver {
         self.egress
             .check_url(url)
             .map_err(|e| unavailable(e.to_string()))?;
-        let resp = self
-            .http
+        let http = self.http.as_ref().ok_or_else(|| {
+            unavailable("outbound requests are off: the HTTP client could not be built".into())
+        })?;
+        let resp = http
             .get(url)
             .header("Accept", "application/ld+json, application/json")
             .send()

@@ -32,6 +32,8 @@ pub enum EgressError {
     BadUrl(String),
     #[error("egress.allow: '{0}' is neither a CIDR block, an address nor a host name")]
     Config(String),
+    #[error("the guarded HTTP client could not be built: {0}")]
+    Client(String),
 }
 
 /// Where outbound requests may go.
@@ -273,8 +275,12 @@ impl EgressPolicy {
         Ok(ok)
     }
 
-    /// An HTTP client whose every connection and redirect passes the policy.
-    pub fn client(self: &Arc<Self>, builder: reqwest::ClientBuilder) -> reqwest::Client {
+    /// An HTTP client whose every connection and redirect passes the policy. An error
+    /// when it cannot be built: never an unguarded client in its place.
+    pub fn client(
+        self: &Arc<Self>,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::Client, EgressError> {
         let for_redirects = self.clone();
         builder
             .no_proxy()
@@ -289,7 +295,7 @@ impl EgressPolicy {
                 }
             }))
             .build()
-            .unwrap_or_default()
+            .map_err(|e| EgressError::Client(e.to_string()))
     }
 }
 

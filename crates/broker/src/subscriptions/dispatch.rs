@@ -115,7 +115,9 @@ pub struct DispatchStats {
 }
 
 pub(crate) struct Dispatcher {
-    http: reqwest::Client,
+    /// `None` when the guarded client could not be built: then no HTTP notification
+    /// goes out.
+    http: Option<reqwest::Client>,
     egress: Arc<citybrain_egress::EgressPolicy>,
     settings: DispatchSettings,
     queues: Mutex<HashMap<String, mpsc::Sender<Job>>>,
@@ -130,14 +132,17 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         egress: Arc<citybrain_egress::EgressPolicy>,
     ) -> Arc<Self> {
-        let http = egress.client(
-            reqwest::Client::builder()
-                .timeout(settings.timeout)
-                .connect_timeout(settings.timeout)
-                .pool_max_idle_per_host(8)
-                // Receivers (and the ETSI suite's) read header names case-sensitively.
-                .http1_title_case_headers(),
-        );
+        let http = egress
+            .client(
+                reqwest::Client::builder()
+                    .timeout(settings.timeout)
+                    .connect_timeout(settings.timeout)
+                    .pool_max_idle_per_host(8)
+                    // Receivers (and the ETSI suite's) read header names case-sensitively.
+                    .http1_title_case_headers(),
+            )
+            .inspect_err(|e| tracing::error!(error = %e, "HTTP notifications cannot be sent"))
+            .ok();
         Arc::new(Self {
             http,
             egress,
@@ -320,8 +325,11 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let mut req = self
-                .http
+            let Some(http) = &self.http else {
+                self.undeliverable(&job, &uri);
+                return;
+            };
+            let mut req = http
                 .post(&uri)
                 .header("Content-Type", content_type)
                 .body(body.clone());
