@@ -166,9 +166,38 @@ struct PseudonymKey {
     created_at: DateTime<Utc>,
 }
 
+/// The keys as held: the stored list, and the newest one keyed for use (decoded and
+/// set up once, not on every pseudonym).
+struct Keys {
+    stored: Vec<PseudonymKey>,
+    current: Option<(String, Hmac<Sha256>)>,
+}
+
+impl Keys {
+    fn new(stored: Vec<PseudonymKey>, origin: &str) -> Result<Keys, PolicyError> {
+        let mut current = None;
+        for k in &stored {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&k.key)
+                .ok()
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| {
+                    PolicyError::Invalid(format!(
+                        "{origin}: key {} is not 32 bytes of base64",
+                        k.id
+                    ))
+                })?;
+            let mac = Hmac::<Sha256>::new_from_slice(&bytes)
+                .map_err(|e| PolicyError::Invalid(format!("{origin}: key {}: {e}", k.id)))?;
+            current = Some((k.id.clone(), mac));
+        }
+        Ok(Keys { stored, current })
+    }
+}
+
 pub struct PseudonymKeys {
     path: Option<PathBuf>,
-    keys: RwLock<Vec<PseudonymKey>>,
+    keys: RwLock<Keys>,
 }
 
 impl std::fmt::Debug for PseudonymKeys {
@@ -189,72 +218,94 @@ fn new_key(now: DateTime<Utc>, n: usize) -> Result<PseudonymKey, PolicyError> {
     })
 }
 
+/// Writes the key file: owner-only, fsynced, then renamed into place (a crash leaves
+/// the old file or the new one, never a torn one).
+fn write_keys(path: &Path, keys: &[PseudonymKey]) -> Result<(), PolicyError> {
+    use std::io::Write as _;
+    let fail = |e: std::io::Error| PolicyError::Io(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let body = serde_json::to_vec_pretty(keys).map_err(|e| PolicyError::Io(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(fail)?;
+    f.write_all(&body)
+        .and_then(|_| f.sync_all())
+        .map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)?;
+    if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 impl PseudonymKeys {
     /// Keys held in memory only (tests, tools).
     pub fn ephemeral(now: DateTime<Utc>) -> Result<PseudonymKeys, PolicyError> {
         Ok(PseudonymKeys {
             path: None,
-            keys: RwLock::new(vec![new_key(now, 0)?]),
+            keys: RwLock::new(Keys::new(vec![new_key(now, 0)?], "memory")?),
         })
     }
 
     /// The keys of `<dir>/pseudonym-keys.json`, made on first use.
     pub fn open(dir: &Path, now: DateTime<Utc>) -> Result<PseudonymKeys, PolicyError> {
         let path = dir.join("pseudonym-keys.json");
-        let keys: Vec<PseudonymKey> = match std::fs::read(&path) {
+        let stored: Vec<PseudonymKey> = match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
                 .map_err(|e| PolicyError::Invalid(format!("{}: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(PolicyError::Io(format!("{}: {e}", path.display()))),
         };
+        let keys = Keys::new(stored, &path.display().to_string())?;
         let s = PseudonymKeys {
             path: Some(path),
             keys: RwLock::new(keys),
         };
-        if s.keys.read().is_empty() {
+        if s.keys.read().current.is_none() {
             s.rotate(now)?;
         }
         Ok(s)
     }
 
-    /// Starts a new key period; returns the new key's id.
+    /// Starts a new key period; returns the new key's id. The key is stored before it
+    /// is used.
     pub fn rotate(&self, now: DateTime<Utc>) -> Result<String, PolicyError> {
         let mut keys = self.keys.write();
-        let k = new_key(now, keys.len())?;
+        let mut stored = keys.stored.clone();
+        let k = new_key(now, stored.len())?;
         let id = k.id.clone();
-        keys.push(k);
-        if let Some(path) = &self.path {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| PolicyError::Io(format!("{}: {e}", dir.display())))?;
+        stored.push(k);
+        let origin = match &self.path {
+            Some(path) => {
+                write_keys(path, &stored)?;
+                path.display().to_string()
             }
-            let tmp = path.with_extension("json.tmp");
-            let body =
-                serde_json::to_vec_pretty(&*keys).map_err(|e| PolicyError::Io(e.to_string()))?;
-            std::fs::write(&tmp, body)
-                .and_then(|_| std::fs::rename(&tmp, path))
-                .map_err(|e| PolicyError::Io(format!("{}: {e}", path.display())))?;
-        }
+            None => "memory".into(),
+        };
+        *keys = Keys::new(stored, &origin)?;
         Ok(id)
     }
 
     /// `pn:<key id>:<first 16 bytes of HMAC-SHA-256, base64url>`.
     pub fn pseudonym(&self, text: &str) -> String {
         let keys = self.keys.read();
-        let Some(k) = keys.last() else {
+        let Some((id, mac)) = &keys.current else {
+            // Unreachable: a key set always holds a key (opened or made).
             return "pn:none".into();
         };
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(&k.key)
-            .unwrap_or_default();
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
-            return "pn:none".into();
-        };
+        let mut mac = mac.clone();
         mac.update(text.as_bytes());
         let tag = mac.finalize().into_bytes();
         format!(
-            "pn:{}:{}",
-            k.id,
+            "pn:{id}:{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag[..16])
         )
     }
@@ -359,6 +410,28 @@ mod tests {
         again.rotate(now).unwrap();
         let b = again.pseudonym("13812341234");
         assert!(b.starts_with("pn:k2:") && b != a);
+    }
+
+    #[test]
+    fn key_files_are_private_and_a_damaged_key_is_an_error() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        PseudonymKeys::open(dir.path(), now).unwrap();
+        let path = dir.path().join("pseudonym-keys.json");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let key = v[0]["key"].as_str().unwrap();
+        std::fs::write(&path, text.replace(key, "not-base64!")).unwrap();
+        let e = PseudonymKeys::open(dir.path(), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key k1"), "{e}");
     }
 
     #[test]
