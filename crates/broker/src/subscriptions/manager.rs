@@ -550,26 +550,31 @@ impl SubscriptionManager {
             .filter(|((t, _), _)| **t == *change.tenant)
             .map(|(_, e)| e.clone())
             .collect();
+        let mut seen_by: HashMap<Principal, Seen> = HashMap::new();
         for entry in entries {
             let s = entry.sub.read();
             if !s.is_active || s.expired(now) || s.time_interval.is_some() {
                 continue;
             }
             // What the owner may see of the change: nothing (skipped), or a masked
-            // copy that triggers and filters are evaluated on.
-            let owner =
-                RequestContext::request(s.tenant.clone(), entry.owner.clone(), String::new());
-            let seen;
-            let change = if self.authz.sees_everything(&owner) {
-                change
-            } else {
-                match seen_change(&*self.authz, &owner, change) {
-                    Some(c) => {
-                        seen = c;
-                        &seen
+            // copy that triggers and filters are evaluated on; worked out once per
+            // owner, however many subscriptions it holds.
+            let seen = seen_by.entry(entry.owner.clone()).or_insert_with(|| {
+                let owner =
+                    RequestContext::request(s.tenant.clone(), entry.owner.clone(), String::new());
+                if self.authz.sees_everything(&owner) {
+                    Seen::All
+                } else {
+                    match seen_change(&*self.authz, &owner, change) {
+                        Some(c) => Seen::Masked(c),
+                        None => Seen::Hidden,
                     }
-                    None => continue,
                 }
+            });
+            let change = match seen {
+                Seen::All => change,
+                Seen::Masked(c) => &*c,
+                Seen::Hidden => continue,
             };
             let Some(reason) = trigger(&s, change) else {
                 continue;
@@ -603,6 +608,13 @@ impl SubscriptionManager {
             });
         }
     }
+}
+
+/// What a subscription's owner may see of a change.
+enum Seen {
+    All,
+    Hidden,
+    Masked(Change),
 }
 
 /// A change as `rc` may see it: `None` when the entity is hidden from it, else the
