@@ -1,4 +1,4 @@
-//! Authentication of every request, in the outermost layer (`metrics::track`, after
+//! Authentication of every request, in the outermost layer (`front::track`, after
 //! the request id is set, before every family): the credential (`Authorization: Bearer …` with an API key or an OIDC
 //! token, or `X-API-Key`) becomes the request's [`Principal`](citybrain_access::Principal),
 //! which [`context_of`](crate::context::context_of) puts in every family's context. No
@@ -61,36 +61,6 @@ pub fn limit(l: &citybrain_identity::RateLimiter, req: &Request) -> Option<Respo
         );
         r
     })
-}
-
-/// What the audit log records of a request (before it runs): who, what, where; `None`
-/// for the operational endpoints.
-pub fn audit_of(req: &Request) -> Option<serde_json::Value> {
-    let path = req.uri().path();
-    if path == crate::routes::HEALTH || path == crate::routes::METRICS {
-        return None;
-    }
-    let anonymous = citybrain_access::Principal::Anonymous;
-    let p: &citybrain_access::Principal = req.extensions().get().unwrap_or(&anonymous);
-    let rq = req
-        .extensions()
-        .get::<crate::context::RequestId>()
-        .map(|r| r.0.clone());
-    let tenant = req
-        .headers()
-        .get("NGSILD-Tenant")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    use citybrain_model::time::Clock as _;
-    Some(serde_json::json!({
-        "at": citybrain_model::time::format_datetime(&citybrain_model::time::SystemClock.now_precise()),
-        "actor": p.actor(),
-        "via": p.identity().map(|i| i.via.as_str()),
-        "rq": rq,
-        "tenant": tenant,
-        "method": req.method().as_str(),
-        "uri": req.uri().to_string(),
-    }))
 }
 
 fn refuse(e: AuthError) -> Response {

@@ -54,7 +54,7 @@ pub enum Family {
 }
 
 /// A request's id: the `X-Request-Id` a client sent, or a new one. The outermost layer
-/// (`metrics::track`) sets it on every request and answers it on every response.
+/// (`front::track`) sets it on every request and answers it on every response.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod context;
+pub mod front;
 pub mod handlers;
 pub mod metrics;
 pub mod problem;
@@ -174,6 +175,7 @@ pub fn router_of(parts: Parts) -> Router {
         audit,
     } = parts;
     let metrics = Metrics::new();
+    let clock = broker.clock().clone();
     let body_limit = limits.max_body_bytes;
     let concurrency = limits.max_concurrent_requests.max(1);
     let state = AppState(Arc::new(AppParts {
@@ -212,13 +214,14 @@ pub fn router_of(parts: Parts) -> Router {
     // take the principal it sets): one middleware, not two, on every request.
     router
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(metrics::Front {
+            Arc::new(front::Front {
                 metrics,
+                clock,
                 auth,
                 limiter: rate.map(|r| Arc::new(citybrain_identity::RateLimiter::new(r))),
                 audit,
             }),
-            metrics::track,
+            front::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
