@@ -51,6 +51,14 @@ pub const DEFAULT_POLICIES: &str = include_str!("default.cedar");
 /// Where governance keeps its documents (default tenant).
 const COLLECTION: &str = "governance";
 
+/// The document id prefix of a policy version (`policies-v000001`).
+const VERSION_PREFIX: &str = "policies-v";
+
+/// A stored policy version, read back (an unreadable one is an error naming it).
+fn stored_version(id: &str, v: serde_json::Value) -> Result<PolicyVersion, PolicyError> {
+    serde_json::from_value(v).map_err(|e| PolicyError::Invalid(format!("stored {id}: {e}")))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{0}")]
@@ -237,32 +245,13 @@ impl Governance {
         clock: Arc<dyn Clock>,
         pseudonyms: Arc<PseudonymKeys>,
     ) -> Result<Governance, PolicyError> {
-        let schema = schema()?;
-        let (policies, masks) = compile(&schema, DEFAULT_POLICIES)?;
-        let at = clock.now();
-        Ok(Governance {
-            state: RwLock::new(Arc::new(State {
-                generation: 1,
-                policies,
-                masks,
-                current: PolicyVersion {
-                    version: 0,
-                    policies: DEFAULT_POLICIES.to_string(),
-                    author: "system".into(),
-                    at,
-                },
-                classes: Arc::new(Classification::default()),
-            })),
-            schema,
-            decisions: Mutex::new(Cache::default()),
-            plans: Mutex::new(Cache::default()),
-            generation: std::sync::atomic::AtomicU64::new(1),
-            hasher: foldhash::fast::RandomState::default(),
-            clock,
-            pseudonyms,
-            store: None,
-            cedar: cedar_policy::Authorizer::new(),
-        })
+        let defaults = PolicyVersion {
+            version: 0,
+            policies: DEFAULT_POLICIES.to_string(),
+            author: "system".into(),
+            at: clock.now(),
+        };
+        Governance::build(clock, pseudonyms, None, defaults, Classification::default())
     }
 
     /// Governance kept in `store` (the default tenant's `governance` documents):
@@ -273,7 +262,6 @@ impl Governance {
         store: Arc<dyn EntityStore>,
         default_class: Option<Class>,
     ) -> Result<Governance, PolicyError> {
-        let mut g = Governance::new(clock, pseudonyms)?;
         let docs = store
             .docs("", COLLECTION)
             .map_err(|e| PolicyError::Io(e.to_string()))?;
@@ -283,9 +271,8 @@ impl Governance {
             classes.default = d;
         }
         for (id, v) in docs {
-            if id.starts_with("policies-v") {
-                let pv: PolicyVersion = serde_json::from_value(v)
-                    .map_err(|e| PolicyError::Invalid(format!("stored {id}: {e}")))?;
+            if id.starts_with(VERSION_PREFIX) {
+                let pv = stored_version(&id, v)?;
                 if newest.as_ref().is_none_or(|n| pv.version > n.version) {
                     newest = Some(pv);
                 }
@@ -293,19 +280,42 @@ impl Governance {
                 classes = Classification::parse(v)?;
             }
         }
-        {
-            let mut st = g.state.write();
-            let s = Arc::get_mut(&mut st).ok_or_else(|| PolicyError::Io("state shared".into()))?;
-            if let Some(pv) = newest {
-                let (policies, masks) = compile(&g.schema, &pv.policies)?;
-                s.policies = policies;
-                s.masks = masks;
-                s.current = pv;
-            }
-            s.classes = Arc::new(classes);
-        }
-        g.store = Some(store);
-        Ok(g)
+        let current = newest.unwrap_or_else(|| PolicyVersion {
+            version: 0,
+            policies: DEFAULT_POLICIES.to_string(),
+            author: "system".into(),
+            at: clock.now(),
+        });
+        Governance::build(clock, pseudonyms, Some(store), current, classes)
+    }
+
+    fn build(
+        clock: Arc<dyn Clock>,
+        pseudonyms: Arc<PseudonymKeys>,
+        store: Option<Arc<dyn EntityStore>>,
+        current: PolicyVersion,
+        classes: Classification,
+    ) -> Result<Governance, PolicyError> {
+        let schema = schema()?;
+        let (policies, masks) = compile(&schema, &current.policies)?;
+        Ok(Governance {
+            state: RwLock::new(Arc::new(State {
+                generation: 1,
+                policies,
+                masks,
+                current,
+                classes: Arc::new(classes),
+            })),
+            schema,
+            decisions: Mutex::new(Cache::default()),
+            plans: Mutex::new(Cache::default()),
+            generation: std::sync::atomic::AtomicU64::new(1),
+            hasher: foldhash::fast::RandomState::default(),
+            clock,
+            pseudonyms,
+            store,
+            cedar: cedar_policy::Authorizer::new(),
+        })
     }
 
     /// The policy set in force.
@@ -322,9 +332,9 @@ impl Governance {
             .docs("", COLLECTION)
             .map_err(|e| PolicyError::Io(e.to_string()))?
             .into_iter()
-            .filter(|(id, _)| id.starts_with("policies-v"))
-            .filter_map(|(_, v)| serde_json::from_value(v).ok())
-            .collect();
+            .filter(|(id, _)| id.starts_with(VERSION_PREFIX))
+            .map(|(id, v)| stored_version(&id, v))
+            .collect::<Result<_, _>>()?;
         v.sort_by_key(|p: &PolicyVersion| p.version);
         Ok(v)
     }
@@ -389,7 +399,7 @@ impl Governance {
             at: self.clock.now(),
         };
         let doc = serde_json::to_value(&pv).map_err(|e| PolicyError::Io(e.to_string()))?;
-        self.persist(rc, &format!("policies-v{version:06}"), doc)
+        self.persist(rc, &format!("{VERSION_PREFIX}{version:06}"), doc)
             .await?;
         let current = pv.clone();
         self.install(move |s| {
