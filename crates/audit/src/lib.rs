@@ -392,9 +392,25 @@ impl Pending {
     }
 }
 
+/// Proof hashes as the API serves them (base64).
 fn b64s(h: &[Hash]) -> Vec<String> {
     h.iter()
         .map(|x| base64::engine::general_purpose::STANDARD.encode(x))
+        .collect()
+}
+
+/// Proof hashes as the API serves them, read back (for verifiers); `None` when one is
+/// not a base64 SHA-256 hash.
+pub fn proof_hashes<S: AsRef<str>>(proof: &[S]) -> Option<Vec<Hash>> {
+    proof
+        .iter()
+        .map(|p| {
+            base64::engine::general_purpose::STANDARD
+                .decode(p.as_ref())
+                .ok()?
+                .try_into()
+                .ok()
+        })
         .collect()
 }
 

@@ -47,33 +47,11 @@ async fn an_untouched_log_verifies_and_its_proofs_check() {
     let c = Checkpoint::open(&note, &name, &pk).unwrap();
     let entries = log.entries(0, 25).unwrap();
     let leaf = merkle::leaf_hash(&serde_json::to_vec(&entries[7]).unwrap());
-    let proof: Vec<Hash> = log
-        .inclusion_proof(7, 25)
-        .unwrap()
-        .iter()
-        .map(|p| {
-            base64::engine::general_purpose::STANDARD
-                .decode(p)
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
+    let proof = proof_hashes(&log.inclusion_proof(7, 25).unwrap()).unwrap();
     assert!(merkle::verify_inclusion(7, 25, &leaf, &proof, &c.root));
     let later = log.checkpoint().unwrap().unwrap();
     let c2 = Checkpoint::open(&later, &name, &pk).unwrap();
-    let cons: Vec<Hash> = log
-        .consistency_proof(25, 26)
-        .unwrap()
-        .iter()
-        .map(|p| {
-            base64::engine::general_purpose::STANDARD
-                .decode(p)
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
+    let cons = proof_hashes(&log.consistency_proof(25, 26).unwrap()).unwrap();
     assert!(merkle::verify_consistency(25, 26, &c.root, &c2.root, &cons));
     // Reopened: the same size, and appends go on from there.
     log.close().unwrap();
