@@ -75,17 +75,13 @@ pub fn bernoulli(rng: &mut dyn RandomBits, n: u128, d: u128) -> bool {
 /// Bernoulli(exp(-γ)) for γ = n/d in [0, 1] (Algorithm 1, first part).
 fn bernoulli_exp_unit(rng: &mut dyn RandomBits, n: u128, d: u128) -> bool {
     let mut k: u128 = 1;
-    loop {
-        // Bernoulli(γ / k); d * k stays far inside u128 (d ≤ 2^61 and k is a
-        // Poisson-like count that is almost never above 20).
-        let Some(dk) = d.checked_mul(k) else {
-            break;
-        };
-        if bernoulli(rng, n, dk) {
-            k += 1;
-        } else {
+    // Bernoulli(γ / k); d * k stays far inside u128 (d ≤ 2^61 and k is a Poisson-like
+    // count that is almost never above 20).
+    while let Some(dk) = d.checked_mul(k) {
+        if !bernoulli(rng, n, dk) {
             break;
         }
+        k += 1;
     }
     k % 2 == 1
 }
