@@ -124,5 +124,5 @@ fn calibrated_noise_has_the_promised_spread() {
         .filter(|&&x| (x as f64).abs() <= n.ci95())
         .count() as f64
         / draws.len() as f64;
-    assert!(inside >= 0.95 && inside < 0.99, "{inside}");
+    assert!((0.95..0.99).contains(&inside), "{inside}");
 }
