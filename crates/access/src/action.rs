@@ -11,11 +11,15 @@ pub enum Verb {
     Delete,
     /// Configuration of the platform (rules, routing, modes, mappings, keys).
     Administer,
+    /// Bulk copies of data leaving the platform (CSV exports of a dataset).
+    Export,
+    /// Differentially private aggregates of a dataset (open data).
+    Aggregate,
 }
 
 impl Verb {
     pub fn writes(self) -> bool {
-        !matches!(self, Verb::Read)
+        !matches!(self, Verb::Read | Verb::Export | Verb::Aggregate)
     }
 }
 
@@ -57,6 +61,25 @@ pub enum Resource<'a> {
     Governance,
     /// The audit log: who did what (its entries, checkpoints and proofs).
     Audit,
+    /// The data catalogue as a whole (defining and removing datasets).
+    Datasets,
+    /// One dataset of the catalogue: seeing it listed (read), its differentially
+    /// private aggregates (aggregate).
+    Dataset(DatasetRef<'a>),
+}
+
+/// A dataset as policies see it: what it selects, who publishes it, and its access
+/// rights (`PUBLIC`, `RESTRICTED`, `NON_PUBLIC`, the EU access-right vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatasetRef<'a> {
+    pub id: &'a str,
+    /// Entity types (expanded or short names).
+    pub types: &'a [Arc<str>],
+    /// Attributes selected (short names); empty: every attribute of the types.
+    pub attrs: &'a [Arc<str>],
+    /// The publishing department.
+    pub publisher: &'a str,
+    pub access: &'a str,
 }
 
 /// A verb on a resource.

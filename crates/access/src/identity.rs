@@ -69,7 +69,7 @@ impl Scopes {
 
     pub fn permits(&self, verb: Verb) -> bool {
         match verb {
-            Verb::Read => self.read,
+            Verb::Read | Verb::Export | Verb::Aggregate => self.read,
             Verb::Create | Verb::Update | Verb::Delete => self.write,
             Verb::Administer => self.admin,
         }

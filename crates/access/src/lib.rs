@@ -15,7 +15,7 @@ use citybrain_model::{Entity, ErrorKind, ModelError};
 
 mod action;
 mod identity;
-pub use action::{Action, Resource, Verb};
+pub use action::{Action, DatasetRef, Resource, Verb};
 pub use identity::{Identity, Scopes};
 
 /// Who is calling.

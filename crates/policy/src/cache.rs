@@ -15,6 +15,16 @@ pub(crate) enum Res<'a> {
     Type(&'a str),
     Attr(&'a str, &'a str),
     Api(&'static str),
+    Dataset(DatasetRes<'a>),
+}
+
+/// A dataset as a Cedar resource.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DatasetRes<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) level: crate::Level,
+    pub(crate) owner: &'a str,
+    pub(crate) access: &'a str,
 }
 
 /// What one caller may see of one entity type: the type's decision and each
@@ -30,6 +40,7 @@ pub(crate) enum ResKey {
     Type(Box<str>),
     Attr(Box<str>, Box<str>),
     Api(&'static str),
+    Dataset(Box<str>, crate::Level, Box<str>, Box<str>),
 }
 
 impl Res<'_> {
@@ -38,6 +49,9 @@ impl Res<'_> {
             Res::Type(t) => ResKey::Type(t.into()),
             Res::Attr(t, a) => ResKey::Attr(t.into(), a.into()),
             Res::Api(a) => ResKey::Api(a),
+            Res::Dataset(d) => {
+                ResKey::Dataset(d.id.into(), d.level, d.owner.into(), d.access.into())
+            }
         }
     }
 
@@ -46,6 +60,9 @@ impl Res<'_> {
             (Res::Type(t), ResKey::Type(u)) => t == &**u,
             (Res::Attr(t, a), ResKey::Attr(u, b)) => t == &**u && a == &**b,
             (Res::Api(a), ResKey::Api(b)) => a == *b,
+            (Res::Dataset(d), ResKey::Dataset(id, level, owner, access)) => {
+                d.id == &**id && d.level == *level && d.owner == &**owner && d.access == &**access
+            }
             _ => false,
         }
     }

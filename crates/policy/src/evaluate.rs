@@ -112,6 +112,28 @@ pub(crate) fn evaluate(
             };
             (uid("Api", name), class(&c))
         }
+        Res::Dataset(d) => {
+            let sharing = match d.access {
+                "PUBLIC" => crate::Sharing::Unconditional,
+                "RESTRICTED" => crate::Sharing::Conditional,
+                _ => crate::Sharing::None,
+            };
+            let c = Class {
+                level: d.level,
+                owner: d.owner.to_string(),
+                sharing,
+            };
+            let mut a = class(&c);
+            a.insert(
+                "name".into(),
+                RestrictedExpression::new_string(d.id.to_string()),
+            );
+            a.insert(
+                "access".into(),
+                RestrictedExpression::new_string(d.access.to_string()),
+            );
+            (uid("Dataset", d.id), a)
+        }
     };
     let r = resource.0.clone();
     match CEntity::new(resource.0, resource.1, HashSet::new()) {

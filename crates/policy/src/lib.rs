@@ -28,11 +28,11 @@ use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::cache::{Cache, DecisionEntry, Plan, PlanEntry, Res};
+use crate::cache::{Cache, DatasetRes, DecisionEntry, Plan, PlanEntry, Res};
 use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use citybrain_access::{
-    Action, Authorizer, Denied, Principal, RequestContext, Resource, Verb, View,
+    Action, Authorizer, DatasetRef, Denied, Principal, RequestContext, Resource, Verb, View,
 };
 use citybrain_model::time::Clock;
 use citybrain_model::{Entity, ErrorCode, ErrorKind};
@@ -217,6 +217,8 @@ fn action_name(verb: Verb, subscription: bool) -> &'static str {
         Verb::Update => "update",
         Verb::Delete => "delete",
         Verb::Administer => "administer",
+        Verb::Export => "export",
+        Verb::Aggregate => "aggregate",
     }
 }
 
@@ -453,6 +455,7 @@ impl Governance {
                 Res::Type(t) => (0u8, t).hash(&mut h),
                 Res::Attr(t, a) => (1u8, t, a).hash(&mut h),
                 Res::Api(a) => (2u8, a).hash(&mut h),
+                Res::Dataset(d) => (3u8, d.id).hash(&mut h),
             }
             h.finish()
         };
@@ -580,6 +583,29 @@ impl Governance {
     }
 }
 
+/// The level of a dataset: the highest of the types and attributes it selects (every
+/// classified attribute of its types when it names none).
+pub fn dataset_level(classes: &Classification, d: &DatasetRef<'_>) -> Level {
+    let mut level = Level::Public;
+    for t in d.types {
+        let t = short(t);
+        level = level.max(classes.of_type(t).level);
+        if d.attrs.is_empty() {
+            let prefix = format!("{t}.");
+            for (k, c) in classes.attributes.range(prefix.clone()..) {
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                level = level.max(c.level);
+            }
+        }
+        for a in d.attrs {
+            level = level.max(classes.of_attribute(t, short(a)).level);
+        }
+    }
+    level
+}
+
 /// The API resource a platform action is about.
 fn api_of(r: &Resource<'_>) -> &'static str {
     match r {
@@ -599,6 +625,7 @@ fn api_of(r: &Resource<'_>) -> &'static str {
         Resource::Operations => "operations",
         Resource::Governance => "governance",
         Resource::Audit => "audit",
+        Resource::Datasets | Resource::Dataset(_) => "datasets",
     }
 }
 
@@ -635,6 +662,21 @@ impl Authorizer for Governance {
                     }
                 }
                 Ok(())
+            }
+            Resource::Dataset(d) => {
+                let st = self.state.read().clone();
+                let (_, hour, weekday) = self.context_key();
+                // Not cached: a catalogue lists a few datasets, rarely.
+                let res = Res::Dataset(DatasetRes {
+                    id: d.id,
+                    level: dataset_level(&st.classes, &d),
+                    owner: d.publisher,
+                    access: d.access,
+                });
+                match evaluate::evaluate(&self.cedar, &st, rc, action, res, hour, weekday) {
+                    Decided::Deny => Err(denied(format!("dataset {}", d.id))),
+                    Decided::Allow(_) => Ok(()),
+                }
             }
             ref r => {
                 let api = api_of(r);

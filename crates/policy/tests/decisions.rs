@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::TimeZone;
-use citybrain_access::{Action, Authorizer, Principal, RequestContext, Resource, Verb, View};
+use citybrain_access::{DatasetRef, Action, Authorizer, Principal, RequestContext, Resource, Verb, View};
 use citybrain_model::time::ManualClock;
 use citybrain_policy::{Decided, Governance, Mask, PseudonymKeys};
 use serde_json::json;
@@ -63,6 +63,8 @@ fn verb(s: &str) -> Verb {
         "update" => Verb::Update,
         "delete" => Verb::Delete,
         "administer" => Verb::Administer,
+        "export" => Verb::Export,
+        "aggregate" => Verb::Aggregate,
         other => panic!("unknown action {other}"),
     }
 }
@@ -85,6 +87,25 @@ async fn the_default_policies_decide_as_the_case_file_says() {
         let (kind, name) = resource.split_once(':').unwrap();
         let types: [Arc<str>; 1] = [Arc::from(format!("https://smartdatamodels.org/{name}"))];
         let got = match kind {
+            // dataset:<access>:<publisher>:<Type,Type>
+            "dataset" => {
+                let parts: Vec<&str> = name.split(':').collect();
+                let [access, publisher, list] = parts[..] else {
+                    panic!("line {}: dataset:<access>:<publisher>:<types>", n + 1);
+                };
+                let types: Vec<Arc<str>> = list.split(',').map(Arc::from).collect();
+                let d = DatasetRef {
+                    id: "ds",
+                    types: &types,
+                    attrs: &[],
+                    publisher,
+                    access,
+                };
+                match g.authorize(&rc, &Action::new(verb(action), Resource::Dataset(d))) {
+                    Ok(()) => "allow".to_string(),
+                    Err(_) => "deny".to_string(),
+                }
+            }
             "attr" => {
                 let (t, a) = name.split_once('.').unwrap();
                 match g.attribute_decision(&rc, t, a) {
