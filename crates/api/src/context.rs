@@ -160,6 +160,22 @@ pub fn route_action<'a>(
             INGEST_REPLAY => (Verb::Update, Resource::DeadLetter),
             _ => (verb, Resource::DeadLetter),
         },
+        // The catalogue decides per dataset (what a caller may not see is not found);
+        // defining and removing datasets is administration.
+        Family::Platform
+            if matches!(
+                route,
+                CATALOG
+                    | CATALOG_DATASET
+                    | DATASETS
+                    | DATASET_EXPORT
+                    | DATASET_AGGREGATE
+                    | DATASET_BUDGET
+            ) || (route == DATASET && verb == Verb::Read) =>
+        {
+            return None
+        }
+        Family::Platform if route == DATASET => (Verb::Administer, Resource::Datasets),
         Family::Platform => match route {
             RULES | RULE | RULE_VERSIONS => (verb, Resource::Rule(id)),
             // A back-test reads history through a rule that is not stored.

@@ -24,8 +24,8 @@ use citybrain_model::ErrorKind;
 
 use crate::context::Family;
 use crate::handlers::{
-    audit, batch, contexts, discovery, entities, governance, incidents, ingest, modes, open311,
-    rules, subscriptions, temporal,
+    audit, batch, catalog, contexts, discovery, entities, governance, incidents, ingest, modes,
+    open311, rules, subscriptions, temporal,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -77,6 +77,8 @@ pub struct AppParts {
     pub governance: Option<Arc<citybrain_policy::Governance>>,
     /// The tamper-evident audit log (with authentication).
     pub audit: Option<Arc<citybrain_audit::AuditLog>>,
+    /// The data catalogue: datasets, DCAT-AP, exports, private aggregates.
+    pub catalog: Option<Arc<citybrain_catalog::Catalog>>,
     pub limits: Arc<HttpLimits>,
     pub metrics: Arc<Metrics>,
 }
@@ -94,6 +96,8 @@ pub struct Parts {
     /// Where writes, administrative actions, refusals and authenticated reads are
     /// recorded before they are answered.
     pub audit: Option<Arc<citybrain_audit::AuditLog>>,
+    /// The data catalogue (`/platform/v1/catalog`, `/platform/v1/datasets`).
+    pub catalog: Option<Arc<citybrain_catalog::Catalog>>,
 }
 
 /// Builds the HTTP service from its parts.
@@ -159,6 +163,7 @@ pub fn router_with(
         limits,
         rate: None,
         audit: None,
+        catalog: None,
     })
 }
 
@@ -173,6 +178,7 @@ pub fn router_of(parts: Parts) -> Router {
         limits,
         rate,
         audit,
+        catalog: datasets,
     } = parts;
     let metrics = Metrics::new();
     let clock = broker.clock().clone();
@@ -185,6 +191,7 @@ pub fn router_of(parts: Parts) -> Router {
         auth: auth.clone(),
         governance,
         audit: audit.clone(),
+        catalog: datasets,
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     }));
@@ -378,6 +385,18 @@ fn platform_routes() -> Router<AppState> {
         .route(AUDIT_ENTRIES, get(audit::entries))
         .route(AUDIT_INCLUSION, get(audit::inclusion))
         .route(AUDIT_CONSISTENCY, get(audit::consistency))
+        .route(CATALOG, get(catalog::dcat_catalog))
+        .route(CATALOG_DATASET, get(catalog::dcat_dataset))
+        .route(DATASETS, get(catalog::list))
+        .route(
+            DATASET,
+            get(catalog::retrieve)
+                .put(catalog::put)
+                .delete(catalog::delete),
+        )
+        .route(DATASET_EXPORT, get(catalog::export))
+        .route(DATASET_AGGREGATE, get(catalog::aggregate))
+        .route(DATASET_BUDGET, get(catalog::budget))
 }
 
 /// `/open311/v2`: GeoReport v2.

@@ -6,6 +6,7 @@ mod integration {
     pub mod access;
     pub mod bad_input;
     pub mod batch;
+    pub mod catalog;
     pub mod egress;
     pub mod entities;
     pub mod golden;

@@ -23,6 +23,8 @@ pub struct Config {
     pub governance: Governance,
     pub egress: Egress,
     pub audit: Audit,
+    /// What the data catalogue says of itself (DCAT-AP `dcat:Catalog`).
+    pub catalog: citybrain_catalog::CatalogInfo,
     pub log: Log,
 }
 

@@ -495,6 +495,19 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             );
         }
     }
+    let catalog = Arc::new(
+        citybrain_catalog::Catalog::new(
+            broker.clone(),
+            Arc::new(store.clone()),
+            governance.clone(),
+            cfg.catalog.clone(),
+        )
+        .with_base_url(cfg.server.public_url.clone()),
+    );
+    tasks.spawn(
+        "privacy-watch",
+        security::watch_budgets(catalog.clone(), hub.clone()),
+    );
     let app = citybrain_api::service(citybrain_api::Parts {
         broker,
         ingest,
@@ -502,6 +515,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         auth,
         governance,
         audit: audit.clone(),
+        catalog: Some(catalog),
         rate: (cfg.auth.requests_per_second > 0.0).then(|| citybrain_identity::Rate {
             per_second: cfg.auth.requests_per_second,
             burst: cfg.auth.burst.max(1.0),

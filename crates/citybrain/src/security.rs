@@ -421,6 +421,58 @@ pub async fn watch_refusals(
     }
 }
 
+/// Every 10 s: consumers that ran out of privacy budget open a security incident in
+/// the dataset's tenant (category `security`), one per dataset and consumer a day: an
+/// exhausted budget is what a reconstruction attack on open data looks like.
+pub async fn watch_budgets(catalog: Arc<citybrain_catalog::Catalog>, hub: Arc<citybrain_hub::Hub>) {
+    let mut told: std::collections::HashMap<
+        (String, String, String),
+        chrono::DateTime<chrono::Utc>,
+    > = Default::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        for x in catalog.take_exhaustions() {
+            let key = (x.tenant.clone(), x.dataset.clone(), x.consumer.clone());
+            if told
+                .get(&key)
+                .is_some_and(|t| x.at - *t < chrono::Duration::hours(24))
+            {
+                continue;
+            }
+            told.insert(key, x.at);
+            let title = budget_incident_title(&x);
+            tracing::warn!(%title, "security incident");
+            let rc = citybrain_access::RequestContext::service(
+                x.tenant.clone(),
+                citybrain_access::Principal::SYSTEM,
+            );
+            let incident = citybrain_hub::NewIncident {
+                category: citybrain_hub::sla::SECURITY.into(),
+                title,
+                severity: Some(citybrain_rules::Severity::Medium),
+                location: None,
+                entities: Vec::new(),
+                tasks: Vec::new(),
+            };
+            if let Err(e) = hub.open_incident(&rc, incident).await {
+                tracing::error!(error = %e, "the security incident could not be filed");
+            }
+        }
+        // Forget what is older than a day (the map stays as small as a day's alerts).
+        if let Some(now) = told.values().max().copied() {
+            told.retain(|_, t| now - *t < chrono::Duration::hours(24));
+        }
+    }
+}
+
+fn budget_incident_title(x: &citybrain_catalog::Exhaustion) -> String {
+    format!(
+        "Privacy budget exhausted: {} on dataset '{}' (more requests refused)",
+        x.consumer, x.dataset
+    )
+}
+
 /// Re-reads the key file when `citybrain keys` changed it (a revocation takes effect
 /// within a second).
 pub async fn watch_keys(ks: Arc<KeyStore>) {

@@ -491,6 +491,21 @@ impl Governance {
         d
     }
 
+    /// Whether `rc` may read entities of a type (expanded or short name): they are not
+    /// left out of its answers.
+    pub fn may_read_type(&self, rc: &RequestContext, ty: &str) -> bool {
+        matches!(rc.principal, Principal::Service(_))
+            || matches!(
+                self.decide(rc, "read", Res::Type(short(ty))),
+                Decided::Allow(_)
+            )
+    }
+
+    /// The level of a dataset under the classification in force.
+    pub fn dataset_level(&self, d: &DatasetRef<'_>) -> Level {
+        dataset_level(&self.state.read().classes, d)
+    }
+
     /// The decision of `rc` reading a type's attribute (short names).
     pub fn attribute_decision(&self, rc: &RequestContext, ty: &str, attr: &str) -> Decided {
         self.decide(rc, "read", Res::Attr(ty, attr))

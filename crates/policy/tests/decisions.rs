@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use chrono::TimeZone;
-use citybrain_access::{DatasetRef, Action, Authorizer, Principal, RequestContext, Resource, Verb, View};
+use citybrain_access::{
+    Action, Authorizer, DatasetRef, Principal, RequestContext, Resource, Verb, View,
+};
 use citybrain_model::time::ManualClock;
 use citybrain_policy::{Decided, Governance, Mask, PseudonymKeys};
 use serde_json::json;

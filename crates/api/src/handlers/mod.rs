@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod catalog;
 pub mod contexts;
 pub mod discovery;
 pub mod entities;

@@ -264,6 +264,7 @@ pub struct Governed {
     pub admin: String,
     pub audit: Arc<citybrain_audit::AuditLog>,
     pub audit_dir: std::path::PathBuf,
+    pub catalog: Arc<citybrain_catalog::Catalog>,
 }
 
 pub async fn app_governed(classification: Value) -> Governed {
@@ -310,6 +311,12 @@ pub async fn app_governed(classification: Value) -> Governed {
     tokio::spawn(hub.clone().run(dynstore.subscribe()));
     let audit_dir = dir.path().join("audit");
     let audit = citybrain_audit::AuditLog::open(&audit_dir, &dir.path().join("security")).unwrap();
+    let catalog = Arc::new(citybrain_catalog::Catalog::new(
+        broker.clone(),
+        dynstore.clone(),
+        Some(g.clone()),
+        citybrain_catalog::CatalogInfo::default(),
+    ));
     let router = citybrain_api::service(citybrain_api::Parts {
         broker: broker.clone(),
         ingest: None,
@@ -317,6 +324,7 @@ pub async fn app_governed(classification: Value) -> Governed {
         auth: Some(auth),
         governance: Some(g),
         audit: Some(audit.clone()),
+        catalog: Some(catalog.clone()),
         limits: HttpLimits::default(),
         rate: Some(citybrain_identity::Rate {
             per_second: 5.0,
@@ -336,6 +344,7 @@ pub async fn app_governed(classification: Value) -> Governed {
         admin,
         audit,
         audit_dir,
+        catalog,
     }
 }
 

@@ -1,0 +1,384 @@
+//! Datasets as their publishers write them, validated naming the field at fault.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use citybrain_model::context::JsonLdContext;
+use citybrain_privacy::{Bounds, Budget, Mechanism};
+use serde::{Deserialize, Serialize};
+
+use crate::CatalogError;
+
+/// The EU access-right vocabulary (DCAT-AP `dct:accessRights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccessRights {
+    /// Open data: listed to anyone; anyone may ask its differentially private
+    /// aggregates. The raw data stays governed by the access policies.
+    Public,
+    /// Listed to authenticated users.
+    Restricted,
+    /// Listed to its department and to those who may read its data.
+    NonPublic,
+}
+
+impl AccessRights {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessRights::Public => "PUBLIC",
+            AccessRights::Restricted => "RESTRICTED",
+            AccessRights::NonPublic => "NON_PUBLIC",
+        }
+    }
+
+    /// The authority table's IRI.
+    pub fn iri(self) -> String {
+        format!(
+            "http://publications.europa.eu/resource/authority/access-right/{}",
+            self.as_str()
+        )
+    }
+}
+
+/// Clamping bounds of an attribute's aggregates, as published.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundsSpec {
+    pub lower: f64,
+    pub upper: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<f64>,
+}
+
+impl From<BoundsSpec> for Bounds {
+    fn from(b: BoundsSpec) -> Bounds {
+        Bounds {
+            lower: b.lower,
+            upper: b.upper,
+            resolution: b.resolution,
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How a dataset's aggregates are released (the differential privacy parameters,
+/// `docs/privacy.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PrivacySpec {
+    #[serde(default)]
+    pub mechanism: Mechanism,
+    /// What each consumer may spend on this dataset, in all.
+    pub budget: Budget,
+    /// The most one release may cost: ε for Laplace, ρ for Gaussian (the default cost
+    /// of a request that names none).
+    pub max_query_cost: f64,
+    /// Values one entity may contribute to a release (history windows: its first ones).
+    #[serde(default = "one")]
+    pub max_contributions: u32,
+    /// Clamping bounds of the attributes whose sum and mean may be asked (short names).
+    #[serde(default)]
+    pub bounds: BTreeMap<String, BoundsSpec>,
+}
+
+/// A dataset as written (`PUT /platform/v1/datasets/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatasetSpec {
+    pub title: String,
+    pub description: String,
+    /// The publishing department.
+    pub publisher: String,
+    /// A licence IRI, or one of the short names in [`LICENCES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    pub access_rights: AccessRights,
+    /// Entity types (short names expand with the core context, or full IRIs).
+    pub types: Vec<String>,
+    /// Attributes (short names or IRIs); empty: every attribute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attrs: Vec<String>,
+    /// An NGSI-LD `q` filter the dataset applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
+    /// EU data themes (`TRAN`, `ENVI`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub themes: Vec<String>,
+    /// An e-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_point: Option<String>,
+    /// Differentially private aggregates, when offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacySpec>,
+}
+
+/// A stored dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dataset {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: DatasetSpec,
+    pub issued: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+    /// Who last defined it (`user:<id>`).
+    pub author: String,
+}
+
+/// Licences known by short name, with their EU authority IRIs.
+pub const LICENCES: &[(&str, &str)] = &[
+    (
+        "CC-BY-4.0",
+        "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0",
+    ),
+    (
+        "CC-BY-SA-4.0",
+        "http://publications.europa.eu/resource/authority/licence/CC_BYSA_4_0",
+    ),
+    (
+        "CC0-1.0",
+        "http://publications.europa.eu/resource/authority/licence/CC0",
+    ),
+    (
+        "ODbL-1.0",
+        "http://publications.europa.eu/resource/authority/licence/ODC_BL",
+    ),
+    (
+        "ODC-BY-1.0",
+        "http://publications.europa.eu/resource/authority/licence/ODC_BY",
+    ),
+    (
+        "PDDL-1.0",
+        "http://publications.europa.eu/resource/authority/licence/ODC_PDDL",
+    ),
+];
+
+/// The EU data-theme codes.
+pub const THEMES: &[&str] = &[
+    "AGRI",
+    "ECON",
+    "EDUC",
+    "ENER",
+    "ENVI",
+    "GOVE",
+    "HEAL",
+    "INTR",
+    "JUST",
+    "OP_DATPRO",
+    "REGI",
+    "SOCI",
+    "TECH",
+    "TRAN",
+];
+
+fn invalid(msg: impl Into<String>) -> CatalogError {
+    CatalogError::Invalid(msg.into())
+}
+
+/// A dataset id: letters, digits, `-`, `_`, `.`; at most 64.
+pub fn check_id(id: &str) -> Result<(), CatalogError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(format!(
+            "dataset id '{id}' must be 1 to 64 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), CatalogError> {
+    if s.trim().is_empty() || s.len() > max {
+        return Err(invalid(format!(
+            "{field} must be non-empty text of at most {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, s: &str) -> Result<(), CatalogError> {
+    citybrain_model::entity::validate_name(field, s)
+        .map_err(|e| invalid(format!("{field}: {}", e.detail)))
+}
+
+impl DatasetSpec {
+    /// Checks every field, naming the one at fault.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        check_text("title", &self.title, 1000)?;
+        check_text("description", &self.description, 10_000)?;
+        check_text("publisher", &self.publisher, 256)?;
+        if self.types.is_empty() || self.types.len() > 64 {
+            return Err(invalid("types must list 1 to 64 entity types"));
+        }
+        for t in &self.types {
+            check_name("types", t)?;
+        }
+        for a in &self.attrs {
+            check_name("attrs", a)?;
+        }
+        if let Some(q) = &self.q {
+            citybrain_model::q::Query::parse(q).map_err(|e| invalid(format!("q: {}", e.detail)))?;
+        }
+        if let Some(l) = &self.license {
+            if !(l.starts_with("http://") || l.starts_with("https://"))
+                && !LICENCES.iter().any(|(k, _)| k == l)
+            {
+                let known: Vec<&str> = LICENCES.iter().map(|(k, _)| *k).collect();
+                return Err(invalid(format!(
+                    "license '{l}' must be an IRI or one of {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        for k in &self.keywords {
+            check_text("keywords", k, 200)?;
+        }
+        for t in &self.themes {
+            if !THEMES.contains(&t.as_str()) {
+                return Err(invalid(format!(
+                    "themes: '{t}' is not an EU data theme ({})",
+                    THEMES.join(", ")
+                )));
+            }
+        }
+        if let Some(c) = &self.contact_point {
+            if !c.contains('@') || c.len() > 254 || c.chars().any(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "contactPoint '{c}' must be an e-mail address"
+                )));
+            }
+        }
+        if let Some(p) = &self.privacy {
+            p.budget.validate().map_err(|e| invalid(e.to_string()))?;
+            if !(p.max_query_cost.is_finite() && p.max_query_cost > 0.0) {
+                return Err(invalid("privacy.maxQueryCost must be a positive number"));
+            }
+            if p.mechanism == Mechanism::Gaussian && p.budget.delta <= 0.0 {
+                return Err(invalid(
+                    "privacy.budget.delta must be positive for the gaussian mechanism (zCDP converts to (ε, δ))",
+                ));
+            }
+            if !(1..=1000).contains(&p.max_contributions) {
+                return Err(invalid("privacy.maxContributions must be 1 to 1000"));
+            }
+            for (a, b) in &p.bounds {
+                check_name("privacy.bounds", a)?;
+                Bounds::from(*b)
+                    .validate()
+                    .map_err(|e| invalid(format!("privacy.bounds.{a}: {e}")))?;
+                if !self.attrs.is_empty() && !self.attrs.iter().any(|x| short(x) == short(a)) {
+                    return Err(invalid(format!(
+                        "privacy.bounds.{a}: the dataset does not select attribute '{a}'"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The licence IRI.
+    pub fn license_iri(&self) -> Option<String> {
+        self.license.as_ref().map(|l| {
+            LICENCES
+                .iter()
+                .find(|(k, _)| k == l)
+                .map_or_else(|| l.clone(), |(_, iri)| iri.to_string())
+        })
+    }
+
+    /// The types, expanded with the core context.
+    pub fn expanded_types(&self) -> Vec<std::sync::Arc<str>> {
+        let ld = JsonLdContext::core();
+        self.types.iter().map(|t| ld.expand(t).into()).collect()
+    }
+
+    /// The attributes' short names.
+    pub fn short_attrs(&self) -> Vec<std::sync::Arc<str>> {
+        self.attrs.iter().map(|a| short(a).into()).collect()
+    }
+}
+
+/// The short name of an IRI.
+pub fn short(iri: &str) -> &str {
+    citybrain_policy::short(iri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> Result<DatasetSpec, String> {
+        let s: DatasetSpec = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        s.validate().map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
+    fn base() -> serde_json::Value {
+        json!({
+            "title": "Traffic flow", "description": "Detector counts", "publisher": "transport",
+            "accessRights": "PUBLIC", "types": ["TrafficFlowObserved"],
+            "license": "CC-BY-4.0", "themes": ["TRAN"],
+            "privacy": {"budget": {"epsilon": 5.0}, "maxQueryCost": 1.0,
+                        "bounds": {"intensity": {"lower": 0, "upper": 3000}}}
+        })
+    }
+
+    #[test]
+    fn a_good_dataset_passes() {
+        let s = spec(base()).unwrap();
+        assert_eq!(
+            s.license_iri().unwrap(),
+            "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0"
+        );
+        assert!(s.expanded_types()[0].ends_with("/TrafficFlowObserved"));
+    }
+
+    #[test]
+    fn faults_are_named() {
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("title", json!(""), "title"),
+            ("types", json!([]), "types"),
+            ("types", json!(["bad type"]), "types"),
+            ("accessRights", json!("OPEN"), "accessRights"),
+            ("license", json!("my licence"), "license"),
+            ("themes", json!(["TRAFFIC"]), "themes"),
+            ("q", json!("speed>>"), "q"),
+            ("contactPoint", json!("nobody"), "contactPoint"),
+            ("colour", json!("red"), "colour"),
+            (
+                "privacy",
+                json!({"budget": {"epsilon": 0}, "maxQueryCost": 1}),
+                "privacy.budget.epsilon",
+            ),
+            (
+                "privacy",
+                json!({"budget": {"epsilon": 1}, "maxQueryCost": 1, "mechanism": "gaussian"}),
+                "privacy.budget.delta",
+            ),
+            (
+                "privacy",
+                json!({"budget": {"epsilon": 1}, "maxQueryCost": 1,
+                       "bounds": {"speed": {"lower": 5, "upper": 1}}}),
+                "privacy.bounds.speed",
+            ),
+        ];
+        for (field, value, named) in cases {
+            let mut v = base();
+            v[field] = value;
+            let e = spec(v).unwrap_err();
+            assert!(e.contains(named), "{field}: {e}");
+        }
+        assert!(check_id("traffic-2024.v1").is_ok());
+        assert!(check_id("../etc").is_err());
+        assert!(check_id("").is_err());
+    }
+}
