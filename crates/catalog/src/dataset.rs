@@ -210,6 +210,21 @@ fn check_name(field: &str, s: &str) -> Result<(), CatalogError> {
 }
 
 impl DatasetSpec {
+    /// Reads a dataset from JSON and checks it, naming the field at fault.
+    pub fn from_json(body: &[u8]) -> Result<DatasetSpec, CatalogError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let spec: DatasetSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                invalid(format!("dataset: {}", e.inner()))
+            } else {
+                invalid(format!("{path}: {}", e.inner()))
+            }
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
     /// Checks every field, naming the one at fault.
     pub fn validate(&self) -> Result<(), CatalogError> {
         check_text("title", &self.title, 1000)?;
@@ -228,9 +243,8 @@ impl DatasetSpec {
             citybrain_model::q::Query::parse(q).map_err(|e| invalid(format!("q: {}", e.detail)))?;
         }
         if let Some(l) = &self.license {
-            if !(l.starts_with("http://") || l.starts_with("https://"))
-                && !LICENCES.iter().any(|(k, _)| k == l)
-            {
+            let iri = l.starts_with("http://") || l.starts_with("https://");
+            if !iri && !LICENCES.iter().any(|(k, _)| k == l) {
                 let known: Vec<&str> = LICENCES.iter().map(|(k, _)| *k).collect();
                 return Err(invalid(format!(
                     "license '{l}' must be an IRI or one of {}",
@@ -317,9 +331,7 @@ mod tests {
     use serde_json::json;
 
     fn spec(v: serde_json::Value) -> Result<DatasetSpec, String> {
-        let s: DatasetSpec = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        s.validate().map_err(|e| e.to_string())?;
-        Ok(s)
+        DatasetSpec::from_json(v.to_string().as_bytes()).map_err(|e| e.to_string())
     }
 
     fn base() -> serde_json::Value {
@@ -351,7 +363,7 @@ mod tests {
             ("accessRights", json!("OPEN"), "accessRights"),
             ("license", json!("my licence"), "license"),
             ("themes", json!(["TRAFFIC"]), "themes"),
-            ("q", json!("speed>>"), "q"),
+            ("q", json!("(speed>1"), "q"),
             ("contactPoint", json!("nobody"), "contactPoint"),
             ("colour", json!("red"), "colour"),
             (

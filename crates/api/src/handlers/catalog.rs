@@ -23,7 +23,6 @@ use citybrain_catalog::{Catalog, DatasetSpec};
 use citybrain_model::ErrorKind;
 use serde_json::json;
 
-use super::incidents::parse_body;
 use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
 use crate::response::{encode, plain_json};
@@ -123,7 +122,7 @@ pub async fn put(
     body: Bytes,
 ) -> ApiResult<Response> {
     let c = catalog(&app)?;
-    let spec: DatasetSpec = parse_body(&body)?;
+    let spec = DatasetSpec::from_json(&body).map_err(|e| ApiError::of(&e))?;
     let d = c.put(&rc, &id, spec).await.map_err(|e| ApiError::of(&e))?;
     Ok(plain_json(StatusCode::OK, &encode(&d)?))
 }
