@@ -195,6 +195,23 @@ pub async fn load_once(
 
 /// The demo's rules, routing (normal and emergency), an area, service levels and Open311 services
 /// (`examples/hub/`), put once into an empty hub.
+/// The demo's datasets (`examples/catalog/datasets.json`), once: what a newcomer finds
+/// at `/platform/v1/catalog`. Returns how many were defined.
+pub async fn load_catalog(catalog: &citybrain_catalog::Catalog) -> anyhow::Result<usize> {
+    let rc = RequestContext::service("", Principal::SYSTEM);
+    if !catalog.datasets(&rc)?.is_empty() {
+        return Ok(0);
+    }
+    let all: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(include_str!("../../../examples/catalog/datasets.json"))?;
+    for (id, spec) in &all {
+        let spec = citybrain_catalog::DatasetSpec::from_json(spec.to_string().as_bytes())
+            .map_err(|e| anyhow::anyhow!("demo dataset {id}: {e}"))?;
+        catalog.put(&rc, id, spec).await?;
+    }
+    Ok(all.len())
+}
+
 pub async fn load_hub(hub: &citybrain_hub::Hub) -> anyhow::Result<usize> {
     if !hub.rules("").is_empty() {
         return Ok(0);

@@ -508,6 +508,12 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         "privacy-watch",
         security::watch_budgets(catalog.clone(), hub.clone()),
     );
+    if demo {
+        let n = demo::load_catalog(&catalog).await?;
+        if n > 0 {
+            tracing::info!(datasets = n, "demo datasets defined");
+        }
+    }
     let app = citybrain_api::service(citybrain_api::Parts {
         broker,
         ingest,

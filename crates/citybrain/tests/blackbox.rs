@@ -364,6 +364,20 @@ async fn graceful_shutdown_and_demo_city() {
     assert_eq!(services[0]["service_code"], "pothole");
     let areas = get_json("/platform/v1/areas").await;
     assert_eq!(areas["west-lake"]["geometry"]["type"], "Polygon", "{areas}");
+    // The demo catalogue, and a private aggregate over the demo's car parks (the
+    // count of 30 car parks, with Laplace noise of scale 2 at ε = 0.5: off by more
+    // than 20 with probability e^-10).
+    let catalog = get_json("/platform/v1/catalog").await;
+    assert_eq!(catalog["@type"], "dcat:Catalog", "{catalog}");
+    assert_eq!(
+        catalog["dcat:dataset"].as_array().map(Vec::len),
+        Some(3),
+        "{catalog}"
+    );
+    let agg = get_json("/platform/v1/datasets/parking/aggregate?statistic=count").await;
+    let n = agg["value"].as_f64().unwrap_or(-1.0);
+    assert!((n - 30.0).abs() <= 20.0, "{agg}");
+    assert_eq!(agg["privacy"]["budget"]["spent"], 0.5, "{agg}");
     let r = http
         .patch(format!(
             "{}/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:hz-000/attrs",
