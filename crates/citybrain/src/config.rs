@@ -29,13 +29,25 @@ pub struct Config {
 }
 
 /// The tamper-evident audit log (`<data_dir>/audit`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audit {
     /// Keep it. Default: yes when authentication is on (who did what is only known
     /// then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// Verify the whole log against its checkpoints at start and this often (0: never);
+    /// a failure opens a critical security incident.
+    pub verify_every_secs: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            verify_every_secs: 3600,
+        }
+    }
 }
 
 /// Where outbound requests (`@context` fetches, notifications) may go.

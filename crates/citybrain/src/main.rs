@@ -436,9 +436,6 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     if let Some(ks) = auth.as_ref().and_then(|a| a.keys()) {
         tasks.spawn("key-watch", security::watch_keys(ks.clone()));
     }
-    if let Some(a) = &audit {
-        tasks.spawn("audit-checkpoints", security::checkpoints(a.clone()));
-    }
     for (name, task) in broker.background() {
         tasks.spawn(name, task);
     }
@@ -494,6 +491,17 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
                 "demo rules, routing, SLAs and Open311 services loaded"
             );
         }
+    }
+    if let Some(a) = &audit {
+        tasks.spawn(
+            "audit-checkpoints",
+            security::checkpoints(
+                a.clone(),
+                cfg.storage.data_dir.clone(),
+                hub.clone(),
+                Duration::from_secs(cfg.audit.verify_every_secs),
+            ),
+        );
     }
     let catalog = Arc::new(
         citybrain_catalog::Catalog::new(

@@ -333,17 +333,82 @@ pub fn audit(cfg: &Config, a: AuditArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Signs a checkpoint every second when the log grew.
-pub async fn checkpoints(log: Arc<citybrain_audit::AuditLog>) {
+/// Signs a checkpoint every second when the log grew, and verifies the whole log
+/// against its signed checkpoints at start and every `verify_every` (0: never): a
+/// failure opens a critical security incident. Both run in this one task, so no
+/// checkpoint is written while a verification reads the files.
+pub async fn checkpoints(
+    log: Arc<citybrain_audit::AuditLog>,
+    data_dir: std::path::PathBuf,
+    hub: Arc<citybrain_hub::Hub>,
+    verify_every: Duration,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut next_verify = (!verify_every.is_zero()).then(std::time::Instant::now);
     loop {
         tick.tick().await;
+        if next_verify.is_some_and(|t| std::time::Instant::now() >= t) {
+            next_verify = Some(std::time::Instant::now() + verify_every);
+            let dir = data_dir.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                citybrain_audit::verify(&dir.join("audit"), &dir.join("security"), None)
+            })
+            .await;
+            let problem = match report {
+                Ok(Ok(r)) if r.problems.is_empty() => {
+                    tracing::info!(
+                        entries = r.entries,
+                        checkpoints = r.checkpoints,
+                        "audit log verified"
+                    );
+                    None
+                }
+                Ok(Ok(r)) => Some(format!(
+                    "{} problems, the first: {}",
+                    r.problems.len(),
+                    r.problems.first().map(String::as_str).unwrap_or_default()
+                )),
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("the verification stopped: {e}")),
+            };
+            if let Some(p) = problem {
+                file_security_incident(
+                    &hub,
+                    "",
+                    format!("Audit log verification failed: {p}"),
+                    citybrain_rules::Severity::Critical,
+                )
+                .await;
+            }
+        }
         let l = log.clone();
         match tokio::task::spawn_blocking(move || l.checkpoint()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed"),
             Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
         }
+    }
+}
+
+/// Opens a security incident (category `security`: a 72-hour reporting deadline).
+async fn file_security_incident(
+    hub: &citybrain_hub::Hub,
+    tenant: &str,
+    title: String,
+    severity: citybrain_rules::Severity,
+) {
+    tracing::warn!(%title, "security incident");
+    let rc = citybrain_access::RequestContext::service(tenant, citybrain_access::Principal::SYSTEM);
+    let incident = citybrain_hub::NewIncident {
+        category: citybrain_hub::sla::SECURITY.into(),
+        title,
+        severity: Some(severity),
+        location: None,
+        entities: Vec::new(),
+        tasks: Vec::new(),
+    };
+    if let Err(e) = hub.open_incident(&rc, incident).await {
+        tracing::error!(error = %e, "the security incident could not be filed");
     }
 }
 
@@ -405,19 +470,7 @@ pub async fn watch_refusals(
         let Some(title) = watch.observe(std::time::Instant::now(), auth.stats.refusals()) else {
             continue;
         };
-        tracing::warn!(%title, "security incident");
-        let rc = citybrain_access::RequestContext::service("", citybrain_access::Principal::SYSTEM);
-        let incident = citybrain_hub::NewIncident {
-            category: citybrain_hub::sla::SECURITY.into(),
-            title,
-            severity: Some(citybrain_rules::Severity::High),
-            location: None,
-            entities: Vec::new(),
-            tasks: Vec::new(),
-        };
-        if let Err(e) = hub.open_incident(&rc, incident).await {
-            tracing::error!(error = %e, "the security incident could not be filed");
-        }
+        file_security_incident(&hub, "", title, citybrain_rules::Severity::High).await;
     }
 }
 
@@ -441,23 +494,13 @@ pub async fn watch_budgets(catalog: Arc<citybrain_catalog::Catalog>, hub: Arc<ci
                 continue;
             }
             told.insert(key, x.at);
-            let title = budget_incident_title(&x);
-            tracing::warn!(%title, "security incident");
-            let rc = citybrain_access::RequestContext::service(
-                x.tenant.clone(),
-                citybrain_access::Principal::SYSTEM,
-            );
-            let incident = citybrain_hub::NewIncident {
-                category: citybrain_hub::sla::SECURITY.into(),
-                title,
-                severity: Some(citybrain_rules::Severity::Medium),
-                location: None,
-                entities: Vec::new(),
-                tasks: Vec::new(),
-            };
-            if let Err(e) = hub.open_incident(&rc, incident).await {
-                tracing::error!(error = %e, "the security incident could not be filed");
-            }
+            file_security_incident(
+                &hub,
+                &x.tenant,
+                budget_incident_title(&x),
+                citybrain_rules::Severity::Medium,
+            )
+            .await;
         }
         // Forget what is older than a day (the map stays as small as a day's alerts).
         if let Some(now) = told.values().max().copied() {

@@ -809,3 +809,64 @@ async fn an_open311_client_library_talks_to_the_server() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("all Open311 client checks passed"), "{text}");
 }
+
+/// A tampered audit log is found by the server's own verification at start and opens
+/// a critical security incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_audit_log_raises_a_security_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["bootstrap", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let http = reqwest::Client::new();
+    let mut server = start(dir.path(), &[]);
+    for i in 0..3 {
+        let r = http
+            .post(format!("{}/ngsi-ld/v1/entities", server.base))
+            .bearer_auth(&admin)
+            .json(&entity(i, 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(server.child.wait().unwrap().success());
+    // Rewrite who made the first write (same length, another user).
+    let log = dir.path().join("audit/log.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("\"actor\":\"user:admin\""), "{text}");
+    std::fs::write(&log, text.replacen("user:admin", "user:nobod", 1)).unwrap();
+    let server = start(dir.path(), &[]);
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let list: Value = http
+            .get(format!("{}/platform/v1/incidents", server.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(i) = list.as_array().into_iter().flatten().find(|i| {
+            i["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Audit log verification failed"))
+        }) {
+            found = i.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["category"], "security", "{found}");
+    assert_eq!(found["severity"], "critical", "{found}");
+}
