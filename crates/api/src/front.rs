@@ -14,8 +14,14 @@ use crate::metrics::Metrics;
 
 /// Headers every answer carries: no content sniffing, no framing, no referrer; and,
 /// with authentication on, no caching by shared caches of what a caller was shown.
-fn secure_headers(h: &mut axum::http::HeaderMap, authenticated: bool) {
+fn secure_headers(h: &mut axum::http::HeaderMap, authenticated: bool, hsts: bool) {
     use axum::http::{header, HeaderValue};
+    if hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -41,6 +47,8 @@ pub struct Front {
     pub limiter: Option<Arc<citybrain_identity::RateLimiter>>,
     /// The audit log, when kept.
     pub audit: Option<Arc<citybrain_audit::AuditLog>>,
+    /// Served over TLS: tell browsers to keep to HTTPS (`Strict-Transport-Security`).
+    pub hsts: bool,
 }
 
 /// The outermost middleware: gives each request its id (answered as `X-Request-Id`),
@@ -122,7 +130,7 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
         resp.headers_mut()
             .insert(axum::http::HeaderName::from_static("x-request-id"), v);
     }
-    secure_headers(resp.headers_mut(), front.auth.is_some());
+    secure_headers(resp.headers_mut(), front.auth.is_some(), front.hsts);
     metrics.record(
         method,
         route,

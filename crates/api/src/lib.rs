@@ -11,6 +11,7 @@ pub mod problem;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -39,6 +40,9 @@ pub struct HttpLimits {
     /// Requests handled at once; beyond it new requests get 503 at once (load shedding)
     /// instead of queueing without bound.
     pub max_concurrent_requests: usize,
+    /// Most time a request may take until its answer starts (a slow upload included);
+    /// beyond it the client gets 408. A live feed's stream is not bounded by it.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for HttpLimits {
@@ -47,6 +51,7 @@ impl Default for HttpLimits {
             max_body_bytes: 16 * 1024 * 1024,
             max_json_depth: 64,
             max_concurrent_requests: 4096,
+            request_timeout: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -98,6 +103,11 @@ pub struct Parts {
     pub audit: Option<Arc<citybrain_audit::AuditLog>>,
     /// The data catalogue (`/platform/v1/catalog`, `/platform/v1/datasets`).
     pub catalog: Option<Arc<citybrain_catalog::Catalog>>,
+    /// Web origins allowed to call the API from a browser (CORS); `*` for any. Empty:
+    /// no CORS headers (same-origin only).
+    pub cors_origins: Vec<String>,
+    /// Served over TLS: answers carry `Strict-Transport-Security`.
+    pub tls: bool,
 }
 
 /// Builds the HTTP service from its parts.
@@ -164,6 +174,8 @@ pub fn router_with(
         rate: None,
         audit: None,
         catalog: None,
+        cors_origins: Vec::new(),
+        tls: false,
     })
 }
 
@@ -179,11 +191,14 @@ pub fn router_of(parts: Parts) -> Router {
         rate,
         audit,
         catalog: datasets,
+        cors_origins,
+        tls,
     } = parts;
     let metrics = Metrics::new();
     let clock = broker.clock().clone();
     let body_limit = limits.max_body_bytes;
     let concurrency = limits.max_concurrent_requests.max(1);
+    let request_timeout = limits.request_timeout;
     let state = AppState(Arc::new(AppParts {
         broker,
         ingest,
@@ -227,18 +242,75 @@ pub fn router_of(parts: Parts) -> Router {
                 auth,
                 limiter: rate.map(|r| Arc::new(citybrain_identity::RateLimiter::new(r))),
                 audit,
+                hsts: tls,
             }),
             front::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
             tower::ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    move |e: tower::BoxError| refused(e, request_timeout),
+                ))
                 .load_shed()
+                .timeout(request_timeout)
                 // Global: Router::layer wraps every route, and they must share one limit.
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency)),
         )
+        // Outermost: a browser's preflight is answered before authentication.
+        .layer(cors(&cors_origins))
         .with_state(state)
+}
+
+/// CORS for the configured origins: the API's methods, the headers NGSI-LD clients
+/// send (credentials travel as `Authorization` headers, never cookies), and the headers
+/// they read (paging, counts, locations, request ids).
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let h = |n: &'static str| HeaderName::from_static(n);
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::LINK,
+            h("ngsild-tenant"),
+            h("x-api-key"),
+            h("x-request-id"),
+        ])
+        .expose_headers([
+            header::LINK,
+            header::LOCATION,
+            header::CONTENT_RANGE,
+            h("ngsild-results-count"),
+            h("ngsild-tenant"),
+            h("x-request-id"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// `/ngsi-ld/v1`: entities, batch operations, subscriptions, discovery, `@context`s
@@ -413,7 +485,19 @@ fn open311_routes() -> Router<AppState> {
 }
 
 /// Answer when the concurrency limit sheds a request.
-async fn overloaded(_: tower::BoxError) -> Response {
+async fn refused(e: tower::BoxError, timeout: std::time::Duration) -> Response {
+    if e.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!(?timeout, "a request ran past the request timeout");
+        return ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "the request took longer than {} s (server.request_timeout_secs)",
+                timeout.as_secs()
+            ),
+        )
+        .with_status(StatusCode::REQUEST_TIMEOUT)
+        .into_response();
+    }
     ApiError::new(
         ErrorKind::InternalError,
         "the server is at its concurrent request limit; retry shortly",

@@ -11,6 +11,7 @@ mod integration {
     pub mod entities;
     pub mod golden;
     pub mod governance;
+    pub mod hardening;
     pub mod harness;
     pub mod incidents;
     pub mod ingest;

@@ -128,6 +128,19 @@ pub struct Server {
     pub max_json_depth: usize,
     /// Requests served at once; more get 503 immediately (load shedding).
     pub max_concurrent_requests: usize,
+    /// Serve HTTPS with this certificate chain (PEM) and key (PEM); both or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Web origins (`https://console.city.example`) allowed to call the API from a
+    /// browser; `*` for any; empty: none (no CORS headers).
+    pub cors_allowed_origins: Vec<String>,
+    /// Most seconds a request may take until its answer starts (408 beyond).
+    pub request_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers and finish a TLS handshake
+    /// (slow clients are disconnected: slowloris).
+    pub header_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,6 +374,11 @@ impl Default for Server {
             max_body_bytes: 16 * 1024 * 1024,
             max_json_depth: 64,
             max_concurrent_requests: 4096,
+            tls_cert: None,
+            tls_key: None,
+            cors_allowed_origins: Vec::new(),
+            request_timeout_secs: 300,
+            header_timeout_secs: 10,
         }
     }
 }
@@ -471,6 +489,25 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            bail!("server.tls_cert and server.tls_key go together: give both or neither");
+        }
+        if self.server.request_timeout_secs == 0 || self.server.header_timeout_secs == 0 {
+            bail!("server.request_timeout_secs and server.header_timeout_secs must be at least 1");
+        }
+        for o in &self.server.cors_allowed_origins {
+            let ok = o == "*"
+                || url::Url::parse(o).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.path() == "/"
+                        && !o.ends_with('/')
+                        && u.query().is_none()
+                });
+            if !ok {
+                bail!("server.cors_allowed_origins: '{o}' is not an origin such as https://console.city.example (scheme, host, optional port; no path) or *");
+            }
+        }
         if self.ngsi_ld.default_limit == 0 || self.ngsi_ld.default_limit > self.ngsi_ld.max_limit {
             bail!("ngsi_ld.default_limit must be between 1 and ngsi_ld.max_limit");
         }

@@ -406,16 +406,19 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         cfg.server.listen,
         cfg.mqtt.enabled.then_some(cfg.mqtt.listen),
     )?;
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(c), Some(k)) => Some(citybrain_api::serve::tls_config(c, k)?),
+        _ => None,
+    };
     let (_lock, store) = open_data_dir(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
-    let public_base = cfg
-        .server
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_base = cfg.server.public_url.clone().unwrap_or_else(|| {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{addr}")
+    });
     let governance = match &auth {
         Some(_) => Some(security::governance(&cfg, &store)?),
         None => {
@@ -538,17 +541,29 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             max_body_bytes: cfg.server.max_body_bytes,
             max_json_depth: cfg.server.max_json_depth,
             max_concurrent_requests: cfg.server.max_concurrent_requests,
+            request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
         },
+        cors_origins: cfg.server.cors_allowed_origins.clone(),
+        tls: tls.is_some(),
     });
+    let tls_on = tls.is_some();
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");
-    status_line(&format!("citybrain listening on http://{addr}"));
+    let scheme = if tls_on { "https" } else { "http" };
+    status_line(&format!("citybrain listening on {scheme}://{addr}"));
     if let Some(m) = &mqtt {
         status_line(&format!("citybrain MQTT listening on mqtt://{}", m.addr));
     }
-    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    citybrain_api::serve::serve(
+        listener,
+        app,
+        citybrain_api::serve::ServeOptions {
+            tls,
+            header_timeout: Duration::from_secs(cfg.server.header_timeout_secs),
+            drain: Duration::from_secs(5),
+        },
+        shutdown_signal(),
+    )
+    .await?;
     // Shutdown, in order: the intake has stopped (HTTP above: in-flight requests were
     // answered); then MQTT; then the background tasks, the rule evaluation draining
     // what was acknowledged; then the store writes its final snapshot.

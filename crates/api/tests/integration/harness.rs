@@ -325,6 +325,8 @@ pub async fn app_governed(classification: Value) -> Governed {
         governance: Some(g),
         audit: Some(audit.clone()),
         catalog: Some(catalog.clone()),
+        cors_origins: Vec::new(),
+        tls: false,
         limits: HttpLimits::default(),
         rate: Some(citybrain_identity::Rate {
             per_second: 5.0,

@@ -1,0 +1,166 @@
+//! Serving the HTTP service on a listener: optional TLS (rustls), a deadline for a
+//! client to send its request headers (and finish the TLS handshake), and graceful
+//! shutdown with a bound.
+//!
+//! axum's own `serve` offers neither TLS nor a header timeout, and a slowloris client
+//! (headers trickled one byte at a time) would hold a connection and a task forever; so
+//! connections are accepted here and handed to hyper's HTTP/1 server with
+//! `header_read_timeout`.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::App;
+
+/// How connections are served.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// TLS, when configured ([`tls_config`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Time a client has to complete the TLS handshake and to send each request's
+    /// headers (also the most a kept-alive connection idles between requests).
+    pub header_timeout: Duration,
+    /// After shutdown is asked, how long open connections (a live feed, say) may take
+    /// to finish before they are closed.
+    pub drain: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            tls: None,
+            header_timeout: Duration::from_secs(10),
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS certificate {path}: {reason}")]
+    Certificate { path: String, reason: String },
+    #[error("TLS key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("TLS: {0}")]
+    Config(String),
+}
+
+/// A TLS server configuration from PEM files: the certificate chain (leaf first) and
+/// its private key (PKCS#8, PKCS#1 or SEC1). TLS 1.2 and 1.3, with rustls' safe
+/// defaults; HTTP/1.1 offered by ALPN.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Certificate {
+            path: cert.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Certificate {
+            path: cert.display().to_string(),
+            reason: "no PEM certificate in the file".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(format!("the key does not fit the certificate: {e}")))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets open connections
+/// finish for at most `opts.drain`.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .keep_alive(true);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, do not spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let http = http.clone();
+        let service = service.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        let handshake = opts.header_timeout;
+        tokio::spawn(async move {
+            match acceptor {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = http.serve_connection(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(opts.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            "connections still open after {:?} of shutdown were closed",
+            opts.drain
+        );
+    }
+    Ok(())
+}
