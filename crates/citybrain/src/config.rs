@@ -290,6 +290,15 @@ pub struct Mqtt {
     /// Messages queued per subscriber before new ones are dropped (counted).
     pub subscriber_queue: usize,
     pub users: Vec<citybrain_ingest::mqtt::MqttUser>,
+    /// Serve MQTT over TLS with this certificate chain and key (PEM); both or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Publishes per second per principal (0: no limit), and the burst allowed; a
+    /// client beyond it is slowed, not dropped.
+    pub publishes_per_second: f64,
+    pub publish_burst: f64,
 }
 
 impl Default for Mqtt {
@@ -305,6 +314,10 @@ impl Default for Mqtt {
             max_connections: d.max_connections,
             subscriber_queue: d.subscriber_queue,
             users: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            publishes_per_second: 0.0,
+            publish_burst: 1000.0,
         }
     }
 }
@@ -323,6 +336,15 @@ impl Mqtt {
             max_connections: self.max_connections,
             subscriber_queue: self.subscriber_queue,
             credentials: None,
+            tls: None,
+            rate: (self.publishes_per_second > 0.0).then(|| {
+                std::sync::Arc::new(citybrain_identity::RateLimiter::new(
+                    citybrain_identity::Rate {
+                        per_second: self.publishes_per_second,
+                        burst: self.publish_burst.max(1.0),
+                    },
+                ))
+            }),
         }
     }
 }
@@ -489,6 +511,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.mqtt.tls_cert.is_some() != self.mqtt.tls_key.is_some() {
+            bail!("mqtt.tls_cert and mqtt.tls_key go together: give both or neither");
+        }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             bail!("server.tls_cert and server.tls_key go together: give both or neither");
         }

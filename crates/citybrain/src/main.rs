@@ -319,6 +319,9 @@ async fn start_mqtt(
     let server = if cfg.mqtt.enabled {
         let mut settings = cfg.mqtt.settings();
         settings.credentials = auth.cloned();
+        if let (Some(c), Some(k)) = (&cfg.mqtt.tls_cert, &cfg.mqtt.tls_key) {
+            settings.tls = Some(citybrain_identity::tls::server_config(c, k)?);
+        }
         let s = MqttServer::start(settings, ing.clone())
             .await
             .with_context(|| {

@@ -11,6 +11,7 @@
 pub mod keys;
 pub mod limit;
 pub mod oidc;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

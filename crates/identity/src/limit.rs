@@ -28,6 +28,14 @@ pub struct RateLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("rate", &self.rate)
+            .finish()
+    }
+}
+
 impl RateLimiter {
     pub fn new(rate: Rate) -> RateLimiter {
         RateLimiter {

@@ -100,6 +100,12 @@ pub struct MqttSettings {
     /// The platform's API keys and OIDC tokens, accepted as passwords (any username);
     /// the credential's scopes decide publishing (`write`) and subscribing (`read`).
     pub credentials: Option<std::sync::Arc<citybrain_identity::Authenticator>>,
+    /// Serve MQTT over TLS (MQTTS, port 8883 by convention) with this configuration.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Publishes per principal (the HTTP API's limiter, shared): a client over its
+    /// rate is slowed (its connection is not read until its bucket refills), never
+    /// dropped, so QoS 1 messages are delayed, not lost.
+    pub rate: Option<std::sync::Arc<citybrain_identity::RateLimiter>>,
 }
 
 impl Default for MqttSettings {
@@ -114,6 +120,8 @@ impl Default for MqttSettings {
             max_connections: 10_000,
             subscriber_queue: 10_000,
             credentials: None,
+            tls: None,
+            rate: None,
         }
     }
 }
@@ -300,6 +308,10 @@ pub mod metric {
         "mqtt_protocol_errors",
         "MQTT connections closed for protocol errors",
     );
+    pub static THROTTLED: MetricDef = MetricDef::counter(
+        "mqtt_throttled",
+        "MQTT publishes held back because their principal was over its rate",
+    );
 }
 
 impl citybrain_telemetry::Metrics for MqttStats {
@@ -315,6 +327,7 @@ impl citybrain_telemetry::Metrics for MqttStats {
             (&metric::DELIVERED, &self.delivered),
             (&metric::DELIVERY_DROPPED, &self.delivery_dropped),
             (&metric::PROTOCOL_ERRORS, &self.protocol_errors),
+            (&metric::THROTTLED, &self.throttled),
         ] {
             out(def, MqttStats::get(c) as f64);
         }
@@ -334,6 +347,7 @@ pub struct MqttStats {
     pub delivered: AtomicU64,
     pub delivery_dropped: AtomicU64,
     pub protocol_errors: AtomicU64,
+    pub throttled: AtomicU64,
 }
 
 impl MqttStats {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::QoS;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -141,7 +141,7 @@ impl Drop for Guard {
 }
 
 async fn read_more(
-    stream: &mut tokio::net::tcp::OwnedReadHalf,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
 ) -> Result<(), ConnError> {
     buf.reserve(16 * 1024);
@@ -152,14 +152,39 @@ async fn read_more(
     Ok(())
 }
 
+/// Serves one client over a plain TCP stream, or over TLS when the server has it
+/// (the handshake within 10 s, like the CONNECT).
 async fn connection<S: MessageSink>(
     stream: TcpStream,
     settings: Arc<MqttSettings>,
     ingest: Arc<S>,
     hub: Arc<Hub>,
 ) -> Result<(), ConnError> {
+    match settings.tls.clone() {
+        None => {
+            let (rd, wr) = stream.into_split();
+            session(rd, wr, settings, ingest, hub).await
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+                .map_err(|_| ConnError::Protocol("no TLS handshake within 10 s".into()))?
+                .map_err(|e| ConnError::Protocol(format!("TLS handshake: {e}")))?;
+            let (rd, wr) = tokio::io::split(tls);
+            session(rd, wr, settings, ingest, hub).await
+        }
+    }
+}
+
+async fn session<S: MessageSink>(
+    mut rd: impl AsyncRead + Unpin + Send + 'static,
+    mut wr: impl AsyncWrite + Unpin + Send + 'static,
+    settings: Arc<MqttSettings>,
+    ingest: Arc<S>,
+    hub: Arc<Hub>,
+) -> Result<(), ConnError> {
     let stats = hub.stats.clone();
-    let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     // CONNECT within 10 seconds.
     let (version, connect) = tokio::time::timeout(Duration::from_secs(10), async {
@@ -252,7 +277,7 @@ async fn connection<S: MessageSink>(
 
 #[allow(clippy::too_many_arguments)]
 async fn reader(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     version: Version,
     keep_alive: u16,
@@ -331,6 +356,21 @@ async fn reader(
                             }
                         }
                         continue;
+                    }
+                    if let Some(limiter) = &settings.rate {
+                        let principal = grant.principal();
+                        while let Err(wait) = limiter.take(&principal, std::time::Instant::now()) {
+                            // Back-pressure: what is batched goes on to be written and
+                            // acknowledged; this client is not read meanwhile.
+                            MqttStats::add(&stats.throttled, 1);
+                            if !batch.is_empty() {
+                                batches
+                                    .send(std::mem::take(&mut batch))
+                                    .await
+                                    .map_err(|_| ConnError::Closed)?;
+                            }
+                            tokio::time::sleep(wait).await;
+                        }
                     }
                     if qos == QoS::ExactlyOnce && !awaiting_rel.insert(pkid) {
                         // A re-sent QoS 2 message already written: acknowledge again.
@@ -493,7 +533,7 @@ async fn acknowledger<S: MessageSink>(
 }
 
 async fn writer(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut wr: impl AsyncWrite + Unpin,
     version: Version,
     mut out: mpsc::Receiver<Out>,
     mut deliveries: mpsc::Receiver<Delivery>,

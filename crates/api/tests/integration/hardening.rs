@@ -56,7 +56,7 @@ async fn parts(
 
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("../identity/tests/fixtures")
         .join(name)
 }
 

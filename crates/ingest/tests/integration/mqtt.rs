@@ -83,6 +83,137 @@ async fn server(env: &Env, settings: MqttSettings) -> MqttServer {
     .unwrap()
 }
 
+/// The test certificates (a throw-away CA and a `localhost` certificate it signed).
+fn tls_fixture(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../identity/tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// MQTT over TLS with a real client: mosquitto_pub trusting the test CA publishes at
+/// QoS 1 and gets its PUBACK after the durable write; a plain client gets nowhere.
+#[tokio::test]
+async fn mqtts_serves_a_real_client() {
+    let Some(mpub) = tool("mosquitto_pub") else {
+        return;
+    };
+    let env = env_with(&examples().join("mappings")).await;
+    let tls = citybrain_identity::tls::server_config(
+        std::path::Path::new(&tls_fixture("localhost.crt")),
+        std::path::Path::new(&tls_fixture("localhost.key")),
+    )
+    .unwrap();
+    let srv = server(
+        &env,
+        MqttSettings {
+            tls: Some(tls),
+            ..MqttSettings::default()
+        },
+    )
+    .await;
+    let mut args = pub_args(
+        srv.addr,
+        "mqttv311",
+        1,
+        "city/transport/bus/801/gps",
+        &bus("801"),
+    );
+    // The certificate names localhost.
+    args[1] = "localhost".into();
+    args.extend(["--cafile".to_string(), tls_fixture("ca.crt")]);
+    let out = run(mpub.clone(), args).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e =
+        entity(&env.broker, "urn:ngsi-ld:Vehicle:bus-801").expect("acknowledged but not stored");
+    assert_eq!(e["speed"]["value"], json!(18.0));
+    // Without TLS the same publish fails, and stores nothing.
+    let out = run(
+        mpub.clone(),
+        pub_args(
+            srv.addr,
+            "mqttv311",
+            1,
+            "city/transport/bus/802/gps",
+            &bus("802"),
+        ),
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(entity(&env.broker, "urn:ngsi-ld:Vehicle:bus-802").is_none());
+}
+
+/// A client over its publish rate is slowed, not dropped: 25 QoS 1 messages at 10/s
+/// with a burst of 5 take at least 2 s, and every one is acknowledged after its
+/// durable write.
+#[tokio::test]
+async fn publishes_over_the_rate_are_slowed_not_lost() {
+    let Some(mpub) = tool("mosquitto_pub") else {
+        return;
+    };
+    let env = env_with(&examples().join("mappings")).await;
+    let limiter = citybrain_identity::RateLimiter::new(citybrain_identity::Rate {
+        per_second: 10.0,
+        burst: 5.0,
+    });
+    let srv = server(
+        &env,
+        MqttSettings {
+            rate: Some(Arc::new(limiter)),
+            ..MqttSettings::default()
+        },
+    )
+    .await;
+    let lines: String = (0..25).map(|i| bus(&format!("9{i:02}")) + "\n").collect();
+    let mut args = pub_args(srv.addr, "mqttv311", 1, "city/transport/bus/900/gps", "");
+    // -l: one message per stdin line, on one connection.
+    let m = args.iter().position(|a| a == "-m").unwrap();
+    args.drain(m..m + 2);
+    args.push("-l".into());
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new(mpub)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // mosquitto_pub returned, so every QoS 1 message had its PUBACK, which is sent
+    // only after the durable write; the vehicle (named by the topic) holds the last.
+    assert_eq!(MqttStats::get(&srv.hub.stats.acks), 25);
+    let e = entity(&env.broker, "urn:ngsi-ld:Vehicle:bus-900").unwrap();
+    assert!(e["speed"].is_object(), "{e}");
+    // 20 messages beyond the burst at 10/s: 2 s at least (a lower bound, not a timing).
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(MqttStats::get(&srv.hub.stats.throttled) > 0);
+}
+
 #[tokio::test]
 async fn qos1_is_acknowledged_after_the_durable_write_v311_and_v5() {
     let Some(mpub) = tool("mosquitto_pub") else {
