@@ -157,6 +157,10 @@ pub struct RequestContext {
     /// The request's id (`X-Request-Id` when the client sent one, else generated);
     /// empty for work that no request started.
     pub request_id: String,
+    /// The client's address (the TCP peer), when a connection brought the request.
+    pub source: Option<std::net::IpAddr>,
+    /// The purpose the caller declared (`X-Purpose`), which policies may require.
+    pub purpose: Option<Arc<str>>,
 }
 
 impl RequestContext {
@@ -173,7 +177,7 @@ impl RequestContext {
         Self {
             tenant: tenant.into(),
             principal,
-            request_id: String::new(),
+            ..Default::default()
         }
     }
 
@@ -183,6 +187,7 @@ impl RequestContext {
             tenant: tenant.into(),
             principal,
             request_id,
+            ..Default::default()
         }
     }
 

@@ -91,11 +91,32 @@ pub fn context_of(
         _ => tenant_of(headers)?,
     };
     let principal = extensions.get::<Principal>().cloned().unwrap_or_default();
-    Ok(RequestContext::request(
-        tenant,
-        principal,
-        request_id_of(headers, extensions),
-    ))
+    let mut rc = RequestContext::request(tenant, principal, request_id_of(headers, extensions));
+    rc.source = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    rc.purpose = purpose_of(headers)?;
+    Ok(rc)
+}
+
+/// The purpose a caller declares (`X-Purpose: incident-response`), for policies that
+/// require one (`context.purpose`): a short name of letters, digits, `-`, `_`, `.`, `:`.
+fn purpose_of(headers: &axum::http::HeaderMap) -> Result<Option<std::sync::Arc<str>>, ApiError> {
+    let Some(v) = headers.get("x-purpose") else {
+        return Ok(None);
+    };
+    let ok = v.to_str().ok().filter(|p| {
+        !p.is_empty()
+            && p.len() <= 64
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    });
+    match ok {
+        Some(p) => Ok(Some(p.into())),
+        None => Err(ApiError::bad_data(
+            "X-Purpose must be 1-64 letters, digits, '-', '_', '.' or ':'",
+        )),
+    }
 }
 
 /// The route layer of a family: context, then route-level authorization.

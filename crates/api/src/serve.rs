@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use hyper::body::Incoming;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -78,7 +79,16 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let http = http.clone();
-        let service = service.clone();
+        // The peer's address rides with every request of the connection (policies may
+        // decide on it: `context.source`).
+        let service = {
+            let service = service.clone();
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                service.call(req)
+            })
+        };
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         let handshake = opts.header_timeout;

@@ -4,6 +4,7 @@
 
 mod integration {
     pub mod access;
+    pub mod attacks;
     pub mod bad_input;
     pub mod batch;
     pub mod catalog;

@@ -208,6 +208,9 @@ pub struct Hub {
     last_versions: Mutex<HashMap<(String, String), u64>>,
     /// What every request's action passes through.
     authz: Arc<dyn Authorizer>,
+    /// Tenants in emergency mode as a whole, readable without a desk lock (access
+    /// policies see it as `context.mode`).
+    emergency: parking_lot::RwLock<std::collections::HashSet<String>>,
 }
 
 /// Events published, per tenant.
@@ -253,6 +256,7 @@ impl Hub {
             seq: AtomicU64::new(0),
             stats: HubStats::default(),
             authz,
+            emergency: Default::default(),
         };
         {
             let mut lv = hub.last_versions.lock();

@@ -352,8 +352,22 @@ impl Hub {
     }
 
     /// Tells the tenant's rule engine where emergency mode holds.
+    /// Whether the tenant as a whole is in emergency mode now (read without a desk
+    /// lock, for hot paths such as policy decisions).
+    pub fn in_emergency(&self, tenant: &str) -> bool {
+        self.emergency.read().contains(tenant)
+    }
+
     pub(crate) fn apply_modes(&self, tenant: &str, st: &ModeState) {
         let (everywhere, zones) = st.engine_view();
+        {
+            let mut e = self.emergency.write();
+            if st.tenant == Mode::Emergency {
+                e.insert(tenant.to_string());
+            } else {
+                e.remove(tenant);
+            }
+        }
         let mut tenants = self.tenants.lock();
         let t = tenants
             .entry(tenant.to_string())

@@ -68,6 +68,16 @@ impl Res<'_> {
     }
 }
 
+/// The part of a decision's context beyond principal, action, resource and tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CtxKey {
+    /// Hour and weekday, as one number.
+    pub(crate) bucket: u32,
+    pub(crate) emergency: bool,
+    pub(crate) source: Option<std::net::IpAddr>,
+    pub(crate) purpose: Option<Arc<str>>,
+}
+
 /// One cached decision, with everything it was decided on (compared on a hit, so that
 /// a hash collision can never return another request's decision).
 pub(crate) struct DecisionEntry {
@@ -75,7 +85,7 @@ pub(crate) struct DecisionEntry {
     pub(crate) action: &'static str,
     pub(crate) res: ResKey,
     pub(crate) tenant: Box<str>,
-    pub(crate) bucket: u32,
+    pub(crate) ctx: CtxKey,
     pub(crate) decided: Decided,
 }
 
@@ -84,7 +94,7 @@ pub(crate) struct PlanEntry {
     pub(crate) principal: u64,
     pub(crate) types: Vec<Arc<str>>,
     pub(crate) tenant: Box<str>,
-    pub(crate) bucket: u32,
+    pub(crate) ctx: CtxKey,
     pub(crate) plan: Arc<Plan>,
 }
 

@@ -9,7 +9,7 @@ use cedar_policy::{
 };
 use citybrain_access::{Principal, RequestContext};
 
-use crate::cache::Res;
+use crate::cache::{CtxKey, Res};
 use crate::{Class, Decided, Level, Mask, State};
 
 pub(crate) fn uid(ty: &str, id: &str) -> EntityUid {
@@ -36,8 +36,7 @@ pub(crate) fn evaluate(
     rc: &RequestContext,
     action: &'static str,
     res: Res<'_>,
-    hour: i64,
-    weekday: i64,
+    (hour, weekday, ctx): (i64, i64, &CtxKey),
 ) -> Decided {
     let (principal, mut entities) = match &rc.principal {
         Principal::User(i) => {
@@ -143,7 +142,7 @@ pub(crate) fn evaluate(
     let Ok(entities) = Entities::from_entities(entities, None) else {
         return Decided::Deny;
     };
-    let Ok(context) = Context::from_pairs([
+    let mut pairs = vec![
         (
             "tenant".to_string(),
             RestrictedExpression::new_string(rc.tenant.clone()),
@@ -153,7 +152,26 @@ pub(crate) fn evaluate(
             "weekday".to_string(),
             RestrictedExpression::new_long(weekday),
         ),
-    ]) else {
+        (
+            "mode".to_string(),
+            RestrictedExpression::new_string(
+                if ctx.emergency { "emergency" } else { "normal" }.to_string(),
+            ),
+        ),
+    ];
+    if let Some(ip) = ctx.source {
+        pairs.push((
+            "source".to_string(),
+            RestrictedExpression::new_ip(ip.to_string()),
+        ));
+    }
+    if let Some(p) = &ctx.purpose {
+        pairs.push((
+            "purpose".to_string(),
+            RestrictedExpression::new_string(p.to_string()),
+        ));
+    }
+    let Ok(context) = Context::from_pairs(pairs) else {
         return Decided::Deny;
     };
     let Ok(request) = Request::new(principal, uid("Action", action), r, context, None) else {

@@ -28,7 +28,7 @@ use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::cache::{Cache, DatasetRes, DecisionEntry, Plan, PlanEntry, Res};
+use crate::cache::{Cache, CtxKey, DatasetRes, DecisionEntry, Plan, PlanEntry, Res};
 use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use citybrain_access::{
@@ -134,7 +134,12 @@ pub struct Governance {
     pub pseudonyms: Arc<PseudonymKeys>,
     store: Option<Arc<dyn EntityStore>>,
     cedar: cedar_policy::Authorizer,
+    /// Whether a tenant is in emergency mode (`context.mode`), once the hub is there.
+    modes: std::sync::OnceLock<ModeSource>,
 }
+
+/// Tells whether a tenant is in emergency mode now.
+pub type ModeSource = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Governance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -317,6 +322,7 @@ impl Governance {
             pseudonyms,
             store,
             cedar: cedar_policy::Authorizer::new(),
+            modes: std::sync::OnceLock::new(),
         })
     }
 
@@ -429,11 +435,27 @@ impl Governance {
         Ok(c)
     }
 
-    /// The time part of a request's context: (cache bucket, hour, weekday).
-    fn context_key(&self) -> (u32, i64, i64) {
+    /// Where policies learn each tenant's mode (`context.mode`); set once, when the
+    /// coordination hub exists. Until then every tenant is "normal".
+    pub fn set_mode_source(&self, modes: ModeSource) {
+        if self.modes.set(modes).is_err() {
+            tracing::warn!("the mode source of the access policies was already set");
+        }
+    }
+
+    /// The context of a request beyond principal and tenant: (cache key, hour,
+    /// weekday).
+    fn context_key(&self, rc: &RequestContext) -> (CtxKey, i64, i64) {
         let now = self.clock.now();
         let (hour, weekday) = (now.hour() as i64, now.weekday().number_from_monday() as i64);
-        ((hour * 10 + weekday) as u32, hour, weekday)
+        let emergency = self.modes.get().is_some_and(|m| m(&rc.tenant));
+        let key = CtxKey {
+            bucket: (hour * 10 + weekday) as u32,
+            emergency,
+            source: rc.source,
+            purpose: rc.purpose.clone(),
+        };
+        (key, hour, weekday)
     }
 
     /// The caller's cache identity under the policies in force.
@@ -446,10 +468,10 @@ impl Governance {
     fn decide(&self, rc: &RequestContext, action: &'static str, res: Res<'_>) -> Decided {
         use std::hash::BuildHasher;
         let principal = self.principal_of(rc);
-        let (bucket, hour, weekday) = self.context_key();
+        let (ctx, hour, weekday) = self.context_key(rc);
         let h = {
             let mut h = self.hasher.build_hasher();
-            (principal, action, bucket).hash(&mut h);
+            (principal, action, &ctx).hash(&mut h);
             rc.tenant.hash(&mut h);
             match res {
                 Res::Type(t) => (0u8, t).hash(&mut h),
@@ -462,7 +484,7 @@ impl Governance {
         let hit = |e: &DecisionEntry| {
             e.principal == principal
                 && e.action == action
-                && e.bucket == bucket
+                && e.ctx == ctx
                 && *e.tenant == *rc.tenant
                 && res.is(&e.res)
         };
@@ -475,7 +497,7 @@ impl Governance {
             return d.decided;
         }
         let st = self.state.read().clone();
-        let d = evaluate::evaluate(&self.cedar, &st, rc, action, res, hour, weekday);
+        let d = evaluate::evaluate(&self.cedar, &st, rc, action, res, (hour, weekday, &ctx));
         let mut cache = self.decisions.lock();
         if cache.len() >= CACHE {
             cache.clear();
@@ -485,7 +507,7 @@ impl Governance {
             action,
             res: res.owned(),
             tenant: rc.tenant.as_str().into(),
-            bucket,
+            ctx,
             decided: d,
         });
         d
@@ -514,10 +536,10 @@ impl Governance {
     fn plan(&self, rc: &RequestContext, types: &[Arc<str>]) -> Arc<Plan> {
         use std::hash::BuildHasher;
         let principal = self.principal_of(rc);
-        let (bucket, _, _) = self.context_key();
+        let (ctx, _, _) = self.context_key(rc);
         let h = {
             let mut h = self.hasher.build_hasher();
-            (principal, bucket).hash(&mut h);
+            (principal, &ctx).hash(&mut h);
             rc.tenant.hash(&mut h);
             for t in types {
                 t.hash(&mut h);
@@ -526,7 +548,7 @@ impl Governance {
         };
         let hit = |e: &PlanEntry| {
             e.principal == principal
-                && e.bucket == bucket
+                && e.ctx == ctx
                 && *e.tenant == *rc.tenant
                 && e.types.len() == types.len()
                 && e.types.iter().zip(types).all(|(a, b)| a == b)
@@ -558,7 +580,7 @@ impl Governance {
             principal,
             types: types.to_vec(),
             tenant: rc.tenant.as_str().into(),
-            bucket,
+            ctx,
             plan: plan.clone(),
         });
         plan
@@ -680,7 +702,7 @@ impl Authorizer for Governance {
             }
             Resource::Dataset(d) => {
                 let st = self.state.read().clone();
-                let (_, hour, weekday) = self.context_key();
+                let (ctx, hour, weekday) = self.context_key(rc);
                 // Not cached: a catalogue lists a few datasets, rarely.
                 let res = Res::Dataset(DatasetRes {
                     id: d.id,
@@ -688,7 +710,7 @@ impl Authorizer for Governance {
                     owner: d.publisher,
                     access: d.access,
                 });
-                match evaluate::evaluate(&self.cedar, &st, rc, action, res, hour, weekday) {
+                match evaluate::evaluate(&self.cedar, &st, rc, action, res, (hour, weekday, &ctx)) {
                     Decided::Deny => Err(denied(format!("dataset {}", d.id))),
                     Decided::Allow(_) => Ok(()),
                 }

@@ -308,3 +308,65 @@ async fn policies_and_classification_survive_a_restart() {
         citybrain_policy::Level::Restricted
     );
 }
+
+/// Policies decide on the request's context: the declared purpose, the client's
+/// address and the tenant's mode (a "break-glass" rule for emergencies).
+#[tokio::test]
+async fn policies_see_purpose_source_and_mode() {
+    let g = classified().await;
+    let admin = RequestContext::request("", Principal::user("root", &["admin"]), "t".into());
+    let text = r#"
+        @id("admin") permit (principal in Role::"admin", action, resource);
+        @id("research") permit (principal in Role::"analyst", action == Action::"read", resource is EntityType)
+          when { context has purpose && context.purpose == "research" };
+        @id("office") permit (principal in Role::"viewer", action == Action::"read", resource is EntityType)
+          when { context has source && context.source.isInRange(ip("10.0.0.0/8")) };
+        @id("break-glass") permit (principal in Role::"operator", action == Action::"read", resource is EntityType)
+          when { context.mode == "emergency" };
+    "#;
+    g.set_policies(&admin, text).await.unwrap();
+    let emergency = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let e2 = emergency.clone();
+    g.set_mode_source(Arc::new(move |t: &str| {
+        t == "" && e2.load(std::sync::atomic::Ordering::Relaxed)
+    }));
+    let camera = citybrain_model::Entity {
+        id: "urn:x:cam".into(),
+        types: vec![Arc::from("https://smartdatamodels.org/Camera")],
+        scope: None,
+        created_at: chrono::DateTime::UNIX_EPOCH,
+        modified_at: chrono::DateTime::UNIX_EPOCH,
+        attrs: Vec::new(),
+    };
+    let sees = |rc: &RequestContext| !matches!(g.view(rc, &camera), View::Hidden);
+    let user = |who: &str, role: &str| {
+        RequestContext::request("", Principal::user(who, &[role]), "t".into())
+    };
+    // Purpose: declared or not.
+    let mut ann = user("ann", "analyst");
+    assert!(!sees(&ann));
+    ann.purpose = Some("marketing".into());
+    assert!(!sees(&ann));
+    ann.purpose = Some("research".into());
+    assert!(sees(&ann));
+    // Source address: inside the office network or not, or unknown.
+    let mut vic = user("vic", "viewer");
+    assert!(!sees(&vic));
+    vic.source = Some("10.1.2.3".parse().unwrap());
+    assert!(sees(&vic));
+    vic.source = Some("203.0.113.9".parse().unwrap());
+    assert!(!sees(&vic));
+    // Mode: the operator reads only while the tenant is in emergency mode, and the
+    // cached decision follows the switch at once.
+    let olga = user("olga", "operator");
+    assert!(!sees(&olga));
+    emergency.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(sees(&olga));
+    emergency.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(!sees(&olga));
+    // Another tenant is not in emergency.
+    let mut other = olga.clone();
+    other.tenant = "water".into();
+    emergency.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(!sees(&other));
+}
