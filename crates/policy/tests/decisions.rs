@@ -328,7 +328,7 @@ async fn policies_see_purpose_source_and_mode() {
     let emergency = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let e2 = emergency.clone();
     g.set_mode_source(Arc::new(move |t: &str| {
-        t == "" && e2.load(std::sync::atomic::Ordering::Relaxed)
+        t.is_empty() && e2.load(std::sync::atomic::Ordering::Relaxed)
     }));
     let camera = citybrain_model::Entity {
         id: "urn:x:cam".into(),
