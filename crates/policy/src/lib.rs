@@ -214,10 +214,13 @@ fn pretty(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// The Cedar action of a verb. Creating, changing and deleting a subscription are all
+/// `subscribe` (who may subscribe manages their own subscriptions; whose they are is
+/// decided by ownership in the broker).
 fn action_name(verb: Verb, subscription: bool) -> &'static str {
     match verb {
         Verb::Read => "read",
-        Verb::Create if subscription => "subscribe",
+        Verb::Create | Verb::Update | Verb::Delete if subscription => "subscribe",
         Verb::Create => "create",
         Verb::Update => "update",
         Verb::Delete => "delete",

@@ -750,3 +750,80 @@ async fn settle(log: &citybrain_audit::AuditLog, n: u64) -> u64 {
     }
     log.size()
 }
+
+/// A subscription is its owner's: another user neither lists, reads, changes nor
+/// deletes it; administrators see every one.
+#[tokio::test]
+async fn subscriptions_belong_to_their_owners() {
+    let g = city().await;
+    let vic = g.key("vic", &["viewer"], |_| {});
+    let val = g.key("val", &["viewer"], |_| {});
+    let sub = json!({"id": "urn:ngsi-ld:Subscription:vic-1", "type": "Subscription",
+                     "entities": [{"type": "Vehicle"}],
+                     "notification": {"endpoint": {"uri": "http://127.0.0.1:9/none"}}});
+    let r = g
+        .call(
+            Some(&vic),
+            "POST",
+            "/ngsi-ld/v1/subscriptions",
+            &[],
+            Some(&sub),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let one = "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:vic-1";
+    let listed = |r: &super::harness::Resp| {
+        r.body
+            .as_array()
+            .map(|a| a.iter().filter(|s| s["id"] == sub["id"]).count())
+            .unwrap_or(0)
+    };
+    let r = g
+        .call(Some(&vic), "GET", "/ngsi-ld/v1/subscriptions", &[], None)
+        .await;
+    assert_eq!(listed(&r), 1, "{}", r.text);
+    let r = g
+        .call(Some(&val), "GET", "/ngsi-ld/v1/subscriptions", &[], None)
+        .await;
+    assert_eq!(listed(&r), 0, "{}", r.text);
+    let r = g.call(Some(&val), "GET", one, &[], None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = g
+        .call(
+            Some(&val),
+            "PATCH",
+            one,
+            &[],
+            Some(&json!({"isActive": false})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = g.call(Some(&val), "DELETE", one, &[], None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = g
+        .call(
+            Some(&g.admin),
+            "GET",
+            "/ngsi-ld/v1/subscriptions",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(listed(&r), 1, "{}", r.text);
+    // Still there, unchanged, for its owner, who manages it.
+    let r = g.call(Some(&vic), "GET", one, &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_ne!(r.body["isActive"], json!(false), "{}", r.text);
+    let r = g
+        .call(
+            Some(&vic),
+            "PATCH",
+            one,
+            &[],
+            Some(&json!({"isActive": false})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = g.call(Some(&vic), "DELETE", one, &[], None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+}

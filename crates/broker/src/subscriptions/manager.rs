@@ -190,6 +190,26 @@ impl SubscriptionManager {
         Ok(())
     }
 
+    /// Whether `rc` may see and manage every subscription of its tenant, not only its
+    /// own: those who may administer subscriptions (administrators; everyone in the
+    /// open demo).
+    fn sees_all(&self, rc: &RequestContext) -> bool {
+        self.authz.sees_everything(rc)
+            || self
+                .authz
+                .authorize(
+                    rc,
+                    &Action::new(Verb::Administer, Resource::Subscription(None)),
+                )
+                .is_ok()
+    }
+
+    /// A subscription is its owner's: another caller neither sees nor changes it
+    /// (it is "not found"), unless it [sees all](Self::sees_all).
+    fn owned_by(rc: &RequestContext, e: &SubEntry) -> bool {
+        e.owner.actor() == rc.principal.actor()
+    }
+
     async fn persist(&self, rc: &RequestContext, entry: &SubEntry) -> Result<()> {
         let (id, doc) = {
             let s = entry.sub.read();
@@ -268,11 +288,17 @@ impl SubscriptionManager {
                 "subscription id '{id}' is not a URI"
             )));
         }
-        self.subs
+        let not_found = || BrokerError::not_found(format!("subscription '{id}' not found"));
+        let e = self
+            .subs
             .read()
             .get(&(rc.tenant.clone(), id.to_string()))
             .cloned()
-            .ok_or_else(|| BrokerError::not_found(format!("subscription '{id}' not found")))
+            .ok_or_else(not_found)?;
+        if !Self::owned_by(rc, &e) && !self.sees_all(rc) {
+            return Err(not_found());
+        }
+        Ok(e)
     }
 
     /// A subscription whose `@context` is not one URL gets an ImplicitlyCreated context,
@@ -379,13 +405,15 @@ impl SubscriptionManager {
         Ok(self.render(&e, sys_attrs))
     }
 
-    /// `GET /subscriptions`: the tenant's subscriptions in id order.
+    /// `GET /subscriptions`: the tenant's subscriptions the caller owns (all of them for
+    /// those who may administer subscriptions), in creation order.
     pub fn list(&self, rc: &RequestContext) -> Result<Vec<Arc<SubEntry>>> {
         self.allow(rc, Verb::Read, None)?;
+        let all = self.sees_all(rc);
         let subs = self.subs.read();
         let mut v: Vec<(String, Arc<SubEntry>)> = subs
             .iter()
-            .filter(|((t, _), _)| *t == rc.tenant)
+            .filter(|((t, _), e)| *t == rc.tenant && (all || Self::owned_by(rc, e)))
             .map(|((_, id), e)| (id.clone(), e.clone()))
             .collect();
         // Creation order (as clients list what they created), then id.
