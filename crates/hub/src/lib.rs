@@ -387,6 +387,38 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// An event as `rc` may see it: none when `rc` may not see the entity it is about;
+    /// without the crossing value and position unless `rc` may administer rules (those
+    /// could mask values the reader sees only masked). Events carry what rules saw, so
+    /// they are filtered like the entities they come from.
+    pub fn event_for(&self, rc: &RequestContext, e: &Arc<HubEvent>) -> Option<Arc<HubEvent>> {
+        if self.authz.sees_everything(rc) {
+            return Some(e.clone());
+        }
+        let stub = citybrain_model::Entity {
+            id: e.event.entity.to_string(),
+            types: vec![e.event.entity_type.clone()],
+            scope: None,
+            created_at: e.event.at,
+            modified_at: e.event.at,
+            attrs: Vec::new(),
+        };
+        if matches!(self.authz.view(rc, &stub), citybrain_access::View::Hidden) {
+            return None;
+        }
+        let rules_admin = self
+            .authz
+            .authorize(rc, &Action::new(Verb::Administer, Resource::Rule(None)))
+            .is_ok();
+        if rules_admin || (e.event.value.is_none() && e.event.location.is_none()) {
+            return Some(e.clone());
+        }
+        let mut bare = (**e).clone();
+        bare.event.value = None;
+        bare.event.location = None;
+        Some(Arc::new(bare))
+    }
+
     /// The live feed: every event from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<HubEvent>> {
         self.events.subscribe()

@@ -238,6 +238,7 @@ pub async fn events(
         .recent(&rc.tenant, after)
         .into_iter()
         .filter(|e| filter.keeps(e))
+        .filter_map(|e| hub.event_for(&rc, &e))
         .collect();
     Ok(json_response(StatusCode::OK, &json!(list)))
 }
@@ -268,46 +269,60 @@ pub async fn stream(
     };
     let filter = Filter::of(&q)?;
     let t = rc.tenant.clone();
-    let state = (hub.subscribe(), hub.subscribe_incidents(), filter, t, feed);
-    let s = futures::stream::unfold(state, |(mut rx, mut irx, filter, t, feed)| async move {
-        loop {
-            let ev = tokio::select! {
-                r = rx.recv(), if feed != Feed::Incidents => match r {
-                    Ok(e) if e.tenant == t && filter.keeps(&e) => Some(
-                        SseEvent::default()
-                            .id(e.seq.to_string())
-                            .event("rule-event")
-                            .data(json!(*e).to_string()),
-                    ),
-                    Ok(_) => None,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(
-                        // A slow reader is told how many events it missed.
-                        SseEvent::default()
-                            .event("lagged")
-                            .data(json!({"missed": n}).to_string()),
-                    ),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                },
-                r = irx.recv(), if feed != Feed::Events => match r {
-                    Ok(c) if c.tenant == t && filter.keeps_incident(&c.incident) => Some(
-                        SseEvent::default()
-                            .event("incident")
-                            .data(json!(c.incident).to_string()),
-                    ),
-                    Ok(_) => None,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(
-                        SseEvent::default()
-                            .event("lagged")
-                            .data(json!({"missed": n}).to_string()),
-                    ),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                },
-            };
-            if let Some(ev) = ev {
-                return Some((Ok(ev), (rx, irx, filter, t, feed)));
+    let reader = (hub.clone(), rc);
+    let state = (
+        hub.subscribe(),
+        hub.subscribe_incidents(),
+        filter,
+        t,
+        feed,
+        reader,
+    );
+    let s = futures::stream::unfold(
+        state,
+        |(mut rx, mut irx, filter, t, feed, reader)| async move {
+            loop {
+                let ev = tokio::select! {
+                    r = rx.recv(), if feed != Feed::Incidents => match r {
+                        Ok(e) if e.tenant == t && filter.keeps(&e) => reader
+                            .0
+                            .event_for(&reader.1, &e)
+                            .map(|e| {
+                                SseEvent::default()
+                                    .id(e.seq.to_string())
+                                    .event("rule-event")
+                                    .data(json!(*e).to_string())
+                            }),
+                        Ok(_) => None,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(
+                            // A slow reader is told how many events it missed.
+                            SseEvent::default()
+                                .event("lagged")
+                                .data(json!({"missed": n}).to_string()),
+                        ),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                    r = irx.recv(), if feed != Feed::Events => match r {
+                        Ok(c) if c.tenant == t && filter.keeps_incident(&c.incident) => Some(
+                            SseEvent::default()
+                                .event("incident")
+                                .data(json!(c.incident).to_string()),
+                        ),
+                        Ok(_) => None,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(
+                            SseEvent::default()
+                                .event("lagged")
+                                .data(json!({"missed": n}).to_string()),
+                        ),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                };
+                if let Some(ev) = ev {
+                    return Some((Ok(ev), (rx, irx, filter, t, feed, reader)));
+                }
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(s).keep_alive(KeepAlive::default()))
 }
 

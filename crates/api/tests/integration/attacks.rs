@@ -347,3 +347,80 @@ async fn restricted_data_cannot_be_changed_through_any_write_path() {
     assert_eq!(r.body["type"], "Camera");
     assert_eq!(r.body["status"]["value"], "on", "{}", r.text);
 }
+
+/// Rule events carry what rules saw: a reader who may not see the entity does not see
+/// its events, and readers who do not administer rules see them without the value.
+#[tokio::test]
+async fn rule_events_are_filtered_like_their_entities() {
+    let (g, viewer) = city().await;
+    for (id, ty, attr) in [
+        ("cam-hot", "Camera", "temperature"),
+        ("car-fast", "Vehicle", "speed"),
+    ] {
+        let rule = json!({"id": id, "category": "test", "for": {"type": ty},
+                          "when": {"kind": "threshold", "attr": attr, "above": 50, "clear": 40}});
+        let r = g
+            .call(
+                Some(&g.admin),
+                "POST",
+                "/platform/v1/rules",
+                &[],
+                Some(&rule),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let hot = json!({"temperature": {"type": "Property", "value": 90}});
+    let r = g
+        .call(
+            Some(&g.admin),
+            "POST",
+            &format!("/ngsi-ld/v1/entities/{CAMERA}/attrs"),
+            &[],
+            Some(&hot),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let car = format!("urn:ngsi-ld:Vehicle:{}", "a".repeat(200));
+    let fast = json!({"speed": {"type": "Property", "value": 99}});
+    let r = g
+        .call(
+            Some(&g.admin),
+            "PATCH",
+            &format!("/ngsi-ld/v1/entities/{car}/attrs"),
+            &[],
+            Some(&fast),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    // The administrator sees both events, with values.
+    let mut all = Value::Null;
+    for _ in 0..100 {
+        all = g
+            .call(Some(&g.admin), "GET", "/platform/v1/events", &[], None)
+            .await
+            .body;
+        if all.as_array().is_some_and(|a| a.len() >= 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(all.as_array().map(Vec::len), Some(2), "{all}");
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["value"].is_number()),
+        "{all}"
+    );
+    // The viewer: the vehicle's event only, without its value.
+    let r = g
+        .call(Some(&viewer), "GET", "/platform/v1/events", &[], None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let list = r.body.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{}", r.text);
+    assert_eq!(list[0]["rule"], "car-fast");
+    assert!(list[0].get("value").is_none(), "{}", r.text);
+    assert!(!r.text.contains("Camera"), "{}", r.text);
+}
