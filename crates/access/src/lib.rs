@@ -296,6 +296,22 @@ pub trait Authorizer: Send + Sync + 'static {
         let _ = (types, attr);
         self.sees_everything(rc)
     }
+
+    /// Past instances of attribute `attr` (its history) of an entity of `types`, as
+    /// `rc` may see them, index-aligned: each masked, or `None` where it may not be
+    /// seen. The default shows them only when they are [shown as
+    /// stored](Authorizer::shows_as_stored), and nothing otherwise (an authorizer that
+    /// masks must say how, or the history stays hidden).
+    fn mask_history(
+        &self,
+        rc: &RequestContext,
+        types: &[Arc<str>],
+        attr: &str,
+        instances: &[citybrain_model::Attribute],
+    ) -> Vec<Option<citybrain_model::Attribute>> {
+        let shown = self.shows_as_stored(rc, types, attr);
+        instances.iter().map(|a| shown.then(|| a.clone())).collect()
+    }
 }
 
 /// A shared authorizer is one (the governance object is shared with its API).
@@ -311,6 +327,15 @@ impl<A: Authorizer + ?Sized> Authorizer for Arc<A> {
     }
     fn shows_as_stored(&self, rc: &RequestContext, types: &[Arc<str>], attr: &str) -> bool {
         (**self).shows_as_stored(rc, types, attr)
+    }
+    fn mask_history(
+        &self,
+        rc: &RequestContext,
+        types: &[Arc<str>],
+        attr: &str,
+        instances: &[citybrain_model::Attribute],
+    ) -> Vec<Option<citybrain_model::Attribute>> {
+        (**self).mask_history(rc, types, attr, instances)
     }
 }
 
@@ -352,6 +377,16 @@ impl<A: Authorizer> Authorizer for Limited<A> {
 
     fn shows_as_stored(&self, rc: &RequestContext, types: &[Arc<str>], attr: &str) -> bool {
         self.0.shows_as_stored(rc, types, attr)
+    }
+
+    fn mask_history(
+        &self,
+        rc: &RequestContext,
+        types: &[Arc<str>],
+        attr: &str,
+        instances: &[citybrain_model::Attribute],
+    ) -> Vec<Option<citybrain_model::Attribute>> {
+        self.0.mask_history(rc, types, attr, instances)
     }
 }
 

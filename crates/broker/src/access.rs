@@ -14,6 +14,21 @@ use crate::error::Result;
 use crate::request::RequestContext;
 use crate::Broker;
 
+/// An entity's history as a reader may see it.
+pub(crate) struct Seen {
+    /// The series the reader sees as stored: what filters match on.
+    pub(crate) h: citybrain_storage::tsdb::EntityHistory,
+    /// The series it sees masked: shown through the mask, never matched on.
+    pub(crate) masked: Vec<citybrain_storage::tsdb::SeriesInfo>,
+}
+
+impl Seen {
+    /// Every series shown, as stored or masked.
+    pub(crate) fn series(&self) -> impl Iterator<Item = &citybrain_storage::tsdb::SeriesInfo> {
+        self.h.series.iter().chain(&self.masked)
+    }
+}
+
 impl Broker {
     /// The authorizer every operation passes through.
     pub fn authorizer(&self) -> &Arc<dyn Authorizer> {
@@ -62,9 +77,12 @@ impl Broker {
         rc: &RequestContext,
         everything: bool,
         mut h: citybrain_storage::tsdb::EntityHistory,
-    ) -> Result<Option<citybrain_storage::tsdb::EntityHistory>> {
+    ) -> Result<Option<Seen>> {
         if everything {
-            return Ok(Some(h));
+            return Ok(Some(Seen {
+                h,
+                masked: Vec::new(),
+            }));
         }
         let current = match self.store.get(&rc.tenant, &h.id)? {
             Some(e) => e,
@@ -78,22 +96,33 @@ impl Broker {
             }),
         };
         Ok(match self.authz.view(rc, &current) {
-            View::Full => Some(h),
+            View::Full => Some(Seen {
+                h,
+                masked: Vec::new(),
+            }),
             View::Hidden => None,
             View::Masked(m) => {
-                // Kept: the series of attributes the view shows as stored. An
-                // attribute the view masks has no history for this reader (its past
-                // values would show what the mask hides).
-                let unmasked = |name: &str| {
-                    let values = |e: &Entity| {
-                        e.attr(name)
-                            .map(|i| i.iter().map(|a| a.value.clone()).collect::<Vec<_>>())
-                    };
-                    let shown = values(&m);
-                    shown.is_some() && shown == values(&current)
+                // Filters see the series of attributes the view shows as stored; the
+                // series of attributes it masks are read through the mask
+                // (`Authorizer::mask_history`), and those it removes are left out.
+                let values = |e: &Entity, name: &str| {
+                    e.attr(name)
+                        .map(|i| i.iter().map(|a| a.value.clone()).collect::<Vec<_>>())
                 };
-                h.series.retain(|s| unmasked(&s.attr));
-                Some(h)
+                let mut masked = Vec::new();
+                h.series.retain(|s| {
+                    let shown = values(&m, &s.attr);
+                    if shown.is_some() && shown == values(&current, &s.attr) {
+                        return true;
+                    }
+                    // Not in the current entity (a deleted attribute, a deleted
+                    // entity): the authorizer decides by name.
+                    if shown.is_some() || current.attr(&s.attr).is_none() {
+                        masked.push(s.clone());
+                    }
+                    false
+                });
+                Some(Seen { h, masked })
             }
         })
     }

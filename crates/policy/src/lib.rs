@@ -767,6 +767,32 @@ impl Authorizer for Governance {
         matches!(rc.principal, Principal::Service(_))
     }
 
+    fn mask_history(
+        &self,
+        rc: &RequestContext,
+        types: &[Arc<str>],
+        attr: &str,
+        instances: &[citybrain_model::Attribute],
+    ) -> Vec<Option<citybrain_model::Attribute>> {
+        if matches!(rc.principal, Principal::Service(_)) {
+            return instances.iter().cloned().map(Some).collect();
+        }
+        let plan = self.plan(rc, types);
+        let decided = if plan.visible {
+            self.attr_decision(rc, &plan, types, &Arc::from(attr))
+        } else {
+            Decided::Deny
+        };
+        instances
+            .iter()
+            .map(|a| match decided {
+                Decided::Deny => None,
+                Decided::Allow(None) => Some(a.clone()),
+                Decided::Allow(Some(mask)) => mask::apply(mask, a, &self.pseudonyms),
+            })
+            .collect()
+    }
+
     fn shows_as_stored(&self, rc: &RequestContext, types: &[Arc<str>], attr: &str) -> bool {
         if matches!(rc.principal, Principal::Service(_)) {
             return true;

@@ -551,11 +551,57 @@ async fn history_shows_no_more_than_the_entity_does() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body.as_array().unwrap().len(), 2, "{}", r.text);
     assert!(r.text.contains("speed"), "{}", r.text);
-    // The plate is masked for a viewer: its past values are not shown either.
-    assert!(
-        !r.text.contains("licensePlate") && !r.text.contains("12345"),
+    // The plate is masked for a viewer: its past values are shown masked, as the
+    // entity shows it now, never as stored.
+    assert!(r.text.contains("粤B****5"), "{}", r.text);
+    assert!(!r.text.contains("12345"), "{}", r.text);
+    // A filter cannot probe the masked history, and no aggregate is made of it.
+    for probe in [
+        "/ngsi-ld/v1/temporal/entities?type=Vehicle&q=licensePlate%3D%3D%22%E7%B2%A4B12345%22",
+        "/ngsi-ld/v1/temporal/entities?type=Vehicle&q=licensePlate~%3D%2212345%22",
+    ] {
+        let r = g.call(Some(&viewer), "GET", probe, &[], None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body, json!([]), "{probe}: {}", r.text);
+    }
+    let r = g
+        .call(
+            Some(&viewer),
+            "GET",
+            "/ngsi-ld/v1/temporal/entities?type=Vehicle&options=aggregatedValues&aggrMethods=totalCount,distinctCount",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("licensePlate"), "{}", r.text);
+    // An analyst sees the history pseudonymised, with the pseudonym the entity shows.
+    let analyst = g.key("ann", &["analyst"], |_| {});
+    let now = g
+        .call(
+            Some(&analyst),
+            "GET",
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?options=keyValues",
+            &[],
+            None,
+        )
+        .await;
+    let pseudonym = now.body["licensePlate"].as_str().unwrap().to_string();
+    assert!(pseudonym.starts_with("pn:"), "{}", now.text);
+    let past = g
+        .call(
+            Some(&analyst),
+            "GET",
+            "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:1?options=temporalValues",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        past.body["licensePlate"]["values"][0][0],
+        json!(pseudonym),
         "{}",
-        r.text
+        past.text
     );
     let r = g
         .call(

@@ -29,11 +29,12 @@ use chrono::{DateTime, Utc};
 use citybrain_model::duration::IsoDuration;
 use citybrain_model::time::{from_millis, parse_datetime};
 use citybrain_model::{AttrKind, Entity, ErrorKind};
-use citybrain_storage::history::{attribute_of, is_deletion, micros, millis};
+use citybrain_storage::history::{attribute_of, is_deletion, micros, millis, point_of};
 use citybrain_storage::tsdb::agg::aggregate;
 use citybrain_storage::tsdb::{AggMethod, Bucket, EntityHistory, Point, Selection, TimeProp};
 use citybrain_storage::HistoryReader;
 
+use crate::access::Seen;
 use crate::error::{BrokerError, Result};
 use crate::query::EntityQuery;
 use crate::request::RequestContext;
@@ -409,6 +410,56 @@ impl Broker {
     }
 
     /// Reads the selected series of one entity (no instance cap).
+    /// What `rc` sees of an entity's history: the series it sees as stored, then those
+    /// it sees masked, each instance through the mask (none in the aggregated
+    /// representation: an aggregate of masked values would show what they hide).
+    fn read_seen(
+        &self,
+        rc: &RequestContext,
+        seen: &Seen,
+        tq: &TemporalQuery,
+        last_n: Option<usize>,
+    ) -> Result<TemporalEntity> {
+        let mut te = self.read_entity(&seen.h, tq, last_n)?;
+        if seen.masked.is_empty() || tq.aggregation.is_some() {
+            return Ok(te);
+        }
+        let masked = EntityHistory {
+            id: seen.h.id.clone(),
+            types: seen.h.types.clone(),
+            scope: seen.h.scope.clone(),
+            series: seen.masked.clone(),
+        };
+        for mut sp in self.read_entity(&masked, tq, last_n)?.series {
+            let instances: Vec<citybrain_model::Attribute> = sp
+                .points
+                .iter()
+                .map(|p| attribute_of(p, sp.dataset.as_deref()))
+                .collect();
+            let shown = self
+                .authorizer()
+                .mask_history(rc, &seen.h.types, &sp.attr, &instances);
+            sp.points = sp
+                .points
+                .iter()
+                .zip(shown)
+                .filter_map(|(p, a)| {
+                    a.map(|a| {
+                        let mut q = point_of(&a);
+                        // The instance keeps its identity (its recording time).
+                        q.rec = p.rec;
+                        q
+                    })
+                })
+                .collect();
+            if !sp.points.is_empty() {
+                sp.kind = kind_of(&sp.points);
+                te.series.push(sp);
+            }
+        }
+        Ok(te)
+    }
+
     fn read_entity(
         &self,
         h: &EntityHistory,
@@ -623,18 +674,14 @@ impl Broker {
             .history_seen(rc, everything, h)?
             .ok_or_else(not_found)?;
         if let Some(attrs) = &tq.attrs {
-            if !h
-                .series
-                .iter()
-                .any(|s| attrs.iter().any(|a| **a == *s.attr))
-            {
+            if !h.series().any(|s| attrs.iter().any(|a| **a == *s.attr)) {
                 return Err(citybrain_model::ModelError::not_found(format!(
                     "entity '{id}' has no history of the requested attributes"
                 ))
                 .into());
             }
         }
-        let mut entities = vec![self.read_entity(&h, tq, tq.last_n)?];
+        let mut entities = vec![self.read_seen(rc, &h, tq, tq.last_n)?];
         let range = self.cap(&mut entities, tq);
         Ok(TemporalPage {
             entities,
@@ -668,11 +715,11 @@ impl Broker {
         let mut matched = 0usize;
         let mut failure: Option<BrokerError> = None;
         // With orderBy every match is collected and sorted before paging.
-        let mut candidates: Vec<(EntityHistory, Option<TemporalEntity>)> = Vec::new();
+        let mut candidates: Vec<(Seen, Option<TemporalEntity>)> = Vec::new();
         let everything = self.authorizer().sees_everything(rc);
         let mut visit = |h: EntityHistory| {
             // What the caller may not see is not matched; masked attributes' series
-            // are left out before the filter looks at them.
+            // are set aside before the filter looks at them (and shown masked).
             let h = match self.history_seen(rc, everything, h) {
                 Ok(Some(h)) => h,
                 Ok(None) => return ControlFlow::Continue(()),
@@ -681,7 +728,7 @@ impl Broker {
                     return ControlFlow::Break(());
                 }
             };
-            match self.temporal_match(&h, query, tq) {
+            match self.temporal_match(&h.h, query, tq) {
                 Ok(true) => {}
                 Ok(false) => return ControlFlow::Continue(()),
                 Err(e) => {
@@ -693,16 +740,13 @@ impl Broker {
             // window, without instances in it) is not part of the answer. The series
             // list answers the first without reading; only a window needs points.
             if (tq.attrs.is_some() || tq.dataset_ids.is_some())
-                && !h
-                    .series
-                    .iter()
-                    .any(|s| tq.wants(&s.attr, s.dataset.as_deref()))
+                && !h.series().any(|s| tq.wants(&s.attr, s.dataset.as_deref()))
             {
                 return ControlFlow::Continue(());
             }
             let mut te = None;
             if tq.timerel.is_some() {
-                match self.read_entity(&h, tq, tq.last_n) {
+                match self.read_seen(rc, &h, tq, tq.last_n) {
                     Ok(t) if t.series.is_empty() => return ControlFlow::Continue(()),
                     Ok(t) => te = Some(t),
                     Err(e) => {
@@ -720,7 +764,7 @@ impl Broker {
                 if page.entities.len() < query.limit {
                     let te = match te {
                         Some(t) => t,
-                        None => match self.read_entity(&h, tq, tq.last_n) {
+                        None => match self.read_seen(rc, &h, tq, tq.last_n) {
                             Ok(t) => t,
                             Err(e) => {
                                 failure = Some(e);
@@ -759,13 +803,13 @@ impl Broker {
         if let Some(order) = &query.order_by {
             // Sort on the current entity when there is one (its values, createdAt...),
             // else on what the history knows (id, type).
-            let mut keyed: Vec<(Arc<Entity>, EntityHistory, Option<TemporalEntity>)> =
+            let mut keyed: Vec<(Arc<Entity>, Seen, Option<TemporalEntity>)> =
                 Vec::with_capacity(candidates.len());
             for (h, te) in candidates {
-                let e = self.store.get(&rc.tenant, &h.id)?.unwrap_or_else(|| {
+                let e = self.store.get(&rc.tenant, &h.h.id)?.unwrap_or_else(|| {
                     Arc::new(Entity {
-                        id: h.id.to_string(),
-                        types: h.types.clone(),
+                        id: h.h.id.to_string(),
+                        types: h.h.types.clone(),
                         scope: None,
                         created_at: DateTime::<Utc>::UNIX_EPOCH,
                         modified_at: DateTime::<Utc>::UNIX_EPOCH,
@@ -780,7 +824,7 @@ impl Broker {
             for (_, h, te) in keyed.into_iter().skip(query.offset).take(query.limit) {
                 let te = match te {
                     Some(t) => t,
-                    None => self.read_entity(&h, tq, tq.last_n)?,
+                    None => self.read_seen(rc, &h, tq, tq.last_n)?,
                 };
                 page.entities.push(te);
             }
