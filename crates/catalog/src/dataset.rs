@@ -112,9 +112,25 @@ pub struct DatasetSpec {
     /// An e-mail address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_point: Option<String>,
+    /// The area the data covers: a bounding box `[west, south, east, north]` in WGS 84
+    /// degrees (DCAT `dct:spatial` with `dcat:bbox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spatial: Option<[f64; 4]>,
+    /// The period the data covers (`dct:temporal`); `end` absent: ongoing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal: Option<Period>,
     /// Differentially private aggregates, when offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacySpec>,
+}
+
+/// A period of time a dataset covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    pub start: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
 }
 
 /// A stored dataset.
@@ -158,23 +174,28 @@ pub const LICENCES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The EU data-theme codes.
-pub const THEMES: &[&str] = &[
-    "AGRI",
-    "ECON",
-    "EDUC",
-    "ENER",
-    "ENVI",
-    "GOVE",
-    "HEAL",
-    "INTR",
-    "JUST",
-    "OP_DATPRO",
-    "REGI",
-    "SOCI",
-    "TECH",
-    "TRAN",
+/// The EU data-theme codes, with their English labels.
+pub const THEMES: &[(&str, &str)] = &[
+    ("AGRI", "Agriculture, fisheries, forestry and food"),
+    ("ECON", "Economy and finance"),
+    ("EDUC", "Education, culture and sport"),
+    ("ENER", "Energy"),
+    ("ENVI", "Environment"),
+    ("GOVE", "Government and public sector"),
+    ("HEAL", "Health"),
+    ("INTR", "International issues"),
+    ("JUST", "Justice, legal system and public safety"),
+    ("OP_DATPRO", "Provisional data"),
+    ("REGI", "Regions and cities"),
+    ("SOCI", "Population and society"),
+    ("TECH", "Science and technology"),
+    ("TRAN", "Transport"),
 ];
+
+/// The label of an EU data theme.
+pub fn theme_label(code: &str) -> Option<&'static str> {
+    THEMES.iter().find(|(c, _)| *c == code).map(|(_, l)| *l)
+}
 
 fn invalid(msg: impl Into<String>) -> CatalogError {
     CatalogError::Invalid(msg.into())
@@ -256,11 +277,30 @@ impl DatasetSpec {
             check_text("keywords", k, 200)?;
         }
         for t in &self.themes {
-            if !THEMES.contains(&t.as_str()) {
+            if theme_label(t).is_none() {
+                let codes: Vec<&str> = THEMES.iter().map(|(c, _)| *c).collect();
                 return Err(invalid(format!(
                     "themes: '{t}' is not an EU data theme ({})",
-                    THEMES.join(", ")
+                    codes.join(", ")
                 )));
+            }
+        }
+        if let Some([w, so, e, n]) = self.spatial {
+            let lon = |x: f64| (-180.0..=180.0).contains(&x);
+            let lat = |y: f64| (-90.0..=90.0).contains(&y);
+            if !(lon(w) && lon(e) && lat(so) && lat(n) && w < e && so < n) {
+                return Err(invalid(
+                    "spatial must be [west, south, east, north] in degrees, west < east and south < north",
+                ));
+            }
+        }
+        if let Some(Period {
+            start,
+            end: Some(end),
+        }) = &self.temporal
+        {
+            if end <= start {
+                return Err(invalid("temporal.end must be later than temporal.start"));
             }
         }
         if let Some(c) = &self.contact_point {

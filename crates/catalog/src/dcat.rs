@@ -7,7 +7,11 @@
 //! `dct:issued`, `dct:modified`, `dct:publisher`, `dcat:keyword`, `dcat:theme`,
 //! `dct:accessRights` (EU access-right table), `dcat:contactPoint`, `dct:license` and
 //! `dct:format`/`dcat:mediaType` on distributions. The classification level, which
-//! DCAT has no term for, is `cb:classification`.
+//! DCAT has no term for, is `cb:classification`. Terms of controlled vocabularies
+//! carry the class DCAT-AP's range shapes expect (`dct:LicenseDocument`,
+//! `dct:RightsStatement`, `skos:Concept`, `dct:MediaType`, `dct:MediaTypeOrExtent`),
+//! so the document validates against the DCAT-AP 3.0.1 SHACL shapes and range shapes
+//! without the EU vocabularies loaded (checked with pySHACL; `docs/catalog.md`).
 //!
 //! A dataset lists only the distributions the caller may use: the NGSI-LD URLs when it
 //! reads every type, the CSV export when it may export, the aggregate endpoint when it
@@ -27,6 +31,7 @@ pub fn context() -> Value {
         "foaf": "http://xmlns.com/foaf/0.1/",
         "vcard": "http://www.w3.org/2006/vcard/ns#",
         "xsd": "http://www.w3.org/2001/XMLSchema#",
+        "skos": "http://www.w3.org/2004/02/skos/core#",
         "cb": "https://citybrain.example/ns#"
     })
 }
@@ -47,6 +52,12 @@ fn date(t: &chrono::DateTime<chrono::Utc>) -> Value {
     json!({"@value": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "@type": "xsd:dateTime"})
 }
 
+/// A reference to a controlled-vocabulary term, typed with the class DCAT-AP's range
+/// shapes expect (so the document validates without the EU vocabularies loaded).
+fn term(iri: impl Into<String>, class: &str) -> Value {
+    json!({"@id": iri.into(), "@type": class})
+}
+
 fn agent(name: &str) -> Value {
     json!({"@type": "foaf:Agent", "foaf:name": name})
 }
@@ -54,6 +65,7 @@ fn agent(name: &str) -> Value {
 fn distribution(
     url: String,
     title: &str,
+    description: &str,
     media: &str,
     format: &str,
     license: &Option<String>,
@@ -62,16 +74,30 @@ fn distribution(
     m.insert("@type".into(), json!("dcat:Distribution"));
     m.insert("dcat:accessURL".into(), json!({"@id": url}));
     m.insert("dct:title".into(), json!(title));
+    m.insert("dct:description".into(), json!(description));
+    // The data is live: served as long as the platform runs.
+    m.insert(
+        "http://data.europa.eu/r5r/availability".into(),
+        json!({"@id": "http://publications.europa.eu/resource/authority/planned-availability/AVAILABLE",
+               "@type": "skos:Concept",
+               "skos:prefLabel": {"@value": "available", "@language": "en"}}),
+    );
     m.insert(
         "dcat:mediaType".into(),
-        json!({"@id": format!("http://www.iana.org/assignments/media-types/{media}")}),
+        term(
+            format!("http://www.iana.org/assignments/media-types/{media}"),
+            "dct:MediaType",
+        ),
     );
     m.insert(
         "dct:format".into(),
-        json!({"@id": format!("http://publications.europa.eu/resource/authority/file-type/{format}")}),
+        term(
+            format!("http://publications.europa.eu/resource/authority/file-type/{format}"),
+            "dct:MediaTypeOrExtent",
+        ),
     );
     if let Some(l) = license {
-        m.insert("dct:license".into(), json!({"@id": l}));
+        m.insert("dct:license".into(), term(l.clone(), "dct:LicenseDocument"));
     }
     Value::Object(m)
 }
@@ -94,6 +120,7 @@ impl Catalog {
             dists.push(distribution(
                 format!("{base}/ngsi-ld/v1/entities?{filter}"),
                 "Current state (NGSI-LD query)",
+                "The entities as they are now, through the NGSI-LD API (paged with limit and offset).",
                 "application/ld+json",
                 "JSON_LD",
                 &license,
@@ -101,6 +128,7 @@ impl Catalog {
             dists.push(distribution(
                 format!("{base}/ngsi-ld/v1/temporal/entities?{filter}"),
                 "History (NGSI-LD temporal query)",
+                "Every attribute's past values, through the NGSI-LD temporal API (timerel, timeAt, endTimeAt).",
                 "application/ld+json",
                 "JSON_LD",
                 &license,
@@ -110,6 +138,7 @@ impl Catalog {
             dists.push(distribution(
                 format!("{base}/platform/v1/datasets/{}/export", d.id),
                 "CSV export",
+                "One row per entity as the caller may read it (limit up to 100000, offset).",
                 "text/csv",
                 "CSV",
                 &license,
@@ -117,23 +146,18 @@ impl Catalog {
         }
         if let Some(p) = &s.privacy {
             if self.may(rc, Verb::Aggregate, d) {
-                let mut a = distribution(
+                let description = format!(
+                    "Noisy statistics with a privacy budget per consumer: {}",
+                    serde_json::to_string(&aggregate::describe(p)).unwrap_or_default()
+                );
+                dists.push(distribution(
                     format!("{base}/platform/v1/datasets/{}/aggregate", d.id),
                     "Differentially private aggregates (count, sum, mean, histogram)",
+                    &description,
                     "application/json",
                     "JSON",
                     &license,
-                );
-                if let Value::Object(m) = &mut a {
-                    m.insert(
-                        "dct:description".into(),
-                        json!(format!(
-                            "Noisy statistics with a privacy budget per consumer: {}",
-                            serde_json::to_string(&aggregate::describe(p)).unwrap_or_default()
-                        )),
-                    );
-                }
-                dists.push(a);
+                ));
             }
         }
         let mut m = Map::new();
@@ -150,10 +174,10 @@ impl Catalog {
         m.insert("dct:modified".into(), date(&d.modified));
         m.insert(
             "dct:accessRights".into(),
-            json!({"@id": s.access_rights.iri()}),
+            term(s.access_rights.iri(), "dct:RightsStatement"),
         );
         if let Some(l) = &license {
-            m.insert("dct:license".into(), json!({"@id": l}));
+            m.insert("dct:license".into(), term(l.clone(), "dct:LicenseDocument"));
         }
         if !s.keywords.is_empty() {
             m.insert("dcat:keyword".into(), json!(s.keywords));
@@ -162,7 +186,21 @@ impl Catalog {
             let themes: Vec<Value> = s
                 .themes
                 .iter()
-                .map(|t| json!({"@id": format!("http://publications.europa.eu/resource/authority/data-theme/{t}")}))
+                .map(|t| {
+                    let mut c = term(
+                        format!("http://publications.europa.eu/resource/authority/data-theme/{t}"),
+                        "skos:Concept",
+                    );
+                    if let (Value::Object(m), Some(label)) =
+                        (&mut c, crate::dataset::theme_label(t))
+                    {
+                        m.insert(
+                            "skos:prefLabel".into(),
+                            json!({"@value": label, "@language": "en"}),
+                        );
+                    }
+                    c
+                })
                 .collect();
             m.insert("dcat:theme".into(), Value::Array(themes));
         }
@@ -171,6 +209,23 @@ impl Catalog {
                 "dcat:contactPoint".into(),
                 json!({"@type": "vcard:Kind", "vcard:fn": s.publisher, "vcard:hasEmail": {"@id": format!("mailto:{c}")}}),
             );
+        }
+        if let Some([w, so, e, n]) = s.spatial {
+            let wkt = format!("POLYGON(({w} {so},{e} {so},{e} {n},{w} {n},{w} {so}))");
+            m.insert(
+                "dct:spatial".into(),
+                json!({"@type": "dct:Location",
+                       "dcat:bbox": {"@value": wkt, "@type": "http://www.opengis.net/ont/geosparql#wktLiteral"}}),
+            );
+        }
+        if let Some(p) = &s.temporal {
+            let mut t = Map::new();
+            t.insert("@type".into(), json!("dct:PeriodOfTime"));
+            t.insert("dcat:startDate".into(), date(&p.start));
+            if let Some(end) = &p.end {
+                t.insert("dcat:endDate".into(), date(end));
+            }
+            m.insert("dct:temporal".into(), Value::Object(t));
         }
         if let Some(level) = self.level(d) {
             m.insert("cb:classification".into(), json!(level));
@@ -182,8 +237,8 @@ impl Catalog {
 
     /// The whole catalogue as `rc` may see it.
     pub fn dcat_catalog(&self, rc: &RequestContext, base: &str) -> Result<Value> {
-        let datasets: Vec<Value> = self
-            .datasets(rc)?
+        let listed = self.datasets(rc)?;
+        let datasets: Vec<Value> = listed
             .iter()
             .map(|d| self.dcat_dataset(rc, base, d))
             .collect();
@@ -196,8 +251,43 @@ impl Catalog {
         m.insert("dct:description".into(), json!(info.description));
         m.insert("dct:publisher".into(), agent(&info.publisher));
         if let Some(h) = &info.homepage {
-            m.insert("foaf:homepage".into(), json!({"@id": h}));
+            m.insert("foaf:homepage".into(), term(h.clone(), "foaf:Document"));
         }
+        // Issued with its first dataset, modified with its last change (of what this
+        // caller sees).
+        if let Some(t) = listed.iter().map(|d| d.issued).min() {
+            m.insert("dct:issued".into(), date(&t));
+        }
+        if let Some(t) = listed.iter().map(|d| d.modified).max() {
+            m.insert("dct:modified".into(), date(&t));
+        }
+        if !info.languages.is_empty() {
+            let langs: Vec<Value> = info
+                .languages
+                .iter()
+                .map(|l| {
+                    term(
+                        format!("http://publications.europa.eu/resource/authority/language/{l}"),
+                        "dct:LinguisticSystem",
+                    )
+                })
+                .collect();
+            m.insert("dct:language".into(), Value::Array(langs));
+        }
+        if let Some(l) = &info.license {
+            let iri = crate::dataset::LICENCES
+                .iter()
+                .find(|(k, _)| k == l)
+                .map_or_else(|| l.clone(), |(_, iri)| iri.to_string());
+            m.insert("dct:license".into(), term(iri, "dct:LicenseDocument"));
+        }
+        // The themes datasets use are the EU data themes.
+        m.insert(
+            "dcat:themeTaxonomy".into(),
+            json!({"@id": "http://publications.europa.eu/resource/authority/data-theme",
+                   "@type": "skos:ConceptScheme",
+                   "dct:title": {"@value": "Data theme", "@language": "en"}}),
+        );
         m.insert("dcat:dataset".into(), Value::Array(datasets));
         Ok(Value::Object(m))
     }

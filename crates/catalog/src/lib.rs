@@ -96,6 +96,12 @@ pub struct CatalogInfo {
     pub publisher: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
+    /// Languages of the metadata, as EU language codes (`ENG`, `ZHO`).
+    pub languages: Vec<String>,
+    /// The licence of the catalogue's metadata (an IRI or a short name of
+    /// [`dataset::LICENCES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
 }
 
 impl Default for CatalogInfo {
@@ -105,6 +111,8 @@ impl Default for CatalogInfo {
             description: "Datasets of the city's operations platform (citybrain)".into(),
             publisher: "City administration".into(),
             homepage: None,
+            languages: vec!["ENG".into()],
+            license: Some("CC0-1.0".into()),
         }
     }
 }
