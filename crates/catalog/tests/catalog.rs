@@ -2,7 +2,8 @@
 //! The catalogue's domain: what aggregates read (current values, history windows, the
 //! contribution bound, areas), and the budget ledger surviving a restart.
 //!
-//! With ε far above 1 the discrete Laplace noise is 0 with probability 1 − 10⁻¹⁴, so
+//! At ε = 100,000 the discrete Laplace noise (scale at most 24/100,000 here) is 0 but
+//! with probability below 10⁻¹⁰⁰, so
 //! these tests check the exact statistic the noise is added to.
 
 use std::sync::Arc;
@@ -76,7 +77,7 @@ fn dataset(max_contributions: u32) -> DatasetSpec {
     serde_json::from_value(json!({
         "title": "Water meters", "description": "Flow", "publisher": "water",
         "accessRights": "PUBLIC", "types": ["WaterMeter"],
-        "privacy": {"budget": {"epsilon": 1000}, "maxQueryCost": 100,
+        "privacy": {"budget": {"epsilon": 10000000}, "maxQueryCost": 100000,
                     "maxContributions": max_contributions,
                     "bounds": {"flow": {"lower": 0, "upper": 8, "resolution": 1}}}
     }))
