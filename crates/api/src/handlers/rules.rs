@@ -294,12 +294,7 @@ pub async fn stream(
                                     .data(json!(*e).to_string())
                             }),
                         Ok(_) => None,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(
-                            // A slow reader is told how many events it missed.
-                            SseEvent::default()
-                                .event("lagged")
-                                .data(json!({"missed": n}).to_string()),
-                        ),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(lagged(n)),
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     },
                     r = irx.recv(), if feed != Feed::Events => match r {
@@ -309,11 +304,7 @@ pub async fn stream(
                                 .data(json!(c.incident).to_string()),
                         ),
                         Ok(_) => None,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(
-                            SseEvent::default()
-                                .event("lagged")
-                                .data(json!({"missed": n}).to_string()),
-                        ),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some(lagged(n)),
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     },
                 };
@@ -324,6 +315,13 @@ pub async fn stream(
         },
     );
     Ok(Sse::new(s).keep_alive(KeepAlive::default()))
+}
+
+/// What a reader of the live feed is told when it fell behind: how many it missed.
+fn lagged(missed: u64) -> SseEvent {
+    SseEvent::default()
+        .event("lagged")
+        .data(json!({ "missed": missed }).to_string())
 }
 
 #[derive(serde::Deserialize)]
