@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 //! Statistical tests of the samplers: the empirical distribution of many draws against
 //! the exact probability mass function, by Pearson's χ² test (seeded, so a run is
 //! reproducible; the critical values are at p = 0.001, so a correct sampler fails a
@@ -125,4 +126,29 @@ fn calibrated_noise_has_the_promised_spread() {
         .count() as f64
         / draws.len() as f64;
     assert!((0.95..0.99).contains(&inside), "{inside}");
+}
+
+mod parsing {
+    use citybrain_privacy::Ratio;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text: an error or a reduced rational, never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused(s in "\\PC{0,40}") {
+            if let Ok(r) = Ratio::parse("epsilon", &s) {
+                prop_assert!(r.d > 0);
+            }
+        }
+
+        /// A decimal written with up to 6 fractional digits parses to exactly n / 10^k.
+        #[test]
+        fn decimals_parse_exactly(int in 0u64..1_000_000, frac in 0u64..1_000_000, k in 1u32..=6) {
+            let frac = frac % 10u64.pow(k);
+            let text = format!("{int}.{frac:0width$}", width = k as usize);
+            let r = Ratio::parse("epsilon", &text).unwrap();
+            let want = Ratio::new(int as u128 * 10u128.pow(k) + frac as u128, 10u128.pow(k)).unwrap();
+            prop_assert_eq!(r, want);
+        }
+    }
 }
