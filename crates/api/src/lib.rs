@@ -12,6 +12,7 @@ pub mod request;
 pub mod response;
 pub mod routes;
 pub mod serve;
+pub mod timeout;
 
 use std::sync::Arc;
 
@@ -40,8 +41,8 @@ pub struct HttpLimits {
     /// Requests handled at once; beyond it new requests get 503 at once (load shedding)
     /// instead of queueing without bound.
     pub max_concurrent_requests: usize,
-    /// Most time a request may take until its answer starts (a slow upload included);
-    /// beyond it the client gets 408. A live feed's stream is not bounded by it.
+    /// Most time a request with a body may take until its answer starts (a slow upload
+    /// included); beyond it the client gets 408 ([`timeout`]).
     pub request_timeout: std::time::Duration,
 }
 
@@ -247,29 +248,28 @@ pub fn router_of(parts: Parts) -> Router {
             front::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(timeout::BodyTimeoutLayer(request_timeout))
         .layer(
             tower::ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(
-                    move |e: tower::BoxError| refused(e, request_timeout),
-                ))
+                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
                 .load_shed()
-                .timeout(request_timeout)
                 // Global: Router::layer wraps every route, and they must share one limit.
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency)),
         )
-        // Outermost: a browser's preflight is answered before authentication.
-        .layer(cors(&cors_origins))
+        // Outermost: a browser's preflight is answered before authentication. Without
+        // configured origins there is no layer at all (no Vary headers, no work).
+        .layer(tower::util::option_layer(cors(&cors_origins)))
         .with_state(state)
 }
 
 /// CORS for the configured origins: the API's methods, the headers NGSI-LD clients
 /// send (credentials travel as `Authorization` headers, never cookies), and the headers
 /// they read (paging, counts, locations, request ids).
-fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     use axum::http::{HeaderName, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};
     if origins.is_empty() {
-        return CorsLayer::new();
+        return None;
     }
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
@@ -282,7 +282,7 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         )
     };
     let h = |n: &'static str| HeaderName::from_static(n);
-    CorsLayer::new()
+    let layer = CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([
             Method::GET,
@@ -310,7 +310,8 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             h("x-request-id"),
             header::RETRY_AFTER,
         ])
-        .max_age(std::time::Duration::from_secs(3600))
+        .max_age(std::time::Duration::from_secs(3600));
+    Some(layer)
 }
 
 /// `/ngsi-ld/v1`: entities, batch operations, subscriptions, discovery, `@context`s
@@ -485,19 +486,7 @@ fn open311_routes() -> Router<AppState> {
 }
 
 /// Answer when the concurrency limit sheds a request.
-async fn refused(e: tower::BoxError, timeout: std::time::Duration) -> Response {
-    if e.is::<tower::timeout::error::Elapsed>() {
-        tracing::warn!(?timeout, "a request ran past the request timeout");
-        return ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "the request took longer than {} s (server.request_timeout_secs)",
-                timeout.as_secs()
-            ),
-        )
-        .with_status(StatusCode::REQUEST_TIMEOUT)
-        .into_response();
-    }
+async fn overloaded(_: tower::BoxError) -> Response {
     ApiError::new(
         ErrorKind::InternalError,
         "the server is at its concurrent request limit; retry shortly",

@@ -136,7 +136,7 @@ pub struct Server {
     /// Web origins (`https://console.city.example`) allowed to call the API from a
     /// browser; `*` for any; empty: none (no CORS headers).
     pub cors_allowed_origins: Vec<String>,
-    /// Most seconds a request may take until its answer starts (408 beyond).
+    /// Most seconds a request with a body may take until its answer starts (408 beyond).
     pub request_timeout_secs: u64,
     /// Seconds a client has to send a request's headers and finish a TLS handshake
     /// (slow clients are disconnected: slowloris).
