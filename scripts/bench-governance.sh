@@ -10,6 +10,7 @@
 # range of the ratios.
 #
 #   scripts/bench-governance.sh [ROUNDS] [DURATION_S]
+#   AUDIT=false scripts/bench-governance.sh ...   # policies and masking alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}; DUR=${2:-5}
@@ -21,7 +22,7 @@ B=target/release/citybrain
 ADMIN=$($B bootstrap --data-dir "$W/gov" 2>/dev/null)
 ANALYST=$($B keys create --data-dir "$W/gov" --user ann --role analyst --scope read --quiet)
 RUST_LOG=warn CITYBRAIN_MQTT__ENABLED=false $B serve --listen 127.0.0.1:1031 --data-dir "$W/open" >"$W/open.log" 2>&1 &
-RUST_LOG=warn CITYBRAIN_MQTT__ENABLED=false $B serve --listen 127.0.0.1:1032 --data-dir "$W/gov" >"$W/gov.log" 2>&1 &
+RUST_LOG=warn CITYBRAIN_MQTT__ENABLED=false CITYBRAIN_AUDIT__ENABLED=${AUDIT:-true} $B serve --listen 127.0.0.1:1032 --data-dir "$W/gov" >"$W/gov.log" 2>&1 &
 for p in 1031 1032; do for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/health" >/dev/null && break; sleep 0.1; done; done
 curl -sf -X PUT -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
   -d '{"attributes": {"TrafficFlowObserved.averageVehicleSpeed": {"level": "important"}}}' \

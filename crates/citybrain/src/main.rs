@@ -481,11 +481,8 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         broker.authorizer().clone(),
     )?;
     if let Some(g) = &governance {
-        // Weak: the hub holds the authorizer, which holds governance.
-        let h = Arc::downgrade(&hub);
-        g.set_mode_source(Arc::new(move |tenant: &str| {
-            h.upgrade().is_some_and(|h| h.in_emergency(tenant))
-        }));
+        let flags = hub.emergency_flags();
+        g.set_mode_source(Arc::new(move |tenant: &str| flags.contains(tenant)));
     }
     let h = hub.clone();
     tasks.spawn_draining("rules", move |stop| h.run_until(feed, Some(stop)));

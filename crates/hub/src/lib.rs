@@ -48,7 +48,7 @@ pub mod tasks;
 pub use backtest::{Backtest, MAX_OBSERVATIONS};
 pub use desk::{DeskError, IncidentFilter, NewIncident};
 pub use incident::{Correlation, Incident, Move, Status};
-pub use modes::{AreaSpec, ModeChange, Modes};
+pub use modes::{AreaSpec, EmergencyFlags, ModeChange, Modes};
 
 const RULES: &str = "rules";
 const VERSIONS: &str = "rule_versions";
@@ -210,7 +210,7 @@ pub struct Hub {
     authz: Arc<dyn Authorizer>,
     /// Tenants in emergency mode as a whole, readable without a desk lock (access
     /// policies see it as `context.mode`).
-    emergency: parking_lot::RwLock<std::collections::HashSet<String>>,
+    emergency: Arc<modes::EmergencyFlags>,
 }
 
 /// Events published, per tenant.

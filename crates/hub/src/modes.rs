@@ -355,23 +355,48 @@ impl Hub {
     /// Whether the tenant as a whole is in emergency mode now (read without a desk
     /// lock, for hot paths such as policy decisions).
     pub fn in_emergency(&self, tenant: &str) -> bool {
-        self.emergency.read().contains(tenant)
+        self.emergency.contains(tenant)
+    }
+
+    /// The tenants in emergency mode, shared: what policy decisions read on every
+    /// request (one relaxed load while no tenant is in emergency).
+    pub fn emergency_flags(&self) -> std::sync::Arc<EmergencyFlags> {
+        self.emergency.clone()
     }
 
     pub(crate) fn apply_modes(&self, tenant: &str, st: &ModeState) {
         let (everywhere, zones) = st.engine_view();
-        {
-            let mut e = self.emergency.write();
-            if st.tenant == Mode::Emergency {
-                e.insert(tenant.to_string());
-            } else {
-                e.remove(tenant);
-            }
-        }
+        self.emergency.set(tenant, st.tenant == Mode::Emergency);
         let mut tenants = self.tenants.lock();
         let t = tenants
             .entry(tenant.to_string())
             .or_insert_with(|| self.new_tenant());
         t.engine.set_emergency(everywhere, zones);
+    }
+}
+
+/// The tenants in emergency mode as a whole, with a count so that the common case (none)
+/// costs one relaxed atomic load and no lock.
+#[derive(Debug, Default)]
+pub struct EmergencyFlags {
+    count: std::sync::atomic::AtomicUsize,
+    tenants: parking_lot::RwLock<std::collections::HashSet<String>>,
+}
+
+impl EmergencyFlags {
+    pub fn contains(&self, tenant: &str) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Relaxed) > 0
+            && self.tenants.read().contains(tenant)
+    }
+
+    fn set(&self, tenant: &str, emergency: bool) {
+        let mut t = self.tenants.write();
+        if emergency {
+            t.insert(tenant.to_string());
+        } else {
+            t.remove(tenant);
+        }
+        self.count
+            .store(t.len(), std::sync::atomic::Ordering::Relaxed);
     }
 }
