@@ -29,9 +29,17 @@ use crate::{Catalog, CatalogError, PrivacySpec, Result};
 /// The principal the data is read as.
 const READER: Principal = Principal::Service("catalog");
 
-/// Entities read per page, and in all (a bound on one request's work).
-const PAGE: usize = 1000;
+/// Most entities one aggregate reads: their current values, or their history in a
+/// window. A dataset larger than that is refused (narrow it with an area or a
+/// window) rather than cut, since a cut would change which entities count.
 const MAX_ENTITIES: usize = 1_000_000;
+const MAX_HISTORIES: usize = 100_000;
+
+fn too_many(n: usize) -> CatalogError {
+    CatalogError::Invalid(format!(
+        "the selection holds more than {n} entities; narrow it with an area (georel) or a smaller dataset"
+    ))
+}
 
 /// An aggregate request, as received (query parameters).
 #[derive(Debug, Clone, Default)]
@@ -376,7 +384,6 @@ impl Catalog {
             geometry: req.geometry.clone(),
             coordinates,
             geoproperty: req.geoproperty.clone(),
-            limit: Some(PAGE.to_string()),
             ..QueryParams::default()
         };
         let attr_iri: Option<Arc<str>> = attribute.map(|a| {
@@ -388,25 +395,22 @@ impl Catalog {
                 .into()
         });
         let mut units = Vec::new();
-        let mut offset = 0usize;
+        // One query (an offset page would rescan from the start each time).
         if req.timerel.is_none() && req.time_at.is_none() && req.end_time_at.is_none() {
-            loop {
-                params.offset = Some(offset.to_string());
-                let q = EntityQuery::from_params(&params, &ld, PAGE, PAGE)?;
-                let page = self.broker.query_entities(&reader, &q)?;
-                for e in &page.entities {
-                    units.push(match &attr_iri {
-                        None => vec![Datum::Number(1.0)],
-                        Some(a) => e
-                            .attr(a)
-                            .map(|inst| inst.iter().filter_map(|x| datum(&x.value)).collect())
-                            .unwrap_or_default(),
-                    });
-                }
-                offset += page.entities.len();
-                if !page.has_more || page.entities.is_empty() || offset >= MAX_ENTITIES {
-                    break;
-                }
+            params.limit = Some(MAX_ENTITIES.to_string());
+            let q = EntityQuery::from_params(&params, &ld, MAX_ENTITIES, MAX_ENTITIES)?;
+            let page = self.broker.query_entities(&reader, &q)?;
+            if page.has_more {
+                return Err(too_many(MAX_ENTITIES));
+            }
+            for e in &page.entities {
+                units.push(match &attr_iri {
+                    None => vec![Datum::Number(1.0)],
+                    Some(a) => e
+                        .attr(a)
+                        .map(|inst| inst.iter().filter_map(|x| datum(&x.value)).collect())
+                        .unwrap_or_default(),
+                });
             }
             return Ok(units);
         }
@@ -428,23 +432,20 @@ impl Catalog {
             Some(vec![a.to_string()]),
             None,
         )?;
-        loop {
-            params.offset = Some(offset.to_string());
-            let q = EntityQuery::from_params(&params, &ld, PAGE, PAGE)?;
-            let page = self.broker.query_temporal(&reader, &q, &tq)?;
-            for e in &page.entities {
-                let mut values = Vec::new();
-                for s in e.series.iter().filter(|s| *s.attr == *a) {
-                    values.extend(s.points.iter().filter_map(|p| {
-                        datum(&citybrain_storage::history::attribute_of(p, None).value)
-                    }));
-                }
-                units.push(values);
+        params.limit = Some(MAX_HISTORIES.to_string());
+        let q = EntityQuery::from_params(&params, &ld, MAX_HISTORIES, MAX_HISTORIES)?;
+        let page = self.broker.query_temporal(&reader, &q, &tq)?;
+        if page.has_more {
+            return Err(too_many(MAX_HISTORIES));
+        }
+        for e in &page.entities {
+            let mut values = Vec::new();
+            for s in e.series.iter().filter(|s| *s.attr == *a) {
+                values.extend(s.points.iter().filter_map(|p| {
+                    datum(&citybrain_storage::history::attribute_of(p, None).value)
+                }));
             }
-            offset += page.entities.len();
-            if !page.has_more || page.entities.is_empty() || offset >= MAX_ENTITIES {
-                break;
-            }
+            units.push(values);
         }
         Ok(units)
     }

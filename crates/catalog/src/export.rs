@@ -16,7 +16,6 @@ use crate::{Catalog, CatalogError, Result};
 
 /// Rows per export request at most (page with `offset`).
 pub const MAX_ROWS: usize = 100_000;
-const PAGE: usize = 1000;
 
 /// One exported page.
 pub struct Export {
@@ -73,23 +72,13 @@ impl Catalog {
             attrs: (!attrs.is_empty()).then(|| attrs.join(",")),
             ..QueryParams::default()
         };
-        let mut entities = Vec::new();
-        let mut more = false;
-        let mut at = offset;
-        while entities.len() < limit {
-            let want = (limit - entities.len()).min(PAGE);
-            params.limit = Some(want.to_string());
-            params.offset = Some(at.to_string());
-            let q = EntityQuery::from_params(&params, &ld, PAGE, PAGE)?;
-            let page = self.broker.query_entities(rc, &q)?;
-            at += page.entities.len();
-            let done = !page.has_more || page.entities.is_empty();
-            entities.extend(page.entities);
-            more = page.has_more;
-            if done {
-                break;
-            }
-        }
+        // One query for the page (offset pages would rescan from the start each time).
+        params.limit = Some(limit.to_string());
+        params.offset = Some(offset.to_string());
+        let q = EntityQuery::from_params(&params, &ld, limit, MAX_ROWS)?;
+        let page = self.broker.query_entities(rc, &q)?;
+        let more = page.has_more;
+        let entities = page.entities;
         // Columns: the dataset's attributes, else every attribute the rows carry (by short
         // name).
         let columns: Vec<String> = if attrs.is_empty() {
