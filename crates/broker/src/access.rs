@@ -95,36 +95,22 @@ impl Broker {
                 attrs: Vec::new(),
             }),
         };
-        Ok(match self.authz.view(rc, &current) {
-            View::Full => Some(Seen {
-                h,
-                masked: Vec::new(),
-            }),
-            View::Hidden => None,
-            View::Masked(m) => {
-                // Filters see the series of attributes the view shows as stored; the
-                // series of attributes it masks are read through the mask
-                // (`Authorizer::mask_history`), and those it removes are left out.
-                let values = |e: &Entity, name: &str| {
-                    e.attr(name)
-                        .map(|i| i.iter().map(|a| a.value.clone()).collect::<Vec<_>>())
-                };
-                let mut masked = Vec::new();
-                h.series.retain(|s| {
-                    let shown = values(&m, &s.attr);
-                    if shown.is_some() && shown == values(&current, &s.attr) {
-                        return true;
-                    }
-                    // Not in the current entity (a deleted attribute, a deleted
-                    // entity): the authorizer decides by name.
-                    if shown.is_some() || current.attr(&s.attr).is_none() {
-                        masked.push(s.clone());
-                    }
-                    false
-                });
-                Some(Seen { h, masked })
+        if matches!(self.authz.view(rc, &current), View::Hidden) {
+            return Ok(None);
+        }
+        // Each series is judged by its attribute's name, not by comparing values (a
+        // mask may leave a value as it was, and a deleted attribute has none): shown
+        // as stored, it is what filters see; otherwise it is read through the mask
+        // (`Authorizer::mask_history`), which also removes what may not be read.
+        let mut masked = Vec::new();
+        h.series.retain(|s| {
+            if self.authz.shows_as_stored(rc, &h.types, &s.attr) {
+                return true;
             }
-        })
+            masked.push(s.clone());
+            false
+        });
+        Ok(Some(Seen { h, masked }))
     }
 
     /// Whether `rc` may read what `action` names. `Ok(false)` when it is forbidden: the

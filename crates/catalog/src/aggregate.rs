@@ -7,10 +7,11 @@
 //! one privacy unit and contributes at most `maxContributions` values.
 //!
 //! The order of work keeps the guarantee and the budget honest: the request is
-//! validated, the data read (as the platform, not as the caller: the noise is the
-//! protection), the noisy answer computed, the cost charged durably to the caller's
-//! budget, and only then is the answer released. A request the budget does not cover
-//! gets 403 and nothing is released.
+//! validated and the noise calibrated, the cost charged durably to the caller's budget,
+//! then the data read (as the platform, not as the caller: the noise is the
+//! protection) and the noisy answer computed and released. A request the budget does
+//! not cover gets 403, reads nothing and releases nothing; every answer after the
+//! charge, a refusal that depends on the data included, is paid for.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -302,15 +303,27 @@ impl Catalog {
         };
         stat.validate()
             .map_err(|e| CatalogError::Invalid(e.to_string()))?;
-        let units = self.units(rc, &d, attribute.as_deref(), req)?;
-        // The noisy answer is computed before the charge and dropped if the charge
-        // fails: nothing unpaid is ever released.
+        // The noise is calibrated (on no data) before anything is charged, so that a
+        // request the mechanism refuses costs nothing; then the cost is charged, and
+        // only then is the data read: whatever happens after (a selection too large,
+        // a failed read) happens to a paid request, so no answer, not even a refusal
+        // that depends on the data, is free; and a consumer out of budget costs no scan.
+        release(
+            &stat,
+            &[],
+            p.max_contributions,
+            cost,
+            &mut citybrain_privacy::sample::SplitMix64(0),
+        )
+        .map_err(|e| CatalogError::Invalid(e.to_string()))?;
+        let selection = self.selection(&d, attribute.as_deref(), req)?;
+        let spent = self.charge(rc, &d, &p, cost).await?;
+        let units = self.units(rc, &selection)?;
         let rel = {
             let mut rng = self.rng.lock();
             release(&stat, &units, p.max_contributions, cost, &mut *rng)
                 .map_err(|e| CatalogError::Invalid(e.to_string()))?
         };
-        let spent = self.charge(rc, &d, &p, cost).await?;
         let eps_spent = spent.epsilon_at(p.budget.delta);
         let bounds = match &stat {
             Statistic::Sum(b) | Statistic::Mean(b) => Some([b.lower, b.upper]),
@@ -358,16 +371,15 @@ impl Catalog {
         })
     }
 
-    /// The values each entity contributes (current values, or history in a window).
-    fn units(
+    /// What a request reads, checked before anything is charged: the entity query
+    /// (types, filter, area) and, with a window, the temporal query of the attribute.
+    fn selection(
         &self,
-        rc: &RequestContext,
         d: &Dataset,
         attribute: Option<&str>,
         req: &AggregateRequest,
-    ) -> Result<Vec<Vec<Datum>>> {
+    ) -> Result<Selection> {
         let ld = JsonLdContext::core();
-        let reader = RequestContext::service(rc.tenant.clone(), READER);
         let coordinates = req
             .coordinates
             .as_deref()
@@ -377,16 +389,21 @@ impl Catalog {
                 })
             })
             .transpose()?;
-        let mut params = QueryParams {
+        let window = req.timerel.is_some() || req.time_at.is_some() || req.end_time_at.is_some();
+        let most = if window { MAX_HISTORIES } else { MAX_ENTITIES };
+        let params = QueryParams {
             type_: Some(d.spec.expanded_types().join(",")),
             q: d.spec.q.clone(),
             georel: req.georel.clone(),
             geometry: req.geometry.clone(),
             coordinates,
             geoproperty: req.geoproperty.clone(),
+            limit: Some(most.to_string()),
             ..QueryParams::default()
         };
-        let attr_iri: Option<Arc<str>> = attribute.map(|a| {
+        // One query (an offset page would rescan from the start each time).
+        let query = EntityQuery::from_params(&params, &ld, most, most)?;
+        let attr: Option<Arc<str>> = attribute.map(|a| {
             d.spec
                 .attrs
                 .iter()
@@ -394,17 +411,47 @@ impl Catalog {
                 .map_or_else(|| ld.expand(a), |x| ld.expand(x))
                 .into()
         });
-        let mut units = Vec::new();
-        // One query (an offset page would rescan from the start each time).
-        if req.timerel.is_none() && req.time_at.is_none() && req.end_time_at.is_none() {
-            params.limit = Some(MAX_ENTITIES.to_string());
-            let q = EntityQuery::from_params(&params, &ld, MAX_ENTITIES, MAX_ENTITIES)?;
-            let page = self.broker.query_entities(&reader, &q)?;
-            if page.has_more {
-                return Err(too_many(MAX_ENTITIES));
-            }
+        let temporal = if window {
+            let Some(a) = &attr else {
+                return Err(CatalogError::Invalid(
+                    "a time window ('timerel') needs 'attribute': the values counted are its history"
+                        .into(),
+                ));
+            };
+            let tp = TemporalParams {
+                timerel: req.timerel.clone(),
+                time_at: req.time_at.clone(),
+                end_time_at: req.end_time_at.clone(),
+                ..TemporalParams::default()
+            };
+            Some(TemporalQuery::from_params(
+                &tp,
+                TemporalFormat::Normalized,
+                Some(vec![a.to_string()]),
+                None,
+            )?)
+        } else {
+            None
+        };
+        Ok(Selection {
+            query,
+            attr,
+            temporal,
+            most,
+        })
+    }
+
+    /// The values each entity contributes (current values, or history in a window).
+    fn units(&self, rc: &RequestContext, sel: &Selection) -> Result<Vec<Vec<Datum>>> {
+        let reader = RequestContext::service(rc.tenant.clone(), READER);
+        let page = self.broker.query_entities(&reader, &sel.query)?;
+        if page.has_more {
+            return Err(too_many(sel.most));
+        }
+        let mut units = Vec::with_capacity(page.entities.len());
+        let (Some(tq), Some(a)) = (&sel.temporal, &sel.attr) else {
             for e in &page.entities {
-                units.push(match &attr_iri {
+                units.push(match &sel.attr {
                     None => vec![Datum::Number(1.0)],
                     Some(a) => e
                         .attr(a)
@@ -413,42 +460,42 @@ impl Catalog {
                 });
             }
             return Ok(units);
-        }
-        let Some(a) = attr_iri else {
-            return Err(CatalogError::Invalid(
-                "a time window ('timerel') needs 'attribute': the values counted are its history"
-                    .into(),
-            ));
         };
-        let tp = TemporalParams {
-            timerel: req.timerel.clone(),
-            time_at: req.time_at.clone(),
-            end_time_at: req.end_time_at.clone(),
-            ..TemporalParams::default()
-        };
-        let tq = TemporalQuery::from_params(
-            &tp,
-            TemporalFormat::Normalized,
-            Some(vec![a.to_string()]),
-            None,
-        )?;
-        params.limit = Some(MAX_HISTORIES.to_string());
-        let q = EntityQuery::from_params(&params, &ld, MAX_HISTORIES, MAX_HISTORIES)?;
-        let page = self.broker.query_temporal(&reader, &q, &tq)?;
-        if page.has_more {
-            return Err(too_many(MAX_HISTORIES));
-        }
+        // Entity by entity: the temporal API's instance cap then bounds each entity's
+        // own values only (a query's cap is shared by all its entities, and one busy
+        // entity would cut the others: a unit would move the statistic by more than
+        // the noise is calibrated for). Each keeps its first values in the window.
         for e in &page.entities {
-            let mut values = Vec::new();
-            for s in e.series.iter().filter(|s| *s.attr == *a) {
-                values.extend(s.points.iter().filter_map(|p| {
-                    datum(&citybrain_storage::history::attribute_of(p, None).value)
-                }));
-            }
+            let values = match self.broker.retrieve_temporal(&reader, &e.id, tq) {
+                Ok(t) => t
+                    .entities
+                    .iter()
+                    .flat_map(|te| te.series.iter())
+                    .filter(|s| *s.attr == **a)
+                    .flat_map(|s| s.points.iter())
+                    .filter_map(|p| datum(&citybrain_storage::history::attribute_of(p, None).value))
+                    .collect(),
+                // No history of the attribute (in the window): nothing contributed.
+                Err(err)
+                    if citybrain_model::ErrorCode::kind(&err)
+                        == citybrain_model::ErrorKind::ResourceNotFound =>
+                {
+                    Vec::new()
+                }
+                Err(err) => return Err(err.into()),
+            };
             units.push(values);
         }
         Ok(units)
     }
+}
+
+/// What an aggregate reads.
+struct Selection {
+    query: EntityQuery,
+    attr: Option<Arc<str>>,
+    temporal: Option<TemporalQuery>,
+    most: usize,
 }
 
 fn cost_value(c: Cost) -> f64 {

@@ -371,14 +371,14 @@ impl Catalog {
         self.spent(rc, &d.id)?;
         let consumer = Catalog::consumer(rc);
         let key = (rc.tenant.clone(), d.id.clone(), consumer.clone());
-        let next = {
+        // The ledger document is written while the lock is held (the write is only
+        // queued; durability is awaited after), so documents reach the log in the
+        // order the charges were admitted and a restart never finds a smaller total.
+        let (next, commit) = {
             let mut ledger = self.ledger.lock();
             let now = ledger.get(&key).copied().unwrap_or_default();
-            match now.admit(&p.budget, cost) {
-                Ok(next) => {
-                    ledger.insert(key, next);
-                    next
-                }
+            let next = match now.admit(&p.budget, cost) {
+                Ok(next) => next,
                 Err(ex) => {
                     drop(ledger);
                     self.exhausted.lock().push(Exhaustion {
@@ -390,19 +390,20 @@ impl Catalog {
                     tracing::warn!(dataset = %d.id, %consumer, "privacy budget exhausted");
                     return Err(CatalogError::Exhausted(format!("dataset '{}': {ex}", d.id)));
                 }
-            }
-        };
-        let v = serde_json::to_value(next).map_err(|e| CatalogError::Io(e.to_string()))?;
-        self.store
-            .put_doc(
+            };
+            // Charged in memory before the write: a failed write leaves it charged.
+            ledger.insert(key, next);
+            let v = serde_json::to_value(next).map_err(|e| CatalogError::Io(e.to_string()))?;
+            let commit = self.store.put_doc(
                 &rc.tenant,
                 LEDGER,
                 &Catalog::ledger_id(&d.id, &consumer),
                 v,
                 &rc.origin(),
-            )?
-            .wait()
-            .await?;
+            )?;
+            (next, commit)
+        };
+        commit.wait().await?;
         Ok(next)
     }
 }

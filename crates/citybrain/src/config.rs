@@ -511,6 +511,14 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, v) in [
+            ("auth.requests_per_second", self.auth.requests_per_second),
+            ("mqtt.publishes_per_second", self.mqtt.publishes_per_second),
+        ] {
+            if !(v.is_finite() && (v == 0.0 || v >= 0.001)) {
+                bail!("{name} must be 0 (no limit) or at least 0.001");
+            }
+        }
         if self.mqtt.tls_cert.is_some() != self.mqtt.tls_key.is_some() {
             bail!("mqtt.tls_cert and mqtt.tls_key go together: give both or neither");
         }

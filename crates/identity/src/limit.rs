@@ -69,7 +69,10 @@ impl RateLimiter {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / per_second))
+            // A rate so small that the wait overflows: an hour (never a panic).
+            Err(Duration::try_from_secs_f64((1.0 - b.tokens) / per_second)
+                .unwrap_or(Duration::from_secs(3600))
+                .min(Duration::from_secs(3600)))
         }
     }
 }

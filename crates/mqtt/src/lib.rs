@@ -102,8 +102,8 @@ pub struct MqttSettings {
     pub credentials: Option<std::sync::Arc<citybrain_identity::Authenticator>>,
     /// Serve MQTT over TLS (MQTTS, port 8883 by convention) with this configuration.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-    /// Publishes per principal (the HTTP API's limiter, shared): a client over its
-    /// rate is slowed (its connection is not read until its bucket refills), never
+    /// Publishes per principal (`mqtt.publishes_per_second`; buckets of their own, not
+    /// the HTTP API's): a client over its rate is slowed (its connection is not read until its bucket refills), never
     /// dropped, so QoS 1 messages are delayed, not lost.
     pub rate: Option<std::sync::Arc<citybrain_identity::RateLimiter>>,
 }

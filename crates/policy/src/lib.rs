@@ -116,6 +116,14 @@ pub(crate) struct State {
     pub(crate) classes: Arc<Classification>,
 }
 
+/// Which optional context attributes policy text may read (bit 0: `source`, bit 1:
+/// `purpose`), by name anywhere (a comment naming one only costs cache hits, never a
+/// wrong decision). Only those are part of the cache keys: a client varying its
+/// address or declared purpose must not churn the caches of policies that ignore them.
+fn uses_of(text: &str) -> u8 {
+    u8::from(text.contains("source")) | (u8::from(text.contains("purpose")) << 1)
+}
+
 /// Most cached decisions and plans before the caches are emptied (a bound, not an
 /// LRU: a flood of distinct principals costs re-evaluation, never memory).
 const CACHE: usize = 50_000;
@@ -136,6 +144,8 @@ pub struct Governance {
     cedar: cedar_policy::Authorizer,
     /// Whether a tenant is in emergency mode (`context.mode`), once the hub is there.
     modes: std::sync::OnceLock<ModeSource>,
+    /// The optional context attributes the policies in force read ([`uses_of`]).
+    uses: std::sync::atomic::AtomicU8,
 }
 
 /// Tells whether a tenant is in emergency mode now.
@@ -308,6 +318,7 @@ impl Governance {
     ) -> Result<Governance, PolicyError> {
         let schema = schema()?;
         let (policies, masks) = compile(&schema, &current.policies)?;
+        let current_text = current.policies.clone();
         Ok(Governance {
             state: RwLock::new(Arc::new(State {
                 generation: 1,
@@ -316,6 +327,7 @@ impl Governance {
                 current,
                 classes: Arc::new(classes),
             })),
+            uses: std::sync::atomic::AtomicU8::new(uses_of(&current_text)),
             schema,
             decisions: Mutex::new(Cache::default()),
             plans: Mutex::new(Cache::default()),
@@ -413,6 +425,8 @@ impl Governance {
         self.persist(rc, &format!("{VERSION_PREFIX}{version:06}"), doc)
             .await?;
         let current = pv.clone();
+        self.uses
+            .store(uses_of(text), std::sync::atomic::Ordering::Relaxed);
         self.install(move |s| {
             s.policies = policies;
             s.masks = masks;
@@ -452,11 +466,16 @@ impl Governance {
         let now = self.clock.now();
         let (hour, weekday) = (now.hour() as i64, now.weekday().number_from_monday() as i64);
         let emergency = self.modes.get().is_some_and(|m| m(&rc.tenant));
+        let uses = self.uses.load(std::sync::atomic::Ordering::Relaxed);
         let key = CtxKey {
             bucket: (hour * 10 + weekday) as u32,
             emergency,
-            source: rc.source,
-            purpose: rc.purpose.clone(),
+            source: if uses & 1 != 0 { rc.source } else { None },
+            purpose: if uses & 2 != 0 {
+                rc.purpose.clone()
+            } else {
+                None
+            },
         };
         (key, hour, weekday)
     }

@@ -86,10 +86,11 @@ impl Ratio {
         } else {
             digits.parse().map_err(|_| bad())?
         };
-        let scale = exp - frac.len() as i32;
+        let scale = i64::from(exp) - frac.len() as i64;
         if !(-18..=18).contains(&scale) {
             return Err(too_precise());
         }
+        let scale = scale as i32;
         let ten = |k: i32| 10u128.pow(k.unsigned_abs());
         let r = if scale >= 0 {
             Ratio::new(n * ten(scale), 1)
@@ -154,7 +155,19 @@ mod tests {
             Ratio::from_f64("x", 1e-6).unwrap(),
             Ratio { n: 1, d: 1_000_000 }
         );
-        for bad in ["", "-1", "abc", "1..2", "1e", "0x10", "1e99", "nan", "."] {
+        for bad in [
+            "",
+            "-1",
+            "abc",
+            "1..2",
+            "1e",
+            "0x10",
+            "1e99",
+            "nan",
+            ".",
+            "0.5e-2147483648",
+            "1e2147483647",
+        ] {
             let e = Ratio::parse("epsilon", bad).unwrap_err().to_string();
             assert!(e.contains("epsilon"), "{bad}: {e}");
         }

@@ -53,6 +53,13 @@ impl Bounds {
                 ));
             }
         }
+        // A value counts at most this many units: sums of a million of them stay far
+        // inside i128, and the noise limit refuses what is wider anyway.
+        if self.lower.abs().max(self.upper.abs()) / self.resolution() > 1e12 {
+            return Err(PrivacyError::Invalid(
+                "'resolution' is too fine for the bounds (more than 10^12 units per value)".into(),
+            ));
+        }
         Ok(())
     }
 

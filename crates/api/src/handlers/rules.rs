@@ -36,6 +36,7 @@ use serde_json::json;
 use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
+use citybrain_access::{Action, Resource};
 
 pub(crate) fn hub(app: &AppState) -> ApiResult<&Arc<Hub>> {
     app.hub.as_ref().ok_or_else(|| {
@@ -268,6 +269,19 @@ pub async fn stream(
         }
     };
     let filter = Filter::of(&q)?;
+    // Incidents on the feed are for those who may read incidents (the route checked
+    // events only): asked for alone, a refusal; within `all`, left out.
+    let incidents = app
+        .broker
+        .authorizer()
+        .authorize(&rc, &Action::read(Resource::Incident(None)));
+    let feed = match (feed, incidents) {
+        (Feed::Incidents, Err(denied)) => {
+            return Err(ApiError::of(&citybrain_model::ModelError::from(denied)))
+        }
+        (Feed::All, Err(_)) => Feed::Events,
+        (f, _) => f,
+    };
     let t = rc.tenant.clone();
     let reader = (hub.clone(), rc);
     let state = (

@@ -206,8 +206,10 @@ impl SubscriptionManager {
 
     /// A subscription is its owner's: another caller neither sees nor changes it
     /// (it is "not found"), unless it [sees all](Self::sees_all).
+    /// Anonymous callers own nothing: they cannot be told apart, so one could manage
+    /// (and read the endpoints of) another's subscriptions.
     fn owned_by(rc: &RequestContext, e: &SubEntry) -> bool {
-        e.owner.actor() == rc.principal.actor()
+        !rc.principal.is_anonymous() && e.owner.actor() == rc.principal.actor()
     }
 
     async fn persist(&self, rc: &RequestContext, entry: &SubEntry) -> Result<()> {
