@@ -285,6 +285,7 @@ impl Catalog {
             .authorizer()
             .authorize(rc, &Action::new(Verb::Administer, Resource::Datasets))?;
         dataset::check_id(id)?;
+        self.broker.check_tenant(rc)?;
         spec.validate()?;
         let now = self.clock.now();
         let issued = match self.store.get_doc(&rc.tenant, DATASETS, id)? {
