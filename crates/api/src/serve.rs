@@ -46,6 +46,13 @@ impl Default for ServeOptions {
     }
 }
 
+/// Logs how a connection ended, when with an error (a client gone mid-request).
+fn report(peer: std::net::SocketAddr, ended: Result<(), hyper::Error>) {
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets open connections
 /// finish for at most `opts.drain`.
 pub async fn serve(
@@ -93,31 +100,17 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let handshake = opts.header_timeout;
         tokio::spawn(async move {
-            match acceptor {
-                None => {
-                    let conn = http.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = http.serve_connection(TokioIo::new(tls), service);
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-            }
+            let Some(acceptor) = acceptor else {
+                let conn = http.serve_connection(TokioIo::new(stream), service);
+                return report(peer, watcher.watch(conn).await);
+            };
+            let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let conn = http.serve_connection(TokioIo::new(tls), service);
+            report(peer, watcher.watch(conn).await);
         });
     }
     drop(listener);

@@ -86,14 +86,7 @@ impl Broker {
         }
         let current = match self.store.get(&rc.tenant, &h.id)? {
             Some(e) => e,
-            None => Arc::new(Entity {
-                id: h.id.to_string(),
-                types: h.types.clone(),
-                scope: None,
-                created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-                modified_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-                attrs: Vec::new(),
-            }),
+            None => Arc::new(Entity::shell(h.id.to_string(), h.types.clone())),
         };
         if matches!(self.authz.view(rc, &current), View::Hidden) {
             return Ok(None);

@@ -13,7 +13,6 @@
 //! not cover gets 403, reads nothing and releases nothing; every answer after the
 //! charge, a refusal that depends on the data included, is paid for.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use citybrain_access::{Principal, RequestContext, Verb};
@@ -128,6 +127,21 @@ pub struct BudgetReport {
     pub releases: u64,
     /// Who is charged: `user:<id>`, or `anonymous` (all anonymous callers together).
     pub consumer: String,
+}
+
+impl BudgetReport {
+    /// What `rc` has spent (`spent`) of the dataset's budget.
+    fn of(p: &PrivacySpec, spent: &citybrain_privacy::Spent, rc: &RequestContext) -> Self {
+        let e = spent.epsilon_at(p.budget.delta);
+        BudgetReport {
+            epsilon: p.budget.epsilon,
+            delta: p.budget.delta,
+            spent: e,
+            remaining: (p.budget.epsilon - e).max(0.0),
+            releases: spent.releases,
+            consumer: Catalog::consumer(rc),
+        }
+    }
 }
 
 /// An aggregate answer.
@@ -324,7 +338,6 @@ impl Catalog {
             release(&stat, &units, p.max_contributions, cost, &mut *rng)
                 .map_err(|e| CatalogError::Invalid(e.to_string()))?
         };
-        let eps_spent = spent.epsilon_at(p.budget.delta);
         let bounds = match &stat {
             Statistic::Sum(b) | Statistic::Mean(b) => Some([b.lower, b.upper]),
             _ => None,
@@ -339,14 +352,7 @@ impl Catalog {
                 rho: matches!(cost, Cost::Rho(_)).then(|| cost_value(cost)),
                 max_contributions: p.max_contributions,
                 bounds,
-                budget: BudgetReport {
-                    epsilon: p.budget.epsilon,
-                    delta: p.budget.delta,
-                    spent: eps_spent,
-                    remaining: (p.budget.epsilon - eps_spent).max(0.0),
-                    releases: spent.releases,
-                    consumer: Catalog::consumer(rc),
-                },
+                budget: BudgetReport::of(&p, &spent, rc),
             },
         })
     }
@@ -359,16 +365,7 @@ impl Catalog {
                 "dataset '{id}' offers no aggregates"
             )));
         };
-        let s = self.spent(rc, id)?;
-        let e = s.epsilon_at(p.budget.delta);
-        Ok(BudgetReport {
-            epsilon: p.budget.epsilon,
-            delta: p.budget.delta,
-            spent: e,
-            remaining: (p.budget.epsilon - e).max(0.0),
-            releases: s.releases,
-            consumer: Catalog::consumer(rc),
-        })
+        Ok(BudgetReport::of(p, &self.spent(rc, id)?, rc))
     }
 
     /// What a request reads, checked before anything is charged: the entity query
@@ -505,14 +502,11 @@ fn cost_value(c: Cost) -> f64 {
 }
 
 /// The parameters a dataset's aggregates take, for its description.
-pub fn describe(p: &PrivacySpec) -> BTreeMap<&'static str, Value> {
-    let mut m = BTreeMap::new();
-    m.insert("mechanism", Value::from(p.mechanism.as_str()));
-    m.insert("maxQueryCost", Value::from(p.max_query_cost));
-    m.insert("maxContributions", Value::from(p.max_contributions));
-    m.insert(
-        "budget",
-        serde_json::json!({"epsilon": p.budget.epsilon, "delta": p.budget.delta}),
-    );
-    m
+pub fn describe(p: &PrivacySpec) -> Value {
+    serde_json::json!({
+        "budget": {"epsilon": p.budget.epsilon, "delta": p.budget.delta},
+        "maxContributions": p.max_contributions,
+        "maxQueryCost": p.max_query_cost,
+        "mechanism": p.mechanism.as_str(),
+    })
 }

@@ -146,6 +146,21 @@ pub struct Dataset {
     pub author: String,
 }
 
+impl Dataset {
+    /// `f` of the dataset as policies see it ([`citybrain_access::DatasetRef`]).
+    pub fn with_ref<R>(&self, f: impl FnOnce(&citybrain_access::DatasetRef<'_>) -> R) -> R {
+        let types = self.spec.expanded_types();
+        let attrs = self.spec.short_attrs();
+        f(&citybrain_access::DatasetRef {
+            id: &self.id,
+            types: &types,
+            attrs: &attrs,
+            publisher: &self.spec.publisher,
+            access: self.spec.access_rights.as_str(),
+        })
+    }
+}
+
 /// Licences known by short name, with their EU authority IRIs.
 pub const LICENCES: &[(&str, &str)] = &[
     (
@@ -173,6 +188,14 @@ pub const LICENCES: &[(&str, &str)] = &[
         "http://publications.europa.eu/resource/authority/licence/ODC_PDDL",
     ),
 ];
+
+/// A licence's IRI: a short name of [`LICENCES`] resolved, an IRI as it is.
+pub fn licence_iri(l: &str) -> String {
+    LICENCES
+        .iter()
+        .find(|(k, _)| *k == l)
+        .map_or_else(|| l.to_string(), |(_, iri)| iri.to_string())
+}
 
 /// The EU data-theme codes, with their English labels.
 pub const THEMES: &[(&str, &str)] = &[
@@ -340,12 +363,7 @@ impl DatasetSpec {
 
     /// The licence IRI.
     pub fn license_iri(&self) -> Option<String> {
-        self.license.as_ref().map(|l| {
-            LICENCES
-                .iter()
-                .find(|(k, _)| k == l)
-                .map_or_else(|| l.clone(), |(_, iri)| iri.to_string())
-        })
+        self.license.as_deref().map(licence_iri)
     }
 
     /// The types, expanded with the core context.

@@ -36,16 +36,19 @@ pub fn context() -> Value {
     })
 }
 
+/// What stays as it is in a query-string value of a link: unreserved characters and
+/// the `,` `:` `/` that type lists and IRIs are made of.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b',')
+    .remove(b':')
+    .remove(b'/');
+
 fn percent(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~,:/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 fn date(t: &chrono::DateTime<chrono::Utc>) -> Value {
@@ -146,9 +149,10 @@ impl Catalog {
         }
         if let Some(p) = &s.privacy {
             if self.may(rc, Verb::Aggregate, d) {
+                // A JSON value's text cannot fail to encode (no empty string on error).
                 let description = format!(
                     "Noisy statistics with a privacy budget per consumer: {}",
-                    serde_json::to_string(&aggregate::describe(p)).unwrap_or_default()
+                    aggregate::describe(p)
                 );
                 dists.push(distribution(
                     format!("{base}/platform/v1/datasets/{}/aggregate", d.id),
@@ -275,11 +279,10 @@ impl Catalog {
             m.insert("dct:language".into(), Value::Array(langs));
         }
         if let Some(l) = &info.license {
-            let iri = crate::dataset::LICENCES
-                .iter()
-                .find(|(k, _)| k == l)
-                .map_or_else(|| l.clone(), |(_, iri)| iri.to_string());
-            m.insert("dct:license".into(), term(iri, "dct:LicenseDocument"));
+            m.insert(
+                "dct:license".into(),
+                term(crate::dataset::licence_iri(l), "dct:LicenseDocument"),
+            );
         }
         // The themes datasets use are the EU data themes.
         m.insert(

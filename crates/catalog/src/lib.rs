@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use citybrain_access::{Action, DatasetRef, Denied, RequestContext, Resource, Verb};
+use citybrain_access::{Action, Denied, RequestContext, Resource, Verb};
 use citybrain_broker::Broker;
 use citybrain_model::time::Clock;
 use citybrain_model::{ErrorCode, ErrorKind};
@@ -192,18 +192,11 @@ impl Catalog {
     }
 
     fn check(&self, rc: &RequestContext, verb: Verb, d: &Dataset) -> Result<()> {
-        let types = d.spec.expanded_types();
-        let attrs = d.spec.short_attrs();
-        let r = DatasetRef {
-            id: &d.id,
-            types: &types,
-            attrs: &attrs,
-            publisher: &d.spec.publisher,
-            access: d.spec.access_rights.as_str(),
-        };
-        self.broker
-            .authorizer()
-            .authorize(rc, &Action::new(verb, Resource::Dataset(r)))?;
+        d.with_ref(|r| {
+            self.broker
+                .authorizer()
+                .authorize(rc, &Action::new(verb, Resource::Dataset(*r)))
+        })?;
         Ok(())
     }
 
@@ -211,15 +204,7 @@ impl Catalog {
     /// governance).
     pub fn level(&self, d: &Dataset) -> Option<citybrain_policy::Level> {
         let g = self.governance.as_ref()?;
-        let types = d.spec.expanded_types();
-        let attrs = d.spec.short_attrs();
-        Some(g.dataset_level(&DatasetRef {
-            id: &d.id,
-            types: &types,
-            attrs: &attrs,
-            publisher: &d.spec.publisher,
-            access: d.spec.access_rights.as_str(),
-        }))
+        Some(d.with_ref(|r| g.dataset_level(r)))
     }
 
     /// Whether `rc` may read every type of the dataset (its NGSI-LD URLs answer it).

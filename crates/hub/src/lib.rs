@@ -395,14 +395,10 @@ impl Hub {
         if self.authz.sees_everything(rc) {
             return Some(e.clone());
         }
-        let stub = citybrain_model::Entity {
-            id: e.event.entity.to_string(),
-            types: vec![e.event.entity_type.clone()],
-            scope: None,
-            created_at: e.event.at,
-            modified_at: e.event.at,
-            attrs: Vec::new(),
-        };
+        let stub = citybrain_model::Entity::shell(
+            e.event.entity.to_string(),
+            vec![e.event.entity_type.clone()],
+        );
         if matches!(self.authz.view(rc, &stub), citybrain_access::View::Hidden) {
             return None;
         }

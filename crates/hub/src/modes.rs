@@ -351,19 +351,14 @@ impl Hub {
         Ok(())
     }
 
-    /// Tells the tenant's rule engine where emergency mode holds.
-    /// Whether the tenant as a whole is in emergency mode now (read without a desk
-    /// lock, for hot paths such as policy decisions).
-    pub fn in_emergency(&self, tenant: &str) -> bool {
-        self.emergency.contains(tenant)
-    }
-
     /// The tenants in emergency mode, shared: what policy decisions read on every
     /// request (one relaxed load while no tenant is in emergency).
     pub fn emergency_flags(&self) -> std::sync::Arc<EmergencyFlags> {
         self.emergency.clone()
     }
 
+    /// Tells the tenant's rule engine, and the flags policies read, where emergency
+    /// mode holds.
     pub(crate) fn apply_modes(&self, tenant: &str, st: &ModeState) {
         let (everywhere, zones) = st.engine_view();
         self.emergency.set(tenant, st.tenant == Mode::Emergency);

@@ -328,6 +328,20 @@ pub struct Entity {
 }
 
 impl Entity {
+    /// An entity known only by its id and types: no attributes, no scope, times at the
+    /// epoch. What an authorizer judges an entity by when only that is known (a
+    /// deleted entity's history, the entity a rule event names).
+    pub fn shell(id: impl Into<String>, types: Vec<Arc<str>>) -> Entity {
+        Entity {
+            id: id.into(),
+            types,
+            scope: None,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            modified_at: DateTime::<Utc>::UNIX_EPOCH,
+            attrs: Vec::new(),
+        }
+    }
+
     pub fn attr(&self, name: &str) -> Option<&Instances> {
         self.attrs
             .iter()

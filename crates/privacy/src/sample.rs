@@ -126,7 +126,7 @@ pub fn discrete_laplace(rng: &mut dyn RandomBits, t: u128, s: u128) -> i128 {
 pub fn discrete_gaussian(rng: &mut dyn RandomBits, sigma2: u128) -> i128 {
     debug_assert!(sigma2 > 0);
     // t = floor(σ) + 1
-    let t = isqrt(sigma2) + 1;
+    let t = sigma2.isqrt() + 1;
     loop {
         let y = discrete_laplace(rng, t, 1);
         let a = y.unsigned_abs();
@@ -143,21 +143,6 @@ pub fn discrete_gaussian(rng: &mut dyn RandomBits, sigma2: u128) -> i128 {
             return y;
         }
     }
-}
-
-/// ⌊√n⌋.
-pub fn isqrt(n: u128) -> u128 {
-    if n < 2 {
-        return n;
-    }
-    let mut x = (n as f64).sqrt() as u128;
-    while x.saturating_mul(x) > n {
-        x -= 1;
-    }
-    while (x + 1).saturating_mul(x + 1) <= n {
-        x += 1;
-    }
-    x
 }
 
 /// SplitMix64: a small seeded generator for reproducible statistical tests. Not for
@@ -205,26 +190,6 @@ mod tests {
                 (got - p).abs() <= 5.0 * sd + 1e-9,
                 "exp(-{n}/{d}) = {p}, sampled {got}"
             );
-        }
-    }
-
-    #[test]
-    fn isqrt_is_exact() {
-        for n in [
-            0u128,
-            1,
-            2,
-            3,
-            4,
-            15,
-            16,
-            17,
-            1 << 62,
-            (1 << 62) - 1,
-            10u128.pow(30),
-        ] {
-            let r = isqrt(n);
-            assert!(r * r <= n && (r + 1) * (r + 1) > n, "{n}");
         }
     }
 }

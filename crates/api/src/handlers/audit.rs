@@ -30,7 +30,12 @@ fn audit(app: &AppState) -> ApiResult<&Arc<AuditLog>> {
     })
 }
 
-fn number(q: &HashMap<String, String>, name: &str, default: Option<u64>) -> ApiResult<u64> {
+/// A whole-number query parameter (`default` when absent; `None`: it is required).
+pub(crate) fn number(
+    q: &HashMap<String, String>,
+    name: &str,
+    default: Option<u64>,
+) -> ApiResult<u64> {
     match q.get(name) {
         Some(v) => v
             .parse()

@@ -23,6 +23,7 @@ use citybrain_catalog::{Catalog, DatasetSpec};
 use citybrain_model::ErrorKind;
 use serde_json::json;
 
+use super::audit::number;
 use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
 use crate::response::{encode, plain_json};
@@ -137,13 +138,6 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn count(q: &HashMap<String, String>, name: &str, default: usize) -> ApiResult<usize> {
-    q.get(name).map_or(Ok(default), |v| {
-        v.parse()
-            .map_err(|_| ApiError::bad_data(format!("'{name}' must be a non-negative integer")))
-    })
-}
-
 pub async fn export(
     State(app): State<AppState>,
     Ctx(rc): Ctx,
@@ -156,8 +150,8 @@ pub async fn export(
             "unknown parameter '{k}' (limit, offset)"
         )));
     }
-    let limit = count(&q, "limit", 10_000)?;
-    let offset = count(&q, "offset", 0)?;
+    let limit = number(&q, "limit", Some(10_000))? as usize;
+    let offset = number(&q, "offset", Some(0))? as usize;
     let e = c
         .export(&rc, &id, limit, offset)
         .map_err(|e| ApiError::of(&e))?;

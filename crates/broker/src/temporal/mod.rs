@@ -807,14 +807,7 @@ impl Broker {
                 Vec::with_capacity(candidates.len());
             for (h, te) in candidates {
                 let e = self.store.get(&rc.tenant, &h.h.id)?.unwrap_or_else(|| {
-                    Arc::new(Entity {
-                        id: h.h.id.to_string(),
-                        types: h.h.types.clone(),
-                        scope: None,
-                        created_at: DateTime::<Utc>::UNIX_EPOCH,
-                        modified_at: DateTime::<Utc>::UNIX_EPOCH,
-                        attrs: Vec::new(),
-                    })
+                    Arc::new(Entity::shell(h.h.id.to_string(), h.h.types.clone()))
                 });
                 keyed.push((e, h, te));
             }
