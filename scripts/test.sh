@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Real MQTT peers for the MQTT tests (idempotent; without them those tests skip).
 scripts/install-deps.sh || echo "test.sh: could not install mosquitto; MQTT tests will skip" >&2
+# Eclipse SUMO for the digital twin's tests (idempotent; without it those tests skip).
+scripts/install-sumo.sh || echo "test.sh: could not install SUMO; twin tests will skip" >&2
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked "$@"
 else

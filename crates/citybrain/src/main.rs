@@ -9,6 +9,7 @@ mod export;
 mod import;
 mod security;
 mod tasks;
+mod twin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ enum Command {
     Keys(security::KeysArgs),
     /// Verify the audit log against its signed checkpoints, or print its verifier key.
     Audit(security::AuditArgs),
+    /// The traffic digital twin (Eclipse SUMO): scenarios and headless episodes.
+    Twin(twin::TwinArgs),
 }
 
 #[derive(Args)]
@@ -156,6 +159,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = load_config(&a.config)?;
             security::audit(&cfg, a)
         }
+        Command::Twin(a) => twin::twin(a),
         Command::Keys(a) => {
             let cfg = load_config(&a.config)?;
             security::keys(&cfg, a)

@@ -1,0 +1,147 @@
+//! `citybrain twin`: the traffic digital twin from the command line.
+//!
+//! - `twin grid --out DIR`: writes the demo's signalised grid scenario;
+//! - `twin run --sumocfg FILE --controller NAME`: plays a whole episode headless and
+//!   prints its indicators as one JSON object on the last line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use citybrain_twin::control::{ControllerKind, Settings};
+use citybrain_twin::episode::{self, Options};
+use citybrain_twin::scenario::{self, Grid};
+use citybrain_twin::sumo::Sumo;
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct TwinArgs {
+    #[command(subcommand)]
+    command: TwinCommand,
+}
+
+#[derive(Subcommand)]
+enum TwinCommand {
+    /// Run one episode headless and print its indicators (JSON, last line).
+    Run(RunArgs),
+    /// Write the demo grid scenario (network, morning-peak demand, detectors, .sumocfg).
+    Grid(GridArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The SUMO configuration (any valid .sumocfg with traffic lights).
+    #[arg(long)]
+    sumocfg: PathBuf,
+    /// fixed (the network's own plans), actuated, max-pressure or webster.
+    #[arg(long, default_value = "fixed")]
+    controller: ControllerKind,
+    /// Seconds to simulate (default: the configuration's end, or until all arrived).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// SUMO's random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Minimum green (s).
+    #[arg(long)]
+    min_green: Option<f64>,
+    /// Maximum green of the actuated controller (s).
+    #[arg(long)]
+    max_green: Option<f64>,
+    /// Max-pressure: metres upstream over which stopped vehicles count.
+    #[arg(long)]
+    reach: Option<f64>,
+    /// Max-pressure: weight of a moving vehicle against a stopped one (0–1).
+    #[arg(long)]
+    moving_weight: Option<f64>,
+    /// Max-pressure: the longest a green with stopped vehicles waits unserved (s).
+    #[arg(long)]
+    max_wait: Option<f64>,
+    /// Webster: seconds between plan recomputations.
+    #[arg(long)]
+    replan: Option<f64>,
+    /// Webster: the longest cycle (s).
+    #[arg(long)]
+    max_cycle: Option<f64>,
+    /// Where SUMO's outputs go (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GridArgs {
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Signals per side.
+    #[arg(long, default_value_t = 4)]
+    size: u32,
+    /// Peak vehicles per hour per entry from the heavy sides.
+    #[arg(long, default_value_t = 700.0)]
+    peak: f64,
+    /// Seconds of demand.
+    #[arg(long, default_value_t = 3600.0)]
+    duration: f64,
+    /// Demand seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+pub fn twin(a: TwinArgs) -> anyhow::Result<()> {
+    let sumo = Sumo::locate()?;
+    match a.command {
+        TwinCommand::Grid(g) => {
+            let grid = Grid {
+                size: g.size,
+                peak: g.peak,
+                duration: g.duration,
+                seed: g.seed,
+                ..Grid::default()
+            };
+            let cfg = scenario::write_grid(&sumo, &g.out, &grid)?;
+            println!("{}", cfg.display());
+            Ok(())
+        }
+        TwinCommand::Run(r) => {
+            let mut settings = Settings::default();
+            if let Some(v) = r.min_green {
+                settings.min_green = v;
+            }
+            if let Some(v) = r.max_green {
+                settings.max_green = v;
+            }
+            if let Some(v) = r.reach {
+                settings.reach = v;
+            }
+            if let Some(v) = r.moving_weight {
+                settings.moving_weight = v;
+            }
+            if let Some(v) = r.max_wait {
+                settings.max_wait = v;
+            }
+            if let Some(v) = r.max_cycle {
+                settings.max_cycle = v;
+            }
+            if let Some(v) = r.replan {
+                settings.replan = v;
+            }
+            let temp = tempfile::Builder::new()
+                .prefix("citybrain-twin-")
+                .tempdir()?;
+            let work_dir = r.work_dir.unwrap_or_else(|| temp.path().to_path_buf());
+            let report = episode::run(
+                &sumo,
+                &Options {
+                    sumocfg: r.sumocfg,
+                    controller: r.controller,
+                    settings,
+                    duration: r.duration,
+                    seed: r.seed,
+                    work_dir,
+                },
+            )
+            .context("twin run")?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+    }
+}

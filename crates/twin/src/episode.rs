@@ -1,0 +1,676 @@
+//! One run of the simulator under a controller: [`Session`] starts SUMO on a
+//! configuration, takes over its traffic lights, steps it and observes it; [`run`]
+//! plays a whole episode headless and returns its [`Report`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::control::{
+    self, Approach, Controller, ControllerKind, Intersection, Observation, Settings,
+};
+use crate::net::Network;
+use crate::signal::{Driver, Phase, SignalPlan};
+use crate::sumo::{Running, Sumo, SumoConfig};
+use crate::traci::{ids, Traci, Value};
+use crate::tripinfo::{self, TripStats};
+use crate::xml::{each_element, escape};
+use crate::TwinError;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub sumocfg: PathBuf,
+    pub controller: ControllerKind,
+    pub settings: Settings,
+    /// Seconds to simulate; by default the configuration's end, or until every vehicle
+    /// has arrived.
+    pub duration: Option<f64>,
+    pub seed: u64,
+    /// Where SUMO's outputs and the generated detectors go.
+    pub work_dir: PathBuf,
+}
+
+/// An episode's indicators: one JSON object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub controller: ControllerKind,
+    pub seed: u64,
+    pub sumo: String,
+    #[serde(flatten)]
+    pub trips: TripStats,
+    /// Vehicles teleported by SUMO after being stuck (`time-to-teleport`).
+    pub teleports: u64,
+    /// Stopped vehicles on the lanes entering signals, per signal, averaged over steps.
+    pub mean_queue: f64,
+    pub traffic_lights: usize,
+    /// Traffic lights the controller drove (all but those whose program has no green).
+    pub controlled: usize,
+    pub sim_seconds: f64,
+    pub wall_seconds: f64,
+    /// Simulated seconds per wall-clock second.
+    pub speedup: f64,
+    /// Wall time inside SUMO (stepping, including the socket) and in citybrain.
+    pub sumo_seconds: f64,
+    pub citybrain_seconds: f64,
+}
+
+/// How long to wait for SUMO to load a network and open its port.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(120);
+/// A cap for runs with no end: a day of simulated time.
+const MAX_SIM: f64 = 86_400.0;
+
+/// A detector the session reads: its id and lane.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    pub id: String,
+    pub lane: String,
+}
+
+pub struct Session {
+    traci: Option<Traci>,
+    sumo: Option<Running>,
+    pub net: Network,
+    pub lanes: Vec<String>,
+    pub detectors: Vec<Detector>,
+    pub intersections: Vec<Intersection>,
+    /// Traffic lights in the network, controlled or not.
+    pub traffic_lights: usize,
+    pub obs: Observation,
+    pub now: f64,
+    pub end: Option<f64>,
+    pub teleports: u64,
+    pub expected: i64,
+    controller: Option<Box<dyn Controller>>,
+    tripinfo: PathBuf,
+    queue_sum: f64,
+    steps: u64,
+    pub sumo_time: Duration,
+    pub version: String,
+    lane_index: HashMap<String, usize>,
+    /// Detector index by lane, and by id.
+    detector_index: HashMap<String, usize>,
+    detector_by_id: HashMap<String, usize>,
+    /// Each detector's running interval count at the last step.
+    interval: Vec<f64>,
+}
+
+impl Session {
+    pub fn start(sumo: &Sumo, opts: &Options) -> Result<Session, TwinError> {
+        let cfg = SumoConfig::load(&opts.sumocfg)?;
+        let net = Network::load(&cfg.net)?;
+        std::fs::create_dir_all(&opts.work_dir)?;
+        let detectors = detectors(&net, &cfg, &opts.work_dir)?;
+        let tripinfo = opts.work_dir.join("tripinfo.xml");
+        let mut additional: Vec<String> = cfg
+            .additional
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        additional.push(opts.work_dir.join(DETECTOR_FILE).display().to_string());
+        let begin = cfg.begin.unwrap_or(0.0);
+        let end = opts.duration.map(|d| begin + d).or(cfg.end);
+        let mut args = vec![
+            "--seed".to_string(),
+            opts.seed.to_string(),
+            "--additional-files".into(),
+            additional.join(","),
+            "--tripinfo-output".into(),
+            tripinfo.display().to_string(),
+            "--tripinfo-output.write-unfinished".into(),
+            "--tripinfo-output.write-undeparted".into(),
+            "--no-step-log".into(),
+            "--duration-log.disable".into(),
+        ];
+        if let Some(end) = end {
+            args.push("--end".into());
+            args.push(end.to_string());
+        }
+        let mut running =
+            Running::start(sumo, &opts.sumocfg, &args, &opts.work_dir.join("sumo.log"))?;
+        let mut traci = match Traci::connect(running.addr, STARTUP_PATIENCE) {
+            Ok(t) => t,
+            Err(e) => return Err(sumo_failure(&mut running, e.into())),
+        };
+        let (api, version) = match traci.version() {
+            Ok(v) => v,
+            Err(e) => return Err(sumo_failure(&mut running, e.into())),
+        };
+        tracing::info!(api, %version, cfg = %opts.sumocfg.display(), "connected to SUMO");
+
+        let mut s = Session {
+            traci: None,
+            sumo: Some(running),
+            lanes: Vec::new(),
+            detectors,
+            intersections: Vec::new(),
+            traffic_lights: 0,
+            obs: Observation::default(),
+            now: begin,
+            end,
+            teleports: 0,
+            expected: 1,
+            controller: None,
+            tripinfo,
+            queue_sum: 0.0,
+            steps: 0,
+            sumo_time: Duration::ZERO,
+            version,
+            lane_index: HashMap::new(),
+            detector_index: HashMap::new(),
+            detector_by_id: HashMap::new(),
+            interval: Vec::new(),
+            net,
+        };
+        let setup = s
+            .take_over(&mut traci, opts)
+            .and_then(|()| s.subscribe(&mut traci));
+        s.traci = Some(traci);
+        if let Err(e) = setup {
+            return Err(s.explain(e));
+        }
+        s.controller = control::make(opts.controller, &opts.settings, &s.intersections);
+        if opts.controller != ControllerKind::Fixed {
+            s.drive().map_err(|e| s.explain(e))?;
+        }
+        Ok(s)
+    }
+
+    fn lane(&mut self, id: &str) -> usize {
+        if let Some(i) = self.lane_index.get(id) {
+            return *i;
+        }
+        self.lanes.push(id.to_string());
+        self.lane_index.insert(id.to_string(), self.lanes.len() - 1);
+        self.lanes.len() - 1
+    }
+
+    /// Reads every traffic light's program and links, and builds its intersection.
+    fn take_over(&mut self, traci: &mut Traci, opts: &Options) -> Result<(), TwinError> {
+        for (i, d) in self.detectors.iter().enumerate() {
+            self.detector_index.insert(d.lane.clone(), i);
+            self.detector_by_id.insert(d.id.clone(), i);
+        }
+        let tls = traci.get(ids::GET_TL, ids::ID_LIST, "")?;
+        let tls: Vec<String> = tls.as_list().map(<[String]>::to_vec).unwrap_or_default();
+        self.traffic_lights = tls.len();
+        // The network is read while lanes are numbered: set it aside meanwhile.
+        let net = std::mem::take(&mut self.net);
+        let preds = net.predecessors();
+        let mut built = Vec::new();
+        for id in &tls {
+            let program = traci.get(ids::GET_TL, ids::TL_CURRENT_PROGRAM, id)?;
+            let logics = traci.get(ids::GET_TL, ids::TL_COMPLETE_DEFINITION_RYG, id)?;
+            let phases = phases_of(&logics, program.as_str().unwrap_or_default())
+                .map_err(|m| TwinError::Sumo(format!("traffic light {id}: {m}")))?;
+            let links = links_of(&traci.get(ids::GET_TL, ids::TL_CONTROLLED_LINKS, id)?)
+                .map_err(|m| TwinError::Sumo(format!("traffic light {id}: {m}")))?;
+            let plan = match SignalPlan::new(id, &phases, links) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::warn!(tls = %id, %why, "left to its own program");
+                    continue;
+                }
+            };
+            let phase = traci
+                .get(ids::GET_TL, ids::TL_CURRENT_PHASE, id)?
+                .as_i32()
+                .unwrap_or(0)
+                .max(0) as usize;
+            let first = plan
+                .program_index
+                .iter()
+                .position(|p| *p >= phase)
+                .unwrap_or(0);
+            built.push((plan, first));
+        }
+        for (plan, first) in built {
+            let greens = plan.greens.len();
+            let mut approaches = Vec::new();
+            for inc in plan.incoming() {
+                if net.lanes.get(inc).is_some_and(|l| !l.carries_cars()) {
+                    continue;
+                }
+                let upstream: Vec<String> = net
+                    .upstream(&preds, inc, opts.settings.reach)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                let weight: Vec<f64> = (0..greens)
+                    .map(|p| {
+                        plan.green_lanes(p)
+                            .iter()
+                            .find(|(l, _)| *l == inc)
+                            .map_or(0.0, |(_, w)| *w)
+                    })
+                    .collect();
+                let exits: Vec<Vec<String>> = (0..greens)
+                    .map(|p| plan.exits(p, inc).into_iter().map(str::to_string).collect())
+                    .collect();
+                let detector = self.detector_index.get(inc).copied();
+                let lane = self.lane(inc);
+                let upstream = upstream.iter().map(|l| (self.lane(l), 1.0)).collect();
+                let exits = exits
+                    .iter()
+                    .map(|e| e.iter().map(|l| self.lane(l)).collect())
+                    .collect();
+                approaches.push(Approach {
+                    lane,
+                    upstream,
+                    weight,
+                    exits,
+                    detector,
+                });
+            }
+            // Split shared upstream lanes between the approaches they feed.
+            let mut feeds: HashMap<usize, f64> = HashMap::new();
+            for a in &approaches {
+                for (l, _) in &a.upstream {
+                    *feeds.entry(*l).or_default() += 1.0;
+                }
+            }
+            for a in &mut approaches {
+                for (l, share) in &mut a.upstream {
+                    *share = 1.0 / feeds[l];
+                }
+            }
+            self.intersections.push(Intersection {
+                driver: Driver::new(plan, first, self.now, opts.settings.min_green),
+                approaches,
+            });
+        }
+        drop(preds);
+        self.net = net;
+        Ok(())
+    }
+
+    fn subscribe(&mut self, traci: &mut Traci) -> Result<(), TwinError> {
+        self.obs.halting = vec![0.0; self.lanes.len()];
+        self.obs.vehicles = vec![0.0; self.lanes.len()];
+        self.obs.since_detection = vec![f64::INFINITY; self.detectors.len()];
+        self.obs.counted = vec![0.0; self.detectors.len()];
+        self.interval = vec![0.0; self.detectors.len()];
+        traci.subscribe_many(
+            ids::SUBSCRIBE_LANE,
+            &self.lanes,
+            &[ids::LAST_STEP_HALTING_NUMBER, ids::LAST_STEP_VEHICLE_NUMBER],
+        )?;
+        let dets: Vec<String> = self.detectors.iter().map(|d| d.id.clone()).collect();
+        traci.subscribe_many(
+            ids::SUBSCRIBE_INDUCTIONLOOP,
+            &dets,
+            &[
+                ids::LAST_STEP_TIME_SINCE_DETECTION,
+                ids::VAR_INTERVAL_NUMBER,
+            ],
+        )?;
+        traci.subscribe_many(
+            ids::SUBSCRIBE_SIM,
+            &[String::new()],
+            &[
+                ids::VAR_TIME,
+                ids::VAR_TELEPORT_STARTING_VEHICLES_NUMBER,
+                ids::VAR_MIN_EXPECTED_VEHICLES,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the episode is over (its end reached, or every vehicle arrived).
+    pub fn done(&self) -> bool {
+        match self.end {
+            Some(end) => self.now >= end - 1e-9,
+            None => self.expected <= 0 || self.now >= MAX_SIM,
+        }
+    }
+
+    /// A TraCI failure, explained by SUMO's log when SUMO is the one that stopped.
+    fn explain(&mut self, e: TwinError) -> TwinError {
+        match self.sumo.as_mut() {
+            Some(running) => sumo_failure(running, e),
+            None => e,
+        }
+    }
+
+    /// One simulation step, then the controller's decisions for the next.
+    pub fn step(&mut self) -> Result<(), TwinError> {
+        self.step_inner().map_err(|e| self.explain(e))
+    }
+
+    fn step_inner(&mut self) -> Result<(), TwinError> {
+        let traci = self
+            .traci
+            .as_mut()
+            .ok_or_else(|| TwinError::Sumo("session closed".into()))?;
+        let t0 = Instant::now();
+        let results = traci.step(0.0)?;
+        self.sumo_time += t0.elapsed();
+        let mut last_counted = std::mem::take(&mut self.obs.counted);
+        for r in results {
+            match r.response {
+                ids::RESPONSE_SUBSCRIBE_LANE => {
+                    let Some(i) = self.lane_index.get(&r.object).copied() else {
+                        continue;
+                    };
+                    for (var, v) in r.values {
+                        let v = v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
+                        match var {
+                            ids::LAST_STEP_HALTING_NUMBER => self.obs.halting[i] = v,
+                            ids::LAST_STEP_VEHICLE_NUMBER => self.obs.vehicles[i] = v,
+                            _ => {}
+                        }
+                    }
+                }
+                ids::RESPONSE_SUBSCRIBE_INDUCTIONLOOP => {
+                    let Some(i) = self.detector_by_id.get(&r.object).copied() else {
+                        continue;
+                    };
+                    for (var, v) in r.values {
+                        let v = v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
+                        match var {
+                            ids::LAST_STEP_TIME_SINCE_DETECTION => self.obs.since_detection[i] = v,
+                            ids::VAR_INTERVAL_NUMBER => {
+                                // A running count; an interval's end resets it.
+                                let prev = self.interval[i];
+                                let add = if v >= prev { v - prev } else { v };
+                                self.interval[i] = v;
+                                last_counted[i] += add;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                ids::RESPONSE_SUBSCRIBE_SIM => {
+                    for (var, v) in r.values {
+                        let Ok(v) = v else { continue };
+                        match var {
+                            ids::VAR_TIME => self.now = v.as_f64().unwrap_or(self.now),
+                            ids::VAR_TELEPORT_STARTING_VEHICLES_NUMBER => {
+                                self.teleports += v.as_i32().unwrap_or(0).max(0) as u64
+                            }
+                            ids::VAR_MIN_EXPECTED_VEHICLES => {
+                                self.expected = i64::from(v.as_i32().unwrap_or(0))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.obs.counted = last_counted;
+        self.steps += 1;
+        if !self.intersections.is_empty() {
+            let q: f64 = self
+                .intersections
+                .iter()
+                .flat_map(|x| &x.approaches)
+                .map(|a| self.obs.halting[a.lane])
+                .sum();
+            self.queue_sum += q / self.intersections.len() as f64;
+        }
+        if self.controller.is_some() {
+            self.drive()?;
+        }
+        Ok(())
+    }
+
+    /// Asks the controller and sends the states that change, in one message.
+    fn drive(&mut self) -> Result<(), TwinError> {
+        let wishes = match self.controller.as_mut() {
+            Some(c) => c.decide(self.now, &self.intersections, &self.obs),
+            None => return Ok(()),
+        };
+        let now = self.now;
+        let mut sets = Vec::new();
+        for (x, wish) in self.intersections.iter_mut().zip(wishes) {
+            if let Some(state) = x.driver.tick(now, wish) {
+                sets.push((x.driver.plan.tls.clone(), state));
+            }
+        }
+        let sets: Vec<(u8, u8, &str, Value)> = sets
+            .iter()
+            .map(|(tls, state)| {
+                (
+                    ids::SET_TL,
+                    ids::TL_RED_YELLOW_GREEN_STATE,
+                    tls.as_str(),
+                    Value::Str(state.clone()),
+                )
+            })
+            .collect();
+        let traci = self
+            .traci
+            .as_mut()
+            .ok_or_else(|| TwinError::Sumo("session closed".into()))?;
+        let t0 = Instant::now();
+        traci.set_many(&sets)?;
+        self.sumo_time += t0.elapsed();
+        Ok(())
+    }
+
+    /// What every controlled signal shows now, read back from SUMO (one round trip per
+    /// light: for checks and for the map, not for every step of a fast run).
+    pub fn signal_states(&mut self) -> Result<Vec<String>, TwinError> {
+        let traci = self
+            .traci
+            .as_mut()
+            .ok_or_else(|| TwinError::Sumo("session closed".into()))?;
+        let mut out = Vec::with_capacity(self.intersections.len());
+        for x in &self.intersections {
+            let v = traci.get(
+                ids::GET_TL,
+                ids::TL_RED_YELLOW_GREEN_STATE,
+                &x.driver.plan.tls,
+            )?;
+            out.push(v.as_str().unwrap_or_default().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Closes the simulation and reads the trips.
+    pub fn finish(mut self) -> Result<(TripStats, f64), TwinError> {
+        if let Some(t) = self.traci.take() {
+            t.close()?;
+        }
+        if let Some(s) = self.sumo.take() {
+            s.wait()?;
+        }
+        let trips = tripinfo::read(&self.tripinfo)?;
+        let mean_queue = if self.steps > 0 {
+            self.queue_sum / self.steps as f64
+        } else {
+            0.0
+        };
+        Ok((trips, mean_queue))
+    }
+}
+
+/// When SUMO has exited (or exits within a moment), its own last words say more
+/// than the broken connection does.
+fn sumo_failure(running: &mut Running, e: TwinError) -> TwinError {
+    for _ in 0..20 {
+        if let Some(why) = running.exited() {
+            return TwinError::Sumo(why);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    e
+}
+
+/// Plays a whole episode headless.
+pub fn run(sumo: &Sumo, opts: &Options) -> Result<Report, TwinError> {
+    let wall = Instant::now();
+    let mut s = Session::start(sumo, opts)?;
+    let begin = s.now;
+    while !s.done() {
+        s.step()?;
+    }
+    let sim_seconds = s.now - begin;
+    let (traffic_lights, controlled) = (s.traffic_lights, s.intersections.len());
+    let version = s.version.clone();
+    let teleports = s.teleports;
+    let sumo_time = s.sumo_time;
+    let (trips, mean_queue) = s.finish()?;
+    let wall_seconds = wall.elapsed().as_secs_f64();
+    Ok(Report {
+        controller: opts.controller,
+        seed: opts.seed,
+        sumo: version,
+        trips,
+        teleports,
+        mean_queue,
+        traffic_lights,
+        controlled: if opts.controller == ControllerKind::Fixed {
+            0
+        } else {
+            controlled
+        },
+        sim_seconds,
+        wall_seconds,
+        speedup: if wall_seconds > 0.0 {
+            sim_seconds / wall_seconds
+        } else {
+            0.0
+        },
+        sumo_seconds: sumo_time.as_secs_f64(),
+        citybrain_seconds: (wall.elapsed() - sumo_time.min(wall.elapsed())).as_secs_f64(),
+    })
+}
+
+/// The file of detectors the twin adds where a configuration has none.
+pub const DETECTOR_FILE: &str = "citybrain.det.xml";
+
+/// Detectors near the stop line of every lane entering a traffic light: those the
+/// configuration defines (E1 induction loops) are used as they are; lanes without one
+/// get one, written to `work_dir/citybrain.det.xml`, two seconds of free-flow driving
+/// before the stop line (as SUMO's own actuated signals place theirs).
+pub fn detectors(
+    net: &Network,
+    cfg: &SumoConfig,
+    work_dir: &Path,
+) -> Result<Vec<Detector>, TwinError> {
+    let mut out = Vec::new();
+    for file in &cfg.additional {
+        each_element(file, |name, a, _| {
+            if name == "inductionLoop" || name == "e1Detector" {
+                if let (Some(id), Some(lane)) = (a.get("id"), a.get("lane")) {
+                    out.push(Detector {
+                        id: id.to_string(),
+                        lane: lane.to_string(),
+                    });
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let xml = detector_file(net, &mut out);
+    std::fs::write(work_dir.join(DETECTOR_FILE), xml)?;
+    Ok(out)
+}
+
+/// Adds a detector for every signalised approach lane that has none; returns the XML.
+pub fn detector_file(net: &Network, have: &mut Vec<Detector>) -> String {
+    let mut lanes: Vec<&str> = net
+        .connections
+        .iter()
+        .filter(|c| c.tl.is_some())
+        .map(|c| c.from_lane.as_str())
+        .collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    let mut xml = String::from("<additional>\n");
+    for lane in lanes {
+        if have.iter().any(|d| d.lane == lane) {
+            continue;
+        }
+        let Some(l) = net.lanes.get(lane) else {
+            continue;
+        };
+        if !l.carries_cars() || l.length <= 0.0 {
+            continue;
+        }
+        let back = (l.speed * 2.0).min(l.length * 0.9);
+        let pos = l.length - back;
+        let id = format!("cb_{lane}");
+        xml.push_str(&format!(
+            "  <inductionLoop id=\"{}\" lane=\"{}\" pos=\"{pos:.2}\" period=\"86400\" file=\"NUL\"/>\n",
+            escape(&id),
+            escape(lane)
+        ));
+        have.push(Detector {
+            id,
+            lane: lane.to_string(),
+        });
+    }
+    xml.push_str("</additional>\n");
+    xml
+}
+
+/// The phases of program `program` in a `TL_COMPLETE_DEFINITION_RYG` answer.
+pub fn phases_of(logics: &Value, program: &str) -> Result<Vec<Phase>, String> {
+    let bad = |what: &str| format!("unexpected program definition: {what}");
+    let logics = logics.as_compound().ok_or_else(|| bad("not a compound"))?;
+    let mut first = None;
+    for logic in logics {
+        let l = logic.as_compound().ok_or_else(|| bad("logic"))?;
+        let [id, _kind, _current, phases, ..] = l else {
+            return Err(bad("logic fields"));
+        };
+        let mut out = Vec::new();
+        for p in phases.as_compound().ok_or_else(|| bad("phases"))? {
+            let f = p.as_compound().ok_or_else(|| bad("phase"))?;
+            let num = |i: usize| {
+                f.get(i)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| bad("phase number"))
+            };
+            out.push(Phase {
+                duration: num(0)?,
+                state: f
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("phase state"))?
+                    .to_string(),
+                min_dur: num(2)?,
+                max_dur: num(3)?,
+            });
+        }
+        if id.as_str() == Some(program) {
+            return Ok(out);
+        }
+        first.get_or_insert(out);
+    }
+    first.ok_or_else(|| bad("no logic"))
+}
+
+/// Per link index, (incoming lane, outgoing lane), from a `TL_CONTROLLED_LINKS` answer.
+pub fn links_of(v: &Value) -> Result<Vec<Vec<(String, String)>>, String> {
+    let bad = |what: &str| format!("unexpected controlled links: {what}");
+    let items = v.as_compound().ok_or_else(|| bad("not a compound"))?;
+    let mut it = items.iter();
+    let n = it
+        .next()
+        .and_then(Value::as_i32)
+        .ok_or_else(|| bad("count"))?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let k = it
+            .next()
+            .and_then(Value::as_i32)
+            .ok_or_else(|| bad("links of a signal"))?;
+        let mut links = Vec::new();
+        for _ in 0..k {
+            let l = it
+                .next()
+                .and_then(Value::as_list)
+                .ok_or_else(|| bad("link"))?;
+            if let [from, to, ..] = l {
+                links.push((from.clone(), to.clone()));
+            }
+        }
+        out.push(links);
+    }
+    Ok(out)
+}

@@ -1,0 +1,38 @@
+//! The traffic digital twin: Eclipse SUMO as the city, citybrain as its brain.
+//!
+//! - [`traci`]: the TraCI client (wire codec and blocking TCP client);
+//! - [`sumo`]: finding SUMO, reading a `.sumocfg`, launching the simulator;
+//! - [`net`]: the network file (lanes, shapes, connections, location);
+//! - [`signal`]: signal programs and the [`signal::Driver`] that switches safely;
+//! - [`control`]: controllers (fixed, actuated, max-pressure, Webster);
+//! - [`episode`]: one headless run and its indicators ([`episode::Report`]);
+//! - [`tripinfo`]: SUMO's per-vehicle trip output, read for the indicators;
+//! - [`scenario`]: the reproducible signalised grid the demo ships.
+
+pub mod control;
+pub mod episode;
+pub mod net;
+pub mod scenario;
+pub mod signal;
+pub mod sumo;
+pub mod traci;
+pub mod tripinfo;
+mod xml;
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TwinError {
+    #[error("SUMO is not installed: {0}")]
+    NoSumo(String),
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("SUMO failed: {0}")]
+    Sumo(String),
+    #[error(transparent)]
+    Traci(#[from] traci::TraciError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

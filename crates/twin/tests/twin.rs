@@ -1,0 +1,247 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
+//! The twin against a real SUMO (installed by scripts/install-sumo.sh). Without SUMO
+//! these tests skip, unless REQUIRE_SUMO=1 (CI), where they fail.
+
+use std::path::{Path, PathBuf};
+
+use citybrain_twin::control::{ControllerKind, Settings};
+use citybrain_twin::episode::{self, Options, Session};
+use citybrain_twin::scenario::{self, Grid};
+use citybrain_twin::sumo::Sumo;
+use citybrain_twin::TwinError;
+
+fn sumo() -> Option<Sumo> {
+    match Sumo::locate() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if std::env::var_os("REQUIRE_SUMO").is_some() {
+                panic!("REQUIRE_SUMO is set but {e}");
+            }
+            eprintln!("skipping: {e}");
+            None
+        }
+    }
+}
+
+fn small_grid(sumo: &Sumo, dir: &Path, seed: u64) -> PathBuf {
+    let g = Grid {
+        size: 3,
+        duration: 900.0,
+        peak: 800.0,
+        seed,
+        ..Grid::default()
+    };
+    scenario::write_grid(sumo, dir, &g).unwrap()
+}
+
+fn options(cfg: &Path, controller: ControllerKind, work: &Path) -> Options {
+    Options {
+        sumocfg: cfg.to_path_buf(),
+        controller,
+        settings: Settings::default(),
+        duration: Some(900.0),
+        seed: 1,
+        work_dir: work.to_path_buf(),
+    }
+}
+
+#[test]
+fn the_grid_is_reproducible_and_has_a_detector_on_every_approach() {
+    let Some(sumo) = sumo() else { return };
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    small_grid(&sumo, a.path(), 7);
+    small_grid(&sumo, b.path(), 7);
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(
+        read(a.path(), "grid.rou.xml"),
+        read(b.path(), "grid.rou.xml")
+    );
+    // netgenerate stamps the time and its arguments in a header comment: the network
+    // itself is what must be the same.
+    let body = |d: &Path| {
+        let t = read(d, "grid.net.xml");
+        t[t.find("<net ").unwrap()..].to_string()
+    };
+    assert!(body(a.path()) == body(b.path()), "the same network twice");
+    let c = tempfile::tempdir().unwrap();
+    small_grid(&sumo, c.path(), 8);
+    assert_ne!(
+        read(a.path(), "grid.rou.xml"),
+        read(c.path(), "grid.rou.xml")
+    );
+    // Every lane entering a signal carries a detector.
+    let net = citybrain_twin::net::Network::load(&a.path().join("grid.net.xml")).unwrap();
+    let det = read(a.path(), "grid.det.xml");
+    let approaches: std::collections::BTreeSet<&str> = net
+        .connections
+        .iter()
+        .filter(|c| c.tl.is_some())
+        .map(|c| c.from_lane.as_str())
+        .collect();
+    assert!(approaches.len() >= 9 * 4, "{} approaches", approaches.len());
+    for lane in approaches {
+        assert!(
+            det.contains(&format!("lane=\"{lane}\"")),
+            "no detector on {lane}"
+        );
+    }
+}
+
+#[test]
+fn episodes_report_delays_and_adaptive_control_beats_the_fixed_plan() {
+    let Some(sumo) = sumo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_grid(&sumo, dir.path(), 3);
+    let mut reports = Vec::new();
+    for c in [
+        ControllerKind::Fixed,
+        ControllerKind::MaxPressure,
+        ControllerKind::Actuated,
+        ControllerKind::Webster,
+    ] {
+        let work = dir.path().join(c.to_string());
+        let r = episode::run(&sumo, &options(&cfg, c, &work)).unwrap();
+        assert_eq!(r.traffic_lights, 9);
+        assert_eq!(r.controlled, if c == ControllerKind::Fixed { 0 } else { 9 });
+        assert!(r.trips.trips > 500, "{r:?}");
+        assert!(r.trips.throughput > 0 && r.trips.throughput <= r.trips.trips);
+        assert!(r.trips.mean_delay_all_s > 0.0 && r.trips.mean_delay_s > 0.0);
+        assert!((r.sim_seconds - 900.0).abs() < 1e-6);
+        assert!(r.sumo.contains("SUMO"));
+        reports.push(r);
+    }
+    let fixed = reports[0].trips.mean_delay_all_s;
+    let pressure = reports[1].trips.mean_delay_all_s;
+    assert!(pressure < fixed, "max-pressure {pressure} vs fixed {fixed}");
+}
+
+/// Reads back what SUMO shows at every step of an adaptive run and checks the safety
+/// rules on the real simulator: yellow for the program's time on exactly the links that
+/// lose green, minimum greens, and no green that the program does not have.
+#[test]
+fn signals_are_safe_in_the_simulator() {
+    let Some(sumo) = sumo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_grid(&sumo, dir.path(), 5);
+    let mut opts = options(&cfg, ControllerKind::MaxPressure, &dir.path().join("w"));
+    opts.duration = Some(600.0);
+    let mut s = Session::start(&sumo, &opts).unwrap();
+    let plans: Vec<_> = s
+        .intersections
+        .iter()
+        .map(|x| x.driver.plan.clone())
+        .collect();
+    let min_green = opts.settings.min_green;
+    // Per light: the state history, one entry per step.
+    let mut history: Vec<Vec<String>> = vec![Vec::new(); plans.len()];
+    while !s.done() {
+        s.step().unwrap();
+        for (h, state) in history.iter_mut().zip(s.signal_states().unwrap()) {
+            h.push(state);
+        }
+    }
+    s.finish().unwrap();
+    let green = |c: u8| c == b'G' || c == b'g';
+    let mut switches = 0;
+    for (plan, states) in plans.iter().zip(&history) {
+        for st in states {
+            // Every green shown is green in some program green phase.
+            assert!(
+                plan.greens.iter().any(|g| st
+                    .bytes()
+                    .zip(g.bytes())
+                    .all(|(c, p)| !green(c) || green(p))),
+                "{}: {st} has a green no program phase has",
+                plan.tls
+            );
+        }
+        let n = states[0].len();
+        for i in 0..n {
+            let col: Vec<u8> = states.iter().map(|s| s.as_bytes()[i]).collect();
+            let mut t = 1;
+            while t < col.len() {
+                if green(col[t - 1]) && !green(col[t]) {
+                    // A green ends: yellow for exactly its program time, then red.
+                    let start = t;
+                    while t < col.len() && (col[t] == b'y' || col[t] == b'Y') {
+                        t += 1;
+                    }
+                    if t < col.len() {
+                        assert_eq!(
+                            (t - start) as f64,
+                            plan.yellow_of_link[i],
+                            "{} link {i}: yellow of {} s at step {start}",
+                            plan.tls,
+                            t - start
+                        );
+                        assert!(col[t] == b'r' || green(col[t]), "{} link {i}", plan.tls);
+                    }
+                    switches += 1;
+                } else {
+                    t += 1;
+                }
+            }
+        }
+        // Minimum green: a program green, once shown, lasts at least min_green steps.
+        let mut run = 0usize;
+        for t in 1..states.len() {
+            if states[t] == states[t - 1] {
+                run += 1;
+            } else {
+                if plan.greens.contains(&states[t - 1]) && t > run + 1 {
+                    assert!(
+                        run + 1 >= min_green as usize,
+                        "{}: green of {} s",
+                        plan.tls,
+                        run + 1
+                    );
+                }
+                run = 0;
+            }
+        }
+    }
+    assert!(
+        switches > 20,
+        "the controller switched ({switches} green ends)"
+    );
+}
+
+#[test]
+fn bad_configurations_get_clear_errors() {
+    let Some(sumo) = sumo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("w");
+    let missing = options(
+        &dir.path().join("nope.sumocfg"),
+        ControllerKind::Fixed,
+        &work,
+    );
+    let e = episode::run(&sumo, &missing).unwrap_err();
+    assert!(matches!(e, TwinError::Config(_)), "{e}");
+    assert!(e.to_string().contains("no such SUMO configuration"), "{e}");
+
+    let cfg = dir.path().join("bad.sumocfg");
+    std::fs::write(
+        &cfg,
+        r#"<configuration><input><net-file value="gone.net.xml"/></input></configuration>"#,
+    )
+    .unwrap();
+    let e = episode::run(&sumo, &options(&cfg, ControllerKind::MaxPressure, &work)).unwrap_err();
+    assert!(e.to_string().contains("gone.net.xml"), "{e}");
+
+    std::fs::write(&cfg, "<configuration><input>").unwrap();
+    let e = episode::run(&sumo, &options(&cfg, ControllerKind::Fixed, &work)).unwrap_err();
+    assert!(e.to_string().contains("bad.sumocfg"), "{e}");
+
+    // A network SUMO itself refuses: the error carries SUMO's own message.
+    let net = dir.path().join("broken.net.xml");
+    std::fs::write(&net, "<net><edge id=\"e\" from=\"a\" to=\"b\"><lane id=\"e_0\" index=\"0\" speed=\"10\" length=\"5\" shape=\"0,0 5,0\"/></edge></net>").unwrap();
+    std::fs::write(
+        &cfg,
+        r#"<configuration><input><net-file value="broken.net.xml"/></input></configuration>"#,
+    )
+    .unwrap();
+    let e = episode::run(&sumo, &options(&cfg, ControllerKind::Fixed, &work)).unwrap_err();
+    assert!(matches!(e, TwinError::Sumo(_)), "{e}");
+}
