@@ -25,7 +25,45 @@ pub struct Config {
     pub audit: Audit,
     /// What the data catalogue says of itself (DCAT-AP `dcat:Catalog`).
     pub catalog: citybrain_catalog::CatalogInfo,
+    pub twin: Twin,
     pub log: Log,
+}
+
+/// The live traffic twin (Eclipse SUMO) that `serve` runs beside the platform
+/// (docs/twin.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Twin {
+    /// Run the twin: `true` always, `false` never; unset: with `--demo` when SUMO is
+    /// installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// A SUMO configuration to run; unset: the demo grid, generated once into
+    /// `<data_dir>/twin/grid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sumocfg: Option<PathBuf>,
+    /// fixed, actuated, max-pressure or webster.
+    pub controller: String,
+    /// Simulated seconds per wall-clock second (1 = real time).
+    pub speed: f64,
+    /// Detector readings and indicators every this many simulated seconds.
+    pub period_secs: f64,
+    /// Where a network without a projection (the demo grid) lies: [lon, lat].
+    pub origin: [f64; 2],
+}
+
+impl Default for Twin {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            sumocfg: None,
+            controller: "max-pressure".into(),
+            speed: 1.0,
+            period_secs: 60.0,
+            // West Lake, Hangzhou: beside the demo district.
+            origin: [120.165, 30.262],
+        }
+    }
 }
 
 /// The tamper-evident audit log (`<data_dir>/audit`).
@@ -546,6 +584,23 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be 'text' or 'json'");
+        }
+        if let Err(e) = self
+            .twin
+            .controller
+            .parse::<citybrain_twin::control::ControllerKind>()
+        {
+            bail!("twin.controller: {e}");
+        }
+        if !(self.twin.speed > 0.0 && self.twin.speed <= 10_000.0) {
+            bail!("twin.speed must be above 0 and at most 10000 (simulated seconds per second)");
+        }
+        if !(self.twin.period_secs >= 1.0 && self.twin.period_secs <= 3600.0) {
+            bail!("twin.period_secs must be between 1 and 3600");
+        }
+        let [lon, lat] = self.twin.origin;
+        if !((-180.0..=180.0).contains(&lon) && (-85.0..=85.0).contains(&lat)) {
+            bail!("twin.origin must be [lon, lat] with lon in -180..180 and lat in -85..85");
         }
         if self.notifications.attempts == 0 {
             bail!("notifications.attempts must be at least 1");

@@ -10,6 +10,7 @@ mod import;
 mod security;
 mod tasks;
 mod twin;
+mod twin_live;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -534,6 +535,23 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         let n = demo::load_catalog(&catalog).await?;
         if n > 0 {
             tracing::info!(datasets = n, "demo datasets defined");
+        }
+    }
+    if let Some(sumo) = twin_live::wanted(&cfg.twin, demo) {
+        match &ingest {
+            Some(ing) => tasks.spawn(
+                "twin",
+                twin_live::run(
+                    sumo,
+                    cfg.twin.clone(),
+                    cfg.storage.data_dir.clone(),
+                    ing.clone(),
+                    broker.clone(),
+                ),
+            ),
+            None => tracing::error!(
+                "the traffic twin is off: ingestion is off (set ingest.mappings_dir to a directory with examples/mappings/sumo-*.yaml)"
+            ),
         }
     }
     let app = citybrain_api::service(citybrain_api::Parts {

@@ -137,6 +137,7 @@ pub fn twin(a: TwinArgs) -> anyhow::Result<()> {
                     duration: r.duration,
                     seed: r.seed,
                     work_dir,
+                    observe: None,
                 },
             )
             .context("twin run")?;

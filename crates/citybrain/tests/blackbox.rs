@@ -870,3 +870,89 @@ async fn a_tampered_audit_log_raises_a_security_incident() {
     assert_eq!(found["category"], "security", "{found}");
     assert_eq!(found["severity"], "critical", "{found}");
 }
+
+/// `serve --demo` with SUMO installed runs the traffic twin: its network becomes
+/// RoadSegment and TrafficLight entities, its detectors stream TrafficFlowObserved
+/// readings through the ingest path, and the indicators build a history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_twin_streams_simulated_traffic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !root.join(".venv-sumo/bin/sumo").is_file() && std::env::var_os("SUMO_HOME").is_none() {
+        assert!(
+            std::env::var_os("REQUIRE_SUMO").is_none(),
+            "REQUIRE_SUMO is set but SUMO is not installed (scripts/install-sumo.sh)"
+        );
+        eprintln!("skipping: SUMO is not installed (scripts/install-sumo.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = root.join("examples/mappings");
+    let server = start_env(
+        dir.path(),
+        &["--demo"],
+        &[
+            ("CITYBRAIN_INGEST__MAPPINGS_DIR", mappings.to_str().unwrap()),
+            ("CITYBRAIN_TWIN__SPEED", "300"),
+            ("SUMO_HOME", root.join(".venv-sumo").to_str().unwrap()),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let count = |ty: &'static str| {
+        let http = http.clone();
+        let url = format!(
+            "{}/ngsi-ld/v1/entities?type={ty}&count=true&limit=1",
+            server.base
+        );
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            r.headers()["ngsild-results-count"]
+                .to_str()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let history = format!(
+        "{}/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:TrafficFlowObserved:junction-network?attrs=delay,queueLength&options=temporalValues",
+        server.base
+    );
+    loop {
+        let flows = count("TrafficFlowObserved").await;
+        let r = http.get(&history).send().await.unwrap();
+        let points = if r.status() == 200 {
+            let v: Value = r.json().await.unwrap();
+            v["queueLength"]["values"].as_array().map_or(0, Vec::len)
+        } else {
+            0
+        };
+        // 16 signals × 12–13 approach lanes of detectors, 16 junctions and the network.
+        if flows > 200 && points >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "twin data did not arrive: {flows} flows, {points} points"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(count("TrafficLight").await, 16);
+    assert!(count("RoadSegment").await > 100);
+    // A detector reading, as mapped: speed in km/h, a segment it refers to, a place.
+    let r = http
+        .get(format!(
+            "{}/ngsi-ld/v1/entities?type=TrafficFlowObserved&q=averageVehicleSpeed>0&limit=1",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let list: Value = r.json().await.unwrap();
+    let e = &list[0];
+    assert_eq!(e["averageVehicleSpeed"]["unitCode"], "KMH");
+    assert!(e["refRoadSegment"]["object"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:ngsi-ld:RoadSegment:"));
+    assert_eq!(e["location"]["value"]["type"], "Point");
+}

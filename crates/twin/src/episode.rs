@@ -12,6 +12,7 @@ use crate::control::{
     self, Approach, Controller, ControllerKind, Intersection, Observation, Settings,
 };
 use crate::net::Network;
+use crate::observe::{along, AreaAcc, DetectorAcc, Indicator, LaneStep, Reading};
 use crate::signal::{Driver, Phase, SignalPlan};
 use crate::sumo::{Running, Sumo, SumoConfig};
 use crate::traci::{ids, Traci, Value};
@@ -30,6 +31,9 @@ pub struct Options {
     pub seed: u64,
     /// Where SUMO's outputs and the generated detectors go.
     pub work_dir: PathBuf,
+    /// Report detector readings and indicators every this many simulated seconds
+    /// ([`Session::take_period`]); `None` for headless episodes.
+    pub observe: Option<f64>,
 }
 
 /// An episode's indicators: one JSON object.
@@ -66,6 +70,8 @@ const MAX_SIM: f64 = 86_400.0;
 pub struct Detector {
     pub id: String,
     pub lane: String,
+    /// Position along the lane (m).
+    pub pos: f64,
 }
 
 pub struct Session {
@@ -94,6 +100,23 @@ pub struct Session {
     detector_by_id: HashMap<String, usize>,
     /// Each detector's running interval count at the last step.
     interval: Vec<f64>,
+    observe: Option<Observing>,
+}
+
+/// Readings and indicators accumulated over the running period.
+struct Observing {
+    period: f64,
+    start: f64,
+    steps: f64,
+    last_now: f64,
+    detectors: Vec<DetectorAcc>,
+    /// One per intersection, then the network.
+    areas: Vec<AreaAcc>,
+    /// Per lane: mean speed (m/s) at the last step.
+    speed: Vec<f64>,
+    /// Per detector: mean speed (m/s, −1 for none) and occupancy (%) at the last step.
+    det_speed: Vec<f64>,
+    det_occupancy: Vec<f64>,
 }
 
 impl Session {
@@ -161,6 +184,17 @@ impl Session {
             detector_index: HashMap::new(),
             detector_by_id: HashMap::new(),
             interval: Vec::new(),
+            observe: opts.observe.filter(|p| *p > 0.0).map(|period| Observing {
+                period,
+                start: begin,
+                steps: 0.0,
+                last_now: begin,
+                detectors: Vec::new(),
+                areas: Vec::new(),
+                speed: Vec::new(),
+                det_speed: Vec::new(),
+                det_occupancy: Vec::new(),
+            }),
             net,
         };
         let setup = s
@@ -291,20 +325,26 @@ impl Session {
         self.obs.since_detection = vec![f64::INFINITY; self.detectors.len()];
         self.obs.counted = vec![0.0; self.detectors.len()];
         self.interval = vec![0.0; self.detectors.len()];
-        traci.subscribe_many(
-            ids::SUBSCRIBE_LANE,
-            &self.lanes,
-            &[ids::LAST_STEP_HALTING_NUMBER, ids::LAST_STEP_VEHICLE_NUMBER],
-        )?;
+        let observing = self.observe.is_some();
+        let mut lane_vars = vec![ids::LAST_STEP_HALTING_NUMBER, ids::LAST_STEP_VEHICLE_NUMBER];
+        let mut det_vars = vec![
+            ids::LAST_STEP_TIME_SINCE_DETECTION,
+            ids::VAR_INTERVAL_NUMBER,
+        ];
+        if observing {
+            lane_vars.push(ids::LAST_STEP_MEAN_SPEED);
+            det_vars.extend([ids::LAST_STEP_MEAN_SPEED, ids::LAST_STEP_OCCUPANCY]);
+        }
+        if let Some(o) = self.observe.as_mut() {
+            o.detectors = vec![DetectorAcc::default(); self.detectors.len()];
+            o.areas = vec![AreaAcc::default(); self.intersections.len() + 1];
+            o.speed = vec![0.0; self.lanes.len()];
+            o.det_speed = vec![-1.0; self.detectors.len()];
+            o.det_occupancy = vec![0.0; self.detectors.len()];
+        }
+        traci.subscribe_many(ids::SUBSCRIBE_LANE, &self.lanes, &lane_vars)?;
         let dets: Vec<String> = self.detectors.iter().map(|d| d.id.clone()).collect();
-        traci.subscribe_many(
-            ids::SUBSCRIBE_INDUCTIONLOOP,
-            &dets,
-            &[
-                ids::LAST_STEP_TIME_SINCE_DETECTION,
-                ids::VAR_INTERVAL_NUMBER,
-            ],
-        )?;
+        traci.subscribe_many(ids::SUBSCRIBE_INDUCTIONLOOP, &dets, &det_vars)?;
         traci.subscribe_many(
             ids::SUBSCRIBE_SIM,
             &[String::new()],
@@ -323,6 +363,103 @@ impl Session {
             Some(end) => self.now >= end - 1e-9,
             None => self.expected <= 0 || self.now >= MAX_SIM,
         }
+    }
+
+    /// Adds this step to the running period's readings and indicators.
+    fn accumulate(&mut self, counted_before: &[f64]) {
+        let Some(o) = self.observe.as_mut() else {
+            return;
+        };
+        let dt = (self.now - o.last_now).max(0.0);
+        o.last_now = self.now;
+        o.steps += 1.0;
+        for (i, d) in o.detectors.iter_mut().enumerate() {
+            d.count +=
+                (self.obs.counted[i] - counted_before.get(i).copied().unwrap_or(0.0)).max(0.0);
+            if o.det_speed[i] >= 0.0 {
+                d.speed_sum += o.det_speed[i];
+                d.speed_n += 1.0;
+            }
+            d.occupancy_sum += o.det_occupancy[i] / 100.0;
+        }
+        let network = self.intersections.len();
+        for (k, x) in self.intersections.iter().enumerate() {
+            for a in &x.approaches {
+                let passed = a
+                    .detector
+                    .map(|d| {
+                        (self.obs.counted[d] - counted_before.get(d).copied().unwrap_or(0.0))
+                            .max(0.0)
+                    })
+                    .unwrap_or(0.0);
+                for (l, share) in &a.upstream {
+                    let lane = self.net.lanes.get(&self.lanes[*l]);
+                    let (free_speed, length) = lane.map_or((13.89, 0.0), |l| (l.speed, l.length));
+                    let step = LaneStep {
+                        vehicles: self.obs.vehicles[*l],
+                        halting: self.obs.halting[*l],
+                        speed: o.speed[*l],
+                        free_speed,
+                        length,
+                    };
+                    for area in [k, network] {
+                        o.areas[area].lane(*share, &step, dt);
+                    }
+                }
+                o.areas[k].passed += passed;
+                o.areas[network].passed += passed;
+            }
+        }
+    }
+
+    /// The period's detector readings and indicators once a period is complete (and
+    /// the next one begun); `None` before, or when not observing.
+    pub fn take_period(&mut self) -> Option<(Vec<Reading>, Vec<Indicator>)> {
+        let o = self.observe.as_mut()?;
+        if self.now - o.start < o.period - 1e-9 {
+            return None;
+        }
+        let (begin, end) = (o.start, self.now);
+        let span = (end - begin).max(1e-9);
+        let steps = o.steps;
+        let readings = self
+            .detectors
+            .iter()
+            .zip(&o.detectors)
+            .map(|(d, acc)| {
+                let lane = self.net.lanes.get(&d.lane);
+                let (x, y) = lane.map_or((0.0, 0.0), |l| along(&l.shape, d.pos));
+                Reading {
+                    detector: d.id.clone(),
+                    lane: d.lane.clone(),
+                    edge: lane.map(|l| l.edge.clone()).unwrap_or_default(),
+                    begin,
+                    end,
+                    count: acc.count,
+                    flow: acc.count * 3600.0 / span,
+                    speed_kmh: (acc.speed_n > 0.0).then(|| acc.speed_sum / acc.speed_n * 3.6),
+                    occupancy: acc.occupancy_sum / steps.max(1.0),
+                    x,
+                    y,
+                }
+            })
+            .collect();
+        let mut indicators: Vec<Indicator> = self
+            .intersections
+            .iter()
+            .zip(&o.areas)
+            .map(|(x, acc)| acc.finish(&x.driver.plan.tls, begin, end, steps))
+            .collect();
+        if let Some(net) = o.areas.last() {
+            indicators.push(net.finish("network", begin, end, steps));
+        }
+        o.start = self.now;
+        o.steps = 0.0;
+        o.detectors
+            .iter_mut()
+            .for_each(|d| *d = DetectorAcc::default());
+        o.areas.iter_mut().for_each(|a| *a = AreaAcc::default());
+        Some((readings, indicators))
     }
 
     /// A TraCI failure, explained by SUMO's log when SUMO is the one that stopped.
@@ -346,6 +483,7 @@ impl Session {
         let t0 = Instant::now();
         let results = traci.step(0.0)?;
         self.sumo_time += t0.elapsed();
+        let before = self.obs.counted.clone();
         let mut last_counted = std::mem::take(&mut self.obs.counted);
         for r in results {
             match r.response {
@@ -358,6 +496,11 @@ impl Session {
                         match var {
                             ids::LAST_STEP_HALTING_NUMBER => self.obs.halting[i] = v,
                             ids::LAST_STEP_VEHICLE_NUMBER => self.obs.vehicles[i] = v,
+                            ids::LAST_STEP_MEAN_SPEED => {
+                                if let Some(o) = self.observe.as_mut() {
+                                    o.speed[i] = v;
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -376,6 +519,16 @@ impl Session {
                                 let add = if v >= prev { v - prev } else { v };
                                 self.interval[i] = v;
                                 last_counted[i] += add;
+                            }
+                            ids::LAST_STEP_MEAN_SPEED => {
+                                if let Some(o) = self.observe.as_mut() {
+                                    o.det_speed[i] = v;
+                                }
+                            }
+                            ids::LAST_STEP_OCCUPANCY => {
+                                if let Some(o) = self.observe.as_mut() {
+                                    o.det_occupancy[i] = v;
+                                }
                             }
                             _ => {}
                         }
@@ -400,6 +553,7 @@ impl Session {
             }
         }
         self.obs.counted = last_counted;
+        self.accumulate(&before);
         self.steps += 1;
         if !self.intersections.is_empty() {
             let q: f64 = self
@@ -559,6 +713,7 @@ pub fn detectors(
                     out.push(Detector {
                         id: id.to_string(),
                         lane: lane.to_string(),
+                        pos: a.f64("pos")?.unwrap_or(0.0),
                     });
                 }
             }
@@ -602,6 +757,7 @@ pub fn detector_file(net: &Network, have: &mut Vec<Detector>) -> String {
         have.push(Detector {
             id,
             lane: lane.to_string(),
+            pos,
         });
     }
     xml.push_str("</additional>\n");

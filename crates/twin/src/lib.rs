@@ -6,12 +6,18 @@
 //! - [`signal`]: signal programs and the [`signal::Driver`] that switches safely;
 //! - [`control`]: controllers (fixed, actuated, max-pressure, Webster);
 //! - [`episode`]: one headless run and its indicators ([`episode::Report`]);
+//! - [`observe`]: detector readings and indicators per period, for the platform;
 //! - [`tripinfo`]: SUMO's per-vehicle trip output, read for the indicators;
+//! - [`entities`]: the network as Road, RoadSegment and TrafficLight entities;
+//! - [`geo`]: network coordinates to WGS 84;
 //! - [`scenario`]: the reproducible signalised grid the demo ships.
 
 pub mod control;
+pub mod entities;
 pub mod episode;
+pub mod geo;
 pub mod net;
+pub mod observe;
 pub mod scenario;
 pub mod signal;
 pub mod sumo;

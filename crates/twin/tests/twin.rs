@@ -42,6 +42,7 @@ fn options(cfg: &Path, controller: ControllerKind, work: &Path) -> Options {
         duration: Some(900.0),
         seed: 1,
         work_dir: work.to_path_buf(),
+        observe: None,
     }
 }
 
