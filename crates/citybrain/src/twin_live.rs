@@ -135,6 +135,9 @@ fn simulate(
     let mut seed = 1u64;
     let mut loaded = false;
     loop {
+        if tx.is_closed() {
+            return Ok(()); // the server is stopping
+        }
         let opts = Options {
             sumocfg: sumocfg.clone(),
             controller,

@@ -92,6 +92,29 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// Every duration and weight finite and in range: a NaN would never compare true
+    /// and a negative green would switch every step.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |name: &str, v: f64, lo: f64, hi: f64| {
+            if v.is_finite() && v >= lo && v <= hi {
+                Ok(())
+            } else {
+                Err(format!("{name} must be between {lo} and {hi}, got {v}"))
+            }
+        };
+        check("min_green", self.min_green, 1.0, 300.0)?;
+        check("max_green", self.max_green, self.min_green, 600.0)?;
+        check("gap", self.gap, 0.5, 60.0)?;
+        check("reach", self.reach, 0.0, 5000.0)?;
+        check("moving_weight", self.moving_weight, 0.0, 1.0)?;
+        check("max_wait", self.max_wait, 1.0, 1e9)?;
+        check("replan", self.replan, 60.0, 86_400.0)?;
+        check("saturation", self.saturation, 0.05, 2.0)?;
+        check("max_cycle", self.max_cycle, 20.0, 600.0)
+    }
+}
+
 /// One incoming lane of an intersection, with what controllers need to judge it.
 #[derive(Debug, Clone)]
 pub struct Approach {

@@ -70,7 +70,7 @@ const MAX_SIM: f64 = 86_400.0;
 pub struct Detector {
     pub id: String,
     pub lane: String,
-    /// Position along the lane (m).
+    /// Position along the lane (m; SUMO counts a negative one from the lane's end).
     pub pos: f64,
 }
 
@@ -101,6 +101,8 @@ pub struct Session {
     /// Each detector's running interval count at the last step.
     interval: Vec<f64>,
     observe: Option<Observing>,
+    /// Per intersection: still running its own program, until it shows a green.
+    waiting: Vec<bool>,
 }
 
 /// Readings and indicators accumulated over the running period.
@@ -121,6 +123,14 @@ struct Observing {
 
 impl Session {
     pub fn start(sumo: &Sumo, opts: &Options) -> Result<Session, TwinError> {
+        opts.settings.validate().map_err(TwinError::Config)?;
+        if let Some(d) = opts.duration {
+            if !(d.is_finite() && d > 0.0) {
+                return Err(TwinError::Config(format!(
+                    "duration must be a positive number of seconds, got {d}"
+                )));
+            }
+        }
         let cfg = SumoConfig::load(&opts.sumocfg)?;
         let net = Network::load(&cfg.net)?;
         std::fs::create_dir_all(&opts.work_dir)?;
@@ -152,9 +162,21 @@ impl Session {
         }
         let mut running =
             Running::start(sumo, &opts.sumocfg, &args, &opts.work_dir.join("sumo.log"))?;
-        let mut traci = match Traci::connect(running.addr, STARTUP_PATIENCE) {
-            Ok(t) => t,
-            Err(e) => return Err(sumo_failure(&mut running, e.into())),
+        // SUMO opens its port once the network is loaded: short tries, and between
+        // them a look at whether it has exited (a refused network ends it at once).
+        let started = Instant::now();
+        let mut traci = loop {
+            match Traci::connect(running.addr, Duration::from_millis(250)) {
+                Ok(t) => break t,
+                Err(e) => {
+                    if let Some(why) = running.exited() {
+                        return Err(TwinError::Sumo(why));
+                    }
+                    if started.elapsed() > STARTUP_PATIENCE {
+                        return Err(sumo_failure(&mut running, e.into()));
+                    }
+                }
+            }
         };
         let (api, version) = match traci.version() {
             Ok(v) => v,
@@ -184,6 +206,7 @@ impl Session {
             detector_index: HashMap::new(),
             detector_by_id: HashMap::new(),
             interval: Vec::new(),
+            waiting: Vec::new(),
             observe: opts.observe.filter(|p| *p > 0.0).map(|period| Observing {
                 period,
                 start: begin,
@@ -247,16 +270,14 @@ impl Session {
                     continue;
                 }
             };
-            let phase = traci
-                .get(ids::GET_TL, ids::TL_CURRENT_PHASE, id)?
-                .as_i32()
-                .unwrap_or(0)
-                .max(0) as usize;
+            // Taken over only while it shows one of its greens: in a yellow or
+            // all-red it would otherwise lose its clearance. Until then its own
+            // program runs (see `drive`).
+            let shown = traci.get(ids::GET_TL, ids::TL_RED_YELLOW_GREEN_STATE, id)?;
             let first = plan
-                .program_index
+                .greens
                 .iter()
-                .position(|p| *p >= phase)
-                .unwrap_or(0);
+                .position(|g| Some(g.as_str()) == shown.as_str());
             built.push((plan, first));
         }
         for (plan, first) in built {
@@ -310,9 +331,10 @@ impl Session {
                 }
             }
             self.intersections.push(Intersection {
-                driver: Driver::new(plan, first, self.now, opts.settings.min_green),
+                driver: Driver::new(plan, first.unwrap_or(0), self.now, opts.settings.min_green),
                 approaches,
             });
+            self.waiting.push(first.is_none());
         }
         drop(preds);
         self.net = net;
@@ -428,7 +450,9 @@ impl Session {
             .zip(&o.detectors)
             .map(|(d, acc)| {
                 let lane = self.net.lanes.get(&d.lane);
-                let (x, y) = lane.map_or((0.0, 0.0), |l| along(&l.shape, d.pos));
+                let (x, y) = lane.map_or((0.0, 0.0), |l| {
+                    along(&l.shape, if d.pos < 0.0 { l.length + d.pos } else { d.pos })
+                });
                 Reading {
                     detector: d.id.clone(),
                     lane: d.lane.clone(),
@@ -578,7 +602,13 @@ impl Session {
         };
         let now = self.now;
         let mut sets = Vec::new();
-        for (x, wish) in self.intersections.iter_mut().zip(wishes) {
+        if self.waiting.iter().any(|w| *w) {
+            self.take_over_at_greens()?;
+        }
+        for ((x, wish), waiting) in self.intersections.iter_mut().zip(wishes).zip(&self.waiting) {
+            if *waiting {
+                continue;
+            }
             if let Some(state) = x.driver.tick(now, wish) {
                 sets.push((x.driver.plan.tls.clone(), state));
             }
@@ -621,6 +651,35 @@ impl Session {
             out.push(v.as_str().unwrap_or_default().to_string());
         }
         Ok(out)
+    }
+
+    /// Lights still on their own program are taken over once they show a green.
+    fn take_over_at_greens(&mut self) -> Result<(), TwinError> {
+        let traci = self
+            .traci
+            .as_mut()
+            .ok_or_else(|| TwinError::Sumo("session closed".into()))?;
+        for (x, waiting) in self.intersections.iter_mut().zip(self.waiting.iter_mut()) {
+            if !*waiting {
+                continue;
+            }
+            let shown = traci.get(
+                ids::GET_TL,
+                ids::TL_RED_YELLOW_GREEN_STATE,
+                &x.driver.plan.tls,
+            )?;
+            if let Some(k) = x
+                .driver
+                .plan
+                .greens
+                .iter()
+                .position(|g| Some(g.as_str()) == shown.as_str())
+            {
+                x.driver = Driver::new(x.driver.plan.clone(), k, self.now, x.driver.min_green);
+                *waiting = false;
+            }
+        }
+        Ok(())
     }
 
     /// Closes the simulation and reads the trips.

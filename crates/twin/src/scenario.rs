@@ -76,9 +76,15 @@ impl Side {
 /// Writes `grid.net.xml`, `grid.rou.xml`, `grid.det.xml` and `grid.sumocfg` into `dir`
 /// and returns the configuration's path.
 pub fn write_grid(sumo: &Sumo, dir: &Path, g: &Grid) -> Result<PathBuf, TwinError> {
-    if !(2..=12).contains(&g.size) || g.block < 50.0 || !(1..=4).contains(&g.lanes) {
+    let finite_in = |v: f64, lo: f64, hi: f64| v.is_finite() && v > lo && v <= hi;
+    if !(2..=12).contains(&g.size)
+        || !finite_in(g.block, 49.999, 5000.0)
+        || !(1..=4).contains(&g.lanes)
+        || !finite_in(g.peak, 0.0, 10_000.0)
+        || !finite_in(g.duration, 0.0, 86_400.0)
+    {
         return Err(TwinError::Config(
-            "grid: size 2–12, block ≥ 50 m, 1–4 lanes per direction".into(),
+            "grid: size 2–12, block 50–5000 m, 1–4 lanes per direction, peak above 0 and at most 10000 veh/h, duration above 0 and at most 86400 s".into(),
         ));
     }
     std::fs::create_dir_all(dir)?;

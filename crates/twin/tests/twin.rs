@@ -125,6 +125,13 @@ fn signals_are_safe_in_the_simulator() {
     let Some(sumo) = sumo() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_grid(&sumo, dir.path(), 5);
+    // Begin in the middle of the programs' first yellow (33 s of green, then 3 s of
+    // yellow): the controller must let the yellow run out before it takes over.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("<begin value=\"0\"/>", "<begin value=\"34\"/>");
+    assert!(text.contains("<begin value=\"34\"/>"));
+    std::fs::write(&cfg, text).unwrap();
     let mut opts = options(&cfg, ControllerKind::MaxPressure, &dir.path().join("w"));
     opts.duration = Some(600.0);
     let mut s = Session::start(&sumo, &opts).unwrap();
@@ -136,6 +143,11 @@ fn signals_are_safe_in_the_simulator() {
     let min_green = opts.settings.min_green;
     // Per light: the state history, one entry per step.
     let mut history: Vec<Vec<String>> = vec![Vec::new(); plans.len()];
+    // What SUMO shows at the start, before the first step: the programs' yellow.
+    for (h, state) in history.iter_mut().zip(s.signal_states().unwrap()) {
+        assert!(state.contains('y'), "begins in a yellow: {state}");
+        h.push(state);
+    }
     while !s.done() {
         s.step().unwrap();
         for (h, state) in history.iter_mut().zip(s.signal_states().unwrap()) {
@@ -143,6 +155,14 @@ fn signals_are_safe_in_the_simulator() {
         }
     }
     s.finish().unwrap();
+    // The yellow that was showing at the start ran its course (34 → 36 s).
+    for (plan, h) in plans.iter().zip(&history) {
+        assert_eq!(
+            h[1], h[0],
+            "{}: the starting yellow was cut short",
+            plan.tls
+        );
+    }
     let green = |c: u8| c == b'G' || c == b'g';
     let mut switches = 0;
     for (plan, states) in plans.iter().zip(&history) {

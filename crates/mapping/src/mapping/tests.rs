@@ -230,5 +230,14 @@ fn examples_load() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mappings");
     let all = load_dir(&dir).unwrap();
     let names: Vec<&str> = all.iter().map(|m| m.source.as_str()).collect();
-    assert_eq!(names, vec!["bike-docks", "bus-gps", "plate-reads"]);
+    assert_eq!(
+        names,
+        vec![
+            "bike-docks",
+            "bus-gps",
+            "plate-reads",
+            "sumo-detectors",
+            "sumo-indicators"
+        ]
+    );
 }
