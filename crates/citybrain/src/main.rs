@@ -6,6 +6,7 @@ mod deadletters;
 mod demo;
 mod edge;
 mod export;
+mod forecast;
 mod import;
 mod security;
 mod tasks;
@@ -68,6 +69,8 @@ enum Command {
     Audit(security::AuditArgs),
     /// The traffic digital twin (Eclipse SUMO): scenarios and headless episodes.
     Twin(twin::TwinArgs),
+    /// Traffic forecasting: evaluate the models on a series.
+    Forecast(forecast::ForecastArgs),
 }
 
 #[derive(Args)]
@@ -161,6 +164,7 @@ fn main() -> anyhow::Result<()> {
             security::audit(&cfg, a)
         }
         Command::Twin(a) => twin::twin(a),
+        Command::Forecast(a) => forecast::forecast(a),
         Command::Keys(a) => {
             let cfg = load_config(&a.config)?;
             security::keys(&cfg, a)
