@@ -69,19 +69,9 @@ impl SignalPlan {
         let mut greens = Vec::new();
         let mut green_durations = Vec::new();
         let mut program_index = Vec::new();
-        let mut yellow_of_link = vec![0.0f64; n];
-        let mut all_red = 0.0f64;
         for (i, p) in phases.iter().enumerate() {
             let s = p.state.as_bytes();
-            let has_green = s.iter().any(|c| green(*c));
-            let has_yellow = s.iter().any(|c| yellow(*c));
-            if has_yellow {
-                for (l, c) in s.iter().enumerate() {
-                    if yellow(*c) {
-                        yellow_of_link[l] = yellow_of_link[l].max(p.duration);
-                    }
-                }
-            } else if has_green {
+            if s.iter().any(|c| green(*c)) && !s.iter().any(|c| yellow(*c)) {
                 if let Some(k) = greens.iter().position(|g: &String| g == &p.state) {
                     green_durations[k] += p.duration;
                 } else {
@@ -89,26 +79,18 @@ impl SignalPlan {
                     green_durations.push(p.duration);
                     program_index.push(i);
                 }
-            } else if !s.iter().all(|c| passive(*c)) {
-                // No green, no yellow: a red clearance. It counts as all-red only
-                // right after a yellow (a red phase elsewhere is a pedestrian or
-                // special stage, not a clearance).
-                let prev = &phases[(i + phases.len() - 1) % phases.len()];
-                if prev.state.bytes().any(yellow) {
-                    all_red = all_red.max(p.duration);
-                }
             }
         }
+        let (yellow_of_link, all_red) = clearance_times(phases, n);
         if greens.is_empty() {
             return Err(format!(
                 "traffic light {tls}: its program has no green phase"
             ));
         }
-        for y in &mut yellow_of_link {
-            if *y <= 0.0 {
-                *y = DEFAULT_YELLOW;
-            }
-        }
+        let yellow_of_link = yellow_of_link
+            .into_iter()
+            .map(|y| if y > 0.0 { y } else { DEFAULT_YELLOW })
+            .collect();
         let mut links = links;
         links.resize(n, Vec::new());
         Ok(SignalPlan {
@@ -238,6 +220,55 @@ impl SignalPlan {
         }
         out
     }
+}
+
+/// Per link, the longest time the program shows it yellow in one go (consecutive
+/// phases add up, around the cycle); and the longest red clearance after a yellow
+/// (consecutive phases with neither green nor yellow, added up). A phase that is all
+/// off or blinking is no clearance.
+fn clearance_times(phases: &[Phase], n: usize) -> (Vec<f64>, f64) {
+    let m = phases.len();
+    let total: f64 = phases.iter().map(|p| p.duration).sum();
+    let at = |i: usize, l: usize| phases[i].state.as_bytes().get(l).copied().unwrap_or(b'r');
+    let mut yellow_of_link = vec![0.0f64; n];
+    for (l, best) in yellow_of_link.iter_mut().enumerate() {
+        let Some(start) = (0..m).find(|i| !yellow(at(*i, l))) else {
+            *best = total; // yellow throughout: a flashing program
+            continue;
+        };
+        let mut run = 0.0f64;
+        for k in 1..=m {
+            let i = (start + k) % m;
+            if yellow(at(i, l)) {
+                run += phases[i].duration;
+                *best = best.max(run);
+            } else {
+                run = 0.0;
+            }
+        }
+    }
+    let clearance = |i: usize| {
+        let s = phases[i].state.as_bytes();
+        !s.iter().any(|c| green(*c) || yellow(*c)) && !s.iter().all(|c| passive(*c))
+    };
+    let mut all_red = 0.0f64;
+    for i in 0..m {
+        let prev = (i + m - 1) % m;
+        if !clearance(i) || !phases[prev].state.bytes().any(yellow) {
+            continue;
+        }
+        let mut run = 0.0;
+        let mut k = i;
+        for _ in 0..m {
+            if !clearance(k) {
+                break;
+            }
+            run += phases[k].duration;
+            k = (k + 1) % m;
+        }
+        all_red = all_red.max(run);
+    }
+    (yellow_of_link, all_red)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -390,6 +421,27 @@ mod tests {
         // Protected left to through: the protection ends with a yellow (its own 4 s).
         let t = p.transition(1, 0);
         assert_eq!(t[0], ("rrryrrrrrrryrrrr".to_string(), 4.0));
+    }
+
+    /// A yellow or an all-red the program splits over consecutive phases counts whole.
+    #[test]
+    fn split_yellows_and_clearances_add_up() {
+        let program = vec![
+            phase(30.0, "GGrr"),
+            phase(2.0, "yyrr"),
+            phase(1.5, "yrrr"),
+            phase(1.0, "rrrr"),
+            phase(1.0, "rrrr"),
+            phase(30.0, "rrGG"),
+            phase(3.0, "rryy"),
+        ];
+        let p = SignalPlan::new("A", &program, Vec::new()).unwrap();
+        assert_eq!(p.yellow_of_link, vec![3.5, 2.0, 3.0, 3.0]);
+        assert_eq!(p.all_red, 2.0);
+        let t = p.transition(0, 1);
+        assert_eq!(t[0], ("yyrr".to_string(), 2.0));
+        assert_eq!(t[1], ("yrrr".to_string(), 1.5));
+        assert_eq!(t[2], ("rrrr".to_string(), 2.0));
     }
 
     /// Every switch the driver makes, between any two greens at any time, is safe.

@@ -33,6 +33,9 @@ pub struct Traci {
     buf: Vec<u8>,
 }
 
+/// The longest wait for one answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// One command of a batch: its id and content.
 pub type Command = (u8, Content);
 
@@ -58,6 +61,9 @@ impl Traci {
             }
         };
         stream.set_nodelay(true)?;
+        // A simulator that stops answering (hung, or a peer that is not SUMO) must not
+        // hang the caller: no step of a city network takes this long.
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
         let reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
         Ok(Traci {
             reader,
