@@ -4,11 +4,13 @@
 //! and TrafficLight entities, and the configured controller drives its signals.
 //! Episodes follow one another (the next seed each time) until the server stops.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citybrain_broker::{BatchItem, Broker, Principal, RequestContext, UpsertMode};
+use citybrain_forecast::online::{Online, OnlineSettings};
 use citybrain_ingest::Ingest;
 use citybrain_model::time::Clock;
 use citybrain_model::JsonLdContext;
@@ -29,7 +31,10 @@ enum Out {
 }
 
 /// Sources the twin posts to; their mappings must be installed.
-pub const SOURCES: [&str; 2] = ["sumo-detectors", "sumo-indicators"];
+pub const SOURCES: [&str; 3] = ["sumo-detectors", "sumo-indicators", "sumo-forecasts"];
+
+/// Forecast horizons (minutes).
+const HORIZONS: [u64; 4] = [5, 15, 30, 60];
 
 /// Whether the twin should run, and with which SUMO: `None` (with the reason logged)
 /// when it should not.
@@ -134,6 +139,18 @@ fn simulate(
     let controller: ControllerKind = cfg.controller.parse().map_err(TwinError::Config)?;
     let mut seed = 1u64;
     let mut loaded = false;
+    // One step of the online forecasters is one period.
+    let steps: Vec<usize> = HORIZONS
+        .iter()
+        .map(|m| ((*m as f64 * 60.0 / cfg.period_secs).round() as usize).max(1))
+        .collect();
+    let mut online = Online::new(OnlineSettings {
+        horizons: steps.clone(),
+        ..OnlineSettings::default()
+    });
+    // The last speed each detector reported: a period without vehicles repeats it, so
+    // every series keeps one value per period.
+    let mut last_speed: HashMap<String, f64> = HashMap::new();
     loop {
         if tx.is_closed() {
             return Ok(()); // the server is stopping
@@ -172,7 +189,27 @@ fn simulate(
                 let now = clock.now().timestamp();
                 let det = observe::detector_payload(&readings, &geo, now);
                 let ind = observe::indicator_payload(&indicators, now);
-                for (source, v) in [(SOURCES[0], det), (SOURCES[1], ind)] {
+                let rows: Vec<_> = readings
+                    .iter()
+                    .map(|r| {
+                        let speed = r.speed_kmh.or_else(|| last_speed.get(&r.detector).copied());
+                        let f = match speed {
+                            Some(v) => {
+                                last_speed.insert(r.detector.clone(), v);
+                                online.observe(&r.detector, v)
+                            }
+                            None => Vec::new(),
+                        };
+                        let f = f
+                            .iter()
+                            .zip(HORIZONS)
+                            .map(|(f, m)| (m, f.value, f.lower, f.upper))
+                            .collect();
+                        (r, f)
+                    })
+                    .collect();
+                let fc = observe::forecast_payload(&rows, &geo, now);
+                for (source, v) in [(SOURCES[0], det), (SOURCES[1], ind), (SOURCES[2], fc)] {
                     let bytes =
                         serde_json::to_vec(&v).map_err(|e| TwinError::Sumo(e.to_string()))?;
                     if tx.blocking_send(Out::Payload(source, bytes)).is_err() {

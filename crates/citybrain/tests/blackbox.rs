@@ -938,6 +938,28 @@ async fn the_demo_twin_streams_simulated_traffic() {
     }
     assert_eq!(count("TrafficLight").await, 16);
     assert!(count("RoadSegment").await > 100);
+    // Online forecasts with their bands, learnt as the readings arrive.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count("TrafficFlowForecast").await < 100 {
+        assert!(Instant::now() < deadline, "no forecasts");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let r = http
+        .get(format!(
+            "{}/ngsi-ld/v1/entities?type=TrafficFlowForecast&q=speedIn15min>0&limit=1&options=keyValues",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let list: Value = r.json().await.unwrap();
+    let f = &list[0];
+    let (lo, v, hi) = (
+        f["speedIn15minLower"].as_f64().unwrap(),
+        f["speedIn15min"].as_f64().unwrap(),
+        f["speedIn15minUpper"].as_f64().unwrap(),
+    );
+    assert!(lo <= v && v <= hi, "{f}");
     // A detector reading, as mapped: speed in km/h, a segment it refers to, a place.
     let r = http
         .get(format!(

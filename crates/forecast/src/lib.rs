@@ -8,6 +8,7 @@
 //! - [`model`]: last value, historical average, ridge regression on lags, neighbour
 //!   means and time-of-day profiles;
 //! - [`metrics`]: the figures;
+//! - [`online`]: forecasts for live series, learnt as readings arrive, with bands;
 //! - [`eval`]: split, model selection on a validation slice of the training part
 //!   (never on the test part), predictions, report.
 
@@ -15,6 +16,7 @@ pub mod data;
 pub mod eval;
 pub mod metrics;
 pub mod model;
+pub mod online;
 
 pub use data::Series;
 pub use eval::{evaluate, EvalOptions, EvalReport};

@@ -176,3 +176,23 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(parse_span("300"), Ok(300));
     assert!(parse_span("5d").is_err() && parse_span("0m").is_err() && parse_span("m").is_err());
 }
+
+#[test]
+fn the_online_forecaster_learns_as_it_reads_and_beats_persistence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = synthetic(dir.path());
+    let pred = dir.path().join("online.csv");
+    let mut o = options(&input);
+    o.model = "online".into();
+    o.predictions_out = Some(pred.clone());
+    let r = evaluate(&o).unwrap();
+    assert_eq!(r.model, "online");
+    assert!(r.figures.pooled.rmse < r.last_value.pooled.rmse, "{r:?}");
+    // The file holds exactly the scored forecasts, for test rows only.
+    let text = std::fs::read_to_string(&pred).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), r.test_windows * 3);
+    assert!(rows
+        .iter()
+        .all(|l| l.split(',').next().unwrap().parse::<usize>().unwrap() > r.train_rows));
+}

@@ -158,6 +158,39 @@ pub fn detector_payload(
     serde_json::json!({ "readings": rows })
 }
 
+/// One forecast of a detector's speed: minutes ahead, value, band (km/h).
+pub type SpeedForecast = (u64, f64, f64, f64);
+
+/// Online speed forecasts per detector (ingest source `sumo-forecasts`): for each
+/// reading with a speed (km/h), the forecasts at the given horizons.
+pub fn forecast_payload(
+    rows: &[(&Reading, Vec<SpeedForecast>)],
+    geo: &crate::geo::Geo,
+    observed: i64,
+) -> serde_json::Value {
+    let r1 = |x: f64| (x.max(0.0) * 10.0).round() / 10.0;
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .filter(|(_, f)| !f.is_empty())
+        .map(|(r, f)| {
+            let (lon, lat) = geo.lon_lat(r.x, r.y);
+            let mut v = serde_json::json!({
+                "detector": crate::entities::sanitize(&r.detector),
+                "ts": observed,
+                "lat": (lat * 1e7).round() / 1e7,
+                "lon": (lon * 1e7).round() / 1e7,
+            });
+            for (minutes, value, lower, upper) in f {
+                v[format!("s{minutes}")] = serde_json::json!(r1(*value));
+                v[format!("s{minutes}_lo")] = serde_json::json!(r1(*lower));
+                v[format!("s{minutes}_hi")] = serde_json::json!(r1(*upper));
+            }
+            v
+        })
+        .collect();
+    serde_json::json!({ "forecasts": list })
+}
+
 /// A period's indicators (ingest source `sumo-indicators`).
 pub fn indicator_payload(indicators: &[Indicator], observed: i64) -> serde_json::Value {
     let round = |v: Option<f64>| v.map(|x| (x * 100.0).round() / 100.0);

@@ -237,6 +237,7 @@ fn examples_load() {
             "bus-gps",
             "plate-reads",
             "sumo-detectors",
+            "sumo-forecasts",
             "sumo-indicators"
         ]
     );
