@@ -196,3 +196,37 @@ fn the_online_forecaster_learns_as_it_reads_and_beats_persistence() {
         .iter()
         .all(|l| l.split(',').next().unwrap().parse::<usize>().unwrap() > r.train_rows));
 }
+
+mod parsers {
+    use citybrain_forecast::data::{read_adjacency, Series};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Whatever the input files hold, reading them answers, never panics; and a
+        /// well-formed series reads back exactly.
+        #[test]
+        fn reading_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("x.csv");
+            std::fs::write(&p, &bytes).unwrap();
+            let _ = Series::read(&p);
+            let _ = read_adjacency(&p, 3);
+        }
+
+        #[test]
+        fn well_formed_series_read_back(rows in proptest::collection::vec(proptest::collection::vec(-1e6f64..1e6, 3), 1..20)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("x.csv");
+            let mut text = String::from("a,b,c\n");
+            for r in &rows {
+                text += &r.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(",");
+                text += "\n";
+            }
+            std::fs::write(&p, text).unwrap();
+            let s = Series::read(&p).unwrap();
+            prop_assert_eq!(s.sensors, vec!["a", "b", "c"]);
+            prop_assert_eq!(s.values, rows);
+        }
+    }
+}
