@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use citybrain_twin::control::{ControllerKind, Settings};
-use citybrain_twin::episode::{self, Options};
+use citybrain_twin::episode::{self, Change, Options};
 use citybrain_twin::scenario::{self, Grid};
 use citybrain_twin::sumo::Sumo;
 use clap::{Args, Subcommand};
@@ -25,6 +25,21 @@ enum TwinCommand {
     Run(RunArgs),
     /// Write the demo grid scenario (network, morning-peak demand, detectors, .sumocfg).
     Grid(GridArgs),
+    /// Run a scenario without and with road closures or slowdowns (same seed, every
+    /// vehicle rerouting) and compare their indicators (JSON, last line).
+    WhatIf(WhatIfArgs),
+}
+
+#[derive(Args)]
+struct WhatIfArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Close an edge (repeatable): no vehicle may enter it.
+    #[arg(long)]
+    close: Vec<String>,
+    /// Slow an edge down (repeatable): EDGE=KMH, e.g. A1B1=10.
+    #[arg(long)]
+    slow: Vec<String>,
 }
 
 #[derive(Args)]
@@ -102,47 +117,77 @@ pub fn twin(a: TwinArgs) -> anyhow::Result<()> {
             Ok(())
         }
         TwinCommand::Run(r) => {
-            let mut settings = Settings::default();
-            if let Some(v) = r.min_green {
-                settings.min_green = v;
-            }
-            if let Some(v) = r.max_green {
-                settings.max_green = v;
-            }
-            if let Some(v) = r.reach {
-                settings.reach = v;
-            }
-            if let Some(v) = r.moving_weight {
-                settings.moving_weight = v;
-            }
-            if let Some(v) = r.max_wait {
-                settings.max_wait = v;
-            }
-            if let Some(v) = r.max_cycle {
-                settings.max_cycle = v;
-            }
-            if let Some(v) = r.replan {
-                settings.replan = v;
+            let temp = tempfile::Builder::new()
+                .prefix("citybrain-twin-")
+                .tempdir()?;
+            let opts = options(r, temp.path())?;
+            let report = episode::run(&sumo, &opts).context("twin run")?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        TwinCommand::WhatIf(w) => {
+            let mut changes: Vec<Change> = w
+                .close
+                .into_iter()
+                .map(|edge| Change::Close { edge })
+                .collect();
+            for s in w.slow {
+                let (edge, kmh) = s
+                    .split_once('=')
+                    .and_then(|(e, v)| Some((e.to_string(), v.trim().parse::<f64>().ok()?)))
+                    .filter(|(_, v)| v.is_finite() && *v > 0.0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--slow {s:?}: expected EDGE=KMH with a positive speed")
+                    })?;
+                changes.push(Change::Slow {
+                    edge,
+                    speed: kmh / 3.6,
+                });
             }
             let temp = tempfile::Builder::new()
                 .prefix("citybrain-twin-")
                 .tempdir()?;
-            let work_dir = r.work_dir.unwrap_or_else(|| temp.path().to_path_buf());
-            let report = episode::run(
-                &sumo,
-                &Options {
-                    sumocfg: r.sumocfg,
-                    controller: r.controller,
-                    settings,
-                    duration: r.duration,
-                    seed: r.seed,
-                    work_dir,
-                    observe: None,
-                },
-            )
-            .context("twin run")?;
+            let opts = options(w.run, temp.path())?;
+            let report = episode::what_if(&sumo, &opts, changes).context("twin what-if")?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
     }
+}
+
+fn options(r: RunArgs, temp: &std::path::Path) -> anyhow::Result<Options> {
+    let mut settings = Settings::default();
+    if let Some(v) = r.min_green {
+        settings.min_green = v;
+    }
+    if let Some(v) = r.max_green {
+        settings.max_green = v;
+    }
+    if let Some(v) = r.reach {
+        settings.reach = v;
+    }
+    if let Some(v) = r.moving_weight {
+        settings.moving_weight = v;
+    }
+    if let Some(v) = r.max_wait {
+        settings.max_wait = v;
+    }
+    if let Some(v) = r.max_cycle {
+        settings.max_cycle = v;
+    }
+    if let Some(v) = r.replan {
+        settings.replan = v;
+    }
+    let work_dir = r.work_dir.unwrap_or_else(|| temp.to_path_buf());
+    Ok(Options {
+        sumocfg: r.sumocfg,
+        controller: r.controller,
+        settings,
+        duration: r.duration,
+        seed: r.seed,
+        work_dir,
+        observe: None,
+        changes: Vec::new(),
+        reroute: false,
+    })
 }

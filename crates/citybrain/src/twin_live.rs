@@ -163,6 +163,8 @@ fn simulate(
             seed,
             work_dir: data_dir.join("twin").join("run"),
             observe: Some(cfg.period_secs),
+            changes: Vec::new(),
+            reroute: false,
         };
         let mut s = Session::start(sumo, &opts)?;
         let (geo, why) = Geo::for_net(&s.net.location, (cfg.origin[0], cfg.origin[1]));

@@ -43,6 +43,8 @@ fn options(cfg: &Path, controller: ControllerKind, work: &Path) -> Options {
         seed: 1,
         work_dir: work.to_path_buf(),
         observe: None,
+        changes: Vec::new(),
+        reroute: false,
     }
 }
 
@@ -265,4 +267,46 @@ fn bad_configurations_get_clear_errors() {
     .unwrap();
     let e = episode::run(&sumo, &options(&cfg, ControllerKind::Fixed, &work)).unwrap_err();
     assert!(matches!(e, TwinError::Sumo(_)), "{e}");
+}
+
+#[test]
+fn a_what_if_closure_is_compared_with_its_base_run() {
+    let Some(sumo) = sumo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_grid(&sumo, dir.path(), 9);
+    let mut opts = options(&cfg, ControllerKind::MaxPressure, &dir.path().join("w"));
+    opts.duration = Some(600.0);
+    // The middle junction's eastbound exit, both parts of it (before and along the pocket).
+    let net = citybrain_twin::net::Network::load(&dir.path().join("grid.net.xml")).unwrap();
+    let closed: Vec<String> = net
+        .edges
+        .iter()
+        .filter(|e| e.id.starts_with("B1C1"))
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(closed.len(), 2, "{closed:?}");
+    let changes: Vec<episode::Change> = closed
+        .iter()
+        .map(|e| episode::Change::Close { edge: e.clone() })
+        .collect();
+    let w = episode::what_if(&sumo, &opts, changes).unwrap();
+    assert_eq!(
+        w.base.trips.trips, w.scenario.trips.trips,
+        "the same demand"
+    );
+    assert!(w.scenario.trips.mean_delay_all_s != w.base.trips.mean_delay_all_s);
+    let expected = (w.scenario.trips.mean_delay_all_s - w.base.trips.mean_delay_all_s)
+        / w.base.trips.mean_delay_all_s
+        * 100.0;
+    assert!((w.change_pct.mean_delay_all_s - expected).abs() < 1e-9);
+    // An edge the network lacks is named in the error.
+    let e = episode::what_if(
+        &sumo,
+        &opts,
+        vec![episode::Change::Close {
+            edge: "nowhere".into(),
+        }],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("nowhere"), "{e}");
 }
