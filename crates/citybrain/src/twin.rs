@@ -47,7 +47,7 @@ struct RunArgs {
     /// The SUMO configuration (any valid .sumocfg with traffic lights).
     #[arg(long)]
     sumocfg: PathBuf,
-    /// fixed (the network's own plans), actuated, max-pressure or webster.
+    /// fixed (the network's own plans), actuated, max-pressure, webster or green-wave.
     #[arg(long, default_value = "fixed")]
     controller: ControllerKind,
     /// Seconds to simulate (default: the configuration's end, or until all arrived).
@@ -74,6 +74,10 @@ struct RunArgs {
     /// Webster: seconds between plan recomputations.
     #[arg(long)]
     replan: Option<f64>,
+    /// Green wave: an edge entering the arterial's signals, to coordinate first
+    /// (repeatable; by default the longest arterials are found in the network).
+    #[arg(long)]
+    arterial: Vec<String>,
     /// Webster: the longest cycle (s).
     #[arg(long)]
     max_cycle: Option<f64>,
@@ -172,6 +176,7 @@ fn options(r: RunArgs, temp: &std::path::Path) -> anyhow::Result<Options> {
     if let Some(v) = r.max_wait {
         settings.max_wait = v;
     }
+    settings.arterial = r.arterial;
     if let Some(v) = r.max_cycle {
         settings.max_cycle = v;
     }

@@ -22,6 +22,9 @@ pub enum ControllerKind {
     Actuated,
     MaxPressure,
     Webster,
+    /// The programs' own greens and durations in one common cycle, with offsets that
+    /// make green waves along the network's arterials (`wave.rs`).
+    GreenWave,
 }
 
 impl std::str::FromStr for ControllerKind {
@@ -32,9 +35,10 @@ impl std::str::FromStr for ControllerKind {
             "actuated" => ControllerKind::Actuated,
             "max-pressure" | "maxpressure" => ControllerKind::MaxPressure,
             "webster" => ControllerKind::Webster,
+            "green-wave" => ControllerKind::GreenWave,
             other => {
                 return Err(format!(
-                    "unknown controller {other:?}: fixed, actuated, max-pressure or webster"
+                    "unknown controller {other:?}: fixed, actuated, max-pressure, webster or green-wave"
                 ))
             }
         })
@@ -48,6 +52,7 @@ impl std::fmt::Display for ControllerKind {
             ControllerKind::Actuated => "actuated",
             ControllerKind::MaxPressure => "max-pressure",
             ControllerKind::Webster => "webster",
+            ControllerKind::GreenWave => "green-wave",
         })
     }
 }
@@ -74,6 +79,8 @@ pub struct Settings {
     pub saturation: f64,
     /// Webster: the longest cycle (s). Short blocks cannot store a long red's queue.
     pub max_cycle: f64,
+    /// Green wave: edges of the arterial to coordinate first (entering its signals).
+    pub arterial: Vec<String>,
 }
 
 impl Default for Settings {
@@ -88,6 +95,7 @@ impl Default for Settings {
             replan: 600.0,
             saturation: 0.5,
             max_cycle: 90.0,
+            arterial: Vec::new(),
         }
     }
 }
@@ -171,6 +179,8 @@ pub fn make(
             served: Vec::new(),
         })),
         ControllerKind::Webster => Some(Box::new(Webster::new(settings.clone(), at))),
+        // Needs the network: built by the episode (`wave::GreenWave::new`).
+        ControllerKind::GreenWave => None,
     }
 }
 

@@ -256,7 +256,32 @@ impl Session {
         if let Err(e) = setup {
             return Err(s.explain(e));
         }
-        s.controller = control::make(opts.controller, &opts.settings, &s.intersections);
+        s.controller = match opts.controller {
+            ControllerKind::GreenWave => {
+                // A fixed plan's own greens are its minimum: the driver must not
+                // stretch a 6 s protected left the program has.
+                for x in &mut s.intersections {
+                    let shortest = x
+                        .driver
+                        .plan
+                        .green_durations
+                        .iter()
+                        .copied()
+                        .fold(f64::INFINITY, f64::min);
+                    x.driver.min_green = x.driver.min_green.min(shortest).max(1.0);
+                }
+                let coordination =
+                    crate::wave::coordinate(&s.net, &s.intersections, &opts.settings.arterial);
+                let wave = crate::wave::GreenWave::new(&s.intersections, &coordination);
+                tracing::info!(
+                    coordinated = coordination.iter().flatten().count(),
+                    cycle = wave.cycle,
+                    "green waves planned"
+                );
+                Some(Box::new(wave) as Box<dyn control::Controller>)
+            }
+            kind => control::make(kind, &opts.settings, &s.intersections),
+        };
         if opts.controller != ControllerKind::Fixed {
             s.drive().map_err(|e| s.explain(e))?;
         }

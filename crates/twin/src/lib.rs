@@ -5,6 +5,7 @@
 //! - [`net`]: the network file (lanes, shapes, connections, location);
 //! - [`signal`]: signal programs and the [`signal::Driver`] that switches safely;
 //! - [`control`]: controllers (fixed, actuated, max-pressure, Webster);
+//! - [`wave`]: green waves along arterials found in the network;
 //! - [`episode`]: one headless run and its indicators ([`episode::Report`]);
 //! - [`observe`]: detector readings and indicators per period, for the platform;
 //! - [`tripinfo`]: SUMO's per-vehicle trip output, read for the indicators;
@@ -23,6 +24,7 @@ pub mod signal;
 pub mod sumo;
 pub mod traci;
 pub mod tripinfo;
+pub mod wave;
 mod xml;
 
 use std::path::PathBuf;
