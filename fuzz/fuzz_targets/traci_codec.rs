@@ -1,7 +1,7 @@
 //! Anything SUMO (or whatever answers on its port) sends: decoding never panics, and
 //! what decodes as a value re-encodes to the same bytes.
 #![no_main]
-use citybrain_twin::episode::{links_of, phases_of};
+use citybrain_twin::program::{links_of, phases_of};
 use citybrain_twin::traci::codec::{self, Content, Reader};
 use libfuzzer_sys::fuzz_target;
 

@@ -13,10 +13,13 @@ use crate::control::{
 };
 use crate::net::Network;
 use crate::observe::{along, AreaAcc, DetectorAcc, Indicator, LaneStep, Reading};
-use crate::signal::{Driver, Phase, SignalPlan};
+use crate::program::{links_of, phases_of};
+use crate::signal::{Driver, SignalPlan};
 use crate::sumo::{Running, Sumo, SumoConfig};
 use crate::traci::{ids, Traci, Value};
 use crate::tripinfo::{self, TripStats};
+use crate::whatif::apply_changes;
+pub use crate::whatif::{what_if, Change, WhatIf, WhatIfChange};
 use crate::xml::{each_element, escape};
 use crate::TwinError;
 
@@ -38,16 +41,6 @@ pub struct Options {
     pub changes: Vec<Change>,
     /// Every vehicle reroutes by current travel times every 30 s (what-if runs).
     pub reroute: bool,
-}
-
-/// A what-if change to the network, applied through TraCI when the run starts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Change {
-    /// No vehicle may enter the edge (a road closure); vehicles reroute around it.
-    Close { edge: String },
-    /// The edge's speed limit falls to `speed` m/s (an incident, works).
-    Slow { edge: String, speed: f64 },
 }
 
 /// An episode's indicators: one JSON object.
@@ -754,89 +747,6 @@ impl Session {
     }
 }
 
-/// Applies what-if changes; an edge the network lacks is an error naming it.
-fn apply_changes(traci: &mut Traci, net: &Network, changes: &[Change]) -> Result<(), TwinError> {
-    for c in changes {
-        let (Change::Close { edge } | Change::Slow { edge, .. }) = c;
-        let e = net.edges.iter().find(|e| &e.id == edge).ok_or_else(|| {
-            TwinError::Config(format!("what-if: the network has no edge {edge:?}"))
-        })?;
-        for lane in &e.lanes {
-            match c {
-                Change::Close { .. } => traci.set(
-                    ids::SET_LANE,
-                    LANE_DISALLOWED,
-                    lane,
-                    Value::StrList(vec!["all".into()]),
-                )?,
-                Change::Slow { speed, .. } => traci.set(
-                    ids::SET_LANE,
-                    ids::VAR_MAXSPEED,
-                    lane,
-                    Value::Double(speed.max(0.1)),
-                )?,
-            }
-        }
-    }
-    Ok(())
-}
-
-const LANE_DISALLOWED: u8 = 0x35;
-
-/// Runs `opts` without and with `changes`, same seed: the what-if and its base.
-pub fn what_if(sumo: &Sumo, opts: &Options, changes: Vec<Change>) -> Result<WhatIf, TwinError> {
-    if changes.is_empty() {
-        return Err(TwinError::Config(
-            "what-if: no change given (--close or --slow)".into(),
-        ));
-    }
-    // The base run reroutes like the scenario does, so only the change differs.
-    let mut base_opts = opts.clone();
-    base_opts.changes = Vec::new();
-    base_opts.work_dir = opts.work_dir.join("base");
-    let mut scenario = opts.clone();
-    scenario.changes = changes.clone();
-    scenario.work_dir = opts.work_dir.join("scenario");
-    let base = run_rerouting(sumo, &base_opts)?;
-    let with = run_rerouting(sumo, &scenario)?;
-    let pct = |a: f64, b: f64| if a != 0.0 { (b - a) / a * 100.0 } else { 0.0 };
-    Ok(WhatIf {
-        change_pct: WhatIfChange {
-            mean_delay_all_s: pct(base.trips.mean_delay_all_s, with.trips.mean_delay_all_s),
-            mean_travel_time_s: pct(base.trips.mean_travel_time_s, with.trips.mean_travel_time_s),
-            throughput: pct(base.trips.throughput as f64, with.trips.throughput as f64),
-            mean_queue: pct(base.mean_queue, with.mean_queue),
-        },
-        changes,
-        base,
-        scenario: with,
-    })
-}
-
-/// [`run`] with every vehicle rerouting (as a what-if needs in both of its runs).
-fn run_rerouting(sumo: &Sumo, opts: &Options) -> Result<Report, TwinError> {
-    let mut o = opts.clone();
-    o.reroute = true;
-    run(sumo, &o)
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WhatIfChange {
-    pub mean_delay_all_s: f64,
-    pub mean_travel_time_s: f64,
-    pub throughput: f64,
-    pub mean_queue: f64,
-}
-
-/// A what-if: both runs' indicators and the relative change (%).
-#[derive(Debug, Clone, Serialize)]
-pub struct WhatIf {
-    pub changes: Vec<Change>,
-    pub base: Report,
-    pub scenario: Report,
-    pub change_pct: WhatIfChange,
-}
-
 /// When SUMO has exited (or exits within a moment), its own last words say more
 /// than the broken connection does.
 fn sumo_failure(running: &mut Running, e: TwinError) -> TwinError {
@@ -958,71 +868,4 @@ pub fn detector_file(net: &Network, have: &mut Vec<Detector>) -> String {
     }
     xml.push_str("</additional>\n");
     xml
-}
-
-/// The phases of program `program` in a `TL_COMPLETE_DEFINITION_RYG` answer.
-pub fn phases_of(logics: &Value, program: &str) -> Result<Vec<Phase>, String> {
-    let bad = |what: &str| format!("unexpected program definition: {what}");
-    let logics = logics.as_compound().ok_or_else(|| bad("not a compound"))?;
-    let mut first = None;
-    for logic in logics {
-        let l = logic.as_compound().ok_or_else(|| bad("logic"))?;
-        let [id, _kind, _current, phases, ..] = l else {
-            return Err(bad("logic fields"));
-        };
-        let mut out = Vec::new();
-        for p in phases.as_compound().ok_or_else(|| bad("phases"))? {
-            let f = p.as_compound().ok_or_else(|| bad("phase"))?;
-            let num = |i: usize| {
-                f.get(i)
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| bad("phase number"))
-            };
-            out.push(Phase {
-                duration: num(0)?,
-                state: f
-                    .get(1)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("phase state"))?
-                    .to_string(),
-                min_dur: num(2)?,
-                max_dur: num(3)?,
-            });
-        }
-        if id.as_str() == Some(program) {
-            return Ok(out);
-        }
-        first.get_or_insert(out);
-    }
-    first.ok_or_else(|| bad("no logic"))
-}
-
-/// Per link index, (incoming lane, outgoing lane), from a `TL_CONTROLLED_LINKS` answer.
-pub fn links_of(v: &Value) -> Result<Vec<Vec<(String, String)>>, String> {
-    let bad = |what: &str| format!("unexpected controlled links: {what}");
-    let items = v.as_compound().ok_or_else(|| bad("not a compound"))?;
-    let mut it = items.iter();
-    let n = it
-        .next()
-        .and_then(Value::as_i32)
-        .ok_or_else(|| bad("count"))?;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let k = it
-            .next()
-            .and_then(Value::as_i32)
-            .ok_or_else(|| bad("links of a signal"))?;
-        let mut links = Vec::new();
-        for _ in 0..k {
-            let l = it
-                .next()
-                .and_then(Value::as_list)
-                .ok_or_else(|| bad("link"))?;
-            if let [from, to, ..] = l {
-                links.push((from.clone(), to.clone()));
-            }
-        }
-        out.push(links);
-    }
-    Ok(out)
 }

@@ -8,6 +8,8 @@
 //! - [`wave`]: green waves along arterials found in the network;
 //! - [`episode`]: one headless run and its indicators ([`episode::Report`]);
 //! - [`observe`]: detector readings and indicators per period, for the platform;
+//! - [`whatif`]: a scenario without and with closures or slowdowns, compared;
+//! - [`program`]: reading signal programs and links from TraCI answers;
 //! - [`tripinfo`]: SUMO's per-vehicle trip output, read for the indicators;
 //! - [`entities`]: the network as Road, RoadSegment and TrafficLight entities;
 //! - [`geo`]: network coordinates to WGS 84;
@@ -19,12 +21,14 @@ pub mod episode;
 pub mod geo;
 pub mod net;
 pub mod observe;
+pub mod program;
 pub mod scenario;
 pub mod signal;
 pub mod sumo;
 pub mod traci;
 pub mod tripinfo;
 pub mod wave;
+pub mod whatif;
 mod xml;
 
 use std::path::PathBuf;

@@ -143,11 +143,11 @@ pub fn coordinate(
     out
 }
 
-/// One cycle's schedule of one signal, starting with green `first`.
-fn schedule(x: &Intersection, first: usize, cycle: f64) -> Schedule {
+/// A signal's own cycle: its program's greens and the transitions between them in order.
+fn own_cycle(x: &Intersection) -> f64 {
     let plan = &x.driver.plan;
     let n = plan.greens.len();
-    let own: f64 = (0..n)
+    (0..n)
         .map(|k| {
             plan.green_durations[k]
                 + plan
@@ -156,7 +156,14 @@ fn schedule(x: &Intersection, first: usize, cycle: f64) -> Schedule {
                     .map(|(_, d)| d)
                     .sum::<f64>()
         })
-        .sum();
+        .sum()
+}
+
+/// One cycle's schedule of one signal, starting with green `first`.
+fn schedule(x: &Intersection, first: usize, cycle: f64) -> Schedule {
+    let plan = &x.driver.plan;
+    let n = plan.greens.len();
+    let own = own_cycle(x);
     let extra = (cycle - own).max(0.0);
     let mut t = 0.0;
     let mut out = Vec::with_capacity(n);
@@ -185,20 +192,7 @@ pub struct GreenWave {
 
 impl GreenWave {
     pub fn new(at: &[Intersection], coordination: &[Option<Coordination>]) -> GreenWave {
-        let cycle_of = |x: &Intersection| {
-            let plan = &x.driver.plan;
-            let n = plan.greens.len();
-            (0..n)
-                .map(|k| {
-                    plan.green_durations[k]
-                        + plan
-                            .transition(k, (k + 1) % n)
-                            .iter()
-                            .map(|(_, d)| d)
-                            .sum::<f64>()
-                })
-                .sum::<f64>()
-        };
+        let cycle_of = own_cycle;
         let cycle = at.iter().map(cycle_of).fold(0.0, f64::max).max(1.0);
         let plans = at
             .iter()
