@@ -184,11 +184,9 @@ pub fn make(
     }
 }
 
+/// Stopped vehicles over the approach.
 fn queue(a: &Approach, obs: &Observation) -> f64 {
-    a.upstream
-        .iter()
-        .map(|(l, share)| obs.halting[*l] * share)
-        .sum()
+    load(a, obs, 0.0)
 }
 
 /// Stopped vehicles plus `moving` of each moving one, over the approach.

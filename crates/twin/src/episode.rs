@@ -107,6 +107,8 @@ pub struct Session {
     detector_by_id: HashMap<String, usize>,
     /// Each detector's running interval count at the last step.
     interval: Vec<f64>,
+    /// Vehicles each detector counted in the last step.
+    passed: Vec<f64>,
     observe: Option<Observing>,
     /// Per intersection: still running its own program, until it shows a green.
     waiting: Vec<bool>,
@@ -123,6 +125,8 @@ struct Observing {
     areas: Vec<AreaAcc>,
     /// Per lane: mean speed (m/s) at the last step.
     speed: Vec<f64>,
+    /// Per lane: free-flow speed (m/s) and length (m), looked up once.
+    geometry: Vec<(f64, f64)>,
     /// Per detector: mean speed (m/s, −1 for none) and occupancy (%) at the last step.
     det_speed: Vec<f64>,
     det_occupancy: Vec<f64>,
@@ -227,6 +231,7 @@ impl Session {
             detector_index: HashMap::new(),
             detector_by_id: HashMap::new(),
             interval: Vec::new(),
+            passed: Vec::new(),
             waiting: Vec::new(),
             observe: opts.observe.filter(|p| *p > 0.0).map(|period| Observing {
                 period,
@@ -236,6 +241,7 @@ impl Session {
                 detectors: Vec::new(),
                 areas: Vec::new(),
                 speed: Vec::new(),
+                geometry: Vec::new(),
                 det_speed: Vec::new(),
                 det_occupancy: Vec::new(),
             }),
@@ -394,6 +400,7 @@ impl Session {
         self.obs.since_detection = vec![f64::INFINITY; self.detectors.len()];
         self.obs.counted = vec![0.0; self.detectors.len()];
         self.interval = vec![0.0; self.detectors.len()];
+        self.passed = vec![0.0; self.detectors.len()];
         let observing = self.observe.is_some();
         let mut lane_vars = vec![ids::LAST_STEP_HALTING_NUMBER, ids::LAST_STEP_VEHICLE_NUMBER];
         let mut det_vars = vec![
@@ -408,6 +415,16 @@ impl Session {
             o.detectors = vec![DetectorAcc::default(); self.detectors.len()];
             o.areas = vec![AreaAcc::default(); self.intersections.len() + 1];
             o.speed = vec![0.0; self.lanes.len()];
+            o.geometry = self
+                .lanes
+                .iter()
+                .map(|id| {
+                    self.net
+                        .lanes
+                        .get(id)
+                        .map_or((13.89, 0.0), |l| (l.speed, l.length))
+                })
+                .collect();
             o.det_speed = vec![-1.0; self.detectors.len()];
             o.det_occupancy = vec![0.0; self.detectors.len()];
         }
@@ -435,7 +452,7 @@ impl Session {
     }
 
     /// Adds this step to the running period's readings and indicators.
-    fn accumulate(&mut self, counted_before: &[f64]) {
+    fn accumulate(&mut self) {
         let Some(o) = self.observe.as_mut() else {
             return;
         };
@@ -443,8 +460,7 @@ impl Session {
         o.last_now = self.now;
         o.steps += 1.0;
         for (i, d) in o.detectors.iter_mut().enumerate() {
-            d.count +=
-                (self.obs.counted[i] - counted_before.get(i).copied().unwrap_or(0.0)).max(0.0);
+            d.count += self.passed[i];
             if o.det_speed[i] >= 0.0 {
                 d.speed_sum += o.det_speed[i];
                 d.speed_n += 1.0;
@@ -454,16 +470,9 @@ impl Session {
         let network = self.intersections.len();
         for (k, x) in self.intersections.iter().enumerate() {
             for a in &x.approaches {
-                let passed = a
-                    .detector
-                    .map(|d| {
-                        (self.obs.counted[d] - counted_before.get(d).copied().unwrap_or(0.0))
-                            .max(0.0)
-                    })
-                    .unwrap_or(0.0);
+                let passed = a.detector.map_or(0.0, |d| self.passed[d]);
                 for (l, share) in &a.upstream {
-                    let lane = self.net.lanes.get(&self.lanes[*l]);
-                    let (free_speed, length) = lane.map_or((13.89, 0.0), |l| (l.speed, l.length));
+                    let (free_speed, length) = o.geometry[*l];
                     let step = LaneStep {
                         vehicles: self.obs.vehicles[*l],
                         halting: self.obs.halting[*l],
@@ -554,8 +563,7 @@ impl Session {
         let t0 = Instant::now();
         let results = traci.step(0.0)?;
         self.sumo_time += t0.elapsed();
-        let before = self.obs.counted.clone();
-        let mut last_counted = std::mem::take(&mut self.obs.counted);
+        self.passed.iter_mut().for_each(|p| *p = 0.0);
         for r in results {
             match r.response {
                 ids::RESPONSE_SUBSCRIBE_LANE => {
@@ -589,7 +597,8 @@ impl Session {
                                 let prev = self.interval[i];
                                 let add = if v >= prev { v - prev } else { v };
                                 self.interval[i] = v;
-                                last_counted[i] += add;
+                                self.passed[i] = add;
+                                self.obs.counted[i] += add;
                             }
                             ids::LAST_STEP_MEAN_SPEED => {
                                 if let Some(o) = self.observe.as_mut() {
@@ -623,8 +632,7 @@ impl Session {
                 _ => {}
             }
         }
-        self.obs.counted = last_counted;
-        self.accumulate(&before);
+        self.accumulate();
         self.steps += 1;
         if !self.intersections.is_empty() {
             let q: f64 = self
@@ -773,7 +781,8 @@ pub fn run(sumo: &Sumo, opts: &Options) -> Result<Report, TwinError> {
     let teleports = s.teleports;
     let sumo_time = s.sumo_time;
     let (trips, mean_queue) = s.finish()?;
-    let wall_seconds = wall.elapsed().as_secs_f64();
+    let elapsed = wall.elapsed();
+    let wall_seconds = elapsed.as_secs_f64();
     Ok(Report {
         controller: opts.controller,
         seed: opts.seed,
@@ -795,7 +804,7 @@ pub fn run(sumo: &Sumo, opts: &Options) -> Result<Report, TwinError> {
             0.0
         },
         sumo_seconds: sumo_time.as_secs_f64(),
-        citybrain_seconds: (wall.elapsed() - sumo_time.min(wall.elapsed())).as_secs_f64(),
+        citybrain_seconds: elapsed.saturating_sub(sumo_time).as_secs_f64(),
     })
 }
 

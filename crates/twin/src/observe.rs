@@ -34,6 +34,14 @@ pub struct Reading {
     pub y: f64,
 }
 
+impl Reading {
+    /// Where the detector is, in WGS 84 degrees rounded to 1e-7 (about a centimetre).
+    pub fn lon_lat(&self, geo: &crate::geo::Geo) -> (f64, f64) {
+        let (lon, lat) = geo.lon_lat(self.x, self.y);
+        ((lon * 1e7).round() / 1e7, (lat * 1e7).round() / 1e7)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Indicator {
     /// The traffic light's id, or `network`.
@@ -136,7 +144,7 @@ pub fn detector_payload(
     let rows: Vec<serde_json::Value> = readings
         .iter()
         .map(|r| {
-            let (lon, lat) = geo.lon_lat(r.x, r.y);
+            let (lon, lat) = r.lon_lat(geo);
             let mut v = serde_json::json!({
                 "detector": crate::entities::sanitize(&r.detector),
                 "lane": r.lane,
@@ -145,8 +153,8 @@ pub fn detector_payload(
                 "count": r.count,
                 "flow": (r.flow * 10.0).round() / 10.0,
                 "occupancy": (r.occupancy * 1000.0).round() / 1000.0,
-                "lat": (lat * 1e7).round() / 1e7,
-                "lon": (lon * 1e7).round() / 1e7,
+                "lat": lat,
+                "lon": lon,
                 "period": r.end - r.begin,
             });
             if let Some(s) = r.speed_kmh {
@@ -173,12 +181,12 @@ pub fn forecast_payload(
         .iter()
         .filter(|(_, f)| !f.is_empty())
         .map(|(r, f)| {
-            let (lon, lat) = geo.lon_lat(r.x, r.y);
+            let (lon, lat) = r.lon_lat(geo);
             let mut v = serde_json::json!({
                 "detector": crate::entities::sanitize(&r.detector),
                 "ts": observed,
-                "lat": (lat * 1e7).round() / 1e7,
-                "lon": (lon * 1e7).round() / 1e7,
+                "lat": lat,
+                "lon": lon,
             });
             for (minutes, value, lower, upper) in f {
                 v[format!("s{minutes}")] = serde_json::json!(r1(*value));
