@@ -2,13 +2,17 @@
 //!
 //! - `twin grid --out DIR`: writes the demo's signalised grid scenario;
 //! - `twin run --sumocfg FILE --controller NAME`: plays a whole episode headless and
-//!   prints its indicators as one JSON object on the last line.
+//!   prints its indicators as one JSON object on the last line;
+//! - `twin what-if`: a run without and with closures or slowdowns, compared;
+//! - `twin emergency`: ambulance response times without and with preemption.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use citybrain_twin::control::{ControllerKind, Settings};
+use citybrain_twin::emergency::{EmergencyOptions, Station};
 use citybrain_twin::episode::{self, Change, Options};
+use citybrain_twin::response::{self, Evaluation};
 use citybrain_twin::scenario::{self, Grid};
 use citybrain_twin::sumo::Sumo;
 use clap::{Args, Subcommand};
@@ -28,6 +32,42 @@ enum TwinCommand {
     /// Run a scenario without and with road closures or slowdowns (same seed, every
     /// vehicle rerouting) and compare their indicators (JSON, last line).
     WhatIf(WhatIfArgs),
+    /// Ambulance response times without and with signal preemption: the same seeded
+    /// calls over several seeds, and the effect on other traffic (JSON, last line).
+    Emergency(EmergencyArgs),
+}
+
+#[derive(Args)]
+struct EmergencyArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Seeds to run (each without and with preemption), e.g. 1,2,3.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    seeds: Vec<u64>,
+    /// Calls per run, at seeded times and places.
+    #[arg(long, default_value_t = 6)]
+    calls: usize,
+    /// Ambulance stations spread over the network (one ambulance each).
+    #[arg(long, default_value_t = 4)]
+    stations: usize,
+    /// Station edges instead (repeatable).
+    #[arg(long)]
+    station: Vec<String>,
+    /// How far ahead of a light an ambulance asks for green (m).
+    #[arg(long, default_value_t = 300.0)]
+    preempt_distance: f64,
+    /// Minutes an ambulance stays at the scene before driving back.
+    #[arg(long, default_value_t = 10.0)]
+    scene_minutes: f64,
+    /// Calls begin this many seconds into the run.
+    #[arg(long, default_value_t = 600.0)]
+    warmup: f64,
+    /// The last call comes at least this many seconds before the end.
+    #[arg(long, default_value_t = 600.0)]
+    margin: f64,
+    /// Print every call's pair of response times too.
+    #[arg(long)]
+    pairs: bool,
 }
 
 #[derive(Args)]
@@ -129,6 +169,41 @@ pub fn twin(a: TwinArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        TwinCommand::Emergency(e) => {
+            let temp = tempfile::Builder::new()
+                .prefix("citybrain-twin-")
+                .tempdir()?;
+            let opts = options(e.run, temp.path())?;
+            let mut base = EmergencyOptions::new(Vec::new(), true);
+            base.preempt_distance = e.preempt_distance;
+            base.scene_time = e.scene_minutes * 60.0;
+            let ev = Evaluation {
+                opts: Options {
+                    emergency: Some(base),
+                    ..opts
+                },
+                stations: e
+                    .station
+                    .iter()
+                    .enumerate()
+                    .map(|(i, edge)| Station {
+                        id: format!("S{}", i + 1),
+                        edge: edge.clone(),
+                    })
+                    .collect(),
+                station_count: e.stations,
+                calls: e.calls,
+                seeds: e.seeds,
+                warmup: e.warmup,
+                margin: e.margin,
+            };
+            let mut report = response::compare(&sumo, &ev).context("twin emergency")?;
+            if !e.pairs {
+                report.pairs.clear();
+            }
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         TwinCommand::WhatIf(w) => {
             let mut changes: Vec<Change> = w
                 .close
@@ -194,5 +269,6 @@ fn options(r: RunArgs, temp: &std::path::Path) -> anyhow::Result<Options> {
         observe: None,
         changes: Vec::new(),
         reroute: false,
+        emergency: None,
     })
 }

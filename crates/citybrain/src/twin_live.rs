@@ -165,6 +165,7 @@ fn simulate(
             observe: Some(cfg.period_secs),
             changes: Vec::new(),
             reroute: false,
+            emergency: None,
         };
         let mut s = Session::start(sumo, &opts)?;
         let (geo, why) = Geo::for_net(&s.net.location, (cfg.origin[0], cfg.origin[1]));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::emergency::{Emergency, EmergencyOptions, VEHICLE_PREFIX};
 use crate::control::{
     self, Approach, Controller, ControllerKind, Intersection, Observation, Settings,
 };
@@ -41,6 +42,9 @@ pub struct Options {
     pub changes: Vec<Change>,
     /// Every vehicle reroutes by current travel times every 30 s (what-if runs).
     pub reroute: bool,
+    /// Ambulance stations and preemption ([`Session::call`]); `None`: no emergency
+    /// response.
+    pub emergency: Option<EmergencyOptions>,
 }
 
 /// An episode's indicators: one JSON object.
@@ -82,7 +86,7 @@ pub struct Detector {
 }
 
 pub struct Session {
-    traci: Option<Traci>,
+    pub(crate) traci: Option<Traci>,
     sumo: Option<Running>,
     pub net: Network,
     pub lanes: Vec<String>,
@@ -112,6 +116,9 @@ pub struct Session {
     observe: Option<Observing>,
     /// Per intersection: still running its own program, until it shows a green.
     waiting: Vec<bool>,
+    /// Per intersection: the program it ran when the session began.
+    pub(crate) programs: Vec<String>,
+    pub(crate) emergency: Option<Emergency>,
 }
 
 /// Readings and indicators accumulated over the running period.
@@ -153,6 +160,10 @@ impl Session {
             .map(|p| p.display().to_string())
             .collect();
         additional.push(opts.work_dir.join(DETECTOR_FILE).display().to_string());
+        if opts.emergency.is_some() {
+            let types = crate::emergency::write_types(&opts.work_dir)?;
+            additional.push(types.display().to_string());
+        }
         let begin = cfg.begin.unwrap_or(0.0);
         let end = opts.duration.map(|d| begin + d).or(cfg.end);
         let mut args = vec![
@@ -233,6 +244,8 @@ impl Session {
             interval: Vec::new(),
             passed: Vec::new(),
             waiting: Vec::new(),
+            programs: Vec::new(),
+            emergency: None,
             observe: opts.observe.filter(|p| *p > 0.0).map(|period| Observing {
                 period,
                 start: begin,
@@ -249,11 +262,14 @@ impl Session {
         };
         let setup = s
             .take_over(&mut traci, opts)
-            .and_then(|()| s.subscribe(&mut traci))
+            .and_then(|()| s.subscribe(&mut traci, opts.emergency.is_some()))
             .and_then(|()| apply_changes(&mut traci, &s.net, &opts.changes));
         s.traci = Some(traci);
         if let Err(e) = setup {
             return Err(s.explain(e));
+        }
+        if let Some(e) = &opts.emergency {
+            s.emergency = Some(Emergency::new(e.clone(), &s.net, s.intersections.len())?);
         }
         s.controller = match opts.controller {
             ControllerKind::GreenWave => {
@@ -331,9 +347,10 @@ impl Session {
                 .greens
                 .iter()
                 .position(|g| Some(g.as_str()) == shown.as_str());
-            built.push((plan, first));
+            built.push((plan, first, program.as_str().unwrap_or_default().to_string()));
         }
-        for (plan, first) in built {
+        for (plan, first, program) in built {
+            self.programs.push(program);
             let greens = plan.greens.len();
             let mut approaches = Vec::new();
             for inc in plan.incoming() {
@@ -394,7 +411,7 @@ impl Session {
         Ok(())
     }
 
-    fn subscribe(&mut self, traci: &mut Traci) -> Result<(), TwinError> {
+    fn subscribe(&mut self, traci: &mut Traci, arrivals: bool) -> Result<(), TwinError> {
         self.obs.halting = vec![0.0; self.lanes.len()];
         self.obs.vehicles = vec![0.0; self.lanes.len()];
         self.obs.since_detection = vec![f64::INFINITY; self.detectors.len()];
@@ -431,15 +448,15 @@ impl Session {
         traci.subscribe_many(ids::SUBSCRIBE_LANE, &self.lanes, &lane_vars)?;
         let dets: Vec<String> = self.detectors.iter().map(|d| d.id.clone()).collect();
         traci.subscribe_many(ids::SUBSCRIBE_INDUCTIONLOOP, &dets, &det_vars)?;
-        traci.subscribe_many(
-            ids::SUBSCRIBE_SIM,
-            &[String::new()],
-            &[
-                ids::VAR_TIME,
-                ids::VAR_TELEPORT_STARTING_VEHICLES_NUMBER,
-                ids::VAR_MIN_EXPECTED_VEHICLES,
-            ],
-        )?;
+        let mut sim_vars = vec![
+            ids::VAR_TIME,
+            ids::VAR_TELEPORT_STARTING_VEHICLES_NUMBER,
+            ids::VAR_MIN_EXPECTED_VEHICLES,
+        ];
+        if arrivals {
+            sim_vars.push(ids::VAR_ARRIVED_VEHICLES_IDS);
+        }
+        traci.subscribe_many(ids::SUBSCRIBE_SIM, &[String::new()], &sim_vars)?;
         Ok(())
     }
 
@@ -625,6 +642,15 @@ impl Session {
                             ids::VAR_MIN_EXPECTED_VEHICLES => {
                                 self.expected = i64::from(v.as_i32().unwrap_or(0))
                             }
+                            ids::VAR_ARRIVED_VEHICLES_IDS => {
+                                if let (Some(e), Some(ids)) = (self.emergency.as_mut(), v.as_list()) {
+                                    e.arrived = ids
+                                        .iter()
+                                        .filter(|id| id.starts_with(VEHICLE_PREFIX))
+                                        .cloned()
+                                        .collect();
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -643,41 +669,59 @@ impl Session {
                 .sum();
             self.queue_sum += q / self.intersections.len() as f64;
         }
-        if self.controller.is_some() {
+        if self.emergency.is_some() {
+            self.emergency_step()?;
+        }
+        if self.controller.is_some() || self.emergency.is_some() {
             self.drive()?;
         }
         Ok(())
     }
 
     /// Asks the controller and sends the states that change, in one message.
+    /// An ambulance's request overrides the controller (and, under fixed plans, the
+    /// light is driven only while it is preempted).
     fn drive(&mut self) -> Result<(), TwinError> {
+        let n = self.intersections.len();
+        let fixed = self.controller.is_none();
         let wishes = match self.controller.as_mut() {
             Some(c) => c.decide(self.now, &self.intersections, &self.obs),
-            None => return Ok(()),
+            None => vec![None; n],
         };
         let now = self.now;
-        let mut sets = Vec::new();
-        if self.waiting.iter().any(|w| *w) {
+        let mut sets: Vec<(u8, u8, String, Value)> = Vec::new();
+        if fixed {
+            self.hold_for_preemption(&mut sets)?;
+        } else if self.waiting.iter().any(|w| *w) {
             self.take_over_at_greens()?;
         }
-        for ((x, wish), waiting) in self.intersections.iter_mut().zip(wishes).zip(&self.waiting) {
-            if *waiting {
+        let (preempt, held) = match &self.emergency {
+            Some(e) => (e.preempt.clone(), e.held.clone()),
+            None => (vec![None; n], vec![false; n]),
+        };
+        for (k, (x, wish)) in self.intersections.iter_mut().zip(wishes).enumerate() {
+            let driven = if fixed { held[k] } else { !self.waiting[k] };
+            if !driven {
                 continue;
             }
-            if let Some(state) = x.driver.tick(now, wish) {
-                sets.push((x.driver.plan.tls.clone(), state));
+            let state = match preempt[k] {
+                Some(p) => x.driver.tick_urgent(now, p),
+                // Under fixed plans a held light keeps its green until handed back.
+                None if fixed => x.driver.tick(now, None),
+                None => x.driver.tick(now, wish),
+            };
+            if let Some(state) = state {
+                sets.push((
+                    ids::SET_TL,
+                    ids::TL_RED_YELLOW_GREEN_STATE,
+                    x.driver.plan.tls.clone(),
+                    Value::Str(state),
+                ));
             }
         }
         let sets: Vec<(u8, u8, &str, Value)> = sets
             .iter()
-            .map(|(tls, state)| {
-                (
-                    ids::SET_TL,
-                    ids::TL_RED_YELLOW_GREEN_STATE,
-                    tls.as_str(),
-                    Value::Str(state.clone()),
-                )
-            })
+            .map(|(d, v, o, x)| (*d, *v, o.as_str(), x.clone()))
             .collect();
         let traci = self
             .traci
@@ -745,7 +789,7 @@ impl Session {
         if let Some(s) = self.sumo.take() {
             s.wait()?;
         }
-        let trips = tripinfo::read(&self.tripinfo)?;
+        let trips = tripinfo::read_excluding(&self.tripinfo, VEHICLE_PREFIX)?;
         let mean_queue = if self.steps > 0 {
             self.queue_sum / self.steps as f64
         } else {
@@ -769,11 +813,21 @@ fn sumo_failure(running: &mut Running, e: TwinError) -> TwinError {
 
 /// Plays a whole episode headless.
 pub fn run(sumo: &Sumo, opts: &Options) -> Result<Report, TwinError> {
+    run_with(sumo, opts, |_| Ok(()))
+}
+
+/// [`run`], calling `each_step` after every step (to make calls, read arrivals).
+pub fn run_with(
+    sumo: &Sumo,
+    opts: &Options,
+    mut each_step: impl FnMut(&mut Session) -> Result<(), TwinError>,
+) -> Result<Report, TwinError> {
     let wall = Instant::now();
     let mut s = Session::start(sumo, opts)?;
     let begin = s.now;
     while !s.done() {
         s.step()?;
+        each_step(&mut s)?;
     }
     let sim_seconds = s.now - begin;
     let (traffic_lights, controlled) = (s.traffic_lights, s.intersections.len());

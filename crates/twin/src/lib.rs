@@ -6,9 +6,11 @@
 //! - [`signal`]: signal programs and the [`signal::Driver`] that switches safely;
 //! - [`control`]: controllers (fixed, actuated, max-pressure, Webster);
 //! - [`wave`]: green waves along arterials found in the network;
+//! - [`emergency`]: ambulance dispatch by live travel time and signal preemption;
 //! - [`episode`]: one headless run and its indicators ([`episode::Report`]);
 //! - [`observe`]: detector readings and indicators per period, for the platform;
 //! - [`whatif`]: a scenario without and with closures or slowdowns, compared;
+//! - [`response`]: response times with and without preemption, over seeds;
 //! - [`program`]: reading signal programs and links from TraCI answers;
 //! - [`tripinfo`]: SUMO's per-vehicle trip output, read for the indicators;
 //! - [`entities`]: the network as Road, RoadSegment and TrafficLight entities;
@@ -16,12 +18,14 @@
 //! - [`scenario`]: the reproducible signalised grid the demo ships.
 
 pub mod control;
+pub mod emergency;
 pub mod entities;
 pub mod episode;
 pub mod geo;
 pub mod net;
 pub mod observe;
 pub mod program;
+pub mod response;
 pub mod scenario;
 pub mod signal;
 pub mod sumo;

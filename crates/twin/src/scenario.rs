@@ -163,7 +163,7 @@ fn profile(t: f64, d: f64) -> f64 {
     }
 }
 
-fn uniform(rng: &mut rand_pcg::Pcg64) -> f64 {
+pub(crate) fn uniform(rng: &mut rand_pcg::Pcg64) -> f64 {
     // 53 random bits → [0, 1).
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }

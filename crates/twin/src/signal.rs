@@ -104,6 +104,22 @@ impl SignalPlan {
         })
     }
 
+    /// The green to give link `link` priority (an emergency vehicle's movement): one
+    /// where it has a protected green (`G`) before one where it yields (`g`), the
+    /// current green when it qualifies; `None` when no green serves the link.
+    pub fn green_for_link(&self, link: usize, current: usize) -> Option<usize> {
+        for wanted in [b'G', b'g'] {
+            let serves = |k: usize| self.greens[k].as_bytes().get(link) == Some(&wanted);
+            if current < self.greens.len() && serves(current) {
+                return Some(current);
+            }
+            if let Some(k) = (0..self.greens.len()).find(|k| serves(*k)) {
+                return Some(k);
+            }
+        }
+        None
+    }
+
     /// The intermediate states from green `from` to green `to`, with durations: every
     /// link losing its green (or its protection) shows yellow for its own yellow time
     /// in the program, then red; once the last yellow ends, the program's all-red.
@@ -277,6 +293,10 @@ enum Stage {
     Between { step: usize, until: f64 },
 }
 
+/// The shortest green a priority request may cut (s): long enough that a green just
+/// begun is seen, as preemption systems keep a short minimum green.
+pub const PREEMPT_MIN_GREEN: f64 = 5.0;
+
 /// Drives one traffic light to the greens its controller asks for, never faster than
 /// the minimum green and always through the transition.
 #[derive(Debug, Clone)]
@@ -328,8 +348,20 @@ impl Driver {
     /// Advances to `now` with the controller's wish (ignored unless it may switch);
     /// returns the state to show if it changed.
     pub fn tick(&mut self, now: f64, wish: Option<usize>) -> Option<String> {
+        self.advance(now, wish, self.min_green)
+    }
+
+    /// Like [`tick`](Self::tick) for a priority request (an emergency vehicle): the
+    /// current green is cut short after [`PREEMPT_MIN_GREEN`] at most, never its
+    /// yellow and all-red.
+    pub fn tick_urgent(&mut self, now: f64, wish: usize) -> Option<String> {
+        self.advance(now, Some(wish), self.min_green.min(PREEMPT_MIN_GREEN))
+    }
+
+    fn advance(&mut self, now: f64, wish: Option<usize>, min_green: f64) -> Option<String> {
         if let Some(w) = wish {
-            if w < self.plan.greens.len() && w != self.current && self.may_switch(now) {
+            let may = self.stage == Stage::Green && now - self.green_since >= min_green - 1e-9;
+            if w < self.plan.greens.len() && w != self.current && may {
                 self.target = w;
                 self.steps = self.plan.transition(self.current, w);
                 self.stage = Stage::Between {
@@ -398,6 +430,34 @@ mod tests {
             phase(6.0, "rrrrrrrGrrrrrrrG"),
             phase(3.0, "rrrrrrryrrrrrrry"),
         ]
+    }
+
+    #[test]
+    fn an_emergency_movement_gets_a_protected_green_first() {
+        let p = SignalPlan::new("A", &grid_program(), Vec::new()).unwrap();
+        // Link 3 (a left) yields in green 0 and is protected in green 1.
+        assert_eq!(p.green_for_link(3, 0), Some(1));
+        // Link 0 (a through) is protected in green 0; from green 2 it switches there.
+        assert_eq!(p.green_for_link(0, 2), Some(0));
+        assert_eq!(p.green_for_link(0, 0), Some(0));
+        assert_eq!(p.green_for_link(99, 0), None);
+    }
+
+    #[test]
+    fn a_priority_request_cuts_the_minimum_green_but_not_the_clearance() {
+        let p = SignalPlan::new("A", &grid_program(), Vec::new()).unwrap();
+        let mut d = Driver::new(p, 0, 0.0, 10.0);
+        // Too early even for a priority request: the green stays.
+        assert_eq!(d.tick_urgent(2.0, 2).as_deref(), Some("GGGgrrrrGGGgrrrr"));
+        assert_eq!(d.tick_urgent(4.9, 2), None);
+        // After the short minimum, the yellow starts although min_green is 10 s.
+        assert_eq!(d.tick_urgent(5.0, 2).as_deref(), Some("yyyyrrrryyyyrrrr"));
+        // The yellow and all-red run their full length.
+        assert_eq!(d.tick_urgent(7.9, 2), None);
+        assert_eq!(d.tick_urgent(8.0, 2).as_deref(), Some("rrryrrrrrrryrrrr"));
+        assert_eq!(d.tick_urgent(9.0, 2).as_deref(), Some("rrrrrrrrrrrrrrrr"));
+        assert_eq!(d.tick_urgent(10.9, 2), None);
+        assert_eq!(d.tick_urgent(11.0, 2).as_deref(), Some("rrrrGGGgrrrrGGGg"));
     }
 
     #[test]

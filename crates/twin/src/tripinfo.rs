@@ -30,10 +30,19 @@ pub struct TripStats {
 }
 
 pub fn read(path: &Path) -> Result<TripStats, TwinError> {
+    read_excluding(path, "")
+}
+
+/// [`read`], leaving out vehicles whose id starts with `prefix` (ambulances: the
+/// figures are the other traffic's); an empty prefix leaves none out.
+pub fn read_excluding(path: &Path, prefix: &str) -> Result<TripStats, TwinError> {
     let mut s = TripStats::default();
     let (mut delay, mut delay_all, mut wait, mut travel) = (0.0, 0.0, 0.0, 0.0);
     each_element(path, |name, a, _| {
         if name != "tripinfo" {
+            return Ok(());
+        }
+        if !prefix.is_empty() && a.get("id").is_some_and(|id| id.starts_with(prefix)) {
             return Ok(());
         }
         let num = |k: &str| a.f64(k).map(|v| v.unwrap_or(0.0));
@@ -88,5 +97,7 @@ mod tests {
         assert_eq!(s.mean_delay_all_s, (10.0 + 40.0 + 50.0) / 3.0);
         assert_eq!(s.mean_waiting_s, 5.0);
         assert_eq!(s.mean_travel_time_s, 60.0);
+        let others = read_excluding(&p, "c").unwrap();
+        assert_eq!((others.trips, others.never_inserted), (2, 0));
     }
 }

@@ -45,6 +45,7 @@ fn options(cfg: &Path, controller: ControllerKind, work: &Path) -> Options {
         observe: None,
         changes: Vec::new(),
         reroute: false,
+        emergency: None,
     }
 }
 

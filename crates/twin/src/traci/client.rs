@@ -156,6 +156,35 @@ impl Traci {
         Ok(value)
     }
 
+    /// Reads one variable of many objects, in one message per 512 of them.
+    pub fn get_many(
+        &mut self,
+        domain: u8,
+        var: u8,
+        objects: &[String],
+    ) -> Result<Vec<Value>, TraciError> {
+        let mut out = Vec::with_capacity(objects.len());
+        for chunk in objects.chunks(512) {
+            let commands: Vec<Command> = chunk
+                .iter()
+                .map(|o| (domain, Content::new().u8(var).string(o)))
+                .collect();
+            let body = self.exchange(&commands)?;
+            let mut r = Reader::new(body);
+            for object in chunk {
+                Self::check(codec::status(&mut r)?, domain)?;
+                let (_, got_var, got_object, value) = codec::get_result(&mut r)?;
+                if got_var != var || &got_object != object {
+                    return Err(TraciError::Unexpected(format!(
+                        "answer for 0x{got_var:02x} of {got_object:?}, asked 0x{var:02x} of {object:?}"
+                    )));
+                }
+                out.push(value);
+            }
+        }
+        Ok(out)
+    }
+
     /// Sets variables, all in one message (one round trip for every signal of a step).
     pub fn set_many(&mut self, sets: &[(u8, u8, &str, Value)]) -> Result<(), TraciError> {
         if sets.is_empty() {

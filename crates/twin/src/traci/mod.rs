@@ -30,6 +30,7 @@ pub mod ids {
     pub const GET_EDGE: u8 = 0xaa;
     pub const SET_EDGE: u8 = 0xca;
     pub const GET_SIM: u8 = 0xab;
+    pub const SET_ROUTE: u8 = 0xc6;
     pub const SUBSCRIBE_SIM: u8 = 0xdb;
 
     pub const RESPONSE_SUBSCRIBE_INDUCTIONLOOP: u8 = 0xe0;
@@ -83,6 +84,14 @@ pub mod ids {
     pub const VAR_LOADED_VEHICLES_NUMBER: u8 = 0x71;
     pub const VAR_PENDING_VEHICLES: u8 = 0x94;
     pub const POSITION_CONVERSION: u8 = 0x82;
+    pub const FIND_ROUTE: u8 = 0x86;
+    /// Edge: the global travel time routing uses (`edge.adaptTraveltime`).
+    pub const VAR_EDGE_TRAVELTIME: u8 = 0x58;
+    /// Vehicle: the traffic lights ahead on its route, with link index and distance.
+    pub const VAR_NEXT_TLS: u8 = 0x70;
+    /// Route: add one; vehicle: add one with every attribute.
+    pub const ADD: u8 = 0x80;
+    pub const ADD_FULL: u8 = 0x85;
 
     /// Subscription begin/end meaning "always" (`INVALID_DOUBLE_VALUE`).
     pub const ALWAYS: f64 = -1_073_741_824.0;
