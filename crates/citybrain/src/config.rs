@@ -50,6 +50,13 @@ pub struct Twin {
     pub period_secs: f64,
     /// Where a network without a projection (the demo grid) lies: [lon, lat].
     pub origin: [f64; 2],
+    /// Ambulance stations spread over the network, one ambulance each (0: no
+    /// emergency response). An open incident of one of `ambulance_categories` with
+    /// a place on the network dispatches the nearest available one.
+    pub ambulances: usize,
+    pub ambulance_categories: Vec<String>,
+    /// Signals give ambulances on a call green (safely, through the clearances).
+    pub preemption: bool,
 }
 
 impl Default for Twin {
@@ -62,6 +69,9 @@ impl Default for Twin {
             period_secs: 60.0,
             // West Lake, Hangzhou: beside the demo district.
             origin: [120.165, 30.262],
+            ambulances: 4,
+            ambulance_categories: vec!["medical".into(), "ambulance".into(), "accident".into()],
+            preemption: true,
         }
     }
 }

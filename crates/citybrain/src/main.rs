@@ -551,6 +551,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
                     cfg.storage.data_dir.clone(),
                     ing.clone(),
                     broker.clone(),
+                    hub.clone(),
                 ),
             ),
             None => tracing::error!(

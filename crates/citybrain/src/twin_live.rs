@@ -3,22 +3,33 @@
 //! and `sumo-indicators`, examples/mappings), its network becomes Road, RoadSegment
 //! and TrafficLight entities, and the configured controller drives its signals.
 //! Episodes follow one another (the next seed each time) until the server stops.
+//!
+//! Emergency response: an open incident of the configured categories with a place on
+//! the simulated network dispatches the nearest available ambulance by live travel
+//! time; the incident records the dispatch (status `dispatched`, its unit, why that
+//! one) and the arrival, by `service:twin`. Only the default tenant's incidents are
+//! answered (the twin's entities live there).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citybrain_broker::{BatchItem, Broker, Principal, RequestContext, UpsertMode};
 use citybrain_forecast::online::{Online, OnlineSettings};
+use citybrain_hub::incident::{Move, Status};
+use citybrain_hub::{Hub, IncidentChange};
 use citybrain_ingest::Ingest;
 use citybrain_model::time::Clock;
 use citybrain_model::JsonLdContext;
 use citybrain_twin::control::{ControllerKind, Settings};
+use citybrain_twin::emergency::{self, Arrival, Call, Dispatch, EmergencyOptions};
 use citybrain_twin::episode::{Options, Session};
 use citybrain_twin::geo::Geo;
+use citybrain_twin::net::Network;
 use citybrain_twin::scenario::{self, Grid};
 use citybrain_twin::sumo::Sumo;
+use citybrain_twin::sumo::SumoConfig;
 use citybrain_twin::{entities, observe, TwinError};
 use tokio::sync::mpsc;
 
@@ -28,7 +39,22 @@ use crate::config;
 enum Out {
     Entities(Vec<serde_json::Value>),
     Payload(&'static str, Vec<u8>),
+    Dispatched(Dispatch),
+    Arrived(Arrival),
+    /// A call the twin could not answer, and why (for the incident's record).
+    Unanswered(String, String),
 }
+
+/// An incident for the twin's ambulances: its id and `[lon, lat]`.
+struct Alarm {
+    incident: String,
+    place: [f64; 2],
+}
+
+/// Who the twin's steps on incidents are recorded as.
+const RESPONDER: Principal = Principal::Service("twin");
+/// An incident farther than this (m) from any road of the twin is not its to answer.
+const MAX_PLACE_DISTANCE: f64 = 500.0;
 
 /// Sources the twin posts to; their mappings must be installed.
 pub const SOURCES: [&str; 3] = ["sumo-detectors", "sumo-indicators", "sumo-forecasts"];
@@ -60,6 +86,7 @@ pub async fn run(
     data_dir: PathBuf,
     ingest: Arc<Ingest>,
     broker: Arc<Broker>,
+    hub: Arc<Hub>,
 ) {
     if let Some(missing) = SOURCES.iter().find(|s| ingest.source(s).is_none()) {
         tracing::error!(
@@ -69,15 +96,64 @@ pub async fn run(
         return;
     }
     let (tx, mut rx) = mpsc::channel::<Out>(64);
+    let (alarm_tx, alarm_rx) = std::sync::mpsc::channel::<Alarm>();
     let clock = broker.clock().clone();
+    let sim_cfg = cfg.clone();
     let sim = tokio::task::spawn_blocking(move || {
-        if let Err(e) = simulate(&sumo, &cfg, &data_dir, clock.as_ref(), &tx) {
+        if let Err(e) = simulate(&sumo, &sim_cfg, &data_dir, clock.as_ref(), &tx, &alarm_rx) {
             tracing::error!(error = %e, "the traffic twin stopped");
         }
     });
     let rc = RequestContext::service("", Principal::SYSTEM);
-    while let Some(out) = rx.recv().await {
+    let responder = RequestContext::service("", RESPONDER);
+    let mut incidents = hub.subscribe_incidents();
+    let mut listening = cfg.ambulances > 0;
+    let mut seen: HashSet<String> = HashSet::new();
+    loop {
+        let out = tokio::select! {
+            out = rx.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+            change = incidents.recv(), if listening => {
+                match change {
+                    Ok(c) => {
+                        if let Some(alarm) = alarm_for(&cfg, &c, &mut seen) {
+                            tracing::info!(incident = %alarm.incident, "incident for the twin's ambulances");
+                            if alarm_tx.send(alarm).is_err() {
+                                listening = false;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "the twin missed incident changes");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => listening = false,
+                }
+                continue;
+            }
+        };
         match out {
+            Out::Dispatched(d) => record_dispatch(&hub, &responder, &d).await,
+            Out::Arrived(a) => {
+                let lights = match a.preempted_lights {
+                    0 => "no traffic light gave it priority".to_string(),
+                    1 => "1 traffic light gave it green".to_string(),
+                    n => format!("{n} traffic lights gave it green"),
+                };
+                let text = format!(
+                    "{} at the scene {:.0} s after the call ({:.0} s estimated); {lights}",
+                    a.unit, a.response_s, a.eta_s
+                );
+                if let Err(e) = hub.comment(&responder, &a.call, &text).await {
+                    tracing::warn!(incident = %a.call, error = %e, "arrival not recorded");
+                }
+            }
+            Out::Unanswered(incident, why) => {
+                if let Err(e) = hub.comment(&responder, &incident, &why).await {
+                    tracing::warn!(%incident, error = %e, "unanswered call not recorded");
+                }
+            }
             Out::Entities(list) => {
                 let batch: Vec<BatchItem> = list
                     .into_iter()
@@ -110,6 +186,87 @@ pub async fn run(
     let _ = sim.await;
 }
 
+/// Whether an incident change is a new call for the twin's ambulances.
+fn alarm_for(cfg: &config::Twin, c: &IncidentChange, seen: &mut HashSet<String>) -> Option<Alarm> {
+    let i = &c.incident;
+    let wanted = c.tenant.is_empty()
+        && matches!(
+            i.status,
+            Status::New | Status::Acknowledged | Status::Reopened
+        )
+        && i.unit.is_none()
+        && cfg
+            .ambulance_categories
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&i.category));
+    let place = i.location.filter(|_| wanted)?;
+    seen.insert(i.id.clone()).then(|| Alarm {
+        incident: i.id.clone(),
+        place,
+    })
+}
+
+/// The dispatch on the incident: status `dispatched` with the unit and why it was
+/// chosen; a comment instead when the incident has moved on meanwhile.
+async fn record_dispatch(hub: &Hub, rc: &RequestContext, d: &Dispatch) {
+    let mut why = format!(
+        "nearest available ambulance by live travel time: {} from station {}, {:.0} s estimated",
+        d.unit, d.station, d.eta_s
+    );
+    if !d.alternatives.is_empty() {
+        let others: Vec<String> = d
+            .alternatives
+            .iter()
+            .map(|(u, t)| format!("{u} {t:.0} s"))
+            .collect();
+        why.push_str(&format!(" (others: {})", others.join(", ")));
+    }
+    if d.dispatched_at > d.called_at {
+        why.push_str(&format!(
+            "; waited {:.0} s for a free ambulance",
+            d.dispatched_at - d.called_at
+        ));
+    }
+    let m = Move {
+        to: Some(Status::Dispatched),
+        unit: Some(d.unit.clone()),
+        reason: Some(why.clone()),
+        ..Move::default()
+    };
+    if hub.move_incident(rc, &d.call, &m).await.is_err() {
+        if let Err(e) = hub.comment(rc, &d.call, &why).await {
+            tracing::warn!(incident = %d.call, error = %e, "dispatch not recorded");
+        }
+    }
+}
+
+/// Roads an ambulance can be sent to, with their `[lon, lat]`.
+struct Places(Vec<(String, (f64, f64))>);
+
+impl Places {
+    fn new(net: &Network, geo: &Geo) -> Places {
+        Places(
+            emergency::service_edges(net)
+                .into_iter()
+                .map(|(edge, (x, y))| (edge, geo.lon_lat(x, y)))
+                .collect(),
+        )
+    }
+
+    /// The nearest road to `[lon, lat]` and its distance (m).
+    fn nearest(&self, place: [f64; 2]) -> Option<(&str, f64)> {
+        let k = place[1].to_radians().cos();
+        self.0
+            .iter()
+            .map(|(edge, (lon, lat))| {
+                let dx = (lon - place[0]) * k * 111_320.0;
+                let dy = (lat - place[1]) * 110_540.0;
+                (edge.as_str(), (dx * dx + dy * dy).sqrt())
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
 /// The scenario to run: the configured one, or the demo grid (generated once).
 fn scenario(
     sumo: &Sumo,
@@ -127,6 +284,35 @@ fn scenario(
     scenario::write_grid(sumo, &dir, &Grid::default())
 }
 
+/// Hands an incident to the session's dispatcher when it lies on the network.
+fn take_call(
+    s: &mut Session,
+    places: &Places,
+    alarm: Alarm,
+    open_calls: &mut HashSet<String>,
+) -> Option<Out> {
+    let (edge, distance) = places.nearest(alarm.place)?;
+    if distance > MAX_PLACE_DISTANCE {
+        tracing::debug!(incident = %alarm.incident, distance, "incident outside the twin's network");
+        return None;
+    }
+    let call = Call {
+        id: alarm.incident.clone(),
+        edge: edge.to_string(),
+        pos: None,
+    };
+    match s.call(call) {
+        Ok(()) => {
+            open_calls.insert(alarm.incident);
+            None
+        }
+        Err(e) => Some(Out::Unanswered(
+            alarm.incident,
+            format!("the traffic twin could not take the call: {e}"),
+        )),
+    }
+}
+
 /// The simulation thread: episode after episode, paced to `speed`× real time.
 fn simulate(
     sumo: &Sumo,
@@ -134,8 +320,17 @@ fn simulate(
     data_dir: &std::path::Path,
     clock: &dyn Clock,
     tx: &mpsc::Sender<Out>,
+    alarms: &std::sync::mpsc::Receiver<Alarm>,
 ) -> Result<(), TwinError> {
     let sumocfg = scenario(sumo, cfg, data_dir)?;
+    let net = Network::load(&SumoConfig::load(&sumocfg)?.net)?;
+    let stations = emergency::spread_stations(&net, cfg.ambulances);
+    let (geo, why) = Geo::for_net(&net.location, (cfg.origin[0], cfg.origin[1]));
+    if let Some(why) = why {
+        tracing::warn!(%why, "twin network placement");
+    }
+    let places = Places::new(&net, &geo);
+    drop(net);
     let controller: ControllerKind = cfg.controller.parse().map_err(TwinError::Config)?;
     let mut seed = 1u64;
     let mut loaded = false;
@@ -165,13 +360,12 @@ fn simulate(
             observe: Some(cfg.period_secs),
             changes: Vec::new(),
             reroute: false,
-            emergency: None,
+            emergency: (!stations.is_empty())
+                .then(|| EmergencyOptions::new(stations.clone(), cfg.preemption)),
         };
         let mut s = Session::start(sumo, &opts)?;
-        let (geo, why) = Geo::for_net(&s.net.location, (cfg.origin[0], cfg.origin[1]));
-        if let Some(why) = why {
-            tracing::warn!(%why, "twin network placement");
-        }
+        // Calls being answered in this episode.
+        let mut open_calls: HashSet<String> = HashSet::new();
         if !loaded {
             if tx
                 .blocking_send(Out::Entities(entities::network(&s.net, &geo)))
@@ -186,6 +380,33 @@ fn simulate(
         let begin = s.now;
         while !s.done() {
             s.step()?;
+            if opts.emergency.is_some() {
+                let mut out = Vec::new();
+                while let Ok(alarm) = alarms.try_recv() {
+                    if let Some(o) = take_call(&mut s, &places, alarm, &mut open_calls) {
+                        out.push(o);
+                    }
+                }
+                for d in s.take_dispatches() {
+                    out.push(Out::Dispatched(d));
+                }
+                for a in s.take_arrivals() {
+                    open_calls.remove(&a.call);
+                    out.push(Out::Arrived(a));
+                }
+                for call in s.take_unreachable() {
+                    open_calls.remove(&call);
+                    out.push(Out::Unanswered(
+                        call,
+                        "no ambulance of the traffic twin can reach this place".into(),
+                    ));
+                }
+                for o in out {
+                    if tx.blocking_send(o).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
             if let Some((readings, indicators)) = s.take_period() {
                 // Observation times are the platform's clock when the reading is made:
                 // a twin faster than real time compresses time, never writes the future.
@@ -226,6 +447,12 @@ fn simulate(
                 std::thread::sleep(wait);
             }
             if tx.is_closed() {
+                return Ok(());
+            }
+        }
+        for call in open_calls.drain() {
+            let why = "the traffic twin's episode ended before an ambulance arrived".to_string();
+            if tx.blocking_send(Out::Unanswered(call, why)).is_err() {
                 return Ok(());
             }
         }

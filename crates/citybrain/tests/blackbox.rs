@@ -977,4 +977,60 @@ async fn the_demo_twin_streams_simulated_traffic() {
         .unwrap()
         .starts_with("urn:ngsi-ld:RoadSegment:"));
     assert_eq!(e["location"]["value"]["type"], "Point");
+
+    // A medical incident at a junction of the twin: the nearest ambulance is sent,
+    // and the incident records the dispatch and the arrival, by the twin.
+    let r = http
+        .get(format!(
+            "{}/ngsi-ld/v1/entities?type=TrafficLight&limit=1&options=keyValues",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let lights: Value = r.json().await.unwrap();
+    let place = lights[0]["location"]["coordinates"].clone();
+    let r = http
+        .post(format!("{}/platform/v1/incidents", server.base))
+        .json(&json!({"category": "medical", "title": "collapsed cyclist", "location": place}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let incident: Value = r.json().await.unwrap();
+    let url = format!(
+        "{}/platform/v1/incidents/{}",
+        server.base,
+        incident["id"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let steps = loop {
+        let i: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let steps: Vec<Value> = i["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["by"] == "service:twin")
+            .cloned()
+            .collect();
+        if steps.len() >= 2 {
+            assert_eq!(i["status"], "dispatched", "{i}");
+            assert!(i["unit"].as_str().unwrap().starts_with("ambulance-"), "{i}");
+            break steps;
+        }
+        assert!(Instant::now() < deadline, "no ambulance: {i}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(steps[0]["to"], "dispatched", "{steps:?}");
+    assert!(
+        steps[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("live travel time"),
+        "{steps:?}"
+    );
+    assert!(
+        steps[1]["note"].as_str().unwrap().contains("at the scene"),
+        "{steps:?}"
+    );
 }

@@ -18,6 +18,7 @@
 //! - [`scenario`]: the reproducible signalised grid the demo ships.
 
 pub mod control;
+mod detectors;
 pub mod emergency;
 pub mod entities;
 pub mod episode;

@@ -6,7 +6,9 @@
 use serde::Serialize;
 
 use crate::control::ControllerKind;
-use crate::emergency::{random_calls, spread_stations, Arrival, Call, Dispatch, EmergencyOptions, Station};
+use crate::emergency::{
+    random_calls, spread_stations, Arrival, Call, Dispatch, EmergencyOptions, Station,
+};
 use crate::episode::{run_with, Options, Report};
 use crate::net::Network;
 use crate::sumo::{Sumo, SumoConfig};
@@ -88,7 +90,10 @@ pub struct Summary {
 impl Summary {
     pub fn of(calls: usize, arrivals: &[&Arrival]) -> Summary {
         let response: Vec<f64> = arrivals.iter().map(|a| a.response_s).collect();
-        let drive: Vec<f64> = arrivals.iter().map(|a| a.arrived_at - a.dispatched_at).collect();
+        let drive: Vec<f64> = arrivals
+            .iter()
+            .map(|a| a.arrived_at - a.dispatched_at)
+            .collect();
         let r = Stats::of(&response);
         let d = Stats::of(&drive);
         Summary {
@@ -222,7 +227,11 @@ pub fn compare(sumo: &Sumo, ev: &Evaluation) -> Result<Comparison, TwinError> {
             "emergency evaluation: the network has no edge for a station".into(),
         ));
     }
-    let base = ev.opts.emergency.clone().unwrap_or_else(|| EmergencyOptions::new(Vec::new(), true));
+    let base = ev
+        .opts
+        .emergency
+        .clone()
+        .unwrap_or_else(|| EmergencyOptions::new(Vec::new(), true));
     let mut pairs = Vec::new();
     let (mut without, mut with) = (Vec::new(), Vec::new());
     let (mut other_without, mut other_with) = (Vec::new(), Vec::new());
@@ -232,10 +241,10 @@ pub fn compare(sumo: &Sumo, ev: &Evaluation) -> Result<Comparison, TwinError> {
         for preemption in [false, true] {
             let mut opts = ev.opts.clone();
             opts.seed = seed;
-            opts.work_dir = ev
-                .opts
-                .work_dir
-                .join(format!("seed{seed}-{}", if preemption { "with" } else { "without" }));
+            opts.work_dir = ev.opts.work_dir.join(format!(
+                "seed{seed}-{}",
+                if preemption { "with" } else { "without" }
+            ));
             opts.emergency = Some(EmergencyOptions {
                 stations: stations.clone(),
                 preemption,
@@ -320,9 +329,21 @@ fn pct(a: f64, b: f64) -> f64 {
 fn other(reports: &[Report]) -> OtherTraffic {
     let n = reports.len().max(1) as f64;
     OtherTraffic {
-        mean_delay_all_s: reports.iter().map(|r| r.trips.mean_delay_all_s).sum::<f64>() / n,
-        mean_travel_time_s: reports.iter().map(|r| r.trips.mean_travel_time_s).sum::<f64>() / n,
-        throughput: reports.iter().map(|r| r.trips.throughput as f64).sum::<f64>() / n,
+        mean_delay_all_s: reports
+            .iter()
+            .map(|r| r.trips.mean_delay_all_s)
+            .sum::<f64>()
+            / n,
+        mean_travel_time_s: reports
+            .iter()
+            .map(|r| r.trips.mean_travel_time_s)
+            .sum::<f64>()
+            / n,
+        throughput: reports
+            .iter()
+            .map(|r| r.trips.throughput as f64)
+            .sum::<f64>()
+            / n,
     }
 }
 

@@ -166,9 +166,24 @@ fn signals_are_safe_in_the_simulator() {
             plan.tls
         );
     }
+    let switches = assert_safe(&plans, &history, min_green);
+    assert!(
+        switches > 20,
+        "the controller switched ({switches} green ends)"
+    );
+}
+
+/// Safety over a recorded state history per light: greens only where a program
+/// green has them, every green end shows the program's yellow for the link, and a
+/// program green once shown lasts `min_green`. Returns how many greens ended.
+fn assert_safe(
+    plans: &[citybrain_twin::signal::SignalPlan],
+    history: &[Vec<String>],
+    min_green: f64,
+) -> usize {
     let green = |c: u8| c == b'G' || c == b'g';
     let mut switches = 0;
-    for (plan, states) in plans.iter().zip(&history) {
+    for (plan, states) in plans.iter().zip(history) {
         for st in states {
             // Every green shown is green in some program green phase.
             assert!(
@@ -225,10 +240,7 @@ fn signals_are_safe_in_the_simulator() {
             }
         }
     }
-    assert!(
-        switches > 20,
-        "the controller switched ({switches} green ends)"
-    );
+    switches
 }
 
 #[test]
@@ -367,4 +379,80 @@ fn a_green_wave_carries_the_arterial() {
     assert!(block > 10.0 && block < 20.0, "{block}");
     assert!((offset("C1") - offset("B1") - block).abs() < 1e-6);
     s.finish().unwrap();
+}
+
+#[test]
+fn an_ambulance_is_dispatched_by_travel_time_and_given_safe_greens() {
+    use citybrain_twin::emergency::{random_calls, spread_stations, EmergencyOptions};
+    use citybrain_twin::net::Network;
+    use citybrain_twin::signal::PREEMPT_MIN_GREEN;
+    use citybrain_twin::sumo::SumoConfig;
+
+    let Some(sumo) = sumo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_grid(&sumo, dir.path(), 9);
+    let net = Network::load(&SumoConfig::load(&cfg).unwrap().net).unwrap();
+    let stations = spread_stations(&net, 3);
+    assert_eq!(stations.len(), 3);
+    // Under the network's own plans: lights are taken over for the ambulance and
+    // handed back to their programs after it has passed.
+    for controller in [ControllerKind::Fixed, ControllerKind::MaxPressure] {
+        let mut opts = options(
+            &cfg,
+            controller,
+            &dir.path().join(format!("{controller:?}")),
+        );
+        opts.duration = Some(600.0);
+        opts.emergency = Some(EmergencyOptions::new(stations.clone(), true));
+        let mut s = Session::start(&sumo, &opts).unwrap();
+        let plans: Vec<_> = s
+            .intersections
+            .iter()
+            .map(|x| x.driver.plan.clone())
+            .collect();
+        let mut history: Vec<Vec<String>> = vec![Vec::new(); plans.len()];
+        let calls = random_calls(&net, 2, 120.0, 240.0, 4);
+        let mut next = 0;
+        let (mut dispatches, mut arrivals) = (Vec::new(), Vec::new());
+        while !s.done() {
+            s.step().unwrap();
+            while next < calls.len() && calls[next].0 <= s.now {
+                s.call(calls[next].1.clone()).unwrap();
+                // The same call twice, while it is handled, is refused.
+                assert!(s.call(calls[next].1.clone()).is_err());
+                next += 1;
+            }
+            dispatches.extend(s.take_dispatches());
+            arrivals.extend(s.take_arrivals());
+            for (h, state) in history.iter_mut().zip(s.signal_states().unwrap()) {
+                h.push(state);
+            }
+        }
+        s.finish().unwrap();
+        assert_eq!(dispatches.len(), 2, "{controller:?}: {dispatches:?}");
+        for d in &dispatches {
+            // The nearest by live travel time was sent.
+            assert!(d.alternatives.iter().all(|(_, t)| *t >= d.eta_s), "{d:?}");
+        }
+        assert_eq!(arrivals.len(), 2, "{controller:?}: both calls reached");
+        for a in &arrivals {
+            assert!(a.preempted_lights >= 1, "{a:?}");
+            assert!(a.response_s > 0.0 && a.response_s < 400.0, "{a:?}");
+        }
+        let min_green = match controller {
+            ControllerKind::Fixed => PREEMPT_MIN_GREEN,
+            _ => PREEMPT_MIN_GREEN.min(opts.settings.min_green),
+        };
+        assert_safe(&plans, &history, min_green);
+        if controller == ControllerKind::Fixed {
+            // Handed back: over the last 200 s every light runs through every
+            // green of its program again.
+            for (plan, h) in plans.iter().zip(&history) {
+                let tail = &h[h.len() - 200..];
+                for g in &plan.greens {
+                    assert!(tail.contains(g), "{}: {g} not shown again", plan.tls);
+                }
+            }
+        }
+    }
 }
