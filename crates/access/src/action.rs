@@ -50,6 +50,8 @@ pub enum Resource<'a> {
     Routing,
     /// The normal/emergency mode and areas.
     Mode,
+    /// What-if runs of the traffic twin.
+    Scenario,
     /// An ingestion source (`POST /ingest/{source}`, an MQTT topic's mapping).
     IngestSource(&'a str),
     DeadLetter,

@@ -214,6 +214,7 @@ pub fn route_action<'a>(
             }
             ROUTING | SLA_POLICY | SLA_REPORT | PLANS => (admin(verb), Resource::Routing),
             MODE | AREAS | AREA => (admin(verb), Resource::Mode),
+            WHAT_IFS | WHAT_IF => (verb, Resource::Scenario),
             OPEN311_CONFIG => (admin(verb), Resource::Open311),
             AUDIT | AUDIT_ENTRIES | AUDIT_INCLUSION | AUDIT_CONSISTENCY => {
                 (Verb::Read, Resource::Audit)

@@ -11,6 +11,7 @@ pub mod problem;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod scenarios;
 pub mod serve;
 pub mod timeout;
 
@@ -27,7 +28,7 @@ use citybrain_model::ErrorKind;
 use crate::context::Family;
 use crate::handlers::{
     audit, batch, catalog, contexts, discovery, entities, governance, incidents, ingest, modes,
-    open311, rules, subscriptions, temporal,
+    open311, rules, subscriptions, temporal, twin,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -85,6 +86,8 @@ pub struct AppParts {
     pub audit: Option<Arc<citybrain_audit::AuditLog>>,
     /// The data catalogue: datasets, DCAT-AP, exports, private aggregates.
     pub catalog: Option<Arc<citybrain_catalog::Catalog>>,
+    /// The traffic twin's what-if runs, when the twin runs.
+    pub scenarios: Option<Arc<dyn scenarios::Scenarios>>,
     pub limits: Arc<HttpLimits>,
     pub metrics: Arc<Metrics>,
 }
@@ -109,6 +112,8 @@ pub struct Parts {
     pub cors_origins: Vec<String>,
     /// Served over TLS: answers carry `Strict-Transport-Security`.
     pub tls: bool,
+    /// The traffic twin's what-if runs (`/platform/v1/twin/what-ifs`).
+    pub scenarios: Option<Arc<dyn scenarios::Scenarios>>,
 }
 
 /// Builds the HTTP service from its parts.
@@ -177,6 +182,7 @@ pub fn router_with(
         catalog: None,
         cors_origins: Vec::new(),
         tls: false,
+        scenarios: None,
     })
 }
 
@@ -194,6 +200,7 @@ pub fn router_of(parts: Parts) -> Router {
         catalog: datasets,
         cors_origins,
         tls,
+        scenarios,
     } = parts;
     let metrics = Metrics::new();
     let clock = broker.clock().clone();
@@ -208,6 +215,7 @@ pub fn router_of(parts: Parts) -> Router {
         governance,
         audit: audit.clone(),
         catalog: datasets,
+        scenarios,
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     }));
@@ -426,6 +434,8 @@ fn platform_routes() -> Router<AppState> {
         )
         .route(SLA_REPORT, get(incidents::sla_report))
         .route(MODE, get(modes::mode).put(modes::set_mode))
+        .route(WHAT_IFS, get(twin::list).post(twin::submit))
+        .route(WHAT_IF, get(twin::retrieve))
         .route(AREAS, get(modes::areas))
         .route(
             AREA,

@@ -22,4 +22,5 @@ mod integration {
     pub mod rules;
     pub mod subscriptions;
     pub mod temporal;
+    pub mod twin;
 }

@@ -12,6 +12,7 @@ mod security;
 mod tasks;
 mod twin;
 mod twin_live;
+mod twin_scenarios;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -541,7 +542,11 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             tracing::info!(datasets = n, "demo datasets defined");
         }
     }
+    let mut scenarios: Option<Arc<dyn citybrain_api::scenarios::Scenarios>> = None;
     if let Some(sumo) = twin_live::wanted(&cfg.twin, demo) {
+        if ingest.is_some() {
+            scenarios = what_ifs(&sumo, &cfg, broker.clock().clone()).await;
+        }
         match &ingest {
             Some(ing) => tasks.spawn(
                 "twin",
@@ -579,6 +584,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         },
         cors_origins: cfg.server.cors_allowed_origins.clone(),
         tls: tls.is_some(),
+        scenarios,
     });
     let tls_on = tls.is_some();
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");
@@ -618,4 +624,40 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         "stopped cleanly"
     );
     Ok(())
+}
+
+/// The twin's what-if runs for the API, on the live twin's scenario (the demo grid is
+/// generated here the first time); `None`, logged, when the scenario cannot be read.
+async fn what_ifs(
+    sumo: &citybrain_twin::sumo::Sumo,
+    cfg: &config::Config,
+    clock: Arc<dyn citybrain_model::time::Clock>,
+) -> Option<Arc<dyn citybrain_api::scenarios::Scenarios>> {
+    let (sumo, twin, data_dir) = (sumo.clone(), cfg.twin.clone(), cfg.storage.data_dir.clone());
+    let made = tokio::task::spawn_blocking(move || {
+        let path = twin_live::scenario(&sumo, &twin, &data_dir)?;
+        let controller = twin
+            .controller
+            .parse()
+            .map_err(citybrain_twin::TwinError::Config)?;
+        twin_scenarios::TwinScenarios::start(
+            sumo,
+            path,
+            controller,
+            data_dir.join("twin").join("what-if"),
+            clock,
+        )
+    })
+    .await;
+    match made {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "what-if runs of the twin are off");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "what-if runs of the twin are off");
+            None
+        }
+    }
 }

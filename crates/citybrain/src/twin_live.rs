@@ -268,7 +268,7 @@ impl Places {
 }
 
 /// The scenario to run: the configured one, or the demo grid (generated once).
-fn scenario(
+pub fn scenario(
     sumo: &Sumo,
     cfg: &config::Twin,
     data_dir: &std::path::Path,

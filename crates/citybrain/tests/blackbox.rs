@@ -1033,4 +1033,47 @@ async fn the_demo_twin_streams_simulated_traffic() {
         steps[1]["note"].as_str().unwrap().contains("at the scene"),
         "{steps:?}"
     );
+
+    // A what-if from the API: closing a link, against the base run.
+    let runs = format!("{}/platform/v1/twin/what-ifs", server.base);
+    let r = http
+        .post(&runs)
+        .json(&json!({"close": ["Z9Z9"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("close[0]"), "{p}");
+    let r = http
+        .post(&runs)
+        .json(&json!({"close": ["B1C1"], "slow": [{"edge": "C1C2", "kmh": 10}], "duration": 600, "seed": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let url = format!("{}{location}", server.base);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let run: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        if run["status"] == "done" || run["status"] == "failed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "what-if not done: {run}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(run["status"], "done", "{run}");
+    let result = &run["result"];
+    assert_eq!(result["base"]["seed"], 2, "{run}");
+    assert!(result["base"]["trips"].as_u64().unwrap() > 100, "{run}");
+    assert!(
+        result["scenario"]["mean_delay_all_s"].as_f64().unwrap() > 0.0,
+        "{run}"
+    );
+    assert!(
+        result["change_pct"]["mean_delay_all_s"].is_number(),
+        "{run}"
+    );
+    assert_eq!(result["changes"][0]["kind"], "close", "{run}");
 }

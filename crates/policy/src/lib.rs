@@ -678,6 +678,7 @@ fn api_of(r: &Resource<'_>) -> &'static str {
         Resource::Incident(_) => "incidents",
         Resource::Routing => "routing",
         Resource::Mode => "modes",
+        Resource::Scenario => "scenarios",
         Resource::IngestSource(_) => "ingest",
         Resource::DeadLetter => "deadletters",
         Resource::Open311 => "open311",

@@ -38,8 +38,19 @@ pub(crate) fn desk_error(e: DeskError) -> Response {
     ApiError::from(e).into_response()
 }
 
+/// A JSON body as `T`; an error names the path of the field at fault
+/// (`body.slow[0].kmh: invalid type ...`).
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_data(format!("body: {e}")))
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        ApiError::bad_data(format!("body{at}: {}", e.into_inner()))
+    })
 }
 
 pub async fn list(

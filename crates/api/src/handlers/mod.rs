@@ -15,3 +15,4 @@ pub mod open311;
 pub mod rules;
 pub mod subscriptions;
 pub mod temporal;
+pub mod twin;

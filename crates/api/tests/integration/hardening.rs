@@ -50,6 +50,7 @@ async fn parts(
         catalog: None,
         cors_origins: cors.iter().map(|s| s.to_string()).collect(),
         tls,
+        scenarios: None,
     };
     (p, store, dir)
 }

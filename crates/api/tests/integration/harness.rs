@@ -327,6 +327,7 @@ pub async fn app_governed(classification: Value) -> Governed {
         catalog: Some(catalog.clone()),
         cors_origins: Vec::new(),
         tls: false,
+        scenarios: None,
         limits: HttpLimits::default(),
         rate: Some(citybrain_identity::Rate {
             per_second: 5.0,
