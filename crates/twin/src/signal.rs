@@ -104,20 +104,56 @@ impl SignalPlan {
         })
     }
 
-    /// The green to give link `link` priority (an emergency vehicle's movement): one
-    /// where it has a protected green (`G`) before one where it yields (`g`), the
-    /// current green when it qualifies; `None` when no green serves the link.
-    pub fn green_for_link(&self, link: usize, current: usize) -> Option<usize> {
-        for wanted in [b'G', b'g'] {
-            let serves = |k: usize| self.greens[k].as_bytes().get(link) == Some(&wanted);
-            if current < self.greens.len() && serves(current) {
-                return Some(current);
-            }
-            if let Some(k) = (0..self.greens.len()).find(|k| serves(*k)) {
-                return Some(k);
-            }
-        }
-        None
+    /// The green to give an emergency vehicle on link `link`, whose approach (the
+    /// links from the same incoming road) is `approach`: among the greens serving the
+    /// link, the one giving green to most of the approach (the queue ahead of the
+    /// vehicle, maybe in another lane, must move too), then one where the link is
+    /// protected (`G`) rather than yielding (`g`), then the current one, then the
+    /// first. `None` when no green serves the link.
+    pub fn green_for_approach(
+        &self,
+        link: usize,
+        approach: &[usize],
+        current: usize,
+    ) -> Option<usize> {
+        (0..self.greens.len())
+            .filter(|k| {
+                self.greens[*k]
+                    .as_bytes()
+                    .get(link)
+                    .is_some_and(|c| green(*c))
+            })
+            .max_by_key(|k| {
+                let s = self.greens[*k].as_bytes();
+                let served = approach
+                    .iter()
+                    .filter(|l| s.get(**l).is_some_and(|c| green(*c)))
+                    .count();
+                // max_by_key keeps the last of equals: rank the first green above
+                // later ones with the reversed index.
+                (served, s[link] == b'G', *k == current, usize::MAX - *k)
+            })
+    }
+
+    /// Link indices whose incoming lane is on the same road as link `link`'s
+    /// (`edge_of` maps a lane to its road).
+    pub fn approach_of<'a>(
+        &'a self,
+        link: usize,
+        edge_of: impl Fn(&'a str) -> Option<&'a str>,
+    ) -> Vec<usize> {
+        let road = |l: usize| {
+            self.links
+                .get(l)
+                .and_then(|v| v.first())
+                .and_then(|(from, _)| edge_of(from))
+        };
+        let Some(mine) = road(link) else {
+            return vec![link];
+        };
+        (0..self.links.len())
+            .filter(|l| road(*l) == Some(mine))
+            .collect()
     }
 
     /// The intermediate states from green `from` to green `to`, with durations: every
@@ -433,14 +469,31 @@ mod tests {
     }
 
     #[test]
-    fn an_emergency_movement_gets_a_protected_green_first() {
+    fn an_emergency_vehicle_gets_the_green_of_its_whole_approach() {
         let p = SignalPlan::new("A", &grid_program(), Vec::new()).unwrap();
-        // Link 3 (a left) yields in green 0 and is protected in green 1.
-        assert_eq!(p.green_for_link(3, 0), Some(1));
-        // Link 0 (a through) is protected in green 0; from green 2 it switches there.
-        assert_eq!(p.green_for_link(0, 2), Some(0));
-        assert_eq!(p.green_for_link(0, 0), Some(0));
-        assert_eq!(p.green_for_link(99, 0), None);
+        // Links 0–3 come from one road: 0–2 through and right, 3 the left.
+        let approach = [0, 1, 2, 3];
+        // The left alone is protected in green 1, but green 0 moves the whole
+        // approach (the queue ahead may be in the through lanes) with the left
+        // yielding: green 0 is chosen, from anywhere.
+        assert_eq!(p.green_for_approach(3, &approach, 2), Some(0));
+        assert_eq!(p.green_for_approach(3, &approach, 1), Some(0));
+        // With only the left in its approach, its protected green wins.
+        assert_eq!(p.green_for_approach(3, &[3], 0), Some(1));
+        // A through link: its green, current or not.
+        assert_eq!(p.green_for_approach(0, &approach, 2), Some(0));
+        assert_eq!(p.green_for_approach(99, &approach, 0), None);
+        // Links are grouped by their incoming lane's road.
+        let links: Vec<Vec<(String, String)>> = ["n_0", "n_1", "e_0", "n_2"]
+            .iter()
+            .map(|l| vec![(l.to_string(), "x_0".to_string())])
+            .collect();
+        let p = SignalPlan::new("B", &[phase(30.0, "GGGG")], links).unwrap();
+        fn road(lane: &str) -> Option<&str> {
+            lane.split('_').next()
+        }
+        assert_eq!(p.approach_of(1, road), vec![0, 1, 3]);
+        assert_eq!(p.approach_of(2, road), vec![2]);
     }
 
     #[test]

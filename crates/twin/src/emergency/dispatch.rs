@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     closed, next_lights, route_of, Arrival, Call, Dispatch, Emergency, UnitState, AMBULANCE_TYPE,
-    MAX_SLOWDOWN,
+    MAX_PREEMPT_HOLD, MAX_SLOWDOWN, PREEMPT_REST,
 };
 use crate::episode::Session;
 use crate::traci::{ids, Value};
@@ -361,17 +361,34 @@ impl Session {
                 };
                 let x = &self.intersections[k];
                 if preempt[k].is_none() {
-                    preempt[k] = x.driver.plan.green_for_link(link, x.driver.current);
+                    let plan = &x.driver.plan;
+                    let lanes = &self.net.lanes;
+                    let approach =
+                        plan.approach_of(link, |lane| lanes.get(lane).map(|l| l.edge.as_str()));
+                    preempt[k] = plan.green_for_approach(link, &approach, x.driver.current);
                     if preempt[k].is_some() {
                         asked.push((unit, tls));
                     }
                 }
             }
         }
+        let now = self.now;
         if let Some(e) = self.emergency.as_mut() {
             for (unit, tls) in asked {
                 if let UnitState::ToScene { preempted, .. } = &mut e.units[unit].state {
                     preempted.insert(tls);
+                }
+            }
+            for (k, p) in preempt.iter_mut().enumerate() {
+                if p.is_none() {
+                    e.since[k] = None;
+                } else if now < e.rest_until[k] {
+                    *p = None;
+                } else if now - *e.since[k].get_or_insert(now) > MAX_PREEMPT_HOLD {
+                    tracing::info!(tls = %self.intersections[k].driver.plan.tls, "preemption held too long; the light serves the others a while");
+                    *p = None;
+                    e.since[k] = None;
+                    e.rest_until[k] = now + PREEMPT_REST;
                 }
             }
             e.preempt = preempt;

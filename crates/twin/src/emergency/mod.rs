@@ -45,6 +45,11 @@ pub const VEHICLE_PREFIX: &str = "citybrain.ambulance.";
 /// The slowest an edge is assumed to be, as a multiple of its free-flow time: a
 /// queue standing at a red light otherwise reads as an almost endless travel time.
 pub const MAX_SLOWDOWN: f64 = 10.0;
+/// The longest a light is held for an ambulance (s): one that cannot pass (blocked
+/// downstream, stuck in the wrong lane) must not starve the junction. The light then
+/// serves the others for [`PREEMPT_REST`] before it may be preempted again.
+pub const MAX_PREEMPT_HOLD: f64 = 60.0;
+pub const PREEMPT_REST: f64 = 30.0;
 
 /// An ambulance station: where its unit waits, on an edge.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -155,6 +160,10 @@ pub(crate) struct Emergency {
     pub(crate) preempt: Vec<Option<usize>>,
     /// Per intersection (fixed plans only): driven by citybrain while preempted.
     pub(crate) held: Vec<bool>,
+    /// Per intersection: since when it is preempted, and until when it rests after
+    /// a preemption that lasted [`MAX_PREEMPT_HOLD`].
+    pub(crate) since: Vec<Option<f64>>,
+    pub(crate) rest_until: Vec<f64>,
     /// The network's edges and their free-flow times, for live travel times.
     edges: Vec<String>,
     free_time: Vec<f64>,
@@ -225,6 +234,8 @@ impl Emergency {
             unreachable: Vec::new(),
             preempt: vec![None; intersections],
             held: vec![false; intersections],
+            since: vec![None; intersections],
+            rest_until: vec![f64::NEG_INFINITY; intersections],
             edges,
             free_time,
             vehicles: 0,
