@@ -39,6 +39,8 @@ use crate::config;
 enum Out {
     Entities(Vec<serde_json::Value>),
     Payload(&'static str, Vec<u8>),
+    /// The ambulances, as Vehicle entities.
+    Fleet(Vec<serde_json::Value>),
     Dispatched(Dispatch),
     Arrived(Arrival),
     /// A call the twin could not answer, and why (for the incident's record).
@@ -55,6 +57,8 @@ struct Alarm {
 const RESPONDER: Principal = Principal::Service("twin");
 /// An incident farther than this (m) from any road of the twin is not its to answer.
 const MAX_PLACE_DISTANCE: f64 = 500.0;
+/// How often (simulated s) the ambulances' positions are written.
+const FLEET_PERIOD: f64 = 10.0;
 
 /// Sources the twin posts to; their mappings must be installed.
 pub const SOURCES: [&str; 3] = ["sumo-detectors", "sumo-indicators", "sumo-forecasts"];
@@ -134,6 +138,20 @@ pub async fn run(
             }
         };
         match out {
+            Out::Fleet(list) => {
+                let batch: Vec<BatchItem> = list
+                    .into_iter()
+                    .map(|body| BatchItem {
+                        body,
+                        ld: Ok(JsonLdContext::core()),
+                    })
+                    .collect();
+                match broker.batch_upsert(&rc, &batch, UpsertMode::Replace).await {
+                    Ok(r) if r.errors.is_empty() => {}
+                    Ok(r) => tracing::warn!(errors = ?r.errors, "ambulance positions refused"),
+                    Err(e) => tracing::warn!(error = %e, "ambulance positions not written"),
+                }
+            }
             Out::Dispatched(d) => record_dispatch(&hub, &responder, &d).await,
             Out::Arrived(a) => {
                 let lights = match a.preempted_lights {
@@ -366,6 +384,7 @@ fn simulate(
         let mut s = Session::start(sumo, &opts)?;
         // Calls being answered in this episode.
         let mut open_calls: HashSet<String> = HashSet::new();
+        let mut next_fleet = s.now;
         if !loaded {
             if tx
                 .blocking_send(Out::Entities(entities::network(&s.net, &geo)))
@@ -400,6 +419,10 @@ fn simulate(
                         call,
                         "no ambulance of the traffic twin can reach this place".into(),
                     ));
+                }
+                if s.now >= next_fleet {
+                    next_fleet = s.now + FLEET_PERIOD;
+                    out.push(Out::Fleet(entities::ambulances(&s.fleet()?, &geo)));
                 }
                 for o in out {
                     if tx.blocking_send(o).is_err() {

@@ -1004,7 +1004,7 @@ async fn the_demo_twin_streams_simulated_traffic() {
         incident["id"].as_str().unwrap()
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    let steps = loop {
+    let (steps, unit) = loop {
         let i: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         let steps: Vec<Value> = i["history"]
             .as_array()
@@ -1016,7 +1016,7 @@ async fn the_demo_twin_streams_simulated_traffic() {
         if steps.len() >= 2 {
             assert_eq!(i["status"], "dispatched", "{i}");
             assert!(i["unit"].as_str().unwrap().starts_with("ambulance-"), "{i}");
-            break steps;
+            break (steps, i["unit"].as_str().unwrap().to_string());
         }
         assert!(Instant::now() < deadline, "no ambulance: {i}");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1032,6 +1032,31 @@ async fn the_demo_twin_streams_simulated_traffic() {
     assert!(
         steps[1]["note"].as_str().unwrap().contains("at the scene"),
         "{steps:?}"
+    );
+    // The ambulances are on the map as Vehicle entities; the one sent stood at the
+    // scene or drove with the incident as its call.
+    assert_eq!(count("Vehicle").await, 4);
+    let vehicle = format!(
+        "{}/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:twin-{unit}?attrs=responseStatus&options=temporalValues",
+        server.base
+    );
+    let h: Value = http
+        .get(&vehicle)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = h["responseStatus"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"dispatched") || statuses.contains(&"at_scene"),
+        "{h}"
     );
 
     // A what-if from the API: closing a link, against the base run.

@@ -1,7 +1,8 @@
 //! The simulated network as FIWARE Smart Data Models entities (normalized NGSI-LD, core
 //! context), so the platform and its map draw the twin like any city's roads:
 //! `Road` (a named street, or one edge where unnamed), `RoadSegment` (one edge, with its
-//! geometry), `TrafficLight` (one signal, at its junction).
+//! geometry), `TrafficLight` (one signal, at its junction); and the twin's ambulances
+//! as `Vehicle` entities.
 
 use std::collections::BTreeMap;
 
@@ -134,6 +135,45 @@ pub fn network(net: &Network, geo: &Geo) -> Vec<Value> {
     out
 }
 
+/// Entity id of the twin's ambulance `unit`.
+pub fn vehicle_id(unit: &str) -> String {
+    format!("urn:ngsi-ld:Vehicle:twin-{}", sanitize(unit))
+}
+
+/// The ambulances as Smart Data Models `Vehicle` entities: `vehicleType` ambulance,
+/// `serviceStatus` (`parked` at the station, `onRoute` otherwise), where they are and
+/// how fast, and what they do: `responseStatus` (`available`, `dispatched`,
+/// `at_scene`, `returning`) and `refIncident` while on a call given by an incident.
+pub fn ambulances(units: &[crate::emergency::UnitView], geo: &Geo) -> Vec<Value> {
+    units
+        .iter()
+        .map(|u| {
+            let (lon, lat) = geo.lon_lat(u.x, u.y);
+            let mut e = json!({
+                "id": vehicle_id(&u.unit),
+                "type": "Vehicle",
+                "name": {"type": "Property", "value": u.unit},
+                "vehicleType": {"type": "Property", "value": "ambulance"},
+                "category": {"type": "Property", "value": ["municipalServices"]},
+                "serviceStatus": {"type": "Property", "value": if u.status == "available" { "parked" } else { "onRoute" }},
+                "responseStatus": {"type": "Property", "value": u.status},
+                "speed": {"type": "Property", "value": (u.speed * 3.6 * 10.0).round() / 10.0, "unitCode": "KMH"},
+                "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [round(lon), round(lat)]}},
+                "refStation": {"type": "Property", "value": u.station},
+            });
+            if let (Some(call), Some(obj)) = (&u.call, e.as_object_mut()) {
+                if call.starts_with("urn:") {
+                    obj.insert(
+                        "refIncident".into(),
+                        json!({"type": "Relationship", "object": call}),
+                    );
+                }
+            }
+            e
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +183,45 @@ mod tests {
         assert_eq!(sanitize("-194017408#1"), "-194017408%231");
         assert_eq!(sanitize("a b/c"), "a%20b%2Fc");
         assert_eq!(sanitize("A0B0.140.00"), "A0B0.140.00");
+    }
+
+    #[test]
+    fn ambulances_are_vehicles_on_the_map_with_their_call() {
+        let geo = Geo::Local {
+            lon0: 120.0,
+            lat0: 30.0,
+            cx: 0.0,
+            cy: 0.0,
+        };
+        let unit = |status: &'static str, call: Option<&str>| crate::emergency::UnitView {
+            unit: "ambulance-S1".into(),
+            station: "S1".into(),
+            status,
+            call: call.map(str::to_string),
+            x: 0.0,
+            y: 0.0,
+            speed: 10.0,
+        };
+        let v = ambulances(
+            &[
+                unit("dispatched", Some("urn:ngsi-ld:Incident:7")),
+                unit("available", None),
+                unit("dispatched", Some("call-1")),
+            ],
+            &geo,
+        );
+        assert_eq!(v[0]["id"], "urn:ngsi-ld:Vehicle:twin-ambulance-S1");
+        assert_eq!(v[0]["type"], "Vehicle");
+        assert_eq!(v[0]["serviceStatus"]["value"], "onRoute");
+        assert_eq!(v[0]["speed"]["value"], 36.0);
+        assert_eq!(v[0]["refIncident"]["object"], "urn:ngsi-ld:Incident:7");
+        assert_eq!(
+            v[0]["location"]["value"]["coordinates"],
+            json!([120.0, 30.0])
+        );
+        assert_eq!(v[1]["serviceStatus"]["value"], "parked");
+        assert!(v[1].get("refIncident").is_none());
+        // A call that is not an entity id (the CLI's) is not a relationship.
+        assert!(v[2].get("refIncident").is_none());
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    closed, next_lights, route_of, Arrival, Call, Dispatch, Emergency, UnitState, AMBULANCE_TYPE,
-    MAX_PREEMPT_HOLD, MAX_SLOWDOWN, PREEMPT_REST,
+    closed, next_lights, route_of, Arrival, Call, Dispatch, Emergency, UnitState, UnitView,
+    AMBULANCE_TYPE, MAX_PREEMPT_HOLD, MAX_SLOWDOWN, PREEMPT_REST,
 };
 use crate::episode::Session;
 use crate::traci::{ids, Value};
@@ -73,6 +73,65 @@ impl Session {
         })
     }
 
+    /// Every ambulance: where it is and what it does. One round trip per ambulance
+    /// on the road; the others stand at their station or at the scene.
+    pub fn fleet(&mut self) -> Result<Vec<UnitView>, TwinError> {
+        let Some(e) = self.emergency.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let traci = self.traci.as_mut().ok_or_else(closed)?;
+        let mut out = Vec::with_capacity(e.units.len());
+        for u in &e.units {
+            let station = &e.opts.stations[u.station];
+            let (status, call, vehicle, rest) = match &u.state {
+                UnitState::Available => ("available", None, None, &station.edge),
+                UnitState::ToScene { call, vehicle, .. } => (
+                    "dispatched",
+                    Some(call.id.clone()),
+                    Some(vehicle),
+                    &station.edge,
+                ),
+                UnitState::AtScene { call, edge, .. } => {
+                    ("at_scene", Some(call.clone()), None, edge)
+                }
+                UnitState::Returning { vehicle } => {
+                    ("returning", None, Some(vehicle), &station.edge)
+                }
+            };
+            let mut view = UnitView {
+                unit: u.id.clone(),
+                station: station.id.clone(),
+                status,
+                call,
+                x: 0.0,
+                y: 0.0,
+                speed: 0.0,
+            };
+            // On the road: where SUMO has it (not yet inserted: at its start).
+            let on_road = match vehicle {
+                Some(v) => match traci.get(ids::GET_VEHICLE, ids::VAR_POSITION, v) {
+                    Ok(crate::traci::Value::Pos2D(x, y)) => {
+                        let speed = traci
+                            .get(ids::GET_VEHICLE, ids::VAR_SPEED, v)
+                            .ok()
+                            .and_then(|s| s.as_f64())
+                            .unwrap_or(0.0);
+                        Some((x, y, speed))
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
+            let (x, y, speed) = on_road.unwrap_or_else(|| {
+                let (x, y) = edge_point(&self.net, rest);
+                (x, y, 0.0)
+            });
+            (view.x, view.y, view.speed) = (x, y, speed.max(0.0));
+            out.push(view);
+        }
+        Ok(out)
+    }
+
     fn emergency_mut(&mut self) -> Result<&mut Emergency, TwinError> {
         self.emergency
             .as_mut()
@@ -112,11 +171,12 @@ impl Session {
                         preempted_lights: preempted.len(),
                     });
                     UnitState::AtScene {
+                        call: call.id,
                         edge: call.edge,
                         until: now + e.opts.scene_time,
                     }
                 }
-                UnitState::AtScene { edge, until } if now >= until => {
+                UnitState::AtScene { edge, until, .. } if now >= until => {
                     back.push((i, edge));
                     UnitState::Available
                 }
@@ -450,4 +510,16 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The middle of an edge's first lane (network coordinates).
+fn edge_point(net: &crate::net::Network, edge: &str) -> (f64, f64) {
+    net.edges
+        .iter()
+        .find(|e| e.id == edge)
+        .and_then(|e| e.lanes.first())
+        .and_then(|l| net.lanes.get(l))
+        .map_or((0.0, 0.0), |l| {
+            crate::observe::along(&l.shape, l.length / 2.0)
+        })
 }

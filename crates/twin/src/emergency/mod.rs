@@ -104,6 +104,21 @@ pub struct Dispatch {
     pub alternatives: Vec<(String, f64)>,
 }
 
+/// Where an ambulance is and what it does (for the map).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnitView {
+    pub unit: String,
+    pub station: String,
+    /// `available`, `dispatched` (on its way to a call), `at_scene` or `returning`.
+    pub status: &'static str,
+    /// The call it answers (dispatched or at the scene).
+    pub call: Option<String>,
+    /// Network coordinates (m) and speed (m/s).
+    pub x: f64,
+    pub y: f64,
+    pub speed: f64,
+}
+
 /// An ambulance reached its call.
 #[derive(Debug, Clone, Serialize)]
 pub struct Arrival {
@@ -132,6 +147,7 @@ enum UnitState {
         preempted: HashSet<String>,
     },
     AtScene {
+        call: String,
         edge: String,
         until: f64,
     },
