@@ -74,6 +74,9 @@ pub enum ScenarioError {
     /// Too many runs waiting.
     #[error("{0}")]
     Busy(String),
+    /// The twin cannot run anything now (its worker has stopped).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ErrorCode for ScenarioError {
@@ -81,16 +84,23 @@ impl ErrorCode for ScenarioError {
         match self {
             ScenarioError::Invalid(_) => ErrorKind::BadRequestData,
             ScenarioError::Busy(_) => ErrorKind::TooManyRequests,
+            ScenarioError::Unavailable(_) => ErrorKind::InternalError,
         }
     }
 }
 
-/// What-if runs of the traffic twin.
+/// What-if runs of the traffic twin. Runs belong to the tenant that asked: another
+/// tenant neither lists nor reads them.
 pub trait Scenarios: Send + Sync {
     /// Checks the request and queues the run; `by` is who asked.
-    fn submit(&self, by: &str, req: WhatIfRequest) -> Result<WhatIfRun, ScenarioError>;
-    /// One run, if known.
-    fn run(&self, id: &str) -> Option<WhatIfRun>;
-    /// The runs kept, newest first.
-    fn runs(&self) -> Vec<WhatIfRun>;
+    fn submit(
+        &self,
+        tenant: &str,
+        by: &str,
+        req: WhatIfRequest,
+    ) -> Result<WhatIfRun, ScenarioError>;
+    /// One run of the tenant, if known.
+    fn run(&self, tenant: &str, id: &str) -> Option<WhatIfRun>;
+    /// The tenant's runs kept, newest first.
+    fn runs(&self, tenant: &str) -> Vec<WhatIfRun>;
 }

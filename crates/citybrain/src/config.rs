@@ -55,6 +55,8 @@ pub struct Twin {
     /// a place on the network dispatches the nearest available one.
     pub ambulances: usize,
     pub ambulance_categories: Vec<String>,
+    /// The department a dispatch routes an incident to when it has none.
+    pub ambulance_department: String,
     /// Signals give ambulances on a call green (safely, through the clearances).
     pub preemption: bool,
 }
@@ -71,6 +73,7 @@ impl Default for Twin {
             origin: [120.165, 30.262],
             ambulances: 4,
             ambulance_categories: vec!["medical".into(), "ambulance".into(), "accident".into()],
+            ambulance_department: "ems".into(),
             preemption: true,
         }
     }

@@ -112,7 +112,7 @@ pub async fn run(
     let responder = RequestContext::service("", RESPONDER);
     let mut incidents = hub.subscribe_incidents();
     let mut listening = cfg.ambulances > 0;
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashMap<String, Status> = HashMap::new();
     loop {
         let out = tokio::select! {
             out = rx.recv() => match out {
@@ -152,7 +152,9 @@ pub async fn run(
                     Err(e) => tracing::warn!(error = %e, "ambulance positions not written"),
                 }
             }
-            Out::Dispatched(d) => record_dispatch(&hub, &responder, &d).await,
+            Out::Dispatched(d) => {
+                record_dispatch(&hub, &responder, &d, &cfg.ambulance_department).await
+            }
             Out::Arrived(a) => {
                 let lights = match a.preempted_lights {
                     0 => "no traffic light gave it priority".to_string(),
@@ -204,21 +206,36 @@ pub async fn run(
     let _ = sim.await;
 }
 
-/// Whether an incident change is a new call for the twin's ambulances.
-fn alarm_for(cfg: &config::Twin, c: &IncidentChange, seen: &mut HashSet<String>) -> Option<Alarm> {
+/// Whether an incident change is a call for the twin's ambulances: an open incident
+/// of the categories, with a place, first seen new or acknowledged without a unit, or
+/// reopened (again). `seen` keeps each open incident's last status (so the twin's own
+/// steps on it never call again); closed ones are forgotten.
+fn alarm_for(
+    cfg: &config::Twin,
+    c: &IncidentChange,
+    seen: &mut HashMap<String, Status>,
+) -> Option<Alarm> {
     let i = &c.incident;
-    let wanted = c.tenant.is_empty()
-        && matches!(
-            i.status,
-            Status::New | Status::Acknowledged | Status::Reopened
-        )
-        && i.unit.is_none()
+    let ours = c.tenant.is_empty()
         && cfg
             .ambulance_categories
             .iter()
             .any(|k| k.eq_ignore_ascii_case(&i.category));
-    let place = i.location.filter(|_| wanted)?;
-    seen.insert(i.id.clone()).then(|| Alarm {
+    if !ours {
+        return None;
+    }
+    if !i.status.is_open() {
+        seen.remove(&i.id);
+        return None;
+    }
+    let before = seen.insert(i.id.clone(), i.status);
+    let call = match i.status {
+        Status::New | Status::Acknowledged => before.is_none() && i.unit.is_none(),
+        Status::Reopened => before != Some(Status::Reopened),
+        _ => false,
+    };
+    let place = i.location.filter(|_| call)?;
+    Some(Alarm {
         incident: i.id.clone(),
         place,
     })
@@ -226,7 +243,7 @@ fn alarm_for(cfg: &config::Twin, c: &IncidentChange, seen: &mut HashSet<String>)
 
 /// The dispatch on the incident: status `dispatched` with the unit and why it was
 /// chosen; a comment instead when the incident has moved on meanwhile.
-async fn record_dispatch(hub: &Hub, rc: &RequestContext, d: &Dispatch) {
+async fn record_dispatch(hub: &Hub, rc: &RequestContext, d: &Dispatch, department: &str) {
     let mut why = format!(
         "nearest available ambulance by live travel time: {} from station {}, {:.0} s estimated",
         d.unit, d.station, d.eta_s
@@ -245,13 +262,20 @@ async fn record_dispatch(hub: &Hub, rc: &RequestContext, d: &Dispatch) {
             d.dispatched_at - d.called_at
         ));
     }
+    // An incident routed nowhere yet goes to the ambulance service's department.
+    let routed = hub
+        .incident(&rc.tenant, &d.call)
+        .await
+        .is_some_and(|i| i.department.is_some());
     let m = Move {
         to: Some(Status::Dispatched),
         unit: Some(d.unit.clone()),
         reason: Some(why.clone()),
+        department: (!routed).then(|| department.to_string()),
         ..Move::default()
     };
-    if hub.move_incident(rc, &d.call, &m).await.is_err() {
+    if let Err(e) = hub.move_incident(rc, &d.call, &m).await {
+        tracing::info!(incident = %d.call, error = %e, "dispatch recorded as a comment");
         if let Err(e) = hub.comment(rc, &d.call, &why).await {
             tracing::warn!(incident = %d.call, error = %e, "dispatch not recorded");
         }
@@ -420,9 +444,11 @@ fn simulate(
                         "no ambulance of the traffic twin can reach this place".into(),
                     ));
                 }
-                if s.now >= next_fleet {
+                // Positions go first: on a dispatch or an arrival at once, so the
+                // vehicle's history shows the change before the incident does.
+                if s.now >= next_fleet || !out.is_empty() {
                     next_fleet = s.now + FLEET_PERIOD;
-                    out.push(Out::Fleet(entities::ambulances(&s.fleet()?, &geo)));
+                    out.insert(0, Out::Fleet(entities::ambulances(&s.fleet()?, &geo)));
                 }
                 for o in out {
                     if tx.blocking_send(o).is_err() {

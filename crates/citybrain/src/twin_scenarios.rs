@@ -29,20 +29,23 @@ pub struct TwinScenarios {
     work: std::sync::mpsc::Sender<(String, Options, Vec<Change>)>,
     edges: HashSet<String>,
     sumocfg: PathBuf,
+    /// Whether the scenario ends by itself (else a request must give a duration).
+    has_end: bool,
     controller: ControllerKind,
     work_dir: PathBuf,
     clock: Arc<dyn Clock>,
 }
 
+/// The runs kept, newest first, each with its tenant.
 #[derive(Default)]
 struct Runs {
-    list: VecDeque<WhatIfRun>,
+    list: VecDeque<(String, WhatIfRun)>,
     next: u64,
 }
 
 impl Runs {
     fn update(&mut self, id: &str, f: impl FnOnce(&mut WhatIfRun)) {
-        if let Some(r) = self.list.iter_mut().find(|r| r.id == id) {
+        if let Some((_, r)) = self.list.iter_mut().find(|(_, r)| r.id == id) {
             f(r);
         }
     }
@@ -58,7 +61,9 @@ impl TwinScenarios {
         work_dir: PathBuf,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<TwinScenarios>, TwinError> {
-        let net = Network::load(&SumoConfig::load(&sumocfg)?.net)?;
+        let cfg = SumoConfig::load(&sumocfg)?;
+        let has_end = cfg.end.is_some();
+        let net = Network::load(&cfg.net)?;
         let edges = net.edges.iter().map(|e| e.id.clone()).collect();
         let (tx, rx) = std::sync::mpsc::channel::<(String, Options, Vec<Change>)>();
         let me = Arc::new(TwinScenarios {
@@ -66,6 +71,7 @@ impl TwinScenarios {
             work: tx,
             edges,
             sumocfg,
+            has_end,
             controller,
             work_dir,
             clock,
@@ -78,7 +84,18 @@ impl TwinScenarios {
             .spawn(move || {
                 while let Ok((id, opts, changes)) = rx.recv() {
                     let Some(me) = weak.upgrade() else { return };
-                    me.execute(&sumo, &id, &opts, changes);
+                    // A panic in a run fails that run, not the worker.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        me.execute(&sumo, &id, &opts, changes)
+                    }));
+                    if ran.is_err() {
+                        let now = me.clock.now();
+                        me.lock().update(&id, |r| {
+                            r.status = RunStatus::Failed;
+                            r.finished_at = Some(now);
+                            r.error = Some("the run failed inside the server".into());
+                        });
+                    }
                 }
             })?;
         Ok(me)
@@ -155,11 +172,22 @@ impl TwinScenarios {
                 speed: s.kmh / 3.6,
             });
         }
-        if let Some(d) = req.duration {
-            if !(d.is_finite() && d > 0.0 && d <= 86_400.0) {
+        match req.duration {
+            Some(d) if !(d.is_finite() && d > 0.0 && d <= 86_400.0) => {
                 return Err(bad(format!(
                     "duration: seconds above 0 and at most a day, got {d}"
                 )));
+            }
+            None if !self.has_end => {
+                return Err(bad(
+                    "duration: the twin's scenario has no end; give the seconds to simulate".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(seed) = req.seed {
+            if seed > i32::MAX as u64 {
+                return Err(bad(format!("seed: at most {}, got {seed}", i32::MAX)));
             }
         }
         let controller = match &req.controller {
@@ -173,13 +201,18 @@ impl TwinScenarios {
 }
 
 impl Scenarios for TwinScenarios {
-    fn submit(&self, by: &str, req: WhatIfRequest) -> Result<WhatIfRun, ScenarioError> {
+    fn submit(
+        &self,
+        tenant: &str,
+        by: &str,
+        req: WhatIfRequest,
+    ) -> Result<WhatIfRun, ScenarioError> {
         let (changes, controller) = self.check(&req)?;
         let mut runs = self.lock();
         let waiting = runs
             .list
             .iter()
-            .filter(|r| r.status == RunStatus::Queued)
+            .filter(|(_, r)| r.status == RunStatus::Queued)
             .count();
         if waiting >= QUEUE {
             return Err(ScenarioError::Busy(format!(
@@ -212,15 +245,17 @@ impl Scenarios for TwinScenarios {
             emergency: None,
         };
         if self.work.send((id, opts, changes)).is_err() {
-            return Err(ScenarioError::Busy("the what-if worker has stopped".into()));
+            return Err(ScenarioError::Unavailable(
+                "the what-if worker has stopped".into(),
+            ));
         }
-        runs.list.push_front(run.clone());
+        runs.list.push_front((tenant.to_string(), run.clone()));
         // Forget the oldest finished runs beyond the limit.
         while runs.list.len() > KEEP {
             match runs
                 .list
                 .iter()
-                .rposition(|r| matches!(r.status, RunStatus::Done | RunStatus::Failed))
+                .rposition(|(_, r)| matches!(r.status, RunStatus::Done | RunStatus::Failed))
             {
                 Some(k) => {
                     runs.list.remove(k);
@@ -232,11 +267,172 @@ impl Scenarios for TwinScenarios {
         Ok(run)
     }
 
-    fn run(&self, id: &str) -> Option<WhatIfRun> {
-        self.lock().list.iter().find(|r| r.id == id).cloned()
+    fn run(&self, tenant: &str, id: &str) -> Option<WhatIfRun> {
+        self.lock()
+            .list
+            .iter()
+            .find(|(t, r)| t == tenant && r.id == id)
+            .map(|(_, r)| r.clone())
     }
 
-    fn runs(&self) -> Vec<WhatIfRun> {
-        self.lock().list.iter().cloned().collect()
+    fn runs(&self, tenant: &str) -> Vec<WhatIfRun> {
+        self.lock()
+            .list
+            .iter()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use citybrain_api::scenarios::Slowdown;
+
+    fn twin(
+        has_end: bool,
+    ) -> (
+        TwinScenarios,
+        std::sync::mpsc::Receiver<(String, Options, Vec<Change>)>,
+    ) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = TwinScenarios {
+            runs: Mutex::new(Runs::default()),
+            work: tx,
+            edges: ["A1B1".to_string(), "B1C1".to_string()]
+                .into_iter()
+                .collect(),
+            sumocfg: PathBuf::from("grid.sumocfg"),
+            has_end,
+            controller: ControllerKind::MaxPressure,
+            work_dir: PathBuf::from("w"),
+            clock: Arc::new(citybrain_model::time::SystemClock),
+        };
+        (t, rx)
+    }
+
+    fn invalid(t: &TwinScenarios, req: WhatIfRequest) -> String {
+        match t.submit("", "u", req) {
+            Err(ScenarioError::Invalid(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_against_the_network_with_the_field_named() {
+        let (t, _rx) = twin(true);
+        let slow = |edge: &str, kmh: f64| Slowdown {
+            edge: edge.into(),
+            kmh,
+        };
+        assert!(invalid(&t, WhatIfRequest::default()).starts_with("close, slow"));
+        let m = invalid(
+            &t,
+            WhatIfRequest {
+                close: vec!["A1B1".into(), "Z".into()],
+                ..Default::default()
+            },
+        );
+        assert!(m.starts_with("close[1]:"), "{m}");
+        let m = invalid(
+            &t,
+            WhatIfRequest {
+                slow: vec![slow("Z", 10.0)],
+                ..Default::default()
+            },
+        );
+        assert!(m.starts_with("slow[0].edge:"), "{m}");
+        for kmh in [0.0, -5.0, f64::NAN, 300.0] {
+            let m = invalid(
+                &t,
+                WhatIfRequest {
+                    slow: vec![slow("A1B1", kmh)],
+                    ..Default::default()
+                },
+            );
+            assert!(m.starts_with("slow[0].kmh:"), "{m}");
+        }
+        let close = vec!["A1B1".to_string()];
+        let m = invalid(
+            &t,
+            WhatIfRequest {
+                close: close.clone(),
+                duration: Some(0.0),
+                ..Default::default()
+            },
+        );
+        assert!(m.starts_with("duration:"), "{m}");
+        let m = invalid(
+            &t,
+            WhatIfRequest {
+                close: close.clone(),
+                seed: Some(1 << 40),
+                ..Default::default()
+            },
+        );
+        assert!(m.starts_with("seed:"), "{m}");
+        let m = invalid(
+            &t,
+            WhatIfRequest {
+                close: close.clone(),
+                controller: Some("magic".into()),
+                ..Default::default()
+            },
+        );
+        assert!(m.starts_with("controller:"), "{m}");
+        let m = invalid(
+            &t,
+            WhatIfRequest {
+                close: vec!["A1B1".into(); 101],
+                ..Default::default()
+            },
+        );
+        assert!(m.contains("at most 100"), "{m}");
+        // A scenario without an end needs a duration.
+        let (open, _rx2) = twin(false);
+        let m = invalid(
+            &open,
+            WhatIfRequest {
+                close: close.clone(),
+                ..Default::default()
+            },
+        );
+        assert!(m.starts_with("duration:"), "{m}");
+    }
+
+    #[test]
+    fn runs_queue_per_tenant_and_a_fifth_waiting_is_refused() {
+        let (t, rx) = twin(true);
+        let req = WhatIfRequest {
+            close: vec!["B1C1".into()],
+            slow: vec![Slowdown {
+                edge: "A1B1".into(),
+                kmh: 10.0,
+            }],
+            seed: Some(3),
+            ..Default::default()
+        };
+        for _ in 0..QUEUE {
+            let run = t.submit("a", "u", req.clone()).unwrap();
+            assert_eq!(run.status, RunStatus::Queued);
+        }
+        // What the worker gets: both changes, speed in m/s, the seed.
+        let (id, opts, changes) = rx.recv().unwrap();
+        assert_eq!(id, "1");
+        assert_eq!(opts.seed, 3);
+        assert_eq!(changes.len(), 2);
+        assert!(
+            matches!(&changes[1], Change::Slow { speed, .. } if (speed - 10.0 / 3.6).abs() < 1e-9)
+        );
+        assert!(matches!(
+            t.submit("a", "u", req.clone()),
+            Err(ScenarioError::Busy(_))
+        ));
+        assert_eq!(t.runs("a").len(), QUEUE);
+        assert!(t.runs("b").is_empty());
+        assert!(t.run("b", "1").is_none());
+        assert_eq!(t.run("a", "1").unwrap().submitted_by, "u");
     }
 }

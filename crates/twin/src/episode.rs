@@ -701,7 +701,12 @@ impl Session {
                 continue;
             }
             let state = match preempt[k] {
-                Some(p) => x.driver.tick_urgent(now, p),
+                Some(p) => {
+                    if let Some(e) = self.emergency.as_mut() {
+                        e.driven(k, &x.driver.plan.tls, now);
+                    }
+                    x.driver.tick_urgent(now, p)
+                }
                 // Under fixed plans a held light keeps its green until handed back.
                 None if fixed => x.driver.tick(now, None),
                 None => x.driver.tick(now, wish),

@@ -159,6 +159,9 @@ pub struct Pair {
     pub unit: String,
     pub without_s: Option<f64>,
     pub with_s: Option<f64>,
+    /// From dispatch to arrival.
+    pub without_drive_s: Option<f64>,
+    pub with_drive_s: Option<f64>,
     pub preempted_lights: usize,
 }
 
@@ -171,10 +174,11 @@ pub struct Comparison {
     pub preempt_distance_m: f64,
     pub without: Summary,
     pub with: Summary,
-    /// Mean response and drive times with preemption against without (%; negative:
-    /// faster).
-    pub response_change_pct: f64,
-    pub drive_change_pct: f64,
+    /// Over the calls reached in both runs (the same calls on both sides): mean
+    /// response and drive times with preemption against without (%; negative:
+    /// faster); `null` when no call was reached in both.
+    pub response_change_pct: Option<f64>,
+    pub drive_change_pct: Option<f64>,
     /// Calls reached in both runs: how many were faster with preemption, and the
     /// mean time saved (s).
     pub paired_calls: usize,
@@ -183,7 +187,7 @@ pub struct Comparison {
     pub other_traffic_without: OtherTraffic,
     pub other_traffic_with: OtherTraffic,
     /// The other traffic's all-vehicles delay with preemption against without (%).
-    pub other_delay_change_pct: f64,
+    pub other_delay_change_pct: Option<f64>,
     pub pairs: Vec<Pair>,
     pub wall_seconds: f64,
 }
@@ -271,6 +275,8 @@ pub fn compare(sumo: &Sumo, ev: &Evaluation) -> Result<Comparison, TwinError> {
                 unit: b.or(a).map(|x| x.unit.clone()).unwrap_or_default(),
                 without_s: a.map(|x| x.response_s),
                 with_s: b.map(|x| x.response_s),
+                without_drive_s: a.map(|x| x.arrived_at - x.dispatched_at),
+                with_drive_s: b.map(|x| x.arrived_at - x.dispatched_at),
                 preempted_lights: b.map_or(0, |x| x.preempted_lights),
             });
         }
@@ -286,6 +292,16 @@ pub fn compare(sumo: &Sumo, ev: &Evaluation) -> Result<Comparison, TwinError> {
         .iter()
         .filter_map(|p| Some((p.without_s?, p.with_s?)))
         .collect();
+    let drives: Vec<(f64, f64)> = pairs
+        .iter()
+        .filter_map(|p| Some((p.without_drive_s?, p.with_drive_s?)))
+        .collect();
+    let paired_change = |v: &[(f64, f64)]| {
+        let n = v.len() as f64;
+        let a = v.iter().map(|x| x.0).sum::<f64>() / n;
+        let b = v.iter().map(|x| x.1).sum::<f64>() / n;
+        pct(a, b)
+    };
     let paired_faster = both.iter().filter(|(a, b)| b < a).count();
     let paired_mean_saving_s = if both.is_empty() {
         0.0
@@ -300,8 +316,8 @@ pub fn compare(sumo: &Sumo, ev: &Evaluation) -> Result<Comparison, TwinError> {
         stations,
         calls_per_run: ev.calls,
         preempt_distance_m: base.preempt_distance,
-        response_change_pct: pct(without.mean_response_s, with.mean_response_s),
-        drive_change_pct: pct(without.mean_drive_s, with.mean_drive_s),
+        response_change_pct: paired_change(&both),
+        drive_change_pct: paired_change(&drives),
         without,
         with,
         paired_calls: both.len(),
@@ -318,12 +334,9 @@ pub fn compare(sumo: &Sumo, ev: &Evaluation) -> Result<Comparison, TwinError> {
     })
 }
 
-fn pct(a: f64, b: f64) -> f64 {
-    if a != 0.0 {
-        (b - a) / a * 100.0
-    } else {
-        0.0
-    }
+/// The change from `a` to `b` (%), `None` where `a` is zero or either is undefined.
+fn pct(a: f64, b: f64) -> Option<f64> {
+    (a.is_finite() && b.is_finite() && a != 0.0).then(|| (b - a) / a * 100.0)
 }
 
 fn other(reports: &[Report]) -> OtherTraffic {

@@ -105,11 +105,12 @@ impl SignalPlan {
     }
 
     /// The green to give an emergency vehicle on link `link`, whose approach (the
-    /// links from the same incoming road) is `approach`: among the greens serving the
-    /// link, the one giving green to most of the approach (the queue ahead of the
-    /// vehicle, maybe in another lane, must move too), then one where the link is
-    /// protected (`G`) rather than yielding (`g`), then the current one, then the
-    /// first. `None` when no green serves the link.
+    /// links from the same incoming road) is `approach`: the current green when it
+    /// already gives the link a protected green (no switch, no yellow in its face);
+    /// else among the greens serving the link, the one giving green to most of the
+    /// approach (the queue ahead of the vehicle, maybe in another lane, must move
+    /// too), then one where the link is protected (`G`) rather than yielding (`g`),
+    /// then the current one, then the first. `None` when no green serves the link.
     pub fn green_for_approach(
         &self,
         link: usize,
@@ -131,7 +132,14 @@ impl SignalPlan {
                     .count();
                 // max_by_key keeps the last of equals: rank the first green above
                 // later ones with the reversed index.
-                (served, s[link] == b'G', *k == current, usize::MAX - *k)
+                let protected = s[link] == b'G';
+                (
+                    *k == current && protected,
+                    served,
+                    protected,
+                    *k == current,
+                    usize::MAX - *k,
+                )
             })
     }
 
@@ -475,9 +483,10 @@ mod tests {
         let approach = [0, 1, 2, 3];
         // The left alone is protected in green 1, but green 0 moves the whole
         // approach (the queue ahead may be in the through lanes) with the left
-        // yielding: green 0 is chosen, from anywhere.
+        // yielding: from elsewhere, green 0 is chosen.
         assert_eq!(p.green_for_approach(3, &approach, 2), Some(0));
-        assert_eq!(p.green_for_approach(3, &approach, 1), Some(0));
+        // Already showing the left its protected green: kept.
+        assert_eq!(p.green_for_approach(3, &approach, 1), Some(1));
         // With only the left in its approach, its protected green wins.
         assert_eq!(p.green_for_approach(3, &[3], 0), Some(1));
         // A through link: its green, current or not.

@@ -414,6 +414,8 @@ fn an_ambulance_is_dispatched_by_travel_time_and_given_safe_greens() {
         let calls = random_calls(&net, 2, 120.0, 240.0, 4);
         let mut next = 0;
         let (mut dispatches, mut arrivals) = (Vec::new(), Vec::new());
+        // Per light: the steps at which it was preempted, and the green asked.
+        let mut asked: Vec<(usize, String, usize)> = Vec::new();
         while !s.done() {
             s.step().unwrap();
             while next < calls.len() && calls[next].0 <= s.now {
@@ -427,9 +429,32 @@ fn an_ambulance_is_dispatched_by_travel_time_and_given_safe_greens() {
             for (h, state) in history.iter_mut().zip(s.signal_states().unwrap()) {
                 h.push(state);
             }
+            let step = history[0].len() - 1;
+            asked.extend(s.preemptions().into_iter().map(|(tls, g)| (step, tls, g)));
         }
         s.finish().unwrap();
         assert_eq!(dispatches.len(), 2, "{controller:?}: {dispatches:?}");
+        // Every light preempted for a while showed the green asked for, within the
+        // longest clearance (yellow and all-red) after the request began.
+        assert!(!asked.is_empty(), "{controller:?}: no light was preempted");
+        let mut lights: Vec<&str> = asked.iter().map(|(_, t, _)| t.as_str()).collect();
+        lights.sort_unstable();
+        lights.dedup();
+        for tls in lights {
+            let k = plans.iter().position(|p| p.tls == tls).unwrap();
+            let steps: Vec<&(usize, String, usize)> =
+                asked.iter().filter(|(_, t, _)| t == tls).collect();
+            let (first, _, g) = steps[0];
+            if steps.len() < 15 {
+                continue; // passed before a switch could complete
+            }
+            let want = &plans[k].greens[*g];
+            assert!(
+                history[k][*first..].iter().take(15).any(|st| st == want),
+                "{controller:?}: {tls} asked for {want} at step {first}, showed {:?}",
+                &history[k][*first..(*first + 15).min(history[k].len())]
+            );
+        }
         for d in &dispatches {
             // The nearest by live travel time was sent.
             assert!(d.alternatives.iter().all(|(_, t)| *t >= d.eta_s), "{d:?}");
@@ -448,6 +473,7 @@ fn an_ambulance_is_dispatched_by_travel_time_and_given_safe_greens() {
             // Handed back: over the last 200 s every light runs through every
             // green of its program again.
             for (plan, h) in plans.iter().zip(&history) {
+                assert!(h.len() > 300, "{} steps recorded", h.len());
                 let tail = &h[h.len() - 200..];
                 for g in &plan.greens {
                     assert!(tail.contains(g), "{}: {g} not shown again", plan.tls);

@@ -41,8 +41,8 @@ pub(crate) fn desk_error(e: DeskError) -> Response {
 /// A JSON body as `T`; an error names the path of the field at fault
 /// (`body.slow[0].kmh: invalid type ...`).
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let at = if path == "." {
             String::new()
@@ -50,7 +50,11 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiRes
             format!(".{path}")
         };
         ApiError::bad_data(format!("body{at}: {}", e.into_inner()))
-    })
+    })?;
+    // Nothing but whitespace may follow the value.
+    de.end()
+        .map_err(|e| ApiError::bad_data(format!("body: {e}")))?;
+    Ok(v)
 }
 
 pub async fn list(

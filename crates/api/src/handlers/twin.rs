@@ -36,7 +36,7 @@ pub async fn submit(State(app): State<AppState>, Ctx(rc): Ctx, body: Bytes) -> A
     let twin = twin(&app)?;
     let req: WhatIfRequest = parse_body(&body)?;
     let run = twin
-        .submit(&rc.actor(), req)
+        .submit(&rc.tenant, &rc.actor(), req)
         .map_err(|e| ApiError::of(&e))?;
     let mut r = json_response(StatusCode::ACCEPTED, &serde_json::json!(run));
     if let Ok(v) = HeaderValue::from_str(&format!("{WHAT_IFS}/{}", run.id)) {
@@ -45,21 +45,21 @@ pub async fn submit(State(app): State<AppState>, Ctx(rc): Ctx, body: Bytes) -> A
     Ok(r)
 }
 
-pub async fn list(State(app): State<AppState>, Ctx(_rc): Ctx) -> ApiResult<Response> {
+pub async fn list(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
     let twin = twin(&app)?;
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::json!(twin.runs()),
+        &serde_json::json!(twin.runs(&rc.tenant)),
     ))
 }
 
 pub async fn retrieve(
     State(app): State<AppState>,
-    Ctx(_rc): Ctx,
+    Ctx(rc): Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let twin = twin(&app)?;
-    let run = twin.run(&id).ok_or_else(|| {
+    let run = twin.run(&rc.tenant, &id).ok_or_else(|| {
         ApiError::new(
             ErrorKind::ResourceNotFound,
             format!("no what-if run '{id}'"),

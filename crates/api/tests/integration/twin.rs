@@ -14,14 +14,19 @@ use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-/// Knows one edge, keeps runs in memory, refuses a third waiting run.
+/// Knows one edge, keeps runs in memory per tenant, refuses a third waiting run.
 #[derive(Default)]
 struct Stand {
-    runs: Mutex<Vec<WhatIfRun>>,
+    runs: Mutex<Vec<(String, WhatIfRun)>>,
 }
 
 impl Scenarios for Stand {
-    fn submit(&self, by: &str, req: WhatIfRequest) -> Result<WhatIfRun, ScenarioError> {
+    fn submit(
+        &self,
+        tenant: &str,
+        by: &str,
+        req: WhatIfRequest,
+    ) -> Result<WhatIfRun, ScenarioError> {
         for (i, e) in req.close.iter().enumerate() {
             if e != "A1B1" {
                 return Err(ScenarioError::Invalid(format!(
@@ -44,19 +49,21 @@ impl Scenarios for Stand {
             result: None,
             error: None,
         };
-        runs.insert(0, run.clone());
+        runs.insert(0, (tenant.to_string(), run.clone()));
         Ok(run)
     }
-    fn run(&self, id: &str) -> Option<WhatIfRun> {
-        self.runs
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|r| r.id == id)
-            .cloned()
+    fn run(&self, tenant: &str, id: &str) -> Option<WhatIfRun> {
+        let runs = self.runs.lock().unwrap();
+        runs.iter()
+            .find(|(t, r)| t == tenant && r.id == id)
+            .map(|(_, r)| r.clone())
     }
-    fn runs(&self) -> Vec<WhatIfRun> {
-        self.runs.lock().unwrap().clone()
+    fn runs(&self, tenant: &str) -> Vec<WhatIfRun> {
+        let runs = self.runs.lock().unwrap();
+        runs.iter()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 }
 
@@ -133,6 +140,20 @@ async fn a_what_if_is_queued_and_read_back() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     let (status, _, p) = call(&app, "GET", &format!("{RUNS}/nope"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    // Another tenant sees none of them.
+    let req = Request::builder()
+        .uri(location.as_str())
+        .header("NGSILD-Tenant", "other")
+        .body(Body::empty())
+        .unwrap();
+    let r = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let p: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        p["detail"].as_str().unwrap().contains("no what-if run"),
+        "{p}"
+    );
 }
 
 #[tokio::test]
@@ -143,6 +164,10 @@ async fn bad_what_ifs_are_refused_with_the_field_named() {
         (json!({"closed": ["A1B1"]}), "closed"),
         (json!({"slow": [{"edge": "A1B1", "kmh": "fast"}]}), "kmh"),
         (json!({"close": ["A1B1", "Z9"]}), "close[1]"),
+        (
+            json!({"slow": [{"edge": "A1B1", "kmh": 10, "lanes": 1}]}),
+            "slow[0]",
+        ),
     ] {
         let (status, _, p) = call(&app, "POST", RUNS, Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
@@ -152,6 +177,15 @@ async fn bad_what_ifs_are_refused_with_the_field_named() {
             "{p}"
         );
     }
+    // Trailing bytes after the JSON value.
+    let req = Request::builder()
+        .method("POST")
+        .uri(RUNS)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"close": ["A1B1"]} xyz"#))
+        .unwrap();
+    let r = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // Too many waiting: 429 with a problem body.
     for _ in 0..2 {
         let (status, _, _) = call(&app, "POST", RUNS, Some(json!({"close": ["A1B1"]}))).await;

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     closed, next_lights, route_of, Arrival, Call, Dispatch, Emergency, UnitState, UnitView,
-    AMBULANCE_TYPE, MAX_PREEMPT_HOLD, MAX_SLOWDOWN, PREEMPT_REST,
+    AMBULANCE_TYPE, MAX_PREEMPT_HOLD, MAX_SLOWDOWN, PREEMPT_REST, WATCH_PERIOD,
 };
 use crate::episode::Session;
 use crate::traci::{ids, Value};
@@ -26,11 +26,25 @@ impl Session {
                 call.id
             )));
         }
-        if !self.net.edges.iter().any(|x| x.id == call.edge) {
+        let Some(edge) = self.net.edges.iter().find(|x| x.id == call.edge) else {
             return Err(TwinError::Config(format!(
                 "emergency: call {:?} is on edge {:?}, which the network lacks",
                 call.id, call.edge
             )));
+        };
+        if let Some(pos) = call.pos {
+            let length = edge
+                .lanes
+                .iter()
+                .filter_map(|l| self.net.lanes.get(l))
+                .map(|l| l.length)
+                .fold(0.0, f64::max);
+            if !(pos.is_finite() && (0.0..=length).contains(&pos)) {
+                return Err(TwinError::Config(format!(
+                    "emergency: call {:?} at {pos} m on edge {:?}, which is {length:.1} m long",
+                    call.id, call.edge
+                )));
+            }
         }
         self.emergency_mut()?.pending.push_back((call, now));
         self.dispatch_pending()
@@ -59,6 +73,19 @@ impl Session {
             .as_mut()
             .map(|e| std::mem::take(&mut e.unreachable))
             .unwrap_or_default()
+    }
+
+    /// Lights being driven for an ambulance now: (light, the green asked for).
+    pub fn preemptions(&self) -> Vec<(String, usize)> {
+        let Some(e) = self.emergency.as_ref() else {
+            return Vec::new();
+        };
+        self.intersections
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| e.since[*k].is_some())
+            .filter_map(|(k, x)| Some((x.driver.plan.tls.clone(), e.preempt[k]?)))
+            .collect()
     }
 
     /// Calls waiting for a free unit, and units out on a call or returning.
@@ -94,9 +121,7 @@ impl Session {
                 UnitState::AtScene { call, edge, .. } => {
                     ("at_scene", Some(call.clone()), None, edge)
                 }
-                UnitState::Returning { vehicle } => {
-                    ("returning", None, Some(vehicle), &station.edge)
-                }
+                UnitState::Returning { vehicle, from } => ("returning", None, Some(vehicle), from),
             };
             let mut view = UnitView {
                 unit: u.id.clone(),
@@ -107,10 +132,11 @@ impl Session {
                 y: 0.0,
                 speed: 0.0,
             };
-            // On the road: where SUMO has it (not yet inserted: at its start).
+            // On the road: where SUMO has it (not yet inserted: where it starts).
             let on_road = match vehicle {
                 Some(v) => match traci.get(ids::GET_VEHICLE, ids::VAR_POSITION, v) {
-                    Ok(crate::traci::Value::Pos2D(x, y)) => {
+                    // Not yet inserted: SUMO answers an invalid position (−2³⁰).
+                    Ok(crate::traci::Value::Pos2D(x, y)) if x > -1e9 && y > -1e9 => {
                         let speed = traci
                             .get(ids::GET_VEHICLE, ids::VAR_SPEED, v)
                             .ok()
@@ -180,7 +206,7 @@ impl Session {
                     back.push((i, edge));
                     UnitState::Available
                 }
-                UnitState::Returning { vehicle } if arrived.contains(&vehicle) => {
+                UnitState::Returning { vehicle, .. } if arrived.contains(&vehicle) => {
                     UnitState::Available
                 }
                 other => other,
@@ -189,8 +215,43 @@ impl Session {
         for (i, edge) in back {
             self.drive_back(i, &edge)?;
         }
+        self.watch_units()?;
         self.dispatch_pending()?;
         self.request_greens()
+    }
+
+    /// Units whose vehicle SUMO no longer knows (removed, never to arrive) are
+    /// available again; their call, if any, is reported unreachable.
+    fn watch_units(&mut self) -> Result<(), TwinError> {
+        let now = self.now;
+        let Some(e) = self.emergency.as_mut() else {
+            return Ok(());
+        };
+        if now - e.checked_at < WATCH_PERIOD {
+            return Ok(());
+        }
+        e.checked_at = now;
+        let traci = self.traci.as_mut().ok_or_else(closed)?;
+        for u in &mut e.units {
+            let vehicle = match &u.state {
+                UnitState::ToScene { vehicle, .. } | UnitState::Returning { vehicle, .. } => {
+                    vehicle
+                }
+                _ => continue,
+            };
+            match traci.get(ids::GET_VEHICLE, ids::VAR_ROAD_ID, vehicle) {
+                Ok(_) => {}
+                Err(crate::traci::TraciError::Refused { .. }) => {
+                    tracing::warn!(unit = %u.id, %vehicle, "ambulance gone from the simulation");
+                    if let UnitState::ToScene { call, .. } = &u.state {
+                        e.unreachable.push(call.id.clone());
+                    }
+                    u.state = UnitState::Available;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Sends a unit from the scene back to its station (no priority on the way).
@@ -205,9 +266,13 @@ impl Session {
             // Already there, or no way back: available at once.
             return Ok(());
         };
-        self.add_vehicle(&vehicle, edges, None)?;
-        if let Some(e) = self.emergency.as_mut() {
-            e.units[unit].state = UnitState::Returning { vehicle };
+        if self.add_vehicle(&vehicle, edges, None)? {
+            if let Some(e) = self.emergency.as_mut() {
+                e.units[unit].state = UnitState::Returning {
+                    vehicle,
+                    from: from.to_string(),
+                };
+            }
         }
         Ok(())
     }
@@ -255,6 +320,15 @@ impl Session {
                 return Ok(());
             };
             let vehicle = e.next_vehicle();
+            if !self.add_vehicle(&vehicle, edges, call.pos)? {
+                if let Some(e) = self.emergency.as_mut() {
+                    e.unreachable.push(call.id);
+                }
+                continue;
+            }
+            let Some(e) = self.emergency.as_mut() else {
+                return Ok(());
+            };
             let unit = e.units[i].id.clone();
             let station = e.opts.stations[e.units[i].station].id.clone();
             estimates.retain(|(u, _)| *u != unit);
@@ -276,7 +350,6 @@ impl Session {
                 eta,
                 preempted: HashSet::new(),
             };
-            self.add_vehicle(&vehicle, edges, call.pos)?;
         }
     }
 
@@ -342,7 +415,24 @@ impl Session {
         Ok(route_of(&stage))
     }
 
+    /// Adds an ambulance on `edges`; `false` (logged) when SUMO refuses it.
     fn add_vehicle(
+        &mut self,
+        vehicle: &str,
+        edges: Vec<String>,
+        arrival_pos: Option<f64>,
+    ) -> Result<bool, TwinError> {
+        match self.try_add_vehicle(vehicle, edges, arrival_pos) {
+            Ok(()) => Ok(true),
+            Err(TwinError::Traci(crate::traci::TraciError::Refused { message, .. })) => {
+                tracing::warn!(%vehicle, %message, "SUMO refused the ambulance");
+                Ok(false)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn try_add_vehicle(
         &mut self,
         vehicle: &str,
         edges: Vec<String>,
@@ -405,12 +495,14 @@ impl Session {
             .enumerate()
             .map(|(k, x)| (x.driver.plan.tls.as_str(), k))
             .collect();
-        let mut asked = Vec::new();
+        let mut asker = vec![None; self.intersections.len()];
         let traci = self.traci.as_mut().ok_or_else(closed)?;
         for (unit, vehicle) in on_call {
             // Not yet inserted (or just gone): nothing ahead.
-            let Ok(ahead) = traci.get(ids::GET_VEHICLE, ids::VAR_NEXT_TLS, &vehicle) else {
-                continue;
+            let ahead = match traci.get(ids::GET_VEHICLE, ids::VAR_NEXT_TLS, &vehicle) {
+                Ok(v) => v,
+                Err(crate::traci::TraciError::Refused { .. }) => continue,
+                Err(other) => return Err(other.into()),
             };
             for (tls, link, dist) in next_lights(&ahead) {
                 if dist > reach {
@@ -427,31 +519,32 @@ impl Session {
                         plan.approach_of(link, |lane| lanes.get(lane).map(|l| l.edge.as_str()));
                     preempt[k] = plan.green_for_approach(link, &approach, x.driver.current);
                     if preempt[k].is_some() {
-                        asked.push((unit, tls));
+                        asker[k] = Some(unit);
                     }
                 }
             }
         }
         let now = self.now;
         if let Some(e) = self.emergency.as_mut() {
-            for (unit, tls) in asked {
-                if let UnitState::ToScene { preempted, .. } = &mut e.units[unit].state {
-                    preempted.insert(tls);
-                }
-            }
             for (k, p) in preempt.iter_mut().enumerate() {
                 if p.is_none() {
                     e.since[k] = None;
                 } else if now < e.rest_until[k] {
                     *p = None;
-                } else if now - *e.since[k].get_or_insert(now) > MAX_PREEMPT_HOLD {
+                } else if e.since[k].is_some_and(|s| now - s > MAX_PREEMPT_HOLD) {
                     tracing::info!(tls = %self.intersections[k].driver.plan.tls, "preemption held too long; the light serves the others a while");
                     *p = None;
                     e.since[k] = None;
                     e.rest_until[k] = now + PREEMPT_REST;
                 }
             }
+            for (a, p) in asker.iter_mut().zip(&preempt) {
+                if p.is_none() {
+                    *a = None;
+                }
+            }
             e.preempt = preempt;
+            e.asker = asker;
         }
         Ok(())
     }

@@ -50,6 +50,9 @@ pub const MAX_SLOWDOWN: f64 = 10.0;
 /// serves the others for [`PREEMPT_REST`] before it may be preempted again.
 pub const MAX_PREEMPT_HOLD: f64 = 60.0;
 pub const PREEMPT_REST: f64 = 30.0;
+/// How often (s) units on the road are checked to still exist in SUMO (a vehicle
+/// removed by the simulator never arrives).
+pub(crate) const WATCH_PERIOD: f64 = 30.0;
 
 /// An ambulance station: where its unit waits, on an edge.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -153,6 +156,8 @@ enum UnitState {
     },
     Returning {
         vehicle: String,
+        /// Where it left from (the scene's edge).
+        from: String,
     },
 }
 
@@ -172,8 +177,9 @@ pub(crate) struct Emergency {
     arrivals: Vec<Arrival>,
     /// Calls no unit can reach.
     unreachable: Vec<String>,
-    /// Per intersection: the green an ambulance asks for now.
+    /// Per intersection: the green an ambulance asks for now, and which unit asks.
     pub(crate) preempt: Vec<Option<usize>>,
+    pub(crate) asker: Vec<Option<usize>>,
     /// Per intersection (fixed plans only): driven by citybrain while preempted.
     pub(crate) held: Vec<bool>,
     /// Per intersection: since when it is preempted, and until when it rests after
@@ -186,6 +192,8 @@ pub(crate) struct Emergency {
     vehicles: u64,
     /// Vehicles that arrived in the last step.
     pub(crate) arrived: Vec<String>,
+    /// When units on the road were last checked to still exist in SUMO.
+    checked_at: f64,
 }
 
 impl Emergency {
@@ -250,6 +258,8 @@ impl Emergency {
             unreachable: Vec::new(),
             preempt: vec![None; intersections],
             held: vec![false; intersections],
+            asker: vec![None; intersections],
+            checked_at: f64::NEG_INFINITY,
             since: vec![None; intersections],
             rest_until: vec![f64::NEG_INFINITY; intersections],
             edges,
@@ -257,6 +267,22 @@ impl Emergency {
             vehicles: 0,
             arrived: Vec::new(),
         })
+    }
+
+    /// Light `k` is being driven toward the green unit `asker[k]` asked for: its
+    /// hold time runs from now, and the unit counts it as preempted.
+    pub(crate) fn driven(&mut self, k: usize, tls: &str, now: f64) {
+        let Some(u) = self.asker[k] else {
+            return;
+        };
+        self.since[k].get_or_insert(now);
+        if let Some(UnitState::ToScene { preempted, .. }) =
+            self.units.get_mut(u).map(|u| &mut u.state)
+        {
+            if !preempted.contains(tls) {
+                preempted.insert(tls.to_string());
+            }
+        }
     }
 
     fn next_vehicle(&mut self) -> String {
