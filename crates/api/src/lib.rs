@@ -528,6 +528,7 @@ async fn metrics_text(State(app): State<AppState>) -> Response {
         app.hub.as_deref(),
         app.auth.as_deref(),
         &sla,
+        app.scenarios.as_deref(),
     );
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(

@@ -161,8 +161,12 @@ impl Metrics {
         hub: Option<&citybrain_hub::Hub>,
         auth: Option<&citybrain_identity::Authenticator>,
         sla: &[(String, Vec<citybrain_hub::sla::DepartmentReport>)],
+        scenarios: Option<&dyn crate::scenarios::Scenarios>,
     ) -> String {
         let mut sink = Sink::default();
+        if let Some(s) = scenarios {
+            s.visit_metrics(&mut sink.plain());
+        }
         citybrain_telemetry::process::Process.visit(&mut sink.plain());
         broker.storage_stats().visit(&mut sink.plain());
         if let Some(h) = broker.history_stats() {

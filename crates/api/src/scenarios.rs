@@ -103,4 +103,9 @@ pub trait Scenarios: Send + Sync {
     fn run(&self, tenant: &str, id: &str) -> Option<WhatIfRun>;
     /// The tenant's runs kept, newest first.
     fn runs(&self, tenant: &str) -> Vec<WhatIfRun>;
+    /// The twin's metrics (runs waiting and running, emergency response), for
+    /// `/metrics`.
+    fn visit_metrics(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
+        let _ = out;
+    }
 }

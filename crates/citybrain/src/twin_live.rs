@@ -53,6 +53,44 @@ struct Alarm {
     place: [f64; 2],
 }
 
+/// The live twin's emergency response, counted for `/metrics` (visited by the
+/// what-if service, the twin's face towards the API).
+pub mod stats {
+    use citybrain_telemetry::{Counter, MetricDef};
+
+    pub static CALLS_DEF: MetricDef = MetricDef::counter(
+        "twin_emergency_calls",
+        "Incidents handed to the traffic twin's ambulances",
+    );
+    pub static CALLS: Counter = Counter::new(&CALLS_DEF);
+    pub static DISPATCHES_DEF: MetricDef = MetricDef::counter(
+        "twin_emergency_dispatches",
+        "Ambulances sent by the traffic twin",
+    );
+    pub static DISPATCHES: Counter = Counter::new(&DISPATCHES_DEF);
+    pub static ARRIVALS_DEF: MetricDef = MetricDef::counter(
+        "twin_emergency_arrivals",
+        "Ambulances of the traffic twin at their scene",
+    );
+    pub static ARRIVALS: Counter = Counter::new(&ARRIVALS_DEF);
+    pub static RESPONSE_DEF: MetricDef = MetricDef::counter(
+        "twin_emergency_response_seconds",
+        "Simulated seconds from call to arrival, summed over arrivals (mean: divide by arrivals)",
+    );
+    pub static RESPONSE: Counter = Counter::new(&RESPONSE_DEF);
+    pub static UNANSWERED_DEF: MetricDef = MetricDef::counter(
+        "twin_emergency_unanswered",
+        "Calls the traffic twin could not answer (unreachable, episode ended)",
+    );
+    pub static UNANSWERED: Counter = Counter::new(&UNANSWERED_DEF);
+
+    pub fn visit(out: &mut dyn FnMut(&'static MetricDef, f64)) {
+        for c in [&CALLS, &DISPATCHES, &ARRIVALS, &RESPONSE, &UNANSWERED] {
+            c.visit(out);
+        }
+    }
+}
+
 /// Who the twin's steps on incidents are recorded as.
 const RESPONDER: Principal = Principal::Service("twin");
 /// An incident farther than this (m) from any road of the twin is not its to answer.
@@ -124,6 +162,7 @@ pub async fn run(
                     Ok(c) => {
                         if let Some(alarm) = alarm_for(&cfg, &c, &mut seen) {
                             tracing::info!(incident = %alarm.incident, "incident for the twin's ambulances");
+                            stats::CALLS.inc();
                             if alarm_tx.send(alarm).is_err() {
                                 listening = false;
                             }
@@ -153,9 +192,12 @@ pub async fn run(
                 }
             }
             Out::Dispatched(d) => {
+                stats::DISPATCHES.inc();
                 record_dispatch(&hub, &responder, &d, &cfg.ambulance_department).await
             }
             Out::Arrived(a) => {
+                stats::ARRIVALS.inc();
+                stats::RESPONSE.add(a.response_s.max(0.0).round() as u64);
                 let lights = match a.preempted_lights {
                     0 => "no traffic light gave it priority".to_string(),
                     1 => "1 traffic light gave it green".to_string(),
@@ -170,6 +212,7 @@ pub async fn run(
                 }
             }
             Out::Unanswered(incident, why) => {
+                stats::UNANSWERED.inc();
                 if let Err(e) = hub.comment(&responder, &incident, &why).await {
                     tracing::warn!(%incident, error = %e, "unanswered call not recorded");
                 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use citybrain_api::scenarios::{RunStatus, ScenarioError, Scenarios, WhatIfRequest, WhatIfRun};
 use citybrain_model::time::Clock;
+use citybrain_telemetry::{Counter, MetricDef};
 use citybrain_twin::control::{ControllerKind, Settings};
 use citybrain_twin::episode::{self, Change, Options};
 use citybrain_twin::net::Network;
@@ -23,6 +24,19 @@ pub const KEEP: usize = 50;
 pub const QUEUE: usize = 4;
 /// The most changes in one what-if.
 const MAX_CHANGES: usize = 100;
+
+static QUEUED: MetricDef = MetricDef::gauge(
+    "twin_whatif_queued",
+    "What-if runs of the twin waiting to run",
+);
+static RUNNING: MetricDef =
+    MetricDef::gauge("twin_whatif_running", "What-if runs of the twin running");
+static FINISHED_DEF: MetricDef =
+    MetricDef::counter("twin_whatif_finished", "What-if runs of the twin done");
+static FINISHED: Counter = Counter::new(&FINISHED_DEF);
+static FAILED_DEF: MetricDef =
+    MetricDef::counter("twin_whatif_failed", "What-if runs of the twin that failed");
+static FAILED: Counter = Counter::new(&FAILED_DEF);
 
 pub struct TwinScenarios {
     runs: Mutex<Runs>,
@@ -89,6 +103,7 @@ impl TwinScenarios {
                         me.execute(&sumo, &id, &opts, changes)
                     }));
                     if ran.is_err() {
+                        FAILED.inc();
                         let now = me.clock.now();
                         me.lock().update(&id, |r| {
                             r.status = RunStatus::Failed;
@@ -119,10 +134,12 @@ impl TwinScenarios {
             r.finished_at = Some(now);
             match outcome {
                 Ok(v) => {
+                    FINISHED.inc();
                     r.status = RunStatus::Done;
                     r.result = Some(v);
                 }
                 Err(e) => {
+                    FAILED.inc();
                     tracing::warn!(run = %r.id, error = %e, "what-if failed");
                     r.status = RunStatus::Failed;
                     r.error = Some(e);
@@ -273,6 +290,17 @@ impl Scenarios for TwinScenarios {
             .iter()
             .find(|(t, r)| t == tenant && r.id == id)
             .map(|(_, r)| r.clone())
+    }
+
+    fn visit_metrics(&self, out: &mut dyn FnMut(&'static MetricDef, f64)) {
+        let runs = self.lock();
+        let count = |s: RunStatus| runs.list.iter().filter(|(_, r)| r.status == s).count() as f64;
+        out(&QUEUED, count(RunStatus::Queued));
+        out(&RUNNING, count(RunStatus::Running));
+        drop(runs);
+        FINISHED.visit(out);
+        FAILED.visit(out);
+        crate::twin_live::stats::visit(out);
     }
 
     fn runs(&self, tenant: &str) -> Vec<WhatIfRun> {

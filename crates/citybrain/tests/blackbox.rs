@@ -1101,4 +1101,22 @@ async fn the_demo_twin_streams_simulated_traffic() {
         "{run}"
     );
     assert_eq!(result["changes"][0]["kind"], "close", "{run}");
+    // The twin's metrics.
+    let text = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert!(value("citybrain_twin_emergency_arrivals_total ") >= 1.0);
+    assert!(value("citybrain_twin_emergency_response_seconds_total ") > 0.0);
+    assert_eq!(value("citybrain_twin_whatif_finished_total "), 1.0);
+    assert_eq!(value("citybrain_twin_whatif_queued "), 0.0);
 }
