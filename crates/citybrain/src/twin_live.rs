@@ -466,7 +466,18 @@ fn simulate(
         let begin = s.now;
         while !s.done() {
             s.step()?;
-            if opts.emergency.is_some() {
+            if opts.emergency.is_none() {
+                // No station on this network: say so rather than keep the calls.
+                while let Ok(alarm) = alarms.try_recv() {
+                    let why = "the traffic twin has no ambulance station on its network".into();
+                    if tx
+                        .blocking_send(Out::Unanswered(alarm.incident, why))
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            } else {
                 let mut out = Vec::new();
                 while let Ok(alarm) = alarms.try_recv() {
                     if let Some(o) = take_call(&mut s, &places, alarm, &mut open_calls) {

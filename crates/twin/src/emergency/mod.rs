@@ -78,7 +78,7 @@ impl EmergencyOptions {
             stations,
             preemption,
             preempt_distance: 300.0,
-            scene_time: 900.0,
+            scene_time: 600.0,
         }
     }
 }

@@ -170,7 +170,13 @@ fn strongly_connected_core(net: &Network) -> Vec<bool> {
     };
     let mut next = vec![Vec::new(); n];
     let mut prev = vec![Vec::new(); n];
+    // Only movements cars may make (a bicycle or bus-only link is no way for an
+    // ambulance).
+    let cars = |lane: &str| net.lanes.get(lane).is_some_and(|l| l.carries_cars());
     for c in &net.connections {
+        if !(cars(&c.from_lane) && cars(&c.to_lane)) {
+            continue;
+        }
         if let (Some(a), Some(b)) = (edge_of(&c.from_lane), edge_of(&c.to_lane)) {
             next[a].push(b);
             prev[b].push(a);
