@@ -26,7 +26,37 @@ pub struct Config {
     /// What the data catalogue says of itself (DCAT-AP `dcat:Catalog`).
     pub catalog: citybrain_catalog::CatalogInfo,
     pub twin: Twin,
+    pub forecast: Forecast,
     pub log: Log,
+}
+
+/// Live forecasts of a city's own detectors from the change feed (docs/forecast.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forecast {
+    pub enabled: bool,
+    /// The entity type and numeric attribute forecast (short names).
+    pub entity_type: String,
+    pub attribute: String,
+    /// Forecast attributes are named `{output_prefix}In{minutes}min`.
+    pub output_prefix: String,
+    /// Observations are averaged over intervals of this many seconds; one interval is
+    /// one step of the forecaster.
+    pub interval_secs: i64,
+    pub horizons_minutes: Vec<u64>,
+}
+
+impl Default for Forecast {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            entity_type: "TrafficFlowObserved".into(),
+            attribute: "averageVehicleSpeed".into(),
+            output_prefix: "speed".into(),
+            interval_secs: 300,
+            horizons_minutes: vec![5, 15, 30, 60],
+        }
+    }
 }
 
 /// The live traffic twin (Eclipse SUMO) that `serve` runs beside the platform
@@ -614,6 +644,24 @@ impl Config {
         let [lon, lat] = self.twin.origin;
         if !((-180.0..=180.0).contains(&lon) && (-85.0..=85.0).contains(&lat)) {
             bail!("twin.origin must be [lon, lat] with lon in -180..180 and lat in -85..85");
+        }
+        if !(60..=86_400).contains(&self.forecast.interval_secs) {
+            bail!("forecast.interval_secs must be between 60 and 86400");
+        }
+        if self.forecast.horizons_minutes.is_empty()
+            || self
+                .forecast
+                .horizons_minutes
+                .iter()
+                .any(|m| *m == 0 || *m > 7 * 24 * 60)
+        {
+            bail!("forecast.horizons_minutes: one or more horizons of 1 minute to a week");
+        }
+        if self.forecast.entity_type.is_empty() || self.forecast.attribute.is_empty() {
+            bail!("forecast.entity_type and forecast.attribute must be named");
+        }
+        if self.twin.ambulance_department.trim().is_empty() {
+            bail!("twin.ambulance_department must be named");
         }
         if self.notifications.attempts == 0 {
             bail!("notifications.attempts must be at least 1");

@@ -262,4 +262,16 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 390);
     }
+
+    #[test]
+    fn demo_rules_parse_and_one_reads_the_forecasts() {
+        let rules = citybrain_rules::parse_rules(
+            include_str!("../../../examples/hub/rules.yaml"),
+            "examples/hub/rules.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rules.len(), 5);
+        let text = serde_json::to_string(&rules.last().map(|r| &r.id)).unwrap_or_default();
+        assert!(text.contains("congestion-expected"), "{text}");
+    }
 }

@@ -7,6 +7,7 @@ mod demo;
 mod edge;
 mod export;
 mod forecast;
+mod forecast_live;
 mod import;
 mod security;
 mod tasks;
@@ -496,6 +497,13 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     }
     let h = hub.clone();
     tasks.spawn_draining("rules", move |stop| h.run_until(feed, Some(stop)));
+    if cfg.forecast.enabled {
+        let feed = store.subscribe();
+        let (f, b) = (cfg.forecast.clone(), broker.clone());
+        tasks.spawn_draining("forecasts", move |stop| {
+            forecast_live::run(f, feed, b, stop)
+        });
+    }
     tasks.spawn("sla-checks", hub.clone().run_ticks());
     if let Some(a) = &auth {
         tasks.spawn(

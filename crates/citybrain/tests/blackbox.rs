@@ -1120,3 +1120,98 @@ async fn the_demo_twin_streams_simulated_traffic() {
     assert_eq!(value("citybrain_twin_whatif_finished_total "), 1.0);
     assert_eq!(value("citybrain_twin_whatif_queued "), 0.0);
 }
+
+/// A city's own detector, not the twin's: its speeds on the change feed, five
+/// minutes apart by observation time, become a TrafficFlowForecast once an hour of
+/// intervals is known.
+#[tokio::test]
+async fn a_citys_detector_gets_live_forecasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let id = "urn:ngsi-ld:TrafficFlowObserved:loop-7";
+    let t0 = 1_767_225_600i64; // 2026-01-01T00:00:00Z
+    let at = |k: i64| {
+        chrono::DateTime::from_timestamp(t0 + 300 * k + 30, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let speed = |k: i64| 40.0 + (k % 4) as f64;
+    let r = http
+        .post(format!("{}/ngsi-ld/v1/entities", server.base))
+        .json(&json!({
+            "id": id,
+            "type": "TrafficFlowObserved",
+            "averageVehicleSpeed": {"type": "Property", "value": speed(0), "observedAt": at(0)},
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.16, 30.27]}}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // The twin's own detectors are left to the twin.
+    let twin = "urn:ngsi-ld:TrafficFlowObserved:cb_A0B0_0";
+    let r = http
+        .post(format!("{}/ngsi-ld/v1/entities", server.base))
+        .json(&json!({
+            "id": twin,
+            "type": "TrafficFlowObserved",
+            "dataProvider": {"type": "Property", "value": "citybrain-twin"},
+            "averageVehicleSpeed": {"type": "Property", "value": speed(0), "observedAt": at(0)}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for k in 1..=14 {
+        for target in [twin, id] {
+            let r = http
+                .patch(format!("{}/ngsi-ld/v1/entities/{target}/attrs", server.base))
+                .json(&json!({"averageVehicleSpeed": {"type": "Property", "value": speed(k), "observedAt": at(k)}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        }
+    }
+    let url = format!(
+        "{}/ngsi-ld/v1/entities/urn:ngsi-ld:TrafficFlowForecast:loop-7",
+        server.base
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let f: Value = loop {
+        let r = http.get(&url).send().await.unwrap();
+        if r.status() == 200 {
+            break r.json().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "no forecast");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(f["refTrafficFlowObserved"]["object"], id);
+    let (lo, v, hi) = (
+        f["speedIn15minLower"]["value"].as_f64().unwrap(),
+        f["speedIn15min"]["value"].as_f64().unwrap(),
+        f["speedIn15minUpper"]["value"].as_f64().unwrap(),
+    );
+    assert!(lo <= v && v <= hi && (35.0..50.0).contains(&v), "{f}");
+    assert_eq!(f["speedIn60min"]["unitCode"], "KMH");
+    assert_eq!(
+        f["location"]["value"]["coordinates"],
+        json!([120.16, 30.27])
+    );
+    // Made at the end of the last closed interval (the 14th reading opened a new one).
+    let end = chrono::DateTime::from_timestamp(t0 + 300 * 14, 0).unwrap();
+    assert_eq!(
+        f["speedIn5min"]["observedAt"],
+        json!(end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    );
+    let r = http
+        .get(format!(
+            "{}/ngsi-ld/v1/entities/urn:ngsi-ld:TrafficFlowForecast:cb_A0B0_0",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -9,6 +9,7 @@
 //!   means and time-of-day profiles;
 //! - [`metrics`]: the figures;
 //! - [`online`]: forecasts for live series, learnt as readings arrive, with bands;
+//! - [`stream`]: irregular observations cut into intervals for [`online`];
 //! - [`eval`]: split, model selection on a validation slice of the training part
 //!   (never on the test part), predictions, report.
 
@@ -17,6 +18,7 @@ pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod online;
+pub mod stream;
 
 pub use data::Series;
 pub use eval::{evaluate, EvalOptions, EvalReport};

@@ -1,0 +1,191 @@
+//! Live forecasts for a city's own detectors: every `TrafficFlowObserved` (by default)
+//! speed on the change feed, whatever its source, feeds an online forecaster per
+//! entity (`citybrain_forecast::stream`: fixed intervals by observation time), and each
+//! closed interval writes a `TrafficFlowForecast` with the speed 5–60 minutes ahead and
+//! its band, which rules and the map read like any entity.
+//!
+//! The twin's detectors are left out (`dataProvider` `citybrain-twin`): the live twin
+//! forecasts them itself, per simulated period, since its readings compress time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citybrain_broker::{BatchItem, Broker, Principal, RequestContext, UpsertMode};
+use citybrain_forecast::online::OnlineSettings;
+use citybrain_forecast::stream::{Closed, Streams};
+use citybrain_model::entity::Entity;
+use citybrain_model::JsonLdContext;
+use citybrain_store::storage::{Change, ChangeKind, Feed};
+use serde_json::{json, Value};
+
+use crate::config;
+
+/// Who the forecasts are written by.
+const FORECASTER: Principal = Principal::Service("forecast");
+/// Writes are gathered for this long, then sent in one batch per tenant.
+const FLUSH: Duration = Duration::from_secs(1);
+/// The twin's readings carry this `dataProvider`.
+const TWIN_PROVIDER: &str = "citybrain-twin";
+
+/// The last path segment of an expanded IRI (`…/averageVehicleSpeed`).
+fn short(iri: &str) -> &str {
+    iri.rsplit(['/', '#']).next().unwrap_or(iri)
+}
+
+/// What the forecaster reads from one change: the entity's id, the observation time
+/// (unix s), the value and the location, when the change is an observation of the
+/// configured type and attribute.
+fn observation(c: &Change, cfg: &config::Forecast) -> Option<(Arc<Entity>, i64, f64)> {
+    if c.kind == ChangeKind::Deleted {
+        return None;
+    }
+    let e = c.after.as_ref()?;
+    if !e.types.iter().any(|t| short(t) == cfg.entity_type) {
+        return None;
+    }
+    let attr = |name: &str| {
+        e.attrs
+            .iter()
+            .find(|(n, _)| short(n) == name)
+            .and_then(|(n, _)| e.default_instance(n))
+    };
+    if attr("dataProvider").is_some_and(|a| a.value.to_value() == json!(TWIN_PROVIDER)) {
+        return None;
+    }
+    let a = attr(&cfg.attribute)?;
+    // Only a new reading: an update that left the attribute as it was is none.
+    if let Some(before) = c.before.as_ref() {
+        let old = before
+            .attrs
+            .iter()
+            .find(|(n, _)| short(n) == cfg.attribute)
+            .and_then(|(n, _)| before.default_instance(n));
+        if old.is_some_and(|o| o.value == a.value && o.observed_at == a.observed_at) {
+            return None;
+        }
+    }
+    let value = a.value.to_value().as_f64()?;
+    let at = a.observed_at.unwrap_or(e.modified_at).timestamp();
+    Some((e.clone(), at, value))
+}
+
+/// The forecast entity of an observed one, normalized NGSI-LD (core context).
+fn forecast_entity(
+    observed: &Entity,
+    closed: &Closed,
+    cfg: &config::Forecast,
+    interval: i64,
+) -> Option<Value> {
+    if closed.forecasts.is_empty() {
+        return None;
+    }
+    let suffix = observed
+        .id
+        .strip_prefix("urn:ngsi-ld:")
+        .and_then(|rest| rest.split_once(':'))
+        .map_or(observed.id.as_str(), |(_, tail)| tail);
+    let at = chrono::DateTime::from_timestamp(closed.end, 0)?
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let r1 = |x: f64| (x.max(0.0) * 10.0).round() / 10.0;
+    let mut e = json!({
+        "id": format!("urn:ngsi-ld:TrafficFlowForecast:{suffix}"),
+        "type": "TrafficFlowForecast",
+        "refTrafficFlowObserved": {"type": "Relationship", "object": observed.id},
+        "dataProvider": {"type": "Property", "value": "citybrain-forecast"},
+    });
+    let obj = e.as_object_mut()?;
+    for f in &closed.forecasts {
+        let minutes = (f.steps as i64 * interval) / 60;
+        let name = format!("{}In{minutes}min", cfg.output_prefix);
+        for (suffix, v) in [("", f.value), ("Lower", f.lower), ("Upper", f.upper)] {
+            obj.insert(
+                format!("{name}{suffix}"),
+                json!({"type": "Property", "value": r1(v), "unitCode": "KMH", "observedAt": at}),
+            );
+        }
+    }
+    if let Some((_, loc)) = observed
+        .attrs
+        .iter()
+        .find(|(n, _)| short(n) == "location")
+        .and_then(|(n, _)| Some((n, observed.default_instance(n)?)))
+    {
+        obj.insert(
+            "location".into(),
+            json!({"type": "GeoProperty", "value": loc.value.to_value()}),
+        );
+    }
+    Some(e)
+}
+
+/// Horizons in intervals, from minutes.
+fn steps(cfg: &config::Forecast) -> Vec<usize> {
+    cfg.horizons_minutes
+        .iter()
+        .map(|m| ((*m as f64 * 60.0 / cfg.interval_secs as f64).round() as usize).max(1))
+        .collect()
+}
+
+/// Runs until the feed ends or `stop` turns true.
+pub async fn run(
+    cfg: config::Forecast,
+    mut feed: Feed,
+    broker: Arc<Broker>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval = cfg.interval_secs.max(1);
+    let mut streams = Streams::new(
+        interval,
+        OnlineSettings {
+            horizons: steps(&cfg),
+            ..OnlineSettings::default()
+        },
+    );
+    let mut pending: Vec<(Arc<str>, Value)> = Vec::new();
+    let mut tick = tokio::time::interval(FLUSH);
+    loop {
+        tokio::select! {
+            c = feed.recv() => {
+                let Some(c) = c else {
+                    if let Some(gap) = feed.gap() {
+                        tracing::warn!(%gap, "live forecasts stopped: the change feed was cut");
+                    }
+                    break;
+                };
+                if let Some((e, at, v)) = observation(&c, &cfg) {
+                    let key = format!("{}\u{0}{}", c.tenant, e.id);
+                    if let Some(closed) = streams.observe(&key, at, v) {
+                        if let Some(f) = forecast_entity(&e, &closed, &cfg, interval) {
+                            pending.push((c.tenant.clone(), f));
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => flush(&broker, &mut pending).await,
+            _ = stop.changed() => break,
+        }
+    }
+    flush(&broker, &mut pending).await;
+}
+
+async fn flush(broker: &Broker, pending: &mut Vec<(Arc<str>, Value)>) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut by_tenant: std::collections::BTreeMap<Arc<str>, Vec<BatchItem>> =
+        std::collections::BTreeMap::new();
+    for (tenant, body) in pending.drain(..) {
+        by_tenant.entry(tenant).or_default().push(BatchItem {
+            body,
+            ld: Ok(JsonLdContext::core()),
+        });
+    }
+    for (tenant, batch) in by_tenant {
+        let rc = RequestContext::service(tenant.to_string(), FORECASTER);
+        match broker.batch_upsert(&rc, &batch, UpsertMode::Replace).await {
+            Ok(r) if r.errors.is_empty() => {}
+            Ok(r) => tracing::warn!(%tenant, errors = ?r.errors, "forecasts refused"),
+            Err(e) => tracing::warn!(%tenant, error = %e, "forecasts not written"),
+        }
+    }
+}
