@@ -133,6 +133,13 @@ struct Observing {
 impl Session {
     pub fn start(sumo: &Sumo, opts: &Options) -> Result<Session, TwinError> {
         opts.settings.validate().map_err(TwinError::Config)?;
+        if opts.seed > i32::MAX as u64 {
+            return Err(TwinError::Config(format!(
+                "seed: SUMO takes at most {}, got {}",
+                i32::MAX,
+                opts.seed
+            )));
+        }
         if let Some(d) = opts.duration {
             if !(d.is_finite() && d > 0.0) {
                 return Err(TwinError::Config(format!(

@@ -213,6 +213,12 @@ pub fn compare(sumo: &Sumo, ev: &Evaluation) -> Result<Comparison, TwinError> {
                 "emergency evaluation: the configuration has no end; give a duration".into(),
             )
         })?;
+    if !(ev.warmup.is_finite() && ev.warmup >= 0.0 && ev.margin.is_finite() && ev.margin >= 0.0) {
+        return Err(TwinError::Config(format!(
+            "emergency evaluation: warm-up and margin must be zero or more seconds, got {} and {}",
+            ev.warmup, ev.margin
+        )));
+    }
     let (from, to) = (begin + ev.warmup, end - ev.margin);
     if to <= from {
         return Err(TwinError::Config(format!(

@@ -100,8 +100,9 @@ impl Session {
         })
     }
 
-    /// Every ambulance: where it is and what it does. One round trip per ambulance
-    /// on the road; the others stand at their station or at the scene.
+    /// Every ambulance: where it is and what it does. Two round trips (position,
+    /// speed) per ambulance on the road; the others stand at their station or at the
+    /// scene.
     pub fn fleet(&mut self) -> Result<Vec<UnitView>, TwinError> {
         let Some(e) = self.emergency.as_ref() else {
             return Ok(Vec::new());
