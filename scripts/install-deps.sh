@@ -27,15 +27,28 @@ fi
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo -n"; fi  # never prompt: fail fast instead
 export DEBIAN_FRONTEND=noninteractive
+# The tests need the mosquitto program, not a system broker: they start their own on
+# free ports. A mosquitto service or process the machine already has is left alone.
+# The package this script installs would start a broker on port 1883 (where
+# citybrain's embedded MQTT server listens by default), so its start is refused for
+# this install only (policy-rc.d, honoured by Debian's maintainer scripts with or
+# without systemd) and the unit it installed is disabled.
+had_service=no
+if [ -e /lib/systemd/system/mosquitto.service ] || [ -e /etc/init.d/mosquitto ]; then
+  had_service=yes
+fi
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\n# citybrain install-deps: no service starts during this install\nexit 101\n' \
+    | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-# The Debian package starts a system broker on port 1883; the tests start their own
-# on free ports, and citybrain's embedded server defaults to 1883, so stop it.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
-  $SUDO systemctl stop mosquitto || true
-  $SUDO systemctl disable mosquitto || true
-fi
-if pgrep -x mosquitto >/dev/null 2>&1; then
-  $SUDO pkill -x mosquitto || true
+if [ "$had_service" = no ] && command -v systemctl >/dev/null 2>&1 \
+  && [ -e /lib/systemd/system/mosquitto.service ]; then
+  $SUDO systemctl disable --quiet mosquitto 2>/dev/null || true
 fi
 echo "install-deps: installed ${need[*]}"
