@@ -166,7 +166,9 @@ pub fn page_links(
         )
     };
     let mut out = Vec::new();
-    if has_more {
+    // A page of no results (`limit=0`, a count only) has no next page: a link to
+    // itself would make a client that follows links loop forever.
+    if has_more && limit > 0 {
         out.push(link(offset + limit, "next"));
     }
     if offset > 0 && limit > 0 {

@@ -68,6 +68,19 @@ async fn pagination_is_stable_with_next_links_and_counts() {
         (r.status.as_u16(), r.header("ngsild-results-count")),
         (200, Some("25"))
     );
+    // A count alone has no next page (a link to itself would loop a client forever).
+    assert!(
+        !r.header_all("link").contains("next"),
+        "{}",
+        r.header_all("link")
+    );
+    for path in [
+        "/ngsi-ld/v1/subscriptions?limit=0&count=true",
+        "/ngsi-ld/v1/temporal/entities?type=Vehicle&limit=0&count=true&timerel=after&timeAt=2000-01-01T00:00:00Z",
+    ] {
+        let r = app.get(path).await;
+        assert!(!r.header_all("link").contains("next"), "{path}: {}", r.header_all("link"));
+    }
     let r = app
         .get("/ngsi-ld/v1/entities?type=Vehicle&limit=5000")
         .await;
