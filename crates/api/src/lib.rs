@@ -6,6 +6,7 @@ pub mod auth;
 pub mod context;
 pub mod front;
 pub mod handlers;
+pub mod lenient;
 pub mod metrics;
 pub mod problem;
 pub mod request;

@@ -7,6 +7,7 @@
 //! connections are accepted here and handed to hyper's HTTP/1 server with
 //! `header_read_timeout`.
 
+use crate::lenient::Lenient;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +102,7 @@ pub async fn serve(
         let handshake = opts.header_timeout;
         tokio::spawn(async move {
             let Some(acceptor) = acceptor else {
-                let conn = http.serve_connection(TokioIo::new(stream), service);
+                let conn = http.serve_connection(TokioIo::new(Lenient::new(stream)), service);
                 return report(peer, watcher.watch(conn).await);
             };
             let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
@@ -109,7 +110,7 @@ pub async fn serve(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let conn = http.serve_connection(TokioIo::new(tls), service);
+            let conn = http.serve_connection(TokioIo::new(Lenient::new(tls)), service);
             report(peer, watcher.watch(conn).await);
         });
     }
