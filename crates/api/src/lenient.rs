@@ -137,6 +137,11 @@ impl Framing {
         }
     }
 
+    /// The end of the stream: a line held back goes out as it is.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.give_up(out);
+    }
+
     /// Passes what is held and everything after it through unchanged.
     fn give_up(&mut self, out: &mut Vec<u8>) {
         out.append(&mut self.line);
