@@ -359,7 +359,7 @@ async fn graceful_shutdown_and_demo_city() {
         "{metrics}"
     );
     let rules = get_json("/platform/v1/rules").await;
-    assert_eq!(rules.as_array().map(Vec::len), Some(4), "{rules}");
+    assert_eq!(rules.as_array().map(Vec::len), Some(5), "{rules}");
     let services = get_json("/open311/v2/services.json").await;
     assert_eq!(services[0]["service_code"], "pothole");
     let areas = get_json("/platform/v1/areas").await;
