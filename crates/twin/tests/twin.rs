@@ -138,11 +138,7 @@ fn signals_are_safe_in_the_simulator() {
     let mut opts = options(&cfg, ControllerKind::MaxPressure, &dir.path().join("w"));
     opts.duration = Some(600.0);
     let mut s = Session::start(&sumo, &opts).unwrap();
-    let plans: Vec<_> = s
-        .intersections
-        .iter()
-        .map(|x| x.driver.plan.clone())
-        .collect();
+    let plans = plans_of(&s);
     let min_green = opts.settings.min_green;
     // Per light: the state history, one entry per step.
     let mut history: Vec<Vec<String>> = vec![Vec::new(); plans.len()];
@@ -171,6 +167,14 @@ fn signals_are_safe_in_the_simulator() {
         switches > 20,
         "the controller switched ({switches} green ends)"
     );
+}
+
+/// Every controlled light's signal plan.
+fn plans_of(s: &Session) -> Vec<citybrain_twin::signal::SignalPlan> {
+    s.intersections
+        .iter()
+        .map(|x| x.driver.plan.clone())
+        .collect()
 }
 
 /// Safety over a recorded state history per light: greens only where a program
@@ -405,11 +409,7 @@ fn an_ambulance_is_dispatched_by_travel_time_and_given_safe_greens() {
         opts.duration = Some(600.0);
         opts.emergency = Some(EmergencyOptions::new(stations.clone(), true));
         let mut s = Session::start(&sumo, &opts).unwrap();
-        let plans: Vec<_> = s
-            .intersections
-            .iter()
-            .map(|x| x.driver.plan.clone())
-            .collect();
+        let plans = plans_of(&s);
         let mut history: Vec<Vec<String>> = vec![Vec::new(); plans.len()];
         let calls = random_calls(&net, 2, 120.0, 240.0, 4);
         let mut next = 0;

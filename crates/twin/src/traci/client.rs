@@ -146,8 +146,13 @@ impl Traci {
         }
         let body = self.exchange(&[(domain, content)])?;
         let mut r = Reader::new(body);
-        Self::check(codec::status(&mut r)?, domain)?;
-        let (_, got_var, got_object, value) = codec::get_result(&mut r)?;
+        Self::answer(&mut r, domain, var, object)
+    }
+
+    /// One get command's answer: its status, then the value of `var` of `object`.
+    fn answer(r: &mut Reader<'_>, domain: u8, var: u8, object: &str) -> Result<Value, TraciError> {
+        Self::check(codec::status(r)?, domain)?;
+        let (_, got_var, got_object, value) = codec::get_result(r)?;
         if got_var != var || got_object != object {
             return Err(TraciError::Unexpected(format!(
                 "answer for 0x{got_var:02x} of {got_object:?}, asked 0x{var:02x} of {object:?}"
@@ -172,14 +177,7 @@ impl Traci {
             let body = self.exchange(&commands)?;
             let mut r = Reader::new(body);
             for object in chunk {
-                Self::check(codec::status(&mut r)?, domain)?;
-                let (_, got_var, got_object, value) = codec::get_result(&mut r)?;
-                if got_var != var || &got_object != object {
-                    return Err(TraciError::Unexpected(format!(
-                        "answer for 0x{got_var:02x} of {got_object:?}, asked 0x{var:02x} of {object:?}"
-                    )));
-                }
-                out.push(value);
+                out.push(Self::answer(&mut r, domain, var, object)?);
             }
         }
         Ok(out)
