@@ -331,6 +331,7 @@ fn ngsi_ld_routes() -> Router<AppState> {
             ENTITIES,
             get(entities::query)
                 .post(entities::create)
+                .delete(entities::purge)
                 .patch(missing_id)
                 .put(missing_id),
         )

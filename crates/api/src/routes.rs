@@ -130,6 +130,22 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         "expandValues",
     ];
     const WRITE: &[&str] = &["options", "local", "format", "lang", "type"];
+    // Purge (NGSI-LD 1.9, 5.6.21): the query's filters, and keep or drop.
+    const PURGE: &[&str] = &[
+        "id",
+        "type",
+        "idPattern",
+        "attrs",
+        "q",
+        "georel",
+        "geometry",
+        "coordinates",
+        "geoproperty",
+        "scopeQ",
+        "local",
+        "keep",
+        "drop",
+    ];
     const ATTR: &[&str] = &["datasetId", "deleteAll", "lang", "options", "local"];
     const BATCH_QUERY_PARAMS: &[&str] = &[
         "limit",
@@ -196,6 +212,7 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
     ];
     Some(match (method, route) {
         (&Method::GET, ENTITIES) => QUERY,
+        (&Method::DELETE, ENTITIES) => PURGE,
         (_, ENTITIES) => WRITE,
         (&Method::GET, ENTITY) => RETRIEVE,
         (_, ENTITY) | (_, ENTITY_ATTRS) => WRITE,

@@ -11,6 +11,7 @@ pub mod entities;
 pub mod error;
 pub mod observations;
 pub mod order;
+pub mod purge;
 pub mod query;
 pub mod request;
 pub mod subscriptions;

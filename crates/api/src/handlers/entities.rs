@@ -182,6 +182,19 @@ pub async fn merge(
     Ok(response::no_content())
 }
 
+/// `DELETE /entities` with a query: purge (NGSI-LD 1.9, 5.6.21).
+pub async fn purge(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let mut params = query_params(&req)?;
+    // Paging is the purge's own business.
+    params.limit = None;
+    params.offset = None;
+    app.broker
+        .purge_entities(&req.rc, &ld, &params, req.param("keep"), req.param("drop"))
+        .await?;
+    Ok(response::no_content())
+}
+
 pub async fn delete(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -40,7 +40,9 @@ async fn malformed_requests_get_problem_details_not_5xx() {
         ("POST", "/ngsi-ld/v1/subscriptions", vec![], Some(r#"{"type":"Subscription"}"#.into()), 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/nothing-here", vec![], None, 404, "ResourceNotFound"),
         ("GET", "/ngsi-ld/v1/entities?type=T&bogus=1", vec![], None, 400, "InvalidRequest"),
-        ("DELETE", "/ngsi-ld/v1/entities", vec![], None, 405, "OperationNotSupported"),
+        // A purge with no filter (NGSI-LD 1.9, 5.6.21) would reach every entity.
+        ("DELETE", "/ngsi-ld/v1/entities", vec![], None, 400, "BadRequestData"),
+        ("DELETE", "/ngsi-ld/v1/types", vec![], None, 405, "OperationNotSupported"),
     ];
     for (method, uri, headers, body, status, ty) in cases {
         let r = app.call(method, uri, &headers, body.as_deref()).await;

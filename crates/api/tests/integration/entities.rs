@@ -411,3 +411,109 @@ async fn core_context_cannot_be_deleted_but_reloads() {
         .await;
     assert_eq!(r.body["localId"], "core");
 }
+
+/// Purge (NGSI-LD 1.9, 5.6.21), the cases of the ETSI suite's 060 and 5621 groups.
+#[tokio::test]
+async fn purge_deletes_what_the_query_matches_or_only_some_attributes() {
+    let app = super::harness::app().await;
+    async fn seed(app: &super::harness::App) {
+        let building = |id: &str, name: &str| {
+            json!({
+                "id": format!("urn:ngsi-ld:Building:{id}"),
+                "type": "Building",
+                "name": {"type": "Property", "value": name},
+                "subCategory": {"type": "Property", "value": "tower"},
+                "almostFull": {"type": "Property", "value": false}
+            })
+        };
+        let items = json!([
+            building("a", "Eiffel Tower"),
+            building("b", "Big Ben"),
+            {"id": "urn:ngsi-ld:Car:1", "type": "Car", "name": {"type": "Property", "value": "Eiffel Tower"}}
+        ]);
+        let r = app
+            .post("/ngsi-ld/v1/entityOperations/upsert", &items)
+            .await;
+        assert!(r.status.is_success(), "{}", r.text);
+    }
+    async fn exists(app: &super::harness::App, id: &str) -> bool {
+        app.get(&format!("/ngsi-ld/v1/entities/{id}")).await.status == 200
+    }
+    seed(&app).await;
+    // Too wide, or contradictory: 400 BadRequestData, nothing deleted.
+    for bad in [
+        "",
+        "?type=Building&keep=name&drop=subCategory",
+        "?id=urn:ngsi-ld:Building:a",
+        "?idPattern=.*",
+        "?attrs=createdAt",
+        "?q=modifiedAt%3E%222020-01-01T00:00:00Z%22",
+        "?type=Building&q=owner%7Bname%7D==%22x%22",
+        "?type=Building&attrs=owner%7Bname%7D",
+        "?type=Building&drop=createdAt",
+        "?type=Building&limit=5",
+    ] {
+        let r = app.delete(&format!("/ngsi-ld/v1/entities{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        let t = r.error_type();
+        assert!(t == "BadRequestData" || t == "InvalidRequest", "{bad}: {t}");
+    }
+    assert!(exists(&app, "urn:ngsi-ld:Building:a").await);
+    // q: only the match, of any type.
+    let r = app
+        .delete("/ngsi-ld/v1/entities?q=name==%22Eiffel%20Tower%22&type=Building")
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(!exists(&app, "urn:ngsi-ld:Building:a").await);
+    assert!(exists(&app, "urn:ngsi-ld:Building:b").await);
+    assert!(exists(&app, "urn:ngsi-ld:Car:1").await);
+    // drop: the entities stay without the attribute.
+    seed(&app).await;
+    let r = app
+        .delete("/ngsi-ld/v1/entities?type=Building&drop=name")
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let e = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b")
+        .await
+        .body;
+    assert!(
+        e.get("name").is_none() && e.get("subCategory").is_some(),
+        "{e}"
+    );
+    // keep: only the attributes named stay.
+    seed(&app).await;
+    let r = app
+        .delete("/ngsi-ld/v1/entities?id=urn:ngsi-ld:Building:a&type=Building&keep=name")
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let e = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:a")
+        .await
+        .body;
+    assert!(e.get("name").is_some(), "{e}");
+    assert!(
+        e.get("subCategory").is_none() && e.get("almostFull").is_none(),
+        "{e}"
+    );
+    let e = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b")
+        .await
+        .body;
+    assert!(e.get("subCategory").is_some(), "only the id named: {e}");
+    // type: every Building; the Car stays.
+    let r = app.delete("/ngsi-ld/v1/entities?type=Building").await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = app.get("/ngsi-ld/v1/entities?type=Building").await;
+    assert_eq!(r.body, json!([]));
+    assert!(exists(&app, "urn:ngsi-ld:Car:1").await);
+    // local=true alone: everything.
+    seed(&app).await;
+    let r = app.delete("/ngsi-ld/v1/entities?local=true").await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = app.get("/ngsi-ld/v1/entities?local=true").await;
+    assert_eq!(r.body, json!([]), "{}", r.text);
+    // Nothing matching is no error.
+    let r = app.delete("/ngsi-ld/v1/entities?type=Nothing").await;
+    assert_eq!(r.status, 204);
+}
