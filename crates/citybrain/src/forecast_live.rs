@@ -152,6 +152,12 @@ pub async fn run(
                     }
                     break;
                 };
+                if c.kind == ChangeKind::Deleted {
+                    if let Some(e) = c.before.as_ref() {
+                        streams.forget(&format!("{}\u{0}{}", c.tenant, e.id));
+                    }
+                    continue;
+                }
                 if let Some((e, at, v)) = observation(&c, &cfg) {
                     let key = format!("{}\u{0}{}", c.tenant, e.id);
                     if let Some(closed) = streams.observe(&key, at, v) {

@@ -120,6 +120,11 @@ impl Online {
         self.series.is_empty()
     }
 
+    /// Drops a series and what was learnt of it (its sensor is gone).
+    pub fn forget(&mut self, key: &str) {
+        self.series.remove(key);
+    }
+
     /// Features: the last `lags` values minus the newest (the newest is the level the
     /// change is predicted from), scaled down, and an intercept.
     fn features(recent: &VecDeque<f64>, lags: usize) -> Option<(Vec<f64>, f64)> {

@@ -62,6 +62,12 @@ impl Streams {
         self.open.is_empty()
     }
 
+    /// Drops a series (its entity was deleted): its open interval and its model.
+    pub fn forget(&mut self, key: &str) {
+        self.open.remove(key);
+        self.online.forget(key);
+    }
+
     /// Takes one observation at `t` (unix seconds); returns the closed interval and
     /// its forecasts when this observation closed one.
     pub fn observe(&mut self, key: &str, t: i64, value: f64) -> Option<Closed> {
@@ -164,6 +170,10 @@ mod tests {
         let c = s.observe("a", 1500 + 300 * (MAX_FILL + 5), 60.0).unwrap();
         assert_eq!(c.end, 1800 + 300 * MAX_FILL);
         assert!(s.observe("a", 0, f64::NAN).is_none());
+        s.forget("a");
+        assert!(s.is_empty());
+        // Forgotten: the next reading opens a new series.
+        assert_eq!(s.observe("a", 99_999, 1.0), None);
     }
 
     #[test]
