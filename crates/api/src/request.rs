@@ -151,6 +151,21 @@ fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
     false
 }
 
+/// The `options` values of NGSI-LD 1.8/1.9 that some endpoint understands; each
+/// endpoint still refuses those that mean nothing to it where it reads them.
+const KNOWN_OPTIONS: &[&str] = &[
+    "keyValues",
+    "simplified",
+    "sysAttrs",
+    "concise",
+    "normalized",
+    "noOverwrite",
+    "replace",
+    "update",
+    "temporalValues",
+    "aggregatedValues",
+];
+
 /// A decoded NGSI-LD request.
 pub struct NgsiRequest {
     pub rc: RequestContext,
@@ -187,6 +202,17 @@ impl FromRequest<AppState> for NgsiRequest {
                         "unknown query parameter '{bad}'"
                     )));
                 }
+            }
+        }
+        // Every endpoint refuses an option no endpoint knows, as queries do (a write
+        // once accepted `options=bogus` that a query refused).
+        if let Some(opts) = params.get("options") {
+            if let Some(bad) = opts
+                .split(',')
+                .map(str::trim)
+                .find(|o| !o.is_empty() && !KNOWN_OPTIONS.contains(o))
+            {
+                return Err(ApiError::invalid(format!("unknown option '{bad}'")));
             }
         }
         let accept = parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));

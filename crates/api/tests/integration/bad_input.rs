@@ -33,6 +33,10 @@ async fn malformed_requests_get_problem_details_not_5xx() {
         ("GET", "/ngsi-ld/v1/entities?type=T&limit=-1", vec![], None, 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/entities?type=T&idPattern=(", vec![], None, 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/entities?type=T&options=bogus", vec![], None, 400, "InvalidRequest"),
+        // The same on writes and subscriptions as on queries.
+        ("POST", "/ngsi-ld/v1/entities?options=bogus", vec![], Some(r#"{"id":"urn:a:9","type":"T"}"#.into()), 400, "InvalidRequest"),
+        ("POST", "/ngsi-ld/v1/subscriptions?options=keyValues,bogus", vec![], Some(r#"{"type":"Subscription","entities":[{"type":"T"}],"notification":{"endpoint":{"uri":"http://localhost:1/x"}}}"#.into()), 400, "InvalidRequest"),
+        ("GET", "/ngsi-ld/v1/subscriptions?options=bogus", vec![], None, 400, "InvalidRequest"),
         ("GET", "/ngsi-ld/v1/entities/not-a-uri", vec![], None, 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/entities/urn:a:1", vec![("accept", "text/html")], None, 406, "InvalidRequest"),
         ("POST", "/ngsi-ld/v1/entityOperations/create", vec![], Some("{}".into()), 400, "BadRequestData"),
