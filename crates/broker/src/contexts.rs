@@ -115,9 +115,17 @@ pub struct ContextResolver {
     settings: ContextSettings,
     by_url: RwLock<HashMap<String, StoredContext>>,
     built: RwLock<HashMap<String, Arc<JsonLdContext>>>,
+    /// URLs whose fetch failed lately, with when and why: not fetched again before
+    /// [`RETRY_AFTER`] (a dead context server must not cost every request a timeout).
+    failed: RwLock<HashMap<String, (DateTime<Utc>, String)>>,
     store: Arc<dyn EntityStore>,
     clock: Arc<dyn Clock>,
 }
+
+/// How long a failed `@context` fetch is remembered before the URL is tried again.
+pub const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+/// The most failed URLs remembered (more: the oldest memory is dropped).
+const MAX_FAILED: usize = 1024;
 
 impl ContextResolver {
     pub fn new(
@@ -140,6 +148,7 @@ impl ContextResolver {
             settings,
             by_url: RwLock::new(HashMap::new()),
             built: RwLock::new(HashMap::new()),
+            failed: RwLock::new(HashMap::new()),
             store,
             clock,
         };
@@ -263,7 +272,33 @@ impl ContextResolver {
                 format!("@context '{url}' is not hosted here"),
             ));
         }
-        let doc = self.fetch(url).await?;
+        if let Some((at, why)) = self.failed.read().get(&canonical) {
+            let left = RETRY_AFTER - (now - *at);
+            if left > chrono::TimeDelta::zero() {
+                return Err(BrokerError::new(
+                    ErrorKind::LdContextNotAvailable,
+                    format!(
+                        "{why} (not tried again for {} s)",
+                        left.num_seconds().max(1)
+                    ),
+                ));
+            }
+        }
+        let doc = match self.fetch(url).await {
+            Ok(d) => d,
+            Err(e) => {
+                let mut failed = self.failed.write();
+                if failed.len() >= MAX_FAILED {
+                    failed.clear();
+                }
+                failed.insert(
+                    canonical,
+                    (now, citybrain_model::ErrorCode::public_detail(&e)),
+                );
+                return Err(e);
+            }
+        };
+        self.failed.write().remove(&canonical);
         let id = uuid::Uuid::new_v4().to_string();
         let stored = StoredContext {
             id: id.clone(),
@@ -297,12 +332,22 @@ impl ContextResolver {
         let http = self.http.as_ref().ok_or_else(|| {
             unavailable("outbound requests are off: the HTTP client could not be built".into())
         })?;
+        let timeout = self.settings.fetch_timeout;
+        let why = |e: reqwest::Error| {
+            if e.is_timeout() {
+                format!("no answer within {} ms (timed out)", timeout.as_millis())
+            } else if e.is_connect() {
+                format!("could not connect: {e}")
+            } else {
+                e.to_string()
+            }
+        };
         let resp = http
             .get(url)
             .header("Accept", "application/ld+json, application/json")
             .send()
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(why(e)))?;
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
         }
@@ -336,7 +381,7 @@ impl ContextResolver {
         {
             return Err(unavailable("document too large".into()));
         }
-        let bytes = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(|e| unavailable(why(e)))?;
         if bytes.len() > self.settings.max_bytes {
             return Err(unavailable("document too large".into()));
         }

@@ -517,3 +517,57 @@ async fn purge_deletes_what_the_query_matches_or_only_some_attributes() {
     let r = app.delete("/ngsi-ld/v1/entities?type=Nothing").await;
     assert_eq!(r.status, 204);
 }
+
+/// A remote `@context` server that accepts and never answers: the error says it timed
+/// out, and for a while the URL is not tried again (each request would otherwise wait
+/// for the timeout).
+#[tokio::test]
+async fn a_silent_context_server_times_out_once_then_is_remembered() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(s); // never answered
+        }
+    });
+    let app = super::harness::app_configured(citybrain_api::HttpLimits::default(), |c| {
+        c.contexts.fetch_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let link =
+        format!("<http://{addr}/silent.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"");
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities?type=Car",
+            &[("link", &link)],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_type()),
+        (503, "LdContextNotAvailable")
+    );
+    let detail = r.body["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("timed out"), "{detail}");
+    let tries = accepted.load(Ordering::SeqCst);
+    assert!(tries >= 1);
+    let r = app
+        .call(
+            "GET",
+            "/ngsi-ld/v1/entities?type=Car",
+            &[("link", &link)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 503);
+    let detail = r.body["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("not tried again"), "{detail}");
+    // Not fetched again: no new connection.
+    assert_eq!(accepted.load(Ordering::SeqCst), tries);
+}
