@@ -23,6 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const MAX_LINE: usize = 16 * 1024;
 /// The longest header section followed.
 const MAX_HEADERS: usize = 64 * 1024;
+/// The most body bytes read straight into the parser's buffer at once.
+const DIRECT_READ: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -32,6 +34,8 @@ enum State {
         seen: usize,
         length: Option<u64>,
         chunked: bool,
+        /// `Upgrade`, or a CONNECT: after this request the bytes are not HTTP/1.
+        upgrade: bool,
     },
     Body(u64),
     ChunkSize,
@@ -57,9 +61,11 @@ impl Default for Framing {
     }
 }
 
-/// Whether a byte may stand in a request target as it is.
+/// Whether a byte may stand in a request target as it is. Control bytes also stay
+/// (they are not what a client means to send: the parser refuses them); `#` is
+/// encoded (a request target has no fragment, and the URI parser would cut there).
 fn allowed(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b) && !b"\"<>\\^`{|}".contains(&b)
+    b < 0x20 || b == 0x7f || ((0x21..=0x7e).contains(&b) && !b"\"<>\\^`{|}#".contains(&b))
 }
 
 /// The request line with its target's disallowed bytes percent-encoded; `None` when
@@ -124,10 +130,12 @@ impl Framing {
                     let take = nl.map_or(input.len(), |i| i + 1);
                     self.line.extend_from_slice(&input[..take]);
                     input = &input[take..];
+                    // Too long (complete or not): the same verdict however it was cut.
+                    if self.line.len() > MAX_LINE {
+                        self.give_up(out);
+                        continue;
+                    }
                     if nl.is_none() {
-                        if self.line.len() > MAX_LINE {
-                            self.give_up(out);
-                        }
                         continue;
                     }
                     let line = std::mem::take(&mut self.line);
@@ -157,6 +165,7 @@ impl Framing {
                         seen: 0,
                         length: None,
                         chunked: false,
+                        upgrade: line.starts_with(b"CONNECT "),
                     };
                 }
                 match fix_request_line(&line) {
@@ -168,6 +177,7 @@ impl Framing {
                 seen,
                 length,
                 chunked,
+                upgrade,
             } => {
                 out.extend_from_slice(&line);
                 *seen += line.len();
@@ -176,9 +186,10 @@ impl Framing {
                     return;
                 }
                 if blank {
-                    self.state = match (*chunked, *length) {
-                        (true, _) => State::ChunkSize,
-                        (false, Some(n)) if n > 0 => State::Body(n),
+                    self.state = match (*upgrade, *chunked, *length) {
+                        (true, ..) => State::Passthrough,
+                        (false, true, _) => State::ChunkSize,
+                        (false, false, Some(n)) if n > 0 => State::Body(n),
                         _ => State::RequestLine,
                     };
                     return;
@@ -198,12 +209,21 @@ impl Framing {
                         // Malformed or conflicting: the parser will refuse it.
                         _ => self.state = State::Passthrough,
                     }
+                } else if name.eq_ignore_ascii_case(b"upgrade") {
+                    *upgrade = true;
                 } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                     let v = String::from_utf8_lossy(value).to_ascii_lowercase();
                     if v.split(',').any(|t| t.trim() == "chunked") {
                         *chunked = true;
                     }
                 }
+            }
+            // The chunked decoder ends these lines only at CRLF (a bare LF stays
+            // inside the line): anything else is framed differently by the parser,
+            // so from here on everything passes unchanged.
+            State::ChunkSize | State::Trailers if !line.ends_with(b"\r\n") => {
+                out.extend_from_slice(&line);
+                self.state = State::Passthrough;
             }
             State::ChunkSize => {
                 out.extend_from_slice(&line);
@@ -218,7 +238,7 @@ impl Framing {
             }
             State::Trailers => {
                 out.extend_from_slice(&line);
-                if blank {
+                if line == b"\r\n" {
                     self.state = State::RequestLine;
                 }
             }
@@ -262,7 +282,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Lenient<S> {
                 match me.framing.state {
                     State::Passthrough => return Pin::new(&mut me.inner).poll_read(cx, buf),
                     State::Body(n) if n > 0 && buf.remaining() > 0 => {
-                        let limit = (n.min(buf.remaining() as u64)) as usize;
+                        // Capped: the part handed over is zeroed first.
+                        let limit = (n.min(buf.remaining().min(DIRECT_READ) as u64)) as usize;
                         let mut direct = ReadBuf::new(buf.initialize_unfilled_to(limit));
                         let polled = Pin::new(&mut me.inner).poll_read(cx, &mut direct);
                         let got = direct.filled().len();
@@ -449,6 +470,37 @@ mod tests {
             want.extend_from_slice(rest);
             proptest::prop_assert_eq!(fixed, want);
         }
+    }
+
+    #[test]
+    fn framing_the_parser_reads_differently_is_passed_through() {
+        // A trailer or chunk-size line ended by a bare LF: the parser's chunked
+        // decoder does not end the line there. Nothing after it is touched.
+        for req in [
+            &b"POST /e HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nX / HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /a?b>c HTTP/1.1\r\n\r\n"[..],
+            &b"POST /e HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\n\r\nGET /a?b>c HTTP/1.1\r\n\r\n"[..],
+            &b"POST /e HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\nGET /a?b>c HTTP/1.1\r\n\r\n"[..],
+        ] {
+            assert_eq!(run(req, 5), req.to_vec());
+        }
+        // After an upgrade request, the bytes are another protocol's.
+        let up = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET /a?b>c HTTP/1.1\r\n\r\n";
+        assert_eq!(run(up, 4), up.to_vec());
+        // Control bytes stay for the parser to refuse; '#' is encoded.
+        assert_eq!(
+            run(b"GET /a?b\x01c HTTP/1.1\r\n\r\n", 3),
+            b"GET /a?b\x01c HTTP/1.1\r\n\r\n".to_vec()
+        );
+        assert_eq!(
+            run(b"GET /a?q=x==\"#1\"&type=B HTTP/1.1\r\n\r\n", 3),
+            b"GET /a?q=x==%22%231%22&type=B HTTP/1.1\r\n\r\n".to_vec()
+        );
+        // A line over the limit is passed through however it arrives.
+        let mut long = b"GET /".to_vec();
+        long.extend(vec![b'>'; MAX_LINE]);
+        long.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert_eq!(run(&long, 7), long);
+        assert_eq!(run(&long, long.len()), long);
     }
 
     #[test]

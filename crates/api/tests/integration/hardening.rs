@@ -294,7 +294,14 @@ async fn raw_query_characters_from_curl_are_accepted() {
     );
     let query = "GET /ngsi-ld/v1/entities?type=V&q=speed>5;name==\"a%20b\"&options=keyValues HTTP/1.1\r\nHost: x\r\n\r\n";
     let miss = "GET /ngsi-ld/v1/entities?type=V&q=speed<5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    c.write_all(format!("{create}{query}{miss}").as_bytes())
+    // In pieces: the body arrives after a pause (read straight into the parser's
+    // buffer), then the next requests.
+    let (head, body_part) = create.split_at(create.len() - body.len());
+    c.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.write_all(&body_part.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.write_all(format!("{}{query}{miss}", &body_part[10..]).as_bytes())
         .await
         .unwrap();
     let mut all = String::new();
