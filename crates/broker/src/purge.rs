@@ -13,9 +13,12 @@
 //!   history stays, ending where it was deleted; docs/history.md); a dropped attribute
 //!   as `DELETE /entities/{id}/attrs/{attr}` would. Subscriptions are notified of
 //!   each change.
-//! - The matching entities are listed first, then changed one by one; one that
-//!   disappears meanwhile is skipped. An entity the caller may read but not change
-//!   stops the purge with 403 (what was purged before it stays purged).
+//! - The matching entities are listed first; every write is checked against the
+//!   caller's rights before any is made (a 403 changes nothing); then each entity is
+//!   changed if it still matches (one changed, deleted or re-created meanwhile is
+//!   left alone), and the purge answers once every change is durable.
+//! - Matching and `keep` go by what the caller sees: an attribute an access policy
+//!   hides from it is neither matched nor removed by `keep`.
 
 use citybrain_model::entity::{validate_name, Entity};
 use citybrain_model::{ops, JsonLdContext};
@@ -27,9 +30,15 @@ use citybrain_storage::Write;
 /// System attributes: never the subject of a purge (5.6.21.4).
 const SYSTEM: [&str; 3] = ["createdAt", "modifiedAt", "deletedAt"];
 
+/// A system attribute, by the core `@context`'s IRI or its short name (a user
+/// attribute `…/vocab#createdAt` is not one).
 fn is_system(iri: &str) -> bool {
-    let short = iri.rsplit(['/', '#']).next().unwrap_or(iri);
-    SYSTEM.contains(&short)
+    SYSTEM.iter().any(|s| {
+        iri == *s
+            || iri
+                .strip_prefix(citybrain_model::context::NGSI_LD_NS)
+                .is_some_and(|rest| rest == *s)
+    })
 }
 
 /// What a purge did.
@@ -122,37 +131,63 @@ impl Broker {
                  or scopeQ (or local=true); id and idPattern alone would reach too far",
             ));
         }
-        // List first: deleting while paging would shift the pages.
-        let mut ids = Vec::new();
-        loop {
-            let page = self.query_entities(rc, &query)?;
-            ids.extend(page.entities.iter().map(|e| e.id.clone()));
-            if !page.has_more {
-                break;
-            }
-            query.offset += max;
-        }
+        // List first, in one scan (deleting while paging would shift the pages).
+        query.offset = 0;
+        query.limit = usize::MAX;
+        let ids: Vec<String> = self
+            .query_entities(rc, &query)?
+            .entities
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
         let now = self.clock.now();
+        let everything = self.authorizer().sees_everything(rc);
+        // What the purge would write to an entity as it is now: `None` when it no
+        // longer matches (changed or re-created since it was listed) or has nothing
+        // to lose. Matching and `keep` go by what the caller sees: an attribute an
+        // access policy hides from it is neither matched nor removed by `keep`.
+        let plan = |cur: &std::sync::Arc<Entity>| -> Option<Write> {
+            let seen = if everything {
+                cur.clone()
+            } else {
+                self.visible(rc, cur.clone())?
+            };
+            if !query.matches(&seen) {
+                return None;
+            }
+            match &trim {
+                Trim::Entity => Some(Write::Delete),
+                Trim::Drop(names) => without(cur, |n| names.iter().any(|d| d == n), now),
+                Trim::Keep(names) => without(
+                    cur,
+                    |n| !names.iter().any(|k| k == n) && seen.attrs.iter().any(|(s, _)| &**s == n),
+                    now,
+                ),
+            }
+        };
+        // All or nothing as far as rights go: every write is checked before any is
+        // made, so a refusal (403) leaves everything as it was.
+        for id in &ids {
+            if let Some(cur) = self.store.get(&rc.tenant, id)? {
+                let w = plan(&cur);
+                crate::access::check_write(&*self.authz, rc, id, Some(&cur), w.as_ref())?;
+            }
+        }
         let mut done = Purged::default();
-        for id in ids {
-            let changed = self
-                .apply(rc, &id, &mut |cur| {
-                    let Some(cur) = cur else {
-                        return Ok(None); // gone meanwhile
-                    };
-                    Ok(match &trim {
-                        Trim::Entity => Some(Write::Delete),
-                        Trim::Drop(names) => without(cur, |n| names.iter().any(|d| d == n), now),
-                        Trim::Keep(names) => without(cur, |n| !names.iter().any(|k| k == n), now),
-                    })
-                })
-                .await?;
-            if changed.is_some() {
+        let mut commits = Vec::new();
+        for id in &ids {
+            let applied = self.apply_nowait(rc, id, &mut |cur| Ok(cur.and_then(&plan)))?;
+            if let Some(a) = applied {
+                commits.push(a.commit);
                 match trim {
                     Trim::Entity => done.deleted += 1,
                     _ => done.trimmed += 1,
                 }
             }
+        }
+        // Acknowledged once durable, like a batch: one wait per write, in order.
+        for c in commits {
+            c.wait().await?;
         }
         tracing::info!(tenant = %rc.tenant, deleted = done.deleted, trimmed = done.trimmed, "entities purged");
         Ok(done)

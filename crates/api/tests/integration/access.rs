@@ -293,3 +293,49 @@ async fn history_and_retyping_obey_the_same_policy() {
         .await;
     assert_eq!(r.status, 403, "{}", r.text);
 }
+
+/// May delete anything but cars.
+struct NoCarDeletes;
+
+impl Authorizer for NoCarDeletes {
+    fn authorize(&self, _rc: &RequestContext, a: &Action<'_>) -> Result<(), Denied> {
+        match a.resource {
+            Resource::Entity { types, .. }
+                if a.verb == citybrain_access::Verb::Delete
+                    && types.iter().any(|t| t.ends_with("Car")) =>
+            {
+                Err(Denied::Forbidden("cars are not yours to delete".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+    fn view(&self, _rc: &RequestContext, _e: &Entity) -> View {
+        View::Full
+    }
+}
+
+/// A purge is checked whole before it changes anything: one entity the caller may
+/// not delete, and nothing is deleted (403).
+#[tokio::test]
+async fn a_purge_refused_for_one_entity_deletes_none() {
+    let app = app_with_policy(Arc::new(NoCarDeletes)).await;
+    let items = json!([
+        {"id": "urn:ngsi-ld:Building:a", "type": "Building", "name": {"type": "Property", "value": "x"}},
+        {"id": "urn:ngsi-ld:Car:1", "type": "Car", "name": {"type": "Property", "value": "x"}}
+    ]);
+    let r = app
+        .post("/ngsi-ld/v1/entityOperations/create", &items)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app.delete("/ngsi-ld/v1/entities?q=name==%22x%22").await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    for id in ["urn:ngsi-ld:Building:a", "urn:ngsi-ld:Car:1"] {
+        let r = app.get(&format!("/ngsi-ld/v1/entities/{id}")).await;
+        assert_eq!(r.status, 200, "{id} was deleted");
+    }
+    // Without the car, the purge goes through.
+    let r = app
+        .delete("/ngsi-ld/v1/entities?q=name==%22x%22&type=Building")
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+}

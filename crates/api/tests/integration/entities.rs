@@ -458,8 +458,14 @@ async fn purge_deletes_what_the_query_matches_or_only_some_attributes() {
         let t = r.error_type();
         assert!(t == "BadRequestData" || t == "InvalidRequest", "{bad}: {t}");
     }
-    assert!(exists(&app, "urn:ngsi-ld:Building:a").await);
-    // q: only the match, of any type.
+    for id in [
+        "urn:ngsi-ld:Building:a",
+        "urn:ngsi-ld:Building:b",
+        "urn:ngsi-ld:Car:1",
+    ] {
+        assert!(exists(&app, id).await, "{id} survived the refusals");
+    }
+    // q with a type: only the match of that type.
     let r = app
         .delete("/ngsi-ld/v1/entities?q=name==%22Eiffel%20Tower%22&type=Building")
         .await;
@@ -467,6 +473,15 @@ async fn purge_deletes_what_the_query_matches_or_only_some_attributes() {
     assert!(!exists(&app, "urn:ngsi-ld:Building:a").await);
     assert!(exists(&app, "urn:ngsi-ld:Building:b").await);
     assert!(exists(&app, "urn:ngsi-ld:Car:1").await);
+    // q alone: the matches of any type.
+    seed(&app).await;
+    let r = app
+        .delete("/ngsi-ld/v1/entities?q=name==%22Eiffel%20Tower%22")
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(!exists(&app, "urn:ngsi-ld:Building:a").await);
+    assert!(!exists(&app, "urn:ngsi-ld:Car:1").await);
+    assert!(exists(&app, "urn:ngsi-ld:Building:b").await);
     // drop: the entities stay without the attribute.
     seed(&app).await;
     let r = app
