@@ -660,6 +660,22 @@ impl Config {
         if self.forecast.entity_type.is_empty() || self.forecast.attribute.is_empty() {
             bail!("forecast.entity_type and forecast.attribute must be named");
         }
+        let f = &self.forecast;
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &f.horizons_minutes {
+            if (m * 60) % (f.interval_secs as u64) != 0 || !seen.insert(*m) {
+                bail!(
+                    "forecast.horizons_minutes: {m} is not a whole number of intervals of {} s, or repeats",
+                    f.interval_secs
+                );
+            }
+        }
+        let p = &f.output_prefix;
+        if !(p.starts_with(|c: char| c.is_ascii_alphabetic())
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            bail!("forecast.output_prefix must be a name: letters, digits and _, starting with a letter");
+        }
         if self.twin.ambulance_department.trim().is_empty() {
             bail!("twin.ambulance_department must be named");
         }
@@ -765,6 +781,20 @@ mod tests {
         assert!(format!("{e:#}").contains("history.retention.raw"), "{e:#}");
         std::fs::write(&file, "[history]\nmax_instances = 0\n").unwrap();
         assert!(Config::load(Some(&file), vec![]).is_err());
+    }
+
+    #[test]
+    fn forecast_settings_are_checked() {
+        let load = |k: &str, v: &str| {
+            let env = vec![(format!("CITYBRAIN_FORECAST__{k}"), v.to_string())];
+            Config::load(None, env).and_then(|c| c.validate())
+        };
+        // 5 minutes is not a whole number of 10-minute intervals.
+        let e = load("INTERVAL_SECS", "600").unwrap_err();
+        assert!(format!("{e:#}").contains("horizons_minutes"), "{e:#}");
+        let e = load("OUTPUT_PREFIX", "speed in").unwrap_err();
+        assert!(format!("{e:#}").contains("output_prefix"), "{e:#}");
+        assert!(load("INTERVAL_SECS", "300").is_ok());
     }
 
     #[test]

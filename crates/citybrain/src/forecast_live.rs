@@ -15,7 +15,7 @@ use citybrain_forecast::online::OnlineSettings;
 use citybrain_forecast::stream::{Closed, Streams};
 use citybrain_model::entity::Entity;
 use citybrain_model::JsonLdContext;
-use citybrain_store::storage::{Change, ChangeKind, Feed};
+use citybrain_store::storage::{Change, ChangeKind, EntityStore, Feed};
 use serde_json::{json, Value};
 
 use crate::config;
@@ -26,6 +26,19 @@ const FORECASTER: Principal = Principal::Service("forecast");
 const FLUSH: Duration = Duration::from_secs(1);
 /// The twin's readings carry this `dataProvider`.
 const TWIN_PROVIDER: &str = "citybrain-twin";
+/// How far ahead of the change's own time an observation may lie (s).
+const FUTURE_SLACK: i64 = 300;
+
+/// The forecast entity's id for an observed entity: `TrafficFlowObserved:x` gives
+/// `TrafficFlowForecast:x` (as the twin names its own); any other id keeps all of
+/// its name after `urn:ngsi-ld:`, so two detectors never share one forecast.
+pub fn forecast_id(observed: &str) -> String {
+    let tail = observed
+        .strip_prefix("urn:ngsi-ld:TrafficFlowObserved:")
+        .or_else(|| observed.strip_prefix("urn:ngsi-ld:"))
+        .unwrap_or(observed);
+    format!("urn:ngsi-ld:TrafficFlowForecast:{tail}")
+}
 
 /// The last path segment of an expanded IRI (`…/averageVehicleSpeed`).
 fn short(iri: &str) -> &str {
@@ -60,13 +73,20 @@ fn observation(c: &Change, cfg: &config::Forecast) -> Option<(Arc<Entity>, i64, 
             .iter()
             .find(|(n, _)| short(n) == cfg.attribute)
             .and_then(|(n, _)| before.default_instance(n));
-        if old.is_some_and(|o| o.value == a.value && o.observed_at == a.observed_at) {
+        if old.is_some_and(|o| {
+            o.value == a.value && o.observed_at == a.observed_at && o.modified_at == a.modified_at
+        }) {
             return None;
         }
     }
     let value = a.value.to_value().as_f64()?;
-    let at = a.observed_at.unwrap_or(e.modified_at).timestamp();
-    Some((e.clone(), at, value))
+    let at = a.observed_at.unwrap_or(e.modified_at);
+    // A reading from the future (a wrong clock, a typo) would hold its series' open
+    // interval ahead of every real reading: left out.
+    if at > c.at + chrono::TimeDelta::seconds(FUTURE_SLACK) {
+        return None;
+    }
+    Some((e.clone(), at.timestamp(), value))
 }
 
 /// The forecast entity of an observed one, normalized NGSI-LD (core context).
@@ -79,16 +99,11 @@ fn forecast_entity(
     if closed.forecasts.is_empty() {
         return None;
     }
-    let suffix = observed
-        .id
-        .strip_prefix("urn:ngsi-ld:")
-        .and_then(|rest| rest.split_once(':'))
-        .map_or(observed.id.as_str(), |(_, tail)| tail);
     let at = chrono::DateTime::from_timestamp(closed.end, 0)?
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let r1 = |x: f64| (x.max(0.0) * 10.0).round() / 10.0;
     let mut e = json!({
-        "id": format!("urn:ngsi-ld:TrafficFlowForecast:{suffix}"),
+        "id": forecast_id(&observed.id),
         "type": "TrafficFlowForecast",
         "refTrafficFlowObserved": {"type": "Relationship", "object": observed.id},
         "dataProvider": {"type": "Property", "value": "citybrain-forecast"},
@@ -126,9 +141,12 @@ fn steps(cfg: &config::Forecast) -> Vec<usize> {
         .collect()
 }
 
-/// Runs until the feed ends or `stop` turns true.
+/// Runs until the store closes or `stop` turns true. A feed the store cuts (this
+/// consumer fell behind) is resumed where it stopped, or from now on when the store
+/// no longer holds those changes (forecasters keep what they learnt).
 pub async fn run(
     cfg: config::Forecast,
+    store: Arc<dyn EntityStore>,
     mut feed: Feed,
     broker: Arc<Broker>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -142,19 +160,29 @@ pub async fn run(
         },
     );
     let mut pending: Vec<(Arc<str>, Value)> = Vec::new();
+    let mut gone: Vec<(Arc<str>, String)> = Vec::new();
     let mut tick = tokio::time::interval(FLUSH);
     loop {
         tokio::select! {
             c = feed.recv() => {
                 let Some(c) = c else {
-                    if let Some(gap) = feed.gap() {
-                        tracing::warn!(%gap, "live forecasts stopped: the change feed was cut");
+                    match feed.gap().map(|g| {
+                        store.subscribe_from(Some(g.after)).or_else(|_| Ok::<_, ()>(store.subscribe()))
+                    }) {
+                        Some(Ok(next)) => {
+                            tracing::warn!("live forecasts fell behind the change feed; resumed");
+                            feed = next;
+                            continue;
+                        }
+                        _ => break,
                     }
-                    break;
                 };
                 if c.kind == ChangeKind::Deleted {
-                    if let Some(e) = c.before.as_ref() {
+                    if let Some(e) = c.before.as_ref().filter(|e| {
+                        e.types.iter().any(|t| short(t) == cfg.entity_type)
+                    }) {
                         streams.forget(&format!("{}\u{0}{}", c.tenant, e.id));
+                        gone.push((c.tenant.clone(), forecast_id(&e.id)));
                     }
                     continue;
                 }
@@ -167,20 +195,27 @@ pub async fn run(
                     }
                 }
             }
-            _ = tick.tick() => flush(&broker, &mut pending).await,
+            _ = tick.tick() => {
+                // Written beside the loop: the feed keeps being read meanwhile.
+                if !pending.is_empty() || !gone.is_empty() {
+                    let (batch, deleted) = (std::mem::take(&mut pending), std::mem::take(&mut gone));
+                    tokio::spawn(flush(broker.clone(), batch, deleted));
+                }
+            }
             _ = stop.changed() => break,
         }
     }
-    flush(&broker, &mut pending).await;
+    flush(broker, pending, gone).await;
 }
 
-async fn flush(broker: &Broker, pending: &mut Vec<(Arc<str>, Value)>) {
-    if pending.is_empty() {
-        return;
-    }
+async fn flush(
+    broker: Arc<Broker>,
+    pending: Vec<(Arc<str>, Value)>,
+    gone: Vec<(Arc<str>, String)>,
+) {
     let mut by_tenant: std::collections::BTreeMap<Arc<str>, Vec<BatchItem>> =
         std::collections::BTreeMap::new();
-    for (tenant, body) in pending.drain(..) {
+    for (tenant, body) in pending {
         by_tenant.entry(tenant).or_default().push(BatchItem {
             body,
             ld: Ok(JsonLdContext::core()),
@@ -192,6 +227,13 @@ async fn flush(broker: &Broker, pending: &mut Vec<(Arc<str>, Value)>) {
             Ok(r) if r.errors.is_empty() => {}
             Ok(r) => tracing::warn!(%tenant, errors = ?r.errors, "forecasts refused"),
             Err(e) => tracing::warn!(%tenant, error = %e, "forecasts not written"),
+        }
+    }
+    // A detector deleted: its forecast goes too (a rule on it could never clear).
+    for (tenant, id) in gone {
+        let rc = RequestContext::service(tenant.to_string(), FORECASTER);
+        if let Err(e) = broker.delete_entity(&rc, &id).await {
+            tracing::debug!(%tenant, %id, error = %e, "no forecast to delete");
         }
     }
 }

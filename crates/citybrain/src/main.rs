@@ -500,8 +500,9 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
     if cfg.forecast.enabled {
         let feed = store.subscribe();
         let (f, b) = (cfg.forecast.clone(), broker.clone());
+        let s: Arc<dyn EntityStore> = Arc::new(store.clone());
         tasks.spawn_draining("forecasts", move |stop| {
-            forecast_live::run(f, feed, b, stop)
+            forecast_live::run(f, s, feed, b, stop)
         });
     }
     tasks.spawn("sla-checks", hub.clone().run_ticks());

@@ -1178,13 +1178,24 @@ async fn a_citys_detector_gets_live_forecasts() {
         "{}/ngsi-ld/v1/entities/urn:ngsi-ld:TrafficFlowForecast:loop-7",
         server.base
     );
+    // Made at the end of the last closed interval (the 14th reading opened a new one);
+    // earlier intervals' forecasts may be seen first.
+    let end = chrono::DateTime::from_timestamp(t0 + 300 * 14, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let deadline = Instant::now() + Duration::from_secs(20);
     let f: Value = loop {
         let r = http.get(&url).send().await.unwrap();
         if r.status() == 200 {
-            break r.json().await.unwrap();
+            let f: Value = r.json().await.unwrap();
+            if f["speedIn5min"]["observedAt"] == json!(end) {
+                break f;
+            }
         }
-        assert!(Instant::now() < deadline, "no forecast");
+        assert!(
+            Instant::now() < deadline,
+            "no forecast for the last interval"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(f["refTrafficFlowObserved"]["object"], id);
@@ -1199,12 +1210,6 @@ async fn a_citys_detector_gets_live_forecasts() {
         f["location"]["value"]["coordinates"],
         json!([120.16, 30.27])
     );
-    // Made at the end of the last closed interval (the 14th reading opened a new one).
-    let end = chrono::DateTime::from_timestamp(t0 + 300 * 14, 0).unwrap();
-    assert_eq!(
-        f["speedIn5min"]["observedAt"],
-        json!(end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-    );
     let r = http
         .get(format!(
             "{}/ngsi-ld/v1/entities/urn:ngsi-ld:TrafficFlowForecast:cb_A0B0_0",
@@ -1214,4 +1219,19 @@ async fn a_citys_detector_gets_live_forecasts() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // The detector deleted: its forecast goes too.
+    let r = http
+        .delete(format!("{}/ngsi-ld/v1/entities/{id}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(&url).send().await.unwrap().status() != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "the forecast outlived its detector"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -6,8 +6,8 @@
 //! - An interval closes when the first observation of a later one arrives (the feed
 //!   is the clock: a sensor that stops sending leaves its last interval open).
 //! - Intervals without an observation between two with one repeat the last value
-//!   (at most [`MAX_FILL`] of them; a longer silence starts the series' steps afresh
-//!   from its new value, the model keeping what it learnt).
+//!   (at most [`MAX_FILL`] of them; after a longer silence nothing is forecast and
+//!   the series starts afresh from its new value).
 //! - An observation older than the open interval is late and left out (counted).
 
 use std::collections::HashMap;
@@ -102,16 +102,20 @@ impl Streams {
             n: 1,
         };
         let mean = closed.sum / f64::from(closed.n.max(1));
+        let gap = index - closed.index - 1;
+        if gap > MAX_FILL {
+            // A long silence: the series starts afresh from this reading (its lags
+            // would span the gap); nothing is forecast from stale values.
+            self.online.forget(key);
+            return None;
+        }
         let mut forecasts = self.online.observe(key, mean);
         // Silent intervals up to this one repeat the closed value; the forecasts are
         // those made from the newest of them.
-        let gap = index - closed.index - 1;
-        if gap <= MAX_FILL {
-            for _ in 0..gap {
-                forecasts = self.online.observe(key, mean);
-            }
+        for _ in 0..gap {
+            forecasts = self.online.observe(key, mean);
         }
-        let end = (closed.index + 1 + gap.min(MAX_FILL)) * self.interval;
+        let end = (closed.index + 1 + gap) * self.interval;
         Some(Closed {
             end,
             value: mean,
@@ -166,9 +170,11 @@ mod tests {
         let c = s.observe("a", 1500, 60.0).unwrap();
         assert_eq!((c.end, c.value), (1500, 50.0));
         assert!(c.forecasts.iter().all(|f| f.value == 50.0));
-        // A silence longer than MAX_FILL is not filled.
-        let c = s.observe("a", 1500 + 300 * (MAX_FILL + 5), 60.0).unwrap();
-        assert_eq!(c.end, 1800 + 300 * MAX_FILL);
+        // A silence longer than MAX_FILL: nothing forecast, the series restarts.
+        assert_eq!(s.observe("a", 1500 + 300 * (MAX_FILL + 5), 60.0), None);
+        let c = s.observe("a", 1500 + 300 * (MAX_FILL + 6), 61.0).unwrap();
+        assert_eq!(c.value, 60.0);
+        assert!(c.forecasts.is_empty(), "no lags yet: {c:?}");
         assert!(s.observe("a", 0, f64::NAN).is_none());
         s.forget("a");
         assert!(s.is_empty());
