@@ -17,6 +17,14 @@ if command -v python3 >/dev/null 2>&1; then
       || echo "install-deps: could not install georeport (the Open311 client test will skip)" >&2
   fi
 fi
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo -n"; fi  # never prompt: fail fast instead
+marker="citybrain install-deps: no service starts during this install"
+policy=/usr/sbin/policy-rc.d
+# A policy left behind by an interrupted run of this script goes first.
+if [ -e "$policy" ] && grep -q "$marker" "$policy" 2>/dev/null; then
+  $SUDO rm -f "$policy"
+fi
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
@@ -24,31 +32,35 @@ if [ ${#need[@]} -eq 0 ]; then
   echo "install-deps: nothing to install"
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" != "0" ]; then SUDO="sudo -n"; fi  # never prompt: fail fast instead
-export DEBIAN_FRONTEND=noninteractive
 # The tests need the mosquitto program, not a system broker: they start their own on
 # free ports. A mosquitto service or process the machine already has is left alone.
 # The package this script installs would start a broker on port 1883 (where
 # citybrain's embedded MQTT server listens by default), so its start is refused for
 # this install only (policy-rc.d, honoured by Debian's maintainer scripts with or
-# without systemd) and the unit it installed is disabled.
+# without systemd), and the service it installed is stopped (if something let it
+# start anyway) and disabled.
 had_service=no
 if [ -e /lib/systemd/system/mosquitto.service ] || [ -e /etc/init.d/mosquitto ]; then
   had_service=yes
 fi
-policy=""
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  policy=/usr/sbin/policy-rc.d
-  printf '#!/bin/sh\n# citybrain install-deps: no service starts during this install\nexit 101\n' \
-    | $SUDO tee "$policy" >/dev/null
+ours=""
+if [ ! -e "$policy" ]; then
+  ours="$policy"
+  trap '$SUDO rm -f "$ours"' EXIT
+  printf '#!/bin/sh\n# %s\nexit 101\n' "$marker" | $SUDO tee "$policy" >/dev/null
   $SUDO chmod 755 "$policy"
-  trap '$SUDO rm -f "$policy"' EXIT
 fi
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-if [ "$had_service" = no ] && command -v systemctl >/dev/null 2>&1 \
-  && [ -e /lib/systemd/system/mosquitto.service ]; then
-  $SUDO systemctl disable --quiet mosquitto 2>/dev/null || true
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+if [ "$had_service" = no ]; then
+  if command -v systemctl >/dev/null 2>&1 && [ -e /lib/systemd/system/mosquitto.service ]; then
+    $SUDO systemctl stop mosquitto 2>/dev/null || echo "install-deps: could not stop the mosquitto service" >&2
+    $SUDO systemctl disable --quiet mosquitto 2>/dev/null || echo "install-deps: could not disable the mosquitto service" >&2
+  elif [ -e /etc/init.d/mosquitto ]; then
+    $SUDO /etc/init.d/mosquitto stop >/dev/null 2>&1 || true
+    if command -v update-rc.d >/dev/null 2>&1; then
+      $SUDO update-rc.d mosquitto disable >/dev/null 2>&1 || echo "install-deps: could not disable the mosquitto service" >&2
+    fi
+  fi
 fi
 echo "install-deps: installed ${need[*]}"
