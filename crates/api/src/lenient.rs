@@ -249,13 +249,17 @@ impl Framing {
     }
 }
 
-/// A stream whose request lines are made acceptable to the HTTP parser.
+/// A stream whose request lines are made acceptable to the HTTP parser, and whose
+/// parser-made refusals carry a ProblemDetails body.
 pub struct Lenient<S> {
     inner: S,
     framing: Framing,
     /// Bytes ready for the parser, and how many of them it has taken.
     ready: Vec<u8>,
     taken: usize,
+    /// A rewritten answer still to be written to the client, and how much of it was.
+    answer: Vec<u8>,
+    written: usize,
 }
 
 impl<S> Lenient<S> {
@@ -265,7 +269,98 @@ impl<S> Lenient<S> {
             framing: Framing::default(),
             ready: Vec::new(),
             taken: 0,
+            answer: Vec::new(),
+            written: 0,
         }
+    }
+}
+
+/// Statuses the HTTP parser answers by itself, with an empty body, when it cannot
+/// read a request: the application never sends these without a body.
+const PARSER_STATUSES: [(&str, &str); 5] = [
+    (
+        "400",
+        "the request could not be read as HTTP/1.1 (malformed request line or headers)",
+    ),
+    ("414", "the request target is too long"),
+    ("431", "the request's header section is too large"),
+    (
+        "501",
+        "the request uses a transfer coding this server does not implement",
+    ),
+    ("505", "the HTTP version is not supported"),
+];
+
+/// The parser's own refusal (`HTTP/1.1 400 Bad Request`, no body) with a
+/// ProblemDetails body instead; `None` for anything else.
+pub fn with_problem_body(head: &[u8]) -> Option<Vec<u8>> {
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    if end + 4 != head.len() {
+        return None; // more than a bare head: not the parser's canned answer
+    }
+    let text = std::str::from_utf8(&head[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next()?;
+    let code = status_line.strip_prefix("HTTP/1.1 ")?.get(..3)?;
+    let (_, detail) = PARSER_STATUSES.iter().find(|(c, _)| *c == code)?;
+    let headers: Vec<&str> = lines.collect();
+    let empty = headers
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case("content-length: 0"));
+    let typed = headers
+        .iter()
+        .any(|h| h.len() >= 13 && h.as_bytes()[..13].eq_ignore_ascii_case(b"content-type:"));
+    if !empty || typed {
+        return None;
+    }
+    let (ty, title) = match code {
+        "400" => (
+            "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
+            "Bad request data",
+        ),
+        _ => (
+            "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
+            "Invalid request",
+        ),
+    };
+    tracing::info!(status = code, detail, "request refused by the HTTP parser");
+    let body = serde_json::json!({
+        "type": ty,
+        "title": title,
+        "status": code.parse::<u16>().unwrap_or(400),
+        "detail": detail,
+    })
+    .to_string();
+    let mut out = format!("{status_line}\r\n");
+    for h in headers {
+        if !h.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(h);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    Some(out.into_bytes())
+}
+
+impl<S: AsyncWrite + Unpin> Lenient<S> {
+    /// Writes what is left of a rewritten answer; `Ready` once none is left.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.answer[self.written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.answer.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -340,23 +435,34 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Lenient<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let me = self.get_mut();
+        if me.poll_answer(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        if buf.starts_with(b"HTTP/1.1 ") {
+            if let Some(answer) = with_problem_body(buf) {
+                me.answer = answer;
+                me.written = 0;
+                // Taken whole; what is left of the answer goes out with the flush.
+                let _ = me.poll_answer(cx)?;
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
+        Pin::new(&mut me.inner).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let me = self.get_mut();
+        if me.poll_answer(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut me.inner).poll_flush(cx)
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        let me = self.get_mut();
+        if me.poll_answer(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut me.inner).poll_shutdown(cx)
     }
 }
 
@@ -501,6 +607,35 @@ mod tests {
         long.extend_from_slice(b" HTTP/1.1\r\n\r\n");
         assert_eq!(run(&long, 7), long);
         assert_eq!(run(&long, long.len()), long);
+    }
+
+    #[test]
+    fn the_parsers_own_refusals_get_a_problem_body() {
+        let canned = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Mon, 07 Dec 2026 09:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(with_problem_body(canned).unwrap()).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("date: Mon, 07 Dec 2026"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["status"], 400);
+        assert!(v["type"].as_str().unwrap().ends_with("BadRequestData"));
+        let big = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        assert!(String::from_utf8(with_problem_body(big).unwrap())
+            .unwrap()
+            .contains("header section"));
+        // The application's own answers are left alone.
+        for other in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n"[..],
+            &b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"[..],
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}"[..],
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"[..],
+        ] {
+            assert_eq!(with_problem_body(other), None);
+        }
     }
 
     #[test]

@@ -330,3 +330,25 @@ async fn raw_query_characters_from_curl_are_accepted() {
     assert!(all.contains(r#""speed":9"#), "{all}");
     assert!(all.trim_end().ends_with("[]"), "{all}");
 }
+
+/// A request the HTTP parser itself refuses still gets a ProblemDetails body.
+#[tokio::test]
+async fn requests_the_parser_refuses_get_problem_details() {
+    let s = start(ServeOptions::default()).await;
+    for garbage in [
+        "GARBAGE\r\n\r\n",
+        "GET /ngsi-ld/v1/entities HTTP/1.1\r\nBad Header Without Colon\r\n\r\n",
+    ] {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(garbage.as_bytes()).await.unwrap();
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut all)).await;
+        let text = String::from_utf8_lossy(&all).to_string();
+        assert!(text.starts_with("HTTP/1.1 400"), "{garbage:?}: {text}");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["status"], 400, "{body}");
+        assert!(v["detail"].as_str().unwrap().contains("HTTP/1.1"), "{body}");
+    }
+}
