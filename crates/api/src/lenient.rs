@@ -1,4 +1,5 @@
-//! Request lines as real clients send them. `curl -G -d 'q=speed>5'` (how FIWARE's
+//! Request lines as real clients send them, and the parser's refusals as clients read
+//! them. `curl -G -d 'q=speed>5'` (how FIWARE's
 //! tutorials query) puts raw `>`, `<` and `"` in the request target; the HTTP parser
 //! refuses them before the application sees the request, with a bare 400. Orion and
 //! Scorpio accept them. [`Lenient`] sits between the socket and the HTTP parser and
@@ -8,10 +9,15 @@
 //! percent-encoded forms.
 //!
 //! To find every request line of a kept-alive connection it follows HTTP/1.1 framing
-//! (`Content-Length`, chunked bodies). Valid requests pass byte for byte; anything it
-//! does not understand (a header section over 64 KiB, a conflicting or malformed
-//! length) switches it to passing everything through unchanged for the rest of the
-//! connection, leaving the verdict to the HTTP parser.
+//! (`Content-Length`, chunked bodies). Requests whose targets need no change pass byte
+//! for byte. Anything it cannot follow the way the parser does (a line over 16 KiB, a
+//! header section over 64 KiB, a conflicting or malformed length, a chunk or trailer
+//! line not ended by CRLF, an upgrade) switches it to passing everything through
+//! unchanged for the rest of the connection, leaving the verdict to the parser.
+//!
+//! On the way out, the parser's own refusals (`400 Bad Request` with an empty body,
+//! written before the application saw anything) get a ProblemDetails body and a log
+//! line, like every other refusal.
 
 use std::io;
 use std::pin::Pin;
