@@ -42,6 +42,9 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
             ),
         ));
     }
+    // An unknown tenant is 404 NonexistentTenant here as on /entities (creating a
+    // subscription, like creating an entity, makes the tenant).
+    app.broker.check_tenant(&req.rc)?;
     let all = app.broker.subscriptions.list(&req.rc)?;
     let items: Vec<Value> = all
         .iter()
@@ -85,6 +88,7 @@ pub async fn retrieve(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let accept = req.accept_json()?;
+    app.broker.check_tenant(&req.rc)?;
     let (m, ld) = app
         .broker
         .subscriptions
@@ -104,6 +108,7 @@ pub async fn update(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let body = req.object()?;
+    app.broker.check_tenant(&req.rc)?;
     app.broker
         .subscriptions
         .update(&req.rc, &id, body, req.context.clone())
@@ -116,6 +121,7 @@ pub async fn delete(
     Path(id): Path<String>,
     req: NgsiRequest,
 ) -> ApiResult<Response> {
+    app.broker.check_tenant(&req.rc)?;
     app.broker.subscriptions.delete(&req.rc, &id).await?;
     Ok(response::no_content())
 }

@@ -247,18 +247,50 @@ async fn user_contexts_expand_and_compact() {
 #[tokio::test]
 async fn tenants_are_created_on_first_write_and_isolated() {
     let app = app().await;
+    // An unknown tenant is the same 404 on entities and on subscriptions.
+    for (method, path) in [
+        ("GET", "/ngsi-ld/v1/entities?type=Vehicle"),
+        ("GET", "/ngsi-ld/v1/subscriptions"),
+        (
+            "GET",
+            "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:x",
+        ),
+        (
+            "DELETE",
+            "/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:x",
+        ),
+    ] {
+        let r = app
+            .call(method, path, &[("NGSILD-Tenant", "district9")], None)
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_type()),
+            (404, "NonexistentTenant"),
+            "{method} {path}"
+        );
+    }
+    // Creating a subscription makes the tenant, as creating an entity does.
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Vehicle"}],
+        "notification": {"endpoint": {"uri": "http://localhost:1/x"}}})
+    .to_string();
+    let r = app
+        .call(
+            "POST",
+            "/ngsi-ld/v1/subscriptions",
+            &[("NGSILD-Tenant", "district7")],
+            Some(&sub),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
     let r = app
         .call(
             "GET",
-            "/ngsi-ld/v1/entities?type=Vehicle",
-            &[("NGSILD-Tenant", "district9")],
+            "/ngsi-ld/v1/subscriptions",
+            &[("NGSILD-Tenant", "district7")],
             None,
         )
         .await;
-    assert_eq!(
-        (r.status.as_u16(), r.error_type()),
-        (404, "NonexistentTenant")
-    );
+    assert_eq!(r.status, 200, "{}", r.text);
     let body = vehicle("urn:ngsi-ld:Vehicle:t", 1.0, 0.0, 0.0).to_string();
     let r = app
         .call(
