@@ -668,24 +668,78 @@ fn target_value(inst: &Attribute, path: &AttrPath) -> Option<Value> {
         }
         attr = attr.sub_attr(s)?;
     }
+    let mut keys = path.keys.iter();
     let mut v = match meta {
         Some(m) => m,
         None => match attr.kind {
-            AttrKind::LanguageProperty => Value::Array(
-                attr.value
-                    .to_value()
-                    .as_object()?
-                    .values()
-                    .cloned()
-                    .collect(),
-            ),
+            // `name[en]` is the English string, `name[*]` and `name` any language's.
+            AttrKind::LanguageProperty => {
+                let map = attr.value.to_value();
+                let map = map.as_object()?;
+                match path.keys.first().map(String::as_str) {
+                    Some("*") | None => {
+                        keys.next();
+                        Value::Array(map.values().cloned().collect())
+                    }
+                    Some(lang) => {
+                        keys.next();
+                        map.get(lang)?.clone()
+                    }
+                }
+            }
+            // A vocabulary term matches by its IRI or by its short name.
+            AttrKind::VocabProperty => vocab_forms(&attr.value.to_value()),
             _ => attr.value.to_value(),
         },
     };
-    for k in &path.keys {
+    for k in keys {
         v = v.get(k.as_str())?.clone();
     }
     Some(v)
+}
+
+/// The last segment of an IRI (after `/`, `#` or `:`): how a term reads compacted.
+pub fn short_name(iri: &str) -> &str {
+    iri.rsplit(['/', '#', ':']).next().unwrap_or(iri)
+}
+
+/// A VocabProperty's value as the strings a query may name it by: each IRI and its
+/// short name.
+fn vocab_forms(v: &Value) -> Value {
+    let one = |s: &str| {
+        [
+            Value::String(s.to_string()),
+            Value::String(short_name(s).to_string()),
+        ]
+    };
+    match v {
+        Value::String(s) => Value::Array(one(s).to_vec()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .flat_map(|s| one(s).into_iter())
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The keys a value index holds for an attribute instance, so that its candidates
+/// are a superset of what `q` matches: scalar values (and array members) of every
+/// kind, each language string of a LanguageProperty, each vocabulary term of a
+/// VocabProperty by IRI and short name.
+pub fn index_keys(a: &Attribute) -> Vec<IndexKey> {
+    match a.kind {
+        AttrKind::LanguageProperty => a
+            .value
+            .to_value()
+            .as_object()
+            .map(|m| m.values().flat_map(IndexKey::of).collect())
+            .unwrap_or_default(),
+        AttrKind::VocabProperty => IndexKey::of(&vocab_forms(&a.value.to_value())),
+        _ => IndexKey::of_attr(&a.value),
+    }
 }
 
 fn compare(target: &Value, op: Op, v: &QValue) -> bool {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use citybrain_model::intern::same;
 use citybrain_model::q::{IndexKey, KeyRange};
-use citybrain_model::{AttrKind, Attribute, Entity};
+use citybrain_model::{Attribute, Entity};
 
 /// An entity ordered (and looked up) by its id.
 #[derive(Debug, Clone)]
@@ -100,17 +100,14 @@ pub(crate) struct TenantState {
     values: Option<HashMap<Arc<str>, ValueIndex, Fast>>,
 }
 
-/// The keys one attribute contributes to the value index: every instance that is a
-/// Property or Relationship with a scalar value (or an array of scalars), so that
-/// index candidates are a superset of what `q` matches.
+/// The keys one attribute contributes to the value index, every instance's
+/// (`citybrain_model::q::index_keys`), so that index candidates are a superset of
+/// what `q` matches.
 fn attr_keys(instances: &[Attribute]) -> Vec<IndexKey> {
-    let mut out = Vec::new();
-    for a in instances {
-        if matches!(a.kind, AttrKind::Property | AttrKind::Relationship) {
-            out.extend(IndexKey::of_attr(&a.value));
-        }
-    }
-    out
+    instances
+        .iter()
+        .flat_map(citybrain_model::q::index_keys)
+        .collect()
 }
 
 /// Whether two versions of an attribute give the same index keys (same kinds and

@@ -217,3 +217,50 @@ async fn order_by_sorts_before_paging() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(ids(&r.body), b(&[3, 2, 1]));
 }
+
+/// `q` on LanguageProperty (`name[en]`, `name[*]`, `name`), VocabProperty (short name
+/// or full IRI) and ListProperty (any member) values, through the value index.
+#[tokio::test]
+async fn q_matches_language_vocab_and_list_properties() {
+    let app = super::harness::app().await;
+    let e = json!({
+        "id": "urn:ngsi-ld:Building:p", "type": "Building",
+        "name": {"type": "LanguageProperty", "languageMap": {"en": "Big", "fr": "Grand"}},
+        "category": {"type": "VocabProperty", "vocab": "commercial"},
+        "scores": {"type": "ListProperty", "valueList": [1, 2, 3]}
+    });
+    let r = app.post("/ngsi-ld/v1/entities", &e).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let other = json!({"id": "urn:ngsi-ld:Building:o", "type": "Building",
+        "name": {"type": "LanguageProperty", "languageMap": {"en": "Small"}}});
+    assert_eq!(app.post("/ngsi-ld/v1/entities", &other).await.status, 201);
+    for (q, hit) in [
+        ("name%5Ben%5D==%22Big%22", true),
+        ("name%5Bfr%5D==%22Big%22", false),
+        ("name%5B*%5D==%22Grand%22", true),
+        ("name==%22Grand%22", true),
+        ("category==%22commercial%22", true),
+        (
+            "category==%22https://uri.etsi.org/ngsi-ld/default-context/commercial%22",
+            true,
+        ),
+        ("category==%22residential%22", false),
+        ("scores==2", true),
+        ("scores==5", false),
+        ("scores%3E2", true),
+    ] {
+        let r = app
+            .get(&format!("/ngsi-ld/v1/entities?type=Building&q={q}"))
+            .await;
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        assert_eq!(
+            ids(&r.body),
+            if hit {
+                vec!["urn:ngsi-ld:Building:p".to_string()]
+            } else {
+                Vec::<String>::new()
+            },
+            "{q}"
+        );
+    }
+}
