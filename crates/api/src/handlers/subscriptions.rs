@@ -51,11 +51,11 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
         .skip(offset)
         .take(limit)
         .map(|e| {
-            let (m, sub_ld) = app
+            let (m, _) = app
                 .broker
                 .subscriptions
-                .render(e, req.has_option("sysAttrs"));
-            response::with_context(m, accept, &sub_ld)
+                .render(e, req.has_option("sysAttrs"), Some(&ld));
+            response::with_context(m, accept, &ld)
         })
         .collect();
     let mut extra = Vec::new();
@@ -89,10 +89,11 @@ pub async fn retrieve(
 ) -> ApiResult<Response> {
     let accept = req.accept_json()?;
     app.broker.check_tenant(&req.rc)?;
-    let (m, ld) = app
-        .broker
-        .subscriptions
-        .get(&req.rc, &id, req.has_option("sysAttrs"))?;
+    let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
+    let (m, _) =
+        app.broker
+            .subscriptions
+            .get(&req.rc, &id, req.has_option("sysAttrs"), Some(&ld))?;
     Ok(response::json(
         StatusCode::OK,
         &response::with_context(m, accept, &ld),

@@ -329,3 +329,48 @@ async fn key_values_notifications_use_the_dataset_form_for_deleted_instances() {
         json!({"dataset": {"@none": "Eiffel Tower", "urn:ngsi-ld:Dataset:de": "Eiffelturm", "urn:ngsi-ld:Dataset:fr": "urn:ngsi-ld:null"}})
     );
 }
+
+/// A subscription's types and attribute names are compacted with the reader's
+/// `@context`: read without one, terms of the subscription's own context read as
+/// their full IRIs (NGSI-LD 5.8.2; the ETSI suite's 029_05_02).
+#[tokio::test]
+async fn subscriptions_read_with_the_readers_context() {
+    let app = super::harness::app().await;
+    let body = serde_json::json!({
+        "type": "Subscription",
+        "entities": [{"type": "Vehicle"}],
+        "watchedAttributes": ["speed"],
+        "notification": {"attributes": ["speed"], "endpoint": {"uri": "http://localhost:1/x"}},
+        "@context": [{"Vehicle": "https://example.org/ns#Vehicle", "speed": "https://example.org/ns#speed"},
+                     "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]
+    })
+    .to_string();
+    let r = app
+        .call(
+            "POST",
+            "/ngsi-ld/v1/subscriptions",
+            &[("content-type", "application/ld+json")],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let location = r.header("location").unwrap().to_string();
+    let s = app.get(&location).await.body;
+    assert_eq!(
+        s["entities"][0]["type"], "https://example.org/ns#Vehicle",
+        "{s}"
+    );
+    assert_eq!(
+        s["watchedAttributes"][0], "https://example.org/ns#speed",
+        "{s}"
+    );
+    assert_eq!(
+        s["notification"]["attributes"][0], "https://example.org/ns#speed",
+        "{s}"
+    );
+    let list = app.get("/ngsi-ld/v1/subscriptions").await.body;
+    assert_eq!(
+        list[0]["entities"][0]["type"], "https://example.org/ns#Vehicle",
+        "{list}"
+    );
+}

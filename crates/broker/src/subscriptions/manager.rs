@@ -335,15 +335,22 @@ impl SubscriptionManager {
     }
 
     /// Renders a subscription with its status (and `createdAt`/`modifiedAt` with
-    /// `sys_attrs`).
+    /// `sys_attrs`), its entity types and attribute names compacted with the
+    /// reader's `@context` (`to`; the core one when the request names none): a term
+    /// the reader's context does not define reads as its full IRI, as with entities
+    /// (NGSI-LD 5.8.2; the suite's 029_05_02). `None`: as the subscription was given.
     pub fn render(
         &self,
         entry: &SubEntry,
         sys_attrs: bool,
+        to: Option<&JsonLdContext>,
     ) -> (Map<String, Value>, Arc<JsonLdContext>) {
         let s = entry.sub.read();
         let now = self.clock.now();
         let mut out = s.body.clone();
+        if let Some(to) = to {
+            recompact(&mut out, &s.ld, to);
+        }
         if !out.contains_key("notificationTrigger") {
             out.insert(
                 "notificationTrigger".into(),
@@ -402,9 +409,10 @@ impl SubscriptionManager {
         rc: &RequestContext,
         id: &str,
         sys_attrs: bool,
+        to: Option<&JsonLdContext>,
     ) -> Result<(Map<String, Value>, Arc<JsonLdContext>)> {
         let e = self.entry(rc, id, Verb::Read)?;
-        Ok(self.render(&e, sys_attrs))
+        Ok(self.render(&e, sys_attrs, to))
     }
 
     /// `GET /subscriptions`: the tenant's subscriptions the caller owns (all of them for
@@ -666,4 +674,44 @@ fn seen_change(authz: &dyn Authorizer, rc: &RequestContext, change: &Change) -> 
         after: see(&change.after)?,
         ..change.clone()
     })
+}
+
+/// Entity types and attribute names of a subscription body, from the context they
+/// were given in to the reader's. Type expressions (`A,B`, `(A;B)|C`) stay as given.
+fn recompact(body: &mut Map<String, Value>, from: &JsonLdContext, to: &JsonLdContext) {
+    let term = |t: &str| -> String {
+        if t.contains([',', ';', '|', '(', ')']) {
+            return t.to_string();
+        }
+        to.compact(&from.expand(t))
+    };
+    let terms = |v: &mut Value| {
+        if let Value::Array(items) = v {
+            for i in items.iter_mut() {
+                if let Some(t) = i.as_str() {
+                    *i = Value::String(term(t));
+                }
+            }
+        }
+    };
+    if let Some(Value::Array(es)) = body.get_mut("entities") {
+        for e in es.iter_mut() {
+            if let Some(Value::String(t)) = e.get_mut("type") {
+                *t = term(t);
+            }
+        }
+    }
+    if let Some(w) = body.get_mut("watchedAttributes") {
+        terms(w);
+    }
+    if let Some(Value::Object(n)) = body.get_mut("notification") {
+        if let Some(a) = n.get_mut("attributes") {
+            terms(a);
+        }
+    }
+    if let Some(Value::Object(g)) = body.get_mut("geoQ") {
+        if let Some(Value::String(p)) = g.get_mut("geoproperty") {
+            *p = term(p);
+        }
+    }
 }
