@@ -374,3 +374,44 @@ async fn subscriptions_read_with_the_readers_context() {
         "{list}"
     );
 }
+
+/// Every instance of an attribute deleted (`deleteAll`): the notification carries one
+/// tombstone for the attribute (the ETSI suite's 046_22_08); one instance deleted of
+/// several: a tombstone for that instance beside the others.
+#[tokio::test]
+async fn deleting_all_instances_notifies_one_tombstone() {
+    let app = app().await;
+    let (uri, mut rx) = receiver(Duration::ZERO).await;
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Building"}], "watchedAttributes": ["name"],
+                     "notificationTrigger": ["attributeDeleted"],
+                     "notification": {"endpoint": {"uri": uri}}});
+    assert_eq!(
+        app.post("/ngsi-ld/v1/subscriptions", &sub).await.status,
+        201
+    );
+    let b = json!({"id": "urn:ngsi-ld:Building:all", "type": "Building",
+                   "name": [{"type": "Property", "value": "Eiffel Tower"},
+                            {"type": "Property", "value": "Eiffelturm", "datasetId": "urn:ngsi-ld:Dataset:de"},
+                            {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ngsi-ld:Dataset:fr"}]});
+    app.post("/ngsi-ld/v1/entities", &b).await;
+    let r = app
+        .delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:all/attrs/name?datasetId=urn:ngsi-ld:Dataset:fr")
+        .await;
+    assert_eq!(r.status, 204);
+    let (_, n) = next(&mut rx, Duration::from_secs(5)).await.unwrap();
+    let name = &n["data"][0]["name"];
+    assert!(
+        name.is_array(),
+        "the others stay beside the tombstone: {name}"
+    );
+    let r = app
+        .delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:all/attrs/name?deleteAll=true")
+        .await;
+    assert_eq!(r.status, 204);
+    let (_, n) = next(&mut rx, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        n["data"][0]["name"],
+        json!({"type": "Property", "value": "urn:ngsi-ld:null"}),
+        "{n}"
+    );
+}

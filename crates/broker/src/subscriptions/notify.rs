@@ -228,10 +228,30 @@ fn add_changes(
             };
             m.insert(key.clone(), v);
         } else if !removed.is_empty() && (reason == "attributeDeleted" || s.show_changes) {
-            let stones: Vec<Value> = removed
-                .iter()
-                .map(|o| tombstone(o, ld, style, now))
-                .collect();
+            // Every instance gone (`deleteAll`): one tombstone for the attribute, as the
+            // ETSI suite reads it (046_22_08); some left: one per deleted instance.
+            let whole = current.is_none() && removed.len() > 1 && !m.contains_key(&key);
+            let stones: Vec<Value> = if whole {
+                let first = removed
+                    .iter()
+                    .find(|o| o.dataset_id().is_none())
+                    .or(removed.first());
+                first
+                    .map(|o| {
+                        let mut t = tombstone(o, ld, style, now);
+                        if let Some(obj) = t.as_object_mut() {
+                            obj.remove("datasetId");
+                        }
+                        t
+                    })
+                    .into_iter()
+                    .collect()
+            } else {
+                removed
+                    .iter()
+                    .map(|o| tombstone(o, ld, style, now))
+                    .collect()
+            };
             let merged = match m.remove(&key) {
                 None => stones,
                 Some(Value::Array(mut v)) => {
