@@ -42,7 +42,9 @@ pub(crate) fn check_attr_name(attr: &str) -> Result<()> {
     if matches!(
         attr,
         "id" | "type" | "scope" | "@id" | "@type" | "@context" | "createdAt" | "modifiedAt"
-    ) {
+    ) || attr.starts_with('@')
+    {
+        // `@…` names JSON-LD keywords, never an attribute (the suite's 055_03_03).
         return Err(BrokerError::bad_data(format!(
             "'{attr}' is not an attribute"
         )));

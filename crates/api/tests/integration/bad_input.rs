@@ -44,6 +44,8 @@ async fn malformed_requests_get_problem_details_not_5xx() {
         ("POST", "/ngsi-ld/v1/subscriptions", vec![], Some(r#"{"type":"Subscription"}"#.into()), 400, "BadRequestData"),
         ("GET", "/ngsi-ld/v1/nothing-here", vec![], None, 404, "ResourceNotFound"),
         ("GET", "/ngsi-ld/v1/entities?type=T&bogus=1", vec![], None, 400, "InvalidRequest"),
+        // `@…` is a JSON-LD keyword form, never an attribute name (ETSI 055_03_03).
+        ("PUT", "/ngsi-ld/v1/entities/urn:a:1/attrs/@invalid", vec![], Some(r#"{"type":"Property","value":true}"#.into()), 400, "BadRequestData"),
         // A purge with no filter (NGSI-LD 1.9, 5.6.21) would reach every entity.
         ("DELETE", "/ngsi-ld/v1/entities", vec![], None, 400, "BadRequestData"),
         ("DELETE", "/ngsi-ld/v1/types", vec![], None, 405, "OperationNotSupported"),
