@@ -224,6 +224,15 @@ pub async fn modify_instance(
     Path((id, attr, instance)): Path<(String, String, String)>,
     req: NgsiRequest,
 ) -> ApiResult<Response> {
+    // `.../attrs//{instanceId}`: with no attribute, the path is not an instance but
+    // the attribute collection, which takes no PATCH (the ETSI suite's 016_02_06).
+    if attr.is_empty() {
+        return Err(crate::problem::ApiError::new(
+            citybrain_model::ErrorKind::OperationNotSupported,
+            "no attribute named in the path: PATCH applies to an attribute's instance",
+        )
+        .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED));
+    }
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let body = req.object()?;
     app.broker

@@ -46,6 +46,8 @@ async fn malformed_requests_get_problem_details_not_5xx() {
         ("GET", "/ngsi-ld/v1/entities?type=T&bogus=1", vec![], None, 400, "InvalidRequest"),
         // `@…` is a JSON-LD keyword form, never an attribute name (ETSI 055_03_03).
         ("PUT", "/ngsi-ld/v1/entities/urn:a:1/attrs/@invalid", vec![], Some(r#"{"type":"Property","value":true}"#.into()), 400, "BadRequestData"),
+        // No attribute between `attrs/` and the instance: not an instance (ETSI 016_02_06).
+        ("PATCH", "/ngsi-ld/v1/temporal/entities/urn:a:1/attrs//urn:ngsi-ld:Instance:1", vec![], Some(r#"{"type":"Property","value":1}"#.into()), 405, "OperationNotSupported"),
         // A purge with no filter (NGSI-LD 1.9, 5.6.21) would reach every entity.
         ("DELETE", "/ngsi-ld/v1/entities", vec![], None, 400, "BadRequestData"),
         ("DELETE", "/ngsi-ld/v1/types", vec![], None, 405, "OperationNotSupported"),
