@@ -344,10 +344,18 @@ pub fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
 /// Renders one attribute instance.
 pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -> Value {
     if o.format == Format::KeyValues {
+        // NGSI-LD 1.8's simplified representation keeps the kind of a LanguageProperty
+        // (without a chosen language) and of a VocabProperty recognisable:
+        // `{"languageMap": …}` and `{"vocab": …}` (as FIWARE's Extended-Properties
+        // tutorial and the ETSI suite's simplified temporal data expect).
         return match (a.kind, &o.lang) {
             (AttrKind::LanguageProperty, Some(lang)) => pick_language(&a.value.to_value(), lang)
                 .map(|(_, v)| v)
                 .unwrap_or(Value::Null),
+            (AttrKind::LanguageProperty, None) => {
+                serde_json::json!({ "languageMap": a.value.to_value() })
+            }
+            (AttrKind::VocabProperty, _) => serde_json::json!({ "vocab": content(a, ctx) }),
             (AttrKind::ListRelationship, _) => a.value.to_value(),
             _ => content(a, ctx),
         };
