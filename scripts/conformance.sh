@@ -44,6 +44,9 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 cp -r "$SUITE_SRC/TP" "$SUITE_SRC/resources" "$SUITE_SRC/data" "$SUITE_SRC/libraries" "$WORK/"
 grep -rl 'https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/' "$WORK" \
   | xargs -r sed -i "s#https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/#http://127.0.0.1:$CTX_PORT/#g"
+# The GitHub fork's later commits name its own raw URLs instead.
+grep -rl 'https://raw.githubusercontent.com/marek-mraz/ngsi-ld-test-suite/main/resources/jsonld-contexts/' "$WORK" \
+  | xargs -r sed -i "s#https://raw.githubusercontent.com/marek-mraz/ngsi-ld-test-suite/main/resources/jsonld-contexts/#http://127.0.0.1:$CTX_PORT/#g"
 # OFFLINE_V18_CONTEXT=1: tests whose data names the suite's v1.8 context on
 # easy-global-market.github.io (not in the suite, unreachable offline) get the suite's
 # own compound context instead. Results obtained this way are reported separately.
