@@ -37,21 +37,22 @@ BROKER_PORT=${BROKER_PORT:-1026}
 PER_AREA_TIMEOUT=${PER_AREA_TIMEOUT:-1800}
 
 # Python packages (idempotent).
-python3 -m pip install -q -r "$SUITE_SRC/requirements.txt"
+# (From the suite's directory: later commits list a local library by relative path.)
+(cd "$SUITE_SRC" && python3 -m pip install -q -r requirements.txt)
 
 # A working copy whose context URLs point at a local server.
 rm -rf "$WORK" && mkdir -p "$WORK"
 cp -r "$SUITE_SRC/TP" "$SUITE_SRC/resources" "$SUITE_SRC/data" "$SUITE_SRC/libraries" "$WORK/"
-grep -rl 'https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/' "$WORK" \
+{ grep -rl 'https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/' "$WORK" || true; } \
   | xargs -r sed -i "s#https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/#http://127.0.0.1:$CTX_PORT/#g"
 # The GitHub fork's later commits name its own raw URLs instead.
-grep -rl 'https://raw.githubusercontent.com/marek-mraz/ngsi-ld-test-suite/main/resources/jsonld-contexts/' "$WORK" \
+{ grep -rl 'https://raw.githubusercontent.com/marek-mraz/ngsi-ld-test-suite/main/resources/jsonld-contexts/' "$WORK" || true; } \
   | xargs -r sed -i "s#https://raw.githubusercontent.com/marek-mraz/ngsi-ld-test-suite/main/resources/jsonld-contexts/#http://127.0.0.1:$CTX_PORT/#g"
 # OFFLINE_V18_CONTEXT=1: tests whose data names the suite's v1.8 context on
 # easy-global-market.github.io (not in the suite, unreachable offline) get the suite's
 # own compound context instead. Results obtained this way are reported separately.
 if [ "${OFFLINE_V18_CONTEXT:-0}" = "1" ]; then
-  grep -rl 'https://easy-global-market.github.io/ngsild-api-data-models/ngsildTestSuite/ngsildTestSuiteV1.8-compound.jsonld' "$WORK" \
+  { grep -rl 'https://easy-global-market.github.io/ngsild-api-data-models/ngsildTestSuite/ngsildTestSuiteV1.8-compound.jsonld' "$WORK" || true; } \
     | xargs -r sed -i "s#https://easy-global-market.github.io/ngsild-api-data-models/ngsildTestSuite/ngsildTestSuiteV1.8-compound.jsonld#http://127.0.0.1:$CTX_PORT/ngsi-ld-test-suite-compound.jsonld#g"
 fi
 
