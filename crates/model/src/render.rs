@@ -344,10 +344,11 @@ pub fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
 /// Renders one attribute instance.
 pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -> Value {
     if o.format == Format::KeyValues {
-        // NGSI-LD 1.8's simplified representation keeps the kind of a LanguageProperty
-        // (without a chosen language) and of a VocabProperty recognisable:
-        // `{"languageMap": …}` and `{"vocab": …}` (as FIWARE's Extended-Properties
-        // tutorial and the ETSI suite's simplified temporal data expect).
+        // The simplified representation (NGSI-LD 4.5.4) wraps LanguageProperty (without
+        // a chosen language), JsonProperty and VocabProperty in single-key objects,
+        // `{"languageMap": …}`, `{"json": …}`, `{"vocab": …}`, so their kind stays
+        // recognisable; value lists and object lists stay bare (the ETSI suite's
+        // 454_01, FIWARE's Extended-Properties tutorial).
         return match (a.kind, &o.lang) {
             (AttrKind::LanguageProperty, Some(lang)) => pick_language(&a.value.to_value(), lang)
                 .map(|(_, v)| v)
@@ -356,6 +357,7 @@ pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -
                 serde_json::json!({ "languageMap": a.value.to_value() })
             }
             (AttrKind::VocabProperty, _) => serde_json::json!({ "vocab": content(a, ctx) }),
+            (AttrKind::JsonProperty, _) => serde_json::json!({ "json": content(a, ctx) }),
             (AttrKind::ListRelationship, _) => a.value.to_value(),
             _ => content(a, ctx),
         };

@@ -231,6 +231,28 @@ async fn q_matches_language_vocab_and_list_properties() {
     });
     let r = app.post("/ngsi-ld/v1/entities", &e).await;
     assert_eq!(r.status, 201, "{}", r.text);
+    // The simplified representation (4.5.4): wrapped languageMap, json and vocab; bare
+    // lists.
+    let mut with_json = e.clone();
+    with_json["id"] = json!("urn:ngsi-ld:Thing:j");
+    with_json["type"] = json!("Thing");
+    with_json["street"] = json!({"type": "JsonProperty", "json": {"a": 1}});
+    assert_eq!(
+        app.post("/ngsi-ld/v1/entities", &with_json).await.status,
+        201
+    );
+    let kv = app
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Thing:j?options=keyValues")
+        .await
+        .body;
+    assert_eq!(
+        kv["name"],
+        json!({"languageMap": {"en": "Big", "fr": "Grand"}}),
+        "{kv}"
+    );
+    assert_eq!(kv["category"], json!({"vocab": "commercial"}), "{kv}");
+    assert_eq!(kv["street"], json!({"json": {"a": 1}}), "{kv}");
+    assert_eq!(kv["scores"], json!([1, 2, 3]), "{kv}");
     let other = json!({"id": "urn:ngsi-ld:Building:o", "type": "Building",
         "name": {"type": "LanguageProperty", "languageMap": {"en": "Small"}}});
     assert_eq!(app.post("/ngsi-ld/v1/entities", &other).await.status, 201);
