@@ -63,6 +63,8 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
     let method = req.method().to_string();
     let id = crate::context::RequestId::of(req.headers());
     let echo = axum::http::HeaderValue::from_str(&id.0).ok();
+    // NGSI-LD 6.3.14: a request's `NGSILD-Tenant` is also present in its response.
+    let tenant = req.headers().get("ngsild-tenant").cloned();
     let mut req = req;
     req.extensions_mut().insert(id);
     let start = Instant::now();
@@ -129,6 +131,10 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
     if let Some(v) = echo {
         resp.headers_mut()
             .insert(axum::http::HeaderName::from_static("x-request-id"), v);
+    }
+    if let Some(t) = tenant {
+        resp.headers_mut()
+            .insert(axum::http::HeaderName::from_static("ngsild-tenant"), t);
     }
     secure_headers(resp.headers_mut(), front.auth.is_some(), front.hsts);
     metrics.record(

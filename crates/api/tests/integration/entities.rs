@@ -268,6 +268,12 @@ async fn tenants_are_created_on_first_write_and_isolated() {
             (404, "NonexistentTenant"),
             "{method} {path}"
         );
+        // The tenant is echoed in the answer (6.3.14), refusals included.
+        assert_eq!(
+            r.header("ngsild-tenant"),
+            Some("district9"),
+            "{method} {path}"
+        );
     }
     // Creating a subscription makes the tenant, as creating an entity does.
     let sub = json!({"type": "Subscription", "entities": [{"type": "Vehicle"}],

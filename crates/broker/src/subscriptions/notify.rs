@@ -327,7 +327,7 @@ pub(super) fn notification(
             let style = TombstoneStyle {
                 show_changes: s.show_changes,
                 sys_attrs: s.sys_attrs,
-                language_map_object: false,
+                language_map_object: true,
                 key_values: keyvalues,
             };
             for (name, old) in &d.attrs {
