@@ -325,13 +325,14 @@ async fn record_dispatch(hub: &Hub, rc: &RequestContext, d: &Dispatch, departmen
     }
 }
 
-/// Roads an ambulance can be sent to, with their `[lon, lat]`.
+/// Roads an ambulance can be sent to, as points every 20 m along them with their
+/// `[lon, lat]`.
 struct Places(Vec<(String, (f64, f64))>);
 
 impl Places {
     fn new(net: &Network, geo: &Geo) -> Places {
         Places(
-            emergency::service_edges(net)
+            emergency::service_points(net, 20.0)
                 .into_iter()
                 .map(|(edge, (x, y))| (edge, geo.lon_lat(x, y)))
                 .collect(),

@@ -35,7 +35,7 @@ use crate::net::Network;
 use crate::traci::Value;
 use crate::TwinError;
 
-pub use sites::{random_calls, service_edges, spread_stations};
+pub use sites::{random_calls, service_edges, service_points, spread_stations};
 
 /// The SUMO vehicle type of ambulances (written to the session's additional file).
 pub const AMBULANCE_TYPE: &str = "citybrain_ambulance";

@@ -153,6 +153,30 @@ pub fn service_edges(net: &Network) -> Vec<(String, (f64, f64))> {
         .collect()
 }
 
+/// Points along the service edges, every `step` metres of their first car lane (ends
+/// included): where an incident's place is matched to the nearest road, so that a
+/// long edge is judged by its whole length, not its midpoint.
+pub fn service_points(net: &Network, step: f64) -> Vec<(String, (f64, f64))> {
+    let step = step.max(1.0);
+    let mut out = Vec::new();
+    for (edge, _) in service_edges(net) {
+        let Some(lane) = net.edges.iter().find(|e| e.id == edge).and_then(|e| {
+            e.lanes
+                .iter()
+                .filter_map(|l| net.lanes.get(l))
+                .find(|l| l.carries_cars())
+        }) else {
+            continue;
+        };
+        let n = (lane.length / step).ceil().max(1.0) as usize;
+        for k in 0..=n {
+            let at = lane.length * k as f64 / n as f64;
+            out.push((edge.clone(), crate::observe::along(&lane.shape, at)));
+        }
+    }
+    out
+}
+
 /// Per edge: whether it lies in the largest strongly connected component of the
 /// edge graph (edges linked by connections), by Kosaraju's algorithm.
 fn strongly_connected_core(net: &Network) -> Vec<bool> {
@@ -240,6 +264,58 @@ mod tests {
             lanes: vec![format!("{id}_0")],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn service_points_cover_each_edge_every_step() {
+        let mut net = Network::default();
+        for j in ["1", "2"] {
+            net.junctions.insert(
+                j.into(),
+                crate::net::Junction {
+                    id: j.into(),
+                    kind: "priority".into(),
+                    x: 0.0,
+                    y: 0.0,
+                },
+            );
+        }
+        for (id, from, to, shape) in [
+            ("a", "1", "2", vec![(0.0, 0.0), (100.0, 0.0)]),
+            ("b", "2", "1", vec![(100.0, 0.0), (0.0, 0.0)]),
+        ] {
+            let e = edge(id, from, to);
+            net.lanes.insert(
+                e.lanes[0].clone(),
+                crate::net::Lane {
+                    id: e.lanes[0].clone(),
+                    edge: id.into(),
+                    length: 100.0,
+                    shape,
+                    ..Default::default()
+                },
+            );
+            net.edges.push(e);
+        }
+        for (a, b) in [("a", "b"), ("b", "a")] {
+            net.connections.push(crate::net::Connection {
+                from_lane: format!("{a}_0"),
+                to_lane: format!("{b}_0"),
+                tl: None,
+                link_index: None,
+                dir: "t".into(),
+            });
+        }
+        let points = service_points(&net, 20.0);
+        let on_a: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|(e, _)| e == "a")
+            .map(|(_, p)| *p)
+            .collect();
+        assert_eq!(on_a.len(), 6, "{on_a:?}");
+        assert_eq!(on_a[0], (0.0, 0.0));
+        assert_eq!(on_a[5], (100.0, 0.0));
+        assert_eq!(points.len(), 12);
     }
 
     #[test]
