@@ -339,6 +339,9 @@ impl EntityQuery {
             .as_deref()
             .map(|s| OrderBy::parse(s, ld))
             .transpose()?;
+        // "id takes precedence over idPattern" (NGSI-LD 1.9, 5.2.33): with ids named,
+        // the pattern (still checked above) selects nothing more or less.
+        let id_pattern = if ids.is_some() { None } else { id_pattern };
         Ok(EntityQuery {
             ids,
             types,

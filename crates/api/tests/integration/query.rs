@@ -123,6 +123,11 @@ async fn q_type_id_and_geo_filters() {
         .get("/ngsi-ld/v1/entities?type=Vehicle,Bike&id=urn:ngsi-ld:Vehicle:05,urn:ngsi-ld:Bike:1")
         .await;
     assert_eq!(ids(&r.body).len(), 2);
+    // id takes precedence over idPattern (1.9, 5.2.33).
+    let r = app
+        .get("/ngsi-ld/v1/entities?type=Vehicle&id=urn:ngsi-ld:Vehicle:05&idPattern=Vehicle:0[12]")
+        .await;
+    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:05"]);
     let r = app
         .get("/ngsi-ld/v1/entities?type=Vehicle&attrs=speed&limit=1")
         .await;
