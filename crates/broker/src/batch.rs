@@ -46,6 +46,15 @@ pub struct BatchItem {
 }
 
 impl BatchItem {
+    /// An entity in normalized NGSI-LD under the core `@context` (what the platform
+    /// writes itself: the demo city, the twin, forecasts).
+    pub fn core(body: Value) -> BatchItem {
+        BatchItem {
+            body,
+            ld: Ok(JsonLdContext::core()),
+        }
+    }
+
     fn split(&self) -> Result<(&Value, &JsonLdContext), (String, BrokerError)> {
         match &self.ld {
             Ok(ld) => Ok((&self.body, ld)),

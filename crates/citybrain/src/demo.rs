@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use citybrain_broker::{BatchItem, Broker, Principal, RequestContext, UpsertMode};
-use citybrain_model::JsonLdContext;
 use serde_json::{json, Value};
 
 /// Marker document: the demo was loaded once; deleting demo entities does not bring them back.
@@ -166,10 +165,7 @@ pub async fn load_once(
     let rc = RequestContext::service("", Principal::SYSTEM);
     let batch: Vec<BatchItem> = items
         .iter()
-        .map(|body| BatchItem {
-            body: body.clone(),
-            ld: Ok(JsonLdContext::core()),
-        })
+        .map(|body| BatchItem::core(body.clone()))
         .collect();
     let out = broker
         .batch_upsert(&rc, &batch, UpsertMode::Replace)

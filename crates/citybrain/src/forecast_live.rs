@@ -14,9 +14,10 @@ use citybrain_broker::{BatchItem, Broker, Principal, RequestContext, UpsertMode}
 use citybrain_forecast::online::OnlineSettings;
 use citybrain_forecast::stream::{Closed, Streams};
 use citybrain_model::entity::Entity;
-use citybrain_model::JsonLdContext;
 use citybrain_store::storage::{Change, ChangeKind, EntityStore, Feed};
 use serde_json::{json, Value};
+
+use citybrain_policy::short;
 
 use crate::config;
 
@@ -38,11 +39,6 @@ pub fn forecast_id(observed: &str) -> String {
         .or_else(|| observed.strip_prefix("urn:ngsi-ld:"))
         .unwrap_or(observed);
     format!("urn:ngsi-ld:TrafficFlowForecast:{tail}")
-}
-
-/// The last path segment of an expanded IRI (`…/averageVehicleSpeed`).
-fn short(iri: &str) -> &str {
-    iri.rsplit(['/', '#']).next().unwrap_or(iri)
 }
 
 /// What the forecaster reads from one change: the entity's id, the observation time
@@ -216,10 +212,10 @@ async fn flush(
     let mut by_tenant: std::collections::BTreeMap<Arc<str>, Vec<BatchItem>> =
         std::collections::BTreeMap::new();
     for (tenant, body) in pending {
-        by_tenant.entry(tenant).or_default().push(BatchItem {
-            body,
-            ld: Ok(JsonLdContext::core()),
-        });
+        by_tenant
+            .entry(tenant)
+            .or_default()
+            .push(BatchItem::core(body));
     }
     for (tenant, batch) in by_tenant {
         let rc = RequestContext::service(tenant.to_string(), FORECASTER);

@@ -21,7 +21,6 @@ use citybrain_hub::incident::{Move, Status};
 use citybrain_hub::{Hub, IncidentChange};
 use citybrain_ingest::Ingest;
 use citybrain_model::time::Clock;
-use citybrain_model::JsonLdContext;
 use citybrain_twin::control::{ControllerKind, Settings};
 use citybrain_twin::emergency::{self, Arrival, Call, Dispatch, EmergencyOptions};
 use citybrain_twin::episode::{Options, Session};
@@ -178,13 +177,7 @@ pub async fn run(
         };
         match out {
             Out::Fleet(list) => {
-                let batch: Vec<BatchItem> = list
-                    .into_iter()
-                    .map(|body| BatchItem {
-                        body,
-                        ld: Ok(JsonLdContext::core()),
-                    })
-                    .collect();
+                let batch: Vec<BatchItem> = list.into_iter().map(BatchItem::core).collect();
                 match broker.batch_upsert(&rc, &batch, UpsertMode::Replace).await {
                     Ok(r) if r.errors.is_empty() => {}
                     Ok(r) => tracing::warn!(errors = ?r.errors, "ambulance positions refused"),
@@ -218,13 +211,7 @@ pub async fn run(
                 }
             }
             Out::Entities(list) => {
-                let batch: Vec<BatchItem> = list
-                    .into_iter()
-                    .map(|body| BatchItem {
-                        body,
-                        ld: Ok(JsonLdContext::core()),
-                    })
-                    .collect();
+                let batch: Vec<BatchItem> = list.into_iter().map(BatchItem::core).collect();
                 match broker.batch_upsert(&rc, &batch, UpsertMode::Replace).await {
                     Ok(r) if r.errors.is_empty() => {
                         tracing::info!(entities = batch.len(), "twin network loaded")

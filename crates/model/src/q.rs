@@ -698,8 +698,9 @@ fn target_value(inst: &Attribute, path: &AttrPath) -> Option<Value> {
     Some(v)
 }
 
-/// The last segment of an IRI (after `/`, `#` or `:`): how a term reads compacted.
-pub fn short_name(iri: &str) -> &str {
+/// The last segment of a vocabulary IRI (after `/`, `#` or `:`, so that a URN's
+/// last part counts too): how a term reads compacted.
+fn short_name(iri: &str) -> &str {
     iri.rsplit(['/', '#', ':']).next().unwrap_or(iri)
 }
 

@@ -341,6 +341,15 @@ pub fn content(a: &Attribute, ctx: &JsonLdContext) -> Value {
     }
 }
 
+/// One value as itself, any other number of them as an array (an attribute with one
+/// instance, a single rendered entity).
+pub fn one_or_list(items: Vec<Value>) -> Value {
+    match <[Value; 1]>::try_from(items) {
+        Ok([one]) => one,
+        Err(items) => Value::Array(items),
+    }
+}
+
 /// Renders one attribute instance.
 pub fn render_attribute(a: &Attribute, ctx: &JsonLdContext, o: &RenderOptions) -> Value {
     if o.format == Format::KeyValues {

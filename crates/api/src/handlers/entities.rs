@@ -147,13 +147,9 @@ pub async fn retrieve(
         response::entity(&e, &ld, accept, &opts, &geometry)
     } else {
         let lookup = |target: &str| app.broker.retrieve_entity(&req.rc, target).ok();
-        let mut list = response::render_joined(&[&e], &lookup, &ld, accept, &opts, join, level);
+        let list = response::render_joined(&[&e], &lookup, &ld, accept, &opts, join, level);
         // Flat with nothing linked is just the entity.
-        if list.len() > 1 {
-            Value::Array(list)
-        } else {
-            list.pop().unwrap_or(Value::Null)
-        }
+        citybrain_model::render::one_or_list(list)
     };
     Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
 }

@@ -122,9 +122,6 @@ fn previous_key(kind: AttrKind) -> &'static str {
 struct TombstoneStyle {
     show_changes: bool,
     sys_attrs: bool,
-    /// A LanguageProperty's null is `{"@none": null}` for an attribute deletion and a
-    /// plain null when the whole entity went (as the ETSI suite expects).
-    language_map_object: bool,
     /// keyValues: the attribute is just "urn:ngsi-ld:null".
     key_values: bool,
 }
@@ -137,7 +134,9 @@ fn tombstone(
     style: TombstoneStyle,
     now: DateTime<Utc>,
 ) -> Value {
-    let null = if old.kind == AttrKind::LanguageProperty && style.language_map_object {
+    // A LanguageProperty's null is `{"@none": null}`, whether the attribute or the
+    // whole entity went.
+    let null = if old.kind == AttrKind::LanguageProperty {
         json!({"@none": "urn:ngsi-ld:null"})
     } else {
         json!("urn:ngsi-ld:null")
@@ -188,7 +187,6 @@ fn add_changes(
     let style = TombstoneStyle {
         show_changes: s.show_changes,
         sys_attrs: s.sys_attrs,
-        language_map_object: true,
         key_values: s.format == Format::KeyValues,
     };
     for (name, old) in &before.attrs {
@@ -221,10 +219,10 @@ fn add_changes(
                     json!("urn:ngsi-ld:null"),
                 );
             }
-            let v = if d.len() == 1 {
-                d.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null)
-            } else {
-                json!({ "dataset": d })
+            // One instance: its value; several: the `dataset` form.
+            let v = match <[(String, Value); 1]>::try_from(d.into_iter().collect::<Vec<_>>()) {
+                Ok([(_, one)]) => one,
+                Err(all) => json!({ "dataset": Map::from_iter(all) }),
             };
             m.insert(key.clone(), v);
         } else if !removed.is_empty() && (reason == "attributeDeleted" || s.show_changes) {
@@ -260,11 +258,7 @@ fn add_changes(
                 }
                 Some(one) => std::iter::once(one).chain(stones).collect(),
             };
-            let v = if merged.len() == 1 {
-                merged.into_iter().next().unwrap_or(Value::Null)
-            } else {
-                Value::Array(merged)
-            };
+            let v = citybrain_model::render::one_or_list(merged);
             m.insert(key.clone(), v);
         }
         if s.show_changes {
@@ -327,7 +321,6 @@ pub(super) fn notification(
             let style = TombstoneStyle {
                 show_changes: s.show_changes,
                 sys_attrs: s.sys_attrs,
-                language_map_object: true,
                 key_values: keyvalues,
             };
             for (name, old) in &d.attrs {

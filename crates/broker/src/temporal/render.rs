@@ -161,13 +161,9 @@ pub fn render_temporal(
                 Value::Array(items)
             }
             _ => {
-                let mut rendered: Vec<Value> =
+                let rendered: Vec<Value> =
                     series.iter().map(|s| render_series(s, tq, ctx)).collect();
-                if rendered.len() == 1 {
-                    rendered.pop().unwrap_or(Value::Null)
-                } else {
-                    Value::Array(rendered)
-                }
+                citybrain_model::render::one_or_list(rendered)
             }
         };
         out.insert(ctx.compact(name), value);
