@@ -197,6 +197,8 @@ pub fn route_action<'a>(
             return None
         }
         Family::Platform if route == DATASET => (Verb::Administer, Resource::Datasets),
+        // A live subscription is authorized by the broker as any subscription is.
+        Family::Platform if route == LIVE => return None,
         Family::Platform => match route {
             RULES | RULE | RULE_VERSIONS => (verb, Resource::Rule(id)),
             // A back-test reads history through a rule that is not stored.

@@ -28,8 +28,8 @@ use citybrain_model::ErrorKind;
 
 use crate::context::Family;
 use crate::handlers::{
-    audit, batch, catalog, contexts, discovery, entities, governance, incidents, ingest, modes,
-    open311, rules, subscriptions, temporal, twin,
+    audit, batch, catalog, contexts, discovery, entities, governance, incidents, ingest, live,
+    modes, open311, rules, subscriptions, temporal, twin,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -452,6 +452,7 @@ fn platform_routes() -> Router<AppState> {
             get(open311::config).put(open311::set_config),
         )
         .route(EVENTS_STREAM, get(rules::stream))
+        .route(LIVE, get(live::stream))
         .route(
             POLICIES,
             get(governance::policies).put(governance::set_policies),

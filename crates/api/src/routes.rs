@@ -59,6 +59,8 @@ pub const OPEN311_REQUEST: &str = "/open311/v2/requests/{file}";
 pub const OPEN311_TOKEN: &str = "/open311/v2/tokens/{file}";
 pub const OPEN311_RATING: &str = "/open311/v2/requests/{id}/{file}";
 pub const EVENTS_STREAM: &str = "/platform/v1/events/stream";
+/// Entity changes as Server-Sent Events (a live subscription; `handlers/live.rs`).
+pub const LIVE: &str = "/platform/v1/live";
 pub const POLICIES: &str = "/platform/v1/policies";
 pub const POLICY_VERSIONS: &str = "/platform/v1/policies/versions";
 pub const CLASSIFICATION: &str = "/platform/v1/classification";
@@ -228,6 +230,7 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         (_, TEMPORAL_QUERY) => TEMPORAL_QUERY_PARAMS,
         (_, TEMPORAL_ENTITIES | TEMPORAL_ENTITY | TEMPORAL_ATTRS | TEMPORAL_INSTANCE) => WRITE,
         (_, TEMPORAL_ATTR) => ATTR,
+        (_, LIVE) => crate::handlers::live::PARAMS,
         (&Method::GET, INGEST_DEADLETTERS) => &["source", "reason", "limit", "offset"],
         (_, INGEST_SOURCE | INGEST_SOURCES | INGEST_RELOAD | INGEST_REPLAY | INGEST_DEADLETTER) => {
             &[]

@@ -16,6 +16,7 @@ mod integration {
     pub mod harness;
     pub mod incidents;
     pub mod ingest;
+    pub mod live;
     pub mod modes;
     pub mod open311;
     pub mod query;

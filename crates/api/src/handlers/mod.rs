@@ -10,6 +10,7 @@ pub mod entities;
 pub mod governance;
 pub mod incidents;
 pub mod ingest;
+pub mod live;
 pub mod modes;
 pub mod open311;
 pub mod rules;

@@ -72,13 +72,15 @@ pub fn link_header(ld: &JsonLdContext) -> String {
 
 pub struct SubscriptionManager {
     store: Arc<dyn EntityStore>,
-    contexts: Arc<ContextResolver>,
-    clock: Arc<dyn Clock>,
+    pub(super) contexts: Arc<ContextResolver>,
+    pub(super) clock: Arc<dyn Clock>,
     dispatcher: Arc<Dispatcher>,
     authz: Arc<dyn Authorizer>,
     egress: Arc<citybrain_egress::EgressPolicy>,
     subs: RwLock<HashMap<(String, String), Arc<SubEntry>>>,
-    next_seq: std::sync::atomic::AtomicU64,
+    pub(super) next_seq: std::sync::atomic::AtomicU64,
+    /// Live subscriptions (`live.rs`): held by a streaming reader, never stored.
+    pub(super) live: RwLock<HashMap<u64, Arc<super::live::LiveEntry>>>,
 }
 
 impl SubscriptionManager {
@@ -102,6 +104,7 @@ impl SubscriptionManager {
             subs: RwLock::new(HashMap::new()),
             // New subscriptions sort after loaded ones (whose seq is their createdAt in µs).
             next_seq: std::sync::atomic::AtomicU64::new(first_seq),
+            live: RwLock::new(HashMap::new()),
         })
     }
 
@@ -172,7 +175,10 @@ impl SubscriptionManager {
         tracing::info!(count = self.subs.read().len(), "subscriptions loaded");
     }
 
-    fn split_context(body: &mut Map<String, Value>, link: Option<Value>) -> Option<Value> {
+    pub(super) fn split_context(
+        body: &mut Map<String, Value>,
+        link: Option<Value>,
+    ) -> Option<Value> {
         body.remove("@context").or(link)
     }
 
@@ -184,7 +190,7 @@ impl SubscriptionManager {
             .map_err(|e| BrokerError::bad_data(format!("notification.endpoint.uri: {e}")))
     }
 
-    fn allow(&self, rc: &RequestContext, verb: Verb, id: Option<&str>) -> Result<()> {
+    pub(super) fn allow(&self, rc: &RequestContext, verb: Verb, id: Option<&str>) -> Result<()> {
         self.authz
             .authorize(rc, &Action::new(verb, Resource::Subscription(id)))?;
         Ok(())
@@ -305,7 +311,7 @@ impl SubscriptionManager {
 
     /// A subscription whose `@context` is not one URL gets an ImplicitlyCreated context,
     /// named in `jsonldContext`, so that notifications can point at it (NGSI-LD 1.8).
-    async fn implicit_context(
+    pub(super) async fn implicit_context(
         &self,
         body: &mut Map<String, Value>,
         ctx_src: Option<&Value>,
@@ -324,7 +330,7 @@ impl SubscriptionManager {
     }
 
     /// Resolves `jsonldContext` (503 when it cannot be loaded).
-    async fn with_notify_context(&self, mut c: Compiled) -> Result<Compiled> {
+    pub(super) async fn with_notify_context(&self, mut c: Compiled) -> Result<Compiled> {
         if let Some(url) = c.body.get("jsonldContext").and_then(Value::as_str) {
             c.notify_ld = self
                 .contexts
@@ -588,63 +594,92 @@ impl SubscriptionManager {
             .filter(|((t, _), _)| **t == *change.tenant)
             .map(|(_, e)| e.clone())
             .collect();
+        let live: Vec<Arc<super::live::LiveEntry>> = self
+            .live
+            .read()
+            .values()
+            .filter(|l| *l.sub.tenant == *change.tenant)
+            .cloned()
+            .collect();
         let mut seen_by: HashMap<Principal, Seen> = HashMap::new();
         for entry in entries {
-            let s = entry.sub.read();
-            if !s.is_active || s.expired(now) || s.time_interval.is_some() {
-                continue;
+            let body = {
+                let s = entry.sub.read();
+                self.notification_for(&s, &entry.owner, &entry.status, change, now, &mut seen_by)
+            };
+            if let Some(body) = body {
+                self.dispatcher.enqueue(Job {
+                    entry: entry.clone(),
+                    body,
+                    enqueued: std::time::Instant::now(),
+                });
             }
-            // What the owner may see of the change: nothing (skipped), or a masked
-            // copy that triggers and filters are evaluated on; worked out once per
-            // owner, however many subscriptions it holds.
-            let seen = seen_by.entry(entry.owner.clone()).or_insert_with(|| {
-                let owner =
-                    RequestContext::request(s.tenant.clone(), entry.owner.clone(), String::new());
-                if self.authz.sees_everything(&owner) {
-                    Seen::All
-                } else {
-                    match seen_change(&*self.authz, &owner, change) {
-                        Some(c) => Seen::Masked(c),
-                        None => Seen::Hidden,
-                    }
-                }
-            });
-            let change = match seen {
-                Seen::All => change,
-                Seen::Masked(c) => &*c,
-                Seen::Hidden => continue,
-            };
-            let Some(reason) = trigger(&s, change) else {
-                continue;
-            };
-            {
-                let mut st = entry.status.lock();
-                if let (Some(th), Some(last)) = (s.throttling, st.last_notification) {
-                    if ((now - last).num_milliseconds() as f64) < th * 1000.0 {
-                        continue;
-                    }
-                }
-                st.last_notification = Some(now);
-            }
-            let lookup = |id: &str| self.linked(&s.tenant, id);
-            let body = match (&change.after, reason) {
-                (Some(after), r) if r != "entityDeleted" => notification(
-                    &s,
-                    std::slice::from_ref(after),
-                    Some(change),
-                    r,
-                    now,
-                    &lookup,
-                ),
-                _ => notification(&s, &[], Some(change), reason, now, &lookup),
-            };
-            drop(s);
-            self.dispatcher.enqueue(Job {
-                entry: entry.clone(),
-                body,
-                enqueued: std::time::Instant::now(),
-            });
         }
+        for l in live {
+            if let Some(body) =
+                self.notification_for(&l.sub, &l.owner, &l.status, change, now, &mut seen_by)
+            {
+                l.push(body);
+            }
+        }
+    }
+
+    /// The notification `s` (owned by `owner`) sends for `change`, if any: what the
+    /// owner may see of the change (worked out once per owner in `seen_by`), its
+    /// triggers and filters, and its throttling.
+    fn notification_for(
+        &self,
+        s: &Compiled,
+        owner: &Principal,
+        status: &Mutex<Status>,
+        change: &Change,
+        now: DateTime<Utc>,
+        seen_by: &mut HashMap<Principal, Seen>,
+    ) -> Option<Value> {
+        if !s.is_active || s.expired(now) || s.time_interval.is_some() {
+            return None;
+        }
+        // What the owner may see of the change: nothing (skipped), or a masked copy
+        // that triggers and filters are evaluated on; worked out once per owner,
+        // however many subscriptions it holds.
+        let seen = seen_by.entry(owner.clone()).or_insert_with(|| {
+            let owner = RequestContext::request(s.tenant.clone(), owner.clone(), String::new());
+            if self.authz.sees_everything(&owner) {
+                Seen::All
+            } else {
+                match seen_change(&*self.authz, &owner, change) {
+                    Some(c) => Seen::Masked(c),
+                    None => Seen::Hidden,
+                }
+            }
+        });
+        let change = match seen {
+            Seen::All => change,
+            Seen::Masked(c) => &*c,
+            Seen::Hidden => return None,
+        };
+        let reason = trigger(s, change)?;
+        {
+            let mut st = status.lock();
+            if let (Some(th), Some(last)) = (s.throttling, st.last_notification) {
+                if ((now - last).num_milliseconds() as f64) < th * 1000.0 {
+                    return None;
+                }
+            }
+            st.last_notification = Some(now);
+        }
+        let lookup = |id: &str| self.linked(&s.tenant, id);
+        Some(match (&change.after, reason) {
+            (Some(after), r) if r != "entityDeleted" => notification(
+                s,
+                std::slice::from_ref(after),
+                Some(change),
+                r,
+                now,
+                &lookup,
+            ),
+            _ => notification(s, &[], Some(change), reason, now, &lookup),
+        })
     }
 }
 

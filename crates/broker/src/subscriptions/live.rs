@@ -1,0 +1,172 @@
+//! Live subscriptions: a subscription held by a streaming reader (the platform's
+//! `GET /platform/v1/live`, Server-Sent Events) instead of an endpoint that is called.
+//!
+//! It is compiled and matched exactly as a stored subscription is (selectors, `q`,
+//! `geoQ`, watched attributes, triggers, throttling, format, projection) and its
+//! notifications carry only what its owner may see; it is never stored, never listed
+//! among the tenant's subscriptions, and goes away when its reader does. A reader that
+//! falls behind loses notifications rather than holding memory without bound: the
+//! count of those it lost is handed to it with the next one it gets, so it knows to
+//! read the current state again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use citybrain_access::{Principal, Verb};
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::manager::{Status, SubscriptionManager};
+use super::model::Compiled;
+use crate::error::{BrokerError, Result};
+use crate::request::RequestContext;
+
+/// Notifications a live reader may have waiting before the next ones are dropped.
+pub const LIVE_QUEUE: usize = 1024;
+
+/// The endpoint a live subscription is compiled with: it is never called (`.invalid`
+/// is reserved, RFC 2606).
+const LIVE_ENDPOINT: &str = "http://live.invalid/";
+
+/// A live subscription as the manager matches it.
+#[derive(Debug)]
+pub(crate) struct LiveEntry {
+    pub(crate) sub: Compiled,
+    pub(crate) owner: Principal,
+    pub(crate) status: Mutex<Status>,
+    tx: mpsc::Sender<Value>,
+    dropped: AtomicU64,
+}
+
+impl LiveEntry {
+    /// Queues a notification; one the reader has no room for is counted as dropped.
+    pub(crate) fn push(&self, body: Value) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(body) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            LIVE_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Notifications dropped because a live reader fell behind, since start.
+static LIVE_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// What a live reader gets next.
+#[derive(Debug)]
+pub enum LiveItem {
+    /// A notification (an NGSI-LD `Notification` body).
+    Notification(Value),
+    /// This many notifications were dropped since the last item: the reader fell
+    /// behind and should read the current state again.
+    Lagged(u64),
+}
+
+/// A live subscription, held by its reader; dropping it ends the subscription.
+pub struct LiveSubscription {
+    key: u64,
+    id: String,
+    entry: Arc<LiveEntry>,
+    rx: mpsc::Receiver<Value>,
+    manager: Weak<SubscriptionManager>,
+}
+
+impl LiveSubscription {
+    /// The subscription's id (`urn:ngsi-ld:Subscription:live:…`), as its notifications
+    /// name it in `subscriptionId`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The next item; `None` once the manager is gone.
+    pub async fn next(&mut self) -> Option<LiveItem> {
+        let dropped = self.entry.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            return Some(LiveItem::Lagged(dropped));
+        }
+        self.rx.recv().await.map(LiveItem::Notification)
+    }
+}
+
+impl Drop for LiveSubscription {
+    fn drop(&mut self) {
+        if let Some(m) = self.manager.upgrade() {
+            m.live.write().remove(&self.key);
+        }
+    }
+}
+
+/// Live subscriptions open and notifications dropped, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveStats {
+    pub open: u64,
+    pub dropped: u64,
+}
+
+impl SubscriptionManager {
+    /// Opens a live subscription for `rc` from a subscription body (as for `POST
+    /// /subscriptions`, `notification.endpoint` left out) in the context `link`.
+    /// Refused like a subscription (`subscribe`), and for `timeInterval`, which has no
+    /// meaning for a stream of changes.
+    pub async fn live(
+        self: &Arc<Self>,
+        rc: &RequestContext,
+        mut body: Map<String, Value>,
+        link: Option<Value>,
+    ) -> Result<LiveSubscription> {
+        self.allow(rc, Verb::Create, None)?;
+        if body.contains_key("timeInterval") {
+            return Err(BrokerError::bad_data(
+                "'timeInterval' is not available on a live subscription: it streams changes",
+            ));
+        }
+        let ctx_src = Self::split_context(&mut body, link);
+        let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
+        let key = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let id = format!("urn:ngsi-ld:Subscription:live:{}", uuid::Uuid::new_v4());
+        body.insert("id".into(), Value::String(id.clone()));
+        let notification = body
+            .entry("notification")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Some(n) = notification.as_object_mut() else {
+            return Err(BrokerError::bad_data("'notification' must be an object"));
+        };
+        if n.contains_key("endpoint") {
+            return Err(BrokerError::bad_data(
+                "'notification.endpoint' is not given on a live subscription: its reader is the endpoint",
+            ));
+        }
+        n.insert(
+            "endpoint".into(),
+            serde_json::json!({ "uri": LIVE_ENDPOINT, "accept": "application/json" }),
+        );
+        self.implicit_context(&mut body, ctx_src.as_ref()).await?;
+        let now = self.clock.now();
+        let compiled = Compiled::compile(&rc.tenant, &id, body, ctx_src, ld, now, true)?;
+        let compiled = self.with_notify_context(compiled).await?;
+        let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+        let entry = Arc::new(LiveEntry {
+            sub: compiled,
+            owner: rc.principal.clone(),
+            status: Mutex::new(Status::default()),
+            tx,
+            dropped: AtomicU64::new(0),
+        });
+        self.live.write().insert(key, entry.clone());
+        Ok(LiveSubscription {
+            key,
+            id,
+            entry,
+            rx,
+            manager: Arc::downgrade(self),
+        })
+    }
+
+    /// Live subscriptions open now and notifications dropped since start.
+    pub fn live_stats(&self) -> LiveStats {
+        LiveStats {
+            open: self.live.read().len() as u64,
+            dropped: LIVE_DROPPED.load(Ordering::Relaxed),
+        }
+    }
+}
