@@ -28,8 +28,8 @@ use citybrain_model::ErrorKind;
 
 use crate::context::Family;
 use crate::handlers::{
-    audit, batch, catalog, contexts, discovery, entities, governance, incidents, ingest, live,
-    modes, open311, rules, subscriptions, temporal, twin,
+    audit, batch, catalog, console, contexts, discovery, entities, governance, incidents, ingest,
+    live, modes, open311, rules, subscriptions, temporal, twin,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -239,6 +239,9 @@ pub fn router_of(parts: Parts) -> Router {
                 .route(METRICS, get(metrics_text)),
             Family::Operations,
         ))
+        // The console's files are public (no data in them): no family, no route layer.
+        .route(CONSOLE, get(console::file))
+        .route(CONSOLE_FILES, get(console::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // Authentication runs in the outermost layer, after the request id is set (a

@@ -78,6 +78,9 @@ pub const AUDIT_ENTRIES: &str = "/platform/v1/audit/entries";
 pub const AUDIT_INCLUSION: &str = "/platform/v1/audit/proofs/inclusion";
 pub const AUDIT_CONSISTENCY: &str = "/platform/v1/audit/proofs/consistency";
 pub const HEALTH: &str = "/health";
+/// The web console (`handlers/console.rs`): its page and its built files.
+pub const CONSOLE: &str = "/";
+pub const CONSOLE_FILES: &str = "/assets/{*path}";
 pub const METRICS: &str = "/metrics";
 
 /// Query parameters each operation accepts; anything else is a 400 InvalidRequest, as

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod batch;
 pub mod catalog;
+pub mod console;
 pub mod contexts;
 pub mod discovery;
 pub mod entities;

@@ -1,0 +1,155 @@
+// The public API the console uses: the same NGSI-LD, temporal, platform and live-feed
+// endpoints any client can call (nothing here is private to the console).
+
+const KEY = 'citybrain.apiKey';
+const TENANT = 'citybrain.tenant';
+
+export function apiKey(): string | null {
+  return sessionStorage.getItem(KEY);
+}
+export function setApiKey(k: string | null): void {
+  if (k) sessionStorage.setItem(KEY, k);
+  else sessionStorage.removeItem(KEY);
+}
+export function tenant(): string {
+  return localStorage.getItem(TENANT) ?? '';
+}
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public body: any,
+  ) {
+    super(body?.detail ?? body?.title ?? `HTTP ${status}`);
+  }
+}
+
+function headers(extra: Record<string, string> = {}): Record<string, string> {
+  const h: Record<string, string> = { Accept: 'application/json', ...extra };
+  const k = apiKey();
+  if (k) h['Authorization'] = `Bearer ${k}`;
+  const t = tenant();
+  if (t) h['NGSILD-Tenant'] = t;
+  return h;
+}
+
+export interface Answer<T> {
+  body: T;
+  headers: Headers;
+}
+
+export async function call<T = any>(
+  method: string,
+  path: string,
+  body?: unknown,
+  signal?: AbortSignal,
+): Promise<Answer<T>> {
+  const init: RequestInit = { method, headers: headers(), signal };
+  if (body !== undefined) {
+    init.headers = headers({ 'Content-Type': 'application/json' });
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  const text = await r.text();
+  let parsed: any = null;
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+  }
+  if (!r.ok) throw new ApiError(r.status, parsed);
+  return { body: parsed as T, headers: r.headers };
+}
+
+export const get = <T = any>(path: string, signal?: AbortSignal) =>
+  call<T>('GET', path, undefined, signal).then((a) => a.body);
+export const post = <T = any>(path: string, body: unknown) => call<T>('POST', path, body).then((a) => a.body);
+export const put = <T = any>(path: string, body: unknown) => call<T>('PUT', path, body).then((a) => a.body);
+
+/** The `rel="next"` target of a response's `Link` headers, if any. */
+export function nextLink(h: Headers): string | null {
+  const link = h.get('Link');
+  if (!link) return null;
+  for (const part of link.split(/,(?=\s*<)/)) {
+    const m = part.match(/<([^>]*)>(.*)/);
+    if (m && /rel="?next"?/.test(m[2])) return m[1];
+  }
+  return null;
+}
+
+/** Every entity a query matches, following `next` links (1,000 per page). */
+export async function queryAll(params: Record<string, string>, signal?: AbortSignal): Promise<any[]> {
+  const q = new URLSearchParams({ limit: '1000', format: 'keyValues', ...params });
+  let path: string | null = `/ngsi-ld/v1/entities?${q}`;
+  const out: any[] = [];
+  while (path) {
+    const a: Answer<any[]> = await call<any[]>('GET', path, undefined, signal);
+    out.push(...a.body);
+    path = nextLink(a.headers);
+  }
+  return out;
+}
+
+/** Temporal values of every entity a temporal query matches, following `next` links. */
+export async function temporalAll(params: Record<string, string>, signal?: AbortSignal): Promise<any[]> {
+  const q = new URLSearchParams({ limit: '1000', ...params });
+  let path: string | null = `/ngsi-ld/v1/temporal/entities?${q}`;
+  const out: any[] = [];
+  while (path) {
+    const a: Answer<any[]> = await call<any[]>('GET', path, undefined, signal);
+    out.push(...a.body);
+    path = nextLink(a.headers);
+  }
+  return out;
+}
+
+export interface SseEvent {
+  event: string;
+  data: any;
+}
+
+/**
+ * Reads a Server-Sent Events stream with fetch (so that credentials go in headers,
+ * which EventSource cannot send), reconnecting after a pause when it ends.
+ */
+export function stream(path: string, onEvent: (e: SseEvent) => void, signal: AbortSignal): void {
+  const run = async () => {
+    while (!signal.aborted) {
+      try {
+        const r = await fetch(path, { headers: headers({ Accept: 'text/event-stream' }), signal });
+        if (!r.ok || !r.body) throw new ApiError(r.status, null);
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let end: number;
+          while ((end = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, end);
+            buf = buf.slice(end + 2);
+            let event = 'message';
+            const data: string[] = [];
+            for (const line of block.split('\n')) {
+              if (line.startsWith('event:')) event = line.slice(6).trim();
+              else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+            }
+            if (data.length === 0) continue;
+            try {
+              onEvent({ event, data: JSON.parse(data.join('\n')) });
+            } catch (err) {
+              console.warn('unreadable event', err);
+            }
+          }
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        onEvent({ event: 'disconnected', data: { error: String(err) } });
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  };
+  void run();
+}

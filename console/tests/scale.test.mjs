@@ -1,0 +1,77 @@
+// 10,000 entities on the map (heavy suite): first load, and frame times while 500
+// entities a second change and the map pans. Prints figures; asserts only that the
+// page keeps up (every entity drawn, no errors): timings are a benchmark's to report.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { openPage, startBrowser, startServer } from './harness.mjs';
+
+const N = 10_000;
+let server;
+let browser;
+before(async () => {
+  server = await startServer({ demo: false });
+  browser = await startBrowser();
+  const batch = [];
+  for (let i = 0; i < N; i++) {
+    batch.push({
+      id: `urn:ngsi-ld:TrafficFlowObserved:scale-${i}`,
+      type: 'TrafficFlowObserved',
+      averageVehicleSpeed: { type: 'Property', value: (i * 7) % 80 },
+      location: { type: 'GeoProperty', value: { type: 'Point', coordinates: [120.0 + (i % 100) * 0.003, 30.15 + Math.floor(i / 100) * 0.002] } },
+    });
+    if (batch.length === 1000) {
+      const r = await server.api('POST', '/ngsi-ld/v1/entityOperations/upsert', batch.splice(0));
+      assert.ok(r.status === 201 || r.status === 204, `upsert: ${r.status}`);
+    }
+  }
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+const pct = (xs, p) => xs.slice().sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+
+test('10,000 entities stay smooth under live changes', async () => {
+  const { page, problems, loadMs } = await openPage(browser, `${server.url}/`);
+  await page.waitForFunction((n) => window.citybrainMap.querySourceFeatures('points').length >= n * 0.99 || window.citybrainMap.queryRenderedFeatures({ layers: ['points'] }).length >= n * 0.99, N, { timeout: 60_000 });
+  const idle = await page.evaluate(() => window.citybrainFrames(3000));
+  // Live changes: 500 entities a second through the API, while the map pans.
+  let writing = true;
+  let written = 0;
+  const writer = (async () => {
+    let k = 0;
+    while (writing) {
+      const t0 = Date.now();
+      const batch = [];
+      for (let j = 0; j < 500; j++, k++) {
+        batch.push({ id: `urn:ngsi-ld:TrafficFlowObserved:scale-${k % N}`, type: 'TrafficFlowObserved', averageVehicleSpeed: { type: 'Property', value: (k * 13) % 80 } });
+      }
+      await server.api('POST', '/ngsi-ld/v1/entityOperations/update', batch);
+      written += batch.length;
+      await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (Date.now() - t0))));
+    }
+  })();
+  await page.evaluate(() => {
+    let dx = 4;
+    window.__pan = setInterval(() => window.citybrainMap.panBy([dx, 0], { animate: false }), 16);
+    setTimeout(() => (dx = -4), 2500);
+  });
+  const busy = await page.evaluate(() => window.citybrainFrames(5000));
+  await page.evaluate(() => clearInterval(window.__pan));
+  writing = false;
+  await writer;
+  const notified = await page.evaluate(() => window.citybrainFeed?.notifications ?? null);
+  const figures = {
+    test: 'scale',
+    entities: N,
+    firstLoadMs: loadMs,
+    idleFrameMs: { p50: +pct(idle, 50).toFixed(1), p95: +pct(idle, 95).toFixed(1), p99: +pct(idle, 99).toFixed(1) },
+    busyFrameMs: { p50: +pct(busy, 50).toFixed(1), p95: +pct(busy, 95).toFixed(1), p99: +pct(busy, 99).toFixed(1), over50ms: busy.filter((x) => x > 50).length, frames: busy.length },
+    changesWrittenPerS: Math.round(written / 5),
+    notificationsReceived: notified,
+  };
+  console.log(JSON.stringify(figures));
+  assert.deepEqual(problems, []);
+});

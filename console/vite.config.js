@@ -1,0 +1,32 @@
+// The console is built into ../crates/console/assets, which the server embeds: a plain
+// `cargo build` then needs no Node.js (see docs/console.md).
+import { defineConfig } from 'vite';
+
+const api = process.env.CITYBRAIN_URL ?? 'http://127.0.0.1:1026';
+
+export default defineConfig({
+  base: '/',
+  build: {
+    outDir: '../crates/console/assets',
+    emptyOutDir: true,
+    assetsDir: 'assets',
+    sourcemap: false,
+    chunkSizeWarningLimit: 1500,
+    rollupOptions: {
+      output: {
+        manualChunks: (id) => (id.includes('node_modules/maplibre-gl') ? 'maplibre' : undefined),
+      },
+    },
+  },
+  server: {
+    // `npx vite` against a running `citybrain serve --demo` (CITYBRAIN_URL) while developing.
+    proxy: {
+      '/ngsi-ld': api,
+      '/platform': api,
+      '/ingest': api,
+      '/open311': api,
+      '/health': api,
+      '/metrics': api,
+    },
+  },
+});
