@@ -7,6 +7,22 @@ import { zh } from './zh';
 export type Lang = 'en' | 'zh';
 const KEY = 'citybrain.lang';
 
+/** English wording of values shown by name (statuses, moves). */
+const en: Record<string, string> = {
+  in_progress: 'in progress',
+  on_hold: 'on hold',
+  at_scene: 'at the scene',
+  'move:acknowledged': 'Acknowledge',
+  'move:dispatched': 'Dispatch',
+  'move:in_progress': 'Start work',
+  'move:on_hold': 'Put on hold',
+  'move:resolved': 'Resolve',
+  'move:closed': 'Close',
+  'move:reopened': 'Reopen',
+  'move:cancelled': 'Cancel incident',
+  'move:duplicate': 'Mark duplicate',
+};
+
 let lang: Lang = (localStorage.getItem(KEY) as Lang) ?? (navigator.language.startsWith('zh') ? 'zh' : 'en');
 const listeners: (() => void)[] = [];
 
@@ -27,7 +43,7 @@ export function onLangChange(f: () => void): void {
 
 /** The string in the current language; `{name}` placeholders filled from `vars`. */
 export function t(s: string, vars: Record<string, string | number> = {}): string {
-  let out = lang === 'zh' ? (zh[s] ?? s) : s;
+  let out = lang === 'zh' ? (zh[s] ?? s) : (en[s] ?? s);
   for (const [k, v] of Object.entries(vars)) out = out.replaceAll(`{${k}}`, String(v));
   return out;
 }

@@ -28,8 +28,11 @@ export class Kpis {
   private ingest = { rate: null as number | null, last: null as { at: number; records: number } | null };
   private slaTimer: number | null = null;
 
+  private timer: number | null = null;
+  private drawn = 0;
+
   constructor(private root: HTMLElement) {
-    city.on('entities', () => this.render());
+    city.on('entities', () => this.schedule());
     city.on('incidents', () => {
       this.render();
       this.refreshSla();
@@ -38,6 +41,17 @@ export class Kpis {
     void this.pollIngest();
     window.setInterval(() => void this.pollIngest(), 10_000);
     this.render();
+  }
+
+  /** Renders at most once a second however fast entities change (each render reads
+   * them all). */
+  private schedule(): void {
+    if (this.timer !== null) return;
+    const wait = Math.max(0, 1000 - (performance.now() - this.drawn));
+    this.timer = window.setTimeout(() => {
+      this.timer = null;
+      this.render();
+    }, wait);
   }
 
   /** The SLA report after incident changes (debounced: one request per burst). */
@@ -65,6 +79,7 @@ export class Kpis {
   }
 
   render(): void {
+    this.drawn = performance.now();
     const entities = shownEntities();
     const incidents = shownIncidents().filter((i) => isOpen(i.status));
     const at = replay.active ? replay.at : Date.now();

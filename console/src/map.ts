@@ -13,16 +13,21 @@ import { shownEntities, shownIncidents, shownMode } from './replay';
 
 maplibregl.setWorkerUrl(workerUrl);
 
+const FAR_POINTS = 3000;
+/** How long each redraw took on the main thread (ms), for the browser tests. */
+const drawTimes: number[] = [];
+(window as any).citybrainDrawMs = drawTimes;
+
 const LEVELS: Level[] = ['good', 'warn', 'bad', 'none'];
 
 /** Draws one icon: a shape for the level, its colour, and a letter for the kind. */
-function icon(shape: string, color: string, letter: string): ImageData {
+function icon(shape: string, color: string, letter: string, outline = '#ffffff'): ImageData {
   const size = 44; // drawn at pixelRatio 2: 22 px on the map
   const c = document.createElement('canvas');
   c.width = c.height = size;
   const g = c.getContext('2d')!;
   g.lineWidth = 3;
-  g.strokeStyle = '#ffffff';
+  g.strokeStyle = outline;
   g.fillStyle = color;
   g.beginPath();
   const m = size / 2;
@@ -85,6 +90,9 @@ export class CityMap {
   map: maplibregl.Map;
   enabled = new Set(KINDS.filter((k) => k.type !== 'Streetlight').map((k) => k.type));
   private fitted = false;
+  /** The icons are added on `load`; drawing before would name missing images. */
+  private iconsReady = false;
+  private far = 0;
   private lastDraw = 0;
   private timer: number | null = null;
   ready: Promise<void>;
@@ -140,6 +148,20 @@ export class CityMap {
             },
           })),
           {
+            // Many entities at a city-wide zoom: circles (cheap to draw), the level shown
+            // by size and outline as well as colour; the shaped icons from zoom 14.
+            id: 'points-far',
+            type: 'circle',
+            source: 'points',
+            maxzoom: 0,
+            paint: {
+              'circle-radius': ['match', ['get', 'level'], 'bad', 7, 'warn', 5.5, 4],
+              'circle-color': ['match', ['get', 'level'], 'good', LEVEL_COLOR.good, 'warn', LEVEL_COLOR.warn, 'bad', LEVEL_COLOR.bad, '#ffffff'],
+              'circle-stroke-color': ['match', ['get', 'level'], 'bad', '#1b1f24', 'none', LEVEL_COLOR.none, '#ffffff'],
+              'circle-stroke-width': ['match', ['get', 'level'], 'bad', 2, 'none', 2.5, 1],
+            },
+          },
+          {
             id: 'points',
             type: 'symbol',
             source: 'points',
@@ -168,13 +190,14 @@ export class CityMap {
         for (const k of KINDS)
           for (const l of LEVELS) this.map.addImage(`${k.type}-${l}`, icon(LEVEL_SHAPE[l], LEVEL_COLOR[l], k.letter), { pixelRatio: 2 });
         for (const [s, c] of Object.entries(SEVERITY_COLOR))
-          this.map.addImage(`incident-${s}`, icon('triangle', c, SEVERITY_LETTER[s]), { pixelRatio: 2 });
+          this.map.addImage(`incident-${s}`, icon('triangle', c, SEVERITY_LETTER[s], '#1b1f24'), { pixelRatio: 2 });
         this.map.addImage('hatch', hatch(), { pixelRatio: 2 });
+        this.iconsReady = true;
         this.drawAll();
         resolve();
       });
     });
-    for (const layer of ['points', 'incidents']) {
+    for (const layer of ['points', 'points-far', 'incidents']) {
       this.map.on('click', layer, (ev: maplibregl.MapLayerMouseEvent) => {
         const f = ev.features?.[0];
         if (f?.properties?.id) this.onSelect(String(f.properties.id));
@@ -210,10 +233,8 @@ export class CityMap {
   }
 
   drawAll(): void {
-    if (!this.map.isStyleLoaded() && !this.map.loaded()) {
-      // The style is still loading: `load` draws.
-      if (!this.source('points')) return;
-    }
+    if (!this.iconsReady) return; // `load` draws
+    const t0 = performance.now();
     const entities = shownEntities();
     const features: GeoJSON.Feature[] = [];
     // Roads by congestion: the speeds their detectors report.
@@ -234,10 +255,17 @@ export class CityMap {
       features.push({
         type: 'Feature',
         geometry: { type: 'Point', coordinates: p },
-        properties: { id: e.id, type: e.type, icon: `${e.type}-${k.level(e)}` },
+        properties: { id: e.id, type: e.type, level: k.level(e), icon: `${e.type}-${k.level(e)}` },
       });
     }
     this.source('points')?.setData({ type: 'FeatureCollection', features });
+    // Above FAR_POINTS entities, circles below zoom 14 (icons cost ten times more to draw).
+    const far = features.length > FAR_POINTS ? 14 : 0;
+    if (far !== this.far) {
+      this.far = far;
+      this.map.setLayerZoomRange('points-far', 0, far);
+      this.map.setLayerZoomRange('points', far, 24);
+    }
     const roads: GeoJSON.Feature[] = [];
     for (const r of city.roads.values()) {
       if (!r.location || r.location.type !== 'LineString') continue;
@@ -268,6 +296,8 @@ export class CityMap {
     }));
     this.source('areas')?.setData({ type: 'FeatureCollection', features: areas });
     if (!this.fitted && (features.length > 0 || roads.length > 0)) this.fit(features, roads);
+    drawTimes.push(performance.now() - t0);
+    if (drawTimes.length > 200) drawTimes.shift();
   }
 
   private fit(points: GeoJSON.Feature[], roads: GeoJSON.Feature[]): void {

@@ -8,6 +8,13 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { axe, openPage, rendered, shot, startBrowser, startServer } from './harness.mjs';
 
+/** Opens a view by its link and waits until it is the current one. */
+async function go(page, view) {
+  await page.click(`nav a[href="#/${view}"]`);
+  await page.waitForSelector(`nav a[aria-current=page][href="#/${view}"]`);
+  await page.waitForSelector(view === 'map' ? '#kpis' : view === 'incidents' ? '#f-status' : '.page h2');
+}
+
 let server;
 let browser;
 before(async () => {
@@ -43,13 +50,15 @@ test('a duty officer follows an incident from a reading to its resolution', asyn
   assert.equal(r.status, 204);
   // It arrives live: the KPI counts it and the queue shows it, with no reload.
   await page.waitForFunction((n) => Number(document.querySelector('[data-kpi=open-incidents] .kpi-value')?.textContent) > n, before, { timeout: 15_000 });
-  await page.click('nav a[href="#/incidents"]');
+  await go(page, 'incidents');
   const row = page.locator('tr', { hasText: station });
   await row.waitFor({ timeout: 10_000 });
   await row.locator('button.link').click();
   violations.push(...(await axe(page, 'e2e-03-incident')));
   const incidentId = await row.getAttribute('data-incident');
-  // Acknowledge, work on it, resolve it, through the buttons the lifecycle offers.
+  // Acknowledge, work on it, resolve it, through the buttons the lifecycle offers
+  // (all statuses listed: a resolved incident leaves the open queue).
+  await page.selectOption('#f-status', 'all');
   for (const move of ['acknowledged', 'in_progress', 'resolved']) {
     await page.click(`button[data-move="${move}"]`);
     await page.waitForFunction(
@@ -64,11 +73,10 @@ test('a duty officer follows an incident from a reading to its resolution', asyn
     stored.body.history.filter((h) => h.action === 'status').map((h) => h.to),
     ['acknowledged', 'in_progress', 'resolved'],
   );
-  await page.selectOption('#f-status', 'all');
   await shot(page, 'e2e-04-resolved');
 
   // An area to emergency and back, confirmed with a reason.
-  await page.click('nav a[href="#/map"]');
+  await go(page, 'map');
   await page.click('button[data-area="west-lake"]');
   await page.waitForSelector('dialog[open]');
   violations.push(...(await axe(page, 'e2e-05-confirm')));
@@ -98,25 +106,25 @@ test('a duty officer follows an incident from a reading to its resolution', asyn
     s.value = String(at);
     s.dispatchEvent(new Event('input'));
   }, opened - 60_000);
-  await page.click('nav a[href="#/incidents"]');
+  await go(page, 'incidents');
   await page.selectOption('#f-status', 'all');
   assert.equal(await page.locator(`tr[data-incident="${incidentId}"]`).count(), 0, 'the incident shows before it was opened');
-  await page.click('nav a[href="#/map"]');
+  await go(page, 'map');
   await page.evaluate(() => {
     const s = document.getElementById('replay-slider');
     s.value = s.max;
     s.dispatchEvent(new Event('input'));
   });
-  await page.click('nav a[href="#/incidents"]');
+  await go(page, 'incidents');
   await page.selectOption('#f-status', 'all');
   await page.locator(`tr[data-incident="${incidentId}"] .status-resolved`).waitFor({ timeout: 5_000 });
   await shot(page, 'e2e-08-replayed');
-  await page.click('nav a[href="#/map"]');
+  await go(page, 'map');
   await page.click('#replay-stop');
 
   // The other views.
   for (const v of ['rules', 'ingest', 'governance']) {
-    await page.click(`nav a[href="#/${v}"]`);
+    await go(page, v);
     await page.waitForTimeout(800);
     violations.push(...(await axe(page, `e2e-09-${v}`)));
   }
@@ -146,7 +154,7 @@ test('the console is keyboard operable, bilingual and has a large-text mode', as
   await page.waitForSelector('.queue-detail h2');
   violations.push(...(await axe(page, 'a11y-02-zh-incident')));
   // Large text, and back to English.
-  await page.click('nav a[href="#/map"]');
+  await go(page, 'map');
   await page.getByRole('button', { name: '大字模式' }).click();
   assert.equal(await page.evaluate(() => getComputedStyle(document.documentElement).fontSize), '20px');
   await page.getByRole('button', { name: 'English' }).click();

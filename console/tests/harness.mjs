@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -16,7 +16,7 @@ export const results = join(here, '..', 'test-results');
 mkdirSync(results, { recursive: true });
 
 export function binary() {
-  const candidates = [process.env.CITYBRAIN_BIN, join(root, 'target/release/citybrain'), join(root, 'target/debug/citybrain')];
+  const candidates = [process.env.CITYBRAIN_BIN && resolve(process.env.CITYBRAIN_BIN), join(root, 'target/release/citybrain'), join(root, 'target/debug/citybrain')];
   const found = candidates.find((p) => p && existsSync(p));
   if (!found) throw new Error('no citybrain binary: run `cargo build` (or set CITYBRAIN_BIN)');
   return found;
@@ -44,9 +44,11 @@ export async function startServer({ demo = true, twin = false, env = {} } = {}) 
   const mqtt = await freePort();
   const args = ['serve', '--data-dir', join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--mqtt-listen', `127.0.0.1:${mqtt}`];
   if (demo) args.push('--demo');
+  // The server refuses CITYBRAIN_* variables that are not its settings.
+  const { CITYBRAIN_BIN: _bin, ...inherited } = process.env;
   const proc = spawn(binary(), args, {
     cwd: root,
-    env: { ...process.env, CITYBRAIN_TWIN__ENABLED: twin ? 'true' : 'false', RUST_LOG: 'warn', ...env },
+    env: { ...inherited, CITYBRAIN_TWIN__ENABLED: twin ? 'true' : 'false', RUST_LOG: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
