@@ -7,7 +7,8 @@ const api = process.env.CITYBRAIN_URL ?? 'http://127.0.0.1:1026';
 export default defineConfig({
   base: '/',
   build: {
-    outDir: '../crates/console/assets',
+    // CONSOLE_OUT: somewhere else (scripts/build-console.sh --check compares the two).
+    outDir: process.env.CONSOLE_OUT ?? '../crates/console/assets',
     emptyOutDir: true,
     assetsDir: 'assets',
     sourcemap: false,

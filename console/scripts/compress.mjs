@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync, constants } from 'node:zlib';
 
-const root = new URL('../../crates/console/assets/', import.meta.url).pathname;
+const root = process.env.CONSOLE_OUT ?? new URL('../../crates/console/assets/', import.meta.url).pathname;
 function walk(dir) {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);

@@ -181,6 +181,7 @@ impl Metrics {
             .subscriptions
             .dispatch_stats()
             .visit(&mut sink.plain());
+        broker.subscriptions.live_stats().visit(&mut sink.plain());
         if let Some(h) = hub {
             h.stats.visit(&mut sink.plain());
         }

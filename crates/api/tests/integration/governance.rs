@@ -536,6 +536,60 @@ async fn notifications_carry_what_the_subscriber_may_see() {
 }
 
 #[tokio::test]
+async fn a_live_stream_carries_what_its_reader_may_see() {
+    use std::time::Duration;
+    let g = city().await;
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let auth = format!("Bearer {viewer}");
+    let mut ev = super::live::Events::open_with(
+        &g.app,
+        "type=Vehicle,Camera&format=keyValues",
+        &[("authorization", auth.as_str())],
+    )
+    .await;
+    let (name, _) = ev.next(Duration::from_secs(5)).await.expect("ready");
+    assert_eq!(name, "ready");
+    for (id, attr, value) in [
+        ("urn:ngsi-ld:Camera:1", "status", json!("off")),
+        ("urn:ngsi-ld:Vehicle:1", "speed", json!(55)),
+    ] {
+        let patch = json!({attr: {"type": "Property", "value": value}});
+        let r = g
+            .call(
+                Some(&g.admin),
+                "PATCH",
+                &format!("/ngsi-ld/v1/entities/{id}/attrs"),
+                &[],
+                Some(&patch),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+    }
+    // The camera (core data, hidden from viewers) is never streamed; the vehicle comes
+    // with its plate masked.
+    let (name, n) = ev.next(Duration::from_secs(5)).await.expect("the vehicle");
+    assert_eq!(name, "notification");
+    assert_eq!(n["data"][0]["type"], "Vehicle", "{n}");
+    assert_eq!(n["data"][0]["speed"], 55);
+    assert_eq!(n["data"][0]["licensePlate"], "粤B****5");
+    assert!(ev.next(Duration::from_millis(300)).await.is_none());
+    // Another tenant's changes never reach it either.
+    let other = json!({"id": "urn:ngsi-ld:Vehicle:9", "type": "Vehicle",
+        "speed": {"type": "Property", "value": 1}});
+    let r = g
+        .call(
+            Some(&g.admin),
+            "POST",
+            ENTITIES,
+            &[("ngsild-tenant", "elsewhere")],
+            Some(&other),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(ev.next(Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test]
 async fn history_shows_no_more_than_the_entity_does() {
     let g = city().await;
     let viewer = g.key("vic", &["viewer"], |_| {});

@@ -9,18 +9,25 @@ use tower::ServiceExt;
 use super::harness::{app, vehicle, App};
 
 /// Reads server-sent events from a live stream.
-struct Events {
+pub struct Events {
     body: axum::body::BodyDataStream,
     buf: String,
 }
 
 impl Events {
     async fn open(app: &App, query: &str) -> Events {
-        let req = axum::http::Request::builder()
+        Events::open_with(app, query, &[]).await
+    }
+
+    /// A stream opened with extra request headers (credentials).
+    pub async fn open_with(app: &App, query: &str, headers: &[(&str, &str)]) -> Events {
+        let mut req = axum::http::Request::builder()
             .uri(format!("/platform/v1/live?{query}"))
-            .header("accept", "text/event-stream")
-            .body(axum::body::Body::empty())
-            .unwrap();
+            .header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(axum::body::Body::empty()).unwrap();
         let resp = app.router.clone().oneshot(req).await.unwrap();
         if resp.status() != 200 {
             let b = axum::body::to_bytes(resp.into_body(), 1 << 20)
@@ -39,7 +46,7 @@ impl Events {
     }
 
     /// The next event (name, data), or `None` when none comes within `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
+    pub async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
@@ -123,6 +130,20 @@ async fn entity_changes_stream_as_notifications_filtered_like_a_subscription() {
     assert_eq!(list.body, json!([]));
     // Nothing else is notified: the slow one's first version never matched.
     assert!(ev.next(Duration::from_millis(300)).await.is_none());
+    let m = app.get("/metrics").await;
+    assert!(
+        m.text.contains("citybrain_subscriptions_live 1"),
+        "{}",
+        m.text
+    );
+    // The reader goes: so does its subscription.
+    drop(ev);
+    let m = app.get("/metrics").await;
+    assert!(
+        m.text.contains("citybrain_subscriptions_live 0"),
+        "{}",
+        m.text
+    );
 }
 
 #[tokio::test]

@@ -103,6 +103,23 @@ pub struct LiveStats {
     pub dropped: u64,
 }
 
+static LIVE_OPEN_METRIC: citybrain_telemetry::MetricDef = citybrain_telemetry::MetricDef::gauge(
+    "subscriptions_live",
+    "Live subscriptions open (GET /platform/v1/live readers)",
+);
+static LIVE_DROPPED_METRIC: citybrain_telemetry::MetricDef =
+    citybrain_telemetry::MetricDef::counter(
+        "subscriptions_live_dropped",
+        "Notifications dropped because a live reader fell behind",
+    );
+
+impl citybrain_telemetry::Metrics for LiveStats {
+    fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
+        out(&LIVE_OPEN_METRIC, self.open as f64);
+        out(&LIVE_DROPPED_METRIC, self.dropped as f64);
+    }
+}
+
 impl SubscriptionManager {
     /// Opens a live subscription for `rc` from a subscription body (as for `POST
     /// /subscriptions`, `notification.endpoint` left out) in the context `link`.
