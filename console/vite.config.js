@@ -2,7 +2,7 @@
 // `cargo build` then needs no Node.js (see docs/console.md).
 import { defineConfig } from 'vite';
 
-const api = process.env.CITYBRAIN_URL ?? 'http://127.0.0.1:1026';
+const api = process.env.CONSOLE_API_URL ?? 'http://127.0.0.1:1026';
 
 export default defineConfig({
   base: '/',
@@ -20,7 +20,7 @@ export default defineConfig({
     },
   },
   server: {
-    // `npx vite` against a running `citybrain serve --demo` (CITYBRAIN_URL) while developing.
+    // `npx vite` against a running `citybrain serve --demo` (CONSOLE_API_URL) while developing.
     proxy: {
       '/ngsi-ld': api,
       '/platform': api,

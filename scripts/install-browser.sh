@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
-fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
+# (grep reads all of fc-list's output: no SIGPIPE under pipefail.)
+fc-list : family 2>/dev/null | grep -i "Noto Sans CJK" >/dev/null || need+=(fonts-noto-cjk)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
@@ -18,6 +19,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "install-browser: installing ${need[*]}"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null \
     || { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null; }
+fi
+# The browser tests need Node.js 18 or later (Node's test runner, fetch); building
+# the console needs 20.19 (scripts/build-console.sh says so itself).
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
+  echo "install-browser: Node.js $(node --version) is too old for the console's tests (18 or later)" >&2
+  exit 1
 fi
 # npm packages: again only when the lockfile changed since the last install.
 stamp=console/node_modules/.citybrain-lock

@@ -21,7 +21,10 @@ fi
 # The console in a real browser, against the binary the tests just built (the heavy
 # suite is scripts/test-console.sh --all).
 if [ "$browser" = 1 ]; then
-  CITYBRAIN_BIN=${CITYBRAIN_BIN:-target/debug/citybrain} scripts/test-console.sh
+  # The binary of this checkout (cheap: the black-box tests built it, unless the
+  # arguments filtered them out).
+  cargo build -p citybrain --locked --quiet
+  CONSOLE_TEST_BIN=${CONSOLE_TEST_BIN:-${CARGO_TARGET_DIR:-target}/debug/citybrain} scripts/test-console.sh
 elif [ "${REQUIRE_BROWSER:-0}" = 1 ]; then
   echo "test.sh: REQUIRE_BROWSER=1 but Chromium/Node.js could not be installed" >&2
   exit 1

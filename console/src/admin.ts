@@ -88,7 +88,10 @@ export async function renderRules(root: HTMLElement): Promise<void> {
           const box = h('input', { type: 'checkbox', id: `rule-${spec.id}`, checked: spec.enabled !== false });
           box.addEventListener('change', async () => {
             try {
-              await put(`/platform/v1/rules/${encodeURIComponent(spec.id)}`, { ...spec, enabled: box.checked });
+              // The rule as stored now (someone may have changed it since this page
+              // was drawn), with only `enabled` changed.
+              const now = await get(`/platform/v1/rules/${encodeURIComponent(spec.id)}`);
+              await put(`/platform/v1/rules/${encodeURIComponent(spec.id)}`, { ...now.rule, enabled: box.checked });
               announce(t('Rule {id} {state}.', { id: spec.id, state: box.checked ? t('enabled') : t('disabled') }));
             } catch (e) {
               box.checked = !box.checked;

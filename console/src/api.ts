@@ -112,14 +112,24 @@ export interface SseEvent {
 
 /**
  * Reads a Server-Sent Events stream with fetch (so that credentials go in headers,
- * which EventSource cannot send), reconnecting after a pause when it ends.
+ * which EventSource cannot send). Reports `open` when connected; reconnects after a
+ * pause when the stream ends or fails (2 s, doubling to a minute while it keeps
+ * failing), and stops for good when the server refuses the caller (401, 403: event
+ * `refused`), rather than knocking every few seconds.
  */
 export function stream(path: string, onEvent: (e: SseEvent) => void, signal: AbortSignal): void {
   const run = async () => {
+    let pause = 2000;
     while (!signal.aborted) {
       try {
         const r = await fetch(path, { headers: headers({ Accept: 'text/event-stream' }), signal });
+        if (r.status === 401 || r.status === 403) {
+          onEvent({ event: 'refused', data: { status: r.status } });
+          return;
+        }
         if (!r.ok || !r.body) throw new ApiError(r.status, null);
+        pause = 2000;
+        onEvent({ event: 'open', data: {} });
         const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = '';
         for (;;) {
@@ -144,11 +154,13 @@ export function stream(path: string, onEvent: (e: SseEvent) => void, signal: Abo
             }
           }
         }
+        onEvent({ event: 'disconnected', data: {} });
       } catch (err) {
         if (signal.aborted) return;
         onEvent({ event: 'disconnected', data: { error: String(err) } });
+        pause = Math.min(pause * 2, 60_000);
       }
-      await new Promise((r) => setTimeout(r, 2000));
+      await new Promise((r) => setTimeout(r, pause));
     }
   };
   void run();

@@ -10,7 +10,11 @@ export function h<K extends keyof HTMLElementTagNameMap>(
     if (v === undefined || v === null || v === false) continue;
     if (k === 'class') el.className = v;
     else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
-    else if (k === 'html') el.innerHTML = v; // only for SVG shapes built in classify.ts
+    else if (k === 'html') {
+      // Only the SVG shapes classify.ts builds from constants; never data.
+      if (typeof v !== 'string' || !v.startsWith('<svg class="shape"')) throw new Error('html: SVG shapes only');
+      el.innerHTML = v;
+    }
     else if (v === true) el.setAttribute(k, '');
     else el.setAttribute(k, String(v));
   }

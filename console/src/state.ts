@@ -88,11 +88,26 @@ class City {
     this.seen.set(e.id, Date.now());
   }
 
+  /** Changes notified while a reload is under way, applied again over its result. */
+  private during: any[] | null = null;
+
+  /** Reads every entity of the map's kinds again and replaces what was known (an
+   * entity deleted meanwhile goes); changes notified meanwhile are applied on top. */
   async loadEntities(signal: AbortSignal): Promise<void> {
+    this.during = [];
     const lists = await Promise.all(
-      LIVE_TYPES.map((type) => queryAll({ type, attrs: LIVE_ATTRS.join(',') }, signal).catch(() => [])),
+      LIVE_TYPES.map((type) => queryAll({ type, attrs: LIVE_ATTRS.join(',') }, signal).catch(() => null)),
     );
-    for (const l of lists) for (const e of l) this.upsert(e);
+    const during = this.during;
+    this.during = null;
+    if (lists.some((l) => l === null)) {
+      // A kind could not be read: keep what is known rather than lose it.
+      for (const l of lists) for (const e of l ?? []) this.upsert(e);
+    } else {
+      this.entities = new Map();
+      for (const l of lists) for (const e of l ?? []) this.upsert(e);
+    }
+    for (const e of during) this.upsert(e);
     const roads = await queryAll({ type: 'RoadSegment', attrs: 'name,location,maximumAllowedSpeed' }, signal).catch(
       () => [],
     );
@@ -118,8 +133,14 @@ class City {
     this.emit('mode');
   }
 
-  /** Opens the live feeds, then loads the current state (so nothing between is lost). */
+  /**
+   * Opens the live feeds, then loads the current state once the entity subscription is
+   * in place (`ready`), so that nothing changed in between is lost. After a reconnection
+   * (the server ends streams every 15 minutes; networks fail) the state is read again:
+   * what changed while disconnected is not replayed by the feeds.
+   */
   async start(signal: AbortSignal): Promise<void> {
+    let readyOnce = false;
     const entitiesReady = new Promise<void>((resolve) => {
       const q = new URLSearchParams({ type: LIVE_TYPES.join(','), attrs: LIVE_ATTRS.join(','), format: 'keyValues' });
       stream(
@@ -128,10 +149,15 @@ class City {
           if (ev.event === 'ready') {
             this.feed.entities = 'live';
             this.emit('feed');
+            if (readyOnce) void this.loadEntities(signal);
+            readyOnce = true;
             resolve();
           } else if (ev.event === 'notification') {
             this.feed.notifications++;
-            for (const e of ev.data.data ?? []) this.upsert(e);
+            for (const e of ev.data.data ?? []) {
+              this.upsert(e);
+              this.during?.push(e);
+            }
             this.emit('entities');
           } else if (ev.event === 'lagged') {
             this.feed.lagged += ev.data.missed ?? 0;
@@ -139,17 +165,28 @@ class City {
           } else if (ev.event === 'disconnected') {
             this.feed.entities = 'reconnecting';
             this.emit('feed');
+          } else if (ev.event === 'refused') {
+            // This user may read but not subscribe: a map as of loading, no live feed.
+            this.feed.entities = 'not live';
+            this.emit('feed');
             resolve();
           }
         },
         signal,
       );
-      setTimeout(resolve, 3000);
+      // A stream that cannot open yet must not keep the page empty.
+      setTimeout(resolve, 5000);
     });
+    let incidentsOpened = false;
     stream(
       '/platform/v1/events/stream?feed=incidents',
       (ev) => {
-        if (ev.event === 'incident') {
+        if (ev.event === 'open') {
+          this.feed.incidents = 'live';
+          this.emit('feed');
+          if (incidentsOpened) void this.loadIncidents();
+          incidentsOpened = true;
+        } else if (ev.event === 'incident') {
           this.incidents.set(ev.data.id, ev.data);
           this.emit('incidents');
         } else if (ev.event === 'lagged') {
@@ -157,11 +194,13 @@ class City {
         } else if (ev.event === 'disconnected') {
           this.feed.incidents = 'reconnecting';
           this.emit('feed');
+        } else if (ev.event === 'refused') {
+          this.feed.incidents = 'not live';
+          this.emit('feed');
         }
       },
       signal,
     );
-    this.feed.incidents = 'live';
     await entitiesReady;
     await Promise.all([this.loadEntities(signal), this.loadIncidents(signal), this.loadMode()]);
     this.loaded = true;

@@ -14,6 +14,7 @@ export const zh: Record<string, string> = {
   connecting: '连接中',
   reconnecting: '重新连接中',
   live: '实时',
+  'not live': '非实时',
   'API key or token': 'API 密钥或令牌',
   'Paste an API key (citybrain keys create) or an access token from your identity provider. It is kept for this tab only.':
     '粘贴 API 密钥（citybrain keys create）或身份提供方签发的访问令牌。仅在本标签页内保存。',

@@ -16,9 +16,9 @@ export const results = join(here, '..', 'test-results');
 mkdirSync(results, { recursive: true });
 
 export function binary() {
-  const candidates = [process.env.CITYBRAIN_BIN && resolve(process.env.CITYBRAIN_BIN), join(root, 'target/release/citybrain'), join(root, 'target/debug/citybrain')];
+  const candidates = [process.env.CONSOLE_TEST_BIN && resolve(process.env.CONSOLE_TEST_BIN), join(root, 'target/release/citybrain'), join(root, 'target/debug/citybrain')];
   const found = candidates.find((p) => p && existsSync(p));
-  if (!found) throw new Error('no citybrain binary: run `cargo build` (or set CITYBRAIN_BIN)');
+  if (!found) throw new Error('no citybrain binary: run `cargo build` (or set CONSOLE_TEST_BIN)');
   return found;
 }
 
@@ -38,17 +38,26 @@ async function freePort() {
 }
 
 /** Starts `citybrain serve` (with the demo district unless `demo: false`). */
-export async function startServer({ demo = true, twin = false, env = {} } = {}) {
+export async function startServer({ demo = true, twin = false, env = {}, auth = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'citybrain-console-'));
+  // With `auth`, the first administrator's key (authentication, policies and the audit
+  // log are then on).
+  let adminKey = null;
+  if (auth) {
+    const { execFileSync } = await import('node:child_process');
+    adminKey = execFileSync(binary(), ['bootstrap', '--data-dir', join(dir, 'data')], { cwd: root, env: { PATH: process.env.PATH } })
+      .toString()
+      .trim()
+      .split('\n')
+      .pop();
+  }
   const port = await freePort();
   const mqtt = await freePort();
   const args = ['serve', '--data-dir', join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--mqtt-listen', `127.0.0.1:${mqtt}`];
   if (demo) args.push('--demo');
-  // The server refuses CITYBRAIN_* variables that are not its settings.
-  const { CITYBRAIN_BIN: _bin, ...inherited } = process.env;
   const proc = spawn(binary(), args, {
     cwd: root,
-    env: { ...inherited, CITYBRAIN_TWIN__ENABLED: twin ? 'true' : 'false', RUST_LOG: 'warn', ...env },
+    env: { ...process.env, CITYBRAIN_TWIN__ENABLED: twin ? 'true' : 'false', RUST_LOG: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -68,11 +77,14 @@ export async function startServer({ demo = true, twin = false, env = {} } = {}) 
   }
   return {
     url,
+    adminKey,
     log: () => log,
     async api(method, path, body) {
+      const headers = body === undefined ? {} : { 'Content-Type': 'application/json' };
+      if (adminKey) headers.Authorization = `Bearer ${adminKey}`;
       const r = await fetch(url + path, {
         method,
-        headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+        headers,
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       const text = await r.text();

@@ -28,7 +28,7 @@ test('values shown through t() have translations too', () => {
     ...['acknowledged', 'dispatched', 'in_progress', 'on_hold', 'resolved', 'closed', 'reopened', 'cancelled', 'duplicate'].map((m) => `move:${m}`),
     ...['low', 'medium', 'high', 'critical', 'normal', 'emergency', 'open', 'done'],
     ...['opened', 'event', 'status', 'comment', 'attachment', 'cleared', 'escalated', 'tasks', 'task', 'raised', 'momentary'],
-    ...['available', 'returning', 'at_scene', 'connecting', 'reconnecting', 'live'],
+    ...['available', 'returning', 'at_scene', 'connecting', 'reconnecting', 'live', 'not live'],
     // views and kinds
     ...['City map', 'Incidents', 'Rules', 'Ingest', 'Governance', 'Traffic detectors', 'Car parks', 'Air quality', 'Vehicles', 'Streetlights'],
   ];

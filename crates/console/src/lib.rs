@@ -38,7 +38,7 @@ fn content_type(name: &str) -> &'static str {
 /// The console's file at `path` (`/` is `index.html`); the gzip copy where there is one
 /// and the client takes it. `None`: no such file (paths with `..` never match).
 pub fn asset(path: &str, accepts_gzip: bool) -> Option<Asset> {
-    let name = match path.trim_start_matches('/') {
+    let name = match path.strip_prefix('/').unwrap_or(path) {
         "" => "index.html",
         p => p,
     };

@@ -12,7 +12,10 @@
 //!   every change after it will be notified (read the current state after this);
 //! - `event: notification`, `data:` an NGSI-LD `Notification` (as an endpoint gets it);
 //! - `event: lagged`, `data: {"missed": n}` when the reader fell behind and `n`
-//!   notifications were dropped: read the current state again.
+//!   notifications were dropped: read the current state again;
+//! - `event: end` after [`MAX_STREAM`]: the stream closes and the reader reconnects,
+//!   so that a revoked key or an expired token stops reading within that time (the
+//!   credential is checked when a stream opens).
 
 use std::convert::Infallible;
 
@@ -25,6 +28,9 @@ use serde_json::{json, Map, Value};
 use crate::problem::{ApiError, ApiResult};
 use crate::request::NgsiRequest;
 use crate::AppState;
+
+/// How long one stream lasts before the reader must reconnect (and authenticate again).
+pub const MAX_STREAM: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Query parameters of `GET /platform/v1/live`.
 pub const PARAMS: &[&str] = &[
@@ -69,7 +75,15 @@ pub async fn stream(
         Some((Ok(ev), sub))
     });
     use futures::StreamExt;
-    Ok(Sse::new(first.chain(rest)).keep_alive(KeepAlive::default()))
+    let end = futures::stream::once(async {
+        Ok(SseEvent::default()
+            .event("end")
+            .data(json!({ "reason": "a stream lasts at most 15 minutes: reconnect" }).to_string()))
+    });
+    let s = first
+        .chain(rest.take_until(tokio::time::sleep(MAX_STREAM)))
+        .chain(end);
+    Ok(Sse::new(s).keep_alive(KeepAlive::default()))
 }
 
 fn list(s: &str) -> Vec<Value> {

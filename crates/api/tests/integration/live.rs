@@ -173,3 +173,21 @@ async fn a_live_stream_is_refused_what_a_subscription_would_be() {
         );
     }
 }
+
+#[tokio::test]
+async fn one_reader_holds_a_bounded_number_of_live_streams() {
+    let app = app().await;
+    let mut held = Vec::new();
+    for _ in 0..citybrain_broker::subscriptions::LIVE_PER_PRINCIPAL {
+        held.push(Events::open(&app, "type=Vehicle").await);
+    }
+    let req = axum::http::Request::builder()
+        .uri("/platform/v1/live?type=Vehicle")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 429);
+    // One closes: one more may open.
+    held.pop();
+    held.push(Events::open(&app, "type=Vehicle").await);
+}

@@ -12,7 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use citybrain_access::{Principal, Verb};
+use citybrain_access::Verb;
+use citybrain_model::ErrorKind;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -25,6 +26,13 @@ use crate::request::RequestContext;
 /// Notifications a live reader may have waiting before the next ones are dropped.
 pub const LIVE_QUEUE: usize = 1024;
 
+/// Live subscriptions one principal may hold at once (a console tab holds one).
+pub const LIVE_PER_PRINCIPAL: usize = 16;
+
+/// Live subscriptions the server holds at once: each adds matching work to the one
+/// consumer of the change feed that stored subscriptions share.
+pub const LIVE_MAX: usize = 512;
+
 /// The endpoint a live subscription is compiled with: it is never called (`.invalid`
 /// is reserved, RFC 2606).
 const LIVE_ENDPOINT: &str = "http://live.invalid/";
@@ -33,7 +41,9 @@ const LIVE_ENDPOINT: &str = "http://live.invalid/";
 #[derive(Debug)]
 pub(crate) struct LiveEntry {
     pub(crate) sub: Compiled,
-    pub(crate) owner: Principal,
+    /// The reader's request: what it may see is decided with its principal, source
+    /// address and purpose, as for its queries.
+    pub(crate) rc: RequestContext,
     pub(crate) status: Mutex<Status>,
     tx: mpsc::Sender<Value>,
     dropped: AtomicU64,
@@ -46,6 +56,11 @@ impl LiveEntry {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             LIVE_DROPPED.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts `n` changes the reader will not be notified of.
+    pub(crate) fn missed(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -78,8 +93,15 @@ impl LiveSubscription {
         &self.id
     }
 
-    /// The next item; `None` once the manager is gone.
+    /// The next item; `None` once the manager is gone. What was queued before a drop
+    /// comes first: `Lagged` is told once the queue is empty, so that a reader who
+    /// reloads on it is not then handed older states.
     pub async fn next(&mut self) -> Option<LiveItem> {
+        match self.rx.try_recv() {
+            Ok(v) => return Some(LiveItem::Notification(v)),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
         let dropped = self.entry.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             return Some(LiveItem::Lagged(dropped));
@@ -124,7 +146,8 @@ impl SubscriptionManager {
     /// Opens a live subscription for `rc` from a subscription body (as for `POST
     /// /subscriptions`, `notification.endpoint` left out) in the context `link`.
     /// Refused like a subscription (`subscribe`), and for `timeInterval`, which has no
-    /// meaning for a stream of changes.
+    /// meaning for a stream of changes; 429 beyond [`LIVE_PER_PRINCIPAL`] for one
+    /// principal, 503 beyond [`LIVE_MAX`] in all.
     pub async fn live(
         self: &Arc<Self>,
         rc: &RequestContext,
@@ -132,6 +155,27 @@ impl SubscriptionManager {
         link: Option<Value>,
     ) -> Result<LiveSubscription> {
         self.allow(rc, Verb::Create, None)?;
+        {
+            let live = self.live.read();
+            if live.len() >= LIVE_MAX {
+                return Err(BrokerError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "the server holds {LIVE_MAX} live subscriptions already; try again later"
+                    ),
+                ));
+            }
+            let mine = live
+                .values()
+                .filter(|l| l.rc.principal == rc.principal)
+                .count();
+            if mine >= LIVE_PER_PRINCIPAL {
+                return Err(BrokerError::new(
+                    ErrorKind::TooManyRequests,
+                    format!("at most {LIVE_PER_PRINCIPAL} live subscriptions at once per user; close one first"),
+                ));
+            }
+        }
         if body.contains_key("timeInterval") {
             return Err(BrokerError::bad_data(
                 "'timeInterval' is not available on a live subscription: it streams changes",
@@ -164,7 +208,7 @@ impl SubscriptionManager {
         let (tx, rx) = mpsc::channel(LIVE_QUEUE);
         let entry = Arc::new(LiveEntry {
             sub: compiled,
-            owner: rc.principal.clone(),
+            rc: rc.clone(),
             status: Mutex::new(Status::default()),
             tx,
             dropped: AtomicU64::new(0),

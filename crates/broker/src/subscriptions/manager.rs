@@ -509,6 +509,11 @@ impl SubscriptionManager {
                 Ok(f) => f,
                 Err(_) => {
                     tracing::warn!(after = gap.after, "subscriptions fell behind the change feed; notifications for the changes in between are not sent");
+                    // Live readers are told they missed changes (`lagged`), so that
+                    // they read the current state again.
+                    for l in self.live.read().values() {
+                        l.missed(1);
+                    }
                     self.store.subscribe()
                 }
             };
@@ -601,11 +606,13 @@ impl SubscriptionManager {
             .filter(|l| *l.sub.tenant == *change.tenant)
             .cloned()
             .collect();
-        let mut seen_by: HashMap<Principal, Seen> = HashMap::new();
+        let mut seen_by: HashMap<Reader, Seen> = HashMap::new();
         for entry in entries {
             let body = {
                 let s = entry.sub.read();
-                self.notification_for(&s, &entry.owner, &entry.status, change, now, &mut seen_by)
+                let owner =
+                    RequestContext::request(s.tenant.clone(), entry.owner.clone(), String::new());
+                self.notification_for(&s, &owner, &entry.status, change, now, &mut seen_by)
             };
             if let Some(body) = body {
                 self.dispatcher.enqueue(Job {
@@ -617,7 +624,7 @@ impl SubscriptionManager {
         }
         for l in live {
             if let Some(body) =
-                self.notification_for(&l.sub, &l.owner, &l.status, change, now, &mut seen_by)
+                self.notification_for(&l.sub, &l.rc, &l.status, change, now, &mut seen_by)
             {
                 l.push(body);
             }
@@ -625,16 +632,17 @@ impl SubscriptionManager {
     }
 
     /// The notification `s` (owned by `owner`) sends for `change`, if any: what the
-    /// owner may see of the change (worked out once per owner in `seen_by`), its
+    /// owner may see of the change (worked out once per reader in `seen_by`: the
+    /// principal with the source address and purpose its policies may weigh), its
     /// triggers and filters, and its throttling.
     fn notification_for(
         &self,
         s: &Compiled,
-        owner: &Principal,
+        owner: &RequestContext,
         status: &Mutex<Status>,
         change: &Change,
         now: DateTime<Utc>,
-        seen_by: &mut HashMap<Principal, Seen>,
+        seen_by: &mut HashMap<Reader, Seen>,
     ) -> Option<Value> {
         if !s.is_active || s.expired(now) || s.time_interval.is_some() {
             return None;
@@ -642,12 +650,12 @@ impl SubscriptionManager {
         // What the owner may see of the change: nothing (skipped), or a masked copy
         // that triggers and filters are evaluated on; worked out once per owner,
         // however many subscriptions it holds.
-        let seen = seen_by.entry(owner.clone()).or_insert_with(|| {
-            let owner = RequestContext::request(s.tenant.clone(), owner.clone(), String::new());
-            if self.authz.sees_everything(&owner) {
+        let reader = (owner.principal.clone(), owner.source, owner.purpose.clone());
+        let seen = seen_by.entry(reader).or_insert_with(|| {
+            if self.authz.sees_everything(owner) {
                 Seen::All
             } else {
-                match seen_change(&*self.authz, &owner, change) {
+                match seen_change(&*self.authz, owner, change) {
                     Some(c) => Seen::Masked(c),
                     None => Seen::Hidden,
                 }
@@ -682,6 +690,10 @@ impl SubscriptionManager {
         })
     }
 }
+
+/// Who reads notifications, as policies see them: the principal, the source address
+/// and the declared purpose (a live reader's; none for stored subscriptions).
+type Reader = (Principal, Option<std::net::IpAddr>, Option<Arc<str>>);
 
 /// What a subscription's owner may see of a change.
 enum Seen {

@@ -7,6 +7,6 @@ mod model;
 mod notify;
 
 pub use dispatch::{DispatchSettings, DispatchStats, MqttTransport};
-pub use live::{LiveItem, LiveStats, LiveSubscription, LIVE_QUEUE};
+pub use live::{LiveItem, LiveStats, LiveSubscription, LIVE_MAX, LIVE_PER_PRINCIPAL, LIVE_QUEUE};
 pub use manager::{link_header, Status, SubEntry, SubscriptionManager};
 pub use model::{Compiled, Endpoint, Selector, Triggers};
