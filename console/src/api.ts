@@ -79,10 +79,8 @@ export function nextLink(h: Headers): string | null {
   return null;
 }
 
-/** Every entity a query matches, following `next` links (1,000 per page). */
-export async function queryAll(params: Record<string, string>, signal?: AbortSignal): Promise<any[]> {
-  const q = new URLSearchParams({ limit: '1000', format: 'keyValues', ...params });
-  let path: string | null = `/ngsi-ld/v1/entities?${q}`;
+/** Every item a paged GET answers, following `next` links (1,000 per page). */
+async function allPages(path: string | null, signal?: AbortSignal): Promise<any[]> {
   const out: any[] = [];
   while (path) {
     const a: Answer<any[]> = await call<any[]>('GET', path, undefined, signal);
@@ -92,17 +90,14 @@ export async function queryAll(params: Record<string, string>, signal?: AbortSig
   return out;
 }
 
-/** Temporal values of every entity a temporal query matches, following `next` links. */
-export async function temporalAll(params: Record<string, string>, signal?: AbortSignal): Promise<any[]> {
-  const q = new URLSearchParams({ limit: '1000', ...params });
-  let path: string | null = `/ngsi-ld/v1/temporal/entities?${q}`;
-  const out: any[] = [];
-  while (path) {
-    const a: Answer<any[]> = await call<any[]>('GET', path, undefined, signal);
-    out.push(...a.body);
-    path = nextLink(a.headers);
-  }
-  return out;
+/** Every entity a query matches (keyValues unless `format` says otherwise). */
+export function queryAll(params: Record<string, string>, signal?: AbortSignal): Promise<any[]> {
+  return allPages(`/ngsi-ld/v1/entities?${new URLSearchParams({ limit: '1000', format: 'keyValues', ...params })}`, signal);
+}
+
+/** Temporal values of every entity a temporal query matches. */
+export function temporalAll(params: Record<string, string>, signal?: AbortSignal): Promise<any[]> {
+  return allPages(`/ngsi-ld/v1/temporal/entities?${new URLSearchParams({ limit: '1000', ...params })}`, signal);
 }
 
 export interface SseEvent {

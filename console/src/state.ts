@@ -142,7 +142,12 @@ class City {
   async start(signal: AbortSignal): Promise<void> {
     let readyOnce = false;
     const entitiesReady = new Promise<void>((resolve) => {
-      const q = new URLSearchParams({ type: LIVE_TYPES.join(','), attrs: LIVE_ATTRS.join(','), format: 'keyValues' });
+      const q = new URLSearchParams({
+        type: LIVE_TYPES.join(','),
+        attrs: LIVE_ATTRS.join(','),
+        format: 'keyValues',
+        notificationTrigger: 'attributeCreated,attributeUpdated,entityDeleted',
+      });
       stream(
         `/platform/v1/live?${q}`,
         (ev) => {
@@ -154,9 +159,15 @@ class City {
             resolve();
           } else if (ev.event === 'notification') {
             this.feed.notifications++;
+            const deleted = ev.data.triggerReason === 'entityDeleted';
             for (const e of ev.data.data ?? []) {
-              this.upsert(e);
-              this.during?.push(e);
+              if (deleted) {
+                this.entities.delete(e.id);
+                this.seen.delete(e.id);
+              } else {
+                this.upsert(e);
+                this.during?.push(e);
+              }
             }
             this.emit('entities');
           } else if (ev.event === 'lagged') {

@@ -83,6 +83,24 @@ pub const CONSOLE: &str = "/";
 pub const CONSOLE_FILES: &str = "/assets/{*path}";
 pub const METRICS: &str = "/metrics";
 
+/// Query parameters of `GET /platform/v1/live` (`handlers/live.rs`).
+pub const LIVE_PARAMS: &[&str] = &[
+    "type",
+    "id",
+    "idPattern",
+    "q",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "attrs",
+    "watchedAttributes",
+    "format",
+    "options",
+    "throttling",
+    "notificationTrigger",
+];
+
 /// Query parameters each operation accepts; anything else is a 400 InvalidRequest, as
 /// NGSI-LD requires. `None`: the route takes whatever it likes (health, metrics).
 pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'static [&'static str]> {
@@ -233,7 +251,7 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         (_, TEMPORAL_QUERY) => TEMPORAL_QUERY_PARAMS,
         (_, TEMPORAL_ENTITIES | TEMPORAL_ENTITY | TEMPORAL_ATTRS | TEMPORAL_INSTANCE) => WRITE,
         (_, TEMPORAL_ATTR) => ATTR,
-        (_, LIVE) => crate::handlers::live::PARAMS,
+        (_, LIVE) => LIVE_PARAMS,
         (&Method::GET, INGEST_DEADLETTERS) => &["source", "reason", "limit", "offset"],
         (_, INGEST_SOURCE | INGEST_SOURCES | INGEST_RELOAD | INGEST_REPLAY | INGEST_DEADLETTER) => {
             &[]

@@ -4,7 +4,8 @@
 //! The query names what to watch as an entity query does (`type` (required), `id`,
 //! `idPattern`, `q`, `georel`/`geometry`/`coordinates`/`geoproperty`, `attrs`,
 //! `watchedAttributes`, `format`, `options=sysAttrs|keyValues|concise`, `throttling`
-//! in seconds; `Link` for the `@context`). It becomes a live subscription (see
+//! in seconds, `notificationTrigger` as a comma-separated list; `Link` for the
+//! `@context`). It becomes a live subscription (see
 //! `citybrain_broker::subscriptions::LiveSubscription`): matched and authorized like
 //! one created with `POST /ngsi-ld/v1/subscriptions` (the caller needs `subscribe`),
 //! never stored, ended when the reader goes. The stream carries:
@@ -31,23 +32,6 @@ use crate::AppState;
 
 /// How long one stream lasts before the reader must reconnect (and authenticate again).
 pub const MAX_STREAM: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// Query parameters of `GET /platform/v1/live`.
-pub const PARAMS: &[&str] = &[
-    "type",
-    "id",
-    "idPattern",
-    "q",
-    "georel",
-    "geometry",
-    "coordinates",
-    "geoproperty",
-    "attrs",
-    "watchedAttributes",
-    "format",
-    "options",
-    "throttling",
-];
 
 pub async fn stream(
     State(app): State<AppState>,
@@ -145,6 +129,9 @@ fn subscription_of(req: &NgsiRequest) -> ApiResult<Map<String, Value>> {
             g["geoproperty"] = json!(p);
         }
         body.insert("geoQ".into(), g);
+    }
+    if let Some(t) = req.param("notificationTrigger") {
+        body.insert("notificationTrigger".into(), Value::Array(list(t)));
     }
     if let Some(t) = req.param("throttling") {
         let t: f64 = t

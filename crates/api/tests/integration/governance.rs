@@ -469,6 +469,26 @@ async fn who_did_it_is_the_authenticated_user() {
     assert_eq!(r.status, 403);
 }
 
+/// The administrator changes a camera (core data), then a vehicle's speed to 55.
+async fn camera_then_vehicle(g: &Governed) {
+    for (id, attr, value) in [
+        ("urn:ngsi-ld:Camera:1", "status", json!("off")),
+        ("urn:ngsi-ld:Vehicle:1", "speed", json!(55)),
+    ] {
+        let patch = json!({attr: {"type": "Property", "value": value}});
+        let r = g
+            .call(
+                Some(&g.admin),
+                "PATCH",
+                &format!("/ngsi-ld/v1/entities/{id}/attrs"),
+                &[],
+                Some(&patch),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+    }
+}
+
 #[tokio::test]
 async fn notifications_carry_what_the_subscriber_may_see() {
     use std::time::Duration;
@@ -488,22 +508,7 @@ async fn notifications_carry_what_the_subscriber_may_see() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     // The administrator changes a camera, then a vehicle.
-    for (id, attr, value) in [
-        ("urn:ngsi-ld:Camera:1", "status", json!("off")),
-        ("urn:ngsi-ld:Vehicle:1", "speed", json!(55)),
-    ] {
-        let patch = json!({attr: {"type": "Property", "value": value}});
-        let r = g
-            .call(
-                Some(&g.admin),
-                "PATCH",
-                &format!("/ngsi-ld/v1/entities/{id}/attrs"),
-                &[],
-                Some(&patch),
-            )
-            .await;
-        assert_eq!(r.status, 204, "{}", r.text);
-    }
+    camera_then_vehicle(&g).await;
     // Notifications until the vehicle's new speed (the feed may still carry the
     // entities' creation, which the new subscription can see too): never a camera,
     // always a masked plate.
@@ -549,22 +554,7 @@ async fn a_live_stream_carries_what_its_reader_may_see() {
     .await;
     let (name, _) = ev.next(Duration::from_secs(5)).await.expect("ready");
     assert_eq!(name, "ready");
-    for (id, attr, value) in [
-        ("urn:ngsi-ld:Camera:1", "status", json!("off")),
-        ("urn:ngsi-ld:Vehicle:1", "speed", json!(55)),
-    ] {
-        let patch = json!({attr: {"type": "Property", "value": value}});
-        let r = g
-            .call(
-                Some(&g.admin),
-                "PATCH",
-                &format!("/ngsi-ld/v1/entities/{id}/attrs"),
-                &[],
-                Some(&patch),
-            )
-            .await;
-        assert_eq!(r.status, 204, "{}", r.text);
-    }
+    camera_then_vehicle(&g).await;
     // The camera (core data, hidden from viewers) is never streamed; vehicles come with
     // their plates masked (the feed may still carry the entities' creation).
     loop {

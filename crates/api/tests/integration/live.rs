@@ -155,6 +155,10 @@ async fn a_live_stream_is_refused_what_a_subscription_would_be() {
         ("type=Vehicle&q=speed%3D%3D", "q"),
         ("type=Vehicle&throttling=soon", "throttling"),
         ("type=Vehicle&format=pretty", "format"),
+        (
+            "type=Vehicle&notificationTrigger=entityVanished",
+            "notificationTrigger",
+        ),
     ] {
         let req = axum::http::Request::builder()
             .uri(format!("/platform/v1/live?{q}"))
@@ -190,4 +194,36 @@ async fn one_reader_holds_a_bounded_number_of_live_streams() {
     // One closes: one more may open.
     held.pop();
     held.push(Events::open(&app, "type=Vehicle").await);
+}
+
+#[tokio::test]
+async fn a_live_reader_can_hear_of_deletions() {
+    let app = app().await;
+    let id = "urn:ngsi-ld:Vehicle:gone";
+    assert_eq!(
+        app.post("/ngsi-ld/v1/entities", &vehicle(id, 20.0, 120.1, 30.2))
+            .await
+            .status,
+        201
+    );
+    let mut ev = Events::open(
+        &app,
+        "type=Vehicle&format=keyValues&notificationTrigger=attributeUpdated,entityDeleted",
+    )
+    .await;
+    assert_eq!(ev.next(Duration::from_secs(5)).await.unwrap().0, "ready");
+    assert_eq!(
+        app.delete(&format!("/ngsi-ld/v1/entities/{id}"))
+            .await
+            .status,
+        204
+    );
+    // (The feed may still carry the creation, from before the stream opened.)
+    loop {
+        let (_, n) = ev.next(Duration::from_secs(5)).await.expect("the deletion");
+        if n["triggerReason"] == "entityDeleted" {
+            assert_eq!(n["data"][0]["id"], id);
+            break;
+        }
+    }
 }

@@ -9,17 +9,16 @@
 //! count of those it lost is handed to it with the next one it gets, so it knows to
 //! read the current state again.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use citybrain_access::Verb;
 use citybrain_model::ErrorKind;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::manager::{Status, SubscriptionManager};
-use super::model::Compiled;
+use super::model::{Compiled, Status};
 use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
 
@@ -57,15 +56,127 @@ impl LiveEntry {
             LIVE_DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
-
-    /// Counts `n` changes the reader will not be notified of.
-    pub(crate) fn missed(&self, n: u64) {
-        self.dropped.fetch_add(n, Ordering::Relaxed);
-    }
 }
 
 /// Notifications dropped because a live reader fell behind, since start.
 static LIVE_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The live subscriptions of a manager.
+#[derive(Debug, Default)]
+pub(crate) struct LiveRegistry {
+    entries: RwLock<HashMap<u64, Arc<LiveEntry>>>,
+    next: AtomicU64,
+}
+
+impl LiveRegistry {
+    pub(crate) fn new() -> Arc<LiveRegistry> {
+        Arc::new(LiveRegistry::default())
+    }
+
+    /// The live subscriptions of `tenant`.
+    pub(crate) fn of_tenant(&self, tenant: &str) -> Vec<Arc<LiveEntry>> {
+        self.entries
+            .read()
+            .values()
+            .filter(|l| l.sub.tenant == tenant)
+            .cloned()
+            .collect()
+    }
+
+    /// Every reader missed changes (the feed consumer was cut off): each is told
+    /// `lagged`, to read the current state again.
+    pub(crate) fn missed_by_all(&self) {
+        for l in self.entries.read().values() {
+            l.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// 503 beyond [`LIVE_MAX`] in all, 429 beyond [`LIVE_PER_PRINCIPAL`] for `rc`'s
+    /// principal.
+    pub(crate) fn check_room(&self, rc: &RequestContext) -> Result<()> {
+        let live = self.entries.read();
+        if live.len() >= LIVE_MAX {
+            return Err(BrokerError::new(
+                ErrorKind::Unavailable,
+                format!("the server holds {LIVE_MAX} live subscriptions already; try again later"),
+            ));
+        }
+        let mine = live
+            .values()
+            .filter(|l| l.rc.principal == rc.principal)
+            .count();
+        if mine >= LIVE_PER_PRINCIPAL {
+            return Err(BrokerError::new(
+                ErrorKind::TooManyRequests,
+                format!("at most {LIVE_PER_PRINCIPAL} live subscriptions at once per user; close one first"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Holds `sub` for `rc` until the returned reader is dropped.
+    pub(crate) fn open(
+        self: &Arc<Self>,
+        rc: &RequestContext,
+        sub: Compiled,
+    ) -> Result<LiveSubscription> {
+        self.check_room(rc)?;
+        let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+        let id = sub.id.clone();
+        let entry = Arc::new(LiveEntry {
+            sub,
+            rc: rc.clone(),
+            status: Mutex::new(Status::default()),
+            tx,
+            dropped: AtomicU64::new(0),
+        });
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        self.entries.write().insert(key, entry.clone());
+        Ok(LiveSubscription {
+            key,
+            id,
+            entry,
+            rx,
+            registry: Arc::downgrade(self),
+        })
+    }
+
+    pub(crate) fn stats(&self) -> LiveStats {
+        LiveStats {
+            open: self.entries.read().len() as u64,
+            dropped: LIVE_DROPPED.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Makes a subscription body a live one: refuses what has no meaning for a stream
+/// (`timeInterval`, an endpoint), gives it an id and the endpoint that is never
+/// called. Returns the id.
+pub(crate) fn prepare(body: &mut Map<String, Value>) -> Result<String> {
+    if body.contains_key("timeInterval") {
+        return Err(BrokerError::bad_data(
+            "'timeInterval' is not available on a live subscription: it streams changes",
+        ));
+    }
+    let id = format!("urn:ngsi-ld:Subscription:live:{}", uuid::Uuid::new_v4());
+    body.insert("id".into(), Value::String(id.clone()));
+    let notification = body
+        .entry("notification")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(n) = notification.as_object_mut() else {
+        return Err(BrokerError::bad_data("'notification' must be an object"));
+    };
+    if n.contains_key("endpoint") {
+        return Err(BrokerError::bad_data(
+            "'notification.endpoint' is not given on a live subscription: its reader is the endpoint",
+        ));
+    }
+    n.insert(
+        "endpoint".into(),
+        serde_json::json!({ "uri": LIVE_ENDPOINT, "accept": "application/json" }),
+    );
+    Ok(id)
+}
 
 /// What a live reader gets next.
 #[derive(Debug)]
@@ -83,7 +194,7 @@ pub struct LiveSubscription {
     id: String,
     entry: Arc<LiveEntry>,
     rx: mpsc::Receiver<Value>,
-    manager: Weak<SubscriptionManager>,
+    registry: Weak<LiveRegistry>,
 }
 
 impl LiveSubscription {
@@ -112,8 +223,8 @@ impl LiveSubscription {
 
 impl Drop for LiveSubscription {
     fn drop(&mut self) {
-        if let Some(m) = self.manager.upgrade() {
-            m.live.write().remove(&self.key);
+        if let Some(r) = self.registry.upgrade() {
+            r.entries.write().remove(&self.key);
         }
     }
 }
@@ -139,95 +250,5 @@ impl citybrain_telemetry::Metrics for LiveStats {
     fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
         out(&LIVE_OPEN_METRIC, self.open as f64);
         out(&LIVE_DROPPED_METRIC, self.dropped as f64);
-    }
-}
-
-impl SubscriptionManager {
-    /// Opens a live subscription for `rc` from a subscription body (as for `POST
-    /// /subscriptions`, `notification.endpoint` left out) in the context `link`.
-    /// Refused like a subscription (`subscribe`), and for `timeInterval`, which has no
-    /// meaning for a stream of changes; 429 beyond [`LIVE_PER_PRINCIPAL`] for one
-    /// principal, 503 beyond [`LIVE_MAX`] in all.
-    pub async fn live(
-        self: &Arc<Self>,
-        rc: &RequestContext,
-        mut body: Map<String, Value>,
-        link: Option<Value>,
-    ) -> Result<LiveSubscription> {
-        self.allow(rc, Verb::Create, None)?;
-        {
-            let live = self.live.read();
-            if live.len() >= LIVE_MAX {
-                return Err(BrokerError::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "the server holds {LIVE_MAX} live subscriptions already; try again later"
-                    ),
-                ));
-            }
-            let mine = live
-                .values()
-                .filter(|l| l.rc.principal == rc.principal)
-                .count();
-            if mine >= LIVE_PER_PRINCIPAL {
-                return Err(BrokerError::new(
-                    ErrorKind::TooManyRequests,
-                    format!("at most {LIVE_PER_PRINCIPAL} live subscriptions at once per user; close one first"),
-                ));
-            }
-        }
-        if body.contains_key("timeInterval") {
-            return Err(BrokerError::bad_data(
-                "'timeInterval' is not available on a live subscription: it streams changes",
-            ));
-        }
-        let ctx_src = Self::split_context(&mut body, link);
-        let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
-        let key = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let id = format!("urn:ngsi-ld:Subscription:live:{}", uuid::Uuid::new_v4());
-        body.insert("id".into(), Value::String(id.clone()));
-        let notification = body
-            .entry("notification")
-            .or_insert_with(|| Value::Object(Map::new()));
-        let Some(n) = notification.as_object_mut() else {
-            return Err(BrokerError::bad_data("'notification' must be an object"));
-        };
-        if n.contains_key("endpoint") {
-            return Err(BrokerError::bad_data(
-                "'notification.endpoint' is not given on a live subscription: its reader is the endpoint",
-            ));
-        }
-        n.insert(
-            "endpoint".into(),
-            serde_json::json!({ "uri": LIVE_ENDPOINT, "accept": "application/json" }),
-        );
-        self.implicit_context(&mut body, ctx_src.as_ref()).await?;
-        let now = self.clock.now();
-        let compiled = Compiled::compile(&rc.tenant, &id, body, ctx_src, ld, now, true)?;
-        let compiled = self.with_notify_context(compiled).await?;
-        let (tx, rx) = mpsc::channel(LIVE_QUEUE);
-        let entry = Arc::new(LiveEntry {
-            sub: compiled,
-            rc: rc.clone(),
-            status: Mutex::new(Status::default()),
-            tx,
-            dropped: AtomicU64::new(0),
-        });
-        self.live.write().insert(key, entry.clone());
-        Ok(LiveSubscription {
-            key,
-            id,
-            entry,
-            rx,
-            manager: Arc::downgrade(self),
-        })
-    }
-
-    /// Live subscriptions open now and notifications dropped since start.
-    pub fn live_stats(&self) -> LiveStats {
-        LiveStats {
-            open: self.live.read().len() as u64,
-            dropped: LIVE_DROPPED.load(Ordering::Relaxed),
-        }
     }
 }

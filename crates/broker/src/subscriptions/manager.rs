@@ -14,7 +14,8 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Map, Value};
 
 use super::dispatch::{DispatchSettings, DispatchStats, Dispatcher, Job};
-use super::model::Compiled;
+use super::live::{LiveRegistry, LiveStats, LiveSubscription};
+use super::model::{Compiled, Status};
 use super::notify::{notification, trigger};
 use crate::contexts::ContextResolver;
 use crate::error::{BrokerError, Result};
@@ -22,16 +23,6 @@ use crate::request::RequestContext;
 use citybrain_access::{Action, Authorizer, Principal, Resource, Verb, View};
 
 const COLLECTION: &str = "subscriptions";
-
-/// Delivery status of a subscription (volatile: it restarts at zero with the process).
-#[derive(Debug, Default, Clone)]
-pub struct Status {
-    pub times_sent: u64,
-    pub times_failed: u64,
-    pub last_notification: Option<DateTime<Utc>>,
-    pub last_success: Option<DateTime<Utc>>,
-    pub last_failure: Option<DateTime<Utc>>,
-}
 
 /// A live subscription: its compiled form and its status.
 #[derive(Debug)]
@@ -72,15 +63,15 @@ pub fn link_header(ld: &JsonLdContext) -> String {
 
 pub struct SubscriptionManager {
     store: Arc<dyn EntityStore>,
-    pub(super) contexts: Arc<ContextResolver>,
-    pub(super) clock: Arc<dyn Clock>,
+    contexts: Arc<ContextResolver>,
+    clock: Arc<dyn Clock>,
     dispatcher: Arc<Dispatcher>,
     authz: Arc<dyn Authorizer>,
     egress: Arc<citybrain_egress::EgressPolicy>,
     subs: RwLock<HashMap<(String, String), Arc<SubEntry>>>,
-    pub(super) next_seq: std::sync::atomic::AtomicU64,
+    next_seq: std::sync::atomic::AtomicU64,
     /// Live subscriptions (`live.rs`): held by a streaming reader, never stored.
-    pub(super) live: RwLock<HashMap<u64, Arc<super::live::LiveEntry>>>,
+    live: Arc<LiveRegistry>,
 }
 
 impl SubscriptionManager {
@@ -104,7 +95,7 @@ impl SubscriptionManager {
             subs: RwLock::new(HashMap::new()),
             // New subscriptions sort after loaded ones (whose seq is their createdAt in µs).
             next_seq: std::sync::atomic::AtomicU64::new(first_seq),
-            live: RwLock::new(HashMap::new()),
+            live: LiveRegistry::new(),
         })
     }
 
@@ -175,10 +166,7 @@ impl SubscriptionManager {
         tracing::info!(count = self.subs.read().len(), "subscriptions loaded");
     }
 
-    pub(super) fn split_context(
-        body: &mut Map<String, Value>,
-        link: Option<Value>,
-    ) -> Option<Value> {
+    fn split_context(body: &mut Map<String, Value>, link: Option<Value>) -> Option<Value> {
         body.remove("@context").or(link)
     }
 
@@ -190,7 +178,7 @@ impl SubscriptionManager {
             .map_err(|e| BrokerError::bad_data(format!("notification.endpoint.uri: {e}")))
     }
 
-    pub(super) fn allow(&self, rc: &RequestContext, verb: Verb, id: Option<&str>) -> Result<()> {
+    fn allow(&self, rc: &RequestContext, verb: Verb, id: Option<&str>) -> Result<()> {
         self.authz
             .authorize(rc, &Action::new(verb, Resource::Subscription(id)))?;
         Ok(())
@@ -311,7 +299,7 @@ impl SubscriptionManager {
 
     /// A subscription whose `@context` is not one URL gets an ImplicitlyCreated context,
     /// named in `jsonldContext`, so that notifications can point at it (NGSI-LD 1.8).
-    pub(super) async fn implicit_context(
+    async fn implicit_context(
         &self,
         body: &mut Map<String, Value>,
         ctx_src: Option<&Value>,
@@ -330,7 +318,7 @@ impl SubscriptionManager {
     }
 
     /// Resolves `jsonldContext` (503 when it cannot be loaded).
-    pub(super) async fn with_notify_context(&self, mut c: Compiled) -> Result<Compiled> {
+    async fn with_notify_context(&self, mut c: Compiled) -> Result<Compiled> {
         if let Some(url) = c.body.get("jsonldContext").and_then(Value::as_str) {
             c.notify_ld = self
                 .contexts
@@ -494,6 +482,33 @@ impl SubscriptionManager {
         Ok(())
     }
 
+    /// Opens a live subscription for `rc` from a subscription body (as for `POST
+    /// /subscriptions`, `notification.endpoint` left out) in the context `link`
+    /// (`live.rs`). Refused like a subscription (`subscribe`), and when the reader or
+    /// the server holds too many already.
+    pub async fn live(
+        &self,
+        rc: &RequestContext,
+        mut body: Map<String, Value>,
+        link: Option<Value>,
+    ) -> Result<LiveSubscription> {
+        self.allow(rc, Verb::Create, None)?;
+        self.live.check_room(rc)?;
+        let id = super::live::prepare(&mut body)?;
+        let ctx_src = Self::split_context(&mut body, link);
+        let ld = self.contexts.resolve(ctx_src.as_ref()).await?;
+        self.implicit_context(&mut body, ctx_src.as_ref()).await?;
+        let now = self.clock.now();
+        let compiled = Compiled::compile(&rc.tenant, &id, body, ctx_src, ld, now, true)?;
+        let compiled = self.with_notify_context(compiled).await?;
+        self.live.open(rc, compiled)
+    }
+
+    /// Live subscriptions open now and notifications dropped since start.
+    pub fn live_stats(&self) -> LiveStats {
+        self.live.stats()
+    }
+
     /// Consumes the change feed until it closes.
     pub async fn run(self: Arc<Self>, mut feed: Feed) {
         loop {
@@ -511,9 +526,7 @@ impl SubscriptionManager {
                     tracing::warn!(after = gap.after, "subscriptions fell behind the change feed; notifications for the changes in between are not sent");
                     // Live readers are told they missed changes (`lagged`), so that
                     // they read the current state again.
-                    for l in self.live.read().values() {
-                        l.missed(1);
-                    }
+                    self.live.missed_by_all();
                     self.store.subscribe()
                 }
             };
@@ -599,13 +612,7 @@ impl SubscriptionManager {
             .filter(|((t, _), _)| **t == *change.tenant)
             .map(|(_, e)| e.clone())
             .collect();
-        let live: Vec<Arc<super::live::LiveEntry>> = self
-            .live
-            .read()
-            .values()
-            .filter(|l| *l.sub.tenant == *change.tenant)
-            .cloned()
-            .collect();
+        let live = self.live.of_tenant(&change.tenant);
         let mut seen_by: HashMap<Reader, Seen> = HashMap::new();
         for entry in entries {
             let body = {

@@ -8,5 +8,5 @@ mod notify;
 
 pub use dispatch::{DispatchSettings, DispatchStats, MqttTransport};
 pub use live::{LiveItem, LiveStats, LiveSubscription, LIVE_MAX, LIVE_PER_PRINCIPAL, LIVE_QUEUE};
-pub use manager::{link_header, Status, SubEntry, SubscriptionManager};
-pub use model::{Compiled, Endpoint, Selector, Triggers};
+pub use manager::{link_header, SubEntry, SubscriptionManager};
+pub use model::{Compiled, Endpoint, Selector, Status, Triggers};

@@ -125,6 +125,16 @@ fn key_values(
     Ok(out)
 }
 
+/// Delivery status of a subscription (volatile: it restarts at zero with the process).
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    pub times_sent: u64,
+    pub times_failed: u64,
+    pub last_notification: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_failure: Option<DateTime<Utc>>,
+}
+
 /// A subscription compiled for matching.
 #[derive(Debug, Clone)]
 pub struct Compiled {
