@@ -157,7 +157,18 @@ export class IncidentQueue {
               ...(replay.active || ['done', 'cancelled'].includes(task.status)
                 ? []
                 : (task.status === 'open' ? ['in_progress', 'done', 'cancelled'] : ['done', 'cancelled']).map((s) =>
-                    h('button', { type: 'button', class: 'small', onclick: () => this.act(`/platform/v1/incidents/${encodeURIComponent(i.id)}/tasks/${task.n}`, { status: s }) }, t(s)),
+                    h(
+                      'button',
+                      {
+                        type: 'button',
+                        class: 'small',
+                        'data-task': String(task.n),
+                        'data-status': s,
+                        'aria-label': t('Task {n} ({title}): {status}', { n: task.n, title: task.title, status: t(s) }),
+                        onclick: () => this.act(`/platform/v1/incidents/${encodeURIComponent(i.id)}/tasks/${task.n}`, { status: s }),
+                      },
+                      t(s),
+                    ),
                   )),
             ),
           ),

@@ -4,7 +4,7 @@
 // the time-travel bar.
 
 import './style.css';
-import { apiKey, get, setApiKey } from './api';
+import { ApiError, apiKey, get, setApiKey } from './api';
 import { KINDS, KIND_BY_TYPE, LEVEL_COLOR, shapeSvg } from './classify';
 import { announce, clear, h } from './dom';
 import { currentLang, fmtTime, onLangChange, setLang, t } from './i18n';
@@ -380,6 +380,16 @@ city.on('feed', () => {
   if (s) s.textContent = feedText();
 });
 route();
+// A server with authentication on shows anonymous callers little or nothing: ask them
+// to sign in rather than leave an empty map.
+if (!apiKey()) {
+  get('/platform/v1/mode').catch((e) => {
+    if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
+      announce(t('This server needs you to sign in.'));
+      void signIn();
+    }
+  });
+}
 const t0 = performance.now();
 city
   .start(controller.signal)

@@ -132,6 +132,48 @@ test('a duty officer follows an incident from a reading to its resolution', asyn
   assert.deepEqual(problems, []);
 });
 
+test('a cross-department request is worked task by task', async () => {
+  // Three departments; the road crew waits for the water company.
+  const r = await server.api('POST', '/platform/v1/incidents', {
+    category: 'flooding',
+    title: 'Burst main on Nanshan Road',
+    severity: 'high',
+    location: [120.16, 30.24],
+    tasks: [
+      { department: 'water', title: 'Close the valve' },
+      { department: 'traffic-police', title: 'Divert traffic' },
+      { department: 'road-maintenance', title: 'Repair the surface', after: [0] },
+    ],
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const id = r.body.id;
+  const { page, problems } = await openPage(browser, `${server.url}/#/incidents`);
+  await page.locator(`tr[data-incident="${id}"] button.link`).click();
+  await page.locator('ol.tasks > li').first().waitFor();
+  assert.match((await page.locator('ol.tasks > li').nth(2).textContent()) ?? '', /after 0/);
+  // The road crew cannot start before the water company is done.
+  await page.click('button[data-task="2"][data-status="in_progress"]');
+  await page.waitForFunction(() => document.getElementById('notice')?.className.includes('error'));
+  // The water company starts: the incident is in progress.
+  await page.click('button[data-task="0"][data-status="in_progress"]');
+  await page.waitForFunction((id) => document.querySelector(`tr[data-incident="${id}"] .status`)?.classList.contains('status-in_progress'), id);
+  await page.click('button[data-task="0"][data-status="done"]');
+  await page.waitForFunction(() => document.querySelectorAll('ol.tasks > li')[0]?.textContent?.includes('— done'));
+  await page.click('button[data-task="1"][data-status="done"]');
+  await page.waitForFunction(() => document.querySelectorAll('ol.tasks > li')[1]?.textContent?.includes('— done'));
+  await page.click('button[data-task="2"][data-status="done"]');
+  // Every task settled: the hub resolves the incident.
+  // (A resolved incident leaves the open queue: list them all.)
+  await page.selectOption('#f-status', 'all');
+  await page.waitForFunction((id) => document.querySelector(`tr[data-incident="${id}"] .status`)?.classList.contains('status-resolved'), id, { timeout: 10_000 });
+  const stored = await server.api('GET', `/platform/v1/incidents/${encodeURIComponent(id)}`);
+  assert.equal(stored.body.status, 'resolved');
+  assert.deepEqual(stored.body.tasks.map((t) => t.status), ['done', 'done', 'done']);
+  assert.deepEqual(await axe(page, 'e2e-10-tasks'), []);
+  // The one refusal was the early start, answered 409 and shown.
+  assert.deepEqual(problems.filter((p) => !/HTTP 409: POST .*\/tasks\/2$/.test(p)), []);
+});
+
 test('the console is keyboard operable, bilingual and has a large-text mode', async () => {
   const { page, problems } = await openPage(browser, `${server.url}/`, { lang: 'zh' });
   const violations = [];

@@ -3,7 +3,7 @@
 // screenshots saved as test artefacts under console/test-results/.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -15,11 +15,20 @@ export const root = join(here, '..', '..');
 export const results = join(here, '..', 'test-results');
 mkdirSync(results, { recursive: true });
 
+/** The server under test: CONSOLE_TEST_BIN (relative to the repository's root; no
+ * fallback when it is set), else the newer of the release and debug builds. (Not a
+ * CITYBRAIN_* name: the server refuses those it does not know.) */
 export function binary() {
-  const candidates = [process.env.CONSOLE_TEST_BIN && resolve(process.env.CONSOLE_TEST_BIN), join(root, 'target/release/citybrain'), join(root, 'target/debug/citybrain')];
-  const found = candidates.find((p) => p && existsSync(p));
-  if (!found) throw new Error('no citybrain binary: run `cargo build` (or set CONSOLE_TEST_BIN)');
-  return found;
+  if (process.env.CONSOLE_TEST_BIN) {
+    const p = resolve(root, process.env.CONSOLE_TEST_BIN);
+    if (!existsSync(p)) throw new Error(`CONSOLE_TEST_BIN=${p}: no such file (run cargo build)`);
+    return p;
+  }
+  const found = [join(root, 'target/release/citybrain'), join(root, 'target/debug/citybrain')]
+    .filter((p) => existsSync(p))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  if (found.length === 0) throw new Error('no citybrain binary: run `cargo build` (or set CONSOLE_TEST_BIN)');
+  return found[0];
 }
 
 export function chromiumPath() {
