@@ -88,17 +88,22 @@ class City {
     this.seen.set(e.id, Date.now());
   }
 
-  /** Changes notified while a reload is under way, applied again over its result. */
+  /** Changes notified while the newest reload is under way (deletions as
+   * `{id, deleted: true}`), applied again over its result. */
   private during: any[] | null = null;
+  private reloads = 0;
 
   /** Reads every entity of the map's kinds again and replaces what was known (an
-   * entity deleted meanwhile goes); changes notified meanwhile are applied on top. */
+   * entity deleted meanwhile goes); changes notified meanwhile are applied on top. A
+   * newer reload supersedes one still under way. */
   async loadEntities(signal: AbortSignal): Promise<void> {
+    const generation = ++this.reloads;
     this.during = [];
     const lists = await Promise.all(
       LIVE_TYPES.map((type) => queryAll({ type, attrs: LIVE_ATTRS.join(',') }, signal).catch(() => null)),
     );
-    const during = this.during;
+    if (generation !== this.reloads) return;
+    const during = this.during ?? [];
     this.during = null;
     if (lists.some((l) => l === null)) {
       // A kind could not be read: keep what is known rather than lose it.
@@ -107,7 +112,12 @@ class City {
       this.entities = new Map();
       for (const l of lists) for (const e of l ?? []) this.upsert(e);
     }
-    for (const e of during) this.upsert(e);
+    for (const e of during) {
+      if (e.deleted) {
+        this.entities.delete(e.id);
+        this.seen.delete(e.id);
+      } else this.upsert(e);
+    }
     const roads = await queryAll({ type: 'RoadSegment', attrs: 'name,location,maximumAllowedSpeed' }, signal).catch(
       () => [],
     );
@@ -140,7 +150,9 @@ class City {
    * what changed while disconnected is not replayed by the feeds.
    */
   async start(signal: AbortSignal): Promise<void> {
-    let readyOnce = false;
+    // Once the state was read, every later `ready` (a reconnection, or a first one
+    // that came after the 5 s wait) reads it again.
+    let loadStarted = false;
     const entitiesReady = new Promise<void>((resolve) => {
       const q = new URLSearchParams({
         type: LIVE_TYPES.join(','),
@@ -154,8 +166,7 @@ class City {
           if (ev.event === 'ready') {
             this.feed.entities = 'live';
             this.emit('feed');
-            if (readyOnce) void this.loadEntities(signal);
-            readyOnce = true;
+            if (loadStarted) void this.loadEntities(signal);
             resolve();
           } else if (ev.event === 'notification') {
             this.feed.notifications++;
@@ -164,6 +175,7 @@ class City {
               if (deleted) {
                 this.entities.delete(e.id);
                 this.seen.delete(e.id);
+                this.during?.push({ id: e.id, deleted: true });
               } else {
                 this.upsert(e);
                 this.during?.push(e);
@@ -188,15 +200,14 @@ class City {
       // A stream that cannot open yet must not keep the page empty.
       setTimeout(resolve, 5000);
     });
-    let incidentsOpened = false;
+    let incidentsLoadStarted = false;
     stream(
       '/platform/v1/events/stream?feed=incidents',
       (ev) => {
         if (ev.event === 'open') {
           this.feed.incidents = 'live';
           this.emit('feed');
-          if (incidentsOpened) void this.loadIncidents();
-          incidentsOpened = true;
+          if (incidentsLoadStarted) void this.loadIncidents();
         } else if (ev.event === 'incident') {
           this.incidents.set(ev.data.id, ev.data);
           this.emit('incidents');
@@ -213,6 +224,8 @@ class City {
       signal,
     );
     await entitiesReady;
+    loadStarted = true;
+    incidentsLoadStarted = true;
     await Promise.all([this.loadEntities(signal), this.loadIncidents(signal), this.loadMode()]);
     this.loaded = true;
     this.emit('feed');

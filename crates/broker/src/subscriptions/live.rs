@@ -46,6 +46,8 @@ pub(crate) struct LiveEntry {
     pub(crate) status: Mutex<Status>,
     tx: mpsc::Sender<Value>,
     dropped: AtomicU64,
+    /// Wakes a waiting reader to tell it it missed changes.
+    wake: tokio::sync::Notify,
 }
 
 impl LiveEntry {
@@ -88,13 +90,17 @@ impl LiveRegistry {
     pub(crate) fn missed_by_all(&self) {
         for l in self.entries.read().values() {
             l.dropped.fetch_add(1, Ordering::Relaxed);
+            l.wake.notify_one();
         }
     }
 
     /// 503 beyond [`LIVE_MAX`] in all, 429 beyond [`LIVE_PER_PRINCIPAL`] for `rc`'s
     /// principal.
     pub(crate) fn check_room(&self, rc: &RequestContext) -> Result<()> {
-        let live = self.entries.read();
+        Self::room(&self.entries.read(), rc)
+    }
+
+    fn room(live: &HashMap<u64, Arc<LiveEntry>>, rc: &RequestContext) -> Result<()> {
         if live.len() >= LIVE_MAX {
             return Err(BrokerError::new(
                 ErrorKind::Unavailable,
@@ -120,7 +126,6 @@ impl LiveRegistry {
         rc: &RequestContext,
         sub: Compiled,
     ) -> Result<LiveSubscription> {
-        self.check_room(rc)?;
         let (tx, rx) = mpsc::channel(LIVE_QUEUE);
         let id = sub.id.clone();
         let entry = Arc::new(LiveEntry {
@@ -129,9 +134,15 @@ impl LiveRegistry {
             status: Mutex::new(Status::default()),
             tx,
             dropped: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
         });
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.entries.write().insert(key, entry.clone());
+        {
+            // Checked again under the write lock: concurrent opens cannot overshoot.
+            let mut live = self.entries.write();
+            Self::room(&live, rc)?;
+            live.insert(key, entry.clone());
+        }
         Ok(LiveSubscription {
             key,
             id,
@@ -204,20 +215,27 @@ impl LiveSubscription {
         &self.id
     }
 
-    /// The next item; `None` once the manager is gone. What was queued before a drop
-    /// comes first: `Lagged` is told once the queue is empty, so that a reader who
-    /// reloads on it is not then handed older states.
+    /// The next item, when there is one. What was queued before a drop comes first:
+    /// `Lagged` is told once the queue is empty, so that a reader who reloads on it is
+    /// not then handed older states; a reader waiting when the manager misses changes
+    /// is woken to be told. (`None` only if the channel closed, which the entry this
+    /// reader holds prevents: the stream ends when its reader or its time limit does.)
     pub async fn next(&mut self) -> Option<LiveItem> {
-        match self.rx.try_recv() {
-            Ok(v) => return Some(LiveItem::Notification(v)),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) => {}
+        loop {
+            match self.rx.try_recv() {
+                Ok(v) => return Some(LiveItem::Notification(v)),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            let dropped = self.entry.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                return Some(LiveItem::Lagged(dropped));
+            }
+            tokio::select! {
+                v = self.rx.recv() => return v.map(LiveItem::Notification),
+                _ = self.entry.wake.notified() => {}
+            }
         }
-        let dropped = self.entry.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            return Some(LiveItem::Lagged(dropped));
-        }
-        self.rx.recv().await.map(LiveItem::Notification)
     }
 }
 
@@ -250,5 +268,66 @@ impl citybrain_telemetry::Metrics for LiveStats {
     fn visit(&self, out: &mut dyn FnMut(&'static citybrain_telemetry::MetricDef, f64)) {
         out(&LIVE_OPEN_METRIC, self.open as f64);
         out(&LIVE_DROPPED_METRIC, self.dropped as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn subscription() -> Compiled {
+        let mut body = serde_json::json!({"type": "Subscription", "entities": [{"type": "T"}]})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let id = prepare(&mut body).unwrap();
+        let epoch = chrono::DateTime::from_timestamp(0, 0).unwrap();
+        let core = citybrain_model::JsonLdContext::core();
+        Compiled::compile("", &id, body, None, core, epoch, true).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_is_told_when_changes_were_missed() {
+        let reg = LiveRegistry::new();
+        let mut sub = reg
+            .open(&RequestContext::tenant(""), subscription())
+            .unwrap();
+        let waiting = tokio::spawn(async move { sub.next().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reg.missed_by_all();
+        let item = tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert!(matches!(item, Some(LiveItem::Lagged(1))), "{item:?}");
+    }
+
+    #[tokio::test]
+    async fn queued_notifications_come_before_the_lag_and_readers_are_bounded() {
+        let reg = LiveRegistry::new();
+        let rc = RequestContext::tenant("");
+        let mut sub = reg.open(&rc, subscription()).unwrap();
+        let entry = reg.of_tenant("")[0].clone();
+        for i in 0..LIVE_QUEUE + 3 {
+            entry.push(serde_json::json!(i));
+        }
+        for i in 0..LIVE_QUEUE {
+            match sub.next().await {
+                Some(LiveItem::Notification(v)) => assert_eq!(v, serde_json::json!(i)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(sub.next().await, Some(LiveItem::Lagged(3))));
+        // One principal holds at most LIVE_PER_PRINCIPAL; dropping one makes room.
+        let mut held = Vec::new();
+        while held.len() + 1 < LIVE_PER_PRINCIPAL {
+            held.push(reg.open(&rc, subscription()).unwrap());
+        }
+        assert!(reg.open(&rc, subscription()).is_err());
+        drop(sub);
+        assert_eq!(reg.stats().open as usize, LIVE_PER_PRINCIPAL - 1);
+        held.push(reg.open(&rc, subscription()).unwrap());
     }
 }
