@@ -80,17 +80,21 @@ export async function renderDetail(root: HTMLElement, id: string, onClose: () =>
 async function drawChart(el: HTMLElement, summary: HTMLElement, id: string, type: string, attr: string): Promise<void> {
   const end = replay.active ? replay.to : Date.now();
   const start = end - 6 * 3600_000;
+  // Per-minute means: at most 360 points however often the sensor reports (raw
+  // instances are capped per answer; aggregates are not).
   const q = new URLSearchParams({
     attrs: attr,
     timerel: 'between',
     timeAt: new Date(start).toISOString(),
     endTimeAt: new Date(end + 60_000).toISOString(),
-    format: 'temporalValues',
+    format: 'aggregatedValues',
+    aggrMethods: 'avg',
+    aggrPeriodDuration: 'PT1M',
   });
   const hist = await get(`/ngsi-ld/v1/temporal/entities/${encodeURIComponent(id)}?${q}`).catch(() => null);
   const a = hist?.[attr];
   const one = Array.isArray(a) ? a[0] : a;
-  const pts: [number, number][] = (one?.values ?? [])
+  const pts: [number, number][] = (one?.avg ?? [])
     .map((p: any) => [Date.parse(p[1]) / 1000, p[0]] as [number, number])
     .filter((p: [number, number]) => typeof p[1] === 'number');
   // Forecast band: the forecast entity that refers to this one, for its speeds.
@@ -121,7 +125,7 @@ async function drawChart(el: HTMLElement, summary: HTMLElement, id: string, type
   }
   const last = pts[pts.length - 1];
   summary.textContent =
-    t('{n} readings in the last 6 hours; last {v} at {at}.', { n: pts.length, v: last ? fmtNum(last[1], 2) : '—', at: last ? fmtTime(last[0] * 1000) : '—' }) +
+    t('{n} minutes with readings in the last 6 hours (per-minute means); the last {v} at {at}.', { n: pts.length, v: last ? fmtNum(last[1], 2) : '—', at: last ? fmtTime(last[0] * 1000) : '—' }) +
     (fc.length ? ' ' + t('Forecast in {m} min: {v} ({lo}–{hi}).', { m: 15, v: fmtNum(fc[1]?.mid ?? fc[0].mid, 1), lo: fmtNum(fc[1]?.lo ?? fc[0].lo, 1), hi: fmtNum(fc[1]?.hi ?? fc[0].hi, 1) }) : '');
   const series: uPlot.Series[] = [{}, { label: attr, stroke: '#0072B2', width: 2, spanGaps: true }];
   const data: uPlot.AlignedData = [xs, ys as any];

@@ -172,7 +172,8 @@ export const zh: Record<string, string> = {
   'Time-series chart': '时间序列图',
   'No numeric attribute to chart.': '没有可绘图的数值属性。',
   'No history in the last 6 hours.': '近 6 小时无历史数据。',
-  '{n} readings in the last 6 hours; last {v} at {at}.': '近 6 小时 {n} 个读数；最新 {v}（{at}）。',
+  '{n} minutes with readings in the last 6 hours (per-minute means); the last {v} at {at}.':
+    '近 6 小时有 {n} 分钟有读数（按分钟取平均）；最新 {v}（{at}）。',
   'Forecast in {m} min: {v} ({lo}–{hi}).': '{m} 分钟后预测：{v}（{lo}–{hi}）。',
   forecast: '预测',
   upper: '上界',
