@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 scripts/install-browser.sh >/dev/null
 tests=(tests/i18n.test.mjs tests/smoke.test.mjs)
 if [ "${1:-}" = "--all" ]; then
-  tests+=(tests/e2e.test.mjs tests/governance.test.mjs tests/scale.test.mjs)
+  tests+=(tests/e2e.test.mjs tests/governance.test.mjs tests/replay.test.mjs tests/scale.test.mjs)
 fi
 cd console
 # One file at a time where Node.js can say so (20.10+): each starts a server and a browser.

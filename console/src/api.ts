@@ -95,9 +95,62 @@ export function queryAll(params: Record<string, string>, signal?: AbortSignal): 
   return allPages(`/ngsi-ld/v1/entities?${new URLSearchParams({ limit: '1000', format: 'keyValues', ...params })}`, signal);
 }
 
-/** Temporal values of every entity a temporal query matches. */
-export function temporalAll(params: Record<string, string>, signal?: AbortSignal): Promise<any[]> {
-  return allPages(`/ngsi-ld/v1/temporal/entities?${new URLSearchParams({ limit: '1000', ...params })}`, signal);
+/**
+ * Temporal values of every entity a temporal query matches: entity pages by their
+ * `next` links, and within a page the instances beyond the server's cap per answer
+ * (206 with `Content-Range`, NGSI-LD 6.3.10) by asking again from the end of that
+ * range, for `between` and `after` queries.
+ */
+export async function temporalAll(params: Record<string, string>, signal?: AbortSignal): Promise<any[]> {
+  let path: string | null = `/ngsi-ld/v1/temporal/entities?${new URLSearchParams({ limit: '1000', ...params })}`;
+  const out: any[] = [];
+  const continues = params.timerel === 'between' || params.timerel === 'after';
+  while (path) {
+    const a: Answer<any[]> = await call<any[]>('GET', path, undefined, signal);
+    const page = a.body;
+    let end = continues ? rangeEnd(a.headers) : null;
+    for (let rounds = 0; end && rounds < 1000; rounds++) {
+      const u = new URL(path, location.origin);
+      u.searchParams.set('timeAt', end);
+      const more: Answer<any[]> = await call<any[]>('GET', u.pathname + u.search, undefined, signal);
+      appendAfter(page, more.body, Date.parse(end));
+      const next = rangeEnd(more.headers);
+      end = next && next !== end ? next : null;
+    }
+    out.push(...page);
+    path = nextLink(a.headers);
+  }
+  return out;
+}
+
+/** The end of a 206's `Content-Range: date-time <start>-<end>/<size>`. */
+function rangeEnd(h: Headers): string | null {
+  const m = h.get('Content-Range')?.match(/^date-time\s+(\S+?Z)-(\S+?Z)\//);
+  return m ? m[2] : null;
+}
+
+/** Adds to `page`'s entities the instances of `more` after `after` (ms): the next
+ * part of the same series. */
+function appendAfter(page: any[], more: any[], after: number): void {
+  const byId = new Map(page.map((e) => [e.id, e]));
+  for (const e of more) {
+    const into = byId.get(e.id);
+    if (!into) continue;
+    for (const [k, v] of Object.entries(e)) {
+      if (k === 'id' || k === 'type' || k === '@context') continue;
+      const from = (Array.isArray(v) ? v : [v]) as any[];
+      const to = (Array.isArray(into[k]) ? into[k] : into[k] ? [into[k]] : []) as any[];
+      from.forEach((series, i) => {
+        for (const key of ['values', 'objects']) {
+          if (!Array.isArray(series?.[key])) continue;
+          const later = series[key].filter((p: any) => Date.parse(p[1]) > after);
+          if (!to[i]) to[i] = { ...series, [key]: [] };
+          to[i][key] = [...(to[i][key] ?? []), ...later];
+        }
+      });
+      into[k] = Array.isArray(into[k]) || to.length > 1 ? to : to[0];
+    }
+  }
 }
 
 export interface SseEvent {

@@ -155,7 +155,16 @@ export class CityMap {
             source: 'points',
             maxzoom: 0,
             paint: {
-              'circle-radius': ['match', ['get', 'level'], 'bad', 7, 'warn', 5.5, 4],
+              // Smaller at city-wide zooms: less to fill (the cost of software renderers).
+              'circle-radius': [
+                'interpolate',
+                ['linear'],
+                ['zoom'],
+                10,
+                ['match', ['get', 'level'], 'bad', 4, 'warn', 3.2, 2.5],
+                14,
+                ['match', ['get', 'level'], 'bad', 7, 'warn', 5.5, 4],
+              ],
               'circle-color': ['match', ['get', 'level'], 'good', LEVEL_COLOR.good, 'warn', LEVEL_COLOR.warn, 'bad', LEVEL_COLOR.bad, '#ffffff'],
               'circle-stroke-color': ['match', ['get', 'level'], 'bad', '#1b1f24', 'none', LEVEL_COLOR.none, '#ffffff'],
               'circle-stroke-width': ['match', ['get', 'level'], 'bad', 2, 'none', 2.5, 1],
