@@ -23,7 +23,6 @@ if [ "${1:-}" = "--check" ]; then
   # bytes may differ between zlib builds).
   stale=0
   diff -r -x '*.gz' "$out" crates/console/assets >&2 || stale=1
-  (cd "$out" && find . -type f ! -name '*.gz') | sort > "$out.list" 2>/dev/null || true
   for f in $(cd "$out" && find . -name '*.gz' | sort); do
     committed="crates/console/assets/$f"
     if [ ! -f "$committed" ] || ! gzip -dc "$committed" | cmp -s - "crates/console/assets/${f%.gz}"; then
@@ -35,7 +34,6 @@ if [ "${1:-}" = "--check" ]; then
     echo "build-console: the gzip copies are not the ones the build makes" >&2
     stale=1
   fi
-  rm -f "$out.list"
   if [ "$stale" = 1 ]; then
     echo "build-console: crates/console/assets/ is not what console/ builds to; run scripts/build-console.sh and commit" >&2
     exit 1

@@ -251,4 +251,3 @@ export async function renderGovernance(root: HTMLElement): Promise<void> {
   status.className = v.ok ? 'ok' : 'error';
 }
 
-export { fmtTime };

@@ -162,13 +162,11 @@ function lastAt(s: Series, at: number): any {
 export function incidentAt(i: Incident, at: number): Incident | null {
   if (Date.parse(i.openedAt) > at) return null;
   let status = 'new';
-  let department = undefined as string | undefined;
   for (const h of i.history) {
     if (Date.parse(h.at) > at) break;
     if (h.to) status = h.to;
   }
-  department = i.department;
-  return { ...i, status, department, history: i.history.filter((h) => Date.parse(h.at) <= at) };
+  return { ...i, status, history: i.history.filter((h) => Date.parse(h.at) <= at) };
 }
 
 /** The mode of the tenant and of each area at `at`, from the record of switches. */

@@ -66,11 +66,6 @@ pub fn asset(path: &str, accepts_gzip: bool) -> Option<Asset> {
     })
 }
 
-/// Whether the console was built into this binary (its `index.html` is there).
-pub fn built() -> bool {
-    ASSETS.get_file("index.html").is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
