@@ -617,9 +617,8 @@ impl SubscriptionManager {
         for entry in entries {
             let body = {
                 let s = entry.sub.read();
-                let owner =
-                    RequestContext::request(s.tenant.clone(), entry.owner.clone(), String::new());
-                self.notification_for(&s, &owner, &entry.status, change, now, &mut seen_by)
+                let owner = Owner::Stored(&entry.owner);
+                self.notification_for(&s, owner, &entry.status, change, now, &mut seen_by)
             };
             if let Some(body) = body {
                 self.dispatcher.enqueue(Job {
@@ -630,9 +629,14 @@ impl SubscriptionManager {
             }
         }
         for l in live {
-            if let Some(body) =
-                self.notification_for(&l.sub, &l.rc, &l.status, change, now, &mut seen_by)
-            {
+            if let Some(body) = self.notification_for(
+                &l.sub,
+                Owner::Live(&l.rc),
+                &l.status,
+                change,
+                now,
+                &mut seen_by,
+            ) {
                 l.push(body);
             }
         }
@@ -645,7 +649,7 @@ impl SubscriptionManager {
     fn notification_for(
         &self,
         s: &Compiled,
-        owner: &RequestContext,
+        owner: Owner<'_>,
         status: &Mutex<Status>,
         change: &Change,
         now: DateTime<Utc>,
@@ -657,12 +661,24 @@ impl SubscriptionManager {
         // What the owner may see of the change: nothing (skipped), or a masked copy
         // that triggers and filters are evaluated on; worked out once per owner,
         // however many subscriptions it holds.
-        let reader = (owner.principal.clone(), owner.source, owner.purpose.clone());
+        let reader = match owner {
+            Owner::Stored(p) => (p.clone(), None, None),
+            Owner::Live(rc) => (rc.principal.clone(), rc.source, rc.purpose.clone()),
+        };
         let seen = seen_by.entry(reader).or_insert_with(|| {
-            if self.authz.sees_everything(owner) {
+            // The context is built only here, once per reader and change.
+            let stored;
+            let rc = match owner {
+                Owner::Stored(p) => {
+                    stored = RequestContext::request(s.tenant.clone(), p.clone(), String::new());
+                    &stored
+                }
+                Owner::Live(rc) => rc,
+            };
+            if self.authz.sees_everything(rc) {
                 Seen::All
             } else {
-                match seen_change(&*self.authz, owner, change) {
+                match seen_change(&*self.authz, rc, change) {
                     Some(c) => Seen::Masked(c),
                     None => Seen::Hidden,
                 }
@@ -696,6 +712,15 @@ impl SubscriptionManager {
             _ => notification(s, &[], Some(change), reason, now, &lookup),
         })
     }
+}
+
+/// Whose view a notification carries.
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    /// A stored subscription's owner: its principal (the request that made it is gone).
+    Stored(&'a Principal),
+    /// A live reader, with the request that opened its stream.
+    Live(&'a RequestContext),
 }
 
 /// Who reads notifications, as policies see them: the principal, the source address
