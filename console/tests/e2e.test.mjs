@@ -5,8 +5,8 @@
 // replayed; axe-core on every view; keyboard use; both languages and large text.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { axe, openPage, rendered, shot, startBrowser, startServer } from './harness.mjs';
+import { test } from 'node:test';
+import { axe, openPage, rendered, shot, serverAndBrowser } from './harness.mjs';
 
 /** Opens a view by its link and waits until it is the current one. */
 async function go(page, view) {
@@ -15,18 +15,10 @@ async function go(page, view) {
   await page.waitForSelector(view === 'map' ? '#kpis' : view === 'incidents' ? '#f-status' : '.page h2');
 }
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer({ demo: true });
-  browser = await startBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser({ demo: true });
 
 test('a duty officer follows an incident from a reading to its resolution', async () => {
+  const { server, browser } = env;
   const { page, problems } = await openPage(browser, `${server.url}/`);
   const violations = [];
   await page.waitForFunction(() => window.citybrainMap.queryRenderedFeatures({ layers: ['points'] }).length > 50, null, { timeout: 20_000 });
@@ -133,6 +125,7 @@ test('a duty officer follows an incident from a reading to its resolution', asyn
 });
 
 test('a cross-department request is worked task by task', async () => {
+  const { server, browser } = env;
   // Three departments; the road crew waits for the water company.
   const r = await server.api('POST', '/platform/v1/incidents', {
     category: 'flooding',
@@ -175,6 +168,7 @@ test('a cross-department request is worked task by task', async () => {
 });
 
 test('the console is keyboard operable, bilingual and has a large-text mode', async () => {
+  const { server, browser } = env;
   const { page, problems } = await openPage(browser, `${server.url}/`, { lang: 'zh' });
   const violations = [];
   assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');

@@ -4,21 +4,13 @@
 // browser verified before.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { axe, openPage, startBrowser, startServer } from './harness.mjs';
+import { test } from 'node:test';
+import { axe, openPage, serverAndBrowser } from './harness.mjs';
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer({ demo: true, auth: true });
-  browser = await startBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser({ demo: true, auth: true });
 
 test('an administrator signs in and the audit log verifies in the browser', async () => {
+  const { server, browser } = env;
   assert.match(server.adminKey ?? '', /\S{20,}/);
   const { page, context } = await openPage(browser, `${server.url}/`);
   // Anonymous callers are asked to sign in (the sign-in dialog opens by itself).

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -105,6 +106,25 @@ export async function startServer({ demo = true, twin = false, env = {}, auth = 
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A server (options as for startServer) and a browser for the tests of one file:
+ * started before them (then `prepare(server)`, to load data), stopped after. The tests
+ * read `env.server` and `env.browser` once they run.
+ */
+export function serverAndBrowser(options, prepare) {
+  const env = {};
+  before(async () => {
+    env.server = await startServer(options);
+    env.browser = await startBrowser();
+    if (prepare) await prepare(env.server);
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
 }
 
 /** Debian's Chromium, headless, with the flags a closed network needs. */

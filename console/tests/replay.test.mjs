@@ -4,25 +4,17 @@
 // hour: an ambulance's twelve positions, the last one where the slider ends.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { openPage, startBrowser, startServer } from './harness.mjs';
+import { test } from 'node:test';
+import { openPage, serverAndBrowser } from './harness.mjs';
 
 const ID = 'urn:ngsi-ld:Vehicle:replay-ambulance';
-let server;
-let browser;
-before(async () => {
-  server = await startServer({ demo: false, env: { CITYBRAIN_HISTORY__MAX_INSTANCES: '3' } });
-  browser = await startBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser({ demo: false, env: { CITYBRAIN_HISTORY__MAX_INSTANCES: '3' } });
 
 const at = (minutesAgo) => new Date(Date.now() - minutesAgo * 60_000).toISOString();
 const position = (i) => [120.1 + i * 0.001, 30.2];
 
 test('a replay reads a history longer than one answer', async () => {
+  const { server, browser } = env;
   const created = await server.api('POST', '/ngsi-ld/v1/entities', {
     id: ID,
     type: 'Vehicle',

@@ -3,15 +3,11 @@
 // page keeps up (every entity drawn, no errors): timings are a benchmark's to report.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { openPage, startBrowser, startServer } from './harness.mjs';
+import { test } from 'node:test';
+import { openPage, serverAndBrowser } from './harness.mjs';
 
 const N = 10_000;
-let server;
-let browser;
-before(async () => {
-  server = await startServer({ demo: false });
-  browser = await startBrowser();
+const env = serverAndBrowser({ demo: false }, async (server) => {
   const batch = [];
   for (let i = 0; i < N; i++) {
     batch.push({
@@ -26,15 +22,12 @@ before(async () => {
     }
   }
 });
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
 
 const stats = (xs) => ({ p50: +pct(xs, 50).toFixed(1), p95: +pct(xs, 95).toFixed(1), p99: +pct(xs, 99).toFixed(1), over50ms: xs.filter((x) => x > 50).length, frames: xs.length });
 const pct = (xs, p) => xs.slice().sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
 test('10,000 entities stay smooth under live changes', async () => {
+  const { server, browser } = env;
   const { page, problems, loadMs } = await openPage(browser, `${server.url}/`);
   await page.waitForFunction((n) => window.citybrainMap.querySourceFeatures('points').length >= n * 0.99 || window.citybrainMap.queryRenderedFeatures({ layers: ['points', 'points-far'] }).length >= n * 0.99, N, { timeout: 60_000 });
   const idle = await page.evaluate(() => window.citybrainFrames(3000));

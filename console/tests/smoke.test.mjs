@@ -3,21 +3,13 @@
 // outside requests).
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { openPage, rendered, shot, startBrowser, startServer } from './harness.mjs';
+import { test } from 'node:test';
+import { openPage, rendered, shot, serverAndBrowser } from './harness.mjs';
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer({ demo: true });
-  browser = await startBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser({ demo: true });
 
 test('the console loads, draws the demo city and reports no errors', async () => {
+  const { server, browser } = env;
   const { page, problems, loadMs } = await openPage(browser, `${server.url}/`);
   // The map drew the demo district's entities (rendered, not merely loaded).
   await page.waitForFunction(() => window.citybrainMap?.loaded() && window.citybrainMap.queryRenderedFeatures({ layers: ['points'] }).length > 50, null, { timeout: 20_000 });

@@ -70,6 +70,22 @@ impl Events {
     }
 }
 
+/// The status and ProblemDetails of a stream that is expected to be refused (read
+/// only for a refusal: an accepted stream's body would never end).
+async fn refusal(app: &App, query: &str) -> (u16, Value) {
+    let req = axum::http::Request::builder()
+        .uri(format!("/platform/v1/live?{query}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    assert_ne!(status, 200, "{query}: accepted");
+    let b = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&b).unwrap())
+}
+
 #[tokio::test]
 async fn entity_changes_stream_as_notifications_filtered_like_a_subscription() {
     let app = app().await;
@@ -160,17 +176,8 @@ async fn a_live_stream_is_refused_what_a_subscription_would_be() {
             "notificationTrigger",
         ),
     ] {
-        let req = axum::http::Request::builder()
-            .uri(format!("/platform/v1/live?{q}"))
-            .body(axum::body::Body::empty())
-            .unwrap();
-        // Read only what a refusal says: an accepted stream would never end.
-        let resp = app.router.clone().oneshot(req).await.unwrap();
-        assert_eq!(resp.status(), 400, "{q}");
-        let b = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(&b).unwrap();
+        let (status, body) = refusal(&app, q).await;
+        assert_eq!(status, 400, "{q}");
         assert!(
             body["detail"].as_str().unwrap_or_default().contains(field),
             "{q}: {body}"
@@ -185,12 +192,8 @@ async fn one_reader_holds_a_bounded_number_of_live_streams() {
     for _ in 0..citybrain_broker::subscriptions::LIVE_PER_PRINCIPAL {
         held.push(Events::open(&app, "type=Vehicle").await);
     }
-    let req = axum::http::Request::builder()
-        .uri("/platform/v1/live?type=Vehicle")
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let resp = app.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), 429);
+    let (status, body) = refusal(&app, "type=Vehicle").await;
+    assert_eq!(status, 429, "{body}");
     // One closes: one more may open.
     held.pop();
     held.push(Events::open(&app, "type=Vehicle").await);
