@@ -21,6 +21,7 @@ mod integration {
     pub mod open311;
     pub mod query;
     pub mod rules;
+    pub mod spatial;
     pub mod subscriptions;
     pub mod temporal;
     pub mod twin;

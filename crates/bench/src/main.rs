@@ -9,6 +9,7 @@
 // The load generator stamps its observations with the wall clock it measures against.
 #![allow(clippy::disallowed_methods)]
 
+mod geo;
 mod history;
 mod hub;
 mod ingest;
@@ -43,7 +44,8 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:1026")]
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
-    /// import, mqtt, edge, rules, hub (the last six in process, no server), temporal.
+    /// import, mqtt, edge, rules, hub, geo (the last seven in process, no server),
+    /// temporal.
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
@@ -91,6 +93,15 @@ struct Args {
     /// QoS 0 messages in the mqtt scenario.
     #[arg(long, default_value_t = 1_000_000)]
     mqtt_messages: usize,
+    /// Located entities of the geo scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    geo_entities: usize,
+    /// Queries of each kind in the geo scenario (with the spatial index).
+    #[arg(long, default_value_t = 2_000)]
+    geo_queries: usize,
+    /// Queries of each kind in the geo scenario's baseline (scans).
+    #[arg(long, default_value_t = 20)]
+    geo_baseline_queries: usize,
     /// Short history runs (CI smoke).
     #[arg(long)]
     quick: bool,
@@ -545,6 +556,18 @@ async fn main() -> anyhow::Result<()> {
                 .await?
             }
             "edge" => ingest::edge()?,
+            "geo" => {
+                let (n, q, b) = if args.quick {
+                    (50_000, 200, 5)
+                } else {
+                    (
+                        args.geo_entities,
+                        args.geo_queries,
+                        args.geo_baseline_queries,
+                    )
+                };
+                geo::run(n, q, b).await?
+            }
             "hub" => hub::run(if args.quick { 2 } else { args.duration }, args.hub_rate).await?,
             "rules" => {
                 let n = if args.quick {

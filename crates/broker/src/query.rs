@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use citybrain_model::geojson::{to_geometry, GeoQuery};
+use citybrain_model::geojson::{value_geometry, GeoQuery};
 use citybrain_model::q::Query;
 use citybrain_model::{AttrKind, Entity, ErrorKind, JsonLdContext};
 use regex::Regex;
@@ -399,7 +399,7 @@ pub fn geo_matches(g: &GeoQuery, e: &Entity) -> bool {
         instances
             .iter()
             .filter(|a| a.kind == AttrKind::GeoProperty)
-            .filter_map(|a| to_geometry(&a.value.to_value()).ok())
+            .filter_map(|a| value_geometry(&a.value))
             .any(|geom| g.matches(&geom))
     })
 }
@@ -493,21 +493,43 @@ impl Broker {
                 // holds the stored values, and choosing candidates by a masked one
                 // would let a filter probe what the mask hides (a range on stored
                 // values, checked again on the masked ones, bisects the stored value).
-                let hint = query.q.as_ref().and_then(|q| q.index_hint()).filter(|h| {
+                // The same holds for the spatial index, tried first: a geo-query is
+                // usually the narrower condition.
+                let as_stored = |attr: &str| {
                     everything
                         || query.types.as_ref().is_some_and(|t| {
                             let types: Vec<Arc<str>> =
                                 t.all_types().into_iter().map(Arc::from).collect();
-                            self.authorizer().shows_as_stored(rc, &types, &h.attr_iri)
+                            self.authorizer().shows_as_stored(rc, &types, attr)
                         })
-                });
-                let indexed = match hint {
-                    Some(h) => {
-                        self.store
-                            .scan_values(&rc.tenant, &h.attr_iri, &h.ranges, &mut visit)?
+                };
+                let area = query
+                    .geo
+                    .as_ref()
+                    .filter(|g| as_stored(&g.geoproperty))
+                    .and_then(|g| Some((g.geoproperty.as_str(), g.candidate_boxes()?)));
+                let mut indexed = match area {
+                    Some((attr, boxes)) => {
+                        self.store.scan_area(&rc.tenant, attr, &boxes, &mut visit)?
                     }
                     None => false,
                 };
+                if !indexed {
+                    let hint = query
+                        .q
+                        .as_ref()
+                        .and_then(|q| q.index_hint())
+                        .filter(|h| as_stored(&h.attr_iri));
+                    indexed = match hint {
+                        Some(h) => self.store.scan_values(
+                            &rc.tenant,
+                            &h.attr_iri,
+                            &h.ranges,
+                            &mut visit,
+                        )?,
+                        None => false,
+                    };
+                }
                 if !indexed {
                     let types = query.types.as_ref().map(TypeExpr::all_types);
                     self.store

@@ -231,6 +231,8 @@ pub struct Storage {
     pub snapshot_after_bytes: u64,
     /// Keep a sorted index of scalar attribute values, so `q` comparisons avoid scans.
     pub value_index: bool,
+    /// Keep an R-tree of GeoProperty values, so geo-queries avoid scans.
+    pub spatial_index: bool,
     /// Changes a change-feed consumer (subscriptions, rules) may fall behind before it
     /// is cut off and resumes; also the changes retained for resuming.
     pub feed_capacity: usize,
@@ -492,6 +494,7 @@ impl Default for Storage {
             data_dir: PathBuf::from("./citybrain-data"),
             snapshot_after_bytes: 256 * 1024 * 1024,
             value_index: true,
+            spatial_index: true,
             feed_capacity: 65_536,
         }
     }

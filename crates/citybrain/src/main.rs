@@ -232,6 +232,7 @@ fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
         dir: cfg.storage.data_dir.clone(),
         snapshot_after_bytes: cfg.storage.snapshot_after_bytes,
         value_index: cfg.storage.value_index,
+        spatial_index: cfg.storage.spatial_index,
         history_checkpoint_points: cfg.history.checkpoint_points,
         history_retention: cfg
             .history

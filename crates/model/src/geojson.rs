@@ -3,12 +3,14 @@
 //! haversine distances on WGS 84 coordinates).
 
 use geo::{
-    Closest, Coord, Distance, Geometry, Haversine, HaversineClosestPoint, LineString,
-    MultiLineString, MultiPoint, MultiPolygon, Point, Polygon, Relate,
+    Coord, Geometry, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon, Relate,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
+use crate::geobox::{arc_distance, haversine};
+use crate::value::AttrValue;
 
 const GEOMETRY_TYPES: [&str; 6] = [
     "Point",
@@ -130,6 +132,28 @@ fn polygon(v: &Value) -> Result<Polygon<f64>> {
         }
     }
     Ok(Polygon::new(exterior, interiors))
+}
+
+/// A GeoJSON Point as its text holds it, read without building a JSON tree (most
+/// located entities are points, and a snapshot load reads a million of them).
+#[derive(Deserialize)]
+struct PointText<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: &'a str,
+    coordinates: [f64; 2],
+}
+
+/// The geometry of a GeoProperty's value (`None` when it holds none).
+pub fn value_geometry(v: &AttrValue) -> Option<Geometry<f64>> {
+    if let AttrValue::Json(text) = v {
+        if let Ok(p) = serde_json::from_str::<PointText>(text) {
+            let (x, y) = (p.coordinates[0], p.coordinates[1]);
+            if p.kind == "Point" && (-180.0..=180.0).contains(&x) && (-90.0..=90.0).contains(&y) {
+                return Some(Geometry::Point(Point::new(x, y)));
+            }
+        }
+    }
+    to_geometry(&v.to_value()).ok()
 }
 
 /// A geo-relation of NGSI-LD.
@@ -278,21 +302,40 @@ impl GeoQuery {
     }
 }
 
-/// Distance in metres from a point to the nearest part of a geometry (0 inside it).
+/// Distance in metres from a point to the nearest part of a geometry (0 inside it), on
+/// the sphere: to points, and to the great-circle arcs between a line's or a ring's
+/// vertices.
 pub fn haversine_distance(from: &Point<f64>, target: &Geometry<f64>) -> Option<f64> {
-    if let Geometry::Point(p) = target {
-        return Some(Haversine.distance(*from, *p));
+    let c = from.0;
+    match target {
+        Geometry::Point(p) => Some(haversine(c, p.0)),
+        Geometry::MultiPoint(m) => min(m.0.iter().map(|p| haversine(c, p.0))),
+        Geometry::LineString(l) => nearest_arc(c, std::iter::once(l)),
+        Geometry::MultiLineString(m) => nearest_arc(c, m.0.iter()),
+        Geometry::Polygon(_) | Geometry::MultiPolygon(_) if target.relate(from).is_intersects() => {
+            Some(0.0)
+        }
+        Geometry::Polygon(p) => nearest_arc(c, std::iter::once(p.exterior()).chain(p.interiors())),
+        Geometry::MultiPolygon(m) => nearest_arc(
+            c,
+            m.0.iter()
+                .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors())),
+        ),
+        _ => None,
     }
-    if matches!(target, Geometry::Polygon(_) | Geometry::MultiPolygon(_))
-        && target.relate(from).is_intersects()
-    {
-        return Some(0.0);
-    }
-    match target.haversine_closest_point(from) {
-        Closest::Intersection(_) => Some(0.0),
-        Closest::SinglePoint(p) => Some(Haversine.distance(*from, p)),
-        Closest::Indeterminate => None,
-    }
+}
+
+fn min(ds: impl Iterator<Item = f64>) -> Option<f64> {
+    ds.fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.min(d))))
+}
+
+/// The distance to the nearest arc of any of `lines` (or its only vertex).
+fn nearest_arc<'a>(c: Coord<f64>, lines: impl Iterator<Item = &'a LineString<f64>>) -> Option<f64> {
+    min(lines.flat_map(|l| {
+        let arcs = l.0.windows(2).map(move |w| arc_distance(c, w[0], w[1]));
+        let single = (l.0.len() == 1).then(|| haversine(c, l.0[0]));
+        arcs.chain(single)
+    }))
 }
 
 #[cfg(test)]
@@ -343,6 +386,29 @@ mod tests {
         assert!(q.matches(&geom(json!({"type": "Point", "coordinates": [5, 5]}))));
         let q = GeoQuery::new("equals", "Point", json!([5, 5]), "l".into()).unwrap();
         assert!(q.matches(&geom(json!({"type": "Point", "coordinates": [5, 5]}))));
+    }
+
+    #[test]
+    fn points_read_from_text_are_the_geometries_the_parser_makes() {
+        for v in [
+            json!({"type": "Point", "coordinates": [13.4, 52.5]}),
+            json!({"coordinates": [-179.5, -89.0], "type": "Point"}),
+            json!({"type": "Point", "coordinates": [13.4, 52.5, 30.0]}),
+            json!({"type": "LineString", "coordinates": [[13.4, 52.5], [13.5, 52.6]]}),
+        ] {
+            let a = AttrValue::from_value(v.clone());
+            assert_eq!(value_geometry(&a), to_geometry(&v).ok(), "{v}");
+        }
+        for bad in [
+            json!({"type": "Point", "coordinates": [200.0, 52.5]}),
+            json!({"type": "Pointy", "coordinates": [13.4, 52.5]}),
+        ] {
+            assert_eq!(
+                value_geometry(&AttrValue::from_value(bad.clone())),
+                None,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod context;
 pub mod duration;
 pub mod entity;
 pub mod error;
+pub mod geobox;
 pub mod geojson;
 pub mod intern;
 pub mod ops;

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 use citybrain_model::entity::parse_entity;
-use citybrain_model::geojson::{to_geometry, GeoQuery};
+use citybrain_model::geobox::geometry_box;
+use citybrain_model::geojson::{haversine_distance, to_geometry, GeoQuery};
 use citybrain_model::q::Query;
 use citybrain_model::time::{Clock as _, SystemClock};
 use citybrain_model::JsonLdContext;
@@ -111,6 +112,79 @@ proptest! {
         let d = 6_371_008.8 * 2.0 * ((dlon.to_radians() / 2.0).sin().powi(2) * lat.to_radians().cos().powi(2)).sqrt().asin();
         if (d - max).abs() > 1.0 {
             prop_assert_eq!(q.matches(&target), d <= max, "distance {} max {}", d, max);
+        }
+    }
+}
+
+/// A geometry near (lon, lat): a point, a line or a triangle whose vertices lie up to
+/// `scale` degrees away (up to 60°, so that arcs bulge and cross the antimeridian).
+fn arb_geometry(lon: f64, lat: f64) -> impl Strategy<Value = Value> {
+    (
+        0usize..3,
+        prop_oneof![Just(0.001f64), Just(0.1), Just(5.0), Just(60.0)],
+        proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0), 3),
+    )
+        .prop_map(move |(kind, scale, offsets)| {
+            let pos: Vec<Value> = offsets
+                .iter()
+                .map(|(dx, dy)| {
+                    let mut x = lon + dx * scale;
+                    if x > 180.0 {
+                        x -= 360.0;
+                    } else if x < -180.0 {
+                        x += 360.0;
+                    }
+                    json!([x, (lat + dy * scale).clamp(-90.0, 90.0)])
+                })
+                .collect();
+            match kind {
+                0 => json!({"type": "Point", "coordinates": pos[0]}),
+                1 => json!({"type": "LineString", "coordinates": [pos[0], pos[1]]}),
+                _ => json!({"type": "Polygon", "coordinates": [[pos[0], pos[1], pos[2], pos[0]]]}),
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The spatial index's promise: a geometry a query matches has a box that meets
+    /// one of the query's boxes (so the index's candidates hold every match).
+    #[test]
+    fn a_match_meets_the_query_boxes(
+        (target, query, rel, dist) in (
+            // Anywhere, and often near the antimeridian and the poles.
+            prop_oneof![-180.0f64..180.0, 179.0f64..180.0, -180.0f64..-179.0],
+            prop_oneof![-89.0f64..89.0, 88.0f64..89.99, -89.99f64..-88.0],
+        ).prop_flat_map(|(lon, lat)| (
+            arb_geometry(lon, lat),
+            arb_geometry(lon, lat),
+            0usize..6,
+            prop_oneof![1.0f64..1000.0, 1000.0f64..1e6, 1e6f64..2e7],
+        ))
+    ) {
+        let geom = to_geometry(&target).unwrap();
+        let rels = ["near", "within", "contains", "intersects", "equals", "overlaps"];
+        let q = if rel == 0 {
+            // Near: the centre is the query's first vertex; the distance either random
+            // or a hair beyond the target's own distance, so that the match happens at
+            // the cap's edge (where a box too small would miss it).
+            let center = if query["type"] == "Point" { query["coordinates"].clone() } else { query["coordinates"][0].clone() };
+            let center = if center[0].is_array() { center[0].clone() } else { center };
+            let c = geo::Point::new(center[0].as_f64().unwrap(), center[1].as_f64().unwrap());
+            let d = match haversine_distance(&c, &geom) {
+                Some(exact) if dist < 1e6 => exact * (1.0 + 1e-12) + 1e-6,
+                _ => dist,
+            };
+            GeoQuery::new(&format!("near;maxDistance=={d}"), "Point", center, "l".into())
+        } else {
+            GeoQuery::new(rels[rel], query["type"].as_str().unwrap(), query["coordinates"].clone(), "l".into())
+        };
+        let Ok(q) = q else { return Ok(()) };
+        if q.matches(&geom) {
+            let boxes = q.candidate_boxes().unwrap();
+            let b = geometry_box(&geom);
+            prop_assert!(boxes.iter().any(|q| q.intersects(&b)), "{} {} matches {} but boxes {:?} miss {:?}", rels[rel], query, target, boxes, b);
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use citybrain_model::geobox::BBox;
 use citybrain_model::q::KeyRange;
 use citybrain_model::{Entity, ModelError};
 use citybrain_tsdb::{
@@ -254,6 +255,22 @@ pub trait EntityStore: Send + Sync + 'static {
         ranges: &[KeyRange],
         visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
     ) -> Result<bool, StoreError>;
+
+    /// Visits, in id order, the entities whose GeoProperty `attr` has a value whose
+    /// box ([`citybrain_model::geobox::geometry_box`]) meets one of `boxes`: a superset
+    /// of what a geo-query with those candidate boxes matches, which the caller checks.
+    /// Answers false when the store keeps no spatial index (the default); the caller
+    /// then scans.
+    fn scan_area(
+        &self,
+        tenant: &str,
+        attr: &str,
+        boxes: &[BBox],
+        visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
+    ) -> Result<bool, StoreError> {
+        let _ = (tenant, attr, boxes, visit);
+        Ok(false)
+    }
 
     /// Number of entities of a tenant.
     fn count(&self, tenant: &str) -> Result<usize, StoreError>;

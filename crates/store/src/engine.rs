@@ -44,6 +44,8 @@ pub struct StoreOptions {
     pub snapshot_after_bytes: u64,
     /// Keep a sorted index of scalar attribute values (fast `q` range queries).
     pub value_index: bool,
+    /// Keep an R-tree of GeoProperty boxes (geo-queries without a scan).
+    pub spatial_index: bool,
     /// Write the history heads to a segment file once they hold this many points.
     pub history_checkpoint_points: u64,
     /// Retention and downsampling of history, per entity type.
@@ -61,6 +63,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("dir", &self.dir)
             .field("snapshot_after_bytes", &self.snapshot_after_bytes)
             .field("value_index", &self.value_index)
+            .field("spatial_index", &self.spatial_index)
             .field("history_checkpoint_points", &self.history_checkpoint_points)
             .field("history_retention", &self.history_retention)
             .finish_non_exhaustive()
@@ -73,6 +76,7 @@ impl StoreOptions {
             dir: dir.into(),
             snapshot_after_bytes: 256 * 1024 * 1024,
             value_index: true,
+            spatial_index: true,
             history_checkpoint_points: 2_000_000,
             history_retention: Vec::new(),
             clock: Arc::new(SystemClock),
@@ -225,7 +229,7 @@ impl EmbeddedStore {
         for (_, path) in snapshot::list(&dir)?.into_iter().rev() {
             let mut t_map: HashMap<Arc<str>, Arc<Tenant>> = HashMap::new();
             let mut d_map: BTreeMap<DocKey, Arc<StoredDoc>> = BTreeMap::new();
-            let vi = options.value_index;
+            let vi = Indexes::of(&options).bulk();
             let read = snapshot::read(&path, &mut |item| match item {
                 SnapItem::Entity { t, mut e } => {
                     e.compact();
@@ -241,6 +245,9 @@ impl EmbeddedStore {
                 }
                 SnapItem::End { .. } => {}
             })?;
+            for t in t_map.values() {
+                t.state.write().end_bulk();
+            }
             match read {
                 Some(lsn) => {
                     snap_lsn = lsn;
@@ -270,7 +277,7 @@ impl EmbeddedStore {
         // The first update record whose entity was missing (a damaged log).
         let mut broken: Option<u64> = None;
         for (i, (_, path)) in segments.iter().enumerate() {
-            let vi = options.value_index;
+            let vi = Indexes::of(&options);
             let (good_len, torn) = wal::read_segment(path, &mut |entry| {
                 let rec = match entry {
                     WalEntry::History { lsn, ops } => {
@@ -520,7 +527,7 @@ impl EmbeddedStore {
         tenant_entry(
             &mut self.inner.tenants.write(),
             t,
-            self.inner.options.value_index,
+            Indexes::of(&self.inner.options),
         )
         .clone()
     }
@@ -592,14 +599,41 @@ impl EmbeddedStore {
     }
 }
 
+/// Which indexes a tenant's state keeps, and whether it is being loaded in bulk.
+#[derive(Clone, Copy)]
+struct Indexes {
+    values: bool,
+    spatial: bool,
+    bulk: bool,
+}
+
+impl Indexes {
+    fn of(o: &StoreOptions) -> Self {
+        Self {
+            values: o.value_index,
+            spatial: o.spatial_index,
+            bulk: false,
+        }
+    }
+
+    /// For a snapshot load: the state collects its spatial entries for one packing.
+    fn bulk(self) -> Self {
+        Self { bulk: true, ..self }
+    }
+}
+
 fn tenant_entry<'a>(
     map: &'a mut HashMap<Arc<str>, Arc<Tenant>>,
     t: &str,
-    value_index: bool,
+    ix: Indexes,
 ) -> &'a Arc<Tenant> {
     map.entry(Arc::from(t)).or_insert_with(|| {
+        let mut state = TenantState::new(ix.values, ix.spatial);
+        if ix.bulk {
+            state.begin_bulk();
+        }
         Arc::new(Tenant {
-            state: RwLock::new(TenantState::new(value_index)),
+            state: RwLock::new(state),
             hist: Mutex::new(()),
             written: AtomicBool::new(true),
         })

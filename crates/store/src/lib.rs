@@ -7,6 +7,7 @@
 mod delta;
 mod engine;
 mod snapshot;
+mod spatial;
 mod state;
 mod wal;
 

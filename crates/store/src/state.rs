@@ -14,9 +14,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
+use citybrain_model::geobox::BBox;
 use citybrain_model::intern::same;
 use citybrain_model::q::{IndexKey, KeyRange};
 use citybrain_model::{Attribute, Entity};
+
+use crate::spatial::{self, SpatialIndex};
 
 /// An entity ordered (and looked up) by its id.
 #[derive(Debug, Clone)]
@@ -50,7 +53,7 @@ impl Borrow<str> for ById {
 
 /// Hashing for the maps keyed by type and attribute names (internal keys, looked up on
 /// every write).
-type Fast = foldhash::fast::RandomState;
+pub(crate) type Fast = foldhash::fast::RandomState;
 
 /// An entity in the id-ordered map, with its slot number (what the value index holds).
 #[derive(Debug, Clone)]
@@ -98,6 +101,8 @@ pub(crate) struct TenantState {
     /// Value index: attribute IRI → (scalar value of an instance, slot). `None` when
     /// disabled.
     values: Option<HashMap<Arc<str>, ValueIndex, Fast>>,
+    /// R-trees of GeoProperty boxes by attribute IRI; `None` when disabled.
+    spatial: Option<SpatialIndex>,
 }
 
 /// The keys one attribute contributes to the value index, every instance's
@@ -156,11 +161,45 @@ fn unindex_attr(
     }
 }
 
+/// Moves the spatial entries of the GeoProperties whose values changed between two
+/// versions of an entity (same slot).
+fn reindex_spatial(spatial: &mut SpatialIndex, old: &ById, new: &ById, slot: u32) {
+    for (i, (name, instances)) in new.0.attrs.iter().enumerate() {
+        match old.0.attr_position(name, i).map(|at| &old.0.attrs[at].1) {
+            Some(before) if same_keys(before, instances) => {}
+            Some(before) => {
+                spatial.remove(name, slot, before);
+                spatial.add(name, slot, instances);
+            }
+            None => spatial.add(name, slot, instances),
+        }
+    }
+    for (name, instances) in &old.0.attrs {
+        if spatial::has_geo(instances) && !new.0.attrs.iter().any(|(n, _)| same(n, name)) {
+            spatial.remove(name, slot, instances);
+        }
+    }
+}
+
 impl TenantState {
-    pub fn new(value_index: bool) -> Self {
+    pub fn new(value_index: bool, spatial_index: bool) -> Self {
         Self {
             values: value_index.then(HashMap::default),
+            spatial: spatial_index.then(SpatialIndex::default),
             ..Default::default()
+        }
+    }
+
+    /// Collects spatial entries for one packing (a snapshot load) until [`Self::end_bulk`].
+    pub fn begin_bulk(&mut self) {
+        if let Some(s) = self.spatial.as_mut() {
+            s.begin_bulk();
+        }
+    }
+
+    pub fn end_bulk(&mut self) {
+        if let Some(s) = self.spatial.as_mut() {
+            s.end_bulk();
         }
     }
 
@@ -190,6 +229,11 @@ impl TenantState {
                 unindex_attr(values, name, old.slot, attr_keys(instances));
             }
         }
+        if let Some(spatial) = self.spatial.as_mut() {
+            for (name, instances) in &old.e.0.attrs {
+                spatial.remove(name, old.slot, instances);
+            }
+        }
         if let Some(s) = self.slots.get_mut(old.slot as usize) {
             *s = None;
             self.free.push(old.slot);
@@ -215,6 +259,11 @@ impl TenantState {
         if let Some(values) = self.values.as_mut() {
             for (name, instances) in &e.0.attrs {
                 index_attr(values, name, slot, attr_keys(instances));
+            }
+        }
+        if let Some(spatial) = self.spatial.as_mut() {
+            for (name, instances) in &e.0.attrs {
+                spatial.add(name, slot, instances);
             }
         }
         self.entities.insert(Slotted { e, slot });
@@ -264,6 +313,9 @@ impl TenantState {
                 }
             }
         }
+        if let Some(spatial) = self.spatial.as_mut() {
+            reindex_spatial(spatial, old, new, slot);
+        }
         let Some(values) = self.values.as_mut() else {
             return;
         };
@@ -285,6 +337,24 @@ impl TenantState {
                 unindex_attr(values, name, slot, attr_keys(instances));
             }
         }
+    }
+
+    /// Entities whose GeoProperty `attr` has a box meeting any of `boxes`, in id
+    /// order (candidates: the caller checks the relation); `None` without an index.
+    pub fn in_boxes(&self, attr: &str, boxes: &[BBox]) -> Option<Vec<Arc<Entity>>> {
+        let slots = self.spatial.as_ref()?.find(attr, boxes)?;
+        let mut out: Vec<ById> = slots
+            .into_iter()
+            .filter_map(|n| self.slots.get(n as usize)?.clone().map(ById))
+            .collect();
+        out.sort();
+        Some(out.into_iter().map(|b| b.0).collect())
+    }
+
+    /// Entries in the spatial index (tests: nothing is left behind).
+    #[cfg(test)]
+    pub fn spatial_len(&self) -> usize {
+        self.spatial.as_ref().map_or(0, SpatialIndex::len)
     }
 
     pub fn delete(&mut self, id: &str) -> Option<Arc<Entity>> {
@@ -418,7 +488,7 @@ mod tests {
             (0u8..6, proptest::collection::vec((0u8..3, 0i64..4), 0..4), proptest::bool::weighted(0.15)),
             1..60,
         )) {
-            let mut st = TenantState::new(true);
+            let mut st = TenantState::new(true, true);
             let steps: Vec<Step> = steps;
             for (n, attrs, delete) in &steps {
                 if *delete {

@@ -73,6 +73,28 @@ impl EntityStore for EmbeddedStore {
         Ok(true)
     }
 
+    fn scan_area(
+        &self,
+        tenant: &str,
+        attr: &str,
+        boxes: &[citybrain_model::geobox::BBox],
+        visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
+    ) -> Result<bool, StoreError> {
+        let Some(t) = self.tenant(tenant) else {
+            return Ok(true);
+        };
+        let st = t.state.read();
+        let Some(found) = st.in_boxes(attr, boxes) else {
+            return Ok(false);
+        };
+        for e in &found {
+            if visit(e).is_break() {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
     fn count(&self, tenant: &str) -> Result<usize, StoreError> {
         Ok(self
             .tenant(tenant)
