@@ -224,6 +224,7 @@ pub fn route_action<'a>(
             POLICIES | POLICY_VERSIONS | CLASSIFICATION | KEYS | KEY => {
                 (admin(verb), Resource::Governance)
             }
+            BACKUPS => (Verb::Administer, Resource::Operations),
             _ => (verb, Resource::Operations),
         },
     };

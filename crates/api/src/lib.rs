@@ -28,8 +28,8 @@ use citybrain_model::ErrorKind;
 
 use crate::context::Family;
 use crate::handlers::{
-    audit, batch, catalog, console, contexts, discovery, entities, governance, incidents, ingest,
-    live, modes, open311, rules, subscriptions, temporal, twin,
+    audit, backups, batch, catalog, console, contexts, discovery, entities, governance, incidents,
+    ingest, live, modes, open311, rules, subscriptions, temporal, twin,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -470,6 +470,7 @@ fn platform_routes() -> Router<AppState> {
             get(governance::list_keys).post(governance::create_key),
         )
         .route(KEY, axum::routing::delete(governance::revoke_key))
+        .route(BACKUPS, axum::routing::post(backups::take))
         .route(AUDIT, get(audit::summary))
         .route(AUDIT_ENTRIES, get(audit::entries))
         .route(AUDIT_INCLUSION, get(audit::inclusion))

@@ -67,6 +67,7 @@ pub const CLASSIFICATION: &str = "/platform/v1/classification";
 pub const KEYS: &str = "/platform/v1/keys";
 pub const KEY: &str = "/platform/v1/keys/{keyId}";
 pub const AUDIT: &str = "/platform/v1/audit";
+pub const BACKUPS: &str = "/platform/v1/backups";
 pub const CATALOG: &str = "/platform/v1/catalog";
 pub const CATALOG_DATASET: &str = "/platform/v1/catalog/datasets/{datasetId}";
 pub const DATASETS: &str = "/platform/v1/datasets";

@@ -5,6 +5,7 @@
 mod integration {
     pub mod access;
     pub mod attacks;
+    pub mod backups;
     pub mod bad_input;
     pub mod batch;
     pub mod catalog;

@@ -50,7 +50,7 @@ impl Rng {
     }
 }
 
-fn located(i: usize, lon: f64, lat: f64) -> anyhow::Result<Entity> {
+pub(crate) fn located(i: usize, lon: f64, lat: f64) -> anyhow::Result<Entity> {
     let body = json!({
         "id": format!("urn:ngsi-ld:TrafficFlowObserved:g{i:07}"),
         "type": "TrafficFlowObserved",

@@ -9,6 +9,7 @@
 // The load generator stamps its observations with the wall clock it measures against.
 #![allow(clippy::disallowed_methods)]
 
+mod backup;
 mod geo;
 mod history;
 mod hub;
@@ -44,8 +45,8 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:1026")]
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
-    /// import, mqtt, edge, rules, hub, geo (the last seven in process, no server),
-    /// temporal.
+    /// import, mqtt, edge, rules, hub, geo, backup (the last eight in process, no
+    /// server), temporal.
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
@@ -556,6 +557,14 @@ async fn main() -> anyhow::Result<()> {
                 .await?
             }
             "edge" => ingest::edge()?,
+            "backup" => {
+                let n = if args.quick {
+                    50_000
+                } else {
+                    args.geo_entities
+                };
+                tokio::task::spawn_blocking(move || backup::run(n)).await??
+            }
             "geo" => {
                 let (n, q, b) = if args.quick {
                     (50_000, 200, 5)

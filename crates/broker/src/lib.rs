@@ -4,6 +4,7 @@
 //! (`citybrain-api`); nothing here knows about HTTP.
 
 pub mod access;
+pub mod backup;
 pub mod batch;
 pub mod contexts;
 pub mod discovery;
@@ -66,6 +67,8 @@ pub struct BrokerConfig {
     pub authorizer: Arc<dyn Authorizer>,
     /// Where `@context` fetches and notifications may go.
     pub egress: Arc<citybrain_egress::EgressPolicy>,
+    /// Where online backups go (`storage.backup_dir`); `None`: no backups on request.
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -80,6 +83,7 @@ impl Default for BrokerConfig {
             dispatch: DispatchSettings::default(),
             authorizer: Arc::new(AllowAll),
             egress: Arc::new(citybrain_egress::EgressPolicy::open()),
+            backup_dir: None,
         }
     }
 }
@@ -94,6 +98,7 @@ pub struct Broker {
     pub(crate) authz: Arc<dyn Authorizer>,
     /// Where outbound requests may go (its refusals are counted).
     pub egress: Arc<citybrain_egress::EgressPolicy>,
+    pub(crate) backup_dir: Option<std::path::PathBuf>,
 }
 
 impl Broker {
@@ -127,6 +132,7 @@ impl Broker {
             limits: config.limits,
             authz: config.authorizer,
             egress: config.egress,
+            backup_dir: config.backup_dir,
         })
     }
 

@@ -494,12 +494,21 @@ impl Broker {
                 // would let a filter probe what the mask hides (a range on stored
                 // values, checked again on the masked ones, bisects the stored value).
                 // The same holds for the spatial index, tried first: a geo-query is
-                // usually the narrower condition.
+                // usually the narrower condition. The attribute must show as stored
+                // for every type in the tenant, not only the query's: an entity of
+                // the asked type may carry another type whose policy masks it.
+                let wants_index = query.geo.is_some() || query.q.is_some();
+                let tenant_types = match (everything, wants_index) {
+                    (false, true) => self.store.type_names(&rc.tenant)?,
+                    _ => None,
+                };
                 let as_stored = |attr: &str| {
                     everything
-                        || query.types.as_ref().is_some_and(|t| {
-                            let types: Vec<Arc<str>> =
-                                t.all_types().into_iter().map(Arc::from).collect();
+                        || tenant_types.as_ref().is_some_and(|all| {
+                            let mut types: Vec<Arc<str>> = all.clone();
+                            if let Some(t) = &query.types {
+                                types.extend(t.all_types().into_iter().map(Arc::from));
+                            }
                             self.authorizer().shows_as_stored(rc, &types, attr)
                         })
                 };

@@ -233,6 +233,9 @@ pub struct Storage {
     pub value_index: bool,
     /// Keep an R-tree of GeoProperty values, so geo-queries avoid scans.
     pub spatial_index: bool,
+    /// Where `citybrain backup` and `POST /platform/v1/backups` write backups (one
+    /// directory per backup, named by the caller).
+    pub backup_dir: PathBuf,
     /// Changes a change-feed consumer (subscriptions, rules) may fall behind before it
     /// is cut off and resumes; also the changes retained for resuming.
     pub feed_capacity: usize,
@@ -495,6 +498,7 @@ impl Default for Storage {
             snapshot_after_bytes: 256 * 1024 * 1024,
             value_index: true,
             spatial_index: true,
+            backup_dir: PathBuf::from("./citybrain-backups"),
             feed_capacity: 65_536,
         }
     }

@@ -1,6 +1,7 @@
 //! The citybrain binary: parses the command line, loads the layered configuration, wires
 //! the store, broker and HTTP API together, and runs until SIGINT/SIGTERM.
 
+mod backup;
 mod config;
 mod deadletters;
 mod demo;
@@ -73,6 +74,11 @@ enum Command {
     Twin(twin::TwinArgs),
     /// Traffic forecasting: evaluate the models on a series.
     Forecast(forecast::ForecastArgs),
+    /// Take a consistent online backup of the data directory (state, history, rules,
+    /// incidents) under storage.backup_dir, while the server runs or not.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data directory (the server must be stopped).
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Args)]
@@ -100,7 +106,7 @@ struct ServeArgs {
     demo: bool,
 }
 
-fn load_config(a: &ConfigArgs) -> anyhow::Result<Config> {
+pub(crate) fn load_config(a: &ConfigArgs) -> anyhow::Result<Config> {
     let mut cfg = Config::load(a.config.as_deref(), std::env::vars())?;
     if let Some(l) = a.listen {
         cfg.server.listen = l;
@@ -167,6 +173,13 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Twin(a) => twin::twin(a),
         Command::Forecast(a) => forecast::forecast(a),
+        Command::Backup(a) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(backup::backup(a))
+        }
+        Command::Restore(a) => backup::restore(a),
         Command::Keys(a) => {
             let cfg = load_config(&a.config)?;
             security::keys(&cfg, a)
@@ -227,7 +240,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
+pub(crate) fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
     Ok(StoreOptions {
         dir: cfg.storage.data_dir.clone(),
         snapshot_after_bytes: cfg.storage.snapshot_after_bytes,
@@ -271,6 +284,7 @@ pub async fn build_broker(
     let broker_cfg = BrokerConfig {
         authorizer,
         egress: security::egress(cfg)?,
+        backup_dir: Some(cfg.storage.backup_dir.clone()),
         limits: Limits {
             default_limit: cfg.ngsi_ld.default_limit,
             max_limit: cfg.ngsi_ld.max_limit,

@@ -157,17 +157,47 @@ fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
+/// `unit(z) - unit(a)`, computed from the coordinate differences with half-angle
+/// identities, so that it keeps its precision when the points are close (a plain
+/// subtraction of the unit vectors loses all digits for points a millimetre apart).
+fn chord(a: Coord<f64>, z: Coord<f64>) -> [f64; 3] {
+    let (f1, f2) = (a.y.to_radians(), z.y.to_radians());
+    let (l1, l2) = (a.x.to_radians(), z.x.to_radians());
+    let (hf, mf) = ((f2 - f1) / 2.0, (f1 + f2) / 2.0);
+    let (hl, ml) = ((l2 - l1) / 2.0, (l1 + l2) / 2.0);
+    let dcos_f = -2.0 * mf.sin() * hf.sin();
+    let dcos_l = -2.0 * ml.sin() * hl.sin();
+    let dsin_l = 2.0 * ml.cos() * hl.sin();
+    [
+        dcos_f * l2.cos() + f1.cos() * dcos_l,
+        dcos_f * l2.sin() + f1.cos() * dsin_l,
+        2.0 * mf.cos() * hf.sin(),
+    ]
+}
+
+/// The unit normal of the great circle through `a` and `z` (`a × z`, well conditioned
+/// for close points); `None` for the same point or antipodes (no single arc).
+fn normal(a: Coord<f64>, z: Coord<f64>) -> Option<[f64; 3]> {
+    let n = cross(unit(a), chord(a, z));
+    let len = dot(n, n).sqrt();
+    if len.is_nan() || len <= 1e-300 || (a.x == z.x && a.y == z.y) {
+        return None;
+    }
+    // Antipodes: the normal is all rounding.
+    if dot(unit(a), unit(z)) < -1.0 + 1e-12 {
+        return None;
+    }
+    Some([n[0] / len, n[1] / len, n[2] / len])
+}
+
 /// Latitudes (degrees) of the northern- and southernmost points of the great circle
 /// through `a` and `z` that lie on the short arc between them.
 fn arc_extremes(a: Coord<f64>, z: Coord<f64>) -> Vec<f64> {
     let (p, q) = (unit(a), unit(z));
-    let n = cross(p, q);
-    let len = dot(n, n).sqrt();
-    if len < 1e-15 {
-        // The same point, or antipodes (no single arc): the vertices decide.
+    let Some(n) = normal(a, z) else {
+        // The same point, or antipodes: the vertices decide.
         return Vec::new();
-    }
-    let n = [n[0] / len, n[1] / len, n[2] / len];
+    };
     // The great circle's highest point: the pole direction without its part along n.
     let v = [-n[2] * n[0], -n[2] * n[1], 1.0 - n[2] * n[2]];
     let vl = dot(v, v).sqrt();
@@ -192,12 +222,9 @@ fn arc_extremes(a: Coord<f64>, z: Coord<f64>) -> Vec<f64> {
 pub(crate) fn arc_distance(c: Coord<f64>, a: Coord<f64>, z: Coord<f64>) -> f64 {
     let ends = haversine(c, a).min(haversine(c, z));
     let (p, q, x) = (unit(a), unit(z), unit(c));
-    let n = cross(p, q);
-    let len = dot(n, n).sqrt();
-    if len < 1e-15 {
+    let Some(n) = normal(a, z) else {
         return ends;
-    }
-    let n = [n[0] / len, n[1] / len, n[2] / len];
+    };
     let h = dot(x, n);
     let foot = [x[0] - h * n[0], x[1] - h * n[1], x[2] - h * n[2]];
     if dot(foot, foot).sqrt() < 1e-15 {
@@ -343,6 +370,45 @@ mod tests {
             )
         );
         assert!(d < 111_000.0, "{d}");
+    }
+
+    #[test]
+    fn a_millimetre_segment_is_measured_like_its_ends() {
+        // Two vertices 1e-10° apart and a centre 0.001° north: 111.2 m, not the 88 m
+        // that a normal computed from the unit vectors' plain cross product gave.
+        let (a, z) = (
+            Coord {
+                x: 131.134229,
+                y: 4.409628,
+            },
+            Coord {
+                x: 131.1342290001,
+                y: 4.409628,
+            },
+        );
+        let c = Coord {
+            x: 131.13422900005,
+            y: 4.410628,
+        };
+        let d = arc_distance(c, a, z);
+        assert!(
+            (d - haversine(c, a)).abs() < 0.01,
+            "{d} vs {}",
+            haversine(c, a)
+        );
+        // (From 0.001° down: longer arcs bulge north by a measurable amount.)
+        for k in 3..12 {
+            let z = Coord {
+                x: a.x + 10f64.powi(-k),
+                y: a.y,
+            };
+            let c = Coord {
+                x: a.x + 10f64.powi(-k) / 2.0,
+                y: a.y + 0.001,
+            };
+            let d = arc_distance(c, a, z);
+            assert!((d - 111_195.08 * 0.001).abs() < 0.05, "1e-{k}: {d}");
+        }
     }
 
     #[test]

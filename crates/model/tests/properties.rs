@@ -121,7 +121,14 @@ proptest! {
 fn arb_geometry(lon: f64, lat: f64) -> impl Strategy<Value = Value> {
     (
         0usize..3,
-        prop_oneof![Just(0.001f64), Just(0.1), Just(5.0), Just(60.0)],
+        prop_oneof![
+            Just(1e-9f64),
+            Just(1e-6),
+            Just(0.001),
+            Just(0.1),
+            Just(5.0),
+            Just(60.0)
+        ],
         proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0), 3),
     )
         .prop_map(move |(kind, scale, offsets)| {

@@ -21,12 +21,20 @@ pub enum StoreError {
     Failed,
     #[error("the store is shutting down")]
     ShuttingDown,
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
+    /// A request the store cannot carry out as asked (a backup into a directory that
+    /// is not empty); the message is shown.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl ErrorCode for StoreError {
     fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Rejected(m) => m.kind,
+            StoreError::Invalid(_) => ErrorKind::BadRequestData,
+            StoreError::Unsupported(_) => ErrorKind::OperationNotSupported,
             _ => ErrorKind::InternalError,
         }
     }
@@ -36,6 +44,8 @@ impl ErrorCode for StoreError {
         match self {
             StoreError::Rejected(m) => m.detail.clone(),
             StoreError::ShuttingDown => "the server is shutting down".into(),
+            StoreError::Unsupported(what) => format!("this store does not support {what}"),
+            StoreError::Invalid(m) => m.clone(),
             _ => "internal storage error; see the server log".into(),
         }
     }

@@ -21,6 +21,6 @@ pub use citybrain_tsdb as tsdb;
 pub use error::StoreError;
 pub use traits::load_collection;
 pub use traits::{
-    Change, ChangeKind, Commit, Decide, EntityStore, Feed, FeedGap, HistoryReader, HistoryStore,
-    ManyDecide, Modified, ModifyOptions, Origin, StoreStats, Write,
+    BackupReport, Change, ChangeKind, Commit, Decide, EntityStore, Feed, FeedGap, HistoryReader,
+    HistoryStore, ManyDecide, Modified, ModifyOptions, Origin, StoreStats, Write,
 };

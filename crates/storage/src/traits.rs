@@ -110,6 +110,14 @@ impl Commit {
         Commit(CommitInner::Future(Box::pin(fut)))
     }
 
+    /// The log position of the write, where the store numbers its writes.
+    pub fn lsn(&self) -> Option<u64> {
+        match &self.0 {
+            CommitInner::Watermark { lsn, .. } => Some(*lsn),
+            _ => None,
+        }
+    }
+
     /// Waits until the write is on stable storage.
     pub async fn wait(self) -> Result<(), StoreError> {
         match self.0 {
@@ -223,6 +231,20 @@ pub struct Modified {
     pub after: Option<Arc<Entity>>,
 }
 
+/// What a backup holds ([`EntityStore::backup`]).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupReport {
+    /// The log position the copy holds: every write up to it, none after.
+    pub lsn: u64,
+    /// The snapshot the copy starts from, and the history's checkpoint.
+    pub snapshot_lsn: u64,
+    pub history_lsn: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
 /// Entity state and documents, per tenant. Tenants are created by their first write.
 ///
 /// Reads are fallible (a remote backend's connection fails) and paged by cursor:
@@ -270,6 +292,22 @@ pub trait EntityStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError> {
         let _ = (tenant, attr, boxes, visit);
         Ok(false)
+    }
+
+    /// Takes a consistent copy of everything the store keeps (state, documents such as
+    /// rules and incidents, history) into `dest` (created; must not exist or be
+    /// empty) while writes go on, as of one log position. `Unsupported` where the
+    /// backend backs up by its own means.
+    fn backup(&self, dest: &std::path::Path) -> Result<BackupReport, StoreError> {
+        let _ = dest;
+        Err(StoreError::Unsupported("backup"))
+    }
+
+    /// Every entity type (expanded IRI) of the tenant's entities, where the store
+    /// knows it cheaply (`None`: it does not).
+    fn type_names(&self, tenant: &str) -> Result<Option<Vec<Arc<str>>>, StoreError> {
+        let _ = tenant;
+        Ok(None)
     }
 
     /// Number of entities of a tenant.

@@ -30,8 +30,8 @@ use crate::history;
 use crate::snapshot::{self, SnapItem, SnapshotData};
 use crate::state::TenantState;
 use crate::traits::{
-    Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ManyDecide, Modified,
-    ModifyOptions, Origin, StoreStats, Write,
+    BackupReport, Change, ChangeKind, Commit, Decide, EntityStore, HistoryStore, ManyDecide,
+    Modified, ModifyOptions, Origin, StoreStats, Write,
 };
 use crate::wal::{self, WalEntry, WalOp};
 use citybrain_tsdb::{FlushJob, HistOp, Retention, Tsdb, TsdbOptions};
@@ -107,6 +107,8 @@ struct Pending {
     changes: Vec<Arc<Change>>,
     shutdown: bool,
     snapshot_requested: bool,
+    /// A snapshot asked for without stopping commits (a backup's).
+    background_snapshot: bool,
     /// Tests: the committer stops where it is, as in a crash (nothing more is written).
     abandon: bool,
 }
@@ -147,6 +149,9 @@ struct Inner {
     hist_busy: Arc<AtomicBool>,
     /// The thread finishing a snapshot the log's size asked for, while it runs.
     snap_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Held while snapshots and log segments are deleted, and by a backup for its
+    /// whole copy (nothing it copies disappears under it).
+    files: Mutex<()>,
 }
 
 /// The embedded store. Cloning shares it.
@@ -418,6 +423,7 @@ impl EmbeddedStore {
             fsync_micros: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             snap_thread: Mutex::new(None),
+            files: Mutex::new(()),
             history: history.clone(),
             hist_tx: Mutex::new(Some(hist_tx)),
             hist_busy: hist_busy.clone(),
@@ -458,6 +464,13 @@ impl EmbeddedStore {
     /// Asks for a snapshot now (it runs on the committer thread).
     pub fn request_snapshot(&self) {
         self.inner.pending.lock().snapshot_requested = true;
+        self.inner.wake.notify_one();
+    }
+
+    /// Asks for a snapshot soon, finished in the background while commits go on (one
+    /// already running counts).
+    pub(crate) fn request_background_snapshot(&self) {
+        self.inner.pending.lock().background_snapshot = true;
         self.inner.wake.notify_one();
     }
 
@@ -644,20 +657,27 @@ fn tenant_entry<'a>(
 fn committer(inner: Arc<Inner>, mut file: File) {
     let mut bytes_since_snapshot = 0u64;
     loop {
-        let (buf, last, changes, snapshot_now, shutdown) = {
+        let (buf, last, changes, snapshot_now, snapshot_soon, shutdown) = {
             let mut p = inner.pending.lock();
-            while p.buf.is_empty() && !p.shutdown && !p.snapshot_requested && !p.abandon {
+            while p.buf.is_empty()
+                && !p.shutdown
+                && !p.snapshot_requested
+                && !p.background_snapshot
+                && !p.abandon
+            {
                 inner.wake.wait(&mut p);
             }
             if p.abandon {
                 return;
             }
             let snap = std::mem::take(&mut p.snapshot_requested);
+            let bg = std::mem::take(&mut p.background_snapshot);
             (
                 std::mem::take(&mut p.buf),
                 p.last_lsn,
                 std::mem::take(&mut p.changes),
                 snap,
+                bg,
                 p.shutdown,
             )
         };
@@ -674,7 +694,7 @@ fn committer(inner: Arc<Inner>, mut file: File) {
         // Asked for (or at shutdown), a snapshot is finished before going on; one the
         // log's size calls for is finished in the background while commits go on.
         let asked = snapshot_now || shutdown;
-        if asked || bytes_since_snapshot >= inner.options.snapshot_after_bytes {
+        if asked || snapshot_soon || bytes_since_snapshot >= inner.options.snapshot_after_bytes {
             let running = {
                 let mut t = inner.snap_thread.lock();
                 match t.take() {
@@ -821,7 +841,7 @@ fn finish_snapshot(
         });
     }
     snapshot::write(&inner.dir, data)?;
-    inner.snapshots.fetch_add(1, Ordering::Relaxed);
+    let files = inner.files.lock();
     for (first, path) in wal::list_segments(&inner.dir)? {
         if first <= lsn {
             wal::remove_gently(&path)?;
@@ -833,6 +853,10 @@ fn finish_snapshot(
         }
     }
     wal::sync_dir(&inner.dir)?;
+    drop(files);
+    // Counted once the older files are gone (a backup waiting for a fresh snapshot
+    // then copies only what it needs).
+    inner.snapshots.fetch_add(1, Ordering::Release);
     let entities: usize = data.entities.iter().map(|(_, l)| l.len()).sum();
     tracing::info!(lsn, entities, "snapshot written");
     Ok(())
@@ -844,7 +868,9 @@ impl Drop for Inner {
     }
 }
 
+mod backup;
 mod batch;
+pub use backup::{restore, MANIFEST as BACKUP_MANIFEST};
 mod entity_store;
 mod feed;
 mod hist_writer;

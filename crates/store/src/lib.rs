@@ -18,10 +18,10 @@ pub(crate) use citybrain_storage::{error, history, traits};
 pub use citybrain_storage as storage;
 pub use citybrain_storage::tsdb;
 pub use citybrain_storage::{
-    Change, ChangeKind, Commit, Decide, EntityStore, Feed, FeedGap, HistoryReader, HistoryStore,
-    ManyDecide, Modified, ModifyOptions, Origin, StoreError, StoreStats, Write,
+    BackupReport, Change, ChangeKind, Commit, Decide, EntityStore, Feed, FeedGap, HistoryReader,
+    HistoryStore, ManyDecide, Modified, ModifyOptions, Origin, StoreError, StoreStats, Write,
 };
-pub use engine::{EmbeddedStore, StoreOptions};
+pub use engine::{restore, EmbeddedStore, StoreOptions, BACKUP_MANIFEST};
 
 /// Version of the snapshot format written by this build. Bump it on any incompatible
 /// change and keep a reader for the old one.

@@ -207,6 +207,11 @@ impl TenantState {
         self.entities.get(id).map(|b| &b.e.0)
     }
 
+    /// The types of the entities held.
+    pub fn type_names(&self) -> Vec<Arc<str>> {
+        self.by_type.keys().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.entities.len()
     }

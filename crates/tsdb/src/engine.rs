@@ -512,6 +512,18 @@ impl Tsdb {
         Ok(db)
     }
 
+    /// Held while the files on disk must not change (checkpoints and compactions wait).
+    pub(crate) fn maintenance_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.maintenance.lock()
+    }
+
+    /// The checkpoint LSN and the registered segment files (call under the
+    /// maintenance lock for the pair to match the registry on disk).
+    pub(crate) fn registered(&self) -> (u64, Vec<u64>) {
+        let st = self.state.read();
+        (st.checkpoint_lsn, st.files.keys().copied().collect())
+    }
+
     /// Every log record up to this LSN is already in the segment files.
     pub fn checkpoint_lsn(&self) -> u64 {
         self.state.read().checkpoint_lsn

@@ -11,6 +11,7 @@
 //! [`Tsdb::checkpoint_lsn`] on start. One log, one fsync, one durability rule.
 
 pub mod agg;
+pub mod backup;
 pub mod codec;
 mod engine;
 pub mod error;

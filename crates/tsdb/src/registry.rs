@@ -69,6 +69,11 @@ pub struct EntityRec {
     pub scope: Option<String>,
 }
 
+/// Where the registry of the engine in `dir` lives.
+pub fn path(dir: &Path) -> std::path::PathBuf {
+    dir.join(NAME)
+}
+
 pub fn load(dir: &Path) -> Result<Option<Registry>, TsdbError> {
     let path = dir.join(NAME);
     let bytes = match std::fs::read(&path) {

@@ -2,6 +2,7 @@
 //! encodes the answer; none holds business logic.
 
 pub mod audit;
+pub mod backups;
 pub mod batch;
 pub mod catalog;
 pub mod console;

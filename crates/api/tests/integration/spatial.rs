@@ -165,3 +165,55 @@ async fn a_masked_location_is_matched_as_the_caller_sees_it() {
         .await;
     assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:1"], "{}", r.text);
 }
+
+#[tokio::test]
+async fn another_type_that_masks_the_location_keeps_the_index_out() {
+    // Cars' locations are open to viewers; trackers' are shown as a 4.9 km cell. A car
+    // that is also a tracker is seen masked, even by a query for cars.
+    let g = app_governed(json!({
+        "types": {"Car": {"level": "internal"}, "Tracker": {"level": "internal"}},
+        "attributes": {"Tracker.location": {"level": "important"}}
+    }))
+    .await;
+    let policies = json!({"policies": r#"
+@id("admin") permit (principal in Role::"admin", action, resource);
+@id("viewer-read") permit (principal in Role::"viewer", action == Action::"read", resource) when { resource.level <= 1 };
+@id("viewer-cells") @mask("geohash:5") permit (principal in Role::"viewer", action == Action::"read", resource is Attribute) when { resource.level == 2 };
+"#});
+    let r = g
+        .call(
+            Some(&g.admin),
+            "PUT",
+            "/platform/v1/policies",
+            &[],
+            Some(&policies),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let (lon, lat) = (13.4105, 52.5235);
+    let (clon, clat, _) = citybrain_policy::mask::geohash_centre(lon, lat, 5);
+    let mut car = vehicle("urn:ngsi-ld:Car:1", 30.0, lon, lat);
+    car["type"] = json!(["Car", "Tracker"]);
+    let r = g
+        .call(
+            Some(&g.admin),
+            "POST",
+            "/ngsi-ld/v1/entities",
+            &[],
+            Some(&car),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let near = |x: f64, y: f64| {
+        format!("/ngsi-ld/v1/entities?type=Car&georel=near;maxDistance==100&geometry=Point&coordinates=%5B{x},{y}%5D")
+    };
+    let r = g
+        .call(Some(&viewer), "GET", &near(clon, clat), &[], None)
+        .await;
+    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Car:1"], "{}", r.text);
+    let r = g
+        .call(Some(&viewer), "GET", &near(lon, lat), &[], None)
+        .await;
+    assert_eq!(ids(&r.body), Vec::<String>::new(), "{}", r.text);
+}

@@ -95,6 +95,18 @@ impl EntityStore for EmbeddedStore {
         Ok(true)
     }
 
+    fn type_names(&self, tenant: &str) -> Result<Option<Vec<Arc<str>>>, StoreError> {
+        Ok(Some(
+            self.tenant(tenant)
+                .map(|t| t.state.read().type_names())
+                .unwrap_or_default(),
+        ))
+    }
+
+    fn backup(&self, dest: &std::path::Path) -> Result<BackupReport, StoreError> {
+        self.backup_to(dest)
+    }
+
     fn count(&self, tenant: &str) -> Result<usize, StoreError> {
         Ok(self
             .tenant(tenant)

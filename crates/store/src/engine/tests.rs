@@ -592,3 +592,82 @@ fn spatial_index_survives_snapshots_and_log_replay() {
         .unwrap());
     s.close();
 }
+
+#[test]
+fn an_online_backup_holds_exactly_the_writes_up_to_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || StoreOptions {
+        // Snapshots, segment switches and history checkpoints while the backup runs.
+        snapshot_after_bytes: 40_000,
+        history_checkpoint_points: 300,
+        ..StoreOptions::new(dir.path())
+    };
+    let s = EmbeddedStore::open(opts()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let rt = rt();
+            let mut log: Vec<(u64, String, i64)> = Vec::new();
+            let mut i = 0i64;
+            // At least 3,000 writes, and on until the backup is done.
+            while i < 3000 || !stop.load(Ordering::Acquire) {
+                let id = format!("urn:x:{:02}", i % 40);
+                let c = put(&s, "", entity(&id, "T", i));
+                let lsn = c.lsn().unwrap();
+                rt.block_on(c.wait()).unwrap();
+                log.push((lsn, id, i));
+                i += 1;
+            }
+            log
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let backup = dir.path().join("backups").join("b1");
+    let report = s.backup_to(&backup).unwrap();
+    // The writer goes on after the copy, which proves nothing waited for it.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stop.store(true, Ordering::Release);
+    let log = writer.join().unwrap();
+    assert!(
+        log.iter().any(|(lsn, _, _)| *lsn > report.lsn),
+        "writes went on"
+    );
+    assert!(log.iter().any(|(lsn, _, _)| *lsn <= report.lsn));
+    assert!(s.stats().snapshots > 0, "a snapshot ran during the test");
+    // A backup only goes into an empty directory.
+    assert!(matches!(s.backup_to(&backup), Err(StoreError::Invalid(_))));
+    s.close();
+
+    let restored = dir.path().join("restored");
+    let manifest = restore(&backup, &restored).unwrap();
+    assert_eq!(manifest.lsn, report.lsn);
+    let r = EmbeddedStore::open(StoreOptions::new(&restored)).unwrap();
+    let value = |e: &Entity| match e.attrs.iter().find(|(n, _)| n.ends_with("/p")) {
+        Some((_, i)) => i[0].value.clone(),
+        None => panic!("no p"),
+    };
+    for k in 0..40 {
+        let id = format!("urn:x:{k:02}");
+        let upto: Vec<i64> = log
+            .iter()
+            .filter(|(lsn, x, _)| *x == id && *lsn <= report.lsn)
+            .map(|(_, _, v)| *v)
+            .collect();
+        let got = r.get("", &id).unwrap();
+        match upto.last() {
+            None => assert!(got.is_none(), "{id} did not exist yet"),
+            Some(v) => {
+                let got = got.expect("entity restored");
+                assert_eq!(value(&got), citybrain_model::AttrValue::Int(*v), "{id}");
+                // Its history: one point per write up to the backup's position.
+                let points = history_points(&r, &id, "/p");
+                assert_eq!(points.len(), upto.len(), "history of {id}");
+            }
+        }
+    }
+    r.close();
+    // Not a backup: refused with a message that says so.
+    let err = restore(dir.path(), &dir.path().join("again")).unwrap_err();
+    assert!(err.to_string().contains("not a citybrain backup"), "{err}");
+}

@@ -1,0 +1,71 @@
+//! Online backups of the history: the registry and the segment files it names, as of
+//! one checkpoint, taken while ingestion goes on.
+//!
+//! Segment files are never changed once written (a checkpoint or a compaction writes a
+//! new file, then the registry, then removes what it replaced), so holding the
+//! engine's maintenance lock (no checkpoint or compaction in between) makes the
+//! registry on disk and its files one consistent checkpoint. They are hard-linked into
+//! the backup when it is on the same file system (instant, no space) and copied
+//! otherwise; the lock is held only for that.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use crate::engine::Tsdb;
+use crate::error::TsdbError;
+use crate::{registry, segment};
+
+/// Hard-links `src` to `dst`, or copies it (another file system, or links refused),
+/// then syncs the copy. A hard link shares the immutable file; nothing to sync.
+pub fn link_or_copy(src: &Path, dst: &Path) -> io::Result<u64> {
+    let len = std::fs::metadata(src)?.len();
+    if std::fs::hard_link(src, dst).is_ok() {
+        return Ok(len);
+    }
+    std::fs::copy(src, dst)?;
+    File::open(dst)?.sync_all()?;
+    Ok(len)
+}
+
+/// What a history backup holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryBackup {
+    /// Every log record up to this LSN is in the copied files; later ones must come
+    /// from the log.
+    pub checkpoint_lsn: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Tsdb {
+    /// Copies the latest checkpoint (registry and segment files) into `dest`, which
+    /// must exist and be empty.
+    pub fn backup_to(&self, dest: &Path) -> Result<HistoryBackup, TsdbError> {
+        let _m = self.maintenance_lock();
+        let dir = self.dir();
+        let registry = registry::path(dir);
+        if !registry.exists() {
+            // No checkpoint yet: everything is in the log.
+            return Ok(HistoryBackup::default());
+        }
+        // Under the lock, the registry on disk names exactly the registered files.
+        let (checkpoint_lsn, files) = self.registered();
+        let mut out = HistoryBackup {
+            checkpoint_lsn,
+            ..Default::default()
+        };
+        for id in files {
+            let name = segment::file_path(dir, id);
+            let Some(file_name) = name.file_name() else {
+                continue;
+            };
+            out.bytes += link_or_copy(&name, &dest.join(file_name))?;
+            out.files += 1;
+        }
+        out.bytes += link_or_copy(&registry::path(dir), &registry::path(dest))?;
+        out.files += 1;
+        File::open(dest)?.sync_all()?;
+        Ok(out)
+    }
+}
