@@ -290,7 +290,7 @@ pub trait Authorizer: Send + Sync + 'static {
     }
 
     /// True when `rc` sees attribute `attr` of entities of every type in `types` as
-    /// stored (neither removed nor masked), so that an index of stored values may pick
+    /// stored or not at all (never masked), so that an index of stored values may pick
     /// the candidates of a filter on it without revealing what a mask hides.
     fn shows_as_stored(&self, rc: &RequestContext, types: &[Arc<str>], attr: &str) -> bool {
         let _ = (types, attr);

@@ -78,6 +78,11 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str, &'static str) {
             "https://citybrain.example/errors/TooManyRequests",
             "Too many requests",
         ),
+        ErrorKind::InsufficientStorage => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "https://citybrain.example/errors/InsufficientStorage",
+            "The server is out of storage",
+        ),
     }
 }
 
@@ -118,7 +123,10 @@ impl ApiError {
     /// extension members. Server-side failures are logged here with their cause.
     pub fn of<E: ErrorCode + ?Sized>(e: &E) -> Self {
         let kind = e.kind();
-        if matches!(kind, ErrorKind::InternalError | ErrorKind::Unavailable) {
+        if matches!(
+            kind,
+            ErrorKind::InternalError | ErrorKind::Unavailable | ErrorKind::InsufficientStorage
+        ) {
             tracing::error!(error = %e, "request failed in the server");
         }
         let problem_type = e.problem_type();

@@ -23,6 +23,7 @@ mod integration {
     pub mod query;
     pub mod rules;
     pub mod spatial;
+    pub mod storage_faults;
     pub mod subscriptions;
     pub mod temporal;
     pub mod twin;

@@ -255,6 +255,7 @@ pub(crate) fn store_options(cfg: &Config) -> anyhow::Result<StoreOptions> {
             .collect::<anyhow::Result<_>>()?,
         clock: Arc::new(citybrain_model::time::SystemClock),
         feed_capacity: cfg.storage.feed_capacity,
+        faults: None,
     })
 }
 

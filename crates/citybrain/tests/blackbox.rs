@@ -987,3 +987,122 @@ async fn an_online_backup_restores_into_a_new_data_directory() {
         );
     }
 }
+
+/// A real full disk: the data directory on an 8 MiB tmpfs of the test's own (needs
+/// root to mount; skipped otherwise, and required where `REQUIRE_TMPFS=1`). Writes
+/// fill it until the server answers 507; the metric shows it; freeing space (a filler
+/// file deleted) lets writes resume by themselves; after `kill -9` every acknowledged
+/// entity is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_507_and_writes_resume_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            std::env::var("REQUIRE_TMPFS").as_deref() != Ok("1"),
+            "REQUIRE_TMPFS=1 but a tmpfs could not be mounted"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![7u8; 3 << 20]).unwrap();
+    let data = mnt.join("data");
+    let mut server = start(&data, &[]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let big = "x".repeat(16 * 1024);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..2000 {
+        let body = json!({"id": format!("urn:ngsi-ld:Blob:{i}"), "type": "Blob",
+            "payload": {"type": "Property", "value": big}});
+        match http
+            .post(format!("{}/ngsi-ld/v1/entities", server.base))
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 201 => acked.push(i),
+            Ok(r) if r.status() == 507 => {
+                let problem: Value = r.json().await.unwrap();
+                refused = Some(problem);
+                break;
+            }
+            Ok(r) => panic!("unexpected {}", r.status()),
+            // The write that found the disk full waits for space, unacknowledged.
+            Err(e) if e.is_timeout() => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let problem = refused.expect("the disk never filled");
+    assert_eq!(problem["status"], 507, "{problem}");
+    assert!(!acked.is_empty());
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("citybrain_store_disk_full 1"), "{metrics}");
+    // Space returns: writes resume by themselves.
+    std::fs::remove_file(&filler).unwrap();
+    let t = Instant::now();
+    let resumed = loop {
+        let body = json!({"id": "urn:ngsi-ld:Blob:after", "type": "Blob"});
+        let r = http
+            .post(format!("{}/ngsi-ld/v1/entities", server.base))
+            .json(&body)
+            .send()
+            .await;
+        if matches!(&r, Ok(r) if r.status() == 201) {
+            break true;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(resumed, "writes did not resume after space was freed");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let server = start(&data, &[]);
+    for i in acked {
+        let r = http
+            .get(format!(
+                "{}/ngsi-ld/v1/entities/urn:ngsi-ld:Blob:{i}",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "acknowledged Blob:{i} lost");
+    }
+    let r = http
+        .get(format!(
+            "{}/ngsi-ld/v1/entities/urn:ngsi-ld:Blob:after",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

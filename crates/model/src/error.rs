@@ -30,6 +30,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The caller is over its rate limit and should come back later (429).
     TooManyRequests,
+    /// The server is out of disk space; nothing was stored (507).
+    InsufficientStorage,
 }
 
 /// The one trait every crate's error implements: its kind (from which the API derives

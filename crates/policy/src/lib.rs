@@ -819,7 +819,12 @@ impl Authorizer for Governance {
         }
         !types.is_empty()
             && types.iter().all(|t| {
-                self.decide(rc, "read", Res::Attr(short(t), short(attr))) == Decided::Allow(None)
+                // Unmasked, or not shown at all (a hidden attribute or type cannot be
+                // probed: the caller's own view, which the filter checks, lacks it).
+                matches!(
+                    self.decide(rc, "read", Res::Attr(short(t), short(attr))),
+                    Decided::Allow(None) | Decided::Deny
+                )
             })
     }
 }

@@ -19,6 +19,10 @@ pub enum StoreError {
     },
     #[error("the store failed to make data durable and stopped accepting writes")]
     Failed,
+    /// The log's disk is full: nothing was written; writes resume by themselves when
+    /// space returns.
+    #[error("the disk holding the log is full; writes resume when space is freed")]
+    DiskFull,
     #[error("the store is shutting down")]
     ShuttingDown,
     #[error("this store does not support {0}")]
@@ -34,6 +38,8 @@ impl ErrorCode for StoreError {
         match self {
             StoreError::Rejected(m) => m.kind,
             StoreError::Invalid(_) => ErrorKind::BadRequestData,
+            StoreError::DiskFull => ErrorKind::InsufficientStorage,
+            StoreError::Failed | StoreError::ShuttingDown => ErrorKind::Unavailable,
             StoreError::Unsupported(_) => ErrorKind::OperationNotSupported,
             _ => ErrorKind::InternalError,
         }
@@ -44,6 +50,8 @@ impl ErrorCode for StoreError {
         match self {
             StoreError::Rejected(m) => m.detail.clone(),
             StoreError::ShuttingDown => "the server is shutting down".into(),
+            StoreError::DiskFull => "the server's disk is full; nothing was stored. Try again once an operator has freed space".into(),
+            StoreError::Failed => "the server could not make data durable and refuses writes until it is restarted; nothing was stored".into(),
             StoreError::Unsupported(what) => format!("this store does not support {what}"),
             StoreError::Invalid(m) => m.clone(),
             _ => "internal storage error; see the server log".into(),

@@ -536,6 +536,16 @@ pub mod metric {
         "changefeed_cut",
         "Change-feed subscribers cut off for falling more than the feed capacity behind",
     );
+    pub static DISK_FULL: MetricDef = MetricDef::gauge(
+        "store_disk_full",
+        "1 while the log cannot be written for want of space (writes are refused with 507)",
+    );
+    pub static DISK_FULL_EVENTS: MetricDef =
+        MetricDef::counter("store_disk_full_events", "Times the log ran out of space");
+    pub static FAILED: MetricDef = MetricDef::gauge(
+        "store_failed",
+        "1 after a log write or sync failed other than for space (writes refused with 503 until a restart)",
+    );
 }
 
 impl citybrain_telemetry::Metrics for StoreStats {
@@ -549,6 +559,9 @@ impl citybrain_telemetry::Metrics for StoreStats {
         out(&metric::ENTITIES, self.entities as f64);
         out(&metric::FEED_SUBSCRIBERS, self.feed_subscribers as f64);
         out(&metric::FEED_CUT, self.feed_cut as f64);
+        out(&metric::DISK_FULL, f64::from(u8::from(self.disk_full)));
+        out(&metric::DISK_FULL_EVENTS, self.disk_full_events as f64);
+        out(&metric::FAILED, f64::from(u8::from(self.failed)));
     }
 }
 
@@ -565,6 +578,11 @@ pub struct StoreStats {
     /// Subscribers cut off since start (see [`Feed`]).
     pub feed_cut: u64,
     pub entities: u64,
+    /// The log is out of space now (writes refused until it is back).
+    pub disk_full: bool,
+    pub disk_full_events: u64,
+    /// The log failed for another reason (writes refused until a restart).
+    pub failed: bool,
 }
 
 /// Every tenant's documents of `collection`, (tenant, id, value): for loading a

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Write as _;
+use std::io::{Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,6 +55,32 @@ pub struct StoreOptions {
     /// Changes a change-feed subscriber may fall behind before it is cut off, and
     /// changes retained for subscribers resuming from a position.
     pub feed_capacity: usize,
+    /// Injected I/O failures of the log (tests of full disks and failed syncs); `None`
+    /// in service.
+    pub faults: Option<Faults>,
+}
+
+/// Where an injected failure may strike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// Before a batch is written to the log.
+    LogWrite,
+    /// After the batch is written, before its fsync succeeds.
+    LogSync,
+}
+
+/// A fail point: answers the error to inject at a point, or `Ok` to go on.
+pub type Faults = Arc<dyn Fn(FaultPoint) -> std::io::Result<()> + Send + Sync>;
+
+/// How often a log that ran out of space tries again.
+const DISK_FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Out of space (or quota): the batch can be written again once space returns.
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -81,6 +107,7 @@ impl StoreOptions {
             history_retention: Vec::new(),
             clock: Arc::new(SystemClock),
             feed_capacity: 65_536,
+            faults: None,
         }
     }
 }
@@ -152,6 +179,11 @@ struct Inner {
     /// Held while snapshots and log segments are deleted, and by a backup for its
     /// whole copy (nothing it copies disappears under it).
     files: Mutex<()>,
+    /// The log is out of space: new writes are refused (507) until a retry succeeds.
+    disk_full: AtomicBool,
+    disk_full_events: AtomicU64,
+    /// Snapshots that failed (a backup waiting for one stops waiting).
+    snapshot_failures: AtomicU64,
 }
 
 /// The embedded store. Cloning shares it.
@@ -424,6 +456,9 @@ impl EmbeddedStore {
             snapshots: AtomicU64::new(0),
             snap_thread: Mutex::new(None),
             files: Mutex::new(()),
+            disk_full: AtomicBool::new(false),
+            disk_full_events: AtomicU64::new(0),
+            snapshot_failures: AtomicU64::new(0),
             history: history.clone(),
             hist_tx: Mutex::new(Some(hist_tx)),
             hist_busy: hist_busy.clone(),
@@ -516,6 +551,9 @@ impl EmbeddedStore {
                 .values()
                 .map(|t| t.state.read().len() as u64)
                 .sum(),
+            disk_full: i.disk_full.load(Ordering::Relaxed),
+            disk_full_events: i.disk_full_events.load(Ordering::Relaxed),
+            failed: i.failed.load(Ordering::Relaxed),
         }
     }
 
@@ -545,11 +583,21 @@ impl EmbeddedStore {
         .clone()
     }
 
-    /// Appends a binary history record to the pending buffer; returns its LSN.
-    fn append_hist(&self, ops: &[HistOp]) -> Result<u64, StoreError> {
+    /// Whether a write may be logged now: not after a log failure, not while the log
+    /// is out of space (refused before anything changes in memory).
+    fn writable(&self) -> Result<(), StoreError> {
         if self.inner.failed.load(Ordering::Acquire) {
             return Err(StoreError::Failed);
         }
+        if self.inner.disk_full.load(Ordering::Acquire) {
+            return Err(StoreError::DiskFull);
+        }
+        Ok(())
+    }
+
+    /// Appends a binary history record to the pending buffer; returns its LSN.
+    fn append_hist(&self, ops: &[HistOp]) -> Result<u64, StoreError> {
+        self.writable()?;
         let mut p = self.inner.pending.lock();
         if p.shutdown {
             return Err(StoreError::ShuttingDown);
@@ -582,9 +630,7 @@ impl EmbeddedStore {
         origin: &Origin,
         change: Option<Change>,
     ) -> Result<u64, StoreError> {
-        if self.inner.failed.load(Ordering::Acquire) {
-            return Err(StoreError::Failed);
-        }
+        self.writable()?;
         let mut p = self.inner.pending.lock();
         if p.shutdown {
             return Err(StoreError::ShuttingDown);
@@ -712,7 +758,10 @@ fn committer(inner: Arc<Inner>, mut file: File) {
             if !running {
                 match take_snapshot(&inner, &mut file, !asked) {
                     Ok(()) => bytes_since_snapshot = 0,
-                    Err(error) => tracing::error!(%error, "snapshot failed; the log is kept"),
+                    Err(error) => {
+                        inner.snapshot_failures.fetch_add(1, Ordering::Release);
+                        tracing::error!(%error, "snapshot failed; the log is kept");
+                    }
                 }
             }
         }
@@ -724,15 +773,51 @@ fn committer(inner: Arc<Inner>, mut file: File) {
 
 /// Writes and syncs one batch, then makes it visible as durable. Returns false after a
 /// failure (the store then refuses writes: acknowledging without durability is worse).
+///
+/// Out of space, the batch's bytes are cut off the log again (whatever reached the
+/// file) and the same batch is written and synced anew every [`DISK_FULL_RETRY`] until
+/// space returns; meanwhile new writes are refused with `DiskFull` and the writers of
+/// this batch wait. A rewrite and a new fsync never trust pages a failed fsync may
+/// have dropped. Any other write or sync error fails the store (retrying an fsync
+/// after an I/O error may report success for lost data).
 fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc<Change>>) -> bool {
     if !buf.is_empty() {
         let started = Instant::now();
-        let res = file.write_all(buf).and_then(|_| file.sync_data());
-        if let Err(error) = res {
-            tracing::error!(%error, "write-ahead log write failed; refusing further writes");
-            inner.failed.store(true, Ordering::Release);
-            inner.durable.send_modify(|d| d.1 = true);
-            return false;
+        let mut full = false;
+        loop {
+            let start = match file.stream_position() {
+                Ok(p) => p,
+                Err(error) => return fail(inner, &error),
+            };
+            match write_batch(inner, file, buf) {
+                Ok(()) => break,
+                Err(error) if is_out_of_space(&error) => {
+                    let cut = file
+                        .set_len(start)
+                        .and_then(|()| file.seek(std::io::SeekFrom::Start(start)).map(|_| ()));
+                    if let Err(error) = cut {
+                        return fail(inner, &error);
+                    }
+                    if !full {
+                        full = true;
+                        inner.disk_full.store(true, Ordering::Release);
+                        inner.disk_full_events.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%error, "the log's disk is full; writes are refused until space is freed, then resume");
+                    }
+                    {
+                        let p = inner.pending.lock();
+                        if p.shutdown || p.abandon {
+                            return fail(inner, &error);
+                        }
+                    }
+                    std::thread::sleep(DISK_FULL_RETRY);
+                }
+                Err(error) => return fail(inner, &error),
+            }
+        }
+        if full {
+            inner.disk_full.store(false, Ordering::Release);
+            tracing::warn!("the log has space again; writes resume");
         }
         inner
             .fsync_micros
@@ -753,6 +838,23 @@ fn flush(inner: &Inner, file: &mut File, buf: &[u8], last: u64, changes: Vec<Arc
     }
     inner.durable.send_modify(|d| d.0 = d.0.max(last));
     true
+}
+
+fn write_batch(inner: &Inner, file: &mut File, buf: &[u8]) -> std::io::Result<()> {
+    let fault = |at: FaultPoint| inner.options.faults.as_ref().map_or(Ok(()), |f| f(at));
+    fault(FaultPoint::LogWrite)?;
+    file.write_all(buf)?;
+    fault(FaultPoint::LogSync)?;
+    file.sync_data()
+}
+
+/// A log failure other than space: the store refuses writes from now on.
+fn fail(inner: &Inner, error: &std::io::Error) -> bool {
+    tracing::error!(%error, "write-ahead log write failed; refusing further writes");
+    inner.failed.store(true, Ordering::Release);
+    inner.disk_full.store(false, Ordering::Release);
+    inner.durable.send_modify(|d| d.1 = true);
+    false
 }
 
 /// Takes a snapshot: the state is captured and the log moves to a new segment here, on
@@ -807,6 +909,7 @@ fn take_snapshot(inner: &Arc<Inner>, file: &mut File, background: bool) -> Resul
         .spawn(move || {
             hist_writer::background_priority();
             if let Err(error) = finish_snapshot(&inner2, hist_job, &data) {
+                inner2.snapshot_failures.fetch_add(1, Ordering::Release);
                 tracing::error!(%error, "snapshot failed; the log is kept");
             }
         });

@@ -21,7 +21,7 @@ pub use citybrain_storage::{
     BackupReport, Change, ChangeKind, Commit, Decide, EntityStore, Feed, FeedGap, HistoryReader,
     HistoryStore, ManyDecide, Modified, ModifyOptions, Origin, StoreError, StoreStats, Write,
 };
-pub use engine::{restore, EmbeddedStore, StoreOptions, BACKUP_MANIFEST};
+pub use engine::{restore, EmbeddedStore, FaultPoint, Faults, StoreOptions, BACKUP_MANIFEST};
 
 /// Version of the snapshot format written by this build. Bump it on any incompatible
 /// change and keep a reader for the old one.

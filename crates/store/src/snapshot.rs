@@ -93,9 +93,19 @@ fn frame(w: &mut impl std::io::Write, item: &SnapItemRef<'_>) -> Result<(), Stor
     Ok(())
 }
 
-/// Writes a snapshot durably and returns its path.
+/// Writes a snapshot durably and returns its path. A snapshot that cannot be written
+/// (a full disk) leaves no partial file behind.
 pub(crate) fn write(dir: &Path, data: &SnapshotData) -> Result<PathBuf, StoreError> {
     let tmp = dir.join(format!("snap-{:020}.tmp", data.lsn));
+    let res = write_to(dir, &tmp, data);
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn write_to(dir: &Path, tmp: &Path, data: &SnapshotData) -> Result<PathBuf, StoreError> {
+    let tmp = tmp.to_path_buf();
     let f = OpenOptions::new()
         .create(true)
         .truncate(true)

@@ -179,7 +179,14 @@ pub(crate) fn encode<T: Serialize>(rec: &T, buf: &mut Vec<u8>) -> Result<(), Sto
 /// fsyncs by 50–100 ms here (RocksDB rate-limits its file deletions for the same
 /// reason). Only background threads call this.
 pub(crate) fn remove_gently(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt as _;
     const STEP: u64 = 32 << 20;
+    // A segment a backup hard-linked shares its inode with the backup's copy:
+    // shrinking it would cut the backup too, so it is only unlinked.
+    if std::fs::metadata(path)?.nlink() > 1 {
+        std::fs::remove_file(path)?;
+        return Ok(());
+    }
     let f = OpenOptions::new().write(true).open(path)?;
     let mut len = f.metadata()?.len();
     while len > STEP {

@@ -16,15 +16,30 @@ use crate::engine::Tsdb;
 use crate::error::TsdbError;
 use crate::{registry, segment};
 
-/// Hard-links `src` to `dst`, or copies it (another file system, or links refused),
-/// then syncs the copy. A hard link shares the immutable file; nothing to sync.
+/// Hard-links `src` to `dst`, or copies it where links cannot be made (another file
+/// system, links refused), then syncs the copy. A hard link shares the immutable file;
+/// nothing to sync. `dst` must not exist: an existing one is an error, never
+/// overwritten (it could be a link to `src` itself, which a copy would empty).
 pub fn link_or_copy(src: &Path, dst: &Path) -> io::Result<u64> {
     let len = std::fs::metadata(src)?.len();
-    if std::fs::hard_link(src, dst).is_ok() {
-        return Ok(len);
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => return Ok(len),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::CrossesDevices
+                    | io::ErrorKind::PermissionDenied
+                    | io::ErrorKind::Unsupported
+            ) => {}
+        Err(e) => return Err(e),
     }
-    std::fs::copy(src, dst)?;
-    File::open(dst)?.sync_all()?;
+    let mut from = File::open(src)?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)?;
+    io::copy(&mut from, &mut to)?;
+    to.sync_all()?;
     Ok(len)
 }
 

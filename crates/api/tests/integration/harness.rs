@@ -59,8 +59,19 @@ pub async fn app_with(limits: HttpLimits) -> App {
 
 /// An app whose broker configuration `tune` adjusts.
 pub async fn app_configured(limits: HttpLimits, tune: impl FnOnce(&mut BrokerConfig)) -> App {
+    app_on_store(limits, tune, |_| {}).await
+}
+
+/// An app whose store options (`store`) and broker configuration (`tune`) are adjusted.
+pub async fn app_on_store(
+    limits: HttpLimits,
+    tune: impl FnOnce(&mut BrokerConfig),
+    store: impl FnOnce(&mut StoreOptions),
+) -> App {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    let mut opts = StoreOptions::new(dir.path());
+    store(&mut opts);
+    let store = EmbeddedStore::open(opts).unwrap();
     let dynstore: Arc<dyn EntityStore> = Arc::new(store.clone());
     let mut cfg = BrokerConfig::default();
     tune(&mut cfg);

@@ -46,17 +46,33 @@ fn is_store_file(name: &str) -> bool {
         || (name.starts_with("snap-") && name.ends_with(".bin"))
 }
 
-/// Creates `dest`, or accepts it when it exists and is empty.
-fn prepare(dest: &Path) -> Result<(), StoreError> {
-    if dest.exists() {
-        if std::fs::read_dir(dest)?.next().is_some() {
-            return Err(StoreError::Invalid(format!(
-                "{} exists and is not empty",
+/// Claims `dest` for a backup: creates it (its parents as needed), readable by the
+/// owner only (it holds keys and personal data). An existing `dest` is refused, even
+/// empty: two backups must never share a directory.
+fn claim(dest: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(StoreError::Invalid(format!(
+                "{} exists; a backup goes into a new directory",
                 dest.display()
-            )));
+            )))
         }
-    } else {
-        std::fs::create_dir_all(dest)?;
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Refuses a restore target that exists and is not empty.
+fn check_empty(to: &Path) -> Result<(), StoreError> {
+    if to.exists() && std::fs::read_dir(to)?.next().is_some() {
+        return Err(StoreError::Invalid(format!(
+            "{} exists and is not empty",
+            to.display()
+        )));
     }
     Ok(())
 }
@@ -81,11 +97,12 @@ fn copy_tree(src: &Path, dst: &Path, skip: &Path, n: &mut (u64, u64)) -> Result<
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;
         let path = entry.path();
-        if std::fs::canonicalize(&path).is_ok_and(|p| p == skip) {
+        if holds(&path, skip) {
             continue;
         }
         let to = dst.join(entry.file_name());
-        let kind = entry.file_type()?;
+        // Symbolic links are followed: what they point at is copied.
+        let kind = std::fs::metadata(&path)?;
         if kind.is_dir() {
             copy_tree(&path, &to, skip, n)?;
         } else if kind.is_file() {
@@ -99,6 +116,12 @@ fn copy_tree(src: &Path, dst: &Path, skip: &Path, n: &mut (u64, u64)) -> Result<
     Ok(())
 }
 
+/// Whether `path` is the backup or a directory holding it (a backup directory inside
+/// the data directory is not copied into the backups).
+fn holds(path: &Path, backup: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| backup.starts_with(p))
+}
+
 /// Copies the log segment being written up to its current end, then cuts the copy
 /// after its last whole record. Answers the copy's last LSN (0 when it has none).
 fn copy_active_segment(src: &Path, dst: &Path) -> Result<(u64, u64), StoreError> {
@@ -106,7 +129,10 @@ fn copy_active_segment(src: &Path, dst: &Path) -> Result<(u64, u64), StoreError>
     let mut bytes = Vec::new();
     from.read_to_end(&mut bytes)?;
     {
-        let mut to = File::create(dst)?;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dst)?;
         to.write_all(&bytes)?;
     }
     let mut last = 0u64;
@@ -125,20 +151,26 @@ fn copy_active_segment(src: &Path, dst: &Path) -> Result<(u64, u64), StoreError>
 }
 
 impl EmbeddedStore {
-    /// Takes an online backup into `dest` (see the module documentation).
-    pub fn backup_to(&self, dest: &Path) -> Result<BackupReport, StoreError> {
-        let started = Instant::now();
-        prepare(dest)?;
-        let dest_abs = std::fs::canonicalize(dest)?;
-        let dir = &self.inner.dir;
-        // A fresh snapshot first (and with it a history checkpoint), as PostgreSQL's
-        // base backup starts with a checkpoint: the copied log is then short, and the
-        // restored directory opens without replaying everything since the last one.
-        let before = self.inner.snapshots.load(Ordering::Acquire);
+    /// Asks for a snapshot (finished in the background) and waits until one has been
+    /// written, or failed, or the wait is over; refuses on a failed or closing store.
+    fn fresh_snapshot(&self) -> Result<(), StoreError> {
+        let seen = |i: &Inner| {
+            i.snapshots.load(Ordering::Acquire) + i.snapshot_failures.load(Ordering::Acquire)
+        };
+        let before = seen(&self.inner);
         self.request_background_snapshot();
         let deadline = Instant::now() + SNAPSHOT_WAIT;
-        while self.inner.snapshots.load(Ordering::Acquire) == before {
-            if Instant::now() > deadline || self.inner.failed.load(Ordering::Acquire) {
+        while seen(&self.inner) == before {
+            if self.inner.failed.load(Ordering::Acquire) {
+                return Err(StoreError::Failed);
+            }
+            {
+                let p = self.inner.pending.lock();
+                if p.shutdown || p.abandon {
+                    return Err(StoreError::ShuttingDown);
+                }
+            }
+            if Instant::now() > deadline {
                 tracing::warn!(
                     "backup: no fresh snapshot in time; copying the log since the last one"
                 );
@@ -146,9 +178,48 @@ impl EmbeddedStore {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        Ok(())
+    }
+
+    /// Takes an online backup into `dest` (see the module documentation).
+    pub fn backup_to(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        let started = Instant::now();
+        claim(dest)?;
+        let dest_abs = std::fs::canonicalize(dest)?;
+        let dir = &self.inner.dir;
+        self.fresh_snapshot()?;
         // No snapshot or segment is deleted until the copy is done.
         let _files = self.inner.files.lock();
         let mut report = BackupReport::default();
+        // The files beside the store first, so that what they record (import
+        // progress) is not ahead of the log position the backup ends at.
+        let mut n = (0u64, 0u64);
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let path = entry.path();
+            if is_store_file(&name) || holds(&path, &dest_abs) {
+                continue;
+            }
+            let kind = std::fs::metadata(&path)?;
+            if kind.is_dir() {
+                copy_tree(&path, &dest.join(&*name), &dest_abs, &mut n)?;
+            } else if kind.is_file() {
+                if let Some(len) = copy_synced(&path, &dest.join(&*name))? {
+                    n.0 += 1;
+                    n.1 += len;
+                }
+            }
+        }
+        // The snapshot before the history: a snapshot on disk means its history
+        // checkpoint was written, so the history copied next is at least as new, and
+        // replay from the log covers both.
+        if let Some((lsn, path)) = snapshot::list(dir)?.pop() {
+            report.snapshot_lsn = lsn;
+            report.bytes += link_or_copy(&path, &snapshot::path_for(dest, lsn))?;
+            report.files += 1;
+        }
         let hist_dir = dest.join("history");
         std::fs::create_dir_all(&hist_dir)?;
         let h = self
@@ -159,11 +230,6 @@ impl EmbeddedStore {
         report.history_lsn = h.checkpoint_lsn;
         report.files += h.files;
         report.bytes += h.bytes;
-        if let Some((lsn, path)) = snapshot::list(dir)?.pop() {
-            report.snapshot_lsn = lsn;
-            report.bytes += link_or_copy(&path, &snapshot::path_for(dest, lsn))?;
-            report.files += 1;
-        }
         let segments = wal::list_segments(dir)?;
         let mut last = report.snapshot_lsn.max(report.history_lsn);
         for (i, (first, path)) in segments.iter().enumerate() {
@@ -172,31 +238,13 @@ impl EmbeddedStore {
                 report.bytes += link_or_copy(path, &to)?;
             } else {
                 let (seg_last, len) = copy_active_segment(path, &to)?;
-                last = last.max(seg_last);
+                // An empty active segment still says everything before it was logged.
+                last = last.max(seg_last).max(first.saturating_sub(1));
                 report.bytes += len;
             }
             report.files += 1;
         }
         report.lsn = last;
-        let mut n = (0u64, 0u64);
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let path = entry.path();
-            if is_store_file(&name) || std::fs::canonicalize(&path).is_ok_and(|p| p == dest_abs) {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                copy_tree(&path, &dest.join(&*name), &dest_abs, &mut n)?;
-            } else if kind.is_file() {
-                if let Some(len) = copy_synced(&path, &dest.join(&*name))? {
-                    n.0 += 1;
-                    n.1 += len;
-                }
-            }
-        }
         report.files += n.0;
         report.bytes += n.1;
         report.seconds = started.elapsed().as_secs_f64();
@@ -228,21 +276,49 @@ pub fn restore(from: &Path, to: &Path) -> Result<BackupReport, StoreError> {
             file: from.join(MANIFEST).display().to_string(),
             detail: e.to_string(),
         })?;
-    prepare(to)?;
-    let mut n = (0u64, 0u64);
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == MANIFEST {
-            continue;
-        }
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            copy_tree(&path, &to.join(&name), Path::new(""), &mut n)?;
-        } else {
-            copy_synced(&path, &to.join(&name))?;
-        }
+    check_empty(to)?;
+    // Copied beside the target, then renamed into place: a restore that fails half
+    // way leaves no half-restored data directory.
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "data".into());
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)?;
+    let staging = parent.join(format!(".{name}.restoring"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
     }
-    wal::sync_dir(to)?;
+    let copied = (|| -> Result<(), StoreError> {
+        let mut n = (0u64, 0u64);
+        std::fs::create_dir(&staging)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == MANIFEST {
+                continue;
+            }
+            let path = entry.path();
+            if std::fs::metadata(&path)?.is_dir() {
+                copy_tree(&path, &staging.join(&name), Path::new(""), &mut n)?;
+            } else {
+                copy_synced(&path, &staging.join(&name))?;
+            }
+        }
+        wal::sync_dir(&staging)?;
+        if to.exists() {
+            std::fs::remove_dir(to)?;
+        }
+        std::fs::rename(&staging, to)?;
+        wal::sync_dir(&parent)?;
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     Ok(report)
 }

@@ -671,3 +671,128 @@ fn an_online_backup_holds_exactly_the_writes_up_to_its_position() {
     let err = restore(dir.path(), &dir.path().join("again")).unwrap_err();
     assert!(err.to_string().contains("not a citybrain backup"), "{err}");
 }
+
+/// A fail point answering what `mode` says: 0 nothing, 1 out of space at the sync
+/// (after the batch reached the file), 2 an I/O error at the sync.
+fn faulty(mode: Arc<std::sync::atomic::AtomicU8>) -> crate::engine::Faults {
+    Arc::new(move |at| match (mode.load(Ordering::Acquire), at) {
+        (1, FaultPoint::LogSync) => Err(std::io::Error::from(std::io::ErrorKind::StorageFull)),
+        (2, FaultPoint::LogSync) => Err(std::io::Error::other("injected I/O error")),
+        _ => Ok(()),
+    })
+}
+
+#[test]
+fn a_full_disk_refuses_writes_then_resumes_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let opts = StoreOptions {
+        faults: Some(faulty(mode.clone())),
+        ..StoreOptions::new(dir.path())
+    };
+    let s = EmbeddedStore::open(opts).unwrap();
+    let rt = rt();
+    rt.block_on(put(&s, "", entity("urn:x:a", "T", 1)).wait())
+        .unwrap();
+    mode.store(1, Ordering::Release);
+    // B reaches the log file, its fsync finds no space: B waits, unacknowledged.
+    let waiting = {
+        let s = s.clone();
+        std::thread::spawn(move || rt_wait(put(&s, "", entity("urn:x:b", "T", 2))))
+    };
+    let t = std::time::Instant::now();
+    while !s.stats().disk_full {
+        assert!(t.elapsed().as_secs() < 5, "the full disk was not noticed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // New writes are refused before anything changes.
+    let refused = s.modify(
+        "",
+        "urn:x:c",
+        &mut |_| Ok(Some(Write::Put(entity("urn:x:c", "T", 3)))),
+        &Origin::default(),
+    );
+    assert!(matches!(refused, Err(StoreError::DiskFull)), "{refused:?}");
+    assert!(s.get("", "urn:x:c").unwrap().is_none());
+    assert!(
+        !waiting.is_finished(),
+        "B is not acknowledged while the disk is full"
+    );
+    assert_eq!(s.stats().disk_full_events, 1);
+    // Space returns: B is written again, synced and acknowledged; writes resume.
+    mode.store(0, Ordering::Release);
+    waiting.join().unwrap().unwrap();
+    assert!(!s.stats().disk_full);
+    rt.block_on(put(&s, "", entity("urn:x:c", "T", 3)).wait())
+        .unwrap();
+    s.crash();
+    // The log holds each record once (the bytes of the batch that found no space were
+    // cut before it was written again), and nothing torn.
+    let mut lsns = vec![];
+    for (_, path) in wal::list_segments(dir.path()).unwrap() {
+        let (_, torn) = wal::read_segment(&path, &mut |e| {
+            if let WalEntry::Record(r) = e {
+                lsns.push(r.lsn);
+            }
+        })
+        .unwrap();
+        assert!(!torn);
+    }
+    assert_eq!(lsns, [1, 2, 3]);
+    let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    assert_eq!(s.count("").unwrap(), 3);
+    for id in ["urn:x:a", "urn:x:b", "urn:x:c"] {
+        assert!(s.get("", id).unwrap().is_some(), "{id}");
+    }
+    s.close();
+}
+
+fn rt_wait(c: Commit) -> Result<(), StoreError> {
+    rt().block_on(c.wait())
+}
+
+#[test]
+fn a_failed_sync_stops_writes_and_keeps_the_log_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let opts = StoreOptions {
+        faults: Some(faulty(mode.clone())),
+        ..StoreOptions::new(dir.path())
+    };
+    let s = EmbeddedStore::open(opts).unwrap();
+    let rt = rt();
+    rt.block_on(put(&s, "", entity("urn:x:a", "T", 1)).wait())
+        .unwrap();
+    mode.store(2, Ordering::Release);
+    // Not acknowledged: the sync failed (PostgreSQL's lesson: never retry an fsync).
+    let r = rt.block_on(put(&s, "", entity("urn:x:b", "T", 2)).wait());
+    assert!(matches!(r, Err(StoreError::Failed)), "{r:?}");
+    assert!(s.stats().failed);
+    let refused = s.modify(
+        "",
+        "urn:x:c",
+        &mut |_| Ok(Some(Write::Put(entity("urn:x:c", "T", 3)))),
+        &Origin::default(),
+    );
+    assert!(matches!(refused, Err(StoreError::Failed)), "{refused:?}");
+    s.crash();
+    // What was acknowledged is there; the log opens (B may or may not be: it was
+    // written but never acknowledged, like a crash before the fsync).
+    let s = EmbeddedStore::open(StoreOptions::new(dir.path())).unwrap();
+    assert!(s.get("", "urn:x:a").unwrap().is_some());
+    assert!(s.get("", "urn:x:c").unwrap().is_none());
+    s.close();
+}
+
+#[test]
+fn removing_a_segment_a_backup_linked_leaves_the_backup_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("wal-00000000000000000001.log");
+    std::fs::write(&seg, vec![1u8; 33 << 20]).unwrap();
+    let linked = dir.path().join("linked.log");
+    std::fs::hard_link(&seg, &linked).unwrap();
+    // Big segments are shrunk in steps before they go; a linked one only unlinked.
+    wal::remove_gently(&seg).unwrap();
+    assert!(!seg.exists());
+    assert_eq!(std::fs::metadata(&linked).unwrap().len(), 33 << 20);
+}
