@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use citybrain_model::geobox::BBox;
 use citybrain_model::geojson::{value_geometry, GeoQuery};
 use citybrain_model::q::Query;
 use citybrain_model::{AttrKind, Entity, ErrorKind, JsonLdContext};
@@ -516,7 +517,8 @@ impl Broker {
                     .geo
                     .as_ref()
                     .filter(|g| as_stored(&g.geoproperty))
-                    .and_then(|g| Some((g.geoproperty.as_str(), g.candidate_boxes()?)));
+                    .and_then(|g| Some((g.geoproperty.as_str(), g.candidate_boxes()?)))
+                    .filter(|(_, boxes)| boxes.iter().all(BBox::is_narrow));
                 let mut indexed = match area {
                     Some((attr, boxes)) => {
                         self.store.scan_area(&rc.tenant, attr, &boxes, &mut visit)?

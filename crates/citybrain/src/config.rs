@@ -326,6 +326,31 @@ pub struct Ingest {
     pub max_payload_bytes: usize,
     /// Where dead letters are kept (default: `<data_dir>/deadletters`).
     pub deadletters_dir: Option<PathBuf>,
+    /// Dead letters kept at most; beyond it the oldest go.
+    pub deadletters_max_letters: usize,
+    /// Bytes of dead letters kept at most; beyond it the oldest go.
+    pub deadletters_max_bytes: u64,
+    /// Dead letters older than this ISO 8601 duration go ("" keeps them until
+    /// replayed or deleted).
+    pub deadletters_max_age: String,
+}
+
+impl Ingest {
+    /// The dead-letter store's retention.
+    pub fn deadletter_retention(&self) -> anyhow::Result<citybrain_ingest::deadletter::Retention> {
+        let max_age = match self.deadletters_max_age.trim() {
+            "" => None,
+            s => Some(chrono::Duration::milliseconds(
+                citybrain_model::duration::IsoDuration::parse("ingest.deadletters_max_age", s)?
+                    .approx_millis(),
+            )),
+        };
+        Ok(citybrain_ingest::deadletter::Retention {
+            max_letters: self.deadletters_max_letters,
+            max_bytes: self.deadletters_max_bytes,
+            max_age,
+        })
+    }
 }
 
 impl Default for Ingest {
@@ -334,6 +359,9 @@ impl Default for Ingest {
             mappings_dir: None,
             max_payload_bytes: 16 * 1024 * 1024,
             deadletters_dir: None,
+            deadletters_max_letters: 100_000,
+            deadletters_max_bytes: 1 << 30,
+            deadletters_max_age: "P30D".into(),
         }
     }
 }
@@ -599,6 +627,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.ingest.deadletter_retention()?;
         for (name, v) in [
             ("auth.requests_per_second", self.auth.requests_per_second),
             ("mqtt.publishes_per_second", self.mqtt.publishes_per_second),

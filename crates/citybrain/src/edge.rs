@@ -39,8 +39,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Forwarder::open(&buffer_dir)
             .with_context(|| format!("opening the edge buffer {}", buffer_dir.display()))?,
     );
-    let dead = Arc::new(DeadLetters::open(
+    let dead = Arc::new(DeadLetters::open_with(
         &cfg.ingest.deadletters_dir(&cfg.storage.data_dir),
+        cfg.ingest.deadletter_retention()?,
+        Some(citybrain_model::time::Clock::now(
+            &citybrain_model::time::SystemClock,
+        )),
     )?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ing = Arc::new(

@@ -49,8 +49,12 @@ pub async fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<()> {
     // An offline tool run by the operator on a stopped server: no caller to govern.
     let broker =
         crate::build_broker(&cfg, &store, public, Arc::new(citybrain_access::AllowAll)).await?;
-    let dead = Arc::new(DeadLetters::open(
+    let dead = Arc::new(DeadLetters::open_with(
         &cfg.ingest.deadletters_dir(&cfg.storage.data_dir),
+        cfg.ingest.deadletter_retention()?,
+        Some(citybrain_model::time::Clock::now(
+            &citybrain_model::time::SystemClock,
+        )),
     )?);
     let ing = Ingest::new(
         broker,

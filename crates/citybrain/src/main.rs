@@ -315,8 +315,12 @@ fn build_ingest(cfg: &Config, broker: &Arc<Broker>) -> anyhow::Result<Option<Arc
     if !wanted {
         return Ok(None);
     }
-    let dead = Arc::new(DeadLetters::open(
+    let dead = Arc::new(DeadLetters::open_with(
         &cfg.ingest.deadletters_dir(&cfg.storage.data_dir),
+        cfg.ingest.deadletter_retention()?,
+        Some(citybrain_model::time::Clock::now(
+            &citybrain_model::time::SystemClock,
+        )),
     )?);
     let ing = Ingest::new(
         broker.clone(),
@@ -589,6 +593,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
             ),
         }
     }
+    let subscriptions = broker.subscriptions.clone();
     let app = citybrain_api::service(citybrain_api::Parts {
         broker,
         ingest,
@@ -637,6 +642,8 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         m.stop();
     }
     let drained = tasks.shutdown(Duration::from_secs(3)).await;
+    // Subscription counters and times, for the next start.
+    subscriptions.save_statuses();
     if let Some(a) = &audit {
         if let Err(e) = a.close() {
             tracing::error!(error = %e, "the audit log's last checkpoint could not be signed");

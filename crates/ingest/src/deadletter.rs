@@ -7,6 +7,11 @@
 //! counts everything after the crc). A header is a [`Letter`] without its bytes, or a
 //! tombstone `{"del": id}`. Opening scans the file, keeps the headers in memory, and
 //! cuts a torn last frame. When more than half the file is dead it is rewritten.
+//!
+//! Retention ([`Retention`], `ingest.deadletters_max_*`): beyond a number of letters,
+//! a size, or an age, the oldest letters are dropped (tombstoned, counted in
+//! `citybrain_deadletters_expired_total`) when new ones arrive and when the store
+//! opens, so a source that keeps sending garbage cannot fill the disk.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -91,6 +96,10 @@ impl citybrain_telemetry::Metrics for DeadLetters {
             &crate::stats::metric::LETTER_BYTES,
             self.file_bytes() as f64,
         );
+        out(
+            &crate::stats::metric::LETTERS_EXPIRED,
+            self.expired() as f64,
+        );
     }
 
     fn visit_labelled(
@@ -131,6 +140,28 @@ struct Inner {
     live_bytes: u64,
     next_id: u64,
     letters: BTreeMap<u64, Entry>,
+    /// Letters dropped by retention since start.
+    expired: u64,
+}
+
+/// How many dead letters are kept, and for how long; the oldest go first.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_letters: usize,
+    /// Bytes of live letters (headers and stored payloads).
+    pub max_bytes: u64,
+    /// Letters older than this go (`None`: no age limit).
+    pub max_age: Option<chrono::Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_letters: 100_000,
+            max_bytes: 1 << 30,
+            max_age: Some(chrono::Duration::days(30)),
+        }
+    }
 }
 
 /// Filters for listing.
@@ -146,6 +177,7 @@ pub struct LetterQuery {
 pub struct DeadLetters {
     path: PathBuf,
     inner: Mutex<Inner>,
+    retention: Retention,
 }
 
 fn frame(header: &[u8], raw: &[u8]) -> Vec<u8> {
@@ -162,8 +194,18 @@ fn frame(header: &[u8], raw: &[u8]) -> Vec<u8> {
 }
 
 impl DeadLetters {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` with the default retention.
     pub fn open(dir: &Path) -> Result<DeadLetters, DeadLetterError> {
+        Self::open_with(dir, Retention::default(), None)
+    }
+
+    /// Opens (or creates) the store in `dir`, keeping what `retention` allows (the age
+    /// measured from `now`, when given).
+    pub fn open_with(
+        dir: &Path,
+        retention: Retention,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<DeadLetters, DeadLetterError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(FILE);
         let file = OpenOptions::new()
@@ -177,17 +219,18 @@ impl DeadLetters {
             live_bytes: 0,
             next_id: 1,
             letters: BTreeMap::new(),
+            expired: 0,
         };
         Self::scan(&path, &mut inner)?;
         let store = DeadLetters {
             path,
             inner: Mutex::new(inner),
+            retention,
         };
         {
             let mut g = store.inner.lock();
-            if g.len > (64 << 20) && g.live_bytes * 2 < g.len {
-                store.rewrite(&mut g)?;
-            }
+            store.expire(&mut g, now)?;
+            store.maybe_rewrite(&mut g)?;
         }
         Ok(store)
     }
@@ -307,7 +350,71 @@ impl DeadLetters {
                 },
             );
         }
+        self.expire(&mut g, Some(now))?;
+        self.maybe_rewrite(&mut g)?;
         Ok(out)
+    }
+
+    /// Drops the oldest letters beyond the retention's count, size and age.
+    fn expire(&self, g: &mut Inner, now: Option<DateTime<Utc>>) -> Result<(), DeadLetterError> {
+        let r = self.retention;
+        let cutoff = match (now, r.max_age) {
+            (Some(now), Some(age)) => Some(now - age),
+            _ => None,
+        };
+        let (mut count, mut bytes) = (g.letters.len(), g.live_bytes);
+        let mut gone = Vec::new();
+        for (id, e) in &g.letters {
+            let old = cutoff.is_some_and(|c| e.letter.at < c);
+            if !(old || count > r.max_letters || bytes > r.max_bytes) {
+                break;
+            }
+            gone.push(*id);
+            count -= 1;
+            bytes = bytes.saturating_sub(e.frame_len);
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        self.tombstone(g, &gone)?;
+        g.expired += gone.len() as u64;
+        tracing::info!(
+            dropped = gone.len(),
+            "dead letters beyond retention dropped (oldest first)"
+        );
+        Ok(())
+    }
+
+    /// Rewrites the file once more than half of a large one is dead.
+    fn maybe_rewrite(&self, g: &mut Inner) -> Result<(), DeadLetterError> {
+        if g.len > (64 << 20) && g.live_bytes * 2 < g.len {
+            self.rewrite(g)?;
+        }
+        Ok(())
+    }
+
+    /// Writes tombstones for `ids` (held letters) durably and forgets them.
+    fn tombstone(&self, g: &mut Inner, ids: &[u64]) -> Result<(), DeadLetterError> {
+        let mut bytes = Vec::new();
+        for id in ids {
+            let h = serde_json::to_vec(&Header::Del { del: *id })
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            bytes.extend_from_slice(&frame(&h, &[]));
+        }
+        g.file.write_all(&bytes)?;
+        g.file.sync_data()?;
+        g.len += bytes.len() as u64;
+        for id in ids {
+            if let Some(e) = g.letters.remove(id) {
+                g.live_bytes = g.live_bytes.saturating_sub(e.frame_len);
+            }
+        }
+        Ok(())
+    }
+
+    /// Letters dropped by retention since the store opened.
+    pub fn expired(&self) -> u64 {
+        self.inner.lock().expired
     }
 
     pub fn get(&self, id: u64) -> Option<Letter> {
@@ -353,27 +460,15 @@ impl DeadLetters {
     /// Removes letters (after a successful replay, or on request), durably.
     pub fn delete(&self, ids: &[u64]) -> Result<usize, DeadLetterError> {
         let mut g = self.inner.lock();
-        let mut bytes = Vec::new();
-        let mut gone = Vec::new();
-        for id in ids {
-            if g.letters.contains_key(id) {
-                let h = serde_json::to_vec(&Header::Del { del: *id })
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                bytes.extend_from_slice(&frame(&h, &[]));
-                gone.push(*id);
-            }
-        }
+        let gone: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| g.letters.contains_key(id))
+            .collect();
         if gone.is_empty() {
             return Ok(0);
         }
-        g.file.write_all(&bytes)?;
-        g.file.sync_data()?;
-        g.len += bytes.len() as u64;
-        for id in &gone {
-            if let Some(e) = g.letters.remove(id) {
-                g.live_bytes = g.live_bytes.saturating_sub(e.frame_len);
-            }
-        }
+        self.tombstone(&mut g, &gone)?;
         Ok(gone.len())
     }
 
@@ -525,6 +620,45 @@ mod tests {
         .unwrap();
         drop(s);
         assert_eq!(DeadLetters::open(dir.path()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn retention_drops_the_oldest_by_count_size_and_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let keep = Retention {
+            max_letters: 5,
+            max_bytes: u64::MAX,
+            max_age: Some(chrono::Duration::days(1)),
+        };
+        let s = DeadLetters::open_with(dir.path(), keep, Some(t0)).unwrap();
+        let batch = |n: usize| {
+            (0..n)
+                .map(|i| letter("a", Reason::Decode, format!("p{i}").as_bytes()))
+                .collect()
+        };
+        s.put_many(batch(8), t0).unwrap();
+        // Eight sent, five kept: the newest.
+        assert_eq!(s.ids(None, None), vec![4, 5, 6, 7, 8]);
+        assert_eq!(s.expired(), 3);
+        // A day and a bit later, a new letter: the old ones are past their age.
+        s.put_many(batch(1), t0 + chrono::Duration::hours(25))
+            .unwrap();
+        assert_eq!(s.ids(None, None), vec![9]);
+        drop(s);
+        // Reopened: the tombstones hold; a smaller byte budget drops more at open.
+        let s = DeadLetters::open_with(dir.path(), keep, Some(t0 + chrono::Duration::hours(25)))
+            .unwrap();
+        assert_eq!(s.ids(None, None), vec![9]);
+        s.put_many(batch(3), t0 + chrono::Duration::hours(26))
+            .unwrap();
+        drop(s);
+        let tight = Retention {
+            max_bytes: 1,
+            ..keep
+        };
+        let s = DeadLetters::open_with(dir.path(), tight, None).unwrap();
+        assert!(s.is_empty(), "{:?}", s.ids(None, None));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub mod metric {
     );
     pub static LETTER_BYTES: MetricDef =
         MetricDef::gauge("deadletters_file_bytes", "Bytes of the dead-letter log");
+    pub static LETTERS_EXPIRED: MetricDef = MetricDef::counter(
+        "deadletters_expired",
+        "Dead letters dropped by retention (count, size or age; oldest first)",
+    );
 }
 
 impl citybrain_telemetry::Metrics for Stats {

@@ -78,6 +78,13 @@ impl BBox {
         }
     }
 
+    /// Small enough that reading its candidates beats a scan that may stop at the
+    /// first page: under a quarter of the globe's longitudes and latitudes. A cap
+    /// around a pole or a continent-wide polygon is answered by a scan instead.
+    pub fn is_narrow(&self) -> bool {
+        self.max[0] - self.min[0] <= 90.0 && self.max[1] - self.min[1] <= 45.0
+    }
+
     /// True when the two boxes share a point (edges included).
     pub fn intersects(&self, other: &BBox) -> bool {
         self.min[0] <= other.max[0]

@@ -538,13 +538,13 @@ pub mod metric {
     );
     pub static DISK_FULL: MetricDef = MetricDef::gauge(
         "store_disk_full",
-        "1 while the log cannot be written for want of space (writes are refused with 507)",
+        "Whether the log is out of space now (then 1: writes are refused with 507 until space returns)",
     );
     pub static DISK_FULL_EVENTS: MetricDef =
         MetricDef::counter("store_disk_full_events", "Times the log ran out of space");
     pub static FAILED: MetricDef = MetricDef::gauge(
         "store_failed",
-        "1 after a log write or sync failed other than for space (writes refused with 503 until a restart)",
+        "Whether a log write or sync failed other than for space (then 1: writes refused with 503 until a restart)",
     );
 }
 

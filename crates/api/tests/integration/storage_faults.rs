@@ -51,12 +51,15 @@ async fn a_full_disk_answers_507_and_writes_resume() {
     let mut metrics = String::new();
     for _ in 0..200 {
         metrics = app.get("/metrics").await.text;
-        if metrics.contains("citybrain_store_disk_full 1") {
+        if metric(&metrics, "citybrain_store_disk_full") == Some(1.0) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(metrics.contains("citybrain_store_disk_full 1"), "{metrics}");
+    assert!(
+        metric(&metrics, "citybrain_store_disk_full") == Some(1.0),
+        "{metrics}"
+    );
     let r = app
         .post(
             "/ngsi-ld/v1/entities",
@@ -92,9 +95,19 @@ async fn a_full_disk_answers_507_and_writes_resume() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let metrics = app.get("/metrics").await.text;
-    assert!(metrics.contains("citybrain_store_disk_full 0"), "{metrics}");
     assert!(
-        metrics.contains("citybrain_store_disk_full_events_total 1"),
+        metric(&metrics, "citybrain_store_disk_full") == Some(0.0),
         "{metrics}"
     );
+    assert!(
+        metric(&metrics, "citybrain_store_disk_full_events_total") == Some(1.0),
+        "{metrics}"
+    );
+}
+
+/// The value of an unlabelled metric in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

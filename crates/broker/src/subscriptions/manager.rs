@@ -23,6 +23,10 @@ use crate::request::RequestContext;
 use citybrain_access::{Action, Authorizer, Principal, Resource, Verb, View};
 
 const COLLECTION: &str = "subscriptions";
+/// Saved delivery status, per subscription id (`Status`).
+const STATUS: &str = "subscription_status";
+/// How often changed statuses are saved.
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A live subscription: its compiled form and its status.
 #[derive(Debug)]
@@ -31,6 +35,8 @@ pub struct SubEntry {
     /// Who created the subscription: its notifications carry what the owner may see.
     owner: Principal,
     status: Mutex<Status>,
+    /// The status changed since it was last saved.
+    dirty: std::sync::atomic::AtomicBool,
     created_at: DateTime<Utc>,
     modified_at: Mutex<DateTime<Utc>>,
     /// Creation order within this process (loaded subscriptions keep their createdAt order).
@@ -41,14 +47,21 @@ impl SubEntry {
     /// Counted when a notification goes out (before its outcome is known).
     pub(crate) fn record_attempt(&self) {
         self.status.lock().times_sent += 1;
+        self.touch();
     }
     pub(crate) fn record_success(&self, now: DateTime<Utc>) {
         self.status.lock().last_success = Some(now);
+        self.touch();
     }
     pub(crate) fn record_failure(&self, now: DateTime<Utc>) {
         let mut s = self.status.lock();
         s.times_failed += 1;
         s.last_failure = Some(now);
+        drop(s);
+        self.touch();
+    }
+    fn touch(&self) {
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
     }
     pub fn status(&self) -> Status {
         self.status.lock().clone()
@@ -121,6 +134,19 @@ impl SubscriptionManager {
                 return;
             }
         };
+        let mut saved: HashMap<(String, String), Status> = HashMap::new();
+        match citybrain_storage::load_collection(&*self.store, STATUS) {
+            Ok(list) => {
+                for (tenant, id, doc) in list {
+                    if let Ok(st) = serde_json::from_value::<Status>(doc) {
+                        saved.insert((tenant, id), st);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "saved subscription statuses could not be read; counting from zero")
+            }
+        }
         for (tenant, id, doc) in all {
             let Some(body) = doc.get("body").and_then(Value::as_object).cloned() else {
                 continue;
@@ -151,7 +177,12 @@ impl SubscriptionManager {
                         sub: RwLock::new(c),
                         // Stored before owners were: anonymous, the least privileged.
                         owner: Principal::from_json(doc.get("owner").unwrap_or(&Value::Null)),
-                        status: Mutex::new(Status::default()),
+                        status: Mutex::new(
+                            saved
+                                .remove(&(tenant.clone(), id.clone()))
+                                .unwrap_or_default(),
+                        ),
+                        dirty: std::sync::atomic::AtomicBool::new(false),
                         created_at: created,
                         modified_at: Mutex::new(created),
                         seq: created.timestamp_micros().max(0) as u64,
@@ -254,6 +285,7 @@ impl SubscriptionManager {
             sub: RwLock::new(compiled),
             owner: rc.principal.clone(),
             status: Mutex::new(Status::default()),
+            dirty: std::sync::atomic::AtomicBool::new(false),
             created_at: now,
             modified_at: Mutex::new(now),
             seq: self
@@ -479,7 +511,43 @@ impl SubscriptionManager {
         {
             c.wait().await?;
         }
+        if let Some(c) = self
+            .store
+            .delete_doc(&rc.tenant, STATUS, id, &rc.origin())?
+        {
+            c.wait().await?;
+        }
         Ok(())
+    }
+
+    /// Saves the statuses that changed since the last save (every [`STATUS_EVERY`]
+    /// by `run_periodic`, and at shutdown); answers how many were saved.
+    pub fn save_statuses(&self) -> usize {
+        let entries: Vec<(String, String, Arc<SubEntry>)> = self
+            .subs
+            .read()
+            .iter()
+            .map(|((t, i), e)| (t.clone(), i.clone(), e.clone()))
+            .collect();
+        let origin = citybrain_storage::Origin::new("subscriptions", None);
+        let mut saved = 0;
+        for (tenant, id, entry) in entries {
+            if !entry.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                continue;
+            }
+            let doc = match serde_json::to_value(entry.status()) {
+                Ok(d) => d,
+                Err(_) => continue,
+            };
+            match self.store.put_doc(&tenant, STATUS, &id, doc, &origin) {
+                Ok(_) => saved += 1,
+                Err(error) => {
+                    entry.touch();
+                    tracing::warn!(%error, subscription = %id, "subscription status not saved; retried later");
+                }
+            }
+        }
+        saved
     }
 
     /// Opens a live subscription for `rc` from a subscription body (as for `POST
@@ -548,9 +616,14 @@ impl SubscriptionManager {
     pub async fn run_periodic(self: Arc<Self>) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_save = std::time::Instant::now();
         loop {
             tick.tick().await;
             self.periodic_once();
+            if last_save.elapsed() >= STATUS_EVERY {
+                last_save = std::time::Instant::now();
+                self.save_statuses();
+            }
         }
     }
 
@@ -589,6 +662,7 @@ impl SubscriptionManager {
                 continue;
             }
             entry.status.lock().last_notification = Some(now);
+            entry.touch();
             if matched.is_empty() {
                 continue;
             }

@@ -125,8 +125,11 @@ fn key_values(
     Ok(out)
 }
 
-/// Delivery status of a subscription (volatile: it restarts at zero with the process).
-#[derive(Debug, Default, Clone)]
+/// Delivery status of a subscription. Saved every few seconds while it changes and
+/// at shutdown (`subscription_status` documents), so counters and times survive a
+/// restart; a crash loses at most the last few seconds of counting.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Status {
     pub times_sent: u64,
     pub times_failed: u64,
