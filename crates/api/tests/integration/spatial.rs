@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{app, app_governed, vehicle};
+use super::harness::{app, app_governed, vehicle, Governed};
 
 fn ids(body: &Value) -> Vec<String> {
     body.as_array()
@@ -113,24 +113,7 @@ async fn a_masked_location_is_matched_as_the_caller_sees_it() {
         "attributes": {"Vehicle.location": {"level": "important"}}
     }))
     .await;
-    // Viewers see a confidential location only as its 4.9 km geohash cell's centre.
-    let policies = json!({"policies": r#"
-@id("admin") permit (principal in Role::"admin", action, resource);
-@id("viewer-read") permit (principal in Role::"viewer", action == Action::"read", resource) when { resource.level <= 1 };
-@id("viewer-cells") @mask("geohash:5") permit (principal in Role::"viewer", action == Action::"read", resource is Attribute) when { resource.level == 2 };
-"#});
-    let r = g
-        .call(
-            Some(&g.admin),
-            "PUT",
-            "/platform/v1/policies",
-            &[],
-            Some(&policies),
-        )
-        .await;
-    assert!(r.status.is_success(), "{}", r.text);
-    let (lon, lat) = (13.4105, 52.5235);
-    let (clon, clat, _) = citybrain_policy::mask::geohash_centre(lon, lat, 5);
+    let (g, (lon, lat), (clon, clat)) = viewers_see_cells(g).await;
     // The true position is well away from the cell's centre (the test's premise).
     assert!((clon - lon).abs() > 0.005 || (clat - lat).abs() > 0.005);
     let r = g
@@ -175,23 +158,7 @@ async fn another_type_that_masks_the_location_keeps_the_index_out() {
         "attributes": {"Tracker.location": {"level": "important"}}
     }))
     .await;
-    let policies = json!({"policies": r#"
-@id("admin") permit (principal in Role::"admin", action, resource);
-@id("viewer-read") permit (principal in Role::"viewer", action == Action::"read", resource) when { resource.level <= 1 };
-@id("viewer-cells") @mask("geohash:5") permit (principal in Role::"viewer", action == Action::"read", resource is Attribute) when { resource.level == 2 };
-"#});
-    let r = g
-        .call(
-            Some(&g.admin),
-            "PUT",
-            "/platform/v1/policies",
-            &[],
-            Some(&policies),
-        )
-        .await;
-    assert!(r.status.is_success(), "{}", r.text);
-    let (lon, lat) = (13.4105, 52.5235);
-    let (clon, clat, _) = citybrain_policy::mask::geohash_centre(lon, lat, 5);
+    let (g, (lon, lat), (clon, clat)) = viewers_see_cells(g).await;
     let mut car = vehicle("urn:ngsi-ld:Car:1", 30.0, lon, lat);
     car["type"] = json!(["Car", "Tracker"]);
     let r = g
@@ -216,4 +183,27 @@ async fn another_type_that_masks_the_location_keeps_the_index_out() {
         .call(Some(&viewer), "GET", &near(lon, lat), &[], None)
         .await;
     assert_eq!(ids(&r.body), Vec::<String>::new(), "{}", r.text);
+}
+
+/// Policies under which viewers see a confidential (level 2) location only as the
+/// centre of its 4.9 km geohash cell; answers a position and its cell's centre.
+async fn viewers_see_cells(g: Governed) -> (Governed, (f64, f64), (f64, f64)) {
+    let policies = json!({"policies": r#"
+@id("admin") permit (principal in Role::"admin", action, resource);
+@id("viewer-read") permit (principal in Role::"viewer", action == Action::"read", resource) when { resource.level <= 1 };
+@id("viewer-cells") @mask("geohash:5") permit (principal in Role::"viewer", action == Action::"read", resource is Attribute) when { resource.level == 2 };
+"#});
+    let r = g
+        .call(
+            Some(&g.admin),
+            "PUT",
+            "/platform/v1/policies",
+            &[],
+            Some(&policies),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let (lon, lat) = (13.4105, 52.5235);
+    let (clon, clat, _) = citybrain_policy::mask::geohash_centre(lon, lat, 5);
+    (g, (lon, lat), (clon, clat))
 }

@@ -12,6 +12,31 @@ use serde_json::Value;
 
 use super::*;
 
+impl EmbeddedStore {
+    /// Visits what an index of the tenant's state finds (`find`), in its order,
+    /// under the tenant's read lock; false when the state keeps no such index.
+    fn visit_found(
+        &self,
+        tenant: &str,
+        find: impl FnOnce(&crate::state::TenantState) -> Option<Vec<Arc<Entity>>>,
+        visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
+    ) -> bool {
+        let Some(t) = self.tenant(tenant) else {
+            return true;
+        };
+        let st = t.state.read();
+        let Some(found) = find(&st) else {
+            return false;
+        };
+        for e in &found {
+            if visit(e).is_break() {
+                break;
+            }
+        }
+        true
+    }
+}
+
 impl EntityStore for EmbeddedStore {
     fn tenant_exists(&self, tenant: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -58,19 +83,7 @@ impl EntityStore for EmbeddedStore {
         ranges: &[citybrain_model::q::KeyRange],
         visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
     ) -> Result<bool, StoreError> {
-        let Some(t) = self.tenant(tenant) else {
-            return Ok(true);
-        };
-        let st = t.state.read();
-        let Some(found) = st.in_ranges(attr, ranges) else {
-            return Ok(false);
-        };
-        for e in &found {
-            if visit(e).is_break() {
-                break;
-            }
-        }
-        Ok(true)
+        Ok(self.visit_found(tenant, |st| st.in_ranges(attr, ranges), visit))
     }
 
     fn scan_area(
@@ -80,19 +93,7 @@ impl EntityStore for EmbeddedStore {
         boxes: &[citybrain_model::geobox::BBox],
         visit: &mut dyn FnMut(&Arc<Entity>) -> ControlFlow<()>,
     ) -> Result<bool, StoreError> {
-        let Some(t) = self.tenant(tenant) else {
-            return Ok(true);
-        };
-        let st = t.state.read();
-        let Some(found) = st.in_boxes(attr, boxes) else {
-            return Ok(false);
-        };
-        for e in &found {
-            if visit(e).is_break() {
-                break;
-            }
-        }
-        Ok(true)
+        Ok(self.visit_found(tenant, |st| st.in_boxes(attr, boxes), visit))
     }
 
     fn type_names(&self, tenant: &str) -> Result<Option<Vec<Arc<str>>>, StoreError> {

@@ -682,8 +682,12 @@ fn faulty(mode: Arc<std::sync::atomic::AtomicU8>) -> crate::engine::Faults {
     })
 }
 
-#[test]
-fn a_full_disk_refuses_writes_then_resumes_by_itself() {
+/// A store whose log fails as its fail point's mode says, holding `urn:x:a`.
+fn faulty_store() -> (
+    tempfile::TempDir,
+    Arc<std::sync::atomic::AtomicU8>,
+    EmbeddedStore,
+) {
     let dir = tempfile::tempdir().unwrap();
     let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let opts = StoreOptions {
@@ -691,9 +695,15 @@ fn a_full_disk_refuses_writes_then_resumes_by_itself() {
         ..StoreOptions::new(dir.path())
     };
     let s = EmbeddedStore::open(opts).unwrap();
-    let rt = rt();
-    rt.block_on(put(&s, "", entity("urn:x:a", "T", 1)).wait())
+    rt().block_on(put(&s, "", entity("urn:x:a", "T", 1)).wait())
         .unwrap();
+    (dir, mode, s)
+}
+
+#[test]
+fn a_full_disk_refuses_writes_then_resumes_by_itself() {
+    let (dir, mode, s) = faulty_store();
+    let rt = rt();
     mode.store(1, Ordering::Release);
     // B reaches the log file, its fsync finds no space: B waits, unacknowledged.
     let waiting = {
@@ -753,16 +763,8 @@ fn rt_wait(c: Commit) -> Result<(), StoreError> {
 
 #[test]
 fn a_failed_sync_stops_writes_and_keeps_the_log_readable() {
-    let dir = tempfile::tempdir().unwrap();
-    let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
-    let opts = StoreOptions {
-        faults: Some(faulty(mode.clone())),
-        ..StoreOptions::new(dir.path())
-    };
-    let s = EmbeddedStore::open(opts).unwrap();
+    let (dir, mode, s) = faulty_store();
     let rt = rt();
-    rt.block_on(put(&s, "", entity("urn:x:a", "T", 1)).wait())
-        .unwrap();
     mode.store(2, Ordering::Release);
     // Not acknowledged: the sync failed (PostgreSQL's lesson: never retry an fsync).
     let r = rt.block_on(put(&s, "", entity("urn:x:b", "T", 2)).wait());
