@@ -15,6 +15,7 @@ mod history;
 mod hub;
 mod ingest;
 mod rules;
+mod soak;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod temporal;
@@ -46,7 +47,7 @@ struct Args {
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
     /// import, mqtt, edge, rules, hub, geo, backup (the last eight in process, no
-    /// server), temporal.
+    /// server), temporal, soak (starts and restarts its own server).
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
@@ -103,6 +104,18 @@ struct Args {
     /// Queries of each kind in the geo scenario's baseline (scans).
     #[arg(long, default_value_t = 20)]
     geo_baseline_queries: usize,
+    /// The citybrain binary the soak scenario starts (and restarts).
+    #[arg(long, default_value = "target/release/citybrain")]
+    citybrain: std::path::PathBuf,
+    /// The mappings directory the soak scenario's server reads (the bus mapping).
+    #[arg(long, default_value = "examples/mappings")]
+    mappings: std::path::PathBuf,
+    /// Seconds of the soak scenario (a kill -9 and restart half way).
+    #[arg(long, default_value_t = 3600)]
+    soak_seconds: u64,
+    /// Scales the soak scenario's rates.
+    #[arg(long, default_value_t = 1.0)]
+    soak_rate: f64,
     /// Short history runs (CI smoke).
     #[arg(long)]
     quick: bool,
@@ -557,6 +570,15 @@ async fn main() -> anyhow::Result<()> {
                 .await?
             }
             "edge" => ingest::edge()?,
+            "soak" => {
+                soak::run(soak::SoakArgs {
+                    citybrain: args.citybrain.clone(),
+                    mappings: args.mappings.clone(),
+                    seconds: if args.quick { 60 } else { args.soak_seconds },
+                    rate: args.soak_rate,
+                })
+                .await?
+            }
             "backup" => {
                 let n = if args.quick {
                     50_000

@@ -112,6 +112,35 @@ pub struct DispatchStats {
     /// Sum and count of enqueue-to-delivered latency, in microseconds.
     pub latency_micros_sum: AtomicU64,
     pub latency_count: AtomicU64,
+    /// Drops and give-ups are logged at most once a second (a dead endpoint under
+    /// load would otherwise write a log line per notification): the second of the
+    /// last line, and how many went unlogged since.
+    quiet_until: AtomicU64,
+    unlogged: AtomicU64,
+}
+
+impl DispatchStats {
+    /// Whether to log an event now; answers the events folded into this line.
+    fn log_now(&self) -> Option<u64> {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = EPOCH
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs()
+            + 1;
+        let last = self.quiet_until.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .quiet_until
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.unlogged.swap(0, Ordering::AcqRel) + 1)
+        } else {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 pub(crate) struct Dispatcher {
@@ -381,11 +410,14 @@ struct NotificationDropped<'a> {
 
 impl InternalEvent for NotificationDropped<'_> {
     fn emit(self) {
-        tracing::warn!(
-            endpoint = self.endpoint,
-            why = self.why,
-            "notification dropped"
-        );
+        if let Some(events) = self.stats.log_now() {
+            tracing::warn!(
+                endpoint = self.endpoint,
+                why = self.why,
+                events,
+                "notification dropped (events: dropped or given up since the last such line)"
+            );
+        }
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -398,10 +430,13 @@ struct NotificationFailed<'a> {
 
 impl InternalEvent for NotificationFailed<'_> {
     fn emit(self) {
-        tracing::warn!(
-            endpoint = self.endpoint,
-            "notification given up (retries spent, or not encodable)"
-        );
+        if let Some(events) = self.stats.log_now() {
+            tracing::warn!(
+                endpoint = self.endpoint,
+                events,
+                "notification given up (retries spent, or not encodable; events: dropped or given up since the last such line)"
+            );
+        }
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
     }
 }
