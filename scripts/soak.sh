@@ -20,8 +20,9 @@ while [ $# -gt 0 ]; do
 done
 cargo build --release --locked -p citybrain -p citybrain-bench
 sync
-out=$(target/release/citybrain-bench --scenarios soak --soak-seconds $((minutes * 60)) \
-  --soak-rate "$rate" --citybrain target/release/citybrain --mappings examples/mappings | tail -1)
+bin=${CARGO_TARGET_DIR:-target}/release
+out=$("$bin/citybrain-bench" --scenarios soak --soak-seconds $((minutes * 60)) \
+  --soak-rate "$rate" --citybrain "$bin/citybrain" --mappings examples/mappings | tail -1)
 echo "$out"
 python3 - "$out" <<'PY'
 import json, sys

@@ -193,6 +193,18 @@ fn frame(header: &[u8], raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Appends frames durably; a write that fails part way is cut off again, so later
+/// frames start where the index expects them.
+fn append(g: &mut Inner, bytes: &[u8]) -> Result<(), DeadLetterError> {
+    let res = g.file.write_all(bytes).and_then(|()| g.file.sync_data());
+    if let Err(e) = res {
+        let _ = g.file.set_len(g.len);
+        return Err(e.into());
+    }
+    g.len += bytes.len() as u64;
+    Ok(())
+}
+
 impl DeadLetters {
     /// Opens (or creates) the store in `dir` with the default retention.
     pub fn open(dir: &Path) -> Result<DeadLetters, DeadLetterError> {
@@ -335,9 +347,7 @@ impl DeadLetters {
             ));
             out.push(letter);
         }
-        g.file.write_all(&bytes)?;
-        g.file.sync_data()?;
-        g.len += bytes.len() as u64;
+        append(&mut g, &bytes)?;
         for (letter, raw_offset, raw_len, flen) in pending {
             g.live_bytes += flen;
             g.letters.insert(
@@ -350,8 +360,14 @@ impl DeadLetters {
                 },
             );
         }
-        self.expire(&mut g, Some(now))?;
-        self.maybe_rewrite(&mut g)?;
+        // The letters are stored; retention's own failures are logged, not the
+        // sender's problem (they are tried again at the next put).
+        if let Err(error) = self
+            .expire(&mut g, Some(now))
+            .and_then(|()| self.maybe_rewrite(&mut g))
+        {
+            tracing::warn!(%error, "dead-letter retention could not run; retried at the next letter");
+        }
         Ok(out)
     }
 
@@ -401,9 +417,7 @@ impl DeadLetters {
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             bytes.extend_from_slice(&frame(&h, &[]));
         }
-        g.file.write_all(&bytes)?;
-        g.file.sync_data()?;
-        g.len += bytes.len() as u64;
+        append(g, &bytes)?;
         for id in ids {
             if let Some(e) = g.letters.remove(id) {
                 g.live_bytes = g.live_bytes.saturating_sub(e.frame_len);
@@ -499,31 +513,16 @@ impl DeadLetters {
     /// Rewrites the log with the live letters only.
     fn rewrite(&self, g: &mut Inner) -> Result<(), DeadLetterError> {
         let tmp = self.path.with_extension("log.tmp");
-        let mut out = File::create(&tmp)?;
-        let mut src = File::open(&self.path)?;
-        let mut pos = 0u64;
-        let mut moved = BTreeMap::new();
-        for (id, e) in std::mem::take(&mut g.letters) {
-            let mut raw = vec![0u8; e.raw_len as usize];
-            src.seek(SeekFrom::Start(e.raw_offset))?;
-            src.read_exact(&mut raw)?;
-            let header = serde_json::to_vec(&Header::Letter(e.letter.clone()))
-                .map_err(|x| std::io::Error::other(x.to_string()))?;
-            let f = frame(&header, &raw);
-            out.write_all(&f)?;
-            moved.insert(
-                id,
-                Entry {
-                    raw_offset: pos + 8 + 4 + header.len() as u64,
-                    raw_len: e.raw_len,
-                    frame_len: f.len() as u64,
-                    letter: e.letter,
-                },
-            );
-            pos += f.len() as u64;
-        }
-        out.sync_all()?;
+        let res = self.write_live(g, &tmp);
+        let (moved, pos) = match res {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         std::fs::rename(&tmp, &self.path)?;
+        // Only now does the index follow the new file.
         g.file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -532,6 +531,39 @@ impl DeadLetters {
         g.len = pos;
         g.live_bytes = pos;
         Ok(())
+    }
+
+    /// Writes the live letters to `tmp`, synced; answers their new index and length.
+    fn write_live(
+        &self,
+        g: &Inner,
+        tmp: &Path,
+    ) -> Result<(BTreeMap<u64, Entry>, u64), DeadLetterError> {
+        let mut out = File::create(tmp)?;
+        let mut src = File::open(&self.path)?;
+        let mut pos = 0u64;
+        let mut moved = BTreeMap::new();
+        for (id, e) in &g.letters {
+            let mut raw = vec![0u8; e.raw_len as usize];
+            src.seek(SeekFrom::Start(e.raw_offset))?;
+            src.read_exact(&mut raw)?;
+            let header = serde_json::to_vec(&Header::Letter(e.letter.clone()))
+                .map_err(|x| std::io::Error::other(x.to_string()))?;
+            let f = frame(&header, &raw);
+            out.write_all(&f)?;
+            moved.insert(
+                *id,
+                Entry {
+                    raw_offset: pos + 8 + 4 + header.len() as u64,
+                    raw_len: e.raw_len,
+                    frame_len: f.len() as u64,
+                    letter: e.letter.clone(),
+                },
+            );
+            pos += f.len() as u64;
+        }
+        out.sync_all()?;
+        Ok((moved, pos))
     }
 }
 

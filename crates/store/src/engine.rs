@@ -585,7 +585,7 @@ impl EmbeddedStore {
 
     /// Whether a write may be logged now: not after a log failure, not while the log
     /// is out of space (refused before anything changes in memory).
-    fn writable(&self) -> Result<(), StoreError> {
+    pub(crate) fn writable(&self) -> Result<(), StoreError> {
         if self.inner.failed.load(Ordering::Acquire) {
             return Err(StoreError::Failed);
         }
@@ -630,7 +630,12 @@ impl EmbeddedStore {
         origin: &Origin,
         change: Option<Change>,
     ) -> Result<u64, StoreError> {
-        self.writable()?;
+        // Only a failed log stops an append here: a full disk is checked once when an
+        // operation starts (`writable`), so that a batch is refused whole or logged
+        // whole (its records then wait behind the stalled batch, like any write).
+        if self.inner.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Failed);
+        }
         let mut p = self.inner.pending.lock();
         if p.shutdown {
             return Err(StoreError::ShuttingDown);
@@ -731,11 +736,19 @@ fn committer(inner: Arc<Inner>, mut file: File) {
         if !flush(&inner, &mut file, &buf, last, changes) {
             return;
         }
+        if inner.failed.load(Ordering::Acquire) {
+            // A flush inside a snapshot or checkpoint failed the log: nothing more
+            // may be made durable or snapshotted.
+            return;
+        }
         let hist_due = inner.history.head_points() >= inner.options.history_checkpoint_points;
         if hist_due && !inner.hist_busy.load(Ordering::Acquire) && !shutdown && !snapshot_now {
             if let Err(error) = history_checkpoint(&inner, &mut file) {
                 tracing::error!(%error, "could not start a history checkpoint");
             }
+        }
+        if inner.failed.load(Ordering::Acquire) {
+            return;
         }
         // Asked for (or at shutdown), a snapshot is finished before going on; one the
         // log's size calls for is finished in the background while commits go on.
@@ -762,6 +775,9 @@ fn committer(inner: Arc<Inner>, mut file: File) {
                         inner.snapshot_failures.fetch_add(1, Ordering::Release);
                         tracing::error!(%error, "snapshot failed; the log is kept");
                     }
+                }
+                if inner.failed.load(Ordering::Acquire) {
+                    return;
                 }
             }
         }
@@ -863,6 +879,9 @@ fn fail(inner: &Inner, error: &std::io::Error) -> bool {
 /// on meanwhile; a crash before the end recovers from the previous snapshot and the
 /// whole log, which is only dropped once the new snapshot is on disk).
 fn take_snapshot(inner: &Arc<Inner>, file: &mut File, background: bool) -> Result<(), StoreError> {
+    if inner.failed.load(Ordering::Acquire) {
+        return Err(StoreError::Failed);
+    }
     // Hold every tenant's read lock and the docs lock, then the pending lock: no writer
     // is between "append" and "apply", so the state is exactly the log up to `lsn`.
     let tenants: Vec<(Arc<str>, Arc<Tenant>)> = inner

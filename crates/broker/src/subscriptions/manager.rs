@@ -147,6 +147,19 @@ impl SubscriptionManager {
                 tracing::warn!(%error, "saved subscription statuses could not be read; counting from zero")
             }
         }
+        let live: std::collections::HashSet<(String, String)> =
+            all.iter().map(|(t, i, _)| (t.clone(), i.clone())).collect();
+        let origin = citybrain_storage::Origin::new("subscriptions", None);
+        let orphans: Vec<(String, String)> = saved
+            .keys()
+            .filter(|k| !live.contains(*k))
+            .cloned()
+            .collect();
+        for key in orphans {
+            // A status whose subscription is gone (deleted while it was being saved).
+            saved.remove(&key);
+            let _ = self.store.delete_doc(&key.0, STATUS, &key.1, &origin);
+        }
         for (tenant, id, doc) in all {
             let Some(body) = doc.get("body").and_then(Value::as_object).cloned() else {
                 continue;
@@ -531,6 +544,7 @@ impl SubscriptionManager {
             .collect();
         let origin = citybrain_storage::Origin::new("subscriptions", None);
         let mut saved = 0;
+        let mut failed: Option<(citybrain_storage::StoreError, usize)> = None;
         for (tenant, id, entry) in entries {
             if !entry.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
                 continue;
@@ -540,12 +554,27 @@ impl SubscriptionManager {
                 Err(_) => continue,
             };
             match self.store.put_doc(&tenant, STATUS, &id, doc, &origin) {
-                Ok(_) => saved += 1,
+                Ok(_) => {
+                    saved += 1;
+                    // Deleted meanwhile: its status goes with it.
+                    let key = (tenant.clone(), id.clone());
+                    let gone = self
+                        .subs
+                        .read()
+                        .get(&key)
+                        .is_none_or(|e| !Arc::ptr_eq(e, &entry));
+                    if gone {
+                        let _ = self.store.delete_doc(&tenant, STATUS, &id, &origin);
+                    }
+                }
                 Err(error) => {
                     entry.touch();
-                    tracing::warn!(%error, subscription = %id, "subscription status not saved; retried later");
+                    failed.get_or_insert((error, 0)).1 += 1;
                 }
             }
+        }
+        if let Some((error, n)) = failed {
+            tracing::warn!(%error, statuses = n, "subscription statuses not saved; retried later");
         }
         saved
     }

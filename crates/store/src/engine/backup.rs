@@ -161,9 +161,7 @@ impl EmbeddedStore {
         self.request_background_snapshot();
         let deadline = Instant::now() + SNAPSHOT_WAIT;
         while seen(&self.inner) == before {
-            if self.inner.failed.load(Ordering::Acquire) {
-                return Err(StoreError::Failed);
-            }
+            self.writable()?;
             {
                 let p = self.inner.pending.lock();
                 if p.shutdown || p.abandon {

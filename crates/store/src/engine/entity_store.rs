@@ -122,6 +122,7 @@ impl EntityStore for EmbeddedStore {
         decide: &mut Decide<'_>,
         opts: ModifyOptions,
     ) -> Result<Option<Modified>, StoreError> {
+        self.writable()?;
         let existing = self.tenant(tenant);
         let t = match existing {
             Some(t) => t,
@@ -202,6 +203,7 @@ impl EntityStore for EmbeddedStore {
         decide: &mut ManyDecide<'_>,
         opts: ModifyOptions,
     ) -> Result<Vec<Result<Option<Modified>, citybrain_model::ModelError>>, StoreError> {
+        self.writable()?;
         self.modify_many_locked(tenant, ids, decide, opts)
     }
 
@@ -213,6 +215,7 @@ impl EntityStore for EmbeddedStore {
         value: Value,
         origin: &Origin,
     ) -> Result<Commit, StoreError> {
+        self.writable()?;
         let t = self.tenant_or_create(tenant);
         let mut docs = self.inner.docs.write();
         let lsn = self.append(
@@ -243,6 +246,7 @@ impl EntityStore for EmbeddedStore {
         id: &str,
         origin: &Origin,
     ) -> Result<Option<Commit>, StoreError> {
+        self.writable()?;
         let mut docs = self.inner.docs.write();
         let key = (collection.to_string(), tenant.to_string(), id.to_string());
         if !docs.contains_key(&key) {

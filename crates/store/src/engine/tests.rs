@@ -724,6 +724,16 @@ fn a_full_disk_refuses_writes_then_resumes_by_itself() {
     );
     assert!(matches!(refused, Err(StoreError::DiskFull)), "{refused:?}");
     assert!(s.get("", "urn:x:c").unwrap().is_none());
+    // A batch is refused whole, before any of it is applied.
+    let ids: Vec<String> = (0..5).map(|i| format!("urn:x:m{i}")).collect();
+    let refused = s.modify_many(
+        "",
+        &ids,
+        &mut |i, _| Ok(Some(entity(&format!("urn:x:m{i}"), "T", 1))),
+        ModifyOptions::default(),
+    );
+    assert!(matches!(refused, Err(StoreError::DiskFull)), "{refused:?}");
+    assert!(s.get("", "urn:x:m0").unwrap().is_none());
     assert!(
         !waiting.is_finished(),
         "B is not acknowledged while the disk is full"
