@@ -16,31 +16,32 @@ use citybrain_model::Entity;
 use citybrain_store::{EmbeddedStore, EntityStore, ModifyOptions, StoreOptions};
 use serde_json::{json, Value};
 
-use crate::geo::located;
+use crate::geo::{located, write_bulk};
 
-fn write_batch(store: &EmbeddedStore, list: &[Entity]) -> anyhow::Result<()> {
-    let ids: Vec<String> = list.iter().map(|e| e.id.clone()).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let results = store.modify_many(
-        "",
-        &ids,
-        &mut |i, _| Ok(Some(list[i].clone())),
-        ModifyOptions::default(),
-    )?;
-    for r in results {
-        if let Some(m) = r? {
-            rt.block_on(m.commit.wait())?;
-        }
+/// Writes `list` durably (with history), waiting on `rt` (one runtime per thread,
+/// not one per batch).
+fn write_batch(
+    rt: &tokio::runtime::Runtime,
+    store: &EmbeddedStore,
+    list: &[Entity],
+) -> anyhow::Result<()> {
+    for c in write_bulk(store, list, ModifyOptions::default())? {
+        rt.block_on(c.wait())?;
     }
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 pub fn run(entities: usize) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let store = EmbeddedStore::open(StoreOptions::new(&data))?;
+    let rt = runtime()?;
     let t = Instant::now();
     let chunk = 10_000;
     let mut next = 0;
@@ -55,7 +56,7 @@ pub fn run(entities: usize) -> anyhow::Result<Value> {
                 )
             })
             .collect::<anyhow::Result<_>>()?;
-        write_batch(&store, &list)?;
+        write_batch(&rt, &store, &list)?;
         next += n;
     }
     eprintln!(
@@ -68,6 +69,7 @@ pub fn run(entities: usize) -> anyhow::Result<Value> {
     let writer = {
         let (store, stop, updates) = (store.clone(), stop.clone(), updates.clone());
         std::thread::spawn(move || -> anyhow::Result<()> {
+            let rt = runtime()?;
             let mut round = 0usize;
             while !stop.load(Ordering::Acquire) {
                 let list: Vec<Entity> = (0..1000)
@@ -78,7 +80,7 @@ pub fn run(entities: usize) -> anyhow::Result<Value> {
                         Ok(e)
                     })
                     .collect::<anyhow::Result<_>>()?;
-                write_batch(&store, &list)?;
+                write_batch(&rt, &store, &list)?;
                 updates.fetch_add(1000, Ordering::Relaxed);
                 round += 1;
             }

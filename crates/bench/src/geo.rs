@@ -23,7 +23,7 @@ use citybrain_broker::{Broker, BrokerConfig, EntityQuery, QueryParams, RequestCo
 use citybrain_model::context::JsonLdContext;
 use citybrain_model::time::{Clock, SystemClock};
 use citybrain_model::Entity;
-use citybrain_store::{EmbeddedStore, EntityStore, ModifyOptions, StoreOptions};
+use citybrain_store::{Commit, EmbeddedStore, EntityStore, ModifyOptions, StoreOptions};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
@@ -159,6 +159,23 @@ async fn open(
     Ok((store, broker))
 }
 
+/// Writes `list` through the store's bulk path; answers the commits to wait for.
+pub(crate) fn write_bulk(
+    store: &EmbeddedStore,
+    list: &[Entity],
+    opts: ModifyOptions,
+) -> anyhow::Result<Vec<Commit>> {
+    let ids: Vec<String> = list.iter().map(|e| e.id.clone()).collect();
+    let results = store.modify_many("", &ids, &mut |i, _| Ok(Some(list[i].clone())), opts)?;
+    let mut commits = Vec::new();
+    for r in results {
+        if let Some(m) = r? {
+            commits.push(m.commit);
+        }
+    }
+    Ok(commits)
+}
+
 pub async fn run(
     entities: usize,
     queries: usize,
@@ -178,20 +195,12 @@ pub async fn run(
                 located(i, x, y)
             })
             .collect::<anyhow::Result<_>>()?;
-        let ids: Vec<String> = list.iter().map(|e| e.id.clone()).collect();
-        let results = store.modify_many(
-            "",
-            &ids,
-            &mut |i, _| Ok(Some(list[i].clone())),
-            ModifyOptions {
-                history: false,
-                ..Default::default()
-            },
-        )?;
-        for r in results {
-            if let Some(m) = r? {
-                m.commit.wait().await?;
-            }
+        let quiet = ModifyOptions {
+            history: false,
+            ..Default::default()
+        };
+        for c in write_bulk(&store, &list, quiet)? {
+            c.wait().await?;
         }
         next += n;
     }
