@@ -18,5 +18,8 @@ if [ -x "$VENV/bin/sumo" ] && "$VENV/bin/python" -c "import importlib.metadata a
 fi
 python3 -m venv "$VENV"
 PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/pip" install --quiet "eclipse-sumo==$VERSION"
-"$VENV/bin/sumo" --version | head -1
+# Not `sumo --version | head -1`: under pipefail, head closing the pipe kills sumo with
+# SIGPIPE, and PyPI's sumo wrapper exits with -13 (243), which failed a CI run.
+version=$("$VENV/bin/sumo" --version)
+echo "${version%%$'\n'*}"
 echo "install-sumo: installed eclipse-sumo $VERSION into $VENV"
