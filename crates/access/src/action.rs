@@ -38,6 +38,9 @@ pub enum Resource<'a> {
         id: Option<&'a str>,
     },
     Subscription(Option<&'a str>),
+    /// Context source registrations (`/csourceRegistrations`): reading them shows the
+    /// departments' endpoints; writing them decides where requests are forwarded.
+    Registration(Option<&'a str>),
     /// User `@context`s (`/jsonldContexts`).
     Context,
     /// Types and attributes (`/types`, `/attributes`).

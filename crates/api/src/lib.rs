@@ -29,7 +29,7 @@ use citybrain_model::ErrorKind;
 use crate::context::Family;
 use crate::handlers::{
     audit, backups, batch, catalog, console, contexts, discovery, entities, governance, incidents,
-    ingest, live, modes, open311, rules, subscriptions, temporal, twin,
+    ingest, live, modes, open311, registrations, rules, subscriptions, temporal, twin,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -89,6 +89,8 @@ pub struct AppParts {
     pub catalog: Option<Arc<citybrain_catalog::Catalog>>,
     /// The traffic twin's what-if runs, when the twin runs.
     pub scenarios: Option<Arc<dyn scenarios::Scenarios>>,
+    /// Context source registrations and distributed operations.
+    pub federation: Arc<citybrain_federation::Federation>,
     pub limits: Arc<HttpLimits>,
     pub metrics: Arc<Metrics>,
 }
@@ -115,6 +117,9 @@ pub struct Parts {
     pub tls: bool,
     /// The traffic twin's what-if runs (`/platform/v1/twin/what-ifs`).
     pub scenarios: Option<Arc<dyn scenarios::Scenarios>>,
+    /// Context source registrations and distributed operations; `None`: a federation
+    /// with the default settings, without the registrations stored earlier (tests).
+    pub federation: Option<Arc<citybrain_federation::Federation>>,
 }
 
 /// Builds the HTTP service from its parts.
@@ -184,6 +189,7 @@ pub fn router_with(
         cors_origins: Vec::new(),
         tls: false,
         scenarios: None,
+        federation: None,
     })
 }
 
@@ -202,7 +208,11 @@ pub fn router_of(parts: Parts) -> Router {
         cors_origins,
         tls,
         scenarios,
+        federation,
     } = parts;
+    let federation = federation.unwrap_or_else(|| {
+        citybrain_federation::Federation::unloaded(broker.clone(), Default::default())
+    });
     let metrics = Metrics::new();
     let clock = broker.clock().clone();
     let body_limit = limits.max_body_bytes;
@@ -217,6 +227,7 @@ pub fn router_of(parts: Parts) -> Router {
         audit: audit.clone(),
         catalog: datasets,
         scenarios,
+        federation,
         limits: Arc::new(limits),
         metrics: metrics.clone(),
     }));
@@ -370,6 +381,16 @@ fn ngsi_ld_routes() -> Router<AppState> {
             get(subscriptions::retrieve)
                 .patch(subscriptions::update)
                 .delete(subscriptions::delete),
+        )
+        .route(
+            REGISTRATIONS,
+            get(registrations::query).post(registrations::create),
+        )
+        .route(
+            REGISTRATION,
+            get(registrations::retrieve)
+                .patch(registrations::update)
+                .delete(registrations::delete),
         )
         .route(TYPES, get(discovery::types))
         .route(TYPE, get(discovery::type_info))
@@ -529,14 +550,7 @@ async fn metrics_text(State(app): State<AppState>) -> Response {
         Some(h) => h.sla_reports().await,
         None => Vec::new(),
     };
-    let text = app.metrics.render(
-        &app.broker,
-        app.ingest.as_deref(),
-        app.hub.as_deref(),
-        app.auth.as_deref(),
-        &sla,
-        app.scenarios.as_deref(),
-    );
+    let text = app.metrics.render(&app, &sla);
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

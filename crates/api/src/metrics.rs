@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use citybrain_broker::Broker;
 use citybrain_telemetry::{Labels, MetricDef, MetricKind, Metrics as _};
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
@@ -156,13 +155,16 @@ impl Metrics {
     /// Reads every component's metrics and encodes everything.
     pub fn render(
         &self,
-        broker: &Broker,
-        ingest: Option<&citybrain_ingest::Ingest>,
-        hub: Option<&citybrain_hub::Hub>,
-        auth: Option<&citybrain_identity::Authenticator>,
+        app: &crate::AppParts,
         sla: &[(String, Vec<citybrain_hub::sla::DepartmentReport>)],
-        scenarios: Option<&dyn crate::scenarios::Scenarios>,
     ) -> String {
+        let broker = &*app.broker;
+        let (ingest, hub, auth) = (
+            app.ingest.as_deref(),
+            app.hub.as_deref(),
+            app.auth.as_deref(),
+        );
+        let (scenarios, federation) = (app.scenarios.as_deref(), &app.federation);
         let mut sink = Sink::default();
         if let Some(s) = scenarios {
             s.visit_metrics(&mut sink.plain());
@@ -182,6 +184,7 @@ impl Metrics {
             .dispatch_stats()
             .visit(&mut sink.plain());
         broker.subscriptions.live_stats().visit(&mut sink.plain());
+        federation.stats.visit(sink.plain());
         if let Some(h) = hub {
             h.stats.visit(&mut sink.plain());
         }

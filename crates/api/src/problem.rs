@@ -83,6 +83,11 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str, &'static str) {
             "https://citybrain.example/errors/InsufficientStorage",
             "The server is out of storage",
         ),
+        ErrorKind::LoopDetected => (
+            StatusCode::LOOP_DETECTED,
+            "https://uri.etsi.org/ngsi-ld/errors/LoopDetected",
+            "Loop detected",
+        ),
     }
 }
 
@@ -107,6 +112,8 @@ pub struct Extra {
     /// Type URI suffix (under [`PLATFORM_TYPES`]) and title.
     pub problem_type: Option<(&'static str, &'static str)>,
     pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// Headers the error answer carries (`NGSILD-Warning`s of distributed operations).
+    pub headers: Vec<(axum::http::HeaderName, String)>,
 }
 
 impl ApiError {
@@ -135,6 +142,7 @@ impl ApiError {
             Box::new(Extra {
                 problem_type,
                 extensions,
+                headers: Vec::new(),
             })
         });
         ApiError {
@@ -151,6 +159,14 @@ impl ApiError {
     }
     pub fn with_status(mut self, s: StatusCode) -> Self {
         self.status = Some(s);
+        self
+    }
+    /// Adds a header to the error answer.
+    pub fn with_header(mut self, name: axum::http::HeaderName, value: String) -> Self {
+        self.extra
+            .get_or_insert_with(Box::default)
+            .headers
+            .push((name, value));
         self
     }
     pub fn bad_data(detail: impl Into<String>) -> Self {
@@ -203,6 +219,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        for (name, value) in self.extra.iter().flat_map(|x| &x.headers) {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                resp.headers_mut().append(name.clone(), v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750: how to authenticate (an API key is sent as a bearer token too).
             resp.headers_mut().insert(

@@ -178,6 +178,8 @@ pub struct NgsiRequest {
     pub link: Option<String>,
     /// The body was sent as `application/ld+json`.
     pub is_ld: bool,
+    /// The request's headers (distributed operations forward some of them).
+    pub headers: axum::http::HeaderMap,
 }
 
 impl FromRequest<AppState> for NgsiRequest {
@@ -296,6 +298,7 @@ impl FromRequest<AppState> for NgsiRequest {
             body: parsed,
             link,
             is_ld: is_ld_body,
+            headers: parts.headers,
         })
     }
 }

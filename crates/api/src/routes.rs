@@ -13,6 +13,8 @@ pub const BATCH_MERGE: &str = "/ngsi-ld/v1/entityOperations/merge";
 pub const BATCH_QUERY: &str = "/ngsi-ld/v1/entityOperations/query";
 pub const SUBSCRIPTIONS: &str = "/ngsi-ld/v1/subscriptions";
 pub const SUBSCRIPTION: &str = "/ngsi-ld/v1/subscriptions/{subscriptionId}";
+pub const REGISTRATIONS: &str = "/ngsi-ld/v1/csourceRegistrations";
+pub const REGISTRATION: &str = "/ngsi-ld/v1/csourceRegistrations/{registrationId}";
 pub const TYPES: &str = "/ngsi-ld/v1/types";
 pub const TYPE: &str = "/ngsi-ld/v1/types/{type}";
 pub const ATTRIBUTES: &str = "/ngsi-ld/v1/attributes";
@@ -184,6 +186,29 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
     ];
     const SUB_LIST: &[&str] = &["limit", "offset", "count", "options", "format", "local"];
     const SUB_ONE: &[&str] = &["options", "format", "local"];
+    const CSR_QUERY: &[&str] = &[
+        "id",
+        "type",
+        "idPattern",
+        "attrs",
+        "q",
+        "csf",
+        "georel",
+        "geometry",
+        "coordinates",
+        "geoproperty",
+        "scopeQ",
+        "timeproperty",
+        "timerel",
+        "timeAt",
+        "endTimeAt",
+        "limit",
+        "offset",
+        "count",
+        "options",
+        "format",
+        "local",
+    ];
     const DISCOVERY: &[&str] = &["details", "options", "local", "format"];
     const CONTEXT_PARAMS: &[&str] = &["details", "kind", "reload"];
     const TEMPORAL_QUERY_PARAMS: &[&str] = &[
@@ -245,6 +270,8 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         (_, BATCH_CREATE | BATCH_UPSERT | BATCH_UPDATE | BATCH_DELETE | BATCH_MERGE) => WRITE,
         (&Method::GET, SUBSCRIPTIONS) => SUB_LIST,
         (_, SUBSCRIPTIONS) | (_, SUBSCRIPTION) => SUB_ONE,
+        (&Method::GET, REGISTRATIONS) => CSR_QUERY,
+        (_, REGISTRATIONS) | (_, REGISTRATION) => SUB_ONE,
         (_, TYPES | TYPE | ATTRIBUTES | ATTRIBUTE) => DISCOVERY,
         (_, CONTEXTS | CONTEXT) => CONTEXT_PARAMS,
         (&Method::GET, TEMPORAL_ENTITIES) => TEMPORAL_QUERY_PARAMS,

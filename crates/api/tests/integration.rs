@@ -11,6 +11,7 @@ mod integration {
     pub mod catalog;
     pub mod egress;
     pub mod entities;
+    pub mod federation;
     pub mod golden;
     pub mod governance;
     pub mod hardening;

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod batch;
 pub mod contexts;
 pub mod discovery;
+pub mod docs;
 pub mod entities;
 pub mod error;
 pub mod observations;

@@ -15,6 +15,7 @@ pub struct Config {
     pub history: History,
     pub ngsi_ld: NgsiLd,
     pub notifications: Notifications,
+    pub federation: Federation,
     pub ingest: Ingest,
     pub mqtt: Mqtt,
     pub mqtt_client: MqttClient,
@@ -304,6 +305,30 @@ pub struct NgsiLd {
     pub max_batch: usize,
     pub context_fetch_timeout_ms: u64,
     pub context_max_bytes: usize,
+}
+
+/// Distributed operations over context source registrations (docs/federation.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Federation {
+    /// How long a context source may take to answer (a registration's
+    /// `management.timeout` overrides it).
+    pub timeout_ms: u64,
+    /// This broker's name in `Via` headers (loop detection); empty: a random name
+    /// chosen at each start.
+    pub alias: String,
+    /// Most context sources one request is sent to.
+    pub max_sources: usize,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5000,
+            alias: String::new(),
+            max_sources: 32,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -594,6 +594,17 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         }
     }
     let subscriptions = broker.subscriptions.clone();
+    let mut federation_settings = citybrain_federation::FederationSettings {
+        timeout: Duration::from_millis(cfg.federation.timeout_ms.max(1)),
+        max_sources: cfg.federation.max_sources.max(1),
+        ..Default::default()
+    };
+    if !cfg.federation.alias.is_empty() {
+        federation_settings.alias = cfg.federation.alias.clone();
+    }
+    let federation = citybrain_federation::Federation::new(broker.clone(), federation_settings)
+        .await
+        .context("federation")?;
     let app = citybrain_api::service(citybrain_api::Parts {
         broker,
         ingest,
@@ -615,6 +626,7 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         cors_origins: cfg.server.cors_allowed_origins.clone(),
         tls: tls.is_some(),
         scenarios,
+        federation: Some(federation),
     });
     let tls_on = tls.is_some();
     tracing::info!(%addr, data_dir = %cfg.storage.data_dir.display(), "citybrain listening");

@@ -32,6 +32,8 @@ pub enum ErrorKind {
     TooManyRequests,
     /// The server is out of disk space; nothing was stored (507).
     InsufficientStorage,
+    /// A distributed operation came back to this broker (its own alias in `Via`): 508.
+    LoopDetected,
 }
 
 /// The one trait every crate's error implements: its kind (from which the API derives

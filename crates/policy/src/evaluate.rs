@@ -101,8 +101,9 @@ pub(crate) fn evaluate(
         }
         Res::Api(name) => {
             let c = Class {
-                // Who did what is confidential: operators and administrators read it.
-                level: if name == "audit" {
+                // Who did what is confidential: operators and administrators read it;
+                // so are the departments' endpoints and the headers sent to them.
+                level: if name == "audit" || name == "registrations" {
                     Level::Confidential
                 } else {
                     Level::Internal

@@ -671,6 +671,7 @@ fn api_of(r: &Resource<'_>) -> &'static str {
         Resource::Entity { .. } => "entities",
         Resource::History { .. } => "temporal",
         Resource::Subscription(_) => "subscriptions",
+        Resource::Registration(_) => "registrations",
         Resource::Context => "contexts",
         Resource::Catalogue => "catalogue",
         Resource::Rule(_) => "rules",

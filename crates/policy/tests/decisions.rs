@@ -54,6 +54,7 @@ fn api(name: &str) -> Resource<'static> {
         "operations" => Resource::Operations,
         "governance" => Resource::Governance,
         "subscriptions" => Resource::Subscription(None),
+        "registrations" => Resource::Registration(None),
         other => panic!("unknown api {other}"),
     }
 }

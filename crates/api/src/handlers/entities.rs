@@ -4,6 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use citybrain_broker::{EntityQuery, QueryPage, QueryParams};
+use citybrain_federation::forward::Incoming;
+use citybrain_federation::{FederationError, Warning};
 use citybrain_model::ops::UpdateOutcome;
 use citybrain_model::JsonLdContext;
 use serde_json::{json, Value};
@@ -111,12 +113,57 @@ pub(crate) fn entity_query(
     )?)
 }
 
+/// What of the request travels with the requests a distributed operation sends.
+pub(crate) fn incoming(req: &NgsiRequest) -> ApiResult<Incoming> {
+    Ok(Incoming {
+        via: req
+            .headers
+            .get("via")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        link: req.link.clone(),
+        local: req.bool_param("local")?,
+        headers: req.headers.clone(),
+    })
+}
+
+/// The `NGSILD-Warning` headers naming the context sources that failed.
+pub(crate) fn warning_headers(warnings: &[Warning]) -> Vec<(HeaderName, String)> {
+    warnings
+        .iter()
+        .map(|w| (HeaderName::from_static("ngsild-warning"), w.header_value()))
+        .collect()
+}
+
+/// A distributed operation's error, with its sources' warnings as headers.
+pub(crate) fn federated_error(e: FederationError) -> ApiError {
+    let headers = warning_headers(e.warnings());
+    headers
+        .into_iter()
+        .fold(ApiError::of(&e), |err, (n, v)| err.with_header(n, v))
+}
+
 pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     req.accept()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let q = entity_query(&app, &ld, &query_params(&req)?)?;
-    let page = app.broker.query_entities(&req.rc, &q)?;
-    page_response(&app, &req, &ld, &page, ENTITIES, req.join()?)
+    let params = query_params(&req)?;
+    let q = entity_query(&app, &ld, &params)?;
+    if !app.federation.has_registrations(&req.rc.tenant) {
+        let page = app.broker.query_entities(&req.rc, &q)?;
+        return page_response(&app, &req, &ld, &page, ENTITIES, req.join()?);
+    }
+    let f = app
+        .federation
+        .query_entities(&req.rc, &params, &q, &ld, &incoming(&req)?)
+        .await
+        .map_err(federated_error)?;
+    let mut resp = page_response(&app, &req, &ld, &f.value, ENTITIES, req.join()?)?;
+    for (n, v) in warning_headers(&f.warnings) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    Ok(resp)
 }
 
 pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
@@ -135,7 +182,21 @@ pub async fn retrieve(
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let opts = req.render_options(&ld)?;
     let (join, level) = req.join()?;
-    let e = app.broker.retrieve_entity(&req.rc, &id)?;
+    let (e, warnings) = if app.federation.has_registrations(&req.rc.tenant) {
+        let attrs: Option<Vec<String>> = opts
+            .projection
+            .attrs
+            .as_ref()
+            .map(|a| a.iter().cloned().collect());
+        let f = app
+            .federation
+            .retrieve_entity(&req.rc, &id, attrs.as_deref(), &ld, &incoming(&req)?)
+            .await
+            .map_err(federated_error)?;
+        (f.value, f.warnings)
+    } else {
+        (app.broker.retrieve_entity(&req.rc, &id)?, Vec::new())
+    };
     if projection_empties(&e, &opts, req.param("attrs").is_some()) {
         return Err(ApiError::new(
             citybrain_model::ErrorKind::ResourceNotFound,
@@ -151,7 +212,13 @@ pub async fn retrieve(
         // Flat with nothing linked is just the entity.
         citybrain_model::render::one_or_list(list)
     };
-    Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
+    Ok(response::json(
+        StatusCode::OK,
+        &body,
+        accept,
+        &ld,
+        &warning_headers(&warnings),
+    ))
 }
 
 pub async fn replace(

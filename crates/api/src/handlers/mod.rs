@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod live;
 pub mod modes;
 pub mod open311;
+pub mod registrations;
 pub mod rules;
 pub mod subscriptions;
 pub mod temporal;

@@ -51,6 +51,7 @@ async fn parts(
         cors_origins: cors.iter().map(|s| s.to_string()).collect(),
         tls,
         scenarios: None,
+        federation: None,
     };
     (p, store, dir)
 }

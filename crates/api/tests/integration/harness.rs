@@ -339,6 +339,7 @@ pub async fn app_governed(classification: Value) -> Governed {
         cors_origins: Vec::new(),
         tls: false,
         scenarios: None,
+        federation: None,
         limits: HttpLimits::default(),
         rate: Some(citybrain_identity::Rate {
             per_second: 5.0,

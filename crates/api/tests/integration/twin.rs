@@ -85,6 +85,7 @@ async fn app(scenarios: Option<Arc<dyn Scenarios>>) -> (citybrain_api::App, temp
         cors_origins: Vec::new(),
         tls: false,
         scenarios,
+        federation: None,
     });
     (app, dir)
 }

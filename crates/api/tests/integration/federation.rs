@@ -1,0 +1,465 @@
+//! Federation: context source registrations and distributed queries, with a second
+//! broker (a department's) served over TCP as the context source.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use super::harness::{app, vehicle, App};
+
+/// Serves `app` over TCP; its base URL.
+async fn serve(app: &App) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    tokio::spawn(citybrain_api::serve::serve(
+        listener,
+        router,
+        citybrain_api::serve::ServeOptions {
+            tls: None,
+            header_timeout: Duration::from_secs(5),
+            drain: Duration::from_secs(1),
+        },
+        std::future::pending::<()>(),
+    ));
+    format!("http://{addr}")
+}
+
+/// A server that answers every request with `status` and `body` after `delay`.
+async fn fixed(status: u16, body: &'static str, delay: Duration) -> String {
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        (StatusCode::from_u16(status).unwrap(), body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn registration(id: &str, endpoint: &str, extra: Value) -> Value {
+    let mut r = json!({
+        "id": id,
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "Vehicle"}]}],
+        "endpoint": endpoint,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    let mut v: Vec<String> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn registrations_are_created_read_queried_changed_and_removed() {
+    let a = app().await;
+    let id = "urn:ngsi-ld:ContextSourceRegistration:1";
+    let body = registration(
+        id,
+        "http://dept.example:1026",
+        json!({"csourceProperty1": "aValue", "expiresAt": "2035-11-29T14:53:15Z",
+               "information": [{"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}]}),
+    );
+    let r = a.post("/ngsi-ld/v1/csourceRegistrations", &body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.header("location"),
+        Some("/ngsi-ld/v1/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:1")
+    );
+    let r = a.post("/ngsi-ld/v1/csourceRegistrations", &body).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.error_type(), "AlreadyExists");
+
+    // As written: date-times byte for byte, no status before the source was asked.
+    let r = a
+        .get(&format!("/ngsi-ld/v1/csourceRegistrations/{id}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body, body);
+
+    for (query, hits) in [
+        ("type=Vehicle", 1),
+        ("type=Building", 0),
+        ("attrs=speed", 1),
+        ("attrs=name&type=Vehicle", 0),
+        ("q=csourceProperty1==%22aValue%22", 1),
+        ("id=urn:ngsi-ld:Vehicle:9", 1),
+    ] {
+        let r = a
+            .get(&format!("/ngsi-ld/v1/csourceRegistrations?{query}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+        assert_eq!(r.body.as_array().unwrap().len(), hits, "{query}");
+    }
+    let r = a.get("/ngsi-ld/v1/csourceRegistrations").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "a query needs a filter");
+
+    // PATCH: members replaced, null removes one, the whole validated again.
+    let r = a
+        .patch(
+            &format!("/ngsi-ld/v1/csourceRegistrations/{id}"),
+            &json!({"endpoint": "http://dept2.example:1026", "expiresAt": null}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = a
+        .get(&format!("/ngsi-ld/v1/csourceRegistrations/{id}"))
+        .await;
+    assert_eq!(r.body["endpoint"], "http://dept2.example:1026");
+    assert!(r.body.get("expiresAt").is_none());
+    let r = a
+        .patch(
+            &format!("/ngsi-ld/v1/csourceRegistrations/{id}"),
+            &json!({"information": null}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body["detail"].as_str().unwrap().contains("information"));
+
+    let r = a
+        .delete(&format!("/ngsi-ld/v1/csourceRegistrations/{id}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = a
+        .get(&format!("/ngsi-ld/v1/csourceRegistrations/{id}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_type(), "ResourceNotFound");
+    let r = a
+        .delete("/ngsi-ld/v1/csourceRegistrations/invalidUri")
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = a
+        .call(
+            "PATCH",
+            "/ngsi-ld/v1/csourceRegistrations/",
+            &[],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn registrations_are_checked_against_local_data_and_each_other() {
+    let a = app().await;
+    a.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 13.4, 52.5),
+    )
+    .await;
+    let exclusive = |id: &str, entity: &str, attr: &str| {
+        registration(
+            id,
+            "http://dept.example:1026",
+            json!({"mode": "exclusive", "information": [{"entities": [{"id": entity, "type": "Vehicle"}], "propertyNames": [attr]}]}),
+        )
+    };
+    // The broker holds speed of Vehicle:1: no exclusive registration takes it.
+    let r = a
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &exclusive("urn:r:1", "urn:ngsi-ld:Vehicle:1", "speed"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.text.contains("Conflict"));
+    // An attribute it does not hold may be registered exclusively, once.
+    let r = a
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &exclusive("urn:r:2", "urn:ngsi-ld:Vehicle:1", "fuelLevel"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = a
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &exclusive("urn:r:3", "urn:ngsi-ld:Vehicle:1", "fuelLevel"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // A redirect over an entity the broker holds.
+    let r = a
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:4",
+                "http://dept.example:1026",
+                json!({"mode": "redirect", "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // Exclusive without ids, auxiliary that writes.
+    for (mode, info, ops) in [
+        (
+            "exclusive",
+            json!([{"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}]),
+            json!(["federationOps"]),
+        ),
+        (
+            "auxiliary",
+            json!([{"entities": [{"type": "Vehicle"}]}]),
+            json!(["updateEntity"]),
+        ),
+    ] {
+        let r = a
+            .post(
+                "/ngsi-ld/v1/csourceRegistrations",
+                &registration(
+                    "urn:r:5",
+                    "http://x:1",
+                    json!({"mode": mode, "information": info, "operations": ops}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{mode}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn queries_and_retrievals_reach_the_registered_broker_and_merge() {
+    let city = app().await;
+    let dept = app().await;
+    let dept_url = serve(&dept).await;
+    city.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 13.4, 52.5),
+    )
+    .await;
+    dept.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:2", 30.0, 13.5, 52.5),
+    )
+    .await;
+    // Vehicle:3 is in both: the department's reading is newer and it adds fuel.
+    let mut older = vehicle("urn:ngsi-ld:Vehicle:3", 10.0, 13.6, 52.5);
+    older["speed"]["observedAt"] = json!("2026-01-01T00:00:00Z");
+    city.post("/ngsi-ld/v1/entities", &older).await;
+    let mut newer = vehicle("urn:ngsi-ld:Vehicle:3", 20.0, 13.6, 52.5);
+    newer["speed"]["observedAt"] = json!("2026-01-01T00:05:00Z");
+    newer["fuel"] = json!({"type": "Property", "value": 0.5});
+    dept.post("/ngsi-ld/v1/entities", &newer).await;
+
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration("urn:r:dept", &dept_url, json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let r = city
+        .get("/ngsi-ld/v1/entities?type=Vehicle&count=true")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        ids(&r.body),
+        [
+            "urn:ngsi-ld:Vehicle:1",
+            "urn:ngsi-ld:Vehicle:2",
+            "urn:ngsi-ld:Vehicle:3"
+        ]
+    );
+    assert_eq!(r.header("ngsild-results-count"), Some("3"));
+    assert!(r.header("ngsild-warning").is_none());
+    let v3 = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "urn:ngsi-ld:Vehicle:3")
+        .unwrap();
+    assert_eq!(v3["speed"]["value"], 20.0, "the newer observation wins");
+    assert_eq!(v3["fuel"]["value"], 0.5);
+
+    // local=true: this broker only; a filter the department's entities fail.
+    let r = city
+        .get("/ngsi-ld/v1/entities?type=Vehicle&local=true")
+        .await;
+    assert_eq!(
+        ids(&r.body),
+        ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:3"]
+    );
+    let r = city
+        .get("/ngsi-ld/v1/entities?type=Vehicle&q=speed%3C40")
+        .await;
+    assert_eq!(
+        ids(&r.body),
+        ["urn:ngsi-ld:Vehicle:2", "urn:ngsi-ld:Vehicle:3"]
+    );
+    // Paging over the merged list.
+    let r = city.get("/ngsi-ld/v1/entities?type=Vehicle&limit=2").await;
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    assert!(
+        r.header_all("link").contains("rel=\"next\""),
+        "{:?}",
+        r.headers
+    );
+    // orderBy cannot be honoured across brokers.
+    let r = city
+        .get("/ngsi-ld/v1/entities?type=Vehicle&orderBy=speed")
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Retrieval: an entity only the department holds, keyValues as usual.
+    let r = city
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2?options=keyValues")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["speed"], 30.0);
+    let r = city.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:3").await;
+    assert_eq!(r.body["speed"]["value"], 20.0);
+    assert_eq!(r.body["fuel"]["value"], 0.5);
+    let r = city.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:9").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // The registration shows that its source answered.
+    let r = city
+        .get("/ngsi-ld/v1/csourceRegistrations/urn:r:dept")
+        .await;
+    assert_eq!(r.body["status"], "ok");
+    assert!(r.body["timesSent"].as_u64().unwrap() >= 5);
+}
+
+#[tokio::test]
+async fn failing_and_slow_sources_are_named_and_never_stall_the_answer() {
+    let city = app().await;
+    city.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 13.4, 52.5),
+    )
+    .await;
+    let forbidden = fixed(403, "{}", Duration::ZERO).await;
+    let garbage = fixed(200, "not a json document", Duration::ZERO).await;
+    let slow = fixed(200, "[]", Duration::from_secs(30)).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    for (n, url) in [(1, &forbidden), (2, &garbage), (3, &closed)] {
+        let r = city
+            .post(
+                "/ngsi-ld/v1/csourceRegistrations",
+                &registration(&format!("urn:r:{n}"), url, json!({})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration("urn:r:4", &slow, json!({"management": {"timeout": 300}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let started = Instant::now();
+    let r = city.get("/ngsi-ld/v1/entities?type=Vehicle").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:1"]);
+    let warnings = r.header_all("ngsild-warning");
+    for (code, url) in [
+        ("299", &forbidden),
+        ("111", &garbage),
+        ("199", &closed),
+        ("199", &slow),
+    ] {
+        assert!(
+            warnings.contains(&format!("{code} {url}")),
+            "{code} {url} in {warnings}"
+        );
+    }
+    // The slow source answers in 30 s; the query does not wait for it.
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+
+    // A retrieval that finds nothing says why it may have missed.
+    let r = city.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:9").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.header_all("ngsild-warning").contains("299"));
+
+    let r = city.get("/ngsi-ld/v1/csourceRegistrations/urn:r:1").await;
+    assert_eq!(r.body["status"], "failed");
+    assert!(r.body["timesFailed"].as_u64().unwrap() >= 1);
+    let r = city.get("/metrics").await;
+    let failures: f64 = r
+        .text
+        .lines()
+        .find(|l| l.starts_with("citybrain_federation_failures_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(failures >= 5.0, "{failures}");
+}
+
+#[tokio::test]
+async fn brokers_registered_with_each_other_do_not_loop() {
+    let a = app().await;
+    let b = app().await;
+    let (a_url, b_url) = (serve(&a).await, serve(&b).await);
+    a.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:a", 1.0, 13.4, 52.5),
+    )
+    .await;
+    b.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:b", 2.0, 13.4, 52.5),
+    )
+    .await;
+    let r = a
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration("urn:r:b", &b_url, json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = b
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration("urn:r:a", &a_url, json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    for (broker, name) in [(&a, "a"), (&b, "b")] {
+        let r = broker.get("/ngsi-ld/v1/entities?type=Vehicle").await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text);
+        assert_eq!(
+            ids(&r.body),
+            ["urn:ngsi-ld:Vehicle:a", "urn:ngsi-ld:Vehicle:b"],
+            "{name}"
+        );
+        assert!(
+            r.header("ngsild-warning").is_none(),
+            "{name}: {:?}",
+            r.headers
+        );
+    }
+    // Each broker's request came back to it through the other (its alias in Via) and
+    // was refused with 508, which the other took as "nothing more here".
+    for broker in [&a, &b] {
+        let r = broker.get("/metrics").await;
+        let loops: f64 = r
+            .text
+            .lines()
+            .find(|l| l.starts_with("citybrain_federation_loops_total "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        assert!(loops >= 1.0, "{}", r.text);
+    }
+}
