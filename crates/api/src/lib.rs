@@ -28,7 +28,7 @@ use citybrain_model::ErrorKind;
 
 use crate::context::Family;
 use crate::handlers::{
-    audit, backups, batch, catalog, console, contexts, discovery, entities, governance, incidents,
+    audit, backups, batch, catalog, console, contexts, csource_subscriptions, discovery, entities, governance, incidents,
     ingest, live, modes, open311, registrations, rules, subscriptions, temporal, twin,
 };
 use crate::metrics::Metrics;
@@ -391,6 +391,16 @@ fn ngsi_ld_routes() -> Router<AppState> {
             get(registrations::retrieve)
                 .patch(registrations::update)
                 .delete(registrations::delete),
+        )
+        .route(
+            CSOURCE_SUBSCRIPTIONS,
+            get(csource_subscriptions::list).post(csource_subscriptions::create),
+        )
+        .route(
+            CSOURCE_SUBSCRIPTION,
+            get(csource_subscriptions::retrieve)
+                .patch(csource_subscriptions::update)
+                .delete(csource_subscriptions::delete),
         )
         .route(TYPES, get(discovery::types))
         .route(TYPE, get(discovery::type_info))

@@ -15,6 +15,8 @@ pub const SUBSCRIPTIONS: &str = "/ngsi-ld/v1/subscriptions";
 pub const SUBSCRIPTION: &str = "/ngsi-ld/v1/subscriptions/{subscriptionId}";
 pub const REGISTRATIONS: &str = "/ngsi-ld/v1/csourceRegistrations";
 pub const REGISTRATION: &str = "/ngsi-ld/v1/csourceRegistrations/{registrationId}";
+pub const CSOURCE_SUBSCRIPTIONS: &str = "/ngsi-ld/v1/csourceSubscriptions";
+pub const CSOURCE_SUBSCRIPTION: &str = "/ngsi-ld/v1/csourceSubscriptions/{subscriptionId}";
 pub const TYPES: &str = "/ngsi-ld/v1/types";
 pub const TYPE: &str = "/ngsi-ld/v1/types/{type}";
 pub const ATTRIBUTES: &str = "/ngsi-ld/v1/attributes";
@@ -272,6 +274,8 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         (_, SUBSCRIPTIONS) | (_, SUBSCRIPTION) => SUB_ONE,
         (&Method::GET, REGISTRATIONS) => CSR_QUERY,
         (_, REGISTRATIONS) | (_, REGISTRATION) => SUB_ONE,
+        (&Method::GET, CSOURCE_SUBSCRIPTIONS) => SUB_LIST,
+        (_, CSOURCE_SUBSCRIPTIONS) | (_, CSOURCE_SUBSCRIPTION) => SUB_ONE,
         (_, TYPES | TYPE | ATTRIBUTES | ATTRIBUTE) => DISCOVERY,
         (_, CONTEXTS | CONTEXT) => CONTEXT_PARAMS,
         (&Method::GET, TEMPORAL_ENTITIES) => TEMPORAL_QUERY_PARAMS,

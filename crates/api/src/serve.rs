@@ -65,8 +65,12 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut http = hyper::server::conn::http1::Builder::new();
+    // Header names go out as `Location`, not `location`: HTTP says case does not
+    // matter, but clients that look a header up by its usual spelling exist (the ETSI
+    // suite finds a registration's id that way).
     http.timer(TokioTimer::new())
         .header_read_timeout(opts.header_timeout)
+        .title_case_headers(true)
         .keep_alive(true);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         app.clone().oneshot(req.map(axum::body::Body::new))

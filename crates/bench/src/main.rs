@@ -10,6 +10,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod backup;
+mod federation;
 mod geo;
 mod history;
 mod hub;
@@ -47,7 +48,9 @@ struct Args {
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
     /// import, mqtt, edge, rules, hub, geo, backup (the last eight in process, no
-    /// server), temporal, soak (starts and restarts its own server).
+    /// server), temporal, soak (starts and restarts its own server), federation (starts
+    /// two servers: a query and a retrieval before and after one is registered as the
+    /// other's context source).
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
     scenarios: String,
     /// Entities created for the patch/get/query scenarios.
@@ -104,7 +107,10 @@ struct Args {
     /// Queries of each kind in the geo scenario's baseline (scans).
     #[arg(long, default_value_t = 20)]
     geo_baseline_queries: usize,
-    /// The citybrain binary the soak scenario starts (and restarts).
+    /// Entities each server holds in the federation scenario.
+    #[arg(long, default_value_t = 1_000)]
+    federation_entities: usize,
+    /// The citybrain binary the soak and federation scenarios start (and restart).
     #[arg(long, default_value = "target/release/citybrain")]
     citybrain: std::path::PathBuf,
     /// The mappings directory the soak scenario's server reads (the bus mapping).
@@ -598,6 +604,10 @@ async fn main() -> anyhow::Result<()> {
                     )
                 };
                 geo::run(n, q, b).await?
+            }
+            "federation" => {
+                let (n, requests) = if args.quick { (200, 200) } else { (args.federation_entities, 2_000) };
+                federation::run(&args.citybrain, n, requests).await?
             }
             "hub" => hub::run(if args.quick { 2 } else { args.duration }, args.hub_rate).await?,
             "rules" => {

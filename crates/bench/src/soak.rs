@@ -46,19 +46,33 @@ pub struct SoakArgs {
     pub rate: f64,
 }
 
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     mqtt: String,
 }
 
 fn start(a: &SoakArgs, data: &std::path::Path) -> anyhow::Result<Server> {
+    start_server(
+        &a.citybrain,
+        data,
+        &[("CITYBRAIN_INGEST__MAPPINGS_DIR", a.mappings.as_os_str())],
+    )
+}
+
+/// Starts `citybrain serve` on free HTTP and MQTT ports over `data` (its log beside
+/// it), with `env` added; the addresses it says it listens on.
+pub(crate) fn start_server(
+    citybrain: &std::path::Path,
+    data: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> anyhow::Result<Server> {
     // The server's log goes to a file beside its data (its size is reported).
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path(data))?;
-    let mut child = Command::new(&a.citybrain)
+    let mut child = Command::new(citybrain)
         .args([
             "serve",
             "--listen",
@@ -69,11 +83,11 @@ fn start(a: &SoakArgs, data: &std::path::Path) -> anyhow::Result<Server> {
         ])
         .arg(data)
         .env("RUST_LOG", "warn")
-        .env("CITYBRAIN_INGEST__MAPPINGS_DIR", &a.mappings)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
-        .with_context(|| format!("starting {}", a.citybrain.display()))?;
+        .with_context(|| format!("starting {}", citybrain.display()))?;
     let mut out = BufReader::new(child.stdout.take().context("server stdout")?);
     let mut line = String::new();
     out.read_line(&mut line)?;

@@ -47,6 +47,19 @@ impl TimeRel {
     }
 }
 
+impl TimeFilter {
+    /// Whether the registration's interval (observation or management) has a part in
+    /// the filter's period; a registration without that interval does not.
+    pub fn meets(&self, r: &Registration) -> bool {
+        let i = if self.observation {
+            r.observation
+        } else {
+            r.management_interval
+        };
+        i.is_some_and(|i| self.rel.meets(&i))
+    }
+}
+
 /// The temporal parameters of a discovery query, as given.
 #[derive(Debug, Clone, Default)]
 pub struct TimeParams {
@@ -57,7 +70,7 @@ pub struct TimeParams {
 }
 
 impl TimeParams {
-    fn parse(&self) -> Result<Option<TimeFilter>> {
+    pub(crate) fn parse(&self) -> Result<Option<TimeFilter>> {
         let Some(rel) = &self.timerel else {
             if self.time_at.is_some() || self.end_time_at.is_some() {
                 return Err(FederationError::bad_data("'timeAt' needs 'timerel'"));
@@ -186,14 +199,7 @@ impl CsrQuery {
             && self.csf.as_ref().is_none_or(|q| q.matches(&r.doc))
             && self.geo.as_ref().is_none_or(|g| place_matches(g, r))
             && self.scope.as_ref().is_none_or(|s| scope_matches(s, r))
-            && self.time.as_ref().is_none_or(|t| {
-                let i = if t.observation {
-                    r.observation
-                } else {
-                    r.management_interval
-                };
-                i.is_some_and(|i| t.rel.meets(&i))
-            })
+            && self.time.as_ref().is_none_or(|t| t.meets(r))
     }
 
     /// Whether one `information` entry may hold the entities and attributes asked for.
@@ -247,7 +253,7 @@ pub fn entities_match(
 /// the other relations where the two geometries meet; `disjoint` and a `near` with
 /// only a minimum distance exclude nothing. A registration without a `location` does
 /// not match a geo-query.
-fn place_matches(g: &GeoQuery, r: &Registration) -> bool {
+pub(crate) fn place_matches(g: &GeoQuery, r: &Registration) -> bool {
     let relaxed = match g.rel {
         GeoRel::Near {
             max_distance: None, ..

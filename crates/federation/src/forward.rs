@@ -52,6 +52,9 @@ pub static LOOPS: MetricDef = MetricDef::counter(
     "Requests refused with 508 because they came back to this broker (Via)",
 );
 
+/// The most a source's answer may hold; a larger one is left out (warning 111).
+const MAX_ANSWER: usize = 32 << 20;
+
 /// Counters of distributed operations.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -118,6 +121,8 @@ pub struct Incoming {
     pub link: Option<String>,
     /// `local=true`: this broker's data only.
     pub local: bool,
+    /// `csf`: only the sources whose registrations match it are asked.
+    pub csf: Option<String>,
     /// The request's headers, for `contextSourceInfo` entries whose value is
     /// `urn:ngsi-ld:request`.
     pub headers: reqwest::header::HeaderMap,
@@ -152,17 +157,17 @@ impl Federation {
         Ok(())
     }
 
-    /// The registrations a query or retrieval goes to.
+    /// The registrations a query or retrieval goes to: those allowing one of `ops`.
     fn sources(
         &self,
         tenant: &str,
-        op: &str,
+        ops: &[&str],
         pick: impl Fn(&Registration) -> bool,
     ) -> Vec<Arc<Entry>> {
         let mut v: Vec<Arc<Entry>> = self
             .in_force(tenant)
             .into_iter()
-            .filter(|e| e.reg.allows(op) && pick(&e.reg))
+            .filter(|e| ops.iter().any(|op| e.reg.allows(op)) && pick(&e.reg))
             .collect();
         // Auxiliary sources last: they only fill gaps.
         v.sort_by_key(|e| e.reg.mode == Mode::Auxiliary);
@@ -186,15 +191,26 @@ impl Federation {
         if inc.local || !self.has_registrations(&rc.tenant) {
             return Ok(local_only(self.broker.query_entities(rc, q)?));
         }
-        let sources = self.sources(&rc.tenant, "queryEntity", |r| {
-            r.infos.iter().any(|i| {
-                crate::discovery::entities_match(
-                    i,
-                    q.types.as_ref(),
-                    q.ids.as_deref(),
-                    q.id_pattern.as_ref(),
-                ) && q.attrs.as_ref().is_none_or(|a| i.has_any(a))
+        let csf = inc
+            .csf
+            .as_deref()
+            .map(|s| -> Result<citybrain_model::q::Query> {
+                let mut q = citybrain_model::q::Query::parse(s)
+                    .map_err(|e| FederationError::bad_data(format!("'csf': {}", e.detail)))?;
+                q.resolve(ld);
+                Ok(q)
             })
+            .transpose()?;
+        let sources = self.sources(&rc.tenant, &["queryEntity"], |r| {
+            csf.as_ref().is_none_or(|c| c.matches(&r.doc))
+                && r.infos.iter().any(|i| {
+                    crate::discovery::entities_match(
+                        i,
+                        q.types.as_ref(),
+                        q.ids.as_deref(),
+                        q.id_pattern.as_ref(),
+                    ) && q.attrs.as_ref().is_none_or(|a| i.has_any(a))
+                })
         });
         if sources.is_empty() {
             return Ok(local_only(self.broker.query_entities(rc, q)?));
@@ -222,7 +238,8 @@ impl Federation {
                     out.push((k.to_string(), v.clone()));
                 }
             };
-            p("id", &params.id, &mut query);
+            let ids = held_ids(&e.reg, q).or_else(|| params.id.clone());
+            p("id", &ids, &mut query);
             p("type", &params.type_, &mut query);
             p("idPattern", &params.id_pattern, &mut query);
             p("attrs", &attrs, &mut query);
@@ -310,7 +327,7 @@ impl Federation {
         };
         let local_types: Vec<Arc<str>> =
             local.as_ref().map(|e| e.types.clone()).unwrap_or_default();
-        let sources = self.sources(&rc.tenant, "retrieveEntity", |r| {
+        let sources = self.sources(&rc.tenant, &["retrieveEntity", "queryEntity"], |r| {
             r.infos.iter().any(|i| {
                 let held = i
                     .entities
@@ -334,7 +351,27 @@ impl Federation {
             if let Some(a) = narrowed_attrs(&e.reg, attrs, ld) {
                 query.push(("attrs".to_string(), a));
             }
-            self.ask(e, &path, query, ld, inc)
+            if e.reg.allows("retrieveEntity") {
+                return self.ask(e, &path, query, ld, inc);
+            }
+            // A source that only answers queries is asked for the entity by id (with
+            // the types it may hold it as: a query names a type).
+            query.push(("id".to_string(), id.to_string()));
+            let types: Vec<String> = if local_types.is_empty() {
+                e.reg
+                    .infos
+                    .iter()
+                    .flat_map(|i| i.entities.iter().flatten())
+                    .filter(|ei| ei.covers(id, &[]))
+                    .flat_map(|ei| ei.types.iter().map(|t| ld.compact(t)))
+                    .collect()
+            } else {
+                local_types.iter().map(|t| ld.compact(t)).collect()
+            };
+            if !types.is_empty() {
+                query.push(("type".to_string(), types.join(",")));
+            }
+            self.ask(e, "/ngsi-ld/v1/entities", query, ld, inc)
         });
         let answers = futures::future::join_all(calls).await;
         let mut warnings = Vec::new();
@@ -437,10 +474,18 @@ impl Federation {
                 .get("ngsild-results-count")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok());
-            let body = resp
-                .bytes()
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .map_err(|err| (199, format!("answer cut: {err}")))?;
+                .map_err(|err| (199, format!("answer cut: {err}")))?
+            {
+                if body.len() + chunk.len() > MAX_ANSWER {
+                    return Err((111, format!("answer larger than {MAX_ANSWER} bytes")));
+                }
+                body.extend_from_slice(&chunk);
+            }
             Ok::<_, (u16, String)>((status, count, body))
         })
         .await
@@ -508,6 +553,26 @@ impl Federation {
 
 fn e_kind(e: &citybrain_broker::BrokerError) -> ErrorKind {
     citybrain_model::ErrorCode::kind(e)
+}
+
+/// The entity ids a registration holds of what the query asks, when every matching
+/// `information` entry names its entities by id (an exclusive registration, say): the
+/// source is asked for those only. `None`: the query's own `id`, if any.
+fn held_ids(reg: &Registration, q: &EntityQuery) -> Option<String> {
+    let mut ids: Vec<&str> = Vec::new();
+    for i in &reg.infos {
+        if !crate::discovery::entities_match(i, q.types.as_ref(), q.ids.as_deref(), q.id_pattern.as_ref()) {
+            continue;
+        }
+        for ei in i.entities.as_ref()? {
+            let id = ei.id.as_deref()?;
+            if q.ids.as_ref().is_none_or(|asked| asked.iter().any(|a| a == id)) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.dedup();
+    (!ids.is_empty()).then(|| ids.join(","))
 }
 
 /// The attributes to ask a source for: those asked that it registers, or all it

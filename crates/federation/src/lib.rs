@@ -14,6 +14,7 @@
 //! changing and removing them is `administer`: a registration decides where this
 //! broker sends requests, and with which headers (`contextSourceInfo`).
 
+pub mod csub;
 pub mod discovery;
 pub mod error;
 pub mod forward;
@@ -39,8 +40,9 @@ pub use error::{FederationError, Result};
 pub use forward::{Forwarded, Warning};
 pub use registration::{Mode, Registration};
 
-/// The document collection registrations are kept in.
+/// The document collections registrations and subscriptions to them are kept in.
 const COLLECTION: &str = "csource_registrations";
+const CSUB_COLLECTION: &str = "csource_subscriptions";
 
 /// How distributed operations are run.
 #[derive(Debug, Clone)]
@@ -94,6 +96,9 @@ pub struct Federation {
     settings: FederationSettings,
     client: reqwest::Client,
     pub stats: Arc<forward::Stats>,
+    /// Subscriptions to registrations (`csub.rs`).
+    csubs: csub::CsrSubscriptions,
+    csub_docs: Collection,
 }
 
 impl Federation {
@@ -102,6 +107,7 @@ impl Federation {
     pub async fn new(broker: Arc<Broker>, settings: FederationSettings) -> Result<Arc<Federation>> {
         let f = Self::build(broker, settings)?;
         f.load().await;
+        f.load_csubs().await;
         Ok(Arc::new(f))
     }
 
@@ -115,12 +121,14 @@ impl Federation {
                 tracing::warn!(%error, "federation client without the egress policy");
                 Arc::new(Federation {
                     docs: broker.collection(COLLECTION),
+                    csub_docs: broker.collection(CSUB_COLLECTION),
                     broker,
                     regs: RwLock::new(HashMap::new()),
                     next_seq: AtomicU64::new(0),
                     settings,
                     client: reqwest::Client::new(),
                     stats: Arc::new(forward::Stats::default()),
+                    csubs: Default::default(),
                 })
             }
         }
@@ -135,6 +143,8 @@ impl Federation {
             })?;
         Ok(Federation {
             docs: broker.collection(COLLECTION),
+            csubs: Default::default(),
+            csub_docs: broker.collection(CSUB_COLLECTION),
             broker,
             regs: RwLock::new(HashMap::new()),
             next_seq: AtomicU64::new(0),
@@ -299,6 +309,7 @@ impl Federation {
             return Err(e);
         }
         tracing::info!(registration = %id, endpoint = %entry.reg.endpoint, mode = ?entry.reg.mode, "context source registered");
+        self.registration_changed(&rc.tenant, csub::RegChange::Created(&entry.reg));
         Ok(id)
     }
 
@@ -373,17 +384,19 @@ impl Federation {
         self.persist(rc, &next).await?;
         self.regs
             .write()
-            .insert((rc.tenant.clone(), id.to_string()), next);
+            .insert((rc.tenant.clone(), id.to_string()), next.clone());
+        self.registration_changed(&rc.tenant, csub::RegChange::Updated(&entry.reg, &next.reg));
         Ok(())
     }
 
     /// `DELETE /csourceRegistrations/{id}`.
     pub async fn delete(&self, rc: &RequestContext, id: &str) -> Result<()> {
-        self.entry(rc, id, Verb::Administer)?;
+        let entry = self.entry(rc, id, Verb::Administer)?;
         self.docs.delete(rc, id).await?;
         self.regs
             .write()
             .remove(&(rc.tenant.clone(), id.to_string()));
+        self.registration_changed(&rc.tenant, csub::RegChange::Deleted(&entry.reg));
         Ok(())
     }
 

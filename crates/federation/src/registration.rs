@@ -161,9 +161,10 @@ fn expand_operation(name: &str) -> Option<Vec<&'static str>> {
     Some(group)
 }
 
-/// An operation only reads (what an auxiliary source may be asked).
+/// An operation writes no entity data (what an auxiliary source may be asked:
+/// reads, and subscriptions, which `federationOps` names too).
 fn reads_only(op: &str) -> bool {
-    op.starts_with("retrieve") || op.starts_with("query")
+    op.starts_with("retrieve") || op.starts_with("query") || SUBSCRIPTION_OPS.contains(&op)
 }
 
 /// One `entities` entry of a `RegistrationInfo`.
@@ -291,6 +292,7 @@ const KNOWN: &[&str] = &[
     "operations",
     "refreshRate",
     "management",
+    "localOnly",
 ];
 
 fn strings(v: &Value, what: &str) -> Result<Vec<String>> {
@@ -664,7 +666,13 @@ impl Registration {
         let observation = parse_interval(body.get("observationInterval"), "observationInterval")?;
         let management_interval =
             parse_interval(body.get("managementInterval"), "managementInterval")?;
-        let management = parse_management(body.get("management"))?;
+        let mut management = parse_management(body.get("management"))?;
+        // Some clients put `localOnly` beside `management` rather than in it.
+        match body.get("localOnly") {
+            None => {}
+            Some(Value::Bool(b)) => management.local_only |= b,
+            Some(_) => return Err(FederationError::bad_data("'localOnly' must be a boolean")),
+        }
         let source_info = parse_source_info(body.get("contextSourceInfo"))?;
         parse_scope(body.get("scope"))?;
         let remote_tenant = match body.get("tenant") {

@@ -123,6 +123,7 @@ pub(crate) fn incoming(req: &NgsiRequest) -> ApiResult<Incoming> {
             .map(str::to_string),
         link: req.link.clone(),
         local: req.bool_param("local")?,
+        csf: req.param("csf").map(str::to_string),
         headers: req.headers.clone(),
     })
 }

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod catalog;
 pub mod console;
 pub mod contexts;
+pub mod csource_subscriptions;
 pub mod discovery;
 pub mod entities;
 pub mod governance;

@@ -463,3 +463,152 @@ async fn brokers_registered_with_each_other_do_not_loop() {
         assert!(loops >= 1.0, "{}", r.text);
     }
 }
+
+#[tokio::test]
+async fn subscriptions_to_registrations_hear_of_matching_changes() {
+    use super::subscriptions::receiver;
+    let a = app().await;
+    let (uri, mut rx) = receiver(Duration::ZERO).await;
+    let next = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, Value)>| {
+        let got = rx.try_recv().ok();
+        got.map(|(_, v)| v)
+    };
+    async fn wait(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, Value)>,
+    ) -> Value {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a notification")
+            .expect("the receiver runs")
+            .1
+    }
+    let speed = json!({"information": [{"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}]});
+    let r = a
+        .post("/ngsi-ld/v1/csourceRegistrations", &registration("urn:r:1", "http://d1:1026", speed.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let sub = json!({"id": "urn:ngsi-ld:Subscription:csr", "type": "Subscription",
+        "entities": [{"type": "Vehicle"}], "watchedAttributes": ["speed"],
+        "notification": {"format": "keyValues", "endpoint": {"uri": uri, "accept": "application/json"}}});
+    let r = a.post("/ngsi-ld/v1/csourceSubscriptions", &sub).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.header("location"),
+        Some("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr")
+    );
+    // What matched already, at once.
+    let n = wait(&mut rx).await;
+    assert_eq!(n["type"], "ContextSourceNotification");
+    assert_eq!(n["subscriptionId"], "urn:ngsi-ld:Subscription:csr");
+    assert_eq!(n["triggerReason"], "newlyMatching");
+    assert_eq!(n["data"][0]["id"], "urn:r:1");
+
+    // A registration of buildings: nothing. One with a matching and another entry:
+    // only the matching entry is notified.
+    a.post("/ngsi-ld/v1/csourceRegistrations", &registration("urn:r:2", "http://d2:1026",
+        json!({"information": [{"entities": [{"type": "Building"}]}]}))).await;
+    a.post("/ngsi-ld/v1/csourceRegistrations", &registration("urn:r:3", "http://d3:1026",
+        json!({"information": [{"entities": [{"type": "Building"}]}, {"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}]}))).await;
+    let n = wait(&mut rx).await;
+    assert_eq!(n["triggerReason"], "newlyMatching");
+    assert_eq!(n["data"][0]["id"], "urn:r:3");
+    assert_eq!(
+        n["data"][0]["information"],
+        json!([{"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}])
+    );
+    // Changed and still matching; changed out of matching; deleted.
+    a.patch("/ngsi-ld/v1/csourceRegistrations/urn:r:3", &json!({"endpoint": "http://d4:1026"})).await;
+    let n = wait(&mut rx).await;
+    assert_eq!((n["triggerReason"].as_str(), n["data"][0]["endpoint"].as_str()), (Some("updated"), Some("http://d4:1026")));
+    a.patch("/ngsi-ld/v1/csourceRegistrations/urn:r:1",
+        &json!({"information": [{"entities": [{"type": "Building"}]}]})).await;
+    let n = wait(&mut rx).await;
+    assert_eq!((n["triggerReason"].as_str(), n["data"][0]["id"].as_str()), (Some("noLongerMatching"), Some("urn:r:1")));
+    a.delete("/ngsi-ld/v1/csourceRegistrations/urn:r:3").await;
+    let n = wait(&mut rx).await;
+    assert_eq!((n["triggerReason"].as_str(), n["data"][0]["id"].as_str()), (Some("noLongerMatching"), Some("urn:r:3")));
+
+    // Paused: nothing; the status and counters show in the subscription.
+    let r = a.patch("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr", &json!({"isActive": false})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    a.post("/ngsi-ld/v1/csourceRegistrations", &registration("urn:r:5", "http://d5:1026", speed)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(next(&mut rx).is_none(), "a paused subscription sends nothing");
+    let r = a.get("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "paused");
+    assert_eq!(r.body["notification"]["status"], "ok");
+    assert_eq!(r.body["notification"]["timesSent"], 5);
+    assert!(r.body["notification"].get("timesFailed").is_none());
+    let r = a.get("/ngsi-ld/v1/csourceSubscriptions?count=true").await;
+    assert_eq!(r.header("ngsild-results-count"), Some("1"));
+    for bad in [
+        json!({"type": "RandomType", "notification": {"endpoint": {"uri": "http://x:1"}}}),
+        json!({"type": "Subscription"}),
+        json!({"type": "Subscription", "q": "speed>", "notification": {"endpoint": {"uri": "http://x:1"}}}),
+        json!({"type": "Subscription", "watchedAttributes": [], "notification": {"endpoint": {"uri": "http://x:1"}}}),
+        json!({"type": "Subscription", "expiresAt": "2018-08-01T22:07:00Z", "notification": {"endpoint": {"uri": "http://x:1"}}}),
+    ] {
+        let r = a.post("/ngsi-ld/v1/csourceSubscriptions", &bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+    }
+    let r = a.delete("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = a.get("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn exclusive_attributes_and_query_only_sources_are_asked_for_what_they_hold() {
+    let city = app().await;
+    let dept = app().await;
+    let dept_url = serve(&dept).await;
+    city.post("/ngsi-ld/v1/entities", &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 13.4, 52.5))
+        .await;
+    // The department holds Vehicle:1's fuel alone, and Vehicle:2 (which it answers
+    // only to queries).
+    dept.post(
+        "/ngsi-ld/v1/entities",
+        &json!({"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle", "fuel": {"type": "Property", "value": 0.25}}),
+    )
+    .await;
+    let mut v2 = vehicle("urn:ngsi-ld:Vehicle:2", 30.0, 13.5, 52.5);
+    v2["fuel"] = json!({"type": "Property", "value": 0.75});
+    dept.post("/ngsi-ld/v1/entities", &v2).await;
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:fuel",
+                &dept_url,
+                json!({"mode": "exclusive", "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}], "propertyNames": ["fuel"]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = city.get("/ngsi-ld/v1/entities?type=Vehicle").await;
+    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:1"], "only Vehicle:1 asked of the source");
+    assert_eq!(r.body[0]["fuel"]["value"], 0.25);
+    assert_eq!(r.body[0]["speed"]["value"], 50.0);
+
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:query-only",
+                &dept_url,
+                json!({"operations": ["queryEntity"], "information": [{"entities": [{"idPattern": ".*:2$", "type": "Vehicle"}]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = city.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["speed"]["value"], 30.0);
+    // csf leaves the source out.
+    let r = city
+        .get("/ngsi-ld/v1/entities?type=Vehicle&csf=endpoint==%22http://elsewhere%22")
+        .await;
+    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:1"]);
+    assert!(r.body[0].get("fuel").is_none());
+}
