@@ -28,8 +28,9 @@ use citybrain_model::ErrorKind;
 
 use crate::context::Family;
 use crate::handlers::{
-    audit, backups, batch, catalog, console, contexts, csource_subscriptions, discovery, entities, governance, incidents,
-    ingest, live, modes, open311, registrations, rules, subscriptions, temporal, twin,
+    audit, backups, batch, catalog, console, contexts, csource_subscriptions, discovery, entities,
+    governance, incidents, ingest, live, modes, open311, registrations, rules, subscriptions,
+    temporal, twin,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;

@@ -44,7 +44,10 @@ async fn time(
         let status = r.status();
         let body: Value = r.json().await?;
         h.record(t.elapsed().as_micros() as u64)?;
-        anyhow::ensure!(status.is_success() && ok(&body), "{url} answered {status}: {body}");
+        anyhow::ensure!(
+            status.is_success() && ok(&body),
+            "{url} answered {status}: {body}"
+        );
     }
     Ok(json!({
         "requests": requests,
@@ -80,7 +83,11 @@ pub async fn run(citybrain: &std::path::Path, n: usize, requests: usize) -> anyh
                 "information": [{"entities": [{"type": "Car"}]}], "endpoint": dept.base}))
             .send()
             .await?;
-        anyhow::ensure!(r.status().is_success(), "registration answered {}", r.status());
+        anyhow::ensure!(
+            r.status().is_success(),
+            "registration answered {}",
+            r.status()
+        );
         time(&http, &query, 50, hundred).await?;
         let query_federated = time(&http, &query, requests, hundred).await?;
         let retrieve_federated_local = time(&http, &local_one, requests, entity).await?;

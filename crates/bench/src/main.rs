@@ -606,7 +606,11 @@ async fn main() -> anyhow::Result<()> {
                 geo::run(n, q, b).await?
             }
             "federation" => {
-                let (n, requests) = if args.quick { (200, 200) } else { (args.federation_entities, 2_000) };
+                let (n, requests) = if args.quick {
+                    (200, 200)
+                } else {
+                    (args.federation_entities, 2_000)
+                };
                 federation::run(&args.citybrain, n, requests).await?
             }
             "hub" => hub::run(if args.quick { 2 } else { args.duration }, args.hub_rate).await?,

@@ -38,7 +38,6 @@ use crate::discovery::{TimeFilter, TimeParams};
 use crate::error::{FederationError, Result};
 use crate::registration::{RegInfo, Registration};
 
-
 /// One `entities` entry of a subscription.
 #[derive(Debug, Clone)]
 struct Selector {
@@ -84,7 +83,9 @@ impl CsrSubscription {
             other => {
                 return Err(bad(format!(
                     "a context source subscription's 'type' must be \"Subscription\", got {}",
-                    other.map(Value::to_string).unwrap_or_else(|| "nothing".into())
+                    other
+                        .map(Value::to_string)
+                        .unwrap_or_else(|| "nothing".into())
                 )))
             }
         }
@@ -102,12 +103,15 @@ impl CsrSubscription {
                 let id = match e.get("id") {
                     None => None,
                     Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
-                    Some(other) => return Err(bad(format!("'entities[].id' must be a URI, got {other}"))),
+                    Some(other) => {
+                        return Err(bad(format!("'entities[].id' must be a URI, got {other}")))
+                    }
                 };
                 let id_pattern = match e.get("idPattern") {
                     None => None,
                     Some(Value::String(p)) => Some(
-                        Regex::new(p).map_err(|err| bad(format!("'entities[].idPattern': {err}")))?,
+                        Regex::new(p)
+                            .map_err(|err| bad(format!("'entities[].idPattern': {err}")))?,
                     ),
                     Some(_) => return Err(bad("'entities[].idPattern' must be a string")),
                 };
@@ -140,7 +144,9 @@ impl CsrSubscription {
         let query = |k: &str| -> Result<Option<Query>> {
             body.get(k)
                 .map(|v| {
-                    let s = v.as_str().ok_or_else(|| bad(format!("'{k}' must be a string")))?;
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| bad(format!("'{k}' must be a string")))?;
                     let mut q = Query::parse(s).map_err(|e| bad(format!("'{k}': {}", e.detail)))?;
                     q.resolve(&ld);
                     Ok(q)
@@ -152,7 +158,13 @@ impl CsrSubscription {
             None => None,
             Some(Value::Object(g)) => {
                 let s = |k: &str| g.get(k).and_then(Value::as_str);
-                geo_query(&ld, s("georel"), s("geometry"), g.get("coordinates"), s("geoproperty"))?
+                geo_query(
+                    &ld,
+                    s("georel"),
+                    s("geometry"),
+                    g.get("coordinates"),
+                    s("geoproperty"),
+                )?
             }
             Some(_) => return Err(bad("'geoQ' must be an object")),
         };
@@ -193,7 +205,10 @@ impl CsrSubscription {
         };
         let mut receiver_info = Vec::new();
         if let Some(v) = ep.get("receiverInfo") {
-            for kv in v.as_array().ok_or_else(|| bad("'receiverInfo' must be an array"))? {
+            for kv in v
+                .as_array()
+                .ok_or_else(|| bad("'receiverInfo' must be an array"))?
+            {
                 match (kv.get("key"), kv.get("value")) {
                     (Some(Value::String(k)), Some(Value::String(v))) => {
                         receiver_info.push((k.clone(), v.clone()))
@@ -271,7 +286,10 @@ impl CsrSubscription {
         let whole = keep.iter().any(|k| *k)
             && self.q.as_ref().is_none_or(|q| q.matches(&r.doc))
             && self.csf.as_ref().is_none_or(|q| q.matches(&r.doc))
-            && self.geo.as_ref().is_none_or(|g| crate::discovery::place_matches(g, r))
+            && self
+                .geo
+                .as_ref()
+                .is_none_or(|g| crate::discovery::place_matches(g, r))
             && self.time.as_ref().is_none_or(|t| t.meets(r));
         whole.then_some(keep)
     }
@@ -279,6 +297,15 @@ impl CsrSubscription {
     fn live(&self, now: DateTime<Utc>) -> bool {
         self.is_active && self.expires_at.is_none_or(|t| t > now)
     }
+}
+
+/// A registration as a notification carries it: the matching `information` entries,
+/// compacted with the subscription's context, `contextSourceInfo` values hidden (a
+/// notification leaves the broker).
+fn notified(r: &Registration, ld: &JsonLdContext, keep: &[bool]) -> Map<String, Value> {
+    let mut m = r.render(ld, Some(keep));
+    crate::registration::redact_source_info(&mut m);
+    m
 }
 
 /// What delivery has done for a subscription.
@@ -293,6 +320,9 @@ struct Delivery {
 
 struct Entry {
     sub: CsrSubscription,
+    /// Who made it: only they (and those who may administer registrations) see and
+    /// change it.
+    owner: citybrain_access::Principal,
     created_at: DateTime<Utc>,
     modified_at: DateTime<Utc>,
     seq: u64,
@@ -339,9 +369,17 @@ impl crate::Federation {
                 .unwrap_or_else(|_| JsonLdContext::core());
             match CsrSubscription::compile(&id, body, context, ld, None) {
                 Ok(sub) => {
-                    let t = |k: &str| doc.get(k).and_then(Value::as_str).and_then(parse_datetime).unwrap_or(now);
+                    let t = |k: &str| {
+                        doc.get(k)
+                            .and_then(Value::as_str)
+                            .and_then(parse_datetime)
+                            .unwrap_or(now)
+                    };
                     let e = Entry {
                         sub,
+                        owner: citybrain_access::Principal::from_json(
+                            doc.get("owner").unwrap_or(&Value::Null),
+                        ),
                         created_at: t("createdAt"),
                         modified_at: t("modifiedAt"),
                         seq: self.csubs.next_seq.fetch_add(1, Ordering::Relaxed),
@@ -349,7 +387,9 @@ impl crate::Federation {
                     };
                     self.csubs.subs.write().insert((tenant, id), Arc::new(e));
                 }
-                Err(error) => tracing::warn!(subscription = %id, error = %citybrain_model::ErrorCode::public_detail(&error), "stored context source subscription no longer valid; skipped"),
+                Err(error) => {
+                    tracing::warn!(subscription = %id, error = %citybrain_model::ErrorCode::public_detail(&error), "stored context source subscription no longer valid; skipped")
+                }
             }
         }
     }
@@ -360,6 +400,7 @@ impl crate::Federation {
             "context": e.sub.context_source,
             "createdAt": format_datetime(&e.created_at),
             "modifiedAt": format_datetime(&e.modified_at),
+            "owner": e.owner.to_json(),
         });
         self.csub_docs.put(rc, &e.sub.id, doc).await?;
         Ok(())
@@ -381,8 +422,11 @@ impl crate::Federation {
                 id
             }
             Some(Value::String(s)) if is_absolute_uri(s) => s.clone(),
-            Some(other) => return Err(bad(format!("subscription 'id' must be a URI, got {other}"))),
+            Some(other) => {
+                return Err(bad(format!("subscription 'id' must be a URI, got {other}")))
+            }
         };
+        let _writes = self.writes.lock().await;
         let now = self.broker.clock().now();
         let sub = CsrSubscription::compile(&id, body, context, ld, Some(now))?;
         self.broker
@@ -391,6 +435,7 @@ impl crate::Federation {
             .map_err(|e| bad(format!("'notification.endpoint.uri': {e}")))?;
         let entry = Arc::new(Entry {
             sub,
+            owner: rc.principal.clone(),
             created_at: now,
             modified_at: now,
             seq: self.csubs.next_seq.fetch_add(1, Ordering::Relaxed),
@@ -420,12 +465,32 @@ impl crate::Federation {
         if !is_absolute_uri(id) {
             return Err(bad(format!("subscription id '{id}' is not a URI")));
         }
-        self.csubs
+        let not_found = || FederationError::not_found(format!("subscription '{id}' not found"));
+        let e = self
+            .csubs
             .subs
             .read()
             .get(&(rc.tenant.clone(), id.to_string()))
             .cloned()
-            .ok_or_else(|| FederationError::not_found(format!("subscription '{id}' not found")))
+            .ok_or_else(not_found)?;
+        if !self.owns(rc, &e) {
+            return Err(not_found());
+        }
+        Ok(e)
+    }
+
+    /// Whether `rc` may see and change the subscription: its owner (anonymous callers
+    /// cannot be told apart, so they own nothing), or whoever may administer
+    /// registrations (everyone in the open demo).
+    fn owns(&self, rc: &RequestContext, e: &Entry) -> bool {
+        (!rc.principal.is_anonymous() && e.owner.actor() == rc.principal.actor())
+            || self
+                .broker
+                .allow(
+                    rc,
+                    Action::new(Verb::Administer, Resource::Registration(None)),
+                )
+                .is_ok()
     }
 
     /// A subscription as its reader sees it (terms compacted with `to`).
@@ -513,7 +578,7 @@ impl crate::Federation {
             .subs
             .read()
             .iter()
-            .filter(|((t, _), _)| *t == rc.tenant)
+            .filter(|((t, _), e)| *t == rc.tenant && self.owns(rc, e))
             .map(|(_, e)| e.clone())
             .collect();
         all.sort_by_key(|e| e.seq);
@@ -536,6 +601,7 @@ impl crate::Federation {
         mut fragment: Map<String, Value>,
         context: Option<Value>,
     ) -> Result<()> {
+        let _writes = self.writes.lock().await;
         let entry = self.csub_entry(rc, id)?;
         if fragment.is_empty() {
             return Err(bad("the subscription fragment is empty"));
@@ -552,7 +618,14 @@ impl crate::Federation {
         let mut body = self.render_csub(&entry, &ld, false);
         body.remove("status");
         if let Some(Value::Object(n)) = body.get_mut("notification") {
-            for k in ["status", "timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure"] {
+            for k in [
+                "status",
+                "timesSent",
+                "timesFailed",
+                "lastNotification",
+                "lastSuccess",
+                "lastFailure",
+            ] {
                 n.remove(k);
             }
         }
@@ -572,6 +645,7 @@ impl crate::Federation {
             .map_err(|e| bad(format!("'notification.endpoint.uri': {e}")))?;
         let next = Arc::new(Entry {
             sub,
+            owner: entry.owner.clone(),
             created_at: entry.created_at,
             modified_at: now,
             seq: entry.seq,
@@ -588,6 +662,7 @@ impl crate::Federation {
 
     /// `DELETE /csourceSubscriptions/{id}`.
     pub async fn delete_csub(&self, rc: &RequestContext, id: &str) -> Result<()> {
+        let _writes = self.writes.lock().await;
         self.csub_entry(rc, id)?;
         self.csub_docs.delete(rc, id).await?;
         self.csubs
@@ -627,7 +702,7 @@ impl crate::Federation {
                     }
                 }
             };
-            let data = vec![reg.render(&e.sub.ld, Some(&keep))];
+            let data = vec![notified(reg, &e.sub.ld, &keep)];
             self.send_notification(e, reason, data);
         }
     }
@@ -641,7 +716,11 @@ impl crate::Federation {
         let data: Vec<Map<String, Value>> = self
             .in_force(tenant)
             .iter()
-            .filter_map(|r| e.sub.matches(&r.reg).map(|k| r.reg.render(&e.sub.ld, Some(&k))))
+            .filter_map(|r| {
+                e.sub
+                    .matches(&r.reg)
+                    .map(|k| notified(&r.reg, &e.sub.ld, &k))
+            })
             .collect();
         if !data.is_empty() {
             self.send_notification(e.clone(), "newlyMatching", data);
@@ -649,7 +728,12 @@ impl crate::Federation {
     }
 
     /// Sends one notification in the background; counts the outcome.
-    fn send_notification(&self, e: Arc<Entry>, reason: &'static str, data: Vec<Map<String, Value>>) {
+    fn send_notification(
+        &self,
+        e: Arc<Entry>,
+        reason: &'static str,
+        data: Vec<Map<String, Value>>,
+    ) {
         let now = self.broker.clock().now();
         let mut body = json!({
             "id": format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4()),
@@ -660,11 +744,10 @@ impl crate::Federation {
             "triggerReason": reason,
         });
         let mut req = self.client.post(&e.sub.endpoint);
-        let ctx = e
-            .sub
-            .context_source
-            .clone()
-            .unwrap_or_else(|| Value::String(citybrain_model::context::CORE_CONTEXT_URL.into()));
+        let ctx =
+            e.sub.context_source.clone().unwrap_or_else(|| {
+                Value::String(citybrain_model::context::CORE_CONTEXT_URL.into())
+            });
         if e.sub.accept_ld {
             body["@context"] = ctx;
             req = req.header("Content-Type", "application/ld+json");
@@ -677,7 +760,19 @@ impl crate::Federation {
                 );
             }
         }
+        if let Err(err) = self.broker.egress.check_url(&e.sub.endpoint) {
+            tracing::warn!(subscription = %e.sub.id, error = %err, "the egress policy refuses the notification endpoint");
+            let mut d = e.delivery.lock();
+            d.times_sent += 1;
+            d.times_failed += 1;
+            d.last_notification = Some(now);
+            d.last_failure = Some(now);
+            return;
+        }
         for (k, v) in &e.sub.receiver_info {
+            if crate::forward::reserved_header(k) {
+                continue;
+            }
             if let (Ok(n), Ok(v)) = (
                 reqwest::header::HeaderName::from_bytes(k.as_bytes()),
                 reqwest::header::HeaderValue::from_str(v),

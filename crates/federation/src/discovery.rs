@@ -209,17 +209,21 @@ impl CsrQuery {
             self.types.as_ref(),
             self.ids.as_deref(),
             self.id_pattern.as_ref(),
+            false,
         ) && self.attrs.as_ref().is_none_or(|a| info.has_any(a))
     }
 }
 
 /// Whether an `information` entry may hold entities of `types`, with one of `ids` or
-/// an id matching `pattern`.
+/// an id matching `pattern`. Two id patterns match when they are the same (discovery:
+/// what a registration says it holds), or, with `overlap`, always (forwarding: two
+/// patterns may share ids, and a source left out is data silently missing).
 pub fn entities_match(
     info: &RegInfo,
     types: Option<&TypeExpr>,
     ids: Option<&[String]>,
     pattern: Option<&Regex>,
+    overlap: bool,
 ) -> bool {
     let Some(entities) = &info.entities else {
         return true;
@@ -243,7 +247,7 @@ pub fn entities_match(
                 || ei
                     .id_pattern
                     .as_ref()
-                    .is_some_and(|mine| mine.as_str() == p.as_str())
+                    .is_some_and(|mine| overlap || mine.as_str() == p.as_str())
         });
         type_ok && ids_ok && pattern_ok
     })

@@ -52,6 +52,100 @@ pub static LOOPS: MetricDef = MetricDef::counter(
     "Requests refused with 508 because they came back to this broker (Via)",
 );
 
+/// Headers the broker sets itself: never a registration's (`contextSourceInfo`) or a
+/// subscription's (`receiverInfo`) to set.
+pub(crate) fn reserved_header(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "via"
+            | "ngsild-tenant"
+            | "host"
+            | "content-length"
+            | "content-type"
+            | "link"
+            | "transfer-encoding"
+            | "connection"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "expect"
+    )
+}
+
+/// Where batch queries go (a source that allows `queryBatch` but not `queryEntity`).
+const BATCH_QUERY: &str = "/ngsi-ld/v1/entityOperations/query";
+
+/// A query's parameters as a `Query` body (5.2.23), with the paging parameters left
+/// in the URL.
+fn query_body(query: &[(String, String)]) -> (Vec<(String, String)>, Value) {
+    let mut url = Vec::new();
+    let mut body = serde_json::Map::new();
+    body.insert("type".into(), Value::String("Query".into()));
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let types = get("type");
+    let mut entities = Vec::new();
+    match get("id") {
+        Some(ids) => {
+            for id in ids.split(',') {
+                let mut e = serde_json::Map::new();
+                e.insert("id".into(), Value::String(id.to_string()));
+                if let Some(t) = &types {
+                    e.insert("type".into(), Value::String(t.clone()));
+                }
+                entities.push(Value::Object(e));
+            }
+        }
+        None => {
+            if let Some(t) = &types {
+                let mut e = serde_json::Map::new();
+                e.insert("type".into(), Value::String(t.clone()));
+                if let Some(p) = get("idPattern") {
+                    e.insert("idPattern".into(), Value::String(p));
+                }
+                entities.push(Value::Object(e));
+            }
+        }
+    }
+    if !entities.is_empty() {
+        body.insert("entities".into(), Value::Array(entities));
+    }
+    if let Some(a) = get("attrs") {
+        body.insert(
+            "attrs".into(),
+            Value::Array(a.split(',').map(|s| Value::String(s.to_string())).collect()),
+        );
+    }
+    for k in ["q", "scopeQ"] {
+        if let Some(v) = get(k) {
+            body.insert(k.into(), Value::String(v));
+        }
+    }
+    if let Some(georel) = get("georel") {
+        let mut g = serde_json::Map::new();
+        g.insert("georel".into(), Value::String(georel));
+        for k in ["geometry", "geoproperty"] {
+            if let Some(v) = get(k) {
+                g.insert(k.into(), Value::String(v));
+            }
+        }
+        if let Some(c) = get("coordinates") {
+            g.insert(
+                "coordinates".into(),
+                serde_json::from_str(&c).unwrap_or(Value::String(c)),
+            );
+        }
+        body.insert("geoQ".into(), Value::Object(g));
+    }
+    for (k, v) in query {
+        if matches!(k.as_str(), "limit" | "offset" | "count" | "local") {
+            url.push((k.clone(), v.clone()));
+        }
+    }
+    (url, Value::Object(body))
+}
+
 /// The most a source's answer may hold; a larger one is left out (warning 111).
 const MAX_ANSWER: usize = 32 << 20;
 
@@ -157,6 +251,18 @@ impl Federation {
         Ok(())
     }
 
+    /// Remote entities as the caller may see them, and how many were hidden.
+    fn seen(&self, rc: &citybrain_access::RequestContext, es: Vec<Entity>) -> (Vec<Entity>, usize) {
+        let n = es.len();
+        let kept: Vec<Entity> = es
+            .into_iter()
+            .filter_map(|e| self.broker.visible(rc, Arc::new(e)))
+            .map(Arc::unwrap_or_clone)
+            .collect();
+        let hidden = n - kept.len();
+        (kept, hidden)
+    }
+
     /// The registrations a query or retrieval goes to: those allowing one of `ops`.
     fn sources(
         &self,
@@ -171,7 +277,14 @@ impl Federation {
             .collect();
         // Auxiliary sources last: they only fill gaps.
         v.sort_by_key(|e| e.reg.mode == Mode::Auxiliary);
-        v.truncate(self.settings.max_sources);
+        if v.len() > self.settings.max_sources {
+            tracing::warn!(
+                matching = v.len(),
+                asked = self.settings.max_sources,
+                "more context sources match than federation.max_sources; the last ones are not asked"
+            );
+            v.truncate(self.settings.max_sources);
+        }
         v
     }
 
@@ -201,14 +314,26 @@ impl Federation {
                 Ok(q)
             })
             .transpose()?;
-        let sources = self.sources(&rc.tenant, &["queryEntity"], |r| {
+        let sources = self.sources(&rc.tenant, &["queryEntity", "queryBatch"], |r| {
             csf.as_ref().is_none_or(|c| c.matches(&r.doc))
+                // A registration that says where or in which scope its data lies is
+                // asked only for queries there; one that says nothing, for any.
+                && q.geo.as_ref().is_none_or(|g| {
+                    r.doc.attr(&g.geoproperty).is_none() || crate::discovery::place_matches(g, r)
+                })
+                && q.scope.as_ref().is_none_or(|patterns| match &r.doc.scope {
+                    None => true,
+                    Some(scopes) => patterns
+                        .iter()
+                        .any(|p| citybrain_broker::query::scope_matches(p, scopes)),
+                })
                 && r.infos.iter().any(|i| {
                     crate::discovery::entities_match(
                         i,
                         q.types.as_ref(),
                         q.ids.as_deref(),
                         q.id_pattern.as_ref(),
+                        true,
                     ) && q.attrs.as_ref().is_none_or(|a| i.has_any(a))
                 })
         });
@@ -221,10 +346,16 @@ impl Federation {
                 "'orderBy' is not supported by distributed queries; add local=true to order this broker's entities",
             ));
         }
-        let want = q
-            .offset
-            .saturating_add(q.limit)
-            .min(self.broker.limits.max_limit);
+        let want = q.offset.saturating_add(q.limit);
+        if want > self.broker.limits.max_limit {
+            return Err(FederationError::new(
+                ErrorKind::TooManyResults,
+                format!(
+                    "a distributed query pages through its first {} entities (offset + limit); narrow the query, or add local=true",
+                    self.broker.limits.max_limit
+                ),
+            ));
+        }
         let mut local_q = q.clone();
         local_q.offset = 0;
         local_q.limit = want;
@@ -255,7 +386,12 @@ impl Federation {
             p("scopeQ", &params.scope_q, &mut query);
             query.push(("limit".into(), want.max(1).to_string()));
             query.push(("count".into(), "true".into()));
-            self.ask(e, "/ngsi-ld/v1/entities", query, ld, inc)
+            if e.reg.allows("queryEntity") {
+                self.ask(e, "/ngsi-ld/v1/entities", query, ld, inc)
+            } else {
+                // A source that only takes batch queries gets the same as a Query.
+                self.ask(e, BATCH_QUERY, query, ld, inc)
+            }
         });
         let answers = futures::future::join_all(calls).await;
         let mut warnings = Vec::new();
@@ -269,13 +405,19 @@ impl Federation {
             false,
         )];
         let mut more = local.has_more;
+        let mut hidden = 0usize;
         for a in answers {
             match a {
-                Ok(Some(a)) => {
-                    if a.count.is_some_and(|c| c > a.entities.len()) {
+                Ok(Some(mut a)) => {
+                    if a.count.is_some_and(|c| c > a.entities.len()) || a.entities.len() > want {
                         more = true;
                     }
-                    fetched.push((a.entities, a.count, a.auxiliary));
+                    a.entities.truncate(want);
+                    // Remote entities pass the caller's view before merging, as the
+                    // local ones already did (a masked value is never masked twice).
+                    let seen = self.seen(rc, a.entities);
+                    hidden += seen.1;
+                    fetched.push((seen.0, a.count, a.auxiliary));
                 }
                 Ok(None) => {}
                 Err(w) => warnings.push(w),
@@ -285,12 +427,11 @@ impl Federation {
         let fetched_len: usize = fetched.iter().map(|(es, _, _)| es.len()).sum();
         let merged = merge(fetched);
         let duplicates = fetched_len - merged.len();
-        let merged: Vec<Arc<Entity>> = merged
-            .into_iter()
-            .filter_map(|e| self.broker.visible(rc, Arc::new(e)))
-            .collect();
+        let merged: Vec<Arc<Entity>> = merged.into_iter().map(Arc::new).collect();
         let has_more = more || merged.len() > want;
-        let total = q.count.then(|| counted.saturating_sub(duplicates));
+        let total = q
+            .count
+            .then(|| counted.saturating_sub(duplicates).saturating_sub(hidden));
         let entities: Vec<Arc<Entity>> = merged.into_iter().skip(q.offset).take(q.limit).collect();
         Ok(Forwarded {
             value: QueryPage {
@@ -327,15 +468,19 @@ impl Federation {
         };
         let local_types: Vec<Arc<str>> =
             local.as_ref().map(|e| e.types.clone()).unwrap_or_default();
-        let sources = self.sources(&rc.tenant, &["retrieveEntity", "queryEntity"], |r| {
-            r.infos.iter().any(|i| {
-                let held = i
-                    .entities
-                    .as_ref()
-                    .is_none_or(|es| es.iter().any(|ei| ei.covers(id, &local_types)));
-                held && attrs.is_none_or(|a| i.has_any(a))
-            })
-        });
+        let sources = self.sources(
+            &rc.tenant,
+            &["retrieveEntity", "queryEntity", "queryBatch"],
+            |r| {
+                r.infos.iter().any(|i| {
+                    let held = i
+                        .entities
+                        .as_ref()
+                        .is_none_or(|es| es.iter().any(|ei| ei.covers(id, &local_types)));
+                    held && attrs.is_none_or(|a| i.has_any(a))
+                })
+            },
+        );
         if sources.is_empty() {
             return local
                 .map(|e| Forwarded {
@@ -371,7 +516,12 @@ impl Federation {
             if !types.is_empty() {
                 query.push(("type".to_string(), types.join(",")));
             }
-            self.ask(e, "/ngsi-ld/v1/entities", query, ld, inc)
+            let path = if e.reg.allows("queryEntity") {
+                "/ngsi-ld/v1/entities"
+            } else {
+                BATCH_QUERY
+            };
+            self.ask(e, path, query, ld, inc)
         });
         let answers = futures::future::join_all(calls).await;
         let mut warnings = Vec::new();
@@ -383,15 +533,19 @@ impl Federation {
         for a in answers {
             match a {
                 Ok(Some(a)) => {
-                    let es = a.entities.into_iter().filter(|e| e.id == id).collect();
-                    fetched.push((es, None, a.auxiliary));
+                    let es = a
+                        .entities
+                        .into_iter()
+                        .filter(|e| e.id == id)
+                        .take(1)
+                        .collect();
+                    fetched.push((self.seen(rc, es).0, None, a.auxiliary));
                 }
                 Ok(None) => {}
                 Err(w) => warnings.push(w),
             }
         }
-        let merged = merge(fetched).into_iter().next();
-        let seen = merged.and_then(|e| self.broker.visible(rc, Arc::new(e)));
+        let seen = merge(fetched).into_iter().next().map(Arc::new);
         match seen {
             Some(e) => Ok(Forwarded { value: e, warnings }),
             None => Err(
@@ -412,21 +566,35 @@ impl Federation {
         inc: &Incoming,
     ) -> std::result::Result<Option<Answer>, Warning> {
         let reg = &e.reg;
+        let now = self.broker.clock().now();
+        // The registration's id names the source in warnings: its endpoint is for
+        // those who may read registrations.
+        let warn = |code: u16, text: String| Warning {
+            code,
+            agent: reg.id.clone(),
+            text,
+        };
+        // Checked again at every use: the policy may have changed since the
+        // registration was made (a literal address is not resolved, so this is its
+        // only check).
+        if let Err(err) = self.broker.egress.check_url(&reg.endpoint) {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(warn(
+                299,
+                format!("the egress policy refuses the endpoint: {err}"),
+            ));
+        }
+        if let (Some(cool), Some(failed)) = (reg.management.cooldown, e.status.lock().last_failure)
+        {
+            if now < failed + chrono::Duration::from_std(cool).unwrap_or_default() {
+                return Err(warn(199, "not asked: cooling down after a failure".into()));
+            }
+        }
         if reg.management.local_only {
             query.push(("local".into(), "true".into()));
         }
-        let url = format!("{}{}", reg.endpoint, path);
-        let via = match &inc.via {
-            Some(v) if !v.trim().is_empty() => format!("{v}, 1.1 {}", self.settings.alias),
-            _ => format!("1.1 {}", self.settings.alias),
-        };
-        let mut req = self
-            .client
-            .get(&url)
-            .query(&query)
-            .header("Accept", "application/json")
-            .header("Via", via);
         let mut link = inc.link.clone();
+        let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &reg.source_info {
             let value = if v == "urn:ngsi-ld:request" {
                 match inc.headers.get(k).and_then(|v| v.to_str().ok()) {
@@ -438,20 +606,50 @@ impl Federation {
             };
             match k.to_ascii_lowercase().as_str() {
                 "jsonldcontext" => link = Some(value),
-                "accept" | "contenttype" | "content-type" => {}
-                // The broker's own: never a registration's to set.
-                "via" | "ngsild-tenant" | "host" | "content-length" | "link"
-                | "transfer-encoding" => {}
+                "accept" | "contenttype" => {}
+                k if reserved_header(k) => {}
                 _ => {
                     if let (Ok(n), Ok(v)) = (
                         reqwest::header::HeaderName::from_bytes(k.as_bytes()),
                         reqwest::header::HeaderValue::from_str(&value),
                     ) {
-                        req = req.header(n, v);
+                        headers.append(n, v);
                     }
                 }
             }
         }
+        if link != inc.link {
+            // The source reads this request with another context than the client's:
+            // types and attribute names go as full IRIs, which read the same in any.
+            for (k, v) in query.iter_mut() {
+                if matches!(k.as_str(), "type" | "attrs") && !v.contains([';', '|', '(', ')']) {
+                    *v = v
+                        .split(',')
+                        .map(|t| ld.expand(t))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                }
+            }
+        }
+        let via = match &inc.via {
+            Some(v) if !v.trim().is_empty() => format!("{v}, 1.1 {}", self.settings.alias),
+            _ => format!("1.1 {}", self.settings.alias),
+        };
+        let url = format!("{}{}", reg.endpoint, path);
+        let mut req = if path == BATCH_QUERY {
+            let (url_part, body) = query_body(&query);
+            self.client
+                .post(url)
+                .query(&url_part)
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+        } else {
+            self.client.get(url).query(&query)
+        };
+        req = req
+            .headers(headers)
+            .header("Accept", "application/json")
+            .header("Via", via);
         if let Some(l) = &link {
             req = req.header(
                 "Link",
@@ -461,13 +659,17 @@ impl Federation {
         if let Some(t) = &reg.remote_tenant {
             req = req.header("NGSILD-Tenant", t);
         }
-        let timeout = reg.management.timeout.unwrap_or(self.settings.timeout);
+        // A registration may ask for less time than the broker gives, never more.
+        let timeout = reg
+            .management
+            .timeout
+            .map_or(self.settings.timeout, |t| t.min(self.settings.timeout));
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         let outcome = tokio::time::timeout(timeout, async {
             let resp = req
                 .send()
                 .await
-                .map_err(|err| (199, format!("no answer: {err}")))?;
+                .map_err(|err| (199, format!("no answer: {}", err.without_url())))?;
             let status = resp.status();
             let count = resp
                 .headers()
@@ -479,7 +681,7 @@ impl Federation {
             while let Some(chunk) = resp
                 .chunk()
                 .await
-                .map_err(|err| (199, format!("answer cut: {err}")))?
+                .map_err(|err| (199, format!("answer cut: {}", err.without_url())))?
             {
                 if body.len() + chunk.len() > MAX_ANSWER {
                     return Err((111, format!("answer larger than {MAX_ANSWER} bytes")));
@@ -490,7 +692,6 @@ impl Federation {
         })
         .await
         .unwrap_or_else(|_| Err((199, format!("no answer within {} ms", timeout.as_millis()))));
-        let now = self.broker.clock().now();
         let fail = |code: u16, text: String| {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             let mut st = e.status.lock();
@@ -498,11 +699,7 @@ impl Federation {
             st.times_failed += 1;
             st.last_failure = Some(now);
             tracing::warn!(registration = %reg.id, endpoint = %reg.endpoint, code, reason = %text, "context source failed");
-            Warning {
-                code,
-                agent: reg.endpoint.clone(),
-                text: format!("{}: {text}", reg.id),
-            }
+            warn(code, text)
         };
         let (status, count, body) = outcome.map_err(|(c, t)| fail(c, t))?;
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::LOOP_DETECTED
@@ -515,29 +712,28 @@ impl Federation {
         if !status.is_success() {
             return Err(fail(299, format!("answered {status}")));
         }
-        let parse_ld = match (&link, &inc.link) {
-            (Some(l), Some(i)) if l == i => None,
-            (Some(l), _) => Some(l.clone()),
-            _ => None,
+        let theirs;
+        let ctx: &JsonLdContext = match &link {
+            Some(l) if link != inc.link => {
+                theirs = self
+                    .broker
+                    .contexts
+                    .resolve(Some(&Value::String(l.clone())))
+                    .await
+                    .map_err(|err| {
+                        fail(
+                            111,
+                            format!(
+                                "its @context: {}",
+                                citybrain_model::ErrorCode::public_detail(&err)
+                            ),
+                        )
+                    })?;
+                &theirs
+            }
+            _ => ld,
         };
-        let ctx: Arc<JsonLdContext> = match parse_ld {
-            Some(url) => self
-                .broker
-                .contexts
-                .resolve(Some(&Value::String(url)))
-                .await
-                .map_err(|err| {
-                    fail(
-                        111,
-                        format!(
-                            "its @context: {}",
-                            citybrain_model::ErrorCode::public_detail(&err)
-                        ),
-                    )
-                })?,
-            None => Arc::new(ld.clone()),
-        };
-        let entities = parse_entities(&body, &ctx, now).map_err(|why| fail(111, why))?;
+        let entities = parse_entities(&body, ctx, now).map_err(|why| fail(111, why))?;
         {
             let mut st = e.status.lock();
             st.times_sent += 1;
@@ -561,16 +757,26 @@ fn e_kind(e: &citybrain_broker::BrokerError) -> ErrorKind {
 fn held_ids(reg: &Registration, q: &EntityQuery) -> Option<String> {
     let mut ids: Vec<&str> = Vec::new();
     for i in &reg.infos {
-        if !crate::discovery::entities_match(i, q.types.as_ref(), q.ids.as_deref(), q.id_pattern.as_ref()) {
+        if !crate::discovery::entities_match(
+            i,
+            q.types.as_ref(),
+            q.ids.as_deref(),
+            q.id_pattern.as_ref(),
+            true,
+        ) {
             continue;
         }
         for ei in i.entities.as_ref()? {
             let id = ei.id.as_deref()?;
-            if q.ids.as_ref().is_none_or(|asked| asked.iter().any(|a| a == id)) {
+            if q.ids
+                .as_ref()
+                .is_none_or(|asked| asked.iter().any(|a| a == id))
+            {
                 ids.push(id);
             }
         }
     }
+    ids.sort_unstable();
     ids.dedup();
     (!ids.is_empty()).then(|| ids.join(","))
 }

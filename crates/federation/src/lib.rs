@@ -99,6 +99,11 @@ pub struct Federation {
     /// Subscriptions to registrations (`csub.rs`).
     csubs: csub::CsrSubscriptions,
     csub_docs: Collection,
+    /// Held across every change of registrations and their subscriptions (check,
+    /// persist, swap in memory, notify), so that concurrent changes apply one after
+    /// the other: a PATCH cannot bring back what a DELETE removed, and two exclusive
+    /// registrations cannot both pass the conflict check.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Federation {
@@ -126,9 +131,15 @@ impl Federation {
                     regs: RwLock::new(HashMap::new()),
                     next_seq: AtomicU64::new(0),
                     settings,
-                    client: reqwest::Client::new(),
+                    // Without the egress policy's resolver: no redirects at least, and
+                    // every endpoint is still checked by `check_url` before use.
+                    client: reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .unwrap_or_default(),
                     stats: Arc::new(forward::Stats::default()),
                     csubs: Default::default(),
+                    writes: tokio::sync::Mutex::new(()),
                 })
             }
         }
@@ -137,7 +148,13 @@ impl Federation {
     fn build(broker: Arc<Broker>, settings: FederationSettings) -> Result<Federation> {
         let client = broker
             .egress
-            .client(reqwest::Client::builder().connect_timeout(settings.timeout))
+            // Header names in their usual spelling (`Via`, `Link`): some context
+            // sources look them up that way.
+            .client(
+                reqwest::Client::builder()
+                    .connect_timeout(settings.timeout)
+                    .http1_title_case_headers(),
+            )
             .map_err(|e| {
                 FederationError::new(ErrorKind::InternalError, format!("HTTP client: {e}"))
             })?;
@@ -145,6 +162,7 @@ impl Federation {
             docs: broker.collection(COLLECTION),
             csubs: Default::default(),
             csub_docs: broker.collection(CSUB_COLLECTION),
+            writes: tokio::sync::Mutex::new(()),
             broker,
             regs: RwLock::new(HashMap::new()),
             next_seq: AtomicU64::new(0),
@@ -280,12 +298,19 @@ impl Federation {
                 )))
             }
         };
+        let _writes = self.writes.lock().await;
+        self.sweep_locked(rc).await;
         let now = self.broker.clock().now();
-        self.sweep(rc).await;
         let reg = Registration::compile(&rc.tenant, &id, body, context, ld, Some(now))?;
         self.check_endpoint(&reg)?;
         self.check_conflicts(rc, &reg, None)?;
         let key = (rc.tenant.clone(), id.clone());
+        if self.regs.read().contains_key(&key) {
+            return Err(FederationError::new(
+                ErrorKind::AlreadyExists,
+                format!("registration '{id}' already exists"),
+            ));
+        }
         let entry = Arc::new(Entry {
             reg: Arc::new(reg),
             owner: rc.principal.clone(),
@@ -294,20 +319,9 @@ impl Federation {
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             status: Arc::default(),
         });
-        {
-            let mut regs = self.regs.write();
-            if regs.contains_key(&key) {
-                return Err(FederationError::new(
-                    ErrorKind::AlreadyExists,
-                    format!("registration '{id}' already exists"),
-                ));
-            }
-            regs.insert(key.clone(), entry.clone());
-        }
-        if let Err(e) = self.persist(rc, &entry).await {
-            self.regs.write().remove(&key);
-            return Err(e);
-        }
+        // In force only once it is durable.
+        self.persist(rc, &entry).await?;
+        self.regs.write().insert(key, entry.clone());
         tracing::info!(registration = %id, endpoint = %entry.reg.endpoint, mode = ?entry.reg.mode, "context source registered");
         self.registration_changed(&rc.tenant, csub::RegChange::Created(&entry.reg));
         Ok(id)
@@ -391,6 +405,7 @@ impl Federation {
 
     /// `DELETE /csourceRegistrations/{id}`.
     pub async fn delete(&self, rc: &RequestContext, id: &str) -> Result<()> {
+        let _writes = self.writes.lock().await;
         let entry = self.entry(rc, id, Verb::Administer)?;
         self.docs.delete(rc, id).await?;
         self.regs
@@ -401,22 +416,39 @@ impl Federation {
     }
 
     /// Removes the tenant's expired registrations (a registration that expired is
-    /// gone: 404, as if deleted).
+    /// gone: 404, as if deleted); their subscribers hear `noLongerMatching`.
     async fn sweep(&self, rc: &RequestContext) {
         let now = self.broker.clock().now();
-        let expired: Vec<String> = self
+        let any = self
+            .regs
+            .read()
+            .iter()
+            .any(|((t, _), e)| *t == rc.tenant && e.reg.expired(now));
+        if any {
+            let _writes = self.writes.lock().await;
+            self.sweep_locked(rc).await;
+        }
+    }
+
+    /// [`Federation::sweep`] with the write lock held.
+    async fn sweep_locked(&self, rc: &RequestContext) {
+        let now = self.broker.clock().now();
+        let expired: Vec<Arc<Entry>> = self
             .regs
             .read()
             .iter()
             .filter(|((t, _), e)| *t == rc.tenant && e.reg.expired(now))
-            .map(|((_, id), _)| id.clone())
+            .map(|(_, e)| e.clone())
             .collect();
-        for id in expired {
-            if let Err(error) = self.docs.delete(rc, &id).await {
+        let system = RequestContext::service(rc.tenant.clone(), Principal::SYSTEM);
+        for e in expired {
+            let id = &e.reg.id;
+            if let Err(error) = self.docs.delete(&system, id).await {
                 tracing::warn!(registration = %id, error = %citybrain_model::ErrorCode::public_detail(&error), "expired registration could not be removed");
                 continue;
             }
-            self.regs.write().remove(&(rc.tenant.clone(), id));
+            self.regs.write().remove(&(rc.tenant.clone(), id.clone()));
+            self.registration_changed(&rc.tenant, csub::RegChange::Deleted(&e.reg));
         }
     }
 
@@ -430,10 +462,26 @@ impl Federation {
         reg: &Registration,
         replacing: Option<&str>,
     ) -> Result<()> {
+        let conflict = |why: String| FederationError::new(ErrorKind::Conflict, why);
+        for other in self.in_force(&rc.tenant) {
+            let o = &other.reg;
+            if Some(o.id.as_str()) == replacing || !overlaps(reg, o) {
+                continue;
+            }
+            // What an exclusive registration holds, nobody else registers; an
+            // exclusive one cannot take what a redirect already sends elsewhere.
+            if o.mode == Mode::Exclusive
+                || (reg.mode == Mode::Exclusive && o.mode == Mode::Redirect)
+            {
+                return Err(conflict(format!(
+                    "Conflict: registration '{}' ({:?}) already covers these attributes",
+                    o.id, o.mode
+                )));
+            }
+        }
         if !matches!(reg.mode, Mode::Exclusive | Mode::Redirect) {
             return Ok(());
         }
-        let conflict = |why: String| FederationError::new(ErrorKind::Conflict, why);
         let system = RequestContext::service(rc.tenant.clone(), Principal::SYSTEM);
         for info in &reg.infos {
             for ei in info.entities.iter().flatten() {
@@ -456,18 +504,6 @@ impl Federation {
                 }
             }
         }
-        for other in self.in_force(&rc.tenant) {
-            let o = &other.reg;
-            if Some(o.id.as_str()) == replacing || o.mode != Mode::Exclusive {
-                continue;
-            }
-            if overlaps(reg, o) {
-                return Err(conflict(format!(
-                    "Conflict: registration '{}' already holds these attributes exclusively",
-                    o.id
-                )));
-            }
-        }
         Ok(())
     }
 
@@ -475,11 +511,17 @@ impl Federation {
     /// `modifiedAt` for `sys_attrs`, and the source's status once it has been asked.
     pub fn render(
         &self,
+        rc: &RequestContext,
         e: &Entry,
         to: &citybrain_model::JsonLdContext,
         sys_attrs: bool,
     ) -> Map<String, Value> {
         let mut out = e.reg.render(to, None);
+        // `contextSourceInfo` may carry a department's credentials: its values are
+        // shown only to those who may change registrations.
+        if self.allow(rc, Verb::Administer, Some(&e.reg.id)).is_err() {
+            registration::redact_source_info(&mut out);
+        }
         if sys_attrs {
             out.insert(
                 "createdAt".into(),
@@ -533,6 +575,7 @@ impl Federation {
 
     /// `GET /csourceRegistrations/{id}`.
     pub async fn get(&self, rc: &RequestContext, id: &str) -> Result<Arc<Entry>> {
+        self.allow(rc, Verb::Read, Some(id))?;
         self.sweep(rc).await;
         self.entry(rc, id, Verb::Read)
     }

@@ -605,9 +605,7 @@ impl Registration {
             }
         };
         let endpoint = match body.get("endpoint") {
-            Some(Value::String(s)) if is_absolute_uri(s) && s.contains("://") => {
-                s.trim_end_matches('/').to_string()
-            }
+            Some(Value::String(s)) => endpoint_base(s)?,
             Some(_) => {
                 return Err(FederationError::bad_data(
                     "'endpoint' must be an absolute URI (http://host:port)",
@@ -759,6 +757,40 @@ impl Registration {
     }
 }
 
+/// A registration's `endpoint` as the base of the URLs requests go to: `http` or
+/// `https`, a host, no credentials (they belong in `contextSourceInfo`, which is not
+/// shown to every reader), no query or fragment.
+fn endpoint_base(s: &str) -> Result<String> {
+    let bad = |why: &str| FederationError::bad_data(format!("'endpoint' {why}: '{s}'"));
+    let url =
+        reqwest::Url::parse(s).map_err(|_| bad("must be an absolute URI (http://host:port)"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("must be an http or https URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("needs a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry credentials (use contextSourceInfo)"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not carry a query or fragment"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// Hides the values of `contextSourceInfo` in a rendered registration (they may be
+/// credentials).
+pub fn redact_source_info(out: &mut Map<String, Value>) {
+    if let Some(Value::Array(items)) = out.get_mut("contextSourceInfo") {
+        for kv in items.iter_mut() {
+            if let Some(v) = kv.get_mut("value") {
+                *v = Value::String("***".into());
+            }
+        }
+    }
+}
+
 fn compact_info(info: &mut Value, term: &dyn Fn(&str) -> String) {
     let names = |v: &mut Value| {
         if let Value::Array(items) = v {
@@ -838,6 +870,9 @@ mod tests {
         let cases = [
             (json!({"information": null}), "'information'"),
             (json!({"endpoint": "not a uri"}), "'endpoint'"),
+            (json!({"endpoint": "http://u:pw@dept:1026"}), "credentials"),
+            (json!({"endpoint": "mqtt://dept:1883"}), "http or https"),
+            (json!({"endpoint": "http://dept:1026/?a=b"}), "query"),
             (json!({"mode": "sometimes"}), "'mode'"),
             (json!({"operations": ["fly"]}), "unknown operation 'fly'"),
             (json!({"expiresAt": "2018-11-29T14:53:15Z"}), "in the past"),

@@ -154,7 +154,22 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
     }
     let p = query_params_from_body(&req, &body)?;
     let q = crate::handlers::entities::entity_query(&app, &ld, &p)?;
-    let page = app.broker.query_entities(&req.rc, &q)?;
+    let (page, warnings) = if app.federation.has_registrations(&req.rc.tenant) {
+        let f = app
+            .federation
+            .query_entities(
+                &req.rc,
+                &p,
+                &q,
+                &ld,
+                &crate::handlers::entities::incoming(&req)?,
+            )
+            .await
+            .map_err(crate::handlers::entities::federated_error)?;
+        (f.value, f.warnings)
+    } else {
+        (app.broker.query_entities(&req.rc, &q)?, Vec::new())
+    };
     // join / joinLevel may come in the Query body (019_24) or as parameters.
     let mut join = req.join()?;
     if let Some(j) = body.get("join") {
@@ -163,7 +178,9 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
     if let Some(l) = body.get("joinLevel") {
         join.1 = Join::parse_level(Some(&l.to_string()))?;
     }
-    page_response(&app, &req, &ld, &page, ENTITIES, join)
+    let mut resp = page_response(&app, &req, &ld, &page, ENTITIES, join)?;
+    crate::handlers::entities::add_warnings(&mut resp, &warnings);
+    Ok(resp)
 }
 
 /// The parameters of a `Query` body (`POST .../entityOperations/query`).

@@ -39,7 +39,10 @@ pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Re
     if limit > app.broker.limits.max_limit {
         return Err(ApiError::new(
             citybrain_model::ErrorKind::TooManyResults,
-            format!("'limit' is above the maximum {}", app.broker.limits.max_limit),
+            format!(
+                "'limit' is above the maximum {}",
+                app.broker.limits.max_limit
+            ),
         ));
     }
     let (page, total) =

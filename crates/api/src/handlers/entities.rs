@@ -159,12 +159,17 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
         .await
         .map_err(federated_error)?;
     let mut resp = page_response(&app, &req, &ld, &f.value, ENTITIES, req.join()?)?;
-    for (n, v) in warning_headers(&f.warnings) {
+    add_warnings(&mut resp, &f.warnings);
+    Ok(resp)
+}
+
+/// Adds the sources' warnings to an answer.
+pub(crate) fn add_warnings(resp: &mut Response, warnings: &[Warning]) {
+    for (n, v) in warning_headers(warnings) {
         if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
             resp.headers_mut().append(n, v);
         }
     }
-    Ok(resp)
 }
 
 pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {

@@ -39,7 +39,13 @@ pub async fn query(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<R
     let sys_attrs = req.has_option("sysAttrs");
     let items: Vec<Value> = page
         .iter()
-        .map(|e| response::with_context(app.federation.render(e, &ld, sys_attrs), accept, &ld))
+        .map(|e| {
+            response::with_context(
+                app.federation.render(&req.rc, e, &ld, sys_attrs),
+                accept,
+                &ld,
+            )
+        })
         .collect();
     let mut extra = Vec::new();
     if req.bool_param("count")? {
@@ -74,7 +80,9 @@ pub async fn retrieve(
     app.broker.check_tenant(&req.rc)?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let e = app.federation.get(&req.rc, &id).await?;
-    let m = app.federation.render(&e, &ld, req.has_option("sysAttrs"));
+    let m = app
+        .federation
+        .render(&req.rc, &e, &ld, req.has_option("sysAttrs"));
     Ok(response::json(
         StatusCode::OK,
         &response::with_context(m, accept, &ld),

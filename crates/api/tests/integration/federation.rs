@@ -373,17 +373,15 @@ async fn failing_and_slow_sources_are_named_and_never_stall_the_answer() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:1"]);
     let warnings = r.header_all("ngsild-warning");
-    for (code, url) in [
-        ("299", &forbidden),
-        ("111", &garbage),
-        ("199", &closed),
-        ("199", &slow),
-    ] {
+    // Each source named by its registration (its endpoint is for those who may read
+    // registrations).
+    for (code, n) in [("299", 1), ("111", 2), ("199", 3), ("199", 4)] {
         assert!(
-            warnings.contains(&format!("{code} {url}")),
-            "{code} {url} in {warnings}"
+            warnings.contains(&format!("{code} urn:r:{n} ")),
+            "{code} urn:r:{n} in {warnings}"
         );
     }
+    assert!(!warnings.contains("127.0.0.1"), "{warnings}");
     // The slow source answers in 30 s; the query does not wait for it.
     assert!(took < Duration::from_secs(15), "took {took:?}");
 
@@ -482,9 +480,13 @@ async fn subscriptions_to_registrations_hear_of_matching_changes() {
             .expect("the receiver runs")
             .1
     }
-    let speed = json!({"information": [{"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}]});
+    let speed =
+        json!({"information": [{"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}]});
     let r = a
-        .post("/ngsi-ld/v1/csourceRegistrations", &registration("urn:r:1", "http://d1:1026", speed.clone()))
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration("urn:r:1", "http://d1:1026", speed.clone()),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let sub = json!({"id": "urn:ngsi-ld:Subscription:csr", "type": "Subscription",
@@ -505,8 +507,15 @@ async fn subscriptions_to_registrations_hear_of_matching_changes() {
 
     // A registration of buildings: nothing. One with a matching and another entry:
     // only the matching entry is notified.
-    a.post("/ngsi-ld/v1/csourceRegistrations", &registration("urn:r:2", "http://d2:1026",
-        json!({"information": [{"entities": [{"type": "Building"}]}]}))).await;
+    a.post(
+        "/ngsi-ld/v1/csourceRegistrations",
+        &registration(
+            "urn:r:2",
+            "http://d2:1026",
+            json!({"information": [{"entities": [{"type": "Building"}]}]}),
+        ),
+    )
+    .await;
     a.post("/ngsi-ld/v1/csourceRegistrations", &registration("urn:r:3", "http://d3:1026",
         json!({"information": [{"entities": [{"type": "Building"}]}, {"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}]}))).await;
     let n = wait(&mut rx).await;
@@ -517,24 +526,57 @@ async fn subscriptions_to_registrations_hear_of_matching_changes() {
         json!([{"entities": [{"type": "Vehicle"}], "propertyNames": ["speed"]}])
     );
     // Changed and still matching; changed out of matching; deleted.
-    a.patch("/ngsi-ld/v1/csourceRegistrations/urn:r:3", &json!({"endpoint": "http://d4:1026"})).await;
+    a.patch(
+        "/ngsi-ld/v1/csourceRegistrations/urn:r:3",
+        &json!({"endpoint": "http://d4:1026"}),
+    )
+    .await;
     let n = wait(&mut rx).await;
-    assert_eq!((n["triggerReason"].as_str(), n["data"][0]["endpoint"].as_str()), (Some("updated"), Some("http://d4:1026")));
-    a.patch("/ngsi-ld/v1/csourceRegistrations/urn:r:1",
-        &json!({"information": [{"entities": [{"type": "Building"}]}]})).await;
+    assert_eq!(
+        (
+            n["triggerReason"].as_str(),
+            n["data"][0]["endpoint"].as_str()
+        ),
+        (Some("updated"), Some("http://d4:1026"))
+    );
+    a.patch(
+        "/ngsi-ld/v1/csourceRegistrations/urn:r:1",
+        &json!({"information": [{"entities": [{"type": "Building"}]}]}),
+    )
+    .await;
     let n = wait(&mut rx).await;
-    assert_eq!((n["triggerReason"].as_str(), n["data"][0]["id"].as_str()), (Some("noLongerMatching"), Some("urn:r:1")));
+    assert_eq!(
+        (n["triggerReason"].as_str(), n["data"][0]["id"].as_str()),
+        (Some("noLongerMatching"), Some("urn:r:1"))
+    );
     a.delete("/ngsi-ld/v1/csourceRegistrations/urn:r:3").await;
     let n = wait(&mut rx).await;
-    assert_eq!((n["triggerReason"].as_str(), n["data"][0]["id"].as_str()), (Some("noLongerMatching"), Some("urn:r:3")));
+    assert_eq!(
+        (n["triggerReason"].as_str(), n["data"][0]["id"].as_str()),
+        (Some("noLongerMatching"), Some("urn:r:3"))
+    );
 
     // Paused: nothing; the status and counters show in the subscription.
-    let r = a.patch("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr", &json!({"isActive": false})).await;
+    let r = a
+        .patch(
+            "/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr",
+            &json!({"isActive": false}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    a.post("/ngsi-ld/v1/csourceRegistrations", &registration("urn:r:5", "http://d5:1026", speed)).await;
+    a.post(
+        "/ngsi-ld/v1/csourceRegistrations",
+        &registration("urn:r:5", "http://d5:1026", speed),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(next(&mut rx).is_none(), "a paused subscription sends nothing");
-    let r = a.get("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr").await;
+    assert!(
+        next(&mut rx).is_none(),
+        "a paused subscription sends nothing"
+    );
+    let r = a
+        .get("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr")
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["status"], "paused");
     assert_eq!(r.body["notification"]["status"], "ok");
@@ -552,9 +594,13 @@ async fn subscriptions_to_registrations_hear_of_matching_changes() {
         let r = a.post("/ngsi-ld/v1/csourceSubscriptions", &bad).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
     }
-    let r = a.delete("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr").await;
+    let r = a
+        .delete("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr")
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let r = a.get("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr").await;
+    let r = a
+        .get("/ngsi-ld/v1/csourceSubscriptions/urn:ngsi-ld:Subscription:csr")
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
@@ -563,8 +609,11 @@ async fn exclusive_attributes_and_query_only_sources_are_asked_for_what_they_hol
     let city = app().await;
     let dept = app().await;
     let dept_url = serve(&dept).await;
-    city.post("/ngsi-ld/v1/entities", &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 13.4, 52.5))
-        .await;
+    city.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 13.4, 52.5),
+    )
+    .await;
     // The department holds Vehicle:1's fuel alone, and Vehicle:2 (which it answers
     // only to queries).
     dept.post(
@@ -587,7 +636,11 @@ async fn exclusive_attributes_and_query_only_sources_are_asked_for_what_they_hol
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let r = city.get("/ngsi-ld/v1/entities?type=Vehicle").await;
-    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:1"], "only Vehicle:1 asked of the source");
+    assert_eq!(
+        ids(&r.body),
+        ["urn:ngsi-ld:Vehicle:1"],
+        "only Vehicle:1 asked of the source"
+    );
     assert_eq!(r.body[0]["fuel"]["value"], 0.25);
     assert_eq!(r.body[0]["speed"]["value"], 50.0);
 
@@ -611,4 +664,88 @@ async fn exclusive_attributes_and_query_only_sources_are_asked_for_what_they_hol
         .await;
     assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:1"]);
     assert!(r.body[0].get("fuel").is_none());
+}
+
+#[tokio::test]
+async fn batch_queries_are_federated_and_batch_only_sources_get_a_query_body() {
+    let city = app().await;
+    let dept = app().await;
+    let dept_url = serve(&dept).await;
+    city.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 13.4, 52.5),
+    )
+    .await;
+    dept.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:2", 30.0, 13.5, 52.5),
+    )
+    .await;
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:batch",
+                &dept_url,
+                json!({"operations": ["queryBatch"]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = city
+        .get("/ngsi-ld/v1/entities?type=Vehicle&q=speed%3C40")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(ids(&r.body), ["urn:ngsi-ld:Vehicle:2"]);
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entityOperations/query",
+            &json!({"type": "Query", "entities": [{"type": "Vehicle"}], "attrs": ["speed"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        ids(&r.body),
+        ["urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:2"]
+    );
+    let r = city.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:2").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.header("ngsild-warning").is_none());
+}
+
+#[tokio::test]
+async fn registrations_are_governed_and_their_credentials_shown_to_administrators_only() {
+    use super::harness::app_governed;
+    let g = app_governed(json!({})).await;
+    let admin = g.admin.clone();
+    let operator = g.key("olga", &["operator"], |_| {});
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let body = registration(
+        "urn:r:secret",
+        "http://dept.example:1026",
+        json!({"contextSourceInfo": [{"key": "Authorization", "value": "Bearer dept-token"}]}),
+    );
+    let path = "/ngsi-ld/v1/csourceRegistrations";
+    let r = g
+        .call(Some(&operator), "POST", path, &[], Some(&body))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "only administrators register sources"
+    );
+    let r = g.call(Some(&admin), "POST", path, &[], Some(&body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let one = format!("{path}/urn:r:secret");
+    let r = g.call(Some(&admin), "GET", &one, &[], None).await;
+    assert_eq!(r.body["contextSourceInfo"][0]["value"], "Bearer dept-token");
+    let r = g.call(Some(&operator), "GET", &one, &[], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["contextSourceInfo"][0]["value"], "***");
+    let r = g.call(Some(&viewer), "GET", &one, &[], None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = g
+        .call(None, "GET", &format!("{path}?type=Vehicle"), &[], None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
