@@ -393,6 +393,7 @@ fn ngsi_ld_routes() -> Router<AppState> {
                 .patch(registrations::update)
                 .delete(registrations::delete),
         )
+        .route(SOURCE_IDENTITY, get(registrations::source_identity))
         .route(
             CSOURCE_SUBSCRIPTIONS,
             get(csource_subscriptions::list).post(csource_subscriptions::create),

@@ -15,6 +15,7 @@ pub const SUBSCRIPTIONS: &str = "/ngsi-ld/v1/subscriptions";
 pub const SUBSCRIPTION: &str = "/ngsi-ld/v1/subscriptions/{subscriptionId}";
 pub const REGISTRATIONS: &str = "/ngsi-ld/v1/csourceRegistrations";
 pub const REGISTRATION: &str = "/ngsi-ld/v1/csourceRegistrations/{registrationId}";
+pub const SOURCE_IDENTITY: &str = "/ngsi-ld/v1/info/sourceIdentity";
 pub const CSOURCE_SUBSCRIPTIONS: &str = "/ngsi-ld/v1/csourceSubscriptions";
 pub const CSOURCE_SUBSCRIPTION: &str = "/ngsi-ld/v1/csourceSubscriptions/{subscriptionId}";
 pub const TYPES: &str = "/ngsi-ld/v1/types";
@@ -274,6 +275,7 @@ pub fn allowed_params(method: &axum::http::Method, route: &str) -> Option<&'stat
         (_, SUBSCRIPTIONS) | (_, SUBSCRIPTION) => SUB_ONE,
         (&Method::GET, REGISTRATIONS) => CSR_QUERY,
         (_, REGISTRATIONS) | (_, REGISTRATION) => SUB_ONE,
+        (_, SOURCE_IDENTITY) => &[],
         (&Method::GET, CSOURCE_SUBSCRIPTIONS) => SUB_LIST,
         (_, CSOURCE_SUBSCRIPTIONS) | (_, CSOURCE_SUBSCRIPTION) => SUB_ONE,
         (_, TYPES | TYPE | ATTRIBUTES | ATTRIBUTE) => DISCOVERY,

@@ -314,8 +314,8 @@ pub struct Federation {
     /// How long a context source may take to answer (a registration's
     /// `management.timeout` overrides it).
     pub timeout_ms: u64,
-    /// This broker's name in `Via` headers (loop detection); empty: a random name
-    /// chosen at each start.
+    /// This broker's name in `Via` headers (loop detection) and its source identity;
+    /// empty: a random name chosen at the first start and kept with the data.
     pub alias: String,
     /// Most context sources one request is sent to.
     pub max_sources: usize,

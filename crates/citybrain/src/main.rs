@@ -594,14 +594,12 @@ async fn serve(cfg: Config, demo: bool) -> anyhow::Result<()> {
         }
     }
     let subscriptions = broker.subscriptions.clone();
-    let mut federation_settings = citybrain_federation::FederationSettings {
+    let federation_settings = citybrain_federation::FederationSettings {
         timeout: Duration::from_millis(cfg.federation.timeout_ms.max(1)),
         max_sources: cfg.federation.max_sources.max(1),
-        ..Default::default()
+        // Empty: the one kept with the data (chosen at the first start).
+        alias: cfg.federation.alias.clone(),
     };
-    if !cfg.federation.alias.is_empty() {
-        federation_settings.alias = cfg.federation.alias.clone();
-    }
     let federation = citybrain_federation::Federation::new(broker.clone(), federation_settings)
         .await
         .context("federation")?;

@@ -1203,6 +1203,54 @@ async fn subscription_counters_survive_restarts() {
     assert_eq!(times_sent(server.base.clone()).await.0, 3);
 }
 
+#[tokio::test]
+async fn registrations_and_the_source_alias_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut server = start(dir.path(), &[]);
+    let reg = json!({"id": "urn:ngsi-ld:ContextSourceRegistration:dept", "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "Vehicle"}]}], "endpoint": "http://dept.example:1026"});
+    let r = http
+        .post(format!("{}/ngsi-ld/v1/csourceRegistrations", server.base))
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let alias = |base: String| {
+        let http = http.clone();
+        async move {
+            let v: Value = http
+                .get(format!("{base}/ngsi-ld/v1/info/sourceIdentity"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["contextSourceAlias"].as_str().unwrap().to_string()
+        }
+    };
+    let before = alias(server.base.clone()).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let server = start(dir.path(), &[]);
+    assert_eq!(alias(server.base.clone()).await, before);
+    let got: Value = http
+        .get(format!(
+            "{}/ngsi-ld/v1/csourceRegistrations/urn:ngsi-ld:ContextSourceRegistration:dept",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, reg);
+}
+
 /// The value of an unlabelled metric in Prometheus text.
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()

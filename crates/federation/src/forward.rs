@@ -230,22 +230,20 @@ struct Answer {
 }
 
 impl Federation {
-    /// Refuses a request that already passed through this broker (508).
-    pub fn check_loop(&self, inc: &Incoming) -> Result<()> {
+    /// Refuses a request that already passed through this broker's `tenant` (508).
+    pub fn check_loop(&self, tenant: &str, inc: &Incoming) -> Result<()> {
+        let alias = self.alias_for(tenant);
         let came_back = inc.via.as_deref().is_some_and(|via| {
             via.split(',').any(|hop| {
                 hop.split_whitespace()
-                    .any(|part| part.eq_ignore_ascii_case(&self.settings.alias))
+                    .any(|part| part.eq_ignore_ascii_case(&alias))
             })
         });
         if came_back {
             self.stats.loops.fetch_add(1, Ordering::Relaxed);
             return Err(FederationError::new(
                 ErrorKind::LoopDetected,
-                format!(
-                    "the request came back to this broker ('{}' is in its Via header)",
-                    self.settings.alias
-                ),
+                format!("the request came back to this broker ('{alias}' is in its Via header)"),
             ));
         }
         Ok(())
@@ -340,7 +338,7 @@ impl Federation {
         if sources.is_empty() {
             return Ok(local_only(self.broker.query_entities(rc, q)?));
         }
-        self.check_loop(inc)?;
+        self.check_loop(&rc.tenant, inc)?;
         if q.order_by.is_some() {
             return Err(FederationError::bad_data(
                 "'orderBy' is not supported by distributed queries; add local=true to order this broker's entities",
@@ -489,7 +487,7 @@ impl Federation {
                 })
                 .ok_or_else(|| FederationError::not_found(format!("entity '{id}' not found")));
         }
-        self.check_loop(inc)?;
+        self.check_loop(&rc.tenant, inc)?;
         let path = format!("/ngsi-ld/v1/entities/{}", encode(id));
         let calls = sources.iter().map(|e| {
             let mut query = Vec::new();
@@ -632,8 +630,8 @@ impl Federation {
             }
         }
         let via = match &inc.via {
-            Some(v) if !v.trim().is_empty() => format!("{v}, 1.1 {}", self.settings.alias),
-            _ => format!("1.1 {}", self.settings.alias),
+            Some(v) if !v.trim().is_empty() => format!("{v}, 1.1 {}", self.alias_for(&reg.tenant)),
+            _ => format!("1.1 {}", self.alias_for(&reg.tenant)),
         };
         let url = format!("{}{}", reg.endpoint, path);
         let mut req = if path == BATCH_QUERY {

@@ -43,6 +43,7 @@ pub use registration::{Mode, Registration};
 /// The document collections registrations and subscriptions to them are kept in.
 const COLLECTION: &str = "csource_registrations";
 const CSUB_COLLECTION: &str = "csource_subscriptions";
+const IDENTITY_COLLECTION: &str = "federation_identity";
 
 /// How distributed operations are run.
 #[derive(Debug, Clone)]
@@ -51,7 +52,8 @@ pub struct FederationSettings {
     /// `management.timeout` overrides it).
     pub timeout: Duration,
     /// This broker's name in `Via` headers: a request that already names it came
-    /// back in a loop.
+    /// back in a loop. Empty for [`Federation::new`]: one chosen at the first start
+    /// and kept with the data.
     pub alias: String,
     /// Most context sources one request is sent to.
     pub max_sources: usize,
@@ -104,13 +106,18 @@ pub struct Federation {
     /// the other: a PATCH cannot bring back what a DELETE removed, and two exclusive
     /// registrations cannot both pass the conflict check.
     writes: tokio::sync::Mutex<()>,
+    /// When this federation (the server) started, for the source identity's uptime.
+    started: DateTime<Utc>,
 }
 
 impl Federation {
     /// Builds the federation and loads the stored registrations (one no longer valid
     /// is skipped with a warning).
     pub async fn new(broker: Arc<Broker>, settings: FederationSettings) -> Result<Arc<Federation>> {
-        let f = Self::build(broker, settings)?;
+        let mut f = Self::build(broker, settings)?;
+        if f.settings.alias.is_empty() {
+            f.settings.alias = f.stored_alias().await?;
+        }
         f.load().await;
         f.load_csubs().await;
         Ok(Arc::new(f))
@@ -127,6 +134,7 @@ impl Federation {
                 Arc::new(Federation {
                     docs: broker.collection(COLLECTION),
                     csub_docs: broker.collection(CSUB_COLLECTION),
+                    started: broker.clock().now(),
                     broker,
                     regs: RwLock::new(HashMap::new()),
                     next_seq: AtomicU64::new(0),
@@ -163,6 +171,7 @@ impl Federation {
             csubs: Default::default(),
             csub_docs: broker.collection(CSUB_COLLECTION),
             writes: tokio::sync::Mutex::new(()),
+            started: broker.clock().now(),
             broker,
             regs: RwLock::new(HashMap::new()),
             next_seq: AtomicU64::new(0),
@@ -170,6 +179,24 @@ impl Federation {
             client,
             stats: Arc::new(forward::Stats::default()),
         })
+    }
+
+    /// The alias chosen at the first start and kept with the data (a peer that names
+    /// this broker keeps knowing it across restarts).
+    async fn stored_alias(&self) -> Result<String> {
+        let docs = self.broker.collection(IDENTITY_COLLECTION);
+        let stored = docs
+            .load()?
+            .into_iter()
+            .find(|(t, id, _)| t.is_empty() && id == "alias")
+            .and_then(|(_, _, v)| v.get("alias").and_then(Value::as_str).map(str::to_string));
+        if let Some(a) = stored {
+            return Ok(a);
+        }
+        let alias = format!("citybrain-{}", uuid::Uuid::new_v4().simple());
+        let rc = RequestContext::service("", Principal::SYSTEM);
+        docs.put(&rc, "alias", json!({"alias": alias})).await?;
+        Ok(alias)
     }
 
     async fn load(&self) {
@@ -230,9 +257,30 @@ impl Federation {
         Ok(())
     }
 
-    /// This broker's alias in `Via` headers.
-    pub fn alias(&self) -> &str {
-        &self.settings.alias
+    /// This broker's alias for `tenant` in `Via` headers and its source identity: the
+    /// configured (or stored) alias for the default tenant, with `.{tenant}` for the
+    /// others, so that two tenants of one broker federated with each other are not
+    /// taken for a loop (5.2.40).
+    pub fn alias_for(&self, tenant: &str) -> String {
+        if tenant.is_empty() {
+            self.settings.alias.clone()
+        } else {
+            format!("{}.{tenant}", self.settings.alias)
+        }
+    }
+
+    /// `GET /info/sourceIdentity` (5.15, 5.2.40): who this broker is for `tenant`.
+    pub fn source_identity(&self, tenant: &str) -> Value {
+        let now = self.broker.clock().now();
+        let up = (now - self.started).num_milliseconds().max(0);
+        let alias = self.alias_for(tenant);
+        json!({
+            "id": format!("urn:ngsi-ld:ContextSource:{alias}"),
+            "type": "ContextSourceIdentity",
+            "contextSourceAlias": alias,
+            "contextSourceUptime": format!("PT{}.{:03}S", up / 1000, up % 1000),
+            "contextSourceTimeAt": format_datetime(&now),
+        })
     }
 
     /// The tenant's registrations in force (not expired), in creation order.

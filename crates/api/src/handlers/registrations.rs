@@ -114,3 +114,17 @@ pub async fn delete(
     app.federation.delete(&req.rc, &id).await?;
     Ok(response::no_content())
 }
+
+/// `GET /info/sourceIdentity` (NGSI-LD 5.15): this broker's alias for the tenant (the
+/// name it puts in `Via`), its uptime and its clock. Any tenant name is answered: the
+/// identity does not reveal whether the tenant holds data.
+pub async fn source_identity(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
+    let accept = req.accept_json()?;
+    let body = app.federation.source_identity(&req.rc.tenant);
+    let ld = citybrain_model::JsonLdContext::core();
+    let body = match body {
+        Value::Object(m) => response::with_context(m, accept, &ld),
+        other => other,
+    };
+    Ok(response::json(StatusCode::OK, &body, accept, &ld, &[]))
+}

@@ -749,3 +749,39 @@ async fn registrations_are_governed_and_their_credentials_shown_to_administrator
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_source_identity_names_each_tenant_apart() {
+    let a = app().await;
+    let id = |tenant: Option<&'static str>| {
+        let a = &a;
+        async move {
+            let headers: Vec<(&str, &str)> = tenant
+                .map(|t| vec![("ngsild-tenant", t)])
+                .unwrap_or_default();
+            let r = a
+                .call("GET", "/ngsi-ld/v1/info/sourceIdentity", &headers, None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.body
+        }
+    };
+    let (default, t1, t1_again, t2) = (
+        id(None).await,
+        id(Some("t1")).await,
+        id(Some("t1")).await,
+        id(Some("t2")).await,
+    );
+    assert_eq!(default["type"], "ContextSourceIdentity");
+    assert!(default["id"].as_str().unwrap().starts_with("urn:"));
+    let alias = |v: &Value| v["contextSourceAlias"].as_str().unwrap().to_string();
+    assert_ne!(alias(&default), alias(&t1));
+    assert_ne!(alias(&t1), alias(&t2));
+    assert_eq!(alias(&t1), alias(&t1_again));
+    let up = default["contextSourceUptime"].as_str().unwrap();
+    assert!(up.starts_with("PT") && up.ends_with('S'), "{up}");
+    assert!(default["contextSourceTimeAt"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+}
