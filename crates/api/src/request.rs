@@ -309,6 +309,29 @@ impl NgsiRequest {
     }
 
     /// A `true`/`false` parameter (absent is false).
+    /// `limit` and `offset` of a list (subscriptions, context source subscriptions):
+    /// non-negative integers, `limit` at most the broker's maximum.
+    pub fn paging(&self, limits: &citybrain_broker::Limits) -> ApiResult<(usize, usize)> {
+        let parse = |k: &str, d: usize| -> ApiResult<usize> {
+            self.param(k)
+                .map(|v| {
+                    v.parse::<usize>().map_err(|_| {
+                        ApiError::bad_data(format!("'{k}' must be a non-negative integer"))
+                    })
+                })
+                .transpose()
+                .map(|v| v.unwrap_or(d))
+        };
+        let limit = parse("limit", limits.default_limit)?;
+        if limit > limits.max_limit {
+            return Err(ApiError::new(
+                citybrain_model::ErrorKind::TooManyResults,
+                format!("'limit' is above the maximum {}", limits.max_limit),
+            ));
+        }
+        Ok((limit, parse("offset", 0)?))
+    }
+
     pub fn bool_param(&self, k: &str) -> ApiResult<bool> {
         match self.param(k) {
             None | Some("false") => Ok(false),

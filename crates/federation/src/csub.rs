@@ -395,13 +395,12 @@ impl crate::Federation {
     }
 
     async fn persist_csub(&self, rc: &RequestContext, e: &Entry) -> Result<()> {
-        let doc = json!({
-            "body": e.sub.body,
-            "context": e.sub.context_source,
-            "createdAt": format_datetime(&e.created_at),
-            "modifiedAt": format_datetime(&e.modified_at),
-            "owner": e.owner.to_json(),
-        });
+        let doc = crate::stored(
+            &e.sub.body,
+            &e.sub.context_source,
+            (e.created_at, e.modified_at),
+            &e.owner,
+        );
         self.csub_docs.put(rc, &e.sub.id, doc).await?;
         Ok(())
     }
@@ -415,17 +414,7 @@ impl crate::Federation {
     ) -> Result<String> {
         self.allow_csub(rc)?;
         let ld = self.broker.contexts.resolve(context.as_ref()).await?;
-        let id = match body.get("id") {
-            None => {
-                let id = format!("urn:ngsi-ld:Subscription:{}", uuid::Uuid::new_v4());
-                body.insert("id".into(), Value::String(id.clone()));
-                id
-            }
-            Some(Value::String(s)) if is_absolute_uri(s) => s.clone(),
-            Some(other) => {
-                return Err(bad(format!("subscription 'id' must be a URI, got {other}")))
-            }
-        };
+        let id = crate::id_of(&mut body, "subscription", "urn:ngsi-ld:Subscription")?;
         let _writes = self.writes.lock().await;
         let now = self.broker.clock().now();
         let sub = CsrSubscription::compile(&id, body, context, ld, Some(now))?;

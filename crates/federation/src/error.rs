@@ -13,7 +13,7 @@ pub enum FederationError {
     Model(#[from] ModelError),
     /// An error answer that also names the context sources that failed.
     #[error("{0}")]
-    Warned(Box<FederationError>, Vec<crate::forward::Warning>),
+    Warned(Box<FederationError>, Vec<Warning>),
 }
 
 impl From<citybrain_access::Denied> for FederationError {
@@ -53,3 +53,36 @@ impl FederationError {
 }
 
 pub type Result<T, E = FederationError> = std::result::Result<T, E>;
+
+/// An `NGSILD-Warning` (6.3.17) about one context source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 299 an error answer, 111 an invalid payload, 199 no answer in time.
+    pub code: u16,
+    /// The source's endpoint.
+    pub agent: String,
+    pub text: String,
+}
+
+impl Warning {
+    /// The header value: `code agent "text"`.
+    pub fn header_value(&self) -> String {
+        let agent: String = self
+            .agent
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .collect();
+        let text: String = self
+            .text
+            .chars()
+            .map(|c| {
+                if c == '"' || !(' '..='~').contains(&c) {
+                    '\''
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("{} {} \"{}\"", self.code, agent, text)
+    }
+}

@@ -35,6 +35,7 @@ use citybrain_model::{Entity, ErrorKind, JsonLdContext};
 use citybrain_telemetry::MetricDef;
 use serde_json::Value;
 
+pub use crate::error::Warning;
 use crate::error::{FederationError, Result};
 use crate::registration::{Mode, Registration};
 use crate::{Entry, Federation};
@@ -163,39 +164,6 @@ impl Stats {
         f(&FORWARDED, self.forwarded.load(Ordering::Relaxed) as f64);
         f(&FAILED, self.failed.load(Ordering::Relaxed) as f64);
         f(&LOOPS, self.loops.load(Ordering::Relaxed) as f64);
-    }
-}
-
-/// An `NGSILD-Warning` (6.3.17) about one context source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    /// 299 an error answer, 111 an invalid payload, 199 no answer in time.
-    pub code: u16,
-    /// The source's endpoint.
-    pub agent: String,
-    pub text: String,
-}
-
-impl Warning {
-    /// The header value: `code agent "text"`.
-    pub fn header_value(&self) -> String {
-        let agent: String = self
-            .agent
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .collect();
-        let text: String = self
-            .text
-            .chars()
-            .map(|c| {
-                if c == '"' || !(' '..='~').contains(&c) {
-                    '\''
-                } else {
-                    c
-                }
-            })
-            .collect();
-        format!("{} {} \"{}\"", self.code, agent, text)
     }
 }
 

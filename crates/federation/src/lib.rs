@@ -303,13 +303,12 @@ impl Federation {
     }
 
     async fn persist(&self, rc: &RequestContext, e: &Entry) -> Result<()> {
-        let doc = json!({
-            "body": e.reg.body,
-            "context": e.reg.context_source,
-            "createdAt": format_datetime(&e.created_at),
-            "modifiedAt": format_datetime(&e.modified_at),
-            "owner": e.owner.to_json(),
-        });
+        let doc = stored(
+            &e.reg.body,
+            &e.reg.context_source,
+            (e.created_at, e.modified_at),
+            &e.owner,
+        );
         self.docs.put(rc, &e.reg.id, doc).await?;
         Ok(())
     }
@@ -330,22 +329,11 @@ impl Federation {
     ) -> Result<String> {
         self.allow(rc, Verb::Administer, None)?;
         let ld = self.broker.contexts.resolve(context.as_ref()).await?;
-        let id = match body.get("id") {
-            None => {
-                let id = format!(
-                    "urn:ngsi-ld:ContextSourceRegistration:{}",
-                    uuid::Uuid::new_v4()
-                );
-                body.insert("id".into(), Value::String(id.clone()));
-                id
-            }
-            Some(Value::String(s)) if is_absolute_uri(s) => s.clone(),
-            Some(other) => {
-                return Err(FederationError::bad_data(format!(
-                    "registration 'id' must be a URI, got {other}"
-                )))
-            }
-        };
+        let id = id_of(
+            &mut body,
+            "registration",
+            "urn:ngsi-ld:ContextSourceRegistration",
+        )?;
         let _writes = self.writes.lock().await;
         self.sweep_locked(rc).await;
         let now = self.broker.clock().now();
@@ -626,6 +614,38 @@ impl Federation {
         self.allow(rc, Verb::Read, Some(id))?;
         self.sweep(rc).await;
         self.entry(rc, id, Verb::Read)
+    }
+}
+
+/// The document a registration or a subscription to registrations is kept as.
+pub(crate) fn stored(
+    body: &Map<String, Value>,
+    context: &Option<Value>,
+    (created, modified): (DateTime<Utc>, DateTime<Utc>),
+    owner: &Principal,
+) -> Value {
+    json!({
+        "body": body,
+        "context": context,
+        "createdAt": format_datetime(&created),
+        "modifiedAt": format_datetime(&modified),
+        "owner": owner.to_json(),
+    })
+}
+
+/// The `id` of a body being created: the one given (a URI), or a new one under
+/// `prefix`, written into the body.
+pub(crate) fn id_of(body: &mut Map<String, Value>, what: &str, prefix: &str) -> Result<String> {
+    match body.get("id") {
+        None => {
+            let id = format!("{prefix}:{}", uuid::Uuid::new_v4());
+            body.insert("id".into(), Value::String(id.clone()));
+            Ok(id)
+        }
+        Some(Value::String(s)) if is_absolute_uri(s) => Ok(s.clone()),
+        Some(other) => Err(FederationError::bad_data(format!(
+            "{what} 'id' must be a URI, got {other}"
+        ))),
     }
 }
 

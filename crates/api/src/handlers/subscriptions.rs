@@ -5,7 +5,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use crate::problem::{ApiError, ApiResult};
+use crate::problem::ApiResult;
 use crate::request::NgsiRequest;
 use crate::response;
 use crate::routes::SUBSCRIPTIONS;
@@ -21,27 +21,7 @@ pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
 pub async fn list(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let accept = req.accept_json()?;
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let parse = |k: &str, d: usize| -> ApiResult<usize> {
-        req.param(k)
-            .map(|v| {
-                v.parse::<usize>().map_err(|_| {
-                    ApiError::bad_data(format!("'{k}' must be a non-negative integer"))
-                })
-            })
-            .transpose()
-            .map(|v| v.unwrap_or(d))
-    };
-    let limit = parse("limit", app.broker.limits.default_limit)?;
-    let offset = parse("offset", 0)?;
-    if limit > app.broker.limits.max_limit {
-        return Err(ApiError::new(
-            citybrain_model::ErrorKind::TooManyResults,
-            format!(
-                "'limit' is above the maximum {}",
-                app.broker.limits.max_limit
-            ),
-        ));
-    }
+    let (limit, offset) = req.paging(&app.broker.limits)?;
     // An unknown tenant is 404 NonexistentTenant here as on /entities (creating a
     // subscription, like creating an entity, makes the tenant).
     app.broker.check_tenant(&req.rc)?;
