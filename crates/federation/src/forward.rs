@@ -849,7 +849,7 @@ fn join_into(into: &mut Entity, from: Entity, auxiliary: bool) {
     }
 }
 
-fn encode(id: &str) -> String {
+pub(crate) fn encode(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {

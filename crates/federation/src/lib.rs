@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod error;
 pub mod forward;
 pub mod registration;
+pub mod write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,6 +5,9 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use citybrain_broker::{EntityQuery, QueryPage, QueryParams};
 use citybrain_federation::forward::Incoming;
+use citybrain_federation::write::WriteKind;
+
+use crate::handlers::federated;
 use citybrain_federation::{FederationError, Warning};
 use citybrain_model::ops::UpdateOutcome;
 use citybrain_model::JsonLdContext;
@@ -175,8 +178,21 @@ pub(crate) fn add_warnings(resp: &mut Response, warnings: &[Warning]) {
 pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let body = req.object()?;
-    let id = app.broker.create_entity(&req.rc, &ld, &body).await?;
-    Ok(response::created(&format!("{ENTITIES}/{id}")))
+    let id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let Some(mut split) = federated::split(&app, &req, WriteKind::Create, &id, Some(&body), &ld)?
+    else {
+        let id = app.broker.create_entity(&req.rc, &ld, &body).await?;
+        return Ok(response::created(&format!("{ENTITIES}/{id}")));
+    };
+    if let Some(local) = split.local.take() {
+        app.broker.create_entity(&req.rc, &ld, &local).await?;
+    }
+    let ok = response::created(&format!("{ENTITIES}/{id}"));
+    federated::finish(&app, &req, WriteKind::Create, &id, split, ok).await
 }
 
 pub async fn retrieve(
@@ -233,10 +249,24 @@ pub async fn replace(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    app.broker
-        .replace_entity(&req.rc, &ld, &id, &req.object()?)
-        .await?;
-    Ok(response::no_content())
+    let body = req.object()?;
+    let Some(mut split) = federated::split(&app, &req, WriteKind::Replace, &id, Some(&body), &ld)?
+    else {
+        app.broker.replace_entity(&req.rc, &ld, &id, &body).await?;
+        return Ok(response::no_content());
+    };
+    if let Some(local) = split.local.take() {
+        app.broker.replace_entity(&req.rc, &ld, &id, &local).await?;
+    }
+    federated::finish(
+        &app,
+        &req,
+        WriteKind::Replace,
+        &id,
+        split,
+        response::no_content(),
+    )
+    .await
 }
 
 pub async fn merge(
@@ -245,10 +275,24 @@ pub async fn merge(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    app.broker
-        .merge_entity(&req.rc, &ld, &id, &req.object()?)
-        .await?;
-    Ok(response::no_content())
+    let body = req.object()?;
+    let Some(mut split) = federated::split(&app, &req, WriteKind::Merge, &id, Some(&body), &ld)?
+    else {
+        app.broker.merge_entity(&req.rc, &ld, &id, &body).await?;
+        return Ok(response::no_content());
+    };
+    if let Some(local) = split.local.take() {
+        app.broker.merge_entity(&req.rc, &ld, &id, &local).await?;
+    }
+    federated::finish(
+        &app,
+        &req,
+        WriteKind::Merge,
+        &id,
+        split,
+        response::no_content(),
+    )
+    .await
 }
 
 /// `DELETE /entities` with a query: purge (NGSI-LD 1.9, 5.6.21).
@@ -269,8 +313,30 @@ pub async fn delete(
     Path(id): Path<String>,
     req: NgsiRequest,
 ) -> ApiResult<Response> {
-    app.broker.delete_entity(&req.rc, &id).await?;
-    Ok(response::no_content())
+    let core = JsonLdContext::core();
+    let Some(mut split) = federated::split(&app, &req, WriteKind::Delete, &id, None, &core)? else {
+        app.broker.delete_entity(&req.rc, &id).await?;
+        return Ok(response::no_content());
+    };
+    if split.local.take().is_some() {
+        match app.broker.delete_entity(&req.rc, &id).await {
+            Ok(()) => {}
+            // Held only by the sources: nothing to delete here.
+            Err(e)
+                if citybrain_model::ErrorCode::kind(&e)
+                    == citybrain_model::ErrorKind::ResourceNotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    federated::finish(
+        &app,
+        &req,
+        WriteKind::Delete,
+        &id,
+        split,
+        response::no_content(),
+    )
+    .await
 }
 
 /// 204, or 207 with an UpdateResult. Attribute names are given as full IRIs: the result
@@ -293,11 +359,26 @@ pub async fn append_attrs(
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let no_overwrite = req.has_option("noOverwrite");
-    let o = app
-        .broker
-        .append_attrs(&req.rc, &ld, &id, &req.object()?, no_overwrite)
-        .await?;
-    Ok(outcome_response(&o, &ld))
+    let body = req.object()?;
+    let kind = WriteKind::Append { no_overwrite };
+    let Some(mut split) = federated::split(&app, &req, kind, &id, Some(&body), &ld)? else {
+        let o = app
+            .broker
+            .append_attrs(&req.rc, &ld, &id, &body, no_overwrite)
+            .await?;
+        return Ok(outcome_response(&o, &ld));
+    };
+    let ok = match split.local.take() {
+        Some(local) => {
+            let o = app
+                .broker
+                .append_attrs(&req.rc, &ld, &id, &local, no_overwrite)
+                .await?;
+            outcome_response(&o, &ld)
+        }
+        None => response::no_content(),
+    };
+    federated::finish(&app, &req, kind, &id, split, ok).await
 }
 
 pub async fn update_attrs(
@@ -306,11 +387,20 @@ pub async fn update_attrs(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let o = app
-        .broker
-        .update_attrs(&req.rc, &ld, &id, &req.object()?)
-        .await?;
-    Ok(outcome_response(&o, &ld))
+    let body = req.object()?;
+    let Some(mut split) = federated::split(&app, &req, WriteKind::Update, &id, Some(&body), &ld)?
+    else {
+        let o = app.broker.update_attrs(&req.rc, &ld, &id, &body).await?;
+        return Ok(outcome_response(&o, &ld));
+    };
+    let ok = match split.local.take() {
+        Some(local) => {
+            let o = app.broker.update_attrs(&req.rc, &ld, &id, &local).await?;
+            outcome_response(&o, &ld)
+        }
+        None => response::no_content(),
+    };
+    federated::finish(&app, &req, WriteKind::Update, &id, split, ok).await
 }
 
 pub async fn patch_attr(

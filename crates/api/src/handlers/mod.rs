@@ -10,6 +10,7 @@ pub mod contexts;
 pub mod csource_subscriptions;
 pub mod discovery;
 pub mod entities;
+pub mod federated;
 pub mod governance;
 pub mod incidents;
 pub mod ingest;

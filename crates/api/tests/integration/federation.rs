@@ -785,3 +785,123 @@ async fn the_source_identity_names_each_tenant_apart() {
         .unwrap()
         .ends_with('Z'));
 }
+
+#[tokio::test]
+async fn writes_go_to_the_sources_that_hold_what_they_write() {
+    let city = app().await;
+    let dept = app().await;
+    let dept_url = serve(&dept).await;
+    let parking = |id: &str, free: u32| json!({"id": id, "type": "Parking", "free": {"type": "Property", "value": free}});
+    // Parking is the department's alone (redirect).
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:parking",
+                &dept_url,
+                json!({"mode": "redirect", "operations": ["redirectionOps"], "information": [{"entities": [{"type": "Parking"}]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = city
+        .post("/ngsi-ld/v1/entities", &parking("urn:P:1", 5))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:P:1").await.status,
+        StatusCode::OK
+    );
+    let r = city
+        .get("/ngsi-ld/v1/entities?type=Parking&local=true")
+        .await;
+    assert_eq!(r.body, json!([]), "nothing of it stays here");
+    let r = city
+        .patch(
+            "/ngsi-ld/v1/entities/urn:P:1/attrs",
+            &json!({"free": {"type": "Property", "value": 4}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:P:1").await.body["free"]["value"],
+        4
+    );
+    let r = city.delete("/ngsi-ld/v1/entities/urn:P:1").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:P:1").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Vehicle:1's fuel is the department's alone; the rest stays here.
+    city.post(
+        "/ngsi-ld/v1/entities",
+        &vehicle("urn:ngsi-ld:Vehicle:1", 50.0, 13.4, 52.5),
+    )
+    .await;
+    dept.post(
+        "/ngsi-ld/v1/entities",
+        &json!({"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}),
+    )
+    .await;
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:fuel",
+                &dept_url,
+                json!({"mode": "exclusive", "operations": ["retrieveOps", "appendAttrs", "updateAttrs"],
+                       "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}], "propertyNames": ["fuel"]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1/attrs",
+            &json!({"fuel": {"type": "Property", "value": 0.5}, "speed": {"type": "Property", "value": 55.0}}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let here = city
+        .get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1?local=true")
+        .await;
+    assert_eq!(here.body["speed"]["value"], 55.0);
+    assert!(here.body.get("fuel").is_none(), "{}", here.body);
+    let there = dept.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1").await;
+    assert_eq!(there.body["fuel"]["value"], 0.5);
+    assert!(there.body.get("speed").is_none());
+
+    // A source that cannot be reached: the local part stands, the answer is 207.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    city.post(
+        "/ngsi-ld/v1/csourceRegistrations",
+        &registration(
+            "urn:r:bikes",
+            &closed,
+            json!({"operations": ["createEntity"], "information": [{"entities": [{"type": "Bike"}]}]}),
+        ),
+    )
+    .await;
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entities",
+            &json!({"id": "urn:B:1", "type": "Bike"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::MULTI_STATUS, "{}", r.text);
+    assert_eq!(r.body["notUpdated"][0]["registrationId"], "urn:r:bikes");
+    assert!(r
+        .header_all("ngsild-warning")
+        .starts_with("199 urn:r:bikes"));
+    let r = city.get("/ngsi-ld/v1/entities/urn:B:1?local=true").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "an inclusive source's entity is kept here too"
+    );
+}

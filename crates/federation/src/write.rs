@@ -1,0 +1,311 @@
+//! Distributed writes (NGSI-LD 1.8, 4.3.6.3): an entity write whose entity or
+//! attributes a registration holds is sent to its context source as well as, or
+//! instead of, this broker.
+//!
+//! - Which registrations: those in force that allow the operation (`createEntity`,
+//!   `appendAttrs`, …), are not auxiliary (never written), and have an `information`
+//!   entry naming the entity (its id, an id pattern that matches, or its type).
+//! - What goes where, attribute by attribute (the attributes an entry registers; all
+//!   of them when it names none):
+//!   - `inclusive`: the registered attributes go to the source and stay here too;
+//!   - `exclusive` and `redirect`: they go to the source only.
+//!   - A create or replace sends `id` and `type` with them; a deletion of the entity
+//!     goes to every such source, and stays here unless a redirect registration
+//!     holds the whole entity.
+//! - Each source is written at once, within its timeout; a source that fails is named
+//!   in an `NGSILD-Warning` header and the answer is 207 (the local part stands).
+
+use std::sync::Arc;
+
+use citybrain_access::RequestContext;
+use serde_json::{Map, Value};
+
+use crate::error::{Result, Warning};
+use crate::forward::{reserved_header, Incoming};
+use crate::registration::{Mode, Registration};
+use crate::{Entry, Federation};
+
+/// An entity write, as the API received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Create,
+    Replace,
+    Merge,
+    Append { no_overwrite: bool },
+    Update,
+    Delete,
+}
+
+impl WriteKind {
+    fn op(self) -> &'static str {
+        match self {
+            WriteKind::Create => "createEntity",
+            WriteKind::Replace => "replaceEntity",
+            WriteKind::Merge => "mergeEntity",
+            WriteKind::Append { .. } => "appendAttrs",
+            WriteKind::Update => "updateAttrs",
+            WriteKind::Delete => "deleteEntity",
+        }
+    }
+
+    /// Whether the body is a whole entity (`id` and `type` travel with each part).
+    fn whole(self) -> bool {
+        matches!(self, WriteKind::Create | WriteKind::Replace)
+    }
+}
+
+/// Where the parts of a write go.
+pub struct Split {
+    /// What stays here (`None`: nothing; a body with no attribute left is `None`
+    /// unless the write is a create or replace, which keeps the entity here).
+    pub local: Option<Map<String, Value>>,
+    remote: Vec<(Arc<Entry>, Option<Map<String, Value>>)>,
+}
+
+/// Members of an entity body that are not attributes.
+fn is_member(k: &str) -> bool {
+    matches!(k, "id" | "type" | "@context" | "scope" | "@id" | "@type")
+}
+
+impl Federation {
+    /// How a write divides between this broker and the sources; `None` when no
+    /// registration takes part (the write is local, as without federation).
+    /// `types` are the entity's (expanded) types, from the body or as stored.
+    pub fn split_write(
+        &self,
+        rc: &RequestContext,
+        kind: WriteKind,
+        id: &str,
+        types: &[Arc<str>],
+        body: Option<&Map<String, Value>>,
+        ld: &citybrain_model::JsonLdContext,
+    ) -> Option<Split> {
+        if !self.has_registrations(&rc.tenant) {
+            return None;
+        }
+        let targets: Vec<Arc<Entry>> = self
+            .in_force(&rc.tenant)
+            .into_iter()
+            .filter(|e| {
+                e.reg.mode != Mode::Auxiliary
+                    && e.reg.allows(kind.op())
+                    && e.reg.infos.iter().any(|i| {
+                        i.entities
+                            .as_ref()
+                            .is_some_and(|es| es.iter().any(|ei| ei.covers(id, types)))
+                    })
+            })
+            .collect();
+        if targets.is_empty() {
+            return None;
+        }
+        let mut local = body.cloned();
+        let mut keep_local_entity = true;
+        let mut remote = Vec::new();
+        for e in targets {
+            let held = held_attributes(&e.reg, id, types);
+            // A redirect registration that holds the whole entity keeps nothing of it
+            // here.
+            if e.reg.mode == Mode::Redirect && held.is_none() {
+                keep_local_entity = false;
+            }
+            let Some(body) = body else {
+                // A deletion: every source.
+                remote.push((e, None));
+                continue;
+            };
+            let mut part = Map::new();
+            for (k, v) in body {
+                if is_member(k) {
+                    if kind.whole() && k != "@context" {
+                        part.insert(k.clone(), v.clone());
+                    }
+                    continue;
+                }
+                let name = ld.expand(k);
+                if held.as_ref().is_none_or(|h| h.contains(&name)) {
+                    part.insert(k.clone(), v.clone());
+                    if e.reg.mode != Mode::Inclusive {
+                        if let Some(l) = local.as_mut() {
+                            l.remove(k);
+                        }
+                    }
+                }
+            }
+            let has_attrs = part.keys().any(|k| !is_member(k));
+            if has_attrs || (kind.whole() && held.is_none()) {
+                remote.push((e, Some(part)));
+            }
+        }
+        if remote.is_empty() {
+            return None;
+        }
+        let local = match (body, local) {
+            (None, _) => keep_local_entity.then(Map::new),
+            (Some(_), Some(l)) => {
+                let attrs_left = l.keys().any(|k| !is_member(k));
+                (attrs_left || (kind.whole() && keep_local_entity)).then_some(l)
+            }
+            (Some(_), None) => None,
+        };
+        Some(Split { local, remote })
+    }
+
+    /// Sends the remote parts of a write, all at once; the warnings of those that
+    /// failed.
+    pub async fn send_write(
+        &self,
+        rc: &RequestContext,
+        kind: WriteKind,
+        id: &str,
+        split: Split,
+        inc: &Incoming,
+    ) -> Result<Vec<Warning>> {
+        self.check_loop(&rc.tenant, inc)?;
+        let calls = split
+            .remote
+            .into_iter()
+            .map(|(e, part)| self.write_one(e, kind, id, part, inc));
+        Ok(futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err())
+            .collect())
+    }
+
+    async fn write_one(
+        &self,
+        e: Arc<Entry>,
+        kind: WriteKind,
+        id: &str,
+        part: Option<Map<String, Value>>,
+        inc: &Incoming,
+    ) -> std::result::Result<(), Warning> {
+        let reg = &e.reg;
+        let warn = |code: u16, text: String| Warning {
+            code,
+            agent: reg.id.clone(),
+            text,
+        };
+        if let Err(err) = self.broker.egress.check_url(&reg.endpoint) {
+            return Err(warn(
+                299,
+                format!("the egress policy refuses the endpoint: {err}"),
+            ));
+        }
+        let base = format!("{}/ngsi-ld/v1/entities", reg.endpoint);
+        let one = format!("{base}/{}", crate::forward::encode(id));
+        let (method, url) = match kind {
+            WriteKind::Create => (reqwest::Method::POST, base),
+            WriteKind::Replace => (reqwest::Method::PUT, one),
+            WriteKind::Merge => (reqwest::Method::PATCH, one),
+            WriteKind::Append { .. } => (reqwest::Method::POST, format!("{one}/attrs")),
+            WriteKind::Update => (reqwest::Method::PATCH, format!("{one}/attrs")),
+            WriteKind::Delete => (reqwest::Method::DELETE, one),
+        };
+        let mut req = self.client.request(method, url);
+        if let WriteKind::Append { no_overwrite: true } = kind {
+            req = req.query(&[("options", "noOverwrite")]);
+        }
+        req = req.header(
+            "Via",
+            match &inc.via {
+                Some(v) if !v.trim().is_empty() => {
+                    format!("{v}, 1.1 {}", self.alias_for(&reg.tenant))
+                }
+                _ => format!("1.1 {}", self.alias_for(&reg.tenant)),
+            },
+        );
+        if let Some(t) = &reg.remote_tenant {
+            req = req.header("NGSILD-Tenant", t);
+        }
+        for (k, v) in &reg.source_info {
+            let value = if v == "urn:ngsi-ld:request" {
+                match inc.headers.get(k).and_then(|v| v.to_str().ok()) {
+                    Some(v) => v.to_string(),
+                    None => continue,
+                }
+            } else {
+                v.clone()
+            };
+            let lower = k.to_ascii_lowercase();
+            if lower == "jsonldcontext"
+                || lower == "accept"
+                || lower == "contenttype"
+                || reserved_header(k)
+            {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+                reqwest::header::HeaderValue::from_str(&value),
+            ) {
+                req = req.header(n, v);
+            }
+        }
+        if let Some(part) = part {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(Value::Object(part).to_string());
+            if let Some(l) = &inc.link {
+                req = req.header(
+                    "Link",
+                    format!("<{l}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
+                );
+            }
+        }
+        let timeout = reg
+            .management
+            .timeout
+            .map_or(self.settings.timeout, |t| t.min(self.settings.timeout));
+        self.stats
+            .forwarded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = self.broker.clock().now();
+        let outcome = match tokio::time::timeout(timeout, req.send()).await {
+            Err(_) => Err(warn(
+                199,
+                format!("no answer within {} ms", timeout.as_millis()),
+            )),
+            Ok(Err(err)) => Err(warn(199, format!("no answer: {}", err.without_url()))),
+            Ok(Ok(r)) if r.status().is_success() => Ok(()),
+            // Deleting what a source does not have leaves it as wanted.
+            Ok(Ok(r))
+                if kind == WriteKind::Delete && r.status() == reqwest::StatusCode::NOT_FOUND =>
+            {
+                Ok(())
+            }
+            Ok(Ok(r)) => Err(warn(299, format!("answered {}", r.status()))),
+        };
+        let mut st = e.status.lock();
+        st.times_sent += 1;
+        match &outcome {
+            Ok(()) => st.last_success = Some(now),
+            Err(w) => {
+                st.times_failed += 1;
+                st.last_failure = Some(now);
+                self.stats
+                    .failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(registration = %reg.id, code = w.code, reason = %w.text, "a context source refused a write");
+            }
+        }
+        outcome
+    }
+}
+
+/// The attributes a registration holds of this entity (expanded); `None`: all.
+fn held_attributes(reg: &Registration, id: &str, types: &[Arc<str>]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for i in &reg.infos {
+        let names = i
+            .entities
+            .as_ref()
+            .is_some_and(|es| es.iter().any(|ei| ei.covers(id, types)));
+        if !names {
+            continue;
+        }
+        out.extend(i.attributes()?.into_iter().map(str::to_string));
+    }
+    Some(out)
+}
