@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use citybrain_access::RequestContext;
+use citybrain_access::{Action, RequestContext, Verb};
 use serde_json::{Map, Value};
 
 use crate::error::{Result, Warning};
@@ -60,6 +60,8 @@ pub struct Split {
     /// unless the write is a create or replace, which keeps the entity here).
     pub local: Option<Map<String, Value>>,
     remote: Vec<(Arc<Entry>, Option<Map<String, Value>>)>,
+    /// The entity's types, as the write's authorization names them.
+    types: Vec<Arc<str>>,
 }
 
 /// Members of an entity body that are not attributes.
@@ -148,7 +150,25 @@ impl Federation {
             }
             (Some(_), None) => None,
         };
-        Some(Split { local, remote })
+        // An entity this broker does not hold is judged by the types the
+        // registrations name for it.
+        let mut judged: Vec<Arc<str>> = types.to_vec();
+        if judged.is_empty() {
+            for (e, _) in &remote {
+                for ei in e.reg.infos.iter().flat_map(|i| i.entities.iter().flatten()) {
+                    if ei.covers(id, &[]) {
+                        judged.extend(ei.types.iter().map(|t| Arc::from(t.as_str())));
+                    }
+                }
+            }
+            judged.sort();
+            judged.dedup();
+        }
+        Some(Split {
+            local,
+            remote,
+            types: judged,
+        })
     }
 
     /// Sends the remote parts of a write, all at once; the warnings of those that
@@ -162,6 +182,15 @@ impl Federation {
         inc: &Incoming,
     ) -> Result<Vec<Warning>> {
         self.check_loop(&rc.tenant, inc)?;
+        // The sources' parts are the caller's writes as much as the local part: the
+        // same policies decide them (the local part may be empty).
+        let verb = match kind {
+            WriteKind::Create => Verb::Create,
+            WriteKind::Delete => Verb::Delete,
+            _ => Verb::Update,
+        };
+        self.broker
+            .allow(rc, Action::entity(verb, &split.types, Some(id)))?;
         let calls = split
             .remote
             .into_iter()

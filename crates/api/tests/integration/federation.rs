@@ -905,3 +905,40 @@ async fn writes_go_to_the_sources_that_hold_what_they_write() {
         "an inclusive source's entity is kept here too"
     );
 }
+
+#[tokio::test]
+async fn writes_to_sources_are_decided_by_the_same_policies() {
+    use super::harness::app_governed;
+    let g = app_governed(json!({})).await;
+    let admin = g.admin.clone();
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    let source = fixed(201, "", Duration::ZERO).await;
+    let reg = registration(
+        "urn:r:parking",
+        &source,
+        json!({"mode": "redirect", "operations": ["redirectionOps"], "information": [{"entities": [{"type": "Parking"}]}]}),
+    );
+    let r = g
+        .call(
+            Some(&admin),
+            "POST",
+            "/ngsi-ld/v1/csourceRegistrations",
+            &[],
+            Some(&reg),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let p = json!({"id": "urn:P:1", "type": "Parking"});
+    let r = g
+        .call(Some(&viewer), "POST", "/ngsi-ld/v1/entities", &[], Some(&p))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = g
+        .call(None, "DELETE", "/ngsi-ld/v1/entities/urn:P:1", &[], None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = g
+        .call(Some(&admin), "POST", "/ngsi-ld/v1/entities", &[], Some(&p))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
