@@ -20,7 +20,7 @@ use std::sync::Arc;
 use citybrain_access::{Action, RequestContext, Verb};
 use serde_json::{Map, Value};
 
-use crate::error::{Result, Warning};
+use crate::error::{FederationError, Result, Warning};
 use crate::forward::{reserved_header, Incoming};
 use crate::registration::{Mode, Registration};
 use crate::{Entry, Federation};
@@ -31,9 +31,16 @@ pub enum WriteKind {
     Create,
     Replace,
     Merge,
-    Append { no_overwrite: bool },
+    Append {
+        no_overwrite: bool,
+    },
     Update,
     Delete,
+    /// `PATCH /entities/{id}/attrs/{attr}`, `PUT …`, `DELETE …`: the body given to
+    /// [`Federation::split_write`] is `{attr: content}` (`{attr: null}` to delete).
+    PatchAttr,
+    ReplaceAttr,
+    DeleteAttr,
 }
 
 impl WriteKind {
@@ -45,6 +52,9 @@ impl WriteKind {
             WriteKind::Append { .. } => "appendAttrs",
             WriteKind::Update => "updateAttrs",
             WriteKind::Delete => "deleteEntity",
+            WriteKind::PatchAttr => "updateAttrs",
+            WriteKind::ReplaceAttr => "replaceAttrs",
+            WriteKind::DeleteAttr => "deleteAttrs",
         }
     }
 
@@ -54,12 +64,15 @@ impl WriteKind {
     }
 }
 
+/// A source and what it is sent (`None`: a deletion, no body).
+type Part = (Arc<Entry>, Option<Map<String, Value>>);
+
 /// Where the parts of a write go.
 pub struct Split {
     /// What stays here (`None`: nothing; a body with no attribute left is `None`
     /// unless the write is a create or replace, which keeps the entity here).
     pub local: Option<Map<String, Value>>,
-    remote: Vec<(Arc<Entry>, Option<Map<String, Value>>)>,
+    remote: Vec<Part>,
     /// The entity's types, as the write's authorization names them.
     types: Vec<Arc<str>>,
 }
@@ -81,25 +94,39 @@ impl Federation {
         types: &[Arc<str>],
         body: Option<&Map<String, Value>>,
         ld: &citybrain_model::JsonLdContext,
-    ) -> Option<Split> {
+    ) -> Result<Option<Split>> {
         if !self.has_registrations(&rc.tenant) {
-            return None;
+            return Ok(None);
         }
-        let targets: Vec<Arc<Entry>> = self
-            .in_force(&rc.tenant)
-            .into_iter()
-            .filter(|e| {
-                e.reg.mode != Mode::Auxiliary
-                    && e.reg.allows(kind.op())
-                    && e.reg.infos.iter().any(|i| {
-                        i.entities
-                            .as_ref()
-                            .is_some_and(|es| es.iter().any(|ei| ei.covers(id, types)))
-                    })
+        let names = |e: &Entry| {
+            e.reg.infos.iter().any(|i| {
+                i.entities
+                    .as_ref()
+                    .is_some_and(|es| es.iter().any(|ei| ei.covers(id, types)))
             })
-            .collect();
+        };
+        let mut targets: Vec<Arc<Entry>> = Vec::new();
+        for e in self.in_force(&rc.tenant) {
+            if e.reg.mode == Mode::Auxiliary || !names(&e) {
+                continue;
+            }
+            if e.reg.allows(kind.op()) {
+                targets.push(e);
+            } else if e.reg.mode == Mode::Redirect && writes_held(&e.reg, id, types, body, ld) {
+                // The data lives only at that source, which does not take this
+                // operation: neither here nor there can do it.
+                return Err(FederationError::new(
+                    citybrain_model::ErrorKind::Conflict,
+                    format!(
+                        "Conflict: registration '{}' redirects this entity's data to its source, which does not allow {}",
+                        e.reg.id,
+                        kind.op()
+                    ),
+                ));
+            }
+        }
         if targets.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut local = body.cloned();
         let mut keep_local_entity = true;
@@ -140,7 +167,7 @@ impl Federation {
             }
         }
         if remote.is_empty() {
-            return None;
+            return Ok(None);
         }
         let local = match (body, local) {
             (None, _) => keep_local_entity.then(Map::new),
@@ -164,11 +191,11 @@ impl Federation {
             judged.sort();
             judged.dedup();
         }
-        Some(Split {
+        Ok(Some(Split {
             local,
             remote,
             types: judged,
-        })
+        }))
     }
 
     /// Sends the remote parts of a write, all at once; the warnings of those that
@@ -224,6 +251,34 @@ impl Federation {
         }
         let base = format!("{}/ngsi-ld/v1/entities", reg.endpoint);
         let one = format!("{base}/{}", crate::forward::encode(id));
+        // An attribute write's part is `{attr: content}`: the URL names the
+        // attribute and the body is its content.
+        let (attr, part) = match (kind, part) {
+            (WriteKind::PatchAttr | WriteKind::ReplaceAttr | WriteKind::DeleteAttr, Some(p)) => {
+                match p.into_iter().find(|(k, _)| !is_member(k)) {
+                    Some((k, v)) => (
+                        Some(k),
+                        match (kind, v) {
+                            (WriteKind::DeleteAttr, _) => None,
+                            (_, Value::Object(m)) => Some(m),
+                            (_, other) => {
+                                let mut m = Map::new();
+                                m.insert("value".into(), other);
+                                Some(m)
+                            }
+                        },
+                    ),
+                    None => return Ok(()),
+                }
+            }
+            (_, p) => (None, p),
+        };
+        let attr_url = |a: &Option<String>| {
+            format!(
+                "{one}/attrs/{}",
+                crate::forward::encode(a.as_deref().unwrap_or_default())
+            )
+        };
         let (method, url) = match kind {
             WriteKind::Create => (reqwest::Method::POST, base),
             WriteKind::Replace => (reqwest::Method::PUT, one),
@@ -231,6 +286,9 @@ impl Federation {
             WriteKind::Append { .. } => (reqwest::Method::POST, format!("{one}/attrs")),
             WriteKind::Update => (reqwest::Method::PATCH, format!("{one}/attrs")),
             WriteKind::Delete => (reqwest::Method::DELETE, one),
+            WriteKind::PatchAttr => (reqwest::Method::PATCH, attr_url(&attr)),
+            WriteKind::ReplaceAttr => (reqwest::Method::PUT, attr_url(&attr)),
+            WriteKind::DeleteAttr => (reqwest::Method::DELETE, attr_url(&attr)),
         };
         let mut req = self.client.request(method, url);
         if let WriteKind::Append { no_overwrite: true } = kind {
@@ -320,6 +378,25 @@ impl Federation {
             }
         }
         outcome
+    }
+}
+
+/// Whether a write touches what the registration holds of the entity (a deletion of
+/// the entity always does).
+fn writes_held(
+    reg: &Registration,
+    id: &str,
+    types: &[Arc<str>],
+    body: Option<&Map<String, Value>>,
+    ld: &citybrain_model::JsonLdContext,
+) -> bool {
+    let Some(body) = body else { return true };
+    match held_attributes(reg, id, types) {
+        None => true,
+        Some(held) => body
+            .keys()
+            .filter(|k| !is_member(k))
+            .any(|k| held.contains(&ld.expand(k))),
     }
 }
 

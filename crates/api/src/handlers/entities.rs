@@ -11,7 +11,7 @@ use crate::handlers::federated;
 use citybrain_federation::{FederationError, Warning};
 use citybrain_model::ops::UpdateOutcome;
 use citybrain_model::JsonLdContext;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::problem::{ApiError, ApiResult};
 use crate::request::{Accept, NgsiRequest};
@@ -409,10 +409,21 @@ pub async fn patch_attr(
     req: NgsiRequest,
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    app.broker
-        .patch_attr(&req.rc, &ld, &id, &attr, &req.object()?)
-        .await?;
-    Ok(response::no_content())
+    let body = req.object()?;
+    let one = Map::from_iter([(attr.clone(), Value::Object(body.clone()))]);
+    let kind = WriteKind::PatchAttr;
+    let Some(mut split) = federated::split(&app, &req, kind, &id, Some(&one), &ld)? else {
+        app.broker
+            .patch_attr(&req.rc, &ld, &id, &attr, &body)
+            .await?;
+        return Ok(response::no_content());
+    };
+    if split.local.take().is_some() {
+        app.broker
+            .patch_attr(&req.rc, &ld, &id, &attr, &body)
+            .await?;
+    }
+    federated::finish(&app, &req, kind, &id, split, response::no_content()).await
 }
 
 pub async fn replace_attr(
@@ -425,10 +436,20 @@ pub async fn replace_attr(
         .body
         .clone()
         .ok_or_else(|| ApiError::invalid("a body is required"))?;
-    app.broker
-        .replace_attr(&req.rc, &ld, &id, &attr, &body)
-        .await?;
-    Ok(response::no_content())
+    let one = Map::from_iter([(attr.clone(), body.clone())]);
+    let kind = WriteKind::ReplaceAttr;
+    let Some(mut split) = federated::split(&app, &req, kind, &id, Some(&one), &ld)? else {
+        app.broker
+            .replace_attr(&req.rc, &ld, &id, &attr, &body)
+            .await?;
+        return Ok(response::no_content());
+    };
+    if split.local.take().is_some() {
+        app.broker
+            .replace_attr(&req.rc, &ld, &id, &attr, &body)
+            .await?;
+    }
+    federated::finish(&app, &req, kind, &id, split, response::no_content()).await
 }
 
 pub async fn delete_attr(
@@ -438,8 +459,18 @@ pub async fn delete_attr(
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let all = req.bool_param("deleteAll")?;
-    app.broker
-        .delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let one = Map::from_iter([(attr.clone(), Value::Null)]);
+    let kind = WriteKind::DeleteAttr;
+    let Some(mut split) = federated::split(&app, &req, kind, &id, Some(&one), &ld)? else {
+        app.broker
+            .delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all)
+            .await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    if split.local.take().is_some() {
+        app.broker
+            .delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all)
+            .await?;
+    }
+    federated::finish(&app, &req, kind, &id, split, response::no_content()).await
 }

@@ -47,9 +47,9 @@ pub(crate) fn split(
             Err(e) => return Err(e.into()),
         },
     };
-    Ok(app
-        .federation
-        .split_write(&req.rc, kind, id, &types, body, ld))
+    app.federation
+        .split_write(&req.rc, kind, id, &types, body, ld)
+        .map_err(federated_error)
 }
 
 /// Sends the sources' parts of a write and answers: `ok` when every source took its

@@ -851,7 +851,7 @@ async fn writes_go_to_the_sources_that_hold_what_they_write() {
             &registration(
                 "urn:r:fuel",
                 &dept_url,
-                json!({"mode": "exclusive", "operations": ["retrieveOps", "appendAttrs", "updateAttrs"],
+                json!({"mode": "exclusive", "operations": ["retrieveOps", "appendAttrs", "updateAttrs", "deleteAttrs"],
                        "information": [{"entities": [{"id": "urn:ngsi-ld:Vehicle:1", "type": "Vehicle"}], "propertyNames": ["fuel"]}]}),
             ),
         )
@@ -872,6 +872,50 @@ async fn writes_go_to_the_sources_that_hold_what_they_write() {
     let there = dept.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1").await;
     assert_eq!(there.body["fuel"]["value"], 0.5);
     assert!(there.body.get("speed").is_none());
+
+    // Attribute by attribute: the fuel goes to the department, speed stays here.
+    let r = city
+        .patch(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1/attrs/fuel",
+            &json!({"type": "Property", "value": 0.4}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let there = dept.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1").await;
+    assert_eq!(there.body["fuel"]["value"], 0.4);
+    let r = city
+        .delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1/attrs/fuel")
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let there = dept.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1").await;
+    assert!(there.body.get("fuel").is_none(), "{}", there.body);
+    let r = city
+        .delete("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:1/attrs/speed")
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NO_CONTENT,
+        "speed is this broker's: {}",
+        r.text
+    );
+
+    // A redirect whose source does not take creates: nobody can create it.
+    city.post(
+        "/ngsi-ld/v1/csourceRegistrations",
+        &registration(
+            "urn:r:trams",
+            &dept_url,
+            json!({"mode": "redirect", "operations": ["retrieveOps"], "information": [{"entities": [{"type": "Tram"}]}]}),
+        ),
+    )
+    .await;
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entities",
+            &json!({"id": "urn:T:1", "type": "Tram"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
 
     // A source that cannot be reached: the local part stands, the answer is 207.
     let closed = {
