@@ -75,6 +75,8 @@ pub struct Split {
     remote: Vec<Part>,
     /// The entity's types, as the write's authorization names them.
     types: Vec<Arc<str>>,
+    /// The context the body was written in.
+    ld: Arc<citybrain_model::JsonLdContext>,
 }
 
 /// Members of an entity body that are not attributes.
@@ -195,6 +197,7 @@ impl Federation {
             local,
             remote,
             types: judged,
+            ld: Arc::new(ld.clone()),
         }))
     }
 
@@ -218,10 +221,11 @@ impl Federation {
         };
         self.broker
             .allow(rc, Action::entity(verb, &split.types, Some(id)))?;
+        let ld = split.ld.clone();
         let calls = split
             .remote
             .into_iter()
-            .map(|(e, part)| self.write_one(e, kind, id, part, inc));
+            .map(|(e, part)| self.write_one(e, kind, id, part, &ld, inc));
         Ok(futures::future::join_all(calls)
             .await
             .into_iter()
@@ -235,6 +239,7 @@ impl Federation {
         kind: WriteKind,
         id: &str,
         part: Option<Map<String, Value>>,
+        ld: &citybrain_model::JsonLdContext,
         inc: &Incoming,
     ) -> std::result::Result<(), Warning> {
         let reg = &e.reg;
@@ -306,6 +311,11 @@ impl Federation {
         if let Some(t) = &reg.remote_tenant {
             req = req.header("NGSILD-Tenant", t);
         }
+        // `contextSourceInfo` entries with a meaning (5.2.9, 6.3.x): `contentType`
+        // (application/ld+json: the context goes inline), `accept`, `jsonldContext`
+        // (the context the source is told); the others are headers.
+        let mut ld_body = false;
+        let mut link = inc.link.clone();
         for (k, v) in &reg.source_info {
             let value = if v == "urn:ngsi-ld:request" {
                 match inc.headers.get(k).and_then(|v| v.to_str().ok()) {
@@ -315,31 +325,70 @@ impl Federation {
             } else {
                 v.clone()
             };
-            let lower = k.to_ascii_lowercase();
-            if lower == "jsonldcontext"
-                || lower == "accept"
-                || lower == "contenttype"
-                || reserved_header(k)
-            {
-                continue;
-            }
-            if let (Ok(n), Ok(v)) = (
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-                reqwest::header::HeaderValue::from_str(&value),
-            ) {
-                req = req.header(n, v);
+            match k.to_ascii_lowercase().as_str() {
+                "contenttype" => ld_body = value.starts_with("application/ld+json"),
+                "accept" => {
+                    if let Ok(v) = reqwest::header::HeaderValue::from_str(&value) {
+                        req = req.header(reqwest::header::ACCEPT, v);
+                    }
+                }
+                "jsonldcontext" => link = Some(value),
+                _ if reserved_header(k) => {}
+                _ => {
+                    if let (Ok(n), Ok(v)) = (
+                        reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+                        reqwest::header::HeaderValue::from_str(&value),
+                    ) {
+                        req = req.header(n, v);
+                    }
+                }
             }
         }
-        if let Some(part) = part {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(Value::Object(part).to_string());
-            if let Some(l) = &inc.link {
-                req = req.header(
-                    "Link",
-                    format!("<{l}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
-                );
+        if let Some(mut part) = part {
+            if link != inc.link {
+                // The source reads the body with another context than the client
+                // wrote it in: attribute names and types go as full IRIs, which read
+                // the same in any context.
+                part = part
+                    .into_iter()
+                    .map(|(k, v)| match k.as_str() {
+                        "type" => {
+                            let t = match v {
+                                Value::String(t) => Value::String(ld.expand(&t)),
+                                Value::Array(a) => Value::Array(
+                                    a.into_iter()
+                                        .map(|t| match t {
+                                            Value::String(t) => Value::String(ld.expand(&t)),
+                                            o => o,
+                                        })
+                                        .collect(),
+                                ),
+                                o => o,
+                            };
+                            (k, t)
+                        }
+                        k2 if is_member(k2) => (k, v),
+                        _ => (ld.expand(&k), v),
+                    })
+                    .collect();
             }
+            let context = Value::String(
+                link.clone()
+                    .unwrap_or_else(|| citybrain_model::context::CORE_CONTEXT_URL.to_string()),
+            );
+            if ld_body {
+                part.insert("@context".into(), context);
+                req = req.header("Content-Type", "application/ld+json");
+            } else {
+                req = req.header("Content-Type", "application/json");
+                if let Some(l) = &link {
+                    req = req.header(
+                        "Link",
+                        format!("<{l}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
+                    );
+                }
+            }
+            req = req.body(Value::Object(part).to_string());
         }
         let timeout = reg
             .management

@@ -986,3 +986,68 @@ async fn writes_to_sources_are_decided_by_the_same_policies() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
+
+#[tokio::test]
+async fn context_source_info_shapes_the_requests_sent() {
+    use axum::http::HeaderMap;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(HeaderMap, String)>();
+    let capture = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((headers, body));
+            StatusCode::CREATED
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, capture).await });
+    let city = app().await;
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:shaped",
+                &url,
+                json!({"operations": ["createEntity"], "information": [{"entities": [{"type": "Bike"}]}],
+                    "contextSourceInfo": [
+                        {"key": "contentType", "value": "application/ld+json"},
+                        {"key": "accept", "value": "application/ld+json"},
+                        {"key": "X-Department", "value": "mobility"},
+                        {"key": "Host", "value": "elsewhere.example"},
+                        {"key": "NGSILD-Tenant", "value": "other"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entities",
+            &json!({"id": "urn:B:1", "type": "Bike", "gear": {"type": "Property", "value": 3}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let h = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(h("content-type"), "application/ld+json");
+    assert_eq!(h("accept"), "application/ld+json");
+    assert_eq!(h("x-department"), "mobility");
+    assert_ne!(h("host"), "elsewhere.example");
+    assert_eq!(
+        h("ngsild-tenant"),
+        "",
+        "the broker's own headers are not a registration's"
+    );
+    assert!(h("via").starts_with("1.1 citybrain-"), "{}", h("via"));
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["@context"], citybrain_model::context::CORE_CONTEXT_URL);
+    assert_eq!(body["gear"]["value"], 3);
+}
