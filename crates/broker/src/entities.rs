@@ -52,7 +52,7 @@ pub(crate) fn check_attr_name(attr: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn check_id(id: &str) -> Result<()> {
+pub fn check_id(id: &str) -> Result<()> {
     check_uri("entity id", id)
 }
 

@@ -185,6 +185,8 @@ pub struct Incoming {
     pub local: bool,
     /// `csf`: only the sources whose registrations match it are asked.
     pub csf: Option<String>,
+    /// The body carried its `@context` inline (JSON-LD), not by `Link`.
+    pub inline_context: bool,
     /// The request's headers, for `contextSourceInfo` entries whose value is
     /// `urn:ngsi-ld:request`.
     pub headers: reqwest::header::HeaderMap,

@@ -50,7 +50,7 @@ impl WriteKind {
             WriteKind::Replace => "replaceEntity",
             WriteKind::Merge => "mergeEntity",
             WriteKind::Append { .. } => "appendAttrs",
-            WriteKind::Update => "updateAttrs",
+            WriteKind::Update => "updateEntity",
             WriteKind::Delete => "deleteEntity",
             WriteKind::PatchAttr => "updateAttrs",
             WriteKind::ReplaceAttr => "replaceAttrs",
@@ -64,6 +64,15 @@ impl WriteKind {
     }
 }
 
+/// What the sources made of a write.
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// A source had what was written to (a deletion it answered with 404 had not).
+    pub found: bool,
+    /// The sources that failed.
+    pub warnings: Vec<Warning>,
+}
+
 /// A source and what it is sent (`None`: a deletion, no body).
 type Part = (Arc<Entry>, Option<Map<String, Value>>);
 
@@ -73,8 +82,6 @@ pub struct Split {
     /// unless the write is a create or replace, which keeps the entity here).
     pub local: Option<Map<String, Value>>,
     remote: Vec<Part>,
-    /// The entity's types, as the write's authorization names them.
-    types: Vec<Arc<str>>,
     /// The context the body was written in.
     ld: Arc<citybrain_model::JsonLdContext>,
 }
@@ -95,32 +102,68 @@ impl Federation {
         id: &str,
         types: &[Arc<str>],
         body: Option<&Map<String, Value>>,
-        ld: &citybrain_model::JsonLdContext,
+        ld: &Arc<citybrain_model::JsonLdContext>,
+        inc: &Incoming,
     ) -> Result<Option<Split>> {
         if !self.has_registrations(&rc.tenant) {
             return Ok(None);
         }
-        let names = |e: &Entry| {
+        // The id and attribute names become path segments at the source: checked
+        // here, whatever this broker would have said of them ("." and ".." would
+        // name another resource there).
+        citybrain_broker::entities::check_id(id)?;
+        if let Some(b) = body {
+            for k in b.keys().filter(|k| !is_member(k)) {
+                citybrain_model::entity::validate_name("attribute", k)?;
+                if k == "." || k == ".." || k.contains('/') {
+                    return Err(FederationError::bad_data(format!(
+                        "'{k}' is not an attribute name"
+                    )));
+                }
+            }
+        }
+        if kind.whole() && types.is_empty() {
+            // No type: the local write refuses it.
+            return Ok(None);
+        }
+        // An entity whose types are not known here is matched by id or id pattern
+        // only, never by a registration of a type.
+        let covers = |ei: &crate::registration::EntityInfo| {
+            ei.covers(id, types)
+                && (!types.is_empty() || ei.id.is_some() || ei.id_pattern.is_some())
+        };
+        // Sources asked: every one that may hold the entity. Refusals (409) only
+        // from those known to hold it (by its types, or by id).
+        let names = |e: &Entry, strict: bool| {
             e.reg.infos.iter().any(|i| {
-                i.entities
-                    .as_ref()
-                    .is_some_and(|es| es.iter().any(|ei| ei.covers(id, types)))
+                i.entities.as_ref().is_some_and(|es| {
+                    es.iter().any(|ei| {
+                        if strict {
+                            covers(ei)
+                        } else {
+                            ei.covers(id, types)
+                        }
+                    })
+                })
             })
         };
         let mut targets: Vec<Arc<Entry>> = Vec::new();
         for e in self.in_force(&rc.tenant) {
-            if e.reg.mode == Mode::Auxiliary || !names(&e) {
+            if e.reg.mode == Mode::Auxiliary || !names(&e, false) {
                 continue;
             }
             if e.reg.allows(kind.op()) {
                 targets.push(e);
-            } else if e.reg.mode == Mode::Redirect && writes_held(&e.reg, id, types, body, ld) {
+            } else if matches!(e.reg.mode, Mode::Redirect | Mode::Exclusive)
+                && names(&e, true)
+                && writes_held(&e.reg, id, types, body, ld)
+            {
                 // The data lives only at that source, which does not take this
                 // operation: neither here nor there can do it.
                 return Err(FederationError::new(
                     citybrain_model::ErrorKind::Conflict,
                     format!(
-                        "Conflict: registration '{}' redirects this entity's data to its source, which does not allow {}",
+                        "Conflict: registration '{}' holds this entity's data at its source alone, which does not allow {}",
                         e.reg.id,
                         kind.op()
                     ),
@@ -132,7 +175,7 @@ impl Federation {
         }
         let mut local = body.cloned();
         let mut keep_local_entity = true;
-        let mut remote = Vec::new();
+        let mut remote: Vec<Part> = Vec::new();
         for e in targets {
             let held = held_attributes(&e.reg, id, types);
             // A redirect registration that holds the whole entity keeps nothing of it
@@ -181,56 +224,81 @@ impl Federation {
         };
         // An entity this broker does not hold is judged by the types the
         // registrations name for it.
-        let mut judged: Vec<Arc<str>> = types.to_vec();
-        if judged.is_empty() {
-            for (e, _) in &remote {
-                for ei in e.reg.infos.iter().flat_map(|i| i.entities.iter().flatten()) {
-                    if ei.covers(id, &[]) {
-                        judged.extend(ei.types.iter().map(|t| Arc::from(t.as_str())));
-                    }
-                }
-            }
-            judged.sort();
-            judged.dedup();
-        }
-        Ok(Some(Split {
-            local,
-            remote,
-            types: judged,
-            ld: Arc::new(ld.clone()),
-        }))
-    }
-
-    /// Sends the remote parts of a write, all at once; the warnings of those that
-    /// failed.
-    pub async fn send_write(
-        &self,
-        rc: &RequestContext,
-        kind: WriteKind,
-        id: &str,
-        split: Split,
-        inc: &Incoming,
-    ) -> Result<Vec<Warning>> {
+        // Before anything is written, here or there: a request that came back is
+        // refused, and the sources' parts are the caller's writes as much as the
+        // local part, decided by the same policies (the local part may be empty).
         self.check_loop(&rc.tenant, inc)?;
-        // The sources' parts are the caller's writes as much as the local part: the
-        // same policies decide them (the local part may be empty).
         let verb = match kind {
             WriteKind::Create => Verb::Create,
             WriteKind::Delete => Verb::Delete,
             _ => Verb::Update,
         };
-        self.broker
-            .allow(rc, Action::entity(verb, &split.types, Some(id)))?;
+        if !types.is_empty() {
+            self.broker
+                .allow(rc, Action::entity(verb, types, Some(id)))?;
+        } else {
+            // An entity this broker does not hold is judged, source by source, by
+            // the types that registration names for it; a source the caller may not
+            // write to is not written to.
+            let mut refused = None;
+            remote.retain(|(e, _)| {
+                let mut judged: Vec<Arc<str>> = e
+                    .reg
+                    .infos
+                    .iter()
+                    .flat_map(|i| i.entities.iter().flatten())
+                    .filter(|ei| ei.covers(id, &[]))
+                    .flat_map(|ei| ei.types.iter().map(|t| Arc::from(t.as_str())))
+                    .collect();
+                judged.sort();
+                judged.dedup();
+                match self
+                    .broker
+                    .allow(rc, Action::entity(verb, &judged, Some(id)))
+                {
+                    Ok(()) => true,
+                    Err(err) => {
+                        refused = Some(err);
+                        false
+                    }
+                }
+            });
+            if remote.is_empty() {
+                return match refused {
+                    Some(err) => Err(err.into()),
+                    None => Ok(None),
+                };
+            }
+        }
+        Ok(Some(Split {
+            local,
+            remote,
+            ld: ld.clone(),
+        }))
+    }
+
+    /// Sends the remote parts of a write, all at once.
+    pub async fn send_write(
+        &self,
+        kind: WriteKind,
+        id: &str,
+        split: Split,
+        inc: &Incoming,
+    ) -> Sent {
         let ld = split.ld.clone();
         let calls = split
             .remote
             .into_iter()
             .map(|(e, part)| self.write_one(e, kind, id, part, &ld, inc));
-        Ok(futures::future::join_all(calls)
-            .await
-            .into_iter()
-            .filter_map(|r| r.err())
-            .collect())
+        let mut sent = Sent::default();
+        for r in futures::future::join_all(calls).await {
+            match r {
+                Ok(true) => sent.found = true,
+                Ok(false) => {}
+                Err(w) => sent.warnings.push(w),
+            }
+        }
+        sent
     }
 
     async fn write_one(
@@ -241,7 +309,7 @@ impl Federation {
         part: Option<Map<String, Value>>,
         ld: &citybrain_model::JsonLdContext,
         inc: &Incoming,
-    ) -> std::result::Result<(), Warning> {
+    ) -> std::result::Result<bool, Warning> {
         let reg = &e.reg;
         let warn = |code: u16, text: String| Warning {
             code,
@@ -254,6 +322,23 @@ impl Federation {
                 format!("the egress policy refuses the endpoint: {err}"),
             ));
         }
+        if let (Some(cool), Some(failed)) = (reg.management.cooldown, e.status.lock().last_failure)
+        {
+            if self.broker.clock().now()
+                < failed + chrono::Duration::from_std(cool).unwrap_or_default()
+            {
+                return Err(warn(199, "not asked: cooling down after a failure".into()));
+            }
+        }
+        // The source reads the body with another context than the client wrote it
+        // in (a registration's `jsonldContext`, or a context sent inline): attribute
+        // names and types go as full IRIs, which read the same in any context.
+        let relink = reg
+            .source_info
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("jsonldContext"))
+            .map(|(_, v)| Some(v.clone()));
+        let expand = inc.inline_context || relink.as_ref().is_some_and(|l| *l != inc.link);
         let base = format!("{}/ngsi-ld/v1/entities", reg.endpoint);
         let one = format!("{base}/{}", crate::forward::encode(id));
         // An attribute write's part is `{attr: content}`: the URL names the
@@ -262,7 +347,7 @@ impl Federation {
             (WriteKind::PatchAttr | WriteKind::ReplaceAttr | WriteKind::DeleteAttr, Some(p)) => {
                 match p.into_iter().find(|(k, _)| !is_member(k)) {
                     Some((k, v)) => (
-                        Some(k),
+                        Some(if expand { ld.expand(&k) } else { k }),
                         match (kind, v) {
                             (WriteKind::DeleteAttr, _) => None,
                             (_, Value::Object(m)) => Some(m),
@@ -273,7 +358,7 @@ impl Federation {
                             }
                         },
                     ),
-                    None => return Ok(()),
+                    None => return Ok(true),
                 }
             }
             (_, p) => (None, p),
@@ -295,9 +380,16 @@ impl Federation {
             WriteKind::ReplaceAttr => (reqwest::Method::PUT, attr_url(&attr)),
             WriteKind::DeleteAttr => (reqwest::Method::DELETE, attr_url(&attr)),
         };
+        let attr_kind = matches!(
+            kind,
+            WriteKind::PatchAttr | WriteKind::ReplaceAttr | WriteKind::DeleteAttr
+        );
         let mut req = self.client.request(method, url);
         if let WriteKind::Append { no_overwrite: true } = kind {
             req = req.query(&[("options", "noOverwrite")]);
+        }
+        if reg.management.local_only {
+            req = req.query(&[("local", "true")]);
         }
         req = req.header(
             "Via",
@@ -315,7 +407,11 @@ impl Federation {
         // (application/ld+json: the context goes inline), `accept`, `jsonldContext`
         // (the context the source is told); the others are headers.
         let mut ld_body = false;
-        let mut link = inc.link.clone();
+        let mut link = if inc.inline_context {
+            None
+        } else {
+            inc.link.clone()
+        };
         for (k, v) in &reg.source_info {
             let value = if v == "urn:ngsi-ld:request" {
                 match inc.headers.get(k).and_then(|v| v.to_str().ok()) {
@@ -345,7 +441,7 @@ impl Federation {
             }
         }
         if let Some(mut part) = part {
-            if link != inc.link {
+            if expand && !attr_kind {
                 // The source reads the body with another context than the client
                 // wrote it in: attribute names and types go as full IRIs, which read
                 // the same in any context.
@@ -404,19 +500,20 @@ impl Federation {
                 format!("no answer within {} ms", timeout.as_millis()),
             )),
             Ok(Err(err)) => Err(warn(199, format!("no answer: {}", err.without_url()))),
-            Ok(Ok(r)) if r.status().is_success() => Ok(()),
+            Ok(Ok(r)) if r.status().is_success() => Ok(true),
             // Deleting what a source does not have leaves it as wanted.
             Ok(Ok(r))
-                if kind == WriteKind::Delete && r.status() == reqwest::StatusCode::NOT_FOUND =>
+                if matches!(kind, WriteKind::Delete | WriteKind::DeleteAttr)
+                    && r.status() == reqwest::StatusCode::NOT_FOUND =>
             {
-                Ok(())
+                Ok(false)
             }
             Ok(Ok(r)) => Err(warn(299, format!("answered {}", r.status()))),
         };
         let mut st = e.status.lock();
         st.times_sent += 1;
         match &outcome {
-            Ok(()) => st.last_success = Some(now),
+            Ok(_) => st.last_success = Some(now),
             Err(w) => {
                 st.times_failed += 1;
                 st.last_failure = Some(now);

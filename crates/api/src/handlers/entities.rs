@@ -11,7 +11,7 @@ use crate::handlers::federated;
 use citybrain_federation::{FederationError, Warning};
 use citybrain_model::ops::UpdateOutcome;
 use citybrain_model::JsonLdContext;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::problem::{ApiError, ApiResult};
 use crate::request::{Accept, NgsiRequest};
@@ -127,6 +127,7 @@ pub(crate) fn incoming(req: &NgsiRequest) -> ApiResult<Incoming> {
         link: req.link.clone(),
         local: req.bool_param("local")?,
         csf: req.param("csf").map(str::to_string),
+        inline_context: req.is_ld,
         headers: req.headers.clone(),
     })
 }
@@ -192,7 +193,7 @@ pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
         app.broker.create_entity(&req.rc, &ld, &local).await?;
     }
     let ok = response::created(&format!("{ENTITIES}/{id}"));
-    federated::finish(&app, &req, WriteKind::Create, &id, split, ok).await
+    federated::finish(&app, &req, (WriteKind::Create, &id), split, true, ok).await
 }
 
 pub async fn retrieve(
@@ -258,15 +259,8 @@ pub async fn replace(
     if let Some(local) = split.local.take() {
         app.broker.replace_entity(&req.rc, &ld, &id, &local).await?;
     }
-    federated::finish(
-        &app,
-        &req,
-        WriteKind::Replace,
-        &id,
-        split,
-        response::no_content(),
-    )
-    .await
+    let ok = response::no_content();
+    federated::finish(&app, &req, (WriteKind::Replace, &id), split, true, ok).await
 }
 
 pub async fn merge(
@@ -284,15 +278,8 @@ pub async fn merge(
     if let Some(local) = split.local.take() {
         app.broker.merge_entity(&req.rc, &ld, &id, &local).await?;
     }
-    federated::finish(
-        &app,
-        &req,
-        WriteKind::Merge,
-        &id,
-        split,
-        response::no_content(),
-    )
-    .await
+    let ok = response::no_content();
+    federated::finish(&app, &req, (WriteKind::Merge, &id), split, true, ok).await
 }
 
 /// `DELETE /entities` with a query: purge (NGSI-LD 1.9, 5.6.21).
@@ -318,9 +305,10 @@ pub async fn delete(
         app.broker.delete_entity(&req.rc, &id).await?;
         return Ok(response::no_content());
     };
+    let mut found_here = false;
     if split.local.take().is_some() {
         match app.broker.delete_entity(&req.rc, &id).await {
-            Ok(()) => {}
+            Ok(()) => found_here = true,
             // Held only by the sources: nothing to delete here.
             Err(e)
                 if citybrain_model::ErrorCode::kind(&e)
@@ -328,15 +316,8 @@ pub async fn delete(
             Err(e) => return Err(e.into()),
         }
     }
-    federated::finish(
-        &app,
-        &req,
-        WriteKind::Delete,
-        &id,
-        split,
-        response::no_content(),
-    )
-    .await
+    let ok = response::no_content();
+    federated::finish(&app, &req, (WriteKind::Delete, &id), split, found_here, ok).await
 }
 
 /// 204, or 207 with an UpdateResult. Attribute names are given as full IRIs: the result
@@ -378,7 +359,7 @@ pub async fn append_attrs(
         }
         None => response::no_content(),
     };
-    federated::finish(&app, &req, kind, &id, split, ok).await
+    federated::finish(&app, &req, (kind, &id), split, true, ok).await
 }
 
 pub async fn update_attrs(
@@ -400,7 +381,7 @@ pub async fn update_attrs(
         }
         None => response::no_content(),
     };
-    federated::finish(&app, &req, WriteKind::Update, &id, split, ok).await
+    federated::finish(&app, &req, (WriteKind::Update, &id), split, true, ok).await
 }
 
 pub async fn patch_attr(
@@ -410,9 +391,13 @@ pub async fn patch_attr(
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let body = req.object()?;
-    let one = Map::from_iter([(attr.clone(), Value::Object(body.clone()))]);
     let kind = WriteKind::PatchAttr;
-    let Some(mut split) = federated::split(&app, &req, kind, &id, Some(&one), &ld)? else {
+    let content = Value::Object(body);
+    let split = federated::split_attr(&app, &req, kind, &id, &attr, &content, &ld)?;
+    let Value::Object(body) = content else {
+        return Err(ApiError::invalid("the body must be an object"));
+    };
+    let Some(mut split) = split else {
         app.broker
             .patch_attr(&req.rc, &ld, &id, &attr, &body)
             .await?;
@@ -423,7 +408,7 @@ pub async fn patch_attr(
             .patch_attr(&req.rc, &ld, &id, &attr, &body)
             .await?;
     }
-    federated::finish(&app, &req, kind, &id, split, response::no_content()).await
+    federated::finish(&app, &req, (kind, &id), split, true, response::no_content()).await
 }
 
 pub async fn replace_attr(
@@ -436,9 +421,9 @@ pub async fn replace_attr(
         .body
         .clone()
         .ok_or_else(|| ApiError::invalid("a body is required"))?;
-    let one = Map::from_iter([(attr.clone(), body.clone())]);
     let kind = WriteKind::ReplaceAttr;
-    let Some(mut split) = federated::split(&app, &req, kind, &id, Some(&one), &ld)? else {
+    let split = federated::split_attr(&app, &req, kind, &id, &attr, &body, &ld)?;
+    let Some(mut split) = split else {
         app.broker
             .replace_attr(&req.rc, &ld, &id, &attr, &body)
             .await?;
@@ -449,7 +434,7 @@ pub async fn replace_attr(
             .replace_attr(&req.rc, &ld, &id, &attr, &body)
             .await?;
     }
-    federated::finish(&app, &req, kind, &id, split, response::no_content()).await
+    federated::finish(&app, &req, (kind, &id), split, true, response::no_content()).await
 }
 
 pub async fn delete_attr(
@@ -459,9 +444,9 @@ pub async fn delete_attr(
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let all = req.bool_param("deleteAll")?;
-    let one = Map::from_iter([(attr.clone(), Value::Null)]);
     let kind = WriteKind::DeleteAttr;
-    let Some(mut split) = federated::split(&app, &req, kind, &id, Some(&one), &ld)? else {
+    let split = federated::split_attr(&app, &req, kind, &id, &attr, &Value::Null, &ld)?;
+    let Some(mut split) = split else {
         app.broker
             .delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all)
             .await?;
@@ -472,5 +457,5 @@ pub async fn delete_attr(
             .delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all)
             .await?;
     }
-    federated::finish(&app, &req, kind, &id, split, response::no_content()).await
+    federated::finish(&app, &req, (kind, &id), split, true, response::no_content()).await
 }

@@ -11,20 +11,22 @@ use citybrain_model::{ErrorCode, ErrorKind, JsonLdContext};
 use serde_json::{json, Map, Value};
 
 use crate::handlers::entities::{add_warnings, federated_error, incoming};
-use crate::problem::ApiResult;
+use crate::problem::{ApiError, ApiResult};
 use crate::request::{Accept, NgsiRequest};
 use crate::response;
 use crate::AppState;
 
 /// How a write divides, when a registration of the tenant takes part (`None`: the
-/// write is local, as without federation; always so with `local=true`).
+/// write is local, as without federation; always so with `local=true`). The loop
+/// check and the caller's authorization of the sources' parts happen here, before
+/// anything is written.
 pub(crate) fn split(
     app: &AppState,
     req: &NgsiRequest,
     kind: WriteKind,
     id: &str,
     body: Option<&Map<String, Value>>,
-    ld: &JsonLdContext,
+    ld: &Arc<JsonLdContext>,
 ) -> ApiResult<Option<Split>> {
     if !app.federation.has_registrations(&req.rc.tenant) || req.bool_param("local")? {
         return Ok(None);
@@ -41,6 +43,7 @@ pub(crate) fn split(
                 .map(|n| Arc::from(ld.expand(n).as_str()))
                 .collect()
         }
+        (WriteKind::Create | WriteKind::Replace, None) => Vec::new(),
         _ => match app.broker.retrieve_entity(&req.rc, id) {
             Ok(e) => e.types.clone(),
             Err(e) if e.kind() == ErrorKind::ResourceNotFound => Vec::new(),
@@ -48,30 +51,55 @@ pub(crate) fn split(
         },
     };
     app.federation
-        .split_write(&req.rc, kind, id, &types, body, ld)
+        .split_write(&req.rc, kind, id, &types, body, ld, &incoming(req)?)
         .map_err(federated_error)
 }
 
-/// Sends the sources' parts of a write and answers: `ok` when every source took its
-/// part, else 207 naming those that did not (in the body and in `NGSILD-Warning`).
-pub(crate) async fn finish(
+/// [`split`] for a write of one attribute: `{attr: content}` is built only when the
+/// tenant has registrations (attribute writes of other tenants copy nothing).
+pub(crate) fn split_attr(
     app: &AppState,
     req: &NgsiRequest,
     kind: WriteKind,
     id: &str,
+    attr: &str,
+    content: &Value,
+    ld: &Arc<JsonLdContext>,
+) -> ApiResult<Option<Split>> {
+    if !app.federation.has_registrations(&req.rc.tenant) {
+        return Ok(None);
+    }
+    let one = Map::from_iter([(attr.to_string(), content.clone())]);
+    split(app, req, kind, id, Some(&one), ld)
+}
+
+/// Sends the sources' parts of a write and answers: `ok` when every source took its
+/// part, else 207 naming those that did not (in the body and in `NGSILD-Warning`).
+/// `found_here`: the local part found what it wrote to (a deletion of what exists
+/// nowhere is 404).
+pub(crate) async fn finish(
+    app: &AppState,
+    req: &NgsiRequest,
+    (kind, id): (WriteKind, &str),
     split: Split,
+    found_here: bool,
     ok: Response,
 ) -> ApiResult<Response> {
-    let warnings = app
+    let sent = app
         .federation
-        .send_write(&req.rc, kind, id, split, &incoming(req)?)
-        .await
-        .map_err(federated_error)?;
-    if warnings.is_empty() {
+        .send_write(kind, id, split, &incoming(req)?)
+        .await;
+    if !found_here && !sent.found && sent.warnings.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::ResourceNotFound,
+            format!("entity '{id}' not found here or at its context sources"),
+        ));
+    }
+    if sent.warnings.is_empty() {
         return Ok(ok);
     }
     let body = json!({
-        "notUpdated": warnings
+        "notUpdated": sent.warnings
             .iter()
             .map(|w| json!({"registrationId": w.agent, "reason": w.text}))
             .collect::<Vec<_>>(),
@@ -83,6 +111,6 @@ pub(crate) async fn finish(
         &JsonLdContext::core(),
         &[],
     );
-    add_warnings(&mut resp, &warnings);
+    add_warnings(&mut resp, &sent.warnings);
     Ok(resp)
 }

@@ -827,11 +827,29 @@ async fn writes_go_to_the_sources_that_hold_what_they_write() {
         dept.get("/ngsi-ld/v1/entities/urn:P:1").await.body["free"]["value"],
         4
     );
+    // An attribute named ".." would name the entity itself at the source.
+    for bad in ["..", "%2E%2E", "."] {
+        let r = city
+            .delete(&format!("/ngsi-ld/v1/entities/urn:P:1/attrs/{bad}"))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+    }
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:P:1").await.status,
+        StatusCode::OK
+    );
     let r = city.delete("/ngsi-ld/v1/entities/urn:P:1").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     assert_eq!(
         dept.get("/ngsi-ld/v1/entities/urn:P:1").await.status,
         StatusCode::NOT_FOUND
+    );
+    let r = city.delete("/ngsi-ld/v1/entities/urn:P:1").await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "deleted everywhere: {}",
+        r.text
     );
 
     // Vehicle:1's fuel is the department's alone; the rest stays here.
