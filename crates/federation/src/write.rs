@@ -98,8 +98,7 @@ impl Federation {
     pub fn split_write(
         &self,
         rc: &RequestContext,
-        kind: WriteKind,
-        id: &str,
+        (kind, id): (WriteKind, &str),
         types: &[Arc<str>],
         body: Option<&Map<String, Value>>,
         ld: &Arc<citybrain_model::JsonLdContext>,

@@ -51,7 +51,7 @@ pub(crate) fn split(
         },
     };
     app.federation
-        .split_write(&req.rc, kind, id, &types, body, ld, &incoming(req)?)
+        .split_write(&req.rc, (kind, id), &types, body, ld, &incoming(req)?)
         .map_err(federated_error)
 }
 
