@@ -517,24 +517,13 @@ impl crate::Federation {
             out.insert("modifiedAt".into(), json!(format_datetime(&e.modified_at)));
         }
         let d = e.delivery.lock().clone();
-        if d.times_sent > 0 {
-            if let Some(Value::Object(n)) = out.get_mut("notification") {
-                let ok = d.last_failure.is_none() || d.last_success >= d.last_failure;
-                n.insert("status".into(), json!(if ok { "ok" } else { "failed" }));
-                n.insert("timesSent".into(), json!(d.times_sent));
-                if d.times_failed > 0 {
-                    n.insert("timesFailed".into(), json!(d.times_failed));
-                }
-                for (k, t) in [
-                    ("lastNotification", d.last_notification),
-                    ("lastSuccess", d.last_success),
-                    ("lastFailure", d.last_failure),
-                ] {
-                    if let Some(t) = t {
-                        n.insert(k.into(), json!(format_datetime(&t)));
-                    }
-                }
-            }
+        if let Some(Value::Object(n)) = out.get_mut("notification") {
+            crate::put_status(
+                n,
+                (d.times_sent, d.times_failed),
+                d.last_notification,
+                (d.last_success, d.last_failure),
+            );
         }
         out
     }

@@ -570,22 +570,12 @@ impl Federation {
             );
         }
         let st = e.status.lock().clone();
-        if st.times_sent > 0 {
-            let ok = st.last_failure.is_none() || st.last_success >= st.last_failure;
-            out.insert("status".into(), json!(if ok { "ok" } else { "failed" }));
-            out.insert("timesSent".into(), json!(st.times_sent));
-            if st.times_failed > 0 {
-                out.insert("timesFailed".into(), json!(st.times_failed));
-            }
-            for (k, t) in [
-                ("lastSuccess", st.last_success),
-                ("lastFailure", st.last_failure),
-            ] {
-                if let Some(t) = t {
-                    out.insert(k.into(), Value::String(format_datetime(&t)));
-                }
-            }
-        }
+        put_status(
+            &mut out,
+            (st.times_sent, st.times_failed),
+            None,
+            (st.last_success, st.last_failure),
+        );
         out
     }
 
@@ -615,6 +605,34 @@ impl Federation {
         self.allow(rc, Verb::Read, Some(id))?;
         self.sweep(rc).await;
         self.entry(rc, id, Verb::Read)
+    }
+}
+
+/// How requests to a source (or notifications) went: `status` (`ok` or `failed`),
+/// `timesSent`, `timesFailed` (when any failed) and the times, once one was sent.
+pub(crate) fn put_status(
+    out: &mut Map<String, Value>,
+    (sent, failed): (u64, u64),
+    last_notification: Option<DateTime<Utc>>,
+    (last_success, last_failure): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) {
+    if sent == 0 {
+        return;
+    }
+    let ok = last_failure.is_none() || last_success >= last_failure;
+    out.insert("status".into(), json!(if ok { "ok" } else { "failed" }));
+    out.insert("timesSent".into(), json!(sent));
+    if failed > 0 {
+        out.insert("timesFailed".into(), json!(failed));
+    }
+    for (k, t) in [
+        ("lastNotification", last_notification),
+        ("lastSuccess", last_success),
+        ("lastFailure", last_failure),
+    ] {
+        if let Some(t) = t {
+            out.insert(k.into(), Value::String(format_datetime(&t)));
+        }
     }
 }
 
