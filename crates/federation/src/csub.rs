@@ -760,12 +760,17 @@ impl crate::Federation {
         }
         let req = req.body(body.to_string()).timeout(self.settings.timeout);
         let clock = self.broker.clock().clone();
+        // Counted as sent when it leaves: a receiver that reads the subscription as
+        // soon as it has answered sees it counted (the outcome follows).
+        {
+            let mut d = e.delivery.lock();
+            d.times_sent += 1;
+            d.last_notification = Some(now);
+        }
         tokio::spawn(async move {
             let ok = matches!(req.send().await, Ok(r) if r.status().is_success());
             let at = clock.now();
             let mut d = e.delivery.lock();
-            d.times_sent += 1;
-            d.last_notification = Some(at);
             if ok {
                 d.last_success = Some(at);
             } else {

@@ -562,6 +562,7 @@ impl Federation {
             query.push(("local".into(), "true".into()));
         }
         let mut link = inc.link.clone();
+        let mut accept = "application/json".to_string();
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &reg.source_info {
             let value = if v == "urn:ngsi-ld:request" {
@@ -574,7 +575,10 @@ impl Federation {
             };
             match k.to_ascii_lowercase().as_str() {
                 "jsonldcontext" => link = Some(value),
-                "accept" | "contenttype" => {}
+                // A source that wants another media type is asked in it (JSON-LD
+                // reads as JSON; its @context is dropped).
+                "accept" => accept = value,
+                "contenttype" => {}
                 k if reserved_header(k) => {}
                 _ => {
                     if let (Ok(n), Ok(v)) = (
@@ -616,7 +620,7 @@ impl Federation {
         };
         req = req
             .headers(headers)
-            .header("Accept", "application/json")
+            .header("Accept", accept)
             .header("Via", via);
         if let Some(l) = &link {
             req = req.header(
