@@ -37,6 +37,7 @@ use serde_json::Value;
 
 pub use crate::error::Warning;
 use crate::error::{FederationError, Result};
+use crate::outgoing::warning;
 use crate::registration::{Mode, Registration};
 use crate::{Entry, Federation};
 
@@ -533,66 +534,12 @@ impl Federation {
         ld: &JsonLdContext,
         inc: &Incoming,
     ) -> std::result::Result<Option<Answer>, Warning> {
-        let reg = &e.reg;
+        let out = self.outgoing(e, inc)?;
         let now = self.broker.clock().now();
-        // The registration's id names the source in warnings: its endpoint is for
-        // those who may read registrations.
-        let warn = |code: u16, text: String| Warning {
-            code,
-            agent: reg.id.clone(),
-            text,
-        };
-        // Checked again at every use: the policy may have changed since the
-        // registration was made (a literal address is not resolved, so this is its
-        // only check).
-        if let Err(err) = self.broker.egress.check_url(&reg.endpoint) {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            return Err(warn(
-                299,
-                format!("the egress policy refuses the endpoint: {err}"),
-            ));
-        }
-        if let (Some(cool), Some(failed)) = (reg.management.cooldown, e.status.lock().last_failure)
-        {
-            if now < failed + chrono::Duration::from_std(cool).unwrap_or_default() {
-                return Err(warn(199, "not asked: cooling down after a failure".into()));
-            }
-        }
-        if reg.management.local_only {
+        if e.reg.management.local_only {
             query.push(("local".into(), "true".into()));
         }
-        let mut link = inc.link.clone();
-        let mut accept = "application/json".to_string();
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (k, v) in &reg.source_info {
-            let value = if v == "urn:ngsi-ld:request" {
-                match inc.headers.get(k).and_then(|v| v.to_str().ok()) {
-                    Some(v) => v.to_string(),
-                    None => continue,
-                }
-            } else {
-                v.clone()
-            };
-            match k.to_ascii_lowercase().as_str() {
-                "jsonldcontext" => link = Some(value),
-                // A source that wants another media type is asked in it (JSON-LD
-                // reads as JSON; its @context is dropped).
-                "accept" => accept = value,
-                "contenttype" => {}
-                k if reserved_header(k) => {}
-                _ => {
-                    if let (Ok(n), Ok(v)) = (
-                        reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-                        reqwest::header::HeaderValue::from_str(&value),
-                    ) {
-                        headers.append(n, v);
-                    }
-                }
-            }
-        }
-        if link != inc.link {
-            // The source reads this request with another context than the client's:
-            // types and attribute names go as full IRIs, which read the same in any.
+        if out.expand {
             for (k, v) in query.iter_mut() {
                 if matches!(k.as_str(), "type" | "attrs") && !v.contains([';', '|', '(', ')']) {
                     *v = v
@@ -603,11 +550,7 @@ impl Federation {
                 }
             }
         }
-        let via = match &inc.via {
-            Some(v) if !v.trim().is_empty() => format!("{v}, 1.1 {}", self.alias_for(&reg.tenant)),
-            _ => format!("1.1 {}", self.alias_for(&reg.tenant)),
-        };
-        let url = format!("{}{}", reg.endpoint, path);
+        let url = format!("{}{}", e.reg.endpoint, path);
         let mut req = if path == BATCH_QUERY {
             let (url_part, body) = query_body(&query);
             self.client
@@ -618,25 +561,16 @@ impl Federation {
         } else {
             self.client.get(url).query(&query)
         };
-        req = req
-            .headers(headers)
-            .header("Accept", accept)
-            .header("Via", via);
-        if let Some(l) = &link {
-            req = req.header(
-                "Link",
-                format!("<{l}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
-            );
+        // A source that wants another media type is asked in it (JSON-LD reads as
+        // JSON; its @context is dropped).
+        req = req.headers(out.headers.clone()).header(
+            "Accept",
+            out.accept.as_deref().unwrap_or("application/json"),
+        );
+        if let Some(l) = out.link_header() {
+            req = req.header("Link", l);
         }
-        if let Some(t) = &reg.remote_tenant {
-            req = req.header("NGSILD-Tenant", t);
-        }
-        // A registration may ask for less time than the broker gives, never more.
-        let timeout = reg
-            .management
-            .timeout
-            .map_or(self.settings.timeout, |t| t.min(self.settings.timeout));
-        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        let timeout = out.timeout;
         let outcome = tokio::time::timeout(timeout, async {
             let resp = req
                 .send()
@@ -665,28 +599,25 @@ impl Federation {
         .await
         .unwrap_or_else(|_| Err((199, format!("no answer within {} ms", timeout.as_millis()))));
         let fail = |code: u16, text: String| {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            let mut st = e.status.lock();
-            st.times_sent += 1;
-            st.times_failed += 1;
-            st.last_failure = Some(now);
-            tracing::warn!(registration = %reg.id, endpoint = %reg.endpoint, code, reason = %text, "context source failed");
-            warn(code, text)
+            let w = warning(e, code, text);
+            self.record(e, now, Err(&w));
+            w
         };
         let (status, count, body) = outcome.map_err(|(c, t)| fail(c, t))?;
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::LOOP_DETECTED
         {
-            let mut st = e.status.lock();
-            st.times_sent += 1;
-            st.last_success = Some(now);
+            self.record(e, now, Ok(()));
             return Ok(None);
         }
         if !status.is_success() {
             return Err(fail(299, format!("answered {status}")));
         }
+        // The answer reads with the context the source was told: the client's, or
+        // (when it differs) that one, or the core context when none was named.
         let theirs;
-        let ctx: &JsonLdContext = match &link {
-            Some(l) if link != inc.link => {
+        let ctx: &JsonLdContext = match (&out.link, out.expand) {
+            (_, false) => ld,
+            (Some(l), true) => {
                 theirs = self
                     .broker
                     .contexts
@@ -703,18 +634,17 @@ impl Federation {
                     })?;
                 &theirs
             }
-            _ => ld,
+            (None, true) => {
+                theirs = JsonLdContext::core();
+                &theirs
+            }
         };
         let entities = parse_entities(&body, ctx, now).map_err(|why| fail(111, why))?;
-        {
-            let mut st = e.status.lock();
-            st.times_sent += 1;
-            st.last_success = Some(now);
-        }
+        self.record(e, now, Ok(()));
         Ok(Some(Answer {
             entities,
             count,
-            auxiliary: reg.mode == Mode::Auxiliary,
+            auxiliary: e.reg.mode == Mode::Auxiliary,
         }))
     }
 }

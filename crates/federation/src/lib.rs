@@ -18,6 +18,7 @@ pub mod csub;
 pub mod discovery;
 pub mod error;
 pub mod forward;
+mod outgoing;
 pub mod registration;
 pub mod write;
 

@@ -21,7 +21,8 @@ use citybrain_access::{Action, RequestContext, Verb};
 use serde_json::{Map, Value};
 
 use crate::error::{FederationError, Result, Warning};
-use crate::forward::{reserved_header, Incoming};
+use crate::forward::Incoming;
+use crate::outgoing::warning;
 use crate::registration::{Mode, Registration};
 use crate::{Entry, Federation};
 
@@ -309,196 +310,90 @@ impl Federation {
         ld: &citybrain_model::JsonLdContext,
         inc: &Incoming,
     ) -> std::result::Result<bool, Warning> {
-        let reg = &e.reg;
-        let warn = |code: u16, text: String| Warning {
-            code,
-            agent: reg.id.clone(),
-            text,
-        };
-        if let Err(err) = self.broker.egress.check_url(&reg.endpoint) {
-            return Err(warn(
-                299,
-                format!("the egress policy refuses the endpoint: {err}"),
-            ));
-        }
-        if let (Some(cool), Some(failed)) = (reg.management.cooldown, e.status.lock().last_failure)
-        {
-            if self.broker.clock().now()
-                < failed + chrono::Duration::from_std(cool).unwrap_or_default()
-            {
-                return Err(warn(199, "not asked: cooling down after a failure".into()));
-            }
-        }
-        // The source reads the body with another context than the client wrote it
-        // in (a registration's `jsonldContext`, or a context sent inline): attribute
-        // names and types go as full IRIs, which read the same in any context.
-        let relink = reg
-            .source_info
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("jsonldContext"))
-            .map(|(_, v)| Some(v.clone()));
-        let expand = inc.inline_context || relink.as_ref().is_some_and(|l| *l != inc.link);
-        let base = format!("{}/ngsi-ld/v1/entities", reg.endpoint);
+        let out = self.outgoing(&e, inc)?;
+        let base = format!("{}/ngsi-ld/v1/entities", e.reg.endpoint);
         let one = format!("{base}/{}", crate::forward::encode(id));
-        // An attribute write's part is `{attr: content}`: the URL names the
-        // attribute and the body is its content.
-        let (attr, part) = match (kind, part) {
-            (WriteKind::PatchAttr | WriteKind::ReplaceAttr | WriteKind::DeleteAttr, Some(p)) => {
-                match p.into_iter().find(|(k, _)| !is_member(k)) {
-                    Some((k, v)) => (
-                        Some(if expand { ld.expand(&k) } else { k }),
-                        match (kind, v) {
-                            (WriteKind::DeleteAttr, _) => None,
-                            (_, Value::Object(m)) => Some(m),
-                            (_, other) => {
-                                let mut m = Map::new();
-                                m.insert("value".into(), other);
-                                Some(m)
-                            }
-                        },
-                    ),
-                    None => return Ok(true),
-                }
-            }
-            (_, p) => (None, p),
-        };
-        let attr_url = |a: &Option<String>| {
-            format!(
-                "{one}/attrs/{}",
-                crate::forward::encode(a.as_deref().unwrap_or_default())
-            )
-        };
-        let (method, url) = match kind {
-            WriteKind::Create => (reqwest::Method::POST, base),
-            WriteKind::Replace => (reqwest::Method::PUT, one),
-            WriteKind::Merge => (reqwest::Method::PATCH, one),
-            WriteKind::Append { .. } => (reqwest::Method::POST, format!("{one}/attrs")),
-            WriteKind::Update => (reqwest::Method::PATCH, format!("{one}/attrs")),
-            WriteKind::Delete => (reqwest::Method::DELETE, one),
-            WriteKind::PatchAttr => (reqwest::Method::PATCH, attr_url(&attr)),
-            WriteKind::ReplaceAttr => (reqwest::Method::PUT, attr_url(&attr)),
-            WriteKind::DeleteAttr => (reqwest::Method::DELETE, attr_url(&attr)),
-        };
         let attr_kind = matches!(
             kind,
             WriteKind::PatchAttr | WriteKind::ReplaceAttr | WriteKind::DeleteAttr
         );
-        let mut req = self.client.request(method, url);
+        // An attribute write's part is `{attr: content}`: the URL names the
+        // attribute and the body is its content.
+        let (attr, part) = match part {
+            Some(p) if attr_kind => match p.into_iter().find(|(k, _)| !is_member(k)) {
+                Some((k, v)) => (
+                    Some(if out.expand { ld.expand(&k) } else { k }),
+                    match (kind, v) {
+                        (WriteKind::DeleteAttr, _) => None,
+                        (_, Value::Object(m)) => Some(m),
+                        (_, other) => Some(Map::from_iter([("value".to_string(), other)])),
+                    },
+                ),
+                None => return Ok(true),
+            },
+            p => (None, p),
+        };
+        let attr_url = || {
+            format!(
+                "{one}/attrs/{}",
+                crate::forward::encode(attr.as_deref().unwrap_or_default())
+            )
+        };
+        let (method, url) = match kind {
+            WriteKind::Create => (reqwest::Method::POST, base.clone()),
+            WriteKind::Replace => (reqwest::Method::PUT, one.clone()),
+            WriteKind::Merge => (reqwest::Method::PATCH, one.clone()),
+            WriteKind::Append { .. } => (reqwest::Method::POST, format!("{one}/attrs")),
+            WriteKind::Update => (reqwest::Method::PATCH, format!("{one}/attrs")),
+            WriteKind::Delete => (reqwest::Method::DELETE, one.clone()),
+            WriteKind::PatchAttr => (reqwest::Method::PATCH, attr_url()),
+            WriteKind::ReplaceAttr => (reqwest::Method::PUT, attr_url()),
+            WriteKind::DeleteAttr => (reqwest::Method::DELETE, attr_url()),
+        };
+        let mut req = self
+            .client
+            .request(method, url)
+            .headers(out.headers.clone());
         if let WriteKind::Append { no_overwrite: true } = kind {
             req = req.query(&[("options", "noOverwrite")]);
         }
-        if reg.management.local_only {
+        if e.reg.management.local_only {
             req = req.query(&[("local", "true")]);
         }
-        req = req.header(
-            "Via",
-            match &inc.via {
-                Some(v) if !v.trim().is_empty() => {
-                    format!("{v}, 1.1 {}", self.alias_for(&reg.tenant))
-                }
-                _ => format!("1.1 {}", self.alias_for(&reg.tenant)),
-            },
-        );
-        if let Some(t) = &reg.remote_tenant {
-            req = req.header("NGSILD-Tenant", t);
-        }
-        // `contextSourceInfo` entries with a meaning (5.2.9, 6.3.x): `contentType`
-        // (application/ld+json: the context goes inline), `accept`, `jsonldContext`
-        // (the context the source is told); the others are headers.
-        let mut ld_body = false;
-        let mut link = if inc.inline_context {
-            None
-        } else {
-            inc.link.clone()
-        };
-        for (k, v) in &reg.source_info {
-            let value = if v == "urn:ngsi-ld:request" {
-                match inc.headers.get(k).and_then(|v| v.to_str().ok()) {
-                    Some(v) => v.to_string(),
-                    None => continue,
-                }
-            } else {
-                v.clone()
-            };
-            match k.to_ascii_lowercase().as_str() {
-                "contenttype" => ld_body = value.starts_with("application/ld+json"),
-                "accept" => {
-                    if let Ok(v) = reqwest::header::HeaderValue::from_str(&value) {
-                        req = req.header(reqwest::header::ACCEPT, v);
-                    }
-                }
-                "jsonldcontext" => link = Some(value),
-                _ if reserved_header(k) => {}
-                _ => {
-                    if let (Ok(n), Ok(v)) = (
-                        reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-                        reqwest::header::HeaderValue::from_str(&value),
-                    ) {
-                        req = req.header(n, v);
-                    }
-                }
-            }
+        if let Some(a) = &out.accept {
+            req = req.header(reqwest::header::ACCEPT, a);
         }
         if let Some(mut part) = part {
-            if expand && !attr_kind {
-                // The source reads the body with another context than the client
-                // wrote it in: attribute names and types go as full IRIs, which read
-                // the same in any context.
-                part = part
-                    .into_iter()
-                    .map(|(k, v)| match k.as_str() {
-                        "type" => {
-                            let t = match v {
-                                Value::String(t) => Value::String(ld.expand(&t)),
-                                Value::Array(a) => Value::Array(
-                                    a.into_iter()
-                                        .map(|t| match t {
-                                            Value::String(t) => Value::String(ld.expand(&t)),
-                                            o => o,
-                                        })
-                                        .collect(),
-                                ),
-                                o => o,
-                            };
-                            (k, t)
-                        }
-                        k2 if is_member(k2) => (k, v),
-                        _ => (ld.expand(&k), v),
-                    })
-                    .collect();
+            if out.expand && !attr_kind {
+                part = expanded(part, ld);
             }
-            let context = Value::String(
-                link.clone()
-                    .unwrap_or_else(|| citybrain_model::context::CORE_CONTEXT_URL.to_string()),
-            );
-            if ld_body {
-                part.insert("@context".into(), context);
+            if out.ld_body {
+                let context = out
+                    .link
+                    .clone()
+                    .unwrap_or_else(|| citybrain_model::context::CORE_CONTEXT_URL.to_string());
+                part.insert("@context".into(), Value::String(context));
                 req = req.header("Content-Type", "application/ld+json");
             } else {
                 req = req.header("Content-Type", "application/json");
-                if let Some(l) = &link {
-                    req = req.header(
-                        "Link",
-                        format!("<{l}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
-                    );
+                if let Some(l) = out.link_header() {
+                    req = req.header("Link", l);
                 }
             }
             req = req.body(Value::Object(part).to_string());
         }
-        let timeout = reg
-            .management
-            .timeout
-            .map_or(self.settings.timeout, |t| t.min(self.settings.timeout));
-        self.stats
-            .forwarded
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = self.broker.clock().now();
-        let outcome = match tokio::time::timeout(timeout, req.send()).await {
-            Err(_) => Err(warn(
+        let outcome = match tokio::time::timeout(out.timeout, req.send()).await {
+            Err(_) => Err(warning(
+                &e,
                 199,
-                format!("no answer within {} ms", timeout.as_millis()),
+                format!("no answer within {} ms", out.timeout.as_millis()),
             )),
-            Ok(Err(err)) => Err(warn(199, format!("no answer: {}", err.without_url()))),
+            Ok(Err(err)) => Err(warning(
+                &e,
+                199,
+                format!("no answer: {}", err.without_url()),
+            )),
             Ok(Ok(r)) if r.status().is_success() => Ok(true),
             // Deleting what a source does not have leaves it as wanted.
             Ok(Ok(r))
@@ -507,23 +402,33 @@ impl Federation {
             {
                 Ok(false)
             }
-            Ok(Ok(r)) => Err(warn(299, format!("answered {}", r.status()))),
+            Ok(Ok(r)) => Err(warning(&e, 299, format!("answered {}", r.status()))),
         };
-        let mut st = e.status.lock();
-        st.times_sent += 1;
-        match &outcome {
-            Ok(_) => st.last_success = Some(now),
-            Err(w) => {
-                st.times_failed += 1;
-                st.last_failure = Some(now);
-                self.stats
-                    .failed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(registration = %reg.id, code = w.code, reason = %w.text, "a context source refused a write");
-            }
-        }
+        self.record(&e, now, outcome.as_ref().map(|_| ()));
         outcome
     }
+}
+
+/// An entity body with its attribute names and types as full IRIs (the source reads
+/// another context than the client wrote it in).
+fn expanded(part: Map<String, Value>, ld: &citybrain_model::JsonLdContext) -> Map<String, Value> {
+    let iri = |v: Value| match v {
+        Value::String(t) => Value::String(ld.expand(&t)),
+        o => o,
+    };
+    part.into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "type" => {
+                let t = match v {
+                    Value::Array(a) => Value::Array(a.into_iter().map(iri).collect()),
+                    o => iri(o),
+                };
+                (k, t)
+            }
+            k2 if is_member(k2) => (k, v),
+            _ => (ld.expand(&k), v),
+        })
+        .collect()
 }
 
 /// Whether a write touches what the registration holds of the entity (a deletion of
