@@ -85,6 +85,8 @@ pub struct Split {
     remote: Vec<Part>,
     /// The context the body was written in.
     ld: Arc<citybrain_model::JsonLdContext>,
+    /// What of the client's request travels with the sources' parts.
+    inc: Incoming,
 }
 
 /// Members of an entity body that are not attributes.
@@ -103,7 +105,7 @@ impl Federation {
         types: &[Arc<str>],
         body: Option<&Map<String, Value>>,
         ld: &Arc<citybrain_model::JsonLdContext>,
-        inc: &Incoming,
+        inc: Incoming,
     ) -> Result<Option<Split>> {
         if !self.has_registrations(&rc.tenant) {
             return Ok(None);
@@ -227,7 +229,7 @@ impl Federation {
         // Before anything is written, here or there: a request that came back is
         // refused, and the sources' parts are the caller's writes as much as the
         // local part, decided by the same policies (the local part may be empty).
-        self.check_loop(&rc.tenant, inc)?;
+        self.check_loop(&rc.tenant, &inc)?;
         let verb = match kind {
             WriteKind::Create => Verb::Create,
             WriteKind::Delete => Verb::Delete,
@@ -274,22 +276,18 @@ impl Federation {
             local,
             remote,
             ld: ld.clone(),
+            inc,
         }))
     }
 
     /// Sends the remote parts of a write, all at once.
-    pub async fn send_write(
-        &self,
-        kind: WriteKind,
-        id: &str,
-        split: Split,
-        inc: &Incoming,
-    ) -> Sent {
-        let ld = split.ld.clone();
-        let calls = split
-            .remote
+    pub async fn send_write(&self, kind: WriteKind, id: &str, split: Split) -> Sent {
+        let Split {
+            remote, ld, inc, ..
+        } = split;
+        let calls = remote
             .into_iter()
-            .map(|(e, part)| self.write_one(e, kind, id, part, &ld, inc));
+            .map(|(e, part)| self.write_one(e, kind, id, part, &ld, &inc));
         let mut sent = Sent::default();
         for r in futures::future::join_all(calls).await {
             match r {

@@ -193,7 +193,7 @@ pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
         app.broker.create_entity(&req.rc, &ld, &local).await?;
     }
     let ok = response::created(&format!("{ENTITIES}/{id}"));
-    federated::finish(&app, &req, (WriteKind::Create, &id), split, true, ok).await
+    federated::finish(&app, (WriteKind::Create, &id), split, true, ok).await
 }
 
 pub async fn retrieve(
@@ -260,7 +260,7 @@ pub async fn replace(
         app.broker.replace_entity(&req.rc, &ld, &id, &local).await?;
     }
     let ok = response::no_content();
-    federated::finish(&app, &req, (WriteKind::Replace, &id), split, true, ok).await
+    federated::finish(&app, (WriteKind::Replace, &id), split, true, ok).await
 }
 
 pub async fn merge(
@@ -279,7 +279,7 @@ pub async fn merge(
         app.broker.merge_entity(&req.rc, &ld, &id, &local).await?;
     }
     let ok = response::no_content();
-    federated::finish(&app, &req, (WriteKind::Merge, &id), split, true, ok).await
+    federated::finish(&app, (WriteKind::Merge, &id), split, true, ok).await
 }
 
 /// `DELETE /entities` with a query: purge (NGSI-LD 1.9, 5.6.21).
@@ -317,7 +317,7 @@ pub async fn delete(
         }
     }
     let ok = response::no_content();
-    federated::finish(&app, &req, (WriteKind::Delete, &id), split, found_here, ok).await
+    federated::finish(&app, (WriteKind::Delete, &id), split, found_here, ok).await
 }
 
 /// 204, or 207 with an UpdateResult. Attribute names are given as full IRIs: the result
@@ -359,7 +359,7 @@ pub async fn append_attrs(
         }
         None => response::no_content(),
     };
-    federated::finish(&app, &req, (kind, &id), split, true, ok).await
+    federated::finish(&app, (kind, &id), split, true, ok).await
 }
 
 pub async fn update_attrs(
@@ -381,7 +381,7 @@ pub async fn update_attrs(
         }
         None => response::no_content(),
     };
-    federated::finish(&app, &req, (WriteKind::Update, &id), split, true, ok).await
+    federated::finish(&app, (WriteKind::Update, &id), split, true, ok).await
 }
 
 pub async fn patch_attr(
@@ -408,7 +408,7 @@ pub async fn patch_attr(
             .patch_attr(&req.rc, &ld, &id, &attr, &body)
             .await?;
     }
-    federated::finish(&app, &req, (kind, &id), split, true, response::no_content()).await
+    federated::finish(&app, (kind, &id), split, true, response::no_content()).await
 }
 
 pub async fn replace_attr(
@@ -434,7 +434,7 @@ pub async fn replace_attr(
             .replace_attr(&req.rc, &ld, &id, &attr, &body)
             .await?;
     }
-    federated::finish(&app, &req, (kind, &id), split, true, response::no_content()).await
+    federated::finish(&app, (kind, &id), split, true, response::no_content()).await
 }
 
 pub async fn delete_attr(
@@ -457,5 +457,5 @@ pub async fn delete_attr(
             .delete_attr(&req.rc, &ld, &id, &attr, req.param("datasetId"), all)
             .await?;
     }
-    federated::finish(&app, &req, (kind, &id), split, true, response::no_content()).await
+    federated::finish(&app, (kind, &id), split, true, response::no_content()).await
 }

@@ -51,7 +51,7 @@ pub(crate) fn split(
         },
     };
     app.federation
-        .split_write(&req.rc, (kind, id), &types, body, ld, &incoming(req)?)
+        .split_write(&req.rc, (kind, id), &types, body, ld, incoming(req)?)
         .map_err(federated_error)
 }
 
@@ -79,16 +79,12 @@ pub(crate) fn split_attr(
 /// nowhere is 404).
 pub(crate) async fn finish(
     app: &AppState,
-    req: &NgsiRequest,
     (kind, id): (WriteKind, &str),
     split: Split,
     found_here: bool,
     ok: Response,
 ) -> ApiResult<Response> {
-    let sent = app
-        .federation
-        .send_write(kind, id, split, &incoming(req)?)
-        .await;
+    let sent = app.federation.send_write(kind, id, split).await;
     if !found_here && !sent.found && sent.warnings.is_empty() {
         return Err(ApiError::new(
             ErrorKind::ResourceNotFound,
