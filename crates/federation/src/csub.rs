@@ -24,27 +24,19 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use citybrain_access::{Action, RequestContext, Resource, Verb};
-use citybrain_broker::query::{geo_query, TypeExpr};
+use citybrain_broker::query::geo_query;
+use citybrain_broker::subscriptions::Selector;
 use citybrain_model::geojson::GeoQuery;
 use citybrain_model::q::Query;
 use citybrain_model::time::{format_datetime, parse_datetime};
 use citybrain_model::uri::is_absolute_uri;
 use citybrain_model::{ErrorKind, JsonLdContext};
 use parking_lot::{Mutex, RwLock};
-use regex::Regex;
 use serde_json::{json, Map, Value};
 
 use crate::discovery::{TimeFilter, TimeParams};
 use crate::error::{FederationError, Result};
 use crate::registration::{RegInfo, Registration};
-
-/// One `entities` entry of a subscription.
-#[derive(Debug, Clone)]
-struct Selector {
-    id: Option<String>,
-    id_pattern: Option<Regex>,
-    types: TypeExpr,
-}
 
 /// A subscription to registrations, compiled.
 #[derive(Debug, Clone)]
@@ -89,39 +81,7 @@ impl CsrSubscription {
                 )))
             }
         }
-        let mut selectors = Vec::new();
-        if let Some(v) = body.get("entities") {
-            let items = v
-                .as_array()
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| bad("'entities' must be a non-empty array"))?;
-            for e in items {
-                let ty = e
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("each 'entities' item needs a 'type'"))?;
-                let id = match e.get("id") {
-                    None => None,
-                    Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
-                    Some(other) => {
-                        return Err(bad(format!("'entities[].id' must be a URI, got {other}")))
-                    }
-                };
-                let id_pattern = match e.get("idPattern") {
-                    None => None,
-                    Some(Value::String(p)) => Some(
-                        Regex::new(p)
-                            .map_err(|err| bad(format!("'entities[].idPattern': {err}")))?,
-                    ),
-                    Some(_) => return Err(bad("'entities[].idPattern' must be a string")),
-                };
-                selectors.push(Selector {
-                    id,
-                    id_pattern,
-                    types: TypeExpr::parse(ty, &ld)?,
-                });
-            }
-        }
+        let selectors = Selector::parse_all(body.get("entities"), &ld)?;
         let watched = match body.get("watchedAttributes") {
             None => None,
             Some(v) => {

@@ -68,6 +68,55 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// A subscription's `entities` (none when absent): each with a `type`, an `id`
+    /// URI or an `idPattern`, types read with `ld`.
+    pub fn parse_all(v: Option<&Value>, ld: &JsonLdContext) -> Result<Vec<Selector>> {
+        let Some(ents) = v else {
+            return Ok(Vec::new());
+        };
+        let arr = ents
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| BrokerError::bad_data("'entities' must be a non-empty array"))?;
+        let mut selectors = Vec::with_capacity(arr.len());
+        for e in arr {
+            let o = e
+                .as_object()
+                .ok_or_else(|| BrokerError::bad_data("'entities' items must be objects"))?;
+            let ty = o
+                .get("type")
+                .and_then(Value::as_str)
+                .ok_or_else(|| BrokerError::bad_data("each 'entities' item needs a 'type'"))?;
+            let id = match o.get("id") {
+                None => None,
+                Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
+                Some(other) => {
+                    return Err(BrokerError::bad_data(format!(
+                        "'entities[].id' must be a URI, got {other}"
+                    )))
+                }
+            };
+            let id_pattern = match o.get("idPattern") {
+                None => None,
+                Some(Value::String(p)) => Some(
+                    Regex::new(p)
+                        .map_err(|e| BrokerError::bad_data(format!("invalid 'idPattern': {e}")))?,
+                ),
+                Some(other) => {
+                    return Err(BrokerError::bad_data(format!(
+                        "'idPattern' must be a string, got {other}"
+                    )))
+                }
+            };
+            selectors.push(Selector {
+                id,
+                id_pattern,
+                types: TypeExpr::parse(ty, ld)?,
+            });
+        }
+        Ok(selectors)
+    }
+
     pub fn matches(&self, e: &Entity) -> bool {
         self.types.matches(e)
             && self.id.as_ref().is_none_or(|i| *i == e.id)
@@ -238,48 +287,7 @@ impl Compiled {
             }
             None => return Err(BrokerError::bad_data("subscription 'type' is missing")),
         }
-        let mut selectors = Vec::new();
-        if let Some(ents) = body.get("entities") {
-            let arr = ents
-                .as_array()
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| BrokerError::bad_data("'entities' must be a non-empty array"))?;
-            for e in arr {
-                let o = e
-                    .as_object()
-                    .ok_or_else(|| BrokerError::bad_data("'entities' items must be objects"))?;
-                let ty = o
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| BrokerError::bad_data("each 'entities' item needs a 'type'"))?;
-                let id = match o.get("id") {
-                    None => None,
-                    Some(Value::String(s)) if is_absolute_uri(s) => Some(s.clone()),
-                    Some(other) => {
-                        return Err(BrokerError::bad_data(format!(
-                            "'entities[].id' must be a URI, got {other}"
-                        )))
-                    }
-                };
-                let id_pattern =
-                    match o.get("idPattern") {
-                        None => None,
-                        Some(Value::String(p)) => Some(Regex::new(p).map_err(|e| {
-                            BrokerError::bad_data(format!("invalid 'idPattern': {e}"))
-                        })?),
-                        Some(other) => {
-                            return Err(BrokerError::bad_data(format!(
-                                "'idPattern' must be a string, got {other}"
-                            )))
-                        }
-                    };
-                selectors.push(Selector {
-                    id,
-                    id_pattern,
-                    types: TypeExpr::parse(ty, &ld)?,
-                });
-            }
-        }
+        let selectors = Selector::parse_all(body.get("entities"), &ld)?;
         let watched = body
             .get("watchedAttributes")
             .map(|v| string_list("watchedAttributes", v))
