@@ -119,6 +119,15 @@ fn purpose_of(headers: &axum::http::HeaderMap) -> Result<Option<std::sync::Arc<s
     }
 }
 
+/// The valid `jurisdiction_id` of an Open311 query string, if any.
+fn jurisdiction_of(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .filter(|(k, _)| k == "jurisdiction_id")
+        .last()
+        .map(|(_, v)| v.into_owned())
+        .filter(|j| citybrain_access::validate_tenant(j).is_ok())
+}
+
 /// The route layer of a family: context, then route-level authorization.
 pub async fn contextualize(
     State((app, family)): State<(AppState, Family)>,
@@ -127,10 +136,18 @@ pub async fn contextualize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let rc = match context_of(family, req.headers(), req.extensions()) {
+    let mut rc = match context_of(family, req.headers(), req.extensions()) {
         Ok(rc) => rc,
         Err(e) => return e.into_response(),
     };
+    if family == Family::Open311 {
+        // The route is authorized in the tenant it reads (`jurisdiction_id` of the
+        // query string); one that does not validate is answered by the handler, in
+        // GeoReport's format, before anything is read.
+        if let Some(j) = jurisdiction_of(req.uri().query()) {
+            rc.tenant = j;
+        }
+    }
     let param = |name: &str| {
         params.as_ref().ok().and_then(|p| {
             p.iter()
@@ -217,7 +234,9 @@ pub fn route_action<'a>(
             ROUTING | SLA_POLICY | SLA_REPORT | PLANS => (admin(verb), Resource::Routing),
             MODE | AREAS | AREA => (admin(verb), Resource::Mode),
             WHAT_IFS | WHAT_IF => (verb, Resource::Scenario),
-            OPEN311_CONFIG => (admin(verb), Resource::Open311),
+            // The configuration holds the keys clients file reports with: reading it
+            // is administration too (anyone may read Api::"open311" itself).
+            OPEN311_CONFIG => (Verb::Administer, Resource::Open311),
             AUDIT | AUDIT_ENTRIES | AUDIT_INCLUSION | AUDIT_CONSISTENCY => {
                 (Verb::Read, Resource::Audit)
             }

@@ -94,7 +94,7 @@ pub async fn track(State(front): State<Arc<Front>>, req: Request, next: Next) ->
     let credential_refused = refused.is_some();
     let mut resp = match refused {
         Some(r) => r,
-        None => next.run(req).await,
+        None => crate::problem::problem_of_plain(next.run(req).await).await,
     };
     if let Some(auth) = &front.auth {
         let s = resp.status().as_u16();

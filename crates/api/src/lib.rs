@@ -29,8 +29,8 @@ use citybrain_model::ErrorKind;
 use crate::context::Family;
 use crate::handlers::{
     audit, backups, batch, catalog, console, contexts, csource_subscriptions, discovery, entities,
-    governance, incidents, ingest, live, modes, open311, registrations, rules, subscriptions,
-    temporal, twin,
+    governance, incidents, ingest, live, modes, open311, openapi, registrations, rules,
+    subscriptions, temporal, twin,
 };
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -254,6 +254,9 @@ pub fn router_of(parts: Parts) -> Router {
         // The console's files are public (no data in them): no family, no route layer.
         .route(CONSOLE, get(console::file))
         .route(CONSOLE_FILES, get(console::file))
+        // The API's description is public too (no data in it).
+        .route(OPENAPI, get(openapi::document))
+        .route(API_CATALOG, get(openapi::catalog))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // Authentication runs in the outermost layer, after the request id is set (a

@@ -236,3 +236,38 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Axum's own refusals (a path value that is not UTF-8, a body over the size limit, a
+/// query string its extractor cannot read) answer plain text; every refusal of this
+/// server is a ProblemDetails body, so the outermost layer rewrites them here, once for
+/// every route. Only error answers in `text/plain` are touched (no handler of this
+/// crate answers one), and only their first 4 KiB is read.
+pub async fn problem_of_plain(resp: Response) -> Response {
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let bytes = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let kind = match status {
+        StatusCode::BAD_REQUEST => ErrorKind::BadRequestData,
+        StatusCode::NOT_FOUND => ErrorKind::ResourceNotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorKind::OperationNotSupported,
+        s if s.is_server_error() => ErrorKind::InternalError,
+        _ => ErrorKind::InvalidRequest,
+    };
+    let detail = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("refused").to_string(),
+        t => t.to_string(),
+    };
+    ApiError::new(kind, detail)
+        .with_status(status)
+        .into_response()
+}

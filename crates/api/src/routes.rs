@@ -88,6 +88,9 @@ pub const HEALTH: &str = "/health";
 pub const CONSOLE: &str = "/";
 pub const CONSOLE_FILES: &str = "/assets/{*path}";
 pub const METRICS: &str = "/metrics";
+/// The API's own description (`handlers/openapi.rs`) and RFC 9727's catalogue of APIs.
+pub const OPENAPI: &str = "/openapi.json";
+pub const API_CATALOG: &str = "/.well-known/api-catalog";
 
 /// Query parameters of `GET /platform/v1/live` (`handlers/live.rs`).
 pub const LIVE_PARAMS: &[&str] = &[

@@ -84,7 +84,17 @@ impl ErrorCode for ScenarioError {
         match self {
             ScenarioError::Invalid(_) => ErrorKind::BadRequestData,
             ScenarioError::Busy(_) => ErrorKind::TooManyRequests,
-            ScenarioError::Unavailable(_) => ErrorKind::InternalError,
+            // 503: the twin may come back (a restart of its worker); not a fault of
+            // the request, and not one to plan a 500 for.
+            ScenarioError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+    fn problem_type(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ScenarioError::Unavailable(_) => {
+                Some(("TwinUnavailable", "The twin cannot run what-ifs now"))
+            }
+            _ => None,
         }
     }
 }

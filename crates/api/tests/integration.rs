@@ -21,6 +21,8 @@ mod integration {
     pub mod live;
     pub mod modes;
     pub mod open311;
+    pub mod openapi;
+    pub mod platform_input;
     pub mod query;
     pub mod rules;
     pub mod spatial;

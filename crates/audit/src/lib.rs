@@ -38,6 +38,10 @@ pub enum AuditError {
     Io(String),
     #[error("audit log: {0}")]
     Invalid(String),
+    /// A stored entry no longer reads: the server's fault (or tampering), not the
+    /// request's.
+    #[error("audit log: {0}")]
+    Corrupt(String),
 }
 
 impl citybrain_model::ErrorCode for AuditError {
@@ -45,6 +49,7 @@ impl citybrain_model::ErrorCode for AuditError {
         match self {
             AuditError::Io(_) => citybrain_model::ErrorKind::Unavailable,
             AuditError::Invalid(_) => citybrain_model::ErrorKind::BadRequestData,
+            AuditError::Corrupt(_) => citybrain_model::ErrorKind::InternalError,
         }
     }
     fn public_detail(&self) -> String {
@@ -356,7 +361,7 @@ impl AuditLog {
             // An entry that no longer reads is what tampering looks like: an error
             // naming it, never a null in its place.
             let entry = serde_json::from_slice(&line).map_err(|e| {
-                AuditError::Invalid(format!(
+                AuditError::Corrupt(format!(
                     "entry at byte {} does not read as JSON ({e}); run `citybrain audit verify`",
                     offsets[out.len()]
                 ))

@@ -52,7 +52,18 @@ impl Broker {
                 check_name(n)?;
                 n.to_string()
             }
-            None => format!("backup-{}", self.clock.now().format("%Y%m%dT%H%M%SZ")),
+            // A second unnamed backup within the same second gets a suffix, not a 409
+            // (only a name the caller chose can conflict).
+            None => {
+                let base = format!("backup-{}", self.clock.now().format("%Y%m%dT%H%M%SZ"));
+                (1..)
+                    .map(|n| match n {
+                        1 => base.clone(),
+                        n => format!("{base}-{n}"),
+                    })
+                    .find(|n| !root.join(n).exists())
+                    .unwrap_or(base)
+            }
         };
         let dest = root.join(&name);
         if dest.exists() {

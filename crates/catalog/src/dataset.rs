@@ -256,8 +256,13 @@ fn check_name(field: &str, s: &str) -> Result<(), CatalogError> {
 impl DatasetSpec {
     /// Reads a dataset from JSON and checks it, naming the field at fault.
     pub fn from_json(body: &[u8]) -> Result<DatasetSpec, CatalogError> {
+        // An object, and nothing after it (serde would read a struct from an array of
+        // its fields too).
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(invalid("dataset: a JSON object is expected".to_string()));
+        }
         let de = &mut serde_json::Deserializer::from_slice(body);
-        let spec: DatasetSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let spec: DatasetSpec = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
             if path == "." {
                 invalid(format!("dataset: {}", e.inner()))
@@ -265,6 +270,7 @@ impl DatasetSpec {
                 invalid(format!("{path}: {}", e.inner()))
             }
         })?;
+        de.end().map_err(|e| invalid(format!("dataset: {e}")))?;
         spec.validate()?;
         Ok(spec)
     }

@@ -54,6 +54,9 @@ pub enum CatalogError {
     Broker(#[from] citybrain_broker::BrokerError),
     #[error("{0}")]
     Io(String),
+    /// The store refused or failed a write (a full disk is a 507).
+    #[error(transparent)]
+    Store(#[from] citybrain_storage::StoreError),
 }
 
 impl ErrorCode for CatalogError {
@@ -67,20 +70,16 @@ impl ErrorCode for CatalogError {
             CatalogError::Denied(d) => d.kind(),
             CatalogError::Broker(b) => b.kind(),
             CatalogError::Io(_) => ErrorKind::InternalError,
+            CatalogError::Store(e) => e.kind(),
         }
     }
     fn public_detail(&self) -> String {
         match self {
             CatalogError::Io(_) => "the catalogue could not be stored".into(),
+            CatalogError::Store(e) => e.public_detail(),
             CatalogError::Broker(b) => b.public_detail(),
             e => e.to_string(),
         }
-    }
-}
-
-impl From<citybrain_storage::StoreError> for CatalogError {
-    fn from(e: citybrain_storage::StoreError) -> Self {
-        CatalogError::Io(e.to_string())
     }
 }
 

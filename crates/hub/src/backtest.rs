@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::ops::{Bound, ControlFlow};
 
 use chrono::{DateTime, Utc};
+use citybrain_access::RequestContext;
 use citybrain_rules::{Engine, Event, ObsValue, Observation, RuleSpec};
 use citybrain_storage::history::attribute_of;
 use citybrain_storage::tsdb::{Selection, TimeProp};
@@ -34,9 +35,14 @@ struct Obs {
 
 impl Hub {
     /// Replays the history of `[from, to)` through `spec` alone.
+    ///
+    /// Only history `rc` may read whole is replayed (a caller writes the rule, so a
+    /// rule over values it may not see would tell them by when it fires), and the
+    /// events keep their values and positions only for those who see them on the
+    /// event feed ([`Hub::event_for`]).
     pub fn backtest(
         &self,
-        tenant: &str,
+        rc: &RequestContext,
         spec: &RuleSpec,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -64,6 +70,7 @@ impl Hub {
             upper: Bound::Excluded(to.timestamp_millis()),
             last_n: None,
         };
+        let tenant = rc.tenant.as_str();
         let ty = expanded.select.ty.clone();
         let mut entities: Vec<(String, String)> = Vec::new();
         let mut obs: Vec<Obs> = Vec::new();
@@ -72,6 +79,7 @@ impl Hub {
             if !h.types.iter().any(|t| **t == *ty)
                 || (!expanded.select.ids.is_empty()
                     && !expanded.select.ids.iter().any(|i| **i == *h.id))
+                || !self.reads_whole(rc, &h.id)
             {
                 return ControlFlow::Continue(());
             }
@@ -125,6 +133,12 @@ impl Hub {
             }));
         }
         events.extend(engine.tick(to));
+        if !self.shows_event_values(rc) {
+            for e in &mut events {
+                e.value = None;
+                e.location = None;
+            }
+        }
         Ok(Backtest {
             from,
             to,

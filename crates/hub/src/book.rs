@@ -29,6 +29,13 @@ impl Book {
         self.reindex(&id);
     }
 
+    /// Takes an incident out (a change that could not be stored is undone).
+    pub(crate) fn remove(&mut self, id: &str) {
+        if let Some(old) = self.all.remove(id) {
+            self.unindex(&old.category, id);
+        }
+    }
+
     /// Applies `f` to an incident (its index entry follows); `None` if there is none.
     pub(crate) fn update<R>(&mut self, id: &str, f: impl FnOnce(&mut Incident) -> R) -> Option<R> {
         let i = self.all.get_mut(id)?;

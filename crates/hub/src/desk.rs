@@ -274,13 +274,15 @@ impl Hub {
         let now = self.clock.now();
         let mut ids = Vec::with_capacity(list.len());
         let mut entities = Vec::with_capacity(list.len());
+        // Every entity is checked before any document is logged: a refused incident
+        // leaves no trace on disk.
+        for i in list {
+            entities.push(self.entity_of(i, now)?);
+            ids.push(i.id.clone());
+        }
         for i in list {
             let doc = crate::encode(i, "incident document")?;
             out.push(self.store.put_doc(tenant, INCIDENTS, &i.id, doc, &origin)?);
-            let entity = parse_entity(&entity_body(i)?, &self.ctx, now)
-                .map_err(|e| HubError::Store(citybrain_storage::StoreError::Rejected(e)))?;
-            ids.push(i.id.clone());
-            entities.push(entity);
         }
         let results = self.store.modify_many(
             tenant,
@@ -304,6 +306,39 @@ impl Hub {
             }
         }
         Ok(out)
+    }
+
+    /// The NGSI-LD entity of an incident (a refusal names what is wrong with it).
+    fn entity_of(
+        &self,
+        i: &Incident,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<citybrain_model::Entity, HubError> {
+        parse_entity(&entity_body(i)?, &self.ctx, now)
+            .map_err(|e| HubError::Store(citybrain_storage::StoreError::Rejected(e)))
+    }
+
+    /// Saves an incident the desk already shows; when the save fails, the desk shows
+    /// `before` again (nothing is shown that was not stored), unless a later change
+    /// replaced it meanwhile.
+    async fn save_or_undo(
+        &self,
+        rc: &RequestContext,
+        saved: &Incident,
+        before: Option<Incident>,
+    ) -> Result<(), DeskError> {
+        let Err(e) = self.save_incident(rc, saved).await else {
+            return Ok(());
+        };
+        if let Some(mut d) = self.desks.lock_existing(&rc.tenant).await {
+            if d.incidents.get(&saved.id) == Some(saved) {
+                match before {
+                    Some(b) => d.incidents.put(b),
+                    None => d.incidents.remove(&saved.id),
+                }
+            }
+        }
+        Err(e.into())
     }
 
     /// Writes one incident; durable and on the live feed when it answers.
@@ -351,22 +386,24 @@ impl Hub {
         id: &str,
         f: &mut (dyn FnMut(&mut Incident) -> Result<(), DeskError> + Send),
     ) -> Result<Incident, DeskError> {
-        let updated = {
+        let (before, updated) = {
             let mut d = self
                 .desks
                 .lock_existing(&rc.tenant)
                 .await
                 .ok_or_else(|| DeskError::NotFound(id.to_string()))?;
-            let mut copy = d
+            let before = d
                 .incidents
                 .get(id)
                 .ok_or_else(|| DeskError::NotFound(id.to_string()))?
                 .clone();
+            let mut copy = before.clone();
             f(&mut copy)?;
+            self.entity_of(&copy, self.clock.now())?;
             d.incidents.put(copy.clone());
-            copy
+            (before, copy)
         };
-        self.save_incident(rc, &updated).await?;
+        self.save_or_undo(rc, &updated, Some(before)).await?;
         Ok(updated)
     }
 
@@ -563,6 +600,10 @@ impl Hub {
     ) -> Result<Incident, DeskError> {
         let now = self.clock.now();
         self.update_incident(rc, id, &mut |i| {
+            // Only a citizen's request is rated: anything else is not found here.
+            if i.request.is_none() {
+                return Err(DeskError::NotFound(i.id.clone()));
+            }
             if !matches!(i.status, Status::Resolved | Status::Closed) {
                 return Err(DeskError::Invalid(format!(
                     "the request is {}; it can be rated once resolved or closed",
@@ -646,10 +687,11 @@ impl Hub {
                 );
             }
             apply_plans(&d.plans, mode, &mut i, now);
+            self.entity_of(&i, now)?;
             d.incidents.put(i.clone());
             i
         };
-        self.save_incident(rc, &i).await?;
+        self.save_or_undo(rc, &i, None).await?;
         Ok(i)
     }
 

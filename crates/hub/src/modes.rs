@@ -271,7 +271,15 @@ impl Hub {
             Some(name) => format!("area:{name}"),
             None => TENANT_KEY.to_string(),
         };
-        self.put_doc(rc, MODE, &key, &to).await?;
+        if let Err(e) = self.put_doc(rc, MODE, &key, &to).await {
+            // The switch did not happen: its history entry goes too (best effort: the
+            // store just refused a write), so the history never shows a switch that
+            // the mode does not.
+            let _ = self
+                .store
+                .delete_doc(tenant, MODE_HISTORY, &format!("{n:010}"), &rc.origin());
+            return Err(e.into());
+        }
         d.modes.changes = n;
         match (area, to) {
             (Some(name), Mode::Emergency) => {

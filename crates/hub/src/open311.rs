@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use citybrain_access::{Principal, RequestContext, Resource, Verb};
-use citybrain_model::ErrorKind;
+use citybrain_model::{ErrorCode, ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -108,10 +108,13 @@ impl From<DeskError> for Open311Error {
             DeskError::Invalid(m) => err(ErrorKind::BadRequestData, m),
             other => {
                 tracing::error!(error = %other, "open311: the desk failed");
-                err(
-                    ErrorKind::InternalError,
-                    "the request could not be stored; try again",
-                )
+                // A full disk or a store refusing writes keeps its status (507, 503):
+                // the client may retry later; anything else is the server's fault.
+                let kind = match other.kind() {
+                    k @ (ErrorKind::InsufficientStorage | ErrorKind::Unavailable) => k,
+                    _ => ErrorKind::InternalError,
+                };
+                err(kind, "the request could not be stored; try again")
             }
         }
     }

@@ -102,11 +102,22 @@ pub enum IdentityError {
     NotFound(String),
     #[error("{0}")]
     Io(String),
+    /// The key store's disk is full (507; nothing changed).
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 impl IdentityError {
     fn io(path: &std::path::Path, e: std::io::Error) -> IdentityError {
-        IdentityError::Io(format!("{}: {e}", path.display()))
+        let msg = format!("{}: {e}", path.display());
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ) {
+            IdentityError::DiskFull(msg)
+        } else {
+            IdentityError::Io(msg)
+        }
     }
 }
 
@@ -116,11 +127,15 @@ impl ErrorCode for IdentityError {
             IdentityError::Invalid(_) => ErrorKind::BadRequestData,
             IdentityError::NotFound(_) => ErrorKind::ResourceNotFound,
             IdentityError::Io(_) => ErrorKind::InternalError,
+            IdentityError::DiskFull(_) => ErrorKind::InsufficientStorage,
         }
     }
     fn public_detail(&self) -> String {
         match self {
             IdentityError::Io(_) => "the key store could not be written".into(),
+            IdentityError::DiskFull(_) => {
+                "the server's disk is full; the key store was not changed".into()
+            }
             e => e.to_string(),
         }
     }

@@ -78,12 +78,18 @@ pub enum DeadLetterError {
 impl citybrain_model::ErrorCode for DeadLetterError {
     fn kind(&self) -> citybrain_model::ErrorKind {
         match self {
+            DeadLetterError::Io(e) if citybrain_storage::disk_full(e) => {
+                citybrain_model::ErrorKind::InsufficientStorage
+            }
             DeadLetterError::Io(_) => citybrain_model::ErrorKind::InternalError,
             DeadLetterError::NotFound(_) => citybrain_model::ErrorKind::ResourceNotFound,
         }
     }
     fn public_detail(&self) -> String {
         match self {
+            DeadLetterError::Io(e) if citybrain_storage::disk_full(e) => {
+                "the server's disk is full; the dead letter was not changed".into()
+            }
             DeadLetterError::Io(_) => "internal storage error; see the server log".into(),
             other => other.to_string(),
         }

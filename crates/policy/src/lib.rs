@@ -67,6 +67,9 @@ pub enum PolicyError {
     NoVersion(u64),
     #[error("{0}")]
     Io(String),
+    /// The store refused or failed a write (a full disk is a 507).
+    #[error(transparent)]
+    Store(#[from] citybrain_storage::StoreError),
     #[error(transparent)]
     Denied(#[from] Denied),
 }
@@ -77,12 +80,14 @@ impl ErrorCode for PolicyError {
             PolicyError::Invalid(_) => ErrorKind::BadRequestData,
             PolicyError::NoVersion(_) => ErrorKind::ResourceNotFound,
             PolicyError::Io(_) => ErrorKind::InternalError,
+            PolicyError::Store(e) => e.kind(),
             PolicyError::Denied(d) => d.kind(),
         }
     }
     fn public_detail(&self) -> String {
         match self {
             PolicyError::Io(_) => "governance settings could not be stored".into(),
+            PolicyError::Store(e) => e.public_detail(),
             e => e.to_string(),
         }
     }
@@ -372,6 +377,48 @@ impl Governance {
         Ok(())
     }
 
+    /// Refuses policies under which their author could no longer administer
+    /// governance: such a set (an empty one, a comment, a `forbid` on everything) would
+    /// lock every administrator out of the API that could undo it.
+    fn keeps_author(
+        &self,
+        rc: &RequestContext,
+        policies: &PolicySet,
+        masks: &HashMap<String, Mask>,
+    ) -> Result<(), PolicyError> {
+        if matches!(rc.principal, Principal::Service(_)) {
+            return Ok(());
+        }
+        let candidate = {
+            let st = self.state.read();
+            State {
+                generation: st.generation,
+                policies: policies.clone(),
+                masks: masks.clone(),
+                current: st.current.clone(),
+                classes: st.classes.clone(),
+            }
+        };
+        let (ctx, hour, weekday) = self.context_key(rc);
+        let action = action_name(Verb::Administer, false);
+        let res = Res::Api(api_of(&Resource::Governance));
+        match evaluate::evaluate(
+            &self.cedar,
+            &candidate,
+            rc,
+            action,
+            res,
+            (hour, weekday, &ctx),
+        ) {
+            Decided::Allow(_) => Ok(()),
+            Decided::Deny => Err(PolicyError::Invalid(format!(
+                "policies: they would not permit {} to administer governance, so nobody \
+                 could change them back; keep a policy that permits it",
+                rc.actor()
+            ))),
+        }
+    }
+
     fn install(&self, change: impl FnOnce(&mut State)) {
         let mut st = self.state.write();
         let mut next = State {
@@ -397,11 +444,9 @@ impl Governance {
     ) -> Result<(), PolicyError> {
         if let Some(store) = &self.store {
             store
-                .put_doc("", COLLECTION, id, v, &rc.origin())
-                .map_err(|e| PolicyError::Io(e.to_string()))?
+                .put_doc("", COLLECTION, id, v, &rc.origin())?
                 .wait()
-                .await
-                .map_err(|e| PolicyError::Io(e.to_string()))?;
+                .await?;
         }
         Ok(())
     }
@@ -414,6 +459,7 @@ impl Governance {
     ) -> Result<PolicyVersion, PolicyError> {
         self.may_govern(rc)?;
         let (policies, masks) = compile(&self.schema, text)?;
+        self.keeps_author(rc, &policies, &masks)?;
         let version = self.state.read().current.version + 1;
         let pv = PolicyVersion {
             version,

@@ -257,6 +257,24 @@ async fn policies_are_validated_versioned_and_take_effect_at_once() {
         .set_policies(&viewer, "permit (principal, action, resource);")
         .await
         .is_err());
+    // A set under which its author could no longer administer governance is refused:
+    // nobody could change it back.
+    for lockout in [
+        "",
+        "// nothing",
+        "@id(\"viewers\") permit (principal in Role::\"viewer\", action == Action::\"read\", resource);",
+        &format!(
+            "{}\n@id(\"lock\") forbid (principal, action, resource);",
+            citybrain_policy::DEFAULT_POLICIES
+        ),
+    ] {
+        let e = g
+            .set_policies(&admin, lockout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("administer governance"), "{lockout}: {e}");
+    }
     assert_eq!(g.policies().version, 0);
 
     let text = format!(

@@ -563,7 +563,10 @@ fn signal_obs(
             }
         }
         (Sig::Forecast { buf }, Signal::Forecast { window, horizon }) => {
-            while buf.front().is_some_and(|(ft, _)| *ft < t - window) {
+            while buf
+                .front()
+                .is_some_and(|(ft, _)| *ft < t.saturating_sub(*window))
+            {
                 buf.pop_front();
             }
             if buf.back().is_some_and(|(bt, _)| *bt > t) {
@@ -575,7 +578,7 @@ fn signal_obs(
                 )));
             }
             buf.push_back((t, v));
-            if let Some(p) = predict(buf, t + horizon) {
+            if let Some(p) = predict(buf, t.saturating_add(*horizon)) {
                 lv.sample(t, p);
             }
         }
@@ -610,7 +613,7 @@ fn close_windows(sig: &mut Sig, signal: &Signal, upto: i64, lv: &mut LevelRef) {
         if b > upto {
             break;
         }
-        let start = b - window;
+        let start = b.saturating_sub(*window);
         let vals: Vec<f64> = buf
             .iter()
             .filter(|(t, _)| *t >= start && *t < b)
@@ -640,7 +643,10 @@ fn close_windows(sig: &mut Sig, signal: &Signal, upto: i64, lv: &mut LevelRef) {
             lv.sample(b, a);
         }
         let next = b + slide;
-        while buf.front().is_some_and(|(t, _)| *t < next - window) {
+        while buf
+            .front()
+            .is_some_and(|(t, _)| *t < next.saturating_sub(*window))
+        {
             buf.pop_front();
         }
         *next_close = Some(next);

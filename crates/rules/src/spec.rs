@@ -296,6 +296,10 @@ pub fn parse_rules(text: &str, source: &str) -> Result<Vec<RuleSpec>, RuleError>
 
 /// Parses a duration: `500ms`, `30s`, `5m`, `2h`, `1d` or ISO 8601 (`PT5M`); answers
 /// milliseconds (> 0).
+/// The longest duration a rule may name (about a century, in milliseconds): window and
+/// horizon arithmetic on timestamps stays far from overflow.
+pub const MAX_DURATION_MS: i64 = 3_200_000_000_000;
+
 pub fn parse_duration(field: &str, s: &str) -> Result<i64, RuleError> {
     let bad = |why: &str| {
         RuleError::new(
@@ -308,6 +312,9 @@ pub fn parse_duration(field: &str, s: &str) -> Result<i64, RuleError> {
             .map_err(|e| RuleError::new(field, e.to_string()))?;
         if d.months != 0 {
             return Err(bad("months and years have no fixed length"));
+        }
+        if d.millis > MAX_DURATION_MS {
+            return Err(bad("too long"));
         }
         d.millis
     } else {
@@ -325,7 +332,7 @@ pub fn parse_duration(field: &str, s: &str) -> Result<i64, RuleError> {
             _ => return Err(bad("unknown unit")),
         };
         let ms = n * per;
-        if !ms.is_finite() || ms > 3.2e12 {
+        if !ms.is_finite() || ms > MAX_DURATION_MS as f64 {
             return Err(bad("too long"));
         }
         ms.round() as i64
@@ -346,7 +353,18 @@ mod tests {
         assert_eq!(parse_duration("f", "1.5m").unwrap(), 90_000);
         assert_eq!(parse_duration("f", "PT15M").unwrap(), 900_000);
         assert_eq!(parse_duration("f", "250ms").unwrap(), 250);
-        for bad in ["", "5", "m", "5y", "0s", "-1s", "P1M", "1e400s"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5y",
+            "0s",
+            "-1s",
+            "P1M",
+            "1e400s",
+            "P999999999999W",
+            "P40000D",
+        ] {
             assert!(parse_duration("f", bad).is_err(), "{bad}");
         }
     }

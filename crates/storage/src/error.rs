@@ -33,12 +33,23 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// Whether an I/O error says the disk (or the user's quota on it) is full: such a write
+/// is answered 507, as a full log is, wherever in the store it failed (a backup's copy,
+/// a document, a snapshot).
+pub fn disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl ErrorCode for StoreError {
     fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Rejected(m) => m.kind,
             StoreError::Invalid(_) => ErrorKind::BadRequestData,
             StoreError::DiskFull => ErrorKind::InsufficientStorage,
+            StoreError::Io(e) if disk_full(e) => ErrorKind::InsufficientStorage,
             StoreError::Failed | StoreError::ShuttingDown => ErrorKind::Unavailable,
             StoreError::Unsupported(_) => ErrorKind::OperationNotSupported,
             _ => ErrorKind::InternalError,
@@ -50,6 +61,7 @@ impl ErrorCode for StoreError {
         match self {
             StoreError::Rejected(m) => m.detail.clone(),
             StoreError::ShuttingDown => "the server is shutting down".into(),
+            StoreError::Io(e) if disk_full(e) => StoreError::DiskFull.public_detail(),
             StoreError::DiskFull => "the server's disk is full; nothing was stored. Try again once an operator has freed space".into(),
             StoreError::Failed => "the server could not make data durable and refuses writes until it is restarted; nothing was stored".into(),
             StoreError::Unsupported(what) => format!("this store does not support {what}"),

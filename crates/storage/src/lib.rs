@@ -18,7 +18,7 @@ pub mod history;
 pub mod traits;
 
 pub use citybrain_tsdb as tsdb;
-pub use error::StoreError;
+pub use error::{disk_full, StoreError};
 pub use traits::load_collection;
 pub use traits::{
     BackupReport, Change, ChangeKind, Commit, Decide, EntityStore, Feed, FeedGap, HistoryReader,

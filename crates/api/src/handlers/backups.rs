@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::incidents::parse_body;
+use super::incidents::parse_object;
 use crate::context::Ctx;
 use crate::problem::ApiResult;
 use crate::response::plain_json;
@@ -24,7 +24,7 @@ pub async fn take(State(app): State<AppState>, Ctx(rc): Ctx, body: Bytes) -> Api
     let b: BackupBody = if body.iter().all(u8::is_ascii_whitespace) {
         BackupBody::default()
     } else {
-        parse_body(&body)?
+        parse_object(&body)?
     };
     let (name, path, report) = app.broker.backup(&rc, b.name.as_deref()).await?;
     let mut out = json!(report);

@@ -24,7 +24,7 @@ use citybrain_model::ErrorKind;
 use citybrain_policy::Governance;
 use serde_json::json;
 
-use super::incidents::parse_body;
+use super::incidents::parse_object;
 use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
 use crate::response::plain_json;
@@ -75,9 +75,9 @@ pub async fn set_policies(
     let json = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.contains("json"));
+        .is_some_and(|c| c.to_ascii_lowercase().contains("json"));
     let text = if json {
-        parse_body::<PoliciesBody>(&body)?.policies
+        parse_object::<PoliciesBody>(&body)?.policies
     } else {
         String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::bad_data("policies: the body is not UTF-8 text"))?
@@ -100,7 +100,7 @@ pub async fn set_classification(
     body: Bytes,
 ) -> ApiResult<Response> {
     let g = governance(&app)?;
-    let v: serde_json::Value = parse_body(&body)?;
+    let v: serde_json::Value = parse_object(&body)?;
     let c = g
         .set_classification(&rc, v)
         .await
@@ -137,7 +137,7 @@ pub async fn create_key(
     body: Bytes,
 ) -> ApiResult<Response> {
     let ks = keys(&app)?;
-    let b: KeyBody = parse_body(&body)?;
+    let b: KeyBody = parse_object(&body)?;
     let expires_at = b
         .expires_at
         .as_deref()

@@ -40,7 +40,16 @@ pub(crate) fn desk_error(e: DeskError) -> Response {
 
 /// A JSON body as `T`; an error names the path of the field at fault
 /// (`body.slow[0].kmh: invalid type ...`).
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+/// A JSON object body as `T` (a struct): serde would also read a struct from an array
+/// of its fields in order, which no client means, so anything but an object is refused.
+pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => parse_body(body),
+        _ => Err(ApiError::bad_data("body: a JSON object is expected")),
+    }
+}
+
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -113,7 +122,7 @@ pub async fn transition(
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let m: Move = parse_body(&body)?;
+    let m: Move = parse_object(&body)?;
     if m.to.is_none() {
         return Err(ApiError::bad_data("to: the status to move to is required"));
     }
@@ -136,7 +145,7 @@ pub async fn comment(
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let c: CommentBody = parse_body(&body)?;
+    let c: CommentBody = parse_object(&body)?;
     Ok(match hub.comment(&rc, &id, &c.text).await {
         Ok(i) => json_response(StatusCode::CREATED, &json!(i)),
         Err(e) => desk_error(e),
@@ -158,7 +167,7 @@ pub async fn attach(
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let a: AttachmentBody = parse_body(&body)?;
+    let a: AttachmentBody = parse_object(&body)?;
     Ok(
         match hub.attach_url(&rc, &id, &a.url, a.name.as_deref()).await {
             Ok(i) => json_response(StatusCode::CREATED, &json!(i)),
@@ -201,7 +210,7 @@ pub async fn set_routing(
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
     let mode = mode_param(&q)?;
-    let table: BTreeMap<String, String> = parse_body(&body)?;
+    let table: BTreeMap<String, String> = parse_object(&body)?;
     Ok(match hub.set_routing(&rc, mode, table.clone()).await {
         Ok(()) => json_response(StatusCode::OK, &json!(table)),
         Err(e) => desk_error(e),
@@ -220,7 +229,7 @@ pub async fn set_sla_policy(
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let p: SlaPolicy = parse_body(&body)?;
+    let p: SlaPolicy = parse_object(&body)?;
     Ok(match hub.set_sla_policy(&rc, p.clone()).await {
         Ok(()) => json_response(StatusCode::OK, &json!(p)),
         Err(e) => desk_error(e),
@@ -235,7 +244,7 @@ pub async fn sla_report(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<
 
 pub async fn create(State(app): State<AppState>, Ctx(rc): Ctx, body: Bytes) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let req: NewIncident = parse_body(&body)?;
+    let req: NewIncident = parse_object(&body)?;
     Ok(match hub.open_incident(&rc, req).await {
         Ok(i) => {
             let mut r = json_response(StatusCode::CREATED, &json!(i));
@@ -266,7 +275,7 @@ pub async fn task(
     let n: usize = n
         .parse()
         .map_err(|_| ApiError::bad_data("the task number is a whole number"))?;
-    let t: TaskBody = parse_body(&body)?;
+    let t: TaskBody = parse_object(&body)?;
     Ok(match hub.move_task(&rc, &id, n, t.status).await {
         Ok(i) => json_response(StatusCode::OK, &json!(i)),
         Err(e) => desk_error(e),

@@ -269,15 +269,22 @@ pub async fn replay(State(app): State<AppState>, body: axum::body::Bytes) -> Api
             .collect::<ApiResult<_>>()?,
         Some(_) => return Err(ApiError::bad_data("'ids' must be an array of numbers")),
         None => {
-            let reason = match obj.get("reason").and_then(Value::as_str) {
+            // A filter of another type is refused, never read as "no filter" (which
+            // would replay every letter).
+            let text = |k: &str| match obj.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(_) => Err(ApiError::bad_data(format!("'{k}' must be a string"))),
+            };
+            let source = text("source")?;
+            let reason = match text("reason")? {
                 None => None,
                 Some(r) => Some(
                     Reason::parse(r)
                         .ok_or_else(|| ApiError::bad_data(format!("unknown reason '{r}'")))?,
                 ),
             };
-            ing.dead
-                .ids(obj.get("source").and_then(Value::as_str), reason)
+            ing.dead.ids(source, reason)
         }
     };
     let results = ing.replay(&ids).await?;

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod live;
 pub mod modes;
 pub mod open311;
+pub mod openapi;
 pub mod registrations;
 pub mod rules;
 pub mod subscriptions;

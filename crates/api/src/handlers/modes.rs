@@ -16,7 +16,7 @@ use citybrain_hub::sla::Mode;
 use citybrain_hub::{AreaSpec, DeskError};
 use serde_json::json;
 
-use super::incidents::{desk_error, parse_body};
+use super::incidents::{desk_error, parse_object};
 use super::rules::{hub, json_response};
 use crate::context::Ctx;
 use crate::problem::ApiResult;
@@ -43,7 +43,7 @@ pub async fn set_mode(
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let m: ModeBody = parse_body(&body)?;
+    let m: ModeBody = parse_object(&body)?;
     Ok(
         match hub
             .set_mode(&rc, m.mode, &m.reason, m.area.as_deref())
@@ -80,7 +80,7 @@ pub async fn put_area(
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let spec: AreaSpec = parse_body(&body)?;
+    let spec: AreaSpec = parse_object(&body)?;
     Ok(match hub.put_area(&rc, &name, spec.clone()).await {
         Ok(true) => json_response(StatusCode::CREATED, &json!(spec)),
         Ok(false) => json_response(StatusCode::OK, &json!(spec)),

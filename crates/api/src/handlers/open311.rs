@@ -40,7 +40,22 @@ fn split(file: &str) -> Result<(&str, Format), Open311Error> {
 }
 
 fn tenant(q: &HashMap<String, String>) -> Result<String, Open311Error> {
-    match q.get("jurisdiction_id") {
+    jurisdiction(q.get("jurisdiction_id"))
+}
+
+/// The tenant of a form-encoded POST: its `jurisdiction_id`, from the body or the query
+/// string (GeoReport clients send it with the other fields).
+fn form_tenant(form: &[(String, String)]) -> Result<String, Open311Error> {
+    jurisdiction(
+        form.iter()
+            .rev()
+            .find(|(k, _)| k == "jurisdiction_id")
+            .map(|(_, v)| v),
+    )
+}
+
+fn jurisdiction(j: Option<&String>) -> Result<String, Open311Error> {
+    match j {
         None => Ok(String::new()),
         Some(j) => citybrain_broker::request::validate_tenant(j)
             .map(|()| j.clone())
@@ -316,11 +331,24 @@ pub async fn post_root(
     let hub = hub(&app)?.clone();
     let r = async {
         let (name, f) = split(&file)?;
+        if matches!(name, "discovery" | "services") {
+            // Known resources that are only read: a method error, as HTTP has it.
+            let mut r = respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                f,
+                "errors",
+                "error",
+                &json!([{"code": 405, "description": format!("'{name}' is read with GET")}]),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return Ok(r);
+        }
         if name != "requests" {
             return Err(Open311Error::new(ErrorKind::ResourceNotFound, format!("no resource '{name}' to post to")));
         }
         let form = form_of(&body, &q);
-        rc.tenant = tenant(&q)?;
+        rc.tenant = form_tenant(&form)?;
         let (id, token) = hub.open311_submit(&rc, &form).await?;
         let v = json!([{"service_request_id": id, "token": token, "service_notice": "", "account_id": ""}]);
         Ok(respond(StatusCode::CREATED, f, "service_requests", "request", &v))
@@ -431,7 +459,7 @@ pub async fn rate(
             ));
         }
         let form = form_of(&body, &q);
-        rc.tenant = tenant(&q)?;
+        rc.tenant = form_tenant(&form)?;
         let v = hub.open311_rate(&rc, &id, &form).await?;
         Ok(respond(
             StatusCode::OK,
@@ -458,8 +486,7 @@ pub async fn set_config(
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let c: citybrain_hub::open311::Open311Config = serde_json::from_slice(&body)
-        .map_err(|e| crate::problem::ApiError::bad_data(format!("body: {e}")))?;
+    let c: citybrain_hub::open311::Open311Config = super::incidents::parse_object(&body)?;
     hub.set_open311_config(&rc, c.clone()).await?;
     Ok(super::rules::json_response(StatusCode::OK, &json!(c)))
 }

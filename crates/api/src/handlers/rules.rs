@@ -54,7 +54,8 @@ fn rule_of(headers: &HeaderMap, body: &Bytes) -> ApiResult<RuleSpec> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
     let text =
         std::str::from_utf8(body).map_err(|_| ApiError::bad_data("the body is not UTF-8"))?;
     if ct.contains("yaml") {
@@ -72,7 +73,7 @@ fn rule_of(headers: &HeaderMap, body: &Bytes) -> ApiResult<RuleSpec> {
         )
         .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
-    serde_json::from_str(text).map_err(|e| ApiError::bad_data(format!("body: {e}")))
+    super::incidents::parse_object(text.as_bytes())
 }
 
 pub async fn list(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
@@ -356,8 +357,7 @@ pub async fn backtest(
 ) -> ApiResult<Response> {
     let hub = hub(&app)?.clone();
     let t = rc.tenant.clone();
-    let req: BacktestRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_data(format!("body: {e}")))?;
+    let req: BacktestRequest = super::incidents::parse_object(&body)?;
     let spec = match (req.rule, req.rule_id) {
         (Some(r), None) => r,
         (None, Some(id)) => hub
@@ -371,7 +371,7 @@ pub async fn backtest(
         }
     };
     // Reading and replaying history is CPU work: off the async workers.
-    let result = tokio::task::spawn_blocking(move || hub.backtest(&t, &spec, req.from, req.to))
+    let result = tokio::task::spawn_blocking(move || hub.backtest(&rc, &spec, req.from, req.to))
         .await
         .map_err(|e| ApiError::new(ErrorKind::InternalError, format!("back-test failed: {e}")))??;
     Ok(json_response(StatusCode::OK, &json!(result)))

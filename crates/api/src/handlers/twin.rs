@@ -15,7 +15,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use citybrain_model::ErrorKind;
 
-use super::incidents::parse_body;
+use super::incidents::parse_object;
 use super::rules::json_response;
 use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
@@ -34,7 +34,7 @@ fn twin(app: &AppState) -> ApiResult<&Arc<dyn Scenarios>> {
 
 pub async fn submit(State(app): State<AppState>, Ctx(rc): Ctx, body: Bytes) -> ApiResult<Response> {
     let twin = twin(&app)?;
-    let req: WhatIfRequest = parse_body(&body)?;
+    let req: WhatIfRequest = parse_object(&body)?;
     let run = twin
         .submit(&rc.tenant, &rc.actor(), req)
         .map_err(|e| ApiError::of(&e))?;

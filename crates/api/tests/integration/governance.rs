@@ -19,7 +19,7 @@ fn classification() -> Value {
 
 const ENTITIES: &str = "/ngsi-ld/v1/entities";
 
-async fn city() -> Governed {
+pub async fn city() -> Governed {
     let g = app_governed(classification()).await;
     let admin = g.admin.clone();
     let batch = json!([

@@ -246,6 +246,29 @@ impl App {
     pub async fn get(&self, uri: &str) -> Resp {
         self.call("GET", uri, &[], None).await
     }
+    /// The status of `method uri` (no body sent) and, unless the answer is an endless
+    /// event stream, its body.
+    pub async fn probe(&self, method: &str, uri: &str) -> (StatusCode, Option<Value>) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let stream = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if stream {
+            return (status, None);
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).ok())
+    }
     pub async fn post(&self, uri: &str, body: &Value) -> Resp {
         self.call("POST", uri, &[], Some(&body.to_string())).await
     }
