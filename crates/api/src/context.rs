@@ -190,6 +190,10 @@ pub fn route_action<'a>(
         // Liveness probes (load balancers, orchestrators) call without credentials.
         Family::Operations if route == HEALTH => return None,
         Family::Operations => (Verb::Read, Resource::Operations),
+        // A report or rating names its jurisdiction in its form body, which this layer
+        // does not read: the hub authorizes it in that tenant (`open311_submit`,
+        // `open311_rate`).
+        Family::Open311 if *method == Method::POST => return None,
         Family::Open311 => (verb, Resource::Open311),
         Family::Ingest => match route {
             INGEST_SOURCE => (Verb::Create, Resource::IngestSource(id.unwrap_or_default())),

@@ -252,22 +252,36 @@ pub async fn problem_of_plain(resp: Response) -> Response {
     if !plain || !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let bytes = axum::body::to_bytes(resp.into_body(), 4096)
-        .await
-        .unwrap_or_default();
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
     let kind = match status {
         StatusCode::BAD_REQUEST => ErrorKind::BadRequestData,
         StatusCode::NOT_FOUND => ErrorKind::ResourceNotFound,
         StatusCode::METHOD_NOT_ALLOWED => ErrorKind::OperationNotSupported,
+        StatusCode::TOO_MANY_REQUESTS => ErrorKind::TooManyRequests,
         s if s.is_server_error() => ErrorKind::InternalError,
         _ => ErrorKind::InvalidRequest,
     };
-    let detail = match text.trim() {
-        "" => status.canonical_reason().unwrap_or("refused").to_string(),
-        t => t.to_string(),
+    let reason = status.canonical_reason().unwrap_or("refused");
+    let detail = if status.is_server_error() {
+        // A framework's own server-side text names internals: logged, not shown.
+        tracing::error!(%status, text = %text.trim(), "a plain-text server error");
+        reason.to_string()
+    } else {
+        match text.trim() {
+            "" => reason.to_string(),
+            t => t.to_string(),
+        }
     };
-    ApiError::new(kind, detail)
+    let mut out = ApiError::new(kind, detail)
         .with_status(status)
-        .into_response()
+        .into_response();
+    // What the refusal said besides its text (`Allow`, `Retry-After`, …) stays.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    out
 }

@@ -13,6 +13,9 @@ use crate::error::{BrokerError, Result};
 use crate::request::RequestContext;
 use crate::Broker;
 
+/// How many unnamed backups one second can take (`backup-<time>`, then `-2` …).
+const MAX_SUFFIX: usize = 100;
+
 /// A backup's name: a letter or digit, then up to 63 letters, digits, `.`, `_`, `-`.
 pub fn check_name(name: &str) -> Result<()> {
     let ok = name.len() <= 64
@@ -47,40 +50,60 @@ impl Broker {
                 "backups are not configured (storage.backup_dir)",
             )));
         };
-        let name = match name {
+        // A chosen name can conflict (409); an unnamed backup takes the next free
+        // suffix when another took its second (the store claims the directory
+        // atomically, so two at once cannot take the same one).
+        let candidates: Vec<String> = match name {
             Some(n) => {
                 check_name(n)?;
-                n.to_string()
+                vec![n.to_string()]
             }
-            // A second unnamed backup within the same second gets a suffix, not a 409
-            // (only a name the caller chose can conflict).
             None => {
                 let base = format!("backup-{}", self.clock.now().format("%Y%m%dT%H%M%SZ"));
-                (1..)
-                    .map(|n| match n {
-                        1 => base.clone(),
-                        n => format!("{base}-{n}"),
-                    })
-                    .find(|n| !root.join(n).exists())
-                    .unwrap_or(base)
+                std::iter::once(base.clone())
+                    .chain((2..=MAX_SUFFIX).map(|n| format!("{base}-{n}")))
+                    .collect()
             }
         };
-        let dest = root.join(&name);
-        if dest.exists() {
+        let last = candidates.len() - 1;
+        let mut taken = None;
+        for (i, name) in candidates.into_iter().enumerate() {
+            let dest = root.join(&name);
+            let store = self.store.clone();
+            let to = dest.clone();
+            let result = tokio::task::spawn_blocking(move || store.backup(&to))
+                .await
+                .map_err(|e| {
+                    BrokerError::Store(citybrain_storage::StoreError::Io(std::io::Error::other(
+                        e.to_string(),
+                    )))
+                })?;
+            match result {
+                Err(citybrain_storage::StoreError::Rejected(m))
+                    if m.kind == citybrain_model::ErrorKind::AlreadyExists && i < last =>
+                {
+                    continue
+                }
+                Err(citybrain_storage::StoreError::Rejected(m))
+                    if m.kind == citybrain_model::ErrorKind::AlreadyExists =>
+                {
+                    return Err(BrokerError::Model(ModelError::new(
+                        citybrain_model::ErrorKind::AlreadyExists,
+                        format!("a backup named '{name}' exists"),
+                    )));
+                }
+                other => {
+                    taken = Some((name, dest, other?));
+                    break;
+                }
+            }
+        }
+        let Some((name, dest, report)) = taken else {
             return Err(BrokerError::Model(ModelError::new(
                 citybrain_model::ErrorKind::AlreadyExists,
-                format!("a backup named '{name}' exists"),
+                "every default backup name of this second is taken; retry in a second",
             )));
-        }
-        let store = self.store.clone();
-        let to = dest.clone();
-        let report = tokio::task::spawn_blocking(move || store.backup(&to))
-            .await
-            .map_err(|e| {
-                BrokerError::Store(citybrain_storage::StoreError::Io(std::io::Error::other(
-                    e.to_string(),
-                )))
-            })??;
+        };
         tracing::info!(actor = %rc.actor(), %name, lsn = report.lsn, "backup taken");
         let dest = std::fs::canonicalize(&dest).unwrap_or(dest);
         Ok((name, dest, report))

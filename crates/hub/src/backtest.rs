@@ -36,10 +36,9 @@ struct Obs {
 impl Hub {
     /// Replays the history of `[from, to)` through `spec` alone.
     ///
-    /// Only history `rc` may read whole is replayed (a caller writes the rule, so a
-    /// rule over values it may not see would tell them by when it fires), and the
-    /// events keep their values and positions only for those who see them on the
-    /// event feed ([`Hub::event_for`]).
+    /// Only the series `rc` reads as stored are replayed (a caller writes the rule, so
+    /// a rule over values it may not see would tell them by when it fires); the
+    /// events' values and positions come from those series alone.
     pub fn backtest(
         &self,
         rc: &RequestContext,
@@ -75,11 +74,12 @@ impl Hub {
         let mut entities: Vec<(String, String)> = Vec::new();
         let mut obs: Vec<Obs> = Vec::new();
         let mut too_many = false;
+        let mut allowed: std::collections::HashMap<(Vec<std::sync::Arc<str>>, String), bool> =
+            std::collections::HashMap::new();
         tsdb.scan(tenant, None, &mut |h| {
             if !h.types.iter().any(|t| **t == *ty)
                 || (!expanded.select.ids.is_empty()
                     && !expanded.select.ids.iter().any(|i| **i == *h.id))
-                || !self.reads_whole(rc, &h.id)
             {
                 return ControlFlow::Continue(());
             }
@@ -90,6 +90,24 @@ impl Hub {
                     continue;
                 }
                 let (points, _) = tsdb.read(s.id, &sel);
+                // Only what the caller reads as stored is replayed: a rule it writes
+                // would otherwise tell masked or hidden values by when it fires.
+                let Some(first) = points.first() else {
+                    continue;
+                };
+                let key = (h.types.clone(), s.attr.to_string());
+                let readable = match allowed.get(&key) {
+                    Some(r) => *r,
+                    None => {
+                        let sample = attribute_of(first, s.dataset.as_deref());
+                        let r = self.reads_as_stored(rc, &h.types, &s.attr, sample);
+                        allowed.insert(key, r);
+                        r
+                    }
+                };
+                if !readable {
+                    continue;
+                }
                 for p in points {
                     let a = attribute_of(&p, s.dataset.as_deref());
                     obs.push(Obs {
@@ -133,12 +151,6 @@ impl Hub {
             }));
         }
         events.extend(engine.tick(to));
-        if !self.shows_event_values(rc) {
-            for e in &mut events {
-                e.value = None;
-                e.location = None;
-            }
-        }
         Ok(Backtest {
             from,
             to,

@@ -184,7 +184,9 @@ impl Hub {
         let now = self.clock.now();
         let corr: Correlation = *self.correlation.lock();
         let mut touched: BTreeMap<String, Incident> = BTreeMap::new();
-        {
+        let mut before: BTreeMap<String, Option<Incident>> = BTreeMap::new();
+        let rc = RequestContext::service(tenant, Principal::RULES);
+        let (list, commits) = {
             let mut d = self.desks.lock(tenant).await;
             for he in events {
                 let e: &Event = &he.event;
@@ -196,6 +198,9 @@ impl Hub {
                     .map(|i| i.id.clone());
                 match (e.kind, found) {
                     (EventKind::Cleared, Some(id)) => {
+                        if !before.contains_key(&id) {
+                            before.insert(id.clone(), d.incidents.get(&id).cloned());
+                        }
                         if let Some(i) = d.incidents.update(&id, |i| {
                             i.history.push(Step {
                                 at: now,
@@ -217,6 +222,9 @@ impl Hub {
                     }
                     (EventKind::Cleared, None) => {}
                     (_, Some(id)) => {
+                        if !before.contains_key(&id) {
+                            before.insert(id.clone(), d.incidents.get(&id).cloned());
+                        }
                         if let Some(i) = d.incidents.update(&id, |i| {
                             i.attach(e, now);
                             i.clone()
@@ -233,21 +241,49 @@ impl Hub {
                         i.sla.mode = mode;
                         apply_plans(&d.plans, mode, &mut i, now);
                         d.incidents.put(i.clone());
+                        before.insert(id.clone(), None);
                         touched.insert(id, i);
                     }
                 }
             }
-        }
-        let list: Vec<Incident> = touched.into_values().collect();
-        let rc = RequestContext::service(tenant, Principal::RULES);
-        self.save_incidents(&rc, &list).await?;
+            let list: Vec<Incident> = touched.into_values().collect();
+            let commits = self.stage_on(&mut d, &rc, &list, before.into_iter().collect())?;
+            (list, commits)
+        };
+        self.publish_incidents(&rc, &list, commits).await?;
         Ok(list)
     }
 
-    /// Writes incidents (documents and entities) back to back, then waits once for
-    /// them to be durable (group commit), then shows them on the live feed.
-    async fn save_incidents(&self, rc: &RequestContext, list: &[Incident]) -> Result<(), HubError> {
-        let commits = self.stage_incidents(rc, list)?;
+    /// Logs incidents the desk `d` now shows, while its guard is held: the log takes
+    /// changes in the order the desk made them, and no other writer builds on a change
+    /// that was not logged. When the store refuses them, the desk shows `before` again
+    /// (each incident's state before this change; `None`: it was new), under the same
+    /// guard. The commits to wait for, once the guard is released ([`Hub::publish_incidents`]).
+    pub(crate) fn stage_on(
+        &self,
+        d: &mut Desk,
+        rc: &RequestContext,
+        list: &[Incident],
+        before: Vec<(String, Option<Incident>)>,
+    ) -> Result<Vec<citybrain_storage::Commit>, HubError> {
+        self.stage_incidents(rc, list).inspect_err(|_| {
+            for (id, b) in before {
+                match b {
+                    Some(b) => d.incidents.put(b),
+                    None => d.incidents.remove(&id),
+                }
+            }
+        })
+    }
+
+    /// Waits once for staged incidents to be durable (group commit), then shows them
+    /// on the live feed.
+    pub(crate) async fn publish_incidents(
+        &self,
+        rc: &RequestContext,
+        list: &[Incident],
+        commits: Vec<citybrain_storage::Commit>,
+    ) -> Result<(), HubError> {
         for c in commits {
             c.wait().await?;
         }
@@ -318,38 +354,6 @@ impl Hub {
             .map_err(|e| HubError::Store(citybrain_storage::StoreError::Rejected(e)))
     }
 
-    /// Saves an incident the desk already shows; when the save fails, the desk shows
-    /// `before` again (nothing is shown that was not stored), unless a later change
-    /// replaced it meanwhile.
-    async fn save_or_undo(
-        &self,
-        rc: &RequestContext,
-        saved: &Incident,
-        before: Option<Incident>,
-    ) -> Result<(), DeskError> {
-        let Err(e) = self.save_incident(rc, saved).await else {
-            return Ok(());
-        };
-        if let Some(mut d) = self.desks.lock_existing(&rc.tenant).await {
-            if d.incidents.get(&saved.id) == Some(saved) {
-                match before {
-                    Some(b) => d.incidents.put(b),
-                    None => d.incidents.remove(&saved.id),
-                }
-            }
-        }
-        Err(e.into())
-    }
-
-    /// Writes one incident; durable and on the live feed when it answers.
-    pub(crate) async fn save_incident(
-        &self,
-        rc: &RequestContext,
-        i: &Incident,
-    ) -> Result<(), HubError> {
-        self.save_incidents(rc, std::slice::from_ref(i)).await
-    }
-
     /// Incidents of a tenant, newest first.
     pub async fn incidents(&self, tenant: &str, f: &IncidentFilter) -> Vec<Incident> {
         let Some(d) = self.desks.lock_existing(tenant).await else {
@@ -386,7 +390,7 @@ impl Hub {
         id: &str,
         f: &mut (dyn FnMut(&mut Incident) -> Result<(), DeskError> + Send),
     ) -> Result<Incident, DeskError> {
-        let (before, updated) = {
+        let (updated, commits) = {
             let mut d = self
                 .desks
                 .lock_existing(&rc.tenant)
@@ -399,11 +403,13 @@ impl Hub {
                 .clone();
             let mut copy = before.clone();
             f(&mut copy)?;
-            self.entity_of(&copy, self.clock.now())?;
             d.incidents.put(copy.clone());
-            (before, copy)
+            let list = std::slice::from_ref(&copy);
+            let commits = self.stage_on(&mut d, rc, list, vec![(copy.id.clone(), Some(before))])?;
+            (copy, commits)
         };
-        self.save_or_undo(rc, &updated, Some(before)).await?;
+        self.publish_incidents(rc, std::slice::from_ref(&updated), commits)
+            .await?;
         Ok(updated)
     }
 
@@ -653,7 +659,7 @@ impl Hub {
         }
         tasks::check_tasks("tasks", &req.tasks).map_err(DeskError::Invalid)?;
         let now = self.clock.now();
-        let i = {
+        let (i, commits) = {
             let mut d = self.desks.lock(&rc.tenant).await;
             d.next += 1;
             let id = format!("urn:ngsi-ld:Incident:{}", d.next);
@@ -687,11 +693,17 @@ impl Hub {
                 );
             }
             apply_plans(&d.plans, mode, &mut i, now);
-            self.entity_of(&i, now)?;
             d.incidents.put(i.clone());
-            i
+            let commits = self.stage_on(
+                &mut d,
+                rc,
+                std::slice::from_ref(&i),
+                vec![(i.id.clone(), None)],
+            )?;
+            (i, commits)
         };
-        self.save_or_undo(rc, &i, None).await?;
+        self.publish_incidents(rc, std::slice::from_ref(&i), commits)
+            .await?;
         Ok(i)
     }
 

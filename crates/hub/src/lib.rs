@@ -429,17 +429,26 @@ impl Hub {
                 .is_ok()
     }
 
-    /// Whether `rc` reads entity `id` whole (neither hidden nor masked): what a
-    /// back-test may replay of it. An entity no longer stored is not, for a caller who
-    /// does not see everything (its view cannot be decided).
-    pub(crate) fn reads_whole(&self, rc: &RequestContext, id: &str) -> bool {
+    /// Whether `rc` reads attribute `attr` of entities of `types` as stored (the type
+    /// not hidden, the attribute neither left out nor masked): what a back-test may
+    /// replay of a series. Decided by the policies on a stand-in entity holding `sample`
+    /// (a value of the series), so that it holds for history whatever the entity is now.
+    pub(crate) fn reads_as_stored(
+        &self,
+        rc: &RequestContext,
+        types: &[Arc<str>],
+        attr: &str,
+        sample: citybrain_model::Attribute,
+    ) -> bool {
         if self.authz.sees_everything(rc) {
             return true;
         }
-        match self.store.get(&rc.tenant, id) {
-            Ok(Some(e)) => matches!(self.authz.view(rc, &e), citybrain_access::View::Full),
-            _ => false,
-        }
+        let mut stand_in =
+            citybrain_model::Entity::shell("urn:ngsi-ld:BackTest:sample", types.to_vec());
+        stand_in
+            .attrs
+            .push((Arc::from(attr), std::iter::once(sample).collect()));
+        matches!(self.authz.view(rc, &stand_in), citybrain_access::View::Full)
     }
 
     /// The live feed: every event from now on.

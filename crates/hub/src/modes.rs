@@ -26,12 +26,12 @@ use crate::requests::DeskError;
 use crate::sla::Mode;
 use crate::{Hub, HubError};
 
+/// Modes as earlier versions stored them beside the history (`current`, `area:<name>`):
+/// read at start, then the history is replayed over them.
 pub(crate) const MODE: &str = "mode";
+/// Every switch, numbered: what the modes are.
 pub(crate) const MODE_HISTORY: &str = "mode_history";
 pub(crate) const AREAS: &str = "areas";
-
-/// The key of the tenant-wide mode in the `mode` collection.
-const TENANT_KEY: &str = "current";
 
 /// An area as written: its geometry and an optional description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,8 +178,28 @@ pub(crate) fn load(
             None => st.tenant = m,
         }
     }
-    for (tenant, _, _) in citybrain_storage::load_collection(store, MODE_HISTORY)? {
-        out.entry(tenant).or_default().changes += 1;
+    // The history, in order, is what the modes are (earlier versions also wrote each
+    // mode as a document of `MODE`, read above for data stored before the history
+    // was kept whole).
+    let mut history = citybrain_storage::load_collection(store, MODE_HISTORY)?;
+    history.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    for (tenant, key, doc) in history {
+        let st = out.entry(tenant.clone()).or_default();
+        st.changes += 1;
+        match serde_json::from_value::<ModeChange>(doc) {
+            Ok(c) => match (c.area, c.to) {
+                (Some(a), Mode::Emergency) => {
+                    st.emergency_areas.insert(a);
+                }
+                (Some(a), Mode::Normal) => {
+                    st.emergency_areas.remove(&a);
+                }
+                (None, m) => st.tenant = m,
+            },
+            Err(e) => {
+                tracing::warn!(tenant, change = key, error = %e, "an unreadable mode change")
+            }
+        }
     }
     Ok(out)
 }
@@ -264,22 +284,12 @@ impl Hub {
             to,
             reason: reason.to_string(),
         };
+        // One write: the history entry is the switch (the modes are replayed from the
+        // history at start), so the history can never show a switch that did not
+        // happen, nor the mode one that it does not show.
         let n = d.modes.changes + 1;
         self.put_doc(rc, MODE_HISTORY, &format!("{n:010}"), &change)
             .await?;
-        let key = match area {
-            Some(name) => format!("area:{name}"),
-            None => TENANT_KEY.to_string(),
-        };
-        if let Err(e) = self.put_doc(rc, MODE, &key, &to).await {
-            // The switch did not happen: its history entry goes too (best effort: the
-            // store just refused a write), so the history never shows a switch that
-            // the mode does not.
-            let _ = self
-                .store
-                .delete_doc(tenant, MODE_HISTORY, &format!("{n:010}"), &rc.origin());
-            return Err(e.into());
-        }
         d.modes.changes = n;
         match (area, to) {
             (Some(name), Mode::Emergency) => {

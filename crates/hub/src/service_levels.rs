@@ -56,10 +56,13 @@ impl Hub {
     pub async fn check_slas(&self) -> Result<Vec<Incident>, HubError> {
         let now = self.clock.now();
         let mut changed: Vec<(String, Incident)> = Vec::new();
+        let mut staged = Vec::new();
         {
             for (tenant, desk) in self.desks.tenants() {
                 let tenant = &tenant;
                 let mut d = desk.lock().await;
+                let mut mine: Vec<Incident> = Vec::new();
+                let mut before = Vec::new();
                 let policy = d.policy.clone();
                 // Only open incidents can breach (`sla::check`).
                 for id in d.incidents.open_ids() {
@@ -70,6 +73,7 @@ impl Hub {
                     if breaches.is_empty() {
                         continue;
                     }
+                    before.push((id.clone(), Some(i.clone())));
                     let escalated = d.incidents.update(&id, |i: &mut Incident| {
                         escalate(i, &breaches, &policy, now);
                         i.clone()
@@ -82,14 +86,21 @@ impl Hub {
                             counter: &self.stats.sla_breaches,
                         }
                         .emit();
-                        changed.push((tenant.clone(), i));
+                        mine.push(i);
                     }
                 }
+                if mine.is_empty() {
+                    continue;
+                }
+                // Logged under the desk's guard, as every incident change is.
+                let rc = RequestContext::service(tenant.as_str(), Principal::SLA);
+                let commits = self.stage_on(&mut d, &rc, &mine, before)?;
+                changed.extend(mine.iter().map(|i| (tenant.clone(), i.clone())));
+                staged.push((rc, mine, commits));
             }
         }
-        for (tenant, i) in &changed {
-            let rc = RequestContext::service(tenant.as_str(), Principal::SLA);
-            self.save_incident(&rc, i).await?;
+        for (rc, list, commits) in staged {
+            self.publish_incidents(&rc, &list, commits).await?;
         }
         Ok(changed.into_iter().map(|(_, i)| i).collect())
     }

@@ -399,7 +399,11 @@ impl Governance {
                 classes: st.classes.clone(),
             }
         };
-        let (ctx, hour, weekday) = self.context_key(rc);
+        // The request's whole context (the cache key keeps only what the policies in
+        // force read; the new ones may read more).
+        let (mut ctx, hour, weekday) = self.context_key(rc);
+        ctx.source = rc.source;
+        ctx.purpose = rc.purpose.clone();
         let action = action_name(Verb::Administer, false);
         let res = Res::Api(api_of(&Resource::Governance));
         match evaluate::evaluate(
@@ -412,8 +416,8 @@ impl Governance {
         ) {
             Decided::Allow(_) => Ok(()),
             Decided::Deny => Err(PolicyError::Invalid(format!(
-                "policies: they would not permit {} to administer governance, so nobody \
-                 could change them back; keep a policy that permits it",
+                "policies: they would not permit {} to administer governance now, so \
+                 nobody could change them back; keep a policy that permits it",
                 rc.actor()
             ))),
         }

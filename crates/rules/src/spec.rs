@@ -294,12 +294,12 @@ pub fn parse_rules(text: &str, source: &str) -> Result<Vec<RuleSpec>, RuleError>
         .collect()
 }
 
-/// Parses a duration: `500ms`, `30s`, `5m`, `2h`, `1d` or ISO 8601 (`PT5M`); answers
-/// milliseconds (> 0).
 /// The longest duration a rule may name (about a century, in milliseconds): window and
 /// horizon arithmetic on timestamps stays far from overflow.
 pub const MAX_DURATION_MS: i64 = 3_200_000_000_000;
 
+/// Parses a duration: `500ms`, `30s`, `5m`, `2h`, `1d` or ISO 8601 (`PT5M`); answers
+/// milliseconds (> 0, at most [`MAX_DURATION_MS`]).
 pub fn parse_duration(field: &str, s: &str) -> Result<i64, RuleError> {
     let bad = |why: &str| {
         RuleError::new(

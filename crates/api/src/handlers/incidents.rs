@@ -38,8 +38,6 @@ pub(crate) fn desk_error(e: DeskError) -> Response {
     ApiError::from(e).into_response()
 }
 
-/// A JSON body as `T`; an error names the path of the field at fault
-/// (`body.slow[0].kmh: invalid type ...`).
 /// A JSON object body as `T` (a struct): serde would also read a struct from an array
 /// of its fields in order, which no client means, so anything but an object is refused.
 pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
@@ -49,6 +47,8 @@ pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiRe
     }
 }
 
+/// A JSON body as `T`; an error names the path of the field at fault
+/// (`body.slow[0].kmh: invalid type ...`).
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -44,11 +44,11 @@ fn tenant(q: &HashMap<String, String>) -> Result<String, Open311Error> {
 }
 
 /// The tenant of a form-encoded POST: its `jurisdiction_id`, from the body or the query
-/// string (GeoReport clients send it with the other fields).
+/// string (GeoReport clients send it with the other fields); the first one, as for every
+/// other field of the form.
 fn form_tenant(form: &[(String, String)]) -> Result<String, Open311Error> {
     jurisdiction(
         form.iter()
-            .rev()
             .find(|(k, _)| k == "jurisdiction_id")
             .map(|(_, v)| v),
     )

@@ -29,6 +29,19 @@ async fn backups_are_taken_by_name_under_the_backup_directory() {
         .post("/platform/v1/backups", &json!({"name": "nightly"}))
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
+    // Unnamed backups, several within one second (two of them at once): each gets a
+    // name of its own.
+    let (a, b) = tokio::join!(
+        app.call("POST", "/platform/v1/backups", &[], None),
+        app.call("POST", "/platform/v1/backups", &[], None)
+    );
+    let c = app.call("POST", "/platform/v1/backups", &[], None).await;
+    let mut names = std::collections::BTreeSet::new();
+    for r in [a, b, c] {
+        assert_eq!(r.status, 201, "{}", r.text);
+        names.insert(r.body["name"].as_str().unwrap().to_string());
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
     // A name is not a path.
     for bad in ["../x", "a/b", ".hidden", ""] {
         let r = app

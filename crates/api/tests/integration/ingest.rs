@@ -133,6 +133,11 @@ async fn payloads_map_to_entities_with_documented_statuses() {
     .unwrap();
     let r = app.post("/ingest/reload", &json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A filter of the wrong type is refused (it once meant "replay everything").
+    for bad in [json!({"reason": 5}), json!({"source": ["bike-docks"]})] {
+        let r = app.post("/ingest/deadletters/replay", &bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+    }
     let r = app
         .post(
             "/ingest/deadletters/replay",

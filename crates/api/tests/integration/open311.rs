@@ -280,3 +280,42 @@ async fn a_citizen_request_goes_in_is_handled_and_comes_back_out() {
     );
     assert_eq!(app.get("/open311/v2/services.yaml").await.status, 404);
 }
+
+/// GeoReport clients send `jurisdiction_id` with the other fields of the form: the
+/// report is filed in that jurisdiction's tenant, and read back there only.
+#[tokio::test]
+async fn the_jurisdiction_in_a_form_body_is_the_tenant() {
+    let app = app_with_hub().await;
+    let cfg = json!({"services": [{"service_code": "pothole", "service_name": "Pothole"}],
+                     "api_keys": ["k-west"]});
+    let r = app
+        .call(
+            "PUT",
+            "/platform/v1/open311",
+            &[("ngsild-tenant", "west")],
+            Some(&cfg.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = post_form(
+        &app,
+        "/open311/v2/requests.json",
+        "jurisdiction_id=west&api_key=k-west&service_code=pothole&lat=52.5&long=13.4&description=deep",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .get(&format!(
+            "/open311/v2/requests/{id}.json?jurisdiction_id=west"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body[0]["description"], "deep");
+    // The default tenant has no such request (nor the key it was filed with).
+    let r = app.get(&format!("/open311/v2/requests/{id}.json")).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}

@@ -182,14 +182,21 @@ async fn the_open311_configuration_and_its_keys_are_for_administrators() {
 }
 
 #[tokio::test]
-async fn a_back_test_replays_only_what_its_caller_reads_whole() {
+async fn a_back_test_replays_only_what_its_caller_reads_as_stored() {
     let g = city().await;
     let admin = g.admin.clone();
-    // Speeds with their times, for the two vehicles (whose plates a viewer sees masked).
-    for (id, v) in [("urn:ngsi-ld:Vehicle:1", 90), ("urn:ngsi-ld:Vehicle:2", 95)] {
-        let body = json!({"id": id, "type": "Vehicle", "speed": [
-            {"type": "Property", "value": v, "observedAt": "2026-03-02T01:00:00Z"},
-            {"type": "Property", "value": 10, "observedAt": "2026-03-02T02:00:00Z"}]});
+    // Speeds and plates with their times, for the two vehicles (a viewer reads their
+    // speeds as stored and their plates masked).
+    for (id, v, plate) in [
+        ("urn:ngsi-ld:Vehicle:1", 90, "粤B12345"),
+        ("urn:ngsi-ld:Vehicle:2", 95, "粤A67890"),
+    ] {
+        let body = json!({"id": id, "type": "Vehicle",
+            "speed": [
+                {"type": "Property", "value": v, "observedAt": "2026-03-02T01:00:00Z"},
+                {"type": "Property", "value": 10, "observedAt": "2026-03-02T02:00:00Z"}],
+            "licensePlate": [
+                {"type": "Property", "value": plate, "observedAt": "2026-03-02T01:00:00Z"}]});
         let r = g
             .call(
                 Some(&admin),
@@ -201,35 +208,106 @@ async fn a_back_test_replays_only_what_its_caller_reads_whole() {
             .await;
         assert!(r.status.is_success(), "{}", r.text);
     }
-    let req = json!({
-        "rule": {"id": "fast", "category": "traffic", "for": {"type": "Vehicle"},
-                 "when": {"kind": "threshold", "attr": "speed", "above": 80}},
-        "from": "2026-03-02T00:00:00Z", "to": "2026-03-03T00:00:00Z"
-    });
+    let test = |attr: &str| {
+        json!({
+            "rule": {"id": "t", "category": "traffic", "for": {"type": "Vehicle"},
+                     "when": {"kind": "threshold", "attr": attr, "above": 80}},
+            "from": "2026-03-02T00:00:00Z", "to": "2026-03-03T00:00:00Z"
+        })
+    };
+    let viewer = g.key("vic", &["viewer"], |_| {});
+    // Speeds: both read them as stored, and both see the same events, values included.
+    for who in [&admin, &viewer] {
+        let r = g
+            .call(
+                Some(who),
+                "POST",
+                "/platform/v1/backtests",
+                &[],
+                Some(&test("speed")),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["entities"], 2, "{}", r.text);
+        assert!(r.body["events"][0]["value"].is_number(), "{}", r.text);
+    }
+    // Plates: the administrator's back-test replays them, the viewer's does not.
     let r = g
         .call(
             Some(&admin),
             "POST",
             "/platform/v1/backtests",
             &[],
-            Some(&req),
+            Some(&test("licensePlate")),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["entities"], 2, "{}", r.text);
-    assert!(r.body["events"][0]["value"].is_number(), "{}", r.text);
-    // A viewer sees the vehicles masked: none is replayed for it.
-    let viewer = g.key("vic", &["viewer"], |_| {});
+    assert_eq!(
+        (r.status.as_u16(), &r.body["entities"]),
+        (200, &json!(2)),
+        "{}",
+        r.text
+    );
     let r = g
         .call(
             Some(&viewer),
             "POST",
             "/platform/v1/backtests",
             &[],
-            Some(&req),
+            Some(&test("licensePlate")),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["entities"], 0, "{}", r.text);
-    assert_eq!(r.body["events"], json!([]), "{}", r.text);
+    assert_eq!(
+        (r.status.as_u16(), &r.body["entities"]),
+        (200, &json!(0)),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["observations"], 0, "{}", r.text);
+}
+
+#[tokio::test]
+async fn content_types_are_read_whatever_their_case() {
+    let app = app_with_hub().await;
+    let rule = json!({"id": "r1", "category": "c", "for": {"type": "T"},
+                      "when": {"kind": "threshold", "attr": "a", "above": 1}});
+    let r = app
+        .call(
+            "POST",
+            "/platform/v1/rules",
+            &[("content-type", "Application/JSON; Charset=UTF-8")],
+            Some(&rule.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn only_a_citizens_request_is_rated() {
+    let app = app_with_hub().await;
+    let cfg = json!({"services": [{"service_code": "pothole", "service_name": "Pothole"}],
+                     "api_keys": ["k"]});
+    assert_eq!(app.put("/platform/v1/open311", &cfg).await.status, 200);
+    let r = app
+        .post(
+            "/platform/v1/incidents",
+            &json!({"category": "a", "title": "b"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let n = r.body["id"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = app
+        .call(
+            "POST",
+            &format!("/open311/v2/requests/{n}/rating.json"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some("api_key=k&rating=5"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
 }

@@ -56,10 +56,16 @@ fn claim(dest: &Path) -> Result<(), StoreError> {
     }
     match std::fs::DirBuilder::new().mode(0o700).create(dest) {
         Ok(()) => Ok(()),
+        // A conflict (409) naming the directory, not where it is on the server.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(StoreError::Invalid(format!(
-                "{} exists; a backup goes into a new directory",
-                dest.display()
+            Err(StoreError::Rejected(citybrain_model::ModelError::new(
+                citybrain_model::ErrorKind::AlreadyExists,
+                format!(
+                    "'{}' exists; a backup goes into a new directory",
+                    dest.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ),
             )))
         }
         Err(e) => Err(e.into()),

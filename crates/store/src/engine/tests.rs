@@ -636,7 +636,10 @@ fn an_online_backup_holds_exactly_the_writes_up_to_its_position() {
     assert!(log.iter().any(|(lsn, _, _)| *lsn <= report.lsn));
     assert!(s.stats().snapshots > 0, "a snapshot ran during the test");
     // A backup only goes into an empty directory.
-    assert!(matches!(s.backup_to(&backup), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        s.backup_to(&backup),
+        Err(StoreError::Rejected(m)) if m.kind == citybrain_model::ErrorKind::AlreadyExists
+    ));
     s.close();
 
     let restored = dir.path().join("restored");
