@@ -2,8 +2,10 @@
 # Checks the running server against its own OpenAPI document (/openapi.json) with
 # schemathesis, a property-based API tester: it sends the documented examples, values
 # at the edges of every schema and random valid and invalid requests to every
-# documented operation, and fails on any 5xx, any status the document does not list,
-# any undocumented content type and any answer its schema does not admit.
+# documented operation, then sequences of calls along the document's links (create a
+# rule, then read, replace and delete it; file an incident, then comment and move
+# it), and fails on any 5xx, any status the document does not list, any undocumented
+# content type and any answer its schema does not admit.
 #
 #   scripts/api-check.sh                   # the debug binary, 40 examples per operation
 #   scripts/api-check.sh --examples 200    # deeper (CI's heavy suite)
@@ -72,7 +74,7 @@ done
 # mismatch", cpython#106905): an error of the tester, not of the server.
 args=(run "http://127.0.0.1:$port/openapi.json"
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
-  --phases examples,coverage,fuzzing
+  --phases examples,coverage,fuzzing,stateful
   --max-examples "$examples"
   --exclude-path /platform/v1/live
   --exclude-path /platform/v1/events/stream

@@ -219,6 +219,33 @@ fn every_reference_resolves_and_every_operation_is_complete() {
 }
 
 #[test]
+fn every_link_leads_to_an_operation_and_names_its_parameters() {
+    let doc = document();
+    let ops = operations(&doc);
+    let mut links = 0;
+    for (path, method, op) in &ops {
+        for (status, answer) in op["responses"].as_object().unwrap() {
+            for (name, link) in answer["links"].as_object().into_iter().flatten() {
+                links += 1;
+                let at = format!("{} {path} {status} {name}", method.to_uppercase());
+                let target = link["operationId"].as_str().unwrap();
+                let (to, _, _) = ops
+                    .iter()
+                    .find(|(_, _, o)| o["operationId"] == target)
+                    .unwrap_or_else(|| panic!("{at}: no operation {target}"));
+                for param in link["parameters"].as_object().unwrap().keys() {
+                    assert!(
+                        to.contains(&format!("{{{param}}}")),
+                        "{at}: {to} has no {param}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(links > 0);
+}
+
+#[test]
 fn every_platform_route_is_described() {
     let doc = document();
     let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();

@@ -232,37 +232,20 @@ async fn a_back_test_replays_only_what_its_caller_reads_as_stored() {
         assert!(r.body["events"][0]["value"].is_number(), "{}", r.text);
     }
     // Plates: the administrator's back-test replays them, the viewer's does not.
-    let r = g
-        .call(
-            Some(&admin),
-            "POST",
-            "/platform/v1/backtests",
-            &[],
-            Some(&test("licensePlate")),
-        )
-        .await;
-    assert_eq!(
-        (r.status.as_u16(), &r.body["entities"]),
-        (200, &json!(2)),
-        "{}",
-        r.text
-    );
-    let r = g
-        .call(
-            Some(&viewer),
-            "POST",
-            "/platform/v1/backtests",
-            &[],
-            Some(&test("licensePlate")),
-        )
-        .await;
-    assert_eq!(
-        (r.status.as_u16(), &r.body["entities"]),
-        (200, &json!(0)),
-        "{}",
-        r.text
-    );
-    assert_eq!(r.body["observations"], 0, "{}", r.text);
+    for (who, entities, observations) in [(&admin, 2, 2), (&viewer, 0, 0)] {
+        let r = g
+            .call(
+                Some(who),
+                "POST",
+                "/platform/v1/backtests",
+                &[],
+                Some(&test("licensePlate")),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["entities"], entities, "{}", r.text);
+        assert_eq!(r.body["observations"], observations, "{}", r.text);
+    }
 }
 
 #[tokio::test]
