@@ -35,35 +35,71 @@ impl Accept {
     }
 }
 
-/// Parses `Accept`, honouring order and `q` weights; `None` when nothing is acceptable.
+/// Every representation NGSI-LD offers, in its order of preference (6.3.4).
+pub const ALL_REPRESENTATIONS: [Accept; 3] = [Accept::Json, Accept::JsonLd, Accept::GeoJson];
+
+/// Which of all representations `Accept` selects ([`negotiate`] over
+/// [`ALL_REPRESENTATIONS`]); `None` when it accepts none of them.
 pub fn parse_accept(h: Option<&str>) -> Option<Accept> {
+    negotiate(h, &ALL_REPRESENTATIONS)
+}
+
+/// Which of `offered` (the representations an endpoint has, in NGSI-LD's order of
+/// preference) `Accept` selects, by RFC 9110 12.5.1: each representation takes the
+/// weight of the most specific media range that matches it (the exact type, then
+/// `application/*`, then `*/*`), so `application/json;q=0, */*` refuses JSON while
+/// accepting the rest; a weight of 0 refuses; a weight that does not parse is not one of
+/// the rules and leaves the range at 1; the highest weight wins and NGSI-LD's order
+/// breaks ties (`application/ld+json, application/json` is JSON). No `Accept`, or an
+/// empty one, takes the first offered. `None`: nothing offered is acceptable (406).
+pub fn negotiate(h: Option<&str>, offered: &[Accept]) -> Option<Accept> {
     let Some(h) = h.filter(|h| !h.trim().is_empty()) else {
-        return Some(Accept::Json);
+        return offered.first().copied();
     };
-    let mut best: Option<(f32, usize, Accept)> = None;
-    for (i, part) in h.split(',').enumerate() {
-        let mut it = part.split(';');
-        let media = it.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let mut q = 1.0f32;
-        for p in it {
-            if let Some(v) = p.trim().strip_prefix("q=") {
-                q = v.trim().parse().unwrap_or(0.0);
+    let ranges: Vec<(String, f32)> = h
+        .split(',')
+        .filter_map(|part| {
+            let mut it = part.split(';');
+            let media = it.next()?.trim().to_ascii_lowercase();
+            if media.is_empty() {
+                return None;
+            }
+            let mut q = 1.0f32;
+            for p in it {
+                let p = p.trim();
+                if let Some(v) = p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")) {
+                    if let Ok(x) = v.trim().parse::<f32>() {
+                        if (0.0..=1.0).contains(&x) {
+                            q = x;
+                        }
+                    }
+                }
+            }
+            Some((media, q))
+        })
+        .collect();
+    let mut best: Option<(f32, Accept)> = None;
+    for &a in offered {
+        let exact = a.content_type();
+        let mut weight: Option<(u8, f32)> = None;
+        for (media, q) in &ranges {
+            let specificity = match media.as_str() {
+                m if m == exact => 2,
+                "application/*" => 1,
+                "*/*" => 0,
+                _ => continue,
+            };
+            if weight.is_none_or(|(s, _)| specificity > s) {
+                weight = Some((specificity, *q));
             }
         }
-        let a = match media.as_str() {
-            "application/ld+json" => Accept::JsonLd,
-            "application/json" | "application/*" | "*/*" => Accept::Json,
-            "application/geo+json" => Accept::GeoJson,
-            _ => continue,
-        };
-        if q <= 0.0 {
-            continue;
-        }
-        if best.is_none_or(|(bq, bi, _)| q > bq || (q == bq && i < bi)) {
-            best = Some((q, i, a));
+        if let Some((_, q)) = weight {
+            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, a));
+            }
         }
     }
-    best.map(|(_, _, a)| a)
+    best.map(|(_, a)| a)
 }
 
 /// Extracts the JSON-LD context URL from `Link` headers.
@@ -170,7 +206,6 @@ const KNOWN_OPTIONS: &[&str] = &[
 pub struct NgsiRequest {
     pub rc: RequestContext,
     pub params: HashMap<String, String>,
-    pub accept: Option<Accept>,
     /// The `@context` source: the body's `@context` (JSON-LD) or the `Link` URL.
     pub context: Option<Value>,
     /// The body's JSON (an object's `@context` removed), when there is a body.
@@ -217,7 +252,6 @@ impl FromRequest<AppState> for NgsiRequest {
                 return Err(ApiError::invalid(format!("unknown option '{bad}'")));
             }
         }
-        let accept = parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
         let link = parse_link(headers)?;
         let has_body = matches!(parts.method, Method::POST | Method::PATCH | Method::PUT);
         let mut context = link.clone().map(Value::String);
@@ -293,7 +327,6 @@ impl FromRequest<AppState> for NgsiRequest {
         Ok(NgsiRequest {
             rc,
             params,
-            accept,
             context,
             body: parsed,
             link,
@@ -360,9 +393,16 @@ impl NgsiRequest {
         }
     }
 
-    /// The accepted representation, or 406.
+    fn accept_header(&self) -> Option<&str> {
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The accepted representation of entity retrievals and queries (JSON, JSON-LD or
+    /// GeoJSON), or 406.
     pub fn accept(&self) -> ApiResult<Accept> {
-        self.accept.ok_or_else(|| {
+        parse_accept(self.accept_header()).ok_or_else(|| {
             ApiError::new(ErrorKind::InvalidRequest, "none of the accepted media types is supported (application/json, application/ld+json, application/geo+json)")
                 .with_status(StatusCode::NOT_ACCEPTABLE)
         })
@@ -371,14 +411,14 @@ impl NgsiRequest {
     /// The accepted representation where GeoJSON does not apply (everything but entity
     /// retrieval and queries), or 406.
     pub fn accept_json(&self) -> ApiResult<Accept> {
-        match self.accept()? {
-            Accept::GeoJson => Err(ApiError::new(
-                ErrorKind::InvalidRequest,
-                "GeoJSON is only offered for entities",
-            )
-            .with_status(StatusCode::NOT_ACCEPTABLE)),
-            a => Ok(a),
-        }
+        negotiate(self.accept_header(), &[Accept::Json, Accept::JsonLd]).ok_or_else(|| {
+            let detail = if parse_accept(self.accept_header()) == Some(Accept::GeoJson) {
+                "GeoJSON is only offered for entities"
+            } else {
+                "none of the accepted media types is supported (application/json, application/ld+json)"
+            };
+            ApiError::new(ErrorKind::InvalidRequest, detail).with_status(StatusCode::NOT_ACCEPTABLE)
+        })
     }
 
     fn options(&self) -> Vec<&str> {
@@ -530,6 +570,60 @@ mod tests {
             parse_accept(Some("application/geo+json")),
             Some(Accept::GeoJson)
         );
+        // NGSI-LD 6.3.4 and RFC 9110 12.5.1, as the ETSI suite's 045 tests read them.
+        let json_ld = [Accept::Json, Accept::JsonLd];
+        for (header, offered, want) in [
+            (
+                "application/ld+json, application/json",
+                &ALL_REPRESENTATIONS[..],
+                Some(Accept::Json),
+            ),
+            (
+                "application/geo+json, application/json",
+                &ALL_REPRESENTATIONS[..],
+                Some(Accept::Json),
+            ),
+            (
+                "application/json;q=0.1, application/ld+json;q=0.9",
+                &ALL_REPRESENTATIONS[..],
+                Some(Accept::JsonLd),
+            ),
+            (
+                "application/geo+json, application/json",
+                &json_ld[..],
+                Some(Accept::Json),
+            ),
+            (
+                "application/geo+json;q=0.9, application/ld+json;q=0.1",
+                &json_ld[..],
+                Some(Accept::JsonLd),
+            ),
+            ("*/*", &json_ld[..], Some(Accept::Json)),
+            (
+                "application/json;q=0, application/ld+json",
+                &json_ld[..],
+                Some(Accept::JsonLd),
+            ),
+            (
+                "application/json;q=0, */*",
+                &ALL_REPRESENTATIONS[..],
+                Some(Accept::JsonLd),
+            ),
+            (
+                "*/*;q=0.9, application/ld+json;q=0.8",
+                &ALL_REPRESENTATIONS[..],
+                Some(Accept::Json),
+            ),
+            (
+                "application/ld+json;q=notanumber",
+                &ALL_REPRESENTATIONS[..],
+                Some(Accept::JsonLd),
+            ),
+            ("application/geo+json", &json_ld[..], None),
+            ("application/json;q=0", &json_ld[..], None),
+        ] {
+            assert_eq!(negotiate(Some(header), offered), want, "{header}");
+        }
     }
 
     #[test]
