@@ -22,7 +22,7 @@ mod outgoing;
 pub mod registration;
 pub mod write;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +95,8 @@ pub struct Entry {
 pub struct Federation {
     broker: Arc<Broker>,
     docs: Collection,
-    regs: RwLock<HashMap<(String, String), Arc<Entry>>>,
+    /// By (tenant, id): a tenant's registrations are one range of the map.
+    regs: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
     next_seq: AtomicU64,
     settings: FederationSettings,
     client: reqwest::Client,
@@ -138,7 +139,7 @@ impl Federation {
                     csub_docs: broker.collection(CSUB_COLLECTION),
                     started: broker.clock().now(),
                     broker,
-                    regs: RwLock::new(HashMap::new()),
+                    regs: RwLock::new(BTreeMap::new()),
                     next_seq: AtomicU64::new(0),
                     settings,
                     // Without the egress policy's resolver: no redirects at least, and
@@ -175,7 +176,7 @@ impl Federation {
             writes: tokio::sync::Mutex::new(()),
             started: broker.clock().now(),
             broker,
-            regs: RwLock::new(HashMap::new()),
+            regs: RwLock::new(BTreeMap::new()),
             next_seq: AtomicU64::new(0),
             settings,
             client,
@@ -289,9 +290,8 @@ impl Federation {
     pub(crate) fn in_force(&self, tenant: &str) -> Vec<Arc<Entry>> {
         let now = self.broker.clock().now();
         let regs = self.regs.read();
-        let mut v: Vec<Arc<Entry>> = regs
-            .iter()
-            .filter(|((t, _), e)| t == tenant && !e.reg.expired(now))
+        let mut v: Vec<Arc<Entry>> = Self::of_tenant(&regs, tenant)
+            .filter(|(_, e)| !e.reg.expired(now))
             .map(|(_, e)| e.clone())
             .collect();
         v.sort_by_key(|e| e.seq);
@@ -300,8 +300,19 @@ impl Federation {
 
     /// Whether the tenant has any registration (the common case is none: then every
     /// operation stays local without further work).
+    /// On the path of every entity query and write: one lookup in the ordered map, not
+    /// a scan of every tenant's registrations.
     pub fn has_registrations(&self, tenant: &str) -> bool {
-        self.regs.read().keys().any(|(t, _)| t == tenant)
+        Self::of_tenant(&self.regs.read(), tenant).next().is_some()
+    }
+
+    /// The registrations of one tenant (a range of the map).
+    fn of_tenant<'a>(
+        regs: &'a BTreeMap<(String, String), Arc<Entry>>,
+        tenant: &'a str,
+    ) -> impl Iterator<Item = (&'a (String, String), &'a Arc<Entry>)> + 'a {
+        regs.range((tenant.to_string(), String::new())..)
+            .take_while(move |((t, _), _)| t == tenant)
     }
 
     async fn persist(&self, rc: &RequestContext, e: &Entry) -> Result<()> {

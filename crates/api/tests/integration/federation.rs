@@ -1069,3 +1069,58 @@ async fn context_source_info_shapes_the_requests_sent() {
     assert_eq!(body["@context"], citybrain_model::context::CORE_CONTEXT_URL);
     assert_eq!(body["gear"]["value"], 3);
 }
+
+/// Registrations belong to their tenant: another tenant (even one whose name starts
+/// the same) neither lists them nor has its queries forwarded by them.
+#[tokio::test]
+async fn registrations_are_kept_per_tenant() {
+    let a = app().await;
+    let path = "/ngsi-ld/v1/csourceRegistrations";
+    for (tenant, id) in [
+        ("t1", "urn:r:one"),
+        ("t1", "urn:r:two"),
+        ("t10", "urn:r:ten"),
+    ] {
+        let body = registration(id, "http://127.0.0.1:9/", json!({}));
+        let r = a
+            .call(
+                "POST",
+                path,
+                &[("ngsild-tenant", tenant)],
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    for (tenant, n) in [
+        (None, 0),
+        (Some("t"), 0),
+        (Some("t1"), 2),
+        (Some("t10"), 1),
+        (Some("t2"), 0),
+    ] {
+        let headers: Vec<(&str, &str)> = tenant
+            .map(|t| vec![("ngsild-tenant", t)])
+            .unwrap_or_default();
+        let r = a
+            .call("GET", &format!("{path}?type=Vehicle"), &headers, None)
+            .await;
+        let listed = if r.status == StatusCode::OK {
+            r.body.as_array().unwrap().len()
+        } else {
+            0
+        };
+        assert_eq!(listed, n, "{tenant:?}: {}", r.text);
+        // A tenant without registrations answers its queries locally (no source to
+        // warn about); one with them asks the (unreachable) source and says so.
+        let r = a
+            .call("GET", "/ngsi-ld/v1/entities?type=Vehicle", &headers, None)
+            .await;
+        assert_eq!(
+            r.header("ngsild-warning").is_some(),
+            n > 0,
+            "{tenant:?}: {:?}",
+            r.headers
+        );
+    }
+}
