@@ -1124,3 +1124,123 @@ async fn registrations_are_kept_per_tenant() {
         );
     }
 }
+
+/// Batch writes divide entity by entity as single writes do: what a registration holds
+/// goes to its source, the rest stays here, and an entity a source failed is an error
+/// of the batch naming it (the others stand).
+#[tokio::test]
+async fn batch_writes_go_to_the_sources_that_hold_what_they_write() {
+    let city = app().await;
+    let dept = app().await;
+    let dept_url = serve(&dept).await;
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:parking",
+                &dept_url,
+                json!({"mode": "redirect", "operations": ["redirectionOps"],
+                       "information": [{"entities": [{"type": "Parking"}]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let parking = |id: &str, free: u32| json!({"id": id, "type": "Parking", "free": {"type": "Property", "value": free}});
+    let batch = json!([
+        parking("urn:P:1", 5),
+        parking("urn:P:2", 6),
+        vehicle("urn:ngsi-ld:Vehicle:7", 30.0, 13.4, 52.5)
+    ]);
+    let r = city
+        .post("/ngsi-ld/v1/entityOperations/create", &batch)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut ids: Vec<String> = serde_json::from_value(r.body.clone()).unwrap();
+    ids.sort();
+    assert_eq!(ids, ["urn:P:1", "urn:P:2", "urn:ngsi-ld:Vehicle:7"]);
+    // The parkings are the department's alone; the vehicle is here only.
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:P:2").await.body["free"]["value"],
+        6
+    );
+    let here = city
+        .get("/ngsi-ld/v1/entities?type=Parking&local=true")
+        .await;
+    assert_eq!(here.body, json!([]), "{}", here.text);
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:7")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Update and merge reach the source.
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entityOperations/update",
+            &json!([{"id": "urn:P:1", "type": "Parking", "free": {"type": "Property", "value": 1}}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entityOperations/merge",
+            &json!([{"id": "urn:P:2", "type": "Parking", "free": {"type": "Property", "value": 2}}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:P:1").await.body["free"]["value"],
+        1
+    );
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:P:2").await.body["free"]["value"],
+        2
+    );
+    // Delete: the parkings go at the source, the vehicle here; an id held nowhere is
+    // an error of its own.
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entityOperations/delete",
+            &json!(["urn:P:1", "urn:ngsi-ld:Vehicle:7", "urn:P:9"]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::MULTI_STATUS, "{}", r.text);
+    let mut ok: Vec<String> = serde_json::from_value(r.body["success"].clone()).unwrap();
+    ok.sort();
+    assert_eq!(ok, ["urn:P:1", "urn:ngsi-ld:Vehicle:7"], "{}", r.text);
+    assert_eq!(r.body["errors"][0]["entityId"], "urn:P:9", "{}", r.text);
+    assert_eq!(r.body["errors"][0]["error"]["status"], 404, "{}", r.text);
+    assert_eq!(
+        dept.get("/ngsi-ld/v1/entities/urn:P:1").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // A source that is down: its entities fail (named in the answer and a warning
+    // header), the others stand.
+    let r = city
+        .post(
+            "/ngsi-ld/v1/csourceRegistrations",
+            &registration(
+                "urn:r:dead",
+                "http://127.0.0.1:9/",
+                json!({"mode": "redirect", "operations": ["redirectionOps"],
+                       "information": [{"entities": [{"type": "Bench"}]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = city
+        .post(
+            "/ngsi-ld/v1/entityOperations/create",
+            &json!([{"id": "urn:B:1", "type": "Bench"}, vehicle("urn:ngsi-ld:Vehicle:8", 1.0, 13.4, 52.5)]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::MULTI_STATUS, "{}", r.text);
+    assert_eq!(
+        r.body["success"],
+        json!(["urn:ngsi-ld:Vehicle:8"]),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["errors"][0]["entityId"], "urn:B:1", "{}", r.text);
+    assert!(r.header("ngsild-warning").is_some(), "{:?}", r.headers);
+}
