@@ -7,14 +7,12 @@ use citybrain_broker::{BatchItem, BatchOutcome, QueryParams, UpsertMode};
 use citybrain_model::JsonLdContext;
 use serde_json::{json, Value};
 
-use crate::handlers::entities::{add_warnings, page_response};
-use crate::handlers::federated;
+use crate::handlers::entities::page_response;
 use crate::problem::{ApiError, ApiResult};
 use crate::request::{Accept, NgsiRequest};
 use crate::response::{self, Join};
 use crate::routes::ENTITIES;
 use crate::AppState;
-use citybrain_federation::write::WriteKind;
 
 /// Splits a batch body into items, each with its own `@context` (JSON-LD bodies carry one
 /// per item; JSON bodies use the `Link` header). Items that break the media-type rules
@@ -46,19 +44,11 @@ async fn batch_items(app: &AppState, req: &NgsiRequest) -> ApiResult<Vec<BatchIt
     Ok(out)
 }
 
-/// Errors of the local batch and of the sources' parts (already ProblemDetails).
-type ItemErrors = Vec<(String, Value)>;
-
-fn partial(o: &BatchOutcome, extra: &ItemErrors, ld: &JsonLdContext) -> Response {
+fn partial(o: &BatchOutcome, ld: &JsonLdContext) -> Response {
     let errors: Vec<Value> = o
         .errors
         .iter()
         .map(|(id, e)| json!({"entityId": id, "error": ApiError::of(e).body()}))
-        .chain(
-            extra
-                .iter()
-                .map(|(id, e)| json!({"entityId": id, "error": e})),
-        )
         .collect();
     response::json(
         StatusCode::MULTI_STATUS,
@@ -70,144 +60,86 @@ fn partial(o: &BatchOutcome, extra: &ItemErrors, ld: &JsonLdContext) -> Response
 }
 
 /// 204 when all succeeded, 207 otherwise.
-fn all_or_partial(o: &BatchOutcome, extra: &ItemErrors, ld: &JsonLdContext) -> Response {
-    if o.errors.is_empty() && extra.is_empty() {
+fn all_or_partial(o: &BatchOutcome, ld: &JsonLdContext) -> Response {
+    if o.errors.is_empty() {
         response::no_content()
     } else {
-        partial(o, extra, ld)
+        partial(o, ld)
     }
-}
-
-/// Runs the sources' parts of a batch (when registrations took part) and folds their
-/// results into the outcome; the errors they add, and their warnings.
-async fn federate(
-    app: &AppState,
-    kind: WriteKind,
-    split: Option<federated::BatchSplit>,
-    o: &mut BatchOutcome,
-) -> (ItemErrors, Vec<citybrain_federation::Warning>) {
-    match split {
-        Some(s) => federated::finish_batch(app, kind, s, o).await,
-        None => (Vec::new(), Vec::new()),
-    }
-}
-
-/// Whether the local batch runs: always without federation (an empty batch is the
-/// broker's to refuse), and when anything of it is left after the sources took theirs.
-fn local_left<T>(items: &[T], split: &Option<federated::BatchSplit>) -> bool {
-    split.is_none() || !items.is_empty()
-}
-
-fn warned(mut resp: Response, warnings: &[citybrain_federation::Warning]) -> Response {
-    add_warnings(&mut resp, warnings);
-    resp
 }
 
 pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let mut items = batch_items(&app, &req).await?;
-    let split = federated::split_batch(&app, &req, WriteKind::Create, &mut items)?;
-    let mut o = match local_left(&items, &split) {
-        true => app.broker.batch_create(&req.rc, &items).await?,
-        false => BatchOutcome::default(),
-    };
-    let (extra, warnings) = federate(&app, WriteKind::Create, split, &mut o).await;
-    let resp = if o.errors.is_empty() && extra.is_empty() {
-        response::json(
+    let o = app
+        .broker
+        .batch_create(&req.rc, &batch_items(&app, &req).await?)
+        .await?;
+    if o.errors.is_empty() {
+        Ok(response::json(
             StatusCode::CREATED,
             &json!(o.success),
             Accept::Json,
             &ld,
             &[],
-        )
+        ))
     } else {
-        partial(&o, &extra, &ld)
-    };
-    Ok(warned(resp, &warnings))
+        Ok(partial(&o, &ld))
+    }
 }
 
 pub async fn upsert(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let (mode, kind) = if req.has_option("update") {
-        (
-            UpsertMode::Update,
-            WriteKind::Append {
-                no_overwrite: false,
-            },
-        )
+    let mode = if req.has_option("update") {
+        UpsertMode::Update
     } else {
-        (UpsertMode::Replace, WriteKind::Replace)
+        UpsertMode::Replace
     };
-    let mut items = batch_items(&app, &req).await?;
-    let split = federated::split_batch(&app, &req, kind, &mut items)?;
-    let mut o = match local_left(&items, &split) {
-        true => app.broker.batch_upsert(&req.rc, &items, mode).await?,
-        false => BatchOutcome::default(),
-    };
-    let (extra, warnings) = federate(&app, kind, split, &mut o).await;
-    let resp = if !o.errors.is_empty() || !extra.is_empty() {
-        partial(&o, &extra, &ld)
-    } else if o.created.is_empty() {
-        response::no_content()
+    let o = app
+        .broker
+        .batch_upsert(&req.rc, &batch_items(&app, &req).await?, mode)
+        .await?;
+    if !o.errors.is_empty() {
+        return Ok(partial(&o, &ld));
+    }
+    if o.created.is_empty() {
+        Ok(response::no_content())
     } else {
-        response::json(
+        Ok(response::json(
             StatusCode::CREATED,
             &json!(o.created),
             Accept::Json,
             &ld,
             &[],
-        )
-    };
-    Ok(warned(resp, &warnings))
+        ))
+    }
 }
 
 pub async fn update(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let no_overwrite = req.has_option("noOverwrite");
-    let kind = WriteKind::Append { no_overwrite };
-    let mut items = batch_items(&app, &req).await?;
-    let split = federated::split_batch(&app, &req, kind, &mut items)?;
-    let mut o = match local_left(&items, &split) {
-        true => {
-            app.broker
-                .batch_update(&req.rc, &items, no_overwrite)
-                .await?
-        }
-        false => BatchOutcome::default(),
-    };
-    let (extra, warnings) = federate(&app, kind, split, &mut o).await;
-    Ok(warned(all_or_partial(&o, &extra, &ld), &warnings))
+    let o = app
+        .broker
+        .batch_update(
+            &req.rc,
+            &batch_items(&app, &req).await?,
+            req.has_option("noOverwrite"),
+        )
+        .await?;
+    Ok(all_or_partial(&o, &ld))
 }
 
 pub async fn merge(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let mut items = batch_items(&app, &req).await?;
-    let split = federated::split_batch(&app, &req, WriteKind::Merge, &mut items)?;
-    let mut o = match local_left(&items, &split) {
-        true => app.broker.batch_merge(&req.rc, &items).await?,
-        false => BatchOutcome::default(),
-    };
-    let (extra, warnings) = federate(&app, WriteKind::Merge, split, &mut o).await;
-    Ok(warned(all_or_partial(&o, &extra, &ld), &warnings))
+    let o = app
+        .broker
+        .batch_merge(&req.rc, &batch_items(&app, &req).await?)
+        .await?;
+    Ok(all_or_partial(&o, &ld))
 }
 
 pub async fn delete(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
-    let (ids, split) = federated::split_batch_delete(&app, &req, req.array()?)?;
-    let mut o = match local_left(&ids, &split) {
-        true => app.broker.batch_delete(&req.rc, &ids).await?,
-        false => BatchOutcome::default(),
-    };
-    // An entity the sources hold and this broker does not is no error here: the
-    // sources' answers decide (`finish_batch`).
-    if let Some(s) = &split {
-        o.errors.retain(|(id, e)| {
-            !(citybrain_model::ErrorCode::kind(e) == citybrain_model::ErrorKind::ResourceNotFound
-                && s.held_elsewhere(id))
-        });
-    }
-    let (extra, warnings) = federate(&app, WriteKind::Delete, split, &mut o).await;
-    Ok(warned(all_or_partial(&o, &extra, &ld), &warnings))
+    let o = app.broker.batch_delete(&req.rc, &req.array()?).await?;
+    Ok(all_or_partial(&o, &ld))
 }
 
 /// `POST /entityOperations/query`: a Query object in the body.
