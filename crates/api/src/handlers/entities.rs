@@ -184,16 +184,13 @@ pub async fn create(State(app): State<AppState>, req: NgsiRequest) -> ApiResult<
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let Some(mut split) = federated::split(&app, &req, WriteKind::Create, &id, Some(&body), &ld)?
-    else {
-        let id = app.broker.create_entity(&req.rc, &ld, &body).await?;
-        return Ok(response::created(&format!("{ENTITIES}/{id}")));
-    };
-    if let Some(local) = split.local.take() {
-        app.broker.create_entity(&req.rc, &ld, &local).await?;
+    let mut split = federated::split(&app, &req, WriteKind::Create, &id, Some(&body), &ld)?;
+    let mut created = id.clone();
+    if let Some(local) = federated::local_part(&mut split, body) {
+        created = app.broker.create_entity(&req.rc, &ld, &local).await?;
     }
-    let ok = response::created(&format!("{ENTITIES}/{id}"));
-    federated::finish(&app, (WriteKind::Create, &id), split, true, ok).await
+    let ok = response::created(&format!("{ENTITIES}/{created}"));
+    federated::answer(&app, (WriteKind::Create, &id), split, ok).await
 }
 
 pub async fn retrieve(
@@ -251,16 +248,12 @@ pub async fn replace(
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let body = req.object()?;
-    let Some(mut split) = federated::split(&app, &req, WriteKind::Replace, &id, Some(&body), &ld)?
-    else {
-        app.broker.replace_entity(&req.rc, &ld, &id, &body).await?;
-        return Ok(response::no_content());
-    };
-    if let Some(local) = split.local.take() {
+    let mut split = federated::split(&app, &req, WriteKind::Replace, &id, Some(&body), &ld)?;
+    if let Some(local) = federated::local_part(&mut split, body) {
         app.broker.replace_entity(&req.rc, &ld, &id, &local).await?;
     }
     let ok = response::no_content();
-    federated::finish(&app, (WriteKind::Replace, &id), split, true, ok).await
+    federated::answer(&app, (WriteKind::Replace, &id), split, ok).await
 }
 
 pub async fn merge(
@@ -270,16 +263,12 @@ pub async fn merge(
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let body = req.object()?;
-    let Some(mut split) = federated::split(&app, &req, WriteKind::Merge, &id, Some(&body), &ld)?
-    else {
-        app.broker.merge_entity(&req.rc, &ld, &id, &body).await?;
-        return Ok(response::no_content());
-    };
-    if let Some(local) = split.local.take() {
+    let mut split = federated::split(&app, &req, WriteKind::Merge, &id, Some(&body), &ld)?;
+    if let Some(local) = federated::local_part(&mut split, body) {
         app.broker.merge_entity(&req.rc, &ld, &id, &local).await?;
     }
     let ok = response::no_content();
-    federated::finish(&app, (WriteKind::Merge, &id), split, true, ok).await
+    federated::answer(&app, (WriteKind::Merge, &id), split, ok).await
 }
 
 /// `DELETE /entities` with a query: purge (NGSI-LD 1.9, 5.6.21).
@@ -342,14 +331,8 @@ pub async fn append_attrs(
     let no_overwrite = req.has_option("noOverwrite");
     let body = req.object()?;
     let kind = WriteKind::Append { no_overwrite };
-    let Some(mut split) = federated::split(&app, &req, kind, &id, Some(&body), &ld)? else {
-        let o = app
-            .broker
-            .append_attrs(&req.rc, &ld, &id, &body, no_overwrite)
-            .await?;
-        return Ok(outcome_response(&o, &ld));
-    };
-    let ok = match split.local.take() {
+    let mut split = federated::split(&app, &req, kind, &id, Some(&body), &ld)?;
+    let ok = match federated::local_part(&mut split, body) {
         Some(local) => {
             let o = app
                 .broker
@@ -359,7 +342,7 @@ pub async fn append_attrs(
         }
         None => response::no_content(),
     };
-    federated::finish(&app, (kind, &id), split, true, ok).await
+    federated::answer(&app, (kind, &id), split, ok).await
 }
 
 pub async fn update_attrs(
@@ -369,19 +352,15 @@ pub async fn update_attrs(
 ) -> ApiResult<Response> {
     let ld = app.broker.contexts.resolve(req.context.as_ref()).await?;
     let body = req.object()?;
-    let Some(mut split) = federated::split(&app, &req, WriteKind::Update, &id, Some(&body), &ld)?
-    else {
-        let o = app.broker.update_attrs(&req.rc, &ld, &id, &body).await?;
-        return Ok(outcome_response(&o, &ld));
-    };
-    let ok = match split.local.take() {
+    let mut split = federated::split(&app, &req, WriteKind::Update, &id, Some(&body), &ld)?;
+    let ok = match federated::local_part(&mut split, body) {
         Some(local) => {
             let o = app.broker.update_attrs(&req.rc, &ld, &id, &local).await?;
             outcome_response(&o, &ld)
         }
         None => response::no_content(),
     };
-    federated::finish(&app, (WriteKind::Update, &id), split, true, ok).await
+    federated::answer(&app, (WriteKind::Update, &id), split, ok).await
 }
 
 pub async fn patch_attr(
@@ -393,22 +372,16 @@ pub async fn patch_attr(
     let body = req.object()?;
     let kind = WriteKind::PatchAttr;
     let content = Value::Object(body);
-    let split = federated::split_attr(&app, &req, kind, &id, &attr, &content, &ld)?;
+    let mut split = federated::split_attr(&app, &req, kind, &id, &attr, &content, &ld)?;
     let Value::Object(body) = content else {
         return Err(ApiError::invalid("the body must be an object"));
     };
-    let Some(mut split) = split else {
-        app.broker
-            .patch_attr(&req.rc, &ld, &id, &attr, &body)
-            .await?;
-        return Ok(response::no_content());
-    };
-    if split.local.take().is_some() {
+    if federated::writes_here(&mut split) {
         app.broker
             .patch_attr(&req.rc, &ld, &id, &attr, &body)
             .await?;
     }
-    federated::finish(&app, (kind, &id), split, true, response::no_content()).await
+    federated::answer(&app, (kind, &id), split, response::no_content()).await
 }
 
 pub async fn replace_attr(
@@ -422,19 +395,13 @@ pub async fn replace_attr(
         .clone()
         .ok_or_else(|| ApiError::invalid("a body is required"))?;
     let kind = WriteKind::ReplaceAttr;
-    let split = federated::split_attr(&app, &req, kind, &id, &attr, &body, &ld)?;
-    let Some(mut split) = split else {
-        app.broker
-            .replace_attr(&req.rc, &ld, &id, &attr, &body)
-            .await?;
-        return Ok(response::no_content());
-    };
-    if split.local.take().is_some() {
+    let mut split = federated::split_attr(&app, &req, kind, &id, &attr, &body, &ld)?;
+    if federated::writes_here(&mut split) {
         app.broker
             .replace_attr(&req.rc, &ld, &id, &attr, &body)
             .await?;
     }
-    federated::finish(&app, (kind, &id), split, true, response::no_content()).await
+    federated::answer(&app, (kind, &id), split, response::no_content()).await
 }
 
 pub async fn delete_attr(

@@ -73,6 +73,38 @@ pub(crate) fn split_attr(
     split(app, req, kind, id, Some(&one), ld)
 }
 
+/// What of a write's body this broker writes: all of it when no registration takes
+/// part, else the split's local part (`None`: nothing stays here).
+pub(crate) fn local_part(
+    split: &mut Option<Split>,
+    body: Map<String, Value>,
+) -> Option<Map<String, Value>> {
+    match split {
+        None => Some(body),
+        Some(s) => s.local.take(),
+    }
+}
+
+/// Whether this broker writes its part of an attribute write (whose local part, when
+/// it has one, is the whole body): always without registrations.
+pub(crate) fn writes_here(split: &mut Option<Split>) -> bool {
+    split.as_mut().is_none_or(|s| s.local.take().is_some())
+}
+
+/// The answer of a write once its local part is done: `ok` as it is without
+/// registrations, else after the sources took theirs ([`finish`]).
+pub(crate) async fn answer(
+    app: &AppState,
+    (kind, id): (WriteKind, &str),
+    split: Option<Split>,
+    ok: Response,
+) -> ApiResult<Response> {
+    match split {
+        None => Ok(ok),
+        Some(s) => finish(app, (kind, id), s, true, ok).await,
+    }
+}
+
 /// Sends the sources' parts of a write and answers: `ok` when every source took its
 /// part, else 207 naming those that did not (in the body and in `NGSILD-Warning`).
 /// `found_here`: the local part found what it wrote to (a deletion of what exists
