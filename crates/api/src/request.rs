@@ -102,6 +102,34 @@ pub fn negotiate(h: Option<&str>, offered: &[Accept]) -> Option<Accept> {
     best.map(|(_, a)| a)
 }
 
+/// A JSON object body as `T` (a struct): serde would also read a struct from an array
+/// of its fields in order, which no client means, so anything but an object is refused.
+pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => parse_body(body),
+        _ => Err(ApiError::bad_data("body: a JSON object is expected")),
+    }
+}
+
+/// A JSON body as `T`; an error names the path of the field at fault
+/// (`body.slow[0].kmh: invalid type ...`).
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        ApiError::bad_data(format!("body{at}: {}", e.into_inner()))
+    })?;
+    // Nothing but whitespace may follow the value.
+    de.end()
+        .map_err(|e| ApiError::bad_data(format!("body: {e}")))?;
+    Ok(v)
+}
+
 /// Extracts the JSON-LD context URL from `Link` headers.
 pub fn parse_link(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let mut found = None;
@@ -341,7 +369,6 @@ impl NgsiRequest {
         self.params.get(k).map(String::as_str)
     }
 
-    /// A `true`/`false` parameter (absent is false).
     /// `limit` and `offset` of a list (subscriptions, context source subscriptions):
     /// non-negative integers, `limit` at most the broker's maximum.
     pub fn paging(&self, limits: &citybrain_broker::Limits) -> ApiResult<(usize, usize)> {
@@ -365,6 +392,7 @@ impl NgsiRequest {
         Ok((limit, parse("offset", 0)?))
     }
 
+    /// A `true`/`false` parameter (absent is false).
     pub fn bool_param(&self, k: &str) -> ApiResult<bool> {
         match self.param(k) {
             None | Some("false") => Ok(false),

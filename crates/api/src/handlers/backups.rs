@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::incidents::parse_object;
 use crate::context::Ctx;
 use crate::problem::ApiResult;
+use crate::request::parse_object;
 use crate::response::plain_json;
 use crate::AppState;
 

@@ -24,9 +24,9 @@ use citybrain_model::ErrorKind;
 use citybrain_policy::Governance;
 use serde_json::json;
 
-use super::incidents::parse_object;
 use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
+use crate::request::parse_object;
 use crate::response::plain_json;
 use crate::AppState;
 

@@ -32,38 +32,11 @@ use serde_json::json;
 use super::rules::{hub, json_response};
 use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
+use crate::request::{parse_body, parse_object};
 use crate::AppState;
 
 pub(crate) fn desk_error(e: DeskError) -> Response {
     ApiError::from(e).into_response()
-}
-
-/// A JSON object body as `T` (a struct): serde would also read a struct from an array
-/// of its fields in order, which no client means, so anything but an object is refused.
-pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => parse_body(body),
-        _ => Err(ApiError::bad_data("body: a JSON object is expected")),
-    }
-}
-
-/// A JSON body as `T`; an error names the path of the field at fault
-/// (`body.slow[0].kmh: invalid type ...`).
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            String::new()
-        } else {
-            format!(".{path}")
-        };
-        ApiError::bad_data(format!("body{at}: {}", e.into_inner()))
-    })?;
-    // Nothing but whitespace may follow the value.
-    de.end()
-        .map_err(|e| ApiError::bad_data(format!("body: {e}")))?;
-    Ok(v)
 }
 
 pub async fn list(

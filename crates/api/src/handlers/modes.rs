@@ -16,10 +16,11 @@ use citybrain_hub::sla::Mode;
 use citybrain_hub::{AreaSpec, DeskError};
 use serde_json::json;
 
-use super::incidents::{desk_error, parse_object};
+use super::incidents::desk_error;
 use super::rules::{hub, json_response};
 use crate::context::Ctx;
 use crate::problem::ApiResult;
+use crate::request::parse_object;
 use crate::AppState;
 
 pub async fn mode(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {

@@ -486,7 +486,7 @@ pub async fn set_config(
     body: Bytes,
 ) -> ApiResult<Response> {
     let hub = hub(&app)?;
-    let c: citybrain_hub::open311::Open311Config = super::incidents::parse_object(&body)?;
+    let c: citybrain_hub::open311::Open311Config = crate::request::parse_object(&body)?;
     hub.set_open311_config(&rc, c.clone()).await?;
     Ok(super::rules::json_response(StatusCode::OK, &json!(c)))
 }

@@ -73,7 +73,7 @@ fn rule_of(headers: &HeaderMap, body: &Bytes) -> ApiResult<RuleSpec> {
         )
         .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
-    super::incidents::parse_object(text.as_bytes())
+    crate::request::parse_object(text.as_bytes())
 }
 
 pub async fn list(State(app): State<AppState>, Ctx(rc): Ctx) -> ApiResult<Response> {
@@ -357,7 +357,7 @@ pub async fn backtest(
 ) -> ApiResult<Response> {
     let hub = hub(&app)?.clone();
     let t = rc.tenant.clone();
-    let req: BacktestRequest = super::incidents::parse_object(&body)?;
+    let req: BacktestRequest = crate::request::parse_object(&body)?;
     let spec = match (req.rule, req.rule_id) {
         (Some(r), None) => r,
         (None, Some(id)) => hub

@@ -15,10 +15,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use citybrain_model::ErrorKind;
 
-use super::incidents::parse_object;
 use super::rules::json_response;
 use crate::context::Ctx;
 use crate::problem::{ApiError, ApiResult};
+use crate::request::parse_object;
 use crate::routes::WHAT_IFS;
 use crate::scenarios::{Scenarios, WhatIfRequest};
 use crate::AppState;
