@@ -65,9 +65,7 @@ impl Broker {
                     .collect()
             }
         };
-        let last = candidates.len() - 1;
-        let mut taken = None;
-        for (i, name) in candidates.into_iter().enumerate() {
+        for name in candidates {
             let dest = root.join(&name);
             let store = self.store.clone();
             let to = dest.clone();
@@ -79,34 +77,25 @@ impl Broker {
                     )))
                 })?;
             match result {
+                // Taken meanwhile: the next candidate.
                 Err(citybrain_storage::StoreError::Rejected(m))
-                    if m.kind == citybrain_model::ErrorKind::AlreadyExists && i < last =>
-                {
-                    continue
-                }
-                Err(citybrain_storage::StoreError::Rejected(m))
-                    if m.kind == citybrain_model::ErrorKind::AlreadyExists =>
-                {
-                    return Err(BrokerError::Model(ModelError::new(
-                        citybrain_model::ErrorKind::AlreadyExists,
-                        format!("a backup named '{name}' exists"),
-                    )));
-                }
+                    if m.kind == citybrain_model::ErrorKind::AlreadyExists => {}
                 other => {
-                    taken = Some((name, dest, other?));
-                    break;
+                    let report = other?;
+                    tracing::info!(actor = %rc.actor(), %name, lsn = report.lsn, "backup taken");
+                    let dest = std::fs::canonicalize(&dest).unwrap_or(dest);
+                    return Ok((name, dest, report));
                 }
             }
         }
-        let Some((name, dest, report)) = taken else {
-            return Err(BrokerError::Model(ModelError::new(
-                citybrain_model::ErrorKind::AlreadyExists,
-                "every default backup name of this second is taken; retry in a second",
-            )));
-        };
-        tracing::info!(actor = %rc.actor(), %name, lsn = report.lsn, "backup taken");
-        let dest = std::fs::canonicalize(&dest).unwrap_or(dest);
-        Ok((name, dest, report))
+        Err(BrokerError::Model(ModelError::new(
+            citybrain_model::ErrorKind::AlreadyExists,
+            match name {
+                Some(n) => format!("a backup named '{n}' exists"),
+                None => "every default backup name of this second is taken; retry in a second"
+                    .to_string(),
+            },
+        )))
     }
 }
 

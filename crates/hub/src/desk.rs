@@ -198,9 +198,9 @@ impl Hub {
                     .map(|i| i.id.clone());
                 match (e.kind, found) {
                     (EventKind::Cleared, Some(id)) => {
-                        if !before.contains_key(&id) {
-                            before.insert(id.clone(), d.incidents.get(&id).cloned());
-                        }
+                        before
+                            .entry(id.clone())
+                            .or_insert_with(|| d.incidents.get(&id).cloned());
                         if let Some(i) = d.incidents.update(&id, |i| {
                             i.history.push(Step {
                                 at: now,
@@ -222,9 +222,9 @@ impl Hub {
                     }
                     (EventKind::Cleared, None) => {}
                     (_, Some(id)) => {
-                        if !before.contains_key(&id) {
-                            before.insert(id.clone(), d.incidents.get(&id).cloned());
-                        }
+                        before
+                            .entry(id.clone())
+                            .or_insert_with(|| d.incidents.get(&id).cloned());
                         if let Some(i) = d.incidents.update(&id, |i| {
                             i.attach(e, now);
                             i.clone()

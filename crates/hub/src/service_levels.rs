@@ -55,7 +55,6 @@ impl Hub {
     /// level up, and the department of the policy's `escalateTo`, if any.
     pub async fn check_slas(&self) -> Result<Vec<Incident>, HubError> {
         let now = self.clock.now();
-        let mut changed: Vec<(String, Incident)> = Vec::new();
         let mut staged = Vec::new();
         {
             for (tenant, desk) in self.desks.tenants() {
@@ -95,14 +94,15 @@ impl Hub {
                 // Logged under the desk's guard, as every incident change is.
                 let rc = RequestContext::service(tenant.as_str(), Principal::SLA);
                 let commits = self.stage_on(&mut d, &rc, &mine, before)?;
-                changed.extend(mine.iter().map(|i| (tenant.clone(), i.clone())));
                 staged.push((rc, mine, commits));
             }
         }
+        let mut changed = Vec::new();
         for (rc, list, commits) in staged {
             self.publish_incidents(&rc, &list, commits).await?;
+            changed.extend(list);
         }
-        Ok(changed.into_iter().map(|(_, i)| i).collect())
+        Ok(changed)
     }
 }
 
