@@ -4,12 +4,13 @@
 //! Segment files are never changed once written (a checkpoint or a compaction writes a
 //! new file, then the registry, then removes what it replaced), so holding the
 //! engine's maintenance lock (no checkpoint or compaction in between) makes the
-//! registry on disk and its files one consistent checkpoint. They are hard-linked into
-//! the backup when it is on the same file system (instant, no space) and copied
-//! otherwise; the lock is held only for that.
+//! registry on disk and its files one consistent checkpoint. Segments are hard-linked
+//! into the backup when it is on the same file system (instant, no space) and copied
+//! otherwise; the registry log is copied up to its last whole checkpoint (a link would
+//! see the live log's later appends). The lock is held only for that.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::Path;
 
 use crate::engine::Tsdb;
@@ -43,6 +44,23 @@ pub fn link_or_copy(src: &Path, dst: &Path) -> io::Result<u64> {
     Ok(len)
 }
 
+/// Copies the first `len` bytes of `src` into a new file `dst`, synced.
+fn copy_prefix(src: &Path, dst: &Path, len: u64) -> io::Result<u64> {
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)?;
+    let copied = io::copy(&mut File::open(src)?.take(len), &mut to)?;
+    if copied != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{} is shorter than its recorded length", src.display()),
+        ));
+    }
+    to.sync_all()?;
+    Ok(len)
+}
+
 /// What a history backup holds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HistoryBackup {
@@ -59,8 +77,9 @@ impl Tsdb {
     pub fn backup_to(&self, dest: &Path) -> Result<HistoryBackup, TsdbError> {
         let _m = self.maintenance_lock();
         let dir = self.dir();
-        let registry = registry::path(dir);
-        if !registry.exists() {
+        let committed = self.registry_len();
+        let legacy = dir.join(registry::legacy::NAME);
+        if committed == 0 && !legacy.exists() {
             // No checkpoint yet: everything is in the log.
             return Ok(HistoryBackup::default());
         }
@@ -78,7 +97,12 @@ impl Tsdb {
             out.bytes += link_or_copy(&name, &dest.join(file_name))?;
             out.files += 1;
         }
-        out.bytes += link_or_copy(&registry::path(dir), &registry::path(dest))?;
+        out.bytes += if committed == 0 {
+            // A version 1 registry, rewritten whole (never changed) by older builds.
+            link_or_copy(&legacy, &dest.join(registry::legacy::NAME))?
+        } else {
+            copy_prefix(&registry::path(dir), &registry::path(dest), committed)?
+        };
         out.files += 1;
         File::open(dest)?.sync_all()?;
         Ok(out)

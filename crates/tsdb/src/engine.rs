@@ -4,7 +4,7 @@ use citybrain_telemetry::InternalEvent;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::agg::{AggMethod, Aggregator, Bucket};
 use crate::error::TsdbError;
 use crate::point::{DatasetSel, HistOp, Point, SeriesKey, Val};
-use crate::registry::{self, PointRec, Registry};
+use crate::registry;
 use crate::segment::{self, BlockRef, SegFile};
 
 /// A retention and downsampling policy for the entities of one type.
@@ -214,11 +214,14 @@ impl Drop for SeriesGuard<'_> {
     }
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct EntityEntry {
     types: Vec<Arc<str>>,
     scope: Option<Arc<str>>,
     has_meta: bool,
+    /// Its number in the registry log plus one (0: not recorded there yet); only the
+    /// registry writer (under the maintenance lock) sets it.
+    reg: AtomicU32,
     series: Vec<u32>,
 }
 
@@ -330,12 +333,25 @@ pub struct TsdbStats {
     pub retention_dropped: u64,
 }
 
+/// What changed since the registry was last written, beyond the series that received
+/// points (those are the checkpoint's frozen heads).
+#[derive(Default)]
+struct Dirty {
+    /// Entities whose types or scope changed.
+    entities: Vec<EntityKey>,
+    /// Series whose `min_file` or instance edits changed.
+    series: Vec<u32>,
+}
+
 /// The embedded time-series engine. See the crate documentation.
 pub struct Tsdb {
     options: TsdbOptions,
     state: RwLock<State>,
     /// Serialises checkpoints and compactions.
     maintenance: Mutex<()>,
+    /// The registry log (used under the maintenance lock).
+    registry: Mutex<registry::Writer>,
+    dirty: Mutex<Dirty>,
     head_points: AtomicU64,
     points_written: AtomicU64,
     checkpoints: AtomicU64,
@@ -363,39 +379,6 @@ impl FlushJob {
     }
 }
 
-fn to_rec(p: &Point) -> PointRec {
-    let (f, i, d) = match &p.v {
-        Val::F(f) => (Some(*f), None, None),
-        Val::I(i) => (None, Some(*i), None),
-        Val::D(d) => (None, None, Some(d.to_string())),
-    };
-    PointRec {
-        t: p.t,
-        rec: p.rec,
-        observed: p.observed,
-        unit: p.unit.as_deref().map(str::to_string),
-        f,
-        i,
-        d,
-    }
-}
-
-fn from_rec(r: &PointRec) -> Point {
-    let v = match (&r.f, &r.i, &r.d) {
-        (Some(f), _, _) => Val::F(*f),
-        (_, Some(i), _) => Val::I(*i),
-        (_, _, Some(d)) => Val::D(Arc::from(d.as_str())),
-        _ => Val::D(Arc::from("null")),
-    };
-    Point {
-        t: r.t,
-        rec: r.rec,
-        observed: r.observed,
-        unit: r.unit.as_deref().map(Arc::from),
-        v,
-    }
-}
-
 fn sort_points(points: &mut [Point]) {
     points.sort_by_key(|p| (p.t, p.rec));
 }
@@ -405,15 +388,26 @@ impl Tsdb {
     /// the log and counted, never fatal.
     pub fn open(options: TsdbOptions) -> Result<Tsdb, TsdbError> {
         std::fs::create_dir_all(&options.dir)?;
-        let reg = registry::load(&options.dir)?.unwrap_or(Registry {
-            version: registry::REGISTRY_VERSION,
-            next_file: 1,
-            ..Default::default()
-        });
+        let loaded = registry::load(&options.dir)?;
+        let (reg, writer) = match loaded {
+            Some(mut l) => {
+                let w = std::mem::take(&mut l.writer);
+                (l, Some(w))
+            }
+            None => (
+                registry::Loaded {
+                    next_file: 1,
+                    ..Default::default()
+                },
+                None,
+            ),
+        };
         let db = Tsdb {
+            registry: Mutex::new(registry::Writer::new(&options.dir, writer)?),
             options,
             state: RwLock::new(State::default()),
             maintenance: Mutex::new(()),
+            dirty: Mutex::new(Dirty::default()),
             head_points: AtomicU64::new(0),
             points_written: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
@@ -425,38 +419,28 @@ impl Tsdb {
             let mut st = db.state.write();
             st.checkpoint_lsn = reg.checkpoint_lsn;
             st.next_file = reg.next_file.max(1);
-            for s in &reg.series {
-                let key = SeriesKey {
-                    tenant: Arc::from(s.tenant.as_str()),
-                    entity: Arc::from(s.entity.as_str()),
-                    attr: Arc::from(s.attr.as_str()),
-                    dataset: s.dataset.as_deref().map(Arc::from),
-                };
+            for e in reg.entities {
+                let entry = st.entities.entry((e.tenant, e.id)).or_default();
+                *entry.reg.get_mut() = e.eid + 1;
+                if let Some((types, scope)) = e.meta {
+                    entry.types = types;
+                    entry.scope = scope;
+                    entry.has_meta = true;
+                }
+            }
+            for (id, s) in reg.series {
                 let inner = SeriesInner {
                     last_rec: s.last_rec,
                     min_file: s.min_file,
-                    overrides: s
-                        .overrides
-                        .iter()
-                        .map(|(rec, p)| (*rec, p.as_ref().map(from_rec)))
-                        .collect(),
+                    overrides: s.overrides.into_iter().collect(),
                     ..Default::default()
                 };
-                install_series(&mut st, s.id, key, inner);
-                let i = s.id as usize;
+                install_series(&mut st, id, s.key, inner);
+                let i = id as usize;
                 if st.ckpt_last_recs.len() <= i {
                     st.ckpt_last_recs.resize(i + 1, 0);
                 }
                 st.ckpt_last_recs[i] = s.last_rec;
-            }
-            for e in &reg.entities {
-                let entry = st
-                    .entities
-                    .entry((Arc::from(e.tenant.as_str()), Arc::from(e.id.as_str())))
-                    .or_default();
-                entry.types = e.types.iter().map(|t| Arc::from(t.as_str())).collect();
-                entry.scope = e.scope.as_deref().map(Arc::from);
-                entry.has_meta = true;
             }
             for &fid in &reg.files {
                 let (file, index, problems) = segment::open_file(&db.options.dir, fid)?;
@@ -522,6 +506,12 @@ impl Tsdb {
     pub(crate) fn registered(&self) -> (u64, Vec<u64>) {
         let st = self.state.read();
         (st.checkpoint_lsn, st.files.keys().copied().collect())
+    }
+
+    /// Bytes of whole checkpoints in the registry log (call under the maintenance lock
+    /// for it to match the file).
+    pub(crate) fn registry_len(&self) -> u64 {
+        self.registry.lock().committed_len()
     }
 
     /// Every log record up to this LSN is already in the segment files.
@@ -621,6 +611,10 @@ impl Tsdb {
                 e.types = types.clone();
                 e.scope = scope.clone();
                 e.has_meta = true;
+                self.dirty
+                    .lock()
+                    .entities
+                    .push((tenant.clone(), entity.clone()));
             }
             HistOp::DeleteEntity { tenant, entity } => {
                 let mut st = self.state.write();
@@ -631,11 +625,14 @@ impl Tsdb {
                     e.types.clear();
                     e.scope = None;
                     let ids = e.series.clone();
-                    for id in ids {
+                    for &id in &ids {
                         if let Some(s) = st.series.get(id as usize) {
                             self.clear_series(&mut s.lock(), next_file);
                         }
                     }
+                    let mut dirty = self.dirty.lock();
+                    dirty.entities.push(key);
+                    dirty.series.extend(ids);
                 }
             }
             HistOp::DeleteAttr {
@@ -660,6 +657,7 @@ impl Tsdb {
                         };
                     if hit {
                         self.clear_series(&mut s.lock(), next_file);
+                        self.dirty.lock().series.push(id);
                     }
                 }
             }
@@ -673,6 +671,7 @@ impl Tsdb {
                         .fetch_sub(removed as u64, Ordering::Relaxed);
                     inner.overrides.insert(*rec, None);
                     inner.latest = None;
+                    self.dirty.lock().series.push(s.id);
                 }
             }
             HistOp::ReplaceInstance { key, point } => {
@@ -682,6 +681,7 @@ impl Tsdb {
                         *p = point.clone();
                     } else {
                         inner.overrides.insert(point.rec, Some(point.clone()));
+                        self.dirty.lock().series.push(s.id);
                     }
                     inner.latest = None;
                 }

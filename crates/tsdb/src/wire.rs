@@ -40,7 +40,7 @@ fn put_key(out: &mut Vec<u8>, k: &SeriesKey) {
     put_opt(out, k.dataset.as_deref());
 }
 
-fn put_point(out: &mut Vec<u8>, p: &Point, prev: (i64, i64)) {
+pub(crate) fn put_point(out: &mut Vec<u8>, p: &Point, prev: (i64, i64)) {
     put_varint(out, zigzag(p.t.wrapping_sub(prev.0)));
     put_varint(out, zigzag(p.rec.wrapping_sub(prev.1)));
     let kind = match p.v {
@@ -148,7 +148,11 @@ fn key(r: &mut Reader<'_>) -> Option<SeriesKey> {
     })
 }
 
-fn point(r: &mut Reader<'_>, prev: (i64, i64), units: &mut Option<Arc<str>>) -> Option<Point> {
+pub(crate) fn point(
+    r: &mut Reader<'_>,
+    prev: (i64, i64),
+    units: &mut Option<Arc<str>>,
+) -> Option<Point> {
     let t = prev.0.wrapping_add(r.ivarint()?);
     let rec = prev.1.wrapping_add(r.ivarint()?);
     let flags = r.u8()?;

@@ -115,7 +115,8 @@ impl Tsdb {
             }
         }
         let removed = self.maybe_compact(now_ms)?;
-        self.write_registry()?;
+        let written: Vec<u32> = job.frozen.iter().map(|(s, _)| s.id).collect();
+        self.write_registry(&written)?;
         for path in removed {
             if let Err(error) = std::fs::remove_file(&path) {
                 tracing::warn!(%error, file = %path.display(), "could not remove a compacted segment");
@@ -132,7 +133,7 @@ impl Tsdb {
         let before = self.compactions.load(Ordering::Relaxed);
         let removed = self.maybe_compact(now_ms)?;
         if self.compactions.load(Ordering::Relaxed) != before {
-            self.write_registry()?;
+            self.write_registry(&[])?;
         }
         for path in removed {
             if let Err(error) = std::fs::remove_file(&path) {
@@ -142,17 +143,36 @@ impl Tsdb {
         Ok(())
     }
 
-    /// Records the files and series as of the last finished checkpoint. The state lock
-    /// is held only to take references; the file is written record by record after.
-    fn write_registry(&self) -> Result<(), TsdbError> {
-        type Meta = (Arc<str>, Arc<str>, Vec<Arc<str>>, Option<Arc<str>>);
-        let (lsn, next_file, files, series, last_recs, metas) = {
+    /// Records the last finished checkpoint in the registry log: what changed since
+    /// the last record (new entities and series, changed types and scopes, the state
+    /// of the series in `written`, whose points the checkpoint wrote, and of those
+    /// with new edits), or, when the log wants it, the whole registry.
+    fn write_registry(&self, written: &[u32]) -> Result<(), TsdbError> {
+        let mut writer = self.registry.lock();
+        if writer.wants_whole() {
+            self.write_whole_registry(&mut writer)
+        } else {
+            self.write_registry_delta(&mut writer, written)
+        }
+    }
+
+    fn write_whole_registry(&self, writer: &mut registry::Writer) -> Result<(), TsdbError> {
+        // Taken under the state lock; written after it, record by record.
+        let (lsn, next_file, files, series, last_recs, entities) = {
             let st = self.state.read();
-            let metas: Vec<Meta> = st
+            // Everything is written now: what was marked before is covered.
+            *self.dirty.lock() = Dirty::default();
+            let entities: Vec<(EntityKey, Option<registry::Meta>)> = st
                 .entities
                 .iter()
-                .filter(|(_, e)| e.has_meta)
-                .map(|((t, id), e)| (t.clone(), id.clone(), e.types.clone(), e.scope.clone()))
+                .enumerate()
+                .map(|(i, (k, e))| {
+                    e.reg.store(i as u32 + 1, Ordering::Relaxed);
+                    (
+                        k.clone(),
+                        e.has_meta.then(|| (e.types.clone(), e.scope.clone())),
+                    )
+                })
                 .collect();
             (
                 st.checkpoint_lsn,
@@ -160,48 +180,103 @@ impl Tsdb {
                 st.files.keys().copied().collect::<Vec<u64>>(),
                 st.series.clone(),
                 st.ckpt_last_recs.clone(),
-                metas,
+                entities,
             )
         };
-        let series_recs = series.iter().map(|s| {
-            let (min_file, overrides) = {
-                let inner = s.lock();
-                (
-                    inner.min_file,
-                    inner
-                        .overrides
-                        .iter()
-                        .map(|(r, p)| (*r, p.as_ref().map(to_rec)))
-                        .collect(),
-                )
-            };
-            registry::SeriesRecRef {
-                id: s.id,
-                tenant: &s.key.tenant,
-                entity: &s.key.entity,
-                attr: &s.key.attr,
-                dataset: s.key.dataset.as_deref(),
-                last_rec: last_recs.get(s.id as usize).copied().unwrap_or(0),
-                min_file,
-                overrides,
+        let mut b = writer.begin(true)?;
+        for ((tenant, id), meta) in &entities {
+            let eid = b.entity(tenant, id)?;
+            if let Some((types, scope)) = meta {
+                b.meta(eid, Some((types, scope.as_deref())))?;
             }
-        });
-        let entity_recs = metas
-            .iter()
-            .map(|(t, id, types, scope)| registry::EntityRecRef {
-                tenant: t,
-                id,
-                types: types.iter().map(|t| &**t).collect(),
-                scope: scope.as_deref(),
-            });
-        registry::store_streaming(
-            &self.options.dir,
-            lsn,
-            next_file,
-            &files,
-            series_recs,
-            entity_recs,
-        )
+        }
+        for s in &series {
+            // Entity numbers are positions in the key order they were given in.
+            let eid = entities
+                .binary_search_by(|((t, e), _)| (&**t, &**e).cmp(&(&*s.key.tenant, &*s.key.entity)))
+                .ok()
+                .map(|i| i as u32);
+            b.series(s.id, eid, &s.key.attr, s.key.dataset.as_ref())?;
+            let inner = s.lock();
+            let last_rec = last_recs.get(s.id as usize).copied().unwrap_or(0);
+            b.state(s.id, last_rec, inner.min_file, &inner.overrides)?;
+        }
+        b.commit(lsn, next_file, &files)?;
+        Ok(())
+    }
+
+    fn write_registry_delta(
+        &self,
+        writer: &mut registry::Writer,
+        written: &[u32],
+    ) -> Result<(), TsdbError> {
+        let mut b = writer.begin(false)?;
+        let from = b.series_written();
+        // Under the state lock: numbers for new entities, and the records that need
+        // them (they are few: what appeared since the last checkpoint).
+        let (lsn, next_file, files, states) = {
+            let st = self.state.read();
+            let mut dirty = std::mem::take(&mut *self.dirty.lock());
+            let eid_of = |key: &EntityKey,
+                          b: &mut registry::Batch<'_>|
+             -> Result<Option<(u32, &EntityEntry)>, TsdbError> {
+                let Some(e) = st.entities.get(key) else {
+                    return Ok(None);
+                };
+                let eid = match e.reg.load(Ordering::Relaxed) {
+                    0 => {
+                        let eid = b.entity(&key.0, &key.1)?;
+                        e.reg.store(eid + 1, Ordering::Relaxed);
+                        eid
+                    }
+                    n => n - 1,
+                };
+                Ok(Some((eid, e)))
+            };
+            dirty.entities.sort_unstable();
+            dirty.entities.dedup();
+            for key in &dirty.entities {
+                if let Some((eid, e)) = eid_of(key, &mut b)? {
+                    let meta = e.has_meta.then(|| (&e.types[..], e.scope.as_deref()));
+                    b.meta(eid, meta)?;
+                }
+            }
+            let fresh = st.series.get(from as usize..).unwrap_or_default();
+            for s in fresh {
+                let key = (s.key.tenant.clone(), s.key.entity.clone());
+                let eid = eid_of(&key, &mut b)?.map(|(eid, _)| eid);
+                b.series(s.id, eid, &s.key.attr, s.key.dataset.as_ref())?;
+            }
+            let mut ids: Vec<u32> = written
+                .iter()
+                .chain(&dirty.series)
+                .copied()
+                .filter(|id| *id < from)
+                .chain(fresh.iter().map(|s| s.id))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let states: Vec<(Arc<Series>, i64)> = ids
+                .iter()
+                .filter_map(|id| {
+                    let s = st.series.get(*id as usize)?;
+                    let last_rec = st.ckpt_last_recs.get(*id as usize).copied().unwrap_or(0);
+                    Some((s.clone(), last_rec))
+                })
+                .collect();
+            (
+                st.checkpoint_lsn,
+                st.next_file,
+                st.files.keys().copied().collect::<Vec<u64>>(),
+                states,
+            )
+        };
+        for (s, last_rec) in &states {
+            let inner = s.lock();
+            b.state(s.id, *last_rec, inner.min_file, &inner.overrides)?;
+        }
+        b.commit(lsn, next_file, &files)?;
+        Ok(())
     }
 
     /// The retention policy of an entity, if any.
@@ -340,10 +415,11 @@ impl Tsdb {
                     inner.blocks.shrink_to_fit();
                 }
                 // Edits folded in are dropped (only if every block was rewritten).
-                if inner.blocks.iter().all(|b| b.file.id == out_id) {
+                if inner.blocks.iter().all(|b| b.file.id == out_id) && !applied.is_empty() {
                     for r in applied {
                         inner.overrides.remove(r);
                     }
+                    self.dirty.lock().series.push(*id);
                 }
                 inner.latest = None;
             }
