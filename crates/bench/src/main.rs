@@ -16,6 +16,7 @@ mod history;
 mod hub;
 mod ingest;
 mod rules;
+mod series;
 mod soak;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -47,8 +48,8 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:1026")]
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
-    /// import, mqtt, edge, rules, hub, geo, backup (the last eight in process, no
-    /// server), temporal, soak (starts and restarts its own server), federation (starts
+    /// import, mqtt, edge, rules, hub, geo, backup, series (the last nine in process,
+    /// no server), temporal, soak (starts and restarts its own server), federation (starts
     /// two servers: a query and a retrieval before and after one is registered as the
     /// other's context source).
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
@@ -107,6 +108,12 @@ struct Args {
     /// Queries of each kind in the geo scenario's baseline (scans).
     #[arg(long, default_value_t = 20)]
     geo_baseline_queries: usize,
+    /// History series of the series scenario.
+    #[arg(long, default_value_t = 10_000_000)]
+    series: usize,
+    /// Checkpoint rounds of the series scenario (each gives a point to 1 % of the series).
+    #[arg(long, default_value_t = 20)]
+    series_rounds: usize,
     /// Entities each server holds in the federation scenario.
     #[arg(long, default_value_t = 1_000)]
     federation_entities: usize,
@@ -592,6 +599,14 @@ async fn main() -> anyhow::Result<()> {
                     args.geo_entities
                 };
                 tokio::task::spawn_blocking(move || backup::run(n)).await??
+            }
+            "series" => {
+                let (n, r) = if args.quick {
+                    (300_000, 10)
+                } else {
+                    (args.series, args.series_rounds)
+                };
+                tokio::task::spawn_blocking(move || series::run(n, r)).await??
             }
             "geo" => {
                 let (n, q, b) = if args.quick {

@@ -352,6 +352,10 @@ pub struct Tsdb {
     /// The registry log (used under the maintenance lock).
     registry: Mutex<registry::Writer>,
     dirty: Mutex<Dirty>,
+    /// Series whose head received points since the last checkpoint began (maybe twice,
+    /// maybe emptied since): what the next checkpoint freezes, so that freezing costs
+    /// what changed, not the number of series.
+    touched: Mutex<Vec<u32>>,
     head_points: AtomicU64,
     points_written: AtomicU64,
     checkpoints: AtomicU64,
@@ -365,8 +369,9 @@ pub struct FlushJob {
     lsn: u64,
     file: u64,
     frozen: Vec<(Arc<Series>, Arc<Vec<Point>>)>,
-    /// Every series' `last_rec` at `lsn`, by id.
-    last_recs: Vec<i64>,
+    /// The `last_rec` at `lsn` of every series whose `last_rec` may have changed since
+    /// the previous checkpoint (those frozen, and those edited or cleared).
+    last_recs: Vec<(u32, i64)>,
 }
 
 impl FlushJob {
@@ -384,118 +389,6 @@ fn sort_points(points: &mut [Point]) {
 }
 
 impl Tsdb {
-    /// Opens (or creates) the engine in `options.dir`. Damaged blocks are reported in
-    /// the log and counted, never fatal.
-    pub fn open(options: TsdbOptions) -> Result<Tsdb, TsdbError> {
-        std::fs::create_dir_all(&options.dir)?;
-        let loaded = registry::load(&options.dir)?;
-        let (reg, writer) = match loaded {
-            Some(mut l) => {
-                let w = std::mem::take(&mut l.writer);
-                (l, Some(w))
-            }
-            None => (
-                registry::Loaded {
-                    next_file: 1,
-                    ..Default::default()
-                },
-                None,
-            ),
-        };
-        let db = Tsdb {
-            registry: Mutex::new(registry::Writer::new(&options.dir, writer)?),
-            options,
-            state: RwLock::new(State::default()),
-            maintenance: Mutex::new(()),
-            dirty: Mutex::new(Dirty::default()),
-            head_points: AtomicU64::new(0),
-            points_written: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
-            compactions: AtomicU64::new(0),
-            corrupt_blocks: AtomicU64::new(0),
-            retention_dropped: AtomicU64::new(0),
-        };
-        {
-            let mut st = db.state.write();
-            st.checkpoint_lsn = reg.checkpoint_lsn;
-            st.next_file = reg.next_file.max(1);
-            for e in reg.entities {
-                let entry = st.entities.entry((e.tenant, e.id)).or_default();
-                *entry.reg.get_mut() = e.eid + 1;
-                if let Some((types, scope)) = e.meta {
-                    entry.types = types;
-                    entry.scope = scope;
-                    entry.has_meta = true;
-                }
-            }
-            for (id, s) in reg.series {
-                let inner = SeriesInner {
-                    last_rec: s.last_rec,
-                    min_file: s.min_file,
-                    overrides: s.overrides.into_iter().collect(),
-                    ..Default::default()
-                };
-                install_series(&mut st, id, s.key, inner);
-                let i = id as usize;
-                if st.ckpt_last_recs.len() <= i {
-                    st.ckpt_last_recs.resize(i + 1, 0);
-                }
-                st.ckpt_last_recs[i] = s.last_rec;
-            }
-            for &fid in &reg.files {
-                let (file, index, problems) = segment::open_file(&db.options.dir, fid)?;
-                for p in problems {
-                    CorruptBlock {
-                        counter: &db.corrupt_blocks,
-                        error: &p,
-                        consequence: "history segment damaged; readable blocks are kept",
-                    }
-                    .emit();
-                }
-                for e in index {
-                    let Some(series) = st.series.get(e.series as usize).cloned() else {
-                        continue;
-                    };
-                    let mut inner = series.lock();
-                    if fid < inner.min_file {
-                        continue;
-                    }
-                    inner.blocks.push(BlockRef {
-                        file: file.clone(),
-                        offset: e.offset,
-                        len: e.len,
-                        count: e.count,
-                        min_t: e.min_t,
-                        max_t: e.max_t,
-                        min_rec: e.min_rec,
-                        max_rec: e.max_rec,
-                    });
-                }
-                st.files.insert(fid, file);
-            }
-            for s in &st.series {
-                s.lock().blocks.shrink_to_fit();
-            }
-            // Files a crash left behind (written, never registered): the log still has
-            // their points, so they go.
-            for entry in std::fs::read_dir(&db.options.dir)? {
-                let entry = entry?;
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                let orphan = name
-                    .strip_prefix("seg-")
-                    .and_then(|n| n.strip_suffix(".cbts").or_else(|| n.strip_suffix(".tmp")))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .is_some_and(|id| !st.files.contains_key(&id));
-                if orphan {
-                    tracing::warn!(file = %name, "removing an unregistered history segment");
-                    std::fs::remove_file(entry.path())?;
-                }
-            }
-        }
-        Ok(db)
-    }
-
     /// Held while the files on disk must not change (checkpoints and compactions wait).
     pub(crate) fn maintenance_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
         self.maintenance.lock()
@@ -560,6 +453,7 @@ impl Tsdb {
                 let mut inner = s.lock();
                 // Exact for a fresh head: a city has millions of series with one point.
                 if inner.head.is_empty() {
+                    self.touched.lock().push(s.id);
                     inner.head.reserve_exact(points.len());
                 } else {
                     inner.head.reserve(points.len());
@@ -720,6 +614,16 @@ impl Tsdb {
         }
     }
 
+    /// Segment blocks referenced by all series, and the most any one series has
+    /// (what compaction keeps bounded). Visits every series: for benchmarks and tests.
+    pub fn block_counts(&self) -> (u64, usize) {
+        let series = self.state.read().series.clone();
+        series.iter().fold((0, 0), |(total, max), s| {
+            let n = s.lock().blocks.len();
+            (total + n as u64, max.max(n))
+        })
+    }
+
     /// The directory of the engine.
     pub fn dir(&self) -> &std::path::Path {
         &self.options.dir
@@ -776,6 +680,7 @@ impl SegFile {
 }
 
 mod maintenance;
+mod open;
 mod read;
 
 #[cfg(test)]

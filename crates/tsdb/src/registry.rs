@@ -76,6 +76,8 @@ pub fn path(dir: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct LoadedSeries {
     pub key: SeriesKey,
+    /// The position of its entity in [`Loaded::entities`], where known.
+    pub entity: Option<usize>,
     /// The highest `rec` as of the checkpoint (keeps replay deterministic).
     pub last_rec: i64,
     /// Blocks in files older than this belong to a deleted past of the series.
@@ -332,10 +334,11 @@ impl Decoder {
                 R_SERIES => {
                     let sid = usize::try_from(r.varint()?).ok()?;
                     (sid == self.series.len()).then_some(())?;
-                    let (tenant, entity) = match usize::try_from(r.varint()?).ok()? {
-                        0 => (Arc::from(""), Arc::from("")),
-                        e => {
-                            let e = self.entities.get(e - 1)?;
+                    let at = usize::try_from(r.varint()?).ok()?.checked_sub(1);
+                    let (tenant, entity) = match at {
+                        None => (Arc::from(""), Arc::from("")),
+                        Some(e) => {
+                            let e = self.entities.get(e)?;
                             (e.tenant.clone(), e.id.clone())
                         }
                     };
@@ -348,6 +351,7 @@ impl Decoder {
                             attr,
                             dataset,
                         },
+                        entity: at,
                         last_rec: 0,
                         min_file: 0,
                         overrides: Vec::new(),

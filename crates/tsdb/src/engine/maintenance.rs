@@ -18,11 +18,19 @@ impl Tsdb {
         let mut st = self.state.write();
         let file = st.next_file;
         st.next_file += 1;
+        let mut ids = std::mem::take(&mut *self.touched.lock());
+        let marked = self.dirty.lock().series.clone();
+        ids.extend(marked);
+        ids.sort_unstable();
+        ids.dedup();
         let mut frozen = Vec::new();
-        let mut last_recs = Vec::with_capacity(st.series.len());
-        for s in &st.series {
+        let mut last_recs = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(s) = st.series.get(id as usize) else {
+                continue;
+            };
             let mut inner = s.lock();
-            last_recs.push(inner.last_rec);
+            last_recs.push((id, inner.last_rec));
             if inner.head.is_empty() {
                 continue;
             }
@@ -45,6 +53,10 @@ impl Tsdb {
         let _m = self.maintenance.lock();
         let res = self.write_checkpoint(&job, now_ms);
         if res.is_err() {
+            // The next checkpoint takes them again.
+            self.touched
+                .lock()
+                .extend(job.frozen.iter().map(|(s, _)| s.id));
             for (s, pts) in &job.frozen {
                 let mut inner = s.lock();
                 if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
@@ -111,7 +123,13 @@ impl Tsdb {
             let mut st = self.state.write();
             if job.lsn >= st.checkpoint_lsn {
                 st.checkpoint_lsn = job.lsn;
-                st.ckpt_last_recs = job.last_recs.clone();
+                for &(id, last_rec) in &job.last_recs {
+                    let i = id as usize;
+                    if st.ckpt_last_recs.len() <= i {
+                        st.ckpt_last_recs.resize(i + 1, 0);
+                    }
+                    st.ckpt_last_recs[i] = last_rec;
+                }
             }
         }
         let removed = self.maybe_compact(now_ms)?;

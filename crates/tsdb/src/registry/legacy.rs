@@ -144,6 +144,7 @@ pub fn convert(reg: Registry) -> super::Loaded {
                 s.id,
                 LoadedSeries {
                     key,
+                    entity: None,
                     last_rec: s.last_rec,
                     min_file: s.min_file,
                     overrides,
