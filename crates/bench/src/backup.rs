@@ -20,7 +20,7 @@ use crate::geo::{located, write_bulk};
 
 /// Writes `list` durably (with history), waiting on `rt` (one runtime per thread,
 /// not one per batch).
-fn write_batch(
+pub(crate) fn write_batch(
     rt: &tokio::runtime::Runtime,
     store: &EmbeddedStore,
     list: &[Entity],
@@ -31,7 +31,7 @@ fn write_batch(
     Ok(())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -15,6 +15,7 @@ mod geo;
 mod history;
 mod hub;
 mod ingest;
+mod restart;
 mod rules;
 mod series;
 mod soak;
@@ -49,7 +50,8 @@ struct Args {
     url: String,
     /// Comma-separated scenarios: patch, get, query, batch, notify, memory, history,
     /// import, mqtt, edge, rules, hub, geo, backup, series (the last nine in process,
-    /// no server), temporal, soak (starts and restarts its own server), federation (starts
+    /// no server), restart (in process, then the server started on what it wrote),
+    /// temporal, soak (starts and restarts its own server), federation (starts
     /// two servers: a query and a retrieval before and after one is registered as the
     /// other's context source).
     #[arg(long, default_value = "patch,get,query,batch,notify,temporal")]
@@ -599,6 +601,14 @@ async fn main() -> anyhow::Result<()> {
                     args.geo_entities
                 };
                 tokio::task::spawn_blocking(move || backup::run(n)).await??
+            }
+            "restart" => {
+                let n = if args.quick {
+                    50_000
+                } else {
+                    args.geo_entities
+                };
+                restart::run(n, &args.citybrain).await?
             }
             "series" => {
                 let (n, r) = if args.quick {

@@ -260,6 +260,15 @@ impl EmbeddedStore {
     pub fn open(options: StoreOptions) -> Result<EmbeddedStore, StoreError> {
         let dir = options.dir.clone();
         std::fs::create_dir_all(&dir)?;
+        // The history opens on a second thread while the snapshot loads: neither needs
+        // the other, and at a million entities each takes seconds.
+        let history_open = {
+            let mut tsdb_options = TsdbOptions::new(dir.join("history"));
+            tsdb_options.retention = options.history_retention.clone();
+            std::thread::Builder::new()
+                .name("history-open".into())
+                .spawn(move || Tsdb::open(tsdb_options))?
+        };
         let mut tenants: HashMap<Arc<str>, Arc<Tenant>> = HashMap::new();
         let mut docs: BTreeMap<DocKey, Arc<StoredDoc>> = BTreeMap::new();
         let mut snap_lsn = 0u64;
@@ -296,9 +305,10 @@ impl EmbeddedStore {
                 None => tracing::warn!(snapshot = %path.display(), "ignoring incomplete snapshot"),
             }
         }
-        let mut tsdb_options = TsdbOptions::new(dir.join("history"));
-        tsdb_options.retention = options.history_retention.clone();
-        let history = Arc::new(Tsdb::open(tsdb_options).map_err(history_error)?);
+        let history = history_open
+            .join()
+            .map_err(|_| StoreError::Io(std::io::Error::other("opening the history panicked")))?;
+        let history = Arc::new(history.map_err(history_error)?);
         let hist_lsn = history.checkpoint_lsn();
         if hist_lsn < snap_lsn {
             tracing::warn!(

@@ -2,6 +2,7 @@
 
 use citybrain_telemetry::InternalEvent;
 use std::collections::BTreeMap;
+use std::hash::BuildHasher as _;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -115,20 +116,76 @@ impl Selection {
 #[derive(Default)]
 struct SeriesInner {
     head: Vec<Point>,
-    /// Heads being written by checkpoints (still readable), oldest first.
-    frozen: Vec<Arc<Vec<Point>>>,
     blocks: Vec<BlockRef>,
     last_rec: i64,
     min_file: u64,
-    overrides: BTreeMap<i64, Option<Point>>,
     /// The point with the greatest (t, rec), when known.
     /// Boxed: most series never need it, and it is the size of a point.
     latest: Option<Box<Option<Point>>>,
+    /// What a series has only for a while (heads being written) or rarely (instance
+    /// edits): behind one box, so that the millions of series without them pay 8 bytes.
+    rare: Option<Box<Rare>>,
 }
+
+#[derive(Default)]
+struct Rare {
+    /// Heads being written by checkpoints (still readable), oldest first.
+    frozen: Vec<Arc<Vec<Point>>>,
+    /// Instance edits not yet folded into blocks: rec → replacement (None = deleted).
+    overrides: BTreeMap<i64, Option<Point>>,
+}
+
+static NO_OVERRIDES: BTreeMap<i64, Option<Point>> = BTreeMap::new();
 
 impl SeriesInner {
     fn is_empty(&self) -> bool {
-        self.head.is_empty() && self.frozen.iter().all(|f| f.is_empty()) && self.blocks.is_empty()
+        self.head.is_empty() && self.frozen().iter().all(|f| f.is_empty()) && self.blocks.is_empty()
+    }
+
+    fn frozen(&self) -> &[Arc<Vec<Point>>] {
+        self.rare.as_ref().map_or(&[], |r| &r.frozen)
+    }
+
+    fn overrides(&self) -> &BTreeMap<i64, Option<Point>> {
+        self.rare.as_ref().map_or(&NO_OVERRIDES, |r| &r.overrides)
+    }
+
+    fn overrides_mut(&mut self) -> &mut BTreeMap<i64, Option<Point>> {
+        &mut self.rare.get_or_insert_default().overrides
+    }
+
+    fn set_overrides(&mut self, overrides: BTreeMap<i64, Option<Point>>) {
+        if !overrides.is_empty() {
+            self.rare.get_or_insert_default().overrides = overrides;
+        }
+    }
+
+    fn freeze(&mut self, points: Arc<Vec<Point>>) {
+        self.rare.get_or_insert_default().frozen.push(points);
+    }
+
+    /// Takes a frozen head away (written, or to go back); false if it is not there.
+    fn unfreeze(&mut self, points: &Arc<Vec<Point>>) -> bool {
+        let Some(rare) = self.rare.as_mut() else {
+            return false;
+        };
+        let Some(i) = rare.frozen.iter().position(|f| Arc::ptr_eq(f, points)) else {
+            return false;
+        };
+        rare.frozen.remove(i);
+        self.tidy();
+        true
+    }
+
+    /// Frees the rare parts once nothing is left in them.
+    fn tidy(&mut self) {
+        if self
+            .rare
+            .as_ref()
+            .is_some_and(|r| r.frozen.is_empty() && r.overrides.is_empty())
+        {
+            self.rare = None;
+        }
     }
 }
 
@@ -161,29 +218,6 @@ impl Series {
 
     fn is_empty(&self) -> bool {
         self.empty.load(Ordering::Acquire)
-    }
-}
-
-/// A series in the by-key set, hashed and compared by its key.
-struct ByKey(Arc<Series>);
-
-impl std::hash::Hash for ByKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.0.key.hash(h);
-    }
-}
-
-impl PartialEq for ByKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key == other.0.key
-    }
-}
-
-impl Eq for ByKey {}
-
-impl std::borrow::Borrow<SeriesKey> for ByKey {
-    fn borrow(&self) -> &SeriesKey {
-        &self.0.key
     }
 }
 
@@ -229,8 +263,10 @@ type EntityKey = (Arc<str>, Arc<str>);
 
 #[derive(Default)]
 struct State {
-    /// Series by key: the set holds the series themselves (no second copy of the key).
-    by_key: std::collections::HashSet<ByKey, foldhash::fast::RandomState>,
+    /// Series numbers by key (the key is read from the series: no second copy; four
+    /// bytes a series).
+    by_key: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     series: Vec<Arc<Series>>,
     entities: BTreeMap<EntityKey, EntityEntry>,
     files: BTreeMap<u64, Arc<SegFile>>,
@@ -418,10 +454,8 @@ impl Tsdb {
             return s;
         }
         let mut st = self.state.write();
-        if let Some(id) = st.by_key.get(key).map(|s| s.0.id) {
-            if let Some(s) = st.series.get(id as usize) {
-                return s.clone();
-            }
+        if let Some(s) = st.lookup(key) {
+            return s.clone();
         }
         let id = st.series.len() as u32;
         let min_file = st.next_file;
@@ -437,9 +471,7 @@ impl Tsdb {
     }
 
     fn find(&self, key: &SeriesKey) -> Option<Arc<Series>> {
-        let st = self.state.read();
-        let id = st.by_key.get(key)?.0.id;
-        st.series.get(id as usize).cloned()
+        self.state.read().lookup(key).cloned()
     }
 
     /// Applies one logged mutation. The caller logs `op` durably (or replays it).
@@ -563,7 +595,7 @@ impl Tsdb {
                     let removed = before - inner.head.len();
                     self.head_points
                         .fetch_sub(removed as u64, Ordering::Relaxed);
-                    inner.overrides.insert(*rec, None);
+                    inner.overrides_mut().insert(*rec, None);
                     inner.latest = None;
                     self.dirty.lock().series.push(s.id);
                 }
@@ -574,7 +606,7 @@ impl Tsdb {
                     if let Some(p) = inner.head.iter_mut().find(|p| p.rec == point.rec) {
                         *p = point.clone();
                     } else {
-                        inner.overrides.insert(point.rec, Some(point.clone()));
+                        inner.overrides_mut().insert(point.rec, Some(point.clone()));
                         self.dirty.lock().series.push(s.id);
                     }
                     inner.latest = None;
@@ -587,9 +619,8 @@ impl Tsdb {
         self.head_points
             .fetch_sub(inner.head.len() as u64, Ordering::Relaxed);
         inner.head.clear();
-        inner.frozen.clear();
+        inner.rare = None;
         inner.blocks.clear();
-        inner.overrides.clear();
         inner.min_file = next_file;
         inner.latest = Some(Box::new(None));
     }
@@ -630,6 +661,44 @@ impl Tsdb {
     }
 }
 
+impl State {
+    /// The series of a key.
+    fn lookup(&self, key: &SeriesKey) -> Option<&Arc<Series>> {
+        let series = &self.series;
+        let id = self.by_key.find(self.hasher.hash_one(key), |&id| {
+            series.get(id as usize).is_some_and(|s| s.key == *key)
+        })?;
+        series.get(*id as usize)
+    }
+
+    /// Indexes series `id` by its key (replacing what the key pointed to).
+    fn index_key(&mut self, id: u32) {
+        let State {
+            by_key,
+            series,
+            hasher,
+            ..
+        } = self;
+        let Some(s) = series.get(id as usize) else {
+            return;
+        };
+        let hash = hasher.hash_one(&s.key);
+        let found = by_key.find_mut(hash, |&other| {
+            series.get(other as usize).is_some_and(|o| o.key == s.key)
+        });
+        match found {
+            Some(slot) => *slot = id,
+            None => {
+                by_key.insert_unique(hash, id, |&other| {
+                    series
+                        .get(other as usize)
+                        .map_or(0, |o| hasher.hash_one(&o.key))
+                });
+            }
+        }
+    }
+}
+
 fn install_series(st: &mut State, id: u32, key: SeriesKey, inner: SeriesInner) -> Arc<Series> {
     let s = Arc::new(Series::new(id, key.clone(), inner));
     let idx = id as usize;
@@ -652,7 +721,7 @@ fn install_series(st: &mut State, id: u32, key: SeriesKey, inner: SeriesInner) -
     } else {
         st.series[idx] = s.clone();
     }
-    st.by_key.replace(ByKey(s.clone()));
+    st.index_key(id);
     let e = st.entities.entry((key.tenant, key.entity)).or_default();
     if !e.series.contains(&id) {
         e.series.push(id);

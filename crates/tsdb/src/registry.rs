@@ -22,6 +22,7 @@
 //!         | 5 sid:v eid+1:v attr:name opt(name)     SERIES: the next series number
 //!         | 6 sid:v last_rec:iv min_file:v n:v (rec:iv opt(point))*   STATE
 //!         | 7 lsn:v next_file:v n:v file:v*         CHECKPOINT, last of a final batch
+//!         | 8 entities:v series:v                   SIZE: how many a whole write holds
 //! v = LEB128 varint; iv = zig-zag varint; str = len:v bytes; opt(x) = 0 | 1 x;
 //! name = v, a NAME's number in this file; point as in the log (`wire.rs`)
 //! ```
@@ -66,6 +67,9 @@ const R_UNMETA: u8 = 4;
 const R_SERIES: u8 = 5;
 const R_STATE: u8 = 6;
 const R_CHECKPOINT: u8 = 7;
+const R_SIZE: u8 = 8;
+/// A size record reserves room for at most this many (a sound one is exact).
+const MAX_RESERVE: u64 = 1 << 27;
 
 /// Where the registry of the engine in `dir` lives.
 pub fn path(dir: &Path) -> PathBuf {
@@ -75,6 +79,7 @@ pub fn path(dir: &Path) -> PathBuf {
 /// A series as the registry knows it.
 #[derive(Debug)]
 pub struct LoadedSeries {
+    pub id: u32,
     pub key: SeriesKey,
     /// The position of its entity in [`Loaded::entities`], where known.
     pub entity: Option<usize>,
@@ -106,8 +111,8 @@ pub struct Loaded {
     pub checkpoint_lsn: u64,
     pub next_file: u64,
     pub files: Vec<u64>,
-    /// By series number (every number below the count is present in a sound file).
-    pub series: Vec<(u32, LoadedSeries)>,
+    /// In number order (every number below the count is present in a sound file).
+    pub series: Vec<LoadedSeries>,
     pub entities: Vec<LoadedEntity>,
     /// How the log continues: the writer's state.
     pub writer: WriterState,
@@ -245,11 +250,7 @@ fn read_log(path: &Path, file: File) -> Result<Loaded, TsdbError> {
         checkpoint_lsn: lsn,
         next_file,
         files,
-        series: series
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (i as u32, s))
-            .collect(),
+        series,
         entities,
         writer: WriterState {
             names,
@@ -333,7 +334,7 @@ impl Decoder {
                 R_UNMETA => self.entity(&mut r)?.meta = None,
                 R_SERIES => {
                     let sid = usize::try_from(r.varint()?).ok()?;
-                    (sid == self.series.len()).then_some(())?;
+                    (sid == self.series.len() && sid < u32::MAX as usize).then_some(())?;
                     let at = usize::try_from(r.varint()?).ok()?.checked_sub(1);
                     let (tenant, entity) = match at {
                         None => (Arc::from(""), Arc::from("")),
@@ -345,6 +346,7 @@ impl Decoder {
                     let attr = self.name(&mut r)?;
                     let dataset = self.opt_name(&mut r)?;
                     self.series.push(LoadedSeries {
+                        id: sid as u32,
                         key: SeriesKey {
                             tenant,
                             entity,
@@ -376,6 +378,14 @@ impl Decoder {
                     s.last_rec = last_rec;
                     s.min_file = min_file;
                     s.overrides = overrides;
+                }
+                R_SIZE => {
+                    let entities = r.varint()?.min(MAX_RESERVE) as usize;
+                    let series = r.varint()?.min(MAX_RESERVE) as usize;
+                    self.entities
+                        .reserve_exact(entities.saturating_sub(self.entities.len()));
+                    self.series
+                        .reserve_exact(series.saturating_sub(self.series.len()));
                 }
                 R_CHECKPOINT => {
                     self.lsn = r.varint()?;
@@ -532,6 +542,15 @@ impl Batch<'_> {
         self.buf.push(R_NAME);
         put_blob(&mut self.buf, s.as_bytes());
         n
+    }
+
+    /// Says how many entities and series a whole write holds (the reader reserves
+    /// room for them at once).
+    pub fn size(&mut self, entities: usize, series: usize) -> Result<(), TsdbError> {
+        self.buf.push(R_SIZE);
+        put_varint(&mut self.buf, entities as u64);
+        put_varint(&mut self.buf, series as u64);
+        self.spill()
     }
 
     /// Records a new entity and returns its number.

@@ -35,7 +35,7 @@ impl Tsdb {
                 continue;
             }
             let f = Arc::new(std::mem::take(&mut inner.head));
-            inner.frozen.push(f.clone());
+            inner.freeze(f.clone());
             frozen.push((s.clone(), f));
         }
         FlushJob {
@@ -59,11 +59,7 @@ impl Tsdb {
                 .extend(job.frozen.iter().map(|(s, _)| s.id));
             for (s, pts) in &job.frozen {
                 let mut inner = s.lock();
-                if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
-                    inner.frozen.remove(i);
-                    if inner.frozen.is_empty() {
-                        inner.frozen = Vec::new();
-                    }
+                if inner.unfreeze(pts) {
                     let mut back = pts.as_ref().clone();
                     back.append(&mut inner.head);
                     inner.head = back;
@@ -100,11 +96,7 @@ impl Tsdb {
             self.state.write().files.insert(job.file, file);
             for (s, pts) in &job.frozen {
                 let mut inner = s.lock();
-                if let Some(i) = inner.frozen.iter().position(|f| Arc::ptr_eq(f, pts)) {
-                    inner.frozen.remove(i);
-                    if inner.frozen.is_empty() {
-                        inner.frozen = Vec::new();
-                    }
+                if inner.unfreeze(pts) {
                     self.head_points
                         .fetch_sub(pts.len() as u64, Ordering::Relaxed);
                     if job.file >= inner.min_file {
@@ -202,6 +194,7 @@ impl Tsdb {
             )
         };
         let mut b = writer.begin(true)?;
+        b.size(entities.len(), series.len())?;
         for ((tenant, id), meta) in &entities {
             let eid = b.entity(tenant, id)?;
             if let Some((types, scope)) = meta {
@@ -217,7 +210,7 @@ impl Tsdb {
             b.series(s.id, eid, &s.key.attr, s.key.dataset.as_ref())?;
             let inner = s.lock();
             let last_rec = last_recs.get(s.id as usize).copied().unwrap_or(0);
-            b.state(s.id, last_rec, inner.min_file, &inner.overrides)?;
+            b.state(s.id, last_rec, inner.min_file, inner.overrides())?;
         }
         b.commit(lsn, next_file, &files)?;
         Ok(())
@@ -291,7 +284,7 @@ impl Tsdb {
         };
         for (s, last_rec) in &states {
             let inner = s.lock();
-            b.state(s.id, *last_rec, inner.min_file, &inner.overrides)?;
+            b.state(s.id, *last_rec, inner.min_file, inner.overrides())?;
         }
         b.commit(lsn, next_file, &files)?;
         Ok(())
@@ -370,7 +363,7 @@ impl Tsdb {
                     .filter(|b| inputs.binary_search(&b.file.id).is_ok())
                     .cloned()
                     .collect();
-                (blocks, inner.overrides.clone())
+                (blocks, inner.overrides().clone())
             };
             if blocks.is_empty() {
                 continue;
@@ -435,8 +428,9 @@ impl Tsdb {
                 // Edits folded in are dropped (only if every block was rewritten).
                 if inner.blocks.iter().all(|b| b.file.id == out_id) && !applied.is_empty() {
                     for r in applied {
-                        inner.overrides.remove(r);
+                        inner.overrides_mut().remove(r);
                     }
+                    inner.tidy();
                     self.dirty.lock().series.push(*id);
                 }
                 inner.latest = None;

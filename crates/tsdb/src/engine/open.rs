@@ -147,15 +147,16 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
         .collect();
     let n = reg.series.len();
     st.series.reserve_exact(n);
-    st.by_key = std::collections::HashSet::with_capacity_and_hasher(n, Default::default());
+    st.by_key = hashbrown::HashTable::with_capacity(n);
     st.ckpt_last_recs = Vec::with_capacity(n);
     // Series the registry did not number in order (only from damage).
-    let mut unplaced: Vec<(u32, LoadedSeries)> = Vec::new();
+    let mut unplaced: Vec<LoadedSeries> = Vec::new();
     // Series whose entity it did not give by number (a version 1 registry).
     let mut by_key: Vec<(u32, EntityKey)> = Vec::new();
-    for (id, s) in reg.series {
+    for s in reg.series {
+        let id = s.id;
         if id as usize != st.series.len() {
-            unplaced.push((id, s));
+            unplaced.push(s);
             continue;
         }
         let mut blocks = Vec::new();
@@ -163,21 +164,33 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
             c.take(id, s.min_file, &mut blocks);
         }
         blocks.shrink_to_fit();
-        let inner = SeriesInner {
+        let mut inner = SeriesInner {
             blocks,
             last_rec: s.last_rec,
             min_file: s.min_file,
-            overrides: s.overrides.into_iter().collect(),
             ..Default::default()
         };
+        inner.set_overrides(s.overrides.into_iter().collect());
         st.ckpt_last_recs.push(s.last_rec);
         match s.entity.and_then(|e| entities.get_mut(e)) {
             Some((_, entry)) => entry.series.push(id),
             None => by_key.push((id, (s.key.tenant.clone(), s.key.entity.clone()))),
         }
-        let series = Arc::new(Series::new(id, s.key, inner));
-        st.by_key.insert(ByKey(series.clone()));
-        st.series.push(series);
+        let hash = st.hasher.hash_one(&s.key);
+        st.series.push(Arc::new(Series::new(id, s.key, inner)));
+        let State {
+            by_key,
+            series,
+            hasher,
+            ..
+        } = &mut *st;
+        // Keys are unique in a sound registry (a duplicate, from damage, is found
+        // after the first: lookups see the first series of the key).
+        by_key.insert_unique(hash, id, |&other| {
+            series
+                .get(other as usize)
+                .map_or(0, |o| hasher.hash_one(&o.key))
+        });
     }
     // One bulk build; duplicates (only from damage) merge their series lists.
     entities.sort_by(|a, b| a.0.cmp(&b.0));
@@ -196,7 +209,8 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
             e.series.push(id);
         }
     }
-    for (id, s) in unplaced {
+    for s in unplaced {
+        let id = s.id;
         let mut blocks = Vec::new();
         for (fid, file, index) in files.iter() {
             if *fid >= s.min_file {
@@ -208,13 +222,13 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
                 );
             }
         }
-        let inner = SeriesInner {
+        let mut inner = SeriesInner {
             blocks,
             last_rec: s.last_rec,
             min_file: s.min_file,
-            overrides: s.overrides.into_iter().collect(),
             ..Default::default()
         };
+        inner.set_overrides(s.overrides.into_iter().collect());
         install_series(st, id, s.key, inner);
         let i = id as usize;
         if st.ckpt_last_recs.len() <= i {

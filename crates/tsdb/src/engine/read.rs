@@ -29,7 +29,7 @@ impl Tsdb {
                 .filter(|p| sel.contains(sel.time.of(p)))
                 .cloned()
                 .collect();
-            for f in &inner.frozen {
+            for f in inner.frozen() {
                 pts.extend(f.iter().filter(|p| sel.contains(sel.time.of(p))).cloned());
             }
             let blocks: Vec<BlockRef> = inner
@@ -41,7 +41,7 @@ impl Tsdb {
                 })
                 .cloned()
                 .collect();
-            (pts, blocks, inner.overrides.clone())
+            (pts, blocks, inner.overrides().clone())
         };
         let mut errors = Vec::new();
         let mut pts: Vec<Point> = Vec::with_capacity(
@@ -152,13 +152,13 @@ impl Tsdb {
         let s = self.state.read().series.get(id as usize).cloned()?;
         let (mut recent, mut blocks) = {
             let inner = s.lock();
-            if !inner.overrides.is_empty() {
+            if !inner.overrides().is_empty() {
                 return None;
             }
             let recent: Vec<Point> = inner
                 .head
                 .iter()
-                .chain(inner.frozen.iter().flat_map(|f| f.iter()))
+                .chain(inner.frozen().iter().flat_map(|f| f.iter()))
                 .filter(|p| sel.contains(p.t))
                 .cloned()
                 .collect();
@@ -240,7 +240,7 @@ impl Tsdb {
             for p in inner
                 .head
                 .iter()
-                .chain(inner.frozen.iter().flat_map(|f| f.iter()))
+                .chain(inner.frozen().iter().flat_map(|f| f.iter()))
             {
                 keep(p, &mut found);
             }
@@ -253,7 +253,7 @@ impl Tsdb {
                 })
                 .cloned()
                 .collect();
-            (blocks, inner.overrides.clone())
+            (blocks, inner.overrides().clone())
         };
         for b in blocks {
             match b.read() {

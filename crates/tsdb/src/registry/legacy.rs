@@ -140,16 +140,14 @@ pub fn convert(reg: Registry) -> super::Loaded {
                 attr: Arc::from(s.attr),
                 dataset: s.dataset.map(Arc::from),
             };
-            (
-                s.id,
-                LoadedSeries {
-                    key,
-                    entity: None,
-                    last_rec: s.last_rec,
-                    min_file: s.min_file,
-                    overrides,
-                },
-            )
+            LoadedSeries {
+                id: s.id,
+                key,
+                entity: None,
+                last_rec: s.last_rec,
+                min_file: s.min_file,
+                overrides,
+            }
         })
         .collect();
     super::Loaded {

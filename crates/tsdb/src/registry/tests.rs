@@ -71,18 +71,19 @@ fn whole_writes_and_deltas_read_back() {
     );
     assert_eq!(l.series.len(), 201);
     assert_eq!(l.entities.len(), 101);
-    let (sid, s) = &l.series[200];
+    let s = &l.series[200];
+    let sid = &s.id;
     assert_eq!(*sid, 200);
     assert_eq!(
         (&*s.key.tenant, &*s.key.entity, &*s.key.attr),
         ("t2", "urn:new", "https://x/a0")
     );
     assert_eq!((s.last_rec, s.min_file), (7, 3));
-    let s1 = &l.series[1].1;
+    let s1 = &l.series[1];
     assert_eq!(s1.key.dataset.as_deref(), Some("urn:ds"));
     assert_eq!((s1.last_rec, s1.min_file), (99, 2));
     assert_eq!(s1.overrides, vec![(4000, None), (5000, Some(point(5000)))]);
-    assert_eq!(l.series[0].1.last_rec, 0);
+    assert_eq!(l.series[0].last_rec, 0);
     assert!(l.entities[3].meta.is_none());
     let (types, scope) = l.entities[4].meta.as_ref().unwrap();
     assert_eq!(
@@ -103,8 +104,8 @@ fn whole_writes_and_deltas_read_back() {
     b.commit(10, 5, &[2, 3, 4]).unwrap();
     let l = load(dir.path()).unwrap().unwrap();
     assert_eq!(l.checkpoint_lsn, 10);
-    assert_eq!(&*l.series[201].1.key.entity, "urn:later");
-    assert_eq!(&*l.series[201].1.key.attr, "https://x/a1");
+    assert_eq!(&*l.series[201].key.entity, "urn:later");
+    assert_eq!(&*l.series[201].key.attr, "https://x/a1");
 }
 
 #[test]
@@ -117,10 +118,7 @@ fn a_torn_append_is_left_out_and_the_next_write_is_whole() {
     b.commit(6, 4, &[1, 2, 3]).unwrap();
     let full = std::fs::read(path(dir.path())).unwrap();
     assert_eq!(full.len() as u64, w.committed_len());
-    assert_eq!(
-        load(dir.path()).unwrap().unwrap().series[0].1.last_rec,
-        1234
-    );
+    assert_eq!(load(dir.path()).unwrap().unwrap().series[0].last_rec, 1234);
     // Where the last batch (the delta) starts: walk the batch headers.
     let mut pos = HEADER_LEN as usize;
     let mut whole_len = pos;
@@ -134,7 +132,7 @@ fn a_torn_append_is_left_out_and_the_next_write_is_whole() {
         std::fs::write(path(dir.path()), &full[..cut]).unwrap();
         let l = load(dir.path()).unwrap().unwrap();
         assert_eq!(l.checkpoint_lsn, 5, "cut at {cut}");
-        assert_eq!(l.series[0].1.last_rec, 0);
+        assert_eq!(l.series[0].last_rec, 0);
         assert!(!l.writer.appendable);
         let mut w = Writer::new(dir.path(), Some(l.writer)).unwrap();
         assert!(w.wants_whole());
@@ -216,11 +214,8 @@ fn big_checkpoints_are_cut_into_batches() {
     assert!(bytes > 2 * BATCH_BYTES as u64);
     let l = load(dir.path()).unwrap().unwrap();
     assert_eq!(l.series.len(), n as usize);
-    assert_eq!(
-        &*l.series[59_999].1.key.entity,
-        "urn:ngsi-ld:Sensor:00059999"
-    );
-    assert_eq!(l.series[59_999].1.last_rec, 59_999);
+    assert_eq!(&*l.series[59_999].key.entity, "urn:ngsi-ld:Sensor:00059999");
+    assert_eq!(l.series[59_999].last_rec, 59_999);
 }
 
 #[test]
