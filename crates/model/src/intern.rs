@@ -6,9 +6,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Deserializer};
 
-fn table() -> &'static Mutex<HashSet<Arc<str>>> {
-    static TABLE: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
-    TABLE.get_or_init(|| Mutex::new(HashSet::new()))
+/// The table: internal names only, so a fast hash (the snapshot load interns every
+/// attribute name of every entity).
+type Table = HashSet<Arc<str>, foldhash::fast::FixedState>;
+
+fn table() -> &'static Mutex<Table> {
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    TABLE.get_or_init(|| Mutex::new(Table::default()))
 }
 
 /// The shared copy of `s`.
@@ -28,23 +32,43 @@ pub fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
     Arc::ptr_eq(a, b) || a == b
 }
 
+/// A string deserialized straight into the table: the input's text is interned where
+/// it lies, with no owned copy first.
+struct Interned(Arc<str>);
+
+impl<'de> Deserialize<'de> for Interned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Interned;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Interned, E> {
+                Ok(Interned(intern(s)))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
 /// Serde: a list of interned strings.
 pub fn de_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<str>>, D::Error> {
-    let v = Vec::<String>::deserialize(d)?;
-    Ok(v.iter().map(|s| intern(s)).collect())
+    let v = Vec::<Interned>::deserialize(d)?;
+    Ok(v.into_iter().map(|s| s.0).collect())
 }
 
 /// Serde: an optional interned string.
 pub fn de_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(|s| intern(&s)))
+    Ok(Option::<Interned>::deserialize(d)?.map(|s| s.0))
 }
 
 /// Serde: a list of (interned name, value) pairs.
 pub fn de_pairs<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Vec<(Arc<str>, T)>, D::Error> {
-    let v = Vec::<(String, T)>::deserialize(d)?;
-    Ok(v.into_iter().map(|(k, t)| (intern(&k), t)).collect())
+    let v = Vec::<(Interned, T)>::deserialize(d)?;
+    Ok(v.into_iter().map(|(k, t)| (k.0, t)).collect())
 }
 
 #[cfg(test)]

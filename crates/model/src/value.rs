@@ -89,8 +89,22 @@ impl Serialize for AttrValue {
 }
 
 impl<'de> Deserialize<'de> for AttrValue {
+    /// Read as raw JSON text, one copy: an object or array without whitespace is kept
+    /// as that text (what [`AttrValue::from_value`] would write for it, as the store's
+    /// own log and snapshots hold it), without building a tree and writing it again,
+    /// which cost half of a snapshot load's decoding; anything else goes through a
+    /// `Value` as before.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Value::deserialize(d).map(AttrValue::from_value)
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get();
+        let compact = matches!(text.as_bytes().first(), Some(b'{' | b'['))
+            && !text.bytes().any(|b| b.is_ascii_whitespace());
+        if compact {
+            return Ok(AttrValue::Json(raw.into()));
+        }
+        serde_json::from_str::<Value>(text)
+            .map(AttrValue::from_value)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -123,5 +137,15 @@ mod tests {
             assert_eq!(serde_json::from_str::<AttrValue>(&text).unwrap(), a);
         }
         assert_eq!(std::mem::size_of::<AttrValue>(), 24);
+    }
+
+    #[test]
+    fn text_with_whitespace_is_made_compact() {
+        let a: AttrValue = serde_json::from_str("{ \"a\" : [1, 2] }").unwrap();
+        assert_eq!(a, AttrValue::Json("{\"a\":[1,2]}".into()));
+        let a: AttrValue = serde_json::from_str("[\"a b\"]").unwrap();
+        assert_eq!(a, AttrValue::Json("[\"a b\"]".into()));
+        let a: AttrValue = serde_json::from_str("\"x\"").unwrap();
+        assert_eq!(a, AttrValue::Str("x".into()));
     }
 }
