@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Deserializer};
 
-/// The table: internal names only, so a fast hash (the snapshot load interns every
-/// attribute name of every entity).
-type Table = HashSet<Arc<str>, foldhash::fast::FixedState>;
+/// The table: a fast hash (the snapshot load interns every attribute name of every
+/// entity), seeded per process (names come from clients: no precomputed collisions).
+type Table = HashSet<Arc<str>, foldhash::fast::RandomState>;
 
 fn table() -> &'static Mutex<Table> {
     static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();

@@ -265,9 +265,11 @@ impl EmbeddedStore {
         let history_open = {
             let mut tsdb_options = TsdbOptions::new(dir.join("history"));
             tsdb_options.retention = options.history_retention.clone();
-            std::thread::Builder::new()
-                .name("history-open".into())
-                .spawn(move || Tsdb::open(tsdb_options))?
+            JoinOnDrop(Some(
+                std::thread::Builder::new()
+                    .name("history-open".into())
+                    .spawn(move || Tsdb::open(tsdb_options))?,
+            ))
         };
         let mut tenants: HashMap<Arc<str>, Arc<Tenant>> = HashMap::new();
         let mut docs: BTreeMap<DocKey, Arc<StoredDoc>> = BTreeMap::new();
@@ -307,7 +309,7 @@ impl EmbeddedStore {
         }
         let history = history_open
             .join()
-            .map_err(|_| StoreError::Io(std::io::Error::other("opening the history panicked")))?;
+            .ok_or_else(|| StoreError::Io(std::io::Error::other("opening the history panicked")))?;
         let history = Arc::new(history.map_err(history_error)?);
         let hist_lsn = history.checkpoint_lsn();
         if hist_lsn < snap_lsn {
@@ -674,6 +676,25 @@ impl EmbeddedStore {
 }
 
 /// Which indexes a tenant's state keeps, and whether it is being loaded in bulk.
+/// A thread joined when dropped: an open that fails early does not leave the history
+/// opening (and removing the files it finds unregistered) behind it.
+struct JoinOnDrop<T>(Option<std::thread::JoinHandle<T>>);
+
+impl<T> JoinOnDrop<T> {
+    /// Its result; `None` if it panicked.
+    fn join(mut self) -> Option<T> {
+        self.0.take()?.join().ok()
+    }
+}
+
+impl<T> Drop for JoinOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Indexes {
     values: bool,

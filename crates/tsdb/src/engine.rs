@@ -398,10 +398,18 @@ pub struct Tsdb {
     compactions: AtomicU64,
     corrupt_blocks: AtomicU64,
     retention_dropped: AtomicU64,
+    /// Checkpoints begun so far (each job's number is its place in this count).
+    begun: AtomicU64,
+    /// Jobs numbered below this fail when finished: an earlier one failed after they
+    /// began, and its points went back to the heads, which they do not hold. Were one
+    /// of them to succeed, the registry (and the store's log trimming) would move past
+    /// points that are only in memory.
+    poisoned_below: AtomicU64,
 }
 
 /// A checkpoint in progress: heads frozen at one log position, to be written.
 pub struct FlushJob {
+    seq: u64,
     lsn: u64,
     file: u64,
     frozen: Vec<(Arc<Series>, Arc<Vec<Point>>)>,

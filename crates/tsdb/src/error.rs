@@ -17,4 +17,8 @@ pub enum TsdbError {
     TooLarge,
     #[error("bad history log record: {0}")]
     BadRecord(&'static str),
+    /// A checkpoint that began before another one failed: it is not recorded (the
+    /// failed one's points are back in memory and go with the next checkpoint).
+    #[error("an earlier history checkpoint failed; this one is not recorded")]
+    EarlierCheckpointFailed,
 }

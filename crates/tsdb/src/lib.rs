@@ -4,7 +4,8 @@
 //! per-series in-memory head; a checkpoint freezes every head, writes them as one
 //! immutable segment file of compressed columnar blocks (`segment.rs`, codecs in
 //! `codec.rs`), then records the file list, series registry and checkpoint LSN in
-//! `registry.json`. Compaction merges files, applies instance edits and retention.
+//! `registry.log`, an append-only log of what changed (`registry.rs`). Compaction merges
+//! files, applies instance edits and retention.
 //!
 //! The engine has no log of its own: its owner (the store) logs every [`HistOp`] in its
 //! write-ahead log *before* calling [`Tsdb::apply`], and replays the records after

@@ -53,8 +53,6 @@ const MAGIC: &[u8; 8] = b"CBTSREG\n";
 const HEADER_LEN: u64 = 12;
 /// A batch is cut once its payload passes this size.
 const BATCH_BYTES: usize = 1 << 20;
-/// Longer batch lengths are damage, not data (a batch is cut at about 1 MiB).
-const MAX_BATCH: usize = 64 << 20;
 /// Deltas may add this much beyond the last whole write before a small registry is
 /// written whole again.
 const MIN_DELTA_BYTES: u64 = 4 << 20;
@@ -196,15 +194,18 @@ fn scan(
         let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
         let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
         let next = pos + 8 + len as u64;
-        if len == 0 || len > MAX_BATCH || next > end {
-            // Runs past the end: a torn append (or damage in the last batch).
+        if next > end {
+            // Runs past the end: a torn append.
             break;
         }
+        // A batch's length is bounded by the file (checked above), so this is too.
         buf.resize(len, 0);
         r.read_exact(&mut buf)?;
-        if crc32fast::hash(&buf) != crc {
-            if next == size {
-                break; // the last batch, torn
+        if len == 0 || crc32fast::hash(&buf) != crc {
+            // The last batch torn, or a tail the file system filled with zeros after a
+            // crash; anything else is damage after a sync.
+            if next == size || (buf.iter().all(|b| *b == 0) && zeros_to_end(&mut r)?) {
+                break;
             }
             return Err(corrupt(
                 path,
@@ -223,6 +224,20 @@ fn scan(
     Ok((committed, first, size))
 }
 
+/// Whether everything left to read is zero bytes.
+fn zeros_to_end(r: &mut impl Read) -> Result<bool, TsdbError> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if chunk[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
 fn read_log(path: &Path, file: File) -> Result<Loaded, TsdbError> {
     // First pass: where the last whole checkpoint ends (the checksums are checked).
     let (committed, base, size) = scan(path, file.try_clone()?, None, |_| Ok(()))?;
@@ -231,12 +246,16 @@ fn read_log(path: &Path, file: File) -> Result<Loaded, TsdbError> {
         return Err(corrupt(path, "no complete checkpoint"));
     }
     // Second pass: the records of whole checkpoints.
-    let mut d = Decoder::default();
+    let mut d = Decoder {
+        file_len: size,
+        ..Default::default()
+    };
     scan(path, File::open(path)?, Some(committed), |payload| {
         d.batch(&payload[1..])
             .ok_or_else(|| corrupt(path, "malformed registry record"))
     })?;
     let Decoder {
+        file_len: _,
         names,
         entities,
         series,
@@ -266,6 +285,8 @@ fn read_log(path: &Path, file: File) -> Result<Loaded, TsdbError> {
 
 #[derive(Default)]
 struct Decoder {
+    /// The file's length, which bounds what a size record may reserve.
+    file_len: u64,
     names: Vec<Arc<str>>,
     entities: Vec<LoadedEntity>,
     series: Vec<LoadedSeries>,
@@ -380,8 +401,10 @@ impl Decoder {
                     s.overrides = overrides;
                 }
                 R_SIZE => {
-                    let entities = r.varint()?.min(MAX_RESERVE) as usize;
-                    let series = r.varint()?.min(MAX_RESERVE) as usize;
+                    // Bounded by the file: every entity and series takes bytes of it.
+                    let cap = self.file_len.min(MAX_RESERVE);
+                    let entities = r.varint()?.min(cap / 4) as usize;
+                    let series = r.varint()?.min(cap / 4) as usize;
                     self.entities
                         .reserve_exact(entities.saturating_sub(self.entities.len()));
                     self.series
@@ -458,6 +481,12 @@ impl Writer {
     #[cfg(test)]
     pub fn set_min_delta(&mut self, bytes: u64) {
         self.min_delta = bytes;
+    }
+
+    /// Makes the next write whole (a checkpoint failed after some of its state was
+    /// taken: only a whole write is sure to record it).
+    pub fn force_whole(&mut self) {
+        self.file = None;
     }
 
     /// Bytes of whole checkpoints in the log (0: none written by this version yet).
@@ -704,6 +733,10 @@ impl Batch<'_> {
                 drop(f);
                 let log = path(&self.w.dir);
                 std::fs::rename(&tmp, &log)?;
+                // The log on disk is this one now (a backup copies this length of it),
+                // even if what follows fails.
+                self.w.committed = written;
+                self.w.base = written;
                 if self.w.legacy {
                     match std::fs::remove_file(self.w.dir.join(legacy::NAME)) {
                         Ok(()) => {}
@@ -714,8 +747,6 @@ impl Batch<'_> {
                 }
                 File::open(&self.w.dir)?.sync_all()?;
                 self.w.file = Some(OpenOptions::new().append(true).open(&log)?);
-                self.w.committed = written;
-                self.w.base = written;
             }
         }
         self.done = true;

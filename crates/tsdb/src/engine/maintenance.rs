@@ -39,6 +39,7 @@ impl Tsdb {
             frozen.push((s.clone(), f));
         }
         FlushJob {
+            seq: self.begun.fetch_add(1, Ordering::AcqRel),
             lsn,
             file,
             frozen,
@@ -51,8 +52,18 @@ impl Tsdb {
     /// On failure the frozen points go back to their heads (the next checkpoint retries).
     pub fn finish_checkpoint(&self, job: FlushJob, now_ms: i64) -> Result<(), TsdbError> {
         let _m = self.maintenance.lock();
-        let res = self.write_checkpoint(&job, now_ms);
+        let res = if job.seq < self.poisoned_below.load(Ordering::Acquire) {
+            Err(TsdbError::EarlierCheckpointFailed)
+        } else {
+            self.write_checkpoint(&job, now_ms)
+        };
         if res.is_err() {
+            // Every job begun before this failure misses the points going back now.
+            self.poisoned_below
+                .fetch_max(self.begun.load(Ordering::Acquire), Ordering::AcqRel);
+            // Whatever part of it was recorded, the next registry write is whole (the
+            // states this job took are not written by a later delta).
+            self.registry.lock().force_whole();
             // The next checkpoint takes them again.
             self.touched
                 .lock()
@@ -125,7 +136,10 @@ impl Tsdb {
             }
         }
         let removed = self.maybe_compact(now_ms)?;
-        let written: Vec<u32> = job.frozen.iter().map(|(s, _)| s.id).collect();
+        // Every series whose `last_rec` the job took (frozen, or edited or cleared
+        // since the last checkpoint), not only those it froze: their recorded state
+        // must move with `ckpt_last_recs`.
+        let written: Vec<u32> = job.last_recs.iter().map(|(id, _)| *id).collect();
         self.write_registry(&written)?;
         for path in removed {
             if let Err(error) = std::fs::remove_file(&path) {

@@ -43,6 +43,8 @@ impl Tsdb {
             compactions: AtomicU64::new(0),
             corrupt_blocks: AtomicU64::new(0),
             retention_dropped: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            poisoned_below: AtomicU64::new(0),
         };
         let mut files = Vec::with_capacity(reg.files.len());
         for &fid in &reg.files {

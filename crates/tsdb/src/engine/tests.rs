@@ -484,6 +484,10 @@ enum Step {
     DeleteInstance(u8, u8, usize),
     ReplaceInstance(u8, u8, usize, i64),
     Checkpoint,
+    /// Begins a checkpoint and holds it (overlapping checkpoints, as a snapshot's).
+    Begin,
+    /// Finishes the oldest held checkpoint.
+    Finish,
 }
 
 fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -497,10 +501,12 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         1 => (0u8..6, 0u8..3, 0usize..50, 0i64..100)
             .prop_map(|(e, a, i, v)| Step::ReplaceInstance(e, a, i, v)),
         2 => Just(Step::Checkpoint),
+        1 => Just(Step::Begin),
+        1 => Just(Step::Finish),
     ]
 }
 
-fn run_step(db: &Tsdb, s: &Step, lsn: &mut u64) {
+fn run_step(db: &Tsdb, s: &Step, lsn: &mut u64, held: &mut std::collections::VecDeque<FlushJob>) {
     *lsn += 1;
     let ent = |e: u8| Arc::from(format!("urn:e{e}"));
     let attr = |a: u8| format!("a{a}");
@@ -544,7 +550,19 @@ fn run_step(db: &Tsdb, s: &Step, lsn: &mut u64) {
                 });
             }
         }
-        Step::Checkpoint => checkpoint(db, *lsn),
+        Step::Checkpoint => {
+            // Checkpoints finish in the order they began.
+            while let Some(job) = held.pop_front() {
+                db.finish_checkpoint(job, 0).unwrap();
+            }
+            checkpoint(db, *lsn)
+        }
+        Step::Begin => held.push_back(db.begin_checkpoint(*lsn)),
+        Step::Finish => {
+            if let Some(job) = held.pop_front() {
+                db.finish_checkpoint(job, 0).unwrap();
+            }
+        }
     }
 }
 
@@ -581,7 +599,7 @@ fn observable(db: &Tsdb) -> Vec<String> {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(160))]
 
     /// Whatever mix of writes, edits, deletes, checkpoints and compactions (every
     /// checkpoint a delta, some whole), the engine opened from its registry log sees
@@ -597,8 +615,12 @@ proptest::proptest! {
         let db = Tsdb::open(opts.clone()).unwrap();
         db.registry.lock().set_min_delta(min_delta);
         let mut lsn = 0;
+        let mut held = std::collections::VecDeque::new();
         for s in &steps {
-            run_step(&db, s, &mut lsn);
+            run_step(&db, s, &mut lsn, &mut held);
+        }
+        while let Some(job) = held.pop_front() {
+            db.finish_checkpoint(job, 0).unwrap();
         }
         checkpoint(&db, lsn + 1);
         let live = observable(&db);
@@ -707,4 +729,33 @@ fn a_backup_copies_the_registry_log_as_of_its_checkpoint() {
     let copy = Tsdb::open(TsdbOptions::new(b.path())).unwrap();
     assert_eq!((copy.checkpoint_lsn(), copy.stats().series), (2, 2));
     assert_eq!(all(&copy, 1).len(), 1);
+}
+
+#[test]
+fn a_checkpoint_begun_before_another_failed_is_not_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(TsdbOptions::new(dir.path())).unwrap();
+    insert(&db, "urn:a", "x", vec![pt(1, 1.0)]);
+    let first = db.begin_checkpoint(1);
+    insert(&db, "urn:b", "x", vec![pt(2, 2.0)]);
+    let second = db.begin_checkpoint(2);
+    // The first one's segment cannot be written (its name is taken by a directory).
+    let blocker = segment::file_path(dir.path(), first.file);
+    std::fs::create_dir(&blocker).unwrap();
+    assert!(db.finish_checkpoint(first, 0).is_err());
+    std::fs::remove_dir(&blocker).unwrap();
+    // The second began before that failure: its points are on disk only with the
+    // first one's, which are back in memory, so it must not move the checkpoint on.
+    assert!(matches!(
+        db.finish_checkpoint(second, 0),
+        Err(TsdbError::EarlierCheckpointFailed)
+    ));
+    assert_eq!(db.checkpoint_lsn(), 0);
+    assert_eq!(db.head_points(), 2);
+    // The next one takes everything.
+    checkpoint(&db, 3);
+    drop(db);
+    let db = Tsdb::open(TsdbOptions::new(dir.path())).unwrap();
+    assert_eq!(db.checkpoint_lsn(), 3);
+    assert_eq!((all(&db, 0).len(), all(&db, 1).len()), (1, 1));
 }

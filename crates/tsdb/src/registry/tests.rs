@@ -138,6 +138,12 @@ fn a_torn_append_is_left_out_and_the_next_write_is_whole() {
         assert!(w.wants_whole());
         drop(w.begin(false).unwrap());
     }
+    // A tail the file system filled with zeros after a crash is torn too.
+    let mut zeros = full.clone();
+    zeros.extend(std::iter::repeat_n(0u8, 5000));
+    std::fs::write(path(dir.path()), &zeros).unwrap();
+    let l = load(dir.path()).unwrap().unwrap();
+    assert_eq!((l.checkpoint_lsn, l.writer.appendable), (6, false));
     // A flipped byte in the last batch is a torn tail too; earlier, it is damage.
     let mut bad = full.clone();
     *bad.last_mut().unwrap() ^= 1;
