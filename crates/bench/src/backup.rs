@@ -31,6 +31,43 @@ pub(crate) fn write_batch(
     Ok(())
 }
 
+/// Writes the located entities numbered `range` (a grid of 1,000 × 1,000 positions,
+/// about 40 m apart, around Berlin), 10,000 per durable batch.
+pub(crate) fn write_grid(
+    rt: &tokio::runtime::Runtime,
+    store: &EmbeddedStore,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
+    let ids: Vec<usize> = range.collect();
+    write_located(rt, store, &ids, |_| {})
+}
+
+/// Writes the located entities numbered `ids` (at their grid positions), 10,000 per
+/// durable batch, each changed by `edit` first.
+pub(crate) fn write_located(
+    rt: &tokio::runtime::Runtime,
+    store: &EmbeddedStore,
+    ids: &[usize],
+    edit: impl Fn(&mut Entity),
+) -> anyhow::Result<()> {
+    for chunk in ids.chunks(10_000) {
+        let list: Vec<Entity> = chunk
+            .iter()
+            .map(|&i| {
+                let mut e = located(
+                    i,
+                    13.1 + (i % 1000) as f64 * 0.0004,
+                    52.35 + (i / 1000 % 1000) as f64 * 0.0003,
+                )?;
+                edit(&mut e);
+                Ok(e)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        write_batch(rt, store, &list)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -43,22 +80,7 @@ pub fn run(entities: usize) -> anyhow::Result<Value> {
     let store = EmbeddedStore::open(StoreOptions::new(&data))?;
     let rt = runtime()?;
     let t = Instant::now();
-    let chunk = 10_000;
-    let mut next = 0;
-    while next < entities {
-        let n = chunk.min(entities - next);
-        let list: Vec<Entity> = (next..next + n)
-            .map(|i| {
-                located(
-                    i,
-                    13.1 + (i % 1000) as f64 * 0.0004,
-                    52.35 + (i / 1000 % 1000) as f64 * 0.0003,
-                )
-            })
-            .collect::<anyhow::Result<_>>()?;
-        write_batch(&rt, &store, &list)?;
-        next += n;
-    }
+    write_grid(&rt, &store, 0..entities)?;
     eprintln!(
         "backup: {entities} entities written in {:.1} s",
         t.elapsed().as_secs_f64()

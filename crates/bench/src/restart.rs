@@ -12,53 +12,22 @@
 
 use std::time::{Duration, Instant};
 
-use citybrain_model::Entity;
 use citybrain_store::{EmbeddedStore, EntityStore, StoreOptions};
 use serde_json::{json, Value};
 
-use crate::backup::{runtime, write_batch};
-use crate::geo::located;
-
-fn lon_lat(i: usize) -> (f64, f64) {
-    (
-        13.1 + (i % 1000) as f64 * 0.0004,
-        52.35 + (i / 1000 % 1000) as f64 * 0.0003,
-    )
-}
+use crate::backup::{runtime, write_grid, write_located};
 
 fn load(dir: &std::path::Path, entities: usize) -> anyhow::Result<f64> {
     let store = EmbeddedStore::open(StoreOptions::new(dir))?;
     let rt = runtime()?;
     let t = Instant::now();
-    let chunk = 10_000;
-    let mut next = 0;
-    while next < entities {
-        let n = chunk.min(entities - next);
-        let list: Vec<Entity> = (next..next + n)
-            .map(|i| {
-                let (x, y) = lon_lat(i);
-                located(i, x, y)
-            })
-            .collect::<anyhow::Result<_>>()?;
-        write_batch(&rt, &store, &list)?;
-        next += n;
-    }
+    write_grid(&rt, &store, 0..entities)?;
     for round in 0..10 {
-        let mut next = round;
-        while next < entities {
-            let list: Vec<Entity> = (0..chunk)
-                .map(|k| next + k * 10)
-                .take_while(|i| *i < entities)
-                .map(|i| {
-                    let (x, y) = lon_lat(i);
-                    let mut e = located(i, x, y)?;
-                    e.attrs.retain(|(n, _)| n.ends_with("intensity"));
-                    Ok(e)
-                })
-                .collect::<anyhow::Result<_>>()?;
-            next += chunk * 10;
-            write_batch(&rt, &store, &list)?;
-        }
+        // A tenth of them, one reading each.
+        let ids: Vec<usize> = (round..entities).step_by(10).collect();
+        write_located(&rt, &store, &ids, |e| {
+            e.attrs.retain(|(n, _)| n.ends_with("intensity"))
+        })?;
     }
     let took = t.elapsed().as_secs_f64();
     store.close();

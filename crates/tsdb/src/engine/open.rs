@@ -109,6 +109,19 @@ impl Cursor<'_> {
     }
 }
 
+/// A series' in-memory part from its registry record (its edits taken) and blocks.
+fn inner_of(s: &mut LoadedSeries, mut blocks: Vec<BlockRef>) -> SeriesInner {
+    blocks.shrink_to_fit();
+    let mut inner = SeriesInner {
+        blocks,
+        last_rec: s.last_rec,
+        min_file: s.min_file,
+        ..Default::default()
+    };
+    inner.set_overrides(std::mem::take(&mut s.overrides).into_iter().collect());
+    inner
+}
+
 /// Fills an empty state from what the registry and the segment files hold.
 fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<IndexEntry>)]) {
     st.checkpoint_lsn = reg.checkpoint_lsn;
@@ -155,7 +168,7 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
     let mut unplaced: Vec<LoadedSeries> = Vec::new();
     // Series whose entity it did not give by number (a version 1 registry).
     let mut by_key: Vec<(u32, EntityKey)> = Vec::new();
-    for s in reg.series {
+    for mut s in reg.series {
         let id = s.id;
         if id as usize != st.series.len() {
             unplaced.push(s);
@@ -165,14 +178,7 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
         for c in &mut cursors {
             c.take(id, s.min_file, &mut blocks);
         }
-        blocks.shrink_to_fit();
-        let mut inner = SeriesInner {
-            blocks,
-            last_rec: s.last_rec,
-            min_file: s.min_file,
-            ..Default::default()
-        };
-        inner.set_overrides(s.overrides.into_iter().collect());
+        let inner = inner_of(&mut s, blocks);
         st.ckpt_last_recs.push(s.last_rec);
         match s.entity.and_then(|e| entities.get_mut(e)) {
             Some((_, entry)) => entry.series.push(id),
@@ -211,7 +217,7 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
             e.series.push(id);
         }
     }
-    for s in unplaced {
+    for mut s in unplaced {
         let id = s.id;
         let mut blocks = Vec::new();
         for (fid, file, index) in files.iter() {
@@ -224,13 +230,7 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
                 );
             }
         }
-        let mut inner = SeriesInner {
-            blocks,
-            last_rec: s.last_rec,
-            min_file: s.min_file,
-            ..Default::default()
-        };
-        inner.set_overrides(s.overrides.into_iter().collect());
+        let inner = inner_of(&mut s, blocks);
         install_series(st, id, s.key, inner);
         let i = id as usize;
         if st.ckpt_last_recs.len() <= i {
