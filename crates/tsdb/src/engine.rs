@@ -670,6 +670,15 @@ impl Tsdb {
 }
 
 impl State {
+    /// Records the `last_rec` of series `id` as of the latest checkpoint.
+    fn set_ckpt_last_rec(&mut self, id: u32, last_rec: i64) {
+        let i = id as usize;
+        if self.ckpt_last_recs.len() <= i {
+            self.ckpt_last_recs.resize(i + 1, 0);
+        }
+        self.ckpt_last_recs[i] = last_rec;
+    }
+
     /// The series of a key.
     fn lookup(&self, key: &SeriesKey) -> Option<&Arc<Series>> {
         let series = &self.series;

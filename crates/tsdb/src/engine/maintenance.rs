@@ -19,8 +19,7 @@ impl Tsdb {
         let file = st.next_file;
         st.next_file += 1;
         let mut ids = std::mem::take(&mut *self.touched.lock());
-        let marked = self.dirty.lock().series.clone();
-        ids.extend(marked);
+        ids.extend_from_slice(&self.dirty.lock().series);
         ids.sort_unstable();
         ids.dedup();
         let mut frozen = Vec::new();
@@ -127,11 +126,7 @@ impl Tsdb {
             if job.lsn >= st.checkpoint_lsn {
                 st.checkpoint_lsn = job.lsn;
                 for &(id, last_rec) in &job.last_recs {
-                    let i = id as usize;
-                    if st.ckpt_last_recs.len() <= i {
-                        st.ckpt_last_recs.resize(i + 1, 0);
-                    }
-                    st.ckpt_last_recs[i] = last_rec;
+                    st.set_ckpt_last_rec(id, last_rec);
                 }
             }
         }

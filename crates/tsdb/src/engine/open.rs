@@ -232,10 +232,6 @@ fn build(st: &mut State, reg: Loaded, files: &mut [(u64, Arc<SegFile>, Vec<Index
         }
         let inner = inner_of(&mut s, blocks);
         install_series(st, id, s.key, inner);
-        let i = id as usize;
-        if st.ckpt_last_recs.len() <= i {
-            st.ckpt_last_recs.resize(i + 1, 0);
-        }
-        st.ckpt_last_recs[i] = s.last_rec;
+        st.set_ckpt_last_rec(id, s.last_rec);
     }
 }

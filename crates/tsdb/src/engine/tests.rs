@@ -506,6 +506,13 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
     ]
 }
 
+/// Finishes the held checkpoints, in the order they began (as they must).
+fn finish_held(db: &Tsdb, held: &mut std::collections::VecDeque<FlushJob>) {
+    while let Some(job) = held.pop_front() {
+        db.finish_checkpoint(job, 0).unwrap();
+    }
+}
+
 fn run_step(db: &Tsdb, s: &Step, lsn: &mut u64, held: &mut std::collections::VecDeque<FlushJob>) {
     *lsn += 1;
     let ent = |e: u8| Arc::from(format!("urn:e{e}"));
@@ -551,10 +558,7 @@ fn run_step(db: &Tsdb, s: &Step, lsn: &mut u64, held: &mut std::collections::Vec
             }
         }
         Step::Checkpoint => {
-            // Checkpoints finish in the order they began.
-            while let Some(job) = held.pop_front() {
-                db.finish_checkpoint(job, 0).unwrap();
-            }
+            finish_held(db, held);
             checkpoint(db, *lsn)
         }
         Step::Begin => held.push_back(db.begin_checkpoint(*lsn)),
@@ -619,9 +623,7 @@ proptest::proptest! {
         for s in &steps {
             run_step(&db, s, &mut lsn, &mut held);
         }
-        while let Some(job) = held.pop_front() {
-            db.finish_checkpoint(job, 0).unwrap();
-        }
+        finish_held(&db, &mut held);
         checkpoint(&db, lsn + 1);
         let live = observable(&db);
         drop(db);
